@@ -1,0 +1,30 @@
+// swift-tools-version:6.0
+// moert: an embeddable Mixture-of-Experts inference runtime with a stable C ABI.
+import PackageDescription
+
+/// Release builds of the shared library carry the Swift runtime statically (hosts need no Swift installed)
+/// and the SONAME `libmoert.so.<ABI major>`. Debug builds stay dynamic so that `swift test` links.
+let releaseOnly = BuildSettingCondition.when(configuration: .release)
+
+let package = Package(
+    name: "moert",
+    products: [
+        .library(name: "moert", type: .dynamic, targets: ["Moert"]),
+        .executable(name: "moert-cli", targets: ["moert-cli"]),
+    ],
+    targets: [
+        // The public header, imported by Swift so that `@c @implementation` checks every export against it.
+        .systemLibrary(name: "CMoert", path: "include"),
+        .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
+        // Formats, kernels, routing, experts, model and session. No C-ABI concerns.
+        .target(name: "MoertCore", dependencies: ["COpenBLAS"],
+                swiftSettings: [.unsafeFlags(["-Ounchecked"], releaseOnly)]),
+        // The thin C-ABI layer: converts, calls, maps errors. Builds libmoert.so.
+        .target(name: "Moert", dependencies: ["MoertCore", "CMoert"],
+                swiftSettings: [.unsafeFlags(["-static-stdlib"], releaseOnly)],
+                linkerSettings: [.unsafeFlags(["-static-stdlib", "-Xlinker", "-soname=libmoert.so.1"], releaseOnly)]),
+        // The `moert` command line tool.
+        .executableTarget(name: "moert-cli", dependencies: ["MoertCore"]),
+        .testTarget(name: "MoertCoreTests", dependencies: ["MoertCore"]),
+    ]
+)

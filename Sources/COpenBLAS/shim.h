@@ -1,0 +1,4 @@
+/* COpenBLAS: the CBLAS interface of the system OpenBLAS (Debian libopenblas-dev). */
+#include <cblas.h>
+int openblas_get_num_threads(void);
+void openblas_set_num_threads(int num_threads);

@@ -1,0 +1,52 @@
+// Handles: the Swift objects behind the opaque C handles, and conversions between them.
+
+import CMoert
+import MoertCore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Behind `moert_model *`: the model plus C strings it hands out.
+final class ModelHandle {
+    let model: Model
+    let architecture: UnsafeMutablePointer<CChar>
+
+    init(_ model: Model) {
+        self.model = model
+        architecture = strdup(model.config.architecture.rawValue)
+    }
+
+    deinit { free(architecture) }
+}
+
+/// Behind `moert_session *`. Retains its model handle, so a model freed too early stays valid.
+final class SessionHandle {
+    let modelHandle: ModelHandle
+    let session: Session
+
+    init(_ modelHandle: ModelHandle, _ session: Session) {
+        self.modelHandle = modelHandle
+        self.session = session
+    }
+}
+
+/// Behind `moert_sampler *`.
+final class SamplerHandle {
+    var sampler: Sampler
+    init(_ sampler: Sampler) { self.sampler = sampler }
+}
+
+/// Retains `object` and returns it as an opaque pointer owned by the host.
+func retainedHandle(_ object: AnyObject) -> OpaquePointer {
+    OpaquePointer(Unmanaged.passRetained(object).toOpaque())
+}
+
+/// The object behind a handle, without changing its reference count.
+func object<T: AnyObject>(_ handle: OpaquePointer, as type: T.Type) -> T {
+    Unmanaged<T>.fromOpaque(UnsafeRawPointer(handle)).takeUnretainedValue()
+}
+
+/// Releases the host's reference to a handle.
+func releaseHandle<T: AnyObject>(_ handle: OpaquePointer, as type: T.Type) {
+    Unmanaged<T>.fromOpaque(UnsafeRawPointer(handle)).release()
+}

@@ -1,0 +1,79 @@
+// LastError: the thread-local message behind moert_last_error() and the mapping of errors to status codes.
+
+import CMoert
+import MoertCore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The pthread key whose per-thread value is a malloc'd C string (freed when replaced or when the thread ends).
+private let errorKey: pthread_key_t = {
+    var key = pthread_key_t()
+    pthread_key_create(&key) { free($0) }
+    return key
+}()
+
+/// An empty C string with static lifetime.
+nonisolated(unsafe) private let emptyCString: UnsafePointer<CChar> = UnsafePointer(strdup("")!)
+
+/// Stores `message` as this thread's last error.
+func setLastError(_ message: String) {
+    let old = pthread_getspecific(errorKey)
+    pthread_setspecific(errorKey, strdup(message))
+    free(old)
+}
+
+/// This thread's last error message (never NULL).
+func lastErrorCString() -> UnsafePointer<CChar> {
+    guard let p = pthread_getspecific(errorKey) else { return emptyCString }
+    return UnsafePointer(p.assumingMemoryBound(to: CChar.self))
+}
+
+/// Runs `body`, mapping a thrown error to its status code and this thread's last error.
+func withStatus(_ body: () throws -> Void) -> moert_status {
+    do {
+        try body()
+        return MOERT_OK
+    } catch let e as MoertError {
+        setLastError(e.message)
+        return e.code.rawValue
+    } catch {
+        setLastError("internal error: \(error)")
+        return MOERT_ERR_INTERNAL
+    }
+}
+
+/// Fails with `.invalidArgument` when `pointer` is NULL.
+func require<T>(_ pointer: T?, _ name: String) throws -> T {
+    guard let pointer else { throw MoertError(.invalidArgument, "\(name) is NULL") }
+    return pointer
+}
+
+/// Copies a host options struct into `defaults`, honouring its `struct_size` (older, shorter structs keep the
+/// defaults for the fields they lack). NULL gives the defaults.
+func readSized<T>(_ p: UnsafePointer<T>?, defaults: T, name: String) throws -> T {
+    guard let p else { return defaults }
+    let size = Int(UnsafeRawPointer(p).load(as: UInt32.self))
+    guard size >= MemoryLayout<UInt32>.size else {
+        throw MoertError(.invalidArgument, "\(name).struct_size is \(size); initialise the struct with its _init function")
+    }
+    var out = defaults
+    withUnsafeMutableBytes(of: &out) { dst in
+        _ = memcpy(dst.baseAddress!, UnsafeRawPointer(p), min(size, MemoryLayout<T>.size))
+    }
+    return out
+}
+
+/// Copies `value` into a host struct, writing only the bytes its `struct_size` covers.
+func writeSized<T>(_ value: T, to p: UnsafeMutablePointer<T>, name: String) throws {
+    let size = Int(UnsafeRawPointer(p).load(as: UInt32.self))
+    guard size >= MemoryLayout<UInt32>.size else {
+        throw MoertError(.invalidArgument, "\(name).struct_size is \(size); set it to sizeof the struct")
+    }
+    var v = value
+    withUnsafeBytes(of: &v) { src in
+        let n = min(size, MemoryLayout<T>.size)
+        // Skip struct_size itself so the host's value stays.
+        _ = memcpy(UnsafeMutableRawPointer(p) + 4, src.baseAddress! + 4, n - 4)
+    }
+}

@@ -1,0 +1,52 @@
+// SamplerAPI: standalone token samplers.
+
+import CMoert
+import MoertCore
+
+/// Converts host sampler options (NULL = greedy) into the core's.
+func samplerOptions(_ p: UnsafePointer<moert_sampler_options>?) throws -> SamplerOptions {
+    var defaults = moert_sampler_options()
+    moert_sampler_options_init(&defaults)
+    let o = try readSized(p, defaults: defaults, name: "moert_sampler_options")
+    var s = SamplerOptions()
+    s.temperature = o.temperature
+    s.topK = Int(o.top_k)
+    s.topP = o.top_p
+    s.seed = o.seed
+    try s.validate()
+    return s
+}
+
+/// Default (greedy) sampler options. The C entry point is `moert_sampler_options_init`.
+@c @implementation public func moert_sampler_options_init(_ options: UnsafeMutablePointer<moert_sampler_options>!) {
+    guard let options else { return }
+    options.pointee = moert_sampler_options(struct_size: UInt32(MemoryLayout<moert_sampler_options>.size),
+                                            temperature: 0, top_k: 0, top_p: 1, seed: 0)
+}
+
+/// Creates a sampler. The C entry point is `moert_sampler_create`.
+@c @implementation public func moert_sampler_create(_ options: UnsafePointer<moert_sampler_options>!,
+                                                    _ outSampler: UnsafeMutablePointer<OpaquePointer?>!) -> moert_status {
+    outSampler?.pointee = nil
+    return withStatus {
+        let out = try require(outSampler, "out_sampler")
+        out.pointee = retainedHandle(SamplerHandle(try Sampler(options: try samplerOptions(options))))
+    }
+}
+
+/// Frees a sampler. The C entry point is `moert_sampler_free`.
+@c @implementation public func moert_sampler_free(_ sampler: OpaquePointer!) {
+    guard let sampler else { return }
+    releaseHandle(sampler, as: SamplerHandle.self)
+}
+
+/// Draws a token. The C entry point is `moert_sampler_sample`.
+@c @implementation public func moert_sampler_sample(_ sampler: OpaquePointer!, _ logits: UnsafePointer<Float>!, _ nVocab: Int,
+                                                    _ outToken: UnsafeMutablePointer<Int32>!) -> moert_status {
+    withStatus {
+        let handle = object(try require(sampler, "sampler"), as: SamplerHandle.self)
+        let logits = try require(logits, "logits")
+        let out = try require(outToken, "out_token")
+        out.pointee = try handle.sampler.sample(UnsafeBufferPointer(start: logits, count: nVocab))
+    }
+}

@@ -1,0 +1,103 @@
+// SessionAPI: sessions, evaluation and generation.
+
+import CMoert
+import MoertCore
+
+/// Default session options. The C entry point is `moert_session_options_init`.
+@c @implementation public func moert_session_options_init(_ options: UnsafeMutablePointer<moert_session_options>!) {
+    guard let options else { return }
+    options.pointee = moert_session_options(struct_size: UInt32(MemoryLayout<moert_session_options>.size), flags: 0, n_ctx: 0, max_batch: 0)
+}
+
+/// Creates a session. The C entry point is `moert_session_create`.
+@c @implementation public func moert_session_create(_ model: OpaquePointer!, _ options: UnsafePointer<moert_session_options>!,
+                                                    _ outSession: UnsafeMutablePointer<OpaquePointer?>!) -> moert_status {
+    outSession?.pointee = nil
+    return withStatus {
+        let out = try require(outSession, "out_session")
+        let handle = object(try require(model, "model"), as: ModelHandle.self)
+        var defaults = moert_session_options()
+        moert_session_options_init(&defaults)
+        let o = try readSized(options, defaults: defaults, name: "moert_session_options")
+        guard o.flags == 0 else { throw MoertError(.invalidArgument, "moert_session_options.flags must be 0, got \(o.flags)") }
+        guard o.n_ctx >= 0, o.n_ctx <= Int64(Int32.max) else { throw MoertError(.invalidArgument, "n_ctx must be in [0, 2^31), got \(o.n_ctx)") }
+        var so = SessionOptions()
+        so.contextLength = Int(o.n_ctx)
+        so.maxBatch = Int(o.max_batch)
+        out.pointee = retainedHandle(SessionHandle(handle, try Session(model: handle.model, options: so)))
+    }
+}
+
+/// Frees a session. The C entry point is `moert_session_free`.
+@c @implementation public func moert_session_free(_ session: OpaquePointer!) {
+    guard let session else { return }
+    releaseHandle(session, as: SessionHandle.self)
+}
+
+/// Empties the KV cache. The C entry point is `moert_session_reset`.
+@c @implementation public func moert_session_reset(_ session: OpaquePointer!) -> moert_status {
+    withStatus { object(try require(session, "session"), as: SessionHandle.self).session.reset() }
+}
+
+/// Tokens in the KV cache. The C entry point is `moert_session_n_past`.
+@c @implementation public func moert_session_n_past(_ session: OpaquePointer!) -> Int64 {
+    guard let session else { return 0 }
+    return Int64(object(session, as: SessionHandle.self).session.position)
+}
+
+/// KV cache capacity. The C entry point is `moert_session_n_ctx`.
+@c @implementation public func moert_session_n_ctx(_ session: OpaquePointer!) -> Int64 {
+    guard let session else { return 0 }
+    return Int64(object(session, as: SessionHandle.self).session.contextLength)
+}
+
+/// Evaluates tokens. The C entry point is `moert_session_eval`.
+@c @implementation public func moert_session_eval(_ session: OpaquePointer!, _ tokens: UnsafePointer<Int32>!, _ nTokens: Int,
+                                                  _ logitsMode: Int32, _ logits: UnsafeMutablePointer<Float>!,
+                                                  _ logitsCapacity: Int) -> moert_status {
+    withStatus {
+        let s = object(try require(session, "session"), as: SessionHandle.self).session
+        let tokens = try require(tokens, "tokens")
+        let mode: LogitsMode
+        switch logitsMode {
+        case MOERT_LOGITS_NONE: mode = .none
+        case MOERT_LOGITS_LAST: mode = .last
+        case MOERT_LOGITS_ALL: mode = .all
+        default: throw MoertError(.invalidArgument, "logits_mode must be MOERT_LOGITS_NONE, _LAST or _ALL, got \(logitsMode)")
+        }
+        try s.evaluate(UnsafeBufferPointer(start: tokens, count: nTokens), mode: mode, logits: logits, capacity: logitsCapacity)
+    }
+}
+
+/// Default generation options. The C entry point is `moert_generate_options_init`.
+@c @implementation public func moert_generate_options_init(_ options: UnsafeMutablePointer<moert_generate_options>!) {
+    guard let options else { return }
+    options.pointee = moert_generate_options(struct_size: UInt32(MemoryLayout<moert_generate_options>.size),
+                                             max_new_tokens: 16, ignore_eos: 0, sampler: nil)
+}
+
+/// Evaluates a prompt and generates tokens. The C entry point is `moert_session_generate`.
+@c @implementation public func moert_session_generate(_ session: OpaquePointer!, _ prompt: UnsafePointer<Int32>!, _ nPrompt: Int,
+                                                      _ options: UnsafePointer<moert_generate_options>!,
+                                                      _ callback: moert_token_callback!, _ userData: UnsafeMutableRawPointer!,
+                                                      _ outTokens: UnsafeMutablePointer<Int32>!, _ outCapacity: Int,
+                                                      _ outNGenerated: UnsafeMutablePointer<Int>!) -> moert_status {
+    outNGenerated?.pointee = 0
+    return withStatus {
+        let s = object(try require(session, "session"), as: SessionHandle.self).session
+        var defaults = moert_generate_options()
+        moert_generate_options_init(&defaults)
+        let o = try readSized(options, defaults: defaults, name: "moert_generate_options")
+        var sampler = try Sampler(options: try samplerOptions(o.sampler))
+        guard nPrompt == 0 || prompt != nil else { throw MoertError(.invalidArgument, "prompt is NULL") }
+        let promptTokens = nPrompt == 0 ? [] : Array(UnsafeBufferPointer(start: prompt, count: nPrompt))
+        var count = 0
+        try s.generate(prompt: promptTokens, maxNewTokens: Int(o.max_new_tokens), ignoreEOS: o.ignore_eos != 0,
+                       sampler: &sampler) { token in
+            if let outTokens, count < outCapacity { outTokens[count] = token }
+            count += 1
+            outNGenerated?.pointee = count
+            return callback.map { $0(token, userData) == 0 } ?? true
+        }
+    }
+}

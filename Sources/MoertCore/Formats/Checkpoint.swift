@@ -1,0 +1,144 @@
+// Checkpoint: a Hugging Face model directory — config.json plus one or more safetensors files.
+
+/// A float32 view of a weight tensor, either read in place from the mapping or converted once at load.
+public struct Weight: @unchecked Sendable {
+    /// First element, row-major.
+    public let data: UnsafePointer<Float>
+    /// Shape, outermost first.
+    public let shape: [Int]
+    /// Elements.
+    public var count: Int { shape.reduce(1, *) }
+}
+
+/// An opened checkpoint directory. Keeps every mapping alive and owns the buffers of converted weights.
+public final class Checkpoint: @unchecked Sendable {
+    /// The directory.
+    public let directory: String
+    /// Parsed and validated config.json.
+    public let config: ModelConfig
+    /// The mapped safetensors files.
+    public let files: [SafetensorsFile]
+    /// Tensor name → index into `files`.
+    private let location: [String: Int]
+    /// Buffers holding weights converted to float32 (F16/BF16 storage or unaligned F32).
+    private(set) var converted: [FloatBuffer] = []
+    /// Names of tensors read so far; the rest are reported as unused.
+    private(set) var used: Set<String> = []
+
+    /// Opens `directory`: reads config.json, maps `model.safetensors` or the shards named by
+    /// `model.safetensors.index.json`, and validates every header.
+    /// - Throws: `MoertError` naming the file at fault.
+    public init(directory: String) throws {
+        self.directory = directory
+        let configPath = joinPath(directory, "config.json")
+        guard fileExists(configPath) else { throw MoertError(.io, "\(directory): no config.json (expected a Hugging Face model directory)") }
+        config = try ModelConfig(json: try JSON.parse(try readTextFile(configPath), what: configPath), source: configPath)
+
+        let single = joinPath(directory, "model.safetensors")
+        let index = joinPath(directory, "model.safetensors.index.json")
+        var shardNames: [String]
+        var expected: [String: String] = [:]
+        if fileExists(index) {
+            let json = try JSON.parse(try readTextFile(index), what: index)
+            guard let map = json.object?["weight_map"]?.object else { throw MoertError.format("\(index): missing \"weight_map\" object") }
+            for (tensor, file) in map {
+                guard let f = file.string, !f.isEmpty, !f.contains("/") else {
+                    throw MoertError.format("\(index): weight_map entry for \(tensor) must be a file name in the same directory")
+                }
+                expected[tensor] = f
+            }
+            shardNames = Array(Set(expected.values)).sorted()
+        } else if fileExists(single) {
+            shardNames = ["model.safetensors"]
+        } else {
+            throw MoertError(.io, "\(directory): neither model.safetensors nor model.safetensors.index.json found")
+        }
+
+        var files: [SafetensorsFile] = []
+        var location: [String: Int] = [:]
+        for name in shardNames {
+            let path = joinPath(directory, name)
+            let file = try SafetensorsFile(path: path)
+            for tensor in file.tensors.keys {
+                if location[tensor] != nil { throw MoertError.format("\(path): tensor \(tensor) also appears in another shard") }
+                if let e = expected[tensor], e != name {
+                    throw MoertError.format("\(index): weight_map puts \(tensor) in \(e) but it is in \(name)")
+                }
+                location[tensor] = files.count
+            }
+            files.append(file)
+        }
+        for (tensor, file) in expected where location[tensor] == nil {
+            throw MoertError.format("\(joinPath(directory, file)): tensor \(tensor) listed in the index is missing")
+        }
+        self.files = files
+        self.location = location
+    }
+
+    /// True when the checkpoint holds `name`.
+    public func contains(_ name: String) -> Bool { location[name] != nil }
+
+    /// The header entry of `name` and the file holding it.
+    /// - Throws: `MoertError` (`.format`) when the tensor is missing.
+    public func info(_ name: String) throws -> (TensorInfo, SafetensorsFile) {
+        guard let i = location[name], let info = files[i].tensors[name] else {
+            throw MoertError.format("\(directory): missing tensor \(name)")
+        }
+        return (info, files[i])
+    }
+
+    /// Reads tensor `name` as float32 after checking that its shape is `shape`.
+    /// F32 data aligned to 4 bytes is used in place; F16 and BF16 data is converted into an owned buffer.
+    /// - Throws: `MoertError` (`.format`) naming the file and tensor on a missing tensor or wrong shape,
+    ///   (`.unsupported`) on a non-float dtype.
+    public func weight(_ name: String, shape: [Int]) throws -> Weight {
+        let (info, file) = try self.info(name)
+        let fileName = file.file.path.split(separator: "/").last.map(String.init) ?? file.file.path
+        guard info.shape == shape else {
+            throw MoertError.format("\(name) in \(fileName): expected shape \(shape), got \(info.shape)")
+        }
+        guard info.dtype.isFloat else {
+            throw MoertError.unsupported("\(name) in \(fileName): dtype \(info.dtype.rawValue) is not supported for weights (F32, F16, BF16)")
+        }
+        used.insert(name)
+        let src = file.data(info)
+        if info.dtype == .f32 && Int(bitPattern: src) % MemoryLayout<Float>.alignment == 0 {
+            return Weight(data: src.assumingMemoryBound(to: Float.self), shape: shape)
+        }
+        let buffer = try FloatBuffer(count: info.count)
+        convertToFloat(src, dtype: info.dtype, count: info.count, into: buffer.pointer)
+        converted.append(buffer)
+        return Weight(data: UnsafePointer(buffer.pointer), shape: shape)
+    }
+
+    /// Bytes of float32 weights held in converted buffers.
+    public var convertedBytes: Int { converted.reduce(0) { $0 + $1.byteCount } }
+
+    /// Bytes of all mapped files.
+    public var mappedBytes: Int { files.reduce(0) { $0 + $1.file.size } }
+
+    /// Tensors present in the files but never read (a sign of an unsupported feature).
+    public var unusedTensors: [String] { location.keys.filter { !used.contains($0) }.sorted() }
+
+    /// The storage dtypes of all float tensors.
+    public var floatDTypes: Set<TensorDType> {
+        var s = Set<TensorDType>()
+        for f in files { for t in f.tensors.values where t.dtype.isFloat { s.insert(t.dtype) } }
+        return s
+    }
+}
+
+/// Converts `count` elements of F32, F16 or BF16 data (any alignment) to float32.
+func convertToFloat(_ src: UnsafeRawPointer, dtype: TensorDType, count: Int, into dst: UnsafeMutablePointer<Float>) {
+    switch dtype {
+    case .f32:
+        for i in 0..<count { dst[i] = src.loadUnaligned(fromByteOffset: 4 * i, as: Float.self) }
+    case .f16:
+        for i in 0..<count { dst[i] = Float(Float16(bitPattern: src.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self))) }
+    case .bf16:
+        // bfloat16 is the upper half of a float32: widening is exact.
+        for i in 0..<count { dst[i] = Float(bitPattern: UInt32(src.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self)) << 16) }
+    default:
+        assertionFailure("convertToFloat called with \(dtype)")
+    }
+}

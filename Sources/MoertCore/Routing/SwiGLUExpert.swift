@@ -1,0 +1,32 @@
+// SwiGLUExpert: the feed-forward expert of every supported architecture, also used for dense and shared MLPs.
+
+/// F(x) = W_down (silu(W_gate x) ⊙ W_up x) (`MixtralBlockSparseTop2MLP`, `Qwen2MoeMLP`, `OlmoeMLP`).
+public final class SwiGLUExpert: Expert {
+    /// W_gate [I, H] (Mixtral `w1`).
+    public let gate: Linear
+    /// W_up [I, H] (Mixtral `w3`).
+    public let up: Linear
+    /// W_down [H, I] (Mixtral `w2`).
+    public let down: Linear
+
+    /// Intermediate width I.
+    public var intermediate: Int { gate.outFeatures }
+
+    /// Creates the expert from its three projections.
+    public init(gate: Linear, up: Linear, down: Linear) {
+        self.gate = gate
+        self.up = up
+        self.down = down
+    }
+
+    public func scratchCount(tokens n: Int) -> Int { 2 * n * intermediate }
+
+    public func forward(_ x: UnsafePointer<Float>, rows n: Int, into y: UnsafeMutablePointer<Float>,
+                        scratch: UnsafeMutablePointer<Float>) {
+        let g = scratch, u = scratch + n * intermediate
+        gate.apply(x, rows: n, into: g)            // [n, H] -> [n, I]
+        up.apply(x, rows: n, into: u)              // [n, H] -> [n, I]
+        siluMultiply(g, u, count: n * intermediate)
+        down.apply(g, rows: n, into: y)            // [n, I] -> [n, H]
+    }
+}

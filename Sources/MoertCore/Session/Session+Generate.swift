@@ -1,0 +1,44 @@
+// Session+Generate: prompt evaluation followed by sampled, fed-back decoding.
+
+extension Session {
+    /// Evaluates `prompt`, then generates up to `maxNewTokens` tokens with `sampler`, calling `onToken` for each
+    /// (return false to stop). Stops after the model's EOS unless `ignoreEOS`, and when the context is full.
+    /// - Returns: the generated tokens.
+    /// - Throws: the errors of `evaluate`; `.invalidArgument` for a negative count or an empty session and prompt.
+    @discardableResult
+    public func generate(prompt: [Int32], maxNewTokens: Int, ignoreEOS: Bool = false, sampler: inout Sampler,
+                         onToken: (Int32) -> Bool = { _ in true }) throws -> [Int32] {
+        guard maxNewTokens >= 0 else { throw MoertError.invalid("max_new_tokens must be >= 0, got \(maxNewTokens)") }
+        guard !prompt.isEmpty || position > 0 else { throw MoertError.invalid("empty prompt and empty session: nothing to continue") }
+        let vocab = model.config.vocabSize
+        var logits = [Float](repeating: 0, count: vocab)
+        var generated: [Int32] = []
+        guard maxNewTokens > 0 else {
+            if !prompt.isEmpty { try prompt.withUnsafeBufferPointer { try evaluate($0, mode: .none, logits: nil, capacity: 0) } }
+            return generated
+        }
+        if prompt.isEmpty {
+            guard let last = lastLogits else {
+                throw MoertError.invalid("the session's last evaluation produced no logits; give at least one prompt token")
+            }
+            logits = last
+        } else {
+            try prompt.withUnsafeBufferPointer { p in
+                try logits.withUnsafeMutableBufferPointer { try evaluate(p, mode: .last, logits: $0.baseAddress, capacity: vocab) }
+            }
+        }
+        let eos = Set(model.config.eosTokenIds)
+        while true {
+            let token = try logits.withUnsafeBufferPointer { try sampler.sample($0) }
+            generated.append(token)
+            let goOn = onToken(token)
+            if !goOn || generated.count >= maxNewTokens || (!ignoreEOS && eos.contains(token)) || position >= contextLength {
+                break
+            }
+            try [token].withUnsafeBufferPointer { p in
+                try logits.withUnsafeMutableBufferPointer { try evaluate(p, mode: .last, logits: $0.baseAddress, capacity: vocab) }
+            }
+        }
+        return generated
+    }
+}

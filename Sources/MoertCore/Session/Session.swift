@@ -1,0 +1,214 @@
+// Session: one sequence over a shared model — KV cache, scratch buffers and the forward pass.
+
+import COpenBLAS
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Options for a session.
+public struct SessionOptions: Sendable {
+    /// Tokens the KV cache holds; 0 = min(model context, 4096).
+    public var contextLength: Int = 0
+    /// Most tokens evaluated in one forward chunk; 0 = 512.
+    public var maxBatch: Int = 0
+    public init() {}
+}
+
+/// Which logits `Session.evaluate` produces.
+public enum LogitsMode: Sendable {
+    case none, last, all
+}
+
+/// One sequence being evaluated. Not thread-safe: use from one thread at a time.
+public final class Session {
+    /// The shared model.
+    public let model: Model
+    /// KV cache capacity in tokens.
+    public let contextLength: Int
+    /// Largest chunk evaluated at once.
+    public let maxBatch: Int
+    /// Positions already evaluated.
+    public private(set) var position = 0
+    /// Logits of the last evaluated position, when the last evaluation produced them.
+    public private(set) var lastLogits: [Float]?
+
+    private let cache: KVCache
+    private let ws: Workspace
+
+    /// Creates a session with an empty KV cache.
+    /// - Throws: `MoertError` (`.invalidArgument` for bad options, `.outOfMemory`).
+    public init(model: Model, options: SessionOptions = SessionOptions()) throws {
+        guard options.contextLength >= 0 else { throw MoertError.invalid("n_ctx must be >= 0, got \(options.contextLength)") }
+        guard options.maxBatch >= 0 else { throw MoertError.invalid("max_batch must be >= 0, got \(options.maxBatch)") }
+        if options.contextLength > model.contextLength {
+            throw MoertError.invalid("n_ctx \(options.contextLength) exceeds the model's context length \(model.contextLength)")
+        }
+        self.model = model
+        contextLength = options.contextLength > 0 ? options.contextLength : min(model.contextLength, 4096)
+        maxBatch = min(options.maxBatch > 0 ? options.maxBatch : 512, contextLength)
+        let c = model.config
+        cache = try KVCache(layers: c.numHiddenLayers, capacity: contextLength, rowWidth: c.numKeyValueHeads * c.headDim)
+        ws = try Workspace(config: c, batch: maxBatch, context: contextLength)
+    }
+
+    /// Forgets all evaluated tokens.
+    public func reset() {
+        position = 0
+        lastLogits = nil
+    }
+
+    /// Evaluates `tokens` after the positions already in the cache and writes logits into `logits`
+    /// (`vocab` floats for `.last`, `tokens.count × vocab` for `.all`).
+    /// - Throws: `MoertError`: `.invalidArgument` (empty input), `.outOfRange` (bad token id; nothing evaluated),
+    ///   `.contextFull` (nothing evaluated), `.bufferTooSmall`, or a routing failure.
+    public func evaluate(_ tokens: UnsafeBufferPointer<Int32>, mode: LogitsMode, logits: UnsafeMutablePointer<Float>?,
+                         capacity: Int) throws {
+        let vocab = model.config.vocabSize, n = tokens.count
+        guard n > 0 else { throw MoertError.invalid("no tokens to evaluate") }
+        for (i, t) in tokens.enumerated() where t < 0 || Int(t) >= vocab {
+            throw MoertError(.outOfRange, "token \(i) has id \(t), outside [0, \(vocab))")
+        }
+        guard n <= contextLength - position else {
+            throw MoertError(.contextFull, "\(n) tokens do not fit: \(position) of \(contextLength) context positions are used")
+        }
+        let needed = mode == .all ? n * vocab : (mode == .last ? vocab : 0)
+        if needed > 0 {
+            guard let logits else { throw MoertError.invalid("logits buffer is NULL") }
+            guard capacity >= needed else {
+                throw MoertError(.bufferTooSmall, "logits buffer holds \(capacity) floats, \(needed) needed")
+            }
+        }
+        var done = 0
+        while done < n {
+            let chunk = min(maxBatch, n - done)
+            let isLast = done + chunk == n
+            let out: UnsafeMutablePointer<Float>?
+            let chunkMode: LogitsMode
+            switch mode {
+            case .all: out = logits! + done * vocab; chunkMode = .all
+            case .last: out = isLast ? logits : nil; chunkMode = isLast ? .last : .none
+            case .none: out = nil; chunkMode = .none
+            }
+            lastLogits = nil
+            try forward(tokens.baseAddress! + done, count: chunk, mode: chunkMode, logits: out)
+            done += chunk
+        }
+        if let logits, mode != .none {
+            let row = logits + (mode == .all ? (n - 1) * vocab : 0)
+            lastLogits = Array(UnsafeBufferPointer(start: row, count: vocab))
+        }
+    }
+
+    // MARK: - Forward pass
+
+    /// One chunk of at most maxBatch tokens at positions position ..< position + n.
+    private func forward(_ tokens: UnsafePointer<Int32>, count n: Int, mode: LogitsMode,
+                         logits: UnsafeMutablePointer<Float>?) throws {
+        let c = model.config, h = c.hiddenSize
+        let x = ws.x.pointer, xn = ws.xn.pointer, tmp = ws.tmp.pointer
+
+        // token embedding: [n] -> [n, H]
+        for t in 0..<n {
+            memcpy(x + t * h, model.embedding.data + Int(tokens[t]) * h, h * MemoryLayout<Float>.size)
+        }
+        for (l, layer) in model.layers.enumerated() {
+            // attention block with pre-norm and residual
+            rmsNorm(x, weight: layer.inputNorm.data, rows: n, dim: h, eps: c.rmsNormEps, into: xn)
+            attention(layer.attention, layer: l, xn, count: n, into: tmp)
+            addInPlace(x, tmp, count: n * h)
+            // MLP block with pre-norm and residual
+            rmsNorm(x, weight: layer.postAttentionNorm.data, rows: n, dim: h, eps: c.rmsNormEps, into: xn)
+            switch layer.mlp {
+            case .moe(let block):
+                try block.forward(xn, rows: n, tokens: tokens, layer: l, into: tmp, workspace: ws.moe)
+            case .dense(let mlp):
+                mlp.forward(xn, rows: n, into: tmp, scratch: try ws.moe.buffer(&ws.moe.expertScratch, count: mlp.scratchCount(tokens: n)))
+            }
+            addInPlace(x, tmp, count: n * h)
+        }
+        position += n
+
+        // final norm and LM head: [rows, H] -> [rows, V]
+        switch mode {
+        case .none: return
+        case .last:
+            rmsNorm(x + (n - 1) * h, weight: model.finalNorm.data, rows: 1, dim: h, eps: c.rmsNormEps, into: xn)
+            model.lmHead.apply(xn, rows: 1, into: logits!)
+        case .all:
+            rmsNorm(x, weight: model.finalNorm.data, rows: n, dim: h, eps: c.rmsNormEps, into: xn)
+            model.lmHead.apply(xn, rows: n, into: logits!)
+        }
+    }
+
+    /// Grouped-query causal self-attention of `n` new tokens against the cache (`eager_attention_forward`).
+    /// Writes [n, H] into `out`.
+    private func attention(_ a: AttentionWeights, layer l: Int, _ xn: UnsafePointer<Float>, count n: Int,
+                           into out: UnsafeMutablePointer<Float>) {
+        let c = model.config, hd = c.headDim, nh = c.numAttentionHeads, nkv = c.numKeyValueHeads
+        let qw = nh * hd, kvw = nkv * hd
+        let q = ws.q.pointer, k = ws.k.pointer, v = ws.v.pointer, ctx = ws.ctx.pointer
+        a.q.apply(xn, rows: n, into: q)   // [n, H] -> [n, nh·hd]
+        a.k.apply(xn, rows: n, into: k)   // [n, H] -> [n, nkv·hd]
+        a.v.apply(xn, rows: n, into: v)   // [n, H] -> [n, nkv·hd]
+        switch c.qkNorm {
+        case .none: break
+        case .perHead:
+            rmsNorm(q, weight: a.qNorm!.data, rows: n * nh, dim: hd, eps: c.rmsNormEps, into: q)
+            rmsNorm(k, weight: a.kNorm!.data, rows: n * nkv, dim: hd, eps: c.rmsNormEps, into: k)
+        case .wholeProjection:
+            rmsNorm(q, weight: a.qNorm!.data, rows: n, dim: qw, eps: c.rmsNormEps, into: q)
+            rmsNorm(k, weight: a.kNorm!.data, rows: n, dim: kvw, eps: c.rmsNormEps, into: k)
+        }
+        if let limit = c.clipQkv {
+            clamp(q, count: n * qw, limit: limit)
+            clamp(k, count: n * kvw, limit: limit)
+            clamp(v, count: n * kvw, limit: limit)
+        }
+        let keys = cache.keys(layer: l), values = cache.values(layer: l)
+        for t in 0..<n {
+            model.rope.apply(q + t * qw, heads: nh, position: position + t)
+            model.rope.apply(k + t * kvw, heads: nkv, position: position + t)
+        }
+        memcpy(keys + position * kvw, k, n * kvw * MemoryLayout<Float>.size)
+        memcpy(values + position * kvw, v, n * kvw * MemoryLayout<Float>.size)
+
+        let total = position + n
+        let scale = 1 / Float(hd).squareRoot()
+        let group = nh / nkv
+        let scores = ws.scores.pointer
+        for head in 0..<nh {
+            let kvh = head / group
+            // S = q_h K^T · scale: [n, hd] x [total, hd]^T -> [n, total]
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(n), Int32(total), Int32(hd), scale,
+                        q + head * hd, Int32(qw), keys + kvh * hd, Int32(kvw), 0, scores, Int32(total))
+            for t in 0..<n {
+                let row = scores + t * total
+                let visible = position + t + 1  // causal mask: position p sees 0 ... p
+                for j in visible..<total { row[j] = -Float.infinity }
+                softmaxInPlace(row, count: total)
+            }
+            // O_h = S V: [n, total] x [total, hd] -> [n, hd], written into head's columns of ctx
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(n), Int32(hd), Int32(total), 1,
+                        scores, Int32(total), values + kvh * hd, Int32(kvw), 0, ctx + head * hd, Int32(qw))
+        }
+        a.o.apply(ctx, rows: n, into: out)  // [n, nh·hd] -> [n, H]
+    }
+}
+
+/// Per-session scratch buffers, allocated once for the largest batch.
+final class Workspace {
+    let x, xn, tmp, q, k, v, ctx, scores: FloatBuffer
+    let moe = MoEWorkspace()
+
+    init(config c: ModelConfig, batch: Int, context: Int) throws {
+        let h = c.hiddenSize, qw = c.numAttentionHeads * c.headDim, kvw = c.numKeyValueHeads * c.headDim
+        x = try FloatBuffer(count: batch * h)
+        xn = try FloatBuffer(count: batch * max(h, qw))
+        tmp = try FloatBuffer(count: batch * h)
+        q = try FloatBuffer(count: batch * qw)
+        k = try FloatBuffer(count: batch * kvw)
+        v = try FloatBuffer(count: batch * kvw)
+        ctx = try FloatBuffer(count: batch * qw)
+        scores = try FloatBuffer(count: batch * context)
+    }
+}

@@ -1,0 +1,35 @@
+// FloatBuffer: 64-byte-aligned float storage, the one allocator abstraction for weights and scratch.
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// An owned, 64-byte-aligned, zero-initialised array of `Float`, freed when released.
+/// All large allocations of the runtime go through here, so there is one place to change the allocator.
+public final class FloatBuffer: @unchecked Sendable {
+    /// Number of floats.
+    public let count: Int
+    /// First element (64-byte aligned; non-nil even when `count` is 0).
+    public let pointer: UnsafeMutablePointer<Float>
+
+    /// Allocates `count` zeroed floats.
+    /// - Throws: `MoertError` (`.outOfMemory`) when the size overflows or the allocation fails.
+    public init(count: Int) throws {
+        let (bytes, overflow) = max(count, 1).multipliedReportingOverflow(by: MemoryLayout<Float>.stride)
+        guard !overflow, count >= 0 else { throw MoertError(.outOfMemory, "cannot allocate \(count) floats: size overflows") }
+        var raw: UnsafeMutableRawPointer?
+        guard posix_memalign(&raw, 64, bytes) == 0, let raw else {
+            throw MoertError(.outOfMemory, "cannot allocate \(bytes) bytes")
+        }
+        memset(raw, 0, bytes)
+        self.count = count
+        self.pointer = raw.bindMemory(to: Float.self, capacity: max(count, 1))
+    }
+
+    deinit { free(pointer) }
+
+    /// Bytes held.
+    public var byteCount: Int { count * MemoryLayout<Float>.stride }
+}

@@ -1,0 +1,22 @@
+// Threads: the process-wide worker thread count shared by moert's kernels and OpenBLAS.
+
+import COpenBLAS
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Process-wide thread settings.
+public enum Threads {
+    /// Number of online CPUs (at least 1).
+    public static var available: Int { max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))) }
+
+    /// Sets the thread count of OpenBLAS (0 = all online CPUs).
+    /// - Throws: `MoertError` (`.invalidArgument`) for a negative count.
+    public static func set(_ n: Int) throws {
+        guard n >= 0 else { throw MoertError.invalid("thread count must be >= 0 (0 = default), got \(n)") }
+        openblas_set_num_threads(Int32(n == 0 ? available : n))
+    }
+
+    /// The thread count in effect.
+    public static var current: Int { max(1, Int(openblas_get_num_threads())) }
+}

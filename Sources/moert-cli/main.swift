@@ -1,0 +1,53 @@
+// The `moert` command line tool: inspect, evaluate and generate with Hugging Face MoE checkpoints.
+
+#if canImport(Glibc)
+import Glibc
+#endif
+import MoertCore
+
+let usage = """
+usage: moert <command> [options]
+
+commands:
+  info      describe a model (architecture, sizes, dtype, memory)
+  run       evaluate tokens and write the logits of every position as .npy
+  generate  generate token ids after a prompt
+
+Run 'moert <command> --help' for a command's options.
+"""
+
+/// Prints a one-line error to stderr and exits with `code`.
+func fail(_ message: String, code: Int32) -> Never {
+    let line = "moert: error: \(message)\n"
+    _ = line.withCString { write(2, $0, strlen($0)) }
+    exit(code)
+}
+
+let argv = CommandLine.arguments
+guard argv.count >= 2 else { print(usage); exit(2) }
+let command = argv[1]
+if command == "--help" || command == "-h" || command == "help" { print(usage); exit(0) }
+if command == "--version" { print("moert \(moertVersion)"); exit(0) }
+guard let help = commandHelp[command] else { fail("unknown command '\(command)' (try 'moert --help')", code: 2) }
+let rest = argv[2...]
+if rest.contains("--help") || rest.contains("-h") { print(help); exit(0) }
+
+do {
+    switch command {
+    case "info":
+        try infoCommand(try Arguments(rest, valued: modelOptions, flags: []))
+    case "run":
+        try runCommand(try Arguments(rest, valued: modelOptions.union(["--tokens", "--logits"]), flags: []))
+    case "generate":
+        try generateCommand(try Arguments(rest, valued: modelOptions.union(["--tokens", "--max-new", "--temperature", "--top-k", "--top-p", "--seed"]),
+                                          flags: ["--ignore-eos"]))
+    default:
+        fail("unknown command '\(command)'", code: 2)
+    }
+} catch let e as UsageError {
+    fail("\(e.message) (try 'moert \(command) --help')", code: 2)
+} catch let e as MoertError {
+    fail(e.message, code: 1)
+} catch {
+    fail("\(error)", code: 1)
+}

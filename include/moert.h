@@ -1,0 +1,322 @@
+/*
+** moert.h — the public C API of moert, an embeddable Mixture-of-Experts inference runtime.
+**
+** This header is a contract. Functions and struct fields are only ever added, never changed or removed;
+** every struct that crosses the boundary starts with `uint32_t struct_size` and is filled with defaults by
+** its `*_init` function, so a host compiled against an older header keeps working with a newer library.
+**
+** Conventions
+**  - Every fallible call returns a `moert_status`; `MOERT_OK` (0) is success. On failure a message is left in
+**    a thread-local buffer, read with moert_last_error(), and every out-pointer is set to NULL (or 0).
+**  - Ownership: a handle returned through an out-pointer is owned by the caller and released with the matching
+**    `*_free` call; `*_free(NULL)` is a harmless no-op. moert never frees host memory, and the host never
+**    frees moert memory with anything but a moert call. Pointer arguments are borrowed for the call only.
+**  - Threads: `moert_model` is immutable after load and may be shared by any number of threads and sessions.
+**    A `moert_session` or `moert_sampler` must be used by one thread at a time (different ones may run in
+**    parallel). Free a model only after every session created from it has been freed.
+**  - Token ids are `int32_t` in [0, vocab_size). Sizes and counts are `size_t` or fixed-width integers.
+*/
+#ifndef MOERT_H
+#define MOERT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__) || defined(__clang__)
+#  define MOERT_API __attribute__((visibility("default")))
+#  define MOERT_DEPRECATED(hint) __attribute__((deprecated(hint)))
+#else
+#  define MOERT_API
+#  define MOERT_DEPRECATED(hint)
+#endif
+
+/* ------------------------------------------------------------------------------------------------------------ */
+/* Versions                                                                                                      */
+/* ------------------------------------------------------------------------------------------------------------ */
+
+/** Library version as text, "MAJOR.MINOR.PATCH". */
+#define MOERT_VERSION "0.1.0"
+/** Library version as a number: MAJOR*1000000 + MINOR*1000 + PATCH. */
+#define MOERT_VERSION_NUMBER 1000
+/** ABI version. It changes only on an incompatible break, together with the SONAME `libmoert.so.<ABI>`. */
+#define MOERT_ABI_VERSION 1
+
+/**
+ * The library's version text (static storage, never NULL); compare with MOERT_VERSION.
+ * Threads: any. @since 0.1.0
+ */
+MOERT_API const char *moert_version(void);
+
+/** The library's MOERT_VERSION_NUMBER. Threads: any. @since 0.1.0 */
+MOERT_API uint32_t moert_version_number(void);
+
+/** The library's MOERT_ABI_VERSION; a host should refuse to run when it differs from the header's. @since 0.1.0 */
+MOERT_API uint32_t moert_abi_version(void);
+
+/* ------------------------------------------------------------------------------------------------------------ */
+/* Status codes and errors                                                                                       */
+/* ------------------------------------------------------------------------------------------------------------ */
+
+/** Result of every fallible call. The numbers below are fixed forever. */
+typedef int32_t moert_status;
+
+#define MOERT_OK                     0  /**< Success. */
+#define MOERT_ERR_INVALID_ARGUMENT   1  /**< A NULL handle, a bad option value or an inconsistent argument. */
+#define MOERT_ERR_IO                 2  /**< A file could not be opened, read or mapped. */
+#define MOERT_ERR_FORMAT             3  /**< A file is malformed: bad JSON, a lying safetensors header, wrong shape. */
+#define MOERT_ERR_UNSUPPORTED        4  /**< Well-formed but not supported: architecture, rope type, dtype, ... */
+#define MOERT_ERR_OUT_OF_MEMORY      5  /**< An allocation failed or would exceed a limit. */
+#define MOERT_ERR_OUT_OF_RANGE       6  /**< A token id outside [0, vocab_size) or an index past its bound. */
+#define MOERT_ERR_CONTEXT_FULL       7  /**< The session's context (n_ctx) has no room for the tokens given. */
+#define MOERT_ERR_BUFFER_TOO_SMALL   8  /**< An output buffer given by the host is smaller than required. */
+#define MOERT_ERR_PLUGIN             9  /**< A plugin failed to load, register or returned invalid output. */
+#define MOERT_ERR_INTERNAL          10  /**< A bug in moert; please report it with the message. */
+
+/**
+ * Static English text for a status code (never NULL; "unknown status" for numbers not listed above).
+ * Threads: any. @since 0.1.0
+ */
+MOERT_API const char *moert_status_string(moert_status status);
+
+/**
+ * The message of the last failed call on this thread, e.g.
+ * "model.layers.0.mlp.gate.weight in model.safetensors: expected shape [4, 64], got [4, 63]".
+ * Never NULL (empty when nothing failed yet). The text is owned by moert and stays valid until the next moert
+ * call on the same thread; it is meaningful only right after a call that returned an error.
+ * Threads: thread-local. @since 0.1.0
+ */
+MOERT_API const char *moert_last_error(void);
+
+/* ------------------------------------------------------------------------------------------------------------ */
+/* Threads                                                                                                       */
+/* ------------------------------------------------------------------------------------------------------------ */
+
+/**
+ * Sets the number of worker threads used by moert's kernels and by its BLAS library, process-wide.
+ * [in] n_threads  1 or more; 0 restores the default (the number of online CPUs).
+ * Returns MOERT_OK, or MOERT_ERR_INVALID_ARGUMENT for a negative count.
+ * Threads: call while no evaluation is running. @since 0.1.0
+ */
+MOERT_API moert_status moert_set_threads(int32_t n_threads);
+
+/** The number of worker threads currently in effect (at least 1). Threads: any. @since 0.1.0 */
+MOERT_API int32_t moert_get_threads(void);
+
+/* ------------------------------------------------------------------------------------------------------------ */
+/* Models                                                                                                        */
+/* ------------------------------------------------------------------------------------------------------------ */
+
+/**
+ * A loaded model: configuration plus weights, memory-mapped from a Hugging Face checkpoint directory.
+ * Threads: immutable after load; share it freely between threads and sessions.
+ */
+typedef struct moert_model moert_model;
+
+/** Storage dtypes of weights on disk (moert_model_info.dtype). Computation is float32. */
+#define MOERT_DTYPE_F32   0
+#define MOERT_DTYPE_F16   1
+#define MOERT_DTYPE_BF16  2
+#define MOERT_DTYPE_MIXED 3  /**< The checkpoint mixes several float dtypes. */
+
+/** Options for moert_model_load(). Fill with moert_model_options_init(), then change what you need. */
+typedef struct moert_model_options {
+    uint32_t struct_size;  /**< sizeof(moert_model_options); set by moert_model_options_init(). */
+    uint32_t flags;        /**< Reserved, must be 0. */
+    int64_t  max_context;  /**< Cap on the context length sessions may ask for; 0 = the model's own. */
+} moert_model_options;
+
+/**
+ * Fills `options` with defaults and sets `struct_size`. [out] options  must not be NULL.
+ * Threads: any. @since 0.1.0
+ */
+MOERT_API void moert_model_options_init(moert_model_options *options);
+
+/**
+ * Loads a Hugging Face MoE checkpoint directory: `config.json` plus `model.safetensors`, or shards listed in
+ * `model.safetensors.index.json`. Files are memory-mapped and validated (header, dtypes, shapes, byte ranges)
+ * before use. Supported `architectures[0]`: MixtralForCausalLM, Qwen2MoeForCausalLM, Qwen3MoeForCausalLM,
+ * OlmoeForCausalLM; anything else is refused with MOERT_ERR_UNSUPPORTED naming what is unsupported.
+ * [in]  path       directory, UTF-8, borrowed.
+ * [in]  options    may be NULL for defaults.
+ * [out] out_model  receives the model (owned; free with moert_model_free()); NULL on failure.
+ * Returns MOERT_OK, MOERT_ERR_INVALID_ARGUMENT, MOERT_ERR_IO, MOERT_ERR_FORMAT, MOERT_ERR_UNSUPPORTED or
+ * MOERT_ERR_OUT_OF_MEMORY. Threads: any. @since 0.1.0
+ */
+MOERT_API moert_status moert_model_load(const char *path, const moert_model_options *options,
+                                        moert_model **out_model);
+
+/** Frees a model. NULL is a no-op. All of its sessions must be freed first. @since 0.1.0 */
+MOERT_API void moert_model_free(moert_model *model);
+
+/** Facts about a loaded model, filled by moert_model_get_info(). */
+typedef struct moert_model_info {
+    uint32_t    struct_size;        /**< Set by the caller to sizeof(moert_model_info) before the call. */
+    const char *architecture;       /**< e.g. "MixtralForCausalLM"; owned by the model, valid until it is freed. */
+    int32_t     vocab_size;         /**< Number of token ids (logits per position). */
+    int32_t     hidden_size;        /**< Width of the residual stream. */
+    int32_t     n_layers;           /**< Decoder layers. */
+    int32_t     n_moe_layers;       /**< Layers whose MLP is a mixture of experts. */
+    int32_t     n_experts;          /**< Routed experts per MoE layer. */
+    int32_t     n_experts_per_tok;  /**< Top-k of the built-in router. */
+    int32_t     n_heads;            /**< Attention (query) heads. */
+    int32_t     n_kv_heads;         /**< Key/value heads (grouped-query attention). */
+    int32_t     head_dim;           /**< Width of one attention head. */
+    int32_t     dtype;              /**< MOERT_DTYPE_* of the weights on disk. */
+    int64_t     context_length;     /**< Longest context a session may use (after max_context). */
+    int64_t     n_params;           /**< Number of parameters. */
+    int64_t     file_bytes;         /**< Bytes of safetensors files mapped. */
+    int64_t     weight_bytes;       /**< Bytes of float32 weights resident beyond the mapping (converted). */
+    int32_t     bos_token_id;       /**< -1 when the config names none. */
+    int32_t     eos_token_id;       /**< -1 when the config names none (the first one when it names several). */
+} moert_model_info;
+
+/**
+ * Describes a model. [in] model; [in,out] info  with `struct_size` set by the caller: only the fields it covers
+ * are written. Returns MOERT_OK or MOERT_ERR_INVALID_ARGUMENT. Threads: any. @since 0.1.0
+ */
+MOERT_API moert_status moert_model_get_info(const moert_model *model, moert_model_info *info);
+
+/* ------------------------------------------------------------------------------------------------------------ */
+/* Sessions                                                                                                      */
+/* ------------------------------------------------------------------------------------------------------------ */
+
+/**
+ * One sequence being evaluated: a KV cache and scratch buffers over a shared model.
+ * Threads: one thread at a time; different sessions of one model may run on different threads at once.
+ */
+typedef struct moert_session moert_session;
+
+/** Options for moert_session_create(). Fill with moert_session_options_init(). */
+typedef struct moert_session_options {
+    uint32_t struct_size;  /**< sizeof(moert_session_options); set by moert_session_options_init(). */
+    uint32_t flags;        /**< Reserved, must be 0. */
+    int64_t  n_ctx;        /**< Tokens the KV cache holds; 0 = min(model context length, 4096). */
+    int32_t  max_batch;    /**< Most tokens one moert_session_eval() call takes; 0 = 512. Larger inputs
+                                 are split into chunks of this size internally. */
+} moert_session_options;
+
+/** Fills `options` with defaults and sets `struct_size`. Threads: any. @since 0.1.0 */
+MOERT_API void moert_session_options_init(moert_session_options *options);
+
+/**
+ * Creates a session on a model. [in] model  borrowed; it must outlive the session. [in] options  may be NULL.
+ * [out] out_session  owned; free with moert_session_free(). Returns MOERT_OK, MOERT_ERR_INVALID_ARGUMENT or
+ * MOERT_ERR_OUT_OF_MEMORY. Threads: any (the model may be shared). @since 0.1.0
+ */
+MOERT_API moert_status moert_session_create(moert_model *model, const moert_session_options *options,
+                                            moert_session **out_session);
+
+/** Frees a session. NULL is a no-op. @since 0.1.0 */
+MOERT_API void moert_session_free(moert_session *session);
+
+/** Forgets every token evaluated so far (empties the KV cache). Returns MOERT_OK or MOERT_ERR_INVALID_ARGUMENT. @since 0.1.0 */
+MOERT_API moert_status moert_session_reset(moert_session *session);
+
+/** Number of tokens in the session's KV cache (positions already evaluated); 0 for NULL. @since 0.1.0 */
+MOERT_API int64_t moert_session_n_past(const moert_session *session);
+
+/** Capacity of the session's KV cache in tokens; 0 for NULL. @since 0.1.0 */
+MOERT_API int64_t moert_session_n_ctx(const moert_session *session);
+
+/** Which logits moert_session_eval() writes. */
+#define MOERT_LOGITS_NONE 0  /**< None: only fill the KV cache. */
+#define MOERT_LOGITS_LAST 1  /**< The last position's: vocab_size floats. */
+#define MOERT_LOGITS_ALL  2  /**< Every position's: n_tokens * vocab_size floats, row-major. */
+
+/**
+ * Evaluates `n_tokens` tokens that follow the ones already in the session (prefill when the session is empty,
+ * incremental decode after it) and writes logits.
+ * [in]  tokens          n_tokens ids in [0, vocab_size); borrowed.
+ * [in]  n_tokens        at least 1.
+ * [in]  logits_mode     MOERT_LOGITS_NONE, _LAST or _ALL.
+ * [out] logits          host buffer for float32 logits; may be NULL only with MOERT_LOGITS_NONE.
+ * [in]  logits_capacity number of floats `logits` holds.
+ * Returns MOERT_OK, MOERT_ERR_INVALID_ARGUMENT, MOERT_ERR_OUT_OF_RANGE (a bad token id: nothing is evaluated),
+ * MOERT_ERR_CONTEXT_FULL (nothing is evaluated), MOERT_ERR_BUFFER_TOO_SMALL or MOERT_ERR_PLUGIN. After any other
+ * failure the session must be reset before further use.
+ * Threads: one thread per session. @since 0.1.0
+ */
+MOERT_API moert_status moert_session_eval(moert_session *session, const int32_t *tokens, size_t n_tokens,
+                                          int32_t logits_mode, float *logits, size_t logits_capacity);
+
+/* ------------------------------------------------------------------------------------------------------------ */
+/* Sampling and generation                                                                                       */
+/* ------------------------------------------------------------------------------------------------------------ */
+
+/** Sampling parameters. Fill with moert_sampler_options_init(): the defaults are greedy. */
+typedef struct moert_sampler_options {
+    uint32_t struct_size;  /**< sizeof(moert_sampler_options); set by moert_sampler_options_init(). */
+    float    temperature;  /**< 0 = greedy (argmax, lowest id on ties); > 0 divides the logits. Default 0. */
+    int32_t  top_k;        /**< Keep the k most likely tokens; 0 = all. Default 0. */
+    float    top_p;        /**< Keep the smallest set whose probability reaches p, in (0, 1]; 1 = all. Default 1. */
+    uint64_t seed;         /**< Seed of the sampler's random stream; equal seeds give equal draws. Default 0. */
+} moert_sampler_options;
+
+/** Fills `options` with defaults (greedy) and sets `struct_size`. Threads: any. @since 0.1.0 */
+MOERT_API void moert_sampler_options_init(moert_sampler_options *options);
+
+/** A token sampler with its own seeded random stream. Threads: one thread at a time. */
+typedef struct moert_sampler moert_sampler;
+
+/**
+ * Creates a sampler. [in] options  may be NULL (greedy). [out] out_sampler  owned; free with
+ * moert_sampler_free(). Returns MOERT_OK or MOERT_ERR_INVALID_ARGUMENT (negative temperature or top_k,
+ * top_p outside (0, 1], NaN). @since 0.1.0
+ */
+MOERT_API moert_status moert_sampler_create(const moert_sampler_options *options, moert_sampler **out_sampler);
+
+/** Frees a sampler. NULL is a no-op. @since 0.1.0 */
+MOERT_API void moert_sampler_free(moert_sampler *sampler);
+
+/**
+ * Draws one token from a row of logits. [in] logits  n_vocab floats, borrowed. [out] out_token.
+ * Returns MOERT_OK or MOERT_ERR_INVALID_ARGUMENT (NULL pointers, n_vocab 0, logits all NaN).
+ * Threads: one thread per sampler. @since 0.1.0
+ */
+MOERT_API moert_status moert_sampler_sample(moert_sampler *sampler, const float *logits, size_t n_vocab,
+                                            int32_t *out_token);
+
+/**
+ * Called by moert_session_generate() for every new token, in order.
+ * Return 0 to go on, anything else to stop after this token. `user_data` is the pointer given to the call.
+ */
+typedef int32_t (*moert_token_callback)(int32_t token, void *user_data);
+
+/** Options for moert_session_generate(). Fill with moert_generate_options_init(). */
+typedef struct moert_generate_options {
+    uint32_t struct_size;                   /**< sizeof(moert_generate_options); set by the _init function. */
+    int32_t  max_new_tokens;                /**< Most tokens to generate (>= 0). Default 16. */
+    int32_t  ignore_eos;                    /**< 0 (default): stop after the model's EOS token is generated
+                                                 (it is reported); 1: go on to max_new_tokens. */
+    const moert_sampler_options *sampler;   /**< Sampling; NULL = greedy. Borrowed for the call. */
+} moert_generate_options;
+
+/** Fills `options` with defaults and sets `struct_size`. Threads: any. @since 0.1.0 */
+MOERT_API void moert_generate_options_init(moert_generate_options *options);
+
+/**
+ * Evaluates `prompt` after the tokens already in the session, then generates up to max_new_tokens tokens,
+ * feeding each back in. Every generated token is passed to `callback` (may be NULL) and stored in `out_tokens`
+ * (may be NULL) while there is room.
+ * [in]  prompt, n_prompt  tokens to evaluate first; n_prompt may be 0 when the session already holds tokens.
+ * [in]  options           may be NULL for defaults.
+ * [out] out_tokens, out_capacity  optional host buffer for the generated ids.
+ * [out] out_n_generated   may be NULL; receives the number of tokens generated.
+ * Returns MOERT_OK (also when the callback stops early or the context fills up after at least one token), or the
+ * errors of moert_session_eval(). Threads: one thread per session. @since 0.1.0
+ */
+MOERT_API moert_status moert_session_generate(moert_session *session, const int32_t *prompt, size_t n_prompt,
+                                              const moert_generate_options *options,
+                                              moert_token_callback callback, void *user_data,
+                                              int32_t *out_tokens, size_t out_capacity,
+                                              size_t *out_n_generated);
+
+#ifdef __cplusplus
+} /* extern "C" */
+#endif
+
+#endif /* MOERT_H */

@@ -1,0 +1,707 @@
+#!/usr/bin/env python3
+"""Generate tiny random MoE checkpoints and Hugging Face reference outputs.
+
+Each fixture is a directory ``<out>/<name>/`` holding a checkpoint written by
+``transformers`` ``save_pretrained`` (``config.json``, ``generation_config.json``
+and ``*.safetensors``, possibly sharded with ``model.safetensors.index.json``)
+plus ``reference.safetensors`` with the outputs of the transformers
+implementation, which the moert test-suite compares against:
+
+    prompt       int32   [P]       fixed prompt (P = 7), no bos/eos/pad ids
+    logits       float32 [P, V]    logits of one forward pass over the prompt
+    greedy       int32   [G]       greedy continuation (G = 8), KV-cached,
+                                   argmax (lowest index on ties), EOS ignored
+    full_logits  float32 [P+G, V]  logits of one forward pass over
+                                   prompt + greedy
+
+All references are computed in float32 with eager attention and the eager
+(per-expert loop) experts implementation, from the weights *as stored on disk*
+(bf16 / f16 checkpoints are reloaded and upcast exactly to float32).
+
+The models are random but deterministic (fixed seeds).  After construction
+every parameter is re-initialised with a much wider distribution than the
+default 0.02 init so that routing decisions are decisive and logits are not
+flat.  For each fixture the script tries consecutive seeds until
+
+  * the gap between the k-th and (k+1)-th router probability is above
+    ``MIN_ROUTER_GAP`` for every token of prompt + continuation at every MoE
+    layer,
+  * the top-1 / top-2 logit margin of every greedy step is above
+    ``MIN_GREEDY_MARGIN``,
+  * the greedy continuation is not degenerate (several distinct tokens),
+  * fixture specific properties hold (e.g. ``clip_qkv`` actually clips).
+
+Requires torch, transformers (5.x) and safetensors.  Run from anywhere:
+
+    python3 tools/make_fixtures.py            # writes Tests/fixtures/
+    python3 tools/make_fixtures.py --only olmoe --out /tmp/fx
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_OUT = REPO_ROOT / "Tests" / "fixtures"
+
+PROMPT_LEN = 7
+GREEDY_LEN = 8
+
+# Initialisation widths (see module docstring).
+STD_EMBED = 1.0
+STD_PROJ = 0.15
+STD_BIAS = 0.1
+NORM_SPREAD = 0.2  # RMSNorm weights ~ U(1 - s, 1 + s)
+
+# Acceptance thresholds used by the seed search.
+MIN_ROUTER_GAP = 3e-3  # probability gap between k-th and (k+1)-th expert
+MIN_ROUTER_LOGIT_GAP = 1e-2  # same gap measured on the router logits
+MIN_GREEDY_MARGIN = 0.1  # logit gap between best and second best token
+MIN_DISTINCT_GREEDY = 4
+MAX_SEED_TRIES = 200
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@dataclass
+class Fixture:
+    name: str
+    arch: str  # transformers class name
+    config_cls: str
+    config: dict
+    disk_dtype: str
+    seed: int
+    prompt: list[int]
+    router_std: float
+    embed_std: float = STD_EMBED
+    max_shard_size: str | None = None
+    legacy_config: bool = False  # see write_legacy_config()
+    extra_checks: list[str] = field(default_factory=list)
+
+
+COMMON = dict(
+    vocab_size=256,
+    hidden_size=64,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    max_position_embeddings=512,
+    hidden_act="silu",
+)
+
+FIXTURES = [
+    Fixture(
+        name="mixtral",
+        arch="MixtralForCausalLM",
+        config_cls="MixtralConfig",
+        config=dict(
+            COMMON,
+            num_hidden_layers=2,
+            intermediate_size=32,
+            num_local_experts=4,
+            num_experts_per_tok=2,
+            rms_norm_eps=1e-5,
+            rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
+            sliding_window=4096,
+            tie_word_embeddings=False,
+            bos_token_id=1,
+            eos_token_id=2,
+            pad_token_id=None,
+        ),
+        disk_dtype="float32",
+        seed=1000,
+        prompt=[17, 200, 45, 99, 3, 128, 250],
+        router_std=0.3,
+    ),
+    Fixture(
+        name="mixtral_bf16",
+        arch="MixtralForCausalLM",
+        config_cls="MixtralConfig",
+        config=dict(
+            COMMON,
+            num_hidden_layers=2,
+            intermediate_size=32,
+            num_local_experts=4,
+            num_experts_per_tok=2,
+            rms_norm_eps=1e-6,
+            rope_parameters={"rope_type": "default", "rope_theta": 1000000.0},
+            sliding_window=4096,
+            tie_word_embeddings=False,
+            bos_token_id=1,
+            eos_token_id=2,
+            pad_token_id=None,
+        ),
+        disk_dtype="bfloat16",
+        seed=2000,
+        prompt=[5, 77, 140, 33, 210, 61, 9],
+        router_std=0.3,
+    ),
+    Fixture(
+        name="mixtral_sharded",
+        arch="MixtralForCausalLM",
+        config_cls="MixtralConfig",
+        config=dict(
+            COMMON,
+            num_hidden_layers=2,
+            intermediate_size=32,
+            num_local_experts=4,
+            num_experts_per_tok=2,
+            rms_norm_eps=1e-5,
+            rope_parameters={"rope_type": "default", "rope_theta": 500000.0},
+            sliding_window=None,
+            tie_word_embeddings=False,
+            bos_token_id=1,
+            eos_token_id=2,
+            pad_token_id=None,
+        ),
+        disk_dtype="float32",
+        seed=3000,
+        prompt=[100, 8, 255, 42, 42, 190, 11],
+        router_std=0.3,
+        max_shard_size="200KB",
+    ),
+    Fixture(
+        name="qwen2_moe",
+        arch="Qwen2MoeForCausalLM",
+        config_cls="Qwen2MoeConfig",
+        config=dict(
+            COMMON,
+            num_hidden_layers=3,
+            intermediate_size=64,  # dense MLP of the mlp_only layer
+            moe_intermediate_size=32,
+            shared_expert_intermediate_size=48,
+            num_experts=4,
+            num_experts_per_tok=2,
+            norm_topk_prob=False,
+            decoder_sparse_step=1,
+            mlp_only_layers=[1],
+            qkv_bias=True,
+            rms_norm_eps=1e-6,
+            rope_parameters={"rope_type": "default", "rope_theta": 1000000.0},
+            use_sliding_window=False,
+            tie_word_embeddings=False,
+            bos_token_id=250,
+            eos_token_id=251,
+            pad_token_id=None,
+        ),
+        disk_dtype="float16",
+        seed=4000,
+        prompt=[12, 64, 7, 180, 33, 91, 230],
+        router_std=0.3,
+    ),
+    Fixture(
+        name="qwen3_moe",
+        arch="Qwen3MoeForCausalLM",
+        config_cls="Qwen3MoeConfig",
+        config=dict(
+            COMMON,
+            num_hidden_layers=2,
+            head_dim=24,
+            intermediate_size=64,
+            moe_intermediate_size=32,
+            num_experts=4,
+            num_experts_per_tok=2,
+            norm_topk_prob=True,
+            decoder_sparse_step=1,
+            mlp_only_layers=[],
+            attention_bias=False,
+            rms_norm_eps=1e-6,
+            rope_parameters={"rope_type": "default", "rope_theta": 2000.0},
+            use_sliding_window=False,
+            tie_word_embeddings=True,
+            bos_token_id=250,
+            eos_token_id=251,
+            pad_token_id=None,
+        ),
+        disk_dtype="float32",
+        seed=5000,
+        prompt=[3, 141, 59, 26, 153, 58, 97],
+        router_std=0.3,
+        # With tied embeddings a std-1 embedding dominates the final hidden
+        # state and the model only ever repeats its last input token.
+        embed_std=0.3,
+        legacy_config=True,
+        extra_checks=["rope_theta_matters"],
+    ),
+    Fixture(
+        name="olmoe",
+        arch="OlmoeForCausalLM",
+        config_cls="OlmoeConfig",
+        config=dict(
+            COMMON,
+            num_hidden_layers=2,
+            intermediate_size=32,
+            num_experts=8,
+            num_experts_per_tok=2,
+            norm_topk_prob=False,
+            clip_qkv=2.0,
+            attention_bias=False,
+            rms_norm_eps=1e-5,
+            rope_parameters={"rope_type": "default", "rope_theta": 50000.0},
+            tie_word_embeddings=False,
+            bos_token_id=None,
+            eos_token_id=254,
+            pad_token_id=1,
+        ),
+        disk_dtype="float32",
+        seed=6000,
+        prompt=[44, 2, 170, 88, 123, 19, 240],
+        router_std=0.3,
+        extra_checks=["clip_qkv_clips"],
+    ),
+]
+
+
+# --------------------------------------------------------------------------
+# model construction
+
+
+def transformers_module():
+    import transformers
+
+    return transformers
+
+
+def build_model(fx: Fixture, seed: int) -> torch.nn.Module:
+    tf = transformers_module()
+    config = getattr(tf, fx.config_cls)(**json.loads(json.dumps(fx.config)))
+    config._attn_implementation = "eager"
+    config._experts_implementation = "eager"
+    torch.manual_seed(seed)
+    model = getattr(tf, fx.arch)(config)
+    reinit(model, seed, fx.router_std, fx.embed_std)
+    model.to(torch.float32)
+    model.eval()
+    # Round to the on-disk precision so that the float32 model computes
+    # exactly what a runtime computes from the saved (upcast) weights.
+    dtype = DTYPES[fx.disk_dtype]
+    if dtype != torch.float32:
+        with torch.no_grad():
+            for p in model.parameters():
+                p.copy_(p.to(dtype).to(torch.float32))
+    return model
+
+
+def reinit(model: torch.nn.Module, seed: int, router_std: float, embed_std: float) -> None:
+    """Re-initialise every parameter with wide, deterministic distributions."""
+    gen = torch.Generator().manual_seed(seed)
+
+    def normal(p, std, mean=0.0):
+        p.copy_(torch.randn(p.shape, generator=gen, dtype=torch.float32) * std + mean)
+
+    with torch.no_grad():
+        for name, p in model.named_parameters():  # tied weights appear once
+            if name.endswith("embed_tokens.weight"):
+                normal(p, embed_std)
+            elif name.endswith(".bias"):
+                normal(p, STD_BIAS)
+            elif "norm" in name.rsplit(".", 2)[-2] and p.ndim == 1:
+                u = torch.rand(p.shape, generator=gen, dtype=torch.float32)
+                p.copy_(1.0 + NORM_SPREAD * (2.0 * u - 1.0))
+            elif name.endswith("mlp.gate.weight"):  # router
+                normal(p, router_std)
+            elif p.ndim in (2, 3):  # linear projections, fused experts, shared_expert_gate
+                normal(p, STD_PROJ)
+            else:
+                raise RuntimeError(f"no init rule for parameter {name} {tuple(p.shape)}")
+
+
+def load_model(fx: Fixture, path: Path) -> torch.nn.Module:
+    tf = transformers_module()
+    model, info = getattr(tf, fx.arch).from_pretrained(
+        path,
+        dtype=torch.float32,
+        attn_implementation="eager",
+        experts_implementation="eager",
+        output_loading_info=True,
+    )
+    problems = {k: v for k, v in info.items() if v}
+    if problems:
+        raise RuntimeError(f"{fx.name}: loading reported {problems}")
+    model.eval()
+    return model
+
+
+# --------------------------------------------------------------------------
+# reference computation
+
+
+@torch.no_grad()
+def forward_logits(model, ids: torch.Tensor, **kw):
+    out = model(input_ids=ids[None], use_cache=False, **kw)
+    return out
+
+
+@torch.no_grad()
+def greedy_decode(model, prompt: torch.Tensor, steps: int) -> list[int]:
+    """KV-cached greedy loop; EOS is ignored, no logits processors."""
+    from transformers import DynamicCache
+
+    cache = DynamicCache(config=model.config)
+    out = model(input_ids=prompt[None], cache=cache, use_cache=True)
+    tokens = []
+    for _ in range(steps):
+        nxt = int(torch.argmax(out.logits[0, -1]))  # first index on ties
+        tokens.append(nxt)
+        out = model(input_ids=torch.tensor([[nxt]]), cache=out.cache, use_cache=True)
+    return tokens
+
+
+def moe_layers(model) -> list[int]:
+    return [i for i, layer in enumerate(model.model.layers) if hasattr(layer.mlp, "experts")]
+
+
+def dense_layers(model) -> list[int]:
+    return [i for i, layer in enumerate(model.model.layers) if not hasattr(layer.mlp, "experts")]
+
+
+@torch.no_grad()
+def analyse(fx: Fixture, model) -> dict:
+    prompt = torch.tensor(fx.prompt, dtype=torch.long)
+    logits = forward_logits(model, prompt).logits[0].float()
+    greedy = greedy_decode(model, prompt, GREEDY_LEN)
+    full_ids = torch.cat([prompt, torch.tensor(greedy, dtype=torch.long)])
+    full = forward_logits(model, full_ids, output_router_logits=True)
+    full_logits = full.logits[0].float()
+
+    k = model.config.num_experts_per_tok
+    prob_gaps, logit_gaps = [], []
+    for rl in full.router_logits:
+        probs = torch.softmax(rl.float(), dim=-1)
+        sp = probs.sort(dim=-1, descending=True).values
+        sl = rl.float().sort(dim=-1, descending=True).values
+        prob_gaps.append(float((sp[:, k - 1] - sp[:, k]).min()))
+        logit_gaps.append(float((sl[:, k - 1] - sl[:, k]).min()))
+    assert len(prob_gaps) == len(moe_layers(model))
+
+    rows = full_logits[PROMPT_LEN - 1 : PROMPT_LEN + GREEDY_LEN - 1]
+    top2 = rows.topk(2, dim=-1).values
+    greedy_margin = float((top2[:, 0] - top2[:, 1]).min())
+
+    return dict(
+        prompt=prompt,
+        logits=logits,
+        greedy=greedy,
+        full_logits=full_logits,
+        prob_gaps=prob_gaps,
+        logit_gaps=logit_gaps,
+        greedy_margin=greedy_margin,
+    )
+
+
+def consistency_errors(res: dict) -> list[str]:
+    """Checks that must hold for every reference (not seed dependent)."""
+    errs = []
+    logits, full = res["logits"], res["full_logits"]
+    scale = float(logits.abs().max())
+    diff = float((full[:PROMPT_LEN] - logits).abs().max())
+    if diff > 1e-5 * scale:
+        errs.append(f"full_logits[:P] differs from logits by {diff:.3g} (max |logit| {scale:.3g})")
+    am = full[PROMPT_LEN - 1 : PROMPT_LEN + GREEDY_LEN - 1].argmax(dim=-1).tolist()
+    if am != res["greedy"]:
+        errs.append(f"argmax(full_logits) {am} != greedy {res['greedy']}")
+    return errs
+
+
+def quality_errors(res: dict) -> list[str]:
+    """Seed dependent requirements; a failure makes the search try the next seed."""
+    errs = []
+    if min(res["prob_gaps"]) <= MIN_ROUTER_GAP:
+        errs.append(f"router gap {min(res['prob_gaps']):.3g}")
+    if min(res["logit_gaps"]) <= MIN_ROUTER_LOGIT_GAP:
+        errs.append(f"router logit gap {min(res['logit_gaps']):.3g}")
+    if res["greedy_margin"] <= MIN_GREEDY_MARGIN:
+        errs.append(f"greedy margin {res['greedy_margin']:.3g}")
+    if len(set(res["greedy"])) < MIN_DISTINCT_GREEDY:
+        errs.append(f"degenerate greedy {res['greedy']}")
+    return errs
+
+
+# --------------------------------------------------------------------------
+# fixture specific checks
+
+
+@torch.no_grad()
+def clip_fractions(model, prompt: list[int]) -> dict:
+    """Fraction of q/k/v entries that OLMoE's clip_qkv clamps (per tensor kind)."""
+    clip = model.config.clip_qkv
+    counts = {"q": [0, 0], "k": [0, 0], "v": [0, 0]}
+    hooks = []
+
+    def make(kind):
+        def hook(_mod, _inp, out):
+            counts[kind][0] += int((out.abs() > clip).sum())
+            counts[kind][1] += out.numel()
+
+        return hook
+
+    for layer in model.model.layers:
+        attn = layer.self_attn
+        # q/k are clipped after q_norm/k_norm, v right after v_proj; forward
+        # hooks observe the tensors before the in-place clamp.
+        hooks.append(attn.q_norm.register_forward_hook(make("q")))
+        hooks.append(attn.k_norm.register_forward_hook(make("k")))
+        hooks.append(attn.v_proj.register_forward_hook(make("v")))
+    try:
+        forward_logits(model, torch.tensor(prompt, dtype=torch.long))
+    finally:
+        for h in hooks:
+            h.remove()
+    return {k: c / n for k, (c, n) in counts.items()}
+
+
+@torch.no_grad()
+def rope_theta_effect(fx: Fixture, model, res: dict) -> dict:
+    """Relative logit change when the model is run with other rope thetas."""
+    tf = transformers_module()
+    out = {}
+    base = dict(fx.config)
+    for theta in (10000.0, 1000000.0):
+        cfg = dict(base, rope_parameters={"rope_type": "default", "rope_theta": theta})
+        config = getattr(tf, fx.config_cls)(**cfg)
+        config._attn_implementation = "eager"
+        config._experts_implementation = "eager"
+        other = getattr(tf, fx.arch)(config)
+        other.load_state_dict(model.state_dict())
+        other.eval()
+        lg = forward_logits(other, res["prompt"]).logits[0].float()
+        out[theta] = float((lg - res["logits"]).abs().max() / res["logits"].abs().max())
+    return out
+
+
+def extra_errors(fx: Fixture, model, res: dict, info: dict) -> list[str]:
+    errs = []
+    if "clip_qkv_clips" in fx.extra_checks:
+        fr = clip_fractions(model, fx.prompt)
+        info["clip_fractions"] = fr
+        for kind, f in fr.items():
+            if f <= 0.0:
+                errs.append(f"clip_qkv does not clip any {kind} entry")
+    if "rope_theta_matters" in fx.extra_checks:
+        eff = rope_theta_effect(fx, model, res)
+        info["rope_theta_effect"] = eff
+        for theta, rel in eff.items():
+            if rel < 1e-2:
+                errs.append(f"rope_theta {theta} changes logits only by {rel:.3g} (relative)")
+    return errs
+
+
+# --------------------------------------------------------------------------
+# saving
+
+
+def dir_size(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def write_legacy_config(path: Path) -> None:
+    """Rewrite config.json the way older / hub checkpoints spell it.
+
+    * the rope theta becomes a top-level ``"rope_theta"`` key instead of
+      ``"rope_parameters": {"rope_type": "default", "rope_theta": ...}``;
+    * ``"num_local_experts"`` (what Qwen3MoeConfig serialises because of its
+      attribute_map) becomes ``"num_experts"``, as in the published Qwen3-MoE
+      checkpoints.
+    """
+    cfg_path = path / "config.json"
+    cfg = json.loads(cfg_path.read_text())
+    rope = cfg.pop("rope_parameters")
+    if set(rope) - {"rope_type", "rope_theta"} or rope.get("rope_type", "default") != "default":
+        raise RuntimeError(f"unexpected rope_parameters {rope}")
+    cfg["rope_theta"] = rope["rope_theta"]
+    if "num_local_experts" in cfg:
+        cfg["num_experts"] = cfg.pop("num_local_experts")
+    cfg = dict(sorted(cfg.items()))
+    cfg_path.write_text(json.dumps(cfg, indent=2) + "\n")
+
+
+def save_reference(path: Path, res: dict) -> None:
+    from safetensors.torch import save_file
+
+    tensors = {
+        "prompt": res["prompt"].to(torch.int32).contiguous(),
+        "logits": res["logits"].to(torch.float32).contiguous(),
+        "greedy": torch.tensor(res["greedy"], dtype=torch.int32),
+        "full_logits": res["full_logits"].to(torch.float32).contiguous(),
+    }
+    # A single metadata key keeps the file byte-for-byte reproducible.
+    save_file(tensors, str(path / "reference.safetensors"), metadata={"format": "pt"})
+
+
+def verify_saved(fx: Fixture, path: Path) -> None:
+    cfg = json.loads((path / "config.json").read_text())
+    if cfg.get("architectures") != [fx.arch]:
+        raise RuntimeError(f"{fx.name}: architectures is {cfg.get('architectures')}")
+    shards = sorted(p.name for p in path.glob("model*.safetensors"))
+    if fx.max_shard_size:
+        n = len(shards)
+        if not (2 <= n <= 3) or not (path / "model.safetensors.index.json").exists():
+            raise RuntimeError(f"{fx.name}: expected 2-3 shards + index, got {shards}")
+        expect = [f"model-{i:05d}-of-{n:05d}.safetensors" for i in range(1, n + 1)]
+        if shards != expect:
+            raise RuntimeError(f"{fx.name}: unexpected shard names {shards}")
+    elif shards != ["model.safetensors"]:
+        raise RuntimeError(f"{fx.name}: unexpected weight files {shards}")
+    from safetensors import safe_open
+
+    want = {"float32": "F32", "bfloat16": "BF16", "float16": "F16"}[fx.disk_dtype]
+    for s in shards:
+        with safe_open(str(path / s), "pt") as f:
+            for key in f.keys():
+                got = f.get_slice(key).get_dtype()
+                if got != want:
+                    raise RuntimeError(f"{fx.name}: {s}:{key} stored as {got}, expected {want}")
+
+
+def check_prompt(fx: Fixture) -> None:
+    special = set()
+    for key in ("bos_token_id", "eos_token_id", "pad_token_id"):
+        v = fx.config.get(key)
+        special.update(v if isinstance(v, list) else [v] if v is not None else [])
+    if len(fx.prompt) != PROMPT_LEN or special & set(fx.prompt):
+        raise RuntimeError(f"{fx.name}: prompt must have {PROMPT_LEN} ids and avoid {sorted(special)}")
+    if not all(0 <= t < fx.config["vocab_size"] for t in fx.prompt):
+        raise RuntimeError(f"{fx.name}: prompt id out of range")
+
+
+def make_fixture(fx: Fixture, out_dir: Path, verbose: bool) -> dict:
+    info: dict = {}
+    check_prompt(fx)
+    for attempt in range(MAX_SEED_TRIES):
+        seed = fx.seed + attempt
+        model = build_model(fx, seed)
+        res = analyse(fx, model)
+        errs = consistency_errors(res)
+        if errs:
+            raise RuntimeError(f"{fx.name} seed {seed}: " + "; ".join(errs))
+        errs = quality_errors(res) + extra_errors(fx, model, res, info)
+        if verbose:
+            print(f"  {fx.name} seed {seed}: {'ok' if not errs else '; '.join(errs)}")
+        if not errs:
+            break
+    else:
+        raise RuntimeError(f"{fx.name}: no acceptable seed in {MAX_SEED_TRIES} tries")
+
+    path = out_dir / fx.name
+    if path.exists():
+        shutil.rmtree(path)
+    path.mkdir(parents=True)
+    to_save = model.to(DTYPES[fx.disk_dtype])
+    kwargs = {"max_shard_size": fx.max_shard_size} if fx.max_shard_size else {}
+    to_save.save_pretrained(path, **kwargs)
+    if fx.legacy_config:
+        write_legacy_config(path)
+    verify_saved(fx, path)
+
+    # Recompute everything from the checkpoint as written (upcast to float32).
+    loaded = load_model(fx, path)
+    if fx.legacy_config:
+        want = (fx.config["rope_parameters"]["rope_theta"], fx.config["num_experts"])
+        got = (loaded.config.rope_parameters["rope_theta"], loaded.config.num_experts)
+        if got != want:
+            raise RuntimeError(f"{fx.name}: reloaded (rope_theta, num_experts) {got}, expected {want}")
+    final = analyse(fx, loaded)
+    errs = consistency_errors(final) + quality_errors(final) + extra_errors(fx, loaded, final, info)
+    ref_model = model.to(torch.float32)
+    for name, p in ref_model.state_dict().items():
+        q = loaded.state_dict()[name]
+        if not torch.equal(p, q):
+            errs.append(f"reloaded parameter {name} differs")
+    if not torch.equal(final["full_logits"], res["full_logits"]) or final["greedy"] != res["greedy"]:
+        d = float((final["full_logits"] - res["full_logits"]).abs().max())
+        errs.append(f"reloaded model output differs from in-memory model (max diff {d:.3g})")
+    if errs:
+        raise RuntimeError(f"{fx.name}: " + "; ".join(errs))
+    save_reference(path, final)
+
+    info.update(
+        name=fx.name,
+        arch=fx.arch,
+        dtype=fx.disk_dtype,
+        seed=seed,
+        size=dir_size(path),
+        min_prob_gap=min(final["prob_gaps"]),
+        prob_gaps=final["prob_gaps"],
+        min_logit_gap=min(final["logit_gaps"]),
+        greedy_margin=final["greedy_margin"],
+        greedy=final["greedy"],
+        prompt=fx.prompt,
+        moe_layers=moe_layers(loaded),
+        dense_layers=dense_layers(loaded),
+        max_abs_logit=float(final["full_logits"].abs().max()),
+        files=sorted(p.name for p in path.iterdir()),
+    )
+    return info
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog="Fixtures: " + ", ".join(f.name for f in FIXTURES),
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=DEFAULT_OUT,
+        help=f"output directory (default: {DEFAULT_OUT.relative_to(REPO_ROOT)} in the repository root)",
+    )
+    parser.add_argument("--only", nargs="+", metavar="NAME", help="only (re)generate these fixtures")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log every seed that is tried")
+    args = parser.parse_args(argv)
+
+    torch.set_num_threads(1)
+    torch.use_deterministic_algorithms(True)
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
+
+    selected = FIXTURES
+    if args.only:
+        unknown = set(args.only) - {f.name for f in FIXTURES}
+        if unknown:
+            parser.error(f"unknown fixture(s): {', '.join(sorted(unknown))}")
+        selected = [f for f in FIXTURES if f.name in args.only]
+
+    out_dir = args.out.resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    infos = []
+    for fx in selected:
+        print(f"building {fx.name} ...", flush=True)
+        infos.append(make_fixture(fx, out_dir, args.verbose))
+
+    print()
+    header = f"{'name':<16} {'architecture':<20} {'dtype':<9} {'bytes':>9} {'seed':>5} {'min gap':>9} {'greedy margin':>13}"
+    print(header)
+    print("-" * len(header))
+    for i in infos:
+        print(
+            f"{i['name']:<16} {i['arch']:<20} {i['dtype']:<9} {i['size']:>9} {i['seed']:>5} "
+            f"{i['min_prob_gap']:>9.4f} {i['greedy_margin']:>13.4f}"
+        )
+    total = dir_size(out_dir)
+    print(f"\ntotal size of {out_dir}: {total} bytes")
+    for i in infos:
+        extra = ""
+        if "clip_fractions" in i:
+            extra += " clipped=" + ", ".join(f"{k}:{v:.3f}" for k, v in i["clip_fractions"].items())
+        if "rope_theta_effect" in i:
+            extra += " theta_effect=" + ", ".join(f"{k:g}:{v:.3g}" for k, v in i["rope_theta_effect"].items())
+        print(
+            f"{i['name']}: prompt={i['prompt']} greedy={i['greedy']} moe_layers={i['moe_layers']} "
+            f"dense_layers={i['dense_layers']} router_prob_gaps={[round(g, 4) for g in i['prob_gaps']]} "
+            f"min_router_logit_gap={i['min_logit_gap']:.4f} max|logit|={i['max_abs_logit']:.3f}{extra}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -5,6 +5,8 @@ import PackageDescription
 /// Release builds of the shared library carry the Swift runtime statically (hosts need no Swift installed)
 /// and the SONAME `libmoert.so.<ABI major>`. Debug builds stay dynamic so that `swift test` links.
 let releaseOnly = BuildSettingCondition.when(configuration: .release)
+/// Exports only the `moert_*` C entry points from libmoert.so.
+let exportsMap = Context.packageDirectory + "/tools/exports.map"
 
 let package = Package(
     name: "moert",
@@ -22,7 +24,8 @@ let package = Package(
         // The thin C-ABI layer: converts, calls, maps errors. Builds libmoert.so.
         .target(name: "Moert", dependencies: ["MoertCore", "CMoert"],
                 swiftSettings: [.unsafeFlags(["-static-stdlib"], releaseOnly)],
-                linkerSettings: [.unsafeFlags(["-static-stdlib", "-Xlinker", "-soname=libmoert.so.1"], releaseOnly)]),
+                linkerSettings: [.unsafeFlags(["-static-stdlib", "-Xlinker", "-soname=libmoert.so.1"], releaseOnly),
+                                 .unsafeFlags(["-Xlinker", "--version-script=" + exportsMap])]),
         // The `moert` command line tool.
         .executableTarget(name: "moert-cli", dependencies: ["MoertCore"]),
         .testTarget(name: "MoertCoreTests", dependencies: ["MoertCore"]),

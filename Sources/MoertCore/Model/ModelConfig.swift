@@ -121,7 +121,8 @@ extension ModelConfig {
             qkvBias = false
             outputBias = false
         case .qwen2Moe, .qwen3Moe:
-            numExperts = try keys.int("num_experts", min: 0)
+            // Released checkpoints write num_experts; transformers 5 writes num_local_experts.
+            numExperts = try keys.int(keys.raw("num_experts") == nil ? "num_local_experts" : "num_experts", min: 0)
             intermediateSize = try keys.int("intermediate_size", min: 1)
             moeIntermediateSize = try keys.int("moe_intermediate_size", min: 1)
             normTopkProb = try keys.bool("norm_topk_prob", default: false)
@@ -138,7 +139,7 @@ extension ModelConfig {
                 qkNorm = .perHead
             }
         case .olmoe:
-            numExperts = try keys.int("num_experts", min: 1)
+            numExperts = try keys.int(keys.raw("num_experts") == nil ? "num_local_experts" : "num_experts", min: 1)
             intermediateSize = try keys.int("intermediate_size", min: 1)
             moeIntermediateSize = intermediateSize
             normTopkProb = try keys.bool("norm_topk_prob", default: false)

@@ -1,0 +1,58 @@
+# moert build, test and install entry points.
+#   make            release library + CLI, staged under build/ (bin/, lib/, include/, lib/pkgconfig/)
+#   make test       everything CI runs: Swift tests, the C host test, the binding tests
+#   make install PREFIX=/usr/local
+VERSION   := 0.1.0
+ABI       := 1
+PREFIX    ?= /usr/local
+STAGE     := $(CURDIR)/build
+SWIFT     ?= swift
+CC        ?= gcc
+CXX       ?= g++
+PYTHON    ?= python3
+RELEASE   := $(shell $(SWIFT) build -c release --show-bin-path 2>/dev/null)
+SWIFT_SRC := $(shell find Sources include -type f) Package.swift
+
+.PHONY: all lib test test-swift test-c test-python test-cpp install clean
+
+all: $(STAGE)/.staged
+
+# Release build; the library carries the Swift runtime statically and has the SONAME libmoert.so.$(ABI).
+$(STAGE)/.staged: $(SWIFT_SRC) Makefile tools/moert.pc.in
+	$(SWIFT) build -c release
+	mkdir -p $(STAGE)/bin $(STAGE)/lib/pkgconfig $(STAGE)/include
+	cp $(RELEASE)/moert-cli $(STAGE)/bin/moert
+	cp $(RELEASE)/libmoert.so $(STAGE)/lib/libmoert.so.$(VERSION)
+	ln -sf libmoert.so.$(VERSION) $(STAGE)/lib/libmoert.so.$(ABI)
+	ln -sf libmoert.so.$(ABI) $(STAGE)/lib/libmoert.so
+	cp include/moert*.h $(STAGE)/include/
+	sed -e 's|@PREFIX@|$(STAGE)|' -e 's|@VERSION@|$(VERSION)|' tools/moert.pc.in > $(STAGE)/lib/pkgconfig/moert.pc
+	touch $@
+
+lib: all
+
+test: all test-swift test-c test-python test-cpp
+
+test-swift:
+	$(SWIFT) test
+
+test-c: all
+	tools/run_c_tests.sh $(STAGE)
+
+test-python: all
+	@if [ -d bindings/python/tests ]; then MOERT_LIBRARY=$(STAGE)/lib/libmoert.so $(PYTHON) -m pytest -q bindings/python/tests; fi
+
+test-cpp: all
+	@if [ -f bindings/cpp/tests/run.sh ]; then bindings/cpp/tests/run.sh $(STAGE); fi
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include
+	install -m 755 $(STAGE)/bin/moert $(DESTDIR)$(PREFIX)/bin/moert
+	install -m 755 $(STAGE)/lib/libmoert.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/
+	ln -sf libmoert.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libmoert.so.$(ABI)
+	ln -sf libmoert.so.$(ABI) $(DESTDIR)$(PREFIX)/lib/libmoert.so
+	install -m 644 include/moert*.h $(DESTDIR)$(PREFIX)/include/
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' tools/moert.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/moert.pc
+
+clean:
+	rm -rf $(STAGE) .build

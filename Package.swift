@@ -17,9 +17,10 @@ let package = Package(
     targets: [
         // The public header, imported by Swift so that `@c @implementation` checks every export against it.
         .systemLibrary(name: "CMoert", path: "include"),
+        .systemLibrary(name: "CSystem"),
         .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
         // Formats, kernels, routing, experts, model and session. No C-ABI concerns.
-        .target(name: "MoertCore", dependencies: ["COpenBLAS"],
+        .target(name: "MoertCore", dependencies: ["CMoert", "COpenBLAS", "CSystem"],
                 swiftSettings: [.unsafeFlags(["-Ounchecked"], releaseOnly)]),
         // The thin C-ABI layer: converts, calls, maps errors. Builds libmoert.so.
         .target(name: "Moert", dependencies: ["MoertCore", "CMoert"],

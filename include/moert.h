@@ -315,6 +315,77 @@ MOERT_API moert_status moert_session_generate(moert_session *session, const int3
                                               int32_t *out_tokens, size_t out_capacity,
                                               size_t *out_n_generated);
 
+/* ------------------------------------------------------------------------------------------------------------ */
+/* Routing: per-session router overrides, traces and counters                                                    */
+/* ------------------------------------------------------------------------------------------------------------ */
+
+/**
+ * Replaces the router of every MoE layer for this session only (the model is unchanged). `kind` names a registered
+ * router kind ("topk" is built in; plugins add more, see moert_plugin.h); `params_json` is a JSON object of
+ * parameters as in the model's "moert" section (may be NULL). kind NULL restores the model's own routers.
+ * Returns MOERT_OK, MOERT_ERR_INVALID_ARGUMENT (unknown kind, bad JSON) or the errors of the kind's create.
+ * Threads: one thread per session. @since 0.1.0
+ */
+MOERT_API moert_status moert_session_set_router(moert_session *session, const char *kind, const char *params_json);
+
+/**
+ * Shortcut for the built-in softmax top-k router with another k, keeping each layer's renormalisation setting.
+ * top_k in [1, n_experts]; 0 restores the model's routers. Returns MOERT_OK or MOERT_ERR_INVALID_ARGUMENT.
+ * Threads: one thread per session. @since 0.1.0
+ */
+MOERT_API moert_status moert_session_set_top_k(moert_session *session, int32_t top_k);
+
+/**
+ * Turns recording of the routing trace on (non-zero) or off. Counters are always kept.
+ * Returns MOERT_OK or MOERT_ERR_INVALID_ARGUMENT. @since 0.1.0
+ */
+MOERT_API moert_status moert_session_set_trace(moert_session *session, int32_t enabled);
+
+/** The routing trace: one record per (token, MoE layer), in evaluation order. Arrays are owned by the session. */
+typedef struct moert_trace {
+    uint32_t       struct_size;  /**< Set by the caller to sizeof(moert_trace). */
+    int64_t        n_records;    /**< Records. */
+    const int32_t *positions;    /**< [n_records] token position in the sequence. */
+    const int32_t *layers;       /**< [n_records] decoder layer index. */
+    const int32_t *tokens;       /**< [n_records] token id. */
+    const int64_t *offsets;      /**< [n_records + 1] record r uses expert_ids/weights[offsets[r] .. offsets[r+1]). */
+    const int32_t *expert_ids;   /**< Chosen experts. */
+    const float   *weights;      /**< Their weights. */
+} moert_trace;
+
+/**
+ * Borrows the trace recorded since tracing was enabled or last cleared. The arrays stay valid until the next
+ * eval, generate, clear or free of the session. Returns MOERT_OK or MOERT_ERR_INVALID_ARGUMENT. @since 0.1.0
+ */
+MOERT_API moert_status moert_session_get_trace(moert_session *session, moert_trace *trace);
+
+/** Empties the trace. Returns MOERT_OK or MOERT_ERR_INVALID_ARGUMENT. @since 0.1.0 */
+MOERT_API moert_status moert_session_clear_trace(moert_session *session);
+
+/**
+ * Copies the per-layer expert counters: counts[m * n_experts + e] = tokens routed to expert e in the m-th MoE
+ * layer since the session was created or its counters reset (n_experts = the largest layer's count).
+ * [out] counts may be NULL to query the sizes; capacity in elements. [out] out_n_moe_layers, out_n_experts
+ * may be NULL. Returns MOERT_OK, MOERT_ERR_INVALID_ARGUMENT or MOERT_ERR_BUFFER_TOO_SMALL. @since 0.1.0
+ */
+MOERT_API moert_status moert_session_get_expert_counts(const moert_session *session, int64_t *counts, size_t capacity,
+                                                       int32_t *out_n_moe_layers, int32_t *out_n_experts);
+
+/** Zeroes the expert counters. Returns MOERT_OK or MOERT_ERR_INVALID_ARGUMENT. @since 0.1.0 */
+MOERT_API moert_status moert_session_reset_counters(moert_session *session);
+
+/**
+ * The kind name of expert `expert` in the `moe_layer`-th MoE layer ("ffn" for the built-in SwiGLU experts),
+ * owned by the model; NULL when out of range. @since 0.1.0
+ */
+MOERT_API const char *moert_model_expert_kind(const moert_model *model, int32_t moe_layer, int32_t expert);
+
+/**
+ * The router kind name of the `moe_layer`-th MoE layer ("topk" for the built-in), owned by the model; NULL when
+ * out of range. @since 0.1.0
+ */
+MOERT_API const char *moert_model_router_kind(const moert_model *model, int32_t moe_layer);
+
 #ifdef __cplusplus
 } /* extern "C" */
 #endif

@@ -1,5 +1,9 @@
 // Checkpoint: a Hugging Face model directory — config.json plus one or more safetensors files.
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// A float32 view of a weight tensor, either read in place from the mapping or converted once at load.
 public struct Weight: @unchecked Sendable {
     /// First element, row-major.
@@ -16,6 +20,12 @@ public final class Checkpoint: @unchecked Sendable {
     public let directory: String
     /// Parsed and validated config.json.
     public let config: ModelConfig
+    /// config.json as parsed.
+    public let configJSON: JSON
+    /// Guards `converted`, `used` and `cache`: sessions may create routers on a shared model.
+    private let lock = Lock()
+    /// Weights already read, by name (so a tensor is converted once however often it is asked for).
+    private var cache: [String: Weight] = [:]
     /// The mapped safetensors files.
     public let files: [SafetensorsFile]
     /// Tensor name → index into `files`.
@@ -32,7 +42,8 @@ public final class Checkpoint: @unchecked Sendable {
         self.directory = directory
         let configPath = joinPath(directory, "config.json")
         guard fileExists(configPath) else { throw MoertError(.io, "\(directory): no config.json (expected a Hugging Face model directory)") }
-        config = try ModelConfig(json: try JSON.parse(try readTextFile(configPath), what: configPath), source: configPath)
+        configJSON = try JSON.parse(try readTextFile(configPath), what: configPath)
+        config = try ModelConfig(json: configJSON, source: configPath)
 
         let single = joinPath(directory, "model.safetensors")
         let index = joinPath(directory, "model.safetensors.index.json")
@@ -78,6 +89,18 @@ public final class Checkpoint: @unchecked Sendable {
     /// True when the checkpoint holds `name`.
     public func contains(_ name: String) -> Bool { location[name] != nil }
 
+    /// True when some tensor name starts with `prefix`.
+    public func hasPrefix(_ prefix: String) -> Bool { location.keys.contains { $0.hasPrefix(prefix) } }
+
+    /// The moert section: `moert.json` beside config.json, else the "moert" key of config.json, else defaults.
+    /// - Throws: `MoertError` (`.format`) for a malformed section.
+    public func moeSection() throws -> MoESection {
+        let file = joinPath(directory, "moert.json")
+        if fileExists(file) { return try MoESection(json: try JSON.parse(try readTextFile(file), what: file), source: file) }
+        if let s = configJSON.object?["moert"] { return try MoESection(json: s, source: joinPath(directory, "config.json") + " (moert)") }
+        return MoESection()
+    }
+
     /// The header entry of `name` and the file holding it.
     /// - Throws: `MoertError` (`.format`) when the tensor is missing.
     public func info(_ name: String) throws -> (TensorInfo, SafetensorsFile) {
@@ -92,6 +115,10 @@ public final class Checkpoint: @unchecked Sendable {
     /// - Throws: `MoertError` (`.format`) naming the file and tensor on a missing tensor or wrong shape,
     ///   (`.unsupported`) on a non-float dtype.
     public func weight(_ name: String, shape: [Int]) throws -> Weight {
+        try lock.withLock { try lockedWeight(name, shape: shape) }
+    }
+
+    private func lockedWeight(_ name: String, shape: [Int]) throws -> Weight {
         let (info, file) = try self.info(name)
         let fileName = file.file.path.split(separator: "/").last.map(String.init) ?? file.file.path
         guard info.shape == shape else {
@@ -100,15 +127,44 @@ public final class Checkpoint: @unchecked Sendable {
         guard info.dtype.isFloat else {
             throw MoertError.unsupported("\(name) in \(fileName): dtype \(info.dtype.rawValue) is not supported for weights (F32, F16, BF16)")
         }
+        if let w = cache[name] { return w }
         used.insert(name)
         let src = file.data(info)
+        let weight: Weight
         if info.dtype == .f32 && Int(bitPattern: src) % MemoryLayout<Float>.alignment == 0 {
-            return Weight(data: src.assumingMemoryBound(to: Float.self), shape: shape)
+            weight = Weight(data: src.assumingMemoryBound(to: Float.self), shape: shape)
+        } else {
+            let buffer = try FloatBuffer(count: info.count)
+            convertToFloat(src, dtype: info.dtype, count: info.count, into: buffer.pointer)
+            converted.append(buffer)
+            weight = Weight(data: UnsafePointer(buffer.pointer), shape: shape)
         }
-        let buffer = try FloatBuffer(count: info.count)
-        convertToFloat(src, dtype: info.dtype, count: info.count, into: buffer.pointer)
+        cache[name] = weight
+        return weight
+    }
+
+    /// A tensor for a plugin, any shape: floats as float32 (converted when needed), I32 as int32.
+    /// - Throws: `MoertError` (`.format`) when missing or of another dtype.
+    func pluginTensor(_ name: String) throws -> (data: UnsafeRawPointer, shape: [Int], isInteger: Bool) {
+        let (info, file) = try self.info(name)
+        if info.dtype.isFloat {
+            return (UnsafeRawPointer(try weight(name, shape: info.shape).data), info.shape, false)
+        }
+        return try lock.withLock { try lockedIntegerTensor(name, info, file) }
+    }
+
+    private func lockedIntegerTensor(_ name: String, _ info: TensorInfo, _ file: SafetensorsFile) throws
+        -> (data: UnsafeRawPointer, shape: [Int], isInteger: Bool) {
+        guard info.dtype == .i32 else {
+            throw MoertError.format("\(name): dtype \(info.dtype.rawValue) is not available to plugins (F32, F16, BF16, I32)")
+        }
+        used.insert(name)
+        let src = file.data(info)
+        if Int(bitPattern: src) % 4 == 0 { return (src, info.shape, true) }
+        let buffer = try FloatBuffer(count: info.count)  // 4-byte elements, reused for int32
+        memcpy(buffer.pointer, src, info.byteCount)
         converted.append(buffer)
-        return Weight(data: UnsafePointer(buffer.pointer), shape: shape)
+        return (UnsafeRawPointer(buffer.pointer), info.shape, true)
     }
 
     /// Bytes of float32 weights held in converted buffers.

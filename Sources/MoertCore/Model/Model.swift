@@ -44,6 +44,8 @@ public final class Model: @unchecked Sendable {
     public let lmHead: Linear
     /// Longest context a session may use.
     public let contextLength: Int
+    /// The routers and experts the checkpoint asked for.
+    public let section: MoESection
     /// Number of parameters.
     public let parameterCount: Int
     let rope: Rope
@@ -72,7 +74,11 @@ public final class Model: @unchecked Sendable {
         }
 
         let h = c.hiddenSize, qWidth = c.numAttentionHeads * c.headDim, kvWidth = c.numKeyValueHeads * c.headDim
+        section = try ckpt.moeSection()
+        for plugin in section.plugins { try PluginRegistry.shared.load(plugin, relativeTo: path) }
         embedding = try w("model.embed_tokens.weight", [c.vocabSize, h])
+        let moeLayers = (0..<c.numHiddenLayers).filter(c.isMoELayer).count
+        var moeIndex = 0
         var layers: [DecoderLayer] = []
         for l in 0..<c.numHiddenLayers {
             let p = "model.layers.\(l)."
@@ -85,7 +91,9 @@ public final class Model: @unchecked Sendable {
                 kNorm: try Self.qkNormWeight(c, w, p + "self_attn.k_norm.weight", wholeWidth: kvWidth))
             let mlp: LayerMLP
             if c.isMoELayer(l) {
-                mlp = .moe(try Self.moeBlock(c, ckpt, layerPrefix: p, w: w, linear: linear, swiglu: swiglu))
+                mlp = .moe(try Self.moeBlock(c, ckpt, section: section, layer: l, moeIndex: moeIndex, moeLayers: moeLayers,
+                                             w: w, linear: linear, swiglu: swiglu))
+                moeIndex += 1
             } else {
                 mlp = .dense(try swiglu(p + "mlp.", ("gate_proj", "up_proj", "down_proj"), width: c.intermediateSize))
             }
@@ -105,6 +113,30 @@ public final class Model: @unchecked Sendable {
         contextLength = options.maxContext > 0 ? min(options.maxContext, c.maxPositionEmbeddings) : c.maxPositionEmbeddings
         parameterCount = params
         rope = Rope(headDim: c.headDim, theta: c.ropeTheta)
+        PluginRegistry.shared.modelLifetime(1)
+    }
+
+    deinit { PluginRegistry.shared.modelLifetime(-1) }
+
+    /// The MoE blocks, in layer order.
+    public var moeBlocks: [MoEBlock] {
+        layers.compactMap { if case .moe(let b) = $0.mlp { return b }; return nil }
+    }
+
+    /// Creates, for every MoE layer, a router of `spec` (for a session override).
+    /// - Throws: the errors of the router's creation.
+    public func makeRouters(_ spec: KindSpec) throws -> [Router] {
+        let c = config
+        var moeIndex = 0
+        var routers: [Router] = []
+        for (l, layer) in layers.enumerated() {
+            guard case .moe(let block) = layer.mlp else { continue }
+            let info = LayerInfo(layer: l, moeIndex: moeIndex, moeLayers: moeLayerCount, hidden: c.hiddenSize,
+                                 experts: block.experts.count, topK: c.numExpertsPerTok, vocab: c.vocabSize)
+            routers.append(try Self.makeRouter(spec, config: c, checkpoint: checkpoint, block: block.prefix, info: info))
+            moeIndex += 1
+        }
+        return routers
     }
 
     private static func qkNormWeight(_ c: ModelConfig, _ w: (String, [Int]) throws -> Weight, _ name: String,
@@ -116,29 +148,77 @@ public final class Model: @unchecked Sendable {
         }
     }
 
-    /// Builds a layer's MoE block from per-expert tensors (`experts.{e}.w1` or `experts.{e}.gate_proj`).
-    private static func moeBlock(_ c: ModelConfig, _ ckpt: Checkpoint, layerPrefix p: String,
-                                 w: (String, [Int]) throws -> Weight,
+    /// Builds a layer's MoE block: experts by kind (built-in SwiGLU `ffn` or plugin kinds), the layer's router,
+    /// and the Qwen2-MoE shared expert.
+    private static func moeBlock(_ c: ModelConfig, _ ckpt: Checkpoint, section: MoESection, layer l: Int, moeIndex: Int,
+                                 moeLayers: Int, w: (String, [Int]) throws -> Weight,
                                  linear: (String, Int, Int, Bool) throws -> Linear,
                                  swiglu: (String, (String, String, String), Int) throws -> SwiGLUExpert) throws -> MoEBlock {
         let h = c.hiddenSize
+        let p = "model.layers.\(l)."
         let isMixtral = c.architecture == .mixtral
         // Mixtral checkpoints name the block `block_sparse_moe` and the projections w1/w3/w2.
-        let block = isMixtral && ckpt.contains(p + "block_sparse_moe.gate.weight") ? p + "block_sparse_moe." : p + "mlp."
+        let block = isMixtral && !ckpt.contains(p + "mlp.gate.weight") && ckpt.hasPrefix(p + "block_sparse_moe.")
+            ? p + "block_sparse_moe." : p + "mlp."
         let names = isMixtral ? ("w1", "w3", "w2") : ("gate_proj", "up_proj", "down_proj")
+        let groups = section.experts(layer: l, default: c.numExperts)
+        let expertCount = groups.reduce(0) { $0 + $1.count }
+        var info = LayerInfo(layer: l, moeIndex: moeIndex, moeLayers: moeLayers, hidden: h, experts: expertCount,
+                             topK: c.numExpertsPerTok, vocab: c.vocabSize)
         var experts: [Expert] = []
-        for e in 0..<c.numExperts {
-            experts.append(try swiglu(block + "experts.\(e).", names, c.moeIntermediateSize))
+        for group in groups {
+            for _ in 0..<group.count {
+                let e = experts.count
+                if group.spec.kind == BuiltinKind.expert {
+                    guard group.spec.params.isEmpty else { throw MoertError.format("layer \(l): the ffn expert kind takes no params") }
+                    experts.append(try swiglu(block + "experts.\(e).", names, c.moeIntermediateSize))
+                } else {
+                    guard let kind = PluginRegistry.shared.expert(named: group.spec.kind) else {
+                        throw MoertError.unsupported("layer \(l): expert kind \(group.spec.kind) is not registered (name its plugin in the moert section's plugins, or load it first)")
+                    }
+                    info.expertIndex = e
+                    let ctx = CreateContext(checkpoint: ckpt, prefix: block + "experts.\(e).", params: group.spec.params)
+                    experts.append(try PluginExpert(kind: kind, context: ctx, layer: info.c))
+                }
+            }
         }
-        let router = SoftmaxTopKRouter(gate: try linear(block + "gate", c.numExperts, h, false),
-                                       topK: c.numExpertsPerTok, normalize: c.normTopkProb)
+        let router = try makeRouter(section.router(layer: l), config: c, checkpoint: ckpt, block: block, info: info)
         var shared: SharedExpert?
         if c.sharedExpertIntermediateSize > 0 {
             shared = SharedExpert(
                 expert: try swiglu(block + "shared_expert.", ("gate_proj", "up_proj", "down_proj"), c.sharedExpertIntermediateSize),
                 gate: try linear(block + "shared_expert_gate", 1, h, false))
         }
-        return MoEBlock(router: router, experts: experts, shared: shared, hidden: h)
+        return MoEBlock(router: router, experts: experts, shared: shared, hidden: h, prefix: block)
+    }
+
+    /// Creates a router of `spec.kind` for one MoE layer: the built-in softmax top-k, or a registered plugin kind.
+    /// - Throws: `MoertError` for unknown kinds, bad parameters, missing tensors or a failing plugin create.
+    static func makeRouter(_ spec: KindSpec, config c: ModelConfig, checkpoint: Checkpoint, block: String,
+                           info: LayerInfo) throws -> Router {
+        if spec.kind == BuiltinKind.router {
+            let allowed: Set<String> = ["top_k", "normalize"]
+            if let bad = spec.params.keys.first(where: { !allowed.contains($0) }) {
+                throw MoertError.format("layer \(info.layer): topk router has no parameter \(bad) (top_k, normalize)")
+            }
+            let k = try spec.params["top_k"].map { v -> Int in
+                guard let i = v.int, i >= 1, i <= Int64(info.experts) else {
+                    throw MoertError.invalid("layer \(info.layer): top_k must be an integer in [1, \(info.experts)]")
+                }
+                return Int(i)
+            } ?? min(info.topK, info.experts)
+            let normalize = try spec.params["normalize"].map { v -> Bool in
+                guard let b = v.bool else { throw MoertError.invalid("layer \(info.layer): normalize must be true or false") }
+                return b
+            } ?? c.normTopkProb
+            let gate = Linear(weight: try checkpoint.weight(block + "gate.weight", shape: [info.experts, c.hiddenSize]))
+            return SoftmaxTopKRouter(gate: gate, topK: k, normalize: normalize)
+        }
+        guard let kind = PluginRegistry.shared.router(named: spec.kind) else {
+            throw MoertError.unsupported("layer \(info.layer): router kind \(spec.kind) is not registered (name its plugin in the moert section's plugins, or load it first)")
+        }
+        let ctx = CreateContext(checkpoint: checkpoint, prefix: block, params: spec.params)
+        return try PluginRouter(kind: kind, context: ctx, layer: info.c)
     }
 
     /// The storage dtype of the weights: one of F32/F16/BF16, or nil when mixed.

@@ -6,7 +6,7 @@ import Glibc
 
 /// Optional always-on expert added to the routed output, scaled by sigmoid(w_sg · x) when a gate is present
 /// (`Qwen2MoeSparseMoeBlock`: `shared_expert` and `shared_expert_gate`).
-public struct SharedExpert: Sendable {
+public struct SharedExpert: @unchecked Sendable {
     /// The expert.
     public let expert: SwiGLUExpert
     /// The gate [1, hidden]; nil for an ungated shared expert.
@@ -35,7 +35,7 @@ final class MoEWorkspace {
 
 /// A mixture-of-experts MLP: router, experts and an optional shared expert.
 public final class MoEBlock: @unchecked Sendable {
-    /// Chooses experts per token.
+    /// The layer's own router (a session may override it).
     public let router: Router
     /// The routed experts, indexed by expert id.
     public let experts: [Expert]
@@ -43,24 +43,28 @@ public final class MoEBlock: @unchecked Sendable {
     public let shared: SharedExpert?
     /// Hidden width.
     public let hidden: Int
+    /// Tensor-name prefix of the block (e.g. "model.layers.3.mlp."), for routers created later.
+    public let prefix: String
 
     /// Creates the block.
-    public init(router: Router, experts: [Expert], shared: SharedExpert?, hidden: Int) {
+    public init(router: Router, experts: [Expert], shared: SharedExpert?, hidden: Int, prefix: String) {
         self.router = router
         self.experts = experts
         self.shared = shared
         self.hidden = hidden
+        self.prefix = prefix
     }
 
     /// y[n, H] = Σ_e w_{t,e} F_e(x_t) (+ shared). Each expert runs once on all of its tokens (gather, GEMM chain,
-    /// weighted scatter-add); each token's terms are added in increasing expert order.
-    func forward(_ x: UnsafePointer<Float>, rows n: Int, tokens: UnsafePointer<Int32>, layer: Int,
+    /// weighted scatter-add); each token's terms are added in increasing expert order. The routing stays in
+    /// `ws.routing` and the router's logits in `logits` ([n, experts]) for the caller.
+    func forward(_ input: RouterInput, router: Router, logits: UnsafeMutablePointer<Float>,
                  into y: UnsafeMutablePointer<Float>, workspace ws: MoEWorkspace) throws {
-        let h = hidden, e = experts.count
+        let h = hidden, e = experts.count, n = input.count, x = input.x
         ws.routing.removeAll()
-        try router.route(RouterInput(x: x, count: n, hidden: h, tokens: tokens, layer: layer),
-                         into: &ws.routing, scratch: &ws.routerScratch)
-        try validate(ws.routing, rows: n, layer: layer)
+        for i in 0..<n * e { logits[i] = .nan }
+        try router.route(input, into: &ws.routing, logits: logits, scratch: &ws.routerScratch)
+        try validate(ws.routing, rows: n, layer: input.layer, router: router)
 
         // Counting sort of (token, weight) pairs by expert.
         ws.start = [Int](repeating: 0, count: e + 1)
@@ -81,36 +85,48 @@ public final class MoEBlock: @unchecked Sendable {
             }
         }
 
-        var maxRows = 0
-        for i in 0..<e { maxRows = max(maxRows, ws.start[i + 1] - ws.start[i]) }
-        var scratchCount = 0
+        var maxRows = n
+        var scratchCount = shared?.expert.scratchCount(tokens: n) ?? 0
         for i in 0..<e where ws.start[i + 1] > ws.start[i] {
-            scratchCount = max(scratchCount, experts[i].scratchCount(tokens: ws.start[i + 1] - ws.start[i]))
+            let rows = ws.start[i + 1] - ws.start[i]
+            maxRows = max(maxRows, rows)
+            scratchCount = max(scratchCount, experts[i].scratchCount(tokens: rows))
         }
-        if let s = shared { scratchCount = max(scratchCount, s.expert.scratchCount(tokens: n)) }
-        let xg = try ws.buffer(&ws.gathered, count: max(maxRows, n) * h)
-        let yg = try ws.buffer(&ws.expertOut, count: max(maxRows, n) * h)
+        let xg = try ws.buffer(&ws.gathered, count: maxRows * h)
+        let yg = try ws.buffer(&ws.expertOut, count: maxRows * h)
         let scratch = try ws.buffer(&ws.expertScratch, count: scratchCount)
 
         for i in 0..<n * h { y[i] = 0 }
         for i in 0..<e {
             let lo = ws.start[i], rows = ws.start[i + 1] - lo
             guard rows > 0 else { continue }
-            // gather: [rows, H]
-            for r in 0..<rows {
-                memcpy(xg + r * h, x + Int(ws.order[lo + r]) * h, h * MemoryLayout<Float>.size)
-            }
-            experts[i].forward(xg, rows: rows, into: yg, scratch: scratch)
-            // weighted scatter-add
-            for r in 0..<rows {
-                let w = ws.orderWeight[lo + r]
-                let dst = y + Int(ws.order[lo + r]) * h, src = yg + r * h
-                for c in 0..<h { dst[c] += w * src[c] }
+            let expert = experts[i]
+            switch expert.output {
+            case .zero:
+                continue
+            case .identity:
+                for r in 0..<rows {
+                    let w = ws.orderWeight[lo + r], t = Int(ws.order[lo + r])
+                    let dst = y + t * h, src = x + t * h
+                    for c in 0..<h { dst[c] += w * src[c] }
+                }
+            case .computed:
+                // gather: [rows, H]
+                for r in 0..<rows {
+                    memcpy(xg + r * h, x + Int(ws.order[lo + r]) * h, h * MemoryLayout<Float>.size)
+                }
+                try expert.forward(xg, rows: rows, into: yg, scratch: scratch)
+                // weighted scatter-add
+                for r in 0..<rows {
+                    let w = ws.orderWeight[lo + r]
+                    let dst = y + Int(ws.order[lo + r]) * h, src = yg + r * h
+                    for c in 0..<h { dst[c] += w * src[c] }
+                }
             }
         }
 
         if let s = shared {
-            s.expert.forward(x, rows: n, into: yg, scratch: scratch)  // [n, H]
+            try s.expert.forward(x, rows: n, into: yg, scratch: scratch)  // [n, H]
             for t in 0..<n {
                 var scale: Float = 1
                 if let g = s.gate {
@@ -125,16 +141,20 @@ public final class MoEBlock: @unchecked Sendable {
     }
 
     /// Rejects routing output that would index out of range or poison the sum.
-    private func validate(_ table: RoutingTable, rows n: Int, layer: Int) throws {
+    private func validate(_ table: RoutingTable, rows n: Int, layer: Int, router: Router) throws {
+        let who = "router \(router.kind), layer \(layer)"
         guard table.tokenCount == n, table.experts.count == table.weights.count else {
-            throw MoertError(.plugin, "layer \(layer): router returned \(table.tokenCount) rows for \(n) tokens")
+            throw MoertError(.plugin, "\(who): returned \(table.tokenCount) rows for \(n) tokens")
         }
-        for (id, w) in zip(table.experts, table.weights) {
-            guard id >= 0 && Int(id) < experts.count else {
-                throw MoertError(.plugin, "layer \(layer): router chose expert \(id), outside [0, \(experts.count))")
-            }
-            guard w.isFinite && w >= 0 else {
-                throw MoertError(.plugin, "layer \(layer): router returned weight \(w) for expert \(id) (must be finite and >= 0)")
+        for t in 0..<n {
+            for j in table.offsets[t]..<table.offsets[t + 1] {
+                let id = table.experts[j], w = table.weights[j]
+                guard id >= 0 && Int(id) < experts.count else {
+                    throw MoertError(.plugin, "\(who): token \(t) routed to expert \(id), outside [0, \(experts.count))")
+                }
+                guard w.isFinite && w >= 0 else {
+                    throw MoertError(.plugin, "\(who): token \(t) has weight \(w) for expert \(id) (must be finite and >= 0)")
+                }
             }
         }
     }

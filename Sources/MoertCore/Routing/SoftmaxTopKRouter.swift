@@ -12,6 +12,8 @@ public final class SoftmaxTopKRouter: Router {
     public let normalize: Bool
 
     public var expertCount: Int { gate.outFeatures }
+    public var kind: String { BuiltinKind.router }
+    public var stateSize: Int { 0 }
 
     /// Creates the router; `topK` must be in 1...experts.
     public init(gate: Linear, topK: Int, normalize: Bool) {
@@ -21,20 +23,22 @@ public final class SoftmaxTopKRouter: Router {
         self.normalize = normalize
     }
 
-    public func route(_ input: RouterInput, into table: inout RoutingTable, scratch: inout [Float]) throws {
+    public func route(_ input: RouterInput, into table: inout RoutingTable, logits: UnsafeMutablePointer<Float>,
+                      scratch: inout [Float]) throws {
         let e = expertCount, n = input.count
-        if scratch.count < n * e { scratch = [Float](repeating: 0, count: n * e) }
+        if scratch.count < e { scratch = [Float](repeating: 0, count: e) }
         var ids = [Int32](repeating: 0, count: topK)
         var ws = [Float](repeating: 0, count: topK)
+        // [n, H] x [E, H]^T -> [n, E]
+        gate.apply(input.x, rows: n, into: logits)
         try scratch.withUnsafeMutableBufferPointer { buf in
-            let logits = buf.baseAddress!
-            // [n, H] x [E, H]^T -> [n, E]
-            gate.apply(input.x, rows: n, into: logits)
+            let p = buf.baseAddress!
             for t in 0..<n {
-                let p = logits + t * e
-                guard (0..<e).allSatisfy({ p[$0].isFinite }) else {
+                let row = logits + t * e
+                guard (0..<e).allSatisfy({ row[$0].isFinite }) else {
                     throw MoertError(.internal, "layer \(input.layer): router logits are not finite")
                 }
+                p.update(from: row, count: e)
                 softmaxInPlace(p, count: e)
                 selectTopK(p, count: e, k: topK, ids: &ids, weights: &ws)
                 if normalize {

@@ -19,6 +19,10 @@ public final class SwiGLUExpert: Expert {
         self.down = down
     }
 
+    public var kind: String { BuiltinKind.expert }
+    public var output: ExpertOutput { .computed }
+    public var isZeroCompute: Bool { false }
+
     public func scratchCount(tokens n: Int) -> Int { 2 * n * intermediate }
 
     public func forward(_ x: UnsafePointer<Float>, rows n: Int, into y: UnsafeMutablePointer<Float>,

@@ -31,9 +31,13 @@ public final class Session {
     public private(set) var position = 0
     /// Logits of the last evaluated position, when the last evaluation produced them.
     public private(set) var lastLogits: [Float]?
+    /// The token at position - 1 (-1 when empty), for routers that look at the previous token.
+    private var previousToken: Int32 = -1
 
     private let cache: KVCache
     private let ws: Workspace
+    /// Routing overrides and records of this session.
+    let routing: SessionRouting
 
     /// Creates a session with an empty KV cache.
     /// - Throws: `MoertError` (`.invalidArgument` for bad options, `.outOfMemory`).
@@ -49,12 +53,14 @@ public final class Session {
         let c = model.config
         cache = try KVCache(layers: c.numHiddenLayers, capacity: contextLength, rowWidth: c.numKeyValueHeads * c.headDim)
         ws = try Workspace(config: c, batch: maxBatch, context: contextLength)
+        routing = SessionRouting(model: model, batch: maxBatch)
     }
 
     /// Forgets all evaluated tokens.
     public func reset() {
         position = 0
         lastLogits = nil
+        previousToken = -1
     }
 
     /// Evaluates `tokens` after the positions already in the cache and writes logits into `logits`
@@ -106,6 +112,8 @@ public final class Session {
                          logits: UnsafeMutablePointer<Float>?) throws {
         let c = model.config, h = c.hiddenSize
         let x = ws.x.pointer, xn = ws.xn.pointer, tmp = ws.tmp.pointer
+        routing.beginChunk(tokens: tokens, count: n, position: position, previousToken: previousToken)
+        var moeIndex = 0
 
         // token embedding: [n] -> [n, H]
         for t in 0..<n {
@@ -120,13 +128,15 @@ public final class Session {
             rmsNorm(x, weight: layer.postAttentionNorm.data, rows: n, dim: h, eps: c.rmsNormEps, into: xn)
             switch layer.mlp {
             case .moe(let block):
-                try block.forward(xn, rows: n, tokens: tokens, layer: l, into: tmp, workspace: ws.moe)
+                try routing.run(block, moeIndex: moeIndex, layer: l, input: xn, count: n, into: tmp, workspace: ws.moe)
+                moeIndex += 1
             case .dense(let mlp):
-                mlp.forward(xn, rows: n, into: tmp, scratch: try ws.moe.buffer(&ws.moe.expertScratch, count: mlp.scratchCount(tokens: n)))
+                try mlp.forward(xn, rows: n, into: tmp, scratch: try ws.moe.buffer(&ws.moe.expertScratch, count: mlp.scratchCount(tokens: n)))
             }
             addInPlace(x, tmp, count: n * h)
         }
         position += n
+        previousToken = tokens[n - 1]
 
         // final norm and LM head: [rows, H] -> [rows, V]
         switch mode {

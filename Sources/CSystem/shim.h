@@ -1,0 +1,16 @@
+/* CSystem: libc facilities Swift's Glibc module hides behind _GNU_SOURCE. */
+#ifndef MOERT_CSYSTEM_SHIM_H
+#define MOERT_CSYSTEM_SHIM_H
+
+/* Layout of glibc's Dl_info. */
+typedef struct csystem_dl_info {
+    const char *dli_fname;
+    void *dli_fbase;
+    const char *dli_sname;
+    void *dli_saddr;
+} csystem_dl_info;
+
+/* glibc's dladdr under another name, so it never clashes with a declaration from <dlfcn.h>. */
+int csystem_dladdr(const void *address, csystem_dl_info *info) __asm__("dladdr");
+
+#endif

@@ -1,0 +1,169 @@
+// HostAPI: the moert_host_api table handed to plugins, and the create context behind moert_create_context.
+
+import CMoert
+import COpenBLAS
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What one router or expert create() call may look up: tensors under a prefix, and parameters.
+final class CreateContext {
+    let checkpoint: Checkpoint
+    /// Prefix of relative tensor names (the block prefix for routers, the expert's prefix for experts).
+    let prefix: String
+    let params: [String: JSON]
+    /// C strings handed out by param_string; freed with the context (after create returns).
+    private var strings: [UnsafeMutablePointer<CChar>] = []
+
+    init(checkpoint: Checkpoint, prefix: String, params: [String: JSON]) {
+        self.checkpoint = checkpoint
+        self.prefix = prefix
+        self.params = params
+    }
+
+    deinit { strings.forEach { free($0) } }
+
+    /// Runs `body` with an opaque pointer to this context, valid during the call.
+    func withOpaque<T>(_ body: (OpaquePointer) throws -> T) rethrows -> T {
+        try withExtendedLifetime(self) { try body(OpaquePointer(Unmanaged.passUnretained(self).toOpaque())) }
+    }
+
+    static func from(_ p: OpaquePointer?) -> CreateContext? {
+        p.map { Unmanaged<CreateContext>.fromOpaque(UnsafeRawPointer($0)).takeUnretainedValue() }
+    }
+
+    func keep(_ s: String) -> UnsafePointer<CChar> {
+        let c = strdup(s)!
+        strings.append(c)
+        return UnsafePointer(c)
+    }
+}
+
+/// The thread-local message a plugin sets with host->set_error before returning a failure.
+enum PluginErrorSlot {
+    private static let key: pthread_key_t = {
+        var k = pthread_key_t()
+        pthread_key_create(&k) { free($0) }
+        return k
+    }()
+
+    static func set(_ message: String) {
+        let old = pthread_getspecific(key)
+        pthread_setspecific(key, strdup(message))
+        free(old)
+    }
+
+    static func clear() {
+        free(pthread_getspecific(key))
+        pthread_setspecific(key, nil)
+    }
+
+    /// The message, cleared as it is read.
+    static func take() -> String? {
+        guard let p = pthread_getspecific(key) else { return nil }
+        let s = String(cString: p.assumingMemoryBound(to: CChar.self))
+        clear()
+        return s
+    }
+}
+
+/// The host API table given to every plugin.
+enum HostAPI {
+    static let table: moert_host_api = moert_host_api(
+        struct_size: UInt32(MemoryLayout<moert_host_api>.size),
+        abi_version: UInt32(MOERT_PLUGIN_ABI_VERSION),
+        alloc: { size, alignment in
+            var p: UnsafeMutableRawPointer?
+            let a = alignment == 0 ? 64 : max(alignment, MemoryLayout<UnsafeRawPointer>.size)
+            guard a & (a - 1) == 0, posix_memalign(&p, a, max(size, 1)) == 0 else { return nil }
+            return p
+        },
+        free: { Glibc.free($0) },
+        log: { level, message in
+            guard let message else { return }
+            let threshold = getenv("MOERT_LOG").flatMap { Int32(String(cString: $0)) } ?? -1
+            guard level <= threshold else { return }
+            let line = "moert[plugin]: \(String(cString: message))\n"
+            _ = line.withCString { write(2, $0, strlen($0)) }
+        },
+        set_error: { message in PluginErrorSlot.set(message.map { String(cString: $0) } ?? "") },
+        register_router: { _, ops in
+            registration { try PluginRegistry.shared.register(router: try notNull(ops, "ops").pointee) }
+        },
+        register_expert: { _, ops in
+            registration { try PluginRegistry.shared.register(expert: try notNull(ops, "ops").pointee) }
+        },
+        layer_tensor: { ctx, name, out in
+            tensorLookup(ctx, name, out, relative: true)
+        },
+        model_tensor: { ctx, name, out in
+            tensorLookup(ctx, name, out, relative: false)
+        },
+        param_number: { ctx, key, out in
+            guard let c = CreateContext.from(ctx), let key, let out else { return MOERT_ERR_INVALID_ARGUMENT }
+            let k = String(cString: key)
+            guard let v = c.params[k] else { return MOERT_ERR_OUT_OF_RANGE }
+            if let d = v.double { out.pointee = d; return MOERT_OK }
+            if let b = v.bool { out.pointee = b ? 1 : 0; return MOERT_OK }
+            PluginErrorSlot.set("parameter \(k) is not a number")
+            return MOERT_ERR_FORMAT
+        },
+        param_string: { ctx, key, out in
+            guard let c = CreateContext.from(ctx), let key, let out else { return MOERT_ERR_INVALID_ARGUMENT }
+            let k = String(cString: key)
+            guard let v = c.params[k] else { return MOERT_ERR_OUT_OF_RANGE }
+            guard let s = v.string else {
+                PluginErrorSlot.set("parameter \(k) is not a string")
+                return MOERT_ERR_FORMAT
+            }
+            out.pointee = c.keep(s)
+            return MOERT_OK
+        },
+        sgemm: { ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc in
+            cblas_sgemm(CblasRowMajor, ta != 0 ? CblasTrans : CblasNoTrans, tb != 0 ? CblasTrans : CblasNoTrans,
+                        m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+        })
+
+    private static func notNull<T>(_ p: T?, _ what: String) throws -> T {
+        guard let p else { throw MoertError(.invalidArgument, "\(what) is NULL") }
+        return p
+    }
+
+    private static func registration(_ body: () throws -> Void) -> moert_status {
+        do {
+            try body()
+            return MOERT_OK
+        } catch let e as MoertError {
+            PluginErrorSlot.set(e.message)
+            PluginRegistry.shared.noteRegistrationFailure(e)
+            return e.code.rawValue
+        } catch {
+            return MOERT_ERR_INTERNAL
+        }
+    }
+
+    private static func tensorLookup(_ ctx: OpaquePointer?, _ name: UnsafePointer<CChar>?,
+                                     _ out: UnsafeMutablePointer<moert_tensor>?, relative: Bool) -> moert_status {
+        guard let c = CreateContext.from(ctx), let name, let out else { return MOERT_ERR_INVALID_ARGUMENT }
+        let full = (relative ? c.prefix : "") + String(cString: name)
+        do {
+            let t = try c.checkpoint.pluginTensor(full)
+            guard Int(out.pointee.struct_size) >= MemoryLayout<moert_tensor>.size else {
+                throw MoertError(.invalidArgument, "moert_tensor.struct_size \(out.pointee.struct_size) is too small")
+            }
+            guard t.shape.count <= 4 else { throw MoertError.format("\(full): \(t.shape.count) dimensions, at most 4 supported") }
+            var shape: (Int64, Int64, Int64, Int64) = (1, 1, 1, 1)
+            withUnsafeMutableBytes(of: &shape) { raw in
+                for (i, d) in t.shape.enumerated() { raw.storeBytes(of: Int64(d), toByteOffset: 8 * i, as: Int64.self) }
+            }
+            out.pointee = moert_tensor(struct_size: out.pointee.struct_size, dtype: t.isInteger ? MOERT_TENSOR_I32 : MOERT_TENSOR_F32,
+                                       data: t.data, ndim: Int32(t.shape.count), shape: shape)
+            return MOERT_OK
+        } catch let e as MoertError {
+            PluginErrorSlot.set(e.message)
+            return e.code.rawValue
+        } catch {
+            return MOERT_ERR_INTERNAL
+        }
+    }
+}

@@ -11,7 +11,10 @@ CC        ?= gcc
 CXX       ?= g++
 PYTHON    ?= python3
 RELEASE   := $(shell $(SWIFT) build -c release --show-bin-path 2>/dev/null)
-SWIFT_SRC := $(shell find Sources include -type f) Package.swift
+SWIFT_SRC := $(shell find Sources include Plugins -type f) Package.swift
+# Plugins written in C are compiled with the C compiler for installation (no Swift runtime dependency).
+C_PLUGINS := gru hash comet moepp
+SWIFT_PLUGINS := dynamic
 
 .PHONY: all lib test test-swift test-c test-python test-cpp install clean
 
@@ -25,6 +28,10 @@ $(STAGE)/.staged: $(SWIFT_SRC) Makefile tools/moert.pc.in
 	cp $(RELEASE)/libmoert.so $(STAGE)/lib/libmoert.so.$(VERSION)
 	ln -sf libmoert.so.$(VERSION) $(STAGE)/lib/libmoert.so.$(ABI)
 	ln -sf libmoert.so.$(ABI) $(STAGE)/lib/libmoert.so
+	for p in $(C_PLUGINS); do \
+	  $(CC) -O2 -std=c11 -Wall -Werror -shared -fPIC -fvisibility=hidden -Iinclude Plugins/$$p/*.c -lm \
+	    -o $(STAGE)/lib/libmoert_$$p.so || exit 1; done
+	for p in $(SWIFT_PLUGINS); do cp $(RELEASE)/libmoert_$$p.so $(STAGE)/lib/; done
 	cp include/moert*.h $(STAGE)/include/
 	sed -e 's|@PREFIX@|$(STAGE)|' -e 's|@VERSION@|$(VERSION)|' tools/moert.pc.in > $(STAGE)/lib/pkgconfig/moert.pc
 	touch $@
@@ -48,7 +55,7 @@ test-cpp: all
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include
 	install -m 755 $(STAGE)/bin/moert $(DESTDIR)$(PREFIX)/bin/moert
-	install -m 755 $(STAGE)/lib/libmoert.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/
+	install -m 755 $(STAGE)/lib/libmoert.so.$(VERSION) $(STAGE)/lib/libmoert_*.so $(DESTDIR)$(PREFIX)/lib/
 	ln -sf libmoert.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libmoert.so.$(ABI)
 	ln -sf libmoert.so.$(ABI) $(DESTDIR)$(PREFIX)/lib/libmoert.so
 	install -m 644 include/moert*.h $(DESTDIR)$(PREFIX)/include/

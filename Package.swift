@@ -8,11 +8,23 @@ let releaseOnly = BuildSettingCondition.when(configuration: .release)
 /// Exports only the `moert_*` C entry points from libmoert.so.
 let exportsMap = Context.packageDirectory + "/tools/exports.map"
 
+/// A plugin written in C, in `Plugins/<directory>`, compiled against `include/moert_plugin.h`.
+func cPlugin(_ name: String, _ directory: String) -> Target {
+    .target(name: name, path: "Plugins/" + directory, publicHeadersPath: ".",
+            cSettings: [.headerSearchPath("../../include"), .unsafeFlags(["-Wall", "-Werror", "-std=c11"])])
+}
+
 let package = Package(
     name: "moert",
     products: [
         .library(name: "moert", type: .dynamic, targets: ["Moert"]),
         .executable(name: "moert-cli", targets: ["moert-cli"]),
+        // Router and expert plugins, each its own shared library (see docs/model-format.md).
+        .library(name: "moert_gru", type: .dynamic, targets: ["GRUPlugin"]),
+        .library(name: "moert_hash", type: .dynamic, targets: ["HashPlugin"]),
+        .library(name: "moert_comet", type: .dynamic, targets: ["COMETPlugin"]),
+        .library(name: "moert_moepp", type: .dynamic, targets: ["MoEPPPlugin"]),
+        .library(name: "moert_dynamic", type: .dynamic, targets: ["DynamicPlugin"]),
     ],
     targets: [
         // The public header, imported by Swift so that `@c @implementation` checks every export against it.
@@ -30,5 +42,13 @@ let package = Package(
         // The `moert` command line tool.
         .executableTarget(name: "moert-cli", dependencies: ["MoertCore"]),
         .testTarget(name: "MoertCoreTests", dependencies: ["MoertCore"]),
+        // Plugins depend on the header only. C plugins: Makefile also builds them with gcc for installation.
+        cPlugin("GRUPlugin", "gru"),
+        cPlugin("HashPlugin", "hash"),
+        cPlugin("COMETPlugin", "comet"),
+        cPlugin("MoEPPPlugin", "moepp"),
+        .target(name: "DynamicPlugin", dependencies: ["CMoert"], path: "Plugins/dynamic",
+                swiftSettings: [.unsafeFlags(["-static-stdlib"], releaseOnly)],
+                linkerSettings: [.unsafeFlags(["-static-stdlib"], releaseOnly)]),
     ]
 )

@@ -205,6 +205,16 @@ struct moert_host_api {
 /** Signature of MOERT_PLUGIN_ENTRY. Check host->abi_version and host->struct_size, then register kinds. */
 typedef moert_status (*moert_plugin_init_fn)(const moert_host_api *host, void *host_context);
 
+/** Marks the entry point of a plugin library as exported. */
+#define MOERT_PLUGIN_EXPORT __attribute__((visibility("default")))
+
+/**
+ * The entry point every plugin library defines (libmoert.so does not): check the host's ABI version and table
+ * size, register kinds with host->register_router / register_expert passing `host_context` through, and return
+ * MOERT_OK. Return an error status (after host->set_error) to refuse loading. Called once per library.
+ */
+MOERT_PLUGIN_EXPORT moert_status moert_plugin_init(const moert_host_api *host, void *host_context);
+
 /* ------------------------------------------------------------------------------------------------------------ */
 /* Host-side functions (exported by libmoert.so; for host applications, not for plugins)                        */
 /* ------------------------------------------------------------------------------------------------------------ */

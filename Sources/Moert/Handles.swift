@@ -23,6 +23,8 @@ final class ModelHandle {
 final class SessionHandle {
     let modelHandle: ModelHandle
     let session: Session
+    /// The trace snapshot whose arrays moert_session_get_trace lends out (kept until the next call).
+    var traceView: TraceRecords?
 
     init(_ modelHandle: ModelHandle, _ session: Session) {
         self.modelHandle = modelHandle

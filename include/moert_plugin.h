@@ -165,7 +165,8 @@ typedef struct moert_expert_ops {
 #define MOERT_LOG_INFO  2
 #define MOERT_LOG_DEBUG 3
 
-/** Functions moert offers plugins. Check struct_size covers a field before using it (fields only grow). */
+/** Functions moert offers plugins. Check struct_size covers a field before using it (fields only grow).
+    The table is at a fixed address for the life of the process: plugins may keep the pointer. */
 struct moert_host_api {
     uint32_t struct_size;   /**< sizeof(moert_host_api) of the host. */
     uint32_t abi_version;   /**< MOERT_PLUGIN_ABI_VERSION of the host. */

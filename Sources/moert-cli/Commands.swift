@@ -1,44 +1,101 @@
-// Commands: the `moert` subcommands — info, run, generate.
+// Commands: the `moert` subcommands — info, run, generate, trace.
 
 import MoertCore
 
 /// Options every command that loads a model accepts.
-let modelOptions: Set<String> = ["--model", "--threads", "--ctx"]
+let modelOptions: Set<String> = ["--model", "--threads", "--ctx", "--plugin"]
+/// Options of commands that evaluate: router overrides for the session.
+let routingOptions: Set<String> = ["--router", "--router-params", "--moe-top-k"]
+
+/// Help lines shared by commands.
+let commonHelp = """
+      --threads N           worker threads (default: all CPUs)
+      --plugin LIST         comma-separated plugin libraries to load first (names or paths)
+    """
+let routingHelp = """
+      --ctx N               KV cache size in tokens (default: min(model context, 4096))
+      --router KIND         replace every MoE layer's router for this run (e.g. topk, topp)
+      --router-params JSON  parameters of that router, a JSON object
+      --moe-top-k K         the built-in router with K experts per token
+    """
 
 /// Help text of each command.
 let commandHelp: [String: String] = [
     "info": """
-    usage: moert info --model DIR [--threads N]
+    usage: moert info --model DIR [options]
 
-    Prints the architecture, sizes, storage dtype and memory of a Hugging Face MoE checkpoint directory.
-    """,
+    Prints the architecture, sizes, storage dtype, memory, and the router and expert kinds of each MoE layer
+    of a Hugging Face MoE checkpoint directory.
+
+    options:
+    """ + commonHelp,
     "run": """
-    usage: moert run --model DIR --tokens 5,17,42 [--logits OUT.npy] [--threads N] [--ctx N]
+    usage: moert run --model DIR --tokens 5,17,42 [--logits OUT.npy] [options]
 
     Evaluates the tokens in one prefill and writes the logits of every position to OUT.npy, a float32 NumPy
     array of shape [n_tokens, vocab]. Without --logits, prints the greedy next token of each position.
-    """,
+
+    options:
+    """ + commonHelp + routingHelp,
     "generate": """
-    usage: moert generate --model DIR --tokens 5,17,42 [--max-new N] [--temperature T] [--top-k K]
-                          [--top-p P] [--seed S] [--ignore-eos] [--threads N] [--ctx N]
+    usage: moert generate --model DIR --tokens 5,17,42 [--max-new N] [sampling] [options]
 
     Generates up to N (default 16) tokens after the prompt and prints their ids, space-separated, on one line.
-    Temperature 0 (the default) is greedy. Generation stops after the model's EOS token unless --ignore-eos.
-    """,
+    Generation stops after the model's EOS token unless --ignore-eos.
+
+    sampling:
+      --temperature T       0 (default) is greedy
+      --top-k K             keep the K most likely tokens (0 = all)
+      --top-p P             keep the smallest set reaching probability P (1 = all)
+      --seed S              seed of the sampler (default 0)
+      --ignore-eos          do not stop at EOS
+    options:
+    """ + commonHelp + routingHelp,
+    "trace": """
+    usage: moert trace --model DIR --tokens 5,17,42 --out trace.json [--max-new N] [options]
+
+    Evaluates the tokens (and greedily generates N more, default 0) with routing tracing on, writes every
+    (token, layer) routing decision and the per-layer expert counts to trace.json, and prints a per-layer load
+    summary: tokens routed per expert, the share of zero-compute experts, and the coefficient of variation.
+
+    options:
+    """ + commonHelp + routingHelp,
 ]
 
-/// Loads the model named by --model after applying --threads.
+/// Loads the model named by --model after applying --threads and loading --plugin libraries.
 func loadModel(_ args: Arguments) throws -> Model {
-    try Threads.set(try args.int("--threads", default: 0))
-    guard try args.int("--threads", default: 0) >= 0 else { throw UsageError("--threads must be >= 0") }
+    let threads = try args.int("--threads", default: 0)
+    guard threads >= 0 else { throw UsageError("--threads must be >= 0, got \(threads)") }
+    try Threads.set(threads)
+    for plugin in (args.string("--plugin") ?? "").split(separator: ",") {
+        try PluginRegistry.shared.load(String(plugin.trimmingSpaces))
+    }
     return try Model(path: try args.required("--model"))
 }
 
-/// Creates a session honouring --ctx.
+/// Creates a session honouring --ctx and the router overrides.
 func makeSession(_ model: Model, _ args: Arguments) throws -> Session {
     var o = SessionOptions()
     o.contextLength = try args.int("--ctx", default: 0)
-    return try Session(model: model, options: o)
+    let session = try Session(model: model, options: o)
+    if let kind = args.string("--router") {
+        var params: [String: JSON] = [:]
+        if let text = args.string("--router-params") {
+            guard let object = try JSON.parse(text, what: "--router-params").object else {
+                throw UsageError("--router-params must be a JSON object")
+            }
+            params = object
+        }
+        try session.setRouter(KindSpec(kind: kind, params: params))
+    } else if args.string("--router-params") != nil {
+        throw UsageError("--router-params needs --router")
+    }
+    if let k = args.string("--moe-top-k") {
+        guard args.string("--router") == nil else { throw UsageError("--moe-top-k and --router exclude each other") }
+        guard let v = Int(k), v >= 1 else { throw UsageError("--moe-top-k must be an integer >= 1, got '\(k)'") }
+        try session.setRouter(KindSpec(kind: BuiltinKind.router, params: ["top_k": .int(Int64(v))]))
+    }
+    return session
 }
 
 /// `moert info`.
@@ -63,6 +120,24 @@ func infoCommand(_ args: Arguments) throws {
     print("rope theta        \(c.ropeTheta)")
     print("memory            \(mib(m.checkpoint.mappedBytes)) mapped, \(mib(m.checkpoint.convertedBytes)) converted to f32")
     print("threads           \(Threads.current)")
+    var moeIndex = 0
+    for (l, layer) in m.layers.enumerated() {
+        guard case .moe(let block) = layer.mlp else {
+            print("layer \(l)           dense MLP")
+            continue
+        }
+        print("layer \(l)           router \(block.router.kind); experts \(describeExperts(block.experts))")
+        moeIndex += 1
+    }
+}
+
+/// "4 ffn, 2 moepp.constant, 1 moepp.copy": runs of equal kinds in id order.
+func describeExperts(_ experts: [Expert]) -> String {
+    var runs: [(String, Int)] = []
+    for e in experts {
+        if let last = runs.last, last.0 == e.kind { runs[runs.count - 1].1 += 1 } else { runs.append((e.kind, 1)) }
+    }
+    return runs.map { "\($0.1) \($0.0)" }.joined(separator: ", ")
 }
 
 /// `moert run`.

@@ -12,6 +12,7 @@ commands:
   info      describe a model (architecture, sizes, dtype, memory)
   run       evaluate tokens and write the logits of every position as .npy
   generate  generate token ids after a prompt
+  trace     record routing decisions and print a per-layer load summary
 
 Run 'moert <command> --help' for a command's options.
 """
@@ -37,10 +38,12 @@ do {
     case "info":
         try infoCommand(try Arguments(rest, valued: modelOptions, flags: []))
     case "run":
-        try runCommand(try Arguments(rest, valued: modelOptions.union(["--tokens", "--logits"]), flags: []))
+        try runCommand(try Arguments(rest, valued: modelOptions.union(routingOptions).union(["--tokens", "--logits"]), flags: []))
     case "generate":
-        try generateCommand(try Arguments(rest, valued: modelOptions.union(["--tokens", "--max-new", "--temperature", "--top-k", "--top-p", "--seed"]),
+        try generateCommand(try Arguments(rest, valued: modelOptions.union(routingOptions).union(["--tokens", "--max-new", "--temperature", "--top-k", "--top-p", "--seed"]),
                                           flags: ["--ignore-eos"]))
+    case "trace":
+        try traceCommand(try Arguments(rest, valued: modelOptions.union(routingOptions).union(["--tokens", "--out", "--max-new"]), flags: []))
     default:
         fail("unknown command '\(command)'", code: 2)
     }

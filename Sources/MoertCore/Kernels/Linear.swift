@@ -37,6 +37,18 @@ public struct Linear: Sendable {
     }
 }
 
+extension Linear {
+    /// y[n, out] = x[n, in] · W^T through sgemm for every n (no GEMV path), so that a plugin computing the same
+    /// product with the host's sgemm gets bit-identical results. Used for router gates, where the cost is small.
+    public func applyGEMM(_ x: UnsafePointer<Float>, rows n: Int, into y: UnsafeMutablePointer<Float>) {
+        let o = Int32(outFeatures), i = Int32(inFeatures)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(n), o, i, 1, x, i, weight.data, i, 0, y, o)
+        if let bias {
+            for r in 0..<n { addInPlace(y + r * outFeatures, bias.data, count: outFeatures) }
+        }
+    }
+}
+
 /// a[i] += b[i] for i in 0..<count.
 @inline(__always)
 func addInPlace(_ a: UnsafeMutablePointer<Float>, _ b: UnsafePointer<Float>, count: Int) {

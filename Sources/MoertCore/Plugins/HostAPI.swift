@@ -69,7 +69,14 @@ enum PluginErrorSlot {
 
 /// The host API table given to every plugin.
 enum HostAPI {
-    static let table: moert_host_api = moert_host_api(
+    /// The table at a fixed address for the life of the process: plugins keep the pointer they are given.
+    nonisolated(unsafe) static let pointer: UnsafePointer<moert_host_api> = {
+        let p = UnsafeMutablePointer<moert_host_api>.allocate(capacity: 1)
+        p.initialize(to: table)
+        return UnsafePointer(p)
+    }()
+
+    private static let table: moert_host_api = moert_host_api(
         struct_size: UInt32(MemoryLayout<moert_host_api>.size),
         abi_version: UInt32(MOERT_PLUGIN_ABI_VERSION),
         alloc: { size, alignment in

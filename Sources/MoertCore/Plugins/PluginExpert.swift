@@ -31,7 +31,7 @@ final class PluginExpert: Expert {
         var layerInfo = info
         PluginErrorSlot.clear()
         let status = context.withOpaque { ctx in
-            withUnsafePointer(to: HostAPI.table) { host in kind.ops.create(host, ctx, &layerInfo, &out) }
+            kind.ops.create(HostAPI.pointer, ctx, &layerInfo, &out)
         }
         guard status == MOERT_OK else {
             throw MoertError(.plugin, "expert \(kind.name) (\(kind.source)), layer \(info.layer), expert \(info.expert_index): create failed with status \(status): \(PluginErrorSlot.take() ?? "no message")")

@@ -138,7 +138,7 @@ public final class PluginRegistry: @unchecked Sendable {
             defer { lock.withLock { loading = nil } }
             let before = lock.withLock { (routers.count, experts.count) }
             PluginErrorSlot.clear()
-            let status = withUnsafePointer(to: HostAPI.table) { initialize($0, nil) }
+            let status = initialize(HostAPI.pointer, nil)
             if status != MOERT_OK {
                 // Roll back whatever this library registered before failing.
                 lock.withLock {

@@ -25,7 +25,7 @@ final class PluginRouter: Router {
         var layerInfo = info
         PluginErrorSlot.clear()
         let status = context.withOpaque { ctx in
-            withUnsafePointer(to: HostAPI.table) { host in kind.ops.create(host, ctx, &layerInfo, &caps, &out) }
+            kind.ops.create(HostAPI.pointer, ctx, &layerInfo, &caps, &out)
         }
         guard status == MOERT_OK else {
             throw MoertError(.plugin, "router \(kind.name) (\(kind.source)), layer \(info.layer): create failed with status \(status): \(PluginErrorSlot.take() ?? "no message")")

@@ -25,7 +25,10 @@ enum PluginSearch {
         if let env = getenv("MOERT_PLUGIN_PATH") {
             dirs += String(cString: env).split(separator: ":").map(String.init).filter { !$0.isEmpty }
         }
-        if let own = ownDirectory { dirs += [own, own + "/moert/plugins"] }
+        if let own = ownDirectory {
+            // Next to libmoert.so, its moert/plugins subdirectory, and ../lib for executables in bin/.
+            dirs += [own, own + "/moert/plugins", own + "/../lib"]
+        }
         return dirs
     }
 

@@ -30,7 +30,7 @@ public final class SoftmaxTopKRouter: Router {
         var ids = [Int32](repeating: 0, count: topK)
         var ws = [Float](repeating: 0, count: topK)
         // [n, H] x [E, H]^T -> [n, E]
-        gate.apply(input.x, rows: n, into: logits)
+        gate.applyGEMM(input.x, rows: n, into: logits)
         try scratch.withUnsafeMutableBufferPointer { buf in
             let p = buf.baseAddress!
             for t in 0..<n {

@@ -51,6 +51,15 @@ let commandHelp: [String: String] = [
       --ignore-eos          do not stop at EOS
     options:
     """ + commonHelp + routingHelp,
+    "bench": """
+    usage: moert bench --model DIR [--prompt N] [--decode N] [--repeat R] [--baseline] [options]
+
+    Measures prefill of N prompt tokens (default 512) and decode of N tokens (default 128), R times (default 3),
+    and prints medians in tokens per second, the load time and the peak RSS. With --router or --moe-top-k the
+    session uses that router; --baseline also measures the model's own routers in the same run and prints ratios.
+
+    options:
+    """ + commonHelp + routingHelp,
     "trace": """
     usage: moert trace --model DIR --tokens 5,17,42 --out trace.json [--max-new N] [options]
 
@@ -78,22 +87,8 @@ func makeSession(_ model: Model, _ args: Arguments) throws -> Session {
     var o = SessionOptions()
     o.contextLength = try args.int("--ctx", default: 0)
     let session = try Session(model: model, options: o)
-    if let kind = args.string("--router") {
-        var params: [String: JSON] = [:]
-        if let text = args.string("--router-params") {
-            guard let object = try JSON.parse(text, what: "--router-params").object else {
-                throw UsageError("--router-params must be a JSON object")
-            }
-            params = object
-        }
-        try session.setRouter(KindSpec(kind: kind, params: params))
-    } else if args.string("--router-params") != nil {
-        throw UsageError("--router-params needs --router")
-    }
-    if let k = args.string("--moe-top-k") {
-        guard args.string("--router") == nil else { throw UsageError("--moe-top-k and --router exclude each other") }
-        guard let v = Int(k), v >= 1 else { throw UsageError("--moe-top-k must be an integer >= 1, got '\(k)'") }
-        try session.setRouter(KindSpec(kind: BuiltinKind.router, params: ["top_k": .int(Int64(v))]))
+    if args.string("--router") != nil || args.string("--router-params") != nil || args.string("--moe-top-k") != nil {
+        try session.setRouter(try routerSpec(args))
     }
     return session
 }

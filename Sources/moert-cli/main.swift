@@ -13,6 +13,7 @@ commands:
   run       evaluate tokens and write the logits of every position as .npy
   generate  generate token ids after a prompt
   trace     record routing decisions and print a per-layer load summary
+  bench     measure prefill and decode throughput
 
 Run 'moert <command> --help' for a command's options.
 """
@@ -42,6 +43,8 @@ do {
     case "generate":
         try generateCommand(try Arguments(rest, valued: modelOptions.union(routingOptions).union(["--tokens", "--max-new", "--temperature", "--top-k", "--top-p", "--seed"]),
                                           flags: ["--ignore-eos"]))
+    case "bench":
+        try benchCommand(try Arguments(rest, valued: modelOptions.union(routingOptions).union(["--prompt", "--decode", "--repeat"]), flags: ["--baseline"]))
     case "trace":
         try traceCommand(try Arguments(rest, valued: modelOptions.union(routingOptions).union(["--tokens", "--out", "--max-new"]), flags: []))
     default:

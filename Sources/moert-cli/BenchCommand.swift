@@ -1,0 +1,137 @@
+// BenchCommand: `moert bench` — prefill and decode throughput, load time and peak memory, as medians of repeats.
+
+import MoertCore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Seconds on a monotonic clock.
+func now() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
+}
+
+/// Peak resident set size of this process in MiB.
+func peakRSSMiB() -> Double {
+    var usage = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &usage)
+    return Double(usage.ru_maxrss) / 1024
+}
+
+/// The median of `values` (which must not be empty).
+func median(_ values: [Double]) -> Double {
+    let s = values.sorted()
+    return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
+}
+
+/// Throughput of one configuration: prefill and decode tokens per second, one value per repeat.
+struct BenchResult {
+    var prefill: [Double] = []
+    var decode: [Double] = []
+}
+
+/// Runs `repeats` rounds of a `prompt`-token prefill followed by `decode` single-token steps.
+func measure(_ session: Session, prompt: [Int32], decode: Int, repeats: Int) throws -> BenchResult {
+    let vocab = session.model.config.vocabSize
+    var logits = [Float](repeating: 0, count: vocab)
+    var result = BenchResult()
+    for _ in 0..<repeats {
+        session.reset()
+        let t0 = now()
+        try prompt.withUnsafeBufferPointer { p in
+            try logits.withUnsafeMutableBufferPointer { try session.evaluate(p, mode: .last, logits: $0.baseAddress, capacity: vocab) }
+        }
+        let t1 = now()
+        var token = Int32(argmax(logits.withUnsafeBufferPointer { $0 }) ?? 0)
+        for _ in 0..<decode {
+            try [token].withUnsafeBufferPointer { p in
+                try logits.withUnsafeMutableBufferPointer { try session.evaluate(p, mode: .last, logits: $0.baseAddress, capacity: vocab) }
+            }
+            token = Int32(logits.withUnsafeBufferPointer { argmax($0) } ?? 0)
+        }
+        let t2 = now()
+        result.prefill.append(Double(prompt.count) / (t1 - t0))
+        if decode > 0 { result.decode.append(Double(decode) / (t2 - t1)) }
+    }
+    return result
+}
+
+/// "123.4" with one decimal.
+func oneDecimal(_ v: Double) -> String {
+    let t = Int((v * 10).rounded())
+    return "\(t / 10).\(abs(t % 10))"
+}
+
+/// `moert bench`.
+func benchCommand(_ args: Arguments) throws {
+    let promptLength = try args.int("--prompt", default: 512)
+    let decode = try args.int("--decode", default: 128)
+    let repeats = try args.int("--repeat", default: 3)
+    guard promptLength >= 1, decode >= 0, repeats >= 1 else { throw UsageError("--prompt >= 1, --decode >= 0 and --repeat >= 1 are required") }
+    let t0 = now()
+    let model = try loadModel(args)
+    let loadSeconds = now() - t0
+    var options = SessionOptions()
+    options.contextLength = max(try args.int("--ctx", default: 0), promptLength + decode)
+    guard options.contextLength <= model.contextLength else {
+        throw UsageError("--prompt + --decode (\(promptLength + decode)) exceeds the model's context \(model.contextLength)")
+    }
+    // A fixed pseudo-random prompt (xorshift), the same in every run.
+    var state: UInt32 = 2463534242
+    let prompt: [Int32] = (0..<promptLength).map { _ in
+        state ^= state << 13; state ^= state >> 17; state ^= state << 5
+        return Int32(state % UInt32(model.config.vocabSize))
+    }
+
+    print("model    \(try args.required("--model")) (\(model.config.architecture.rawValue), \(model.storageDType?.rawValue ?? "mixed"))")
+    print("threads  \(Threads.current)")
+    print("load     \(oneDecimal(loadSeconds * 1000)) ms")
+    var configurations: [(String, Session)] = []
+    if args.has("--baseline") || (args.string("--router") == nil && args.string("--moe-top-k") == nil) {
+        configurations.append(("model routers", try Session(model: model, options: options)))
+    }
+    if args.string("--router") != nil || args.string("--moe-top-k") != nil {
+        let session = try Session(model: model, options: options)
+        try session.setRouter(try routerSpec(args))
+        configurations.append(("router " + (args.string("--router") ?? "topk k=" + (args.string("--moe-top-k") ?? "")), session))
+    }
+    var medians: [(prefill: Double, decode: Double)] = []
+    for (name, session) in configurations {
+        _ = try measure(session, prompt: Array(prompt.prefix(8)), decode: 2, repeats: 1)  // warm-up
+        let r = try measure(session, prompt: prompt, decode: decode, repeats: repeats)
+        let p = median(r.prefill), d = r.decode.isEmpty ? 0 : median(r.decode)
+        medians.append((p, d))
+        print("\(name):")
+        print("  prefill \(promptLength) tokens  \(oneDecimal(p)) tok/s median  (runs: \(r.prefill.map(oneDecimal).joined(separator: " ")))")
+        if decode > 0 {
+            print("  decode  \(decode) tokens  \(oneDecimal(d)) tok/s median  (runs: \(r.decode.map(oneDecimal).joined(separator: " ")))")
+        }
+    }
+    if medians.count == 2 {
+        print("ratio router/model: prefill \(format3(medians[1].prefill / medians[0].prefill)), decode \(format3(medians[1].decode / max(medians[0].decode, 1e-9)))")
+    }
+    print("peak RSS \(oneDecimal(peakRSSMiB())) MiB")
+}
+
+/// The router override the arguments ask for.
+func routerSpec(_ args: Arguments) throws -> KindSpec {
+    if let k = args.string("--moe-top-k") {
+        guard args.string("--router") == nil else { throw UsageError("--moe-top-k and --router exclude each other") }
+        guard let v = Int(k), v >= 1 else { throw UsageError("--moe-top-k must be an integer >= 1") }
+        return KindSpec(kind: BuiltinKind.router, params: ["top_k": .int(Int64(v))])
+    }
+    var params: [String: JSON] = [:]
+    if let text = args.string("--router-params") {
+        guard let o = try JSON.parse(text, what: "--router-params").object else { throw UsageError("--router-params must be a JSON object") }
+        params = o
+    }
+    guard let kind = args.string("--router") else { throw UsageError("--router-params needs --router") }
+    return KindSpec(kind: kind, params: params)
+}
+
+/// "1.234".
+func format3(_ v: Double) -> String {
+    let t = Int((v * 1000).rounded())
+    return "\(t / 1000).\(String(repeating: "0", count: 3 - String(t % 1000).count))\(t % 1000)"
+}

@@ -30,6 +30,7 @@ let package = Package(
         // The public header, imported by Swift so that `@c @implementation` checks every export against it.
         .systemLibrary(name: "CMoert", path: "include"),
         .systemLibrary(name: "CSystem"),
+        .systemLibrary(name: "CJemalloc", pkgConfig: "jemalloc", providers: [.apt(["libjemalloc-dev"])]),
         .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
         // Formats, kernels, routing, experts, model and session. No C-ABI concerns.
         .target(name: "MoertCore", dependencies: ["CMoert", "COpenBLAS", "CSystem"],
@@ -40,7 +41,7 @@ let package = Package(
                 linkerSettings: [.unsafeFlags(["-static-stdlib", "-Xlinker", "-soname=libmoert.so.1"], releaseOnly),
                                  .unsafeFlags(["-Xlinker", "--version-script=" + exportsMap])]),
         // The `moert` command line tool.
-        .executableTarget(name: "moert-cli", dependencies: ["MoertCore"]),
+        .executableTarget(name: "moert-cli", dependencies: ["MoertCore", "CJemalloc"]),
         .testTarget(name: "MoertCoreTests", dependencies: ["MoertCore"]),
         // Plugins depend on the header only. C plugins: Makefile also builds them with gcc for installation.
         cPlugin("GRUPlugin", "gru"),

@@ -127,13 +127,22 @@ typedef struct moert_model_options {
     uint32_t struct_size;  /**< sizeof(moert_model_options); set by moert_model_options_init(). */
     uint32_t flags;        /**< Reserved, must be 0. */
     int64_t  max_context;  /**< Cap on the context length sessions may ask for; 0 = the model's own. */
+    int64_t  expert_budget_bytes;    /**< Cap on resident routed-expert weights (float32 compute layout), in
+                                          bytes; 0 = no cap. Experts are materialised on first use and evicted
+                                          least-recently-used beyond the cap; results do not change. */
+    float    expert_budget_percent;  /**< The cap as a share of all routed-expert bytes, in (0, 100]; 0 = unused.
+                                          At most one of the two budget fields may be set. */
 } moert_model_options;
 
 /**
- * Fills `options` with defaults and sets `struct_size`. [out] options  must not be NULL.
- * Threads: any. @since 0.1.0
+ * Fills the first `size` bytes of `options` with the model option defaults and sets struct_size to min(size, the library's
+ * sizeof): a host built against an older, smaller header is never written past its struct. Call it through
+ * moert_model_options_init(), which passes sizeof for you. Threads: any. @since 0.1.0
  */
-MOERT_API void moert_model_options_init(moert_model_options *options);
+MOERT_API void moert_model_options_init_sized(moert_model_options *options, size_t size);
+
+/** Fills `options` with defaults and sets `struct_size` (see moert_model_options_init_sized()). @since 0.1.0 */
+static inline void moert_model_options_init(moert_model_options *options) { moert_model_options_init_sized(options, sizeof *options); }
 
 /**
  * Loads a Hugging Face MoE checkpoint directory: `config.json` plus `model.safetensors`, or shards listed in
@@ -180,6 +189,48 @@ typedef struct moert_model_info {
  */
 MOERT_API moert_status moert_model_get_info(const moert_model *model, moert_model_info *info);
 
+/** The model's end-of-sequence token ids (config.json may name several). Count: 0 when none or model NULL. */
+MOERT_API int32_t moert_model_eos_token_count(const moert_model *model);
+
+/** The index-th end-of-sequence token id, or -1 when out of range. @since 0.1.0 */
+MOERT_API int32_t moert_model_eos_token(const moert_model *model, int32_t index);
+
+/* ------------------------------------------------------------------------------------------------------------ */
+/* Memory                                                                                                        */
+/* ------------------------------------------------------------------------------------------------------------ */
+
+/** Memory use of a model, filled by moert_model_get_memory_stats(). Byte counts are int64_t. */
+typedef struct moert_memory_stats {
+    uint32_t    struct_size;            /**< Set by the caller to sizeof(moert_memory_stats). */
+    const char *allocator;              /**< Expert memory: "jemalloc (in process)", "jemalloc (loaded)" or
+                                             "aligned malloc"; static storage. */
+    int64_t     expert_bytes_total;     /**< All routed experts in their compute layout. */
+    int64_t     expert_bytes_resident;  /**< Routed experts materialised now. */
+    int64_t     expert_budget_bytes;    /**< The residency cap; 0 = none. */
+    int64_t     mapped_bytes;           /**< Safetensors files mapped. */
+    int64_t     converted_bytes;        /**< Other weights converted to float32 at load (F16/BF16 storage). */
+    int64_t     arena_active_bytes;     /**< jemalloc's active bytes of the model's arena; -1 without jemalloc. */
+    int64_t     arena_mapped_bytes;     /**< jemalloc's mapped bytes of the arena; -1 without jemalloc. */
+    int64_t     hits;                   /**< Expert uses that found the weights resident. */
+    int64_t     misses;                 /**< Expert uses that materialised them. */
+    int64_t     bytes_loaded;           /**< Bytes materialised so far. */
+    int64_t     evictions;              /**< Experts evicted under the budget. */
+} moert_memory_stats;
+
+/**
+ * Memory statistics of a model. [in,out] stats  with struct_size set by the caller. Returns MOERT_OK or
+ * MOERT_ERR_INVALID_ARGUMENT. Threads: any. @since 0.1.0
+ */
+MOERT_API moert_status moert_model_get_memory_stats(const moert_model *model, moert_memory_stats *stats);
+
+/**
+ * Resident routed experts per MoE layer: counts[m] for the m-th MoE layer. counts may be NULL to query the
+ * layer count through out_n_moe_layers (may be NULL). Returns MOERT_OK, MOERT_ERR_INVALID_ARGUMENT or
+ * MOERT_ERR_BUFFER_TOO_SMALL. Threads: any. @since 0.1.0
+ */
+MOERT_API moert_status moert_model_get_resident_experts(const moert_model *model, int32_t *counts, size_t capacity,
+                                                        int32_t *out_n_moe_layers);
+
 /* ------------------------------------------------------------------------------------------------------------ */
 /* Sessions                                                                                                      */
 /* ------------------------------------------------------------------------------------------------------------ */
@@ -199,8 +250,15 @@ typedef struct moert_session_options {
                                  are split into chunks of this size internally. */
 } moert_session_options;
 
-/** Fills `options` with defaults and sets `struct_size`. Threads: any. @since 0.1.0 */
-MOERT_API void moert_session_options_init(moert_session_options *options);
+/**
+ * Fills the first `size` bytes of `options` with the session option defaults and sets struct_size to min(size, the library's
+ * sizeof): a host built against an older, smaller header is never written past its struct. Call it through
+ * moert_session_options_init(), which passes sizeof for you. Threads: any. @since 0.1.0
+ */
+MOERT_API void moert_session_options_init_sized(moert_session_options *options, size_t size);
+
+/** Fills `options` with defaults and sets `struct_size` (see moert_session_options_init_sized()). @since 0.1.0 */
+static inline void moert_session_options_init(moert_session_options *options) { moert_session_options_init_sized(options, sizeof *options); }
 
 /**
  * Creates a session on a model. [in] model  borrowed; it must outlive the session. [in] options  may be NULL.
@@ -256,8 +314,15 @@ typedef struct moert_sampler_options {
     uint64_t seed;         /**< Seed of the sampler's random stream; equal seeds give equal draws. Default 0. */
 } moert_sampler_options;
 
-/** Fills `options` with defaults (greedy) and sets `struct_size`. Threads: any. @since 0.1.0 */
-MOERT_API void moert_sampler_options_init(moert_sampler_options *options);
+/**
+ * Fills the first `size` bytes of `options` with the sampler option (greedy) defaults and sets struct_size to min(size, the library's
+ * sizeof): a host built against an older, smaller header is never written past its struct. Call it through
+ * moert_sampler_options_init(), which passes sizeof for you. Threads: any. @since 0.1.0
+ */
+MOERT_API void moert_sampler_options_init_sized(moert_sampler_options *options, size_t size);
+
+/** Fills `options` with defaults and sets `struct_size` (see moert_sampler_options_init_sized()). @since 0.1.0 */
+static inline void moert_sampler_options_init(moert_sampler_options *options) { moert_sampler_options_init_sized(options, sizeof *options); }
 
 /** A token sampler with its own seeded random stream. Threads: one thread at a time. */
 typedef struct moert_sampler moert_sampler;
@@ -295,12 +360,20 @@ typedef struct moert_generate_options {
     const moert_sampler_options *sampler;   /**< Sampling; NULL = greedy. Borrowed for the call. */
 } moert_generate_options;
 
-/** Fills `options` with defaults and sets `struct_size`. Threads: any. @since 0.1.0 */
-MOERT_API void moert_generate_options_init(moert_generate_options *options);
+/**
+ * Fills the first `size` bytes of `options` with the generation option defaults and sets struct_size to min(size, the library's
+ * sizeof): a host built against an older, smaller header is never written past its struct. Call it through
+ * moert_generate_options_init(), which passes sizeof for you. Threads: any. @since 0.1.0
+ */
+MOERT_API void moert_generate_options_init_sized(moert_generate_options *options, size_t size);
+
+/** Fills `options` with defaults and sets `struct_size` (see moert_generate_options_init_sized()). @since 0.1.0 */
+static inline void moert_generate_options_init(moert_generate_options *options) { moert_generate_options_init_sized(options, sizeof *options); }
 
 /**
  * Evaluates `prompt` after the tokens already in the session, then generates up to max_new_tokens tokens,
- * feeding each back in. Every generated token is passed to `callback` (may be NULL) and stored in `out_tokens`
+ * feeding each back in — the last one too, so n_past grows by n_prompt + the number generated and a later call
+ * with n_prompt = 0 continues the sequence (only a full context leaves the last token unevaluated). Every generated token is passed to `callback` (may be NULL) and stored in `out_tokens`
  * (may be NULL) while there is room.
  * [in]  prompt, n_prompt  tokens to evaluate first; n_prompt may be 0 when the session already holds tokens.
  * [in]  options           may be NULL for defaults.

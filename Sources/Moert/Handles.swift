@@ -23,8 +23,8 @@ final class ModelHandle {
 final class SessionHandle {
     let modelHandle: ModelHandle
     let session: Session
-    /// The trace snapshot whose arrays moert_session_get_trace lends out (kept until the next call).
-    var traceView: TraceRecords?
+    /// The trace copy whose arrays moert_session_get_trace lends out (kept until the next call).
+    var traceView: TraceView?
 
     init(_ modelHandle: ModelHandle, _ session: Session) {
         self.modelHandle = modelHandle
@@ -51,4 +51,35 @@ func object<T: AnyObject>(_ handle: OpaquePointer, as type: T.Type) -> T {
 /// Releases the host's reference to a handle.
 func releaseHandle<T: AnyObject>(_ handle: OpaquePointer, as type: T.Type) {
     Unmanaged<T>.fromOpaque(UnsafeRawPointer(handle)).release()
+}
+
+/// A copy of a routing trace in C arrays owned by the session handle, lent out by moert_session_get_trace.
+final class TraceView {
+    let count: Int
+    let positions: UnsafeMutableBufferPointer<Int32>
+    let layers: UnsafeMutableBufferPointer<Int32>
+    let tokens: UnsafeMutableBufferPointer<Int32>
+    let offsets: UnsafeMutableBufferPointer<Int64>
+    let expertIds: UnsafeMutableBufferPointer<Int32>
+    let weights: UnsafeMutableBufferPointer<Float>
+
+    init(_ t: TraceRecords) {
+        count = t.count
+        func copy<T>(_ a: [T]) -> UnsafeMutableBufferPointer<T> {
+            let b = UnsafeMutableBufferPointer<T>.allocate(capacity: max(a.count, 1))
+            _ = b.initialize(from: a)
+            return b
+        }
+        positions = copy(t.positions)
+        layers = copy(t.layers)
+        tokens = copy(t.tokens)
+        offsets = copy(t.offsets)
+        expertIds = copy(t.expertIds)
+        weights = copy(t.weights)
+    }
+
+    deinit {
+        positions.deallocate(); layers.deallocate(); tokens.deallocate()
+        offsets.deallocate(); expertIds.deallocate(); weights.deallocate()
+    }
 }

@@ -77,3 +77,15 @@ func writeSized<T>(_ value: T, to p: UnsafeMutablePointer<T>, name: String) thro
         _ = memcpy(UnsafeMutableRawPointer(p) + 4, src.baseAddress! + 4, n - 4)
     }
 }
+
+/// Writes `defaults` into the first `size` bytes of a host struct and sets its struct_size to the bytes written,
+/// so that an older host's smaller struct is never overrun.
+func writeDefaults<T>(_ defaults: T, to p: UnsafeMutablePointer<T>?, size: Int) {
+    guard let p, size >= MemoryLayout<UInt32>.size else { return }
+    var value = defaults
+    let n = min(size, MemoryLayout<T>.size)
+    withUnsafeMutableBytes(of: &value) { raw in
+        raw.storeBytes(of: UInt32(n), toByteOffset: 0, as: UInt32.self)
+        _ = memcpy(UnsafeMutableRawPointer(p), raw.baseAddress!, n)
+    }
+}

@@ -3,10 +3,13 @@
 import CMoert
 import MoertCore
 
-/// Default model options. The C entry point is `moert_model_options_init`.
-@c @implementation public func moert_model_options_init(_ options: UnsafeMutablePointer<moert_model_options>!) {
-    guard let options else { return }
-    options.pointee = moert_model_options(struct_size: UInt32(MemoryLayout<moert_model_options>.size), flags: 0, max_context: 0)
+/// The library's default model options.
+nonisolated(unsafe) let defaultModelOptions = moert_model_options(struct_size: UInt32(MemoryLayout<moert_model_options>.size), flags: 0,
+                                              max_context: 0, expert_budget_bytes: 0, expert_budget_percent: 0)
+
+/// Default model options. The C entry point is `moert_model_options_init_sized`.
+@c @implementation public func moert_model_options_init_sized(_ options: UnsafeMutablePointer<moert_model_options>!, _ size: Int) {
+    writeDefaults(defaultModelOptions, to: options, size: size)
 }
 
 /// Loads a checkpoint directory. The C entry point is `moert_model_load`.
@@ -16,15 +19,19 @@ import MoertCore
     return withStatus {
         let out = try require(outModel, "out_model")
         let path = String(cString: try require(path, "path"))
-        var defaults = moert_model_options()
-        moert_model_options_init(&defaults)
-        let o = try readSized(options, defaults: defaults, name: "moert_model_options")
+        let o = try readSized(options, defaults: defaultModelOptions, name: "moert_model_options")
         guard o.flags == 0 else { throw MoertError(.invalidArgument, "moert_model_options.flags must be 0, got \(o.flags)") }
         var load = ModelLoadOptions()
         guard o.max_context >= 0, o.max_context <= Int64(Int32.max) else {
             throw MoertError(.invalidArgument, "max_context must be in [0, 2^31), got \(o.max_context)")
         }
         load.maxContext = Int(o.max_context)
+        guard o.expert_budget_bytes >= 0, o.expert_budget_percent >= 0, o.expert_budget_percent <= 100,
+              !(o.expert_budget_bytes > 0 && o.expert_budget_percent > 0) else {
+            throw MoertError(.invalidArgument, "expert budget: set one of expert_budget_bytes (>= 0) and expert_budget_percent (0...100)")
+        }
+        if o.expert_budget_bytes > 0 { load.expertBudget = .bytes(Int(o.expert_budget_bytes)) }
+        if o.expert_budget_percent > 0 { load.expertBudget = .fraction(Double(o.expert_budget_percent) / 100) }
         out.pointee = retainedHandle(ModelHandle(try Model(path: path, options: load)))
     }
 }
@@ -58,5 +65,50 @@ import MoertCore
             file_bytes: Int64(m.checkpoint.mappedBytes), weight_bytes: Int64(m.checkpoint.convertedBytes),
             bos_token_id: c.bosTokenId ?? -1, eos_token_id: c.eosTokenIds.first ?? -1)
         try writeSized(value, to: info, name: "moert_model_info")
+    }
+}
+
+/// Number of EOS ids. The C entry point is `moert_model_eos_token_count`.
+@c @implementation public func moert_model_eos_token_count(_ model: OpaquePointer!) -> Int32 {
+    guard let model else { return 0 }
+    return Int32(object(model, as: ModelHandle.self).model.config.eosTokenIds.count)
+}
+
+/// One EOS id. The C entry point is `moert_model_eos_token`.
+@c @implementation public func moert_model_eos_token(_ model: OpaquePointer!, _ index: Int32) -> Int32 {
+    guard let model else { return -1 }
+    let ids = object(model, as: ModelHandle.self).model.config.eosTokenIds
+    return index >= 0 && Int(index) < ids.count ? ids[Int(index)] : -1
+}
+
+/// Memory statistics. The C entry point is `moert_model_get_memory_stats`.
+@c @implementation public func moert_model_get_memory_stats(_ model: OpaquePointer!, _ stats: UnsafeMutablePointer<moert_memory_stats>!) -> moert_status {
+    withStatus {
+        let m = object(try require(model, "model"), as: ModelHandle.self).model
+        let out = try require(stats, "stats")
+        let s = m.experts.statistics
+        let je = m.experts.arena.jemallocStats
+        let value = moert_memory_stats(
+            struct_size: UInt32(MemoryLayout<moert_memory_stats>.size), allocator: kindNames.cString(m.experts.arena.backend.rawValue),
+            expert_bytes_total: Int64(s.totalBytes), expert_bytes_resident: Int64(s.residentBytes),
+            expert_budget_bytes: Int64(s.budgetBytes ?? 0), mapped_bytes: Int64(m.checkpoint.mappedBytes),
+            converted_bytes: Int64(m.checkpoint.convertedBytes), arena_active_bytes: Int64(je?.active ?? -1),
+            arena_mapped_bytes: Int64(je?.mapped ?? -1), hits: Int64(s.hits), misses: Int64(s.misses),
+            bytes_loaded: Int64(s.bytesLoaded), evictions: Int64(s.evictions))
+        try writeSized(value, to: out, name: "moert_memory_stats")
+    }
+}
+
+/// Resident experts per MoE layer. The C entry point is `moert_model_get_resident_experts`.
+@c @implementation public func moert_model_get_resident_experts(_ model: OpaquePointer!, _ counts: UnsafeMutablePointer<Int32>!,
+                                                                _ capacity: Int, _ outLayers: UnsafeMutablePointer<Int32>!) -> moert_status {
+    withStatus {
+        let m = object(try require(model, "model"), as: ModelHandle.self).model
+        let perLayer = m.experts.statistics.residentPerLayer
+        let layers = m.moeLayerCount
+        outLayers?.pointee = Int32(layers)
+        guard let counts else { return }
+        guard capacity >= layers else { throw MoertError(.bufferTooSmall, "counts holds \(capacity) elements, \(layers) needed") }
+        for i in 0..<layers { counts[i] = Int32(i < perLayer.count ? perLayer[i] : 0) }
     }
 }

@@ -11,9 +11,13 @@ import MoertCore
         guard let kind else { return try s.setRouter(nil) }
         var params: [String: JSON] = [:]
         if let paramsJSON {
-            guard let o = try JSON.parse(String(cString: paramsJSON), what: "params_json").object else {
-                throw MoertError(.invalidArgument, "params_json must be a JSON object")
+            let parsed: JSON
+            do {
+                parsed = try JSON.parse(String(cString: paramsJSON), what: "params_json")
+            } catch let e as MoertError {
+                throw MoertError(.invalidArgument, e.message)
             }
+            guard let o = parsed.object else { throw MoertError(.invalidArgument, "params_json must be a JSON object") }
             params = o
         }
         let name = String(cString: kind)
@@ -50,15 +54,12 @@ import MoertCore
     withStatus {
         let handle = object(try require(session, "session"), as: SessionHandle.self)
         let out = try require(trace, "trace")
-        handle.traceView = handle.session.trace
-        let t = handle.traceView!
+        let t = TraceView(handle.session.trace)
+        handle.traceView = t
         let value = moert_trace(struct_size: UInt32(MemoryLayout<moert_trace>.size), n_records: Int64(t.count),
-                                positions: t.positions.withUnsafeBufferPointer { $0.baseAddress },
-                                layers: t.layers.withUnsafeBufferPointer { $0.baseAddress },
-                                tokens: t.tokens.withUnsafeBufferPointer { $0.baseAddress },
-                                offsets: t.offsets.withUnsafeBufferPointer { $0.baseAddress },
-                                expert_ids: t.expertIds.withUnsafeBufferPointer { $0.baseAddress },
-                                weights: t.weights.withUnsafeBufferPointer { $0.baseAddress })
+                                positions: UnsafePointer(t.positions.baseAddress), layers: UnsafePointer(t.layers.baseAddress),
+                                tokens: UnsafePointer(t.tokens.baseAddress), offsets: UnsafePointer(t.offsets.baseAddress),
+                                expert_ids: UnsafePointer(t.expertIds.baseAddress), weights: UnsafePointer(t.weights.baseAddress))
         try writeSized(value, to: out, name: "moert_trace")
     }
 }

@@ -5,9 +5,7 @@ import MoertCore
 
 /// Converts host sampler options (NULL = greedy) into the core's.
 func samplerOptions(_ p: UnsafePointer<moert_sampler_options>?) throws -> SamplerOptions {
-    var defaults = moert_sampler_options()
-    moert_sampler_options_init(&defaults)
-    let o = try readSized(p, defaults: defaults, name: "moert_sampler_options")
+    let o = try readSized(p, defaults: defaultSamplerOptions, name: "moert_sampler_options")
     var s = SamplerOptions()
     s.temperature = o.temperature
     s.topK = Int(o.top_k)
@@ -17,11 +15,13 @@ func samplerOptions(_ p: UnsafePointer<moert_sampler_options>?) throws -> Sample
     return s
 }
 
-/// Default (greedy) sampler options. The C entry point is `moert_sampler_options_init`.
-@c @implementation public func moert_sampler_options_init(_ options: UnsafeMutablePointer<moert_sampler_options>!) {
-    guard let options else { return }
-    options.pointee = moert_sampler_options(struct_size: UInt32(MemoryLayout<moert_sampler_options>.size),
-                                            temperature: 0, top_k: 0, top_p: 1, seed: 0)
+/// The library's default (greedy) sampler options.
+nonisolated(unsafe) let defaultSamplerOptions = moert_sampler_options(struct_size: UInt32(MemoryLayout<moert_sampler_options>.size),
+                                                  temperature: 0, top_k: 0, top_p: 1, seed: 0)
+
+/// Default (greedy) sampler options. The C entry point is `moert_sampler_options_init_sized`.
+@c @implementation public func moert_sampler_options_init_sized(_ options: UnsafeMutablePointer<moert_sampler_options>!, _ size: Int) {
+    writeDefaults(defaultSamplerOptions, to: options, size: size)
 }
 
 /// Creates a sampler. The C entry point is `moert_sampler_create`.

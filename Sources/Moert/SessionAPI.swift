@@ -3,10 +3,13 @@
 import CMoert
 import MoertCore
 
-/// Default session options. The C entry point is `moert_session_options_init`.
-@c @implementation public func moert_session_options_init(_ options: UnsafeMutablePointer<moert_session_options>!) {
-    guard let options else { return }
-    options.pointee = moert_session_options(struct_size: UInt32(MemoryLayout<moert_session_options>.size), flags: 0, n_ctx: 0, max_batch: 0)
+/// The library's default session options.
+nonisolated(unsafe) let defaultSessionOptions = moert_session_options(struct_size: UInt32(MemoryLayout<moert_session_options>.size), flags: 0,
+                                                  n_ctx: 0, max_batch: 0)
+
+/// Default session options. The C entry point is `moert_session_options_init_sized`.
+@c @implementation public func moert_session_options_init_sized(_ options: UnsafeMutablePointer<moert_session_options>!, _ size: Int) {
+    writeDefaults(defaultSessionOptions, to: options, size: size)
 }
 
 /// Creates a session. The C entry point is `moert_session_create`.
@@ -16,9 +19,7 @@ import MoertCore
     return withStatus {
         let out = try require(outSession, "out_session")
         let handle = object(try require(model, "model"), as: ModelHandle.self)
-        var defaults = moert_session_options()
-        moert_session_options_init(&defaults)
-        let o = try readSized(options, defaults: defaults, name: "moert_session_options")
+        let o = try readSized(options, defaults: defaultSessionOptions, name: "moert_session_options")
         guard o.flags == 0 else { throw MoertError(.invalidArgument, "moert_session_options.flags must be 0, got \(o.flags)") }
         guard o.n_ctx >= 0, o.n_ctx <= Int64(Int32.max) else { throw MoertError(.invalidArgument, "n_ctx must be in [0, 2^31), got \(o.n_ctx)") }
         var so = SessionOptions()
@@ -69,11 +70,13 @@ import MoertCore
     }
 }
 
-/// Default generation options. The C entry point is `moert_generate_options_init`.
-@c @implementation public func moert_generate_options_init(_ options: UnsafeMutablePointer<moert_generate_options>!) {
-    guard let options else { return }
-    options.pointee = moert_generate_options(struct_size: UInt32(MemoryLayout<moert_generate_options>.size),
-                                             max_new_tokens: 16, ignore_eos: 0, sampler: nil)
+/// The library's default generation options.
+nonisolated(unsafe) let defaultGenerateOptions = moert_generate_options(struct_size: UInt32(MemoryLayout<moert_generate_options>.size),
+                                                    max_new_tokens: 16, ignore_eos: 0, sampler: nil)
+
+/// Default generation options. The C entry point is `moert_generate_options_init_sized`.
+@c @implementation public func moert_generate_options_init_sized(_ options: UnsafeMutablePointer<moert_generate_options>!, _ size: Int) {
+    writeDefaults(defaultGenerateOptions, to: options, size: size)
 }
 
 /// Evaluates a prompt and generates tokens. The C entry point is `moert_session_generate`.
@@ -85,9 +88,7 @@ import MoertCore
     outNGenerated?.pointee = 0
     return withStatus {
         let s = object(try require(session, "session"), as: SessionHandle.self).session
-        var defaults = moert_generate_options()
-        moert_generate_options_init(&defaults)
-        let o = try readSized(options, defaults: defaults, name: "moert_generate_options")
+        let o = try readSized(options, defaults: defaultGenerateOptions, name: "moert_generate_options")
         var sampler = try Sampler(options: try samplerOptions(o.sampler))
         guard nPrompt == 0 || prompt != nil else { throw MoertError(.invalidArgument, "prompt is NULL") }
         let promptTokens = nPrompt == 0 ? [] : Array(UnsafeBufferPointer(start: prompt, count: nPrompt))

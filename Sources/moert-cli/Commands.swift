@@ -3,7 +3,7 @@
 import MoertCore
 
 /// Options every command that loads a model accepts.
-let modelOptions: Set<String> = ["--model", "--threads", "--ctx", "--plugin"]
+let modelOptions: Set<String> = ["--model", "--threads", "--ctx", "--plugin", "--expert-budget"]
 /// Options of commands that evaluate: router overrides for the session.
 let routingOptions: Set<String> = ["--router", "--router-params", "--moe-top-k"]
 
@@ -11,6 +11,7 @@ let routingOptions: Set<String> = ["--router", "--router-params", "--moe-top-k"]
 let commonHelp = """
       --threads N           worker threads (default: all CPUs)
       --plugin LIST         comma-separated plugin libraries to load first (names or paths)
+      --expert-budget SIZE  cap on resident expert weights: bytes (512M, 2G) or a share (25%)
     """
 let routingHelp = """
       --ctx N               KV cache size in tokens (default: min(model context, 4096))
@@ -22,10 +23,11 @@ let routingHelp = """
 /// Help text of each command.
 let commandHelp: [String: String] = [
     "info": """
-    usage: moert info --model DIR [options]
+    usage: moert info --model DIR [--memory] [options]
 
     Prints the architecture, sizes, storage dtype, memory, and the router and expert kinds of each MoE layer
-    of a Hugging Face MoE checkpoint directory.
+    of a Hugging Face MoE checkpoint directory. --memory also evaluates a short prompt and prints the expert
+    memory statistics (allocator, resident bytes, arena bytes, hits, misses, evictions).
 
     options:
     """ + commonHelp,
@@ -79,7 +81,9 @@ func loadModel(_ args: Arguments) throws -> Model {
     for plugin in (args.string("--plugin") ?? "").split(separator: ",") {
         try PluginRegistry.shared.load(String(plugin.trimmingSpaces))
     }
-    return try Model(path: try args.required("--model"))
+    var options = ModelLoadOptions()
+    if let budget = args.string("--expert-budget") { options.expertBudget = try ExpertBudget(parsing: budget) }
+    return try Model(path: try args.required("--model"), options: options)
 }
 
 /// Creates a session honouring --ctx and the router overrides.
@@ -124,6 +128,25 @@ func infoCommand(_ args: Arguments) throws {
         print("layer \(l)           router \(block.router.kind); experts \(describeExperts(block.experts))")
         moeIndex += 1
     }
+    if args.has("--memory") { try printMemory(m) }
+}
+
+/// The expert memory statistics, after a short evaluation so that experts are materialised.
+func printMemory(_ m: Model) throws {
+    let s = try Session(model: m)
+    let prompt = (0..<min(16, m.contextLength)).map { Int32($0 % m.config.vocabSize) }
+    try prompt.withUnsafeBufferPointer { try s.evaluate($0, mode: .none, logits: nil, capacity: 0) }
+    func mib(_ bytes: Int) -> String { oneDecimal(Double(bytes) / 1048576) + " MiB" }
+    let st = m.experts.statistics
+    print("allocator         \(m.experts.arena.backend.rawValue)\(jemallocVersion.map { " \($0)" } ?? "")")
+    print("experts total     \(mib(st.totalBytes)) (f32 compute layout)")
+    print("experts resident  \(mib(st.residentBytes)) after a \(prompt.count)-token prompt; budget \(st.budgetBytes.map(mib) ?? "none")")
+    print("resident/layer    \(st.residentPerLayer.map(String.init).joined(separator: " "))")
+    if let je = m.experts.arena.jemallocStats {
+        print("arena             \(mib(je.active)) active, \(mib(je.mapped)) mapped")
+    }
+    print("file mapping      \(mib(m.checkpoint.mappedBytes)); converted \(mib(m.checkpoint.convertedBytes))")
+    print("expert cache      \(st.hits) hits, \(st.misses) misses, \(mib(st.bytesLoaded)) loaded, \(st.evictions) evictions")
 }
 
 /// "4 ffn, 2 moepp.constant, 1 moepp.copy": runs of equal kinds in id order.

@@ -37,7 +37,7 @@ if rest.contains("--help") || rest.contains("-h") { print(help); exit(0) }
 do {
     switch command {
     case "info":
-        try infoCommand(try Arguments(rest, valued: modelOptions, flags: []))
+        try infoCommand(try Arguments(rest, valued: modelOptions, flags: ["--memory"]))
     case "run":
         try runCommand(try Arguments(rest, valued: modelOptions.union(routingOptions).union(["--tokens", "--logits"]), flags: []))
     case "generate":

@@ -143,6 +143,24 @@ public final class Checkpoint: @unchecked Sendable {
         return weight
     }
 
+    /// Tensor `name` as stored (no conversion), after checking its shape and that it is a float type; for data that
+    /// is materialised later (routed experts).
+    /// - Throws: `MoertError` (`.format`, `.unsupported`) as `weight` does.
+    func storedTensor(_ name: String, shape: [Int]) throws -> StoredTensor {
+        try lock.withLock {
+            let (info, file) = try self.info(name)
+            let fileName = file.file.path.split(separator: "/").last.map(String.init) ?? file.file.path
+            guard info.shape == shape else {
+                throw MoertError.format("\(name) in \(fileName): expected shape \(shape), got \(info.shape)")
+            }
+            guard info.dtype.isFloat else {
+                throw MoertError.unsupported("\(name) in \(fileName): dtype \(info.dtype.rawValue) is not supported for weights (F32, F16, BF16)")
+            }
+            used.insert(name)
+            return StoredTensor(data: file.data(info), dtype: info.dtype, count: info.count)
+        }
+    }
+
     /// A tensor for a plugin, any shape: floats as float32 (converted when needed), I32 as int32.
     /// - Throws: `MoertError` (`.format`) when missing or of another dtype.
     func pluginTensor(_ name: String) throws -> (data: UnsafeRawPointer, shape: [Int], isInteger: Bool) {
@@ -172,6 +190,11 @@ public final class Checkpoint: @unchecked Sendable {
 
     /// Bytes of all mapped files.
     public var mappedBytes: Int { files.reduce(0) { $0 + $1.file.size } }
+
+    /// Elements of every tensor read so far (the model's parameter count once it is built).
+    public var usedElementCount: Int {
+        lock.withLock { used.reduce(0) { n, name in n + ((try? info(name).0.count) ?? 0) } }
+    }
 
     /// Tensors present in the files but never read (a sign of an unsupported feature).
     public var unusedTensors: [String] { location.keys.filter { !used.contains($0) }.sorted() }

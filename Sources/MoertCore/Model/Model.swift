@@ -25,7 +25,36 @@ public struct DecoderLayer: @unchecked Sendable {
 public struct ModelLoadOptions: Sendable {
     /// Cap on the context length; 0 keeps the model's.
     public var maxContext: Int = 0
+    /// Cap on resident routed-expert weights; nil = all may stay resident.
+    public var expertBudget: ExpertBudget?
     public init() {}
+}
+
+/// A residency budget for routed expert weights.
+public enum ExpertBudget: Sendable, Equatable {
+    /// At most this many bytes.
+    case bytes(Int)
+    /// At most this share (0 < share <= 1) of all routed expert bytes.
+    case fraction(Double)
+
+    /// Parses "512M", "2G", "1048576" or "25%".
+    /// - Throws: `MoertError` (`.invalidArgument`).
+    public init(parsing text: String) throws {
+        let bad = MoertError.invalid("expert budget '\(text)' must be bytes (e.g. 512M, 2G, 1048576) or a share (e.g. 25%)")
+        if text.hasSuffix("%") {
+            guard let v = Double(text.dropLast()), v > 0, v <= 100 else { throw bad }
+            self = .fraction(v / 100)
+            return
+        }
+        let units: [Character: Int] = ["K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40]
+        var digits = Substring(text), scale = 1
+        if let last = text.last?.uppercased().first, let u = units[last] {
+            scale = u
+            digits = text.dropLast()
+        }
+        guard let v = Double(digits), v > 0, v * Double(scale) < 9e18 else { throw bad }
+        self = .bytes(Int(v * Double(scale)))
+    }
 }
 
 /// A loaded model. Immutable after `init`, so any number of sessions on any threads may share it.
@@ -46,6 +75,8 @@ public final class Model: @unchecked Sendable {
     public let contextLength: Int
     /// The routers and experts the checkpoint asked for.
     public let section: MoESection
+    /// Routed expert weights (materialised on use, under the residency budget).
+    public let experts: ExpertStore
     /// Number of parameters.
     public let parameterCount: Int
     let rope: Rope
@@ -58,12 +89,7 @@ public final class Model: @unchecked Sendable {
         let c = ckpt.config
         checkpoint = ckpt
         config = c
-        var params = 0
-        func w(_ name: String, _ shape: [Int]) throws -> Weight {
-            let t = try ckpt.weight(name, shape: shape)
-            params += t.count
-            return t
-        }
+        func w(_ name: String, _ shape: [Int]) throws -> Weight { try ckpt.weight(name, shape: shape) }
         func linear(_ name: String, out: Int, in inFeatures: Int, bias: Bool = false) throws -> Linear {
             Linear(weight: try w(name + ".weight", [out, inFeatures]), bias: bias ? try w(name + ".bias", [out]) : nil)
         }
@@ -75,6 +101,8 @@ public final class Model: @unchecked Sendable {
 
         let h = c.hiddenSize, qWidth = c.numAttentionHeads * c.headDim, kvWidth = c.numKeyValueHeads * c.headDim
         section = try ckpt.moeSection()
+        let store = ExpertStore()
+        experts = store
         for plugin in section.plugins { try PluginRegistry.shared.load(plugin, relativeTo: path) }
         embedding = try w("model.embed_tokens.weight", [c.vocabSize, h])
         let moeLayers = (0..<c.numHiddenLayers).filter(c.isMoELayer).count
@@ -92,7 +120,7 @@ public final class Model: @unchecked Sendable {
             let mlp: LayerMLP
             if c.isMoELayer(l) {
                 mlp = .moe(try Self.moeBlock(c, ckpt, section: section, layer: l, moeIndex: moeIndex, moeLayers: moeLayers,
-                                             w: w, linear: linear, swiglu: swiglu))
+                                             store: store, linear: linear, swiglu: swiglu))
                 moeIndex += 1
             } else {
                 mlp = .dense(try swiglu(p + "mlp.", ("gate_proj", "up_proj", "down_proj"), width: c.intermediateSize))
@@ -111,8 +139,13 @@ public final class Model: @unchecked Sendable {
             throw MoertError.unsupported("\(path): tensor \(first) (and \(ignorable.count - 1) more) is not used by \(c.architecture.rawValue); the checkpoint has features moert does not support")
         }
         contextLength = options.maxContext > 0 ? min(options.maxContext, c.maxPositionEmbeddings) : c.maxPositionEmbeddings
-        parameterCount = params
         rope = Rope(headDim: c.headDim, theta: c.ropeTheta)
+        switch options.expertBudget {
+        case nil: break
+        case .bytes(let b): store.budget = b
+        case .fraction(let f): store.budget = max(1, Int(Double(store.totalBytes) * f))
+        }
+        parameterCount = ckpt.usedElementCount
         PluginRegistry.shared.modelLifetime(1)
     }
 
@@ -151,7 +184,7 @@ public final class Model: @unchecked Sendable {
     /// Builds a layer's MoE block: experts by kind (built-in SwiGLU `ffn` or plugin kinds), the layer's router,
     /// and the Qwen2-MoE shared expert.
     private static func moeBlock(_ c: ModelConfig, _ ckpt: Checkpoint, section: MoESection, layer l: Int, moeIndex: Int,
-                                 moeLayers: Int, w: (String, [Int]) throws -> Weight,
+                                 moeLayers: Int, store: ExpertStore,
                                  linear: (String, Int, Int, Bool) throws -> Linear,
                                  swiglu: (String, (String, String, String), Int) throws -> SwiGLUExpert) throws -> MoEBlock {
         let h = c.hiddenSize
@@ -171,7 +204,12 @@ public final class Model: @unchecked Sendable {
                 let e = experts.count
                 if group.spec.kind == BuiltinKind.expert {
                     guard group.spec.params.isEmpty else { throw MoertError.format("layer \(l): the ffn expert kind takes no params") }
-                    experts.append(try swiglu(block + "experts.\(e).", names, c.moeIntermediateSize))
+                    let p = block + "experts.\(e).", i = c.moeIntermediateSize
+                    experts.append(StoredExpert(
+                        store: store, gate: try ckpt.storedTensor(p + names.0 + ".weight", shape: [i, h]),
+                        up: try ckpt.storedTensor(p + names.1 + ".weight", shape: [i, h]),
+                        down: try ckpt.storedTensor(p + names.2 + ".weight", shape: [h, i]),
+                        hidden: h, intermediate: i, moeLayer: moeIndex))
                 } else {
                     guard let kind = PluginRegistry.shared.expert(named: group.spec.kind) else {
                         throw MoertError.unsupported("layer \(l): expert kind \(group.spec.kind) is not registered (name its plugin in the moert section's plugins, or load it first)")

@@ -27,10 +27,17 @@ public final class SwiGLUExpert: Expert {
 
     public func forward(_ x: UnsafePointer<Float>, rows n: Int, into y: UnsafeMutablePointer<Float>,
                         scratch: UnsafeMutablePointer<Float>) {
-        let g = scratch, u = scratch + n * intermediate
+        Self.compute(gate: gate, up: up, down: down, x, rows: n, into: y, scratch: scratch)
+    }
+
+    /// y = down(silu(gate x) ⊙ up x) for `n` rows; `scratch` holds 2·n·I floats.
+    static func compute(gate: Linear, up: Linear, down: Linear, _ x: UnsafePointer<Float>, rows n: Int,
+                        into y: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>) {
+        let i = gate.outFeatures
+        let g = scratch, u = scratch + n * i
         gate.apply(x, rows: n, into: g)            // [n, H] -> [n, I]
         up.apply(x, rows: n, into: u)              // [n, H] -> [n, I]
-        siluMultiply(g, u, count: n * intermediate)
+        siluMultiply(g, u, count: n * i)
         down.apply(g, rows: n, into: y)            // [n, I] -> [n, H]
     }
 }

@@ -3,6 +3,8 @@
 extension Session {
     /// Evaluates `prompt`, then generates up to `maxNewTokens` tokens with `sampler`, calling `onToken` for each
     /// (return false to stop). Stops after the model's EOS unless `ignoreEOS`, and when the context is full.
+    /// Every generated token is evaluated (the session then holds prompt + generated tokens, so a later call with
+    /// an empty prompt continues the sequence), except when the context is full.
     /// - Returns: the generated tokens.
     /// - Throws: the errors of `evaluate`; `.invalidArgument` for a negative count or an empty session and prompt.
     @discardableResult
@@ -32,12 +34,11 @@ extension Session {
             let token = try logits.withUnsafeBufferPointer { try sampler.sample($0) }
             generated.append(token)
             let goOn = onToken(token)
-            if !goOn || generated.count >= maxNewTokens || (!ignoreEOS && eos.contains(token)) || position >= contextLength {
-                break
-            }
+            guard position < contextLength else { break }
             try [token].withUnsafeBufferPointer { p in
                 try logits.withUnsafeMutableBufferPointer { try evaluate(p, mode: .last, logits: $0.baseAddress, capacity: vocab) }
             }
+            if !goOn || generated.count >= maxNewTokens || (!ignoreEOS && eos.contains(token)) { break }
         }
         return generated
     }

@@ -1,0 +1,163 @@
+// ExpertStore: routed expert weights materialised on first use into the arena, evicted least-recently-used under a
+// residency budget, and re-materialised from the memory-mapped checkpoint when needed again.
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A tensor as stored in the checkpoint mapping.
+struct StoredTensor: @unchecked Sendable {
+    let data: UnsafeRawPointer
+    let dtype: TensorDType
+    let count: Int
+}
+
+/// Memory counters of a store.
+public struct ExpertStoreStats: Sendable {
+    public var totalBytes = 0
+    public var residentBytes = 0
+    public var budgetBytes: Int?
+    public var hits = 0
+    public var misses = 0
+    public var bytesLoaded = 0
+    public var evictions = 0
+    /// Resident experts per MoE layer.
+    public var residentPerLayer: [Int] = []
+}
+
+/// The expert weights of one model. Thread-safe; sessions on several threads share it.
+public final class ExpertStore: @unchecked Sendable {
+    /// One expert's slot: its sources in the mapping and, while resident, its float32 copy in the arena.
+    final class Slot {
+        let sources: [StoredTensor]
+        let floats: Int
+        let moeLayer: Int
+        var buffer: UnsafeMutablePointer<Float>?
+        var inUse = 0
+        var lastUse: UInt64 = 0
+
+        init(sources: [StoredTensor], moeLayer: Int) {
+            self.sources = sources
+            self.floats = sources.reduce(0) { $0 + $1.count }
+            self.moeLayer = moeLayer
+        }
+
+        var bytes: Int { floats * MemoryLayout<Float>.stride }
+    }
+
+    public let arena: ExpertArena
+    /// Cap on resident bytes; nil = no cap. Set once, while the model is being built.
+    public internal(set) var budget: Int?
+    private var slots: [Slot] = []
+    private let lock = Lock()
+    private var clock: UInt64 = 0
+    private var stats = ExpertStoreStats()
+    private var warned = false
+
+    /// Creates an empty store without a budget.
+    public init() {
+        arena = ExpertArena()
+    }
+
+    deinit {
+        for s in slots { if let b = s.buffer { arena.deallocate(b, bytes: s.bytes) } }
+    }
+
+    /// Adds an expert made of `sources` (concatenated in order when materialised); returns its slot id.
+    func register(_ sources: [StoredTensor], moeLayer: Int) -> Int {
+        lock.withLock {
+            slots.append(Slot(sources: sources, moeLayer: moeLayer))
+            stats.totalBytes += slots.last!.bytes
+            while stats.residentPerLayer.count <= moeLayer { stats.residentPerLayer.append(0) }
+            return slots.count - 1
+        }
+    }
+
+    /// Total bytes of all experts in their compute layout.
+    public var totalBytes: Int { lock.withLock { stats.totalBytes } }
+
+    /// The float32 weights of slot `id`, materialising them if needed. Pair with `release`.
+    /// - Throws: `MoertError` (`.outOfMemory`).
+    func acquire(_ id: Int) throws -> UnsafePointer<Float> {
+        try lock.withLock {
+            let slot = slots[id]
+            clock &+= 1
+            slot.lastUse = clock
+            slot.inUse += 1
+            if let b = slot.buffer {
+                stats.hits += 1
+                return UnsafePointer(b)
+            }
+            stats.misses += 1
+            do {
+                try makeRoom(for: slot.bytes)
+                let raw = try arena.allocate(slot.bytes)
+                let b = raw.bindMemory(to: Float.self, capacity: slot.floats)
+                var offset = 0
+                for s in slot.sources {
+                    convertToFloat(s.data, dtype: s.dtype, count: s.count, into: b + offset)
+                    releasePages(s)
+                    offset += s.count
+                }
+                slot.buffer = b
+                stats.residentBytes += slot.bytes
+                stats.bytesLoaded += slot.bytes
+                stats.residentPerLayer[slot.moeLayer] += 1
+                return UnsafePointer(b)
+            } catch {
+                slot.inUse -= 1
+                throw error
+            }
+        }
+    }
+
+    /// Ends a use begun by `acquire`.
+    func release(_ id: Int) {
+        lock.withLock { slots[id].inUse -= 1 }
+    }
+
+    /// Evicts least-recently-used experts not in use until `bytes` more fit the budget. When every resident
+    /// expert is in use the budget is exceeded for now (with one warning), so that a budget smaller than one
+    /// layer's chosen experts still works.
+    private func makeRoom(for bytes: Int) throws {
+        guard let budget else { return }
+        while stats.residentBytes + bytes > budget {
+            var victim: Slot?
+            for s in slots where s.buffer != nil && s.inUse == 0 {
+                if victim == nil || s.lastUse < victim!.lastUse { victim = s }
+            }
+            guard let v = victim else {
+                if !warned {
+                    warned = true
+                    let line = "moert: warning: expert budget of \(budget) bytes is smaller than the experts one step needs; running over it\n"
+                    _ = line.withCString { write(2, $0, strlen($0)) }
+                }
+                return
+            }
+            arena.deallocate(v.buffer!, bytes: v.bytes)
+            v.buffer = nil
+            stats.residentBytes -= v.bytes
+            stats.evictions += 1
+            stats.residentPerLayer[v.moeLayer] -= 1
+        }
+    }
+
+    /// Returns the whole pages inside a source tensor to the kernel: they are clean file pages of a private
+    /// mapping, so they are re-read from the file if the expert is materialised again.
+    private func releasePages(_ s: StoredTensor) {
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let start = Int(bitPattern: s.data), end = start + s.count * s.dtype.size
+        let lo = (start + page - 1) / page * page, hi = end / page * page
+        guard hi > lo, let p = UnsafeMutableRawPointer(bitPattern: lo) else { return }
+        madvise(p, hi - lo, MADV_DONTNEED)
+    }
+
+    /// A snapshot of the counters.
+    public var statistics: ExpertStoreStats {
+        lock.withLock {
+            var s = stats
+            s.budgetBytes = budget
+            return s
+        }
+    }
+}

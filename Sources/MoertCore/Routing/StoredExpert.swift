@@ -1,0 +1,35 @@
+// StoredExpert: a routed SwiGLU expert whose weights live in the model's ExpertStore.
+
+/// F(x) = W_down (silu(W_gate x) ⊙ W_up x), with [W_gate; W_up; W_down] fetched from the store for each call
+/// (materialised on first use, possibly evicted between calls under a residency budget).
+final class StoredExpert: Expert {
+    let store: ExpertStore
+    let slot: Int
+    let hidden: Int
+    let intermediate: Int
+
+    var kind: String { BuiltinKind.expert }
+    var output: ExpertOutput { .computed }
+    var isZeroCompute: Bool { false }
+
+    /// Registers the three projections (gate [I, H], up [I, H], down [H, I]) with the store.
+    init(store: ExpertStore, gate: StoredTensor, up: StoredTensor, down: StoredTensor, hidden: Int, intermediate: Int, moeLayer: Int) {
+        self.store = store
+        self.hidden = hidden
+        self.intermediate = intermediate
+        slot = store.register([gate, up, down], moeLayer: moeLayer)
+    }
+
+    func scratchCount(tokens n: Int) -> Int { 2 * n * intermediate }
+
+    func forward(_ x: UnsafePointer<Float>, rows n: Int, into y: UnsafeMutablePointer<Float>,
+                 scratch: UnsafeMutablePointer<Float>) throws {
+        let w = try store.acquire(slot)
+        defer { store.release(slot) }
+        let i = intermediate, h = hidden
+        let gate = Linear(weight: Weight(data: w, shape: [i, h]))
+        let up = Linear(weight: Weight(data: w + i * h, shape: [i, h]))
+        let down = Linear(weight: Weight(data: w + 2 * i * h, shape: [h, i]))
+        SwiGLUExpert.compute(gate: gate, up: up, down: down, x, rows: n, into: y, scratch: scratch)
+    }
+}

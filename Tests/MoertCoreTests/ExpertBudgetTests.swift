@@ -1,0 +1,51 @@
+// ExpertBudgetTests: the residency budget changes memory, never results.
+
+import Testing
+@testable import MoertCore
+
+@Suite("Expert residency budget")
+struct ExpertBudgetTests {
+    func run(_ fixture: String, budget: ExpertBudget?) throws -> (logits: [Float], generated: [Int32], stats: ExpertStoreStats) {
+        var options = ModelLoadOptions()
+        options.expertBudget = budget
+        let model = try Model(path: fixturesDirectory + "/" + fixture, options: options)
+        let ref = try Reference(fixture: fixture)
+        let logits = try allLogits(try Session(model: model), ref.prompt)
+        var sampler = try Sampler(options: SamplerOptions())
+        let generated = try Session(model: model).generate(prompt: ref.prompt, maxNewTokens: 8, ignoreEOS: true, sampler: &sampler)
+        return (logits, generated, model.experts.statistics)
+    }
+
+    @Test("logits and generations are bit-identical under any budget", arguments: ["mixtral", "qwen2_moe", "mixtral_bf16"])
+    func bitIdentical(fixture: String) throws {
+        let full = try run(fixture, budget: nil)
+        #expect(full.stats.evictions == 0)
+        for budget: ExpertBudget in [.fraction(0.5), .fraction(0.25), .bytes(1)] {
+            let limited = try run(fixture, budget: budget)
+            #expect(limited.logits == full.logits, "\(budget)")
+            #expect(limited.generated == full.generated, "\(budget)")
+            #expect(limited.stats.evictions > 0, "\(budget) evicts")
+            #expect(limited.stats.residentBytes <= max(limited.stats.budgetBytes!, limited.stats.totalBytes / limited.stats.residentPerLayer.count / 2 + 1),
+                    "\(budget) stays within the budget, or one expert over it when the budget is below one expert")
+        }
+    }
+
+    @Test("budgets parse from bytes, units and percentages")
+    func parsing() throws {
+        #expect(try ExpertBudget(parsing: "512M") == .bytes(512 << 20))
+        #expect(try ExpertBudget(parsing: "2G") == .bytes(2 << 30))
+        #expect(try ExpertBudget(parsing: "1048576") == .bytes(1048576))
+        #expect(try ExpertBudget(parsing: "25%") == .fraction(0.25))
+        for bad in ["", "0", "-5M", "12Q", "150%", "0%", "abc"] {
+            #expect(moertError { _ = try ExpertBudget(parsing: bad) }?.code == .invalidArgument, "\(bad)")
+        }
+    }
+
+    @Test("statistics count hits, misses and resident experts per layer")
+    func statistics() throws {
+        let stats = try run("mixtral", budget: nil).stats
+        #expect(stats.residentBytes == stats.totalBytes)  // every expert was used by the prompt and the continuation
+        #expect(stats.residentPerLayer == [4, 4])
+        #expect(stats.misses == 8 && stats.hits > 0 && stats.bytesLoaded == stats.totalBytes)
+    }
+}

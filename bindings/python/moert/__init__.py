@@ -1,0 +1,80 @@
+"""moert: Python binding of the moert Mixture-of-Experts inference runtime (ctypes over ``libmoert``).
+
+Quick start::
+
+    import moert
+
+    with moert.Model("path/to/checkpoint") as model, model.session() as session:
+        logits = session.eval([1, 15, 27])            # float32, shape [vocab_size]
+        for token in session.generate([1, 15, 27], max_new_tokens=8):
+            print(token)
+
+The library is found through ``$MOERT_LIBRARY``, a copy shipped in the package, the repository's build
+directories, then the system loader (see :func:`load_library`); it is loaded on first use.
+"""
+
+from __future__ import annotations
+
+from ._errors import (
+    BufferTooSmallError,
+    ContextFullError,
+    Error,
+    FormatError,
+    InternalError,
+    InvalidArgumentError,
+    LibraryNotFoundError,
+    MoertError,
+    MoertIOError,
+    MoertMemoryError,
+    OutOfRangeError,
+    PluginError,
+    Status,
+    UnsupportedError,
+)
+from ._lib import library_path, load_library
+from .model import Model, ModelInfo
+from .routing import RoutingTrace, expert_kinds, load_plugin, router_kinds
+from .runtime import abi_version, get_threads, set_threads, status_string, version, version_number
+from .sampling import Sampler
+from .session import Session
+
+#: Version of this Python package (the library's own is :func:`version`).
+__version__ = "0.1.0"
+
+__all__ = [
+    "__version__",
+    # objects
+    "Model",
+    "ModelInfo",
+    "Session",
+    "Sampler",
+    "RoutingTrace",
+    # plugins and kinds
+    "load_plugin",
+    "router_kinds",
+    "expert_kinds",
+    # library
+    "abi_version",
+    "get_threads",
+    "library_path",
+    "load_library",
+    "set_threads",
+    "status_string",
+    "version",
+    "version_number",
+    # errors
+    "Status",
+    "MoertError",
+    "Error",
+    "InvalidArgumentError",
+    "MoertIOError",
+    "FormatError",
+    "UnsupportedError",
+    "MoertMemoryError",
+    "OutOfRangeError",
+    "ContextFullError",
+    "BufferTooSmallError",
+    "PluginError",
+    "InternalError",
+    "LibraryNotFoundError",
+]

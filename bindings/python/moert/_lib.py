@@ -1,0 +1,291 @@
+"""Finding and loading libmoert, the prototypes of every moert.h function, and status checking."""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import threading
+from ctypes import POINTER, c_char_p, c_float, c_int32, c_int64, c_size_t, c_uint32, c_void_p
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
+
+from ._errors import LibraryNotFoundError, MoertError, Status, UnsupportedError, error_class
+from ._types import (
+    MOERT_ABI_VERSION,
+    moert_generate_options,
+    moert_model_info,
+    moert_model_options,
+    moert_model_p,
+    moert_sampler_options,
+    moert_sampler_p,
+    moert_session_options,
+    moert_session_p,
+    moert_status,
+    moert_token_callback,
+    moert_trace,
+)
+
+__all__ = [
+    "ENV_VAR",
+    "PROTOTYPES",
+    "OPTIONAL",
+    "candidates",
+    "check",
+    "error",
+    "function",
+    "get",
+    "last_error",
+    "library_path",
+    "load_library",
+]
+
+#: Environment variable naming the library file to load (nothing else is tried when it is set).
+ENV_VAR = "MOERT_LIBRARY"
+
+_PACKAGE_DIR = Path(__file__).resolve().parent
+# bindings/python/moert -> the repository root, when the package runs from a checkout.
+_REPO_DIR = _PACKAGE_DIR.parents[2] if len(_PACKAGE_DIR.parents) > 2 else _PACKAGE_DIR
+
+# restype, argtypes of every MOERT_API function of moert.h, in header order.
+PROTOTYPES: Dict[str, Tuple[Any, List[Any]]] = {
+    # Versions
+    "moert_version": (c_char_p, []),
+    "moert_version_number": (c_uint32, []),
+    "moert_abi_version": (c_uint32, []),
+    # Status codes and errors
+    "moert_status_string": (c_char_p, [moert_status]),
+    "moert_last_error": (c_char_p, []),
+    # Threads
+    "moert_set_threads": (moert_status, [c_int32]),
+    "moert_get_threads": (c_int32, []),
+    # Models
+    "moert_model_options_init_sized": (None, [POINTER(moert_model_options), c_size_t]),
+    "moert_model_load": (moert_status, [c_char_p, POINTER(moert_model_options), POINTER(moert_model_p)]),
+    "moert_model_free": (None, [moert_model_p]),
+    "moert_model_get_info": (moert_status, [moert_model_p, POINTER(moert_model_info)]),
+    # Sessions
+    "moert_session_options_init_sized": (None, [POINTER(moert_session_options), c_size_t]),
+    "moert_session_create": (moert_status, [moert_model_p, POINTER(moert_session_options), POINTER(moert_session_p)]),
+    "moert_session_free": (None, [moert_session_p]),
+    "moert_session_reset": (moert_status, [moert_session_p]),
+    "moert_session_n_past": (c_int64, [moert_session_p]),
+    "moert_session_n_ctx": (c_int64, [moert_session_p]),
+    "moert_session_eval": (
+        moert_status,
+        [moert_session_p, POINTER(c_int32), c_size_t, c_int32, POINTER(c_float), c_size_t],
+    ),
+    # Sampling and generation
+    "moert_sampler_options_init_sized": (None, [POINTER(moert_sampler_options), c_size_t]),
+    "moert_sampler_create": (moert_status, [POINTER(moert_sampler_options), POINTER(moert_sampler_p)]),
+    "moert_sampler_free": (None, [moert_sampler_p]),
+    "moert_sampler_sample": (moert_status, [moert_sampler_p, POINTER(c_float), c_size_t, POINTER(c_int32)]),
+    "moert_generate_options_init_sized": (None, [POINTER(moert_generate_options), c_size_t]),
+    "moert_session_generate": (
+        moert_status,
+        [
+            moert_session_p,
+            POINTER(c_int32),
+            c_size_t,
+            POINTER(moert_generate_options),
+            moert_token_callback,
+            c_void_p,
+            POINTER(c_int32),
+            c_size_t,
+            POINTER(c_size_t),
+        ],
+    ),
+    # Routing: per-session router overrides, traces and counters
+    "moert_session_set_router": (moert_status, [moert_session_p, c_char_p, c_char_p]),
+    "moert_session_set_top_k": (moert_status, [moert_session_p, c_int32]),
+    "moert_session_set_trace": (moert_status, [moert_session_p, c_int32]),
+    "moert_session_get_trace": (moert_status, [moert_session_p, POINTER(moert_trace)]),
+    "moert_session_clear_trace": (moert_status, [moert_session_p]),
+    "moert_session_get_expert_counts": (
+        moert_status,
+        [moert_session_p, POINTER(c_int64), c_size_t, POINTER(c_int32), POINTER(c_int32)],
+    ),
+    "moert_session_reset_counters": (moert_status, [moert_session_p]),
+    "moert_model_expert_kind": (c_char_p, [moert_model_p, c_int32, c_int32]),
+    "moert_model_router_kind": (c_char_p, [moert_model_p, c_int32]),
+    # Host-side plugin functions of moert_plugin.h that this binding uses
+    "moert_plugin_load": (moert_status, [c_char_p]),
+    "moert_kind_count": (c_int32, [c_int32]),
+    "moert_kind_name": (c_char_p, [c_int32, c_int32]),
+}
+
+# Functions the binding works without: an older build may lack them, and only the features that use them then
+# raise UnsupportedError. Every other function must be exported for a library to be accepted.
+OPTIONAL = frozenset(
+    {
+        "moert_session_set_router",
+        "moert_session_set_top_k",
+        "moert_session_set_trace",
+        "moert_session_get_trace",
+        "moert_session_clear_trace",
+        "moert_session_get_expert_counts",
+        "moert_session_reset_counters",
+        "moert_model_expert_kind",
+        "moert_model_router_kind",
+        "moert_plugin_load",
+        "moert_kind_count",
+        "moert_kind_name",
+    }
+)
+
+_lock = threading.Lock()
+_library: Optional[ctypes.CDLL] = None
+_library_path: Optional[str] = None
+
+
+def candidates() -> List[str]:
+    """The library paths (or loader names) tried, in order.
+
+    1. ``$MOERT_LIBRARY`` when set: then nothing else (a directory stands for the ``libmoert.so*`` in it).
+    2. ``libmoert.so*`` shipped inside the installed package (``moert/lib/`` or ``moert/``).
+    3. From a repository checkout: ``<repo>/build/lib/libmoert.so``, then ``<repo>/.build/release/libmoert.so``.
+    4. The system loader: ``ctypes.util.find_library("moert")``, then ``libmoert.so.1``.
+    """
+    return list(_candidates())
+
+
+def _candidates() -> Iterator[str]:
+    """The candidates of :func:`candidates`, lazily: the system search (which may run ldconfig) comes last."""
+    env = os.environ.get(ENV_VAR)
+    if env:
+        path = Path(env).expanduser()
+        if path.is_dir():
+            yield from (str(path / name) for name in ("libmoert.so", f"libmoert.so.{MOERT_ABI_VERSION}"))
+        else:
+            yield str(path)
+        return
+    for folder in (_PACKAGE_DIR / "lib", _PACKAGE_DIR):
+        yield from (str(p) for p in _shipped(folder))
+    if (_REPO_DIR / "include" / "moert.h").is_file():
+        yield str(_REPO_DIR / "build" / "lib" / "libmoert.so")
+        yield str(_REPO_DIR / ".build" / "release" / "libmoert.so")
+    system = ctypes.util.find_library("moert")
+    if system:
+        yield system
+    if system != f"libmoert.so.{MOERT_ABI_VERSION}":
+        yield f"libmoert.so.{MOERT_ABI_VERSION}"
+
+
+def _shipped(folder: Path) -> List[Path]:
+    """``libmoert.so*`` files in `folder`: the SONAME first, then the plain name, then any other."""
+    if not folder.is_dir():
+        return []
+    preferred = [f"libmoert.so.{MOERT_ABI_VERSION}", "libmoert.so"]
+    files = sorted(p for p in folder.glob("libmoert.so*") if p.is_file())
+    return sorted(files, key=lambda p: (preferred.index(p.name) if p.name in preferred else len(preferred), p.name))
+
+
+def _open(path: str) -> ctypes.CDLL:
+    """Loads one candidate, declares every prototype and checks the ABI version.
+
+    Raises:
+        OSError: the loader refused the file, a function is missing, or the ABI version differs.
+    """
+    if os.sep in path and not os.path.exists(path):
+        raise OSError("no such file")
+    library = ctypes.CDLL(path)
+    missing = [name for name in PROTOTYPES if name not in OPTIONAL and not hasattr(library, name)]
+    if missing:
+        raise OSError(f"not a moert {MOERT_ABI_VERSION}.x library: missing {', '.join(missing)}")
+    for name, (restype, argtypes) in PROTOTYPES.items():
+        if not hasattr(library, name):
+            continue
+        function = getattr(library, name)
+        function.restype = restype
+        function.argtypes = argtypes
+    abi = library.moert_abi_version()
+    if abi != MOERT_ABI_VERSION:
+        raise OSError(f"ABI version {abi}, this binding needs {MOERT_ABI_VERSION}")
+    return library
+
+
+def _resolved(library: ctypes.CDLL, fallback: str) -> str:
+    """The file a loaded library came from (via /proc/self/maps), else `fallback`."""
+    try:
+        address = ctypes.cast(library.moert_version, c_void_p).value or 0
+        with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
+            for line in maps:
+                parts = line.split(None, 5)
+                start, _, end = parts[0].partition("-")
+                if len(parts) == 6 and int(start, 16) <= address < int(end, 16):
+                    return parts[5].strip()
+    except (OSError, ValueError):
+        pass
+    return fallback
+
+
+def load_library(path: Optional[Union[str, "os.PathLike[str]"]] = None) -> str:
+    """Loads libmoert now, from `path` or by the search order of :func:`candidates`; returns the file loaded.
+
+    Loading happens once per process; later calls return the path already loaded (a different explicit
+    `path` then raises :class:`LibraryNotFoundError`, because a loaded library cannot be swapped).
+
+    Raises:
+        LibraryNotFoundError: no candidate could be loaded; the message lists each one and why it failed.
+    """
+    global _library, _library_path
+    with _lock:
+        if _library is not None:
+            if path is not None and os.path.realpath(os.fspath(path)) != os.path.realpath(_library_path or ""):
+                raise LibraryNotFoundError(f"libmoert is already loaded from {_library_path}; cannot load {path}")
+            return _library_path or ""
+        tried: List[Tuple[str, str]] = []
+        for candidate in [os.fspath(path)] if path is not None else _candidates():
+            try:
+                library = _open(candidate)
+            except OSError as error:
+                tried.append((candidate, str(error) or type(error).__name__))
+                continue
+            _library, _library_path = library, _resolved(library, candidate)
+            return _library_path
+        hint = f"set {ENV_VAR} to the path of libmoert.so (run `make` in the moert repository to build it)"
+        raise LibraryNotFoundError(f"cannot load libmoert; {hint}. Tried:", tried)
+
+
+def get() -> ctypes.CDLL:
+    """The loaded library, loading it on first use."""
+    library = _library
+    if library is None:
+        load_library()
+        library = _library
+        assert library is not None
+    return library
+
+
+def function(name: str) -> Any:
+    """A library function that may be missing from older builds; UnsupportedError when it is."""
+    library = get()
+    if name not in PROTOTYPES or not hasattr(library, name):
+        raise UnsupportedError(
+            Status.UNSUPPORTED, f"{name} is not exported by {_library_path}; rebuild libmoert from a newer checkout"
+        )
+    return getattr(library, name)
+
+
+def library_path() -> str:
+    """The file libmoert was loaded from (loading it on first use)."""
+    get()
+    return _library_path or ""
+
+
+def last_error() -> str:
+    """This thread's ``moert_last_error()`` text."""
+    text = get().moert_last_error()
+    return text.decode("utf-8", "replace") if text else ""
+
+
+def check(status: int) -> None:
+    """Raises the :class:`MoertError` subclass for `status` with the library's message, unless it is MOERT_OK."""
+    if status != 0:
+        raise error(status)
+
+
+def error(status: int) -> MoertError:
+    """The exception for a failed call; must be built right after the call, on the same thread."""
+    return error_class(status)(status, last_error())
+

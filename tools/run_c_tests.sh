@@ -1,0 +1,145 @@
+#!/usr/bin/env bash
+# run_c_tests.sh — checks a staged build from C: header as C11/C++17, exported ABI, SONAME, and the C host test.
+#
+# Usage: tools/run_c_tests.sh STAGE_DIR      (e.g. build/, as staged by `make`)
+#
+# The C test is built the way a user builds against moert: with the flags of the staged moert.pc (which carry an
+# rpath to the staged lib/). The last line printed is "N passed, M failed", counting the host test's checks and
+# this script's own.
+set -euo pipefail
+
+if [[ $# -ne 1 ]]; then
+    echo "usage: $0 STAGE_DIR" >&2
+    exit 2
+fi
+STAGE="$(cd "$1" && pwd)"
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+LIB="$STAGE/lib/libmoert.so"
+WORK="$(mktemp -d)"
+trap 'rm -rf "$WORK"' EXIT
+
+passed=0
+failed=0
+
+# Records the result of one check; a failing check prints its reason (indented) before calling fail.
+pass() { echo "ok    $1"; passed=$((passed + 1)); }
+fail() { echo "FAIL  $1"; failed=$((failed + 1)); }
+
+# The functions declared with MOERT_API in the public headers, one per line, sorted. A declaration may span
+# several lines and may be preceded by MOERT_DEPRECATED(...); the name is the identifier before the first "(".
+declared_api() {
+    awk '
+        /^[[:space:]]*#/ { next }
+        !collecting && /^[[:space:]]*(MOERT_DEPRECATED\(.*\)[[:space:]]*)?MOERT_API[[:space:]]/ {
+            collecting = 1; decl = ""
+        }
+        collecting {
+            decl = decl " " $0
+            if (index($0, ";") || index($0, "{")) {
+                sub(/.*MOERT_API[[:space:]]/, "", decl)
+                sub(/[[:space:]]*\(.*/, "", decl)
+                n = split(decl, words, /[^A-Za-z0-9_]+/)
+                print words[n]
+                collecting = 0
+            }
+        }
+    ' include/moert*.h | sort -u
+}
+
+# The GLOBAL symbols the library defines in its dynamic symbol table (uppercase nm types), sorted.
+exported_symbols() {
+    nm -D --defined-only "$LIB" | awk '$2 ~ /^[A-Z]$/ { print $3 }' | sed 's/@.*//' | sort -u
+}
+
+check_header_c() {
+    if echo '#include <moert.h>' | gcc -std=c11 -Wall -Wextra -Werror -pedantic -fsyntax-only -I"$STAGE/include" -x c - 2>"$WORK/hc.err"; then
+        pass "header compiles as C11"
+    else
+        cat "$WORK/hc.err"; fail "header compiles as C11"
+    fi
+}
+
+check_header_cxx() {
+    if echo '#include <moert.h>' | g++ -std=c++17 -Wall -Wextra -Werror -fsyntax-only -I"$STAGE/include" -x c++ - 2>"$WORK/hcxx.err"; then
+        pass "header compiles as C++17"
+    else
+        cat "$WORK/hcxx.err"; fail "header compiles as C++17"
+    fi
+}
+
+check_staged_header() {
+    local h ok=1
+    for h in include/moert*.h; do
+        cmp -s "$h" "$STAGE/include/$(basename "$h")" || { echo "      $STAGE/include/$(basename "$h") differs from $h"; ok=0; }
+    done
+    if [[ $ok == 1 ]]; then pass "staged headers match include/"; else fail "staged headers match include/"; fi
+}
+
+check_abi() {
+    declared_api >"$WORK/declared"
+    exported_symbols >"$WORK/exported"
+    if [[ ! -s "$WORK/declared" ]]; then
+        echo "      no MOERT_API declarations found in include/moert*.h"; fail "exported symbols = MOERT_API set"
+    elif cmp -s "$WORK/declared" "$WORK/exported"; then
+        pass "exported symbols = MOERT_API set ($(wc -l <"$WORK/declared") functions)"
+    else
+        comm -23 "$WORK/declared" "$WORK/exported" | sed 's/^/      declared, not exported: /'
+        comm -13 "$WORK/declared" "$WORK/exported" | sed 's/^/      exported, not declared: /'
+        fail "exported symbols = MOERT_API set"
+    fi
+}
+
+check_soname() {
+    local soname
+    soname="$(readelf -d "$LIB" | sed -n 's/.*(SONAME).*\[\(.*\)\].*/\1/p')"
+    if [[ "$soname" == "libmoert.so.1" ]]; then
+        pass "SONAME is libmoert.so.1"
+    else
+        echo "      SONAME is '${soname}'"; fail "SONAME is libmoert.so.1"
+    fi
+}
+
+check_no_swift_runtime() {
+    if ldd "$LIB" >"$WORK/ldd" && ! grep -qi 'libswift' "$WORK/ldd"; then
+        pass "no libswift* dependency"
+    else
+        grep -i 'libswift\|not found' "$WORK/ldd" | sed 's/^/      /' || true
+        fail "no libswift* dependency"
+    fi
+}
+
+# Builds and runs Tests/c/test_api.c; adds its "N passed, M failed" to the totals.
+run_host_test() {
+    local flags
+    flags="$(PKG_CONFIG_PATH="$STAGE/lib/pkgconfig" pkg-config --cflags --libs moert)"
+    # shellcheck disable=SC2086  # pkg-config output is a list of flags
+    if ! gcc -std=c11 -Wall -Wextra -Werror Tests/c/test_api.c -o "$WORK/test_api" $flags -lpthread -lm; then
+        fail "Tests/c/test_api.c builds"
+        return
+    fi
+    pass "Tests/c/test_api.c builds"
+    local status=0
+    "$WORK/test_api" Tests/fixtures | tee "$WORK/test_api.out" || status=$?
+    local summary
+    summary="$(tail -n 1 "$WORK/test_api.out")"
+    if [[ "$summary" =~ ^([0-9]+)\ passed,\ ([0-9]+)\ failed$ ]]; then
+        passed=$((passed + BASH_REMATCH[1]))
+        failed=$((failed + BASH_REMATCH[2]))
+        [[ $status == 0 || ${BASH_REMATCH[2]} != 0 ]] || fail "test_api exit status $status"
+    else
+        fail "test_api ended without a summary line (exit status $status)"
+    fi
+}
+
+check_header_c
+check_header_cxx
+check_staged_header
+check_abi
+check_soname
+check_no_swift_runtime
+run_host_test
+
+echo "${passed} passed, ${failed} failed"
+[[ $failed == 0 ]]

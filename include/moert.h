@@ -178,7 +178,8 @@ typedef struct moert_model_info {
     int64_t     context_length;     /**< Longest context a session may use (after max_context). */
     int64_t     n_params;           /**< Number of parameters. */
     int64_t     file_bytes;         /**< Bytes of safetensors files mapped. */
-    int64_t     weight_bytes;       /**< Bytes of float32 weights resident beyond the mapping (converted). */
+    int64_t     weight_bytes;       /**< Bytes of float32 weights held beyond the mapping: weights converted at
+                                         load plus routed experts materialised so far (see moert_memory_stats). */
     int32_t     bos_token_id;       /**< -1 when the config names none. */
     int32_t     eos_token_id;       /**< -1 when the config names none (the first one when it names several). */
 } moert_model_info;

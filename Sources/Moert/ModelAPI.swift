@@ -62,7 +62,8 @@ nonisolated(unsafe) let defaultModelOptions = moert_model_options(struct_size: U
             n_moe_layers: Int32(m.moeLayerCount), n_experts: Int32(c.numExperts), n_experts_per_tok: Int32(c.numExpertsPerTok),
             n_heads: Int32(c.numAttentionHeads), n_kv_heads: Int32(c.numKeyValueHeads), head_dim: Int32(c.headDim),
             dtype: dtype, context_length: Int64(m.contextLength), n_params: Int64(m.parameterCount),
-            file_bytes: Int64(m.checkpoint.mappedBytes), weight_bytes: Int64(m.checkpoint.convertedBytes),
+            file_bytes: Int64(m.checkpoint.mappedBytes),
+            weight_bytes: Int64(m.checkpoint.convertedBytes + m.experts.statistics.residentBytes),
             bos_token_id: c.bosTokenId ?? -1, eos_token_id: c.eosTokenIds.first ?? -1)
         try writeSized(value, to: info, name: "moert_model_info")
     }

@@ -31,28 +31,35 @@ struct BenchResult {
     var decode: [Double] = []
 }
 
-/// Runs `repeats` rounds of a `prompt`-token prefill followed by `decode` single-token steps.
+/// The protocol of shared/bench/peer_bench.py, so figures compare with llama.cpp and transformers: a warm-up
+/// prefill, then `repeats` timed prefills of `prompt` (last-position logits); then, `repeats` times, a 16-token
+/// prompt (untimed) followed by `decode` timed greedy single-token steps with the KV cache.
 func measure(_ session: Session, prompt: [Int32], decode: Int, repeats: Int) throws -> BenchResult {
     let vocab = session.model.config.vocabSize
     var logits = [Float](repeating: 0, count: vocab)
+    func eval(_ tokens: [Int32]) throws {
+        try tokens.withUnsafeBufferPointer { p in
+            try logits.withUnsafeMutableBufferPointer { try session.evaluate(p, mode: .last, logits: $0.baseAddress, capacity: vocab) }
+        }
+    }
     var result = BenchResult()
+    session.reset()
+    try eval(prompt)  // warm-up: materialises the experts the prompt uses
     for _ in 0..<repeats {
         session.reset()
         let t0 = now()
-        try prompt.withUnsafeBufferPointer { p in
-            try logits.withUnsafeMutableBufferPointer { try session.evaluate(p, mode: .last, logits: $0.baseAddress, capacity: vocab) }
-        }
-        let t1 = now()
-        var token = Int32(argmax(logits.withUnsafeBufferPointer { $0 }) ?? 0)
+        try eval(prompt)
+        result.prefill.append(Double(prompt.count) / (now() - t0))
+    }
+    guard decode > 0 else { return result }
+    for _ in 0..<repeats {
+        session.reset()
+        try eval(Array(prompt.prefix(16)))
+        let t0 = now()
         for _ in 0..<decode {
-            try [token].withUnsafeBufferPointer { p in
-                try logits.withUnsafeMutableBufferPointer { try session.evaluate(p, mode: .last, logits: $0.baseAddress, capacity: vocab) }
-            }
-            token = Int32(logits.withUnsafeBufferPointer { argmax($0) } ?? 0)
+            try eval([Int32(logits.withUnsafeBufferPointer { argmax($0) } ?? 0)])
         }
-        let t2 = now()
-        result.prefill.append(Double(prompt.count) / (t1 - t0))
-        if decode > 0 { result.decode.append(Double(decode) / (t2 - t1)) }
+        result.decode.append(Double(decode) / (now() - t0))
     }
     return result
 }
@@ -73,9 +80,9 @@ func benchCommand(_ args: Arguments) throws {
     let model = try loadModel(args)
     let loadSeconds = now() - t0
     var options = SessionOptions()
-    options.contextLength = max(try args.int("--ctx", default: 0), promptLength + decode)
+    options.contextLength = max(try args.int("--ctx", default: 0), promptLength, 16 + decode)
     guard options.contextLength <= model.contextLength else {
-        throw UsageError("--prompt + --decode (\(promptLength + decode)) exceeds the model's context \(model.contextLength)")
+        throw UsageError("--prompt or 16 + --decode exceeds the model's context \(model.contextLength)")
     }
     // A fixed pseudo-random prompt (xorshift), the same in every run.
     var state: UInt32 = 2463534242
@@ -98,7 +105,6 @@ func benchCommand(_ args: Arguments) throws {
     }
     var medians: [(prefill: Double, decode: Double)] = []
     for (name, session) in configurations {
-        _ = try measure(session, prompt: Array(prompt.prefix(8)), decode: 2, repeats: 1)  // warm-up
         let r = try measure(session, prompt: prompt, decode: decode, repeats: repeats)
         let p = median(r.prefill), d = r.decode.isEmpty ? 0 : median(r.decode)
         medians.append((p, d))

@@ -56,8 +56,9 @@ let commandHelp: [String: String] = [
     "bench": """
     usage: moert bench --model DIR [--prompt N] [--decode N] [--repeat R] [--baseline] [options]
 
-    Measures prefill of N prompt tokens (default 512) and decode of N tokens (default 128), R times (default 3),
-    and prints medians in tokens per second, the load time and the peak RSS. With --router or --moe-top-k the
+    Measures prefill of N prompt tokens (default 512; after one warm-up) and greedy decode of N tokens (default
+    128) after a 16-token prompt, R times each (default 3), and prints medians in tokens per second, the load
+    time and the peak RSS (the protocol of the peer benchmarks, so figures compare with llama.cpp). With --router or --moe-top-k the
     session uses that router; --baseline also measures the model's own routers in the same run and prints ratios.
 
     options:

@@ -7,8 +7,12 @@ ABI       := 1
 PREFIX    ?= /usr/local
 STAGE     := $(CURDIR)/build
 SWIFT     ?= swift
-CC        ?= gcc
-CXX       ?= g++
+ifeq ($(origin CC),default)
+CC        := gcc
+endif
+ifeq ($(origin CXX),default)
+CXX       := g++
+endif
 PYTHON    ?= python3
 RELEASE   := $(shell $(SWIFT) build -c release --show-bin-path 2>/dev/null)
 SWIFT_SRC := $(shell find Sources include Plugins -type f) Package.swift

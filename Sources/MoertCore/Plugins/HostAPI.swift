@@ -14,6 +14,23 @@ final class CreateContext {
     let params: [String: JSON]
     /// C strings handed out by param_string; freed with the context (after create returns).
     private var strings: [UnsafeMutablePointer<CChar>] = []
+    /// Parameter keys the plugin asked for.
+    private(set) var readKeys: Set<String> = []
+
+    /// The parameter `key`, noting that it was read.
+    func param(_ key: String) -> JSON? {
+        readKeys.insert(key)
+        return params[key]
+    }
+
+    /// Warns on stderr about parameters the plugin never read (most likely misspelled). The plugin ABI cannot
+    /// list the keys a kind accepts, so this is a warning rather than an error.
+    func warnUnreadParameters(_ who: String) {
+        for key in params.keys.sorted() where !readKeys.contains(key) {
+            let line = "moert: warning: \(who): parameter \"\(key)\" was not read by the plugin (misspelled?)\n"
+            _ = line.withCString { write(2, $0, strlen($0)) }
+        }
+    }
 
     init(checkpoint: Checkpoint, prefix: String, params: [String: JSON]) {
         self.checkpoint = checkpoint
@@ -109,7 +126,7 @@ enum HostAPI {
         param_number: { ctx, key, out in
             guard let c = CreateContext.from(ctx), let key, let out else { return MOERT_ERR_INVALID_ARGUMENT }
             let k = String(cString: key)
-            guard let v = c.params[k] else { return MOERT_ERR_OUT_OF_RANGE }
+            guard let v = c.param(k) else { return MOERT_ERR_OUT_OF_RANGE }
             if let d = v.double { out.pointee = d; return MOERT_OK }
             if let b = v.bool { out.pointee = b ? 1 : 0; return MOERT_OK }
             PluginErrorSlot.set("parameter \(k) is not a number")
@@ -118,7 +135,7 @@ enum HostAPI {
         param_string: { ctx, key, out in
             guard let c = CreateContext.from(ctx), let key, let out else { return MOERT_ERR_INVALID_ARGUMENT }
             let k = String(cString: key)
-            guard let v = c.params[k] else { return MOERT_ERR_OUT_OF_RANGE }
+            guard let v = c.param(k) else { return MOERT_ERR_OUT_OF_RANGE }
             guard let s = v.string else {
                 PluginErrorSlot.set("parameter \(k) is not a string")
                 return MOERT_ERR_FORMAT

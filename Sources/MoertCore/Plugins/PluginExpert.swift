@@ -37,6 +37,7 @@ final class PluginExpert: Expert {
             throw MoertError(.plugin, "expert \(kind.name) (\(kind.source)), layer \(info.layer), expert \(info.expert_index): create failed with status \(status): \(PluginErrorSlot.take() ?? "no message")")
         }
         instance = out
+        context.warnUnreadParameters("expert \(kind.name), layer \(info.layer), expert \(info.expert_index)")
     }
 
     deinit { expertKind.ops.destroy(instance) }

@@ -38,6 +38,7 @@ final class PluginRouter: Router {
         }
         maxPerToken = Int(caps.max_experts_per_token)
         stateSize = Int(caps.state_size)
+        context.warnUnreadParameters("router \(kind.name), layer \(info.layer)")
     }
 
     deinit { routerKind.ops.destroy(instance) }

@@ -1,7 +1,266 @@
-/* hash: moert plugin (placeholder until implemented). */
+/*
+** hash.c — the `hash` router kind: Hash Layers, where the experts of a token depend only on its token id.
+**
+** Math, per token with id v (the id of the position being computed):
+**   table [vocab]     -> expert table[v], weight 1
+**   table [vocab, c]  -> experts table[v, 0..c-1], weight 1/c each (a moert extension: the paper's MultiHash
+**                        concatenates expert segments instead); an expert listed m times in a row is returned
+**                        once with weight m/c, which gives the same mixture
+**   no table and fallback "splitmix64" -> expert splitmix64(v) mod E, weight 1, where splitmix64 is the output
+**                        function of Vigna's SplitMix64 generator applied to the state v + 0x9e3779b97f4a7c15:
+**                          z = v + 0x9e3779b97f4a7c15
+**                          z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9
+**                          z = (z ^ (z >> 27)) * 0x94d049bb133111eb
+**                          z ^ (z >> 31)
+**                        (64-bit unsigned arithmetic; v >= 0). Deterministic, but compatible with no trained model.
+** Experts are listed in table order (first occurrence). No logits (the method has none).
+**
+** Source: S. Roller, S. Sukhbaatar, A. Szlam, J. Weston, "Hash Layers For Large Sparse Models" (NeurIPS 2021).
+** Reference code facebookresearch/ParlAI projects/params_vs_compute/hash_ladder/hash_ladder.py (HashLayerFFN:
+** one expert per token id, weight 1); balanced tables: mazumder-lab/COMET-BERT hash_balance.py, and
+** src/transformers/cometbert/moe_layer.py (_forward_hash). The table itself is built offline and shipped.
+**
+** Params (moert section, router "params"):
+**   table     tensor name relative to the block prefix P, default "router.hash_table"
+**   fallback  "splitmix64" to route by the hash above when the checkpoint has no table; default none (the
+**             table is then required)
+** Tensors: P router.hash_table, I32, [vocab] or [vocab, c] with vocab = the model's vocab_size, c >= 1, every
+**   entry in [0, E) (checked at create).
+** Declares max_experts_per_token = min(c, E) (1 for a [vocab] table or the fallback).
+**
+** Threads: an instance is read-only after create and route() uses no scratch, so it may run concurrently on one
+** instance. The host table is copied at create (the pointer passed to create is borrowed for that call only).
+*/
 #include <moert_plugin.h>
 
-moert_status moert_plugin_init(const moert_host_api *host, void *host_context) {
-    (void)host; (void)host_context;
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#define KIND "hash"
+
+/** True when the host table is large enough to hold `field`. */
+#define HOST_HAS(host, field) \
+    ((host)->struct_size >= offsetof(moert_host_api, field) + sizeof((host)->field))
+/** True when a sized struct `s` of type `type` holds `field`. */
+#define STRUCT_HAS(s, type, field) ((s)->struct_size >= offsetof(type, field) + sizeof((s)->field))
+
+/** One instance. `table` is borrowed from the model (valid until destroy); NULL in fallback mode. */
+typedef struct hash_router {
+    void (*free)(void *pointer);
+    void (*set_error)(const char *message);
+    const int32_t *table;  /* [vocab, columns] */
+    int64_t vocab;         /* rows of the table; the model's vocab_size in fallback mode (0: unknown) */
+    int32_t columns;       /* c */
+    int32_t experts;       /* E */
+    int32_t max_per_token; /* min(c, E) */
+} hash_router;
+
+/** Formats a message, hands it to host->set_error and returns `status`. */
+static moert_status fail(const moert_host_api *host, moert_status status, const char *format, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static moert_status fail(const moert_host_api *host, moert_status status, const char *format, ...) {
+    char message[512];
+    va_list args;
+    va_start(args, format);
+    vsnprintf(message, sizeof message, format, args);
+    va_end(args);
+    host->set_error(message);
+    return status;
+}
+
+/** Reads a string parameter; `fallback` when absent. The result is borrowed until create returns. */
+static moert_status string_param(const moert_host_api *host, const moert_create_context *ctx, const char *key,
+                                 const char *fallback, const char **out) {
+    const char *s = NULL;
+    moert_status status = host->param_string(ctx, key, &s);
+    if (status == MOERT_ERR_OUT_OF_RANGE) {
+        *out = fallback;
+        return MOERT_OK;
+    }
+    if (status != MOERT_OK) return status;
+    if (s == NULL) return fail(host, MOERT_ERR_FORMAT, KIND ": parameter %s: expected a string", key);
+    *out = s;
     return MOERT_OK;
+}
+
+/** SplitMix64's output for state v + golden gamma (Steele, Lea, Flood 2014; Vigna's splitmix64.c constants). */
+static uint64_t splitmix64(uint64_t v) {
+    uint64_t z = v + UINT64_C(0x9e3779b97f4a7c15);
+    z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
+    z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
+    return z ^ (z >> 31);
+}
+
+static void hash_destroy(void *instance) {
+    if (instance == NULL) return;
+    hash_router *h = (hash_router *)instance;
+    h->free(h);
+}
+
+static moert_status hash_create(const moert_host_api *host, const moert_create_context *ctx,
+                                const moert_layer_info *layer, moert_router_caps *caps, void **out_instance) {
+    if (host == NULL || !HOST_HAS(host, set_error)) return MOERT_ERR_PLUGIN;
+    if (out_instance == NULL || layer == NULL || caps == NULL) {
+        return fail(host, MOERT_ERR_INVALID_ARGUMENT, KIND ": create called with a NULL argument");
+    }
+    *out_instance = NULL;
+    if (!HOST_HAS(host, param_string) || !STRUCT_HAS(layer, moert_layer_info, vocab_size) ||
+        !STRUCT_HAS(caps, moert_router_caps, max_experts_per_token)) {
+        return fail(host, MOERT_ERR_PLUGIN, KIND ": host tables are older than this plugin (struct_size too small)");
+    }
+    const int32_t E = layer->n_experts;
+    if (E < 1) return fail(host, MOERT_ERR_INVALID_ARGUMENT, KIND ": layer %d has %d experts", (int)layer->layer, (int)E);
+
+    const char *table_name = NULL, *fallback = NULL;
+    moert_status status;
+    if ((status = string_param(host, ctx, "table", "router.hash_table", &table_name)) != MOERT_OK) return status;
+    if ((status = string_param(host, ctx, "fallback", NULL, &fallback)) != MOERT_OK) return status;
+    if (fallback != NULL && strcmp(fallback, "splitmix64") != 0) {
+        return fail(host, MOERT_ERR_FORMAT, KIND ": parameter fallback = \"%s\": the only fallback is \"splitmix64\"",
+                    fallback);
+    }
+
+    moert_tensor t;
+    memset(&t, 0, sizeof t);
+    t.struct_size = (uint32_t)sizeof t;
+    status = host->layer_tensor(ctx, table_name, &t);
+    if (status != MOERT_OK && fallback == NULL) return status;  // the host named the missing or unreadable tensor
+
+    hash_router *h = (hash_router *)host->alloc(sizeof *h, 0);
+    if (h == NULL) return fail(host, MOERT_ERR_OUT_OF_MEMORY, KIND ": out of memory");
+    memset(h, 0, sizeof *h);
+    h->free = host->free;
+    h->set_error = host->set_error;
+    h->experts = E;
+
+    if (status != MOERT_OK) {
+        // No readable table: the fallback hash. (A table present in an unreadable dtype stays unused, and the model
+        // load then fails naming it.)
+        h->vocab = layer->vocab_size > 0 ? layer->vocab_size : 0;
+        h->columns = 1;
+        h->max_per_token = 1;
+        status = MOERT_OK;
+    } else {
+        const int64_t vocab = t.shape[0];
+        const int64_t c = t.ndim == 2 ? t.shape[1] : 1;
+        char got[96];
+        size_t used = (size_t)snprintf(got, sizeof got, "[");
+        for (int32_t i = 0; i < t.ndim && i < 4 && used < sizeof got; i++) {
+            used += (size_t)snprintf(got + used, sizeof got - used, i == 0 ? "%lld" : ", %lld", (long long)t.shape[i]);
+        }
+        if (used < sizeof got) snprintf(got + used, sizeof got - used, "]");
+        if (t.dtype != MOERT_TENSOR_I32) {
+            status = fail(host, MOERT_ERR_FORMAT, KIND ": tensor %s: expected an I32 table, got a float tensor %s",
+                          table_name, got);
+        } else if ((t.ndim != 1 && t.ndim != 2) || vocab != layer->vocab_size || c < 1 || c > INT32_MAX ||
+                   t.data == NULL) {
+            status = fail(host, MOERT_ERR_FORMAT, KIND ": tensor %s: expected shape [%d] or [%d, c] (vocab_size, c >= 1), got %s",
+                          table_name, (int)layer->vocab_size, (int)layer->vocab_size, got);
+        } else {
+            const int32_t *table = (const int32_t *)t.data;
+            for (int64_t i = 0; i < vocab * c && status == MOERT_OK; i++) {
+                if (table[i] < 0 || table[i] >= E) {
+                    if (t.ndim == 1) {
+                        status = fail(host, MOERT_ERR_FORMAT, KIND ": tensor %s: entry [%lld] = %d is outside [0, %d)",
+                                      table_name, (long long)i, (int)table[i], (int)E);
+                    } else {
+                        status = fail(host, MOERT_ERR_FORMAT, KIND ": tensor %s: entry [%lld, %lld] = %d is outside [0, %d)",
+                                      table_name, (long long)(i / c), (long long)(i % c), (int)table[i], (int)E);
+                    }
+                }
+            }
+            h->table = table;
+            h->vocab = vocab;
+            h->columns = (int32_t)c;
+            h->max_per_token = c < E ? (int32_t)c : E;
+        }
+    }
+    if (status != MOERT_OK) {
+        hash_destroy(h);
+        return status;
+    }
+    caps->max_experts_per_token = h->max_per_token;
+    *out_instance = h;
+    return MOERT_OK;
+}
+
+static moert_status hash_route(void *instance, const moert_router_input *input, moert_router_output *output) {
+    const hash_router *h = (const hash_router *)instance;
+    if (h == NULL || input == NULL || output == NULL) return MOERT_ERR_INVALID_ARGUMENT;
+    char message[256];
+    if (!STRUCT_HAS(input, moert_router_input, token_ids) || !STRUCT_HAS(output, moert_router_output, counts)) {
+        h->set_error(KIND ": router input/output structs are older than this plugin");
+        return MOERT_ERR_PLUGIN;
+    }
+    const int32_t n = input->n_tokens;
+    if (n <= 0) return MOERT_OK;
+    if (input->token_ids == NULL || output->expert_ids == NULL || output->weights == NULL || output->counts == NULL ||
+        output->max_per_token < h->max_per_token) {
+        snprintf(message, sizeof message, KIND ": missing token ids or output rows (capacity %d, need %d)",
+                 (int)output->max_per_token, (int)h->max_per_token);
+        h->set_error(message);
+        return MOERT_ERR_PLUGIN;
+    }
+    const int32_t c = h->columns;
+    for (int32_t t = 0; t < n; t++) {
+        const int32_t v = input->token_ids[t];
+        if (v < 0 || (h->vocab > 0 && v >= h->vocab)) {
+            snprintf(message, sizeof message, KIND ": token %d has id %d, outside [0, %lld)", (int)t, (int)v,
+                     (long long)h->vocab);
+            h->set_error(message);
+            return MOERT_ERR_PLUGIN;
+        }
+        int32_t *ids = output->expert_ids + (size_t)t * (size_t)output->max_per_token;
+        float *w = output->weights + (size_t)t * (size_t)output->max_per_token;
+        if (h->table == NULL) {
+            ids[0] = (int32_t)(splitmix64((uint64_t)v) % (uint64_t)h->experts);
+            w[0] = 1.0f;
+            output->counts[t] = 1;
+            continue;
+        }
+        // A row of c ids; repeated ids are merged (their multiplicity m gives weight m/c).
+        const int32_t *row = h->table + (size_t)v * (size_t)c;
+        int32_t count = 0;
+        for (int32_t j = 0; j < c; j++) {
+            int32_t i = 0;
+            while (i < count && ids[i] != row[j]) i++;
+            if (i == count) {
+                ids[count] = row[j];
+                w[count] = 0.0f;
+                count++;
+            }
+            w[i] += 1.0f;
+        }
+        for (int32_t i = 0; i < count; i++) w[i] /= (float)c;  // m/c, correctly rounded (exactly 1 when c = 1)
+        output->counts[t] = count;
+    }
+    return MOERT_OK;
+}
+
+static const moert_router_ops hash_ops = {
+    .struct_size = sizeof(moert_router_ops),
+    .abi_version = MOERT_PLUGIN_ABI_VERSION,
+    .name = KIND,
+    .create = hash_create,
+    .route = hash_route,
+    .destroy = hash_destroy,
+};
+
+MOERT_PLUGIN_EXPORT moert_status moert_plugin_init(const moert_host_api *host, void *host_context) {
+    if (host == NULL) return MOERT_ERR_PLUGIN;
+    if (host->abi_version != MOERT_PLUGIN_ABI_VERSION || !HOST_HAS(host, param_string)) {
+        if (HOST_HAS(host, set_error)) {
+            char message[160];
+            snprintf(message, sizeof message, KIND ": built for plugin ABI %d (host table of %zu bytes), host has ABI %u (%u bytes)",
+                     MOERT_PLUGIN_ABI_VERSION, sizeof(moert_host_api), (unsigned)host->abi_version,
+                     (unsigned)host->struct_size);
+            host->set_error(message);
+        }
+        return MOERT_ERR_PLUGIN;
+    }
+    return host->register_router(host_context, &hash_ops);
 }

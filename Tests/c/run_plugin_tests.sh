@@ -27,5 +27,5 @@ for p in "${PLUGINS[@]}"; do
     LIBS+=("$WORK/libmoert_$p.so")
 done
 
-gcc -O2 -std=c11 -Wall -Werror -Iinclude Tests/c/test_plugins.c -o "$WORK/test_plugins" -ldl -lm
+gcc -O2 -std=c11 -Wall -Werror -pthread -Iinclude Tests/c/test_plugins.c -o "$WORK/test_plugins" -ldl -lm
 "$WORK/test_plugins" "${LIBS[@]}"

@@ -1220,7 +1220,6 @@ static void test_comet_leaf_order(const moert_router_ops *ops) {
     check(count == 6 && memcmp(order, doc_order, sizeof order) == 0, "comet reference leaf order for E = 6",
           "got %d %d %d %d %d %d", (int)order[0], (int)order[1], (int)order[2], (int)order[3], (int)order[4],
           (int)order[5]);
-    // path[leaf node] = which way each internal node on the way goes (+1 left, -1 right, 0 not on the path)
     for (int32_t expert = 0; expert < 6; expert++) {
         store_clear();
         add_tensor("model.layers.2.mlp.router.node_weight", MOERT_TENSOR_F32, 3, 5, 1, 4);

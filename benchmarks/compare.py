@@ -1,0 +1,105 @@
+#!/usr/bin/env python3
+"""moert beside llama.cpp and transformers on the same random Mixtral weights, in one run, with ratios.
+
+    python benchmarks/compare.py --preset small [--reps 3] [--peers llama:f32,llama:f16,torch:sdpa]
+                                 [--moert build/bin/moert] [--work DIR] [--json OUT.json]
+
+Needs the peer harness of ../shared/bench (its venv: torch, transformers, safetensors, gguf, llama-cpp-python) and
+the models it makes (make_model.py --preset P). Each engine runs --reps times, each time in a fresh process, and the
+median is reported. moert follows the same protocol as peer_bench.py (`moert bench`: one warm-up prefill, prefill of
+512 tokens timed 3 times, a 16-token prompt then 128 greedy decode steps). moert's f16 run uses a copy of the HF
+checkpoint with float16 storage, made once next to it (hf-f16/).
+"""
+import argparse
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+BENCH = REPO.parent / "shared" / "bench"
+
+
+def default_work() -> Path:
+    return Path(os.environ.get("BENCH_WORK", Path.home() / ".cache/moert-bench")).resolve()
+
+
+def ensure_f16(hf: Path) -> Path:
+    """A float16 copy of the HF checkpoint in hf-f16/ (config.json unchanged: moert reads the storage dtype)."""
+    out = hf.parent / "hf-f16"
+    if (out / "model.safetensors").exists():
+        return out
+    import numpy as np
+    from safetensors.numpy import load_file, save_file
+    out.mkdir(exist_ok=True)
+    tensors = {}
+    for f in sorted(hf.glob("*.safetensors")):
+        tensors.update({k: v.astype(np.float16) for k, v in load_file(f).items()})
+    save_file(tensors, out / "model.safetensors", metadata={"format": "pt"})
+    (out / "config.json").write_text((hf / "config.json").read_text())
+    return out
+
+
+def run_moert(binary: str, model: Path, reps: int, extra: list) -> dict:
+    """`moert bench` in `reps` fresh processes; medians of the per-process medians."""
+    runs = []
+    for _ in range(reps):
+        out = subprocess.run([binary, "bench", "--model", str(model), "--repeat", "3", *extra],
+                             check=True, capture_output=True, text=True).stdout
+        runs.append(dict(
+            prefill_tps=float(re.search(r"prefill \d+ tokens\s+([\d.]+) tok/s", out).group(1)),
+            decode_tps=float(re.search(r"decode\s+\d+ tokens\s+([\d.]+) tok/s", out).group(1)),
+            load_s=float(re.search(r"load\s+([\d.]+) ms", out).group(1)) / 1000,
+            peak_rss_mib=float(re.search(r"peak RSS ([\d.]+) MiB", out).group(1))))
+        print("moert", model.name, json.dumps(runs[-1]), file=sys.stderr, flush=True)
+    return dict(reps=runs, median={k: statistics.median(r[k] for r in runs) for k in runs[0]})
+
+
+def run_peers(preset: str, work: Path, peers: str, reps: int) -> list:
+    subprocess.run([sys.executable, str(BENCH / "peer_bench.py"), "--preset", preset, "--work", str(work),
+                    "--runs", peers, "--reps", str(reps)], check=True, stdout=subprocess.DEVNULL)
+    return json.loads((work / preset / "peer_bench.json").read_text())
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--preset", default="small")
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--peers", default="llama:f32,llama:f16,torch:sdpa", help="runs for peer_bench.py; '' for none")
+    ap.add_argument("--moert", default=str(REPO / "build" / "bin" / "moert"))
+    ap.add_argument("--work", type=Path, default=default_work())
+    ap.add_argument("--json", type=Path, help="also write the results here")
+    args = ap.parse_args()
+
+    hf = args.work / args.preset / "hf"
+    if not (hf / "config.json").exists():
+        sys.exit(f"{hf}: no model; run {BENCH}/make_model.py --preset {args.preset} first")
+    rows = {"moert:f32": run_moert(args.moert, hf, args.reps, []),
+            "moert:f16": run_moert(args.moert, ensure_f16(hf), args.reps, [])}
+    if args.peers:
+        for r in run_peers(args.preset, args.work, args.peers, args.reps):
+            rows[r["run"]] = r
+
+    print(f"\n| preset {args.preset} | prefill-512 tok/s | decode tok/s | load s | peak RSS MiB |")
+    print("|---|---|---|---|---|")
+    for name, r in rows.items():
+        m = r["median"]
+        print(f"| {name} | {m['prefill_tps']:.0f} | {m['decode_tps']:.1f} | {m['load_s']:.3f} | {m['peak_rss_mib']:.0f} |")
+    print("\nratios (medians, same run):")
+    for dtype in ("f32", "f16"):
+        ours = rows[f"moert:{dtype}"]["median"]
+        for peer in rows:
+            if peer.startswith("moert:") or not (peer.endswith(dtype) or peer.startswith("torch")):
+                continue
+            p = rows[peer]["median"]
+            print(f"  moert:{dtype} / {peer}: prefill {ours['prefill_tps'] / p['prefill_tps']:.2f}x, "
+                  f"decode {ours['decode_tps'] / p['decode_tps']:.2f}x")
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()

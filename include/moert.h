@@ -129,7 +129,9 @@ typedef struct moert_model_options {
     int64_t  max_context;  /**< Cap on the context length sessions may ask for; 0 = the model's own. */
     int64_t  expert_budget_bytes;    /**< Cap on resident routed-expert weights (float32 compute layout), in
                                           bytes; 0 = no cap. Experts are materialised on first use and evicted
-                                          least-recently-used beyond the cap; results do not change. */
+                                          least-recently-used beyond the cap; results do not change. When the
+                                          experts one step uses at once exceed the cap, it is exceeded for that
+                                          step (with one warning on stderr) rather than failing. */
     float    expert_budget_percent;  /**< The cap as a share of all routed-expert bytes, in (0, 100]; 0 = unused.
                                           At most one of the two budget fields may be set. */
 } moert_model_options;
@@ -190,10 +192,13 @@ typedef struct moert_model_info {
  */
 MOERT_API moert_status moert_model_get_info(const moert_model *model, moert_model_info *info);
 
-/** The model's end-of-sequence token ids (config.json may name several). Count: 0 when none or model NULL. */
+/**
+ * Number of the model's end-of-sequence token ids (config.json may name several); 0 when none or model is NULL.
+ * Threads: any. @since 0.1.0
+ */
 MOERT_API int32_t moert_model_eos_token_count(const moert_model *model);
 
-/** The index-th end-of-sequence token id, or -1 when out of range. @since 0.1.0 */
+/** The index-th end-of-sequence token id, or -1 when out of range or model is NULL. Threads: any. @since 0.1.0 */
 MOERT_API int32_t moert_model_eos_token(const moert_model *model, int32_t index);
 
 /* ------------------------------------------------------------------------------------------------------------ */
@@ -428,7 +433,8 @@ typedef struct moert_trace {
 } moert_trace;
 
 /**
- * Borrows the trace recorded since tracing was enabled or last cleared. The arrays stay valid until the next
+ * Borrows the trace: the records made while tracing was on, since the session was created or the trace last
+ * cleared (turning tracing off and on again keeps earlier records). The arrays stay valid until the next
  * eval, generate, clear or free of the session. Returns MOERT_OK or MOERT_ERR_INVALID_ARGUMENT. @since 0.1.0
  */
 MOERT_API moert_status moert_session_get_trace(moert_session *session, moert_trace *trace);

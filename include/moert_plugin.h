@@ -224,8 +224,9 @@ MOERT_PLUGIN_EXPORT moert_status moert_plugin_init(const moert_host_api *host, v
  * Loads a plugin library and registers its kinds. `path` is a file path, or a bare name ("gru") looked up as
  * `libmoert_<name>.so` and `<name>` in each directory of MOERT_PLUGIN_PATH (colon-separated), then next to
  * libmoert.so, then in its `moert/plugins` subdirectory. Loading a library that is already loaded is a no-op.
- * Returns MOERT_OK, MOERT_ERR_IO (not found / dlopen failed; message lists the paths tried) or MOERT_ERR_PLUGIN
- * (no entry symbol, wrong ABI version, init failed, a kind registered twice). Threads: any. @since 0.1.0
+ * Returns MOERT_OK, MOERT_ERR_INVALID_ARGUMENT (NULL or empty path), MOERT_ERR_IO (not found / dlopen failed;
+ * message lists the paths tried) or MOERT_ERR_PLUGIN (no entry symbol, wrong ABI version, init failed, a kind
+ * registered twice). Threads: any. @since 0.1.0
  */
 MOERT_API moert_status moert_plugin_load(const char *path);
 

@@ -1,18 +1,22 @@
 // moert.hpp — header-only C++17 binding of the moert C API: RAII handles, exceptions, std containers.
 //
-// A thin layer over include/moert.h: each method makes one C call (named in its comment), turns a failed status into
-// a moert::Error and converts buffers to std::vector. It adds no behaviour of its own.
+// A thin layer over include/moert.h and the host-side part of include/moert_plugin.h: each method makes the C calls
+// named in its comment, turns a failed status into a moert::Error and copies buffers into std::vector and
+// std::string. It adds no behaviour of its own.
 //
 // Threads follow the C API: a Model may be shared by any number of threads and Sessions; a Session or Sampler is
-// used by one thread at a time.
+// used by one thread at a time. The plugin functions may be called from any thread, except shutdown(), which needs
+// every other moert call to have finished.
 #ifndef MOERT_HPP
 #define MOERT_HPP
 
 #include <moert.h>
+#include <moert_plugin.h>
 
 #include <cstddef>
 #include <cstdint>
 #include <exception>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <type_traits>
@@ -45,6 +49,18 @@ inline void check(moert_status status) {
     if (status != MOERT_OK) throw Error(status, moert_last_error());
 }
 
+/// Copies `count` elements at `data`, borrowed from the library, into a vector (empty for a count <= 0 or NULL).
+template <class T>
+std::vector<T> copy_array(const T *data, int64_t count) {
+    if (count <= 0 || data == nullptr) return std::vector<T>();
+    return std::vector<T>(data, data + count);
+}
+
+/// A name the library returns (static or model-owned storage) as an optional string; NULL becomes std::nullopt.
+inline std::optional<std::string> optional_name(const char *name) {
+    return name ? std::optional<std::string>(name) : std::nullopt;
+}
+
 }  // namespace detail
 
 // MARK: - Library
@@ -65,7 +81,77 @@ inline void set_threads(int32_t n_threads) { detail::check(moert_set_threads(n_t
 /// The number of worker threads in effect, at least 1 (moert_get_threads).
 inline int32_t get_threads() { return moert_get_threads(); }
 
+// MARK: - Plugins
+
+/// Loads a plugin library and registers the router and expert kinds it provides (moert_plugin_load). `path_or_name`
+/// is a file path, or a bare name such as "gru" looked up as `libmoert_<name>.so` and `<name>` in each directory of
+/// MOERT_PLUGIN_PATH, then next to libmoert.so, then in its `moert/plugins` subdirectory. Loading a library that is
+/// already loaded does nothing. Models load the plugins their config names by themselves; this is for
+/// Session::set_router() with a kind no model loaded.
+/// Throws moert::Error: MOERT_ERR_IO (not found or refused by the loader; the message lists the paths tried),
+/// MOERT_ERR_PLUGIN (no entry symbol, a wrong ABI version, a failed init, a kind registered twice) or
+/// MOERT_ERR_INVALID_ARGUMENT (an empty name).
+inline void load_plugin(const std::string &path_or_name) { detail::check(moert_plugin_load(path_or_name.c_str())); }
+
+/// Names of the registered kinds of `kind`, MOERT_KIND_ROUTER or MOERT_KIND_EXPERT, built-in ones first ("topk",
+/// "ffn"); empty for any other value (moert_kind_count, moert_kind_name).
+inline std::vector<std::string> kinds(int32_t kind) {
+    std::vector<std::string> names;
+    int32_t count = moert_kind_count(kind);
+    for (int32_t i = 0; i < count; i++) {
+        // NULL when another thread unregistered kinds (moert_shutdown) between the two calls.
+        if (const char *name = moert_kind_name(kind, i)) names.emplace_back(name);
+    }
+    return names;
+}
+
+/// Registers a router kind from the host process itself, without a shared library (moert_register_router).
+/// `ops` is borrowed, not copied: the table and everything it points to (name, functions) must stay valid until
+/// shutdown(), so pass a table with static storage. Its functions are called from moert's worker threads and must
+/// not let an exception escape: catch everything, call host->set_error() and return a status.
+/// Throws moert::Error: MOERT_ERR_PLUGIN (a wrong abi_version or struct_size, a missing function, a name outside
+/// [a-z0-9_.-]+ or already registered).
+inline void register_router(const moert_router_ops &ops) { detail::check(moert_register_router(&ops)); }
+
+/// Deleted: a temporary table would be gone long before moert stops using it (see register_router()).
+void register_router(const moert_router_ops &&) = delete;
+
+/// Registers an expert kind from the host process itself (moert_register_expert); as register_router(), the table
+/// `ops` must stay valid until shutdown(). Throws moert::Error (MOERT_ERR_PLUGIN: a bad table or a duplicate name).
+inline void register_expert(const moert_expert_ops &ops) { detail::check(moert_register_expert(&ops)); }
+
+/// Deleted: a temporary table would be gone long before moert stops using it (see register_expert()).
+void register_expert(const moert_expert_ops &&) = delete;
+
+/// Unregisters every plugin and host-registered kind and unloads every plugin library (moert_shutdown). Call it once
+/// no Model is alive and no other moert call runs. Throws moert::Error (MOERT_ERR_INVALID_ARGUMENT while models are
+/// still loaded; nothing is unloaded then).
+inline void shutdown() { detail::check(moert_shutdown()); }
+
 // MARK: - Options
+
+/// Model loading options; the defaults are those of moert_model_options_init(). The fields follow the C struct's
+/// order, so `ModelOptions{max_context, expert_budget_bytes, expert_budget_percent}` works too.
+struct ModelOptions {
+    /// Cap on the context length sessions may ask for; 0 = the model's own.
+    int64_t max_context = 0;
+    /// Cap on resident routed-expert weights (float32 compute layout) in bytes; 0 = no cap. Experts are materialised
+    /// on first use and evicted least-recently-used beyond the cap; results do not change.
+    int64_t expert_budget_bytes = 0;
+    /// The cap as a share of all routed-expert bytes, in (0, 100]; 0 = unused. At most one of the two budget fields
+    /// may be set.
+    float expert_budget_percent = 0.0f;
+
+    /// The C struct, filled by moert_model_options_init() and then with these values.
+    moert_model_options to_c() const {
+        moert_model_options o;
+        moert_model_options_init(&o);
+        o.max_context = max_context;
+        o.expert_budget_bytes = expert_budget_bytes;
+        o.expert_budget_percent = expert_budget_percent;
+        return o;
+    }
+};
 
 /// Sampling parameters; the defaults are those of moert_sampler_options_init(): greedy.
 struct SamplerOptions {
@@ -121,6 +207,58 @@ struct ModelInfo {
     int32_t eos_token_id = -1;      ///< -1 when the config names none (the first when it names several).
 };
 
+/// Memory use of a model (moert_memory_stats), with the allocator name copied into a std::string.
+struct MemoryStats {
+    std::string allocator;              ///< Expert memory: "jemalloc (in process)", "jemalloc (loaded)" or "aligned malloc".
+    int64_t expert_bytes_total = 0;     ///< All routed experts in their compute layout.
+    int64_t expert_bytes_resident = 0;  ///< Routed experts materialised now.
+    int64_t expert_budget_bytes = 0;    ///< The residency cap; 0 = none.
+    int64_t mapped_bytes = 0;           ///< Safetensors files mapped.
+    int64_t converted_bytes = 0;        ///< Other weights converted to float32 at load (F16/BF16 storage).
+    int64_t arena_active_bytes = 0;     ///< jemalloc's active bytes of the model's arena; -1 without jemalloc.
+    int64_t arena_mapped_bytes = 0;     ///< jemalloc's mapped bytes of the arena; -1 without jemalloc.
+    int64_t hits = 0;                   ///< Expert uses that found the weights resident.
+    int64_t misses = 0;                 ///< Expert uses that materialised them.
+    int64_t bytes_loaded = 0;           ///< Bytes materialised so far.
+    int64_t evictions = 0;              ///< Experts evicted under the budget.
+};
+
+/// A session's routing trace (moert_trace), copied out of the arrays the session lends: one record per (token,
+/// MoE layer), in evaluation order. Record r chose expert_ids[offsets[r] .. offsets[r+1]) with the weights at the
+/// same indices.
+struct Trace {
+    std::vector<int32_t> positions;   ///< [size()] the token's position in the sequence.
+    std::vector<int32_t> layers;      ///< [size()] the decoder layer index.
+    std::vector<int32_t> tokens;      ///< [size()] the token id.
+    std::vector<int64_t> offsets{0};  ///< [size() + 1] where each record's experts start; offsets[0] is 0.
+    std::vector<int32_t> expert_ids;  ///< [offsets.back()] the chosen experts.
+    std::vector<float> weights;       ///< [offsets.back()] their combination weights.
+
+    /// Number of records.
+    size_t size() const noexcept { return positions.size(); }
+
+    /// True when no record was traced.
+    bool empty() const noexcept { return positions.empty(); }
+};
+
+/// A session's per-layer expert counters (moert_session_get_expert_counts): counts[m * n_experts + e] is the number
+/// of tokens routed to expert e in the m-th MoE layer since the session was created or its counters reset.
+struct ExpertCounts {
+    int32_t n_moe_layers = 0;     ///< Rows: the model's MoE layers.
+    int32_t n_experts = 0;        ///< Columns: the experts of the largest layer.
+    std::vector<int64_t> counts;  ///< [n_moe_layers * n_experts], row-major.
+
+    /// The count of expert `expert` in the `moe_layer`-th MoE layer.
+    /// Throws std::out_of_range when either index is outside the table.
+    int64_t at(int32_t moe_layer, int32_t expert) const {
+        if (moe_layer < 0 || moe_layer >= n_moe_layers || expert < 0 || expert >= n_experts) {
+            throw std::out_of_range("ExpertCounts::at(" + std::to_string(moe_layer) + ", " + std::to_string(expert) +
+                                    ") outside " + std::to_string(n_moe_layers) + " x " + std::to_string(n_experts));
+        }
+        return counts[static_cast<size_t>(moe_layer) * static_cast<size_t>(n_experts) + static_cast<size_t>(expert)];
+    }
+};
+
 // MARK: - Model
 
 /// A loaded model (moert_model): immutable, shareable between threads. Move-only; frees the model when destroyed.
@@ -130,11 +268,14 @@ public:
     /// Loads a Hugging Face MoE checkpoint directory (moert_model_load). `max_context` caps the context length
     /// sessions may ask for; 0 keeps the model's own.
     /// Throws moert::Error (MOERT_ERR_IO, _FORMAT, _UNSUPPORTED, _INVALID_ARGUMENT, _OUT_OF_MEMORY).
-    explicit Model(const std::string &path, int64_t max_context = 0) {
-        moert_model_options options;
-        moert_model_options_init(&options);
-        options.max_context = max_context;
-        detail::check(moert_model_load(path.c_str(), &options, &handle_));
+    explicit Model(const std::string &path, int64_t max_context = 0) : Model(path, ModelOptions{max_context}) {}
+
+    /// Loads a checkpoint directory with `options` (moert_model_load): a context cap and an expert residency budget.
+    /// Throws moert::Error as Model(path, max_context); MOERT_ERR_INVALID_ARGUMENT also for a negative budget, a
+    /// percentage above 100 or both budget fields set.
+    explicit Model(const std::string &path, const ModelOptions &options) {
+        moert_model_options c = options.to_c();
+        detail::check(moert_model_load(path.c_str(), &c, &handle_));
     }
 
     Model(const Model &) = delete;
@@ -179,6 +320,59 @@ public:
         i.bos_token_id = c.bos_token_id;
         i.eos_token_id = c.eos_token_id;
         return i;
+    }
+
+    /// The model's end-of-sequence token ids, in config.json's order (moert_model_eos_token_count,
+    /// moert_model_eos_token); empty when the config names none or the Model is empty.
+    std::vector<int32_t> eos_tokens() const {
+        std::vector<int32_t> ids;
+        int32_t count = moert_model_eos_token_count(handle_);
+        for (int32_t i = 0; i < count; i++) ids.push_back(moert_model_eos_token(handle_, i));
+        return ids;
+    }
+
+    /// Memory statistics: expert residency, the budget, mappings, the allocator and its counters
+    /// (moert_model_get_memory_stats). Throws moert::Error when the Model is empty.
+    MemoryStats memory_stats() const {
+        moert_memory_stats c{};
+        c.struct_size = sizeof c;
+        detail::check(moert_model_get_memory_stats(handle_, &c));
+        MemoryStats m;
+        m.allocator = c.allocator ? c.allocator : "";
+        m.expert_bytes_total = c.expert_bytes_total;
+        m.expert_bytes_resident = c.expert_bytes_resident;
+        m.expert_budget_bytes = c.expert_budget_bytes;
+        m.mapped_bytes = c.mapped_bytes;
+        m.converted_bytes = c.converted_bytes;
+        m.arena_active_bytes = c.arena_active_bytes;
+        m.arena_mapped_bytes = c.arena_mapped_bytes;
+        m.hits = c.hits;
+        m.misses = c.misses;
+        m.bytes_loaded = c.bytes_loaded;
+        m.evictions = c.evictions;
+        return m;
+    }
+
+    /// Resident routed experts per MoE layer: element m for the m-th MoE layer (moert_model_get_resident_experts).
+    /// Throws moert::Error when the Model is empty.
+    std::vector<int32_t> resident_experts() const {
+        int32_t n_moe_layers = 0;
+        detail::check(moert_model_get_resident_experts(handle_, nullptr, 0, &n_moe_layers));
+        std::vector<int32_t> counts(n_moe_layers > 0 ? static_cast<size_t>(n_moe_layers) : 0);
+        detail::check(moert_model_get_resident_experts(handle_, counts.data(), counts.size(), &n_moe_layers));
+        return counts;
+    }
+
+    /// The router kind of the `moe_layer`-th MoE layer ("topk" for the built-in) (moert_model_router_kind);
+    /// std::nullopt when `moe_layer` is out of range or the Model is empty.
+    std::optional<std::string> router_kind(int32_t moe_layer) const {
+        return detail::optional_name(moert_model_router_kind(handle_, moe_layer));
+    }
+
+    /// The kind of expert `expert` in the `moe_layer`-th MoE layer ("ffn" for the built-in SwiGLU experts)
+    /// (moert_model_expert_kind); std::nullopt when either index is out of range or the Model is empty.
+    std::optional<std::string> expert_kind(int32_t moe_layer, int32_t expert) const {
+        return detail::optional_name(moert_model_expert_kind(handle_, moe_layer, expert));
     }
 
     /// The C handle (owned by this object; NULL once moved from), for calls this binding does not wrap.
@@ -275,6 +469,68 @@ public:
 
     /// Logits per position: the model's vocab_size.
     size_t vocab_size() const noexcept { return vocab_size_; }
+
+    // MARK: Routing
+
+    /// Replaces the router of every MoE layer for this session only; the model and its other sessions are unchanged
+    /// (moert_session_set_router). `kind` names a registered router kind ("topk" is built in; see kinds() and
+    /// load_plugin()); `params_json` is a JSON object of parameters as in the model's "moert" section, and an empty
+    /// string passes none (NULL). Throws moert::Error: MOERT_ERR_INVALID_ARGUMENT (an unknown kind, bad JSON), or what
+    /// the kind's create returns.
+    void set_router(const std::string &kind, const std::string &params_json = std::string()) {
+        detail::check(moert_session_set_router(handle_, kind.c_str(), params_json.empty() ? nullptr : params_json.c_str()));
+    }
+
+    /// Restores the model's own routers after set_router() or set_top_k() (moert_session_set_router with a NULL
+    /// kind). Throws moert::Error when the Session is empty.
+    void restore_router() { detail::check(moert_session_set_router(handle_, nullptr, nullptr)); }
+
+    /// Routes with the built-in softmax top-k router and `top_k` experts per token, keeping each layer's
+    /// renormalisation setting (moert_session_set_top_k); 0 restores the model's routers.
+    /// Throws moert::Error (MOERT_ERR_INVALID_ARGUMENT: top_k negative or above the experts of a layer).
+    void set_top_k(int32_t top_k) { detail::check(moert_session_set_top_k(handle_, top_k)); }
+
+    /// Turns recording of the routing trace on or off (moert_session_set_trace). The expert counters are kept
+    /// either way. Throws moert::Error when the Session is empty.
+    void set_trace(bool enabled) { detail::check(moert_session_set_trace(handle_, enabled ? 1 : 0)); }
+
+    /// A copy of the routing trace recorded since tracing was turned on or last cleared (moert_session_get_trace).
+    /// The copy stays valid whatever the session does next. Throws moert::Error when the Session is empty.
+    Trace trace() {
+        moert_trace c{};
+        c.struct_size = sizeof c;
+        detail::check(moert_session_get_trace(handle_, &c));
+        int64_t n = c.n_records > 0 ? c.n_records : 0;
+        Trace t;
+        t.positions = detail::copy_array(c.positions, n);
+        t.layers = detail::copy_array(c.layers, n);
+        t.tokens = detail::copy_array(c.tokens, n);
+        if (c.offsets != nullptr) t.offsets = detail::copy_array(c.offsets, n + 1);
+        int64_t n_choices = t.offsets.back();
+        t.expert_ids = detail::copy_array(c.expert_ids, n_choices);
+        t.weights = detail::copy_array(c.weights, n_choices);
+        return t;
+    }
+
+    /// Empties the routing trace (moert_session_clear_trace). Throws moert::Error when the Session is empty.
+    void clear_trace() { detail::check(moert_session_clear_trace(handle_)); }
+
+    /// A copy of the per-layer expert counters (moert_session_get_expert_counts).
+    /// Throws moert::Error when the Session is empty.
+    ExpertCounts expert_counts() const {
+        ExpertCounts c;
+        detail::check(moert_session_get_expert_counts(handle_, nullptr, 0, &c.n_moe_layers, &c.n_experts));
+        size_t rows = c.n_moe_layers > 0 ? static_cast<size_t>(c.n_moe_layers) : 0;
+        size_t cols = c.n_experts > 0 ? static_cast<size_t>(c.n_experts) : 0;
+        c.counts.assign(rows * cols, 0);
+        detail::check(moert_session_get_expert_counts(handle_, c.counts.data(), c.counts.size(), nullptr, nullptr));
+        return c;
+    }
+
+    /// Zeroes the expert counters (moert_session_reset_counters). Throws moert::Error when the Session is empty.
+    void reset_counters() { detail::check(moert_session_reset_counters(handle_)); }
+
+    // MARK: Handle
 
     /// The C handle (owned by this object; NULL once moved from), for calls this binding does not wrap.
     moert_session *get() const noexcept { return handle_; }

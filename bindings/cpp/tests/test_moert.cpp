@@ -3,13 +3,16 @@
 // Usage: test_moert FIXTURES_DIR   (e.g. Tests/fixtures)
 //
 // Expected values come from each fixture's config.json and reference.safetensors (written by transformers, see
-// tools/make_fixtures.py), never from moert. One line is printed per check group; the last line is
-// "N passed, M failed", and the exit status is non-zero when anything failed.
+// tools/make_fixtures.py), never from moert. The memory and routing checks also compare moert with itself where the C
+// API promises equality: an expert budget must not change results, and undoing a router override must restore them
+// exactly. One line is printed per check group; the last line is "N passed, M failed", and the exit status is
+// non-zero when anything failed.
 #include "moert.hpp"
 
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <functional>
@@ -17,9 +20,11 @@
 #include <iterator>
 #include <map>
 #include <memory>
+#include <numeric>
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -346,6 +351,14 @@ void test_library() {
     CHECK(g.max_new_tokens == cg.max_new_tokens && g.ignore_eos == (cg.ignore_eos != 0) && cg.sampler == nullptr &&
               g.sampler.temperature == 0.0f,
           "GenerateOptions defaults differ from moert_generate_options_init (greedy sampler)");
+    moert_model_options cm;
+    moert_model_options_init(&cm);
+    moert::ModelOptions m;
+    CHECK(m.max_context == cm.max_context && m.expert_budget_bytes == cm.expert_budget_bytes &&
+              m.expert_budget_percent == cm.expert_budget_percent && cm.flags == 0,
+          "ModelOptions defaults differ from moert_model_options_init");
+    moert_model_options converted = m.to_c();
+    CHECK(converted.struct_size == sizeof(moert_model_options), "ModelOptions::to_c() sets struct_size");
 }
 
 /// info() agrees with config.json.
@@ -365,6 +378,29 @@ void test_info(const Fixture &fx, const moert::Model &model) {
     const Json &eos = c["eos_token_id"];
     CHECK(info.eos_token_id == (eos.type == Json::Type::number ? static_cast<int32_t>(eos.number) : -1), "eos_token_id");
     CHECK(info.n_params > 0 && info.file_bytes > 0, "n_params and file_bytes are positive");
+}
+
+/// eos_tokens() lists config.json's eos_token_id (a number or a list); every MoE layer uses the built-in kinds.
+void test_eos_and_kinds(const Fixture &fx, const moert::Model &model) {
+    const Json &eos = fx.config["eos_token_id"];
+    std::vector<int32_t> want;
+    if (eos.type == Json::Type::number) want.push_back(static_cast<int32_t>(eos.number));
+    for (const Json &id : eos.items) want.push_back(static_cast<int32_t>(id.number));
+    std::vector<int32_t> got = model.eos_tokens();
+    CHECK(!want.empty() && got == want, "eos_tokens() differs from config.json's eos_token_id");
+    CHECK(!got.empty() && got.front() == model.info().eos_token_id, "eos_tokens() starts with info().eos_token_id");
+
+    moert::ModelInfo info = model.info();
+    bool routers_builtin = true, experts_builtin = true, ends = true;
+    for (int32_t m = 0; m < info.n_moe_layers; m++) {
+        routers_builtin = routers_builtin && model.router_kind(m) == "topk";
+        for (int32_t e = 0; e < info.n_experts; e++) experts_builtin = experts_builtin && model.expert_kind(m, e) == "ffn";
+        ends = ends && !model.expert_kind(m, info.n_experts) && !model.expert_kind(m, -1);
+    }
+    CHECK(info.n_moe_layers > 0 && routers_builtin, "router_kind() of every MoE layer is \"topk\"");
+    CHECK(experts_builtin, "expert_kind() of every expert is \"ffn\"");
+    CHECK(ends, "expert_kind() past either end of a layer is std::nullopt");
+    CHECK(!model.router_kind(info.n_moe_layers) && !model.router_kind(-1), "router_kind() out of range is std::nullopt");
 }
 
 /// eval(prompt, true) reproduces every prompt position's logits.
@@ -415,6 +451,7 @@ void test_fixture(const std::string &root, const std::string &name) {
     });
     if (!fx || !model) return;
     run_group(name + ": info", [&] { test_info(*fx, *model); });
+    run_group(name + ": eos tokens and kinds", [&] { test_eos_and_kinds(*fx, *model); });
     run_group(name + ": prefill logits", [&] { test_prefill(*fx, *model); });
     run_group(name + ": greedy generate", [&] { test_generate(*fx, *model); });
     run_group(name + ": kv-cached decode", [&] { test_decode(*fx, *model); });
@@ -563,6 +600,444 @@ void test_sampler(const Fixture &fx) {
     CHECK(top1.sample(row) == best, "top_k 1 is the argmax");
 }
 
+// MARK: - Memory
+
+/// The logits of every prompt position ([n_prompt, vocab]) that a new session of `model` computes.
+std::vector<float> prompt_logits(const Fixture &fx, const moert::Model &model) {
+    moert::Session session(model);
+    return session.eval(fx.prompt, true);
+}
+
+/// Expert budgets change memory use, never results; memory_stats() and resident_experts() account for it.
+void test_memory(const Fixture &fx) {
+    moert::Model plain(fx.dir);
+    moert::ModelInfo info = plain.info();
+    std::vector<float> want = prompt_logits(fx, plain);
+    CHECK(rel_error(want, fx.logits) <= kLogitsRtol, "unbudgeted prompt logits: " + describe(rel_error(want, fx.logits)));
+    moert::MemoryStats free_stats = plain.memory_stats();
+    CHECK(!free_stats.allocator.empty(), "memory_stats().allocator names the allocator");
+    CHECK(free_stats.expert_budget_bytes == 0 && free_stats.evictions == 0, "no budget, no evictions");
+    CHECK(free_stats.expert_bytes_total > 0 && free_stats.mapped_bytes == info.file_bytes, "expert and mapped bytes");
+    CHECK(free_stats.expert_bytes_resident <= free_stats.expert_bytes_total, "resident bytes within the total");
+
+    // Every routed expert of these fixtures has the same shape, so resident bytes are resident experts times one's size.
+    const int64_t n_experts_total = static_cast<int64_t>(info.n_moe_layers) * info.n_experts;
+    const int64_t expert_bytes = free_stats.expert_bytes_total / n_experts_total;
+    std::vector<int32_t> resident = plain.resident_experts();
+    int64_t n_resident = 0;
+    bool in_range = true;
+    for (int32_t r : resident) {
+        n_resident += r;
+        in_range = in_range && r >= 0 && r <= info.n_experts;
+    }
+    CHECK(resident.size() == static_cast<size_t>(info.n_moe_layers) && in_range, "resident_experts(): one count per MoE layer");
+    CHECK(n_resident * expert_bytes == free_stats.expert_bytes_resident, "resident_experts() sum to the resident bytes");
+
+    moert::ModelOptions quarter;
+    quarter.expert_budget_percent = 25.0f;
+    moert::Model budgeted(fx.dir, quarter);
+    CHECK(prompt_logits(fx, budgeted) == want, "a 25% expert budget gives identical prompt logits");
+    moert::Session session(budgeted);
+    CHECK(session.generate(fx.prompt, greedy_options(fx)) == fx.greedy, "a 25% expert budget generates the greedy tokens");
+    moert::MemoryStats m = budgeted.memory_stats();
+    CHECK(m.evictions > 0, "a 25% budget evicts experts, got " + std::to_string(m.evictions) + " evictions");
+    CHECK(m.expert_budget_bytes > 0 && std::llabs(4 * m.expert_budget_bytes - m.expert_bytes_total) < 4,
+          "the budget is a quarter of the expert bytes: " + std::to_string(m.expert_budget_bytes) + " of " +
+              std::to_string(m.expert_bytes_total));
+    CHECK(m.misses > 0 && m.hits >= 0 && m.misses * expert_bytes == m.bytes_loaded, "every miss loads one expert");
+    CHECK(m.bytes_loaded == m.expert_bytes_resident + m.evictions * expert_bytes,
+          "loaded bytes are resident bytes plus evicted ones");
+    resident = budgeted.resident_experts();
+    n_resident = 0;
+    for (int32_t r : resident) n_resident += r;
+    CHECK(n_resident * expert_bytes == m.expert_bytes_resident, "resident_experts() under a budget");
+
+    moert::ModelOptions half;
+    half.expert_budget_bytes = free_stats.expert_bytes_total / 2;
+    moert::Model by_bytes(fx.dir, half);
+    CHECK(prompt_logits(fx, by_bytes) == want, "a budget in bytes gives identical prompt logits");
+    m = by_bytes.memory_stats();
+    CHECK(m.expert_budget_bytes == half.expert_budget_bytes, "memory_stats() reports the budget in bytes");
+    CHECK(m.expert_bytes_resident <= m.expert_budget_bytes, "resident bytes stay within a budget of half the experts");
+
+    moert::ModelOptions both = half;
+    both.expert_budget_percent = 50.0f;
+    CHECK_THROWS([&] { moert::Model(fx.dir, both); }, MOERT_ERR_INVALID_ARGUMENT, "expert budget", "both budget fields");
+    moert::ModelOptions bad;
+    bad.expert_budget_percent = 101.0f;
+    CHECK_THROWS([&] { moert::Model(fx.dir, bad); }, MOERT_ERR_INVALID_ARGUMENT, "expert budget", "a budget of 101%");
+    bad = moert::ModelOptions();
+    bad.expert_budget_percent = NAN;
+    CHECK_THROWS([&] { moert::Model(fx.dir, bad); }, MOERT_ERR_INVALID_ARGUMENT, "expert budget", "a NaN budget");
+    bad = moert::ModelOptions();
+    bad.expert_budget_bytes = -1;
+    CHECK_THROWS([&] { moert::Model(fx.dir, bad); }, MOERT_ERR_INVALID_ARGUMENT, "expert budget", "a negative budget");
+    bad = moert::ModelOptions();
+    bad.max_context = 16;
+    CHECK(moert::Model(fx.dir, bad).info().context_length == 16, "ModelOptions::max_context caps the context");
+
+    moert::Model moved(std::move(plain));
+    CHECK_THROWS([&] { plain.memory_stats(); }, MOERT_ERR_INVALID_ARGUMENT, "model", "memory_stats() of a moved-from Model");
+    CHECK_THROWS([&] { plain.resident_experts(); }, MOERT_ERR_INVALID_ARGUMENT, "model",
+                 "resident_experts() of a moved-from Model");
+    CHECK(plain.eos_tokens().empty() && !plain.router_kind(0) && !plain.expert_kind(0, 0),
+          "a moved-from Model has no EOS tokens and no kinds");
+}
+
+// MARK: - Routing
+
+/// Expert counts recomputed from a trace, in the layout of moert::ExpertCounts.
+std::vector<int64_t> counts_from(const moert::Trace &t, const moert::ModelInfo &info) {
+    std::vector<int64_t> counts(static_cast<size_t>(info.n_moe_layers) * static_cast<size_t>(info.n_experts), 0);
+    std::map<int32_t, int32_t> moe_index;  // decoder layer -> MoE layer, in order of first appearance by layer
+    for (int32_t l : t.layers) moe_index.emplace(l, 0);
+    int32_t m = 0;
+    for (auto &entry : moe_index) entry.second = m++;
+    for (size_t r = 0; r < t.size(); r++) {
+        for (int64_t i = t.offsets[r]; i < t.offsets[r + 1]; i++) {
+            counts[static_cast<size_t>(moe_index[t.layers[r]] * info.n_experts + t.expert_ids[static_cast<size_t>(i)])]++;
+        }
+    }
+    return counts;
+}
+
+/// True when every record of `t` chose `k` distinct in-range experts with finite weights >= 0.
+bool records_choose(const moert::Trace &t, const moert::ModelInfo &info, int64_t k) {
+    if (t.offsets.size() != t.size() + 1 || t.offsets.front() != 0) return false;
+    for (size_t r = 0; r < t.size(); r++) {
+        if (t.offsets[r + 1] - t.offsets[r] != k) return false;
+        for (int64_t i = t.offsets[r]; i < t.offsets[r + 1]; i++) {
+            int32_t e = t.expert_ids[static_cast<size_t>(i)];
+            float w = t.weights[static_cast<size_t>(i)];
+            if (e < 0 || e >= info.n_experts || !std::isfinite(w) || w < 0) return false;
+            for (int64_t j = t.offsets[r]; j < i; j++) {
+                if (t.expert_ids[static_cast<size_t>(j)] == e) return false;
+            }
+        }
+    }
+    return true;
+}
+
+/// trace() records one record per (token, MoE layer); expert_counts() agrees with it; clearing and resetting empty them.
+void test_trace(const Fixture &fx, const moert::Model &model) {
+    moert::ModelInfo info = model.info();
+    const int64_t n_prompt = static_cast<int64_t>(fx.prompt.size()), k = info.n_experts_per_tok;
+    moert::Session session(model);
+    moert::Trace empty = session.trace();
+    CHECK(empty.empty() && empty.offsets == std::vector<int64_t>{0}, "a new session's trace is empty, offsets {0}");
+    session.set_trace(true);
+    session.eval(fx.prompt);
+    moert::Trace t = session.trace();
+    CHECK(static_cast<int64_t>(t.size()) == n_prompt * info.n_moe_layers,
+          "trace records: " + std::to_string(t.size()) + ", want tokens x MoE layers");
+    if (!CHECK(t.layers.size() == t.size() && t.tokens.size() == t.size() && t.offsets.size() == t.size() + 1,
+               "per-record arrays have size() elements, offsets size() + 1") ||
+        !CHECK(t.expert_ids.size() == static_cast<size_t>(t.offsets.back()) && t.weights.size() == t.expert_ids.size(),
+               "expert_ids and weights have offsets.back() elements")) {
+        return;  // the checks below index the arrays by the offsets
+    }
+    CHECK(records_choose(t, info, k), "every record chose num_experts_per_tok distinct experts with valid weights");
+    bool tokens_match = true;
+    for (size_t r = 0; r < t.size(); r++) {
+        int32_t p = t.positions[r];
+        tokens_match = tokens_match && p >= 0 && p < n_prompt && t.tokens[r] == fx.prompt[static_cast<size_t>(p)] &&
+                       t.layers[r] >= 0 && t.layers[r] < info.n_layers;
+    }
+    CHECK(tokens_match, "each record names the prompt token at its position and a decoder layer");
+
+    moert::ExpertCounts counts = session.expert_counts();
+    CHECK(counts.n_moe_layers == info.n_moe_layers && counts.n_experts == info.n_experts &&
+              counts.counts.size() == static_cast<size_t>(info.n_moe_layers * info.n_experts),
+          "expert_counts() dimensions are MoE layers x experts");
+    int64_t total = std::accumulate(counts.counts.begin(), counts.counts.end(), int64_t{0});
+    CHECK(total == n_prompt * info.n_moe_layers * k,
+          "counters sum to " + std::to_string(total) + ", want tokens x MoE layers x top-k");
+    CHECK(counts.counts == counts_from(t, info), "expert_counts() agrees with the trace");
+    CHECK(counts.at(info.n_moe_layers - 1, info.n_experts - 1) == counts.counts.back(), "ExpertCounts::at() is row-major");
+    bool at_throws = false;
+    try {
+        counts.at(0, info.n_experts);
+    } catch (const std::out_of_range &) {
+        at_throws = true;
+    }
+    CHECK(at_throws, "ExpertCounts::at() past a row throws std::out_of_range");
+
+    session.clear_trace();
+    CHECK(session.trace().empty(), "clear_trace() empties the trace");
+    CHECK(t.size() == static_cast<size_t>(n_prompt * info.n_moe_layers), "a copied trace outlives clear_trace()");
+    session.set_trace(false);
+    session.eval({fx.greedy[0]});
+    CHECK(session.trace().empty(), "nothing is traced with tracing off");
+    counts = session.expert_counts();
+    total = std::accumulate(counts.counts.begin(), counts.counts.end(), int64_t{0});
+    CHECK(total == (n_prompt + 1) * info.n_moe_layers * k, "counters go on without tracing");
+    session.reset_counters();
+    counts = session.expert_counts();
+    CHECK(std::all_of(counts.counts.begin(), counts.counts.end(), [](int64_t c) { return c == 0; }) &&
+              counts.counts.size() == static_cast<size_t>(info.n_moe_layers * info.n_experts),
+          "reset_counters() zeroes the counters");
+
+    moert::Session moved(std::move(session));
+    CHECK_THROWS([&] { session.set_trace(true); }, MOERT_ERR_INVALID_ARGUMENT, "session", "set_trace() of a moved-from Session");
+    CHECK_THROWS([&] { session.trace(); }, MOERT_ERR_INVALID_ARGUMENT, "session", "trace() of a moved-from Session");
+    CHECK_THROWS([&] { session.clear_trace(); }, MOERT_ERR_INVALID_ARGUMENT, "session", "clear_trace() of a moved-from Session");
+    CHECK_THROWS([&] { session.expert_counts(); }, MOERT_ERR_INVALID_ARGUMENT, "session",
+                 "expert_counts() of a moved-from Session");
+    CHECK_THROWS([&] { session.reset_counters(); }, MOERT_ERR_INVALID_ARGUMENT, "session",
+                 "reset_counters() of a moved-from Session");
+}
+
+/// set_top_k() and set_router() override one session's routers; 0 and restore_router() bring the model's back exactly.
+void test_router_overrides(const Fixture &fx, const moert::Model &model) {
+    moert::ModelInfo info = model.info();
+    moert::Session session(model), other(model);
+    std::vector<float> base = session.eval(fx.prompt, true);
+    CHECK(rel_error(base, fx.logits) <= kLogitsRtol, "prompt logits: " + describe(rel_error(base, fx.logits)));
+
+    session.set_top_k(1);
+    session.set_trace(true);
+    session.reset();
+    std::vector<float> top1 = session.eval(fx.prompt, true);
+    CHECK(top1 != base && rel_error(top1, base) > 100 * kLogitsRtol, "set_top_k(1) changes the logits");
+    CHECK(records_choose(session.trace(), info, 1), "with set_top_k(1) every record chose one expert");
+    CHECK(other.eval(fx.prompt, true) == base, "the override does not reach another session");
+    session.set_top_k(0);
+    session.reset();
+    CHECK(session.eval(fx.prompt, true) == base, "set_top_k(0) restores the model's routers exactly");
+    session.set_top_k(info.n_experts);
+    CHECK_THROWS([&] { session.set_top_k(info.n_experts + 1); }, MOERT_ERR_INVALID_ARGUMENT, "top_k",
+                 "set_top_k(n_experts + 1)");
+    CHECK_THROWS([&] { session.set_top_k(-1); }, MOERT_ERR_INVALID_ARGUMENT, "top_k", "set_top_k(-1)");
+
+    session.set_router("topk", "{\"top_k\": 1}");
+    session.reset();
+    CHECK(rel_error(session.eval(fx.prompt, true), base) > 100 * kLogitsRtol, "set_router(topk, top_k 1) changes the logits");
+    session.restore_router();
+    session.reset();
+    CHECK(session.eval(fx.prompt, true) == base, "restore_router() restores the model's routers exactly");
+    session.set_router("topk");
+    session.reset();
+    double err = rel_error(session.eval(fx.prompt, true), fx.logits);
+    CHECK(err <= kLogitsRtol, "set_router(topk) without parameters routes as the model: " + describe(err));
+    CHECK_THROWS([&] { session.set_router("no-such-router"); }, MOERT_ERR_INVALID_ARGUMENT, "no-such-router",
+                 "an unknown router kind");
+    CHECK_THROWS([&] { session.set_router("topk", "{\"top_k\": "); }, MOERT_ERR_INVALID_ARGUMENT, "", "truncated JSON");
+    CHECK_THROWS([&] { session.set_router("topk", "[1]"); }, MOERT_ERR_INVALID_ARGUMENT, "object", "params not an object");
+    session.restore_router();
+
+    moert::Session moved(std::move(session));
+    CHECK_THROWS([&] { session.set_top_k(1); }, MOERT_ERR_INVALID_ARGUMENT, "session", "set_top_k() of a moved-from Session");
+    CHECK_THROWS([&] { session.set_router("topk"); }, MOERT_ERR_INVALID_ARGUMENT, "session",
+                 "set_router() of a moved-from Session");
+    CHECK_THROWS([&] { session.restore_router(); }, MOERT_ERR_INVALID_ARGUMENT, "session",
+                 "restore_router() of a moved-from Session");
+}
+
+// MARK: - Plugins
+
+/// True when `names` holds `name`.
+bool contains(const std::vector<std::string> &names, const std::string &name) {
+    return std::find(names.begin(), names.end(), name) != names.end();
+}
+
+/// load_plugin() finds libraries by path or name and reports failures as MOERT_ERR_IO; kinds() lists what is known.
+void test_plugins(const std::string &root) {
+    CHECK(contains(moert::kinds(MOERT_KIND_ROUTER), "topk"), "kinds(MOERT_KIND_ROUTER) lists \"topk\"");
+    CHECK(contains(moert::kinds(MOERT_KIND_EXPERT), "ffn"), "kinds(MOERT_KIND_EXPERT) lists \"ffn\"");
+    CHECK(moert::kinds(7).empty(), "kinds() of an unknown kind is empty");
+    CHECK_THROWS([] { moert::load_plugin("no_such_plugin_name"); }, MOERT_ERR_IO, "no_such_plugin_name",
+                 "load_plugin() of a nonexistent name");
+    CHECK_THROWS([] { moert::load_plugin(""); }, MOERT_ERR_INVALID_ARGUMENT, "", "load_plugin() of an empty name");
+    CHECK_THROWS([] { moert::load_plugin("/nonexistent/libmoert_nothing.so"); }, MOERT_ERR_IO,
+                 "/nonexistent/libmoert_nothing.so", "load_plugin() of a nonexistent path");
+
+    // The hash router ships next to libmoert.so, where a bare name is looked up.
+    moert::load_plugin("hash");
+    std::vector<std::string> routers = moert::kinds(MOERT_KIND_ROUTER);
+    CHECK(contains(routers, "hash"), "load_plugin(\"hash\") registers the \"hash\" router kind");
+    moert::load_plugin("hash");
+    CHECK(moert::kinds(MOERT_KIND_ROUTER) == routers, "loading a loaded plugin again changes nothing");
+
+    Fixture fx(root, "plugins/hash");
+    moert::Model model(fx.dir);
+    CHECK(model.router_kind(0) == "hash", "the hash fixture's MoE layers use the \"hash\" router");
+    double err = rel_error(prompt_logits(fx, model), fx.logits);
+    CHECK(err <= kLogitsRtol, "hash-routed prompt logits match the reference: " + describe(err));
+    CHECK_THROWS([] { moert::shutdown(); }, MOERT_ERR_INVALID_ARGUMENT, "model", "shutdown() while a model is loaded");
+    CHECK(contains(moert::kinds(MOERT_KIND_ROUTER), "hash"), "a refused shutdown() unregisters nothing");
+}
+
+/// A router instance of the test's host kinds: the layer's gate and its top-k.
+struct HostRouter {
+    const moert_host_api *host;
+    const float *gate;  // [n_experts, hidden]
+    int32_t n_experts, hidden, top_k;
+    bool throws;
+};
+
+/// create(): reads the layer's own gate through the host table. Nothing is thrown across the C boundary.
+moert_status host_router_create(const moert_host_api *host, const moert_create_context *ctx, const moert_layer_info *layer,
+                                void **out, bool throws) noexcept {
+    try {
+        moert_tensor gate{};
+        gate.struct_size = sizeof gate;
+        moert_status status = host->layer_tensor(ctx, "gate.weight", &gate);
+        if (status != MOERT_OK) return status;
+        if (gate.dtype != MOERT_TENSOR_F32 || gate.ndim != 2 || gate.shape[0] != layer->n_experts ||
+            gate.shape[1] != layer->hidden_size) {
+            host->set_error("cpp_test router: gate.weight is not [n_experts, hidden_size] float32");
+            return MOERT_ERR_PLUGIN;
+        }
+        *out = new HostRouter{host, static_cast<const float *>(gate.data), layer->n_experts, layer->hidden_size,
+                              layer->top_k, throws};
+        return MOERT_OK;
+    } catch (const std::exception &e) {
+        host->set_error(e.what());
+        return MOERT_ERR_PLUGIN;
+    }
+}
+
+moert_status topk_create(const moert_host_api *host, const moert_create_context *ctx, const moert_layer_info *layer,
+                         moert_router_caps *, void **out) noexcept {
+    return host_router_create(host, ctx, layer, out, false);
+}
+
+moert_status throwing_create(const moert_host_api *host, const moert_create_context *ctx, const moert_layer_info *layer,
+                             moert_router_caps *, void **out) noexcept {
+    return host_router_create(host, ctx, layer, out, true);
+}
+
+/// route(): the Mixtral router (modeling_mixtral.py, MixtralSparseMoeBlock.forward): softmax over the router logits,
+/// top-k, renormalised, i.e. a softmax over the k largest logits; ties go to the lower id. The throwing kind throws
+/// a C++ exception inside, which is caught here and returned as MOERT_ERR_PLUGIN.
+moert_status host_router_route(void *instance, const moert_router_input *in, moert_router_output *out) noexcept {
+    const auto *r = static_cast<const HostRouter *>(instance);
+    try {
+        if (r->throws) throw std::runtime_error("cpp_test.throwing: route refused on purpose");
+        std::vector<double> logits(static_cast<size_t>(r->n_experts));
+        for (int32_t t = 0; t < in->n_tokens; t++) {
+            const float *x = in->x + static_cast<size_t>(t) * static_cast<size_t>(in->hidden_size);
+            // [E, H] x [H] -> [E]
+            for (int32_t e = 0; e < r->n_experts; e++) {
+                double acc = 0;
+                for (int32_t h = 0; h < r->hidden; h++) {
+                    acc += static_cast<double>(r->gate[static_cast<size_t>(e) * static_cast<size_t>(r->hidden) +
+                                                       static_cast<size_t>(h)]) * x[h];
+                }
+                logits[static_cast<size_t>(e)] = acc;
+            }
+            int32_t *ids = out->expert_ids + static_cast<size_t>(t) * static_cast<size_t>(out->max_per_token);
+            float *w = out->weights + static_cast<size_t>(t) * static_cast<size_t>(out->max_per_token);
+            std::vector<bool> chosen(static_cast<size_t>(r->n_experts), false);
+            double sum = 0;
+            std::vector<double> p(static_cast<size_t>(r->top_k));
+            for (int32_t k = 0; k < r->top_k; k++) {
+                int32_t best = -1;
+                for (int32_t e = 0; e < r->n_experts; e++) {
+                    if (!chosen[static_cast<size_t>(e)] && (best < 0 || logits[static_cast<size_t>(e)] > logits[static_cast<size_t>(best)])) {
+                        best = e;
+                    }
+                }
+                chosen[static_cast<size_t>(best)] = true;
+                ids[k] = best;
+                p[static_cast<size_t>(k)] = std::exp(logits[static_cast<size_t>(best)] - logits[static_cast<size_t>(ids[0])]);
+                sum += p[static_cast<size_t>(k)];
+            }
+            for (int32_t k = 0; k < r->top_k; k++) w[k] = static_cast<float>(p[static_cast<size_t>(k)] / sum);
+            out->counts[t] = r->top_k;
+        }
+        return MOERT_OK;
+    } catch (const std::exception &e) {
+        r->host->set_error(e.what());
+        return MOERT_ERR_PLUGIN;
+    }
+}
+
+void host_router_destroy(void *instance) noexcept { delete static_cast<HostRouter *>(instance); }
+
+/// create() of an expert that is never called (F(x) = 0).
+moert_status zero_create(const moert_host_api *, const moert_create_context *, const moert_layer_info *, void **out) noexcept {
+    *out = nullptr;
+    return MOERT_OK;
+}
+
+void zero_destroy(void *) noexcept {}
+
+// The tables are registered by reference and must outlive registration: static storage.
+const moert_router_ops cpp_topk_ops = {sizeof(moert_router_ops), MOERT_PLUGIN_ABI_VERSION, "cpp_test.topk",
+                                       topk_create, host_router_route, host_router_destroy};
+const moert_router_ops cpp_throwing_ops = {sizeof(moert_router_ops), MOERT_PLUGIN_ABI_VERSION, "cpp_test.throwing",
+                                           throwing_create, host_router_route, host_router_destroy};
+const moert_router_ops cpp_wrong_abi_ops = {sizeof(moert_router_ops), MOERT_PLUGIN_ABI_VERSION + 1, "cpp_test.wrong_abi",
+                                            topk_create, host_router_route, host_router_destroy};
+const moert_expert_ops cpp_zero_ops = {sizeof(moert_expert_ops), MOERT_PLUGIN_ABI_VERSION, "cpp_test.zero",
+                                       MOERT_EXPERT_ZERO_COMPUTE | MOERT_EXPERT_OUTPUT_ZERO, zero_create, nullptr,
+                                       zero_destroy};
+
+/// Whether register_router() accepts an argument of type T (temporaries are refused at compile time).
+template <class T, class = void>
+struct accepts_router_table : std::false_type {};
+template <class T>
+struct accepts_router_table<T, std::void_t<decltype(moert::register_router(std::declval<T>()))>> : std::true_type {};
+static_assert(accepts_router_table<const moert_router_ops &>::value, "register_router() takes a table lvalue");
+static_assert(!accepts_router_table<moert_router_ops>::value && !accepts_router_table<const moert_router_ops>::value,
+              "register_router() refuses a temporary table");
+
+/// Kinds registered from this process: a C++ router reproduces transformers; its exceptions become MOERT_ERR_PLUGIN.
+void test_host_kinds(const Fixture &fx, const moert::Model &model) {
+    size_t routers = moert::kinds(MOERT_KIND_ROUTER).size(), experts = moert::kinds(MOERT_KIND_EXPERT).size();
+    moert::register_router(cpp_topk_ops);
+    moert::register_router(cpp_throwing_ops);
+    moert::register_expert(cpp_zero_ops);
+    std::vector<std::string> router_names = moert::kinds(MOERT_KIND_ROUTER);
+    CHECK(router_names.size() == routers + 2 && contains(router_names, "cpp_test.topk") &&
+              contains(router_names, "cpp_test.throwing"),
+          "registered routers are listed");
+    CHECK(moert::kinds(MOERT_KIND_EXPERT).size() == experts + 1 && contains(moert::kinds(MOERT_KIND_EXPERT), "cpp_test.zero"),
+          "the registered expert is listed");
+    CHECK_THROWS([] { moert::register_router(cpp_topk_ops); }, MOERT_ERR_PLUGIN, "cpp_test.topk", "a router registered twice");
+    CHECK_THROWS([] { moert::register_expert(cpp_zero_ops); }, MOERT_ERR_PLUGIN, "cpp_test.zero", "an expert registered twice");
+    CHECK_THROWS([] { moert::register_router(cpp_wrong_abi_ops); }, MOERT_ERR_PLUGIN, "ABI", "a newer abi_version");
+    CHECK(moert::kinds(MOERT_KIND_ROUTER).size() == routers + 2, "refused registrations are not listed");
+
+    moert::ModelInfo info = model.info();
+    moert::Session mine(model), builtin(model);
+    mine.set_router("cpp_test.topk");
+    mine.set_trace(true);
+    builtin.set_trace(true);
+    double err = rel_error(mine.eval(fx.prompt, true), fx.logits);
+    CHECK(err <= kLogitsRtol, "the C++ router's prompt logits match transformers: " + describe(err));
+    builtin.eval(fx.prompt, true);
+    moert::Trace a = mine.trace(), b = builtin.trace();
+    CHECK(a.size() == b.size() && a.offsets == b.offsets && a.expert_ids == b.expert_ids,
+          "the C++ router chose the built-in router's experts");
+    CHECK(records_choose(a, info, info.n_experts_per_tok), "the C++ router's trace is valid");
+    CHECK(a.weights.size() == b.weights.size() && rel_error(a.weights, b.weights) <= 1e-5,
+          "the C++ router's weights match the built-in's within 1e-5 (float vs double softmax)");
+
+    mine.set_router("cpp_test.throwing");
+    mine.reset();
+    CHECK_THROWS([&] { mine.eval(fx.prompt); }, MOERT_ERR_PLUGIN, "route refused on purpose",
+                 "an exception inside route() comes back as MOERT_ERR_PLUGIN with its message");
+    mine.restore_router();
+    mine.reset();
+    err = rel_error(mine.eval(fx.prompt, true), fx.logits);
+    CHECK(err <= kLogitsRtol, "the session works after restore_router() and reset(): " + describe(err));
+}
+
+/// shutdown() unregisters every non-built-in kind once no model is alive; kinds can be registered again after it.
+void test_shutdown() {
+    moert::shutdown();
+    CHECK(moert::kinds(MOERT_KIND_ROUTER) == std::vector<std::string>{"topk"}, "after shutdown() only \"topk\" is left");
+    CHECK(moert::kinds(MOERT_KIND_EXPERT) == std::vector<std::string>{"ffn"}, "after shutdown() only \"ffn\" is left");
+    moert::register_router(cpp_topk_ops);
+    moert::load_plugin("hash");
+    std::vector<std::string> routers = moert::kinds(MOERT_KIND_ROUTER);
+    CHECK(contains(routers, "cpp_test.topk") && contains(routers, "hash"), "kinds register and load again after shutdown()");
+    moert::shutdown();
+    CHECK(moert::kinds(MOERT_KIND_ROUTER).size() == 1, "a second shutdown() unregisters them again");
+}
+
 }  // namespace
 
 /// Runs every group on the fixtures under argv[1] and prints "N passed, M failed".
@@ -589,8 +1064,15 @@ int main(int argc, char **argv) {
         run_group("callbacks", [&] { test_callbacks(*fx, *model); });
         run_group("session state", [&] { test_session_state(*fx, *model); });
         run_group("sampler", [&] { test_sampler(*fx); });
+        run_group("memory and expert budgets", [&] { test_memory(*fx); });
+        run_group("routing trace and counters", [&] { test_trace(*fx, *model); });
+        run_group("router overrides", [&] { test_router_overrides(*fx, *model); });
+        run_group("plugins", [&] { test_plugins(root); });
+        run_group("host-registered kinds", [&] { test_host_kinds(*fx, *model); });
     }
     model.reset();
+    // Last: shutdown() needs every model freed.
+    run_group("shutdown", test_shutdown);
     std::cout << n_passed << " passed, " << n_failed << " failed\n";
     return n_failed == 0 ? 0 : 1;
 }

@@ -32,8 +32,10 @@ let package = Package(
         .systemLibrary(name: "CSystem"),
         .systemLibrary(name: "CJemalloc", pkgConfig: "jemalloc", providers: [.apt(["libjemalloc-dev"])]),
         .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
+        // Half-precision GEMV with conversion in registers, and its worker pool (run-time CPU dispatch).
+        .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3", "-std=c11", "-Wall", "-Werror"])]),
         // Formats, kernels, routing, experts, model and session. No C-ABI concerns.
-        .target(name: "MoertCore", dependencies: ["CMoert", "COpenBLAS", "CSystem"],
+        .target(name: "MoertCore", dependencies: ["CMoert", "COpenBLAS", "CSystem", "CKernels"],
                 swiftSettings: [.unsafeFlags(["-Ounchecked"], releaseOnly)]),
         // The thin C-ABI layer: converts, calls, maps errors. Builds libmoert.so.
         .target(name: "Moert", dependencies: ["MoertCore", "CMoert"],

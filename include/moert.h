@@ -127,8 +127,8 @@ typedef struct moert_model_options {
     uint32_t struct_size;  /**< sizeof(moert_model_options); set by moert_model_options_init(). */
     uint32_t flags;        /**< Reserved, must be 0. */
     int64_t  max_context;  /**< Cap on the context length sessions may ask for; 0 = the model's own. */
-    int64_t  expert_budget_bytes;    /**< Cap on resident routed-expert weights (float32 compute layout), in
-                                          bytes; 0 = no cap. Experts are materialised on first use and evicted
+    int64_t  expert_budget_bytes;    /**< Cap on resident routed-expert weights in their compute layout (F16 and
+                                          BF16 kept as stored, float32 otherwise), in bytes; 0 = no cap. Experts are materialised on first use and evicted
                                           least-recently-used beyond the cap; results do not change. When the
                                           experts one step uses at once exceed the cap, it is exceeded for that
                                           step (with one warning on stderr) rather than failing. */
@@ -180,8 +180,8 @@ typedef struct moert_model_info {
     int64_t     context_length;     /**< Longest context a session may use (after max_context). */
     int64_t     n_params;           /**< Number of parameters. */
     int64_t     file_bytes;         /**< Bytes of safetensors files mapped. */
-    int64_t     weight_bytes;       /**< Bytes of float32 weights held beyond the mapping: weights converted at
-                                         load plus routed experts materialised so far (see moert_memory_stats). */
+    int64_t     weight_bytes;       /**< Bytes of weights held beyond the mapping: weights converted at load
+                                         plus routed experts materialised so far (see moert_memory_stats). */
     int32_t     bos_token_id;       /**< -1 when the config names none. */
     int32_t     eos_token_id;       /**< -1 when the config names none (the first one when it names several). */
 } moert_model_info;
@@ -214,7 +214,8 @@ typedef struct moert_memory_stats {
     int64_t     expert_bytes_resident;  /**< Routed experts materialised now. */
     int64_t     expert_budget_bytes;    /**< The residency cap; 0 = none. */
     int64_t     mapped_bytes;           /**< Safetensors files mapped. */
-    int64_t     converted_bytes;        /**< Other weights converted to float32 at load (F16/BF16 storage). */
+    int64_t     converted_bytes;        /**< Other weights converted or copied at load (small F16/BF16 tensors such as
+                                             norms and router gates are widened to float32). */
     int64_t     arena_active_bytes;     /**< jemalloc's active bytes of the model's arena; -1 without jemalloc. */
     int64_t     arena_mapped_bytes;     /**< jemalloc's mapped bytes of the arena; -1 without jemalloc. */
     int64_t     hits;                   /**< Expert uses that found the weights resident. */

@@ -140,7 +140,7 @@ func printMemory(_ m: Model) throws {
     func mib(_ bytes: Int) -> String { oneDecimal(Double(bytes) / 1048576) + " MiB" }
     let st = m.experts.statistics
     print("allocator         \(m.experts.arena.backend.rawValue)\(jemallocVersion.map { " \($0)" } ?? "")")
-    print("experts total     \(mib(st.totalBytes)) (f32 compute layout)")
+    print("experts total     \(mib(st.totalBytes)) (compute layout)")
     print("experts resident  \(mib(st.residentBytes)) after a \(prompt.count)-token prompt; budget \(st.budgetBytes.map(mib) ?? "none")")
     print("resident/layer    \(st.residentPerLayer.map(String.init).joined(separator: " "))")
     if let je = m.experts.arena.jemallocStats {

@@ -1,17 +1,58 @@
 // Checkpoint: a Hugging Face model directory — config.json plus one or more safetensors files.
 
+import CKernels
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// A float32 view of a weight tensor, either read in place from the mapping or converted once at load.
+/// How a weight's elements are stored in memory.
+public enum WeightStorage: Sendable, Equatable {
+    case f32, f16, bf16
+
+    /// Bytes per element.
+    public var size: Int { self == .f32 ? 4 : 2 }
+}
+
+/// A weight tensor in memory: float32 (read in place from the mapping or converted at load), or f16/bf16 kept as
+/// stored and widened inside the kernels that read it.
 public struct Weight: @unchecked Sendable {
     /// First element, row-major.
-    public let data: UnsafePointer<Float>
+    public let raw: UnsafeRawPointer
+    /// Element type.
+    public let storage: WeightStorage
     /// Shape, outermost first.
     public let shape: [Int]
     /// Elements.
     public var count: Int { shape.reduce(1, *) }
+
+    /// A float32 weight.
+    public init(data: UnsafePointer<Float>, shape: [Int]) {
+        raw = UnsafeRawPointer(data)
+        storage = .f32
+        self.shape = shape
+    }
+
+    /// A weight of any storage.
+    public init(raw: UnsafeRawPointer, storage: WeightStorage, shape: [Int]) {
+        self.raw = raw
+        self.storage = storage
+        self.shape = shape
+    }
+
+    /// The elements as float32; only for `.f32` storage.
+    public var data: UnsafePointer<Float> {
+        assert(storage == .f32, "float32 access to a \(storage) weight")
+        return raw.assumingMemoryBound(to: Float.self)
+    }
+
+    /// Row `r` of a matrix widened to float32 into `out` (cols floats).
+    func row(_ r: Int, into out: UnsafeMutablePointer<Float>) {
+        let cols = shape[1]
+        switch storage {
+        case .f32: out.update(from: data + r * cols, count: cols)
+        case .f16, .bf16: moert_half_to_float(raw + r * cols * 2, storage == .f16 ? MOERT_HALF_F16 : MOERT_HALF_BF16, out, Int64(cols))
+        }
+    }
 }
 
 /// An opened checkpoint directory. Keeps every mapping alive and owns the buffers of converted weights.
@@ -141,6 +182,23 @@ public final class Checkpoint: @unchecked Sendable {
         }
         cache[name] = weight
         return weight
+    }
+
+    /// A matrix for the kernels: F32 as `weight` gives it, F16 and BF16 kept as stored (aligned to 2 bytes in the
+    /// mapping, else copied) and widened inside the kernels.
+    /// - Throws: `MoertError` (`.format`, `.unsupported`) as `weight` does.
+    public func matrix(_ name: String, shape: [Int]) throws -> Weight {
+        let (info, _) = try self.info(name)
+        guard info.dtype == .f16 || info.dtype == .bf16 else { return try weight(name, shape: shape) }
+        let stored = try storedTensor(name, shape: shape)
+        let storage: WeightStorage = info.dtype == .f16 ? .f16 : .bf16
+        if Int(bitPattern: stored.data) % 2 == 0 { return Weight(raw: stored.data, storage: storage, shape: shape) }
+        return try lock.withLock {
+            let buffer = try FloatBuffer(count: (info.count + 1) / 2)
+            memcpy(buffer.pointer, stored.data, info.byteCount)
+            converted.append(buffer)
+            return Weight(raw: UnsafeRawPointer(buffer.pointer), storage: storage, shape: shape)
+        }
     }
 
     /// Tensor `name` as stored (no conversion), after checking its shape and that it is a float type; for data that

@@ -27,22 +27,26 @@ public struct ExpertStoreStats: Sendable {
 
 /// The expert weights of one model. Thread-safe; sessions on several threads share it.
 public final class ExpertStore: @unchecked Sendable {
-    /// One expert's slot: its sources in the mapping and, while resident, its float32 copy in the arena.
+    /// One expert's slot: its sources in the mapping and, while resident, its copy in the arena in the compute
+    /// layout — the sources concatenated, f16/bf16 kept as stored (the kernels widen them), anything else float32.
     final class Slot {
         let sources: [StoredTensor]
-        let floats: Int
+        let elements: Int
+        let storage: WeightStorage
         let moeLayer: Int
-        var buffer: UnsafeMutablePointer<Float>?
+        var buffer: UnsafeMutableRawPointer?
         var inUse = 0
         var lastUse: UInt64 = 0
 
         init(sources: [StoredTensor], moeLayer: Int) {
             self.sources = sources
-            self.floats = sources.reduce(0) { $0 + $1.count }
+            self.elements = sources.reduce(0) { $0 + $1.count }
             self.moeLayer = moeLayer
+            let dtypes = Set(sources.map(\.dtype))
+            storage = dtypes == [.f16] ? .f16 : dtypes == [.bf16] ? .bf16 : .f32
         }
 
-        var bytes: Int { floats * MemoryLayout<Float>.stride }
+        var bytes: Int { elements * storage.size }
     }
 
     public let arena: ExpertArena
@@ -76,9 +80,10 @@ public final class ExpertStore: @unchecked Sendable {
     /// Total bytes of all experts in their compute layout.
     public var totalBytes: Int { lock.withLock { stats.totalBytes } }
 
-    /// The float32 weights of slot `id`, materialising them if needed. Pair with `release`.
+    /// The weights of slot `id` in its compute layout (see `storage(of:)`), materialising them if needed. Pair
+    /// with `release`.
     /// - Throws: `MoertError` (`.outOfMemory`).
-    func acquire(_ id: Int) throws -> UnsafePointer<Float> {
+    func acquire(_ id: Int) throws -> UnsafeRawPointer {
         try lock.withLock {
             let slot = slots[id]
             clock &+= 1
@@ -86,30 +91,37 @@ public final class ExpertStore: @unchecked Sendable {
             slot.inUse += 1
             if let b = slot.buffer {
                 stats.hits += 1
-                return UnsafePointer(b)
+                return UnsafeRawPointer(b)
             }
             stats.misses += 1
             do {
                 try makeRoom(for: slot.bytes)
-                let raw = try arena.allocate(slot.bytes)
-                let b = raw.bindMemory(to: Float.self, capacity: slot.floats)
+                let b = try arena.allocate(slot.bytes)
                 var offset = 0
                 for s in slot.sources {
-                    convertToFloat(s.data, dtype: s.dtype, count: s.count, into: b + offset)
+                    if slot.storage == .f32 {
+                        convertToFloat(s.data, dtype: s.dtype, count: s.count,
+                                       into: (b + offset).bindMemory(to: Float.self, capacity: s.count))
+                    } else {
+                        memcpy(b + offset, s.data, s.count * slot.storage.size)
+                    }
                     releasePages(s)
-                    offset += s.count
+                    offset += s.count * slot.storage.size
                 }
                 slot.buffer = b
                 stats.residentBytes += slot.bytes
                 stats.bytesLoaded += slot.bytes
                 stats.residentPerLayer[slot.moeLayer] += 1
-                return UnsafePointer(b)
+                return UnsafeRawPointer(b)
             } catch {
                 slot.inUse -= 1
                 throw error
             }
         }
     }
+
+    /// The element type of slot `id` in its compute layout.
+    func storage(of id: Int) -> WeightStorage { lock.withLock { slots[id].storage } }
 
     /// Ends a use begun by `acquire`.
     func release(_ id: Int) {

@@ -91,7 +91,7 @@ public final class Model: @unchecked Sendable {
         config = c
         func w(_ name: String, _ shape: [Int]) throws -> Weight { try ckpt.weight(name, shape: shape) }
         func linear(_ name: String, out: Int, in inFeatures: Int, bias: Bool = false) throws -> Linear {
-            Linear(weight: try w(name + ".weight", [out, inFeatures]), bias: bias ? try w(name + ".bias", [out]) : nil)
+            Linear(weight: try ckpt.matrix(name + ".weight", shape: [out, inFeatures]), bias: bias ? try w(name + ".bias", [out]) : nil)
         }
         func swiglu(_ prefix: String, _ names: (String, String, String), width: Int) throws -> SwiGLUExpert {
             SwiGLUExpert(gate: try linear(prefix + names.0, out: width, in: c.hiddenSize),
@@ -104,7 +104,7 @@ public final class Model: @unchecked Sendable {
         let store = ExpertStore()
         experts = store
         for plugin in section.plugins { try PluginRegistry.shared.load(plugin, relativeTo: path) }
-        embedding = try w("model.embed_tokens.weight", [c.vocabSize, h])
+        embedding = try ckpt.matrix("model.embed_tokens.weight", shape: [c.vocabSize, h])
         let moeLayers = (0..<c.numHiddenLayers).filter(c.isMoELayer).count
         var moeIndex = 0
         var layers: [DecoderLayer] = []

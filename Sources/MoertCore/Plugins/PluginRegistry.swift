@@ -36,6 +36,10 @@ public final class PluginRegistry: @unchecked Sendable {
     public static let shared = PluginRegistry()
 
     private let lock = Lock()
+    /// Serialises `load` and `shutdown`. A library's init runs outside `lock` (it calls back into `register`), so
+    /// without this two threads loading the same library could both run its init and the second would fail with
+    /// "already registered", and `loading` would name the wrong library.
+    private let loadLock = Lock()
     private var routers: [RouterKind] = []
     private var experts: [ExpertKind] = []
     /// Loaded libraries: canonical path → dlopen handle.
@@ -119,6 +123,10 @@ public final class PluginRegistry: @unchecked Sendable {
     /// Loads a plugin library (a path, or a bare name searched for) and runs its entry point.
     /// - Throws: `MoertError` (`.io` when not found or not loadable, `.plugin` for ABI or init failures).
     public func load(_ nameOrPath: String, relativeTo base: String? = nil) throws {
+        try loadLock.withLock { try lockedLoad(nameOrPath, relativeTo: base) }
+    }
+
+    private func lockedLoad(_ nameOrPath: String, relativeTo base: String?) throws {
         let path = try PluginSearch.resolve(nameOrPath, relativeTo: base)
         var canonical = path
         if let r = realpath(path, nil) {
@@ -177,14 +185,16 @@ public final class PluginRegistry: @unchecked Sendable {
     /// Unregisters every plugin kind and unloads every library.
     /// - Throws: `MoertError` (`.invalidArgument`) while models are alive.
     public func shutdown() throws {
-        try lock.withLock {
-            guard liveModels == 0 else {
-                throw MoertError(.invalidArgument, "\(liveModels) model(s) still loaded; free them before moert_shutdown")
+        try loadLock.withLock {
+            try lock.withLock {
+                guard liveModels == 0 else {
+                    throw MoertError(.invalidArgument, "\(liveModels) model(s) still loaded; free them before moert_shutdown")
+                }
+                routers.removeAll()
+                experts.removeAll()
+                for l in libraries { dlclose(l.handle) }
+                libraries.removeAll()
             }
-            routers.removeAll()
-            experts.removeAll()
-            for l in libraries { dlclose(l.handle) }
-            libraries.removeAll()
         }
     }
 }

@@ -7,6 +7,7 @@ final class StoredExpert: Expert {
     let slot: Int
     let hidden: Int
     let intermediate: Int
+    let storage: WeightStorage
 
     var kind: String { BuiltinKind.expert }
     var output: ExpertOutput { .computed }
@@ -18,6 +19,7 @@ final class StoredExpert: Expert {
         self.hidden = hidden
         self.intermediate = intermediate
         slot = store.register([gate, up, down], moeLayer: moeLayer)
+        storage = store.storage(of: slot)
     }
 
     func scratchCount(tokens n: Int) -> Int { 2 * n * intermediate }
@@ -26,10 +28,10 @@ final class StoredExpert: Expert {
                  scratch: UnsafeMutablePointer<Float>) throws {
         let w = try store.acquire(slot)
         defer { store.release(slot) }
-        let i = intermediate, h = hidden
-        let gate = Linear(weight: Weight(data: w, shape: [i, h]))
-        let up = Linear(weight: Weight(data: w + i * h, shape: [i, h]))
-        let down = Linear(weight: Weight(data: w + 2 * i * h, shape: [h, i]))
+        let i = intermediate, h = hidden, size = storage.size
+        let gate = Linear(weight: Weight(raw: w, storage: storage, shape: [i, h]))
+        let up = Linear(weight: Weight(raw: w + i * h * size, storage: storage, shape: [i, h]))
+        let down = Linear(weight: Weight(raw: w + 2 * i * h * size, storage: storage, shape: [h, i]))
         SwiGLUExpert.compute(gate: gate, up: up, down: down, x, rows: n, into: y, scratch: scratch)
     }
 }

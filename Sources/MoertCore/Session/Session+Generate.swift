@@ -20,6 +20,10 @@ extension Session {
             return generated
         }
         if prompt.isEmpty {
+            // The previous call sampled from these logits already if it stopped on a full context.
+            guard position < contextLength else {
+                throw MoertError(.contextFull, "the context is full (\(position) of \(contextLength) positions); nothing more can be generated")
+            }
             guard let last = lastLogits else {
                 throw MoertError.invalid("the session's last evaluation produced no logits; give at least one prompt token")
             }

@@ -117,7 +117,7 @@ public final class Session {
 
         // token embedding: [n] -> [n, H]
         for t in 0..<n {
-            memcpy(x + t * h, model.embedding.data + Int(tokens[t]) * h, h * MemoryLayout<Float>.size)
+            model.embedding.row(Int(tokens[t]), into: x + t * h)
         }
         for (l, layer) in model.layers.enumerated() {
             // attention block with pre-norm and residual

@@ -1,5 +1,6 @@
 // Threads: the process-wide worker thread count shared by moert's kernels and OpenBLAS.
 
+import CKernels
 import COpenBLAS
 #if canImport(Glibc)
 import Glibc
@@ -14,7 +15,9 @@ public enum Threads {
     /// - Throws: `MoertError` (`.invalidArgument`) for a negative count.
     public static func set(_ n: Int) throws {
         guard n >= 0 else { throw MoertError.invalid("thread count must be >= 0 (0 = default), got \(n)") }
-        openblas_set_num_threads(Int32(n == 0 ? available : n))
+        let count = n == 0 ? available : n
+        openblas_set_num_threads(Int32(count))
+        moert_kernels_set_threads(Int32(count))
     }
 
     /// The thread count in effect.

@@ -9,6 +9,9 @@ Quick start::
         for token in session.generate([1, 15, 27], max_new_tokens=8):
             print(token)
 
+Routers and experts can also be written in Python (:class:`Router`, :class:`Expert`, :func:`register_router`,
+:func:`register_expert`), and expert memory capped with ``Model(..., expert_budget="25%")``.
+
 The library is found through ``$MOERT_LIBRARY``, a copy shipped in the package, the repository's build
 directories, then the system loader (see :func:`load_library`); it is loaded on first use.
 """
@@ -32,7 +35,19 @@ from ._errors import (
     UnsupportedError,
 )
 from ._lib import library_path, load_library
-from .model import Model, ModelInfo
+from .model import MemoryStats, Model, ModelInfo
+from .plugins import (
+    CreateContext,
+    Expert,
+    LayerInfo,
+    PythonKind,
+    Router,
+    RouterBatch,
+    python_kinds,
+    register_expert,
+    register_router,
+    shutdown,
+)
 from .routing import RoutingTrace, expert_kinds, load_plugin, router_kinds
 from .runtime import abi_version, get_threads, set_threads, status_string, version, version_number
 from .sampling import Sampler
@@ -46,6 +61,7 @@ __all__ = [
     # objects
     "Model",
     "ModelInfo",
+    "MemoryStats",
     "Session",
     "Sampler",
     "RoutingTrace",
@@ -53,6 +69,17 @@ __all__ = [
     "load_plugin",
     "router_kinds",
     "expert_kinds",
+    "shutdown",
+    # kinds written in Python
+    "register_router",
+    "register_expert",
+    "Router",
+    "Expert",
+    "LayerInfo",
+    "CreateContext",
+    "RouterBatch",
+    "PythonKind",
+    "python_kinds",
     # library
     "abi_version",
     "get_threads",

@@ -1,4 +1,5 @@
-"""Finding and loading libmoert, the prototypes of every moert.h function, and status checking."""
+"""Finding and loading libmoert, the prototypes of every function of moert.h and moert_plugin.h, and status
+checking."""
 
 from __future__ import annotations
 
@@ -8,15 +9,18 @@ import os
 import threading
 from ctypes import POINTER, c_char_p, c_float, c_int32, c_int64, c_size_t, c_uint32, c_void_p
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
+from typing import Any, Dict, Iterator, List, NoReturn, Optional, Tuple, Union
 
-from ._errors import LibraryNotFoundError, MoertError, Status, UnsupportedError, error_class
+from ._errors import LibraryNotFoundError, MoertError, error_class
 from ._types import (
     MOERT_ABI_VERSION,
+    moert_expert_ops,
     moert_generate_options,
+    moert_memory_stats,
     moert_model_info,
     moert_model_options,
     moert_model_p,
+    moert_router_ops,
     moert_sampler_options,
     moert_sampler_p,
     moert_session_options,
@@ -29,12 +33,12 @@ from ._types import (
 __all__ = [
     "ENV_VAR",
     "PROTOTYPES",
-    "OPTIONAL",
     "candidates",
     "check",
     "error",
-    "function",
     "get",
+    "note_callback_exception",
+    "raise_error",
     "last_error",
     "library_path",
     "load_library",
@@ -47,7 +51,8 @@ _PACKAGE_DIR = Path(__file__).resolve().parent
 # bindings/python/moert -> the repository root, when the package runs from a checkout.
 _REPO_DIR = _PACKAGE_DIR.parents[2] if len(_PACKAGE_DIR.parents) > 2 else _PACKAGE_DIR
 
-# restype, argtypes of every MOERT_API function of moert.h, in header order.
+# restype, argtypes of every MOERT_API function of moert.h and then moert_plugin.h, in header order. All of them
+# exist since 0.1.0: a library lacking any one is refused.
 PROTOTYPES: Dict[str, Tuple[Any, List[Any]]] = {
     # Versions
     "moert_version": (c_char_p, []),
@@ -64,6 +69,14 @@ PROTOTYPES: Dict[str, Tuple[Any, List[Any]]] = {
     "moert_model_load": (moert_status, [c_char_p, POINTER(moert_model_options), POINTER(moert_model_p)]),
     "moert_model_free": (None, [moert_model_p]),
     "moert_model_get_info": (moert_status, [moert_model_p, POINTER(moert_model_info)]),
+    "moert_model_eos_token_count": (c_int32, [moert_model_p]),
+    "moert_model_eos_token": (c_int32, [moert_model_p, c_int32]),
+    # Memory
+    "moert_model_get_memory_stats": (moert_status, [moert_model_p, POINTER(moert_memory_stats)]),
+    "moert_model_get_resident_experts": (
+        moert_status,
+        [moert_model_p, POINTER(c_int32), c_size_t, POINTER(c_int32)],
+    ),
     # Sessions
     "moert_session_options_init_sized": (None, [POINTER(moert_session_options), c_size_t]),
     "moert_session_create": (moert_status, [moert_model_p, POINTER(moert_session_options), POINTER(moert_session_p)]),
@@ -108,30 +121,14 @@ PROTOTYPES: Dict[str, Tuple[Any, List[Any]]] = {
     "moert_session_reset_counters": (moert_status, [moert_session_p]),
     "moert_model_expert_kind": (c_char_p, [moert_model_p, c_int32, c_int32]),
     "moert_model_router_kind": (c_char_p, [moert_model_p, c_int32]),
-    # Host-side plugin functions of moert_plugin.h that this binding uses
+    # moert_plugin.h: host-side functions
     "moert_plugin_load": (moert_status, [c_char_p]),
+    "moert_register_router": (moert_status, [POINTER(moert_router_ops)]),
+    "moert_register_expert": (moert_status, [POINTER(moert_expert_ops)]),
     "moert_kind_count": (c_int32, [c_int32]),
     "moert_kind_name": (c_char_p, [c_int32, c_int32]),
+    "moert_shutdown": (moert_status, []),
 }
-
-# Functions the binding works without: an older build may lack them, and only the features that use them then
-# raise UnsupportedError. Every other function must be exported for a library to be accepted.
-OPTIONAL = frozenset(
-    {
-        "moert_session_set_router",
-        "moert_session_set_top_k",
-        "moert_session_set_trace",
-        "moert_session_get_trace",
-        "moert_session_clear_trace",
-        "moert_session_get_expert_counts",
-        "moert_session_reset_counters",
-        "moert_model_expert_kind",
-        "moert_model_router_kind",
-        "moert_plugin_load",
-        "moert_kind_count",
-        "moert_kind_name",
-    }
-)
 
 _lock = threading.Lock()
 _library: Optional[ctypes.CDLL] = None
@@ -189,12 +186,10 @@ def _open(path: str) -> ctypes.CDLL:
     if os.sep in path and not os.path.exists(path):
         raise OSError("no such file")
     library = ctypes.CDLL(path)
-    missing = [name for name in PROTOTYPES if name not in OPTIONAL and not hasattr(library, name)]
+    missing = [name for name in PROTOTYPES if not hasattr(library, name)]
     if missing:
         raise OSError(f"not a moert {MOERT_ABI_VERSION}.x library: missing {', '.join(missing)}")
     for name, (restype, argtypes) in PROTOTYPES.items():
-        if not hasattr(library, name):
-            continue
         function = getattr(library, name)
         function.restype = restype
         function.argtypes = argtypes
@@ -257,16 +252,6 @@ def get() -> ctypes.CDLL:
     return library
 
 
-def function(name: str) -> Any:
-    """A library function that may be missing from older builds; UnsupportedError when it is."""
-    library = get()
-    if name not in PROTOTYPES or not hasattr(library, name):
-        raise UnsupportedError(
-            Status.UNSUPPORTED, f"{name} is not exported by {_library_path}; rebuild libmoert from a newer checkout"
-        )
-    return getattr(library, name)
-
-
 def library_path() -> str:
     """The file libmoert was loaded from (loading it on first use)."""
     get()
@@ -279,13 +264,38 @@ def last_error() -> str:
     return text.decode("utf-8", "replace") if text else ""
 
 
+# A Python exception raised inside a callback that moert called (a router or expert written in Python), kept per
+# thread until the failed library call it caused is turned into an exception.
+_callback_failure = threading.local()
+
+
+def note_callback_exception(exception: BaseException) -> None:
+    """Keeps `exception`, raised by a Python callback on this thread, for the error of the call that ran it."""
+    _callback_failure.exception = exception
+
+
 def check(status: int) -> None:
     """Raises the :class:`MoertError` subclass for `status` with the library's message, unless it is MOERT_OK."""
     if status != 0:
-        raise error(status)
+        raise_error(error(status))
 
 
 def error(status: int) -> MoertError:
-    """The exception for a failed call; must be built right after the call, on the same thread."""
-    return error_class(status)(status, last_error())
+    """The exception for a failed call; must be built right after the call, on the same thread.
 
+    When a Python callback raised during the call, its exception becomes the ``__cause__``.
+    """
+    failure = error_class(status)(status, last_error())
+    cause: Optional[BaseException] = getattr(_callback_failure, "exception", None)
+    if cause is not None:
+        _callback_failure.exception = None
+        failure.__cause__ = cause
+    return failure
+
+
+def raise_error(failure: MoertError) -> NoReturn:
+    """Raises `failure`, or the KeyboardInterrupt (or other non-Exception) a callback raised that caused it."""
+    cause = failure.__cause__
+    if cause is not None and not isinstance(cause, Exception):
+        raise cause
+    raise failure

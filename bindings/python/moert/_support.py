@@ -13,9 +13,6 @@ __all__ = ["OwnedHandle", "init_options", "as_tokens", "as_logits", "c_int_arg",
 
 _S = TypeVar("_S", bound=ctypes.Structure)
 
-# Room for the library's *_init functions to write their structs. An *_init writes the library's own
-# sizeof, which a newer library may have grown past this binding's mirror; 4 KiB is far above any of them.
-
 _INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
 
 

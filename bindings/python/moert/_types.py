@@ -1,7 +1,5 @@
-"""ctypes mirrors of the constants, structs and callback types of moert.h (same names, same layout).
-
-The host-side constants of moert_plugin.h used by this binding are here too.
-"""
+"""ctypes mirrors of the constants, structs and callback types of moert.h and moert_plugin.h (same names, same
+layout, same field order)."""
 
 from __future__ import annotations
 
@@ -10,9 +8,11 @@ from ctypes import (
     POINTER,
     Structure,
     c_char_p,
+    c_double,
     c_float,
     c_int32,
     c_int64,
+    c_size_t,
     c_uint32,
     c_uint64,
     c_void_p,
@@ -40,8 +40,35 @@ __all__ = [
     "moert_generate_options",
     "moert_token_callback",
     "moert_trace",
+    "moert_memory_stats",
     "MOERT_KIND_ROUTER",
     "MOERT_KIND_EXPERT",
+    # moert_plugin.h
+    "MOERT_PLUGIN_ABI_VERSION",
+    "MOERT_TENSOR_F32",
+    "MOERT_TENSOR_I32",
+    "MOERT_EXPERT_ZERO_COMPUTE",
+    "MOERT_EXPERT_OUTPUT_ZERO",
+    "MOERT_EXPERT_OUTPUT_IDENTITY",
+    "MOERT_LOG_ERROR",
+    "MOERT_LOG_WARN",
+    "MOERT_LOG_INFO",
+    "MOERT_LOG_DEBUG",
+    "moert_create_context_p",
+    "moert_tensor",
+    "moert_layer_info",
+    "moert_router_caps",
+    "moert_router_input",
+    "moert_router_output",
+    "router_create_fn",
+    "router_route_fn",
+    "destroy_fn",
+    "moert_router_ops",
+    "expert_create_fn",
+    "expert_forward_fn",
+    "moert_expert_ops",
+    "moert_host_api",
+    "moert_plugin_init_fn",
 ]
 
 # Versions of the header this binding mirrors.
@@ -80,6 +107,8 @@ class moert_model_options(Structure):
         ("struct_size", c_uint32),
         ("flags", c_uint32),
         ("max_context", c_int64),
+        ("expert_budget_bytes", c_int64),
+        ("expert_budget_percent", c_float),
     ]
 
 
@@ -145,8 +174,6 @@ class moert_generate_options(Structure):
 #: ``typedef int32_t (*moert_token_callback)(int32_t token, void *user_data)``
 moert_token_callback = CFUNCTYPE(c_int32, c_int32, c_void_p)
 
-
-
 class moert_trace(Structure):
     """``moert_trace``: the routing trace, one record per (token, MoE layer); the arrays are owned by the session."""
 
@@ -160,3 +187,207 @@ class moert_trace(Structure):
         ("expert_ids", POINTER(c_int32)),
         ("weights", POINTER(c_float)),
     ]
+
+
+class moert_memory_stats(Structure):
+    """``moert_memory_stats``: memory use of a model, filled by ``moert_model_get_memory_stats()``."""
+
+    _fields_ = [
+        ("struct_size", c_uint32),
+        ("allocator", c_char_p),
+        ("expert_bytes_total", c_int64),
+        ("expert_bytes_resident", c_int64),
+        ("expert_budget_bytes", c_int64),
+        ("mapped_bytes", c_int64),
+        ("converted_bytes", c_int64),
+        ("arena_active_bytes", c_int64),
+        ("arena_mapped_bytes", c_int64),
+        ("hits", c_int64),
+        ("misses", c_int64),
+        ("bytes_loaded", c_int64),
+        ("evictions", c_int64),
+    ]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# moert_plugin.h
+# ---------------------------------------------------------------------------------------------------------------
+
+MOERT_PLUGIN_ABI_VERSION = 1
+
+# moert_tensor.dtype
+MOERT_TENSOR_F32 = 0
+MOERT_TENSOR_I32 = 1
+
+# moert_expert_ops.flags
+MOERT_EXPERT_ZERO_COMPUTE = 0x1
+MOERT_EXPERT_OUTPUT_ZERO = 0x2
+MOERT_EXPERT_OUTPUT_IDENTITY = 0x4
+
+# host->log levels
+MOERT_LOG_ERROR = 0
+MOERT_LOG_WARN = 1
+MOERT_LOG_INFO = 2
+MOERT_LOG_DEBUG = 3
+
+#: ``const moert_create_context *`` (opaque)
+moert_create_context_p = c_void_p
+
+
+class moert_tensor(Structure):
+    """``moert_tensor``: a read-only tensor borrowed from the model (float32 or int32, row-major)."""
+
+    _fields_ = [
+        ("struct_size", c_uint32),
+        ("dtype", c_int32),
+        ("data", c_void_p),
+        ("ndim", c_int32),
+        ("shape", c_int64 * 4),
+    ]
+
+
+class moert_layer_info(Structure):
+    """``moert_layer_info``: facts about the MoE layer a router or expert instance is created for."""
+
+    _fields_ = [
+        ("struct_size", c_uint32),
+        ("layer", c_int32),
+        ("moe_index", c_int32),
+        ("n_moe_layers", c_int32),
+        ("hidden_size", c_int32),
+        ("n_experts", c_int32),
+        ("top_k", c_int32),
+        ("vocab_size", c_int32),
+        ("expert_index", c_int32),
+    ]
+
+
+class moert_router_caps(Structure):
+    """``moert_router_caps``: what a router instance declares at create()."""
+
+    _fields_ = [
+        ("struct_size", c_uint32),
+        ("max_experts_per_token", c_int32),
+        ("state_size", c_int32),
+    ]
+
+
+class moert_router_input(Structure):
+    """``moert_router_input``: one batch of tokens at one MoE layer (all pointers borrowed for the call)."""
+
+    _fields_ = [
+        ("struct_size", c_uint32),
+        ("n_tokens", c_int32),
+        ("hidden_size", c_int32),
+        ("x", POINTER(c_float)),
+        ("token_ids", POINTER(c_int32)),
+        ("positions", POINTER(c_int32)),
+        ("prev_token_ids", POINTER(c_int32)),
+        ("state", POINTER(c_float)),
+        ("state_stride", c_int32),
+        ("prev_logits", POINTER(c_float)),
+        ("prev_logits_width", c_int32),
+    ]
+
+
+class moert_router_output(Structure):
+    """``moert_router_output``: buffers moert allocates and a router fills."""
+
+    _fields_ = [
+        ("struct_size", c_uint32),
+        ("max_per_token", c_int32),
+        ("expert_ids", POINTER(c_int32)),
+        ("weights", POINTER(c_float)),
+        ("counts", POINTER(c_int32)),
+        ("logits", POINTER(c_float)),
+    ]
+
+
+class moert_host_api(Structure):
+    """``moert_host_api``: the functions moert offers plugins (its fields are declared below)."""
+
+
+#: ``moert_router_ops.create``
+router_create_fn = CFUNCTYPE(
+    c_int32,
+    POINTER(moert_host_api),
+    moert_create_context_p,
+    POINTER(moert_layer_info),
+    POINTER(moert_router_caps),
+    POINTER(c_void_p),
+)
+#: ``moert_router_ops.route``
+router_route_fn = CFUNCTYPE(c_int32, c_void_p, POINTER(moert_router_input), POINTER(moert_router_output))
+#: ``moert_router_ops.destroy`` and ``moert_expert_ops.destroy``
+destroy_fn = CFUNCTYPE(None, c_void_p)
+#: ``moert_expert_ops.create``
+expert_create_fn = CFUNCTYPE(
+    c_int32, POINTER(moert_host_api), moert_create_context_p, POINTER(moert_layer_info), POINTER(c_void_p)
+)
+#: ``moert_expert_ops.forward``
+expert_forward_fn = CFUNCTYPE(c_int32, c_void_p, POINTER(c_float), c_int32, c_int32, POINTER(c_float))
+
+
+class moert_router_ops(Structure):
+    """``moert_router_ops``: a router kind's table."""
+
+    _fields_ = [
+        ("struct_size", c_uint32),
+        ("abi_version", c_uint32),
+        ("name", c_char_p),
+        ("create", router_create_fn),
+        ("route", router_route_fn),
+        ("destroy", destroy_fn),
+    ]
+
+
+class moert_expert_ops(Structure):
+    """``moert_expert_ops``: an expert kind's table."""
+
+    _fields_ = [
+        ("struct_size", c_uint32),
+        ("abi_version", c_uint32),
+        ("name", c_char_p),
+        ("flags", c_uint32),
+        ("create", expert_create_fn),
+        ("forward", expert_forward_fn),
+        ("destroy", destroy_fn),
+    ]
+
+
+moert_host_api._fields_ = [
+    ("struct_size", c_uint32),
+    ("abi_version", c_uint32),
+    ("alloc", CFUNCTYPE(c_void_p, c_size_t, c_size_t)),
+    ("free", CFUNCTYPE(None, c_void_p)),
+    ("log", CFUNCTYPE(None, c_int32, c_char_p)),
+    ("set_error", CFUNCTYPE(None, c_char_p)),
+    ("register_router", CFUNCTYPE(c_int32, c_void_p, POINTER(moert_router_ops))),
+    ("register_expert", CFUNCTYPE(c_int32, c_void_p, POINTER(moert_expert_ops))),
+    ("layer_tensor", CFUNCTYPE(c_int32, moert_create_context_p, c_char_p, POINTER(moert_tensor))),
+    ("model_tensor", CFUNCTYPE(c_int32, moert_create_context_p, c_char_p, POINTER(moert_tensor))),
+    ("param_number", CFUNCTYPE(c_int32, moert_create_context_p, c_char_p, POINTER(c_double))),
+    ("param_string", CFUNCTYPE(c_int32, moert_create_context_p, c_char_p, POINTER(c_char_p))),
+    (
+        "sgemm",
+        CFUNCTYPE(
+            None,
+            c_int32,
+            c_int32,
+            c_int32,
+            c_int32,
+            c_int32,
+            c_float,
+            POINTER(c_float),
+            c_int32,
+            POINTER(c_float),
+            c_int32,
+            c_float,
+            POINTER(c_float),
+            c_int32,
+        ),
+    ),
+]
+
+#: ``moert_plugin_init_fn``: the signature of a plugin library's entry point.
+moert_plugin_init_fn = CFUNCTYPE(c_int32, POINTER(moert_host_api), c_void_p)

@@ -1,21 +1,25 @@
-"""Loaded models (``moert_model``) and their description (``moert_model_info``)."""
+"""Loaded models (``moert_model``), their description (``moert_model_info``) and memory use (``moert_memory_stats``)."""
 
 from __future__ import annotations
 
 import ctypes
 import dataclasses
-import json
+import math
 import os
-from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple, Union
+import re
+from typing import TYPE_CHECKING, Dict, Optional, Tuple, Union
 
-from . import _lib
+import numpy as np
+
+from . import _lib, plugins
 from ._errors import InvalidArgumentError, Status
-from ._support import OwnedHandle, c_int_arg, init_options
+from ._support import OwnedHandle, c_int_arg, init_options, int_arg
 from ._types import (
     MOERT_DTYPE_BF16,
     MOERT_DTYPE_F16,
     MOERT_DTYPE_F32,
     MOERT_DTYPE_MIXED,
+    moert_memory_stats,
     moert_model_info,
     moert_model_options,
 )
@@ -24,9 +28,12 @@ from .runtime import set_threads
 if TYPE_CHECKING:
     from .session import Session
 
-__all__ = ["Model", "ModelInfo"]
+__all__ = ["Model", "ModelInfo", "MemoryStats", "parse_expert_budget"]
 
 PathLike = Union[str, "os.PathLike[str]"]
+
+#: What ``Model(expert_budget=...)`` accepts: bytes as an int, a text such as "512M", "2G" or "25%", or None.
+ExpertBudget = Union[None, int, str]
 
 _DTYPE_NAMES: Dict[int, str] = {
     MOERT_DTYPE_F32: "f32",
@@ -73,7 +80,8 @@ class ModelInfo:
     file_bytes: int
     """Bytes of safetensors files mapped."""
     weight_bytes: int
-    """Bytes of float32 weights resident beyond the mapping (converted from f16/bf16)."""
+    """Bytes of float32 weights held beyond the mapping: weights converted at load (from f16/bf16) plus the routed
+    experts materialised so far (see :class:`MemoryStats`), so it grows as experts are first used."""
     bos_token_id: Optional[int]
     """The beginning-of-sequence token, or None when the config names none."""
     eos_token_id: Optional[int]
@@ -113,6 +121,11 @@ class Model:
         threads: when given, calls :func:`moert.set_threads` first. The setting is process-wide: it applies to
             every model and session, not only this one.
         max_context: cap on the context length sessions may ask for; 0 keeps the model's own.
+        expert_budget: cap on the memory of resident routed experts. Experts are materialised (as float32) on
+            first use and, beyond the cap, the least recently used ones are evicted and re-read from the mapped
+            files when needed again; results do not change. None or 0: no cap. An int is a number of bytes; a
+            text is bytes with an optional binary unit ("65536", "512K", "512M", "1.5G", "2GiB"; K, M, G and T
+            are powers of 1024) or a share of all routed-expert bytes ("25%", in (0, 100]).
 
     A model is immutable after loading and may be shared by any number of threads and sessions. Free it with
     :meth:`close` or a ``with`` block (it is also freed when garbage-collected); closing a model first closes
@@ -122,39 +135,62 @@ class Model:
         MoertIOError: the directory or a file cannot be opened, read or mapped.
         FormatError: a file is malformed.
         UnsupportedError: an architecture, rope type or dtype moert does not support.
-        InvalidArgumentError: a negative or too large ``max_context`` or ``threads``.
+        InvalidArgumentError: a negative or too large ``max_context`` or ``threads``, or a bad ``expert_budget``.
+        TypeError: ``expert_budget`` is neither None, an int nor a str.
         MoertMemoryError: memory ran out.
 
     The C entry points are ``moert_model_load``, ``moert_model_get_info`` and ``moert_model_free``.
     """
 
-    def __init__(self, path: PathLike, threads: Optional[int] = None, max_context: int = 0) -> None:
+    def __init__(
+        self,
+        path: PathLike,
+        threads: Optional[int] = None,
+        max_context: int = 0,
+        expert_budget: ExpertBudget = None,
+    ) -> None:
         self._handle: Optional[OwnedHandle] = None
         self._sessions: Dict[int, OwnedHandle] = {}
         library = _lib.get()
+        self._library = library
+        # Keeps the Python router and expert kinds (and the C callbacks behind them) alive as long as this model:
+        # moert calls their destroy when the model is freed, possibly late at interpreter exit.
+        self._kinds_alive = plugins._registry_anchor()
+        budget_bytes, budget_percent = parse_expert_budget(expert_budget)
         if threads is not None:
             set_threads(threads)
         self._path: str = os.fspath(path)
         options = init_options(moert_model_options, library.moert_model_options_init_sized)
         options.max_context = c_int_arg(max_context, "max_context", 64)
+        options.expert_budget_bytes = budget_bytes
+        options.expert_budget_percent = budget_percent
         out = ctypes.c_void_p()
         _lib.check(library.moert_model_load(os.fsencode(self._path), ctypes.byref(options), ctypes.byref(out)))
         self._handle = OwnedHandle(out.value or 0, library.moert_model_free)
+        try:
+            self._info = self._read_info()
+            count = int(library.moert_model_eos_token_count(self._handle.address))
+            ids = (int(library.moert_model_eos_token(self._handle.address, i)) for i in range(count))
+            self._eos_token_ids: Tuple[int, ...] = tuple(i for i in ids if i >= 0)
+        except BaseException:
+            self.close()
+            raise
+
+    def _read_info(self) -> "ModelInfo":
+        """Calls moert_model_get_info."""
         info = moert_model_info()
         info.struct_size = ctypes.sizeof(moert_model_info)
-        status = library.moert_model_get_info(self._handle.address, ctypes.byref(info))
-        if status != 0:
-            failure = _lib.error(status)
-            self.close()
-            raise failure
-        self._info = ModelInfo._from_c(info)
-        self._eos_token_ids = _config_eos_ids(self._path, self._info.eos_token_id)
+        _lib.check(self._library.moert_model_get_info(self._require(), ctypes.byref(info)))
+        return ModelInfo._from_c(info)
 
     @property
     def info(self) -> ModelInfo:
-        """The model's :class:`ModelInfo` (read once at load; the model never changes)."""
-        self._require()
-        return self._info
+        """The model's :class:`ModelInfo`, read on each access (only ``weight_bytes`` changes over time: it grows
+        as routed experts are materialised, and shrinks when they are evicted under an ``expert_budget``).
+
+        The C entry point is ``moert_model_get_info``.
+        """
+        return self._read_info()
 
     @property
     def path(self) -> str:
@@ -163,8 +199,40 @@ class Model:
 
     @property
     def eos_token_ids(self) -> Tuple[int, ...]:
-        """Every end-of-sequence id of config.json's ``eos_token_id`` (``info.eos_token_id`` is the first)."""
+        """Every end-of-sequence id the model names (config.json may give several; ``info.eos_token_id`` is the
+        first); empty when it names none.
+
+        The C entry points are ``moert_model_eos_token_count`` and ``moert_model_eos_token``.
+        """
+        self._require()
         return self._eos_token_ids
+
+    def memory_stats(self) -> "MemoryStats":
+        """A snapshot of the model's memory use and expert residency counters (all sessions together).
+
+        The C entry point is ``moert_model_get_memory_stats``.
+        """
+        stats = moert_memory_stats()
+        stats.struct_size = ctypes.sizeof(moert_memory_stats)
+        _lib.check(self._library.moert_model_get_memory_stats(self._require(), ctypes.byref(stats)))
+        return MemoryStats._from_c(stats)
+
+    def resident_experts(self) -> np.ndarray:
+        """The number of routed experts resident (materialised) now in each MoE layer.
+
+        Returns:
+            int32 array ``[n_moe_layers]``.
+
+        The C entry point is ``moert_model_get_resident_experts``.
+        """
+        address = self._require()
+        get_resident = self._library.moert_model_get_resident_experts
+        layers = ctypes.c_int32()
+        _lib.check(get_resident(address, None, 0, ctypes.byref(layers)))
+        counts = np.zeros(layers.value, dtype=np.int32)
+        pointer = counts.ctypes.data_as(ctypes.POINTER(ctypes.c_int32))
+        _lib.check(get_resident(address, pointer, counts.size, ctypes.byref(layers)))
+        return counts
 
     @property
     def closed(self) -> bool:
@@ -192,7 +260,7 @@ class Model:
         The C entry point is ``moert_model_router_kind``.
         """
         address = self._require()
-        name = _lib.function("moert_model_router_kind")(address, c_int_arg(moe_layer, "moe_layer", 32))
+        name = self._library.moert_model_router_kind(address, c_int_arg(moe_layer, "moe_layer", 32))
         return None if name is None else name.decode("utf-8", "replace")
 
     def expert_kind(self, moe_layer: int, expert: int) -> Optional[str]:
@@ -202,7 +270,7 @@ class Model:
         The C entry point is ``moert_model_expert_kind``.
         """
         address = self._require()
-        kind_of = _lib.function("moert_model_expert_kind")
+        kind_of = self._library.moert_model_expert_kind
         name = kind_of(address, c_int_arg(moe_layer, "moe_layer", 32), c_int_arg(expert, "expert", 32))
         return None if name is None else name.decode("utf-8", "replace")
 
@@ -259,14 +327,104 @@ class Model:
         )
 
 
-def _config_eos_ids(path: str, first: Optional[int]) -> Tuple[int, ...]:
-    """The ``eos_token_id`` list of config.json; falls back to the library's first id."""
-    fallback: Tuple[int, ...] = () if first is None else (first,)
-    try:
-        with open(os.path.join(path, "config.json"), "rb") as file:
-            value: Any = json.load(file).get("eos_token_id")
-    except (OSError, ValueError, AttributeError):
-        return fallback
-    values = value if isinstance(value, list) else [value]
-    ids = tuple(v for v in values if isinstance(v, int) and not isinstance(v, bool) and v >= 0)
-    return ids if ids and (first is None or ids[0] == first) else fallback
+@dataclasses.dataclass(frozen=True)
+class MemoryStats:
+    """Memory use of a model; the fields are those of the C struct ``moert_memory_stats``.
+
+    Byte counts are ints. ``arena_active_bytes`` and ``arena_mapped_bytes`` are None where C gives -1 (experts
+    are not allocated with jemalloc). The counters ``hits``, ``misses``, ``bytes_loaded`` and ``evictions`` count
+    since the model was loaded, over all of its sessions.
+    """
+
+    allocator: str
+    """Where expert memory comes from: "jemalloc (in process)", "jemalloc (loaded)" or "aligned malloc"."""
+    expert_bytes_total: int
+    """All routed experts in their float32 compute layout."""
+    expert_bytes_resident: int
+    """Routed experts materialised now."""
+    expert_budget_bytes: int
+    """The residency cap in bytes (a percentage is converted at load); 0 = none."""
+    mapped_bytes: int
+    """Safetensors files mapped."""
+    converted_bytes: int
+    """Other weights converted to float32 at load (f16/bf16 storage)."""
+    arena_active_bytes: Optional[int]
+    """jemalloc's active bytes of the model's arena; None without jemalloc."""
+    arena_mapped_bytes: Optional[int]
+    """jemalloc's mapped bytes of the arena; None without jemalloc."""
+    hits: int
+    """Expert uses that found the weights resident."""
+    misses: int
+    """Expert uses that materialised them."""
+    bytes_loaded: int
+    """Bytes materialised so far (re-materialisations after eviction included)."""
+    evictions: int
+    """Experts evicted under the budget."""
+
+    @classmethod
+    def _from_c(cls, stats: moert_memory_stats) -> "MemoryStats":
+        """Converts the filled C struct."""
+        return cls(
+            allocator=stats.allocator.decode("utf-8", "replace") if stats.allocator else "",
+            expert_bytes_total=stats.expert_bytes_total,
+            expert_bytes_resident=stats.expert_bytes_resident,
+            expert_budget_bytes=stats.expert_budget_bytes,
+            mapped_bytes=stats.mapped_bytes,
+            converted_bytes=stats.converted_bytes,
+            arena_active_bytes=None if stats.arena_active_bytes < 0 else stats.arena_active_bytes,
+            arena_mapped_bytes=None if stats.arena_mapped_bytes < 0 else stats.arena_mapped_bytes,
+            hits=stats.hits,
+            misses=stats.misses,
+            bytes_loaded=stats.bytes_loaded,
+            evictions=stats.evictions,
+        )
+
+
+_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+_BYTES_TEXT = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(?:([kmgt])(?:i?b)?|b)?\s*$", re.IGNORECASE)
+_PERCENT_TEXT = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*%\s*$")
+_INT64_MAX = 2**63 - 1
+
+
+def parse_expert_budget(budget: ExpertBudget) -> Tuple[int, float]:
+    """Turns an ``expert_budget`` argument into the C fields (``expert_budget_bytes``, ``expert_budget_percent``).
+
+    None and 0 give (0, 0.0), no cap. An int is bytes. A text is either bytes with an optional binary unit
+    ("65536", "512K", "512M", "1.5G", "2GiB", "3 MB"; K, M, G and T are powers of 1024, a trailing "B" or "iB"
+    is optional) or a percentage of all routed-expert bytes ("25%", "12.5 %", in (0, 100]).
+
+    Raises:
+        TypeError: `budget` is neither None, an int nor a str.
+        InvalidArgumentError: a negative or too large number, a percentage outside (0, 100], or text that is
+            neither form.
+    """
+    if budget is None:
+        return 0, 0.0
+    if isinstance(budget, str):
+        percent = _PERCENT_TEXT.match(budget)
+        if percent:
+            share = float(percent.group(1))
+            if not 0.0 < share <= 100.0:
+                raise InvalidArgumentError(
+                    Status.INVALID_ARGUMENT, f"expert_budget {budget!r}: a percentage must be in (0, 100]"
+                )
+            return 0, share
+        sized = _BYTES_TEXT.match(budget)
+        if not sized:
+            raise InvalidArgumentError(
+                Status.INVALID_ARGUMENT,
+                f"expert_budget {budget!r}: expected bytes such as '512M', '2G' or '1073741824', or a share such "
+                "as '25%'",
+            )
+        value = float(sized.group(1)) * _UNITS[(sized.group(2) or "").lower()]
+        if not math.isfinite(value) or value > _INT64_MAX:
+            raise InvalidArgumentError(Status.INVALID_ARGUMENT, f"expert_budget {budget!r} is too large")
+        return int(value), 0.0
+    if isinstance(budget, float):
+        raise TypeError("expert_budget must be an int (bytes), a str such as '512M' or '25%', or None; got float")
+    number = int_arg(budget, "expert_budget")
+    if not 0 <= number <= _INT64_MAX:
+        raise InvalidArgumentError(
+            Status.INVALID_ARGUMENT, f"expert_budget must be 0 (no cap) or a positive number of bytes, got {number}"
+        )
+    return number, 0.0

@@ -28,12 +28,12 @@ def load_plugin(path: Union[str, "os.PathLike[str]"]) -> None:
 
     The C entry point is ``moert_plugin_load``.
     """
-    _lib.check(_lib.function("moert_plugin_load")(os.fsencode(os.fspath(path))))
+    _lib.check(_lib.get().moert_plugin_load(os.fsencode(os.fspath(path))))
 
 
 def _kinds(kind: int) -> List[str]:
-    count = int(_lib.function("moert_kind_count")(kind))
-    name_of = _lib.function("moert_kind_name")
+    count = int(_lib.get().moert_kind_count(kind))
+    name_of = _lib.get().moert_kind_name
     names = (name_of(kind, i) for i in range(count))
     return [name.decode("utf-8", "replace") for name in names if name]
 

@@ -60,6 +60,7 @@ class Session:
         self._handle: Optional[OwnedHandle] = None
         self._model = model
         library = _lib.get()
+        self._library = library
         model_address = model._require()
         options = init_options(moert_session_options, library.moert_session_options_init_sized)
         options.n_ctx = c_int_arg(n_ctx, "n_ctx", 64)
@@ -68,7 +69,6 @@ class Session:
         _lib.check(library.moert_session_create(model_address, ctypes.byref(options), ctypes.byref(out)))
         self._handle = OwnedHandle(out.value or 0, library.moert_session_free)
         model._adopt(self._handle)
-        self._library = library
         self._vocab_size: int = model.info.vocab_size
         self._n_ctx: int = int(library.moert_session_n_ctx(self._handle.address))
         # Logits of the last evaluated position, for generation that continues without a prompt.
@@ -161,7 +161,7 @@ class Session:
             failure = _lib.error(status)
             if status not in _UNCHANGED_AFTER:
                 self._broken, self._last_logits = failure, None
-            raise failure
+            _lib.raise_error(failure)
         self._last_logits = None if logits is None else logits.reshape(-1, self._vocab_size)[-1].copy()
 
     # Generation
@@ -180,11 +180,13 @@ class Session:
         """Evaluates `prompt`, then yields up to `max_new_tokens` new token ids, one per step, as they are made.
 
         The iterator is lazy: nothing is evaluated before the first ``next()``, and each later ``next()``
-        feeds the previous token back and samples one more. Stopping early (``break``) leaves ``n_past`` at the
-        prompt plus every token but the last one yielded; that last token has not been evaluated yet, so to
-        continue pass it as the next prompt. Generation stops after the model's EOS token (which is yielded)
-        unless `ignore_eos`, and when the context is full after at least one token. The results equal those of
-        :meth:`generate_all` (``moert_session_generate``) for the same arguments.
+        feeds the previous token back and samples one more. Generation stops after the model's EOS token (which
+        is yielded) unless `ignore_eos`, and when the context is full after at least one token. Run to its end,
+        the iterator feeds the last token back too (unless the context is full), so the session holds the
+        prompt plus every token generated and ``generate([], ...)`` continues the sequence: the tokens and the
+        session state equal those of :meth:`generate_all` (``moert_session_generate``) for the same arguments.
+        Stopping early (``break``) leaves ``n_past`` at the prompt plus every token but the last one yielded;
+        that last token has not been evaluated yet, so to continue pass it as the next prompt.
 
         Args:
             prompt: ids to evaluate first; may be empty when the session already holds tokens and its last
@@ -231,10 +233,12 @@ class Session:
                 token = sampler.sample(logits)
                 produced += 1
                 yield token
-                if produced >= count or token in stop_ids or self.n_past >= self._n_ctx:
+                if self.n_past >= self._n_ctx:
                     return
                 step[0] = token
                 self._eval(step, MOERT_LOGITS_LAST, logits)
+                if produced >= count or token in stop_ids:
+                    return
         finally:
             sampler.close()
 
@@ -279,12 +283,13 @@ class Session:
             address, prompt_p, ids.size, ctypes.byref(options), callback, None,
             out.ctypes.data_as(_INT32_P), out.size, ctypes.byref(n_generated),
         )
-        self._last_logits = None  # moert keeps them; this binding cannot read them back
+        # moert keeps the last logits for a later call with an empty prompt; this binding cannot read them back.
+        self._last_logits = None
         if status != 0:
             failure = _lib.error(status)
             if status not in _UNCHANGED_AFTER:
                 self._broken = failure
-            raise failure
+            _lib.raise_error(failure)
         if raised:
             raise raised[0]
         return [int(token) for token in out[: min(n_generated.value, out.size)]]
@@ -295,14 +300,16 @@ class Session:
         """Replaces the router of every MoE layer for this session only (the model is unchanged).
 
         Args:
-            kind: a registered router kind (:func:`moert.router_kinds`; "topk" is built in, plugins add more,
-                see :func:`moert.load_plugin`); None restores the model's own routers.
+            kind: a registered router kind (:func:`moert.router_kinds`): "topk" is built in, plugin libraries add
+                more (:func:`moert.load_plugin`), and so do routers written in Python
+                (:func:`moert.register_router`); None restores the model's own routers.
             params: the kind's parameters as in a model's moert section: a mapping (sent as JSON) or a JSON
                 object text; None for none.
 
         Raises:
             InvalidArgumentError: an unknown kind or bad parameters.
-            PluginError: the kind's create failed.
+            PluginError: the kind's create failed (for a Python kind, the exception it raised is the
+                ``__cause__``); the session keeps its previous routers.
 
         The C entry point is ``moert_session_set_router``.
         """
@@ -310,7 +317,7 @@ class Session:
         text = params if params is None or isinstance(params, str) else json.dumps(dict(params))
         encoded_kind = None if kind is None else kind.encode("utf-8")
         encoded_params = None if text is None else text.encode("utf-8")
-        _lib.check(_lib.function("moert_session_set_router")(address, encoded_kind, encoded_params))
+        _lib.check(self._library.moert_session_set_router(address, encoded_kind, encoded_params))
 
     def set_top_k(self, top_k: int) -> None:
         """Uses the built-in softmax top-k router with another k in every MoE layer (0 restores the model's).
@@ -321,7 +328,7 @@ class Session:
         The C entry point is ``moert_session_set_top_k``.
         """
         address = self._require()
-        _lib.check(_lib.function("moert_session_set_top_k")(address, c_int_arg(top_k, "top_k", 32)))
+        _lib.check(self._library.moert_session_set_top_k(address, c_int_arg(top_k, "top_k", 32)))
 
     def set_trace(self, enabled: bool = True) -> None:
         """Turns recording of the routing trace on or off (expert counters are always kept).
@@ -329,7 +336,7 @@ class Session:
         The C entry point is ``moert_session_set_trace``.
         """
         address = self._require()
-        _lib.check(_lib.function("moert_session_set_trace")(address, 1 if enabled else 0))
+        _lib.check(self._library.moert_session_set_trace(address, 1 if enabled else 0))
 
     def trace(self) -> RoutingTrace:
         """A copy of the trace recorded since tracing was enabled or last cleared.
@@ -339,12 +346,12 @@ class Session:
         address = self._require()
         trace = moert_trace()
         trace.struct_size = ctypes.sizeof(moert_trace)
-        _lib.check(_lib.function("moert_session_get_trace")(address, ctypes.byref(trace)))
+        _lib.check(self._library.moert_session_get_trace(address, ctypes.byref(trace)))
         return RoutingTrace._from_c(trace)
 
     def clear_trace(self) -> None:
         """Empties the trace. The C entry point is ``moert_session_clear_trace``."""
-        _lib.check(_lib.function("moert_session_clear_trace")(self._require()))
+        _lib.check(self._library.moert_session_clear_trace(self._require()))
 
     def expert_counts(self) -> np.ndarray:
         """Tokens routed to each expert since the session was created or its counters reset.
@@ -355,7 +362,7 @@ class Session:
         The C entry point is ``moert_session_get_expert_counts``.
         """
         address = self._require()
-        get_counts = _lib.function("moert_session_get_expert_counts")
+        get_counts = self._library.moert_session_get_expert_counts
         layers, experts = ctypes.c_int32(), ctypes.c_int32()
         _lib.check(get_counts(address, None, 0, ctypes.byref(layers), ctypes.byref(experts)))
         counts = np.zeros((layers.value, experts.value), dtype=np.int64)
@@ -365,7 +372,7 @@ class Session:
 
     def reset_counters(self) -> None:
         """Zeroes the expert counters. The C entry point is ``moert_session_reset_counters``."""
-        _lib.check(_lib.function("moert_session_reset_counters")(self._require()))
+        _lib.check(self._library.moert_session_reset_counters(self._require()))
 
     # Lifetime
 

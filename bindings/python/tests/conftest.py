@@ -41,6 +41,23 @@ def read_safetensors(path: Path) -> Dict[str, np.ndarray]:
     return tensors
 
 
+_NAMES = {np.dtype(np.float32): "F32", np.dtype(np.float16): "F16", np.dtype(np.int32): "I32", np.dtype(np.int64): "I64"}
+
+
+def write_safetensors(path: Path, tensors: Dict[str, np.ndarray]) -> None:
+    """Writes `tensors` as a safetensors file (little-endian data, header padded to 8 bytes)."""
+    header: Dict[str, Any] = {"__metadata__": {"format": "pt"}}
+    chunks, offset = [], 0
+    for name, array in tensors.items():
+        data = np.ascontiguousarray(array).astype(array.dtype.newbyteorder("<"), copy=False).tobytes()
+        header[name] = {"dtype": _NAMES[array.dtype], "shape": list(array.shape), "data_offsets": [offset, offset + len(data)]}
+        chunks.append(data)
+        offset += len(data)
+    text = json.dumps(header).encode()
+    text += b" " * (-len(text) % 8)
+    path.write_bytes(struct.pack("<Q", len(text)) + text + b"".join(chunks))
+
+
 def fixture_dir(name: str) -> Path:
     return FIXTURES / name
 

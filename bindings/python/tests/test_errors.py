@@ -254,7 +254,7 @@ def test_callback_exception_is_reraised(mixtral: moert.Model) -> None:
         with pytest.raises(KeyError, match="stop here"):
             session.generate_all([1, 2, 3], 8, ignore_eos=True, on_token=on_token)
         assert len(seen) == 2
-        assert session.n_past == 3 + 1
+        assert session.n_past == 3 + 2  # moert feeds each generated token back, the last one too
 
 
 def test_thread_count_errors() -> None:

@@ -132,3 +132,28 @@ def test_abandoned_iterator_is_harmless(mixtral: moert.Model) -> None:
         del stream
         session.reset()
         assert session.eval([1]).shape == (mixtral.info.vocab_size,)
+
+
+@pytest.mark.parametrize("stop", ["max_new_tokens", "eos", "context"])
+def test_finished_iterator_leaves_the_session_as_the_library_does(tmp_path: Path, stop: str) -> None:
+    """Run to its end, the iterator feeds the last token back (as moert_session_generate does), so an empty prompt
+    continues the sequence from there."""
+    ref = reference("mixtral")
+    greedy = ref["greedy"].tolist()
+    path = tmp_path / "mixtral"
+    shutil.copytree(fixture_dir("mixtral"), path)
+    cfg = json.loads((path / "config.json").read_text())
+    cfg["eos_token_id"] = greedy[3] if stop == "eos" else 255
+    (path / "config.json").write_text(json.dumps(cfg))
+    n_ctx = 10 if stop == "context" else 0
+    with moert.Model(path) as model, model.session(n_ctx=n_ctx) as streaming, model.session(n_ctx=n_ctx) as native:
+        streamed = list(streaming.generate(ref["prompt"], 5))
+        generated = native.generate_all(ref["prompt"], 5)
+        assert streamed == generated
+        assert streaming.n_past == native.n_past
+        if stop == "context":
+            assert streaming.n_past == 10 and len(streamed) == 4  # the last token is not evaluated
+            return
+        assert streaming.n_past == ref["prompt"].size + len(streamed)
+        assert list(streaming.generate([], 2, ignore_eos=True)) == native.generate_all([], 2, ignore_eos=True)
+    assert streamed == greedy[: 4 if stop == "eos" else 5]

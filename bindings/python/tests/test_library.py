@@ -1,4 +1,5 @@
-"""The library: discovery, version checks, and prototypes and struct layouts that match moert.h."""
+"""The library: discovery, version checks, and prototypes and struct layouts that match moert.h and
+moert_plugin.h."""
 
 from __future__ import annotations
 
@@ -19,7 +20,10 @@ from moert import _lib, _types
 from conftest import PACKAGE_ROOT, REPO_ROOT
 
 HEADER = REPO_ROOT / "include" / "moert.h"
-needs_header = pytest.mark.skipif(not HEADER.is_file(), reason="moert.h is not in this checkout")
+PLUGIN_HEADER = REPO_ROOT / "include" / "moert_plugin.h"
+needs_header = pytest.mark.skipif(
+    not (HEADER.is_file() and PLUGIN_HEADER.is_file()), reason="moert.h is not in this checkout"
+)
 
 
 def run_python(code: str, env: Dict[str, Optional[str]]) -> subprocess.CompletedProcess:
@@ -151,34 +155,91 @@ def header_functions(header: Path = HEADER) -> List[str]:
 @needs_header
 def test_every_header_function_has_a_prototype() -> None:
     functions = header_functions()
-    assert len(functions) >= 24
-    assert set(functions) <= set(_lib.PROTOTYPES)
-    plugin_header = HEADER.parent / "moert_plugin.h"
-    exported = set(functions) | (set(header_functions(plugin_header)) if plugin_header.is_file() else set())
-    assert set(_lib.PROTOTYPES) <= exported
+    plugin_functions = header_functions(PLUGIN_HEADER)
+    assert len(functions) >= 37 and len(plugin_functions) == 6
+    # Every MOERT_API function of both headers is declared, in header order, and nothing else.
+    assert list(_lib.PROTOTYPES) == functions + plugin_functions
     library = _lib.get()
-    for name in functions:
-        if name in _lib.OPTIONAL and not hasattr(library, name):
-            continue
+    for name in functions + plugin_functions:
         function = getattr(library, name)
         assert function.argtypes is not None, name
-    assert not [name for name in functions if name not in _lib.OPTIONAL and not hasattr(library, name)]
+        assert function.argtypes == _lib.PROTOTYPES[name][1], name
+        assert function.restype == _lib.PROTOTYPES[name][0], name
 
 
-def test_missing_optional_function_raises_unsupported(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(_lib.PROTOTYPES, "moert_not_exported", (None, []))
-    with pytest.raises(moert.UnsupportedError, match="moert_not_exported"):
-        _lib.function("moert_not_exported")
+@needs_header
+def test_init_functions_are_static_inline_wrappers() -> None:
+    text = HEADER.read_text()
+    for name in ("model", "session", "sampler", "generate"):
+        assert re.search(rf"static inline void moert_{name}_options_init\(", text), name
+        assert f"moert_{name}_options_init_sized" in _lib.PROTOTYPES
+        assert f"moert_{name}_options_init" not in _lib.PROTOTYPES
+
+
+@needs_header
+def test_prototype_arguments_match_the_header() -> None:
+    """Argument counts and pointer-ness of each prototype against the header's declaration."""
+    for header in (HEADER, PLUGIN_HEADER):
+        text = re.sub(r"/\*.*?\*/", "", header.read_text(), flags=re.S)
+        for name, params in re.findall(r"MOERT_API\s+[^;()]*?\b(moert_\w+)\s*\(([^)]*)\)", text):
+            declared = [p.strip() for p in params.split(",") if p.strip() and p.strip() != "void"]
+            argtypes = _lib.PROTOTYPES[name][1]
+            assert len(argtypes) == len(declared), name
+            for c_param, argtype in zip(declared, argtypes):
+                is_pointer = "*" in c_param or c_param.startswith("moert_token_callback")
+                ctypes_pointer = argtype in (ctypes.c_void_p, ctypes.c_char_p) or hasattr(argtype, "contents") or (
+                    isinstance(argtype, type) and issubclass(argtype, ctypes._CFuncPtr)  # type: ignore[attr-defined]
+                )
+                assert is_pointer == bool(ctypes_pointer), f"{name}: {c_param} vs {argtype}"
+
+
+def test_library_missing_a_function_is_refused(tmp_path: Path) -> None:
+    """A library exporting every function but moert_shutdown is not accepted: all of them are required."""
+    cc = shutil.which("gcc") or shutil.which("cc")
+    if cc is None:
+        pytest.skip("no C compiler")
+    names = [name for name in _lib.PROTOTYPES if name not in ("moert_shutdown", "moert_abi_version")]
+    source = tmp_path / "partial.c"
+    source.write_text(
+        "unsigned moert_abi_version(void) { return 1; }\n" + "".join(f"void {name}(void) {{}}\n" for name in names)
+    )
+    library = tmp_path / "libmoert.so"
+    subprocess.run([cc, "-shared", "-fPIC", str(source), "-o", str(library)], check=True)
+    result = run_python(
+        """
+        try:
+            moert.version()
+        except moert.LibraryNotFoundError as error:
+            print(error.tried[0][1])
+        """,
+        {"MOERT_LIBRARY": str(library)},
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "not a moert 1.x library: missing moert_shutdown"
 
 
 STRUCTS = {
     "moert_model_options": _types.moert_model_options,
     "moert_model_info": _types.moert_model_info,
+    "moert_memory_stats": _types.moert_memory_stats,
     "moert_session_options": _types.moert_session_options,
     "moert_sampler_options": _types.moert_sampler_options,
     "moert_generate_options": _types.moert_generate_options,
     "moert_trace": _types.moert_trace,
 }
+
+PLUGIN_STRUCTS = {
+    "moert_tensor": _types.moert_tensor,
+    "moert_layer_info": _types.moert_layer_info,
+    "moert_router_caps": _types.moert_router_caps,
+    "moert_router_input": _types.moert_router_input,
+    "moert_router_output": _types.moert_router_output,
+    "moert_router_ops": _types.moert_router_ops,
+    "moert_expert_ops": _types.moert_expert_ops,
+    "moert_host_api": _types.moert_host_api,
+}
+
+ALL_STRUCTS = {**STRUCTS, **PLUGIN_STRUCTS}
 
 
 @needs_header
@@ -186,11 +247,12 @@ def test_struct_layouts_match_the_c_compiler(tmp_path: Path) -> None:
     cc = shutil.which("gcc") or shutil.which("cc")
     if cc is None:
         pytest.skip("no C compiler")
-    lines = ["#include <stdio.h>", "#include <stddef.h>", '#include "moert.h"', "int main(void) {"]
-    for name, struct in STRUCTS.items():
-        lines.append(f'printf("{name} sizeof %zu\\n", sizeof({name}));')
+    lines = ["#include <stdio.h>", "#include <stddef.h>", '#include "moert_plugin.h"', "int main(void) {"]
+    for name, struct in ALL_STRUCTS.items():
+        c_type = f"struct {name}" if name == "moert_host_api" else name
+        lines.append(f'printf("{name} sizeof %zu\\n", sizeof({c_type}));')
         for field, _ in struct._fields_:
-            lines.append(f'printf("{name} {field} %zu\\n", offsetof({name}, {field}));')
+            lines.append(f'printf("{name} {field} %zu\\n", offsetof({c_type}, {field}));')
     lines += ["return 0;", "}"]
     source = tmp_path / "layout.c"
     source.write_text("\n".join(lines))
@@ -200,21 +262,57 @@ def test_struct_layouts_match_the_c_compiler(tmp_path: Path) -> None:
     for line in subprocess.run([str(program)], capture_output=True, text=True, check=True).stdout.splitlines():
         struct_name, field, value = line.split()
         expected[(struct_name, field)] = int(value)
-    for name, struct in STRUCTS.items():
+    for name, struct in ALL_STRUCTS.items():
         assert ctypes.sizeof(struct) == expected[(name, "sizeof")], name
         for field, _ in struct._fields_:
             assert getattr(struct, field).offset == expected[(name, field)], f"{name}.{field}"
 
 
+def struct_fields(text: str, name: str) -> List[str]:
+    """Field names of `typedef struct name {...} name;` or `struct name {...};` in header text, in order."""
+    body = re.search(r"(?:typedef )?struct %s \{(.*?)\}\s*(?:%s)?;" % (name, name), text, re.S)
+    assert body, name
+    code = re.sub(r"/\*.*?\*/", "", body.group(1), flags=re.S)
+    code = re.sub(r"//[^\n]*", "", code)
+    fields = []
+    for declaration in code.split(";"):
+        declaration = " ".join(declaration.split())
+        if not declaration:
+            continue
+        pointer = re.search(r"\(\s*\*\s*(\w+)\s*\)\s*\(", declaration)  # a function pointer
+        plain = re.search(r"(\w+)\s*(?:\[\s*\w+\s*\])?$", declaration)  # a name, or an array
+        match = pointer or plain
+        assert match, declaration
+        fields.append(match.group(1))
+    return fields
+
+
 @needs_header
 def test_struct_fields_match_the_header() -> None:
-    text = HEADER.read_text()
-    for name, struct in STRUCTS.items():
-        body = re.search(r"typedef struct %s \{(.*?)\} %s;" % (name, name), text, re.S)
-        assert body, name
-        fields = re.findall(r"^\s*[\w\s\*]+?\b(\w+);", re.sub(r"/\*.*?\*/", "", body.group(1), flags=re.S), re.M)
-        assert fields == [field for field, _ in struct._fields_], name
-        assert fields[0] == "struct_size"
+    for header, structs in ((HEADER, STRUCTS), (PLUGIN_HEADER, PLUGIN_STRUCTS)):
+        text = header.read_text()
+        for name, struct in structs.items():
+            fields = struct_fields(text, name)
+            assert fields == [field for field, _ in struct._fields_], name
+            assert fields[0] == "struct_size"
+
+
+@needs_header
+def test_every_header_struct_is_mirrored() -> None:
+    for header in (HEADER, PLUGIN_HEADER):
+        declared = set(re.findall(r"^(?:typedef )?struct (moert_\w+) \{", header.read_text(), re.M))
+        assert declared <= set(ALL_STRUCTS), declared - set(ALL_STRUCTS)
+
+
+def test_hot_path_mirrors_match_the_typed_structs() -> None:
+    """The plugin module reads router input and output through pointer-as-address copies of the structs."""
+    from moert import plugins
+
+    for raw, typed in ((plugins._RouterInput, _types.moert_router_input), (plugins._RouterOutput, _types.moert_router_output)):
+        assert ctypes.sizeof(raw) == ctypes.sizeof(typed)
+        assert [f for f, _ in raw._fields_] == [f for f, _ in typed._fields_]
+        for field, _ in raw._fields_:
+            assert getattr(raw, field).offset == getattr(typed, field).offset, field
 
 
 @needs_header
@@ -228,19 +326,37 @@ def test_constants_match_the_header() -> None:
     for status in moert.Status:
         key = "MOERT_OK" if status == 0 else f"MOERT_ERR_{status.name}"
         assert int(defines[key]) == status, key
-    plugin_header = HEADER.parent / "moert_plugin.h"
-    if plugin_header.is_file():
-        plugin_defines = dict(re.findall(r"#define\s+(MOERT_\w+)\s+(\S+)", plugin_header.read_text()))
-        for name in ("MOERT_KIND_ROUTER", "MOERT_KIND_EXPERT"):
-            assert int(plugin_defines[name]) == getattr(_types, name), name
+    plugin_defines = dict(re.findall(r"#define\s+(MOERT_\w+)\s+(\S+)", PLUGIN_HEADER.read_text()))
+    for name in ("MOERT_KIND_ROUTER", "MOERT_KIND_EXPERT", "MOERT_PLUGIN_ABI_VERSION", "MOERT_TENSOR_F32",
+                 "MOERT_TENSOR_I32", "MOERT_EXPERT_ZERO_COMPUTE", "MOERT_EXPERT_OUTPUT_ZERO",
+                 "MOERT_EXPERT_OUTPUT_IDENTITY", "MOERT_LOG_ERROR", "MOERT_LOG_WARN", "MOERT_LOG_INFO", "MOERT_LOG_DEBUG"):
+        assert int(plugin_defines[name].rstrip("u"), 0) == getattr(_types, name), name
 
 
 def test_options_defaults_come_from_the_library() -> None:
     from moert._support import init_options
 
     library = _lib.get()
-    sampler = init_options(_types.moert_sampler_options, library.moert_sampler_options_init)
+    model = init_options(_types.moert_model_options, library.moert_model_options_init_sized)
+    assert model.struct_size == ctypes.sizeof(_types.moert_model_options)
+    assert (model.flags, model.max_context, model.expert_budget_bytes, model.expert_budget_percent) == (0, 0, 0, 0.0)
+    session = init_options(_types.moert_session_options, library.moert_session_options_init_sized)
+    assert session.struct_size == ctypes.sizeof(_types.moert_session_options)
+    assert (session.flags, session.n_ctx, session.max_batch) == (0, 0, 0)
+    sampler = init_options(_types.moert_sampler_options, library.moert_sampler_options_init_sized)
     assert sampler.struct_size == ctypes.sizeof(_types.moert_sampler_options)
     assert (sampler.temperature, sampler.top_k, sampler.top_p, sampler.seed) == (0.0, 0, 1.0, 0)
-    generate = init_options(_types.moert_generate_options, library.moert_generate_options_init)
+    generate = init_options(_types.moert_generate_options, library.moert_generate_options_init_sized)
+    assert generate.struct_size == ctypes.sizeof(_types.moert_generate_options)
     assert (generate.max_new_tokens, generate.ignore_eos, bool(generate.sampler)) == (16, 0, False)
+
+
+def test_sized_init_writes_no_further_than_asked() -> None:
+    """An *_init_sized given an older, smaller size leaves the bytes past it untouched."""
+    library = _lib.get()
+    full = ctypes.sizeof(_types.moert_model_options)
+    old = _types.moert_model_options.expert_budget_bytes.offset  # the 0.1.0-pre struct ended before the budget
+    buffer = (ctypes.c_ubyte * full)(*([0xAB] * full))
+    library.moert_model_options_init_sized(ctypes.cast(buffer, ctypes.POINTER(_types.moert_model_options)), old)
+    assert ctypes.c_uint32.from_buffer(buffer).value == old  # struct_size = min(size, library's sizeof)
+    assert bytes(buffer)[old:] == b"\xab" * (full - old)

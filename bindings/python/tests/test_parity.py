@@ -44,7 +44,7 @@ def test_greedy_generation(model: moert.Model, fixture_name: str) -> None:
     ref = reference(fixture_name)
     with model.session() as session:
         tokens = list(session.generate(ref["prompt"], max_new_tokens=8, ignore_eos=True))
-        assert session.n_past == ref["prompt"].size + 7
+        assert session.n_past == ref["prompt"].size + 8  # run to its end, the last token is fed back too
     assert tokens == ref["greedy"].tolist()
 
 
@@ -52,6 +52,7 @@ def test_greedy_generation_inside_the_library(model: moert.Model, fixture_name: 
     ref = reference(fixture_name)
     with model.session() as session:
         tokens = session.generate_all(ref["prompt"], max_new_tokens=8, ignore_eos=True)
+        assert session.n_past == ref["prompt"].size + 8
     assert tokens == ref["greedy"].tolist()
 
 

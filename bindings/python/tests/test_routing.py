@@ -11,15 +11,9 @@ import numpy as np
 import pytest
 
 import moert
-from moert import _lib
 from conftest import REPO_ROOT, moe_layer_indices, reference
 
 TEST_PLUGINS = REPO_ROOT / "Tests" / "c" / "plugins"
-
-pytestmark = pytest.mark.skipif(
-    not hasattr(_lib.get(), "moert_session_set_trace"), reason="this libmoert build has no routing API"
-)
-
 
 def test_builtin_kinds(model: moert.Model) -> None:
     assert "topk" in moert.router_kinds()
@@ -133,13 +127,53 @@ def test_router_override_errors(mixtral: moert.Model) -> None:
             use()
 
 
-@pytest.mark.xfail(
-    strict=True, reason="library bug: malformed params_json gives MOERT_ERR_FORMAT; moert.h promises INVALID_ARGUMENT"
-)
 def test_malformed_router_params(mixtral: moert.Model) -> None:
     with mixtral.session() as session:
         with pytest.raises(moert.InvalidArgumentError):
             session.set_router("topk", "{not json")
+
+
+@pytest.fixture
+def dynamic_plugin() -> None:
+    """The shipped "dynamic" plugin (found next to libmoert.so), when this build provides its topp kind."""
+    moert.load_plugin("dynamic")
+    if "topp" not in moert.router_kinds():
+        pytest.skip("the dynamic plugin does not provide the topp router kind in this build")
+
+
+@pytest.mark.parametrize("threshold", [0.5, 0.8])
+def test_shipped_topp_router_gives_variable_expert_counts(
+    dynamic_plugin: None, mixtral: moert.Model, threshold: float
+) -> None:
+    ref = reference("mixtral")
+    sequence = np.concatenate([ref["prompt"], ref["greedy"]])
+    n_experts = mixtral.info.n_experts
+    with mixtral.session() as session:
+        session.set_router("topp", '{"threshold": %s}' % threshold)
+        session.set_trace()
+        session.eval(sequence)
+        trace = session.trace()
+        counts = session.expert_counts()
+    per_record = np.diff(trace.offsets)
+    assert len(trace) == sequence.size * mixtral.info.n_moe_layers
+    assert np.all((per_record >= 1) & (per_record <= n_experts))
+    assert len(set(per_record.tolist())) > 1, "every token got the same number of experts"
+    for r in range(len(trace)):
+        ids, weights = trace.experts(r)
+        assert len(set(ids.tolist())) == ids.size
+        assert np.all(np.diff(weights) <= 0)  # kept in descending probability
+        # The smallest prefix whose probability passes the threshold, not renormalised.
+        assert float(weights.sum()) > threshold or ids.size == n_experts
+        assert float(weights[:-1].sum()) <= threshold
+    assert counts.sum() == per_record.sum()
+
+
+def test_shipped_topp_router_respects_max_experts(dynamic_plugin: None, mixtral: moert.Model) -> None:
+    with mixtral.session() as session:
+        session.set_router("topp", {"threshold": 0.99, "max_experts": 2})
+        session.set_trace()
+        session.eval(reference("mixtral")["prompt"])
+        assert int(np.diff(session.trace().offsets).max()) <= 2
 
 
 def test_missing_plugin(tmp_path: Path) -> None:

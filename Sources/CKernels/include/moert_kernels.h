@@ -1,0 +1,31 @@
+/* moert_kernels.h: internal C kernels of moert — half-precision GEMV with conversion in registers, and a small
+** worker pool. Not part of the public API. */
+#ifndef MOERT_KERNELS_H
+#define MOERT_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Internal to libmoert.so: never exported. */
+#define MOERT_KERNEL __attribute__((visibility("hidden")))
+
+/** Element types of half-precision weights. */
+#define MOERT_HALF_F16  1
+#define MOERT_HALF_BF16 2
+
+/** Sets the number of threads the kernels use (>= 1), including the caller. */
+MOERT_KERNEL void moert_kernels_set_threads(int n_threads);
+
+/** True when the AVX2/FMA/F16C paths are in use (checked at run time). */
+MOERT_KERNEL int moert_kernels_have_avx2(void);
+
+/**
+ * y[r] = sum_c w[r, c] * x[c] for r < rows, with w stored as f16 or bf16, row-major, `cols` per row.
+ * Rows are split among the worker threads; each element is widened to float32 in registers.
+ */
+MOERT_KERNEL void moert_gemv_half(const void *w, int dtype, const float *x, float *y, int64_t rows, int64_t cols);
+
+/** Widens `count` f16 or bf16 values to float32. */
+MOERT_KERNEL void moert_half_to_float(const void *src, int dtype, float *dst, int64_t count);
+
+#endif

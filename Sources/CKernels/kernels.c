@@ -1,0 +1,255 @@
+/* kernels.c: half-precision GEMV (f16/bf16 widened in registers, AVX2+FMA+F16C when the CPU has them) and the
+** worker pool that splits its rows. Decode is bound by memory bandwidth: reading 2-byte weights and converting
+** them in registers halves the bytes per token against float32 copies. */
+#include "moert_kernels.h"
+
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <immintrin.h>
+
+/* ---- Scalar conversions (reference and tails) ---- */
+
+static inline float f16_to_float(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000) << 16, exp = (h >> 10) & 0x1f, man = h & 0x3ff, bits;
+    if (exp == 0) {
+        if (man == 0) {
+            bits = sign;
+        } else { /* subnormal: normalise */
+            exp = 127 - 15 + 1;
+            while (!(man & 0x400)) { man <<= 1; exp--; }
+            bits = sign | (exp << 23) | ((man & 0x3ff) << 13);
+        }
+    } else if (exp == 31) {
+        bits = sign | 0x7f800000u | (man << 13);
+    } else {
+        bits = sign | ((exp + 127 - 15) << 23) | (man << 13);
+    }
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    return f;
+}
+
+static inline float bf16_to_float(uint16_t h) {
+    uint32_t bits = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    return f;
+}
+
+static inline float half_to_float(uint16_t h, int dtype) {
+    return dtype == MOERT_HALF_F16 ? f16_to_float(h) : bf16_to_float(h);
+}
+
+/* ---- CPU features ---- */
+
+static int have_avx2(void) {
+    static int cached = -1;
+    if (cached < 0) {
+        __builtin_cpu_init();
+        cached = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+    }
+    return cached;
+}
+
+int moert_kernels_have_avx2(void) { return have_avx2(); }
+
+/* ---- Row kernels ---- */
+
+static void rows_scalar(const uint16_t *w, int dtype, const float *x, float *y, int64_t r0, int64_t r1, int64_t cols) {
+    for (int64_t r = r0; r < r1; r++) {
+        const uint16_t *row = w + r * cols;
+        float acc = 0;
+        for (int64_t c = 0; c < cols; c++) acc += half_to_float(row[c], dtype) * x[c];
+        y[r] = acc;
+    }
+}
+
+__attribute__((target("avx2,fma,f16c")))
+static inline __m256 load8(const uint16_t *p, int dtype) {
+    __m128i h = _mm_loadu_si128((const __m128i *)p);
+    if (dtype == MOERT_HALF_F16) return _mm256_cvtph_ps(h);
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+}
+
+__attribute__((target("avx2,fma,f16c")))
+static inline float hsum(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* Two rows at a time share each load of x; four accumulators per row hide the FMA latency. */
+__attribute__((target("avx2,fma,f16c")))
+static void rows_avx2(const uint16_t *w, int dtype, const float *x, float *y, int64_t r0, int64_t r1, int64_t cols) {
+    int64_t body = cols & ~(int64_t)31, r = r0;
+    for (; r + 2 <= r1; r += 2) {
+        const uint16_t *a = w + r * cols, *b = a + cols;
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+        for (int64_t c = 0; c < body; c += 32) {
+            __m256 x0 = _mm256_loadu_ps(x + c), x1 = _mm256_loadu_ps(x + c + 8);
+            __m256 x2 = _mm256_loadu_ps(x + c + 16), x3 = _mm256_loadu_ps(x + c + 24);
+            a0 = _mm256_fmadd_ps(load8(a + c, dtype), x0, a0);
+            a1 = _mm256_fmadd_ps(load8(a + c + 8, dtype), x1, a1);
+            a2 = _mm256_fmadd_ps(load8(a + c + 16, dtype), x2, a2);
+            a3 = _mm256_fmadd_ps(load8(a + c + 24, dtype), x3, a3);
+            b0 = _mm256_fmadd_ps(load8(b + c, dtype), x0, b0);
+            b1 = _mm256_fmadd_ps(load8(b + c + 8, dtype), x1, b1);
+            b2 = _mm256_fmadd_ps(load8(b + c + 16, dtype), x2, b2);
+            b3 = _mm256_fmadd_ps(load8(b + c + 24, dtype), x3, b3);
+        }
+        float sa = hsum(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+        float sb = hsum(_mm256_add_ps(_mm256_add_ps(b0, b1), _mm256_add_ps(b2, b3)));
+        for (int64_t c = body; c < cols; c++) {
+            sa += half_to_float(a[c], dtype) * x[c];
+            sb += half_to_float(b[c], dtype) * x[c];
+        }
+        y[r] = sa;
+        y[r + 1] = sb;
+    }
+    for (; r < r1; r++) {
+        const uint16_t *a = w + r * cols;
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        for (int64_t c = 0; c < body; c += 32) {
+            a0 = _mm256_fmadd_ps(load8(a + c, dtype), _mm256_loadu_ps(x + c), a0);
+            a1 = _mm256_fmadd_ps(load8(a + c + 8, dtype), _mm256_loadu_ps(x + c + 8), a1);
+            a2 = _mm256_fmadd_ps(load8(a + c + 16, dtype), _mm256_loadu_ps(x + c + 16), a2);
+            a3 = _mm256_fmadd_ps(load8(a + c + 24, dtype), _mm256_loadu_ps(x + c + 24), a3);
+        }
+        float s = hsum(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+        for (int64_t c = body; c < cols; c++) s += half_to_float(a[c], dtype) * x[c];
+        y[r] = s;
+    }
+}
+
+__attribute__((target("avx2,fma,f16c")))
+static void convert_avx2(const uint16_t *src, int dtype, float *dst, int64_t count) {
+    int64_t i = 0;
+    for (; i + 8 <= count; i += 8) _mm256_storeu_ps(dst + i, load8(src + i, dtype));
+    for (; i < count; i++) dst[i] = half_to_float(src[i], dtype);
+}
+
+void moert_half_to_float(const void *src, int dtype, float *dst, int64_t count) {
+    if (have_avx2()) {
+        convert_avx2(src, dtype, dst, count);
+        return;
+    }
+    const uint16_t *s = src;
+    for (int64_t i = 0; i < count; i++) dst[i] = half_to_float(s[i], dtype);
+}
+
+/* ---- Worker pool ----
+** n_threads - 1 workers; a job is split into n_threads contiguous row ranges and the caller runs the first.
+** Decode issues about a hundred short GEMVs per token, so waking workers through a condition variable (tens of
+** microseconds) would cost as much as the work: workers spin on an atomic job counter for a while after each job
+** and only then sleep on the condition variable. One job runs at a time: a caller that finds the pool busy
+** (another session's job) computes alone instead of waiting. */
+
+typedef struct gemv_job {
+    const uint16_t *w;
+    int dtype;
+    const float *x;
+    float *y;
+    int64_t rows, cols;
+    int parts;
+} gemv_job;
+
+/* A waiting thread pauses SPIN_PAUSES times, then yields its CPU (so a machine with fewer free cores than
+** threads still makes progress), and a worker sleeps after SPIN_YIELDS yields without work. */
+enum { MAX_THREADS = 64, SPIN_PAUSES = 256, SPIN_YIELDS = 4096 };
+
+static pthread_mutex_t pool_busy = PTHREAD_MUTEX_INITIALIZER;   /* held by the caller that owns the pool */
+static pthread_mutex_t pool_sleep_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t pool_wake = PTHREAD_COND_INITIALIZER;
+static _Atomic uint64_t pool_generation = 0;                     /* bumped once per job */
+static _Atomic int pool_pending = 0;                             /* worker parts not finished */
+static _Atomic int pool_sleepers = 0;
+static int pool_threads = 1, pool_started = 0;                   /* guarded by pool_busy */
+static gemv_job pool_job;                                        /* written before the generation bump */
+
+static void run_part(const gemv_job *job, int part) {
+    /* Ranges are multiples of 2 rows so the two-row kernel stays on its fast path. */
+    int64_t per = ((job->rows + job->parts - 1) / job->parts + 1) & ~(int64_t)1;
+    int64_t r0 = per * part, r1 = r0 + per < job->rows ? r0 + per : job->rows;
+    if (r0 >= r1) return;
+    if (have_avx2()) rows_avx2(job->w, job->dtype, job->x, job->y, r0, r1, job->cols);
+    else rows_scalar(job->w, job->dtype, job->x, job->y, r0, r1, job->cols);
+}
+
+/* One step of a busy wait: a pause for the first SPIN_PAUSES steps, then a yield of the CPU. */
+static inline void wait_step(int step) {
+    if (step < SPIN_PAUSES) __builtin_ia32_pause();
+    else sched_yield();
+}
+
+static void *worker(void *arg) {
+    int index = (int)(intptr_t)arg;
+    uint64_t seen = atomic_load(&pool_generation);
+    for (;;) {
+        uint64_t g;
+        int spins = 0;
+        while ((g = atomic_load_explicit(&pool_generation, memory_order_acquire)) == seen) {
+            if (++spins < SPIN_PAUSES + SPIN_YIELDS) {
+                wait_step(spins);
+                continue;
+            }
+            pthread_mutex_lock(&pool_sleep_lock);
+            atomic_fetch_add(&pool_sleepers, 1);
+            while (atomic_load(&pool_generation) == seen) pthread_cond_wait(&pool_wake, &pool_sleep_lock);
+            atomic_fetch_sub(&pool_sleepers, 1);
+            pthread_mutex_unlock(&pool_sleep_lock);
+            spins = 0;
+        }
+        seen = g;
+        gemv_job job = pool_job;
+        if (index < job.parts) {
+            run_part(&job, index);
+            atomic_fetch_sub_explicit(&pool_pending, 1, memory_order_release);
+        }
+    }
+    return NULL;
+}
+
+void moert_kernels_set_threads(int n_threads) {
+    if (n_threads < 1) n_threads = 1;
+    if (n_threads > MAX_THREADS) n_threads = MAX_THREADS;
+    pthread_mutex_lock(&pool_busy);
+    for (int i = pool_started + 1; i < n_threads; i++) {
+        pthread_t t;
+        pthread_attr_t attr;
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        if (pthread_create(&t, &attr, worker, (void *)(intptr_t)i) == 0) pool_started = i;
+        pthread_attr_destroy(&attr);
+    }
+    pool_threads = n_threads < pool_started + 1 ? n_threads : pool_started + 1;
+    pthread_mutex_unlock(&pool_busy);
+}
+
+void moert_gemv_half(const void *w, int dtype, const float *x, float *y, int64_t rows, int64_t cols) {
+    gemv_job job = {w, dtype, x, y, rows, cols, 1};
+    /* Small products and a busy pool: compute on this thread. */
+    if (rows * cols < (1 << 18) || pthread_mutex_trylock(&pool_busy) != 0) {
+        run_part(&job, 0);
+        return;
+    }
+    if (pool_threads < 2) {
+        pthread_mutex_unlock(&pool_busy);
+        run_part(&job, 0);
+        return;
+    }
+    job.parts = pool_threads;
+    pool_job = job;
+    atomic_store(&pool_pending, job.parts - 1);
+    atomic_fetch_add_explicit(&pool_generation, 1, memory_order_release);
+    if (atomic_load(&pool_sleepers) > 0) {
+        pthread_mutex_lock(&pool_sleep_lock);
+        pthread_cond_broadcast(&pool_wake);
+        pthread_mutex_unlock(&pool_sleep_lock);
+    }
+    run_part(&job, 0);
+    for (int step = 0; atomic_load_explicit(&pool_pending, memory_order_acquire) > 0; step++) wait_step(step);
+    pthread_mutex_unlock(&pool_busy);
+}

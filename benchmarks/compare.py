@@ -2,13 +2,14 @@
 """moert beside llama.cpp and transformers on the same random Mixtral weights, in one run, with ratios.
 
     python benchmarks/compare.py --preset small [--reps 3] [--peers llama:f32,llama:f16,torch:sdpa]
-                                 [--moert build/bin/moert] [--work DIR] [--json OUT.json]
+                                 [--budgets 50,25] [--moert build/bin/moert] [--work DIR] [--json OUT.json]
 
 Needs the peer harness of ../shared/bench (its venv: torch, transformers, safetensors, gguf, llama-cpp-python) and
 the models it makes (make_model.py --preset P). Each engine runs --reps times, each time in a fresh process, and the
 median is reported. moert follows the same protocol as peer_bench.py (`moert bench`: one warm-up prefill, prefill of
 512 tokens timed 3 times, a 16-token prompt then 128 greedy decode steps). moert's f16 run uses a copy of the HF
-checkpoint with float16 storage, made once next to it (hf-f16/).
+checkpoint with float16 storage, made once next to it (hf-f16/). --budgets also runs moert with its expert
+residency budget at those percentages of the expert bytes (`--expert-budget P%`), f32 and f16.
 """
 import argparse
 import json
@@ -69,6 +70,7 @@ def main() -> None:
     ap.add_argument("--preset", default="small")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--peers", default="llama:f32,llama:f16,torch:sdpa", help="runs for peer_bench.py; '' for none")
+    ap.add_argument("--budgets", default="", help="comma list of expert budget percentages for extra moert runs")
     ap.add_argument("--moert", default=str(REPO / "build" / "bin" / "moert"))
     ap.add_argument("--work", type=Path, default=default_work())
     ap.add_argument("--json", type=Path, help="also write the results here")
@@ -77,8 +79,12 @@ def main() -> None:
     hf = args.work / args.preset / "hf"
     if not (hf / "config.json").exists():
         sys.exit(f"{hf}: no model; run {BENCH}/make_model.py --preset {args.preset} first")
+    f16 = ensure_f16(hf)
     rows = {"moert:f32": run_moert(args.moert, hf, args.reps, []),
-            "moert:f16": run_moert(args.moert, ensure_f16(hf), args.reps, [])}
+            "moert:f16": run_moert(args.moert, f16, args.reps, [])}
+    for pct in filter(None, args.budgets.split(",")):
+        for dtype, model in (("f32", hf), ("f16", f16)):
+            rows[f"moert:{dtype} budget {pct}%"] = run_moert(args.moert, model, args.reps, ["--expert-budget", f"{pct}%"])
     if args.peers:
         for r in run_peers(args.preset, args.work, args.peers, args.reps):
             rows[r["run"]] = r
@@ -97,6 +103,11 @@ def main() -> None:
             p = rows[peer]["median"]
             print(f"  moert:{dtype} / {peer}: prefill {ours['prefill_tps'] / p['prefill_tps']:.2f}x, "
                   f"decode {ours['decode_tps'] / p['decode_tps']:.2f}x")
+    for name, r in rows.items():
+        if " budget " in name:
+            full = rows[name.split(" budget ")[0]]["median"]
+            print(f"  {name} / full residency: decode {r['median']['decode_tps'] / full['decode_tps']:.2f}x, "
+                  f"peak RSS {r['median']['peak_rss_mib']:.0f} vs {full['peak_rss_mib']:.0f} MiB")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
 

@@ -142,6 +142,21 @@ public final class Checkpoint: @unchecked Sendable {
         return MoESection()
     }
 
+    /// The entry of weight `name` after checking that it has `shape` and a float dtype.
+    /// - Throws: `MoertError` (`.format`) naming the file and tensor on a missing tensor or wrong shape,
+    ///   (`.unsupported`) on a non-float dtype.
+    private func floatInfo(_ name: String, shape: [Int]) throws -> (TensorInfo, SafetensorsFile) {
+        let (info, file) = try self.info(name)
+        let fileName = file.file.path.split(separator: "/").last.map(String.init) ?? file.file.path
+        guard info.shape == shape else {
+            throw MoertError.format("\(name) in \(fileName): expected shape \(shape), got \(info.shape)")
+        }
+        guard info.dtype.isFloat else {
+            throw MoertError.unsupported("\(name) in \(fileName): dtype \(info.dtype.rawValue) is not supported for weights (F32, F16, BF16)")
+        }
+        return (info, file)
+    }
+
     /// The header entry of `name` and the file holding it.
     /// - Throws: `MoertError` (`.format`) when the tensor is missing.
     public func info(_ name: String) throws -> (TensorInfo, SafetensorsFile) {
@@ -160,14 +175,7 @@ public final class Checkpoint: @unchecked Sendable {
     }
 
     private func lockedWeight(_ name: String, shape: [Int]) throws -> Weight {
-        let (info, file) = try self.info(name)
-        let fileName = file.file.path.split(separator: "/").last.map(String.init) ?? file.file.path
-        guard info.shape == shape else {
-            throw MoertError.format("\(name) in \(fileName): expected shape \(shape), got \(info.shape)")
-        }
-        guard info.dtype.isFloat else {
-            throw MoertError.unsupported("\(name) in \(fileName): dtype \(info.dtype.rawValue) is not supported for weights (F32, F16, BF16)")
-        }
+        let (info, file) = try floatInfo(name, shape: shape)
         if let w = cache[name] { return w }
         used.insert(name)
         let src = file.data(info)
@@ -206,14 +214,7 @@ public final class Checkpoint: @unchecked Sendable {
     /// - Throws: `MoertError` (`.format`, `.unsupported`) as `weight` does.
     func storedTensor(_ name: String, shape: [Int]) throws -> StoredTensor {
         try lock.withLock {
-            let (info, file) = try self.info(name)
-            let fileName = file.file.path.split(separator: "/").last.map(String.init) ?? file.file.path
-            guard info.shape == shape else {
-                throw MoertError.format("\(name) in \(fileName): expected shape \(shape), got \(info.shape)")
-            }
-            guard info.dtype.isFloat else {
-                throw MoertError.unsupported("\(name) in \(fileName): dtype \(info.dtype.rawValue) is not supported for weights (F32, F16, BF16)")
-            }
+            let (info, file) = try floatInfo(name, shape: shape)
             used.insert(name)
             return StoredTensor(data: file.data(info), dtype: info.dtype, count: info.count)
         }

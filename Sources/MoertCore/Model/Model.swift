@@ -146,6 +146,8 @@ public final class Model: @unchecked Sendable {
         case .fraction(let f): store.budget = max(1, Int(Double(store.totalBytes) * f))
         }
         parameterCount = ckpt.usedElementCount
+        let dtypes = ckpt.floatDTypes
+        storageDType = dtypes.count == 1 ? dtypes.first : nil
         PluginRegistry.shared.modelLifetime(1)
     }
 
@@ -260,10 +262,7 @@ public final class Model: @unchecked Sendable {
     }
 
     /// The storage dtype of the weights: one of F32/F16/BF16, or nil when mixed.
-    public var storageDType: TensorDType? {
-        let s = checkpoint.floatDTypes
-        return s.count == 1 ? s.first : nil
-    }
+    public let storageDType: TensorDType?
 
     /// Number of layers whose MLP is a mixture of experts.
     public var moeLayerCount: Int {

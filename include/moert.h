@@ -131,7 +131,9 @@ typedef struct moert_model_options {
                                           BF16 kept as stored, float32 otherwise), in bytes; 0 = no cap. Experts are materialised on first use and evicted
                                           least-recently-used beyond the cap; results do not change. When the
                                           experts one step uses at once exceed the cap, it is exceeded for that
-                                          step (with one warning on stderr) rather than failing. */
+                                          step (with one warning on stderr) rather than failing. Shared experts,
+                                          dense MLPs, attention and embeddings are pinned: always resident,
+                                          outside the budget. */
     float    expert_budget_percent;  /**< The cap as a share of all routed-expert bytes, in (0, 100]; 0 = unused.
                                           At most one of the two budget fields may be set. */
 } moert_model_options;

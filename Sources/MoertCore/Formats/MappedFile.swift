@@ -19,7 +19,9 @@ public final class MappedFile: @unchecked Sendable {
     /// - Throws: `MoertError` (`.io`) when the file cannot be opened, inspected or mapped.
     public init(path: String) throws {
         self.path = path
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        // O_NONBLOCK: opening a FIFO (or a device) placed where a model file belongs would otherwise block forever;
+        // it has no effect on regular files, and anything else is refused below.
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
         guard fd >= 0 else { throw MoertError(.io, "\(path): cannot open: \(String(cString: strerror(errno)))") }
         defer { close(fd) }
         var st = stat()

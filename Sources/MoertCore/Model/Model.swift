@@ -136,7 +136,8 @@ public final class Model: @unchecked Sendable {
             !($0.hasSuffix("rotary_emb.inv_freq") || (c.tieWordEmbeddings && $0 == "lm_head.weight"))
         }
         if let first = ignorable.first {
-            throw MoertError.unsupported("\(path): tensor \(first) (and \(ignorable.count - 1) more) is not used by \(c.architecture.rawValue); the checkpoint has features moert does not support")
+            let more = ignorable.count > 1 ? " (and \(ignorable.count - 1) more)" : ""
+            throw MoertError.unsupported("\(path): tensor \(first)\(more) is not used by \(c.architecture.rawValue) with the configured routers and experts; the checkpoint has features moert does not support")
         }
         contextLength = options.maxContext > 0 ? min(options.maxContext, c.maxPositionEmbeddings) : c.maxPositionEmbeddings
         rope = Rope(headDim: c.headDim, theta: c.ropeTheta)

@@ -47,6 +47,8 @@ nonisolated(unsafe) let defaultSamplerOptions = moert_sampler_options(struct_siz
         let handle = object(try require(sampler, "sampler"), as: SamplerHandle.self)
         let logits = try require(logits, "logits")
         let out = try require(outToken, "out_token")
+        // size_t arrives as Int: a count above Int.max shows up negative.
+        guard nVocab >= 0 else { throw MoertError(.invalidArgument, "n_vocab \(UInt(bitPattern: nVocab)) is not a count") }
         out.pointee = try handle.sampler.sample(UnsafeBufferPointer(start: logits, count: nVocab))
     }
 }

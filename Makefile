@@ -50,6 +50,7 @@ test-swift:
 test-c: all
 	tools/run_c_tests.sh $(STAGE)
 	Tests/c/run_plugin_abi_tests.sh $(STAGE)
+	Tests/c/run_valgrind_tests.sh $(STAGE)
 	@for t in Tests/c/run_plugin_tests.sh Tests/c/run_plugin_tests_moepp_dynamic.sh; do \
 	  if [ -x $$t ]; then $$t || exit 1; fi; done
 

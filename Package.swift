@@ -44,7 +44,10 @@ let package = Package(
                                  .unsafeFlags(["-Xlinker", "--version-script=" + exportsMap])]),
         // The `moert` command line tool.
         .executableTarget(name: "moert-cli", dependencies: ["MoertCore", "CJemalloc"]),
-        .testTarget(name: "MoertCoreTests", dependencies: ["MoertCore"]),
+        // --export-dynamic: under `swift test --sanitize=thread` the TSan runtime lives in the test executable, and the
+        // instrumented Swift plugin the tests dlopen() must bind to it.
+        .testTarget(name: "MoertCoreTests", dependencies: ["MoertCore"],
+                    linkerSettings: [.unsafeFlags(["-Xlinker", "--export-dynamic"])]),
         // Plugins depend on the header only. C plugins: Makefile also builds them with gcc for installation.
         cPlugin("GRUPlugin", "gru"),
         cPlugin("HashPlugin", "hash"),

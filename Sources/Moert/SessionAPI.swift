@@ -59,6 +59,8 @@ nonisolated(unsafe) let defaultSessionOptions = moert_session_options(struct_siz
     withStatus {
         let s = object(try require(session, "session"), as: SessionHandle.self).session
         let tokens = try require(tokens, "tokens")
+        // size_t arrives as Int: a count above Int.max (e.g. (size_t)-1) shows up negative.
+        guard nTokens >= 0 else { throw MoertError(.invalidArgument, "n_tokens \(UInt(bitPattern: nTokens)) is not a token count") }
         let mode: LogitsMode
         switch logitsMode {
         case MOERT_LOGITS_NONE: mode = .none
@@ -91,6 +93,7 @@ nonisolated(unsafe) let defaultGenerateOptions = moert_generate_options(struct_s
         let o = try readSized(options, defaults: defaultGenerateOptions, name: "moert_generate_options")
         var sampler = try Sampler(options: try samplerOptions(o.sampler))
         guard nPrompt == 0 || prompt != nil else { throw MoertError(.invalidArgument, "prompt is NULL") }
+        guard nPrompt >= 0 else { throw MoertError(.invalidArgument, "n_prompt \(UInt(bitPattern: nPrompt)) is not a token count") }
         let promptTokens = nPrompt == 0 ? [] : Array(UnsafeBufferPointer(start: prompt, count: nPrompt))
         var count = 0
         try s.generate(prompt: promptTokens, maxNewTokens: Int(o.max_new_tokens), ignoreEOS: o.ignore_eos != 0,

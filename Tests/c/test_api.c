@@ -1297,6 +1297,10 @@ static moert_status eval_no_tokens(error_env *e) {
     float row[256];
     return moert_session_eval(e->session, e->fx->prompt, 0, MOERT_LOGITS_LAST, row, 256);
 }
+static moert_status eval_count_past_int_max(error_env *e) {
+    float row[256];
+    return moert_session_eval(e->session, e->fx->prompt, SIZE_MAX, MOERT_LOGITS_LAST, row, 256);
+}
 static moert_status eval_bad_mode(error_env *e) {
     float row[256];
     return moert_session_eval(e->session, e->fx->prompt, 1, 3, row, 256);
@@ -1381,6 +1385,7 @@ static moert_status generate_null_session(error_env *e) {
 }
 static moert_status generate_null_prompt(error_env *e) { return generate_with(e, NULL, 3, NULL); }
 static moert_status generate_nothing_to_continue(error_env *e) { return generate_with(e, NULL, 0, NULL); }
+static moert_status generate_count_past_int_max(error_env *e) { return generate_with(e, e->fx->prompt, SIZE_MAX, NULL); }
 static moert_status generate_bad_token(error_env *e) {
     const int32_t prompt[] = {1, 1000};
     return generate_with(e, prompt, 2, NULL);
@@ -1429,6 +1434,7 @@ static const error_case error_cases[] = {
     {"eval: NULL session", eval_null_session, MOERT_ERR_INVALID_ARGUMENT, "session"},
     {"eval: NULL tokens", eval_null_tokens, MOERT_ERR_INVALID_ARGUMENT, "tokens"},
     {"eval: no tokens", eval_no_tokens, MOERT_ERR_INVALID_ARGUMENT, NULL},
+    {"eval: n_tokens SIZE_MAX", eval_count_past_int_max, MOERT_ERR_INVALID_ARGUMENT, "n_tokens"},
     {"eval: unknown logits_mode", eval_bad_mode, MOERT_ERR_INVALID_ARGUMENT, "logits_mode"},
     {"eval: NULL logits with LAST", eval_null_logits, MOERT_ERR_INVALID_ARGUMENT, "logits"},
     {"eval: token id = vocab_size", eval_token_too_big, MOERT_ERR_OUT_OF_RANGE, "256"},
@@ -1450,6 +1456,7 @@ static const error_case error_cases[] = {
     {"generate: NULL session", generate_null_session, MOERT_ERR_INVALID_ARGUMENT, "session"},
     {"generate: NULL prompt with n_prompt 3", generate_null_prompt, MOERT_ERR_INVALID_ARGUMENT, "prompt"},
     {"generate: empty prompt on an empty session", generate_nothing_to_continue, MOERT_ERR_INVALID_ARGUMENT, NULL},
+    {"generate: n_prompt SIZE_MAX", generate_count_past_int_max, MOERT_ERR_INVALID_ARGUMENT, "n_prompt"},
     {"generate: token id out of range", generate_bad_token, MOERT_ERR_OUT_OF_RANGE, "1000"},
     {"generate: prompt longer than n_ctx", generate_prompt_too_long, MOERT_ERR_CONTEXT_FULL, NULL},
     {"generate: negative max_new_tokens", generate_negative_count, MOERT_ERR_INVALID_ARGUMENT, "max_new_tokens"},

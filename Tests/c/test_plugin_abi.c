@@ -1,10 +1,12 @@
 /* test_plugin_abi.c: plugin loading, registration, fault handling, router overrides, traces and counters through
 ** the C API. Usage: test_plugin_abi FIXTURES_DIR TEST_PLUGIN_DIR (the directory holding the compiled test plugins
 ** libmoert_test_{faulty,topk_c,bad_abi,no_entry,init_fails}.so and a copy libmoert_test_faulty_copy.so). */
+#define _XOPEN_SOURCE 700  /* mkdtemp, symlink, realpath */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <moert_plugin.h>
 
 static int passed, failed;
@@ -223,6 +225,73 @@ static void test_trace_and_counters(moert_session *s) {
           "NULL arguments");
 }
 
+/* Makes a copy of fixture `src` in a new temporary directory `dir` (at least 64 bytes): model.safetensors as a
+** symbolic link, config.json with `section` added as its "moert" object. Returns 0 on success. */
+static int model_with_section(const char *src, const char *section, char *dir) {
+    char path[4200], *text = NULL;
+    snprintf(dir, 64, "/tmp/moert-abi-XXXXXX");
+    if (!mkdtemp(dir)) return -1;
+    snprintf(path, sizeof path, "%s/config.json", src);
+    FILE *f = fopen(path, "rb");
+    if (!f) return -1;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    text = malloc((size_t)n + 1);
+    size_t got = text ? fread(text, 1, (size_t)n, f) : 0;
+    fclose(f);
+    if (got != (size_t)n) { free(text); return -1; }
+    text[n] = 0;
+    char *close = strrchr(text, '}');
+    if (!close) { free(text); return -1; }
+    *close = 0;
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    f = fopen(path, "wb");
+    if (!f) { free(text); return -1; }
+    fprintf(f, "%s, \"moert\": %s}\n", text, section);
+    fclose(f);
+    free(text);
+    snprintf(path, sizeof path, "%s/model.safetensors", src);
+    char *target = realpath(path, NULL);  /* the link must not depend on the current directory */
+    if (!target) return -1;
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    int status = symlink(target, path);
+    free(target);
+    return status;
+}
+
+static void remove_model_dir(const char *dir) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    unlink(path);
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    unlink(path);
+    rmdir(dir);
+}
+
+/* A plugin whose create fails while a model is being built: the load is refused with a message naming the plugin,
+** routers already created for earlier layers are destroyed, and no model stays counted as alive. */
+static void test_model_load_faults(const char *fixtures) {
+    char src[4200], dir[64];
+    snprintf(src, sizeof src, "%s/mixtral", fixtures);
+    const char *section =
+        "{\"layers\": {\"0\": {\"router\": {\"kind\": \"host_first\"}},"
+        " \"1\": {\"router\": {\"kind\": \"faulty\", \"params\": {\"mode\": \"create_fails\"}}}}}";
+    if (model_with_section(src, section, dir) != 0) {
+        CHECK(0, "cannot make a model directory in /tmp");
+        return;
+    }
+    int before = host_router_instances;
+    moert_model *model = (moert_model *)&before;
+    moert_status st = moert_model_load(dir, NULL, &model);
+    CHECK(st == MOERT_ERR_PLUGIN && strstr(moert_last_error(), "faulty") && strstr(moert_last_error(), "on purpose"),
+          "a router failing in create refuses the model load with its message, got %d", st);
+    CHECK(model == NULL, "the out-pointer is NULL after the failed load");
+    CHECK(host_router_instances == before, "the router already created for layer 0 is destroyed (%d alive, %d before)",
+          host_router_instances, before);
+    remove_model_dir(dir);
+}
+
 int main(int argc, char **argv) {
     if (argc != 3) {
         fprintf(stderr, "usage: %s FIXTURES_DIR TEST_PLUGIN_DIR\n", argv[0]);
@@ -244,6 +313,7 @@ int main(int argc, char **argv) {
     test_misbehaving_router(s, reference);
     test_overrides(model, s, reference);
     test_trace_and_counters(s);
+    test_model_load_faults(argv[1]);
 
     CHECK(moert_shutdown() == MOERT_ERR_INVALID_ARGUMENT, "shutdown refuses while a model is alive");
     moert_session_free(s);

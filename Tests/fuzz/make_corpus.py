@@ -1,0 +1,154 @@
+#!/usr/bin/env python3
+"""Build the seed corpora of the fuzz targets from the committed fixtures in Tests/fixtures.
+
+    corpus/safetensors/   shrunken copies of each architecture's model.safetensors, plus small edge-case files
+    corpus/config/        every fixture's config.json, a standalone moert.json and a shard index
+    corpus/loader/        config.json + model.safetensors (+ moert.json) of each shrunken model, joined by
+                          the separator FuzzLoader.swift splits on
+
+A shrunken model keeps each fixture's tensor names, dtypes and architecture but slices every tensor down to
+vocab 16, hidden 8, 2 query heads and 1 key/value head of width 4, intermediate widths 4, 3 experts and one
+MoE layer (two layers for qwen2_moe, whose second layer is dense), so that the loader target runs thousands of
+loads a second. Needs numpy only. Run from anywhere:
+
+    python3 Tests/fuzz/make_corpus.py
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import struct
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+FIXTURES = HERE.parent / "fixtures"
+CORPUS = HERE / "corpus"
+SEPARATOR = b"\n#moert-fuzz-file#\n"
+
+DTYPES = {"F32": np.float32, "F16": np.float16, "BF16": np.uint16, "I32": np.int32}
+
+# Shrunken sizes.
+V, H, NH, NKV, HD, I, E = 16, 8, 2, 1, 4, 4, 3
+CONTEXT = 32
+LAYERS = {"mixtral": 1, "mixtral_bf16": 1, "qwen2_moe": 2, "qwen3_moe": 1, "olmoe": 1}
+
+
+def read_safetensors(path: Path) -> dict[str, tuple[str, np.ndarray]]:
+    raw = path.read_bytes()
+    n = struct.unpack("<Q", raw[:8])[0]
+    header = json.loads(raw[8 : 8 + n])
+    out = {}
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        begin, end = entry["data_offsets"]
+        data = np.frombuffer(raw[8 + n + begin : 8 + n + end], dtype=DTYPES[entry["dtype"]])
+        out[name] = (entry["dtype"], data.reshape(entry["shape"]))
+    return out
+
+
+def safetensors_bytes(tensors: dict[str, tuple[str, np.ndarray]], metadata: dict | None = None) -> bytes:
+    header: dict = {"__metadata__": metadata} if metadata else {}
+    data = b""
+    for name, (dtype, array) in tensors.items():
+        blob = np.ascontiguousarray(array).tobytes()
+        header[name] = {"dtype": dtype, "shape": list(array.shape), "data_offsets": [len(data), len(data) + len(blob)]}
+        data += blob
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)  # keep the data 8-byte aligned, as the safetensors writer does
+    return struct.pack("<Q", len(text)) + text + data
+
+
+def target_shape(name: str, config: dict) -> list[int] | None:
+    """The shrunken shape of tensor `name`, or None when the tensor is dropped."""
+    m = re.match(r"model\.layers\.(\d+)\.", name)
+    if m and int(m.group(1)) >= config["num_hidden_layers"]:
+        return None
+    m = re.search(r"\.experts\.(\d+)\.", name)
+    if m and int(m.group(1)) >= E:
+        return None
+    q, kv = NH * HD, NKV * HD
+    rules = [
+        (r"(embed_tokens|lm_head)\.weight$", [V, H]),
+        (r"(input_layernorm|post_attention_layernorm|model\.norm)\.weight$", [H]),
+        (r"q_proj\.weight$", [q, H]), (r"q_proj\.bias$", [q]),
+        (r"[kv]_proj\.weight$", [kv, H]), (r"[kv]_proj\.bias$", [kv]),
+        (r"o_proj\.weight$", [H, q]),
+        (r"q_norm\.weight$", [HD] if config["model_type"] == "qwen3_moe" else [q]),
+        (r"k_norm\.weight$", [HD] if config["model_type"] == "qwen3_moe" else [kv]),
+        (r"shared_expert_gate\.weight$", [1, H]),
+        (r"\.gate\.weight$", [E, H]),
+        (r"(w1|w3|gate_proj|up_proj)\.weight$", [I, H]),
+        (r"(w2|down_proj)\.weight$", [H, I]),
+    ]
+    for pattern, shape in rules:
+        if re.search(pattern, name):
+            return shape
+    raise ValueError(f"no shrink rule for {name}")
+
+
+def shrink(fixture: str) -> tuple[bytes, bytes]:
+    """config.json and model.safetensors bytes of the shrunken `fixture`."""
+    config = json.loads((FIXTURES / fixture / "config.json").read_text())
+    config.update(vocab_size=V, hidden_size=H, num_attention_heads=NH, num_key_value_heads=NKV, head_dim=HD,
+                  intermediate_size=I, num_hidden_layers=LAYERS[fixture], max_position_embeddings=CONTEXT,
+                  num_experts_per_tok=2, bos_token_id=1, eos_token_id=2)
+    for key in ("moe_intermediate_size", "shared_expert_intermediate_size"):
+        if key in config:
+            config[key] = I
+    config["num_local_experts" if "num_local_experts" in config else "num_experts"] = E
+    tensors = {}
+    for name, (dtype, array) in sorted(read_safetensors(FIXTURES / fixture / "model.safetensors").items()):
+        shape = target_shape(name, config)
+        if shape is not None:
+            tensors[name] = (dtype, array[tuple(slice(0, d) for d in shape)])
+    return json.dumps(config, indent=2).encode(), safetensors_bytes(tensors, {"format": "pt"})
+
+
+def edge_safetensors() -> dict[str, bytes]:
+    """Small hand-made files: empty header, metadata only, scalar, zero-size, integer and half tensors."""
+    one = np.arange(6, dtype=np.float32).reshape(2, 3)
+    return {
+        "empty_header": safetensors_bytes({}),
+        "metadata_only": safetensors_bytes({}, {"format": "pt", "note": "x"}),
+        "scalar_f32": safetensors_bytes({"s": ("F32", np.array(1.5, dtype=np.float32))}),
+        "zero_dim": safetensors_bytes({"z": ("F32", np.zeros((0, 4), dtype=np.float32))}),
+        "mixed_dtypes": safetensors_bytes({
+            "a": ("F32", one), "b": ("F16", one.astype(np.float16)),
+            "c": ("BF16", (one.view(np.uint32) >> 16).astype(np.uint16)), "d": ("I32", np.arange(4, dtype=np.int32))}),
+    }
+
+
+def main() -> None:
+    if CORPUS.exists():
+        shutil.rmtree(CORPUS)
+    for d in ("safetensors", "config", "loader"):
+        (CORPUS / d).mkdir(parents=True)
+
+    for fixture in LAYERS:
+        config, weights = shrink(fixture)
+        (CORPUS / "safetensors" / f"{fixture}.safetensors").write_bytes(weights)
+        (CORPUS / "config" / f"tiny_{fixture}.json").write_bytes(config)
+        (CORPUS / "loader" / fixture).write_bytes(config + SEPARATOR + weights)
+    # Mixtral with a moert.json overlay: per-layer router parameters and explicit expert groups.
+    config, weights = shrink("mixtral")
+    overlay = {"format_version": 1, "router": {"kind": "topk", "params": {"top_k": 1, "normalize": False}},
+               "experts": [{"kind": "ffn", "count": E}], "layers": {"0": {"router": {"kind": "topk"}}}}
+    overlay_bytes = json.dumps(overlay).encode()
+    (CORPUS / "loader" / "mixtral_overlay").write_bytes(config + SEPARATOR + weights + SEPARATOR + overlay_bytes)
+    (CORPUS / "config" / "moert_overlay.json").write_bytes(overlay_bytes)
+
+    for name, data in edge_safetensors().items():
+        (CORPUS / "safetensors" / f"{name}.safetensors").write_bytes(data)
+    for config in sorted(FIXTURES.glob("**/config.json")):
+        name = str(config.parent.relative_to(FIXTURES)).replace("/", "_")
+        shutil.copy(config, CORPUS / "config" / f"{name}.json")
+    shutil.copy(FIXTURES / "mixtral_sharded" / "model.safetensors.index.json", CORPUS / "config" / "shard_index.json")
+
+
+if __name__ == "__main__":
+    main()

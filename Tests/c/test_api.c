@@ -958,41 +958,14 @@ static void test_kv_decode(const fixture *fx, moert_model *model) {
 
 static void test_trace(const fixture *fx, moert_model *model);
 
-/** Runs the parity checks of one fixture, one group per concern. */
-static void test_fixture(const char *root, const char *name) {
-    char title[128];
-    fixture fx;
-    snprintf(title, sizeof title, "%s: reference", name);
-    group_begin(title);
-    int loaded = CHECK(fixture_load(&fx, root, name), "cannot read fixture %s/%s", root, name);
-    moert_model *model = loaded ? load_model(fx.dir) : NULL;
-    group_end();
-    if (!model) {
-        fixture_free(&fx);
-        return;
-    }
-    static const struct {
-        const char *what;
-        void (*run)(const fixture *, moert_model *);
-    } groups[] = {
-        {"model info", test_info},           {"prefill logits", test_prefill},
-        {"greedy generate", test_generate},  {"callback stop", test_generate_stop},
-        {"generate to EOS", test_generate_eos}, {"kv-cached decode", test_kv_decode},
-        {"routing trace and counters", test_trace},
-    };
-    for (size_t i = 0; i < sizeof groups / sizeof *groups; i++) {
-        snprintf(title, sizeof title, "%s: %s", name, groups[i].what);
-        group_begin(title);
-        groups[i].run(&fx, model);
-        group_end();
-    }
-    moert_model_free(model);
-    fixture_free(&fx);
-}
+/** One group of checks run on a loaded fixture. */
+typedef struct fixture_group {
+    const char *what;
+    void (*run)(const fixture *, moert_model *);
+} fixture_group;
 
-/** A model whose checkpoint names router/expert plugins (found next to libmoert.so): logits, greedy generation
-    and cached decode against the PyTorch reference of tools/make_plugin_fixtures.py. */
-static void test_plugin_fixture(const char *root, const char *name) {
+/** Loads fixture `name` and runs `groups` on it, one reported group each. */
+static void run_fixture_groups(const char *root, const char *name, const fixture_group *groups, size_t n_groups) {
     char title[160];
     fixture fx;
     snprintf(title, sizeof title, "%s: reference", name);
@@ -1004,13 +977,7 @@ static void test_plugin_fixture(const char *root, const char *name) {
         fixture_free(&fx);
         return;
     }
-    static const struct {
-        const char *what;
-        void (*run)(const fixture *, moert_model *);
-    } groups[] = {
-        {"prefill logits", test_prefill}, {"greedy generate", test_generate}, {"kv-cached decode", test_kv_decode},
-    };
-    for (size_t i = 0; i < sizeof groups / sizeof *groups; i++) {
+    for (size_t i = 0; i < n_groups; i++) {
         snprintf(title, sizeof title, "%s: %s", name, groups[i].what);
         group_begin(title);
         groups[i].run(&fx, model);
@@ -1018,6 +985,26 @@ static void test_plugin_fixture(const char *root, const char *name) {
     }
     moert_model_free(model);
     fixture_free(&fx);
+}
+
+/** Runs the parity checks of one fixture, one group per concern. */
+static void test_fixture(const char *root, const char *name) {
+    static const fixture_group groups[] = {
+        {"model info", test_info},           {"prefill logits", test_prefill},
+        {"greedy generate", test_generate},  {"callback stop", test_generate_stop},
+        {"generate to EOS", test_generate_eos}, {"kv-cached decode", test_kv_decode},
+        {"routing trace and counters", test_trace},
+    };
+    run_fixture_groups(root, name, groups, sizeof groups / sizeof *groups);
+}
+
+/** A model whose checkpoint names router/expert plugins (found next to libmoert.so): logits, greedy generation
+    and cached decode against the PyTorch reference of tools/make_plugin_fixtures.py. */
+static void test_plugin_fixture(const char *root, const char *name) {
+    static const fixture_group groups[] = {
+        {"prefill logits", test_prefill}, {"greedy generate", test_generate}, {"kv-cached decode", test_kv_decode},
+    };
+    run_fixture_groups(root, name, groups, sizeof groups / sizeof *groups);
 }
 
 /* ------------------------------------------------------------------------------------------------------------ */

@@ -81,48 +81,61 @@ static inline float hsum(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 
-/* Two rows at a time share each load of x; four accumulators per row hide the FMA latency. */
-__attribute__((target("avx2,fma,f16c")))
-static void rows_avx2(const uint16_t *w, int dtype, const float *x, float *y, int64_t r0, int64_t r1, int64_t cols) {
-    int64_t body = cols & ~(int64_t)31, r = r0;
-    for (; r + 2 <= r1; r += 2) {
-        const uint16_t *a = w + r * cols, *b = a + cols;
-        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
-        for (int64_t c = 0; c < body; c += 32) {
-            __m256 x0 = _mm256_loadu_ps(x + c), x1 = _mm256_loadu_ps(x + c + 8);
-            __m256 x2 = _mm256_loadu_ps(x + c + 16), x3 = _mm256_loadu_ps(x + c + 24);
-            a0 = _mm256_fmadd_ps(load8(a + c, dtype), x0, a0);
-            a1 = _mm256_fmadd_ps(load8(a + c + 8, dtype), x1, a1);
-            a2 = _mm256_fmadd_ps(load8(a + c + 16, dtype), x2, a2);
-            a3 = _mm256_fmadd_ps(load8(a + c + 24, dtype), x3, a3);
-            b0 = _mm256_fmadd_ps(load8(b + c, dtype), x0, b0);
-            b1 = _mm256_fmadd_ps(load8(b + c + 8, dtype), x1, b1);
-            b2 = _mm256_fmadd_ps(load8(b + c + 16, dtype), x2, b2);
-            b3 = _mm256_fmadd_ps(load8(b + c + 24, dtype), x3, b3);
-        }
-        float sa = hsum(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
-        float sb = hsum(_mm256_add_ps(_mm256_add_ps(b0, b1), _mm256_add_ps(b2, b3)));
-        for (int64_t c = body; c < cols; c++) {
-            sa += half_to_float(a[c], dtype) * x[c];
-            sb += half_to_float(b[c], dtype) * x[c];
-        }
-        y[r] = sa;
-        y[r + 1] = sb;
-    }
-    for (; r < r1; r++) {
-        const uint16_t *a = w + r * cols;
-        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-        for (int64_t c = 0; c < body; c += 32) {
-            a0 = _mm256_fmadd_ps(load8(a + c, dtype), _mm256_loadu_ps(x + c), a0);
-            a1 = _mm256_fmadd_ps(load8(a + c + 8, dtype), _mm256_loadu_ps(x + c + 8), a1);
-            a2 = _mm256_fmadd_ps(load8(a + c + 16, dtype), _mm256_loadu_ps(x + c + 16), a2);
-            a3 = _mm256_fmadd_ps(load8(a + c + 24, dtype), _mm256_loadu_ps(x + c + 24), a3);
-        }
-        float s = hsum(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
-        for (int64_t c = body; c < cols; c++) s += half_to_float(a[c], dtype) * x[c];
-        y[r] = s;
-    }
+/* Four rows at a time share each load of x, with two accumulators per row to hide the FMA latency. The hardware
+** prefetcher follows four streams poorly, so each 64-byte step also prefetches the same columns PREFETCH_ROWS rows
+** ahead (a prefetch never faults, so running past the matrix is harmless). Measured on the 2-core EPYC: about twice
+** the bandwidth of a two-row kernel without prefetch (13-17 against 26-42 GB/s on one thread). */
+enum { PREFETCH_ROWS = 8 };
+
+#define DEFINE_ROWS_AVX2(NAME, DTYPE)                                                                              \
+__attribute__((target("avx2,fma,f16c")))                                                                           \
+static void NAME(const uint16_t *w, const float *x, float *y, int64_t r0, int64_t r1, int64_t cols) {             \
+    int64_t body = cols & ~(int64_t)31, r = r0;                                                                    \
+    for (; r + 4 <= r1; r += 4) {                                                                                  \
+        const uint16_t *p0 = w + r * cols, *p1 = p0 + cols, *p2 = p1 + cols, *p3 = p2 + cols;                       \
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, b0 = a0, b1 = a0, c0 = a0, c1 = a0, d0 = a0, d1 = a0;            \
+        for (int64_t c = 0; c < body; c += 32) {                                                                   \
+            _mm_prefetch((const char *)(p0 + c + PREFETCH_ROWS * cols), _MM_HINT_T0);                              \
+            _mm_prefetch((const char *)(p1 + c + PREFETCH_ROWS * cols), _MM_HINT_T0);                              \
+            _mm_prefetch((const char *)(p2 + c + PREFETCH_ROWS * cols), _MM_HINT_T0);                              \
+            _mm_prefetch((const char *)(p3 + c + PREFETCH_ROWS * cols), _MM_HINT_T0);                              \
+            for (int64_t h = c; h < c + 32; h += 16) {                                                             \
+                __m256 x0 = _mm256_loadu_ps(x + h), x1 = _mm256_loadu_ps(x + h + 8);                               \
+                a0 = _mm256_fmadd_ps(load8(p0 + h, DTYPE), x0, a0);                                               \
+                a1 = _mm256_fmadd_ps(load8(p0 + h + 8, DTYPE), x1, a1);                                           \
+                b0 = _mm256_fmadd_ps(load8(p1 + h, DTYPE), x0, b0);                                               \
+                b1 = _mm256_fmadd_ps(load8(p1 + h + 8, DTYPE), x1, b1);                                           \
+                c0 = _mm256_fmadd_ps(load8(p2 + h, DTYPE), x0, c0);                                               \
+                c1 = _mm256_fmadd_ps(load8(p2 + h + 8, DTYPE), x1, c1);                                           \
+                d0 = _mm256_fmadd_ps(load8(p3 + h, DTYPE), x0, d0);                                               \
+                d1 = _mm256_fmadd_ps(load8(p3 + h + 8, DTYPE), x1, d1);                                           \
+            }                                                                                                      \
+        }                                                                                                          \
+        float s0 = hsum(_mm256_add_ps(a0, a1)), s1 = hsum(_mm256_add_ps(b0, b1));                                  \
+        float s2 = hsum(_mm256_add_ps(c0, c1)), s3 = hsum(_mm256_add_ps(d0, d1));                                  \
+        for (int64_t c = body; c < cols; c++) {                                                                    \
+            s0 += half_to_float(p0[c], DTYPE) * x[c];                                                              \
+            s1 += half_to_float(p1[c], DTYPE) * x[c];                                                              \
+            s2 += half_to_float(p2[c], DTYPE) * x[c];                                                              \
+            s3 += half_to_float(p3[c], DTYPE) * x[c];                                                              \
+        }                                                                                                          \
+        y[r] = s0; y[r + 1] = s1; y[r + 2] = s2; y[r + 3] = s3;                                                    \
+    }                                                                                                              \
+    for (; r < r1; r++) {                                                                                          \
+        const uint16_t *a = w + r * cols;                                                                          \
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0;                                                                  \
+        for (int64_t c = 0; c < body; c += 16) {                                                                   \
+            a0 = _mm256_fmadd_ps(load8(a + c, DTYPE), _mm256_loadu_ps(x + c), a0);                                 \
+            a1 = _mm256_fmadd_ps(load8(a + c + 8, DTYPE), _mm256_loadu_ps(x + c + 8), a1);                         \
+        }                                                                                                          \
+        float s = hsum(_mm256_add_ps(a0, a1));                                                                     \
+        for (int64_t c = body; c < cols; c++) s += half_to_float(a[c], DTYPE) * x[c];                              \
+        y[r] = s;                                                                                                  \
+    }                                                                                                              \
 }
+
+DEFINE_ROWS_AVX2(rows_avx2_f16, MOERT_HALF_F16)
+DEFINE_ROWS_AVX2(rows_avx2_bf16, MOERT_HALF_BF16)
 
 __attribute__((target("avx2,fma,f16c")))
 static void convert_avx2(const uint16_t *src, int dtype, float *dst, int64_t count) {
@@ -170,12 +183,13 @@ static int pool_threads = 1, pool_started = 0;                   /* guarded by p
 static gemv_job pool_job;                                        /* written before the generation bump */
 
 static void run_part(const gemv_job *job, int part) {
-    /* Ranges are multiples of 2 rows so the two-row kernel stays on its fast path. */
-    int64_t per = ((job->rows + job->parts - 1) / job->parts + 1) & ~(int64_t)1;
+    /* Ranges are multiples of 4 rows so the four-row kernel stays on its fast path. */
+    int64_t per = ((job->rows + job->parts - 1) / job->parts + 3) & ~(int64_t)3;
     int64_t r0 = per * part, r1 = r0 + per < job->rows ? r0 + per : job->rows;
     if (r0 >= r1) return;
-    if (have_avx2()) rows_avx2(job->w, job->dtype, job->x, job->y, r0, r1, job->cols);
-    else rows_scalar(job->w, job->dtype, job->x, job->y, r0, r1, job->cols);
+    if (!have_avx2()) rows_scalar(job->w, job->dtype, job->x, job->y, r0, r1, job->cols);
+    else if (job->dtype == MOERT_HALF_F16) rows_avx2_f16(job->w, job->x, job->y, r0, r1, job->cols);
+    else rows_avx2_bf16(job->w, job->x, job->y, r0, r1, job->cols);
 }
 
 /* One step of a busy wait: a pause for the first SPIN_PAUSES steps, then a yield of the CPU. */

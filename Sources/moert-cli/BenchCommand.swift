@@ -93,6 +93,7 @@ func benchCommand(_ args: Arguments) throws {
 
     print("model    \(try args.required("--model")) (\(model.config.architecture.rawValue), \(model.storageDType?.rawValue ?? "mixed"))")
     print("threads  \(Threads.current)")
+    print("blas     \(Threads.blasKernels)")
     print("load     \(oneDecimal(loadSeconds * 1000)) ms")
     var configurations: [(String, Session)] = []
     if args.has("--baseline") || (args.string("--router") == nil && args.string("--moe-top-k") == nil) {

@@ -12,9 +12,9 @@ let commonHelp = """
       --threads N           worker threads (default: all CPUs)
       --plugin LIST         comma-separated plugin libraries to load first (names or paths)
       --expert-budget SIZE  cap on resident expert weights: bytes (512M, 2G) or a share (25%)
+      --ctx N               KV cache size in tokens (default: min(model context, 4096))
     """
 let routingHelp = """
-      --ctx N               KV cache size in tokens (default: min(model context, 4096))
       --router KIND         replace every MoE layer's router for this run (e.g. topk, topp)
       --router-params JSON  parameters of that router, a JSON object
       --moe-top-k K         the built-in router with K experts per token
@@ -30,7 +30,7 @@ let commandHelp: [String: String] = [
     memory statistics (allocator, resident bytes, arena bytes, hits, misses, evictions).
 
     options:
-    """ + commonHelp,
+    """ + "\n" + commonHelp,
     "run": """
     usage: moert run --model DIR --tokens 5,17,42 [--logits OUT.npy] [options]
 
@@ -38,7 +38,7 @@ let commandHelp: [String: String] = [
     array of shape [n_tokens, vocab]. Without --logits, prints the greedy next token of each position.
 
     options:
-    """ + commonHelp + routingHelp,
+    """ + "\n" + commonHelp + "\n" + routingHelp,
     "generate": """
     usage: moert generate --model DIR --tokens 5,17,42 [--max-new N] [sampling] [options]
 
@@ -52,17 +52,18 @@ let commandHelp: [String: String] = [
       --seed S              seed of the sampler (default 0)
       --ignore-eos          do not stop at EOS
     options:
-    """ + commonHelp + routingHelp,
+    """ + "\n" + commonHelp + "\n" + routingHelp,
     "bench": """
     usage: moert bench --model DIR [--prompt N] [--decode N] [--repeat R] [--baseline] [options]
 
     Measures prefill of N prompt tokens (default 512; after one warm-up) and greedy decode of N tokens (default
     128) after a 16-token prompt, R times each (default 3), and prints medians in tokens per second, the load
-    time and the peak RSS (the protocol of the peer benchmarks, so figures compare with llama.cpp). With --router or --moe-top-k the
-    session uses that router; --baseline also measures the model's own routers in the same run and prints ratios.
+    time and the peak RSS (the protocol of the peer benchmarks, so figures compare with llama.cpp). With --router
+    or --moe-top-k the session uses that router; --baseline also measures the model's own routers in the same run
+    and prints ratios.
 
     options:
-    """ + commonHelp + routingHelp,
+    """ + "\n" + commonHelp + "\n" + routingHelp,
     "trace": """
     usage: moert trace --model DIR --tokens 5,17,42 --out trace.json [--max-new N] [options]
 
@@ -71,7 +72,7 @@ let commandHelp: [String: String] = [
     summary: tokens routed per expert, the share of zero-compute experts, and the coefficient of variation.
 
     options:
-    """ + commonHelp + routingHelp,
+    """ + "\n" + commonHelp + "\n" + routingHelp,
 ]
 
 /// Loads the model named by --model after applying --threads and loading --plugin libraries.
@@ -120,6 +121,7 @@ func infoCommand(_ args: Arguments) throws {
     print("rope theta        \(c.ropeTheta)")
     print("memory            \(mib(m.checkpoint.mappedBytes)) mapped, \(mib(m.checkpoint.convertedBytes)) converted to f32")
     print("threads           \(Threads.current)")
+    print("blas              \(Threads.blasKernels)")
     var moeIndex = 0
     for (l, layer) in m.layers.enumerated() {
         guard case .moe(let block) = layer.mlp else {

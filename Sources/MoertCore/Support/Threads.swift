@@ -22,4 +22,12 @@ public enum Threads {
 
     /// The thread count in effect.
     public static var current: Int { max(1, Int(openblas_get_num_threads())) }
+
+    /// The kernel family OpenBLAS chose for this CPU (e.g. "Haswell" for AVX2, "SkylakeX" or "Cooperlake" for
+    /// AVX-512), with the `OPENBLAS_CORETYPE` setting that forced it, if any. Prefill speed depends on it.
+    public static var blasKernels: String {
+        let core = openblas_get_corename().map { String(cString: $0) } ?? "unknown"
+        guard let forced = getenv("OPENBLAS_CORETYPE") else { return "OpenBLAS \(core)" }
+        return "OpenBLAS \(core) (OPENBLAS_CORETYPE=\(String(cString: forced)))"
+    }
 }

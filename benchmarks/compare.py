@@ -2,14 +2,17 @@
 """moert beside llama.cpp and transformers on the same random Mixtral weights, in one run, with ratios.
 
     python benchmarks/compare.py --preset small [--reps 3] [--peers llama:f32,llama:f16,torch:sdpa]
-                                 [--budgets 50,25] [--moert build/bin/moert] [--work DIR] [--json OUT.json]
+                                 [--budgets 50,25] [--blas-auto] [--moert build/bin/moert] [--work DIR]
+                                 [--json OUT.json]
 
 Needs the peer harness of ../shared/bench (its venv: torch, transformers, safetensors, gguf, llama-cpp-python) and
 the models it makes (make_model.py --preset P). Each engine runs --reps times, each time in a fresh process, and the
 median is reported. moert follows the same protocol as peer_bench.py (`moert bench`: one warm-up prefill, prefill of
 512 tokens timed 3 times, a 16-token prompt then 128 greedy decode steps). moert's f16 run uses a copy of the HF
 checkpoint with float16 storage, made once next to it (hf-f16/). --budgets also runs moert with its expert
-residency budget at those percentages of the expert bytes (`--expert-budget P%`), f32 and f16.
+residency budget at those percentages of the expert bytes (`--expert-budget P%`), f32 and f16. moert's sgemm (prefill)
+is OpenBLAS's; when the environment pins its kernels with OPENBLAS_CORETYPE, --blas-auto also runs moert with that
+variable removed, so that OpenBLAS picks the kernels it detects for the CPU (`moert bench` prints the family used).
 """
 import argparse
 import json
@@ -44,18 +47,19 @@ def ensure_f16(hf: Path) -> Path:
     return out
 
 
-def run_moert(binary: str, model: Path, reps: int, extra: list) -> dict:
+def run_moert(binary: str, model: Path, reps: int, extra: list, env: dict = None) -> dict:
     """`moert bench` in `reps` fresh processes; medians of the per-process medians."""
     runs = []
     for _ in range(reps):
         out = subprocess.run([binary, "bench", "--model", str(model), "--repeat", "3", *extra],
-                             check=True, capture_output=True, text=True).stdout
+                             check=True, capture_output=True, text=True, env=env).stdout
         runs.append(dict(
             prefill_tps=float(re.search(r"prefill \d+ tokens\s+([\d.]+) tok/s", out).group(1)),
             decode_tps=float(re.search(r"decode\s+\d+ tokens\s+([\d.]+) tok/s", out).group(1)),
             load_s=float(re.search(r"load\s+([\d.]+) ms", out).group(1)) / 1000,
             peak_rss_mib=float(re.search(r"peak RSS ([\d.]+) MiB", out).group(1))))
-        print("moert", model.name, json.dumps(runs[-1]), file=sys.stderr, flush=True)
+        blas = re.search(r"blas\s+(.*)", out)
+        print("moert", model.name, blas.group(1) if blas else "", json.dumps(runs[-1]), file=sys.stderr, flush=True)
     return dict(reps=runs, median={k: statistics.median(r[k] for r in runs) for k in runs[0]})
 
 
@@ -71,6 +75,7 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--peers", default="llama:f32,llama:f16,torch:sdpa", help="runs for peer_bench.py; '' for none")
     ap.add_argument("--budgets", default="", help="comma list of expert budget percentages for extra moert runs")
+    ap.add_argument("--blas-auto", action="store_true", help="also run moert without OPENBLAS_CORETYPE")
     ap.add_argument("--moert", default=str(REPO / "build" / "bin" / "moert"))
     ap.add_argument("--work", type=Path, default=default_work())
     ap.add_argument("--json", type=Path, help="also write the results here")
@@ -82,6 +87,10 @@ def main() -> None:
     f16 = ensure_f16(hf)
     rows = {"moert:f32": run_moert(args.moert, hf, args.reps, []),
             "moert:f16": run_moert(args.moert, f16, args.reps, [])}
+    if args.blas_auto and "OPENBLAS_CORETYPE" in os.environ:
+        env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_CORETYPE"}
+        rows["moert:f32 (OpenBLAS auto)"] = run_moert(args.moert, hf, args.reps, [], env)
+        rows["moert:f16 (OpenBLAS auto)"] = run_moert(args.moert, f16, args.reps, [], env)
     for pct in filter(None, args.budgets.split(",")):
         for dtype, model in (("f32", hf), ("f16", f16)):
             rows[f"moert:{dtype} budget {pct}%"] = run_moert(args.moert, model, args.reps, ["--expert-budget", f"{pct}%"])
@@ -95,13 +104,14 @@ def main() -> None:
         m = r["median"]
         print(f"| {name} | {m['prefill_tps']:.0f} | {m['decode_tps']:.1f} | {m['load_s']:.3f} | {m['peak_rss_mib']:.0f} |")
     print("\nratios (medians, same run):")
-    for dtype in ("f32", "f16"):
-        ours = rows[f"moert:{dtype}"]["median"]
+    for mine in [n for n in rows if n.startswith("moert:") and " budget " not in n]:
+        dtype = mine.split(":")[1][:3]
+        ours = rows[mine]["median"]
         for peer in rows:
             if peer.startswith("moert:") or not (peer.endswith(dtype) or peer.startswith("torch")):
                 continue
             p = rows[peer]["median"]
-            print(f"  moert:{dtype} / {peer}: prefill {ours['prefill_tps'] / p['prefill_tps']:.2f}x, "
+            print(f"  {mine} / {peer}: prefill {ours['prefill_tps'] / p['prefill_tps']:.2f}x, "
                   f"decode {ours['decode_tps'] / p['decode_tps']:.2f}x")
     for name, r in rows.items():
         if " budget " in name:

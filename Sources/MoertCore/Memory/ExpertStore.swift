@@ -21,8 +21,6 @@ public struct ExpertStoreStats: Sendable {
     public var misses = 0
     public var bytesLoaded = 0
     public var evictions = 0
-    /// Experts made resident ahead of use by the prefetch thread (included in `bytesLoaded`, not in `misses`).
-    public var prefetched = 0
     /// Resident experts per MoE layer.
     public var residentPerLayer: [Int] = []
 }
@@ -37,8 +35,6 @@ public final class ExpertStore: @unchecked Sendable {
         let storage: WeightStorage
         let moeLayer: Int
         var buffer: UnsafeMutableRawPointer?
-        /// Being copied into `buffer` by the prefetch thread; `buffer` is set when the copy is complete.
-        var loading = false
         var inUse = 0
         var lastUse: UInt64 = 0
 
@@ -56,17 +52,11 @@ public final class ExpertStore: @unchecked Sendable {
     public let arena: ExpertArena
     /// Cap on resident bytes; nil = no cap. Set once, while the model is being built.
     public internal(set) var budget: Int?
-    var slots: [Slot] = []
-    let lock = Lock()
-    /// Broadcast when a prefetched expert becomes resident, and when prefetch requests arrive.
-    let changed = Condition()
-    var clock: UInt64 = 0
-    var stats = ExpertStoreStats()
+    private var slots: [Slot] = []
+    private let lock = Lock()
+    private var clock: UInt64 = 0
+    private var stats = ExpertStoreStats()
     private var warned = false
-    /// The prefetch thread and its queue of slot ids (see ExpertStore+Prefetch.swift).
-    var prefetcher: pthread_t?
-    var prefetchQueue: [Int] = []
-    var stopping = false
 
     /// Creates an empty store without a budget.
     public init() {
@@ -74,7 +64,6 @@ public final class ExpertStore: @unchecked Sendable {
     }
 
     deinit {
-        stopPrefetching()
         for s in slots { if let b = s.buffer { arena.deallocate(b, bytes: s.bytes) } }
     }
 
@@ -100,49 +89,34 @@ public final class ExpertStore: @unchecked Sendable {
             clock &+= 1
             slot.lastUse = clock
             slot.inUse += 1
-            while slot.loading { changed.wait(lock) }
             if let b = slot.buffer {
                 stats.hits += 1
                 return UnsafeRawPointer(b)
             }
             stats.misses += 1
             do {
-                let b = try reserve(slot)
-                copySources(of: slot, into: b)
+                try makeRoom(for: slot.bytes)
+                let b = try arena.allocate(slot.bytes)
+                var offset = 0
+                for s in slot.sources {
+                    if slot.storage == .f32 {
+                        convertToFloat(s.data, dtype: s.dtype, count: s.count,
+                                       into: (b + offset).bindMemory(to: Float.self, capacity: s.count))
+                    } else {
+                        memcpy(b + offset, s.data, s.count * slot.storage.size)
+                    }
+                    releasePages(s)
+                    offset += s.count * slot.storage.size
+                }
                 slot.buffer = b
+                stats.residentBytes += slot.bytes
+                stats.bytesLoaded += slot.bytes
+                stats.residentPerLayer[slot.moeLayer] += 1
                 return UnsafeRawPointer(b)
             } catch {
                 slot.inUse -= 1
                 throw error
             }
-        }
-    }
-
-    /// Makes room for `slot` under the budget and allocates its buffer, counted as resident from now on. The
-    /// caller holds the lock and sets `slot.buffer` once the buffer is filled. With `strict`, fails instead of
-    /// going over the budget when every resident expert is in use.
-    func reserve(_ slot: Slot, strict: Bool = false) throws -> UnsafeMutableRawPointer {
-        guard makeRoom(for: slot.bytes, warn: !strict) || !strict else { throw MoertError(.outOfMemory, "no room under the expert budget") }
-        let b = try arena.allocate(slot.bytes)
-        stats.residentBytes += slot.bytes
-        stats.bytesLoaded += slot.bytes
-        stats.residentPerLayer[slot.moeLayer] += 1
-        return b
-    }
-
-    /// Fills `b` with the slot's sources in the compute layout and releases their pages. Needs no lock: it reads
-    /// only immutable fields.
-    func copySources(of slot: Slot, into b: UnsafeMutableRawPointer) {
-        var offset = 0
-        for s in slot.sources {
-            if slot.storage == .f32 {
-                convertToFloat(s.data, dtype: s.dtype, count: s.count,
-                               into: (b + offset).bindMemory(to: Float.self, capacity: s.count))
-            } else {
-                memcpy(b + offset, s.data, s.count * slot.storage.size)
-            }
-            releasePages(s)
-            offset += s.count * slot.storage.size
         }
     }
 
@@ -154,23 +128,23 @@ public final class ExpertStore: @unchecked Sendable {
         lock.withLock { slots[id].inUse -= 1 }
     }
 
-    /// Evicts least-recently-used experts not in use until `bytes` more fit the budget, and returns whether they
-    /// do. When every resident expert is in use they do not; a caller that goes over the budget anyway (so that a
-    /// budget smaller than one layer's chosen experts still works) passes `warn` for a one-time warning.
-    private func makeRoom(for bytes: Int, warn: Bool) -> Bool {
-        guard let budget else { return true }
+    /// Evicts least-recently-used experts not in use until `bytes` more fit the budget. When every resident
+    /// expert is in use the budget is exceeded for now (with one warning), so that a budget smaller than one
+    /// layer's chosen experts still works.
+    private func makeRoom(for bytes: Int) throws {
+        guard let budget else { return }
         while stats.residentBytes + bytes > budget {
             var victim: Slot?
             for s in slots where s.buffer != nil && s.inUse == 0 {
                 if victim == nil || s.lastUse < victim!.lastUse { victim = s }
             }
             guard let v = victim else {
-                if warn && !warned {
+                if !warned {
                     warned = true
                     let line = "moert: warning: expert budget of \(budget) bytes is smaller than the experts one step needs; running over it\n"
                     _ = line.withCString { write(2, $0, strlen($0)) }
                 }
-                return false
+                return
             }
             arena.deallocate(v.buffer!, bytes: v.bytes)
             v.buffer = nil
@@ -178,7 +152,6 @@ public final class ExpertStore: @unchecked Sendable {
             stats.evictions += 1
             stats.residentPerLayer[v.moeLayer] -= 1
         }
-        return true
     }
 
     /// Returns the whole pages inside a source tensor to the kernel: they are clean file pages of a private

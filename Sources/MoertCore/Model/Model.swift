@@ -1,9 +1,5 @@
 // Model: the weights of a decoder-only MoE transformer, read from a checkpoint and checked against its config.
 
-#if canImport(Glibc)
-import Glibc
-#endif
-
 /// Attention weights of one decoder layer.
 public struct AttentionWeights: Sendable {
     public let q: Linear, k: Linear, v: Linear, o: Linear
@@ -31,9 +27,6 @@ public struct ModelLoadOptions: Sendable {
     public var maxContext: Int = 0
     /// Cap on resident routed-expert weights; nil = all may stay resident.
     public var expertBudget: ExpertBudget?
-    /// Under a budget, materialise the experts predicted for each decode step on a background thread while its
-    /// attention runs. Defaults to the environment variable MOERT_EXPERT_PREFETCH ("1" on, anything else off).
-    public var prefetchExperts: Bool = getenv("MOERT_EXPERT_PREFETCH").map { String(cString: $0) == "1" } ?? false
     public init() {}
 }
 
@@ -86,8 +79,6 @@ public final class Model: @unchecked Sendable {
     public let experts: ExpertStore
     /// Number of parameters.
     public let parameterCount: Int
-    /// Whether sessions prefetch predicted experts (a budget is set and the option asked for it).
-    public let prefetchExperts: Bool
     let rope: Rope
 
     /// Loads the checkpoint directory at `path`.
@@ -155,7 +146,6 @@ public final class Model: @unchecked Sendable {
         case .bytes(let b): store.budget = b
         case .fraction(let f): store.budget = max(1, Int(Double(store.totalBytes) * f))
         }
-        prefetchExperts = options.prefetchExperts && store.budget != nil
         parameterCount = ckpt.usedElementCount
         let dtypes = ckpt.floatDTypes
         storageDType = dtypes.count == 1 ? dtypes.first : nil

@@ -38,8 +38,6 @@ public final class Session {
     private let ws: Workspace
     /// Routing overrides and records of this session.
     let routing: SessionRouting
-    /// Prefetches the experts of decode steps when the model has a residency budget and prefetching is on.
-    private let predictor: ExpertPredictor?
 
     /// Creates a session with an empty KV cache.
     /// - Throws: `MoertError` (`.invalidArgument` for bad options, `.outOfMemory`).
@@ -56,7 +54,6 @@ public final class Session {
         cache = try KVCache(layers: c.numHiddenLayers, capacity: contextLength, rowWidth: c.numKeyValueHeads * c.headDim)
         ws = try Workspace(config: c, batch: maxBatch, context: contextLength)
         routing = SessionRouting(model: model, batch: maxBatch)
-        predictor = model.prefetchExperts ? ExpertPredictor(hidden: c.hiddenSize) : nil
     }
 
     /// Forgets all evaluated tokens.
@@ -123,9 +120,6 @@ public final class Session {
             model.embedding.row(Int(tokens[t]), into: x + t * h)
         }
         for (l, layer) in model.layers.enumerated() {
-            if n == 1, routing.overrides == nil, let predictor, case .moe(let block) = layer.mlp {
-                predictor.prefetch(block, norm: layer.postAttentionNorm, eps: c.rmsNormEps, x: x)
-            }
             // attention block with pre-norm and residual
             rmsNorm(x, weight: layer.inputNorm.data, rows: n, dim: h, eps: c.rmsNormEps, into: xn)
             attention(layer.attention, layer: l, xn, count: n, into: tmp)

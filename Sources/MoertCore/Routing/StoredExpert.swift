@@ -29,9 +29,18 @@ final class StoredExpert: Expert {
         let w = try store.acquire(slot)
         defer { store.release(slot) }
         let i = intermediate, h = hidden, size = storage.size
-        let gate = Linear(weight: Weight(raw: w, storage: storage, shape: [i, h]))
-        let up = Linear(weight: Weight(raw: w + i * h * size, storage: storage, shape: [i, h]))
+        // The store keeps W_gate and W_up adjacent, so together they are one [2I, H] matrix: one GEMM (or GEMV)
+        // instead of two, then SwiGLU on the halves of each row.
+        let gateUp = Linear(weight: Weight(raw: w, storage: storage, shape: [2 * i, h]))
         let down = Linear(weight: Weight(raw: w + 2 * i * h * size, storage: storage, shape: [h, i]))
-        SwiGLUExpert.compute(gate: gate, up: up, down: down, x, rows: n, into: y, scratch: scratch)
+        gateUp.apply(x, rows: n, into: scratch)    // [n, H] -> [n, 2I]: row r is (gate_r, up_r)
+        for r in 0..<n {
+            let g = scratch + r * 2 * i
+            siluMultiply(g, g + i, count: i)
+            // Compact the activations into [n, I]: row r moves down to r·I, which for r ≥ 1 overlaps neither its
+            // source nor rows still to read.
+            if r > 0 { (scratch + r * i).update(from: g, count: i) }
+        }
+        down.apply(scratch, rows: n, into: y)      // [n, I] -> [n, H]
     }
 }

@@ -64,6 +64,12 @@ public final class ExpertArena: @unchecked Sendable {
             backend = je.backend
             arenaIndex = index
             flags = Int32((Int(index) + 1) << 20) | Int32((-1 + 2) << 8) | 6  // lg(64) = 6
+            // Return freed expert pages to the system at once instead of after jemalloc's default 10 s decay, so
+            // that the resident memory follows the residency budget.
+            for setting in ["dirty_decay_ms", "muzzy_decay_ms"] {
+                var immediately = 0  // ssize_t milliseconds
+                _ = je.mallctl("arena.\(index).\(setting)", nil, nil, &immediately, MemoryLayout<Int>.size)
+            }
         } else {
             jemalloc = nil
             backend = .aligned

@@ -95,8 +95,9 @@ public final class ExpertStore: @unchecked Sendable {
             }
             stats.misses += 1
             do {
-                try makeRoom(for: slot.bytes)
-                let b = try arena.allocate(slot.bytes)
+                // An evicted expert of the same size hands over its buffer: no free and allocation, no fresh pages
+                // to fault in, and the process never holds more than the budget.
+                let b = try makeRoom(for: slot.bytes) ?? arena.allocate(slot.bytes)
                 var offset = 0
                 for s in slot.sources {
                     if slot.storage == .f32 {
@@ -128,11 +129,13 @@ public final class ExpertStore: @unchecked Sendable {
         lock.withLock { slots[id].inUse -= 1 }
     }
 
-    /// Evicts least-recently-used experts not in use until `bytes` more fit the budget. When every resident
-    /// expert is in use the budget is exceeded for now (with one warning), so that a budget smaller than one
-    /// layer's chosen experts still works.
-    private func makeRoom(for bytes: Int) throws {
-        guard let budget else { return }
+    /// Evicts least-recently-used experts not in use until `bytes` more fit the budget, and returns the buffer of
+    /// an evicted expert of exactly `bytes` bytes for reuse (the others are freed). When every resident expert is
+    /// in use the budget is exceeded for now (with one warning), so that a budget smaller than one layer's chosen
+    /// experts still works.
+    private func makeRoom(for bytes: Int) -> UnsafeMutableRawPointer? {
+        guard let budget else { return nil }
+        var reusable: UnsafeMutableRawPointer?
         while stats.residentBytes + bytes > budget {
             var victim: Slot?
             for s in slots where s.buffer != nil && s.inUse == 0 {
@@ -144,14 +147,19 @@ public final class ExpertStore: @unchecked Sendable {
                     let line = "moert: warning: expert budget of \(budget) bytes is smaller than the experts one step needs; running over it\n"
                     _ = line.withCString { write(2, $0, strlen($0)) }
                 }
-                return
+                return reusable
             }
-            arena.deallocate(v.buffer!, bytes: v.bytes)
+            if reusable == nil && v.bytes == bytes {
+                reusable = v.buffer
+            } else {
+                arena.deallocate(v.buffer!, bytes: v.bytes)
+            }
             v.buffer = nil
             stats.residentBytes -= v.bytes
             stats.evictions += 1
             stats.residentPerLayer[v.moeLayer] -= 1
         }
+        return reusable
     }
 
     /// Returns the whole pages inside a source tensor to the kernel: they are clean file pages of a private

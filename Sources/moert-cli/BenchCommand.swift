@@ -12,8 +12,21 @@ func now() -> Double {
     return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
 }
 
-/// Peak resident set size of this process in MiB.
+/// Peak resident set size of this process in MiB: VmHWM of /proc/self/status. (getrusage's ru_maxrss is no use
+/// here: Linux carries it across fork and exec, so a child of a large parent reports the parent's peak.)
 func peakRSSMiB() -> Double {
+    if let f = fopen("/proc/self/status", "r") {
+        defer { fclose(f) }
+        var line = [CChar](repeating: 0, count: 256)
+        while fgets(&line, Int32(line.count), f) != nil {
+            let text = String(cString: line)
+            guard text.hasPrefix("VmHWM:") else { continue }
+            // "VmHWM:\t  123456 kB"
+            if let kib = text.dropFirst(6).split(whereSeparator: { $0 == " " || $0 == "\t" }).first.flatMap({ Int($0) }) {
+                return Double(kib) / 1024
+            }
+        }
+    }
     var usage = rusage()
     getrusage(RUSAGE_SELF.rawValue, &usage)
     return Double(usage.ru_maxrss) / 1024

@@ -6,8 +6,9 @@
                                  [--json OUT.json]
 
 Needs the peer harness of ../shared/bench (its venv: torch, transformers, safetensors, gguf, llama-cpp-python) and
-the models it makes (make_model.py --preset P). Each engine runs --reps times, each time in a fresh process, and the
-median is reported. moert follows the same protocol as peer_bench.py (`moert bench`: one warm-up prefill, prefill of
+the models it makes (make_model.py --preset P). Each configuration runs --reps times, each time in a fresh process,
+and the median is reported. The runs are interleaved (round r runs every configuration once) so that the slow drifts
+of a shared machine fall on all engines alike instead of on whichever ran during a slow spell. moert follows the same protocol as peer_bench.py (`moert bench`: one warm-up prefill, prefill of
 512 tokens timed 3 times, a 16-token prompt then 128 greedy decode steps). moert's f16 run uses a copy of the HF
 checkpoint with float16 storage, made once next to it (hf-f16/). --budgets also runs moert with its expert
 residency budget at those percentages of the expert bytes (`--expert-budget P%`), f32 and f16. moert's sgemm (prefill)
@@ -47,26 +48,26 @@ def ensure_f16(hf: Path) -> Path:
     return out
 
 
-def run_moert(binary: str, model: Path, reps: int, extra: list, env: dict = None) -> dict:
-    """`moert bench` in `reps` fresh processes; medians of the per-process medians."""
-    runs = []
-    for _ in range(reps):
-        out = subprocess.run([binary, "bench", "--model", str(model), "--repeat", "3", *extra],
-                             check=True, capture_output=True, text=True, env=env).stdout
-        runs.append(dict(
-            prefill_tps=float(re.search(r"prefill \d+ tokens\s+([\d.]+) tok/s", out).group(1)),
-            decode_tps=float(re.search(r"decode\s+\d+ tokens\s+([\d.]+) tok/s", out).group(1)),
-            load_s=float(re.search(r"load\s+([\d.]+) ms", out).group(1)) / 1000,
-            peak_rss_mib=float(re.search(r"peak RSS ([\d.]+) MiB", out).group(1))))
-        blas = re.search(r"blas\s+(.*)", out)
-        print("moert", model.name, blas.group(1) if blas else "", json.dumps(runs[-1]), file=sys.stderr, flush=True)
-    return dict(reps=runs, median={k: statistics.median(r[k] for r in runs) for k in runs[0]})
+def run_moert(binary: str, model: Path, extra: list, env: dict = None) -> dict:
+    """One `moert bench` process (itself the median of 3 timings)."""
+    out = subprocess.run([binary, "bench", "--model", str(model), "--repeat", "3", *extra],
+                         check=True, capture_output=True, text=True, env=env).stdout
+    run = dict(prefill_tps=float(re.search(r"prefill \d+ tokens\s+([\d.]+) tok/s", out).group(1)),
+               decode_tps=float(re.search(r"decode\s+\d+ tokens\s+([\d.]+) tok/s", out).group(1)),
+               load_s=float(re.search(r"load\s+([\d.]+) ms", out).group(1)) / 1000,
+               peak_rss_mib=float(re.search(r"peak RSS ([\d.]+) MiB", out).group(1)))
+    blas = re.search(r"blas\s+(.*)", out)
+    print("moert", model.name, *extra, blas.group(1) if blas else "", json.dumps(run), file=sys.stderr, flush=True)
+    return run
 
 
-def run_peers(preset: str, work: Path, peers: str, reps: int) -> list:
+def run_peer(preset: str, work: Path, peer: str) -> dict:
+    """One process of a peer (peer_bench.py's protocol)."""
     subprocess.run([sys.executable, str(BENCH / "peer_bench.py"), "--preset", preset, "--work", str(work),
-                    "--runs", peers, "--reps", str(reps)], check=True, stdout=subprocess.DEVNULL)
-    return json.loads((work / preset / "peer_bench.json").read_text())
+                    "--runs", peer, "--reps", "1"], check=True, stdout=subprocess.DEVNULL)
+    run = json.loads((work / preset / "peer_bench.json").read_text())[0]["reps"][0]
+    print(peer, json.dumps(run), file=sys.stderr, flush=True)
+    return run
 
 
 def main() -> None:
@@ -85,18 +86,23 @@ def main() -> None:
     if not (hf / "config.json").exists():
         sys.exit(f"{hf}: no model; run {BENCH}/make_model.py --preset {args.preset} first")
     f16 = ensure_f16(hf)
-    rows = {"moert:f32": run_moert(args.moert, hf, args.reps, []),
-            "moert:f16": run_moert(args.moert, f16, args.reps, [])}
+    configs = {"moert:f32": lambda: run_moert(args.moert, hf, []),
+               "moert:f16": lambda: run_moert(args.moert, f16, [])}
     if args.blas_auto and "OPENBLAS_CORETYPE" in os.environ:
         env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_CORETYPE"}
-        rows["moert:f32 (OpenBLAS auto)"] = run_moert(args.moert, hf, args.reps, [], env)
-        rows["moert:f16 (OpenBLAS auto)"] = run_moert(args.moert, f16, args.reps, [], env)
+        configs["moert:f32 (OpenBLAS auto)"] = lambda: run_moert(args.moert, hf, [], env)
+        configs["moert:f16 (OpenBLAS auto)"] = lambda: run_moert(args.moert, f16, [], env)
     for pct in filter(None, args.budgets.split(",")):
         for dtype, model in (("f32", hf), ("f16", f16)):
-            rows[f"moert:{dtype} budget {pct}%"] = run_moert(args.moert, model, args.reps, ["--expert-budget", f"{pct}%"])
-    if args.peers:
-        for r in run_peers(args.preset, args.work, args.peers, args.reps):
-            rows[r["run"]] = r
+            configs[f"moert:{dtype} budget {pct}%"] = \
+                lambda model=model, pct=pct: run_moert(args.moert, model, ["--expert-budget", f"{pct}%"])
+    for peer in filter(None, args.peers.split(",")):
+        configs[peer] = lambda peer=peer: run_peer(args.preset, args.work, peer)
+    reps = {name: [] for name in configs}
+    for _ in range(args.reps):
+        for name, run in configs.items():
+            reps[name].append(run())
+    rows = {name: dict(reps=r, median={k: statistics.median(x[k] for x in r) for k in r[0]}) for name, r in reps.items()}
 
     print(f"\n| preset {args.preset} | prefill-512 tok/s | decode tok/s | load s | peak RSS MiB |")
     print("|---|---|---|---|---|")

@@ -3,7 +3,7 @@
 
     python benchmarks/compare.py --preset small [--reps 3] [--peers llama:f32,llama:f16,torch:sdpa]
                                  [--budgets 50,25] [--blas-auto] [--moert build/bin/moert] [--work DIR]
-                                 [--json OUT.json]
+                                 [--json OUT.json] [--report OUT.json]
 
 Needs the peer harness of ../shared/bench (its venv: torch, transformers, safetensors, gguf, llama-cpp-python) and
 the models it makes (make_model.py --preset P). Each configuration runs --reps times, each time in a fresh process,
@@ -80,7 +80,11 @@ def main() -> None:
     ap.add_argument("--moert", default=str(REPO / "build" / "bin" / "moert"))
     ap.add_argument("--work", type=Path, default=default_work())
     ap.add_argument("--json", type=Path, help="also write the results here")
+    ap.add_argument("--report", type=Path, help="print the tables of a --json file from an earlier run; run nothing")
     args = ap.parse_args()
+    if args.report:
+        report(args.preset, json.loads(args.report.read_text()))
+        return
 
     hf = args.work / args.preset / "hf"
     if not (hf / "config.json").exists():
@@ -103,29 +107,36 @@ def main() -> None:
         for name, run in configs.items():
             reps[name].append(run())
     rows = {name: dict(reps=r, median={k: statistics.median(x[k] for x in r) for k in r[0]}) for name, r in reps.items()}
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1))
+    report(args.preset, rows)
 
-    print(f"\n| preset {args.preset} | prefill-512 tok/s | decode tok/s | load s | peak RSS MiB |")
+
+def report(preset: str, rows: dict) -> None:
+    """Prints the table of medians and the ratios."""
+
+    print(f"\n| preset {preset} | prefill-512 tok/s | decode tok/s | load s | peak RSS MiB |")
     print("|---|---|---|---|---|")
     for name, r in rows.items():
         m = r["median"]
         print(f"| {name} | {m['prefill_tps']:.0f} | {m['decode_tps']:.1f} | {m['load_s']:.3f} | {m['peak_rss_mib']:.0f} |")
-    print("\nratios (medians, same run):")
+    def ratio(a: str, b: str, key: str) -> float:
+        """Median over rounds of a/b within each round: robust to drifts between rounds."""
+        return statistics.median(x[key] / y[key] for x, y in zip(rows[a]["reps"], rows[b]["reps"]))
+
+    print("\nratios (median of the per-round ratios, same run):")
     for mine in [n for n in rows if n.startswith("moert:") and " budget " not in n]:
         dtype = mine.split(":")[1][:3]
-        ours = rows[mine]["median"]
         for peer in rows:
             if peer.startswith("moert:") or not (peer.endswith(dtype) or peer.startswith("torch")):
                 continue
-            p = rows[peer]["median"]
-            print(f"  {mine} / {peer}: prefill {ours['prefill_tps'] / p['prefill_tps']:.2f}x, "
-                  f"decode {ours['decode_tps'] / p['decode_tps']:.2f}x")
+            print(f"  {mine} / {peer}: prefill {ratio(mine, peer, 'prefill_tps'):.2f}x, "
+                  f"decode {ratio(mine, peer, 'decode_tps'):.2f}x")
     for name, r in rows.items():
         if " budget " in name:
-            full = rows[name.split(" budget ")[0]]["median"]
-            print(f"  {name} / full residency: decode {r['median']['decode_tps'] / full['decode_tps']:.2f}x, "
-                  f"peak RSS {r['median']['peak_rss_mib']:.0f} vs {full['peak_rss_mib']:.0f} MiB")
-    if args.json:
-        args.json.write_text(json.dumps(rows, indent=1))
+            full = name.split(" budget ")[0]
+            print(f"  {name} / full residency: decode {ratio(name, full, 'decode_tps'):.2f}x, "
+                  f"peak RSS {r['median']['peak_rss_mib']:.0f} vs {rows[full]['median']['peak_rss_mib']:.0f} MiB")
 
 
 if __name__ == "__main__":

@@ -14,9 +14,11 @@ import torch
 from transformers import AutoModelForCausalLM
 
 
-def gate_weight(layer) -> torch.Tensor:
+def gate_weight(layer):
+    """The router's weight [experts, hidden], or None for a dense layer."""
     moe = layer.block_sparse_moe if hasattr(layer, "block_sparse_moe") else layer.mlp
-    return moe.gate.weight
+    gate = getattr(moe, "gate", None)
+    return gate.weight if gate is not None and gate.weight.dim() == 2 and gate.weight.shape[0] > 1 else None
 
 
 def main() -> None:
@@ -30,23 +32,31 @@ def main() -> None:
     model.eval()
     layers = model.model.layers
     after_attention = {}  # layer -> normalised residual after attention: the router's real input
-    for i, layer in enumerate(layers):
-        layer.post_attention_layernorm.register_forward_hook(
-            lambda mod, inp, out, i=i: after_attention.setdefault(i, out.detach()))
+
+    def recorder(i: int):
+        def hook(module, inputs, output) -> None:  # returns None: a hook's return value replaces the output
+            after_attention[i] = output.detach().clone()
+        return hook
+
+    hooks = [layer.post_attention_layernorm.register_forward_hook(recorder(i)) for i, layer in enumerate(layers)]
     vocab = model.config.vocab_size
     ids = torch.randint(0, vocab, (1, args.tokens), generator=torch.Generator().manual_seed(args.seed))
     with torch.no_grad():
         out = model(ids, output_hidden_states=True)
+        for h in hooks:
+            h.remove()
         k = model.config.num_experts_per_tok
         hits = total = 0
         for i, layer in enumerate(layers):
             w = gate_weight(layer)
+            if w is None:
+                continue
             before = layer.post_attention_layernorm(out.hidden_states[i])  # hidden_states[i]: input of layer i
             predicted = (before[0] @ w.T).topk(k).indices.tolist()
             chosen = (after_attention[i][0] @ w.T).topk(k).indices.tolist()
             hits += sum(len(set(p) & set(c)) for p, c in zip(predicted, chosen))
             total += k * len(chosen)
-    experts = w.shape[0]
+    experts = next(gate_weight(layer) for layer in layers if gate_weight(layer) is not None).shape[0]
     print(f"{args.model}: {hits / total:.1%} of predicted experts chosen by the router "
           f"({args.tokens} tokens, top-{k} of {experts}; chance {k / experts:.0%})")
 

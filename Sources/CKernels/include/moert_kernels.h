@@ -25,6 +25,17 @@ MOERT_KERNEL int moert_kernels_have_avx2(void);
  */
 MOERT_KERNEL void moert_gemv_half(const void *w, int dtype, const float *x, float *y, int64_t rows, int64_t cols);
 
+/**
+ * Attention of one new position (decode) against `total` cached positions, on the calling thread. For each query
+ * head h of n_heads, with key/value head g = h / (n_heads / n_kv_heads):
+ *   out[h] = softmax(scale * q[h] . keys[j, g] for j < total) . values[:, g]
+ * q and out are [n_heads * head_dim]; keys and values are [total, n_kv_heads * head_dim], row-major; `scores` is
+ * scratch for `total` floats. The softmax subtracts the maximum, like the prefill path's.
+ */
+MOERT_KERNEL void moert_attention_one(const float *q, const float *keys, const float *values, int n_heads,
+                                      int n_kv_heads, int head_dim, int64_t total, float scale, float *scores,
+                                      float *out);
+
 /** Widens `count` f16 or bf16 values to float32. */
 MOERT_KERNEL void moert_half_to_float(const void *src, int dtype, float *dst, int64_t count);
 

@@ -1,5 +1,6 @@
 // Session: one sequence over a shared model — KV cache, scratch buffers and the forward pass.
 
+import CKernels
 import COpenBLAS
 #if canImport(Glibc)
 import Glibc
@@ -186,6 +187,12 @@ public final class Session {
         let scale = 1 / Float(hd).squareRoot()
         let group = nh / nkv
         let scores = ws.scores.pointer
+        if n == 1 {
+            // Decode: one query row per head; plain loops beat two sgemm calls per head.
+            moert_attention_one(q, keys, values, Int32(nh), Int32(nkv), Int32(hd), Int64(total), scale, scores, ctx)
+            a.o.apply(ctx, rows: 1, into: out)
+            return
+        }
         for head in 0..<nh {
             let kvh = head / group
             // S = q_h K^T · scale: [n, hd] x [total, hd]^T -> [n, total]

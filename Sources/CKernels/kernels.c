@@ -154,12 +154,14 @@ void moert_half_to_float(const void *src, int dtype, float *dst, int64_t count) 
 }
 
 /* ---- Worker pool ----
-** n_threads - 1 workers; a job is split into n_threads contiguous row ranges and the caller runs the first.
+** n_threads - 1 workers; a job (a GEMV, or a large copy) is split into n_threads contiguous row (or byte) ranges and
+** the caller runs the first.
 ** Decode issues about a hundred short GEMVs per token, so waking workers through a condition variable (tens of
 ** microseconds) would cost as much as the work: workers spin on an atomic job counter for a while after each job
 ** and only then sleep on the condition variable. One job runs at a time: a caller that finds the pool busy
 ** (another session's job) computes alone instead of waiting. */
 
+/* A job: a GEMV (rows of w), or a copy of `rows` bytes from w to y (expert materialisation). */
 typedef struct gemv_job {
     const uint16_t *w;
     int dtype;
@@ -167,6 +169,7 @@ typedef struct gemv_job {
     float *y;
     int64_t rows, cols;
     int parts;
+    int copy;
 } gemv_job;
 
 /* A waiting thread pauses SPIN_PAUSES times, then yields its CPU (so a machine with fewer free cores than
@@ -183,6 +186,12 @@ static int pool_threads = 1, pool_started = 0;                   /* guarded by p
 static gemv_job pool_job;                                        /* written before the generation bump */
 
 static void run_part(const gemv_job *job, int part) {
+    if (job->copy) {  /* page-aligned slices of the bytes */
+        int64_t per = ((job->rows + job->parts - 1) / job->parts + 4095) & ~(int64_t)4095;
+        int64_t b0 = per * part, b1 = b0 + per < job->rows ? b0 + per : job->rows;
+        if (b0 < b1) memcpy((char *)job->y + b0, (const char *)job->w + b0, (size_t)(b1 - b0));
+        return;
+    }
     /* Ranges are multiples of 4 rows so the four-row kernel stays on its fast path. */
     int64_t per = ((job->rows + job->parts - 1) / job->parts + 3) & ~(int64_t)3;
     int64_t r0 = per * part, r1 = r0 + per < job->rows ? r0 + per : job->rows;
@@ -242,10 +251,9 @@ void moert_kernels_set_threads(int n_threads) {
     pthread_mutex_unlock(&pool_busy);
 }
 
-void moert_gemv_half(const void *w, int dtype, const float *x, float *y, int64_t rows, int64_t cols) {
-    gemv_job job = {w, dtype, x, y, rows, cols, 1};
-    /* Small products and a busy pool: compute on this thread. */
-    if (rows * cols < (1 << 18) || pthread_mutex_trylock(&pool_busy) != 0) {
+/* Runs `job` on the pool (the caller takes part 0), or alone on this thread when the pool is busy or has no workers. */
+static void run_job(gemv_job job) {
+    if (pthread_mutex_trylock(&pool_busy) != 0) {
         run_part(&job, 0);
         return;
     }
@@ -266,4 +274,17 @@ void moert_gemv_half(const void *w, int dtype, const float *x, float *y, int64_t
     run_part(&job, 0);
     for (int step = 0; atomic_load_explicit(&pool_pending, memory_order_acquire) > 0; step++) wait_step(step);
     pthread_mutex_unlock(&pool_busy);
+}
+
+void moert_gemv_half(const void *w, int dtype, const float *x, float *y, int64_t rows, int64_t cols) {
+    gemv_job job = {w, dtype, x, y, rows, cols, 1, 0};
+    /* Small products: compute on this thread. */
+    if (rows * cols < (1 << 18)) run_part(&job, 0);
+    else run_job(job);
+}
+
+void moert_copy(void *dst, const void *src, int64_t bytes) {
+    gemv_job job = {src, 0, NULL, dst, bytes, 0, 1, 1};
+    if (bytes < (1 << 20)) run_part(&job, 0);
+    else run_job(job);
 }

@@ -36,6 +36,9 @@ MOERT_KERNEL void moert_attention_one(const float *q, const float *keys, const f
                                       int n_kv_heads, int head_dim, int64_t total, float scale, float *scores,
                                       float *out);
 
+/** memcpy of `bytes` (dst and src must not overlap), split among the worker threads when large. */
+MOERT_KERNEL void moert_copy(void *dst, const void *src, int64_t bytes);
+
 /** Widens `count` f16 or bf16 values to float32. */
 MOERT_KERNEL void moert_half_to_float(const void *src, int dtype, float *dst, int64_t count);
 

@@ -1,6 +1,7 @@
 // ExpertStore: routed expert weights materialised on first use into the arena, evicted least-recently-used under a
 // residency budget, and re-materialised from the memory-mapped checkpoint when needed again.
 
+import CKernels
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -100,11 +101,12 @@ public final class ExpertStore: @unchecked Sendable {
                 let b = try makeRoom(for: slot.bytes) ?? arena.allocate(slot.bytes)
                 var offset = 0
                 for s in slot.sources {
-                    if slot.storage == .f32 {
+                    if slot.storage != .f32 || s.dtype == .f32 {
+                        // Stored as computed (f32, or f16/bf16 kept as they are): a copy, by all worker threads.
+                        moert_copy(b + offset, s.data, Int64(s.count * slot.storage.size))
+                    } else {
                         convertToFloat(s.data, dtype: s.dtype, count: s.count,
                                        into: (b + offset).bindMemory(to: Float.self, capacity: s.count))
-                    } else {
-                        memcpy(b + offset, s.data, s.count * slot.storage.size)
                     }
                     releasePages(s)
                     offset += s.count * slot.storage.size

@@ -3,15 +3,13 @@
 # expert budget sweep and OpenBLAS's own kernel choice), then decode under a memory limit beside llama.cpp's mmap.
 #
 #   benchmarks/all.sh            (PY: the peer harness venv, default ~/.cache/moert-bench/venv/bin/python;
-#                                 REPS: runs per configuration, default 3; memcap.py needs root for cgroups)
+#                                 rounds as in BENCHMARKS.md: 5 small, 3 medium, 3 memcap; memcap.py needs root)
 set -e
 cd "$(dirname "$0")/.."
 PY=${PY:-$HOME/.cache/moert-bench/venv/bin/python}
-REPS=${REPS:-3}
 make
-for preset in small medium; do
-    "$PY" benchmarks/compare.py --preset "$preset" --reps "$REPS" --budgets 50,25 --blas-auto
-done
+"$PY" benchmarks/compare.py --preset small --reps 5 --budgets 50,25 --blas-auto
+"$PY" benchmarks/compare.py --preset medium --reps 3 --budgets 50,25 --blas-auto
 for dtype in f32 f16; do
-    "$PY" benchmarks/memcap.py --preset small --dtype "$dtype" --reps "$REPS"
+    "$PY" benchmarks/memcap.py --preset small --dtype "$dtype" --reps 3
 done

@@ -48,9 +48,11 @@ check() {
     valgrind --leak-check=full --keep-debuginfo=yes --errors-for-leak-kinds=definite,indirect --error-exitcode=99 \
         --suppressions=Tests/c/valgrind-swift-runtime.supp "$@" >"$WORK/$name.out" 2>"$WORK/$name.vg" || status=$?
     echo "$name: $(tail -n 1 "$WORK/$name.out")"
-    grep -E "(definitely|indirectly|possibly) lost:|suppressed:|ERROR SUMMARY" "$WORK/$name.vg" | sed 's/^==[0-9]*== */    /'
+    grep -E "(definitely|indirectly|possibly) lost:|suppressed:|ERROR SUMMARY" "$WORK/$name.vg" | sed 's/^==[0-9]*== */    /' || true
     if [[ $status != 0 ]]; then
         grep -E -A8 "Invalid|uninitialised|definitely lost in|indirectly lost in" "$WORK/$name.vg" | head -n 60 || true
+        # valgrind itself may give up (e.g. on debug information it cannot read): show its last words
+        grep -q "ERROR SUMMARY" "$WORK/$name.vg" || tail -n 8 "$WORK/$name.vg"
         echo "FAIL  $name under valgrind (exit status $status)"
         failed=1
     else

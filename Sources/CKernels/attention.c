@@ -1,6 +1,7 @@
 /* attention.c: attention of a single decode position. In decode a head's scores are one row of `total` dot products
 ** of length head_dim; through sgemm each head costs two library calls whose fixed overhead outweighs the work (two
-** calls per head and layer, about 130 per token on the small bench model). Plain loops here, AVX2 when available. */
+** calls per head and layer, about 130 per token on the small bench model). Plain loops here, AVX2 when available;
+** long contexts split the heads among the worker threads, since reading the cache then costs as much as the weights. */
 #include "moert_kernels.h"
 
 #include <immintrin.h>
@@ -42,33 +43,58 @@ static void axpy_scalar(float a, const float *x, float *y, int n) {
     for (int i = 0; i < n; i++) y[i] += a * x[i];
 }
 
-void moert_attention_one(const float *q, const float *keys, const float *values, int n_heads, int n_kv_heads,
-                         int head_dim, int64_t total, float scale, float *scores, float *out) {
-    const int fast = moert_kernels_have_avx2();
-    const int group = n_heads / n_kv_heads;
-    const int64_t row = (int64_t)n_kv_heads * head_dim;
-    for (int h = 0; h < n_heads; h++) {
-        const float *qh = q + (int64_t)h * head_dim;
-        const int64_t g = (int64_t)(h / group) * head_dim;
-        float *oh = out + (int64_t)h * head_dim;
-        float m = -INFINITY;
-        for (int64_t j = 0; j < total; j++) {
-            const float *k = keys + j * row + g;
-            float s = scale * (fast ? dot_avx2(qh, k, head_dim) : dot_scalar(qh, k, head_dim));
-            scores[j] = s;
-            if (s > m) m = s;
-        }
-        float sum = 0;
-        for (int64_t j = 0; j < total; j++) {
-            scores[j] = expf(scores[j] - m);
-            sum += scores[j];
-        }
-        const float inv = 1 / sum;
-        for (int i = 0; i < head_dim; i++) oh[i] = 0;
-        for (int64_t j = 0; j < total; j++) {
-            const float *v = values + j * row + g;
-            if (fast) axpy_avx2(scores[j] * inv, v, oh, head_dim);
-            else axpy_scalar(scores[j] * inv, v, oh, head_dim);
-        }
+/* One head: out_h = softmax(scale * q_h . K_g) . V_g with scores[total] as scratch. */
+static void attend_head(const float *qh, const float *keys, const float *values, int64_t row, int64_t g,
+                        int head_dim, int64_t total, float scale, float *scores, float *oh, int fast) {
+    float m = -INFINITY;
+    for (int64_t j = 0; j < total; j++) {
+        const float *k = keys + j * row + g;
+        float s = scale * (fast ? dot_avx2(qh, k, head_dim) : dot_scalar(qh, k, head_dim));
+        scores[j] = s;
+        if (s > m) m = s;
     }
+    float sum = 0;
+    for (int64_t j = 0; j < total; j++) {
+        scores[j] = expf(scores[j] - m);
+        sum += scores[j];
+    }
+    const float inv = 1 / sum;
+    for (int i = 0; i < head_dim; i++) oh[i] = 0;
+    for (int64_t j = 0; j < total; j++) {
+        const float *v = values + j * row + g;
+        if (fast) axpy_avx2(scores[j] * inv, v, oh, head_dim);
+        else axpy_scalar(scores[j] * inv, v, oh, head_dim);
+    }
+}
+
+typedef struct attention_job {
+    const float *q, *keys, *values;
+    int n_heads, n_kv_heads, head_dim;
+    int64_t total;
+    float scale;
+    float *scores, *out;
+} attention_job;
+
+/* Part `part` of `parts`: a contiguous range of heads, with its own `total` floats of scratch. */
+static void attention_part(void *ctx, int part, int parts) {
+    const attention_job *a = ctx;
+    const int fast = moert_kernels_have_avx2(), group = a->n_heads / a->n_kv_heads;
+    const int64_t row = (int64_t)a->n_kv_heads * a->head_dim;
+    int per = (a->n_heads + parts - 1) / parts, h0 = per * part, h1 = h0 + per < a->n_heads ? h0 + per : a->n_heads;
+    for (int h = h0; h < h1; h++) {
+        attend_head(a->q + (int64_t)h * a->head_dim, a->keys, a->values, row, (int64_t)(h / group) * a->head_dim,
+                    a->head_dim, a->total, a->scale, a->scores + part * a->total, a->out + (int64_t)h * a->head_dim,
+                    fast);
+    }
+}
+
+void moert_attention_one(const float *q, const float *keys, const float *values, int n_heads, int n_kv_heads,
+                         int head_dim, int64_t total, float scale, float *scores, int64_t scores_capacity,
+                         float *out) {
+    attention_job a = {q, keys, values, n_heads, n_kv_heads, head_dim, total, scale, scores, out};
+    /* Split the heads once the cache is long enough that reading it outweighs a hand-off to the workers (a few
+    ** microseconds): at 2^16 key and value elements per layer. */
+    int64_t max_parts = total * n_kv_heads * head_dim < (1 << 16) ? 1 : scores_capacity / total;
+    if (max_parts > n_heads) max_parts = n_heads;
+    moert_parallel(attention_part, &a, (int)max_parts);
 }

@@ -7,6 +7,7 @@
 #include <sched.h>
 #include <stdatomic.h>
 #include <string.h>
+#include <unistd.h>
 #include <immintrin.h>
 
 /* ---- Scalar conversions (reference and tails) ---- */
@@ -161,7 +162,8 @@ void moert_half_to_float(const void *src, int dtype, float *dst, int64_t count) 
 ** and only then sleep on the condition variable. One job runs at a time: a caller that finds the pool busy
 ** (another session's job) computes alone instead of waiting. */
 
-/* A job: a GEMV (rows of w), or a copy of `rows` bytes from w to y (expert materialisation). */
+/* A job: a GEMV (rows of w), a copy of `rows` bytes from w to y (expert materialisation), or, when fn is set,
+** fn(ctx, part, parts) for each part (moert_parallel). */
 typedef struct gemv_job {
     const uint16_t *w;
     int dtype;
@@ -170,6 +172,8 @@ typedef struct gemv_job {
     int64_t rows, cols;
     int parts;
     int copy;
+    void (*fn)(void *ctx, int part, int parts);
+    void *ctx;
 } gemv_job;
 
 /* A waiting thread pauses SPIN_PAUSES times, then yields its CPU (so a machine with fewer free cores than
@@ -186,6 +190,10 @@ static int pool_threads = 1, pool_started = 0;                   /* guarded by p
 static gemv_job pool_job;                                        /* written before the generation bump */
 
 static void run_part(const gemv_job *job, int part) {
+    if (job->fn) {
+        job->fn(job->ctx, part, job->parts);
+        return;
+    }
     if (job->copy) {  /* page-aligned slices of the bytes */
         int64_t per = ((job->rows + job->parts - 1) / job->parts + 4095) & ~(int64_t)4095;
         int64_t b0 = per * part, b1 = b0 + per < job->rows ? b0 + per : job->rows;
@@ -207,9 +215,13 @@ static inline void wait_step(int step) {
     else sched_yield();
 }
 
+/* The generation current when each worker was created: a job published after that is one it must run, even if the
+** thread first gets a CPU after the job was published. */
+static uint64_t worker_first_generation[MAX_THREADS];
+
 static void *worker(void *arg) {
     int index = (int)(intptr_t)arg;
-    uint64_t seen = atomic_load(&pool_generation);
+    uint64_t seen = worker_first_generation[index];
     for (;;) {
         uint64_t g;
         int spins = 0;
@@ -235,34 +247,65 @@ static void *worker(void *arg) {
     return NULL;
 }
 
-void moert_kernels_set_threads(int n_threads) {
+/* Starts workers up to n_threads - 1 and sets the thread count; pool_busy held. */
+static void set_threads_locked(int n_threads) {
     if (n_threads < 1) n_threads = 1;
     if (n_threads > MAX_THREADS) n_threads = MAX_THREADS;
-    pthread_mutex_lock(&pool_busy);
     for (int i = pool_started + 1; i < n_threads; i++) {
         pthread_t t;
         pthread_attr_t attr;
         pthread_attr_init(&attr);
         pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        /* pool_busy is held, so no job can be published between this read and the thread's start */
+        worker_first_generation[i] = atomic_load(&pool_generation);
         if (pthread_create(&t, &attr, worker, (void *)(intptr_t)i) == 0) pool_started = i;
         pthread_attr_destroy(&attr);
     }
     pool_threads = n_threads < pool_started + 1 ? n_threads : pool_started + 1;
+}
+
+/* Whether the thread count was set, by moert_kernels_set_threads or by the default below. */
+static _Atomic int pool_configured = 0;
+
+void moert_kernels_set_threads(int n_threads) {
+    pthread_mutex_lock(&pool_busy);
+    set_threads_locked(n_threads);
+    atomic_store(&pool_configured, 1);
+    pthread_mutex_unlock(&pool_busy);
+}
+
+/* Until a host sets the thread count, the pool uses every online CPU (the documented default of moert_set_threads,
+** and what OpenBLAS does on its own). */
+static void configure_default(void) {
+    pthread_mutex_lock(&pool_busy);
+    if (!atomic_load(&pool_configured)) {
+        set_threads_locked((int)sysconf(_SC_NPROCESSORS_ONLN));
+        atomic_store(&pool_configured, 1);
+    }
     pthread_mutex_unlock(&pool_busy);
 }
 
 /* Runs `job` on the pool (the caller takes part 0), or alone on this thread when the pool is busy or has no workers. */
-static void run_job(gemv_job job) {
+int moert_kernels_threads(void) {
+    if (!atomic_load(&pool_configured)) configure_default();
+    pthread_mutex_lock(&pool_busy);
+    int n = pool_threads;
+    pthread_mutex_unlock(&pool_busy);
+    return n;
+}
+
+static void run_job(gemv_job job, int max_parts) {
+    if (!atomic_load_explicit(&pool_configured, memory_order_relaxed)) configure_default();
     if (pthread_mutex_trylock(&pool_busy) != 0) {
         run_part(&job, 0);
         return;
     }
-    if (pool_threads < 2) {
+    if (pool_threads < 2 || max_parts < 2) {
         pthread_mutex_unlock(&pool_busy);
         run_part(&job, 0);
         return;
     }
-    job.parts = pool_threads;
+    job.parts = pool_threads < max_parts ? pool_threads : max_parts;
     pool_job = job;
     atomic_store(&pool_pending, job.parts - 1);
     atomic_fetch_add_explicit(&pool_generation, 1, memory_order_release);
@@ -277,14 +320,19 @@ static void run_job(gemv_job job) {
 }
 
 void moert_gemv_half(const void *w, int dtype, const float *x, float *y, int64_t rows, int64_t cols) {
-    gemv_job job = {w, dtype, x, y, rows, cols, 1, 0};
+    gemv_job job = {w, dtype, x, y, rows, cols, 1, 0, NULL, NULL};
     /* Small products: compute on this thread. */
     if (rows * cols < (1 << 18)) run_part(&job, 0);
-    else run_job(job);
+    else run_job(job, MAX_THREADS);
 }
 
 void moert_copy(void *dst, const void *src, int64_t bytes) {
-    gemv_job job = {src, 0, NULL, dst, bytes, 0, 1, 1};
+    gemv_job job = {src, 0, NULL, dst, bytes, 0, 1, 1, NULL, NULL};
     if (bytes < (1 << 20)) run_part(&job, 0);
-    else run_job(job);
+    else run_job(job, MAX_THREADS);
+}
+
+void moert_parallel(void (*fn)(void *ctx, int part, int parts), void *ctx, int max_parts) {
+    gemv_job job = {NULL, 0, NULL, NULL, 0, 0, 1, 0, fn, ctx};
+    run_job(job, max_parts);
 }

@@ -758,7 +758,8 @@ static void test_threads(void) {
     group_begin("threads");
     int32_t initial = moert_get_threads();
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-    CHECK(initial >= 1, "moert_get_threads() = %d, expected >= 1", (int)initial);
+    CHECK(initial == (cpus > 0 ? cpus : 1), "before any moert_set_threads, get_threads() = %d, expected the %ld online CPUs",
+          (int)initial, cpus);
     CHECK_STATUS(moert_set_threads(1), MOERT_OK, "moert_set_threads(1)");
     CHECK(moert_get_threads() == 1, "after set_threads(1), get_threads() = %d", (int)moert_get_threads());
     CHECK_STATUS(moert_set_threads(2), MOERT_OK, "moert_set_threads(2)");

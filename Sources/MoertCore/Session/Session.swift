@@ -189,7 +189,8 @@ public final class Session {
         let scores = ws.scores.pointer
         if n == 1 {
             // Decode: one query row per head; plain loops beat two sgemm calls per head.
-            moert_attention_one(q, keys, values, Int32(nh), Int32(nkv), Int32(hd), Int64(total), scale, scores, ctx)
+            moert_attention_one(q, keys, values, Int32(nh), Int32(nkv), Int32(hd), Int64(total), scale, scores,
+                                Int64(ws.scores.count), ctx)
             a.o.apply(ctx, rows: 1, into: out)
             return
         }

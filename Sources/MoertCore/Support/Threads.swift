@@ -20,8 +20,9 @@ public enum Threads {
         moert_kernels_set_threads(Int32(count))
     }
 
-    /// The thread count in effect.
-    public static var current: Int { max(1, Int(openblas_get_num_threads())) }
+    /// The thread count in effect for moert's kernels (every online CPU until `set` is called; `set` gives OpenBLAS
+    /// the same count).
+    public static var current: Int { max(1, Int(moert_kernels_threads())) }
 
     /// The kernel family OpenBLAS chose for this CPU (e.g. "Haswell" for AVX2, "SkylakeX" or "Cooperlake" for
     /// AVX-512), with the `OPENBLAS_CORETYPE` setting that forced it, if any. Prefill speed depends on it.

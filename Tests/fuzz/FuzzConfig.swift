@@ -3,12 +3,6 @@
 
 @testable import MoertCore
 
-@_cdecl("LLVMFuzzerInitialize")
-public func fuzzInitialize(_ argc: UnsafeMutablePointer<Int32>?, _ argv: UnsafeMutableRawPointer?) -> Int32 {
-    fuzzSetUp()
-    return 0
-}
-
 /// Parses the input as config.json and as a moert section (the "moert" key if present, else the whole document,
 /// as a moert.json file is read). Accepted configs must satisfy the invariants the loader relies on.
 @_cdecl("LLVMFuzzerTestOneInput")

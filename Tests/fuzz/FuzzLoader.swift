@@ -2,20 +2,9 @@
 // config.json, model.safetensors and optionally moert.json; an accepted model then evaluates two tokens.
 
 @testable import MoertCore
-#if canImport(Glibc)
-import Glibc
-#endif
 
 /// Separates the files inside one input (see Tests/fuzz/README.md).
 let separator: [UInt8] = Array("\n#moert-fuzz-file#\n".utf8)
-
-@_cdecl("LLVMFuzzerInitialize")
-public func fuzzInitialize(_ argc: UnsafeMutablePointer<Int32>?, _ argv: UnsafeMutableRawPointer?) -> Int32 {
-    fuzzSetUp()
-    // Bare plugin names resolve only here (an empty directory), so an input cannot load a library by name.
-    setenv("MOERT_PLUGIN_PATH", FuzzScratch.directory + "/no-plugins", 1)
-    return 0
-}
 
 /// Splits `bytes` at each separator, into at most `limit` parts.
 func split(_ bytes: UnsafeRawBufferPointer, limit: Int) -> [UnsafeRawBufferPointer] {

@@ -2,12 +2,6 @@
 
 @testable import MoertCore
 
-@_cdecl("LLVMFuzzerInitialize")
-public func fuzzInitialize(_ argc: UnsafeMutablePointer<Int32>?, _ argv: UnsafeMutableRawPointer?) -> Int32 {
-    fuzzSetUp()
-    return 0
-}
-
 /// Opens the input as a .safetensors file. An accepted file must describe only tensors that lie inside it with the
 /// size their shape and dtype imply; every float tensor is then converted, reading each of its bytes.
 @_cdecl("LLVMFuzzerTestOneInput")

@@ -54,7 +54,15 @@ func fuzzSetUp() {
     setenv("MOERT_NO_JEMALLOC", "1", 1)
     setenv("OPENBLAS_NUM_THREADS", "1", 1)
     try? Threads.set(1)
-    _ = FuzzScratch.directory
+    // Bare plugin names resolve only here (an empty directory), so an input cannot load a library by name.
+    setenv("MOERT_PLUGIN_PATH", FuzzScratch.directory + "/no-plugins", 1)
+}
+
+/// libFuzzer's set-up hook, shared by every target (each links this file).
+@_cdecl("LLVMFuzzerInitialize")
+public func fuzzInitialize(_ argc: UnsafeMutablePointer<Int32>?, _ argv: UnsafeMutableRawPointer?) -> Int32 {
+    fuzzSetUp()
+    return 0
 }
 
 /// Runs `body`; a `MoertError` is the expected outcome for a malformed input, anything else is a harness finding.

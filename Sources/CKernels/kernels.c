@@ -155,26 +155,24 @@ void moert_half_to_float(const void *src, int dtype, float *dst, int64_t count) 
 }
 
 /* ---- Worker pool ----
-** n_threads - 1 workers; a job (a GEMV, or a large copy) is split into n_threads contiguous row (or byte) ranges and
-** the caller runs the first.
+** n_threads - 1 workers; a job (a GEMV, or a moert_parallel function) is split into n_threads parts (contiguous row
+** ranges of a GEMV) and the caller runs the first.
 ** Decode issues about a hundred short GEMVs per token, so waking workers through a condition variable (tens of
 ** microseconds) would cost as much as the work: workers spin on an atomic job counter for a while after each job
 ** and only then sleep on the condition variable. One job runs at a time: a caller that finds the pool busy
 ** (another session's job) computes alone instead of waiting. */
 
-/* A job: a GEMV (rows of w), a copy of `rows` bytes from w to y (expert materialisation), or, when fn is set,
-** fn(ctx, part, parts) for each part (moert_parallel). */
-typedef struct gemv_job {
+/* A job: a GEMV (rows of w), or, when fn is set, fn(ctx, part, parts) for each part (moert_parallel). */
+typedef struct pool_task {
     const uint16_t *w;
     int dtype;
     const float *x;
     float *y;
     int64_t rows, cols;
     int parts;
-    int copy;
     void (*fn)(void *ctx, int part, int parts);
     void *ctx;
-} gemv_job;
+} pool_task;
 
 /* A waiting thread pauses SPIN_PAUSES times, then yields its CPU (so a machine with fewer free cores than
 ** threads still makes progress), and a worker sleeps after SPIN_YIELDS yields without work. */
@@ -187,17 +185,11 @@ static _Atomic uint64_t pool_generation = 0;                     /* bumped once 
 static _Atomic int pool_pending = 0;                             /* worker parts not finished */
 static _Atomic int pool_sleepers = 0;
 static int pool_threads = 1, pool_started = 0;                   /* guarded by pool_busy */
-static gemv_job pool_job;                                        /* written before the generation bump */
+static pool_task pool_job;                                        /* written before the generation bump */
 
-static void run_part(const gemv_job *job, int part) {
+static void run_part(const pool_task *job, int part) {
     if (job->fn) {
         job->fn(job->ctx, part, job->parts);
-        return;
-    }
-    if (job->copy) {  /* page-aligned slices of the bytes */
-        int64_t per = ((job->rows + job->parts - 1) / job->parts + 4095) & ~(int64_t)4095;
-        int64_t b0 = per * part, b1 = b0 + per < job->rows ? b0 + per : job->rows;
-        if (b0 < b1) memcpy((char *)job->y + b0, (const char *)job->w + b0, (size_t)(b1 - b0));
         return;
     }
     /* Ranges are multiples of 4 rows so the four-row kernel stays on its fast path. */
@@ -238,7 +230,7 @@ static void *worker(void *arg) {
             spins = 0;
         }
         seen = g;
-        gemv_job job = pool_job;
+        pool_task job = pool_job;
         if (index < job.parts) {
             run_part(&job, index);
             atomic_fetch_sub_explicit(&pool_pending, 1, memory_order_release);
@@ -294,13 +286,17 @@ int moert_kernels_threads(void) {
     return n;
 }
 
-static void run_job(gemv_job job, int max_parts) {
+static void run_job(pool_task job, int max_parts) {
+    if (max_parts < 2) {
+        run_part(&job, 0);
+        return;
+    }
     if (!atomic_load_explicit(&pool_configured, memory_order_relaxed)) configure_default();
     if (pthread_mutex_trylock(&pool_busy) != 0) {
         run_part(&job, 0);
         return;
     }
-    if (pool_threads < 2 || max_parts < 2) {
+    if (pool_threads < 2) {
         pthread_mutex_unlock(&pool_busy);
         run_part(&job, 0);
         return;
@@ -320,19 +316,32 @@ static void run_job(gemv_job job, int max_parts) {
 }
 
 void moert_gemv_half(const void *w, int dtype, const float *x, float *y, int64_t rows, int64_t cols) {
-    gemv_job job = {w, dtype, x, y, rows, cols, 1, 0, NULL, NULL};
+    pool_task job = {w, dtype, x, y, rows, cols, 1, NULL, NULL};
     /* Small products: compute on this thread. */
     if (rows * cols < (1 << 18)) run_part(&job, 0);
     else run_job(job, MAX_THREADS);
 }
 
-void moert_copy(void *dst, const void *src, int64_t bytes) {
-    gemv_job job = {src, 0, NULL, dst, bytes, 0, 1, 1, NULL, NULL};
-    if (bytes < (1 << 20)) run_part(&job, 0);
-    else run_job(job, MAX_THREADS);
+void moert_parallel(void (*fn)(void *ctx, int part, int parts), void *ctx, int max_parts) {
+    pool_task job = {NULL, 0, NULL, NULL, 0, 0, 1, fn, ctx};
+    run_job(job, max_parts);
 }
 
-void moert_parallel(void (*fn)(void *ctx, int part, int parts), void *ctx, int max_parts) {
-    gemv_job job = {NULL, 0, NULL, NULL, 0, 0, 1, 0, fn, ctx};
-    run_job(job, max_parts);
+typedef struct copy_task {
+    char *dst;
+    const char *src;
+    int64_t bytes;
+} copy_task;
+
+/* Part `part` of a copy: a page-aligned slice of the bytes. */
+static void copy_part(void *ctx, int part, int parts) {
+    const copy_task *c = ctx;
+    int64_t per = ((c->bytes + parts - 1) / parts + 4095) & ~(int64_t)4095;
+    int64_t b0 = per * part, b1 = b0 + per < c->bytes ? b0 + per : c->bytes;
+    if (b0 < b1) memcpy(c->dst + b0, c->src + b0, (size_t)(b1 - b0));
+}
+
+void moert_copy(void *dst, const void *src, int64_t bytes) {
+    copy_task c = {dst, src, bytes};
+    moert_parallel(copy_part, &c, bytes < (1 << 20) ? 1 : MAX_THREADS);
 }

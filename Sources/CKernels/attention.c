@@ -1,4 +1,4 @@
-/* attention.c: attention of a single decode position. In decode a head's scores are one row of `total` dot products
+/* attention.c: attention of a single decode position, and of a prefill chunk. In decode a head's scores are one row of `total` dot products
 ** of length head_dim; through sgemm each head costs two library calls whose fixed overhead outweighs the work (two
 ** calls per head and layer, about 130 per token on the small bench model). Plain loops here, AVX2 when available;
 ** long contexts split the heads among the worker threads, since reading the cache then costs as much as the weights. */
@@ -97,4 +97,78 @@ void moert_attention_one(const float *q, const float *keys, const float *values,
     int64_t max_parts = total * n_kv_heads * head_dim < (1 << 16) ? 1 : scores_capacity / total;
     if (max_parts > n_heads) max_parts = n_heads;
     moert_parallel(attention_part, &a, (int)max_parts);
+}
+
+/* ---- Prefill ---- */
+
+/* Query rows per block: a block's scores span only the keys its last row sees, which halves the work of a causal
+** prefill from an empty cache against full [n, position + n] products. */
+enum { PREFILL_ROWS = 64 };
+
+typedef struct prefill_job {
+    const float *q, *keys, *values;
+    int64_t n, position;
+    int n_heads, n_kv_heads, head_dim;
+    float scale;
+    float *scores, *out;
+    int failed;
+} prefill_job;
+
+/* scale, causal mask and softmax of one row of scores: entries [0, visible) become probabilities, [visible, width)
+** zero. */
+static void softmax_row(float *row, int64_t visible, int64_t width, float scale) {
+    float m = -INFINITY;
+    for (int64_t j = 0; j < visible; j++) {
+        row[j] *= scale;
+        if (row[j] > m) m = row[j];
+    }
+    float sum = 0;
+    for (int64_t j = 0; j < visible; j++) {
+        row[j] = expf(row[j] - m);
+        sum += row[j];
+    }
+    const float inv = 1 / sum;
+    for (int64_t j = 0; j < visible; j++) row[j] *= inv;
+    for (int64_t j = visible; j < width; j++) row[j] = 0;
+}
+
+/* Part `part` of `parts`: a contiguous range of heads, each a sequence of row blocks: S = Q_h K_g^T, softmax,
+** O_h = S V_g. */
+static void prefill_part(void *ctx, int part, int parts) {
+    prefill_job *a = ctx;
+    const int64_t qw = (int64_t)a->n_heads * a->head_dim, kvw = (int64_t)a->n_kv_heads * a->head_dim;
+    const int group = a->n_heads / a->n_kv_heads;
+    int h0 = a->n_heads * part / parts, h1 = a->n_heads * (part + 1) / parts;
+    const int64_t block = a->n < PREFILL_ROWS ? a->n : PREFILL_ROWS;
+    float *scores = a->scores + (int64_t)part * block * (a->position + a->n);
+    for (int h = h0; h < h1; h++) {
+        const float *kh = a->keys + (int64_t)(h / group) * a->head_dim;
+        const float *vh = a->values + (int64_t)(h / group) * a->head_dim;
+        for (int64_t t0 = 0; t0 < a->n; t0 += PREFILL_ROWS) {
+            int64_t rows = a->n - t0 < PREFILL_ROWS ? a->n - t0 : PREFILL_ROWS;
+            int64_t width = a->position + t0 + rows;   /* keys the block's last row sees */
+            const float *qh = a->q + t0 * qw + (int64_t)h * a->head_dim;
+            float *oh = a->out + t0 * qw + (int64_t)h * a->head_dim;
+            /* S [rows, width] = Q_h K_g^T */
+            if (!moert_gemm_serial(rows, width, a->head_dim, qh, qw, kh, 0, kvw, scores, width)) goto fail;
+            for (int64_t r = 0; r < rows; r++) softmax_row(scores + r * width, a->position + t0 + r + 1, width, a->scale);
+            /* O_h [rows, head_dim] = S V_g */
+            if (!moert_gemm_serial(rows, a->head_dim, width, scores, width, vh, 1, kvw, oh, qw)) goto fail;
+        }
+    }
+    return;
+fail:
+    __atomic_store_n(&a->failed, 1, __ATOMIC_RELAXED);
+}
+
+int moert_attention_prefill(const float *q, const float *keys, const float *values, int64_t n, int64_t position,
+                            int n_heads, int n_kv_heads, int head_dim, float scale, float *scores,
+                            int64_t scores_capacity, float *out) {
+    if (!moert_gemm_available() || n <= 0) return 0;
+    prefill_job a = {q, keys, values, n, position, n_heads, n_kv_heads, head_dim, scale, scores, out, 0};
+    int64_t max_parts = scores_capacity / ((n < PREFILL_ROWS ? n : PREFILL_ROWS) * (position + n));
+    if (max_parts > n_heads) max_parts = n_heads;
+    if (max_parts < 1) return 0;
+    moert_parallel(prefill_part, &a, (int)max_parts);
+    return !a.failed;
 }

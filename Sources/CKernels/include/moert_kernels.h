@@ -9,7 +9,8 @@
 /* Internal to libmoert.so: never exported. */
 #define MOERT_KERNEL __attribute__((visibility("hidden")))
 
-/** Element types of half-precision weights. */
+/** Element types of weights: float32 (for moert_gemm_nt only) and the half-precision ones. */
+#define MOERT_GEMM_F32  0
 #define MOERT_HALF_F16  1
 #define MOERT_HALF_BF16 2
 
@@ -49,6 +50,39 @@ MOERT_KERNEL void moert_parallel(void (*fn)(void *ctx, int part, int parts), voi
 
 /** memcpy of `bytes` (dst and src must not overlap), split among the worker threads when large. */
 MOERT_KERNEL void moert_copy(void *dst, const void *src, int64_t bytes);
+
+/** True when moert_gemm_nt computes products: the CPU has AVX-512 (F, BW, VL) and the environment variable
+ * MOERT_GEMM is not "blas". */
+MOERT_KERNEL int moert_gemm_available(void);
+
+/**
+ * c[i, j] = sum_p a[i, p] * b[j, p] for i < m, j < n: activations a [m, k] (float32, row stride lda) times the
+ * transpose of weights b [n, k] (row stride ldb, element type `dtype`: MOERT_GEMM_F32, MOERT_HALF_F16 or
+ * MOERT_HALF_BF16), into c (row stride ldc). The columns of c are split among the worker threads; each element sums
+ * over p in the same order for any thread count. Returns 1 when done, 0 when it computed nothing (no AVX-512,
+ * switched off, or no memory for its buffers): the caller then uses sgemm.
+ */
+MOERT_KERNEL int moert_gemm_nt(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda, const void *b, int dtype,
+                               int64_t ldb, float *c, int64_t ldc);
+
+/**
+ * A float32 product on the calling thread alone: c = a b^T with b [n, k] (b_kn = 0, as moert_gemm_nt), or c = a b
+ * with b [k, n] (b_kn = 1). Returns 1 when done, 0 when it computed nothing (as moert_gemm_nt).
+ */
+MOERT_KERNEL int moert_gemm_serial(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda, const float *b,
+                                   int b_kn, int64_t ldb, float *c, int64_t ldc);
+
+/**
+ * Causal attention of `n` new positions (prefill) at positions position ..< position + n against the cache, which
+ * already holds them: for each query head h (key/value head g = h / (n_heads / n_kv_heads)) and new position t,
+ *   out[t, h] = softmax(scale * q[t, h] . keys[j, g] for j <= position + t) . values[:, g]
+ * q and out are [n, n_heads * head_dim]; keys and values [position + n, n_kv_heads * head_dim]. The heads are split
+ * among the worker threads, each with its own part of `scores` (scratch of `scores_capacity` floats, at least
+ * min(n, 64) * (position + n)). Returns 1 when done, 0 when it computed nothing (no AVX-512 GEMM): the caller computes it.
+ */
+MOERT_KERNEL int moert_attention_prefill(const float *q, const float *keys, const float *values, int64_t n,
+                                         int64_t position, int n_heads, int n_kv_heads, int head_dim, float scale,
+                                         float *scores, int64_t scores_capacity, float *out);
 
 /** Widens `count` f16 or bf16 values to float32. */
 MOERT_KERNEL void moert_half_to_float(const void *src, int dtype, float *dst, int64_t count);

@@ -1,4 +1,4 @@
-// Linear: y = x W^T (+ b) through OpenBLAS, for weights stored as nn.Linear does ([out, in], row-major).
+// Linear: y = x W^T (+ b) through moert's kernels and OpenBLAS, for weights stored as nn.Linear does ([out, in], row-major).
 
 import CKernels
 import COpenBLAS
@@ -33,7 +33,8 @@ public struct Linear: Sendable {
         } else if n == 1 {
             // [out, in] · [in] -> [out]
             cblas_sgemv(CblasRowMajor, CblasNoTrans, o, i, 1, weight.data, i, x, 1, 0, y, 1)
-        } else {
+        } else if moert_gemm_nt(Int64(n), Int64(o), Int64(i), x, Int64(i), weight.raw, MOERT_GEMM_F32, Int64(i),
+                                 y, Int64(o)) == 0 {
             // [n, in] x [out, in]^T -> [n, out]
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(n), o, i, 1, x, i, weight.data, i, 0, y, o)
         }
@@ -57,14 +58,16 @@ extension Linear {
 
 extension Linear {
     /// The product for f16/bf16 weights. One row (decode, bound by memory bandwidth): a GEMV that widens each
-    /// weight in registers, so only 2 bytes per weight are read. Several rows (prefill, bound by compute): blocks
-    /// of weight rows widened to float32, then sgemm. The bias is left to `apply`.
+    /// weight in registers, so only 2 bytes per weight are read. Several rows (prefill, bound by compute): the
+    /// AVX-512 GEMM, which widens weights while packing them, or else blocks of weight rows widened to float32, then
+    /// sgemm. The bias is left to `apply`.
     func applyHalf(_ x: UnsafePointer<Float>, rows n: Int, into y: UnsafeMutablePointer<Float>) {
         let out = outFeatures, inF = inFeatures
         let dtype = weight.storage == .f16 ? MOERT_HALF_F16 : MOERT_HALF_BF16
         if n == 1 {
             moert_gemv_half(weight.raw, dtype, x, y, Int64(out), Int64(inF))
-        } else {
+        } else if moert_gemm_nt(Int64(n), Int64(out), Int64(inF), x, Int64(inF), weight.raw, dtype, Int64(inF), y,
+                                Int64(out)) == 0 {
             // About 4 MiB of widened rows per block; the block is written into columns r0 ..< r1 of y.
             let blockRows = max(1, min(out, (1 << 20) / inF))
             let block = UnsafeMutablePointer<Float>.allocate(capacity: blockRows * inF)

@@ -194,6 +194,12 @@ public final class Session {
             a.o.apply(ctx, rows: 1, into: out)
             return
         }
+        if moert_attention_prefill(q, keys, values, Int64(n), Int64(position), Int32(nh), Int32(nkv), Int32(hd), scale,
+                                   scores, Int64(ws.scores.count), ctx) != 0 {
+            a.o.apply(ctx, rows: n, into: out)  // [n, nh·hd] -> [n, H]
+            return
+        }
+        // Without the AVX-512 GEMM: two sgemm calls per head.
         for head in 0..<nh {
             let kvh = head / group
             // S = q_h K^T · scale: [n, hd] x [total, hd]^T -> [n, total]

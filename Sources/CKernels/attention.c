@@ -164,7 +164,7 @@ fail:
 int moert_attention_prefill(const float *q, const float *keys, const float *values, int64_t n, int64_t position,
                             int n_heads, int n_kv_heads, int head_dim, float scale, float *scores,
                             int64_t scores_capacity, float *out) {
-    if (!moert_gemm_available() || n <= 0) return 0;
+    if (!moert_kernels_have_avx512() || n <= 0) return 0;
     prefill_job a = {q, keys, values, n, position, n_heads, n_kv_heads, head_dim, scale, scores, out, 0};
     int64_t max_parts = scores_capacity / ((n < PREFILL_ROWS ? n : PREFILL_ROWS) * (position + n));
     if (max_parts > n_heads) max_parts = n_heads;

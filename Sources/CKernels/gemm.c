@@ -18,21 +18,10 @@
 /* MR x NR tile (28 accumulators of 32 registers); KC columns of k per slice; MC rows of A per block. */
 enum { MR = 14, NR = 32, KC = 256, MC = 512 };
 
-/* ---- CPU features and the switch ---- */
+/* Packing prefetches each row of B this many elements ahead. */
+enum { PACK_PREFETCH = 64 };
 
-static int gemm_enabled(void) {
-    static int cached = -1;
-    if (cached < 0) {
-        __builtin_cpu_init();
-        const char *env = getenv("MOERT_GEMM");
-        int wanted = !(env && strcmp(env, "blas") == 0);
-        cached = wanted && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-                 __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("f16c");
-    }
-    return cached;
-}
-
-int moert_gemm_available(void) { return gemm_enabled(); }
+static int gemm_enabled(void) { return moert_kernels_have_avx512(); }
 
 /* ---- Per-thread packing buffers ---- */
 
@@ -126,7 +115,10 @@ static inline void pack_b_full(const void *b, int dtype, int64_t ldb, int64_t kc
         const char *rows = (const char *)b + (int64_t)half * 16 * ldb * elem;
         for (int64_t kk = 0; kk < kc; kk += 16) {
             __m512 v[16];
-            for (int r = 0; r < 16; r++) v[r] = load_full16(rows + (r * ldb + kk) * elem, dtype);
+            for (int r = 0; r < 16; r++) {
+                _mm_prefetch(rows + (r * ldb + kk + PACK_PREFETCH) * elem, _MM_HINT_T0);
+                v[r] = load_full16(rows + (r * ldb + kk) * elem, dtype);
+            }
             transpose16(v);
             for (int t = 0; t < 16; t++) _mm512_store_ps(dst + (kk + t) * NR + half * 16, v[t]);
         }

@@ -1,11 +1,12 @@
 /* kernels.c: half-precision GEMV (f16/bf16 widened in registers, AVX2+FMA+F16C when the CPU has them) and the
 ** worker pool that splits its rows. Decode is bound by memory bandwidth: reading 2-byte weights and converting
 ** them in registers halves the bytes per token against float32 copies. */
-#include "moert_kernels.h"
+#include "kernels_internal.h"
 
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <immintrin.h>
@@ -55,6 +56,21 @@ static int have_avx2(void) {
 }
 
 int moert_kernels_have_avx2(void) { return have_avx2(); }
+
+/* AVX-512 F, BW and VL (and F16C), unless the environment sets MOERT_AVX512=0. */
+static int have_avx512(void) {
+    static int cached = -1;
+    if (cached < 0) {
+        __builtin_cpu_init();
+        const char *env = getenv("MOERT_AVX512");
+        int allowed = !(env && strcmp(env, "0") == 0);
+        cached = allowed && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                 __builtin_cpu_supports("avx512vl") && have_avx2();
+    }
+    return cached;
+}
+
+int moert_kernels_have_avx512(void) { return have_avx512(); }
 
 /* ---- Row kernels ---- */
 
@@ -164,7 +180,7 @@ void moert_half_to_float(const void *src, int dtype, float *dst, int64_t count) 
 
 /* A job: a GEMV (rows of w), or, when fn is set, fn(ctx, part, parts) for each part (moert_parallel). */
 typedef struct pool_task {
-    const uint16_t *w;
+    const void *w;
     int dtype;
     const float *x;
     float *y;
@@ -196,7 +212,8 @@ static void run_part(const pool_task *job, int part) {
     int64_t per = ((job->rows + job->parts - 1) / job->parts + 3) & ~(int64_t)3;
     int64_t r0 = per * part, r1 = r0 + per < job->rows ? r0 + per : job->rows;
     if (r0 >= r1) return;
-    if (!have_avx2()) rows_scalar(job->w, job->dtype, job->x, job->y, r0, r1, job->cols);
+    if (have_avx512()) moert_rows_avx512(job->w, job->dtype, job->x, job->y, r0, r1, job->cols);
+    else if (!have_avx2()) rows_scalar(job->w, job->dtype, job->x, job->y, r0, r1, job->cols);
     else if (job->dtype == MOERT_HALF_F16) rows_avx2_f16(job->w, job->x, job->y, r0, r1, job->cols);
     else rows_avx2_bf16(job->w, job->x, job->y, r0, r1, job->cols);
 }
@@ -320,6 +337,15 @@ void moert_gemv_half(const void *w, int dtype, const float *x, float *y, int64_t
     /* Small products: compute on this thread. */
     if (rows * cols < (1 << 18)) run_part(&job, 0);
     else run_job(job, MAX_THREADS);
+}
+
+int moert_gemv_f32(const float *w, const float *x, float *y, int64_t rows, int64_t cols) {
+    if (!have_avx512()) return 0;
+    pool_task job = {w, MOERT_GEMM_F32, x, y, rows, cols, 1, NULL, NULL};
+    /* Small products: compute on this thread. */
+    if (rows * cols < (1 << 17)) run_part(&job, 0);
+    else run_job(job, MAX_THREADS);
+    return 1;
 }
 
 void moert_parallel(void (*fn)(void *ctx, int part, int parts), void *ctx, int max_parts) {

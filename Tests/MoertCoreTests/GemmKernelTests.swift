@@ -1,4 +1,5 @@
-// GemmKernelTests: the AVX-512 GEMM and the prefill attention built on it, against plain double-precision loops.
+// GemmKernelTests: the AVX-512 kernels (prefill GEMM, prefill attention, decode GEMV) against plain double-precision
+// loops.
 
 import CKernels
 #if canImport(Glibc)
@@ -23,7 +24,7 @@ private func maxError(_ a: [Float], _ b: [Double]) -> (error: Double, scale: Dou
     return (error, scale)
 }
 
-@Suite("GEMM kernel", .enabled(if: moert_gemm_available() != 0, "the CPU has no AVX-512 (or MOERT_GEMM=blas)"))
+@Suite("AVX-512 kernels", .enabled(if: moert_kernels_have_avx512() != 0, "the CPU has no AVX-512 (or MOERT_AVX512=0)"))
 struct GemmKernelTests {
     /// Shapes around the tile sizes (14 rows, 32 columns, k slices of up to 256 in steps of 16), with leading
     /// dimensions wider than the matrices.
@@ -62,6 +63,31 @@ struct GemmKernelTests {
             }
             let (error, scale) = maxError(got, want)
             #expect(error <= 1e-6 * Double(k).squareRoot() * max(scale, 1), "\(m)x\(n)x\(k) \(storage): error \(error)")
+        }
+    }
+
+    @Test("decode GEMV matches a double-precision loop for float32, f16 and bf16 weights",
+          arguments: [WeightStorage.f32, .f16, .bf16])
+    func gemv(storage: WeightStorage) {
+        // Rows around the four-row blocks and the threading threshold; columns around the 16-wide chunks and the
+        // 128-byte steps.
+        for (rows, cols) in [(1, 1), (3, 15), (4, 16), (5, 17), (7, 31), (9, 33), (6, 65), (13, 300), (1001, 300), (300, 1000)] {
+            let x = randomFloats(cols, seed: UInt64(cols))
+            var w = randomFloats(rows * cols, seed: UInt64(rows * 7 + cols))
+            let raw: [UInt16] = w.map { storage == .f16 ? Float16($0).bitPattern : UInt16($0.bitPattern >> 16) }
+            if storage != .f32 {
+                w = raw.map { storage == .f16 ? Float(Float16(bitPattern: $0)) : Float(bitPattern: UInt32($0) << 16) }
+            }
+            var y = [Float](repeating: .nan, count: rows + 1)
+            switch storage {
+            case .f32: #expect(moert_gemv_f32(w, x, &y, Int64(rows), Int64(cols)) == 1)
+            case .f16: moert_gemv_half(raw, MOERT_HALF_F16, x, &y, Int64(rows), Int64(cols))
+            case .bf16: moert_gemv_half(raw, MOERT_HALF_BF16, x, &y, Int64(rows), Int64(cols))
+            }
+            let want = (0..<rows).map { r in (0..<cols).reduce(0.0) { $0 + Double(w[r * cols + $1]) * Double(x[$1]) } }
+            let (error, scale) = maxError(Array(y[..<rows]), want)
+            #expect(error <= 1e-6 * Double(cols).squareRoot() * max(scale, 1), "\(rows)x\(cols) \(storage): error \(error)")
+            #expect(y[rows].isNaN, "\(rows)x\(cols): wrote past the last row")
         }
     }
 

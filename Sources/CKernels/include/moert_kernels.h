@@ -51,16 +51,17 @@ MOERT_KERNEL void moert_parallel(void (*fn)(void *ctx, int part, int parts), voi
 /** memcpy of `bytes` (dst and src must not overlap), split among the worker threads when large. */
 MOERT_KERNEL void moert_copy(void *dst, const void *src, int64_t bytes);
 
-/** True when moert_gemm_nt computes products: the CPU has AVX-512 (F, BW, VL) and the environment variable
- * MOERT_GEMM is not "blas". */
-MOERT_KERNEL int moert_gemm_available(void);
+/** True when the AVX-512 kernels are in use: the CPU has AVX-512 F, BW and VL (with AVX2, FMA and F16C) and the
+ * environment variable MOERT_AVX512 is not "0". Without them prefill runs on OpenBLAS sgemm and float32 decode on
+ * OpenBLAS sgemv. */
+MOERT_KERNEL int moert_kernels_have_avx512(void);
 
 /**
  * c[i, j] = sum_p a[i, p] * b[j, p] for i < m, j < n: activations a [m, k] (float32, row stride lda) times the
  * transpose of weights b [n, k] (row stride ldb, element type `dtype`: MOERT_GEMM_F32, MOERT_HALF_F16 or
  * MOERT_HALF_BF16), into c (row stride ldc). The columns of c are split among the worker threads; each element sums
  * over p in the same order for any thread count. Returns 1 when done, 0 when it computed nothing (no AVX-512,
- * switched off, or no memory for its buffers): the caller then uses sgemm.
+ * MOERT_AVX512=0, or no memory for its buffers): the caller then uses sgemm.
  */
 MOERT_KERNEL int moert_gemm_nt(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda, const void *b, int dtype,
                                int64_t ldb, float *c, int64_t ldc);
@@ -83,6 +84,12 @@ MOERT_KERNEL int moert_gemm_serial(int64_t m, int64_t n, int64_t k, const float 
 MOERT_KERNEL int moert_attention_prefill(const float *q, const float *keys, const float *values, int64_t n,
                                          int64_t position, int n_heads, int n_kv_heads, int head_dim, float scale,
                                          float *scores, int64_t scores_capacity, float *out);
+
+/**
+ * y[r] = sum_c w[r, c] * x[c] for r < rows, w float32 row-major; rows split among the worker threads. Returns 1
+ * when done, 0 when it computed nothing (no AVX-512): the caller then uses sgemv.
+ */
+MOERT_KERNEL int moert_gemv_f32(const float *w, const float *x, float *y, int64_t rows, int64_t cols);
 
 /** Widens `count` f16 or bf16 values to float32. */
 MOERT_KERNEL void moert_half_to_float(const void *src, int dtype, float *dst, int64_t count);

@@ -32,7 +32,9 @@ public struct Linear: Sendable {
             applyHalf(x, rows: n, into: y)
         } else if n == 1 {
             // [out, in] · [in] -> [out]
-            cblas_sgemv(CblasRowMajor, CblasNoTrans, o, i, 1, weight.data, i, x, 1, 0, y, 1)
+            if moert_gemv_f32(weight.data, x, y, Int64(o), Int64(i)) == 0 {
+                cblas_sgemv(CblasRowMajor, CblasNoTrans, o, i, 1, weight.data, i, x, 1, 0, y, 1)
+            }
         } else if moert_gemm_nt(Int64(n), Int64(o), Int64(i), x, Int64(i), weight.raw, MOERT_GEMM_F32, Int64(i),
                                  y, Int64(o)) == 0 {
             // [n, in] x [out, in]^T -> [n, out]

@@ -106,6 +106,7 @@ func benchCommand(_ args: Arguments) throws {
 
     print("model    \(try args.required("--model")) (\(model.config.architecture.rawValue), \(model.storageDType?.rawValue ?? "mixed"))")
     print("threads  \(Threads.current)")
+    print("kernels  \(Threads.kernels)")
     print("blas     \(Threads.blasKernels)")
     print("load     \(oneDecimal(loadSeconds * 1000)) ms")
     var configurations: [(String, Session)] = []

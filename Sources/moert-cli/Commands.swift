@@ -121,6 +121,7 @@ func infoCommand(_ args: Arguments) throws {
     print("rope theta        \(c.ropeTheta)")
     print("memory            \(mib(m.checkpoint.mappedBytes)) mapped, \(mib(m.checkpoint.convertedBytes)) converted to f32")
     print("threads           \(Threads.current)")
+    print("kernels           \(Threads.kernels)")
     print("blas              \(Threads.blasKernels)")
     var moeIndex = 0
     for (l, layer) in m.layers.enumerated() {

@@ -24,6 +24,16 @@ public enum Threads {
     /// the same count).
     public static var current: Int { max(1, Int(moert_kernels_threads())) }
 
+    /// Which of moert's own kernels run: "AVX-512" (prefill GEMM and attention, decode GEMV), "AVX2" (half-precision
+    /// decode GEMV; OpenBLAS for the rest) or "portable C", and whether `MOERT_AVX512=0` switched AVX-512 off.
+    public static var kernels: String {
+        if moert_kernels_have_avx512() != 0 { return "AVX-512 (prefill GEMM and attention, decode GEMV)" }
+        let family = moert_kernels_have_avx2() != 0 ? "AVX2 (half-precision decode GEMV; OpenBLAS for the rest)"
+                                                    : "portable C (OpenBLAS for float32 products)"
+        if let setting = getenv("MOERT_AVX512"), String(cString: setting) == "0" { return family + " (MOERT_AVX512=0)" }
+        return family
+    }
+
     /// The kernel family OpenBLAS chose for this CPU (e.g. "Haswell" for AVX2, "SkylakeX" or "Cooperlake" for
     /// AVX-512), with the `OPENBLAS_CORETYPE` setting that forced it, if any. Prefill speed depends on it.
     public static var blasKernels: String {

@@ -2,7 +2,7 @@
 """moert beside llama.cpp and transformers on the same random Mixtral weights, in one run, with ratios.
 
     python benchmarks/compare.py --preset small [--reps 3] [--peers llama:f32,llama:f16,torch:sdpa]
-                                 [--budgets 50,25] [--blas-auto] [--moert build/bin/moert] [--work DIR]
+                                 [--budgets 50,25] [--no-avx512] [--moert build/bin/moert] [--work DIR]
                                  [--json OUT.json] [--report OUT.json]
 
 Needs the peer harness of ../shared/bench (its venv: torch, transformers, safetensors, gguf, llama-cpp-python) and
@@ -11,9 +11,15 @@ and the median is reported. The runs are interleaved (round r runs every configu
 of a shared machine fall on all engines alike instead of on whichever ran during a slow spell. moert follows the same protocol as peer_bench.py (`moert bench`: one warm-up prefill, prefill of
 512 tokens timed 3 times, a 16-token prompt then 128 greedy decode steps). moert's f16 run uses a copy of the HF
 checkpoint with float16 storage, made once next to it (hf-f16/). --budgets also runs moert with its expert
-residency budget at those percentages of the expert bytes (`--expert-budget P%`), f32 and f16. moert's sgemm (prefill)
-is OpenBLAS's; when the environment pins its kernels with OPENBLAS_CORETYPE, --blas-auto also runs moert with that
-variable removed, so that OpenBLAS picks the kernels it detects for the CPU (`moert bench` prints the family used).
+residency budget at those percentages of the expert bytes (`--expert-budget P%`), f32 and f16. --no-avx512 also runs
+moert with MOERT_AVX512=0, as on a CPU without AVX-512: prefill on OpenBLAS sgemm (with the kernels OpenBLAS picks, or
+those OPENBLAS_CORETYPE pins), float32 decode on OpenBLAS sgemv, half-precision decode on the AVX2 GEMV (`moert bench`
+prints the kernels used).
+
+Every round also measures the machine's limits (benchmarks/machine_peak.c: read bandwidth, FMA peak), because on a
+shared machine they move between minutes; each engine's decode is reported as a share of that round's roofline
+(bandwidth / weight bytes per token) and its prefill as a share of that round's compute bound (FMA peak / FLOPs per
+token), medians over rounds. --no-limits skips this.
 """
 import argparse
 import json
@@ -22,7 +28,10 @@ import re
 import statistics
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
+
+import limits
 
 REPO = Path(__file__).resolve().parents[1]
 BENCH = REPO.parent / "shared" / "bench"
@@ -56,8 +65,9 @@ def run_moert(binary: str, model: Path, extra: list, env: dict = None) -> dict:
                decode_tps=float(re.search(r"decode\s+\d+ tokens\s+([\d.]+) tok/s", out).group(1)),
                load_s=float(re.search(r"load\s+([\d.]+) ms", out).group(1)) / 1000,
                peak_rss_mib=float(re.search(r"peak RSS ([\d.]+) MiB", out).group(1)))
-    blas = re.search(r"blas\s+(.*)", out)
-    print("moert", model.name, *extra, blas.group(1) if blas else "", json.dumps(run), file=sys.stderr, flush=True)
+    kernels, blas = re.search(r"kernels\s+(.*)", out), re.search(r"blas\s+(.*)", out)
+    print("moert", model.name, *extra, kernels.group(1) if kernels else "", blas.group(1) if blas else "",
+          json.dumps(run), file=sys.stderr, flush=True)
     return run
 
 
@@ -76,7 +86,8 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--peers", default="llama:f32,llama:f16,torch:sdpa", help="runs for peer_bench.py; '' for none")
     ap.add_argument("--budgets", default="", help="comma list of expert budget percentages for extra moert runs")
-    ap.add_argument("--blas-auto", action="store_true", help="also run moert without OPENBLAS_CORETYPE")
+    ap.add_argument("--no-avx512", action="store_true", help="also run moert with MOERT_AVX512=0")
+    ap.add_argument("--no-limits", action="store_true", help="do not measure the machine's limits each round")
     ap.add_argument("--moert", default=str(REPO / "build" / "bin" / "moert"))
     ap.add_argument("--work", type=Path, default=default_work())
     ap.add_argument("--json", type=Path, help="also write the results here")
@@ -92,21 +103,30 @@ def main() -> None:
     f16 = ensure_f16(hf)
     configs = {"moert:f32": lambda: run_moert(args.moert, hf, []),
                "moert:f16": lambda: run_moert(args.moert, f16, [])}
-    if args.blas_auto and "OPENBLAS_CORETYPE" in os.environ:
-        env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_CORETYPE"}
-        configs["moert:f32 (OpenBLAS auto)"] = lambda: run_moert(args.moert, hf, [], env)
-        configs["moert:f16 (OpenBLAS auto)"] = lambda: run_moert(args.moert, f16, [], env)
+    if args.no_avx512:
+        env = dict(os.environ, MOERT_AVX512="0")
+        configs["moert:f32 (AVX-512 off)"] = lambda: run_moert(args.moert, hf, [], env)
+        configs["moert:f16 (AVX-512 off)"] = lambda: run_moert(args.moert, f16, [], env)
     for pct in filter(None, args.budgets.split(",")):
         for dtype, model in (("f32", hf), ("f16", f16)):
             configs[f"moert:{dtype} budget {pct}%"] = \
                 lambda model=model, pct=pct: run_moert(args.moert, model, ["--expert-budget", f"{pct}%"])
     for peer in filter(None, args.peers.split(",")):
         configs[peer] = lambda peer=peer: run_peer(args.preset, args.work, peer)
+    threads = int(os.environ.get("BENCH_THREADS", "2"))
     reps = {name: [] for name in configs}
-    for _ in range(args.reps):
-        for name, run in configs.items():
-            reps[name].append(run())
+    machine = []
+    with tempfile.TemporaryDirectory() as tmp:
+        peak = None if args.no_limits else limits.build(Path(tmp))
+        for _ in range(args.reps):
+            if peak:
+                machine.append(limits.run(peak, threads))
+                print("limits", json.dumps(machine[-1]), file=sys.stderr, flush=True)
+            for name, run in configs.items():
+                reps[name].append(run())
     rows = {name: dict(reps=r, median={k: statistics.median(x[k] for x in r) for k in r[0]}) for name, r in reps.items()}
+    if machine:
+        rows["machine"] = dict(reps=machine, costs=limits.preset_costs(args.preset))
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
     report(args.preset, rows)
@@ -115,11 +135,14 @@ def main() -> None:
 def report(preset: str, rows: dict) -> None:
     """Prints the table of medians and the ratios."""
 
+    machine = rows.pop("machine", None)
     print(f"\n| preset {preset} | prefill-512 tok/s | decode tok/s | load s | peak RSS MiB |")
     print("|---|---|---|---|---|")
     for name, r in rows.items():
         m = r["median"]
         print(f"| {name} | {m['prefill_tps']:.0f} | {m['decode_tps']:.1f} | {m['load_s']:.3f} | {m['peak_rss_mib']:.0f} |")
+    if machine:
+        report_limits(rows, machine)
     def ratio(a: str, b: str, key: str) -> float:
         """Median over rounds of a/b within each round: robust to drifts between rounds."""
         return statistics.median(x[key] / y[key] for x, y in zip(rows[a]["reps"], rows[b]["reps"]))
@@ -137,6 +160,24 @@ def report(preset: str, rows: dict) -> None:
             full = name.split(" budget ")[0]
             print(f"  {name} / full residency: decode {ratio(name, full, 'decode_tps'):.2f}x, "
                   f"peak RSS {r['median']['peak_rss_mib']:.0f} vs {rows[full]['median']['peak_rss_mib']:.0f} MiB")
+
+
+def report_limits(rows: dict, machine: dict) -> None:
+    """Each engine against the limits measured in the same round: medians of the per-round shares."""
+    reps, costs = machine["reps"], machine["costs"]
+    bw = [m["read_gbps"] for m in reps]
+    fma = [m["fma_gflops"] for m in reps]
+    print(f"\nmachine per round: read {', '.join(f'{x:.1f}' for x in bw)} GB/s; "
+          f"FMA peak {', '.join(f'{x:.0f}' for x in fma)} GFLOP/s")
+    print("\n| engine | decode, share of the round's roofline | prefill, share of the round's compute bound |")
+    print("|---|---|---|")
+    for name, r in rows.items():
+        if " budget " in name:
+            continue
+        wbytes = costs["bytes_f16"] if "f16" in name else costs["bytes_f32"]
+        decode = statistics.median(x["decode_tps"] * wbytes / (b * 1e9) for x, b in zip(r["reps"], bw))
+        prefill = statistics.median(x["prefill_tps"] * costs["prefill_flops"] / (f * 1e9) for x, f in zip(r["reps"], fma))
+        print(f"| {name} | {decode:.0%} | {prefill:.0%} |")
 
 
 if __name__ == "__main__":

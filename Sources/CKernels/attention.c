@@ -2,7 +2,7 @@
 ** of length head_dim; through sgemm each head costs two library calls whose fixed overhead outweighs the work (two
 ** calls per head and layer, about 130 per token on the small bench model). Plain loops here, AVX2 when available;
 ** long contexts split the heads among the worker threads, since reading the cache then costs as much as the weights. */
-#include "moert_kernels.h"
+#include "kernels_internal.h"
 
 #include <immintrin.h>
 #include <math.h>
@@ -115,20 +115,30 @@ typedef struct prefill_job {
 } prefill_job;
 
 /* scale, causal mask and softmax of one row of scores: entries [0, visible) become probabilities, [visible, width)
-** zero. */
+** zero. 16 entries at a time, with the vector exponential. */
+__attribute__((target("avx512f")))
 static void softmax_row(float *row, int64_t visible, int64_t width, float scale) {
-    float m = -INFINITY;
-    for (int64_t j = 0; j < visible; j++) {
-        row[j] *= scale;
-        if (row[j] > m) m = row[j];
+    const __m512 vscale = _mm512_set1_ps(scale);
+    __m512 vmax = _mm512_set1_ps(-INFINITY);
+    for (int64_t j = 0; j < visible; j += 16) {
+        __mmask16 m = visible - j >= 16 ? 0xffff : (__mmask16)((1u << (visible - j)) - 1);
+        __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, row + j), vscale);
+        vmax = _mm512_mask_max_ps(vmax, m, vmax, v);
     }
-    float sum = 0;
-    for (int64_t j = 0; j < visible; j++) {
-        row[j] = expf(row[j] - m);
-        sum += row[j];
+    const __m512 top = _mm512_set1_ps(_mm512_reduce_max_ps(vmax));
+    __m512 vsum = _mm512_setzero_ps();
+    for (int64_t j = 0; j < visible; j += 16) {
+        __mmask16 m = visible - j >= 16 ? 0xffff : (__mmask16)((1u << (visible - j)) - 1);
+        __m512 e = moert_exp512(_mm512_sub_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(m, row + j), vscale), top));
+        e = _mm512_maskz_mov_ps(m, e);
+        vsum = _mm512_add_ps(vsum, e);
+        _mm512_mask_storeu_ps(row + j, m, e);
     }
-    const float inv = 1 / sum;
-    for (int64_t j = 0; j < visible; j++) row[j] *= inv;
+    const __m512 inv = _mm512_set1_ps(1 / _mm512_reduce_add_ps(vsum));
+    for (int64_t j = 0; j < visible; j += 16) {
+        __mmask16 m = visible - j >= 16 ? 0xffff : (__mmask16)((1u << (visible - j)) - 1);
+        _mm512_mask_storeu_ps(row + j, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, row + j), inv));
+    }
     for (int64_t j = visible; j < width; j++) row[j] = 0;
 }
 

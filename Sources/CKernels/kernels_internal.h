@@ -4,9 +4,30 @@
 
 #include "moert_kernels.h"
 
+#include <immintrin.h>
+
 /** y[r] = sum_c w[r, c] * x[c] for r in [r0, r1), w row-major with `cols` elements of type `dtype` per row
  * (MOERT_GEMM_F32, MOERT_HALF_F16 or MOERT_HALF_BF16). Only on CPUs with AVX-512 (moert_kernels_have_avx512). */
 MOERT_KERNEL void moert_rows_avx512(const void *w, int dtype, const float *x, float *y, int64_t r0, int64_t r1,
                                     int64_t cols);
+
+/** e^x for 16 floats, within 2 ulp of expf over the float range: x = n ln2 + r with |r| <= ln2 / 2, e^r from the
+ * degree-6 polynomial of Cephes' expf, times 2^n. Below -87.3 the result is 0 (or subnormal), above 88.7 +inf. */
+__attribute__((target("avx512f"), always_inline))
+static inline __m512 moert_exp512(__m512 x) {
+    x = _mm512_max_ps(_mm512_min_ps(x, _mm512_set1_ps(88.7228f)), _mm512_set1_ps(-103.9721f));
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+    p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+    return _mm512_scalef_ps(p, n);
+}
 
 #endif

@@ -91,6 +91,13 @@ MOERT_KERNEL int moert_attention_prefill(const float *q, const float *keys, cons
  */
 MOERT_KERNEL int moert_gemv_f32(const float *w, const float *x, float *y, int64_t rows, int64_t cols);
 
+/**
+ * SwiGLU of `rows` rows laid out as [gate (width) | up (width)]: out[r, c] = silu(gate[r, c]) * up[r, c], out
+ * [rows, width]. `out` must not overlap `gate_up`, except that it may equal it when rows == 1. Rows are split among
+ * the worker threads. Returns 1 when done, 0 when it computed nothing (no AVX-512): the caller computes it.
+ */
+MOERT_KERNEL int moert_swiglu(const float *gate_up, int64_t rows, int64_t width, float *out);
+
 /** Widens `count` f16 or bf16 values to float32. */
 MOERT_KERNEL void moert_half_to_float(const void *src, int dtype, float *dst, int64_t count);
 

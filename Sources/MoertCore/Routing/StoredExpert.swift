@@ -1,5 +1,7 @@
 // StoredExpert: a routed SwiGLU expert whose weights live in the model's ExpertStore.
 
+import CKernels
+
 /// F(x) = W_down (silu(W_gate x) ⊙ W_up x), with [W_gate; W_up; W_down] fetched from the store for each call
 /// (materialised on first use, possibly evicted between calls under a residency budget).
 final class StoredExpert: Expert {
@@ -22,7 +24,7 @@ final class StoredExpert: Expert {
         storage = store.storage(of: slot)
     }
 
-    func scratchCount(tokens n: Int) -> Int { 2 * n * intermediate }
+    func scratchCount(tokens n: Int) -> Int { (n == 1 ? 2 : 3) * n * intermediate }
 
     func forward(_ x: UnsafePointer<Float>, rows n: Int, into y: UnsafeMutablePointer<Float>,
                  scratch: UnsafeMutablePointer<Float>) throws {
@@ -34,13 +36,15 @@ final class StoredExpert: Expert {
         let gateUp = Linear(weight: Weight(raw: w, storage: storage, shape: [2 * i, h]))
         let down = Linear(weight: Weight(raw: w + 2 * i * h * size, storage: storage, shape: [h, i]))
         gateUp.apply(x, rows: n, into: scratch)    // [n, H] -> [n, 2I]: row r is (gate_r, up_r)
-        for r in 0..<n {
-            let g = scratch + r * 2 * i
-            siluMultiply(g, g + i, count: i)
-            // Compact the activations into [n, I]: row r moves down to r·I, which for r ≥ 1 overlaps neither its
-            // source nor rows still to read.
-            if r > 0 { (scratch + r * i).update(from: g, count: i) }
+        // [n, 2I] -> [n, I]: in place for one row, else after the products
+        let act = n == 1 ? scratch : scratch + 2 * n * i
+        if moert_swiglu(scratch, Int64(n), Int64(i), act) == 0 {
+            for r in 0..<n {
+                let g = scratch + r * 2 * i
+                siluMultiply(g, g + i, count: i)
+                if act + r * i != g { (act + r * i).update(from: g, count: i) }
+            }
         }
-        down.apply(scratch, rows: n, into: y)      // [n, I] -> [n, H]
+        down.apply(act, rows: n, into: y)          // [n, I] -> [n, H]
     }
 }

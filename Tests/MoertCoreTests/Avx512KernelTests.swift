@@ -1,5 +1,5 @@
-// GemmKernelTests: the AVX-512 kernels (prefill GEMM, prefill attention, decode GEMV) against plain double-precision
-// loops.
+// Avx512KernelTests: the AVX-512 kernels (prefill GEMM and attention, decode GEMV, SwiGLU) against plain
+// double-precision loops.
 
 import CKernels
 #if canImport(Glibc)
@@ -24,8 +24,11 @@ private func maxError(_ a: [Float], _ b: [Double]) -> (error: Double, scale: Dou
     return (error, scale)
 }
 
+/// silu(g) * u in double precision.
+private func swiGLU(_ g: Double, _ u: Double) -> Double { g / (1 + exp(-g)) * u }
+
 @Suite("AVX-512 kernels", .enabled(if: moert_kernels_have_avx512() != 0, "the CPU has no AVX-512 (or MOERT_AVX512=0)"))
-struct GemmKernelTests {
+struct Avx512KernelTests {
     /// Shapes around the tile sizes (14 rows, 32 columns, k slices of up to 256 in steps of 16), with leading
     /// dimensions wider than the matrices.
     static let shapes: [(m: Int, n: Int, k: Int)] = [
@@ -89,6 +92,32 @@ struct GemmKernelTests {
             #expect(error <= 1e-6 * Double(cols).squareRoot() * max(scale, 1), "\(rows)x\(cols) \(storage): error \(error)")
             #expect(y[rows].isNaN, "\(rows)x\(cols): wrote past the last row")
         }
+    }
+
+    @Test("SwiGLU matches silu(g) * u in double precision, out to where e^-g overflows")
+    func swiglu() {
+        for (rows, width) in [(1, 1), (1, 1408), (3, 15), (2, 16), (5, 17), (40, 300)] {
+            // gates over [-100, 100): past both ends of expf's finite range
+            let gateUp = randomFloats(rows * 2 * width, seed: UInt64(rows * width)).enumerated().map { i, v in
+                (i / width) % 2 == 0 ? v * 100 : v
+            }
+            var out = [Float](repeating: .nan, count: rows * width + 1)
+            #expect(moert_swiglu(gateUp, Int64(rows), Int64(width), &out) == 1)
+            for r in 0..<rows {
+                for c in 0..<width {
+                    let g = Double(gateUp[r * 2 * width + c]), u = Double(gateUp[r * 2 * width + width + c])
+                    let want = swiGLU(g, u), got = Double(out[r * width + c])
+                    #expect(abs(got - want) <= 1e-6 * abs(want) + 1e-30, "\(rows)x\(width) g \(g) u \(u): \(got) vs \(want)")
+                }
+            }
+            #expect(out[rows * width].isNaN, "\(rows)x\(width): wrote past the output")
+        }
+        // One row may be computed in place.
+        var row = randomFloats(2 * 33, seed: 5)
+        let want = (0..<33).map { swiGLU(Double(row[$0]), Double(row[33 + $0])) }
+        let done = row.withUnsafeMutableBufferPointer { moert_swiglu($0.baseAddress!, 1, 33, $0.baseAddress!) }
+        #expect(done == 1)
+        #expect(maxError(Array(row[..<33]), want).error <= 1e-6)
     }
 
     @Test("c = a b with b stored [k, n] matches a double-precision loop")

@@ -1,0 +1,156 @@
+/* machine_peak.c: the two limits moert's speed is measured against, measured the way fast code reaches them.
+**
+**   cc -O3 -pthread benchmarks/machine_peak.c -o machine_peak && ./machine_peak [threads]
+**
+** read   GB/s reading 1 GiB once, split among the threads; each thread reads its part as four interleaved streams
+**        with software prefetch (the pattern of a GEMV over four weight rows), best of 10 passes. A plain sequential
+**        sum reads markedly slower on some machines (the hardware prefetcher alone does not keep enough lines in
+**        flight), so it is printed too.
+** fma    GFLOP/s of independent fused multiply-adds on every thread (AVX-512 when the CPU has it, else AVX2): the
+**        compute ceiling of any float32 GEMM, best of 5 runs of about 0.2 s.
+** Prints one line per measurement: "<name> <value>". */
+#define _GNU_SOURCE
+#include <immintrin.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static double now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + t.tv_nsec * 1e-9;
+}
+
+typedef struct part {
+    const float *data;
+    long count;      /* floats */
+    int streams;     /* 1: plain sequential sum; 4: four interleaved streams with prefetch */
+    int wide;        /* AVX-512 */
+    double sink;
+} part;
+
+__attribute__((target("avx512f")))
+static double read_avx512(const float *p, long count, int streams) {
+    __m512 a = _mm512_setzero_ps(), b = a;
+    long per = count / streams;
+    for (long i = 0; i < per; i += 32) {
+        for (int s = 0; s < streams; s++) {
+            const float *q = p + s * per + i;
+            if (streams > 1) _mm_prefetch((const char *)(q + 256), _MM_HINT_T0);
+            a = _mm512_add_ps(a, _mm512_load_ps(q));
+            b = _mm512_add_ps(b, _mm512_load_ps(q + 16));
+        }
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(a, b));
+}
+
+__attribute__((target("avx2")))
+static double read_avx2(const float *p, long count, int streams) {
+    __m256 a = _mm256_setzero_ps(), b = a, c = a, d = a;
+    long per = count / streams;
+    for (long i = 0; i < per; i += 32) {
+        for (int s = 0; s < streams; s++) {
+            const float *q = p + s * per + i;
+            if (streams > 1) _mm_prefetch((const char *)(q + 256), _MM_HINT_T0);
+            a = _mm256_add_ps(a, _mm256_load_ps(q));
+            b = _mm256_add_ps(b, _mm256_load_ps(q + 8));
+            c = _mm256_add_ps(c, _mm256_load_ps(q + 16));
+            d = _mm256_add_ps(d, _mm256_load_ps(q + 24));
+        }
+    }
+    float out[8];
+    _mm256_storeu_ps(out, _mm256_add_ps(_mm256_add_ps(a, b), _mm256_add_ps(c, d)));
+    return out[0] + out[7];
+}
+
+static void *read_part(void *arg) {
+    part *p = arg;
+    p->sink = p->wide ? read_avx512(p->data, p->count, p->streams) : read_avx2(p->data, p->count, p->streams);
+    return NULL;
+}
+
+enum { CHAINS = 12 };
+static long fma_iterations = 1 << 22;
+
+__attribute__((target("avx512f")))
+static double fma_avx512(void) {
+    __m512 acc[CHAINS], m = _mm512_set1_ps(0.999999f), add = _mm512_set1_ps(1e-7f);
+    for (int c = 0; c < CHAINS; c++) acc[c] = _mm512_set1_ps((float)c);
+    for (long i = 0; i < fma_iterations; i++)
+        for (int c = 0; c < CHAINS; c++) acc[c] = _mm512_fmadd_ps(acc[c], m, add);
+    __m512 s = acc[0];
+    for (int c = 1; c < CHAINS; c++) s = _mm512_add_ps(s, acc[c]);
+    return _mm512_reduce_add_ps(s);
+}
+
+__attribute__((target("avx2,fma")))
+static double fma_avx2(void) {
+    __m256 acc[CHAINS], m = _mm256_set1_ps(0.999999f), add = _mm256_set1_ps(1e-7f);
+    for (int c = 0; c < CHAINS; c++) acc[c] = _mm256_set1_ps((float)c);
+    for (long i = 0; i < fma_iterations; i++)
+        for (int c = 0; c < CHAINS; c++) acc[c] = _mm256_fmadd_ps(acc[c], m, add);
+    float out[8];
+    __m256 s = acc[0];
+    for (int c = 1; c < CHAINS; c++) s = _mm256_add_ps(s, acc[c]);
+    _mm256_storeu_ps(out, s);
+    return out[0];
+}
+
+static void *fma_part(void *arg) {
+    part *p = arg;
+    p->sink = p->wide ? fma_avx512() : fma_avx2();
+    return NULL;
+}
+
+/* Runs fn on `threads` threads over `parts`; returns the wall time. */
+static double run(void *(*fn)(void *), part *parts, int threads) {
+    pthread_t t[64];
+    double start = now();
+    for (int i = 1; i < threads; i++) pthread_create(&t[i], NULL, fn, &parts[i]);
+    fn(&parts[0]);
+    for (int i = 1; i < threads; i++) pthread_join(t[i], NULL);
+    return now() - start;
+}
+
+int main(int argc, char **argv) {
+    int threads = argc > 1 ? atoi(argv[1]) : (int)sysconf(_SC_NPROCESSORS_ONLN);
+    if (threads < 1 || threads > 64) {
+        fprintf(stderr, "usage: machine_peak [threads (1-64)]\n");
+        return 2;
+    }
+    __builtin_cpu_init();
+    int wide = __builtin_cpu_supports("avx512f");
+    if (!wide && !(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))) {
+        fprintf(stderr, "machine_peak: needs AVX2 and FMA\n");
+        return 1;
+    }
+    const long bytes = 1L << 30, count = bytes / sizeof(float);
+    float *data = aligned_alloc(64, bytes);
+    if (!data) return 1;
+    memset(data, 0, bytes);
+    part parts[64];
+    for (int streams = 1; streams <= 4; streams += 3) {
+        double best = 0;
+        for (int rep = 0; rep < 10; rep++) {
+            for (int i = 0; i < threads; i++)
+                parts[i] = (part){data + count / threads * i, count / threads, streams, wide, 0};
+            double t = run(read_part, parts, threads);
+            if (bytes / t > best) best = bytes / t;
+        }
+        printf("%s %.1f\n", streams == 1 ? "read_sequential_gbps" : "read_gbps", best / 1e9);
+    }
+    free(data);
+    double best = 0;
+    for (int rep = 0; rep < 5; rep++) {
+        for (int i = 0; i < threads; i++) parts[i] = (part){NULL, 0, 0, wide, 0};
+        double t = run(fma_part, parts, threads);
+        double flops = 2.0 * (wide ? 16 : 8) * CHAINS * fma_iterations * threads;
+        if (flops / t > best) best = flops / t;
+    }
+    printf("fma_gflops %.1f\n", best / 1e9);
+    printf("threads %d\nvector %s\n", threads, wide ? "avx512" : "avx2");
+    return 0;
+}

@@ -98,56 +98,34 @@ static inline float hsum(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 
-/* Four rows at a time share each load of x, with two accumulators per row to hide the FMA latency. The hardware
-** prefetcher follows four streams poorly, so each 64-byte step also prefetches the same columns PREFETCH_ROWS rows
-** ahead (a prefetch never faults, so running past the matrix is harmless). Measured on the 2-core EPYC: about twice
-** the bandwidth of a two-row kernel without prefetch (13-17 against 26-42 GB/s on one thread). */
-enum { PREFETCH_ROWS = 8 };
+/* One row at a time (one sequential stream per thread), 256 bytes of weights per step into four accumulators, with a
+** software prefetch PREFETCH_BYTES ahead in the same stream: the hardware prefetcher alone keeps too few lines in
+** flight. Measured on the 2-core EPYC: 17-19% more bytes per second than four rows at a time with a prefetch eight
+** rows ahead, the layout before (paired runs over decode-like sequences of matrices). */
+enum { PREFETCH_BYTES = 4096 };
 
 #define DEFINE_ROWS_AVX2(NAME, DTYPE)                                                                              \
 __attribute__((target("avx2,fma,f16c")))                                                                           \
 static void NAME(const uint16_t *w, const float *x, float *y, int64_t r0, int64_t r1, int64_t cols) {             \
-    int64_t body = cols & ~(int64_t)31, r = r0;                                                                    \
-    for (; r + 4 <= r1; r += 4) {                                                                                  \
-        const uint16_t *p0 = w + r * cols, *p1 = p0 + cols, *p2 = p1 + cols, *p3 = p2 + cols;                       \
-        __m256 a0 = _mm256_setzero_ps(), a1 = a0, b0 = a0, b1 = a0, c0 = a0, c1 = a0, d0 = a0, d1 = a0;            \
-        for (int64_t c = 0; c < body; c += 32) {                                                                   \
-            _mm_prefetch((const char *)(p0 + c + PREFETCH_ROWS * cols), _MM_HINT_T0);                              \
-            _mm_prefetch((const char *)(p1 + c + PREFETCH_ROWS * cols), _MM_HINT_T0);                              \
-            _mm_prefetch((const char *)(p2 + c + PREFETCH_ROWS * cols), _MM_HINT_T0);                              \
-            _mm_prefetch((const char *)(p3 + c + PREFETCH_ROWS * cols), _MM_HINT_T0);                              \
-            for (int64_t h = c; h < c + 32; h += 16) {                                                             \
-                __m256 x0 = _mm256_loadu_ps(x + h), x1 = _mm256_loadu_ps(x + h + 8);                               \
-                a0 = _mm256_fmadd_ps(load8(p0 + h, DTYPE), x0, a0);                                               \
-                a1 = _mm256_fmadd_ps(load8(p0 + h + 8, DTYPE), x1, a1);                                           \
-                b0 = _mm256_fmadd_ps(load8(p1 + h, DTYPE), x0, b0);                                               \
-                b1 = _mm256_fmadd_ps(load8(p1 + h + 8, DTYPE), x1, b1);                                           \
-                c0 = _mm256_fmadd_ps(load8(p2 + h, DTYPE), x0, c0);                                               \
-                c1 = _mm256_fmadd_ps(load8(p2 + h + 8, DTYPE), x1, c1);                                           \
-                d0 = _mm256_fmadd_ps(load8(p3 + h, DTYPE), x0, d0);                                               \
-                d1 = _mm256_fmadd_ps(load8(p3 + h + 8, DTYPE), x1, d1);                                           \
+    const int64_t body = cols & ~(int64_t)127;                                                                     \
+    for (int64_t r = r0; r < r1; r++) {                                                                            \
+        const uint16_t *row = w + r * cols;                                                                        \
+        __m256 a = _mm256_setzero_ps(), b = a, c = a, d = a;                                                       \
+        for (int64_t k = 0; k < body; k += 128) {                                                                  \
+            const char *ahead = (const char *)(row + k) + PREFETCH_BYTES;                                          \
+            for (int line = 0; line < 256; line += 64) _mm_prefetch(ahead + line, _MM_HINT_T0);                    \
+            for (int64_t s = k; s < k + 128; s += 32) {                                                            \
+                a = _mm256_fmadd_ps(load8(row + s, DTYPE), _mm256_loadu_ps(x + s), a);                             \
+                b = _mm256_fmadd_ps(load8(row + s + 8, DTYPE), _mm256_loadu_ps(x + s + 8), b);                     \
+                c = _mm256_fmadd_ps(load8(row + s + 16, DTYPE), _mm256_loadu_ps(x + s + 16), c);                   \
+                d = _mm256_fmadd_ps(load8(row + s + 24, DTYPE), _mm256_loadu_ps(x + s + 24), d);                   \
             }                                                                                                      \
         }                                                                                                          \
-        float s0 = hsum(_mm256_add_ps(a0, a1)), s1 = hsum(_mm256_add_ps(b0, b1));                                  \
-        float s2 = hsum(_mm256_add_ps(c0, c1)), s3 = hsum(_mm256_add_ps(d0, d1));                                  \
-        for (int64_t c = body; c < cols; c++) {                                                                    \
-            s0 += half_to_float(p0[c], DTYPE) * x[c];                                                              \
-            s1 += half_to_float(p1[c], DTYPE) * x[c];                                                              \
-            s2 += half_to_float(p2[c], DTYPE) * x[c];                                                              \
-            s3 += half_to_float(p3[c], DTYPE) * x[c];                                                              \
-        }                                                                                                          \
-        y[r] = s0; y[r + 1] = s1; y[r + 2] = s2; y[r + 3] = s3;                                                    \
-    }                                                                                                              \
-    for (; r < r1; r++) {                                                                                          \
-        const uint16_t *a = w + r * cols;                                                                          \
-        __m256 a0 = _mm256_setzero_ps(), a1 = a0;                                                                  \
-        for (int64_t c = 0; c < body; c += 16) {                                                                   \
-            a0 = _mm256_fmadd_ps(load8(a + c, DTYPE), _mm256_loadu_ps(x + c), a0);                                 \
-            a1 = _mm256_fmadd_ps(load8(a + c + 8, DTYPE), _mm256_loadu_ps(x + c + 8), a1);                         \
-        }                                                                                                          \
-        float s = hsum(_mm256_add_ps(a0, a1));                                                                     \
-        for (int64_t c = body; c < cols; c++) s += half_to_float(a[c], DTYPE) * x[c];                              \
-        y[r] = s;                                                                                                  \
+        int64_t k = body;                                                                                          \
+        for (; k + 8 <= cols; k += 8) a = _mm256_fmadd_ps(load8(row + k, DTYPE), _mm256_loadu_ps(x + k), a);      \
+        float sum = hsum(_mm256_add_ps(_mm256_add_ps(a, b), _mm256_add_ps(c, d)));                                 \
+        for (; k < cols; k++) sum += half_to_float(row[k], DTYPE) * x[k];                                          \
+        y[r] = sum;                                                                                                \
     }                                                                                                              \
 }
 
@@ -208,7 +186,6 @@ static void run_part(const pool_task *job, int part) {
         job->fn(job->ctx, part, job->parts);
         return;
     }
-    /* Ranges are multiples of 4 rows so the four-row kernel stays on its fast path. */
     int64_t per = ((job->rows + job->parts - 1) / job->parts + 3) & ~(int64_t)3;
     int64_t r0 = per * part, r1 = r0 + per < job->rows ? r0 + per : job->rows;
     if (r0 >= r1) return;

@@ -1,7 +1,9 @@
-/* attention.c: attention of a single decode position, and of a prefill chunk. In decode a head's scores are one row of `total` dot products
-** of length head_dim; through sgemm each head costs two library calls whose fixed overhead outweighs the work (two
-** calls per head and layer, about 130 per token on the small bench model). Plain loops here, AVX2 when available;
-** long contexts split the heads among the worker threads, since reading the cache then costs as much as the weights. */
+/* attention.c: attention of a single decode position, and of a prefill chunk. In decode a head's scores are one row
+** of `total` dot products of length head_dim; through sgemm each head costs two library calls whose fixed overhead
+** outweighs the work (two calls per head and layer, about 130 per token on the small bench model). Plain loops here,
+** AVX2 when available; long contexts split the heads among the worker threads, since reading the cache then costs as
+** much as the weights. Prefill runs each head's two products through the AVX-512 GEMM, the heads split among the
+** threads, so that the softmax between the products runs on every thread too. */
 #include "kernels_internal.h"
 
 #include <immintrin.h>

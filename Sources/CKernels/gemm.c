@@ -13,7 +13,6 @@
 #include <immintrin.h>
 #include <pthread.h>
 #include <stdlib.h>
-#include <string.h>
 
 /* MR x NR tile (28 accumulators of 32 registers); KC columns of k per slice; MC rows of A per block. */
 enum { MR = 14, NR = 32, KC = 256, MC = 512 };
@@ -21,6 +20,7 @@ enum { MR = 14, NR = 32, KC = 256, MC = 512 };
 /* Packing prefetches each row of B this many elements ahead. */
 enum { PACK_PREFETCH = 64 };
 
+/* The kernels below need AVX-512 F, BW and VL (and F16C). */
 static int gemm_enabled(void) { return moert_kernels_have_avx512(); }
 
 /* ---- Per-thread packing buffers ---- */

@@ -1,6 +1,8 @@
-/* kernels.c: half-precision GEMV (f16/bf16 widened in registers, AVX2+FMA+F16C when the CPU has them) and the
-** worker pool that splits its rows. Decode is bound by memory bandwidth: reading 2-byte weights and converting
-** them in registers halves the bytes per token against float32 copies. */
+/* kernels.c: the CPU feature checks, the decode GEMV for half-precision weights without AVX-512 (f16/bf16 widened in
+** registers, AVX2+FMA+F16C when the CPU has them), and the worker pool that splits a GEMV's rows (with the AVX-512
+** rows of gemv_avx512.c when the CPU has them) or runs moert_parallel's functions. Decode is bound by memory
+** bandwidth: reading 2-byte weights and converting them in registers halves the bytes per token against float32
+** copies. */
 #include "kernels_internal.h"
 
 #include <pthread.h>
@@ -186,7 +188,7 @@ static void run_part(const pool_task *job, int part) {
         job->fn(job->ctx, part, job->parts);
         return;
     }
-    int64_t per = ((job->rows + job->parts - 1) / job->parts + 3) & ~(int64_t)3;
+    int64_t per = (job->rows + job->parts - 1) / job->parts;
     int64_t r0 = per * part, r1 = r0 + per < job->rows ? r0 + per : job->rows;
     if (r0 >= r1) return;
     if (have_avx512()) moert_rows_avx512(job->w, job->dtype, job->x, job->y, r0, r1, job->cols);

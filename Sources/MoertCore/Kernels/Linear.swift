@@ -1,4 +1,5 @@
-// Linear: y = x W^T (+ b) through moert's kernels and OpenBLAS, for weights stored as nn.Linear does ([out, in], row-major).
+// Linear: y = x W^T (+ b) through moert's kernels (or OpenBLAS), for weights stored as nn.Linear does ([out, in],
+// row-major).
 
 import CKernels
 import COpenBLAS

@@ -85,6 +85,7 @@ public final class Model: @unchecked Sendable {
     /// - Throws: `MoertError` naming the file and tensor at fault.
     public init(path: String, options: ModelLoadOptions = ModelLoadOptions()) throws {
         guard options.maxContext >= 0 else { throw MoertError.invalid("max_context must be >= 0, got \(options.maxContext)") }
+        Threads.configureBLASDefault()
         let ckpt = try Checkpoint(directory: path)
         let c = ckpt.config
         checkpoint = ckpt

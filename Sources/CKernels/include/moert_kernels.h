@@ -1,5 +1,6 @@
-/* moert_kernels.h: internal C kernels of moert — half-precision GEMV with conversion in registers, and a small
-** worker pool. Not part of the public API. */
+/* moert_kernels.h: internal C kernels of moert — decode GEMV (half precision widened in registers; float32 with
+** AVX-512), prefill GEMM, attention and SwiGLU with AVX-512, and the small worker pool they share. Not part of the
+** public API. */
 #ifndef MOERT_KERNELS_H
 #define MOERT_KERNELS_H
 
@@ -9,7 +10,7 @@
 /* Internal to libmoert.so: never exported. */
 #define MOERT_KERNEL __attribute__((visibility("hidden")))
 
-/** Element types of weights: float32 (for moert_gemm_nt only) and the half-precision ones. */
+/** Element types of weights: float32 (for the AVX-512 kernels) and the half-precision ones. */
 #define MOERT_GEMM_F32  0
 #define MOERT_HALF_F16  1
 #define MOERT_HALF_BF16 2
@@ -79,7 +80,8 @@ MOERT_KERNEL int moert_gemm_serial(int64_t m, int64_t n, int64_t k, const float 
  *   out[t, h] = softmax(scale * q[t, h] . keys[j, g] for j <= position + t) . values[:, g]
  * q and out are [n, n_heads * head_dim]; keys and values [position + n, n_kv_heads * head_dim]. The heads are split
  * among the worker threads, each with its own part of `scores` (scratch of `scores_capacity` floats, at least
- * min(n, 64) * (position + n)). Returns 1 when done, 0 when it computed nothing (no AVX-512 GEMM): the caller computes it.
+ * min(n, 64) * (position + n)). Returns 1 when done, 0 when it computed nothing (no AVX-512 GEMM): the caller
+ * computes it.
  */
 MOERT_KERNEL int moert_attention_prefill(const float *q, const float *keys, const float *values, int64_t n,
                                          int64_t position, int n_heads, int n_kv_heads, int head_dim, float scale,

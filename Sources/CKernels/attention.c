@@ -17,11 +17,7 @@ static float dot_avx2(const float *a, const float *b, int n) {
         s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
         s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), s1);
     }
-    __m256 s = _mm256_add_ps(s0, s1);
-    __m128 h = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
-    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
-    h = _mm_add_ss(h, _mm_movehdup_ps(h));
-    float r = _mm_cvtss_f32(h);
+    float r = moert_hsum256(_mm256_add_ps(s0, s1));
     for (; i < n; i++) r += a[i] * b[i];
     return r;
 }
@@ -123,14 +119,14 @@ static void softmax_row(float *row, int64_t visible, int64_t width, float scale)
     const __m512 vscale = _mm512_set1_ps(scale);
     __m512 vmax = _mm512_set1_ps(-INFINITY);
     for (int64_t j = 0; j < visible; j += 16) {
-        __mmask16 m = visible - j >= 16 ? 0xffff : (__mmask16)((1u << (visible - j)) - 1);
+        __mmask16 m = moert_mask16(visible - j);
         __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, row + j), vscale);
         vmax = _mm512_mask_max_ps(vmax, m, vmax, v);
     }
     const __m512 top = _mm512_set1_ps(_mm512_reduce_max_ps(vmax));
     __m512 vsum = _mm512_setzero_ps();
     for (int64_t j = 0; j < visible; j += 16) {
-        __mmask16 m = visible - j >= 16 ? 0xffff : (__mmask16)((1u << (visible - j)) - 1);
+        __mmask16 m = moert_mask16(visible - j);
         __m512 e = moert_exp512(_mm512_sub_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(m, row + j), vscale), top));
         e = _mm512_maskz_mov_ps(m, e);
         vsum = _mm512_add_ps(vsum, e);
@@ -138,7 +134,7 @@ static void softmax_row(float *row, int64_t visible, int64_t width, float scale)
     }
     const __m512 inv = _mm512_set1_ps(1 / _mm512_reduce_add_ps(vsum));
     for (int64_t j = 0; j < visible; j += 16) {
-        __mmask16 m = visible - j >= 16 ? 0xffff : (__mmask16)((1u << (visible - j)) - 1);
+        __mmask16 m = moert_mask16(visible - j);
         _mm512_mask_storeu_ps(row + j, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, row + j), inv));
     }
     for (int64_t j = visible; j < width; j++) row[j] = 0;

@@ -8,7 +8,7 @@
 ** and MR broadcasts from the A panel. The B panel (32 KiB) stays in L1 while every A panel of the block streams
 ** from L2. Threads split the columns of C (rows of B) in whole panels, so each thread reads the weights it needs
 ** once, and every element of C sums over k in the same order whatever the thread count. */
-#include "moert_kernels.h"
+#include "kernels_internal.h"
 
 #include <immintrin.h>
 #include <pthread.h>
@@ -88,25 +88,6 @@ static inline void transpose16(__m512 r[16]) {
     }
 }
 
-/* Loads `count` (<= 16) elements of a row of B as float32, the rest zero. */
-__attribute__((target("avx512f,avx512bw,avx512vl,f16c")))
-static inline __m512 load_row16(const void *row, int dtype, int count) {
-    __mmask16 m = (__mmask16)((1u << count) - 1);
-    if (dtype == MOERT_GEMM_F32) return _mm512_maskz_loadu_ps(m, row);
-    __m256i h = _mm256_maskz_loadu_epi16(m, row);
-    if (dtype == MOERT_HALF_F16) return _mm512_cvtph_ps(h);
-    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
-}
-
-/* Loads 16 elements of a row of B as float32 (`dtype` is a constant where this is inlined). */
-__attribute__((target("avx512f,avx512bw,avx512vl,f16c"), always_inline))
-static inline __m512 load_full16(const void *row, int dtype) {
-    if (dtype == MOERT_GEMM_F32) return _mm512_loadu_ps(row);
-    __m256i h = _mm256_loadu_si256(row);
-    if (dtype == MOERT_HALF_F16) return _mm512_cvtph_ps(h);
-    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
-}
-
 /* pack_b for a full panel (NR rows) and kc a multiple of 16: no masks, no branches in the loop. */
 __attribute__((target("avx512f,avx512bw,avx512vl,f16c"), always_inline))
 static inline void pack_b_full(const void *b, int dtype, int64_t ldb, int64_t kc, float *dst) {
@@ -117,7 +98,7 @@ static inline void pack_b_full(const void *b, int dtype, int64_t ldb, int64_t kc
             __m512 v[16];
             for (int r = 0; r < 16; r++) {
                 _mm_prefetch(rows + (r * ldb + kk + PACK_PREFETCH) * elem, _MM_HINT_T0);
-                v[r] = load_full16(rows + (r * ldb + kk) * elem, dtype);
+                v[r] = moert_load16(rows + (r * ldb + kk) * elem, dtype, 0xffff);
             }
             transpose16(v);
             for (int t = 0; t < 16; t++) _mm512_store_ps(dst + (kk + t) * NR + half * 16, v[t]);
@@ -141,10 +122,11 @@ static void pack_b(const void *b, int dtype, int64_t ldb, int rows, int64_t kc, 
         int first = half * 16;
         for (int64_t kk = 0; kk < kc; kk += 16) {
             int count = kc - kk < 16 ? (int)(kc - kk) : 16;
+            __mmask16 mask = moert_mask16(count);
             __m512 v[16];
             for (int r = 0; r < 16; r++) {
                 int row = first + r;
-                v[r] = row < rows ? load_row16((const char *)b + ((int64_t)row * ldb + kk) * elem, dtype, count)
+                v[r] = row < rows ? moert_load16((const char *)b + ((int64_t)row * ldb + kk) * elem, dtype, mask)
                                   : _mm512_setzero_ps();
             }
             transpose16(v);
@@ -157,8 +139,7 @@ static void pack_b(const void *b, int dtype, int64_t ldb, int rows, int64_t kc, 
 ** of B's slice becomes row kk of the panel, columns past `cols` zero. */
 __attribute__((target("avx512f")))
 static void pack_b_kn(const float *b, int64_t ldb, int cols, int64_t kc, float *dst) {
-    __mmask16 m0 = (__mmask16)(cols >= 16 ? 0xffff : (1u << cols) - 1);
-    __mmask16 m1 = (__mmask16)(cols >= 32 ? 0xffff : cols > 16 ? (1u << (cols - 16)) - 1 : 0);
+    __mmask16 m0 = moert_mask16(cols), m1 = cols > 16 ? moert_mask16(cols - 16) : 0;
     for (int64_t kk = 0; kk < kc; kk++) {
         _mm512_store_ps(dst + kk * NR, _mm512_maskz_loadu_ps(m0, b + kk * ldb));
         _mm512_store_ps(dst + kk * NR + 16, _mm512_maskz_loadu_ps(m1, b + kk * ldb + 16));
@@ -279,8 +260,7 @@ static void gemm_columns(gemm_task *t, int64_t j0, int64_t j1) {
                 int cols = j1 - j < NR ? (int)(j1 - j) : NR;
                 if (t->b_kn) pack_b_kn((const float *)t->b + p0 * t->ldb + j, t->ldb, cols, kc, buf->b);
                 else pack_b((const char *)t->b + (j * t->ldb + p0) * elem, t->dtype, t->ldb, cols, kc, buf->b);
-                __mmask16 m0 = (__mmask16)(cols >= 16 ? 0xffff : (1u << cols) - 1);
-                __mmask16 m1 = (__mmask16)(cols >= 32 ? 0xffff : cols > 16 ? (1u << (cols - 16)) - 1 : 0);
+                __mmask16 m0 = moert_mask16(cols), m1 = cols > 16 ? moert_mask16(cols - 16) : 0;
                 for (int64_t r = 0; r < mc; r += MR) {
                     int rows = mc - r < MR ? (int)(mc - r) : MR;
                     kernel_for(panel_width(rows))(kc, buf->a + r * kc, buf->b, t->c + (i0 + r) * t->ldc + j,

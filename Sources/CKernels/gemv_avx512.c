@@ -11,15 +11,6 @@
 
 enum { PREFETCH_BYTES = 4096, STEP_BYTES = 256 };
 
-/* 16 weights from p as float32 (`dtype` is a constant where this is inlined); `mask` selects the valid ones. */
-__attribute__((target("avx512f,avx512bw,avx512vl,f16c"), always_inline))
-static inline __m512 load16(const void *p, int dtype, __mmask16 mask) {
-    if (dtype == MOERT_GEMM_F32) return _mm512_maskz_loadu_ps(mask, p);
-    __m256i h = _mm256_maskz_loadu_epi16(mask, p);
-    if (dtype == MOERT_HALF_F16) return _mm512_cvtph_ps(h);
-    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
-}
-
 /* y[r] for r in [r0, r1). */
 __attribute__((target("avx512f,avx512bw,avx512vl,f16c,fma"), always_inline))
 static inline void rows_generic(const void *w, int dtype, const float *x, float *y, int64_t r0, int64_t r1,
@@ -33,15 +24,15 @@ static inline void rows_generic(const void *w, int dtype, const float *x, float 
             const char *p = row + k * size;
             for (int line = 0; line < STEP_BYTES; line += 64) _mm_prefetch(p + PREFETCH_BYTES + line, _MM_HINT_T0);
             for (int64_t s = 0; s < step; s += 64) {
-                a = _mm512_fmadd_ps(load16(p + s * size, dtype, all), _mm512_loadu_ps(x + k + s), a);
-                b = _mm512_fmadd_ps(load16(p + (s + 16) * size, dtype, all), _mm512_loadu_ps(x + k + s + 16), b);
-                c = _mm512_fmadd_ps(load16(p + (s + 32) * size, dtype, all), _mm512_loadu_ps(x + k + s + 32), c);
-                d = _mm512_fmadd_ps(load16(p + (s + 48) * size, dtype, all), _mm512_loadu_ps(x + k + s + 48), d);
+                a = _mm512_fmadd_ps(moert_load16(p + s * size, dtype, all), _mm512_loadu_ps(x + k + s), a);
+                b = _mm512_fmadd_ps(moert_load16(p + (s + 16) * size, dtype, all), _mm512_loadu_ps(x + k + s + 16), b);
+                c = _mm512_fmadd_ps(moert_load16(p + (s + 32) * size, dtype, all), _mm512_loadu_ps(x + k + s + 32), c);
+                d = _mm512_fmadd_ps(moert_load16(p + (s + 48) * size, dtype, all), _mm512_loadu_ps(x + k + s + 48), d);
             }
         }
         for (int64_t k = body; k < cols; k += 16) {
-            __mmask16 m = cols - k >= 16 ? all : (__mmask16)((1u << (cols - k)) - 1);
-            a = _mm512_fmadd_ps(load16(row + k * size, dtype, m), _mm512_maskz_loadu_ps(m, x + k), a);
+            __mmask16 m = moert_mask16(cols - k);
+            a = _mm512_fmadd_ps(moert_load16(row + k * size, dtype, m), _mm512_maskz_loadu_ps(m, x + k), a);
         }
         y[r] = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a, b), _mm512_add_ps(c, d)));
     }

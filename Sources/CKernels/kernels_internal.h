@@ -11,6 +11,30 @@
 MOERT_KERNEL void moert_rows_avx512(const void *w, int dtype, const float *x, float *y, int64_t r0, int64_t r1,
                                     int64_t cols);
 
+/** The mask of the first min(count, 16) lanes of a 16-float vector (count >= 1): the tail of a row. */
+static inline __mmask16 moert_mask16(int64_t count) {
+    return count >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << count) - 1);
+}
+
+/** 16 weights from p widened to float32 (`dtype` is a constant where this is inlined: MOERT_GEMM_F32, MOERT_HALF_F16
+ * or MOERT_HALF_BF16); lanes outside `mask` are zero and their memory is not read. */
+__attribute__((target("avx512f,avx512bw,avx512vl,f16c"), always_inline))
+static inline __m512 moert_load16(const void *p, int dtype, __mmask16 mask) {
+    if (dtype == MOERT_GEMM_F32) return _mm512_maskz_loadu_ps(mask, p);
+    __m256i h = _mm256_maskz_loadu_epi16(mask, p);
+    if (dtype == MOERT_HALF_F16) return _mm512_cvtph_ps(h);
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+
+/** The sum of the 8 floats of v. */
+__attribute__((target("avx2"), always_inline))
+static inline float moert_hsum256(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
 /** e^x for 16 floats, within 2 ulp of expf over the float range: x = n ln2 + r with |r| <= ln2 / 2, e^r from the
  * degree-6 polynomial of Cephes' expf, times 2^n. Below -87.3 the result is 0 (or subnormal), above 88.7 +inf. */
 __attribute__((target("avx512f"), always_inline))

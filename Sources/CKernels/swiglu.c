@@ -16,7 +16,7 @@ static void swiglu_rows(const swiglu_task *t, int64_t r0, int64_t r1) {
         const float *g = t->gate_up + r * 2 * t->width, *u = g + t->width;
         float *o = t->out + r * t->width;
         for (int64_t c = 0; c < t->width; c += 16) {
-            __mmask16 m = t->width - c >= 16 ? 0xffff : (__mmask16)((1u << (t->width - c)) - 1);
+            __mmask16 m = moert_mask16(t->width - c);
             __m512 gv = _mm512_maskz_loadu_ps(m, g + c), uv = _mm512_maskz_loadu_ps(m, u + c);
             __m512 denominator = _mm512_add_ps(_mm512_set1_ps(1.0f), moert_exp512(_mm512_sub_ps(_mm512_setzero_ps(), gv)));
             _mm512_mask_storeu_ps(o + c, m, _mm512_div_ps(_mm512_mul_ps(gv, uv), denominator));

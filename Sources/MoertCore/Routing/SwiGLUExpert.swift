@@ -25,15 +25,10 @@ public final class SwiGLUExpert: Expert {
 
     public func scratchCount(tokens n: Int) -> Int { 2 * n * intermediate }
 
+    /// y = down(silu(gate x) ⊙ up x) for `n` rows; `scratch` holds 2·n·I floats.
     public func forward(_ x: UnsafePointer<Float>, rows n: Int, into y: UnsafeMutablePointer<Float>,
                         scratch: UnsafeMutablePointer<Float>) {
-        Self.compute(gate: gate, up: up, down: down, x, rows: n, into: y, scratch: scratch)
-    }
-
-    /// y = down(silu(gate x) ⊙ up x) for `n` rows; `scratch` holds 2·n·I floats.
-    static func compute(gate: Linear, up: Linear, down: Linear, _ x: UnsafePointer<Float>, rows n: Int,
-                        into y: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>) {
-        let i = gate.outFeatures
+        let i = intermediate
         let g = scratch, u = scratch + n * i
         gate.apply(x, rows: n, into: g)            // [n, H] -> [n, I]
         up.apply(x, rows: n, into: u)              // [n, H] -> [n, I]

@@ -28,8 +28,8 @@ public enum Threads {
     /// threads); else `count`.
     static func blasThreads(for count: Int) -> Int32 { moert_kernels_have_avx512() != 0 ? 1 : Int32(count) }
 
-    /// Gives OpenBLAS its thread count for the kernels' default, once per process, unless `set` came first. Called
-    /// when a model loads, so that hosts which never set a count get it too.
+    /// Gives OpenBLAS one thread while the AVX-512 kernels are in use (as `set` does), once per process; called when
+    /// a model loads, so that hosts which never call `set` get it too. Otherwise leaves OpenBLAS's own default.
     static func configureBLASDefault() { _ = blasDefault }
     private static let blasDefault: Void = {
         if moert_kernels_have_avx512() != 0 { openblas_set_num_threads(1) }

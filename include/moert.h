@@ -110,6 +110,33 @@ MOERT_API moert_status moert_set_threads(int32_t n_threads);
 MOERT_API int32_t moert_get_threads(void);
 
 /* ------------------------------------------------------------------------------------------------------------ */
+/* Logging                                                                                                       */
+/* ------------------------------------------------------------------------------------------------------------ */
+
+/** Levels of log messages; lower is more severe. */
+#define MOERT_LOG_ERROR 0
+#define MOERT_LOG_WARN  1
+#define MOERT_LOG_INFO  2
+#define MOERT_LOG_DEBUG 3
+
+/**
+ * Receives one log message. [in] level  a MOERT_LOG_* level. [in] message  one line of UTF-8 without a trailing
+ * newline, borrowed for the call. [in] user_data  the pointer given to moert_set_log_callback().
+ * It may be called on any thread that calls into moert, and on several at once; it must not call moert.
+ */
+typedef void (*moert_log_callback)(int32_t level, const char *message, void *user_data);
+
+/**
+ * Sends moert's log messages — its own warnings (e.g. an expert budget smaller than one step needs, a plugin
+ * parameter the plugin never read) and what plugins write with host->log — to `callback`, at every level.
+ * [in] callback   NULL restores the default: "moert: <level>: <message>" lines on stderr for levels up to the
+ *                 environment variable MOERT_LOG (an integer), or up to MOERT_LOG_WARN when it is unset.
+ * [in] user_data  passed to every call of `callback`; borrowed until the callback is replaced.
+ * Threads: call while no other moert call runs (as moert_set_threads()). @since 0.2.0
+ */
+MOERT_API void moert_set_log_callback(moert_log_callback callback, void *user_data);
+
+/* ------------------------------------------------------------------------------------------------------------ */
 /* Models                                                                                                        */
 /* ------------------------------------------------------------------------------------------------------------ */
 

@@ -159,11 +159,7 @@ typedef struct moert_expert_ops {
 /* The host API table                                                                                            */
 /* ------------------------------------------------------------------------------------------------------------ */
 
-/** Log levels of host->log. */
-#define MOERT_LOG_ERROR 0
-#define MOERT_LOG_WARN  1
-#define MOERT_LOG_INFO  2
-#define MOERT_LOG_DEBUG 3
+/* Log levels of host->log: MOERT_LOG_ERROR ... MOERT_LOG_DEBUG, defined in moert.h. */
 
 /** Functions moert offers plugins. Check struct_size covers a field before using it (fields only grow).
     The table is at a fixed address for the life of the process: plugins may keep the pointer. */
@@ -176,7 +172,8 @@ struct moert_host_api {
     void *(*alloc)(size_t size, size_t alignment);
     /** Frees memory from alloc. NULL is a no-op. */
     void (*free)(void *pointer);
-    /** Writes a message to moert's log (stderr when MOERT_LOG is set to the level or above). */
+    /** Writes a message at a MOERT_LOG_* level to moert's log: the host's moert_set_log_callback(), else stderr
+        for levels up to MOERT_LOG (default MOERT_LOG_WARN). */
     void (*log)(int32_t level, const char *message);
     /** Sets the message that goes with the non-zero status the plugin is about to return (copied). */
     void (*set_error)(const char *message);

@@ -1,4 +1,4 @@
-// VersionAPI: versions, status strings, the last error and thread control.
+// VersionAPI: versions, status strings, the last error, thread control and the log callback.
 
 import CMoert
 import MoertCore
@@ -39,3 +39,8 @@ nonisolated(unsafe) private let unknownStatus: UnsafePointer<CChar> = UnsafePoin
 
 /// The worker thread count. The C entry point is `moert_get_threads`.
 @c @implementation public func moert_get_threads() -> Int32 { Int32(Threads.current) }
+
+/// Sends log messages to a host callback (NULL: stderr). The C entry point is `moert_set_log_callback`.
+@c @implementation public func moert_set_log_callback(_ callback: moert_log_callback!, _ userData: UnsafeMutableRawPointer!) {
+    Log.setCallback(callback, userData: userData)
+}

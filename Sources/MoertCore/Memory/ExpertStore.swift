@@ -146,8 +146,7 @@ public final class ExpertStore: @unchecked Sendable {
             guard let v = victim else {
                 if !warned {
                     warned = true
-                    let line = "moert: warning: expert budget of \(budget) bytes is smaller than the experts one step needs; running over it\n"
-                    _ = line.withCString { write(2, $0, strlen($0)) }
+                    Log.write(.warning, "expert budget of \(budget) bytes is smaller than the experts one step needs; running over it")
                 }
                 return reusable
             }

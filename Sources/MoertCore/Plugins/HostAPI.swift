@@ -23,12 +23,11 @@ final class CreateContext {
         return params[key]
     }
 
-    /// Warns on stderr about parameters the plugin never read (most likely misspelled). The plugin ABI cannot
+    /// Warns (through `Log`) about parameters the plugin never read (most likely misspelled). The plugin ABI cannot
     /// list the keys a kind accepts, so this is a warning rather than an error.
     func warnUnreadParameters(_ who: String) {
         for key in params.keys.sorted() where !readKeys.contains(key) {
-            let line = "moert: warning: \(who): parameter \"\(key)\" was not read by the plugin (misspelled?)\n"
-            _ = line.withCString { write(2, $0, strlen($0)) }
+            Log.write(.warning, "\(who): parameter \"\(key)\" was not read by the plugin (misspelled?)")
         }
     }
 
@@ -105,10 +104,7 @@ enum HostAPI {
         free: { Glibc.free($0) },
         log: { level, message in
             guard let message else { return }
-            let threshold = getenv("MOERT_LOG").flatMap { Int32(String(cString: $0)) } ?? -1
-            guard level <= threshold else { return }
-            let line = "moert[plugin]: \(String(cString: message))\n"
-            _ = line.withCString { write(2, $0, strlen($0)) }
+            Log.write(rawLevel: level, String(cString: message))
         },
         set_error: { message in PluginErrorSlot.set(message.map { String(cString: $0) } ?? "") },
         register_router: { _, ops in

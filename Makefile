@@ -2,8 +2,9 @@
 #   make            release library + CLI, staged under build/ (bin/, lib/, include/, lib/pkgconfig/)
 #   make test       everything CI runs: Swift tests, the C host test, the binding tests
 #   make install PREFIX=/usr/local
-VERSION   := 0.1.0
-ABI       := 1
+# The version and ABI come from include/moert.h, their one source.
+VERSION   := $(shell sed -n 's/^\#define MOERT_VERSION "\(.*\)"/\1/p' include/moert.h)
+ABI       := $(shell sed -n 's/^\#define MOERT_ABI_VERSION \([0-9]*\).*/\1/p' include/moert.h)
 PREFIX    ?= /usr/local
 STAGE     := $(CURDIR)/build
 SWIFT     ?= swift

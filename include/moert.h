@@ -39,9 +39,9 @@ extern "C" {
 /* ------------------------------------------------------------------------------------------------------------ */
 
 /** Library version as text, "MAJOR.MINOR.PATCH". */
-#define MOERT_VERSION "0.1.0"
+#define MOERT_VERSION "0.2.0"
 /** Library version as a number: MAJOR*1000000 + MINOR*1000 + PATCH. */
-#define MOERT_VERSION_NUMBER 1000
+#define MOERT_VERSION_NUMBER 2000
 /** ABI version. It changes only on an incompatible break, together with the SONAME `libmoert.so.<ABI>`. */
 #define MOERT_ABI_VERSION 1
 

@@ -1,4 +1,6 @@
-// Version: the library version, kept equal to MOERT_VERSION in include/moert.h.
+// Version: the library version, read from include/moert.h (its one source).
 
-/// The moert version, "MAJOR.MINOR.PATCH".
-public let moertVersion = "0.1.0"
+import CMoert
+
+/// The moert version, "MAJOR.MINOR.PATCH" (MOERT_VERSION of moert.h).
+public let moertVersion: String = MOERT_VERSION

@@ -35,19 +35,27 @@ let package = Package(
         // Half-precision GEMV with conversion in registers, and its worker pool (run-time CPU dispatch). DWARF 4:
         // valgrind 3.19 (Debian 12) gives up on a library with more than one DWARF 5 C unit.
         .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3", "-std=c11", "-Wall", "-Werror", "-gdwarf-4"])]),
-        // Formats, kernels, routing, experts, model and session. No C-ABI concerns.
-        .target(name: "MoertCore", dependencies: ["CMoert", "COpenBLAS", "CSystem", "CKernels"],
-                swiftSettings: [.unsafeFlags(["-Ounchecked"], releaseOnly)]),
+        // The Swift layers, each importing only those above it in this list (docs/ARCHITECTURE.md):
+        // tensors and kernels' Swift side; file formats; routers, experts and plugins; model and session.
+        .target(name: "MoertTensor", dependencies: ["CKernels", "COpenBLAS"]),
+        .target(name: "MoertFormats", dependencies: ["MoertTensor"]),
+        .target(name: "MoertMoE", dependencies: ["MoertFormats", "MoertTensor", "CMoert", "CKernels", "COpenBLAS", "CSystem"]),
+        .target(name: "MoertCore", dependencies: ["MoertMoE", "MoertFormats", "MoertTensor", "CMoert", "CKernels", "COpenBLAS"]),
         // The thin C-ABI layer: converts, calls, maps errors. Builds libmoert.so.
-        .target(name: "Moert", dependencies: ["MoertCore", "CMoert"],
+        .target(name: "Moert", dependencies: ["MoertCore", "MoertMoE", "MoertFormats", "MoertTensor", "CMoert"],
                 swiftSettings: [.unsafeFlags(["-static-stdlib"], releaseOnly)],
                 linkerSettings: [.unsafeFlags(["-static-stdlib", "-Xlinker", "-soname=libmoert.so.1"], releaseOnly),
                                  .unsafeFlags(["-Xlinker", "--version-script=" + exportsMap])]),
         // The `moert` command line tool.
-        .executableTarget(name: "moert-cli", dependencies: ["MoertCore", "CJemalloc"]),
-        // --export-dynamic: under `swift test --sanitize=thread` the TSan runtime lives in the test executable, and the
-        // instrumented Swift plugin the tests dlopen() must bind to it.
-        .testTarget(name: "MoertCoreTests", dependencies: ["MoertCore"],
+        .executableTarget(name: "moert-cli", dependencies: ["MoertCore", "MoertMoE", "MoertFormats", "MoertTensor", "CJemalloc"]),
+        // Tests, one target per layer. --export-dynamic: under `swift test --sanitize=thread` the TSan runtime lives in
+        // the test executable, and the instrumented Swift plugin the tests dlopen() must bind to it.
+        .target(name: "MoertTestSupport", dependencies: ["MoertCore", "MoertFormats", "MoertTensor"],
+                path: "Tests/MoertTestSupport"),
+        .testTarget(name: "MoertTensorTests", dependencies: ["MoertTensor", "MoertTestSupport", "CKernels"]),
+        .testTarget(name: "MoertFormatsTests", dependencies: ["MoertFormats", "MoertTensor", "MoertTestSupport"]),
+        .testTarget(name: "MoertMoETests", dependencies: ["MoertMoE", "MoertFormats", "MoertTensor", "MoertTestSupport"]),
+        .testTarget(name: "MoertCoreTests", dependencies: ["MoertCore", "MoertMoE", "MoertFormats", "MoertTensor", "MoertTestSupport"],
                     linkerSettings: [.unsafeFlags(["-Xlinker", "--export-dynamic"])]),
         // Plugins depend on the header only. C plugins: Makefile also builds them with gcc for installation.
         cPlugin("GRUPlugin", "gru"),

@@ -2,32 +2,24 @@
 
 import CMoert
 import MoertCore
+import MoertFormats
+import MoertMoE
+import MoertTensor
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// The pthread key whose per-thread value is a malloc'd C string (freed when replaced or when the thread ends).
-private let errorKey: pthread_key_t = {
-    var key = pthread_key_t()
-    pthread_key_create(&key) { free($0) }
-    return key
-}()
+/// This thread's last error message.
+private let lastError = ThreadLocalText()
 
 /// An empty C string with static lifetime.
 nonisolated(unsafe) private let emptyCString: UnsafePointer<CChar> = UnsafePointer(strdup("")!)
 
 /// Stores `message` as this thread's last error.
-func setLastError(_ message: String) {
-    let old = pthread_getspecific(errorKey)
-    pthread_setspecific(errorKey, strdup(message))
-    free(old)
-}
+func setLastError(_ message: String) { lastError.set(message) }
 
 /// This thread's last error message (never NULL).
-func lastErrorCString() -> UnsafePointer<CChar> {
-    guard let p = pthread_getspecific(errorKey) else { return emptyCString }
-    return UnsafePointer(p.assumingMemoryBound(to: CChar.self))
-}
+func lastErrorCString() -> UnsafePointer<CChar> { lastError.cString ?? emptyCString }
 
 /// Runs `body`, mapping a thrown error to its status code and this thread's last error.
 func withStatus(_ body: () throws -> Void) -> moert_status {

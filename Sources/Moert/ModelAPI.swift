@@ -2,6 +2,9 @@
 
 import CMoert
 import MoertCore
+import MoertFormats
+import MoertMoE
+import MoertTensor
 
 /// The library's default model options.
 nonisolated(unsafe) let defaultModelOptions = moert_model_options(struct_size: UInt32(MemoryLayout<moert_model_options>.size), flags: 0,

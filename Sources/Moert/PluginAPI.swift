@@ -2,6 +2,9 @@
 
 import CMoert
 import MoertCore
+import MoertFormats
+import MoertMoE
+import MoertTensor
 
 /// Loads a plugin library. The C entry point is `moert_plugin_load`.
 @c @implementation public func moert_plugin_load(_ path: UnsafePointer<CChar>!) -> moert_status {

@@ -2,46 +2,22 @@
 
 import CMoert
 import MoertCore
+import MoertFormats
+import MoertMoE
+import MoertTensor
 
 /// Replaces the session's routers. The C entry point is `moert_session_set_router`.
 @c @implementation public func moert_session_set_router(_ session: OpaquePointer!, _ kind: UnsafePointer<CChar>!,
                                                         _ paramsJSON: UnsafePointer<CChar>!) -> moert_status {
     withStatus {
         let s = object(try require(session, "session"), as: SessionHandle.self).session
-        guard let kind else { return try s.setRouter(nil) }
-        var params: [String: JSON] = [:]
-        if let paramsJSON {
-            let parsed: JSON
-            do {
-                parsed = try JSON.parse(String(cString: paramsJSON), what: "params_json")
-            } catch let e as MoertError {
-                throw MoertError(.invalidArgument, e.message)
-            }
-            guard let o = parsed.object else { throw MoertError(.invalidArgument, "params_json must be a JSON object") }
-            params = o
-        }
-        let name = String(cString: kind)
-        guard PluginRegistry.shared.routerNames.contains(name) else {
-            throw MoertError(.invalidArgument, "router kind \(name) is not registered (known: \(PluginRegistry.shared.routerNames.joined(separator: ", ")))")
-        }
-        do {
-            try s.setRouter(KindSpec(kind: name, params: params))
-        } catch let e as MoertError where e.code == .format && name == BuiltinKind.router {
-            throw MoertError(.invalidArgument, e.message)
-        }
+        try s.setRouter(kind: kind.map { String(cString: $0) }, paramsJSON: paramsJSON.map { String(cString: $0) })
     }
 }
 
 /// Overrides top-k. The C entry point is `moert_session_set_top_k`.
 @c @implementation public func moert_session_set_top_k(_ session: OpaquePointer!, _ topK: Int32) -> moert_status {
-    withStatus {
-        let s = object(try require(session, "session"), as: SessionHandle.self).session
-        guard topK >= 0 else { throw MoertError(.invalidArgument, "top_k must be >= 0 (0 restores the model's routers), got \(topK)") }
-        if topK == 0 { return try s.setRouter(nil) }
-        let most = s.model.moeBlocks.map(\.experts.count).min() ?? 0
-        guard Int(topK) <= most else { throw MoertError(.invalidArgument, "top_k \(topK) exceeds the \(most) experts of a layer") }
-        try s.setRouter(KindSpec(kind: BuiltinKind.router, params: ["top_k": .int(Int64(topK))]))
-    }
+    withStatus { try object(try require(session, "session"), as: SessionHandle.self).session.setTopK(Int(topK)) }
 }
 
 /// Turns tracing on or off. The C entry point is `moert_session_set_trace`.

@@ -2,6 +2,9 @@
 
 import CMoert
 import MoertCore
+import MoertFormats
+import MoertMoE
+import MoertTensor
 
 /// Converts host sampler options (NULL = greedy) into the core's.
 func samplerOptions(_ p: UnsafePointer<moert_sampler_options>?) throws -> SamplerOptions {

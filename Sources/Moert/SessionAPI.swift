@@ -2,6 +2,9 @@
 
 import CMoert
 import MoertCore
+import MoertFormats
+import MoertMoE
+import MoertTensor
 
 /// The library's default session options.
 nonisolated(unsafe) let defaultSessionOptions = moert_session_options(struct_size: UInt32(MemoryLayout<moert_session_options>.size), flags: 0,

@@ -2,6 +2,9 @@
 
 import CMoert
 import MoertCore
+import MoertFormats
+import MoertMoE
+import MoertTensor
 #if canImport(Glibc)
 import Glibc
 #endif

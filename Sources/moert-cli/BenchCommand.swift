@@ -1,6 +1,9 @@
 // BenchCommand: `moert bench` — prefill and decode throughput, load time and peak memory, as medians of repeats.
 
 import MoertCore
+import MoertFormats
+import MoertMoE
+import MoertTensor
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -115,7 +118,7 @@ func benchCommand(_ args: Arguments) throws {
     }
     if args.string("--router") != nil || args.string("--moe-top-k") != nil {
         let session = try Session(model: model, options: options)
-        try session.setRouter(try routerSpec(args))
+        try applyRouterOverride(args, to: session)
         configurations.append(("router " + (args.string("--router") ?? "topk k=" + (args.string("--moe-top-k") ?? "")), session))
     }
     var medians: [(prefill: Double, decode: Double)] = []
@@ -135,20 +138,19 @@ func benchCommand(_ args: Arguments) throws {
     print("peak RSS \(oneDecimal(peakRSSMiB())) MiB")
 }
 
-/// The router override the arguments ask for.
-func routerSpec(_ args: Arguments) throws -> KindSpec {
+/// Applies the router override the arguments ask for (--router with --router-params, or --moe-top-k) to
+/// `session`; without them the session keeps the model's routers.
+/// - Throws: `UsageError` for options that do not go together, `MoertError` from the session.
+func applyRouterOverride(_ args: Arguments, to session: Session) throws {
     if let k = args.string("--moe-top-k") {
         guard args.string("--router") == nil else { throw UsageError("--moe-top-k and --router exclude each other") }
         guard let v = Int(k), v >= 1 else { throw UsageError("--moe-top-k must be an integer >= 1") }
-        return KindSpec(kind: BuiltinKind.router, params: ["top_k": .int(Int64(v))])
+        try session.setTopK(v)
+    } else if let kind = args.string("--router") {
+        try session.setRouter(kind: kind, paramsJSON: args.string("--router-params"), what: "--router-params")
+    } else if args.string("--router-params") != nil {
+        throw UsageError("--router-params needs --router")
     }
-    var params: [String: JSON] = [:]
-    if let text = args.string("--router-params") {
-        guard let o = try JSON.parse(text, what: "--router-params").object else { throw UsageError("--router-params must be a JSON object") }
-        params = o
-    }
-    guard let kind = args.string("--router") else { throw UsageError("--router-params needs --router") }
-    return KindSpec(kind: kind, params: params)
 }
 
 /// "1.234".

@@ -1,6 +1,9 @@
 // Commands: the `moert` subcommands — info, run, generate, trace.
 
 import MoertCore
+import MoertFormats
+import MoertMoE
+import MoertTensor
 
 /// Options every command that loads a model accepts.
 let modelOptions: Set<String> = ["--model", "--threads", "--ctx", "--plugin", "--expert-budget"]
@@ -93,9 +96,7 @@ func makeSession(_ model: Model, _ args: Arguments) throws -> Session {
     var o = SessionOptions()
     o.contextLength = try args.int("--ctx", default: 0)
     let session = try Session(model: model, options: o)
-    if args.string("--router") != nil || args.string("--router-params") != nil || args.string("--moe-top-k") != nil {
-        try session.setRouter(try routerSpec(args))
-    }
+    try applyRouterOverride(args, to: session)
     return session
 }
 

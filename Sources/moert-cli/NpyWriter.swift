@@ -4,6 +4,9 @@
 import Glibc
 #endif
 import MoertCore
+import MoertFormats
+import MoertMoE
+import MoertTensor
 
 /// Writes `data` with `shape` to `path` as little-endian float32 `.npy`.
 /// - Throws: `MoertError` (`.io`) when the file cannot be written.

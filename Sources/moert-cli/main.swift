@@ -4,6 +4,9 @@
 import Glibc
 #endif
 import MoertCore
+import MoertFormats
+import MoertMoE
+import MoertTensor
 
 let usage = """
 usage: moert <command> [options]

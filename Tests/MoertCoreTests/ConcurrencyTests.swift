@@ -3,6 +3,10 @@
 import Foundation
 import Testing
 @testable import MoertCore
+import MoertFormats
+import MoertMoE
+import MoertTensor
+import MoertTestSupport
 
 /// The bit patterns of `values`, so that comparisons are bit-for-bit (and -0 differs from +0).
 func bits(_ values: [Float]) -> [UInt32] { values.map(\.bitPattern) }

@@ -2,6 +2,10 @@
 
 import Testing
 @testable import MoertCore
+import MoertFormats
+import MoertMoE
+import MoertTensor
+import MoertTestSupport
 
 @Suite("Expert residency budget")
 struct ExpertBudgetTests {

@@ -3,6 +3,10 @@
 import Foundation
 import Testing
 @testable import MoertCore
+import MoertFormats
+import MoertMoE
+import MoertTensor
+import MoertTestSupport
 
 /// Tests/fuzz/regressions: one file per finding, named `<target>-<kind>-<hash>` (target: safetensors, config or
 /// loader, as in tools/fuzz.sh).

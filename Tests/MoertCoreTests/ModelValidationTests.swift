@@ -3,6 +3,10 @@
 import Foundation
 import Testing
 @testable import MoertCore
+import MoertFormats
+import MoertMoE
+import MoertTensor
+import MoertTestSupport
 
 @Suite("Model validation")
 struct ModelValidationTests {

@@ -3,6 +3,10 @@
 
 import Testing
 @testable import MoertCore
+import MoertFormats
+import MoertMoE
+import MoertTensor
+import MoertTestSupport
 
 /// Every plugin fixture and the plugin library it needs.
 let pluginFixtures = ["gru", "gru_rnn", "hash", "hash_multi", "comet", "comet_e6", "moepp", "moepp_mixtral_gating", "topp", "adamoe"]

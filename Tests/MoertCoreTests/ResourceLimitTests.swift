@@ -3,6 +3,10 @@
 import Foundation
 import Testing
 @testable import MoertCore
+import MoertFormats
+import MoertMoE
+import MoertTensor
+import MoertTestSupport
 
 /// Peak resident set size of this process in bytes (getrusage reports KiB on Linux).
 func peakResidentBytes() -> Int {

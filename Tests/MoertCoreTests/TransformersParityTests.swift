@@ -2,6 +2,10 @@
 
 import Testing
 @testable import MoertCore
+import MoertFormats
+import MoertMoE
+import MoertTensor
+import MoertTestSupport
 
 /// Logits must agree to float32 rounding: transformers and moert sum in different orders (BLAS blocking,
 /// expert accumulation), which moves results by a few ulps of the largest logit; 1e-4 of the largest logit

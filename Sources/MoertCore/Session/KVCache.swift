@@ -1,5 +1,7 @@
 // KVCache: keys and values of every layer for the positions evaluated so far.
 
+import MoertTensor
+
 /// Per-layer keys and values, laid out [layer][position][kvHeads × headDim].
 final class KVCache {
     let layers: Int

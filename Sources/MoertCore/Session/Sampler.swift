@@ -1,5 +1,7 @@
 // Sampler: greedy, temperature, top-k and top-p token selection with a seeded random stream.
 
+import MoertTensor
+
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -1,5 +1,7 @@
 // Session+Generate: prompt evaluation followed by sampled, fed-back decoding.
 
+import MoertTensor
+
 extension Session {
     /// Evaluates `prompt`, then generates up to `maxNewTokens` tokens with `sampler`, calling `onToken` for each
     /// (return false to stop). Stops after the model's EOS unless `ignoreEOS`, and when the context is full.
@@ -24,23 +26,27 @@ extension Session {
             guard position < contextLength else {
                 throw MoertError(.contextFull, "the context is full (\(position) of \(contextLength) positions); nothing more can be generated")
             }
-            guard let last = lastLogits else {
+            guard hasLastLogits else {
                 throw MoertError.invalid("the session's last evaluation produced no logits; give at least one prompt token")
             }
-            logits = last
+            logits.withUnsafeMutableBufferPointer { $0.baseAddress!.update(from: lastLogitsBuffer.pointer, count: vocab) }
         } else {
             try prompt.withUnsafeBufferPointer { p in
                 try logits.withUnsafeMutableBufferPointer { try evaluate(p, mode: .last, logits: $0.baseAddress, capacity: vocab) }
             }
         }
+        // At most the positions left, plus the last token, which is sampled but not evaluated when the context fills.
+        generated.reserveCapacity(min(maxNewTokens, contextLength - position + 1))
         let eos = Set(model.config.eosTokenIds)
         while true {
-            let token = try logits.withUnsafeBufferPointer { try sampler.sample($0) }
+            var token = try logits.withUnsafeBufferPointer { try sampler.sample($0) }
             generated.append(token)
             let goOn = onToken(token)
             guard position < contextLength else { break }
-            try [token].withUnsafeBufferPointer { p in
-                try logits.withUnsafeMutableBufferPointer { try evaluate(p, mode: .last, logits: $0.baseAddress, capacity: vocab) }
+            try withUnsafePointer(to: &token) { p in
+                try logits.withUnsafeMutableBufferPointer {
+                    try evaluate(UnsafeBufferPointer(start: p, count: 1), mode: .last, logits: $0.baseAddress, capacity: vocab)
+                }
             }
             if !goOn || generated.count >= maxNewTokens || (!ignoreEOS && eos.contains(token)) { break }
         }

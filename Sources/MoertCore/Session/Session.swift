@@ -2,6 +2,8 @@
 
 import CKernels
 import COpenBLAS
+import MoertMoE
+import MoertTensor
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -30,13 +32,18 @@ public final class Session {
     public let maxBatch: Int
     /// Positions already evaluated.
     public private(set) var position = 0
-    /// Logits of the last evaluated position, when the last evaluation produced them.
-    public private(set) var lastLogits: [Float]?
+    /// Logits of the last evaluated position, when the last evaluation produced them (a copy).
+    public var lastLogits: [Float]? {
+        hasLastLogits ? Array(UnsafeBufferPointer(start: lastLogitsBuffer.pointer, count: lastLogitsBuffer.count)) : nil
+    }
+    /// The last evaluated position's logits, valid when `hasLastLogits`; [vocab].
+    let lastLogitsBuffer: FloatBuffer
+    private(set) var hasLastLogits = false
     /// The token at position - 1 (-1 when empty), for routers that look at the previous token.
     private var previousToken: Int32 = -1
 
     private let cache: KVCache
-    private let ws: Workspace
+    let ws: Workspace
     /// Routing overrides and records of this session.
     let routing: SessionRouting
 
@@ -53,14 +60,15 @@ public final class Session {
         maxBatch = min(options.maxBatch > 0 ? options.maxBatch : 512, contextLength)
         let c = model.config
         cache = try KVCache(layers: c.numHiddenLayers, capacity: contextLength, rowWidth: c.numKeyValueHeads * c.headDim)
-        ws = try Workspace(config: c, batch: maxBatch, context: contextLength)
-        routing = SessionRouting(model: model, batch: maxBatch)
+        ws = try Workspace(model: model, batch: maxBatch, context: contextLength)
+        routing = try SessionRouting(model: model, batch: maxBatch, workspace: ws.moe)
+        lastLogitsBuffer = try FloatBuffer(count: c.vocabSize)
     }
 
     /// Forgets all evaluated tokens.
     public func reset() {
         position = 0
-        lastLogits = nil
+        hasLastLogits = false
         previousToken = -1
     }
 
@@ -96,13 +104,14 @@ public final class Session {
             case .last: out = isLast ? logits : nil; chunkMode = isLast ? .last : .none
             case .none: out = nil; chunkMode = .none
             }
-            lastLogits = nil
+            hasLastLogits = false
             try forward(tokens.baseAddress! + done, count: chunk, mode: chunkMode, logits: out)
             done += chunk
         }
         if let logits, mode != .none {
             let row = logits + (mode == .all ? (n - 1) * vocab : 0)
-            lastLogits = Array(UnsafeBufferPointer(start: row, count: vocab))
+            lastLogitsBuffer.pointer.update(from: row, count: vocab)
+            hasLastLogits = true
         }
     }
 
@@ -132,7 +141,7 @@ public final class Session {
                 try routing.run(block, moeIndex: moeIndex, layer: l, input: xn, count: n, into: tmp, workspace: ws.moe)
                 moeIndex += 1
             case .dense(let mlp):
-                try mlp.forward(xn, rows: n, into: tmp, scratch: try ws.moe.buffer(&ws.moe.expertScratch, count: mlp.scratchCount(tokens: n)))
+                mlp.forward(xn, rows: n, into: tmp, scratch: ws.moe.expertScratch.pointer)
             }
             addInPlace(x, tmp, count: n * h)
         }
@@ -144,10 +153,10 @@ public final class Session {
         case .none: return
         case .last:
             rmsNorm(x + (n - 1) * h, weight: model.finalNorm.data, rows: 1, dim: h, eps: c.rmsNormEps, into: xn)
-            model.lmHead.apply(xn, rows: 1, into: logits!)
+            model.lmHead.apply(xn, rows: 1, into: logits!, scratch: ws.productScratch)
         case .all:
             rmsNorm(x, weight: model.finalNorm.data, rows: n, dim: h, eps: c.rmsNormEps, into: xn)
-            model.lmHead.apply(xn, rows: n, into: logits!)
+            model.lmHead.apply(xn, rows: n, into: logits!, scratch: ws.productScratch)
         }
     }
 
@@ -158,9 +167,9 @@ public final class Session {
         let c = model.config, hd = c.headDim, nh = c.numAttentionHeads, nkv = c.numKeyValueHeads
         let qw = nh * hd, kvw = nkv * hd
         let q = ws.q.pointer, k = ws.k.pointer, v = ws.v.pointer, ctx = ws.ctx.pointer
-        a.q.apply(xn, rows: n, into: q)   // [n, H] -> [n, nh·hd]
-        a.k.apply(xn, rows: n, into: k)   // [n, H] -> [n, nkv·hd]
-        a.v.apply(xn, rows: n, into: v)   // [n, H] -> [n, nkv·hd]
+        a.q.apply(xn, rows: n, into: q, scratch: ws.productScratch)   // [n, H] -> [n, nh·hd]
+        a.k.apply(xn, rows: n, into: k, scratch: ws.productScratch)   // [n, H] -> [n, nkv·hd]
+        a.v.apply(xn, rows: n, into: v, scratch: ws.productScratch)   // [n, H] -> [n, nkv·hd]
         switch c.qkNorm {
         case .none: break
         case .perHead:
@@ -191,12 +200,12 @@ public final class Session {
             // Decode: one query row per head; plain loops beat two sgemm calls per head.
             moert_attention_one(q, keys, values, Int32(nh), Int32(nkv), Int32(hd), Int64(total), scale, scores,
                                 Int64(ws.scores.count), ctx)
-            a.o.apply(ctx, rows: 1, into: out)
+            a.o.apply(ctx, rows: 1, into: out, scratch: ws.productScratch)
             return
         }
         if moert_attention_prefill(q, keys, values, Int64(n), Int64(position), Int32(nh), Int32(nkv), Int32(hd), scale,
                                    scores, Int64(ws.scores.count), ctx) != 0 {
-            a.o.apply(ctx, rows: n, into: out)  // [n, nh·hd] -> [n, H]
+            a.o.apply(ctx, rows: n, into: out, scratch: ws.productScratch)  // [n, nh·hd] -> [n, H]
             return
         }
         // Without the AVX-512 GEMM: two sgemm calls per head.
@@ -215,24 +224,6 @@ public final class Session {
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(n), Int32(hd), Int32(total), 1,
                         scores, Int32(total), values + kvh * hd, Int32(kvw), 0, ctx + head * hd, Int32(qw))
         }
-        a.o.apply(ctx, rows: n, into: out)  // [n, nh·hd] -> [n, H]
-    }
-}
-
-/// Per-session scratch buffers, allocated once for the largest batch.
-final class Workspace {
-    let x, xn, tmp, q, k, v, ctx, scores: FloatBuffer
-    let moe = MoEWorkspace()
-
-    init(config c: ModelConfig, batch: Int, context: Int) throws {
-        let h = c.hiddenSize, qw = c.numAttentionHeads * c.headDim, kvw = c.numKeyValueHeads * c.headDim
-        x = try FloatBuffer(count: batch * h)
-        xn = try FloatBuffer(count: batch * max(h, qw))
-        tmp = try FloatBuffer(count: batch * h)
-        q = try FloatBuffer(count: batch * qw)
-        k = try FloatBuffer(count: batch * kvw)
-        v = try FloatBuffer(count: batch * kvw)
-        ctx = try FloatBuffer(count: batch * qw)
-        scores = try FloatBuffer(count: batch * context)
+        a.o.apply(ctx, rows: n, into: out, scratch: ws.productScratch)  // [n, nh·hd] -> [n, H]
     }
 }

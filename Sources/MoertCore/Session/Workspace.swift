@@ -1,0 +1,57 @@
+// Workspace: a session's scratch buffers, allocated once for its largest batch.
+
+import MoertMoE
+import MoertTensor
+
+/// Everything a forward pass writes besides the KV cache and the caller's logits, sized once for batches of up to
+/// `batch` tokens (as llama2.c's RunState), so that evaluating tokens allocates nothing.
+final class Workspace {
+    /// The residual stream, [batch, H].
+    let x: FloatBuffer
+    /// Normed input of a block, [batch, max(H, nh·hd)] (the whole-projection q/k norms of OLMoE use it too).
+    let xn: FloatBuffer
+    /// A block's output before the residual addition, [batch, H].
+    let tmp: FloatBuffer
+    /// Queries [batch, nh·hd], keys and values [batch, nkv·hd], attention output [batch, nh·hd].
+    let q, k, v, ctx: FloatBuffer
+    /// Attention scores, [batch, context].
+    let scores: FloatBuffer
+    /// Scratch of the attention projections and the LM head (`Linear.scratchCount`).
+    let products: FloatBuffer
+    /// MoE dispatch, experts and dense MLPs.
+    let moe: MoEWorkspace
+
+    /// Buffers for `model` with batches of up to `batch` tokens and a cache of `context` positions.
+    /// - Throws: `MoertError` (`.outOfMemory`).
+    init(model: Model, batch: Int, context: Int) throws {
+        let c = model.config
+        let h = c.hiddenSize, qw = c.numAttentionHeads * c.headDim, kvw = c.numKeyValueHeads * c.headDim
+        x = try FloatBuffer(count: batch * h)
+        xn = try FloatBuffer(count: batch * max(h, qw))
+        tmp = try FloatBuffer(count: batch * h)
+        q = try FloatBuffer(count: batch * qw)
+        k = try FloatBuffer(count: batch * kvw)
+        v = try FloatBuffer(count: batch * kvw)
+        ctx = try FloatBuffer(count: batch * qw)
+        scores = try FloatBuffer(count: batch * context)
+
+        var products = model.lmHead.scratchCount(rows: batch)
+        var expertScratch = 0
+        for layer in model.layers {
+            let a = layer.attention
+            for linear in [a.q, a.k, a.v, a.o] { products = max(products, linear.scratchCount(rows: batch)) }
+            switch layer.mlp {
+            case .moe(let block): expertScratch = max(expertScratch, block.scratchCount(tokens: batch))
+            case .dense(let mlp): expertScratch = max(expertScratch, mlp.scratchCount(tokens: batch))
+            }
+        }
+        self.products = try FloatBuffer(count: products)
+        moe = try MoEWorkspace(batch: batch, hidden: h, maxExperts: model.moeBlocks.map(\.experts.count).max() ?? 0,
+                               expertScratch: expertScratch)
+    }
+
+    /// The products' scratch as the kernels take it.
+    var productScratch: UnsafeMutableBufferPointer<Float> {
+        UnsafeMutableBufferPointer(start: products.pointer, count: products.count)
+    }
+}

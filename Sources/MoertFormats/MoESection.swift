@@ -1,0 +1,124 @@
+// MoESection: the "moert" section of a checkpoint — which router and experts each MoE layer uses.
+
+import MoertTensor
+
+/// A router or expert kind with its parameters.
+public struct KindSpec: Sendable, Equatable {
+    /// The kind's registered name.
+    public var kind: String
+    /// Its parameters, as written in the section.
+    public var params: [String: JSON]
+
+    /// Creates a spec.
+    public init(kind: String, params: [String: JSON] = [:]) {
+        self.kind = kind
+        self.params = params
+    }
+}
+
+/// `count` consecutive experts of one kind.
+public struct ExpertGroup: Sendable, Equatable {
+    /// The experts' kind.
+    public var spec: KindSpec
+    /// How many.
+    public var count: Int
+
+    /// Creates a group.
+    public init(spec: KindSpec, count: Int) {
+        self.spec = spec
+        self.count = count
+    }
+}
+
+/// The parsed section (see docs/model-format.md). What it leaves out is nil: the architecture's built-in router
+/// and experts.
+public struct MoESection: Sendable {
+    /// Plugin libraries to load first.
+    public var plugins: [String] = []
+    /// The router of every MoE layer without an entry of its own; nil: the built-in.
+    public var router: KindSpec?
+    /// The experts of every MoE layer without an entry of its own; nil: `num_experts` built-in experts.
+    public var experts: [ExpertGroup]?
+    /// Routers of single decoder layers.
+    public var layerRouters: [Int: KindSpec] = [:]
+    /// Experts of single decoder layers.
+    public var layerExperts: [Int: [ExpertGroup]] = [:]
+
+    /// The empty section: built-in kinds everywhere.
+    public init() {}
+
+    /// The router of decoder layer `layer`; nil: the built-in.
+    public func router(layer: Int) -> KindSpec? { layerRouters[layer] ?? router }
+
+    /// The expert groups of decoder layer `layer`; nil: the built-in experts.
+    public func experts(layer: Int) -> [ExpertGroup]? { layerExperts[layer] ?? experts }
+
+    /// The section of a checkpoint: `moert.json` beside config.json, else the "moert" key of config.json (`config`,
+    /// as parsed), else the empty section.
+    /// - Throws: `MoertError` (`.format`) for a malformed section.
+    public static func read(directory: String, config: JSON) throws -> MoESection {
+        let file = joinPath(directory, "moert.json")
+        if fileExists(file) { return try MoESection(json: try JSON.parse(try readTextFile(file), what: file), source: file) }
+        if let s = config.object?["moert"] { return try MoESection(json: s, source: joinPath(directory, "config.json") + " (moert)") }
+        return MoESection()
+    }
+
+    /// Parses the section from `json` (a JSON object).
+    /// - Throws: `MoertError` (`.format`) naming `source` and the offending key.
+    public init(json: JSON, source: String) throws {
+        guard let o = json.object else { throw MoertError.format("\(source): the moert section must be an object") }
+        try Self.checkKeys(o, ["format_version", "plugins", "router", "experts", "layers"], at: source)
+        if let v = o["format_version"] {
+            guard v.int == 1 else { throw MoertError.unsupported("\(source): format_version \(v) is not supported (1 is)") }
+        }
+        if let p = o["plugins"] {
+            guard let list = p.array?.compactMap(\.string), list.count == p.array?.count else {
+                throw MoertError.format("\(source): plugins must be a list of strings")
+            }
+            plugins = list
+        }
+        if let r = o["router"] { router = try Self.kind(r, at: "\(source): router") }
+        if let e = o["experts"] { experts = try Self.groups(e, at: "\(source): experts") }
+        if let l = o["layers"] {
+            guard let layers = l.object else { throw MoertError.format("\(source): layers must be an object") }
+            for (key, entry) in layers {
+                guard let index = Int(key), index >= 0, let e = entry.object else {
+                    throw MoertError.format("\(source): layers key \"\(key)\" must be a layer index with an object value")
+                }
+                let at = "\(source): layers.\(key)"
+                try Self.checkKeys(e, ["router", "experts"], at: at)
+                if let r = e["router"] { layerRouters[index] = try Self.kind(r, at: at + ".router") }
+                if let x = e["experts"] { layerExperts[index] = try Self.groups(x, at: at + ".experts") }
+            }
+        }
+    }
+
+    private static func checkKeys(_ o: [String: JSON], _ allowed: Set<String>, at: String) throws {
+        if let bad = o.keys.sorted().first(where: { !allowed.contains($0) }) {
+            throw MoertError.format("\(at): unknown key \"\(bad)\" (allowed: \(allowed.sorted().joined(separator: ", ")))")
+        }
+    }
+
+    private static func kind(_ v: JSON, at: String) throws -> KindSpec {
+        guard let o = v.object else { throw MoertError.format("\(at): must be an object with \"kind\"") }
+        try checkKeys(o, ["kind", "params", "count"], at: at)
+        guard let kind = o["kind"]?.string, !kind.isEmpty else { throw MoertError.format("\(at): missing \"kind\"") }
+        var params: [String: JSON] = [:]
+        if let p = o["params"] {
+            guard let po = p.object else { throw MoertError.format("\(at): params must be an object") }
+            params = po
+        }
+        return KindSpec(kind: kind, params: params)
+    }
+
+    private static func groups(_ v: JSON, at: String) throws -> [ExpertGroup] {
+        guard let list = v.array, !list.isEmpty else { throw MoertError.format("\(at): must be a non-empty list") }
+        return try list.enumerated().map { i, g in
+            let spec = try kind(g, at: "\(at)[\(i)]")
+            guard let c = g.object?["count"]?.int, c >= 1, c <= 65536 else {
+                throw MoertError.format("\(at)[\(i)]: count must be an integer in [1, 65536]")
+            }
+            return ExpertGroup(spec: spec, count: Int(c))
+        }
+    }
+}

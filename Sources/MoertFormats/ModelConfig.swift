@@ -1,0 +1,269 @@
+// ModelConfig: the parts of a Hugging Face config.json that moert needs, validated per architecture.
+
+import MoertTensor
+
+/// The decoder architectures moert runs.
+public enum Architecture: String, Sendable, CaseIterable {
+    case mixtral = "MixtralForCausalLM"
+    case qwen2Moe = "Qwen2MoeForCausalLM"
+    case qwen3Moe = "Qwen3MoeForCausalLM"
+    case olmoe = "OlmoeForCausalLM"
+}
+
+/// How an architecture normalises queries and keys before RoPE.
+public enum QKNorm: Sendable {
+    /// No normalisation (Mixtral, Qwen2-MoE).
+    case none
+    /// RMSNorm over each head's `headDim` values (Qwen3-MoE, `Qwen3MoeAttention`).
+    case perHead
+    /// RMSNorm over the whole projection before it is split into heads (OLMoE, `OlmoeAttention`).
+    case wholeProjection
+}
+
+/// Validated model hyperparameters. Field names follow the config.json keys in camelCase.
+public struct ModelConfig: Sendable {
+    public var architecture: Architecture
+    public var vocabSize: Int
+    public var hiddenSize: Int
+    /// Width of a dense MLP (Qwen dense layers); for Mixtral/OLMoE also the expert width.
+    public var intermediateSize: Int
+    public var numHiddenLayers: Int
+    public var numAttentionHeads: Int
+    public var numKeyValueHeads: Int
+    public var headDim: Int
+    public var rmsNormEps: Float
+    public var ropeTheta: Double
+    /// Longest context the model supports (after a sliding window, if any, caps it).
+    public var maxPositionEmbeddings: Int
+    public var tieWordEmbeddings: Bool
+    /// Routed experts per MoE layer.
+    public var numExperts: Int
+    public var numExpertsPerTok: Int
+    /// Width of one routed expert.
+    public var moeIntermediateSize: Int
+    /// Renormalise the top-k probabilities to sum to one.
+    public var normTopkProb: Bool
+    /// Width of the Qwen2-MoE shared expert; 0 when there is none.
+    public var sharedExpertIntermediateSize: Int
+    /// Layers whose MLP is dense.
+    public var mlpOnlyLayers: Set<Int>
+    public var decoderSparseStep: Int
+    /// Biases on the q, k and v projections.
+    public var qkvBias: Bool
+    /// Bias on the output projection.
+    public var outputBias: Bool
+    public var qkNorm: QKNorm
+    /// OLMoE clamps q, k and v to ±clipQkv when set.
+    public var clipQkv: Float?
+    public var bosTokenId: Int32?
+    public var eosTokenIds: [Int32]
+
+    /// True when layer `layer` (0-based) has a mixture-of-experts MLP (`Qwen2MoeDecoderLayer.__init__`).
+    public func isMoELayer(_ layer: Int) -> Bool {
+        numExperts > 0 && !mlpOnlyLayers.contains(layer) && (layer + 1) % decoderSparseStep == 0
+    }
+}
+
+extension ModelConfig {
+    /// Reads and validates `directory`/config.json.
+    /// - Returns: the config and the document as parsed (it may also hold the moert section).
+    /// - Throws: `MoertError` (`.io` when there is no config.json, else as `init(json:source:)`).
+    public static func read(directory: String) throws -> (config: ModelConfig, json: JSON) {
+        let path = joinPath(directory, "config.json")
+        guard fileExists(path) else { throw MoertError(.io, "\(directory): no config.json (expected a Hugging Face model directory)") }
+        let json = try JSON.parse(try readTextFile(path), what: path)
+        return (try ModelConfig(json: json, source: path), json)
+    }
+
+    /// Parses and validates a config.json document.
+    /// - Parameter source: the file name, for messages.
+    /// - Throws: `MoertError` (`.format` for missing or ill-typed keys, `.unsupported` for architectures and
+    ///   features moert does not run).
+    public init(json: JSON, source: String) throws {
+        let keys = _ConfigReader(json: json, source: source)
+        guard json.object != nil else { throw MoertError.format("\(source): not a JSON object") }
+        guard let archs = keys.raw("architectures")?.array, let archName = archs.first?.string else {
+            throw MoertError.format("\(source): missing \"architectures\" (a list naming the model class)")
+        }
+        guard let arch = Architecture(rawValue: archName) else {
+            let known = Architecture.allCases.map(\.rawValue).joined(separator: ", ")
+            throw MoertError.unsupported("\(source): architecture \(archName) is not supported (supported: \(known))")
+        }
+        architecture = arch
+        if let act = keys.raw("hidden_act")?.string, act != "silu" {
+            throw MoertError.unsupported("\(source): hidden_act \"\(act)\" is not supported (only silu)")
+        }
+        vocabSize = try keys.int("vocab_size", min: 1)
+        hiddenSize = try keys.int("hidden_size", min: 1)
+        numHiddenLayers = try keys.int("num_hidden_layers", min: 1)
+        numAttentionHeads = try keys.int("num_attention_heads", min: 1)
+        numKeyValueHeads = try keys.int("num_key_value_heads", min: 1, default: numAttentionHeads)
+        guard numAttentionHeads % numKeyValueHeads == 0 else {
+            throw MoertError.format("\(source): num_attention_heads \(numAttentionHeads) is not a multiple of num_key_value_heads \(numKeyValueHeads)")
+        }
+        if let hd = keys.raw("head_dim"), !hd.isNull {
+            headDim = try keys.int("head_dim", min: 1)
+        } else {
+            guard hiddenSize % numAttentionHeads == 0 else {
+                throw MoertError.format("\(source): hidden_size \(hiddenSize) is not a multiple of num_attention_heads and no head_dim is given")
+            }
+            headDim = hiddenSize / numAttentionHeads
+        }
+        guard headDim % 2 == 0 else { throw MoertError.format("\(source): head_dim \(headDim) must be even for RoPE") }
+        rmsNormEps = Float(try keys.double("rms_norm_eps", default: 1e-6))
+        guard rmsNormEps >= 0, rmsNormEps.isFinite else { throw MoertError.format("\(source): rms_norm_eps must be finite and >= 0") }
+        ropeTheta = try Self.ropeTheta(keys, source: source)
+        maxPositionEmbeddings = try keys.int("max_position_embeddings", min: 1, default: 4096)
+        tieWordEmbeddings = try keys.bool("tie_word_embeddings", default: false)
+        bosTokenId = try keys.optionalTokenId("bos_token_id")
+        eosTokenIds = try keys.tokenIds("eos_token_id")
+
+        // Per-architecture keys (see each configuration_*.py in transformers).
+        mlpOnlyLayers = []
+        decoderSparseStep = 1
+        sharedExpertIntermediateSize = 0
+        qkNorm = .none
+        clipQkv = nil
+        switch arch {
+        case .mixtral:
+            numExperts = try keys.int("num_local_experts", min: 1)
+            intermediateSize = try keys.int("intermediate_size", min: 1)
+            moeIntermediateSize = intermediateSize
+            normTopkProb = true  // MixtralSparseMoeBlock always renormalises
+            qkvBias = false
+            outputBias = false
+        case .qwen2Moe, .qwen3Moe:
+            // Released checkpoints write num_experts; transformers 5 writes num_local_experts.
+            numExperts = try keys.int(keys.raw("num_experts") == nil ? "num_local_experts" : "num_experts", min: 0)
+            intermediateSize = try keys.int("intermediate_size", min: 1)
+            moeIntermediateSize = try keys.int("moe_intermediate_size", min: 1)
+            normTopkProb = try keys.bool("norm_topk_prob", default: false)
+            decoderSparseStep = try keys.int("decoder_sparse_step", min: 1, default: 1)
+            let onlyLayers = try keys.intList("mlp_only_layers")
+            mlpOnlyLayers = Set(onlyLayers)
+            if arch == .qwen2Moe {
+                sharedExpertIntermediateSize = try keys.int("shared_expert_intermediate_size", min: 0, default: 0)
+                qkvBias = try keys.bool("qkv_bias", default: true)
+                outputBias = false
+            } else {
+                qkvBias = try keys.bool("attention_bias", default: false)
+                outputBias = qkvBias
+                qkNorm = .perHead
+            }
+        case .olmoe:
+            numExperts = try keys.int(keys.raw("num_experts") == nil ? "num_local_experts" : "num_experts", min: 1)
+            intermediateSize = try keys.int("intermediate_size", min: 1)
+            moeIntermediateSize = intermediateSize
+            normTopkProb = try keys.bool("norm_topk_prob", default: false)
+            qkvBias = try keys.bool("attention_bias", default: false)
+            outputBias = qkvBias
+            qkNorm = .wholeProjection
+            if let c = keys.raw("clip_qkv"), !c.isNull {
+                let v = try keys.double("clip_qkv", default: 0)
+                guard v > 0, v.isFinite else { throw MoertError.format("\(source): clip_qkv must be a positive number") }
+                clipQkv = Float(v)
+            }
+        }
+        numExpertsPerTok = try keys.int("num_experts_per_tok", min: 1)
+        if numExperts > 0 && numExpertsPerTok > numExperts {
+            throw MoertError.format("\(source): num_experts_per_tok \(numExpertsPerTok) exceeds the \(numExperts) experts")
+        }
+        try Self.applySlidingWindow(keys, arch: arch, source: source, context: &maxPositionEmbeddings)
+        for key in ["quantization_config"] where keys.raw(key).map({ !$0.isNull }) ?? false {
+            throw MoertError.unsupported("\(source): \(key) is not supported (quantized checkpoints)")
+        }
+        if let f = keys.raw("partial_rotary_factor")?.double, f != 1 {
+            throw MoertError.unsupported("\(source): partial_rotary_factor \(f) is not supported")
+        }
+    }
+
+    /// `rope_theta` at the top level (older files) or inside `rope_parameters` (transformers 5); only the default
+    /// rope type is supported.
+    private static func ropeTheta(_ keys: _ConfigReader, source: String) throws -> Double {
+        for key in ["rope_scaling", "rope_parameters"] {
+            guard let params = keys.raw(key), !params.isNull else { continue }
+            guard let o = params.object else { throw MoertError.format("\(source): \(key) is not an object") }
+            let type = o["rope_type"]?.string ?? o["type"]?.string ?? "default"
+            guard type == "default" else {
+                throw MoertError.unsupported("\(source): \(key) type \"\(type)\" is not supported (only default RoPE)")
+            }
+            if let t = o["rope_theta"] {
+                guard let v = t.double, v > 0, v.isFinite else { throw MoertError.format("\(source): \(key).rope_theta must be a positive number") }
+                return v
+            }
+        }
+        let theta = try keys.double("rope_theta", default: 10000)
+        guard theta > 0, theta.isFinite else { throw MoertError.format("\(source): rope_theta must be a positive number") }
+        return theta
+    }
+
+    /// A sliding window only changes attention once the context exceeds it, so it caps the context length
+    /// instead of being implemented.
+    private static func applySlidingWindow(_ keys: _ConfigReader, arch: Architecture, source: String, context: inout Int) throws {
+        let enabled: Bool
+        switch arch {
+        case .qwen2Moe, .qwen3Moe: enabled = try keys.bool("use_sliding_window", default: false)
+        case .mixtral, .olmoe: enabled = true
+        }
+        guard enabled, let w = keys.raw("sliding_window"), !w.isNull else { return }
+        guard let window = w.int, window >= 0 else { throw MoertError.format("\(source): sliding_window must be an integer") }
+        if window > 0 { context = min(context, Int(window)) }
+    }
+}
+
+/// Typed, bounded reads of config.json keys with messages that name the file and key.
+struct _ConfigReader {
+    let json: JSON
+    let source: String
+
+    func raw(_ key: String) -> JSON? { json.object?[key] }
+
+    func int(_ key: String, min: Int, default def: Int? = nil) throws -> Int {
+        guard let v = raw(key), !v.isNull else {
+            if let def { return def }
+            throw MoertError.format("\(source): missing \"\(key)\"")
+        }
+        guard let i = v.int, i >= Int64(min), i <= Int64(Int32.max) else {
+            throw MoertError.format("\(source): \"\(key)\" must be an integer >= \(min) and < 2^31")
+        }
+        return Int(i)
+    }
+
+    func double(_ key: String, default def: Double) throws -> Double {
+        guard let v = raw(key), !v.isNull else { return def }
+        guard let d = v.double else { throw MoertError.format("\(source): \"\(key)\" must be a number") }
+        return d
+    }
+
+    func bool(_ key: String, default def: Bool) throws -> Bool {
+        guard let v = raw(key), !v.isNull else { return def }
+        guard let b = v.bool else { throw MoertError.format("\(source): \"\(key)\" must be true or false") }
+        return b
+    }
+
+    func intList(_ key: String) throws -> [Int] {
+        guard let v = raw(key), !v.isNull else { return [] }
+        guard let a = v.array else { throw MoertError.format("\(source): \"\(key)\" must be a list of integers") }
+        return try a.map {
+            guard let i = $0.int, i >= 0, i <= Int64(Int32.max) else { throw MoertError.format("\(source): \"\(key)\" must hold integers >= 0") }
+            return Int(i)
+        }
+    }
+
+    func optionalTokenId(_ key: String) throws -> Int32? {
+        guard let v = raw(key), !v.isNull else { return nil }
+        if let a = v.array { return try a.first.map { try tokenId($0, key) } }
+        return try tokenId(v, key)
+    }
+
+    func tokenIds(_ key: String) throws -> [Int32] {
+        guard let v = raw(key), !v.isNull else { return [] }
+        if let a = v.array { return try a.map { try tokenId($0, key) } }
+        return [try tokenId(v, key)]
+    }
+
+    private func tokenId(_ v: JSON, _ key: String) throws -> Int32 {
+        guard let i = v.int, i >= 0, i <= Int64(Int32.max) else { throw MoertError.format("\(source): \"\(key)\" must hold token ids") }
+        return Int32(i)
+    }
+}

@@ -10,8 +10,8 @@
 #   FUZZ_ARGS extra libFuzzer flags, e.g. FUZZ_ARGS="-only_ascii=1"
 #
 # Each target runs as one libFuzzer process (no -jobs/-workers), the targets one after another, so a run uses one
-# core. MoertCore is compiled once with -sanitize=fuzzer,address (checked arithmetic, -O) into .build/fuzz/, then linked
-# into each target. Seeds come from Tests/fuzz/corpus/<target> (read only); inputs the fuzzer finds go to
+# core. moert's Swift layers (MODULES, in dependency order) are compiled once with -sanitize=fuzzer,address (checked
+# arithmetic, -O) into .build/fuzz/, then linked into each target. Seeds come from Tests/fuzz/corpus/<target> (read only); inputs the fuzzer finds go to
 # .build/fuzz/corpus/<target>, crashes, timeouts and out-of-memory inputs to .build/fuzz/artifacts/<target>/.
 # The log of each run is .build/fuzz/<target>.log. Ends with one summary line per target: executions, libFuzzer's
 # coverage counters (cov: edges, ft: features), corpus size and findings (artifacts written by this run). Exit
@@ -24,6 +24,8 @@ TARGET="${1:-all}"
 SECONDS_PER_TARGET="${2:-60}"
 OUT="$ROOT/.build/fuzz"
 ALL_TARGETS=(safetensors config loader)
+# The Swift targets of Sources/ the fuzz targets link, each importing only those before it.
+MODULES=(MoertTensor MoertFormats MoertMoE MoertCore)
 
 case "$TARGET" in
     all|coverage) TARGETS=("${ALL_TARGETS[@]}") ;;
@@ -56,23 +58,26 @@ BLAS_LIBS=($(pkg-config --libs openblas))
 # ld.gold warns once per ASan helper symbol it cannot export; those lines are noise.
 quiet() { grep -v "Cannot export local symbol" || true; }
 
-# C targets MoertCore imports (Sources/<Name>/ with an include/ directory, as SwiftPM lays them out): each gets a
-# module map under .build/fuzz/c/<Name> and is compiled with the same sanitizers into the static library.
+# C targets the Swift layers import (Sources/<Name>/ with an include/ directory, as SwiftPM lays them out): each gets
+# a module map under .build/fuzz/c/<Name> and is compiled with the same sanitizers into the static library.
 c_targets() {
-    local d
+    local d m
     for d in Sources/*/; do
         d="${d%/}"
         [[ -d "$d/include" && -n "$(find "$d" -maxdepth 1 -name '*.c' -print -quit)" ]] || continue
-        grep -rqs "^import $(basename "$d")\$" Sources/MoertCore && basename "$d"
+        for m in "${MODULES[@]}"; do
+            if grep -rqs "^import $(basename "$d")\$" "Sources/$m"; then basename "$d"; break; fi
+        done
     done
 }
 
 build_core() {
-    local lib="$OUT/lib/libMoertCore.a" name header src
-    local deps=(Sources/MoertCore include)
+    local lib="$OUT/lib/libmoert-layers.a" name header src module
+    local deps=(include)
+    for module in "${MODULES[@]}"; do deps+=("Sources/$module"); done
     for name in $(c_targets); do deps+=("Sources/$name"); done
     if [[ -f "$lib" ]] && [[ -z "$(find "${deps[@]}" tools/fuzz.sh -newer "$lib" -print -quit)" ]]; then return; fi
-    echo "building instrumented MoertCore"
+    echo "building instrumented ${MODULES[*]}"
     rm -rf "$OUT/lib" "$OUT/c"
     mkdir -p "$OUT/lib"
     local c_flags=() objects=()
@@ -91,23 +96,26 @@ build_core() {
             objects+=("$obj")
         done
     done
-    # shellcheck disable=SC2046  # one argument per source file
-    swiftc "${SANITIZE[@]}" "$OPT" "$DEBUG" -enable-testing -parse-as-library -module-name MoertCore \
-        -emit-module -emit-module-path "$OUT/lib/MoertCore.swiftmodule" -emit-object -wmo -o "$OUT/lib/MoertCore.o" \
-        -I include -I Sources/COpenBLAS -I Sources/CSystem "${c_flags[@]}" "${BLAS_FLAGS[@]}" \
-        $(find Sources/MoertCore -name '*.swift' | sort) >"$OUT/build-core.log" 2>&1 || { quiet <"$OUT/build-core.log"; exit 1; }
-    ar rcs "$lib" "$OUT/lib/MoertCore.o" "${objects[@]}"
+    for module in "${MODULES[@]}"; do
+        # shellcheck disable=SC2046  # one argument per source file
+        swiftc "${SANITIZE[@]}" "$OPT" "$DEBUG" -enable-testing -parse-as-library -module-name "$module" -package-name moert \
+            -emit-module -emit-module-path "$OUT/lib/$module.swiftmodule" -emit-object -wmo -o "$OUT/lib/$module.o" \
+            -I "$OUT/lib" -I include -I Sources/COpenBLAS -I Sources/CSystem "${c_flags[@]}" "${BLAS_FLAGS[@]}" \
+            $(find "Sources/$module" -name '*.swift' | sort) >"$OUT/build-$module.log" 2>&1 || { quiet <"$OUT/build-$module.log"; exit 1; }
+        objects+=("$OUT/lib/$module.o")
+    done
+    ar rcs "$lib" "${objects[@]}"
 }
 
 build_target() {
     local t="$1" bin="$OUT/fuzz-$1"
     local src="Tests/fuzz/$(source_of "$t")" name c_flags=()
     for name in $(c_targets); do c_flags+=(-I "$OUT/c/$name" -Xcc "-I$ROOT/Sources/$name/include"); done
-    if [[ -f "$bin" && "$bin" -nt "$OUT/lib/libMoertCore.a" && "$bin" -nt "$src" && "$bin" -nt Tests/fuzz/FuzzSupport.swift ]]; then return; fi
+    if [[ -f "$bin" && "$bin" -nt "$OUT/lib/libmoert-layers.a" && "$bin" -nt "$src" && "$bin" -nt Tests/fuzz/FuzzSupport.swift ]]; then return; fi
     echo "building fuzz-$t"
-    swiftc "${SANITIZE[@]}" "$OPT" "$DEBUG" -parse-as-library -module-name "Fuzz_$t" \
+    swiftc "${SANITIZE[@]}" "$OPT" "$DEBUG" -parse-as-library -module-name "Fuzz_$t" -package-name moert \
         -I "$OUT/lib" -I include -I Sources/COpenBLAS -I Sources/CSystem "${c_flags[@]}" "${BLAS_FLAGS[@]}" \
-        Tests/fuzz/FuzzSupport.swift "$src" "$OUT/lib/libMoertCore.a" "${BLAS_LIBS[@]}" -lpthread -o "$bin" 2>&1 | quiet
+        Tests/fuzz/FuzzSupport.swift "$src" "$OUT/lib/libmoert-layers.a" "${BLAS_LIBS[@]}" -lpthread -o "$bin" 2>&1 | quiet
     [[ -x "$bin" ]] || exit 1
 }
 
@@ -139,13 +147,13 @@ run_target() {
         "$t" "$SECONDS_PER_TARGET" "${execs:-?}" "${cov:-?}" "${ft:-?}" "${corp:-?}" "$findings" "$status")")
 }
 
-# The MoertCore files each target is meant to exercise, for the coverage report.
+# The Swift files each target is meant to exercise, for the coverage report.
 files_of() {
-    local core=Sources/MoertCore
+    local formats=Sources/MoertFormats
     case "$1" in
-        safetensors) echo "$core/Formats/Safetensors.swift $core/Formats/MappedFile.swift $core/Support/JSON.swift" ;;
-        config) echo "$core/Support/JSON.swift $core/Model/ModelConfig.swift $core/Model/MoESection.swift" ;;
-        loader) echo "$core/Formats/Checkpoint.swift $core/Formats/Safetensors.swift $core/Model/Model.swift $core/Model/ModelConfig.swift $core/Model/MoESection.swift $core/Session/Session.swift $core/Routing/MoEBlock.swift $core/Memory/ExpertStore.swift" ;;
+        safetensors) echo "$formats/Safetensors.swift $formats/MappedFile.swift $formats/JSON.swift" ;;
+        config) echo "$formats/JSON.swift $formats/ModelConfig.swift $formats/MoESection.swift" ;;
+        loader) echo "$formats/Checkpoint.swift $formats/Safetensors.swift $formats/ModelConfig.swift $formats/MoESection.swift Sources/MoertCore/Model/Model.swift Sources/MoertCore/Model/LayerLoader.swift Sources/MoertCore/Session/Session.swift Sources/MoertMoE/MoEBlock.swift Sources/MoertMoE/Experts/ExpertStore.swift" ;;
     esac
 }
 

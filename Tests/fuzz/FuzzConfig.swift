@@ -1,7 +1,10 @@
 // FuzzConfig: libFuzzer target for the config.json and moert-section parsers (bytes → JSON → ModelConfig,
 // MoESection).
 
-@testable import MoertCore
+import MoertCore
+import MoertFormats
+import MoertMoE
+import MoertTensor
 
 /// Parses the input as config.json and as a moert section (the "moert" key if present, else the whole document,
 /// as a moert.json file is read). Accepted configs must satisfy the invariants the loader relies on.
@@ -25,8 +28,8 @@ public func fuzzOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
         expectingMoertError {
             let s = try MoESection(json: json.object?["moert"] ?? json, source: "moert.json")
             for l in 0..<4 {
-                invariant(!s.router(layer: l).kind.isEmpty, "empty router kind")
-                let groups = s.experts(layer: l, default: 4)
+                invariant(s.router(layer: l).map { !$0.kind.isEmpty } ?? true, "empty router kind")
+                let groups = s.experts(layer: l) ?? [ExpertGroup(spec: KindSpec(kind: "ffn"), count: 4)]
                 invariant(!groups.isEmpty && groups.allSatisfy { $0.count >= 1 && $0.count <= 65536 }, "bad expert group")
             }
         }

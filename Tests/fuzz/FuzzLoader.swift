@@ -1,7 +1,10 @@
 // FuzzLoader: libFuzzer target for the whole model loader on a small checkpoint directory: the input holds
 // config.json, model.safetensors and optionally moert.json; an accepted model then evaluates two tokens.
 
-@testable import MoertCore
+import MoertCore
+import MoertFormats
+import MoertMoE
+import MoertTensor
 
 /// Separates the files inside one input (see Tests/fuzz/README.md).
 let separator: [UInt8] = Array("\n#moert-fuzz-file#\n".utf8)

@@ -1,6 +1,9 @@
 // FuzzSafetensors: libFuzzer target for the safetensors header parser (bytes → SafetensorsFile).
 
-@testable import MoertCore
+import MoertCore
+import MoertFormats
+import MoertMoE
+import MoertTensor
 
 /// Opens the input as a .safetensors file. An accepted file must describe only tensors that lie inside it with the
 /// size their shape and dtype imply; every float tensor is then converted, reading each of its bytes.
@@ -16,9 +19,9 @@ public func fuzzOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
             invariant(info.offset >= 8 && info.byteCount >= 0, "\(name): negative extent")
             invariant(info.offset <= file.file.size - info.byteCount, "\(name): data past the end of the file")
             invariant(elements * info.dtype.size == info.byteCount, "\(name): shape and byte count disagree")
-            if info.dtype.isFloat && info.count > 0 {
+            if let storage = info.dtype.weightStorage, info.count > 0 {
                 let buffer = try FloatBuffer(count: info.count)
-                convertToFloat(file.data(info), dtype: info.dtype, count: info.count, into: buffer.pointer)
+                convertToFloat(file.data(info), storage: storage, count: info.count, into: buffer.pointer)
             }
         }
     }

@@ -1,6 +1,9 @@
 // FuzzSupport: scratch files and process set-up shared by the libFuzzer targets in this directory.
 
-@testable import MoertCore
+import MoertCore
+import MoertFormats
+import MoertMoE
+import MoertTensor
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -2,9 +2,6 @@
 
 import CMoert
 import MoertCore
-import MoertFormats
-import MoertMoE
-import MoertTensor
 #if canImport(Glibc)
 import Glibc
 #endif

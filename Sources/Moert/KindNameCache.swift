@@ -1,9 +1,5 @@
 // KindNameCache: interned C strings for kind names handed out through the C API.
 
-import MoertCore
-import MoertFormats
-import MoertMoE
-import MoertTensor
 #if canImport(Glibc)
 import Glibc
 #endif

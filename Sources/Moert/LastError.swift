@@ -1,9 +1,6 @@
 // LastError: the thread-local message behind moert_last_error() and the mapping of errors to status codes.
 
 import CMoert
-import MoertCore
-import MoertFormats
-import MoertMoE
 import MoertTensor
 #if canImport(Glibc)
 import Glibc

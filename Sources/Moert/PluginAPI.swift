@@ -1,10 +1,7 @@
 // PluginAPI: loading plugins, in-process registration, and listing kinds.
 
 import CMoert
-import MoertCore
-import MoertFormats
 import MoertMoE
-import MoertTensor
 
 /// Loads a plugin library. The C entry point is `moert_plugin_load`.
 @c @implementation public func moert_plugin_load(_ path: UnsafePointer<CChar>!) -> moert_status {

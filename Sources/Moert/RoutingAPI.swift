@@ -2,7 +2,6 @@
 
 import CMoert
 import MoertCore
-import MoertFormats
 import MoertMoE
 import MoertTensor
 

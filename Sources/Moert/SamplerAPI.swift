@@ -2,8 +2,6 @@
 
 import CMoert
 import MoertCore
-import MoertFormats
-import MoertMoE
 import MoertTensor
 
 /// Converts host sampler options (NULL = greedy) into the core's.

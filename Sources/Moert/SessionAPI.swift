@@ -2,8 +2,6 @@
 
 import CMoert
 import MoertCore
-import MoertFormats
-import MoertMoE
 import MoertTensor
 
 /// The library's default session options.

@@ -1,9 +1,6 @@
 // VersionAPI: versions, status strings, the last error, thread control and the log callback.
 
 import CMoert
-import MoertCore
-import MoertFormats
-import MoertMoE
 import MoertTensor
 #if canImport(Glibc)
 import Glibc

@@ -1,9 +1,5 @@
 // Arguments: a small `--flag value` parser with typed accessors and one-line errors.
 
-import MoertCore
-import MoertFormats
-import MoertMoE
-import MoertTensor
 
 /// A command-line usage error; printed as one line, exit status 2.
 struct UsageError: Error {

@@ -1,8 +1,6 @@
 // BenchCommand: `moert bench` — prefill and decode throughput, load time and peak memory, as medians of repeats.
 
 import MoertCore
-import MoertFormats
-import MoertMoE
 import MoertTensor
 #if canImport(Glibc)
 import Glibc

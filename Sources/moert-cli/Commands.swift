@@ -1,7 +1,6 @@
 // Commands: the `moert` subcommands — info, run, generate, trace.
 
 import MoertCore
-import MoertFormats
 import MoertMoE
 import MoertTensor
 

@@ -3,9 +3,6 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import MoertCore
-import MoertFormats
-import MoertMoE
 import MoertTensor
 
 /// Writes `data` with `shape` to `path` as little-endian float32 `.npy`.

@@ -1,8 +1,6 @@
 // TraceCommand: `moert trace` — routing decisions as JSON and a per-layer load summary.
 
 import MoertCore
-import MoertFormats
-import MoertMoE
 import MoertTensor
 #if canImport(Glibc)
 import Glibc

@@ -4,8 +4,6 @@
 import Glibc
 #endif
 import MoertCore
-import MoertFormats
-import MoertMoE
 import MoertTensor
 
 let usage = """

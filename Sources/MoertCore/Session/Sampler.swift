@@ -1,7 +1,6 @@
 // Sampler: greedy, temperature, top-k and top-p token selection with a seeded random stream.
 
 import MoertTensor
-
 #if canImport(Glibc)
 import Glibc
 #endif

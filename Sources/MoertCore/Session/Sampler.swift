@@ -28,8 +28,13 @@ public struct SamplerOptions: Sendable, Equatable {
 
 /// Draws tokens from logits. Equal options and seeds give equal draws.
 public struct Sampler: Sendable {
+    /// The sampling parameters.
     public let options: SamplerOptions
     private var rng: Xoshiro256
+    /// Candidate ids, most likely first, and their weights: kept between draws, so that only the first draw
+    /// allocates.
+    private var candidates: [Int32] = []
+    private var weights: [Float] = []
 
     /// Creates a sampler.
     /// - Throws: `MoertError` (`.invalidArgument`) for out-of-range options.
@@ -46,31 +51,70 @@ public struct Sampler: Sendable {
         guard let best = argmax(logits) else { throw MoertError.invalid("logits hold no comparable value (all NaN)") }
         if options.temperature == 0 || options.topK == 1 { return Int32(best) }
 
-        // Candidates sorted by logit, descending; lower id first on ties.
-        var ids = (0..<logits.count).filter { !logits[$0].isNaN }
-        ids.sort { logits[$0] > logits[$1] || (logits[$0] == logits[$1] && $0 < $1) }
-        if options.topK > 0 && options.topK < ids.count { ids.removeSubrange(options.topK...) }
+        // The top-k candidates (all without top-k) by logit, descending; lower id first on ties.
+        candidates.removeAll(keepingCapacity: true)
+        for i in 0..<logits.count where !logits[i].isNaN { candidates.append(Int32(i)) }
+        let kept = options.topK > 0 ? min(options.topK, candidates.count) : candidates.count
+        candidates.withUnsafeMutableBufferPointer { mostLikelyFirst($0, keeping: kept, logits: logits) }
         let t = options.temperature
-        let top = logits[ids[0]] / t
-        var probs = ids.map { expf(logits[$0] / t - top) }
-        var sum = probs.reduce(0, +)
+        let top = logits[Int(candidates[0])] / t
+        weights.removeAll(keepingCapacity: true)
+        var sum: Float = 0
+        for j in 0..<kept {
+            let p = expf(logits[Int(candidates[j])] / t - top)
+            weights.append(p)
+            sum += p
+        }
+        var count = kept
         if options.topP < 1 {
             var cumulative: Float = 0
-            var keep = probs.count
-            for (i, p) in probs.enumerated() {
+            for (i, p) in weights.enumerated() {
                 cumulative += p / sum
-                if cumulative >= options.topP { keep = i + 1; break }
+                if cumulative >= options.topP { count = i + 1; break }
             }
-            probs.removeSubrange(keep...)
-            sum = probs.reduce(0, +)
+            sum = 0
+            for j in 0..<count { sum += weights[j] }
         }
         let r = Float(rng.nextUnitDouble()) * sum
         var acc: Float = 0
-        for (i, p) in probs.enumerated() {
-            acc += p
-            if r < acc { return Int32(ids[i]) }
+        for j in 0..<count {
+            acc += weights[j]
+            if r < acc { return candidates[j] }
         }
-        return Int32(ids[probs.count - 1])
+        return candidates[count - 1]
+    }
+}
+
+/// Moves the `k` most likely ids of `ids` to its front, most likely first (a larger logit, then the lower id), in
+/// place: a heap of the best k so far whose root is the least likely, then that heap sorted out. O(n log k).
+private func mostLikelyFirst(_ ids: UnsafeMutableBufferPointer<Int32>, keeping k: Int, logits: UnsafeBufferPointer<Float>) {
+    guard k > 0 else { return }
+    func likelier(_ a: Int32, _ b: Int32) -> Bool {
+        let x = logits[Int(a)], y = logits[Int(b)]
+        return x > y || (x == y && a < b)
+    }
+    /// Restores the heap property below `root` in ids[0 ..< size]: no child is less likely than its parent.
+    func siftDown(_ root: Int, _ size: Int) {
+        var i = root
+        while true {
+            let left = 2 * i + 1, right = left + 1
+            var least = i
+            if left < size && likelier(ids[least], ids[left]) { least = left }
+            if right < size && likelier(ids[least], ids[right]) { least = right }
+            if least == i { return }
+            ids.swapAt(i, least)
+            i = least
+        }
+    }
+    for i in stride(from: k / 2 - 1, through: 0, by: -1) { siftDown(i, k) }
+    for i in k..<ids.count where likelier(ids[i], ids[0]) {
+        ids.swapAt(0, i)
+        siftDown(0, k)
+    }
+    // Repeatedly move the least likely to the end of the shrinking heap: the front k end most likely first.
+    for end in stride(from: k - 1, to: 0, by: -1) {
+        ids.swapAt(0, end)
+        siftDown(0, end)
     }
 }
 

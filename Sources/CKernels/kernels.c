@@ -1,8 +1,7 @@
-/* kernels.c: the CPU feature checks, the decode GEMV for half-precision weights without AVX-512 (f16/bf16 widened in
-** registers, AVX2+FMA+F16C when the CPU has them), and the worker pool that splits a GEMV's rows (with the AVX-512
-** rows of gemv_avx512.c when the CPU has them) or runs moert_parallel's functions. Decode is bound by memory
-** bandwidth: reading 2-byte weights and converting them in registers halves the bytes per token against float32
-** copies. */
+/* kernels.c: the decode GEMV for half-precision weights without AVX-512 (f16/bf16 widened in registers,
+** AVX2+FMA+F16C when the CPU has them), and the worker pool that splits a GEMV's rows (with the AVX-512 rows of
+** gemv_avx512.c when the CPU has them) or runs moert_parallel's functions. Decode is bound by memory bandwidth:
+** reading 2-byte weights and converting them in registers halves the bytes per token against float32 copies. */
 #include "kernels_internal.h"
 
 #include <pthread.h>
@@ -45,34 +44,6 @@ static inline float bf16_to_float(uint16_t h) {
 static inline float half_to_float(uint16_t h, int dtype) {
     return dtype == MOERT_HALF_F16 ? f16_to_float(h) : bf16_to_float(h);
 }
-
-/* ---- CPU features ---- */
-
-static int have_avx2(void) {
-    static int cached = -1;
-    if (cached < 0) {
-        __builtin_cpu_init();
-        cached = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
-    }
-    return cached;
-}
-
-int moert_kernels_have_avx2(void) { return have_avx2(); }
-
-/* AVX-512 F, BW and VL (and F16C), unless the environment sets MOERT_AVX512=0. */
-static int have_avx512(void) {
-    static int cached = -1;
-    if (cached < 0) {
-        __builtin_cpu_init();
-        const char *env = getenv("MOERT_AVX512");
-        int allowed = !(env && strcmp(env, "0") == 0);
-        cached = allowed && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-                 __builtin_cpu_supports("avx512vl") && have_avx2();
-    }
-    return cached;
-}
-
-int moert_kernels_have_avx512(void) { return have_avx512(); }
 
 /* ---- Row kernels ---- */
 
@@ -134,7 +105,7 @@ static void convert_avx2(const uint16_t *src, int dtype, float *dst, int64_t cou
 }
 
 void moert_half_to_float(const void *src, int dtype, float *dst, int64_t count) {
-    if (have_avx2()) {
+    if (moert_kernels_have_avx2()) {
         convert_avx2(src, dtype, dst, count);
         return;
     }
@@ -183,8 +154,8 @@ static void run_part(const pool_task *job, int part) {
     int64_t per = (job->rows + job->parts - 1) / job->parts;
     int64_t r0 = per * part, r1 = r0 + per < job->rows ? r0 + per : job->rows;
     if (r0 >= r1) return;
-    if (have_avx512()) moert_rows_avx512(job->w, job->dtype, job->x, job->y, r0, r1, job->cols);
-    else if (!have_avx2()) rows_scalar(job->w, job->dtype, job->x, job->y, r0, r1, job->cols);
+    if (moert_kernels_have_avx512()) moert_rows_avx512(job->w, job->dtype, job->x, job->y, r0, r1, job->cols);
+    else if (!moert_kernels_have_avx2()) rows_scalar(job->w, job->dtype, job->x, job->y, r0, r1, job->cols);
     else if (job->dtype == MOERT_HALF_F16) rows_avx2_f16(job->w, job->x, job->y, r0, r1, job->cols);
     else rows_avx2_bf16(job->w, job->x, job->y, r0, r1, job->cols);
 }
@@ -315,7 +286,7 @@ void moert_gemv_half(const void *w, int dtype, const float *x, float *y, int64_t
 }
 
 int moert_gemv_f32(const float *w, const float *x, float *y, int64_t rows, int64_t cols) {
-    if (!have_avx512()) return 0;
+    if (!moert_kernels_have_avx512()) return 0;
     run_gemv(w, MOERT_GEMM_F32, x, y, rows, cols);
     return 1;
 }

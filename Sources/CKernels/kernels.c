@@ -12,55 +12,15 @@
 #include <unistd.h>
 #include <immintrin.h>
 
-/* ---- Scalar conversions (reference and tails) ---- */
-
-static inline float f16_to_float(uint16_t h) {
-    uint32_t sign = (uint32_t)(h & 0x8000) << 16, exp = (h >> 10) & 0x1f, man = h & 0x3ff, bits;
-    if (exp == 0) {
-        if (man == 0) {
-            bits = sign;
-        } else { /* subnormal: normalise */
-            exp = 127 - 15 + 1;
-            while (!(man & 0x400)) { man <<= 1; exp--; }
-            bits = sign | (exp << 23) | ((man & 0x3ff) << 13);
-        }
-    } else if (exp == 31) {
-        bits = sign | 0x7f800000u | (man << 13);
-    } else {
-        bits = sign | ((exp + 127 - 15) << 23) | (man << 13);
-    }
-    float f;
-    memcpy(&f, &bits, sizeof f);
-    return f;
-}
-
-static inline float bf16_to_float(uint16_t h) {
-    uint32_t bits = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &bits, sizeof f);
-    return f;
-}
-
-static inline float half_to_float(uint16_t h, int dtype) {
-    return dtype == MOERT_HALF_F16 ? f16_to_float(h) : bf16_to_float(h);
-}
-
 /* ---- Row kernels ---- */
 
 static void rows_scalar(const uint16_t *w, int dtype, const float *x, float *y, int64_t r0, int64_t r1, int64_t cols) {
     for (int64_t r = r0; r < r1; r++) {
         const uint16_t *row = w + r * cols;
         float acc = 0;
-        for (int64_t c = 0; c < cols; c++) acc += half_to_float(row[c], dtype) * x[c];
+        for (int64_t c = 0; c < cols; c++) acc += moert_widen_half(row[c], dtype) * x[c];
         y[r] = acc;
     }
-}
-
-__attribute__((target("avx2,fma,f16c")))
-static inline __m256 load8(const uint16_t *p, int dtype) {
-    __m128i h = _mm_loadu_si128((const __m128i *)p);
-    if (dtype == MOERT_HALF_F16) return _mm256_cvtph_ps(h);
-    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
 }
 
 /* One row at a time (one sequential stream per thread), 256 bytes of weights per step into four accumulators, with a
@@ -71,7 +31,7 @@ enum { PREFETCH_BYTES = 4096 };
 
 #define DEFINE_ROWS_AVX2(NAME, DTYPE)                                                                              \
 __attribute__((target("avx2,fma,f16c")))                                                                           \
-static void NAME(const uint16_t *w, const float *x, float *y, int64_t r0, int64_t r1, int64_t cols) {             \
+static void NAME(const uint16_t *w, const float *x, float *y, int64_t r0, int64_t r1, int64_t cols) {              \
     const int64_t body = cols & ~(int64_t)127;                                                                     \
     for (int64_t r = r0; r < r1; r++) {                                                                            \
         const uint16_t *row = w + r * cols;                                                                        \
@@ -80,38 +40,22 @@ static void NAME(const uint16_t *w, const float *x, float *y, int64_t r0, int64_
             const char *ahead = (const char *)(row + k) + PREFETCH_BYTES;                                          \
             for (int line = 0; line < 256; line += 64) _mm_prefetch(ahead + line, _MM_HINT_T0);                    \
             for (int64_t s = k; s < k + 128; s += 32) {                                                            \
-                a = _mm256_fmadd_ps(load8(row + s, DTYPE), _mm256_loadu_ps(x + s), a);                             \
-                b = _mm256_fmadd_ps(load8(row + s + 8, DTYPE), _mm256_loadu_ps(x + s + 8), b);                     \
-                c = _mm256_fmadd_ps(load8(row + s + 16, DTYPE), _mm256_loadu_ps(x + s + 16), c);                   \
-                d = _mm256_fmadd_ps(load8(row + s + 24, DTYPE), _mm256_loadu_ps(x + s + 24), d);                   \
+                a = _mm256_fmadd_ps(moert_load8(row + s, DTYPE), _mm256_loadu_ps(x + s), a);                       \
+                b = _mm256_fmadd_ps(moert_load8(row + s + 8, DTYPE), _mm256_loadu_ps(x + s + 8), b);               \
+                c = _mm256_fmadd_ps(moert_load8(row + s + 16, DTYPE), _mm256_loadu_ps(x + s + 16), c);             \
+                d = _mm256_fmadd_ps(moert_load8(row + s + 24, DTYPE), _mm256_loadu_ps(x + s + 24), d);             \
             }                                                                                                      \
         }                                                                                                          \
         int64_t k = body;                                                                                          \
-        for (; k + 8 <= cols; k += 8) a = _mm256_fmadd_ps(load8(row + k, DTYPE), _mm256_loadu_ps(x + k), a);      \
+        for (; k + 8 <= cols; k += 8) a = _mm256_fmadd_ps(moert_load8(row + k, DTYPE), _mm256_loadu_ps(x + k), a); \
         float sum = moert_hsum256(_mm256_add_ps(_mm256_add_ps(a, b), _mm256_add_ps(c, d)));                        \
-        for (; k < cols; k++) sum += half_to_float(row[k], DTYPE) * x[k];                                          \
+        for (; k < cols; k++) sum += moert_widen_half(row[k], DTYPE) * x[k];                                       \
         y[r] = sum;                                                                                                \
     }                                                                                                              \
 }
 
 DEFINE_ROWS_AVX2(rows_avx2_f16, MOERT_HALF_F16)
 DEFINE_ROWS_AVX2(rows_avx2_bf16, MOERT_HALF_BF16)
-
-__attribute__((target("avx2,fma,f16c")))
-static void convert_avx2(const uint16_t *src, int dtype, float *dst, int64_t count) {
-    int64_t i = 0;
-    for (; i + 8 <= count; i += 8) _mm256_storeu_ps(dst + i, load8(src + i, dtype));
-    for (; i < count; i++) dst[i] = half_to_float(src[i], dtype);
-}
-
-void moert_half_to_float(const void *src, int dtype, float *dst, int64_t count) {
-    if (moert_kernels_have_avx2()) {
-        convert_avx2(src, dtype, dst, count);
-        return;
-    }
-    const uint16_t *s = src;
-    for (int64_t i = 0; i < count; i++) dst[i] = half_to_float(s[i], dtype);
-}
 
 /* ---- Worker pool ----
 ** n_threads - 1 workers; a job (a GEMV, or a moert_parallel function) is split into n_threads parts (contiguous row

@@ -7,6 +7,9 @@
 #include <immintrin.h>
 #include <string.h>
 
+/** The most threads the pool runs, the caller included: as max_parts of moert_parallel, "as many parts as threads". */
+enum { MOERT_MAX_THREADS = 64 };
+
 /** y[r] = sum_c w[r, c] * x[c] for r in [r0, r1), w row-major with `cols` elements of type `dtype` per row
  * (MOERT_GEMM_F32, MOERT_HALF_F16 or MOERT_HALF_BF16). Only on CPUs with AVX-512 (moert_kernels_have_avx512). */
 MOERT_KERNEL void moert_rows_avx512(const void *w, int dtype, const float *x, float *y, int64_t r0, int64_t r1,

@@ -1,5 +1,4 @@
-/* convert.c: f16 and bf16 values widened to float32 (moert_half_to_float), eight at a time with AVX2 and F16C when the
-** CPU has them. */
+/* convert.c: f16 and bf16 values widened to float32 (moert_half_to_float), with AVX2 and F16C when the CPU has them. */
 #include "kernels_internal.h"
 
 #include <immintrin.h>

@@ -1,7 +1,8 @@
-/* gemv.c: the decode GEMV (y = W x, one output per weight row) for f16/bf16 and float32 weights, its rows split over
-** the worker pool: the rows of gemv_avx512.c when the CPU has AVX-512, else f16/bf16 widened in registers with
-** AVX2+FMA+F16C, else one value at a time. Decode is bound by memory bandwidth: reading 2-byte weights and
-** converting them in registers halves the bytes per token against float32 copies. */
+/* gemv.c: the decode GEMV, y = W x for f16, bf16 and float32 weights, with its rows split over the worker pool.
+**
+** The rows are those of gemv_avx512.c when the CPU has AVX-512, else f16/bf16 widened in registers with
+** AVX2+FMA+F16C, else one value at a time. Decode is bound by memory bandwidth: reading 2-byte weights and converting
+** them in registers halves the bytes per token against float32 copies. */
 #include "kernels_internal.h"
 
 #include <immintrin.h>

@@ -116,8 +116,9 @@ int moert_kernels_threads(void) {
     return n;
 }
 
-/* Runs the job on the pool (the caller takes part 0), or alone on this thread when it is limited to one part or the
-** pool is busy or has no workers. */
+/* Runs the parts on the pool (the caller takes part 0), or fn(ctx, 0, 1) alone on this thread when max_parts < 2
+** (without touching the pool's lock, as most decode products are too small to split) or when the pool is busy or has
+** no workers. */
 void moert_parallel(void (*fn)(void *ctx, int part, int parts), void *ctx, int max_parts) {
     if (max_parts < 2) {
         fn(ctx, 0, 1);

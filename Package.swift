@@ -32,8 +32,8 @@ let package = Package(
         .systemLibrary(name: "CSystem"),
         .systemLibrary(name: "CJemalloc", pkgConfig: "jemalloc", providers: [.apt(["libjemalloc-dev"])]),
         .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
-        // Half-precision GEMV with conversion in registers, and its worker pool (run-time CPU dispatch). DWARF 4:
-        // valgrind 3.19 (Debian 12) gives up on a library with more than one DWARF 5 C unit.
+        // The C kernels (GEMV, GEMM, attention, SwiGLU; run-time CPU dispatch) and the worker pool they share.
+        // DWARF 4: valgrind 3.19 (Debian 12) gives up on a library with more than one DWARF 5 C unit.
         .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3", "-std=c11", "-Wall", "-Werror", "-gdwarf-4"])]),
         // The Swift layers, each importing only those above it in this list (docs/ARCHITECTURE.md):
         // tensors and kernels' Swift side; file formats; routers, experts and plugins; model and session.

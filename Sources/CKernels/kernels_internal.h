@@ -5,11 +5,58 @@
 #include "moert_kernels.h"
 
 #include <immintrin.h>
+#include <string.h>
+
+/** The most threads the pool runs, the caller included: as max_parts of moert_parallel, "as many parts as threads". */
+enum { MOERT_MAX_THREADS = 64 };
 
 /** y[r] = sum_c w[r, c] * x[c] for r in [r0, r1), w row-major with `cols` elements of type `dtype` per row
  * (MOERT_GEMM_F32, MOERT_HALF_F16 or MOERT_HALF_BF16). Only on CPUs with AVX-512 (moert_kernels_have_avx512). */
 MOERT_KERNEL void moert_rows_avx512(const void *w, int dtype, const float *x, float *y, int64_t r0, int64_t r1,
                                     int64_t cols);
+
+/** One f16 value widened to float32, exactly (subnormals, infinities and NaNs included). */
+static inline float moert_widen_f16(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000) << 16, exp = (h >> 10) & 0x1f, man = h & 0x3ff, bits;
+    if (exp == 0) {
+        if (man == 0) {
+            bits = sign;
+        } else { /* subnormal: normalise */
+            exp = 127 - 15 + 1;
+            while (!(man & 0x400)) { man <<= 1; exp--; }
+            bits = sign | (exp << 23) | ((man & 0x3ff) << 13);
+        }
+    } else if (exp == 31) {
+        bits = sign | 0x7f800000u | (man << 13);
+    } else {
+        bits = sign | ((exp + 127 - 15) << 23) | (man << 13);
+    }
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    return f;
+}
+
+/** One bf16 value widened to float32: its 16 bits are the high half of the float's. */
+static inline float moert_widen_bf16(uint16_t h) {
+    uint32_t bits = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    return f;
+}
+
+/** One value of type `dtype` (MOERT_HALF_F16 or MOERT_HALF_BF16) widened to float32: the scalar path and the tails
+ * of the vector ones. */
+static inline float moert_widen_half(uint16_t h, int dtype) {
+    return dtype == MOERT_HALF_F16 ? moert_widen_f16(h) : moert_widen_bf16(h);
+}
+
+/** 8 values of type `dtype` (MOERT_HALF_F16 or MOERT_HALF_BF16) from p widened to float32 with AVX2 and F16C. */
+__attribute__((target("avx2,fma,f16c"), always_inline))
+static inline __m256 moert_load8(const uint16_t *p, int dtype) {
+    __m128i h = _mm_loadu_si128((const __m128i *)p);
+    if (dtype == MOERT_HALF_F16) return _mm256_cvtph_ps(h);
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+}
 
 /** The mask of the first min(count, 16) lanes of a 16-float vector (count >= 1): the tail of a row. */
 static inline __mmask16 moert_mask16(int64_t count) {

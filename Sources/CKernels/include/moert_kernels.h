@@ -1,6 +1,6 @@
-/* moert_kernels.h: internal C kernels of moert — decode GEMV (half precision widened in registers; float32 with
-** AVX-512), prefill GEMM, attention and SwiGLU with AVX-512, and the small worker pool they share. Not part of the
-** public API. */
+/* moert_kernels.h: the internal C kernels MoertCore calls, one section per source file: CPU checks, the worker pool
+** they share, decode GEMV (half precision widened in registers; float32 with AVX-512), prefill GEMM, attention and
+** SwiGLU with AVX-512, half-to-float conversion and a parallel copy. Not part of the public API. */
 #ifndef MOERT_KERNELS_H
 #define MOERT_KERNELS_H
 
@@ -15,6 +15,18 @@
 #define MOERT_HALF_F16  1
 #define MOERT_HALF_BF16 2
 
+/* ---- CPU features (cpu.c) ---- */
+
+/** True when the AVX2/FMA/F16C paths are in use (checked at run time). */
+MOERT_KERNEL int moert_kernels_have_avx2(void);
+
+/** True when the AVX-512 kernels are in use: the CPU has AVX-512 F, BW and VL (with AVX2, FMA and F16C) and the
+ * environment variable MOERT_AVX512 is not "0". Without them prefill runs on OpenBLAS sgemm and float32 decode on
+ * OpenBLAS sgemv. */
+MOERT_KERNEL int moert_kernels_have_avx512(void);
+
+/* ---- Worker pool (pool.c) ---- */
+
 /** Sets the number of threads the kernels use (>= 1), including the caller. Until it is called they use every
  * online CPU. */
 MOERT_KERNEL void moert_kernels_set_threads(int n_threads);
@@ -22,8 +34,13 @@ MOERT_KERNEL void moert_kernels_set_threads(int n_threads);
 /** The number of threads the kernels use, including the caller. */
 MOERT_KERNEL int moert_kernels_threads(void);
 
-/** True when the AVX2/FMA/F16C paths are in use (checked at run time). */
-MOERT_KERNEL int moert_kernels_have_avx2(void);
+/**
+ * Calls fn(ctx, part, parts) for part = 0 ..< parts on the worker pool (part 0 on the calling thread), with
+ * parts = min(max_parts, threads); parts = 1, on this thread alone, when the pool is busy.
+ */
+MOERT_KERNEL void moert_parallel(void (*fn)(void *ctx, int part, int parts), void *ctx, int max_parts);
+
+/* ---- Decode GEMV (gemv.c, with the AVX-512 rows of gemv_avx512.c) ---- */
 
 /**
  * y[r] = sum_c w[r, c] * x[c] for r < rows, with w stored as f16 or bf16, row-major, `cols` per row.
@@ -32,30 +49,12 @@ MOERT_KERNEL int moert_kernels_have_avx2(void);
 MOERT_KERNEL void moert_gemv_half(const void *w, int dtype, const float *x, float *y, int64_t rows, int64_t cols);
 
 /**
- * Attention of one new position (decode) against `total` cached positions. For each query
- * head h of n_heads, with key/value head g = h / (n_heads / n_kv_heads):
- *   out[h] = softmax(scale * q[h] . keys[j, g] for j < total) . values[:, g]
- * q and out are [n_heads * head_dim]; keys and values are [total, n_kv_heads * head_dim], row-major; `scores` is
- * scratch for `scores_capacity` >= total floats. Long contexts split the heads among the worker threads (each part
- * needs `total` floats of scratch). The softmax subtracts the maximum, like the prefill path's.
+ * y[r] = sum_c w[r, c] * x[c] for r < rows, w float32 row-major; rows split among the worker threads. Returns 1
+ * when done, 0 when it computed nothing (no AVX-512): the caller then uses sgemv.
  */
-MOERT_KERNEL void moert_attention_one(const float *q, const float *keys, const float *values, int n_heads,
-                                      int n_kv_heads, int head_dim, int64_t total, float scale, float *scores,
-                                      int64_t scores_capacity, float *out);
+MOERT_KERNEL int moert_gemv_f32(const float *w, const float *x, float *y, int64_t rows, int64_t cols);
 
-/**
- * Calls fn(ctx, part, parts) for part = 0 ..< parts on the worker pool (part 0 on the calling thread), with
- * parts = min(max_parts, threads); parts = 1, on this thread alone, when the pool is busy.
- */
-MOERT_KERNEL void moert_parallel(void (*fn)(void *ctx, int part, int parts), void *ctx, int max_parts);
-
-/** memcpy of `bytes` (dst and src must not overlap), split among the worker threads when large. */
-MOERT_KERNEL void moert_copy(void *dst, const void *src, int64_t bytes);
-
-/** True when the AVX-512 kernels are in use: the CPU has AVX-512 F, BW and VL (with AVX2, FMA and F16C) and the
- * environment variable MOERT_AVX512 is not "0". Without them prefill runs on OpenBLAS sgemm and float32 decode on
- * OpenBLAS sgemv. */
-MOERT_KERNEL int moert_kernels_have_avx512(void);
+/* ---- Prefill GEMM (gemm.c) ---- */
 
 /**
  * c[i, j] = sum_p a[i, p] * b[j, p] for i < m, j < n: activations a [m, k] (float32, row stride lda) times the
@@ -74,6 +73,20 @@ MOERT_KERNEL int moert_gemm_nt(int64_t m, int64_t n, int64_t k, const float *a, 
 MOERT_KERNEL int moert_gemm_serial(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda, const float *b,
                                    int b_kn, int64_t ldb, float *c, int64_t ldc);
 
+/* ---- Attention (attention.c) ---- */
+
+/**
+ * Attention of one new position (decode) against `total` cached positions. For each query
+ * head h of n_heads, with key/value head g = h / (n_heads / n_kv_heads):
+ *   out[h] = softmax(scale * q[h] . keys[j, g] for j < total) . values[:, g]
+ * q and out are [n_heads * head_dim]; keys and values are [total, n_kv_heads * head_dim], row-major; `scores` is
+ * scratch for `scores_capacity` >= total floats. Long contexts split the heads among the worker threads (each part
+ * needs `total` floats of scratch). The softmax subtracts the maximum, like the prefill path's.
+ */
+MOERT_KERNEL void moert_attention_one(const float *q, const float *keys, const float *values, int n_heads,
+                                      int n_kv_heads, int head_dim, int64_t total, float scale, float *scores,
+                                      int64_t scores_capacity, float *out);
+
 /**
  * Causal attention of `n` new positions (prefill) at positions position ..< position + n against the cache, which
  * already holds them: for each query head h (key/value head g = h / (n_heads / n_kv_heads)) and new position t,
@@ -87,11 +100,7 @@ MOERT_KERNEL int moert_attention_prefill(const float *q, const float *keys, cons
                                          int64_t position, int n_heads, int n_kv_heads, int head_dim, float scale,
                                          float *scores, int64_t scores_capacity, float *out);
 
-/**
- * y[r] = sum_c w[r, c] * x[c] for r < rows, w float32 row-major; rows split among the worker threads. Returns 1
- * when done, 0 when it computed nothing (no AVX-512): the caller then uses sgemv.
- */
-MOERT_KERNEL int moert_gemv_f32(const float *w, const float *x, float *y, int64_t rows, int64_t cols);
+/* ---- Activation (swiglu.c) ---- */
 
 /**
  * SwiGLU of `rows` rows laid out as [gate (width) | up (width)]: out[r, c] = silu(gate[r, c]) * up[r, c], out
@@ -100,7 +109,14 @@ MOERT_KERNEL int moert_gemv_f32(const float *w, const float *x, float *y, int64_
  */
 MOERT_KERNEL int moert_swiglu(const float *gate_up, int64_t rows, int64_t width, float *out);
 
+/* ---- Conversion (convert.c) ---- */
+
 /** Widens `count` f16 or bf16 values to float32. */
 MOERT_KERNEL void moert_half_to_float(const void *src, int dtype, float *dst, int64_t count);
+
+/* ---- Copy (copy.c) ---- */
+
+/** memcpy of `bytes` (dst and src must not overlap), split among the worker threads when large. */
+MOERT_KERNEL void moert_copy(void *dst, const void *src, int64_t bytes);
 
 #endif

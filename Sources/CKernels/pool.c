@@ -1,0 +1,149 @@
+/* pool.c: the worker pool that runs moert_parallel's functions, and the thread count the kernels use. */
+#include "kernels_internal.h"
+
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <unistd.h>
+
+/* n_threads - 1 workers; a job is split into n_threads parts and the caller runs the first.
+** Decode issues about a hundred short GEMVs per token, so waking workers through a condition variable (tens of
+** microseconds) would cost as much as the work: workers spin on an atomic job counter for a while after each job
+** and only then sleep on the condition variable. One job runs at a time: a caller that finds the pool busy
+** (another session's job) computes alone instead of waiting. */
+
+/* A job: fn(ctx, part, parts) for each part. */
+typedef struct pool_task {
+    void (*fn)(void *ctx, int part, int parts);
+    void *ctx;
+    int parts;
+} pool_task;
+
+/* A waiting thread pauses SPIN_PAUSES times, then yields its CPU (so a machine with fewer free cores than
+** threads still makes progress), and a worker sleeps after SPIN_YIELDS yields without work. */
+enum { SPIN_PAUSES = 256, SPIN_YIELDS = 4096 };
+
+static pthread_mutex_t pool_busy = PTHREAD_MUTEX_INITIALIZER;   /* held by the caller that owns the pool */
+static pthread_mutex_t pool_sleep_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t pool_wake = PTHREAD_COND_INITIALIZER;
+static _Atomic uint64_t pool_generation = 0;                     /* bumped once per job */
+static _Atomic int pool_pending = 0;                             /* worker parts not finished */
+static _Atomic int pool_sleepers = 0;
+static int pool_threads = 1, pool_started = 0;                   /* guarded by pool_busy */
+static pool_task pool_job;                                        /* written before the generation bump */
+
+/* One step of a busy wait: a pause for the first SPIN_PAUSES steps, then a yield of the CPU. */
+static inline void wait_step(int step) {
+    if (step < SPIN_PAUSES) __builtin_ia32_pause();
+    else sched_yield();
+}
+
+/* The generation current when each worker was created: a job published after that is one it must run, even if the
+** thread first gets a CPU after the job was published. */
+static uint64_t worker_first_generation[MOERT_MAX_THREADS];
+
+static void *worker(void *arg) {
+    int index = (int)(intptr_t)arg;
+    uint64_t seen = worker_first_generation[index];
+    for (;;) {
+        uint64_t g;
+        int spins = 0;
+        while ((g = atomic_load_explicit(&pool_generation, memory_order_acquire)) == seen) {
+            if (++spins < SPIN_PAUSES + SPIN_YIELDS) {
+                wait_step(spins);
+                continue;
+            }
+            pthread_mutex_lock(&pool_sleep_lock);
+            atomic_fetch_add(&pool_sleepers, 1);
+            while (atomic_load(&pool_generation) == seen) pthread_cond_wait(&pool_wake, &pool_sleep_lock);
+            atomic_fetch_sub(&pool_sleepers, 1);
+            pthread_mutex_unlock(&pool_sleep_lock);
+            spins = 0;
+        }
+        seen = g;
+        pool_task job = pool_job;
+        if (index < job.parts) {
+            job.fn(job.ctx, index, job.parts);
+            atomic_fetch_sub_explicit(&pool_pending, 1, memory_order_release);
+        }
+    }
+    return NULL;
+}
+
+/* Starts workers up to n_threads - 1 and sets the thread count; pool_busy held. */
+static void set_threads_locked(int n_threads) {
+    if (n_threads < 1) n_threads = 1;
+    if (n_threads > MOERT_MAX_THREADS) n_threads = MOERT_MAX_THREADS;
+    for (int i = pool_started + 1; i < n_threads; i++) {
+        pthread_t t;
+        pthread_attr_t attr;
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        /* pool_busy is held, so no job can be published between this read and the thread's start */
+        worker_first_generation[i] = atomic_load(&pool_generation);
+        if (pthread_create(&t, &attr, worker, (void *)(intptr_t)i) == 0) pool_started = i;
+        pthread_attr_destroy(&attr);
+    }
+    pool_threads = n_threads < pool_started + 1 ? n_threads : pool_started + 1;
+}
+
+/* Whether the thread count was set, by moert_kernels_set_threads or by the default below. */
+static _Atomic int pool_configured = 0;
+
+void moert_kernels_set_threads(int n_threads) {
+    pthread_mutex_lock(&pool_busy);
+    set_threads_locked(n_threads);
+    atomic_store(&pool_configured, 1);
+    pthread_mutex_unlock(&pool_busy);
+}
+
+/* Until a host sets the thread count, the pool uses every online CPU (the documented default of moert_set_threads,
+** and what OpenBLAS does on its own). */
+static void configure_default(void) {
+    pthread_mutex_lock(&pool_busy);
+    if (!atomic_load(&pool_configured)) {
+        set_threads_locked((int)sysconf(_SC_NPROCESSORS_ONLN));
+        atomic_store(&pool_configured, 1);
+    }
+    pthread_mutex_unlock(&pool_busy);
+}
+
+int moert_kernels_threads(void) {
+    if (!atomic_load(&pool_configured)) configure_default();
+    pthread_mutex_lock(&pool_busy);
+    int n = pool_threads;
+    pthread_mutex_unlock(&pool_busy);
+    return n;
+}
+
+/* Runs the parts on the pool (the caller takes part 0), or fn(ctx, 0, 1) alone on this thread when max_parts < 2
+** (without touching the pool's lock, as most decode products are too small to split) or when the pool is busy or has
+** no workers. */
+void moert_parallel(void (*fn)(void *ctx, int part, int parts), void *ctx, int max_parts) {
+    if (max_parts < 2) {
+        fn(ctx, 0, 1);
+        return;
+    }
+    if (!atomic_load_explicit(&pool_configured, memory_order_relaxed)) configure_default();
+    if (pthread_mutex_trylock(&pool_busy) != 0) {
+        fn(ctx, 0, 1);
+        return;
+    }
+    if (pool_threads < 2) {
+        pthread_mutex_unlock(&pool_busy);
+        fn(ctx, 0, 1);
+        return;
+    }
+    pool_task job = {fn, ctx, pool_threads < max_parts ? pool_threads : max_parts};
+    pool_job = job;
+    atomic_store(&pool_pending, job.parts - 1);
+    atomic_fetch_add_explicit(&pool_generation, 1, memory_order_release);
+    if (atomic_load(&pool_sleepers) > 0) {
+        pthread_mutex_lock(&pool_sleep_lock);
+        pthread_cond_broadcast(&pool_wake);
+        pthread_mutex_unlock(&pool_sleep_lock);
+    }
+    fn(ctx, 0, job.parts);
+    for (int step = 0; atomic_load_explicit(&pool_pending, memory_order_acquire) > 0; step++) wait_step(step);
+    pthread_mutex_unlock(&pool_busy);
+}

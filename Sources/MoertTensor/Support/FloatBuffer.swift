@@ -13,6 +13,13 @@ public final class FloatBuffer: @unchecked Sendable {
     public let count: Int
     /// First element (64-byte aligned; non-nil even when `count` is 0).
     public let pointer: UnsafeMutablePointer<Float>
+    /// Bytes obtained from mmap (0: from posix_memalign).
+    private let mappedBytes: Int
+
+    /// Buffers from this size up are mapped: the kernel hands out zero pages and commits each when it is first
+    /// written, so a workspace sized for the largest batch costs memory only for what evaluation touches, and the
+    /// pages return to the system as soon as the buffer is freed.
+    static let mapThreshold = 1 << 20
 
     /// Allocates `count` zeroed floats.
     /// - Throws: `MoertError` (`.outOfMemory`) when the size overflows or the allocation fails.
@@ -20,15 +27,25 @@ public final class FloatBuffer: @unchecked Sendable {
         let (bytes, overflow) = max(count, 1).multipliedReportingOverflow(by: MemoryLayout<Float>.stride)
         guard !overflow, count >= 0 else { throw MoertError(.outOfMemory, "cannot allocate \(count) floats: size overflows") }
         var raw: UnsafeMutableRawPointer?
-        guard posix_memalign(&raw, 64, bytes) == 0, let raw else {
-            throw MoertError(.outOfMemory, "cannot allocate \(bytes) bytes")
+        if bytes >= Self.mapThreshold {
+            let p = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+            guard let p, p != MAP_FAILED else { throw MoertError(.outOfMemory, "cannot allocate \(bytes) bytes") }
+            raw = p
+            mappedBytes = bytes
+        } else {
+            guard posix_memalign(&raw, 64, bytes) == 0, let raw else {
+                throw MoertError(.outOfMemory, "cannot allocate \(bytes) bytes")
+            }
+            memset(raw, 0, bytes)
+            mappedBytes = 0
         }
-        memset(raw, 0, bytes)
         self.count = count
-        self.pointer = raw.bindMemory(to: Float.self, capacity: max(count, 1))
+        self.pointer = raw!.bindMemory(to: Float.self, capacity: max(count, 1))
     }
 
-    deinit { free(pointer) }
+    deinit {
+        if mappedBytes > 0 { munmap(pointer, mappedBytes) } else { free(pointer) }
+    }
 
     /// Bytes held.
     public var byteCount: Int { count * MemoryLayout<Float>.stride }

@@ -1,6 +1,19 @@
 // swift-tools-version:6.0
 // moert: an embeddable Mixture-of-Experts inference runtime with a stable C ABI.
+import Foundation
 import PackageDescription
+
+/// MOERT_ABI_VERSION of include/moert.h (the one source of the versions): the number in the library's SONAME.
+let abiVersion: String = {
+    let header = Context.packageDirectory + "/include/moert.h"
+    let text = (try? String(contentsOfFile: header, encoding: .utf8)) ?? ""
+    let prefix = "#define MOERT_ABI_VERSION "
+    guard let line = text.split(separator: "\n").first(where: { $0.hasPrefix(prefix) }),
+          let number = line.dropFirst(prefix.count).split(separator: " ").first.flatMap({ Int($0) }) else {
+        fatalError("\(header) does not define MOERT_ABI_VERSION")
+    }
+    return String(number)
+}()
 
 /// Release builds of the shared library carry the Swift runtime statically (hosts need no Swift installed)
 /// and the SONAME `libmoert.so.<ABI major>`. Debug builds stay dynamic so that `swift test` links.
@@ -44,7 +57,7 @@ let package = Package(
         // The thin C-ABI layer: converts, calls, maps errors. Builds libmoert.so.
         .target(name: "Moert", dependencies: ["MoertCore", "MoertMoE", "MoertFormats", "MoertTensor", "CMoert"],
                 swiftSettings: [.unsafeFlags(["-static-stdlib"], releaseOnly)],
-                linkerSettings: [.unsafeFlags(["-static-stdlib", "-Xlinker", "-soname=libmoert.so.1"], releaseOnly),
+                linkerSettings: [.unsafeFlags(["-static-stdlib", "-Xlinker", "-soname=libmoert.so." + abiVersion], releaseOnly),
                                  .unsafeFlags(["-Xlinker", "--version-script=" + exportsMap])]),
         // The `moert` command line tool.
         .executableTarget(name: "moert-cli", dependencies: ["MoertCore", "MoertMoE", "MoertFormats", "MoertTensor", "CJemalloc"]),

@@ -71,9 +71,11 @@ __all__ = [
     "moert_plugin_init_fn",
 ]
 
-# Versions of the header this binding mirrors.
-MOERT_VERSION = "0.1.0"
-MOERT_VERSION_NUMBER = 1000
+# Versions of the header this binding mirrors. MOERT_VERSION is also the package's version: moert.__version__ and
+# pyproject.toml take it from here.
+MOERT_VERSION = "0.2.0"
+#: MAJOR*1000000 + MINOR*1000 + PATCH of MOERT_VERSION, as moert.h defines it.
+MOERT_VERSION_NUMBER = sum(int(part) * scale for part, scale in zip(MOERT_VERSION.split("."), (1000000, 1000, 1)))
 MOERT_ABI_VERSION = 1
 
 # moert_model_info.dtype

@@ -44,12 +44,33 @@ def run_python(code: str, env: Dict[str, Optional[str]]) -> subprocess.Completed
 # Versions
 
 
+def header_defines(header: Path = HEADER) -> Dict[str, str]:
+    """Each ``#define MOERT_<NAME> <value>`` of a header, the value as written."""
+    return dict(re.findall(r"#define\s+(MOERT_\w+)\s+(\S+)", header.read_text()))
+
+
 def test_versions() -> None:
-    assert moert.version() == _types.MOERT_VERSION == "0.1.0"
+    """The package's version is the one of moert.h it mirrors, and the library loaded is that version."""
+    assert moert.__version__ == _types.MOERT_VERSION
+    assert moert.version() == _types.MOERT_VERSION
     assert moert.version_number() == _types.MOERT_VERSION_NUMBER
     assert moert.abi_version() == _types.MOERT_ABI_VERSION == 1
-    assert moert.__version__ == "0.1.0"
     assert os.path.isfile(moert.library_path())
+
+
+@needs_header
+def test_versions_match_the_header() -> None:
+    defines = header_defines()
+    assert defines["MOERT_VERSION"].strip('"') == _types.MOERT_VERSION
+    assert int(defines["MOERT_VERSION_NUMBER"]) == _types.MOERT_VERSION_NUMBER
+    assert int(defines["MOERT_ABI_VERSION"]) == _types.MOERT_ABI_VERSION
+
+
+def test_pyproject_takes_the_version_from_the_package() -> None:
+    tomllib = pytest.importorskip("tomllib")
+    project = tomllib.loads((PACKAGE_ROOT / "pyproject.toml").read_text())
+    assert "version" not in project["project"] and project["project"]["dynamic"] == ["version"]
+    assert project["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "moert._types.MOERT_VERSION"}
 
 
 # Discovery
@@ -317,16 +338,14 @@ def test_hot_path_mirrors_match_the_typed_structs() -> None:
 
 @needs_header
 def test_constants_match_the_header() -> None:
-    text = HEADER.read_text()
-    defines = dict(re.findall(r"#define\s+(MOERT_\w+)\s+(\S+)", text))
-    for name in ("MOERT_ABI_VERSION", "MOERT_VERSION_NUMBER", "MOERT_DTYPE_F32", "MOERT_DTYPE_F16", "MOERT_DTYPE_BF16",
-                 "MOERT_DTYPE_MIXED", "MOERT_LOGITS_NONE", "MOERT_LOGITS_LAST", "MOERT_LOGITS_ALL"):
+    defines = header_defines()
+    for name in ("MOERT_DTYPE_F32", "MOERT_DTYPE_F16", "MOERT_DTYPE_BF16", "MOERT_DTYPE_MIXED", "MOERT_LOGITS_NONE",
+                 "MOERT_LOGITS_LAST", "MOERT_LOGITS_ALL"):
         assert int(defines[name]) == getattr(_types, name), name
-    assert defines["MOERT_VERSION"].strip('"') == _types.MOERT_VERSION
     for status in moert.Status:
         key = "MOERT_OK" if status == 0 else f"MOERT_ERR_{status.name}"
         assert int(defines[key]) == status, key
-    plugin_defines = dict(re.findall(r"#define\s+(MOERT_\w+)\s+(\S+)", PLUGIN_HEADER.read_text()))
+    plugin_defines = header_defines(PLUGIN_HEADER)
     for name in ("MOERT_KIND_ROUTER", "MOERT_KIND_EXPERT", "MOERT_PLUGIN_ABI_VERSION", "MOERT_TENSOR_F32",
                  "MOERT_TENSOR_I32", "MOERT_EXPERT_ZERO_COMPUTE", "MOERT_EXPERT_OUTPUT_ZERO",
                  "MOERT_EXPERT_OUTPUT_IDENTITY", "MOERT_LOG_ERROR", "MOERT_LOG_WARN", "MOERT_LOG_INFO", "MOERT_LOG_DEBUG"):

@@ -189,6 +189,19 @@ def test_every_header_function_has_a_prototype() -> None:
 
 
 @needs_header
+def test_functions_newer_than_0_1_0_are_optional() -> None:
+    """SINCE lists exactly the functions whose doc comment says ``@since`` a version after 0.1.0, with that version."""
+    since = {}
+    for header in (HEADER, PLUGIN_HEADER):
+        declarations = re.findall(r"/\*\*((?:(?!\*/).)*)\*/\s*MOERT_API[^;(]*?\b(moert_\w+)\s*\(", header.read_text(), re.S)
+        for comment, name in declarations:
+            since[name] = re.findall(r"@since (\d+\.\d+\.\d+)", comment)
+    assert sorted(since) == sorted(_lib.PROTOTYPES)
+    assert all(len(versions) == 1 for versions in since.values()), since
+    assert _lib.SINCE == {name: versions[0] for name, versions in since.items() if versions[0] != "0.1.0"}
+
+
+@needs_header
 def test_init_functions_are_static_inline_wrappers() -> None:
     text = HEADER.read_text()
     for name in ("model", "session", "sampler", "generate"):
@@ -207,7 +220,7 @@ def test_prototype_arguments_match_the_header() -> None:
             argtypes = _lib.PROTOTYPES[name][1]
             assert len(argtypes) == len(declared), name
             for c_param, argtype in zip(declared, argtypes):
-                is_pointer = "*" in c_param or c_param.startswith("moert_token_callback")
+                is_pointer = "*" in c_param or c_param.startswith(("moert_token_callback", "moert_log_callback"))
                 ctypes_pointer = argtype in (ctypes.c_void_p, ctypes.c_char_p) or hasattr(argtype, "contents") or (
                     isinstance(argtype, type) and issubclass(argtype, ctypes._CFuncPtr)  # type: ignore[attr-defined]
                 )
@@ -340,7 +353,8 @@ def test_hot_path_mirrors_match_the_typed_structs() -> None:
 def test_constants_match_the_header() -> None:
     defines = header_defines()
     for name in ("MOERT_DTYPE_F32", "MOERT_DTYPE_F16", "MOERT_DTYPE_BF16", "MOERT_DTYPE_MIXED", "MOERT_LOGITS_NONE",
-                 "MOERT_LOGITS_LAST", "MOERT_LOGITS_ALL"):
+                 "MOERT_LOGITS_LAST", "MOERT_LOGITS_ALL", "MOERT_LOG_ERROR", "MOERT_LOG_WARN", "MOERT_LOG_INFO",
+                 "MOERT_LOG_DEBUG"):
         assert int(defines[name]) == getattr(_types, name), name
     for status in moert.Status:
         key = "MOERT_OK" if status == 0 else f"MOERT_ERR_{status.name}"
@@ -348,7 +362,7 @@ def test_constants_match_the_header() -> None:
     plugin_defines = header_defines(PLUGIN_HEADER)
     for name in ("MOERT_KIND_ROUTER", "MOERT_KIND_EXPERT", "MOERT_PLUGIN_ABI_VERSION", "MOERT_TENSOR_F32",
                  "MOERT_TENSOR_I32", "MOERT_EXPERT_ZERO_COMPUTE", "MOERT_EXPERT_OUTPUT_ZERO",
-                 "MOERT_EXPERT_OUTPUT_IDENTITY", "MOERT_LOG_ERROR", "MOERT_LOG_WARN", "MOERT_LOG_INFO", "MOERT_LOG_DEBUG"):
+                 "MOERT_EXPERT_OUTPUT_IDENTITY"):
         assert int(plugin_defines[name].rstrip("u"), 0) == getattr(_types, name), name
 
 

@@ -36,6 +36,7 @@ from ._errors import (
 )
 from . import _types
 from ._lib import library_path, load_library
+from .log import LogLevel, set_log_callback
 from .model import MemoryStats, Model, ModelInfo
 from .plugins import (
     CreateContext,
@@ -86,6 +87,8 @@ __all__ = [
     "get_threads",
     "library_path",
     "load_library",
+    "LogLevel",
+    "set_log_callback",
     "set_threads",
     "status_string",
     "version",

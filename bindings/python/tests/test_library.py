@@ -252,6 +252,40 @@ def test_library_missing_a_function_is_refused(tmp_path: Path) -> None:
     assert result.stdout.strip() == "not a moert 1.x library: missing moert_shutdown"
 
 
+def test_library_before_0_2_0_loads_without_log_callbacks(tmp_path: Path) -> None:
+    """A 0.1.0 library (every function but those of SINCE) loads; set_log_callback then raises UnsupportedError."""
+    cc = shutil.which("gcc") or shutil.which("cc")
+    if cc is None:
+        pytest.skip("no C compiler")
+    versions = {"moert_version", "moert_version_number", "moert_abi_version"}
+    stubs = [name for name in _lib.PROTOTYPES if name not in _lib.SINCE and name not in versions]
+    source = tmp_path / "old.c"
+    source.write_text(
+        'const char *moert_version(void) { return "0.1.0"; }\n'
+        "unsigned moert_version_number(void) { return 1000; }\n"
+        "unsigned moert_abi_version(void) { return 1; }\n" + "".join(f"void {name}(void) {{}}\n" for name in stubs)
+    )
+    library = tmp_path / "libmoert.so"
+    subprocess.run([cc, "-shared", "-fPIC", str(source), "-o", str(library)], check=True)
+    result = run_python(
+        """
+        print(moert.version())
+        moert.set_log_callback(None)
+        try:
+            moert.set_log_callback(print)
+        except moert.UnsupportedError as error:
+            print(int(error.status)); print(error)
+        """,
+        {"MOERT_LIBRARY": str(library)},
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "0.1.0",
+        str(int(moert.Status.UNSUPPORTED)),
+        f"moert_set_log_callback needs libmoert 0.2.0 or later; {library} is version 0.1.0",
+    ]
+
+
 STRUCTS = {
     "moert_model_options": _types.moert_model_options,
     "moert_model_info": _types.moert_model_info,

@@ -6,7 +6,7 @@
 //
 // Threads follow the C API: a Model may be shared by any number of threads and Sessions; a Session or Sampler is
 // used by one thread at a time. The plugin functions may be called from any thread, except shutdown(), which needs
-// every other moert call to have finished.
+// every other moert call to have finished, as set_threads() and set_log_callback() do.
 #ifndef MOERT_HPP
 #define MOERT_HPP
 
@@ -16,9 +16,12 @@
 #include <cstddef>
 #include <cstdint>
 #include <exception>
+#include <functional>
+#include <memory>
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -80,6 +83,60 @@ inline void set_threads(int32_t n_threads) { detail::check(moert_set_threads(n_t
 
 /// The number of worker threads in effect, at least 1 (moert_get_threads).
 inline int32_t get_threads() { return moert_get_threads(); }
+
+// MARK: - Logging
+
+/// Receives one log message: a MOERT_LOG_* level and one line of text without a newline, valid during the call.
+using LogCallback = std::function<void(int32_t level, std::string_view message)>;
+
+namespace detail {
+
+/// The installed log callback. moert holds a pointer to the function `current` owns; at exit the destructor gives
+/// moert its default log back before freeing it, so a late message never reaches a destroyed callback.
+struct LogSink {
+    std::unique_ptr<LogCallback> current;
+
+    ~LogSink() {
+        if (current) moert_set_log_callback(nullptr, nullptr);
+    }
+};
+
+/// The process's one LogSink (an inline function's static: shared by every translation unit).
+inline LogSink &log_sink() {
+    static LogSink sink;
+    return sink;
+}
+
+/// moert_log_callback: calls the installed function. No exception crosses into C: one the function throws is caught
+/// here, and that message is dropped.
+inline void log_trampoline(int32_t level, const char *message, void *user_data) noexcept {
+    try {
+        (*static_cast<const LogCallback *>(user_data))(level, message ? std::string_view(message) : std::string_view());
+    } catch (...) {
+        // Nowhere to report it: the call that logged is not the callback's caller and goes on.
+    }
+}
+
+}  // namespace detail
+
+/// Sends moert's log messages (its own warnings, such as an expert budget smaller than the experts one step needs,
+/// and what plugins write with host->log) to `callback`, at every level, instead of stderr (moert_set_log_callback).
+/// An empty callback (`nullptr`, `{}`) restores the default: "moert: <level>: <message>" lines on stderr for levels
+/// up to the environment variable MOERT_LOG, or up to MOERT_LOG_WARN when it is unset.
+/// `callback` runs on the thread whose moert call logs, possibly on several threads at once, and must not call moert.
+/// An exception it throws is caught before it reaches C, and its message is dropped. The binding keeps `callback`
+/// until it is replaced. Call this while no other moert call runs, as set_threads().
+inline void set_log_callback(LogCallback callback) {
+    detail::LogSink &sink = detail::log_sink();
+    if (!callback) {
+        moert_set_log_callback(nullptr, nullptr);
+        sink.current.reset();
+        return;
+    }
+    auto next = std::make_unique<LogCallback>(std::move(callback));
+    moert_set_log_callback(&detail::log_trampoline, next.get());
+    sink.current = std::move(next);  // frees the previous callback, which moert no longer calls
+}
 
 // MARK: - Plugins
 

@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
@@ -24,9 +25,13 @@
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <string_view>
+#include <thread>
 #include <type_traits>
 #include <utility>
 #include <vector>
+
+#include <unistd.h>
 
 namespace {
 
@@ -684,6 +689,105 @@ void test_memory(const Fixture &fx) {
           "a moved-from Model has no EOS tokens and no kinds");
 }
 
+// MARK: - Logging
+
+/// Runs `body` with file descriptor 2 sent to a temporary file and returns what was written to it.
+std::string capture_stderr(const std::function<void()> &body) {
+    char path[] = "/tmp/moert_test_stderr_XXXXXX";
+    int file = mkstemp(path);
+    if (file < 0) throw std::runtime_error("mkstemp failed");
+    std::fflush(stderr);
+    int saved = dup(2);
+    dup2(file, 2);
+    auto restore = [&] {
+        std::fflush(stderr);
+        dup2(saved, 2);
+        close(saved);
+        close(file);
+    };
+    try {
+        body();
+    } catch (...) {
+        restore();
+        unlink(path);
+        throw;
+    }
+    restore();
+    std::string text = read_file(path);
+    unlink(path);
+    return text;
+}
+
+/// set_log_callback() gets moert's warnings at their level, on the thread that logs; an empty callback gives them
+/// back to stderr; an exception thrown by the callback stays on the C++ side.
+void test_log(const Fixture &fx) {
+    struct Restore {
+        ~Restore() { moert::set_log_callback(nullptr); }
+    } restore;
+    // ExpertStore's warning for a budget below the experts one step needs (moert.h, "Logging"); once per model.
+    const std::string warning = "expert budget of 1 bytes is smaller than the experts one step needs; running over it";
+    moert::ModelOptions tiny;
+    tiny.expert_budget_bytes = 1;
+    auto run_over_budget = [&] {
+        moert::Model model(fx.dir, tiny);
+        moert::Session session(model);
+        session.eval(fx.prompt);
+        session.eval({fx.greedy[0]});
+    };
+
+    std::vector<std::pair<int32_t, std::string>> received;
+    std::string err = capture_stderr([&] {
+        moert::set_log_callback([&received](int32_t level, std::string_view message) {
+            received.emplace_back(level, std::string(message));
+        });
+        run_over_budget();
+    });
+    auto warnings = std::count_if(received.begin(), received.end(), [&](const auto &m) { return m.second == warning; });
+    CHECK(warnings == 1, "the callback got the budget warning once per model, got " + std::to_string(warnings));
+    CHECK(std::all_of(received.begin(), received.end(),
+                      [&](const auto &m) { return m.second != warning || m.first == MOERT_LOG_WARN; }),
+          "the budget warning comes at MOERT_LOG_WARN");
+    CHECK(err.find(warning) == std::string::npos, "no warning on stderr while a callback is installed");
+
+    moert::set_log_callback(nullptr);
+    size_t count = received.size();
+    err = capture_stderr(run_over_budget);
+    CHECK(received.size() == count, "set_log_callback(nullptr) stops the callback");
+    CHECK(err.find("moert: warning: " + warning + "\n") != std::string::npos,
+          "set_log_callback(nullptr) restores stderr, got \"" + err + "\"");
+
+    std::vector<std::string> first, second;
+    moert::set_log_callback([&first](int32_t, std::string_view message) { first.emplace_back(message); });
+    moert::set_log_callback([&second](int32_t, std::string_view message) { second.emplace_back(message); });
+    run_over_budget();
+    CHECK(first.empty() && std::count(second.begin(), second.end(), warning) == 1, "a replaced callback is not called");
+
+    std::vector<std::thread::id> threads;
+    moert::set_log_callback([&threads](int32_t, std::string_view) { threads.push_back(std::this_thread::get_id()); });
+    std::thread worker(run_over_budget);
+    std::thread::id worker_id = worker.get_id();
+    worker.join();
+    CHECK(!threads.empty() && std::all_of(threads.begin(), threads.end(), [&](std::thread::id t) { return t == worker_id; }),
+          "the callback runs on the thread whose call logs");
+
+    int calls = 0;
+    moert::set_log_callback([&calls](int32_t, std::string_view) {
+        calls++;
+        throw std::runtime_error("log callback failure");
+    });
+    bool returned = false;
+    err = capture_stderr([&] {
+        run_over_budget();
+        returned = true;
+    });
+    CHECK(returned && calls >= 1, "an exception thrown by the callback does not reach the evaluation");
+    CHECK(err.find(warning) == std::string::npos, "the message of a throwing callback is dropped, not printed");
+
+    moert::set_log_callback({});
+    err = capture_stderr(run_over_budget);
+    CHECK(err.find(warning) != std::string::npos, "set_log_callback({}) restores stderr too");
+}
+
 // MARK: - Routing
 
 /// Expert counts recomputed from a trace, in the layout of moert::ExpertCounts.
@@ -1065,6 +1169,7 @@ int main(int argc, char **argv) {
         run_group("session state", [&] { test_session_state(*fx, *model); });
         run_group("sampler", [&] { test_sampler(*fx); });
         run_group("memory and expert budgets", [&] { test_memory(*fx); });
+        run_group("log callback", [&] { test_log(*fx); });
         run_group("routing trace and counters", [&] { test_trace(*fx, *model); });
         run_group("router overrides", [&] { test_router_overrides(*fx, *model); });
         run_group("plugins", [&] { test_plugins(root); });

@@ -187,17 +187,39 @@ inline void shutdown() { detail::check(moert_shutdown()); }
 
 // MARK: - Options
 
-/// Model loading options; the defaults are those of moert_model_options_init(). The fields follow the C struct's
-/// order, so `ModelOptions{max_context, expert_budget_bytes, expert_budget_percent}` works too.
+namespace detail {
+
+/// Fills a C options struct with the library's defaults (the header's moert_*_options_init).
+inline void init_options(moert_model_options *o) { moert_model_options_init(o); }
+inline void init_options(moert_session_options *o) { moert_session_options_init(o); }
+inline void init_options(moert_sampler_options *o) { moert_sampler_options_init(o); }
+inline void init_options(moert_generate_options *o) { moert_generate_options_init(o); }
+
+/// The library's defaults for the C options struct `Options`, read once: the binding's defaults come from here rather
+/// than repeating the numbers of moert.h.
+template <class Options>
+const Options &defaults() {
+    static const Options value = [] {
+        Options o;
+        init_options(&o);
+        return o;
+    }();
+    return value;
+}
+
+}  // namespace detail
+
+/// Model loading options; the defaults are those of moert_model_options_init(), read from the library. The fields
+/// follow the C struct's order, so `ModelOptions{max_context, expert_budget_bytes, expert_budget_percent}` works too.
 struct ModelOptions {
     /// Cap on the context length sessions may ask for; 0 = the model's own.
-    int64_t max_context = 0;
+    int64_t max_context = detail::defaults<moert_model_options>().max_context;
     /// Cap on resident routed-expert weights (float32 compute layout) in bytes; 0 = no cap. Experts are materialised
     /// on first use and evicted least-recently-used beyond the cap; results do not change.
-    int64_t expert_budget_bytes = 0;
+    int64_t expert_budget_bytes = detail::defaults<moert_model_options>().expert_budget_bytes;
     /// The cap as a share of all routed-expert bytes, in (0, 100]; 0 = unused. At most one of the two budget fields
     /// may be set.
-    float expert_budget_percent = 0.0f;
+    float expert_budget_percent = detail::defaults<moert_model_options>().expert_budget_percent;
 
     /// The C struct, filled by moert_model_options_init() and then with these values.
     moert_model_options to_c() const {
@@ -210,16 +232,16 @@ struct ModelOptions {
     }
 };
 
-/// Sampling parameters; the defaults are those of moert_sampler_options_init(): greedy.
+/// Sampling parameters; the defaults are those of moert_sampler_options_init(), read from the library: greedy.
 struct SamplerOptions {
     /// 0 = greedy (argmax, lowest id on ties); > 0 divides the logits.
-    float temperature = 0.0f;
+    float temperature = detail::defaults<moert_sampler_options>().temperature;
     /// Keep the k most likely tokens; 0 = all.
-    int32_t top_k = 0;
+    int32_t top_k = detail::defaults<moert_sampler_options>().top_k;
     /// Keep the smallest set whose probability reaches p, in (0, 1]; 1 = all.
-    float top_p = 1.0f;
+    float top_p = detail::defaults<moert_sampler_options>().top_p;
     /// Seed of the random stream; equal seeds give equal draws.
-    uint64_t seed = 0;
+    uint64_t seed = detail::defaults<moert_sampler_options>().seed;
 
     /// The C struct, filled by moert_sampler_options_init() and then with these values.
     moert_sampler_options to_c() const {
@@ -233,13 +255,13 @@ struct SamplerOptions {
     }
 };
 
-/// Generation parameters; the defaults are those of moert_generate_options_init().
+/// Generation parameters; the defaults are those of moert_generate_options_init(), read from the library.
 struct GenerateOptions {
     /// Most tokens to generate (>= 0).
-    int32_t max_new_tokens = 16;
+    int32_t max_new_tokens = detail::defaults<moert_generate_options>().max_new_tokens;
     /// false: stop after the model's EOS token is generated (it is reported); true: go on to max_new_tokens.
-    bool ignore_eos = false;
-    /// How tokens are chosen; the default is greedy, as a NULL sampler is in C.
+    bool ignore_eos = detail::defaults<moert_generate_options>().ignore_eos != 0;
+    /// How tokens are chosen; the default, SamplerOptions(), is greedy, as a NULL sampler is in C.
     SamplerOptions sampler;
 };
 
@@ -323,9 +345,10 @@ struct ExpertCounts {
 class Model {
 public:
     /// Loads a Hugging Face MoE checkpoint directory (moert_model_load). `max_context` caps the context length
-    /// sessions may ask for; 0 keeps the model's own.
+    /// sessions may ask for; 0 (the default of moert_model_options_init()) keeps the model's own.
     /// Throws moert::Error (MOERT_ERR_IO, _FORMAT, _UNSUPPORTED, _INVALID_ARGUMENT, _OUT_OF_MEMORY).
-    explicit Model(const std::string &path, int64_t max_context = 0) : Model(path, ModelOptions{max_context}) {}
+    explicit Model(const std::string &path, int64_t max_context = detail::defaults<moert_model_options>().max_context)
+        : Model(path, ModelOptions{max_context}) {}
 
     /// Loads a checkpoint directory with `options` (moert_model_load): a context cap and an expert residency budget.
     /// Throws moert::Error as Model(path, max_context); MOERT_ERR_INVALID_ARGUMENT also for a negative budget, a
@@ -449,9 +472,11 @@ private:
 class Session {
 public:
     /// Creates a session (moert_session_create). `n_ctx` is the KV cache size in tokens (0 = min(model context,
-    /// 4096)); `max_batch` the most tokens one forward chunk takes (0 = 512).
+    /// 4096)); `max_batch` the most tokens one forward chunk takes (0 = 512). Both default to the values of
+    /// moert_session_options_init(), 0.
     /// Throws moert::Error (MOERT_ERR_INVALID_ARGUMENT, e.g. an empty Model or n_ctx beyond the model's; _OUT_OF_MEMORY).
-    explicit Session(const Model &model, int64_t n_ctx = 0, int32_t max_batch = 0) {
+    explicit Session(const Model &model, int64_t n_ctx = detail::defaults<moert_session_options>().n_ctx,
+                     int32_t max_batch = detail::defaults<moert_session_options>().max_batch) {
         moert_session_options options;
         moert_session_options_init(&options);
         options.n_ctx = n_ctx;

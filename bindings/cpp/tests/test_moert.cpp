@@ -334,7 +334,7 @@ moert::GenerateOptions greedy_options(const Fixture &fx) {
 
 // MARK: - Checks
 
-/// version(), version_number(), abi_version(), the thread count and the option defaults.
+/// version(), version_number(), abi_version() and the thread count.
 void test_library() {
     CHECK(moert::version() == MOERT_VERSION, "version() " + moert::version());
     CHECK(moert::version_number() == MOERT_VERSION_NUMBER, "version_number()");
@@ -344,26 +344,70 @@ void test_library() {
     CHECK_THROWS([] { moert::set_threads(-1); }, MOERT_ERR_INVALID_ARGUMENT, "-1", "set_threads(-1)");
     moert::set_threads(0);
     CHECK(moert::get_threads() >= 1, "get_threads() after set_threads(0)");
+    CHECK(moert::ModelOptions().to_c().struct_size == sizeof(moert_model_options), "ModelOptions::to_c() sets struct_size");
+}
 
-    moert_sampler_options cs;
-    moert_sampler_options_init(&cs);
-    moert::SamplerOptions s;
-    CHECK(s.temperature == cs.temperature && s.top_k == cs.top_k && s.top_p == cs.top_p && s.seed == cs.seed,
-          "SamplerOptions defaults differ from moert_sampler_options_init");
-    moert_generate_options cg;
-    moert_generate_options_init(&cg);
-    moert::GenerateOptions g;
-    CHECK(g.max_new_tokens == cg.max_new_tokens && g.ignore_eos == (cg.ignore_eos != 0) && cg.sampler == nullptr &&
-              g.sampler.temperature == 0.0f,
-          "GenerateOptions defaults differ from moert_generate_options_init (greedy sampler)");
-    moert_model_options cm;
-    moert_model_options_init(&cm);
-    moert::ModelOptions m;
-    CHECK(m.max_context == cm.max_context && m.expert_budget_bytes == cm.expert_budget_bytes &&
-              m.expert_budget_percent == cm.expert_budget_percent && cm.flags == 0,
-          "ModelOptions defaults differ from moert_model_options_init");
-    moert_model_options converted = m.to_c();
-    CHECK(converted.struct_size == sizeof(moert_model_options), "ModelOptions::to_c() sets struct_size");
+/// A value as text, for the table of defaults.
+template <class T>
+std::string text(T value) {
+    std::ostringstream s;
+    s << +value;
+    return s.str();
+}
+
+/// Every default the binding offers against the C library's, read at run time: the *_options_init functions fill
+/// the option structs, and NULL options to moert_model_load and moert_session_create stand for the defaults.
+void test_defaults(const Fixture &fx) {
+    moert_model_options model;
+    moert_model_options_init(&model);
+    moert_session_options session;
+    moert_session_options_init(&session);
+    moert_sampler_options sampler;
+    moert_sampler_options_init(&sampler);
+    moert_generate_options generate;
+    moert_generate_options_init(&generate);
+    CHECK(generate.sampler == nullptr, "moert_generate_options_init leaves the sampler NULL (greedy)");
+
+    // What Model(path) and Session(model) choose, against C given NULL options.
+    moert_model *c_model = nullptr;
+    CHECK(moert_model_load(fx.dir.c_str(), nullptr, &c_model) == MOERT_OK, "moert_model_load with NULL options");
+    std::unique_ptr<moert_model, decltype(&moert_model_free)> c_model_owner(c_model, moert_model_free);
+    moert_model_info c_info{};
+    c_info.struct_size = sizeof c_info;
+    CHECK(moert_model_get_info(c_model, &c_info) == MOERT_OK, "moert_model_get_info");
+    moert_session *c_session = nullptr;
+    CHECK(moert_session_create(c_model, nullptr, &c_session) == MOERT_OK, "moert_session_create with NULL options");
+    std::unique_ptr<moert_session, decltype(&moert_session_free)> c_session_owner(c_session, moert_session_free);
+    moert::Model default_model(fx.dir);
+    moert::Session default_session(default_model);
+
+    const moert::ModelOptions m;
+    const moert::SamplerOptions s;
+    const moert::GenerateOptions g;
+    struct Row {
+        std::string what, binding, library;
+    };
+    const Row rows[] = {
+        {"ModelOptions().max_context", text(m.max_context), text(model.max_context)},
+        {"ModelOptions().expert_budget_bytes", text(m.expert_budget_bytes), text(model.expert_budget_bytes)},
+        {"ModelOptions().expert_budget_percent", text(m.expert_budget_percent), text(model.expert_budget_percent)},
+        {"SamplerOptions().temperature", text(s.temperature), text(sampler.temperature)},
+        {"SamplerOptions().top_k", text(s.top_k), text(sampler.top_k)},
+        {"SamplerOptions().top_p", text(s.top_p), text(sampler.top_p)},
+        {"SamplerOptions().seed", text(s.seed), text(sampler.seed)},
+        {"GenerateOptions().max_new_tokens", text(g.max_new_tokens), text(generate.max_new_tokens)},
+        {"GenerateOptions().ignore_eos", text(g.ignore_eos ? 1 : 0), text(generate.ignore_eos)},
+        // A NULL sampler in C is greedy: the sampler option defaults.
+        {"GenerateOptions().sampler.temperature", text(g.sampler.temperature), text(sampler.temperature)},
+        {"GenerateOptions().sampler.top_k", text(g.sampler.top_k), text(sampler.top_k)},
+        {"GenerateOptions().sampler.top_p", text(g.sampler.top_p), text(sampler.top_p)},
+        {"GenerateOptions().sampler.seed", text(g.sampler.seed), text(sampler.seed)},
+        {"Model(path).info().context_length", text(default_model.info().context_length), text(c_info.context_length)},
+        {"Session(model).n_ctx()", text(default_session.n_ctx()), text(moert_session_n_ctx(c_session))},
+    };
+    for (const Row &row : rows) {
+        CHECK(row.binding == row.library, row.what + " is " + row.binding + ", the library's default is " + row.library);
+    }
 }
 
 /// info() agrees with config.json.
@@ -1163,6 +1207,7 @@ int main(int argc, char **argv) {
         CHECK(model->info().vocab_size == static_cast<int32_t>(fx->vocab), "the model's vocab matches the reference");
     });
     if (fx && model) {
+        run_group("defaults", [&] { test_defaults(*fx); });
         run_group("errors", [&] { test_errors(*fx, *model); });
         run_group("move semantics", [&] { test_moves(*fx); });
         run_group("callbacks", [&] { test_callbacks(*fx, *model); });

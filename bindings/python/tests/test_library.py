@@ -4,6 +4,7 @@ moert_plugin.h."""
 from __future__ import annotations
 
 import ctypes
+import inspect
 import os
 import re
 import shutil
@@ -11,7 +12,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import pytest
 
@@ -416,6 +417,70 @@ def test_options_defaults_come_from_the_library() -> None:
     generate = init_options(_types.moert_generate_options, library.moert_generate_options_init_sized)
     assert generate.struct_size == ctypes.sizeof(_types.moert_generate_options)
     assert (generate.max_new_tokens, generate.ignore_eos, bool(generate.sampler)) == (16, 0, False)
+
+
+def library_defaults(struct: str) -> ctypes.Structure:
+    """The C library's defaults for ``moert_<struct>_options``, filled at run time by its ``*_init_sized``."""
+    from moert._support import init_options
+
+    init = getattr(_lib.get(), f"moert_{struct}_options_init_sized")
+    return init_options(getattr(_types, f"moert_{struct}_options"), init)
+
+
+def as_fields(value: Any) -> Tuple[Any, ...]:
+    return (value,)
+
+
+# Each default of a binding parameter that fills a C options field: the function, its parameter, the C struct
+# (moert_<struct>_options), its fields, and how the binding turns the Python default into their values.
+# Session.generate and generate_all pass a sampler built from their sampling parameters where C's NULL sampler means
+# greedy, i.e. the sampler option defaults.
+MIRRORED_DEFAULTS: List[Tuple[Callable[..., Any], str, str, Tuple[str, ...], Callable[[Any], Tuple[Any, ...]]]] = [
+    (moert.Model, "max_context", "model", ("max_context",), as_fields),
+    (moert.Model, "expert_budget", "model", ("expert_budget_bytes", "expert_budget_percent"),
+     moert.model.parse_expert_budget),
+    (moert.Model.session, "n_ctx", "session", ("n_ctx",), as_fields),
+    (moert.Model.session, "max_batch", "session", ("max_batch",), as_fields),
+    (moert.Session, "n_ctx", "session", ("n_ctx",), as_fields),
+    (moert.Session, "max_batch", "session", ("max_batch",), as_fields),
+    *[
+        (function, parameter, "sampler", (parameter,), as_fields)
+        for function in (moert.Sampler, moert.Session.generate, moert.Session.generate_all)
+        for parameter in ("temperature", "top_k", "top_p", "seed")
+    ],
+    *[
+        (function, parameter, "generate", (parameter,), convert)
+        for function in (moert.Session.generate, moert.Session.generate_all)
+        for parameter, convert in (("max_new_tokens", as_fields), ("ignore_eos", lambda value: (int(value),)))
+    ],
+]
+
+
+@pytest.mark.parametrize(
+    "function, parameter, struct, fields, convert",
+    MIRRORED_DEFAULTS,
+    ids=[f"{row[0].__qualname__}-{row[1]}" for row in MIRRORED_DEFAULTS],
+)
+def test_binding_defaults_match_the_library(
+    function: Callable[..., Any],
+    parameter: str,
+    struct: str,
+    fields: Tuple[str, ...],
+    convert: Callable[[Any], Tuple[Any, ...]],
+) -> None:
+    default = inspect.signature(function).parameters[parameter].default
+    options = library_defaults(struct)
+    assert convert(default) == tuple(getattr(options, field) for field in fields)
+
+
+def test_every_mirrored_default_is_compared() -> None:
+    """Each parameter with a default of these functions is in MIRRORED_DEFAULTS, except those C has no field for."""
+    no_c_field = {"threads", "all_logits", "on_token"}
+    listed = {(row[0], row[1]) for row in MIRRORED_DEFAULTS}
+    for function in {row[0] for row in MIRRORED_DEFAULTS}:
+        for name, parameter in inspect.signature(function).parameters.items():
+            if parameter.default is not inspect.Parameter.empty and name not in no_c_field:
+                assert (function, name) in listed, f"{function.__qualname__}({name}=...)"
 
 
 def test_sized_init_writes_no_further_than_asked() -> None:

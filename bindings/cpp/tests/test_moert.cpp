@@ -344,7 +344,8 @@ void test_library() {
     CHECK_THROWS([] { moert::set_threads(-1); }, MOERT_ERR_INVALID_ARGUMENT, "-1", "set_threads(-1)");
     moert::set_threads(0);
     CHECK(moert::get_threads() >= 1, "get_threads() after set_threads(0)");
-    CHECK(moert::ModelOptions().to_c().struct_size == sizeof(moert_model_options), "ModelOptions::to_c() sets struct_size");
+    CHECK(moert::ModelOptions().to_c().struct_size == sizeof(moert_model_options),
+          "ModelOptions::to_c() sets struct_size");
 }
 
 /// A value as text, for the table of defaults.
@@ -406,7 +407,8 @@ void test_defaults(const Fixture &fx) {
         {"Session(model).n_ctx()", text(default_session.n_ctx()), text(moert_session_n_ctx(c_session))},
     };
     for (const Row &row : rows) {
-        CHECK(row.binding == row.library, row.what + " is " + row.binding + ", the library's default is " + row.library);
+        CHECK(row.binding == row.library,
+              row.what + " is " + row.binding + ", the library's default is " + row.library);
     }
 }
 
@@ -811,8 +813,8 @@ void test_log(const Fixture &fx) {
     std::thread worker(run_over_budget);
     std::thread::id worker_id = worker.get_id();
     worker.join();
-    CHECK(!threads.empty() && std::all_of(threads.begin(), threads.end(), [&](std::thread::id t) { return t == worker_id; }),
-          "the callback runs on the thread whose call logs");
+    bool on_worker = std::all_of(threads.begin(), threads.end(), [&](std::thread::id t) { return t == worker_id; });
+    CHECK(!threads.empty() && on_worker, "the callback runs on the thread whose call logs");
 
     int calls = 0;
     moert::set_log_callback([&calls](int32_t, std::string_view) {

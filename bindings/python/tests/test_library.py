@@ -194,8 +194,8 @@ def test_functions_newer_than_0_1_0_are_optional() -> None:
     """SINCE lists exactly the functions whose doc comment says ``@since`` a version after 0.1.0, with that version."""
     since = {}
     for header in (HEADER, PLUGIN_HEADER):
-        declarations = re.findall(r"/\*\*((?:(?!\*/).)*)\*/\s*MOERT_API[^;(]*?\b(moert_\w+)\s*\(", header.read_text(), re.S)
-        for comment, name in declarations:
+        documented = r"/\*\*((?:(?!\*/).)*)\*/\s*MOERT_API[^;(]*?\b(moert_\w+)\s*\("  # a doc comment, then its function
+        for comment, name in re.findall(documented, header.read_text(), re.S):
             since[name] = re.findall(r"@since (\d+\.\d+\.\d+)", comment)
     assert sorted(since) == sorted(_lib.PROTOTYPES)
     assert all(len(versions) == 1 for versions in since.values()), since

@@ -32,7 +32,8 @@ def default_log() -> Iterator[None]:
 
 
 def test_levels_are_those_of_the_header() -> None:
-    assert [(level.name, int(level)) for level in moert.LogLevel] == [("ERROR", 0), ("WARN", 1), ("INFO", 2), ("DEBUG", 3)]
+    levels = [(level.name, int(level)) for level in moert.LogLevel]
+    assert levels == [("ERROR", 0), ("WARN", 1), ("INFO", 2), ("DEBUG", 3)]
 
 
 def test_callback_gets_the_warning_and_none_restores_stderr(capfd: pytest.CaptureFixture[str]) -> None:

@@ -214,8 +214,9 @@ const Options &defaults() {
 struct ModelOptions {
     /// Cap on the context length sessions may ask for; 0 = the model's own.
     int64_t max_context = detail::defaults<moert_model_options>().max_context;
-    /// Cap on resident routed-expert weights (float32 compute layout) in bytes; 0 = no cap. Experts are materialised
-    /// on first use and evicted least-recently-used beyond the cap; results do not change.
+    /// Cap on resident routed-expert weights in their compute layout (F16 and BF16 kept as stored, float32 otherwise),
+    /// in bytes; 0 = no cap. Experts are materialised on first use and evicted least-recently-used beyond the cap;
+    /// results do not change.
     int64_t expert_budget_bytes = detail::defaults<moert_model_options>().expert_budget_bytes;
     /// The cap as a share of all routed-expert bytes, in (0, 100]; 0 = unused. At most one of the two budget fields
     /// may be set.
@@ -281,7 +282,7 @@ struct ModelInfo {
     int64_t context_length = 0;     ///< Longest context a session may use (after max_context).
     int64_t n_params = 0;           ///< Number of parameters.
     int64_t file_bytes = 0;         ///< Bytes of safetensors files mapped.
-    int64_t weight_bytes = 0;       ///< Bytes of float32 weights resident beyond the mapping.
+    int64_t weight_bytes = 0;       ///< Bytes held beyond the mapping: weights converted at load, resident experts.
     int32_t bos_token_id = -1;      ///< -1 when the config names none.
     int32_t eos_token_id = -1;      ///< -1 when the config names none (the first when it names several).
 };
@@ -293,7 +294,7 @@ struct MemoryStats {
     int64_t expert_bytes_resident = 0;  ///< Routed experts materialised now.
     int64_t expert_budget_bytes = 0;    ///< The residency cap; 0 = none.
     int64_t mapped_bytes = 0;           ///< Safetensors files mapped.
-    int64_t converted_bytes = 0;        ///< Other weights converted to float32 at load (F16/BF16 storage).
+    int64_t converted_bytes = 0;        ///< Other weights converted or copied at load (small F16/BF16 ones widened).
     int64_t arena_active_bytes = 0;     ///< jemalloc's active bytes of the model's arena; -1 without jemalloc.
     int64_t arena_mapped_bytes = 0;     ///< jemalloc's mapped bytes of the arena; -1 without jemalloc.
     int64_t hits = 0;                   ///< Expert uses that found the weights resident.

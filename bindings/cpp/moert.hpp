@@ -6,7 +6,7 @@
 //
 // Threads follow the C API: a Model may be shared by any number of threads and Sessions; a Session or Sampler is
 // used by one thread at a time. The plugin functions may be called from any thread, except shutdown(), which needs
-// every other moert call to have finished.
+// every other moert call to have finished, as set_threads() and set_log_callback() do.
 #ifndef MOERT_HPP
 #define MOERT_HPP
 
@@ -16,9 +16,12 @@
 #include <cstddef>
 #include <cstdint>
 #include <exception>
+#include <functional>
+#include <memory>
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -81,6 +84,60 @@ inline void set_threads(int32_t n_threads) { detail::check(moert_set_threads(n_t
 /// The number of worker threads in effect, at least 1 (moert_get_threads).
 inline int32_t get_threads() { return moert_get_threads(); }
 
+// MARK: - Logging
+
+/// Receives one log message: a MOERT_LOG_* level and one line of text without a newline, valid during the call.
+using LogCallback = std::function<void(int32_t level, std::string_view message)>;
+
+namespace detail {
+
+/// The installed log callback. moert holds a pointer to the function `current` owns; at exit the destructor gives
+/// moert its default log back before freeing it, so a late message never reaches a destroyed callback.
+struct LogSink {
+    std::unique_ptr<LogCallback> current;
+
+    ~LogSink() {
+        if (current) moert_set_log_callback(nullptr, nullptr);
+    }
+};
+
+/// The process's one LogSink (an inline function's static: shared by every translation unit).
+inline LogSink &log_sink() {
+    static LogSink sink;
+    return sink;
+}
+
+/// moert_log_callback: calls the installed function. No exception crosses into C: one the function throws is caught
+/// here, and that message is dropped.
+inline void log_trampoline(int32_t level, const char *message, void *user_data) noexcept {
+    try {
+        (*static_cast<const LogCallback *>(user_data))(level, message ? std::string_view(message) : std::string_view());
+    } catch (...) {
+        // Nowhere to report it: the call that logged is not the callback's caller and goes on.
+    }
+}
+
+}  // namespace detail
+
+/// Sends moert's log messages (its own warnings, such as an expert budget smaller than the experts one step needs,
+/// and what plugins write with host->log) to `callback`, at every level, instead of stderr (moert_set_log_callback).
+/// An empty callback (`nullptr`, `{}`) restores the default: "moert: <level>: <message>" lines on stderr for levels
+/// up to the environment variable MOERT_LOG, or up to MOERT_LOG_WARN when it is unset.
+/// `callback` runs on the thread whose moert call logs, possibly on several threads at once, and must not call moert.
+/// An exception it throws is caught before it reaches C, and its message is dropped. The binding keeps `callback`
+/// until it is replaced. Call this while no other moert call runs, as set_threads().
+inline void set_log_callback(LogCallback callback) {
+    detail::LogSink &sink = detail::log_sink();
+    if (!callback) {
+        moert_set_log_callback(nullptr, nullptr);
+        sink.current.reset();
+        return;
+    }
+    auto next = std::make_unique<LogCallback>(std::move(callback));
+    moert_set_log_callback(&detail::log_trampoline, next.get());
+    sink.current = std::move(next);  // frees the previous callback, which moert no longer calls
+}
+
 // MARK: - Plugins
 
 /// Loads a plugin library and registers the router and expert kinds it provides (moert_plugin_load). `path_or_name`
@@ -130,17 +187,40 @@ inline void shutdown() { detail::check(moert_shutdown()); }
 
 // MARK: - Options
 
-/// Model loading options; the defaults are those of moert_model_options_init(). The fields follow the C struct's
-/// order, so `ModelOptions{max_context, expert_budget_bytes, expert_budget_percent}` works too.
+namespace detail {
+
+/// Fills a C options struct with the library's defaults (the header's moert_*_options_init).
+inline void init_options(moert_model_options *o) { moert_model_options_init(o); }
+inline void init_options(moert_session_options *o) { moert_session_options_init(o); }
+inline void init_options(moert_sampler_options *o) { moert_sampler_options_init(o); }
+inline void init_options(moert_generate_options *o) { moert_generate_options_init(o); }
+
+/// The library's defaults for the C options struct `Options`, read once: the binding's defaults come from here rather
+/// than repeating the numbers of moert.h.
+template <class Options>
+const Options &defaults() {
+    static const Options value = [] {
+        Options o;
+        init_options(&o);
+        return o;
+    }();
+    return value;
+}
+
+}  // namespace detail
+
+/// Model loading options; the defaults are those of moert_model_options_init(), read from the library. The fields
+/// follow the C struct's order, so `ModelOptions{max_context, expert_budget_bytes, expert_budget_percent}` works too.
 struct ModelOptions {
     /// Cap on the context length sessions may ask for; 0 = the model's own.
-    int64_t max_context = 0;
-    /// Cap on resident routed-expert weights (float32 compute layout) in bytes; 0 = no cap. Experts are materialised
-    /// on first use and evicted least-recently-used beyond the cap; results do not change.
-    int64_t expert_budget_bytes = 0;
+    int64_t max_context = detail::defaults<moert_model_options>().max_context;
+    /// Cap on resident routed-expert weights in their compute layout (F16 and BF16 kept as stored, float32 otherwise),
+    /// in bytes; 0 = no cap. Experts are materialised on first use and evicted least-recently-used beyond the cap;
+    /// results do not change.
+    int64_t expert_budget_bytes = detail::defaults<moert_model_options>().expert_budget_bytes;
     /// The cap as a share of all routed-expert bytes, in (0, 100]; 0 = unused. At most one of the two budget fields
     /// may be set.
-    float expert_budget_percent = 0.0f;
+    float expert_budget_percent = detail::defaults<moert_model_options>().expert_budget_percent;
 
     /// The C struct, filled by moert_model_options_init() and then with these values.
     moert_model_options to_c() const {
@@ -153,16 +233,16 @@ struct ModelOptions {
     }
 };
 
-/// Sampling parameters; the defaults are those of moert_sampler_options_init(): greedy.
+/// Sampling parameters; the defaults are those of moert_sampler_options_init(), read from the library: greedy.
 struct SamplerOptions {
     /// 0 = greedy (argmax, lowest id on ties); > 0 divides the logits.
-    float temperature = 0.0f;
+    float temperature = detail::defaults<moert_sampler_options>().temperature;
     /// Keep the k most likely tokens; 0 = all.
-    int32_t top_k = 0;
+    int32_t top_k = detail::defaults<moert_sampler_options>().top_k;
     /// Keep the smallest set whose probability reaches p, in (0, 1]; 1 = all.
-    float top_p = 1.0f;
+    float top_p = detail::defaults<moert_sampler_options>().top_p;
     /// Seed of the random stream; equal seeds give equal draws.
-    uint64_t seed = 0;
+    uint64_t seed = detail::defaults<moert_sampler_options>().seed;
 
     /// The C struct, filled by moert_sampler_options_init() and then with these values.
     moert_sampler_options to_c() const {
@@ -176,13 +256,13 @@ struct SamplerOptions {
     }
 };
 
-/// Generation parameters; the defaults are those of moert_generate_options_init().
+/// Generation parameters; the defaults are those of moert_generate_options_init(), read from the library.
 struct GenerateOptions {
     /// Most tokens to generate (>= 0).
-    int32_t max_new_tokens = 16;
+    int32_t max_new_tokens = detail::defaults<moert_generate_options>().max_new_tokens;
     /// false: stop after the model's EOS token is generated (it is reported); true: go on to max_new_tokens.
-    bool ignore_eos = false;
-    /// How tokens are chosen; the default is greedy, as a NULL sampler is in C.
+    bool ignore_eos = detail::defaults<moert_generate_options>().ignore_eos != 0;
+    /// How tokens are chosen; the default, SamplerOptions(), is greedy, as a NULL sampler is in C.
     SamplerOptions sampler;
 };
 
@@ -202,7 +282,7 @@ struct ModelInfo {
     int64_t context_length = 0;     ///< Longest context a session may use (after max_context).
     int64_t n_params = 0;           ///< Number of parameters.
     int64_t file_bytes = 0;         ///< Bytes of safetensors files mapped.
-    int64_t weight_bytes = 0;       ///< Bytes of float32 weights resident beyond the mapping.
+    int64_t weight_bytes = 0;       ///< Bytes held beyond the mapping: weights converted at load, resident experts.
     int32_t bos_token_id = -1;      ///< -1 when the config names none.
     int32_t eos_token_id = -1;      ///< -1 when the config names none (the first when it names several).
 };
@@ -214,7 +294,7 @@ struct MemoryStats {
     int64_t expert_bytes_resident = 0;  ///< Routed experts materialised now.
     int64_t expert_budget_bytes = 0;    ///< The residency cap; 0 = none.
     int64_t mapped_bytes = 0;           ///< Safetensors files mapped.
-    int64_t converted_bytes = 0;        ///< Other weights converted to float32 at load (F16/BF16 storage).
+    int64_t converted_bytes = 0;        ///< Other weights converted or copied at load (small F16/BF16 ones widened).
     int64_t arena_active_bytes = 0;     ///< jemalloc's active bytes of the model's arena; -1 without jemalloc.
     int64_t arena_mapped_bytes = 0;     ///< jemalloc's mapped bytes of the arena; -1 without jemalloc.
     int64_t hits = 0;                   ///< Expert uses that found the weights resident.
@@ -266,9 +346,10 @@ struct ExpertCounts {
 class Model {
 public:
     /// Loads a Hugging Face MoE checkpoint directory (moert_model_load). `max_context` caps the context length
-    /// sessions may ask for; 0 keeps the model's own.
+    /// sessions may ask for; 0 (the default of moert_model_options_init()) keeps the model's own.
     /// Throws moert::Error (MOERT_ERR_IO, _FORMAT, _UNSUPPORTED, _INVALID_ARGUMENT, _OUT_OF_MEMORY).
-    explicit Model(const std::string &path, int64_t max_context = 0) : Model(path, ModelOptions{max_context}) {}
+    explicit Model(const std::string &path, int64_t max_context = detail::defaults<moert_model_options>().max_context)
+        : Model(path, ModelOptions{max_context}) {}
 
     /// Loads a checkpoint directory with `options` (moert_model_load): a context cap and an expert residency budget.
     /// Throws moert::Error as Model(path, max_context); MOERT_ERR_INVALID_ARGUMENT also for a negative budget, a
@@ -392,9 +473,11 @@ private:
 class Session {
 public:
     /// Creates a session (moert_session_create). `n_ctx` is the KV cache size in tokens (0 = min(model context,
-    /// 4096)); `max_batch` the most tokens one forward chunk takes (0 = 512).
+    /// 4096)); `max_batch` the most tokens one forward chunk takes (0 = 512). Both default to the values of
+    /// moert_session_options_init(), 0.
     /// Throws moert::Error (MOERT_ERR_INVALID_ARGUMENT, e.g. an empty Model or n_ctx beyond the model's; _OUT_OF_MEMORY).
-    explicit Session(const Model &model, int64_t n_ctx = 0, int32_t max_batch = 0) {
+    explicit Session(const Model &model, int64_t n_ctx = detail::defaults<moert_session_options>().n_ctx,
+                     int32_t max_batch = detail::defaults<moert_session_options>().max_batch) {
         moert_session_options options;
         moert_session_options_init(&options);
         options.n_ctx = n_ctx;

@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
@@ -24,9 +25,13 @@
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <string_view>
+#include <thread>
 #include <type_traits>
 #include <utility>
 #include <vector>
+
+#include <unistd.h>
 
 namespace {
 
@@ -329,7 +334,7 @@ moert::GenerateOptions greedy_options(const Fixture &fx) {
 
 // MARK: - Checks
 
-/// version(), version_number(), abi_version(), the thread count and the option defaults.
+/// version(), version_number(), abi_version() and the thread count.
 void test_library() {
     CHECK(moert::version() == MOERT_VERSION, "version() " + moert::version());
     CHECK(moert::version_number() == MOERT_VERSION_NUMBER, "version_number()");
@@ -339,26 +344,72 @@ void test_library() {
     CHECK_THROWS([] { moert::set_threads(-1); }, MOERT_ERR_INVALID_ARGUMENT, "-1", "set_threads(-1)");
     moert::set_threads(0);
     CHECK(moert::get_threads() >= 1, "get_threads() after set_threads(0)");
+    CHECK(moert::ModelOptions().to_c().struct_size == sizeof(moert_model_options),
+          "ModelOptions::to_c() sets struct_size");
+}
 
-    moert_sampler_options cs;
-    moert_sampler_options_init(&cs);
-    moert::SamplerOptions s;
-    CHECK(s.temperature == cs.temperature && s.top_k == cs.top_k && s.top_p == cs.top_p && s.seed == cs.seed,
-          "SamplerOptions defaults differ from moert_sampler_options_init");
-    moert_generate_options cg;
-    moert_generate_options_init(&cg);
-    moert::GenerateOptions g;
-    CHECK(g.max_new_tokens == cg.max_new_tokens && g.ignore_eos == (cg.ignore_eos != 0) && cg.sampler == nullptr &&
-              g.sampler.temperature == 0.0f,
-          "GenerateOptions defaults differ from moert_generate_options_init (greedy sampler)");
-    moert_model_options cm;
-    moert_model_options_init(&cm);
-    moert::ModelOptions m;
-    CHECK(m.max_context == cm.max_context && m.expert_budget_bytes == cm.expert_budget_bytes &&
-              m.expert_budget_percent == cm.expert_budget_percent && cm.flags == 0,
-          "ModelOptions defaults differ from moert_model_options_init");
-    moert_model_options converted = m.to_c();
-    CHECK(converted.struct_size == sizeof(moert_model_options), "ModelOptions::to_c() sets struct_size");
+/// A value as text, for the table of defaults.
+template <class T>
+std::string text(T value) {
+    std::ostringstream s;
+    s << +value;
+    return s.str();
+}
+
+/// Every default the binding offers against the C library's, read at run time: the *_options_init functions fill
+/// the option structs, and NULL options to moert_model_load and moert_session_create stand for the defaults.
+void test_defaults(const Fixture &fx) {
+    moert_model_options model;
+    moert_model_options_init(&model);
+    moert_session_options session;
+    moert_session_options_init(&session);
+    moert_sampler_options sampler;
+    moert_sampler_options_init(&sampler);
+    moert_generate_options generate;
+    moert_generate_options_init(&generate);
+    CHECK(generate.sampler == nullptr, "moert_generate_options_init leaves the sampler NULL (greedy)");
+
+    // What Model(path) and Session(model) choose, against C given NULL options.
+    moert_model *c_model = nullptr;
+    CHECK(moert_model_load(fx.dir.c_str(), nullptr, &c_model) == MOERT_OK, "moert_model_load with NULL options");
+    std::unique_ptr<moert_model, decltype(&moert_model_free)> c_model_owner(c_model, moert_model_free);
+    moert_model_info c_info{};
+    c_info.struct_size = sizeof c_info;
+    CHECK(moert_model_get_info(c_model, &c_info) == MOERT_OK, "moert_model_get_info");
+    moert_session *c_session = nullptr;
+    CHECK(moert_session_create(c_model, nullptr, &c_session) == MOERT_OK, "moert_session_create with NULL options");
+    std::unique_ptr<moert_session, decltype(&moert_session_free)> c_session_owner(c_session, moert_session_free);
+    moert::Model default_model(fx.dir);
+    moert::Session default_session(default_model);
+
+    const moert::ModelOptions m;
+    const moert::SamplerOptions s;
+    const moert::GenerateOptions g;
+    struct Row {
+        std::string what, binding, library;
+    };
+    const Row rows[] = {
+        {"ModelOptions().max_context", text(m.max_context), text(model.max_context)},
+        {"ModelOptions().expert_budget_bytes", text(m.expert_budget_bytes), text(model.expert_budget_bytes)},
+        {"ModelOptions().expert_budget_percent", text(m.expert_budget_percent), text(model.expert_budget_percent)},
+        {"SamplerOptions().temperature", text(s.temperature), text(sampler.temperature)},
+        {"SamplerOptions().top_k", text(s.top_k), text(sampler.top_k)},
+        {"SamplerOptions().top_p", text(s.top_p), text(sampler.top_p)},
+        {"SamplerOptions().seed", text(s.seed), text(sampler.seed)},
+        {"GenerateOptions().max_new_tokens", text(g.max_new_tokens), text(generate.max_new_tokens)},
+        {"GenerateOptions().ignore_eos", text(g.ignore_eos ? 1 : 0), text(generate.ignore_eos)},
+        // A NULL sampler in C is greedy: the sampler option defaults.
+        {"GenerateOptions().sampler.temperature", text(g.sampler.temperature), text(sampler.temperature)},
+        {"GenerateOptions().sampler.top_k", text(g.sampler.top_k), text(sampler.top_k)},
+        {"GenerateOptions().sampler.top_p", text(g.sampler.top_p), text(sampler.top_p)},
+        {"GenerateOptions().sampler.seed", text(g.sampler.seed), text(sampler.seed)},
+        {"Model(path).info().context_length", text(default_model.info().context_length), text(c_info.context_length)},
+        {"Session(model).n_ctx()", text(default_session.n_ctx()), text(moert_session_n_ctx(c_session))},
+    };
+    for (const Row &row : rows) {
+        CHECK(row.binding == row.library,
+              row.what + " is " + row.binding + ", the library's default is " + row.library);
+    }
 }
 
 /// info() agrees with config.json.
@@ -682,6 +733,105 @@ void test_memory(const Fixture &fx) {
                  "resident_experts() of a moved-from Model");
     CHECK(plain.eos_tokens().empty() && !plain.router_kind(0) && !plain.expert_kind(0, 0),
           "a moved-from Model has no EOS tokens and no kinds");
+}
+
+// MARK: - Logging
+
+/// Runs `body` with file descriptor 2 sent to a temporary file and returns what was written to it.
+std::string capture_stderr(const std::function<void()> &body) {
+    char path[] = "/tmp/moert_test_stderr_XXXXXX";
+    int file = mkstemp(path);
+    if (file < 0) throw std::runtime_error("mkstemp failed");
+    std::fflush(stderr);
+    int saved = dup(2);
+    dup2(file, 2);
+    auto restore = [&] {
+        std::fflush(stderr);
+        dup2(saved, 2);
+        close(saved);
+        close(file);
+    };
+    try {
+        body();
+    } catch (...) {
+        restore();
+        unlink(path);
+        throw;
+    }
+    restore();
+    std::string text = read_file(path);
+    unlink(path);
+    return text;
+}
+
+/// set_log_callback() gets moert's warnings at their level, on the thread that logs; an empty callback gives them
+/// back to stderr; an exception thrown by the callback stays on the C++ side.
+void test_log(const Fixture &fx) {
+    struct Restore {
+        ~Restore() { moert::set_log_callback(nullptr); }
+    } restore;
+    // ExpertStore's warning for a budget below the experts one step needs (moert.h, "Logging"); once per model.
+    const std::string warning = "expert budget of 1 bytes is smaller than the experts one step needs; running over it";
+    moert::ModelOptions tiny;
+    tiny.expert_budget_bytes = 1;
+    auto run_over_budget = [&] {
+        moert::Model model(fx.dir, tiny);
+        moert::Session session(model);
+        session.eval(fx.prompt);
+        session.eval({fx.greedy[0]});
+    };
+
+    std::vector<std::pair<int32_t, std::string>> received;
+    std::string err = capture_stderr([&] {
+        moert::set_log_callback([&received](int32_t level, std::string_view message) {
+            received.emplace_back(level, std::string(message));
+        });
+        run_over_budget();
+    });
+    auto warnings = std::count_if(received.begin(), received.end(), [&](const auto &m) { return m.second == warning; });
+    CHECK(warnings == 1, "the callback got the budget warning once per model, got " + std::to_string(warnings));
+    CHECK(std::all_of(received.begin(), received.end(),
+                      [&](const auto &m) { return m.second != warning || m.first == MOERT_LOG_WARN; }),
+          "the budget warning comes at MOERT_LOG_WARN");
+    CHECK(err.find(warning) == std::string::npos, "no warning on stderr while a callback is installed");
+
+    moert::set_log_callback(nullptr);
+    size_t count = received.size();
+    err = capture_stderr(run_over_budget);
+    CHECK(received.size() == count, "set_log_callback(nullptr) stops the callback");
+    CHECK(err.find("moert: warning: " + warning + "\n") != std::string::npos,
+          "set_log_callback(nullptr) restores stderr, got \"" + err + "\"");
+
+    std::vector<std::string> first, second;
+    moert::set_log_callback([&first](int32_t, std::string_view message) { first.emplace_back(message); });
+    moert::set_log_callback([&second](int32_t, std::string_view message) { second.emplace_back(message); });
+    run_over_budget();
+    CHECK(first.empty() && std::count(second.begin(), second.end(), warning) == 1, "a replaced callback is not called");
+
+    std::vector<std::thread::id> threads;
+    moert::set_log_callback([&threads](int32_t, std::string_view) { threads.push_back(std::this_thread::get_id()); });
+    std::thread worker(run_over_budget);
+    std::thread::id worker_id = worker.get_id();
+    worker.join();
+    bool on_worker = std::all_of(threads.begin(), threads.end(), [&](std::thread::id t) { return t == worker_id; });
+    CHECK(!threads.empty() && on_worker, "the callback runs on the thread whose call logs");
+
+    int calls = 0;
+    moert::set_log_callback([&calls](int32_t, std::string_view) {
+        calls++;
+        throw std::runtime_error("log callback failure");
+    });
+    bool returned = false;
+    err = capture_stderr([&] {
+        run_over_budget();
+        returned = true;
+    });
+    CHECK(returned && calls >= 1, "an exception thrown by the callback does not reach the evaluation");
+    CHECK(err.find(warning) == std::string::npos, "the message of a throwing callback is dropped, not printed");
+
+    moert::set_log_callback({});
+    err = capture_stderr(run_over_budget);
+    CHECK(err.find(warning) != std::string::npos, "set_log_callback({}) restores stderr too");
 }
 
 // MARK: - Routing
@@ -1059,12 +1209,14 @@ int main(int argc, char **argv) {
         CHECK(model->info().vocab_size == static_cast<int32_t>(fx->vocab), "the model's vocab matches the reference");
     });
     if (fx && model) {
+        run_group("defaults", [&] { test_defaults(*fx); });
         run_group("errors", [&] { test_errors(*fx, *model); });
         run_group("move semantics", [&] { test_moves(*fx); });
         run_group("callbacks", [&] { test_callbacks(*fx, *model); });
         run_group("session state", [&] { test_session_state(*fx, *model); });
         run_group("sampler", [&] { test_sampler(*fx); });
         run_group("memory and expert budgets", [&] { test_memory(*fx); });
+        run_group("log callback", [&] { test_log(*fx); });
         run_group("routing trace and counters", [&] { test_trace(*fx, *model); });
         run_group("router overrides", [&] { test_router_overrides(*fx, *model); });
         run_group("plugins", [&] { test_plugins(root); });

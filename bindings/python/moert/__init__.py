@@ -34,7 +34,9 @@ from ._errors import (
     Status,
     UnsupportedError,
 )
+from . import _types
 from ._lib import library_path, load_library
+from .log import LogLevel, set_log_callback
 from .model import MemoryStats, Model, ModelInfo
 from .plugins import (
     CreateContext,
@@ -53,8 +55,8 @@ from .runtime import abi_version, get_threads, set_threads, status_string, versi
 from .sampling import Sampler
 from .session import Session
 
-#: Version of this Python package (the library's own is :func:`version`).
-__version__ = "0.1.0"
+#: Version of this Python package: the version of moert.h it mirrors (the loaded library's own is :func:`version`).
+__version__ = _types.MOERT_VERSION
 
 __all__ = [
     "__version__",
@@ -85,6 +87,8 @@ __all__ = [
     "get_threads",
     "library_path",
     "load_library",
+    "LogLevel",
+    "set_log_callback",
     "set_threads",
     "status_string",
     "version",

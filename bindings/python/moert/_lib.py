@@ -11,11 +11,12 @@ from ctypes import POINTER, c_char_p, c_float, c_int32, c_int64, c_size_t, c_uin
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, NoReturn, Optional, Tuple, Union
 
-from ._errors import LibraryNotFoundError, MoertError, error_class
+from ._errors import LibraryNotFoundError, MoertError, Status, UnsupportedError, error_class
 from ._types import (
     MOERT_ABI_VERSION,
     moert_expert_ops,
     moert_generate_options,
+    moert_log_callback,
     moert_memory_stats,
     moert_model_info,
     moert_model_options,
@@ -33,10 +34,12 @@ from ._types import (
 __all__ = [
     "ENV_VAR",
     "PROTOTYPES",
+    "SINCE",
     "candidates",
     "check",
     "error",
     "get",
+    "newer_function",
     "note_callback_exception",
     "raise_error",
     "last_error",
@@ -51,8 +54,8 @@ _PACKAGE_DIR = Path(__file__).resolve().parent
 # bindings/python/moert -> the repository root, when the package runs from a checkout.
 _REPO_DIR = _PACKAGE_DIR.parents[2] if len(_PACKAGE_DIR.parents) > 2 else _PACKAGE_DIR
 
-# restype, argtypes of every MOERT_API function of moert.h and then moert_plugin.h, in header order. All of them
-# exist since 0.1.0: a library lacking any one is refused.
+# restype, argtypes of every MOERT_API function of moert.h and then moert_plugin.h, in header order. A library lacking
+# any one that exists since 0.1.0 is refused; those added later are listed in SINCE.
 PROTOTYPES: Dict[str, Tuple[Any, List[Any]]] = {
     # Versions
     "moert_version": (c_char_p, []),
@@ -64,6 +67,8 @@ PROTOTYPES: Dict[str, Tuple[Any, List[Any]]] = {
     # Threads
     "moert_set_threads": (moert_status, [c_int32]),
     "moert_get_threads": (c_int32, []),
+    # Logging
+    "moert_set_log_callback": (None, [moert_log_callback, c_void_p]),
     # Models
     "moert_model_options_init_sized": (None, [POINTER(moert_model_options), c_size_t]),
     "moert_model_load": (moert_status, [c_char_p, POINTER(moert_model_options), POINTER(moert_model_p)]),
@@ -130,6 +135,12 @@ PROTOTYPES: Dict[str, Tuple[Any, List[Any]]] = {
     "moert_shutdown": (moert_status, []),
 }
 
+#: The functions of PROTOTYPES added after 0.1.0, with the version that added them (their ``@since``). A library
+#: without them is still loaded; the calls of this binding that need one raise UnsupportedError (newer_function).
+SINCE: Dict[str, str] = {
+    "moert_set_log_callback": "0.2.0",
+}
+
 _lock = threading.Lock()
 _library: Optional[ctypes.CDLL] = None
 _library_path: Optional[str] = None
@@ -186,10 +197,12 @@ def _open(path: str) -> ctypes.CDLL:
     if os.sep in path and not os.path.exists(path):
         raise OSError("no such file")
     library = ctypes.CDLL(path)
-    missing = [name for name in PROTOTYPES if not hasattr(library, name)]
+    present = [name for name in PROTOTYPES if hasattr(library, name)]
+    missing = [name for name in PROTOTYPES if name not in present and name not in SINCE]
     if missing:
         raise OSError(f"not a moert {MOERT_ABI_VERSION}.x library: missing {', '.join(missing)}")
-    for name, (restype, argtypes) in PROTOTYPES.items():
+    for name in present:
+        restype, argtypes = PROTOTYPES[name]
         function = getattr(library, name)
         function.restype = restype
         function.argtypes = argtypes
@@ -250,6 +263,23 @@ def get() -> ctypes.CDLL:
         library = _library
         assert library is not None
     return library
+
+
+def newer_function(name: str) -> Any:
+    """The loaded library's function `name`, one of :data:`SINCE`.
+
+    Raises:
+        UnsupportedError: the library is older than the version that added it.
+    """
+    library = get()
+    function = getattr(library, name, None)
+    if function is None:
+        text = library.moert_version()
+        found = text.decode("ascii", "replace") if text else "unknown"
+        raise UnsupportedError(
+            Status.UNSUPPORTED, f"{name} needs libmoert {SINCE[name]} or later; {library_path()} is version {found}"
+        )
+    return function
 
 
 def library_path() -> str:

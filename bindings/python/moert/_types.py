@@ -29,6 +29,11 @@ __all__ = [
     "MOERT_LOGITS_NONE",
     "MOERT_LOGITS_LAST",
     "MOERT_LOGITS_ALL",
+    "MOERT_LOG_ERROR",
+    "MOERT_LOG_WARN",
+    "MOERT_LOG_INFO",
+    "MOERT_LOG_DEBUG",
+    "moert_log_callback",
     "moert_status",
     "moert_model_p",
     "moert_session_p",
@@ -50,10 +55,6 @@ __all__ = [
     "MOERT_EXPERT_ZERO_COMPUTE",
     "MOERT_EXPERT_OUTPUT_ZERO",
     "MOERT_EXPERT_OUTPUT_IDENTITY",
-    "MOERT_LOG_ERROR",
-    "MOERT_LOG_WARN",
-    "MOERT_LOG_INFO",
-    "MOERT_LOG_DEBUG",
     "moert_create_context_p",
     "moert_tensor",
     "moert_layer_info",
@@ -71,10 +72,21 @@ __all__ = [
     "moert_plugin_init_fn",
 ]
 
-# Versions of the header this binding mirrors.
-MOERT_VERSION = "0.1.0"
-MOERT_VERSION_NUMBER = 1000
+# Versions of the header this binding mirrors. MOERT_VERSION is also the package's version: moert.__version__ and
+# pyproject.toml take it from here.
+MOERT_VERSION = "0.2.0"
+#: MAJOR*1000000 + MINOR*1000 + PATCH of MOERT_VERSION, as moert.h defines it.
+MOERT_VERSION_NUMBER = sum(int(part) * scale for part, scale in zip(MOERT_VERSION.split("."), (1000000, 1000, 1)))
 MOERT_ABI_VERSION = 1
+
+# Log levels (moert_set_log_callback, host->log); lower is more severe.
+MOERT_LOG_ERROR = 0
+MOERT_LOG_WARN = 1
+MOERT_LOG_INFO = 2
+MOERT_LOG_DEBUG = 3
+
+#: ``typedef void (*moert_log_callback)(int32_t level, const char *message, void *user_data)``
+moert_log_callback = CFUNCTYPE(None, c_int32, c_char_p, c_void_p)
 
 # moert_model_info.dtype
 MOERT_DTYPE_F32 = 0
@@ -223,12 +235,6 @@ MOERT_TENSOR_I32 = 1
 MOERT_EXPERT_ZERO_COMPUTE = 0x1
 MOERT_EXPERT_OUTPUT_ZERO = 0x2
 MOERT_EXPERT_OUTPUT_IDENTITY = 0x4
-
-# host->log levels
-MOERT_LOG_ERROR = 0
-MOERT_LOG_WARN = 1
-MOERT_LOG_INFO = 2
-MOERT_LOG_DEBUG = 3
 
 #: ``const moert_create_context *`` (opaque)
 moert_create_context_p = c_void_p

@@ -80,8 +80,8 @@ class ModelInfo:
     file_bytes: int
     """Bytes of safetensors files mapped."""
     weight_bytes: int
-    """Bytes of float32 weights held beyond the mapping: weights converted at load (from f16/bf16) plus the routed
-    experts materialised so far (see :class:`MemoryStats`), so it grows as experts are first used."""
+    """Bytes of weights held beyond the mapping: weights converted or copied at load plus the routed experts
+    materialised so far (see :class:`MemoryStats`), so it grows as experts are first used."""
     bos_token_id: Optional[int]
     """The beginning-of-sequence token, or None when the config names none."""
     eos_token_id: Optional[int]
@@ -121,11 +121,12 @@ class Model:
         threads: when given, calls :func:`moert.set_threads` first. The setting is process-wide: it applies to
             every model and session, not only this one.
         max_context: cap on the context length sessions may ask for; 0 keeps the model's own.
-        expert_budget: cap on the memory of resident routed experts. Experts are materialised (as float32) on
-            first use and, beyond the cap, the least recently used ones are evicted and re-read from the mapped
-            files when needed again; results do not change. None or 0: no cap. An int is a number of bytes; a
-            text is bytes with an optional binary unit ("65536", "512K", "512M", "1.5G", "2GiB"; K, M, G and T
-            are powers of 1024) or a share of all routed-expert bytes ("25%", in (0, 100]).
+        expert_budget: cap on the memory of resident routed experts, in their compute layout (F16 and BF16 kept
+            as stored, float32 otherwise). Experts are materialised on first use and, beyond the cap, the least
+            recently used ones are evicted and re-read from the mapped files when needed again; results do not
+            change. None or 0: no cap. An int is a number of bytes; a text is bytes with an optional binary unit
+            ("65536", "512K", "512M", "1.5G", "2GiB"; K, M, G and T are powers of 1024) or a share of all
+            routed-expert bytes ("25%", in (0, 100]).
 
     A model is immutable after loading and may be shared by any number of threads and sessions. Free it with
     :meth:`close` or a ``with`` block (it is also freed when garbage-collected); closing a model first closes
@@ -339,7 +340,7 @@ class MemoryStats:
     allocator: str
     """Where expert memory comes from: "jemalloc (in process)", "jemalloc (loaded)" or "aligned malloc"."""
     expert_bytes_total: int
-    """All routed experts in their float32 compute layout."""
+    """All routed experts in their compute layout (F16 and BF16 kept as stored, float32 otherwise)."""
     expert_bytes_resident: int
     """Routed experts materialised now."""
     expert_budget_bytes: int
@@ -347,7 +348,8 @@ class MemoryStats:
     mapped_bytes: int
     """Safetensors files mapped."""
     converted_bytes: int
-    """Other weights converted to float32 at load (f16/bf16 storage)."""
+    """Other weights converted or copied at load (small f16/bf16 tensors such as norms and router gates are
+    widened to float32)."""
     arena_active_bytes: Optional[int]
     """jemalloc's active bytes of the model's arena; None without jemalloc."""
     arena_mapped_bytes: Optional[int]

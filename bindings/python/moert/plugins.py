@@ -816,8 +816,8 @@ def python_kinds() -> List[PythonKind]:
 def shutdown() -> None:
     """Unregisters every plugin kind (Python ones included) and unloads every plugin library.
 
-    Call it once no model is alive: it first runs the garbage collector, so that unreachable models are freed.
-    Afterwards the Python callbacks are released and the names may be registered again.
+    Call it once no model is alive and while no other moert call runs: it first runs the garbage collector, so that
+    unreachable models are freed. Afterwards the Python callbacks are released and the names may be registered again.
 
     Raises:
         InvalidArgumentError: models are still loaded (nothing is unregistered).

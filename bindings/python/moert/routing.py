@@ -25,6 +25,7 @@ def load_plugin(path: Union[str, "os.PathLike[str]"]) -> None:
     Raises:
         MoertIOError: not found, or the loader refused it (the message lists the paths tried).
         PluginError: no entry symbol, a wrong ABI version, a failed init, or a kind registered twice.
+        InvalidArgumentError: an empty name.
 
     The C entry point is ``moert_plugin_load``.
     """

@@ -4,6 +4,7 @@ moert_plugin.h."""
 from __future__ import annotations
 
 import ctypes
+import inspect
 import os
 import re
 import shutil
@@ -11,7 +12,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import pytest
 
@@ -44,12 +45,33 @@ def run_python(code: str, env: Dict[str, Optional[str]]) -> subprocess.Completed
 # Versions
 
 
+def header_defines(header: Path = HEADER) -> Dict[str, str]:
+    """Each ``#define MOERT_<NAME> <value>`` of a header, the value as written."""
+    return dict(re.findall(r"#define\s+(MOERT_\w+)\s+(\S+)", header.read_text()))
+
+
 def test_versions() -> None:
-    assert moert.version() == _types.MOERT_VERSION == "0.1.0"
+    """The package's version is the one of moert.h it mirrors, and the library loaded is that version."""
+    assert moert.__version__ == _types.MOERT_VERSION
+    assert moert.version() == _types.MOERT_VERSION
     assert moert.version_number() == _types.MOERT_VERSION_NUMBER
     assert moert.abi_version() == _types.MOERT_ABI_VERSION == 1
-    assert moert.__version__ == "0.1.0"
     assert os.path.isfile(moert.library_path())
+
+
+@needs_header
+def test_versions_match_the_header() -> None:
+    defines = header_defines()
+    assert defines["MOERT_VERSION"].strip('"') == _types.MOERT_VERSION
+    assert int(defines["MOERT_VERSION_NUMBER"]) == _types.MOERT_VERSION_NUMBER
+    assert int(defines["MOERT_ABI_VERSION"]) == _types.MOERT_ABI_VERSION
+
+
+def test_pyproject_takes_the_version_from_the_package() -> None:
+    tomllib = pytest.importorskip("tomllib")
+    project = tomllib.loads((PACKAGE_ROOT / "pyproject.toml").read_text())
+    assert "version" not in project["project"] and project["project"]["dynamic"] == ["version"]
+    assert project["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "moert._types.MOERT_VERSION"}
 
 
 # Discovery
@@ -168,6 +190,19 @@ def test_every_header_function_has_a_prototype() -> None:
 
 
 @needs_header
+def test_functions_newer_than_0_1_0_are_optional() -> None:
+    """SINCE lists exactly the functions whose doc comment says ``@since`` a version after 0.1.0, with that version."""
+    since = {}
+    for header in (HEADER, PLUGIN_HEADER):
+        documented = r"/\*\*((?:(?!\*/).)*)\*/\s*MOERT_API[^;(]*?\b(moert_\w+)\s*\("  # a doc comment, then its function
+        for comment, name in re.findall(documented, header.read_text(), re.S):
+            since[name] = re.findall(r"@since (\d+\.\d+\.\d+)", comment)
+    assert sorted(since) == sorted(_lib.PROTOTYPES)
+    assert all(len(versions) == 1 for versions in since.values()), since
+    assert _lib.SINCE == {name: versions[0] for name, versions in since.items() if versions[0] != "0.1.0"}
+
+
+@needs_header
 def test_init_functions_are_static_inline_wrappers() -> None:
     text = HEADER.read_text()
     for name in ("model", "session", "sampler", "generate"):
@@ -186,7 +221,7 @@ def test_prototype_arguments_match_the_header() -> None:
             argtypes = _lib.PROTOTYPES[name][1]
             assert len(argtypes) == len(declared), name
             for c_param, argtype in zip(declared, argtypes):
-                is_pointer = "*" in c_param or c_param.startswith("moert_token_callback")
+                is_pointer = "*" in c_param or c_param.startswith(("moert_token_callback", "moert_log_callback"))
                 ctypes_pointer = argtype in (ctypes.c_void_p, ctypes.c_char_p) or hasattr(argtype, "contents") or (
                     isinstance(argtype, type) and issubclass(argtype, ctypes._CFuncPtr)  # type: ignore[attr-defined]
                 )
@@ -216,6 +251,40 @@ def test_library_missing_a_function_is_refused(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "not a moert 1.x library: missing moert_shutdown"
+
+
+def test_library_before_0_2_0_loads_without_log_callbacks(tmp_path: Path) -> None:
+    """A 0.1.0 library (every function but those of SINCE) loads; set_log_callback then raises UnsupportedError."""
+    cc = shutil.which("gcc") or shutil.which("cc")
+    if cc is None:
+        pytest.skip("no C compiler")
+    versions = {"moert_version", "moert_version_number", "moert_abi_version"}
+    stubs = [name for name in _lib.PROTOTYPES if name not in _lib.SINCE and name not in versions]
+    source = tmp_path / "old.c"
+    source.write_text(
+        'const char *moert_version(void) { return "0.1.0"; }\n'
+        "unsigned moert_version_number(void) { return 1000; }\n"
+        "unsigned moert_abi_version(void) { return 1; }\n" + "".join(f"void {name}(void) {{}}\n" for name in stubs)
+    )
+    library = tmp_path / "libmoert.so"
+    subprocess.run([cc, "-shared", "-fPIC", str(source), "-o", str(library)], check=True)
+    result = run_python(
+        """
+        print(moert.version())
+        moert.set_log_callback(None)
+        try:
+            moert.set_log_callback(print)
+        except moert.UnsupportedError as error:
+            print(int(error.status)); print(error)
+        """,
+        {"MOERT_LIBRARY": str(library)},
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "0.1.0",
+        str(int(moert.Status.UNSUPPORTED)),
+        f"moert_set_log_callback needs libmoert 0.2.0 or later; {library} is version 0.1.0",
+    ]
 
 
 STRUCTS = {
@@ -317,19 +386,18 @@ def test_hot_path_mirrors_match_the_typed_structs() -> None:
 
 @needs_header
 def test_constants_match_the_header() -> None:
-    text = HEADER.read_text()
-    defines = dict(re.findall(r"#define\s+(MOERT_\w+)\s+(\S+)", text))
-    for name in ("MOERT_ABI_VERSION", "MOERT_VERSION_NUMBER", "MOERT_DTYPE_F32", "MOERT_DTYPE_F16", "MOERT_DTYPE_BF16",
-                 "MOERT_DTYPE_MIXED", "MOERT_LOGITS_NONE", "MOERT_LOGITS_LAST", "MOERT_LOGITS_ALL"):
+    defines = header_defines()
+    for name in ("MOERT_DTYPE_F32", "MOERT_DTYPE_F16", "MOERT_DTYPE_BF16", "MOERT_DTYPE_MIXED", "MOERT_LOGITS_NONE",
+                 "MOERT_LOGITS_LAST", "MOERT_LOGITS_ALL", "MOERT_LOG_ERROR", "MOERT_LOG_WARN", "MOERT_LOG_INFO",
+                 "MOERT_LOG_DEBUG"):
         assert int(defines[name]) == getattr(_types, name), name
-    assert defines["MOERT_VERSION"].strip('"') == _types.MOERT_VERSION
     for status in moert.Status:
         key = "MOERT_OK" if status == 0 else f"MOERT_ERR_{status.name}"
         assert int(defines[key]) == status, key
-    plugin_defines = dict(re.findall(r"#define\s+(MOERT_\w+)\s+(\S+)", PLUGIN_HEADER.read_text()))
+    plugin_defines = header_defines(PLUGIN_HEADER)
     for name in ("MOERT_KIND_ROUTER", "MOERT_KIND_EXPERT", "MOERT_PLUGIN_ABI_VERSION", "MOERT_TENSOR_F32",
                  "MOERT_TENSOR_I32", "MOERT_EXPERT_ZERO_COMPUTE", "MOERT_EXPERT_OUTPUT_ZERO",
-                 "MOERT_EXPERT_OUTPUT_IDENTITY", "MOERT_LOG_ERROR", "MOERT_LOG_WARN", "MOERT_LOG_INFO", "MOERT_LOG_DEBUG"):
+                 "MOERT_EXPERT_OUTPUT_IDENTITY"):
         assert int(plugin_defines[name].rstrip("u"), 0) == getattr(_types, name), name
 
 
@@ -349,6 +417,70 @@ def test_options_defaults_come_from_the_library() -> None:
     generate = init_options(_types.moert_generate_options, library.moert_generate_options_init_sized)
     assert generate.struct_size == ctypes.sizeof(_types.moert_generate_options)
     assert (generate.max_new_tokens, generate.ignore_eos, bool(generate.sampler)) == (16, 0, False)
+
+
+def library_defaults(struct: str) -> ctypes.Structure:
+    """The C library's defaults for ``moert_<struct>_options``, filled at run time by its ``*_init_sized``."""
+    from moert._support import init_options
+
+    init = getattr(_lib.get(), f"moert_{struct}_options_init_sized")
+    return init_options(getattr(_types, f"moert_{struct}_options"), init)
+
+
+def as_fields(value: Any) -> Tuple[Any, ...]:
+    return (value,)
+
+
+# Each default of a binding parameter that fills a C options field: the function, its parameter, the C struct
+# (moert_<struct>_options), its fields, and how the binding turns the Python default into their values.
+# Session.generate and generate_all pass a sampler built from their sampling parameters where C's NULL sampler means
+# greedy, i.e. the sampler option defaults.
+MIRRORED_DEFAULTS: List[Tuple[Callable[..., Any], str, str, Tuple[str, ...], Callable[[Any], Tuple[Any, ...]]]] = [
+    (moert.Model, "max_context", "model", ("max_context",), as_fields),
+    (moert.Model, "expert_budget", "model", ("expert_budget_bytes", "expert_budget_percent"),
+     moert.model.parse_expert_budget),
+    (moert.Model.session, "n_ctx", "session", ("n_ctx",), as_fields),
+    (moert.Model.session, "max_batch", "session", ("max_batch",), as_fields),
+    (moert.Session, "n_ctx", "session", ("n_ctx",), as_fields),
+    (moert.Session, "max_batch", "session", ("max_batch",), as_fields),
+    *[
+        (function, parameter, "sampler", (parameter,), as_fields)
+        for function in (moert.Sampler, moert.Session.generate, moert.Session.generate_all)
+        for parameter in ("temperature", "top_k", "top_p", "seed")
+    ],
+    *[
+        (function, parameter, "generate", (parameter,), convert)
+        for function in (moert.Session.generate, moert.Session.generate_all)
+        for parameter, convert in (("max_new_tokens", as_fields), ("ignore_eos", lambda value: (int(value),)))
+    ],
+]
+
+
+@pytest.mark.parametrize(
+    "function, parameter, struct, fields, convert",
+    MIRRORED_DEFAULTS,
+    ids=[f"{row[0].__qualname__}-{row[1]}" for row in MIRRORED_DEFAULTS],
+)
+def test_binding_defaults_match_the_library(
+    function: Callable[..., Any],
+    parameter: str,
+    struct: str,
+    fields: Tuple[str, ...],
+    convert: Callable[[Any], Tuple[Any, ...]],
+) -> None:
+    default = inspect.signature(function).parameters[parameter].default
+    options = library_defaults(struct)
+    assert convert(default) == tuple(getattr(options, field) for field in fields)
+
+
+def test_every_mirrored_default_is_compared() -> None:
+    """Each parameter with a default of these functions is in MIRRORED_DEFAULTS, except those C has no field for."""
+    no_c_field = {"threads", "all_logits", "on_token"}
+    listed = {(row[0], row[1]) for row in MIRRORED_DEFAULTS}
+    for function in {row[0] for row in MIRRORED_DEFAULTS}:
+        for name, parameter in inspect.signature(function).parameters.items():
+            if parameter.default is not inspect.Parameter.empty and name not in no_c_field:
+                assert (function, name) in listed, f"{function.__qualname__}({name}=...)"
 
 
 def test_sized_init_writes_no_further_than_asked() -> None:

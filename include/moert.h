@@ -129,8 +129,9 @@ typedef void (*moert_log_callback)(int32_t level, const char *message, void *use
 /**
  * Sends moert's log messages — its own warnings (e.g. an expert budget smaller than one step needs, a plugin
  * parameter the plugin never read) and what plugins write with host->log — to `callback`, at every level.
- * [in] callback   NULL restores the default: "moert: <level>: <message>" lines on stderr for levels up to the
- *                 environment variable MOERT_LOG (an integer), or up to MOERT_LOG_WARN when it is unset.
+ * [in] callback   NULL restores the default: "moert: <level>: <message>" lines on stderr (<level> is "error",
+ *                 "warning", "info" or "debug") for levels up to the environment variable MOERT_LOG (an integer,
+ *                 read when the first message is written), or up to MOERT_LOG_WARN when it is unset.
  * [in] user_data  passed to every call of `callback`; borrowed until the callback is replaced.
  * Threads: call while no other moert call runs (as moert_set_threads()). @since 0.2.0
  */
@@ -161,7 +162,7 @@ typedef struct moert_model_options {
                                           BF16 kept as stored, float32 otherwise), in bytes; 0 = no cap. Experts are materialised on first use and evicted
                                           least-recently-used beyond the cap; results do not change. When the
                                           experts one step uses at once exceed the cap, it is exceeded for that
-                                          step (with one warning on stderr) rather than failing. Shared experts,
+                                          step (with one warning in the log, see moert_set_log_callback()) rather than failing. Shared experts,
                                           dense MLPs, attention and embeddings are pinned: always resident,
                                           outside the budget. */
     float    expert_budget_percent;  /**< The cap as a share of all routed-expert bytes, in (0, 100]; 0 = unused.

@@ -176,7 +176,8 @@ public final class Checkpoint: @unchecked Sendable {
         return (UnsafeRawPointer(buffer.pointer), info.shape, true)
     }
 
-    /// Bytes of float32 weights held in converted buffers.
+    /// Bytes of weights held in buffers of their own: converted to float32 at load (small F16/BF16 tensors such as
+    /// norms and gates, unaligned float32), or copied as stored (unaligned F16/BF16 matrices).
     public var convertedBytes: Int { converted.reduce(0) { $0 + $1.byteCount } }
 
     /// Bytes of all mapped files.

@@ -134,18 +134,18 @@ public final class MoEBlock: @unchecked Sendable {
 
     /// Rejects routing output that would index out of range or poison the sum.
     private func validate(_ table: RoutingTable, rows n: Int, layer: Int, router: Router) throws {
-        let who = "router \(router.kind), layer \(layer)"
+        func failure(_ problem: String) -> MoertError { MoertError(.plugin, "router \(router.kind), layer \(layer): " + problem) }
         guard table.tokenCount == n, table.experts.count == table.weights.count else {
-            throw MoertError(.plugin, "\(who): returned \(table.tokenCount) rows for \(n) tokens")
+            throw failure("returned \(table.tokenCount) rows for \(n) tokens")
         }
         for t in 0..<n {
             for j in table.offsets[t]..<table.offsets[t + 1] {
                 let id = table.experts[j], w = table.weights[j]
                 guard id >= 0 && Int(id) < experts.count else {
-                    throw MoertError(.plugin, "\(who): token \(t) routed to expert \(id), outside [0, \(experts.count))")
+                    throw failure("token \(t) routed to expert \(id), outside [0, \(experts.count))")
                 }
                 guard w.isFinite && w >= 0 else {
-                    throw MoertError(.plugin, "\(who): token \(t) has weight \(w) for expert \(id) (must be finite and >= 0)")
+                    throw failure("token \(t) has weight \(w) for expert \(id) (must be finite and >= 0)")
                 }
             }
         }

@@ -119,7 +119,7 @@ func infoCommand(_ args: Arguments) throws {
     if c.sharedExpertIntermediateSize > 0 { print("shared expert     width \(c.sharedExpertIntermediateSize), sigmoid-gated") }
     print("context           \(m.contextLength)")
     print("rope theta        \(c.ropeTheta)")
-    print("memory            \(mib(m.checkpoint.mappedBytes)) mapped, \(mib(m.checkpoint.convertedBytes)) converted to f32")
+    print("memory            \(mib(m.checkpoint.mappedBytes)) mapped, \(mib(m.checkpoint.convertedBytes)) converted or copied at load")
     print("threads           \(Threads.current)")
     print("kernels           \(Threads.kernels)")
     print("blas              \(Threads.blasKernels)")

@@ -11,6 +11,9 @@ public final class StoredExpert: Expert {
     let hidden: Int
     let intermediate: Int
     let storage: WeightStorage
+    /// Shapes of [W_gate; W_up] and W_down, made once: a weight's shape is an array, and building one per call
+    /// would allocate.
+    let gateUpShape: [Int], downShape: [Int]
 
     public var kind: String { BuiltinKind.expert }
     public var output: ExpertOutput { .computed }
@@ -24,6 +27,8 @@ public final class StoredExpert: Expert {
         self.intermediate = intermediate
         slot = store.register([gate, up, down], moeLayer: moeLayer)
         storage = store.storage(of: slot)
+        gateUpShape = [2 * intermediate, hidden]
+        downShape = [hidden, intermediate]
     }
 
     /// The [n, 2I] gate/up products and, for several rows, the [n, I] activation; then what the products need.
@@ -43,8 +48,8 @@ public final class StoredExpert: Expert {
         let products = UnsafeMutableBufferPointer(start: scratch + activations, count: scratchCount(tokens: n) - activations)
         // The store keeps W_gate and W_up adjacent, so together they are one [2I, H] matrix: one GEMM (or GEMV)
         // instead of two, then SwiGLU on the halves of each row.
-        let gateUp = Linear(weight: Weight(raw: w, storage: storage, shape: [2 * i, h]))
-        let down = Linear(weight: Weight(raw: w + 2 * i * h * size, storage: storage, shape: [h, i]))
+        let gateUp = Linear(weight: Weight(raw: w, storage: storage, shape: gateUpShape))
+        let down = Linear(weight: Weight(raw: w + 2 * i * h * size, storage: storage, shape: downShape))
         gateUp.apply(x, rows: n, into: scratch, scratch: products)    // [n, H] -> [n, 2I]: row r is (gate_r, up_r)
         // [n, 2I] -> [n, I]: in place for one row, else after the products
         let act = n == 1 ? scratch : scratch + 2 * n * i

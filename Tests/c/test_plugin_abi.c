@@ -3,6 +3,7 @@
 ** libmoert_test_{faulty,topk_c,bad_abi,no_entry,init_fails}.so and a copy libmoert_test_faulty_copy.so). */
 #define _XOPEN_SOURCE 700  /* mkdtemp, symlink, realpath */
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -292,12 +293,84 @@ static void test_model_load_faults(const char *fixtures) {
     remove_model_dir(dir);
 }
 
+/* ---- moert_plugin_check_host(), the check a plugin's entry point starts with, on tables moert never hands out. ---- */
+
+static char check_message[512];
+static int check_messages;
+
+static void record_error(const char *message) {
+    snprintf(check_message, sizeof check_message, "%s", message);
+    check_messages++;
+}
+
+/* Runs MOERT_PLUGIN_CHECK_HOST(host, name, sgemm) with the message recorder reset. */
+static moert_status check_host_needing_sgemm(const moert_host_api *host, const char *name) {
+    check_message[0] = 0;
+    check_messages = 0;
+    return MOERT_PLUGIN_CHECK_HOST(host, name, sgemm);
+}
+
+static void test_check_host(void) {
+    moert_host_api host;
+    char want[256];
+    memset(&host, 0, sizeof host);
+    host.struct_size = sizeof host;
+    host.abi_version = MOERT_PLUGIN_ABI_VERSION;
+    host.set_error = record_error;
+    CHECK(check_host_needing_sgemm(&host, "t") == MOERT_OK && check_messages == 0, "a current host table is accepted");
+    CHECK(check_host_needing_sgemm(NULL, "t") == MOERT_ERR_PLUGIN && check_messages == 0, "a NULL table is refused");
+
+    host.abi_version = MOERT_PLUGIN_ABI_VERSION + 1;
+    snprintf(want, sizeof want, "t: built for plugin ABI %d (host table of %zu bytes), host has ABI %u (%u bytes)",
+             MOERT_PLUGIN_ABI_VERSION, sizeof(moert_host_api), (unsigned)host.abi_version, (unsigned)host.struct_size);
+    CHECK(check_host_needing_sgemm(&host, "t") == MOERT_ERR_PLUGIN && check_messages == 1 &&
+              strcmp(check_message, want) == 0,
+          "another ABI version is refused with \"%s\", got \"%s\"", want, check_message);
+
+    /* A table from an older moert that ends before sgemm: refused for a plugin that calls sgemm, fine for one that
+       calls nothing past register_expert. */
+    host.abi_version = MOERT_PLUGIN_ABI_VERSION;
+    host.struct_size = (uint32_t)offsetof(moert_host_api, layer_tensor);
+    snprintf(want, sizeof want, "t: built for plugin ABI %d (host table of %zu bytes), host has ABI %u (%u bytes)",
+             MOERT_PLUGIN_ABI_VERSION, sizeof(moert_host_api), (unsigned)host.abi_version, (unsigned)host.struct_size);
+    CHECK(check_host_needing_sgemm(&host, "t") == MOERT_ERR_PLUGIN && check_messages == 1 &&
+              strcmp(check_message, want) == 0,
+          "a table too short is refused with \"%s\", got \"%s\"", want, check_message);
+    CHECK(MOERT_PLUGIN_CHECK_HOST(&host, "t", register_expert) == MOERT_OK, "a short table holding what is used is accepted");
+    CHECK(!MOERT_HOST_HAS(&host, layer_tensor) && MOERT_HOST_HAS(&host, register_expert), "MOERT_HOST_HAS on a short table");
+
+    /* Without set_error there is no one to tell: refused quietly. */
+    host.struct_size = (uint32_t)offsetof(moert_host_api, set_error);
+    CHECK(check_host_needing_sgemm(&host, "t") == MOERT_ERR_PLUGIN && check_messages == 0,
+          "a table ending before set_error is refused without a message");
+    host.struct_size = sizeof host;
+    host.abi_version = MOERT_PLUGIN_ABI_VERSION + 1;
+    host.set_error = NULL;
+    CHECK(check_host_needing_sgemm(&host, "t") == MOERT_ERR_PLUGIN, "a NULL set_error is not called");
+
+    /* The message is cut to fit its 256-byte buffer. */
+    char long_name[400];
+    memset(long_name, 'x', sizeof long_name - 1);
+    long_name[sizeof long_name - 1] = 0;
+    host.set_error = record_error;
+    CHECK(check_host_needing_sgemm(&host, long_name) == MOERT_ERR_PLUGIN && strlen(check_message) == 255 &&
+              strncmp(check_message, long_name, 255) == 0,
+          "a long plugin name is cut at 255 bytes, got %zu", strlen(check_message));
+
+    moert_layer_info layer;
+    memset(&layer, 0, sizeof layer);
+    layer.struct_size = (uint32_t)offsetof(moert_layer_info, expert_index);
+    CHECK(!MOERT_STRUCT_HAS(&layer, moert_layer_info, expert_index) && MOERT_STRUCT_HAS(&layer, moert_layer_info, vocab_size),
+          "MOERT_STRUCT_HAS on a layer info from an older moert");
+}
+
 int main(int argc, char **argv) {
     if (argc != 3) {
         fprintf(stderr, "usage: %s FIXTURES_DIR TEST_PLUGIN_DIR\n", argv[0]);
         return 2;
     }
     snprintf(plugin_dir, sizeof plugin_dir, "%s", argv[2]);
+    test_check_host();
     test_loading_faults();
 
     char path[4200];

@@ -455,6 +455,18 @@ static int32_t ref_select(const double *v, int32_t n, int32_t cap, double floor_
 /* Loading and init                                                                                             */
 /* ------------------------------------------------------------------------------------------------------------ */
 
+/** The message of a refused host table names the kind (libmoert_<kind>.so), both ABI versions and table sizes. */
+static void expect_refusal_message(const char *path, const moert_host_api *host) {
+    char want[256], name[400];
+    const char *kind = strrchr(path, '/') != NULL ? strrchr(path, '/') + 1 : path;
+    if (strncmp(kind, "libmoert_", 9) == 0) kind += 9;
+    snprintf(want, sizeof want, "%.*s: built for plugin ABI %d (host table of %zu bytes), host has ABI %u (%u bytes)",
+             (int)strcspn(kind, "."), kind, MOERT_PLUGIN_ABI_VERSION, sizeof(moert_host_api),
+             (unsigned)host->abi_version, (unsigned)host->struct_size);
+    snprintf(name, sizeof name, "%s says why: %s", path, want);
+    check(strcmp(last_error, want) == 0, name, "message \"%s\"", last_error);
+}
+
 /** dlopens one plugin, checks the ABI refusals, then initialises it with the full fake host. */
 static void load_plugin(const char *path) {
     char name[400];
@@ -477,6 +489,7 @@ static void load_plugin(const char *path) {
     snprintf(name, sizeof name, "%s refuses host ABI %d", path, MOERT_PLUGIN_ABI_VERSION + 1);
     check(status == MOERT_ERR_PLUGIN && error_calls == 1 && kind_count == kinds_before, name,
           "status %d, set_error calls %d, registered %d", (int)status, error_calls, kind_count - kinds_before);
+    expect_refusal_message(path, &host);
 
     // A host table too short for the fields a plugin uses is refused.
     host = make_host();
@@ -486,6 +499,7 @@ static void load_plugin(const char *path) {
     snprintf(name, sizeof name, "%s refuses a host table of %u bytes", path, (unsigned)host.struct_size);
     check(status == MOERT_ERR_PLUGIN && error_calls == 1 && kind_count == kinds_before, name,
           "status %d, set_error calls %d, registered %d", (int)status, error_calls, kind_count - kinds_before);
+    expect_refusal_message(path, &host);
 
     host = make_host();
     status = init(&host, &registry_token);

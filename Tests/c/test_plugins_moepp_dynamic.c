@@ -615,6 +615,13 @@ static void test_host_refused(const char *lib, moert_plugin_init_fn init) {
     snprintf(name, sizeof name, "%s: refuses a host table without layer_tensor/param_number", lib);
     check(s == MOERT_ERR_PLUGIN && g_error_calls > 0 && g_n_routers == 0 && g_n_experts == 0, name,
           "status %d, set_error calls %d, message '%s'", s, (int)g_error_calls, g_error);
+    if (strcmp(lib, "moepp") == 0) {
+        char want[256];
+        snprintf(want, sizeof want, "moepp: built for plugin ABI %d (host table of %zu bytes), host has ABI %u (%u bytes)",
+                 MOERT_PLUGIN_ABI_VERSION, sizeof(moert_host_api), (unsigned)bad.abi_version, (unsigned)bad.struct_size);
+        check(strcmp(g_error, want) == 0, "moepp: the refusal names both ABI versions and table sizes",
+              "message '%s', want '%s'", g_error, want);
+    }
 
     clear_error();
     s = init(NULL, &g_host_context_marker);

@@ -26,7 +26,7 @@ gcc -std=c11 -Wall -Wextra -Werror -g Tests/c/test_api.c -o "$WORK/test_api" $fl
 # shellcheck disable=SC2086
 gcc -std=c11 -Wall -Wextra -Werror -g Tests/c/plugin_load_loop.c -o "$WORK/plugin_load_loop" $flags
 # shellcheck disable=SC2086
-gcc -std=c11 -Wall -Wextra -Werror -g Tests/c/test_plugin_abi.c -o "$WORK/test_plugin_abi" $flags -lm
+gcc -std=c11 -Wall -Wextra -Werror -g Tests/c/check.c Tests/c/test_plugin_abi.c -o "$WORK/test_plugin_abi" $flags -lm
 for p in faulty topk_c bad_abi no_entry init_fails; do
     gcc -O2 -g -std=c11 -Wall -Werror -shared -fPIC -fvisibility=hidden -Iinclude "Tests/c/plugins/$p.c" -lm \
         -o "$WORK/libmoert_test_$p.so"

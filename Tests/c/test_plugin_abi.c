@@ -10,19 +10,8 @@
 #include <unistd.h>
 #include <moert_plugin.h>
 
-static int passed, failed;
+#include "check.h"
 
-#define CHECK(cond, ...)                                                  \
-    do {                                                                  \
-        if (cond) {                                                       \
-            passed++;                                                     \
-        } else {                                                          \
-            failed++;                                                     \
-            printf("FAIL %s:%d: ", __FILE__, __LINE__);                   \
-            printf(__VA_ARGS__);                                          \
-            printf(" (last error: %s)\n", moert_last_error());            \
-        }                                                                 \
-    } while (0)
 
 static char plugin_dir[4096];
 
@@ -79,6 +68,7 @@ static moert_status eval_all(moert_session *s, float *logits) {
 }
 
 static void test_loading_faults(void) {
+    group_begin("loading faults");
     CHECK(load_test_plugin("no_entry") == MOERT_ERR_PLUGIN && strstr(moert_last_error(), "moert_plugin_init"),
           "a library without the entry symbol is refused");
     CHECK(load_test_plugin("bad_abi") == MOERT_ERR_PLUGIN && strstr(moert_last_error(), "99"),
@@ -121,9 +111,11 @@ static void test_loading_faults(void) {
     CHECK(moert_register_router(&bad) == MOERT_ERR_PLUGIN, "a table without route is refused");
     CHECK(moert_register_router(NULL) == MOERT_ERR_INVALID_ARGUMENT && moert_register_expert(NULL) == MOERT_ERR_INVALID_ARGUMENT,
           "NULL tables");
+    group_end();
 }
 
 static void test_misbehaving_router(moert_session *s, const float *reference) {
+    group_begin("misbehaving routers");
     static float logits[N_PROMPT * VOCAB];
     const char *modes[] = {"bad_id", "nan", "negative", "too_many", "route_fails"};
     const char *expect[] = {"outside", "nan", "-1", "count", "on purpose"};
@@ -145,9 +137,11 @@ static void test_misbehaving_router(moert_session *s, const float *reference) {
     CHECK(moert_session_set_router(s, NULL, NULL) == MOERT_OK, "restore the model's routers");
     CHECK(eval_all(s, logits) == MOERT_OK && memcmp(logits, reference, sizeof logits) == 0,
           "the session is usable after every failure and gives the same logits");
+    group_end();
 }
 
 static void test_overrides(moert_model *model, moert_session *s, const float *reference) {
+    group_begin("router overrides");
     static float logits[N_PROMPT * VOCAB], k1[N_PROMPT * VOCAB];
     CHECK(moert_session_set_router(s, "topk_c", NULL) == MOERT_OK, "topk_c router");
     CHECK(eval_all(s, logits) == MOERT_OK && memcmp(logits, reference, sizeof logits) == 0,
@@ -183,9 +177,11 @@ static void test_overrides(moert_model *model, moert_session *s, const float *re
     CHECK(moert_model_router_kind(model, 2) == NULL && moert_model_expert_kind(model, 0, 4) == NULL &&
               moert_model_expert_kind(NULL, 0, 0) == NULL && moert_model_router_kind(NULL, 0) == NULL,
           "kind queries out of range");
+    group_end();
 }
 
 static void test_trace_and_counters(moert_session *s) {
+    group_begin("trace and counters");
     static float logits[N_PROMPT * VOCAB];
     CHECK(moert_session_reset_counters(s) == MOERT_OK && moert_session_set_trace(s, 1) == MOERT_OK &&
               moert_session_clear_trace(s) == MOERT_OK,
@@ -224,6 +220,7 @@ static void test_trace_and_counters(moert_session *s) {
     CHECK(moert_session_get_trace(s, &tr) == MOERT_OK && tr.n_records == 0, "cleared trace");
     CHECK(moert_session_set_trace(NULL, 1) == MOERT_ERR_INVALID_ARGUMENT && moert_session_get_trace(s, NULL) == MOERT_ERR_INVALID_ARGUMENT,
           "NULL arguments");
+    group_end();
 }
 
 /* Makes a copy of fixture `src` in a new temporary directory `dir` (at least 64 bytes): model.safetensors as a
@@ -273,6 +270,7 @@ static void remove_model_dir(const char *dir) {
 /* A plugin whose create fails while a model is being built: the load is refused with a message naming the plugin,
 ** routers already created for earlier layers are destroyed, and no model stays counted as alive. */
 static void test_model_load_faults(const char *fixtures) {
+    group_begin("model load faults");
     char src[4200], dir[64];
     snprintf(src, sizeof src, "%s/mixtral", fixtures);
     const char *section =
@@ -280,6 +278,7 @@ static void test_model_load_faults(const char *fixtures) {
         " \"1\": {\"router\": {\"kind\": \"faulty\", \"params\": {\"mode\": \"create_fails\"}}}}}";
     if (model_with_section(src, section, dir) != 0) {
         CHECK(0, "cannot make a model directory in /tmp");
+        group_end();
         return;
     }
     int before = host_router_instances;
@@ -291,6 +290,7 @@ static void test_model_load_faults(const char *fixtures) {
     CHECK(host_router_instances == before, "the router already created for layer 0 is destroyed (%d alive, %d before)",
           host_router_instances, before);
     remove_model_dir(dir);
+    group_end();
 }
 
 /* ---- moert_plugin_check_host(), the check a plugin's entry point starts with, on tables moert never hands out. ---- */
@@ -311,6 +311,7 @@ static moert_status check_host_needing_sgemm(const moert_host_api *host, const c
 }
 
 static void test_check_host(void) {
+    group_begin("moert_plugin_check_host");
     moert_host_api host;
     char want[256];
     memset(&host, 0, sizeof host);
@@ -362,6 +363,7 @@ static void test_check_host(void) {
     layer.struct_size = (uint32_t)offsetof(moert_layer_info, expert_index);
     CHECK(!MOERT_STRUCT_HAS(&layer, moert_layer_info, expert_index) && MOERT_STRUCT_HAS(&layer, moert_layer_info, vocab_size),
           "MOERT_STRUCT_HAS on a layer info from an older moert");
+    group_end();
 }
 
 int main(int argc, char **argv) {
@@ -370,6 +372,7 @@ int main(int argc, char **argv) {
         return 2;
     }
     snprintf(plugin_dir, sizeof plugin_dir, "%s", argv[2]);
+    check_note_failures("last error", moert_last_error);
     test_check_host();
     test_loading_faults();
 
@@ -382,12 +385,15 @@ int main(int argc, char **argv) {
         return 1;
     }
     static float reference[N_PROMPT * VOCAB];
+    group_begin("built-in evaluation");
     CHECK(eval_all(s, reference) == MOERT_OK, "built-in evaluation");
+    group_end();
     test_misbehaving_router(s, reference);
     test_overrides(model, s, reference);
     test_trace_and_counters(s);
     test_model_load_faults(argv[1]);
 
+    group_begin("shutdown");
     CHECK(moert_shutdown() == MOERT_ERR_INVALID_ARGUMENT, "shutdown refuses while a model is alive");
     moert_session_free(s);
     moert_model_free(model);
@@ -395,7 +401,6 @@ int main(int argc, char **argv) {
     CHECK(moert_kind_count(MOERT_KIND_ROUTER) == 1 && moert_kind_count(MOERT_KIND_EXPERT) == 1, "only built-ins remain");
     CHECK(load_test_plugin("faulty") == MOERT_OK, "a plugin loads again after shutdown");
     CHECK(moert_shutdown() == MOERT_OK, "second shutdown");
-
-    printf("%d passed, %d failed\n", passed, failed);
-    return failed ? 1 : 0;
+    group_end();
+    return check_summary();
 }

@@ -3,9 +3,9 @@
 #
 # Usage: tools/run_c_tests.sh STAGE_DIR      (e.g. build/, as staged by `make`)
 #
-# The C test is built the way a user builds against moert: with the flags of the staged moert.pc (which carry an
-# rpath to the staged lib/). The last line printed is "N passed, M failed", counting the host test's checks and
-# this script's own.
+# The C host test (Tests/c/api/*.c with the shared Tests/c/check.c, one program) is built the way a user builds
+# against moert: with the flags of the staged moert.pc (which carry an rpath to the staged lib/). The last line
+# printed is "N passed, M failed", counting the host test's checks and this script's own.
 set -euo pipefail
 
 if [[ $# -ne 1 ]]; then
@@ -110,16 +110,16 @@ check_no_swift_runtime() {
     fi
 }
 
-# Builds and runs Tests/c/test_api.c; adds its "N passed, M failed" to the totals.
+# Builds and runs the host test of Tests/c/api; adds its "N passed, M failed" to the totals.
 run_host_test() {
     local flags
     flags="$(PKG_CONFIG_PATH="$STAGE/lib/pkgconfig" pkg-config --cflags --libs moert)"
     # shellcheck disable=SC2086  # pkg-config output is a list of flags
-    if ! gcc -std=c11 -Wall -Wextra -Werror Tests/c/test_api.c -o "$WORK/test_api" $flags -lpthread -lm; then
-        fail "Tests/c/test_api.c builds"
+    if ! gcc -std=c11 -Wall -Wextra -Werror Tests/c/check.c Tests/c/api/*.c -o "$WORK/test_api" $flags -lpthread -lm; then
+        fail "Tests/c/api builds"
         return
     fi
-    pass "Tests/c/test_api.c builds"
+    pass "Tests/c/api builds"
     local status=0
     "$WORK/test_api" Tests/fixtures | tee "$WORK/test_api.out" || status=$?
     local summary

@@ -105,4 +105,7 @@ void test_shutdown(const char *root);
 /** parallel.c: several sessions of one model on several threads. */
 void test_parallel(const fixture *fx, moert_model *model);
 
+/** memory.c: memory statistics, resident experts and expert budgets. */
+void test_memory(const fixture *fx, moert_model *model);
+
 #endif /* MOERT_TESTS_API_TEST_H */

@@ -80,14 +80,25 @@ static moert_status load_unsupported_arch(error_env *e) {
     moert_status status = moert_model_load(e->tmpdir, NULL, &m);
     return cleared(e, status, m);
 }
-static moert_status load_flags(error_env *e) {
+/** Loads the fixture with model options that differ from the defaults in the given fields. */
+static moert_status load_with(error_env *e, uint32_t flags, int64_t max_context, int64_t budget_bytes,
+                              float budget_percent) {
     moert_model *m = STALE(moert_model);
     moert_model_options o;
     moert_model_options_init(&o);
-    o.flags = 1;
+    o.flags = flags;
+    o.max_context = max_context;
+    o.expert_budget_bytes = budget_bytes;
+    o.expert_budget_percent = budget_percent;
     moert_status status = moert_model_load(e->fx->dir, &o, &m);
     return cleared(e, status, m);
 }
+static moert_status load_flags(error_env *e) { return load_with(e, 1, 0, 0, 0.0f); }
+static moert_status load_negative_max_context(error_env *e) { return load_with(e, 0, -1, 0, 0.0f); }
+static moert_status load_both_budgets(error_env *e) { return load_with(e, 0, 0, 1 << 20, 50.0f); }
+static moert_status load_budget_above_100_percent(error_env *e) { return load_with(e, 0, 0, 0, 101.0f); }
+static moert_status load_budget_nan_percent(error_env *e) { return load_with(e, 0, 0, 0, NAN); }
+static moert_status load_negative_budget(error_env *e) { return load_with(e, 0, 0, -1, 0.0f); }
 static moert_status load_zero_struct_size(error_env *e) {
     moert_model *m = STALE(moert_model);
     moert_model_options o;
@@ -103,6 +114,22 @@ static moert_status info_null_model(error_env *e) {
     return moert_model_get_info(NULL, &info);
 }
 static moert_status info_null_info(error_env *e) { return moert_model_get_info(e->model, NULL); }
+static moert_status memory_stats_null_model(error_env *e) {
+    moert_memory_stats stats;
+    stats.struct_size = sizeof stats;
+    (void)e;
+    return moert_model_get_memory_stats(NULL, &stats);
+}
+static moert_status memory_stats_null_stats(error_env *e) { return moert_model_get_memory_stats(e->model, NULL); }
+static moert_status resident_null_model(error_env *e) {
+    int32_t n_moe_layers;
+    (void)e;
+    return moert_model_get_resident_experts(NULL, NULL, 0, &n_moe_layers);
+}
+static moert_status resident_counts_too_small(error_env *e) {
+    int32_t counts[1];
+    return moert_model_get_resident_experts(e->model, counts, 1, NULL); /* the fixture has two MoE layers */
+}
 static moert_status session_null_model(error_env *e) {
     moert_session *s = STALE(moert_session);
     moert_status status = moert_session_create(NULL, NULL, &s);
@@ -275,8 +302,17 @@ static const error_case error_cases[] = {
     {"load: unsupported architecture", load_unsupported_arch, MOERT_ERR_UNSUPPORTED, "GPT2LMHeadModel"},
     {"load: flags not 0", load_flags, MOERT_ERR_INVALID_ARGUMENT, "flags"},
     {"load: struct_size 0", load_zero_struct_size, MOERT_ERR_INVALID_ARGUMENT, "struct_size"},
+    {"load: negative max_context", load_negative_max_context, MOERT_ERR_INVALID_ARGUMENT, "max_context"},
+    {"load: both expert budget fields", load_both_budgets, MOERT_ERR_INVALID_ARGUMENT, "expert budget"},
+    {"load: expert budget of 101%", load_budget_above_100_percent, MOERT_ERR_INVALID_ARGUMENT, "expert budget"},
+    {"load: expert budget of NaN%", load_budget_nan_percent, MOERT_ERR_INVALID_ARGUMENT, "expert budget"},
+    {"load: negative expert budget", load_negative_budget, MOERT_ERR_INVALID_ARGUMENT, "expert budget"},
     {"get_info: NULL model", info_null_model, MOERT_ERR_INVALID_ARGUMENT, "model"},
     {"get_info: NULL info", info_null_info, MOERT_ERR_INVALID_ARGUMENT, "info"},
+    {"get_memory_stats: NULL model", memory_stats_null_model, MOERT_ERR_INVALID_ARGUMENT, "model"},
+    {"get_memory_stats: NULL stats", memory_stats_null_stats, MOERT_ERR_INVALID_ARGUMENT, "stats"},
+    {"get_resident_experts: NULL model", resident_null_model, MOERT_ERR_INVALID_ARGUMENT, "model"},
+    {"get_resident_experts: counts of 1", resident_counts_too_small, MOERT_ERR_BUFFER_TOO_SMALL, "counts"},
     {"session_create: NULL model", session_null_model, MOERT_ERR_INVALID_ARGUMENT, "model"},
     {"session_create: NULL out_session", session_null_out, MOERT_ERR_INVALID_ARGUMENT, "out_session"},
     {"session_create: n_ctx beyond the model", session_n_ctx_too_big, MOERT_ERR_INVALID_ARGUMENT, "n_ctx"},

@@ -151,6 +151,21 @@ static int64_t config_token_id(json_span config, const char *key) {
     return json_int(v, &id) ? id : -1;
 }
 
+/** Every token id of eos_token_id (an integer, an array of them, or null / absent: none) into want->eos_token_ids. */
+static void config_eos_token_ids(json_span config, expected_info *want) {
+    json_span v, element;
+    int64_t id;
+    want->n_eos_token_ids = 0;
+    if (!json_object_get(config, "eos_token_id", &v)) return;
+    if (json_int(v, &id)) {
+        want->eos_token_ids[want->n_eos_token_ids++] = id;
+        return;
+    }
+    for (size_t i = 0; i < 8 && json_array_get(v, i, &element) && json_int(element, &id); i++) {
+        want->eos_token_ids[want->n_eos_token_ids++] = id;
+    }
+}
+
 /** The decoder layers with a sparse MLP, as a bit set: every `decoder_sparse_step`-th one not in `mlp_only_layers`. */
 static uint64_t config_moe_layers(json_span config, int64_t n_layers) {
     json_span only, v;
@@ -204,6 +219,7 @@ static int read_config(const char *dir, expected_info *want) {
         want->context_length = json_get_int(config, "max_position_embeddings", -1);
         want->bos_token_id = config_token_id(config, "bos_token_id");
         want->eos_token_id = config_token_id(config, "eos_token_id");
+        config_eos_token_ids(config, want);
         /* MixtralSparseMoeBlock always renormalises; the others do when norm_topk_prob is true. */
         want->renormalizes = strcmp(want->architecture, "MixtralForCausalLM") == 0 ||
                              json_get_true(config, "norm_topk_prob");

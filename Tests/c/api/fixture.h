@@ -14,6 +14,8 @@ typedef struct expected_info {
     char architecture[64];
     int64_t vocab_size, hidden_size, n_layers, n_moe_layers, n_experts, n_experts_per_tok;
     int64_t n_heads, n_kv_heads, head_dim, context_length, bos_token_id, eos_token_id;
+    int64_t eos_token_ids[8];  /* every id eos_token_id names (an integer or an array of them) */
+    int32_t n_eos_token_ids;
     uint64_t moe_layer_mask; /* bit l set when decoder layer l has a sparse MLP */
     int renormalizes;        /* top-k weights sum to 1 (Mixtral always; others with norm_topk_prob) */
     int32_t dtype;       /* from the dtypes found in the model's safetensors headers */

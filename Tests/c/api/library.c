@@ -114,6 +114,34 @@ static void test_options_init(void) {
     CHECK(go.struct_size == sizeof go && go.max_new_tokens == 16 && go.ignore_eos == 0 && go.sampler == NULL,
           "moert_generate_options defaults");
 
+    /* A host built against an older, smaller header: the *_init_sized calls write no further than its struct. */
+    memset(&mo, 0x5a, sizeof mo);
+    moert_model_options_init_sized(&mo, offsetof(moert_model_options, expert_budget_bytes));
+    CHECK(mo.struct_size == offsetof(moert_model_options, expert_budget_bytes) && mo.max_context == 0 &&
+              mo.expert_budget_bytes == 0x5a5a5a5a5a5a5a5a,
+          "moert_model_options_init_sized with an older size");
+    memset(&so, 0x5a, sizeof so);
+    moert_session_options_init_sized(&so, offsetof(moert_session_options, max_batch));
+    CHECK(so.struct_size == offsetof(moert_session_options, max_batch) && so.n_ctx == 0 && so.max_batch == 0x5a5a5a5a,
+          "moert_session_options_init_sized with an older size");
+    memset(&sa, 0x5a, sizeof sa);
+    moert_sampler_options_init_sized(&sa, offsetof(moert_sampler_options, seed));
+    CHECK(sa.struct_size == offsetof(moert_sampler_options, seed) && sa.top_p == 1.0f && sa.seed == 0x5a5a5a5a5a5a5a5a,
+          "moert_sampler_options_init_sized with an older size");
+    memset(&go, 0x5a, sizeof go);
+    moert_generate_options_init_sized(&go, offsetof(moert_generate_options, sampler));
+    CHECK(go.struct_size == offsetof(moert_generate_options, sampler) && go.max_new_tokens == 16 &&
+              go.ignore_eos == 0,
+          "moert_generate_options_init_sized with an older size");
+    /* A newer, larger header: struct_size is the library's sizeof, which this header is. */
+    struct {
+        moert_session_options options;
+        unsigned char newer_fields[16];
+    } larger;
+    memset(&larger, 0x5a, sizeof larger);
+    moert_session_options_init_sized(&larger.options, sizeof larger);
+    CHECK(larger.options.struct_size == sizeof larger.options && larger.newer_fields[0] == 0x5a,
+          "moert_session_options_init_sized with a larger size sets the library's size, writes nothing past it");
     group_end();
 }
 

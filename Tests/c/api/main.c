@@ -26,6 +26,7 @@ static void test_on_mixtral(const char *root) {
         test_router_overrides(&fx, model);
         test_host_kinds(&fx, model);
         test_parallel(&fx, model);
+        test_memory(&fx, model);
     }
     moert_model_free(model);
     fixture_free(&fx);

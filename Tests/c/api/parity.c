@@ -46,6 +46,15 @@ static void test_info(const fixture *fx, moert_model *model) {
           (long long)w->bos_token_id);
     CHECK(info.eos_token_id == w->eos_token_id, "eos_token_id %d, want %lld", (int)info.eos_token_id,
           (long long)w->eos_token_id);
+    int32_t n_eos = moert_model_eos_token_count(model);
+    CHECK(n_eos == w->n_eos_token_ids, "%d EOS token ids, config.json names %d", (int)n_eos, (int)w->n_eos_token_ids);
+    for (int32_t i = 0; i < n_eos && i < w->n_eos_token_ids; i++) {
+        CHECK(moert_model_eos_token(model, i) == w->eos_token_ids[i], "EOS token %d is %d, config.json says %lld",
+              (int)i, (int)moert_model_eos_token(model, i), (long long)w->eos_token_ids[i]);
+    }
+    CHECK(moert_model_eos_token(model, n_eos) == -1 && moert_model_eos_token(model, -1) == -1,
+          "EOS token index out of range");
+    CHECK(moert_model_eos_token_count(NULL) == 0 && moert_model_eos_token(NULL, 0) == -1, "EOS tokens of a NULL model");
 }
 
 /** Prefill with MOERT_LOGITS_ALL reproduces transformers' logits of every prompt position. */

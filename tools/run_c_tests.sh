@@ -110,6 +110,20 @@ check_no_swift_runtime() {
     fi
 }
 
+# Every MOERT_API function is called by name from a C test program built with -Wall -Werror against the library:
+# the host test (Tests/c/api) or the plugin ABI test (Tests/c/test_plugin_abi.c).
+check_api_called() {
+    local name missing=0
+    while read -r name; do
+        if ! grep -qE "\b${name}[[:space:]]*\(" Tests/c/api/*.c Tests/c/test_plugin_abi.c; then
+            echo "      $name is called by no C test"
+            missing=1
+        fi
+    done < <(declared_api)
+    if [[ $missing == 0 ]]; then pass "every MOERT_API function is called from C"
+    else fail "every MOERT_API function is called from C"; fi
+}
+
 # Builds and runs the host test of Tests/c/api; adds its "N passed, M failed" to the totals.
 run_host_test() {
     local flags
@@ -137,6 +151,7 @@ check_header_c
 check_header_cxx
 check_staged_header
 check_abi
+check_api_called
 check_soname
 check_no_swift_runtime
 run_host_test

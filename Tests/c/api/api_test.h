@@ -108,4 +108,7 @@ void test_parallel(const fixture *fx, moert_model *model);
 /** memory.c: memory statistics, resident experts and expert budgets. */
 void test_memory(const fixture *fx, moert_model *model);
 
+/** logging.c: moert_set_log_callback and the default log on stderr. */
+void test_logging(const fixture *fx);
+
 #endif /* MOERT_TESTS_API_TEST_H */

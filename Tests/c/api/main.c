@@ -27,6 +27,7 @@ static void test_on_mixtral(const char *root) {
         test_host_kinds(&fx, model);
         test_parallel(&fx, model);
         test_memory(&fx, model);
+        test_logging(&fx);
     }
     moert_model_free(model);
     fixture_free(&fx);

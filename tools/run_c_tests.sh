@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# run_c_tests.sh — checks a staged build from C: header as C11/C++17, exported ABI, SONAME, and the C host test.
+# run_c_tests.sh — checks a staged build from C: headers as C11/C++17, exported ABI, SONAME, and the C host test.
 #
 # Usage: tools/run_c_tests.sh STAGE_DIR      (e.g. build/, as staged by `make`)
 #
@@ -53,20 +53,18 @@ exported_symbols() {
     nm -D --defined-only "$LIB" | awk '$2 ~ /^[A-Z]$/ { print $3 }' | sed 's/@.*//' | sort -u
 }
 
-check_header_c() {
-    if echo '#include <moert.h>' | gcc -std=c11 -Wall -Wextra -Werror -pedantic -fsyntax-only -I"$STAGE/include" -x c - 2>"$WORK/hc.err"; then
-        pass "header compiles as C11"
-    else
-        cat "$WORK/hc.err"; fail "header compiles as C11"
-    fi
-}
-
-check_header_cxx() {
-    if echo '#include <moert.h>' | g++ -std=c++17 -Wall -Wextra -Werror -fsyntax-only -I"$STAGE/include" -x c++ - 2>"$WORK/hcxx.err"; then
-        pass "header compiles as C++17"
-    else
-        cat "$WORK/hcxx.err"; fail "header compiles as C++17"
-    fi
+# Compiles each public header alone, warnings as errors: $1 names the language, the rest is the compiler command.
+check_headers_compile() {
+    local h what
+    for h in moert.h moert_plugin.h; do
+        what="$h compiles as $1"
+        if echo "#include <$h>" | "${@:2}" -Wall -Wextra -Werror -pedantic -fsyntax-only -I"$STAGE/include" - \
+            2>"$WORK/header.err"; then
+            pass "$what"
+        else
+            sed 's/^/      /' "$WORK/header.err"; fail "$what"
+        fi
+    done
 }
 
 check_staged_header() {
@@ -147,8 +145,8 @@ run_host_test() {
     fi
 }
 
-check_header_c
-check_header_cxx
+check_headers_compile C11 gcc -std=c11 -x c
+check_headers_compile C++17 g++ -std=c++17 -x c++
 check_staged_header
 check_abi
 check_api_called

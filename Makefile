@@ -50,18 +50,28 @@ test-swift:
 	$(SWIFT) test
 	MOERT_AVX512=0 $(SWIFT) test --skip-build --filter 'TransformersParityTests|SessionTests|ExpertBudgetTests|HalfKernelTests'
 
+# A suite whose runner or directory is missing fails the target, naming what is missing: never skipped in silence.
+need = @test -e $(1) || { echo "make: $(1) is missing: the $@ suite cannot run" >&2; exit 1; }
+
 test-c: all
+	$(call need,tools/run_c_tests.sh)
+	$(call need,Tests/c/run_plugin_abi_tests.sh)
+	$(call need,Tests/c/run_valgrind_tests.sh)
+	$(call need,Tests/c/run_plugin_tests.sh)
+	$(call need,Tests/c/run_plugin_tests_moepp_dynamic.sh)
 	tools/run_c_tests.sh $(STAGE)
 	Tests/c/run_plugin_abi_tests.sh $(STAGE)
 	Tests/c/run_valgrind_tests.sh $(STAGE)
-	@for t in Tests/c/run_plugin_tests.sh Tests/c/run_plugin_tests_moepp_dynamic.sh; do \
-	  if [ -x $$t ]; then $$t || exit 1; fi; done
+	Tests/c/run_plugin_tests.sh
+	Tests/c/run_plugin_tests_moepp_dynamic.sh
 
 test-python: all
-	@if [ -d bindings/python/tests ]; then MOERT_LIBRARY=$(STAGE)/lib/libmoert.so $(PYTHON) -m pytest -q bindings/python/tests; fi
+	$(call need,bindings/python/tests)
+	MOERT_LIBRARY=$(STAGE)/lib/libmoert.so $(PYTHON) -m pytest -q bindings/python/tests
 
 test-cpp: all
-	@if [ -f bindings/cpp/tests/run.sh ]; then bindings/cpp/tests/run.sh $(STAGE); fi
+	$(call need,bindings/cpp/tests/run.sh)
+	bindings/cpp/tests/run.sh $(STAGE)
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include

@@ -26,11 +26,27 @@
 extern "C" {
 #endif
 
-#if defined(__GNUC__) || defined(__clang__)
+/*
+** MOERT_API marks the functions libmoert exports. On Windows the library is a DLL: it is built with MOERT_BUILD
+** defined (dllexport), and hosts see dllimport. Elsewhere only these functions have default visibility.
+*/
+#if defined(_WIN32) || defined(__CYGWIN__)
+#  if defined(MOERT_BUILD)
+#    define MOERT_API __declspec(dllexport)
+#  else
+#    define MOERT_API __declspec(dllimport)
+#  endif
+#elif defined(__GNUC__) || defined(__clang__)
 #  define MOERT_API __attribute__((visibility("default")))
-#  define MOERT_DEPRECATED(hint) __attribute__((deprecated(hint)))
 #else
 #  define MOERT_API
+#endif
+
+#if defined(__GNUC__) || defined(__clang__)
+#  define MOERT_DEPRECATED(hint) __attribute__((deprecated(hint)))
+#elif defined(_MSC_VER)
+#  define MOERT_DEPRECATED(hint) __declspec(deprecated(hint))
+#else
 #  define MOERT_DEPRECATED(hint)
 #endif
 

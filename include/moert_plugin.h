@@ -203,15 +203,104 @@ struct moert_host_api {
 /** Signature of MOERT_PLUGIN_ENTRY. Check host->abi_version and host->struct_size, then register kinds. */
 typedef moert_status (*moert_plugin_init_fn)(const moert_host_api *host, void *host_context);
 
-/** Marks the entry point of a plugin library as exported. */
-#define MOERT_PLUGIN_EXPORT __attribute__((visibility("default")))
+/** Marks the entry point of a plugin library as exported (the rest of a plugin should stay hidden). */
+#if defined(_WIN32) || defined(__CYGWIN__)
+#  define MOERT_PLUGIN_EXPORT __declspec(dllexport)
+#elif defined(__GNUC__) || defined(__clang__)
+#  define MOERT_PLUGIN_EXPORT __attribute__((visibility("default")))
+#else
+#  define MOERT_PLUGIN_EXPORT
+#endif
 
 /**
  * The entry point every plugin library defines (libmoert.so does not): check the host's ABI version and table
- * size, register kinds with host->register_router / register_expert passing `host_context` through, and return
- * MOERT_OK. Return an error status (after host->set_error) to refuse loading. Called once per library.
+ * size (MOERT_PLUGIN_CHECK_HOST below), register kinds with host->register_router / register_expert passing
+ * `host_context` through, and return MOERT_OK. Return an error status (after host->set_error) to refuse loading.
+ * Called once per library.
  */
 MOERT_PLUGIN_EXPORT moert_status moert_plugin_init(const moert_host_api *host, void *host_context);
+
+/* ------------------------------------------------------------------------------------------------------------ */
+/* Helpers for plugins (header-only)                                                                             */
+/* ------------------------------------------------------------------------------------------------------------ */
+
+/**
+ * Non-zero when the sized struct `*s` of type `type` (which starts with struct_size) holds `field`: its struct_size
+ * covers the field's last byte. A struct from an older moert or plugin is shorter; read only the fields it holds.
+ */
+#define MOERT_STRUCT_HAS(s, type, field) ((s)->struct_size >= offsetof(type, field) + sizeof((s)->field))
+
+/** Non-zero when the host table `host` holds `field` (a table from an older moert is shorter). */
+#define MOERT_HOST_HAS(host, field) MOERT_STRUCT_HAS(host, moert_host_api, field)
+
+/**
+ * The check every moert_plugin_init starts with, naming the newest host field the plugin uses:
+ *
+ *     moert_status s = MOERT_PLUGIN_CHECK_HOST(host, "gru", sgemm);
+ *     if (s != MOERT_OK) return s;
+ *
+ * See moert_plugin_check_host().
+ */
+#define MOERT_PLUGIN_CHECK_HOST(host, plugin_name, newest_field)  \
+    moert_plugin_check_host((host), (plugin_name),                \
+                            offsetof(moert_host_api, newest_field) + sizeof((host)->newest_field))
+
+/*
+** The message below is assembled by hand rather than with snprintf so that this header needs no <stdio.h>: a plugin
+** including it gets <stddef.h> and <stdint.h> only, as a host including moert.h does. The two helpers are internal to
+** moert_plugin_check_host(); each writes `text` (or `value` in decimal) into message[at..] without passing
+** message[size - 1], keeps the message NUL-terminated, and returns the new end.
+*/
+static inline size_t moert_plugin_put_text(char *message, size_t size, size_t at, const char *text) {
+    while (*text != '\0' && at + 1 < size) message[at++] = *text++;
+    message[at] = '\0';
+    return at;
+}
+
+static inline size_t moert_plugin_put_uint(char *message, size_t size, size_t at, uint64_t value) {
+    char digits[20]; /* UINT64_MAX has 20 decimal digits */
+    size_t n = 0;
+    do {
+        digits[n++] = "0123456789"[value % 10];
+        value /= 10;
+    } while (value != 0);
+    while (n > 0 && at + 1 < size) message[at++] = digits[--n];
+    message[at] = '\0';
+    return at;
+}
+
+/**
+ * Checks that a plugin may use the host table: its abi_version is MOERT_PLUGIN_ABI_VERSION and it is at least
+ * `needed_bytes` long: up to the end of the newest field the plugin calls (MOERT_PLUGIN_CHECK_HOST computes it).
+ * [in] host          the table given to moert_plugin_init (or to create); may be NULL.
+ * [in] plugin_name   prefix of the message, e.g. "gru"; borrowed.
+ * [in] needed_bytes  how much of the table the plugin reads.
+ * Returns MOERT_OK, or MOERT_ERR_PLUGIN. When refusing a table long enough to hold set_error (at its ABI 1 place),
+ * whatever its abi_version, it first sets the message "<plugin_name>: built for plugin ABI <this header's version>
+ * (host table of <sizeof(moert_host_api) here> bytes), host has ABI <host's version> (<host's struct_size> bytes)".
+ * A NULL host is refused without a message. Header-only (static inline): no symbol of libmoert is involved.
+ * @since 0.2.0
+ */
+static inline moert_status moert_plugin_check_host(const moert_host_api *host, const char *plugin_name,
+                                                   size_t needed_bytes) {
+    char message[256];
+    size_t at = 0;
+    if (host == NULL) return MOERT_ERR_PLUGIN;
+    if (host->abi_version == MOERT_PLUGIN_ABI_VERSION && host->struct_size >= needed_bytes) return MOERT_OK;
+    if (!MOERT_HOST_HAS(host, set_error) || host->set_error == NULL) return MOERT_ERR_PLUGIN;
+    at = moert_plugin_put_text(message, sizeof message, at, plugin_name != NULL ? plugin_name : "plugin");
+    at = moert_plugin_put_text(message, sizeof message, at, ": built for plugin ABI ");
+    at = moert_plugin_put_uint(message, sizeof message, at, MOERT_PLUGIN_ABI_VERSION);
+    at = moert_plugin_put_text(message, sizeof message, at, " (host table of ");
+    at = moert_plugin_put_uint(message, sizeof message, at, sizeof(moert_host_api));
+    at = moert_plugin_put_text(message, sizeof message, at, " bytes), host has ABI ");
+    at = moert_plugin_put_uint(message, sizeof message, at, host->abi_version);
+    at = moert_plugin_put_text(message, sizeof message, at, " (");
+    at = moert_plugin_put_uint(message, sizeof message, at, host->struct_size);
+    moert_plugin_put_text(message, sizeof message, at, " bytes)");
+    host->set_error(message);
+    return MOERT_ERR_PLUGIN;
+}
 
 /* ------------------------------------------------------------------------------------------------------------ */
 /* Host-side functions (exported by libmoert.so; for host applications, not for plugins)                        */

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# run_c_tests.sh — checks a staged build from C: header as C11/C++17, exported ABI, SONAME, and the C host test.
+# run_c_tests.sh — checks a staged build from C: headers as C11/C++17, exported ABI, SONAME, and the C host test.
 #
 # Usage: tools/run_c_tests.sh STAGE_DIR      (e.g. build/, as staged by `make`)
 #
-# The C test is built the way a user builds against moert: with the flags of the staged moert.pc (which carry an
-# rpath to the staged lib/). The last line printed is "N passed, M failed", counting the host test's checks and
-# this script's own.
+# The C host test (Tests/c/api/*.c with the shared Tests/c/check.c, one program) is built the way a user builds
+# against moert: with the flags of the staged moert.pc (which carry an rpath to the staged lib/). The last line
+# printed is "N passed, M failed", counting the host test's checks and this script's own.
 set -euo pipefail
 
 if [[ $# -ne 1 ]]; then
@@ -53,20 +53,18 @@ exported_symbols() {
     nm -D --defined-only "$LIB" | awk '$2 ~ /^[A-Z]$/ { print $3 }' | sed 's/@.*//' | sort -u
 }
 
-check_header_c() {
-    if echo '#include <moert.h>' | gcc -std=c11 -Wall -Wextra -Werror -pedantic -fsyntax-only -I"$STAGE/include" -x c - 2>"$WORK/hc.err"; then
-        pass "header compiles as C11"
-    else
-        cat "$WORK/hc.err"; fail "header compiles as C11"
-    fi
-}
-
-check_header_cxx() {
-    if echo '#include <moert.h>' | g++ -std=c++17 -Wall -Wextra -Werror -fsyntax-only -I"$STAGE/include" -x c++ - 2>"$WORK/hcxx.err"; then
-        pass "header compiles as C++17"
-    else
-        cat "$WORK/hcxx.err"; fail "header compiles as C++17"
-    fi
+# Compiles each public header alone, warnings as errors: $1 names the language, the rest is the compiler command.
+check_headers_compile() {
+    local h what
+    for h in moert.h moert_plugin.h; do
+        what="$h compiles as $1"
+        if echo "#include <$h>" | "${@:2}" -Wall -Wextra -Werror -pedantic -fsyntax-only -I"$STAGE/include" - \
+            2>"$WORK/header.err"; then
+            pass "$what"
+        else
+            sed 's/^/      /' "$WORK/header.err"; fail "$what"
+        fi
+    done
 }
 
 check_staged_header() {
@@ -110,16 +108,30 @@ check_no_swift_runtime() {
     fi
 }
 
-# Builds and runs Tests/c/test_api.c; adds its "N passed, M failed" to the totals.
+# Every MOERT_API function is called by name from a C test program built with -Wall -Werror against the library:
+# the host test (Tests/c/api) or the plugin ABI test (Tests/c/test_plugin_abi.c).
+check_api_called() {
+    local name missing=0
+    while read -r name; do
+        if ! grep -qE "\b${name}[[:space:]]*\(" Tests/c/api/*.c Tests/c/test_plugin_abi.c; then
+            echo "      $name is called by no C test"
+            missing=1
+        fi
+    done < <(declared_api)
+    if [[ $missing == 0 ]]; then pass "every MOERT_API function is called from C"
+    else fail "every MOERT_API function is called from C"; fi
+}
+
+# Builds and runs the host test of Tests/c/api; adds its "N passed, M failed" to the totals.
 run_host_test() {
     local flags
     flags="$(PKG_CONFIG_PATH="$STAGE/lib/pkgconfig" pkg-config --cflags --libs moert)"
     # shellcheck disable=SC2086  # pkg-config output is a list of flags
-    if ! gcc -std=c11 -Wall -Wextra -Werror Tests/c/test_api.c -o "$WORK/test_api" $flags -lpthread -lm; then
-        fail "Tests/c/test_api.c builds"
+    if ! gcc -std=c11 -Wall -Wextra -Werror Tests/c/check.c Tests/c/api/*.c -o "$WORK/test_api" $flags -lpthread -lm; then
+        fail "Tests/c/api builds"
         return
     fi
-    pass "Tests/c/test_api.c builds"
+    pass "Tests/c/api builds"
     local status=0
     "$WORK/test_api" Tests/fixtures | tee "$WORK/test_api.out" || status=$?
     local summary
@@ -133,10 +145,11 @@ run_host_test() {
     fi
 }
 
-check_header_c
-check_header_cxx
+check_headers_compile C11 gcc -std=c11 -x c
+check_headers_compile C++17 g++ -std=c++17 -x c++
 check_staged_header
 check_abi
+check_api_called
 check_soname
 check_no_swift_runtime
 run_host_test

@@ -47,12 +47,6 @@
 
 #define KIND "gru"
 
-/** True when the host table is large enough to hold `field`. */
-#define HOST_HAS(host, field) \
-    ((host)->struct_size >= offsetof(moert_host_api, field) + sizeof((host)->field))
-/** True when a sized struct `s` of type `type` holds `field`. */
-#define STRUCT_HAS(s, type, field) ((s)->struct_size >= offsetof(type, field) + sizeof((s)->field))
-
 /** The host functions route() and destroy() need, copied at create. */
 typedef struct host_fns {
     void *(*alloc)(size_t size, size_t alignment);
@@ -233,13 +227,13 @@ static moert_status cell_tensors(const moert_host_api *host, const moert_create_
 
 static moert_status gru_create(const moert_host_api *host, const moert_create_context *ctx,
                                const moert_layer_info *layer, moert_router_caps *caps, void **out_instance) {
-    if (host == NULL || !HOST_HAS(host, set_error)) return MOERT_ERR_PLUGIN;
+    if (host == NULL || !MOERT_HOST_HAS(host, set_error)) return MOERT_ERR_PLUGIN;
     if (out_instance == NULL || layer == NULL || caps == NULL) {
         return fail(host, MOERT_ERR_INVALID_ARGUMENT, KIND ": create called with a NULL argument");
     }
     *out_instance = NULL;
-    if (!HOST_HAS(host, sgemm) || !STRUCT_HAS(layer, moert_layer_info, top_k) ||
-        !STRUCT_HAS(caps, moert_router_caps, state_size)) {
+    if (!MOERT_HOST_HAS(host, sgemm) || !MOERT_STRUCT_HAS(layer, moert_layer_info, top_k) ||
+        !MOERT_STRUCT_HAS(caps, moert_router_caps, state_size)) {
         return fail(host, MOERT_ERR_PLUGIN, KIND ": host tables are older than this plugin (struct_size too small)");
     }
     const int32_t H = layer->hidden_size, E = layer->n_experts;
@@ -348,7 +342,8 @@ static moert_status gru_route(void *instance, const moert_router_input *input, m
     const gru_router *g = (const gru_router *)instance;
     if (g == NULL || input == NULL || output == NULL) return MOERT_ERR_INVALID_ARGUMENT;
     char message[256];
-    if (!STRUCT_HAS(input, moert_router_input, state_stride) || !STRUCT_HAS(output, moert_router_output, logits)) {
+    if (!MOERT_STRUCT_HAS(input, moert_router_input, state_stride) ||
+        !MOERT_STRUCT_HAS(output, moert_router_output, logits)) {
         g->host.set_error(KIND ": router input/output structs are older than this plugin");
         return MOERT_ERR_PLUGIN;
     }
@@ -465,16 +460,7 @@ static const moert_router_ops gru_ops = {
 };
 
 MOERT_PLUGIN_EXPORT moert_status moert_plugin_init(const moert_host_api *host, void *host_context) {
-    if (host == NULL) return MOERT_ERR_PLUGIN;
-    if (host->abi_version != MOERT_PLUGIN_ABI_VERSION || !HOST_HAS(host, sgemm)) {
-        if (HOST_HAS(host, set_error)) {
-            char message[160];
-            snprintf(message, sizeof message, KIND ": built for plugin ABI %d (host table of %zu bytes), host has ABI %u (%u bytes)",
-                     MOERT_PLUGIN_ABI_VERSION, sizeof(moert_host_api), (unsigned)host->abi_version,
-                     (unsigned)host->struct_size);
-            host->set_error(message);
-        }
-        return MOERT_ERR_PLUGIN;
-    }
+    moert_status status = MOERT_PLUGIN_CHECK_HOST(host, KIND, sgemm);
+    if (status != MOERT_OK) return status;
     return host->register_router(host_context, &gru_ops);
 }

@@ -41,12 +41,6 @@
 
 #define KIND "hash"
 
-/** True when the host table is large enough to hold `field`. */
-#define HOST_HAS(host, field) \
-    ((host)->struct_size >= offsetof(moert_host_api, field) + sizeof((host)->field))
-/** True when a sized struct `s` of type `type` holds `field`. */
-#define STRUCT_HAS(s, type, field) ((s)->struct_size >= offsetof(type, field) + sizeof((s)->field))
-
 /** One instance. `table` is borrowed from the model (valid until destroy); NULL in fallback mode. */
 typedef struct hash_router {
     void (*free)(void *pointer);
@@ -103,13 +97,13 @@ static void hash_destroy(void *instance) {
 
 static moert_status hash_create(const moert_host_api *host, const moert_create_context *ctx,
                                 const moert_layer_info *layer, moert_router_caps *caps, void **out_instance) {
-    if (host == NULL || !HOST_HAS(host, set_error)) return MOERT_ERR_PLUGIN;
+    if (host == NULL || !MOERT_HOST_HAS(host, set_error)) return MOERT_ERR_PLUGIN;
     if (out_instance == NULL || layer == NULL || caps == NULL) {
         return fail(host, MOERT_ERR_INVALID_ARGUMENT, KIND ": create called with a NULL argument");
     }
     *out_instance = NULL;
-    if (!HOST_HAS(host, param_string) || !STRUCT_HAS(layer, moert_layer_info, vocab_size) ||
-        !STRUCT_HAS(caps, moert_router_caps, max_experts_per_token)) {
+    if (!MOERT_HOST_HAS(host, param_string) || !MOERT_STRUCT_HAS(layer, moert_layer_info, vocab_size) ||
+        !MOERT_STRUCT_HAS(caps, moert_router_caps, max_experts_per_token)) {
         return fail(host, MOERT_ERR_PLUGIN, KIND ": host tables are older than this plugin (struct_size too small)");
     }
     const int32_t E = layer->n_experts;
@@ -192,7 +186,8 @@ static moert_status hash_route(void *instance, const moert_router_input *input, 
     const hash_router *h = (const hash_router *)instance;
     if (h == NULL || input == NULL || output == NULL) return MOERT_ERR_INVALID_ARGUMENT;
     char message[256];
-    if (!STRUCT_HAS(input, moert_router_input, token_ids) || !STRUCT_HAS(output, moert_router_output, counts)) {
+    if (!MOERT_STRUCT_HAS(input, moert_router_input, token_ids) ||
+        !MOERT_STRUCT_HAS(output, moert_router_output, counts)) {
         h->set_error(KIND ": router input/output structs are older than this plugin");
         return MOERT_ERR_PLUGIN;
     }
@@ -251,16 +246,7 @@ static const moert_router_ops hash_ops = {
 };
 
 MOERT_PLUGIN_EXPORT moert_status moert_plugin_init(const moert_host_api *host, void *host_context) {
-    if (host == NULL) return MOERT_ERR_PLUGIN;
-    if (host->abi_version != MOERT_PLUGIN_ABI_VERSION || !HOST_HAS(host, param_string)) {
-        if (HOST_HAS(host, set_error)) {
-            char message[160];
-            snprintf(message, sizeof message, KIND ": built for plugin ABI %d (host table of %zu bytes), host has ABI %u (%u bytes)",
-                     MOERT_PLUGIN_ABI_VERSION, sizeof(moert_host_api), (unsigned)host->abi_version,
-                     (unsigned)host->struct_size);
-            host->set_error(message);
-        }
-        return MOERT_ERR_PLUGIN;
-    }
+    moert_status status = MOERT_PLUGIN_CHECK_HOST(host, KIND, param_string);
+    if (status != MOERT_OK) return status;
     return host->register_router(host_context, &hash_ops);
 }

@@ -41,9 +41,6 @@
 
 #include <moert_plugin.h>
 
-/* Bytes of a struct up to and including `field`: what struct_size must cover before the field is used. */
-#define FIELD_END(type, field) (offsetof(type, field) + sizeof(((type *)0)->field))
-
 /* ------------------------------------------------------------------------------------------------------------ */
 /* Host access                                                                                                   */
 /* ------------------------------------------------------------------------------------------------------------ */
@@ -71,18 +68,11 @@ static moert_status fail(void (*set_error)(const char *), moert_status status, c
 /* Checks the host table covers every function this plugin calls (through param_number) and copies the ones an
    instance keeps. Fails with MOERT_ERR_PLUGIN. */
 static moert_status check_host(const moert_host_api *host, host_fns *keep) {
-    if (!host) return MOERT_ERR_PLUGIN;
-    void (*set_error)(const char *) =
-        host->struct_size >= FIELD_END(moert_host_api, set_error) ? host->set_error : NULL;
-    if (host->abi_version != MOERT_PLUGIN_ABI_VERSION)
-        return fail(set_error, MOERT_ERR_PLUGIN, "moepp: host plugin ABI version %u, plugin built for %d",
-                    (unsigned)host->abi_version, MOERT_PLUGIN_ABI_VERSION);
-    if (host->struct_size < FIELD_END(moert_host_api, param_number))
-        return fail(set_error, MOERT_ERR_PLUGIN, "moepp: host API table has %u bytes, at least %zu needed",
-                    (unsigned)host->struct_size, FIELD_END(moert_host_api, param_number));
+    moert_status s = MOERT_PLUGIN_CHECK_HOST(host, "moepp", param_number);
+    if (s != MOERT_OK) return s;
     if (!host->alloc || !host->free || !host->set_error || !host->register_router || !host->register_expert ||
         !host->layer_tensor || !host->param_number)
-        return fail(set_error, MOERT_ERR_PLUGIN, "moepp: host API table lacks a function this plugin needs");
+        return fail(host->set_error, MOERT_ERR_PLUGIN, "moepp: host API table lacks a function this plugin needs");
     if (keep) {
         keep->alloc = host->alloc;
         keep->free = host->free;
@@ -93,7 +83,7 @@ static moert_status check_host(const moert_host_api *host, host_fns *keep) {
 
 /* Checks the layer info covers the fields create() reads and that its sizes are usable. */
 static moert_status check_layer(const moert_host_api *host, const char *kind, const moert_layer_info *layer) {
-    if (!layer || layer->struct_size < FIELD_END(moert_layer_info, expert_index))
+    if (!layer || !MOERT_STRUCT_HAS(layer, moert_layer_info, expert_index))
         return fail(host->set_error, MOERT_ERR_PLUGIN, "%s: layer info missing or too small", kind);
     if (layer->hidden_size < 1 || layer->n_experts < 1)
         return fail(host->set_error, MOERT_ERR_INVALID_ARGUMENT, "%s: layer has hidden_size %d and n_experts %d",
@@ -243,7 +233,7 @@ static moert_status router_create(const moert_host_api *host, const moert_create
     if (!out_instance) return fail(host->set_error, MOERT_ERR_INVALID_ARGUMENT, "moepp: out_instance is NULL");
     *out_instance = NULL;
     if ((s = check_layer(host, "moepp", layer)) != MOERT_OK) return s;
-    if (!caps || caps->struct_size < FIELD_END(moert_router_caps, max_experts_per_token))
+    if (!caps || !MOERT_STRUCT_HAS(caps, moert_router_caps, max_experts_per_token))
         return fail(host->set_error, MOERT_ERR_PLUGIN, "moepp: router caps missing or too small");
 
     moepp_router r;
@@ -307,9 +297,9 @@ static moert_status router_route(void *instance, const moert_router_input *in, m
     if (!r) return MOERT_ERR_PLUGIN;
     void (*set_error)(const char *) = r->host.set_error;
     const int32_t e = r->n_experts, h = r->hidden, k = r->top_k;
-    if (!in || in->struct_size < FIELD_END(moert_router_input, prev_logits_width))
+    if (!in || !MOERT_STRUCT_HAS(in, moert_router_input, prev_logits_width))
         return fail(set_error, MOERT_ERR_INVALID_ARGUMENT, "moepp: router input missing or too small");
-    if (!out || out->struct_size < FIELD_END(moert_router_output, counts))
+    if (!out || !MOERT_STRUCT_HAS(out, moert_router_output, counts))
         return fail(set_error, MOERT_ERR_INVALID_ARGUMENT, "moepp: router output missing or too small");
     const int32_t n = in->n_tokens;
     if (n < 0) return fail(set_error, MOERT_ERR_INVALID_ARGUMENT, "moepp: n_tokens = %d", (int)n);
@@ -328,7 +318,7 @@ static moert_status router_route(void *instance, const moert_router_input *in, m
                     "moepp: prev_logits rows have %d entries; the gating residual needs the previous MoE layer "
                     "to have %d experts",
                     (int)in->prev_logits_width, (int)e);
-    float *logits_out = out->struct_size >= FIELD_END(moert_router_output, logits) ? out->logits : NULL;
+    float *logits_out = MOERT_STRUCT_HAS(out, moert_router_output, logits) ? out->logits : NULL;
 
     /* per-call scratch: L [E], gating values [E], the two-layer gate's hidden layer [8E], top-k ids [k] */
     size_t floats = 2 * (size_t)e + (size_t)r->gate_width;

@@ -11,6 +11,6 @@ for p in faulty topk_c bad_abi no_entry init_fails; do
 done
 cp "$OUT/libmoert_test_faulty.so" "$OUT/libmoert_test_faulty_copy.so"
 export PKG_CONFIG_PATH="$STAGE/lib/pkgconfig"
-gcc -std=c11 -Wall -Wextra -Werror "$ROOT/Tests/c/test_plugin_abi.c" $(pkg-config --cflags --libs moert) -lm \
-    -o "$OUT/test_plugin_abi"
+gcc -std=c11 -Wall -Wextra -Werror "$ROOT/Tests/c/check.c" "$ROOT/Tests/c/test_plugin_abi.c" \
+    $(pkg-config --cflags --libs moert) -lm -o "$OUT/test_plugin_abi"
 "$OUT/test_plugin_abi" "$ROOT/Tests/fixtures" "$OUT"

@@ -4,8 +4,9 @@
 # Usage: Tests/c/run_plugin_tests.sh        (from any directory; needs gcc)
 #
 # The plugins are compiled into a temporary directory with the Makefile's flags, each is checked to export only
-# moert_plugin_init, and Tests/c/test_plugins.c (which needs no libmoert) loads them with a fake host. The last line
-# printed is the test's "N passed, M failed"; the exit status is non-zero on any failure.
+# moert_plugin_init, and the test of Tests/c/routers (one program with Tests/c/check.c; it needs no libmoert) loads
+# them with a fake host. The last line printed is the test's "N passed, M failed"; the exit status is non-zero on any
+# failure.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -27,5 +28,6 @@ for p in "${PLUGINS[@]}"; do
     LIBS+=("$WORK/libmoert_$p.so")
 done
 
-gcc -O2 -std=c11 -Wall -Werror -pthread -Iinclude Tests/c/test_plugins.c -o "$WORK/test_plugins" -ldl -lm
+gcc -O2 -std=c11 -Wall -Wextra -Werror -pthread -Iinclude Tests/c/check.c Tests/c/routers/*.c -o "$WORK/test_plugins" \
+    -ldl -lm
 "$WORK/test_plugins" "${LIBS[@]}"

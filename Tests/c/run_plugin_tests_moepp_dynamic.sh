@@ -33,5 +33,6 @@ fi
 BIN="$("$SWIFT" build --show-bin-path)"
 
 # The test.
-"$CC" -std=c11 -Wall -Werror -Iinclude Tests/c/test_plugins_moepp_dynamic.c -o "$WORK/test_plugins_moepp_dynamic" -ldl -lm
+"$CC" -std=c11 -Wall -Wextra -Werror -Iinclude Tests/c/check.c Tests/c/test_plugins_moepp_dynamic.c \
+    -o "$WORK/test_plugins_moepp_dynamic" -ldl -lm
 "$WORK/test_plugins_moepp_dynamic" "$WORK/libmoert_moepp.so" "$BIN/libmoert_dynamic.so"

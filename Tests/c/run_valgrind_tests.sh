@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# run_valgrind_tests.sh — runs the C host test, the plugin ABI test and a plugin load/unload loop under valgrind
-# against a staged build.
+# run_valgrind_tests.sh — runs the C host test (Tests/c/api), the plugin ABI test and a plugin load/unload loop under
+# valgrind against a staged build.
 #
 # Usage: Tests/c/run_valgrind_tests.sh STAGE_DIR [CYCLES]     (STAGE_DIR as staged by `make`; CYCLES default 100)
 #
@@ -22,11 +22,11 @@ cd "$ROOT"
 
 flags="$(PKG_CONFIG_PATH="$STAGE/lib/pkgconfig" pkg-config --cflags --libs moert)"
 # shellcheck disable=SC2086  # pkg-config output is a list of flags
-gcc -std=c11 -Wall -Wextra -Werror -g Tests/c/test_api.c -o "$WORK/test_api" $flags -lpthread -lm
+gcc -std=c11 -Wall -Wextra -Werror -g Tests/c/check.c Tests/c/api/*.c -o "$WORK/test_api" $flags -lpthread -lm
 # shellcheck disable=SC2086
 gcc -std=c11 -Wall -Wextra -Werror -g Tests/c/plugin_load_loop.c -o "$WORK/plugin_load_loop" $flags
 # shellcheck disable=SC2086
-gcc -std=c11 -Wall -Wextra -Werror -g Tests/c/test_plugin_abi.c -o "$WORK/test_plugin_abi" $flags -lm
+gcc -std=c11 -Wall -Wextra -Werror -g Tests/c/check.c Tests/c/test_plugin_abi.c -o "$WORK/test_plugin_abi" $flags -lm
 for p in faulty topk_c bad_abi no_entry init_fails; do
     gcc -O2 -g -std=c11 -Wall -Werror -shared -fPIC -fvisibility=hidden -Iinclude "Tests/c/plugins/$p.c" -lm \
         -o "$WORK/libmoert_test_$p.so"

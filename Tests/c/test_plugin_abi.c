@@ -3,25 +3,15 @@
 ** libmoert_test_{faulty,topk_c,bad_abi,no_entry,init_fails}.so and a copy libmoert_test_faulty_copy.so). */
 #define _XOPEN_SOURCE 700  /* mkdtemp, symlink, realpath */
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <moert_plugin.h>
 
-static int passed, failed;
+#include "check.h"
 
-#define CHECK(cond, ...)                                                  \
-    do {                                                                  \
-        if (cond) {                                                       \
-            passed++;                                                     \
-        } else {                                                          \
-            failed++;                                                     \
-            printf("FAIL %s:%d: ", __FILE__, __LINE__);                   \
-            printf(__VA_ARGS__);                                          \
-            printf(" (last error: %s)\n", moert_last_error());            \
-        }                                                                 \
-    } while (0)
 
 static char plugin_dir[4096];
 
@@ -78,6 +68,7 @@ static moert_status eval_all(moert_session *s, float *logits) {
 }
 
 static void test_loading_faults(void) {
+    group_begin("loading faults");
     CHECK(load_test_plugin("no_entry") == MOERT_ERR_PLUGIN && strstr(moert_last_error(), "moert_plugin_init"),
           "a library without the entry symbol is refused");
     CHECK(load_test_plugin("bad_abi") == MOERT_ERR_PLUGIN && strstr(moert_last_error(), "99"),
@@ -120,9 +111,11 @@ static void test_loading_faults(void) {
     CHECK(moert_register_router(&bad) == MOERT_ERR_PLUGIN, "a table without route is refused");
     CHECK(moert_register_router(NULL) == MOERT_ERR_INVALID_ARGUMENT && moert_register_expert(NULL) == MOERT_ERR_INVALID_ARGUMENT,
           "NULL tables");
+    group_end();
 }
 
 static void test_misbehaving_router(moert_session *s, const float *reference) {
+    group_begin("misbehaving routers");
     static float logits[N_PROMPT * VOCAB];
     const char *modes[] = {"bad_id", "nan", "negative", "too_many", "route_fails"};
     const char *expect[] = {"outside", "nan", "-1", "count", "on purpose"};
@@ -144,9 +137,11 @@ static void test_misbehaving_router(moert_session *s, const float *reference) {
     CHECK(moert_session_set_router(s, NULL, NULL) == MOERT_OK, "restore the model's routers");
     CHECK(eval_all(s, logits) == MOERT_OK && memcmp(logits, reference, sizeof logits) == 0,
           "the session is usable after every failure and gives the same logits");
+    group_end();
 }
 
 static void test_overrides(moert_model *model, moert_session *s, const float *reference) {
+    group_begin("router overrides");
     static float logits[N_PROMPT * VOCAB], k1[N_PROMPT * VOCAB];
     CHECK(moert_session_set_router(s, "topk_c", NULL) == MOERT_OK, "topk_c router");
     CHECK(eval_all(s, logits) == MOERT_OK && memcmp(logits, reference, sizeof logits) == 0,
@@ -182,9 +177,11 @@ static void test_overrides(moert_model *model, moert_session *s, const float *re
     CHECK(moert_model_router_kind(model, 2) == NULL && moert_model_expert_kind(model, 0, 4) == NULL &&
               moert_model_expert_kind(NULL, 0, 0) == NULL && moert_model_router_kind(NULL, 0) == NULL,
           "kind queries out of range");
+    group_end();
 }
 
 static void test_trace_and_counters(moert_session *s) {
+    group_begin("trace and counters");
     static float logits[N_PROMPT * VOCAB];
     CHECK(moert_session_reset_counters(s) == MOERT_OK && moert_session_set_trace(s, 1) == MOERT_OK &&
               moert_session_clear_trace(s) == MOERT_OK,
@@ -223,6 +220,7 @@ static void test_trace_and_counters(moert_session *s) {
     CHECK(moert_session_get_trace(s, &tr) == MOERT_OK && tr.n_records == 0, "cleared trace");
     CHECK(moert_session_set_trace(NULL, 1) == MOERT_ERR_INVALID_ARGUMENT && moert_session_get_trace(s, NULL) == MOERT_ERR_INVALID_ARGUMENT,
           "NULL arguments");
+    group_end();
 }
 
 /* Makes a copy of fixture `src` in a new temporary directory `dir` (at least 64 bytes): model.safetensors as a
@@ -272,6 +270,7 @@ static void remove_model_dir(const char *dir) {
 /* A plugin whose create fails while a model is being built: the load is refused with a message naming the plugin,
 ** routers already created for earlier layers are destroyed, and no model stays counted as alive. */
 static void test_model_load_faults(const char *fixtures) {
+    group_begin("model load faults");
     char src[4200], dir[64];
     snprintf(src, sizeof src, "%s/mixtral", fixtures);
     const char *section =
@@ -279,6 +278,7 @@ static void test_model_load_faults(const char *fixtures) {
         " \"1\": {\"router\": {\"kind\": \"faulty\", \"params\": {\"mode\": \"create_fails\"}}}}}";
     if (model_with_section(src, section, dir) != 0) {
         CHECK(0, "cannot make a model directory in /tmp");
+        group_end();
         return;
     }
     int before = host_router_instances;
@@ -290,6 +290,80 @@ static void test_model_load_faults(const char *fixtures) {
     CHECK(host_router_instances == before, "the router already created for layer 0 is destroyed (%d alive, %d before)",
           host_router_instances, before);
     remove_model_dir(dir);
+    group_end();
+}
+
+/* ---- moert_plugin_check_host(), the check a plugin's entry point starts with, on tables moert never hands out. ---- */
+
+static char check_message[512];
+static int check_messages;
+
+static void record_error(const char *message) {
+    snprintf(check_message, sizeof check_message, "%s", message);
+    check_messages++;
+}
+
+/* Runs MOERT_PLUGIN_CHECK_HOST(host, name, sgemm) with the message recorder reset. */
+static moert_status check_host_needing_sgemm(const moert_host_api *host, const char *name) {
+    check_message[0] = 0;
+    check_messages = 0;
+    return MOERT_PLUGIN_CHECK_HOST(host, name, sgemm);
+}
+
+static void test_check_host(void) {
+    group_begin("moert_plugin_check_host");
+    moert_host_api host;
+    char want[256];
+    memset(&host, 0, sizeof host);
+    host.struct_size = sizeof host;
+    host.abi_version = MOERT_PLUGIN_ABI_VERSION;
+    host.set_error = record_error;
+    CHECK(check_host_needing_sgemm(&host, "t") == MOERT_OK && check_messages == 0, "a current host table is accepted");
+    CHECK(check_host_needing_sgemm(NULL, "t") == MOERT_ERR_PLUGIN && check_messages == 0, "a NULL table is refused");
+
+    host.abi_version = MOERT_PLUGIN_ABI_VERSION + 1;
+    snprintf(want, sizeof want, "t: built for plugin ABI %d (host table of %zu bytes), host has ABI %u (%u bytes)",
+             MOERT_PLUGIN_ABI_VERSION, sizeof(moert_host_api), (unsigned)host.abi_version, (unsigned)host.struct_size);
+    CHECK(check_host_needing_sgemm(&host, "t") == MOERT_ERR_PLUGIN && check_messages == 1 &&
+              strcmp(check_message, want) == 0,
+          "another ABI version is refused with \"%s\", got \"%s\"", want, check_message);
+
+    /* A table from an older moert that ends before sgemm: refused for a plugin that calls sgemm, fine for one that
+       calls nothing past register_expert. */
+    host.abi_version = MOERT_PLUGIN_ABI_VERSION;
+    host.struct_size = (uint32_t)offsetof(moert_host_api, layer_tensor);
+    snprintf(want, sizeof want, "t: built for plugin ABI %d (host table of %zu bytes), host has ABI %u (%u bytes)",
+             MOERT_PLUGIN_ABI_VERSION, sizeof(moert_host_api), (unsigned)host.abi_version, (unsigned)host.struct_size);
+    CHECK(check_host_needing_sgemm(&host, "t") == MOERT_ERR_PLUGIN && check_messages == 1 &&
+              strcmp(check_message, want) == 0,
+          "a table too short is refused with \"%s\", got \"%s\"", want, check_message);
+    CHECK(MOERT_PLUGIN_CHECK_HOST(&host, "t", register_expert) == MOERT_OK, "a short table holding what is used is accepted");
+    CHECK(!MOERT_HOST_HAS(&host, layer_tensor) && MOERT_HOST_HAS(&host, register_expert), "MOERT_HOST_HAS on a short table");
+
+    /* Without set_error there is no one to tell: refused quietly. */
+    host.struct_size = (uint32_t)offsetof(moert_host_api, set_error);
+    CHECK(check_host_needing_sgemm(&host, "t") == MOERT_ERR_PLUGIN && check_messages == 0,
+          "a table ending before set_error is refused without a message");
+    host.struct_size = sizeof host;
+    host.abi_version = MOERT_PLUGIN_ABI_VERSION + 1;
+    host.set_error = NULL;
+    CHECK(check_host_needing_sgemm(&host, "t") == MOERT_ERR_PLUGIN, "a NULL set_error is not called");
+
+    /* The message is cut to fit its 256-byte buffer. */
+    char long_name[400];
+    memset(long_name, 'x', sizeof long_name - 1);
+    long_name[sizeof long_name - 1] = 0;
+    host.set_error = record_error;
+    CHECK(check_host_needing_sgemm(&host, long_name) == MOERT_ERR_PLUGIN && strlen(check_message) == 255 &&
+              strncmp(check_message, long_name, 255) == 0,
+          "a long plugin name is cut at 255 bytes, got %zu", strlen(check_message));
+
+    moert_layer_info layer;
+    memset(&layer, 0, sizeof layer);
+    layer.struct_size = (uint32_t)offsetof(moert_layer_info, expert_index);
+    CHECK(!MOERT_STRUCT_HAS(&layer, moert_layer_info, expert_index) && MOERT_STRUCT_HAS(&layer, moert_layer_info, vocab_size),
+          "MOERT_STRUCT_HAS on a layer info from an older moert");
+    group_end();
 }
 
 int main(int argc, char **argv) {
@@ -298,6 +372,8 @@ int main(int argc, char **argv) {
         return 2;
     }
     snprintf(plugin_dir, sizeof plugin_dir, "%s", argv[2]);
+    check_note_failures("last error", moert_last_error);
+    test_check_host();
     test_loading_faults();
 
     char path[4200];
@@ -309,12 +385,15 @@ int main(int argc, char **argv) {
         return 1;
     }
     static float reference[N_PROMPT * VOCAB];
+    group_begin("built-in evaluation");
     CHECK(eval_all(s, reference) == MOERT_OK, "built-in evaluation");
+    group_end();
     test_misbehaving_router(s, reference);
     test_overrides(model, s, reference);
     test_trace_and_counters(s);
     test_model_load_faults(argv[1]);
 
+    group_begin("shutdown");
     CHECK(moert_shutdown() == MOERT_ERR_INVALID_ARGUMENT, "shutdown refuses while a model is alive");
     moert_session_free(s);
     moert_model_free(model);
@@ -322,7 +401,6 @@ int main(int argc, char **argv) {
     CHECK(moert_kind_count(MOERT_KIND_ROUTER) == 1 && moert_kind_count(MOERT_KIND_EXPERT) == 1, "only built-ins remain");
     CHECK(load_test_plugin("faulty") == MOERT_OK, "a plugin loads again after shutdown");
     CHECK(moert_shutdown() == MOERT_OK, "second shutdown");
-
-    printf("%d passed, %d failed\n", passed, failed);
-    return failed ? 1 : 0;
+    group_end();
+    return check_summary();
 }

@@ -18,7 +18,6 @@
 #include <dlfcn.h>
 #include <math.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -27,51 +26,11 @@
 
 #include "moert_plugin.h"
 
+#include "check.h"
+
 #define TOLERANCE 1e-5
 #define MAX_E 64        /* experts (plus null experts) a reference row holds */
 #define MAX_TOKENS 64
-
-/* ------------------------------------------------------------------------------------------------------------ */
-/* Results                                                                                                       */
-/* ------------------------------------------------------------------------------------------------------------ */
-
-static int g_passed, g_failed;
-
-/* Records one check; a failing one prints its detail (printf-style) indented under it. */
-static int check(int ok, const char *name, const char *detail, ...) {
-    if (ok) {
-        printf("ok    %s\n", name);
-        g_passed++;
-    } else {
-        printf("FAIL  %s\n", name);
-        if (detail && *detail) {
-            va_list args;
-            va_start(args, detail);
-            printf("      ");
-            vprintf(detail, args);
-            printf("\n");
-            va_end(args);
-        }
-        g_failed++;
-    }
-    fflush(stdout);
-    return ok;
-}
-
-/* A precondition of a check: records a failure under `name` when it does not hold, nothing when it does. */
-static int require(int ok, const char *name, const char *detail, ...) {
-    if (ok) return 1;
-    printf("FAIL  %s\n", name);
-    va_list args;
-    va_start(args, detail);
-    printf("      ");
-    vprintf(detail, args);
-    printf("\n");
-    va_end(args);
-    g_failed++;
-    fflush(stdout);
-    return 0;
-}
 
 /* ------------------------------------------------------------------------------------------------------------ */
 /* Random numbers                                                                                                */
@@ -615,6 +574,13 @@ static void test_host_refused(const char *lib, moert_plugin_init_fn init) {
     snprintf(name, sizeof name, "%s: refuses a host table without layer_tensor/param_number", lib);
     check(s == MOERT_ERR_PLUGIN && g_error_calls > 0 && g_n_routers == 0 && g_n_experts == 0, name,
           "status %d, set_error calls %d, message '%s'", s, (int)g_error_calls, g_error);
+    if (strcmp(lib, "moepp") == 0) {
+        char want[256];
+        snprintf(want, sizeof want, "moepp: built for plugin ABI %d (host table of %zu bytes), host has ABI %u (%u bytes)",
+                 MOERT_PLUGIN_ABI_VERSION, sizeof(moert_host_api), (unsigned)bad.abi_version, (unsigned)bad.struct_size);
+        check(strcmp(g_error, want) == 0, "moepp: the refusal names both ABI versions and table sizes",
+              "message '%s', want '%s'", g_error, want);
+    }
 
     clear_error();
     s = init(NULL, &g_host_context_marker);
@@ -1273,7 +1239,8 @@ int main(int argc, char **argv) {
               "dynamic: init registers the routers topp and adamoe", "status %d (%s), %d routers", s, g_error, g_n_routers);
         const moert_router_ops *ops = router_kind("topp");
         check(ops && ops->struct_size == sizeof *ops && ops->abi_version == MOERT_PLUGIN_ABI_VERSION,
-              "dynamic: ops tables carry struct_size and abi_version", NULL);
+              "dynamic: ops tables carry struct_size and abi_version", "struct_size %u, abi_version %u",
+              ops ? (unsigned)ops->struct_size : 0u, ops ? (unsigned)ops->abi_version : 0u);
         test_topp();
         test_adamoe();
         test_bad_cases("topp adamoe");
@@ -1283,6 +1250,5 @@ int main(int argc, char **argv) {
     }
 
     reset_tensors();
-    printf("%d passed, %d failed\n", g_passed, g_failed);
-    return g_failed == 0 ? 0 : 1;
+    return check_summary();
 }

@@ -57,5 +57,7 @@ static const moert_router_ops faulty_ops = {
 };
 
 MOERT_PLUGIN_EXPORT moert_status moert_plugin_init(const moert_host_api *host, void *host_context) {
+    moert_status s = MOERT_PLUGIN_CHECK_HOST(host, "faulty", param_string);
+    if (s != MOERT_OK) return s;
     return host->register_router(host_context, &faulty_ops);
 }

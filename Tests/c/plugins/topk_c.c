@@ -87,6 +87,7 @@ static const moert_router_ops topk_ops = {
 };
 
 MOERT_PLUGIN_EXPORT moert_status moert_plugin_init(const moert_host_api *host, void *host_context) {
-    if (host->abi_version != MOERT_PLUGIN_ABI_VERSION || host->struct_size < sizeof(moert_host_api)) return MOERT_ERR_PLUGIN;
+    moert_status s = MOERT_PLUGIN_CHECK_HOST(host, "topk_c", sgemm);
+    if (s != MOERT_OK) return s;
     return host->register_router(host_context, &topk_ops);
 }

@@ -3,9 +3,10 @@
 #
 # Usage: tools/run_c_tests.sh STAGE_DIR      (e.g. build/, as staged by `make`)
 #
-# The C host test (Tests/c/api/*.c with the shared Tests/c/check.c, one program) is built the way a user builds
-# against moert: with the flags of the staged moert.pc (which carry an rpath to the staged lib/). The last line
-# printed is "N passed, M failed", counting the host test's checks and this script's own.
+# The C host test (Tests/c/api/*.c with the shared Tests/c/check.c, one program) and the allocation test
+# (Tests/c/test_no_alloc.c) are built the way a user builds against moert: with the flags of the staged moert.pc
+# (which carry an rpath to the staged lib/). The last line printed is "N passed, M failed", counting the programs'
+# checks and this script's own.
 set -euo pipefail
 
 if [[ $# -ne 1 ]]; then
@@ -122,26 +123,28 @@ check_api_called() {
     else fail "every MOERT_API function is called from C"; fi
 }
 
-# Builds and runs the host test of Tests/c/api; adds its "N passed, M failed" to the totals.
-run_host_test() {
-    local flags
+# Builds the C program NAME from SOURCES (with Tests/c/check.c) as a user builds against moert, runs it on the
+# fixtures, and adds its "N passed, M failed" to the totals.
+run_c_program() {
+    local name="$1" flags
+    shift
     flags="$(PKG_CONFIG_PATH="$STAGE/lib/pkgconfig" pkg-config --cflags --libs moert)"
     # shellcheck disable=SC2086  # pkg-config output is a list of flags
-    if ! gcc -std=c11 -Wall -Wextra -Werror Tests/c/check.c Tests/c/api/*.c -o "$WORK/test_api" $flags -lpthread -lm; then
-        fail "Tests/c/api builds"
+    if ! gcc -std=c11 -Wall -Wextra -Werror Tests/c/check.c "$@" -o "$WORK/$name" $flags -lpthread -lm; then
+        fail "$name builds"
         return
     fi
-    pass "Tests/c/api builds"
+    pass "$name builds"
     local status=0
-    "$WORK/test_api" Tests/fixtures | tee "$WORK/test_api.out" || status=$?
+    "$WORK/$name" Tests/fixtures | tee "$WORK/$name.out" || status=$?
     local summary
-    summary="$(tail -n 1 "$WORK/test_api.out")"
+    summary="$(tail -n 1 "$WORK/$name.out")"
     if [[ "$summary" =~ ^([0-9]+)\ passed,\ ([0-9]+)\ failed$ ]]; then
         passed=$((passed + BASH_REMATCH[1]))
         failed=$((failed + BASH_REMATCH[2]))
-        [[ $status == 0 || ${BASH_REMATCH[2]} != 0 ]] || fail "test_api exit status $status"
+        [[ $status == 0 || ${BASH_REMATCH[2]} != 0 ]] || fail "$name exit status $status"
     else
-        fail "test_api ended without a summary line (exit status $status)"
+        fail "$name ended without a summary line (exit status $status)"
     fi
 }
 
@@ -152,7 +155,8 @@ check_abi
 check_api_called
 check_soname
 check_no_swift_runtime
-run_host_test
+run_c_program test_api Tests/c/api/*.c
+run_c_program test_no_alloc Tests/c/test_no_alloc.c
 
 echo "${passed} passed, ${failed} failed"
 [[ $failed == 0 ]]

@@ -5,7 +5,9 @@
 ** Swift runtime, OpenBLAS, the kernels' worker threads — comes through them (ELF symbol interposition) and is
 ** counted while counting is on, then handed to glibc's own allocator.
 **
-** Usage: test_no_alloc FIXTURES_DIR. Ends with "N passed, M failed". */
+** Usage: test_no_alloc FIXTURES_DIR (built with Tests/c/check.c). Ends with "N passed, M failed". */
+#include "check.h"
+
 #include <moert.h>
 
 #include <errno.h>
@@ -41,18 +43,6 @@ int posix_memalign(void **out, size_t alignment, size_t size) {
     if (!p) return ENOMEM;
     *out = p;
     return 0;
-}
-
-static int passed, failed;
-
-static void check(int ok, const char *what, long detail) {
-    if (ok) {
-        passed++;
-        printf("ok    %s\n", what);
-    } else {
-        failed++;
-        printf("FAIL  %s (%ld)\n", what, detail);
-    }
 }
 
 /* Starts counting allocations from zero. */
@@ -120,8 +110,8 @@ static void run_fixture(const char *fixtures, const char *name) {
     session_options.n_ctx = 400;
     if (moert_model_load(path, NULL, &model) != MOERT_OK ||
         moert_session_create(model, &session_options, &session) != MOERT_OK) {
-        snprintf(what, sizeof what, "%s: load and create a session: %s", name, moert_last_error());
-        check(0, what, 0);
+        snprintf(what, sizeof what, "%s: load and create a session", name);
+        check(0, what, "%s", moert_last_error());
         moert_model_free(model);
         return;
     }
@@ -131,7 +121,7 @@ static void run_fixture(const char *fixtures, const char *name) {
     moert_model_get_info(model, &info);
     float *logits = malloc(sizeof(float) * (size_t)info.vocab_size * 8);
     snprintf(what, sizeof what, "%s: warm-up materialises every expert", name);
-    check(logits && warm_up(model, session, logits, info.vocab_size), what, 0);
+    check(logits && warm_up(model, session, logits, info.vocab_size), what, "%s", moert_last_error());
 
     /* Decode: 24 steps of one token. */
     int32_t token = argmax(logits, info.vocab_size);
@@ -143,7 +133,7 @@ static void run_fixture(const char *fixtures, const char *name) {
     }
     long counted = stop_counting();
     snprintf(what, sizeof what, "%s: 24 decode steps allocate nothing", name);
-    check(status == MOERT_OK && counted == 0, what, counted);
+    check(status == MOERT_OK && counted == 0, what, "status %d, %ld allocations", status, counted);
 
     /* A chunk of 8 tokens with the logits of every position. */
     const int32_t chunk[8] = {1, 2, 3, 4, 5, 6, 7, 8};
@@ -151,13 +141,13 @@ static void run_fixture(const char *fixtures, const char *name) {
     status = moert_session_eval(session, chunk, 8, MOERT_LOGITS_ALL, logits, (size_t)info.vocab_size * 8);
     counted = stop_counting();
     snprintf(what, sizeof what, "%s: an 8-token chunk allocates nothing", name);
-    check(status == MOERT_OK && counted == 0, what, counted);
+    check(status == MOERT_OK && counted == 0, what, "status %d, %ld allocations", status, counted);
 
     /* Generation: what one call allocates does not grow with the tokens it makes. */
     generate_allocations(session, 2);  /* the first call may set up what every later one reuses */
     long few = generate_allocations(session, 2), many = generate_allocations(session, 40);
-    snprintf(what, sizeof what, "%s: generating 40 tokens allocates as much as generating 2 (%ld)", name, few);
-    check(few >= 0 && many == few, what, many);
+    snprintf(what, sizeof what, "%s: generating 40 tokens allocates as much as generating 2", name);
+    check(few >= 0 && many == few, what, "2 tokens: %ld allocations, 40 tokens: %ld (-1: generation failed)", few, many);
 
     free(logits);
     moert_session_free(session);
@@ -172,6 +162,5 @@ int main(int argc, char **argv) {
     moert_set_threads(2);  /* the worker pool runs too */
     const char *fixtures[] = {"mixtral", "mixtral_bf16", "qwen2_moe", "qwen3_moe", "olmoe"};
     for (size_t i = 0; i < sizeof fixtures / sizeof *fixtures; i++) run_fixture(argv[1], fixtures[i]);
-    printf("%d passed, %d failed\n", passed, failed);
-    return failed == 0 ? 0 : 1;
+    return check_summary();
 }

@@ -18,22 +18,8 @@ directories, then the system loader (see :func:`load_library`); it is loaded on 
 
 from __future__ import annotations
 
-from ._errors import (
-    BufferTooSmallError,
-    ContextFullError,
-    Error,
-    FormatError,
-    InternalError,
-    InvalidArgumentError,
-    LibraryNotFoundError,
-    MoertError,
-    MoertIOError,
-    MoertMemoryError,
-    OutOfRangeError,
-    PluginError,
-    Status,
-    UnsupportedError,
-)
+from . import _errors
+from ._errors import *  # noqa: F401,F403 -- Status and the exception classes, as _errors.__all__ lists them
 from . import _types
 from ._lib import library_path, load_library
 from .log import LogLevel, set_log_callback
@@ -93,19 +79,6 @@ __all__ = [
     "status_string",
     "version",
     "version_number",
-    # errors
-    "Status",
-    "MoertError",
-    "Error",
-    "InvalidArgumentError",
-    "MoertIOError",
-    "FormatError",
-    "UnsupportedError",
-    "MoertMemoryError",
-    "OutOfRangeError",
-    "ContextFullError",
-    "BufferTooSmallError",
-    "PluginError",
-    "InternalError",
-    "LibraryNotFoundError",
+    # errors: Status and the exception classes
+    *_errors.__all__,
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 from typing import Dict, Optional, Sequence, Tuple, Type
 
+#: What the moert package exports from this module (error_class stays internal).
 __all__ = [
     "Status",
     "MoertError",
@@ -20,7 +21,6 @@ __all__ = [
     "PluginError",
     "InternalError",
     "LibraryNotFoundError",
-    "error_class",
 ]
 
 

@@ -22,22 +22,33 @@ public enum QKNorm: Sendable {
 
 /// Validated model hyperparameters. Field names follow the config.json keys in camelCase.
 public struct ModelConfig: Sendable {
+    /// `architectures[0]`.
     public var architecture: Architecture
+    /// Token ids are in [0, vocabSize).
     public var vocabSize: Int
+    /// Width of the residual stream.
     public var hiddenSize: Int
     /// Width of a dense MLP (Qwen dense layers); for Mixtral/OLMoE also the expert width.
     public var intermediateSize: Int
+    /// Decoder layers.
     public var numHiddenLayers: Int
+    /// Query heads.
     public var numAttentionHeads: Int
+    /// Key/value heads (grouped-query attention; defaults to the query heads).
     public var numKeyValueHeads: Int
+    /// Width of one head (`head_dim`, else hidden / heads).
     public var headDim: Int
+    /// RMSNorm epsilon.
     public var rmsNormEps: Float
+    /// RoPE base (top level, or inside `rope_parameters`).
     public var ropeTheta: Double
     /// Longest context the model supports (after a sliding window, if any, caps it).
     public var maxPositionEmbeddings: Int
+    /// The LM head is the embedding.
     public var tieWordEmbeddings: Bool
     /// Routed experts per MoE layer.
     public var numExperts: Int
+    /// Experts the built-in router keeps per token.
     public var numExpertsPerTok: Int
     /// Width of one routed expert.
     public var moeIntermediateSize: Int
@@ -47,15 +58,19 @@ public struct ModelConfig: Sendable {
     public var sharedExpertIntermediateSize: Int
     /// Layers whose MLP is dense.
     public var mlpOnlyLayers: Set<Int>
+    /// Every decoderSparseStep-th layer is a MoE layer (Qwen).
     public var decoderSparseStep: Int
     /// Biases on the q, k and v projections.
     public var qkvBias: Bool
     /// Bias on the output projection.
     public var outputBias: Bool
+    /// How queries and keys are normalised.
     public var qkNorm: QKNorm
     /// OLMoE clamps q, k and v to ±clipQkv when set.
     public var clipQkv: Float?
+    /// Beginning-of-sequence id, when named.
     public var bosTokenId: Int32?
+    /// End-of-sequence ids (config.json may name several).
     public var eosTokenIds: [Int32]
 
     /// True when layer `layer` (0-based) has a mixture-of-experts MLP (`Qwen2MoeDecoderLayer.__init__`).

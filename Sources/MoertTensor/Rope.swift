@@ -11,8 +11,10 @@ import Musl
 package struct Rope: Sendable {
     /// inv_freq[i] = 1 / theta^(2i/d), computed in float32 as transformers does.
     package let invFreq: [Float]
+    /// Width of one head.
     package let headDim: Int
 
+    /// The rotation of heads of `headDim` with base `theta`.
     package init(headDim: Int, theta: Double) {
         self.headDim = headDim
         invFreq = (0..<headDim / 2).map { i in

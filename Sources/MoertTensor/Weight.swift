@@ -70,6 +70,7 @@ package struct StoredTensor: @unchecked Sendable {
     /// Elements.
     package let count: Int
 
+    /// A tensor of `count` elements of `storage` at `data`.
     package init(data: UnsafeRawPointer, storage: WeightStorage, count: Int) {
         self.data = data
         self.storage = storage

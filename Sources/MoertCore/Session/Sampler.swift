@@ -15,6 +15,7 @@ public struct SamplerOptions: Sendable, Equatable {
     public var topP: Float = 1
     /// Seed of the random stream.
     public var seed: UInt64 = 0
+    /// Greedy.
     public init() {}
 
     /// Rejects values outside their ranges.

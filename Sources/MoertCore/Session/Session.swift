@@ -14,6 +14,7 @@ public struct SessionOptions: Sendable {
     public var contextLength: Int = 0
     /// Most tokens evaluated in one forward chunk; 0 = 512.
     public var maxBatch: Int = 0
+    /// The defaults.
     public init() {}
 }
 

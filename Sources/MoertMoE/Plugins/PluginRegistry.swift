@@ -8,6 +8,7 @@ import Glibc
 
 /// A registered router kind: its C table (copied) and where it came from.
 public struct RouterKind: @unchecked Sendable {
+    /// The kind's name.
     public let name: String
     let ops: moert_router_ops
     /// The library path, or "host" for in-process registrations.
@@ -16,8 +17,10 @@ public struct RouterKind: @unchecked Sendable {
 
 /// A registered expert kind.
 public struct ExpertKind: @unchecked Sendable {
+    /// The kind's name.
     public let name: String
     let ops: moert_expert_ops
+    /// The library path, or "host" for in-process registrations.
     public let source: String
     /// MOERT_EXPERT_* flags.
     public var flags: UInt32 { ops.flags }

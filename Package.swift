@@ -45,28 +45,34 @@ let package = Package(
         .systemLibrary(name: "CSystem"),
         .systemLibrary(name: "CJemalloc", pkgConfig: "jemalloc", providers: [.apt(["libjemalloc-dev"])]),
         .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
+        // Tokenizers: PCRE2 (with its JIT) runs the split regexes of tokenizer.json, utf8proc normalizes (NFC, NFKC).
+        .systemLibrary(name: "CPCRE2", pkgConfig: "libpcre2-8", providers: [.apt(["libpcre2-dev"])]),
+        .systemLibrary(name: "CUtf8proc", pkgConfig: "libutf8proc", providers: [.apt(["libutf8proc-dev"])]),
         // The C kernels (GEMV, GEMM, attention, SwiGLU; run-time CPU dispatch) and the worker pool they share.
         // DWARF 4: valgrind 3.19 (Debian 12) gives up on a library with more than one DWARF 5 C unit.
         .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3", "-std=c11", "-Wall", "-Werror", "-gdwarf-4"])]),
         // The Swift layers, each importing only those above it in this list (docs/ARCHITECTURE.md):
-        // tensors and kernels' Swift side; file formats; routers, experts and plugins; model and session.
+        // tensors and kernels' Swift side; file formats; text (tokenizers, chat templates) beside routers, experts and
+        // plugins; model and session.
         .target(name: "MoertTensor", dependencies: ["CKernels", "COpenBLAS"]),
         .target(name: "MoertFormats", dependencies: ["MoertTensor"]),
+        .target(name: "MoertText", dependencies: ["MoertFormats", "MoertTensor", "CPCRE2", "CUtf8proc"]),
         .target(name: "MoertMoE", dependencies: ["MoertFormats", "MoertTensor", "CMoert", "CKernels", "COpenBLAS", "CSystem"]),
-        .target(name: "MoertCore", dependencies: ["MoertMoE", "MoertFormats", "MoertTensor", "CMoert", "CKernels", "COpenBLAS"]),
+        .target(name: "MoertCore", dependencies: ["MoertMoE", "MoertText", "MoertFormats", "MoertTensor", "CMoert", "CKernels", "COpenBLAS"]),
         // The thin C-ABI layer: converts, calls, maps errors. Builds libmoert.so.
-        .target(name: "Moert", dependencies: ["MoertCore", "MoertMoE", "MoertFormats", "MoertTensor", "CMoert"],
+        .target(name: "Moert", dependencies: ["MoertCore", "MoertMoE", "MoertText", "MoertFormats", "MoertTensor", "CMoert"],
                 swiftSettings: [.unsafeFlags(["-static-stdlib"], releaseOnly)],
                 linkerSettings: [.unsafeFlags(["-static-stdlib", "-Xlinker", "-soname=libmoert.so." + abiVersion], releaseOnly),
                                  .unsafeFlags(["-Xlinker", "--version-script=" + exportsMap])]),
         // The `moert` command line tool.
-        .executableTarget(name: "moert-cli", dependencies: ["MoertCore", "MoertMoE", "MoertFormats", "MoertTensor", "CJemalloc"]),
+        .executableTarget(name: "moert-cli", dependencies: ["MoertCore", "MoertMoE", "MoertText", "MoertFormats", "MoertTensor", "CJemalloc"]),
         // Tests, one target per layer. --export-dynamic: under `swift test --sanitize=thread` the TSan runtime lives in
         // the test executable, and the instrumented Swift plugin the tests dlopen() must bind to it.
         .target(name: "MoertTestSupport", dependencies: ["MoertCore", "MoertFormats", "MoertTensor"],
                 path: "Tests/MoertTestSupport"),
         .testTarget(name: "MoertTensorTests", dependencies: ["MoertTensor", "MoertTestSupport", "CKernels"]),
         .testTarget(name: "MoertFormatsTests", dependencies: ["MoertFormats", "MoertTensor", "MoertTestSupport"]),
+        .testTarget(name: "MoertTextTests", dependencies: ["MoertText", "MoertFormats", "MoertTensor", "MoertTestSupport"]),
         .testTarget(name: "MoertMoETests", dependencies: ["MoertMoE", "MoertFormats", "MoertTensor", "MoertTestSupport"]),
         .testTarget(name: "MoertCoreTests", dependencies: ["MoertCore", "MoertMoE", "MoertFormats", "MoertTensor", "MoertTestSupport"],
                     linkerSettings: [.unsafeFlags(["-Xlinker", "--export-dynamic"])]),

@@ -25,7 +25,7 @@ SECONDS_PER_TARGET="${2:-60}"
 OUT="$ROOT/.build/fuzz"
 ALL_TARGETS=(safetensors config loader)
 # The Swift targets of Sources/ the fuzz targets link, each importing only those before it.
-MODULES=(MoertTensor MoertFormats MoertMoE MoertCore)
+MODULES=(MoertTensor MoertFormats MoertText MoertMoE MoertCore)
 
 case "$TARGET" in
     all|coverage) TARGETS=("${ALL_TARGETS[@]}") ;;
@@ -54,7 +54,7 @@ else
     DEBUG=-g
 fi
 BLAS_FLAGS=($(pkg-config --cflags-only-I openblas | sed 's/^/-Xcc /'))
-BLAS_LIBS=($(pkg-config --libs openblas))
+BLAS_LIBS=($(pkg-config --libs openblas libpcre2-8 libutf8proc))
 # ld.gold warns once per ASan helper symbol it cannot export; those lines are noise.
 quiet() { grep -v "Cannot export local symbol" || true; }
 
@@ -100,7 +100,7 @@ build_core() {
         # shellcheck disable=SC2046  # one argument per source file
         swiftc "${SANITIZE[@]}" "$OPT" "$DEBUG" -enable-testing -parse-as-library -module-name "$module" -package-name moert \
             -emit-module -emit-module-path "$OUT/lib/$module.swiftmodule" -emit-object -wmo -o "$OUT/lib/$module.o" \
-            -I "$OUT/lib" -I include -I Sources/COpenBLAS -I Sources/CSystem "${c_flags[@]}" "${BLAS_FLAGS[@]}" \
+            -I "$OUT/lib" -I include -I Sources/COpenBLAS -I Sources/CSystem -I Sources/CPCRE2 -I Sources/CUtf8proc "${c_flags[@]}" "${BLAS_FLAGS[@]}" \
             $(find "Sources/$module" -name '*.swift' | sort) >"$OUT/build-$module.log" 2>&1 || { quiet <"$OUT/build-$module.log"; exit 1; }
         objects+=("$OUT/lib/$module.o")
     done
@@ -114,7 +114,7 @@ build_target() {
     if [[ -f "$bin" && "$bin" -nt "$OUT/lib/libmoert-layers.a" && "$bin" -nt "$src" && "$bin" -nt Tests/fuzz/FuzzSupport.swift ]]; then return; fi
     echo "building fuzz-$t"
     swiftc "${SANITIZE[@]}" "$OPT" "$DEBUG" -parse-as-library -module-name "Fuzz_$t" -package-name moert \
-        -I "$OUT/lib" -I include -I Sources/COpenBLAS -I Sources/CSystem "${c_flags[@]}" "${BLAS_FLAGS[@]}" \
+        -I "$OUT/lib" -I include -I Sources/COpenBLAS -I Sources/CSystem -I Sources/CPCRE2 -I Sources/CUtf8proc "${c_flags[@]}" "${BLAS_FLAGS[@]}" \
         Tests/fuzz/FuzzSupport.swift "$src" "$OUT/lib/libmoert-layers.a" "${BLAS_LIBS[@]}" -lpthread -o "$bin" 2>&1 | quiet
     [[ -x "$bin" ]] || exit 1
 }

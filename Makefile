@@ -17,7 +17,8 @@ endif
 PYTHON    ?= python3
 RELEASE   := $(shell $(SWIFT) build -c release --show-bin-path 2>/dev/null)
 SWIFT_SRC := $(shell find Sources include Plugins -type f) Package.swift
-# Plugins written in C are compiled with the C compiler for installation (no Swift runtime dependency).
+# Plugins written in C are compiled with the C compiler for installation (no Swift runtime dependency), each with
+# its own hidden copy of the helpers in Plugins/common.
 C_PLUGINS := gru hash comet moepp
 SWIFT_PLUGINS := dynamic
 
@@ -34,7 +35,8 @@ $(STAGE)/.staged: $(SWIFT_SRC) Makefile tools/moert.pc.in
 	ln -sf libmoert.so.$(VERSION) $(STAGE)/lib/libmoert.so.$(ABI)
 	ln -sf libmoert.so.$(ABI) $(STAGE)/lib/libmoert.so
 	for p in $(C_PLUGINS); do \
-	  $(CC) -O2 -std=c11 -Wall -Werror -shared -fPIC -fvisibility=hidden -Iinclude Plugins/$$p/*.c -lm \
+	  $(CC) -O2 -std=c11 -Wall -Werror -shared -fPIC -fvisibility=hidden -Iinclude -IPlugins/common \
+	    Plugins/$$p/*.c Plugins/common/*.c -lm \
 	    -o $(STAGE)/lib/libmoert_$$p.so || exit 1; done
 	for p in $(SWIFT_PLUGINS); do cp $(RELEASE)/libmoert_$$p.so $(STAGE)/lib/; done
 	cp include/moert*.h $(STAGE)/include/

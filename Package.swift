@@ -21,9 +21,10 @@ let releaseOnly = BuildSettingCondition.when(configuration: .release)
 /// Exports only the `moert_*` C entry points from libmoert.so.
 let exportsMap = Context.packageDirectory + "/tools/exports.map"
 
-/// A plugin written in C, in `Plugins/<directory>`, compiled against `include/moert_plugin.h`.
+/// A plugin written in C, in `Plugins/<directory>`, compiled against `include/moert_plugin.h`. Its library also
+/// links the helpers of `Plugins/common` (`MoertPluginSupport`), hidden, so that it still exports one symbol.
 func cPlugin(_ name: String, _ directory: String) -> Target {
-    .target(name: name, path: "Plugins/" + directory, publicHeadersPath: ".",
+    .target(name: name, dependencies: ["MoertPluginSupport"], path: "Plugins/" + directory, publicHeadersPath: ".",
             cSettings: [.headerSearchPath("../../include"), .unsafeFlags(["-Wall", "-Werror", "-std=c11"])])
 }
 
@@ -76,7 +77,10 @@ let package = Package(
         .testTarget(name: "MoertMoETests", dependencies: ["MoertMoE", "MoertFormats", "MoertTensor", "MoertTestSupport"]),
         .testTarget(name: "MoertCoreTests", dependencies: ["MoertCore", "MoertMoE", "MoertFormats", "MoertTensor", "MoertTestSupport"],
                     linkerSettings: [.unsafeFlags(["-Xlinker", "--export-dynamic"])]),
-        // Plugins depend on the header only. C plugins: Makefile also builds them with gcc for installation.
+        // Plugins depend on the header only; the C ones also link the helpers they share (Plugins/common), each its
+        // own copy. C plugins: Makefile also builds them with gcc for installation.
+        .target(name: "MoertPluginSupport", path: "Plugins/common", publicHeadersPath: ".",
+                cSettings: [.headerSearchPath("../../include"), .unsafeFlags(["-Wall", "-Werror", "-std=c11"])]),
         cPlugin("GRUPlugin", "gru"),
         cPlugin("HashPlugin", "hash"),
         cPlugin("COMETPlugin", "comet"),

@@ -40,8 +40,9 @@
 */
 #include <moert_plugin.h>
 
+#include "plugin_support.h"
+
 #include <math.h>
-#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -90,72 +91,6 @@ typedef struct comet_router {
 /* create-time helpers                                                                                          */
 /* ------------------------------------------------------------------------------------------------------------ */
 
-/** Formats a message, hands it to host->set_error and returns `status`. */
-static moert_status fail(const moert_host_api *host, moert_status status, const char *format, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static moert_status fail(const moert_host_api *host, moert_status status, const char *format, ...) {
-    char message[512];
-    va_list args;
-    va_start(args, format);
-    vsnprintf(message, sizeof message, format, args);
-    va_end(args);
-    host->set_error(message);
-    return status;
-}
-
-/** Writes "[d0, d1, ...]" of a tensor into buf. */
-static const char *shape_text(const moert_tensor *t, char *buf, size_t size) {
-    size_t used = (size_t)snprintf(buf, size, "[");
-    for (int32_t i = 0; i < t->ndim && i < 4 && used < size; i++) {
-        used += (size_t)snprintf(buf + used, size - used, i == 0 ? "%lld" : ", %lld", (long long)t->shape[i]);
-    }
-    if (used < size) snprintf(buf + used, size - used, "]");
-    return buf;
-}
-
-/**
- * Fetches layer tensor `name` as float32 and checks its shape against `want` (ndim entries) and that every
- * element is finite. With `optional`, an absent or unreadable tensor gives MOERT_OK and *out = NULL (a tensor
- * that exists in an unreadable dtype then stays unused, and the model load fails naming it).
- */
-static moert_status float_tensor(const moert_host_api *host, const moert_create_context *ctx, const char *name,
-                                 int32_t ndim, const int64_t *want, int optional, const float **out) {
-    moert_tensor t;
-    memset(&t, 0, sizeof t);
-    t.struct_size = (uint32_t)sizeof t;
-    *out = NULL;
-    moert_status status = host->layer_tensor(ctx, name, &t);
-    if (status != MOERT_OK) return optional ? MOERT_OK : status;  // the host named the missing tensor
-    char want_text[96], got[96];
-    size_t used = (size_t)snprintf(want_text, sizeof want_text, "[");
-    for (int32_t i = 0; i < ndim && used < sizeof want_text; i++) {
-        used += (size_t)snprintf(want_text + used, sizeof want_text - used, i == 0 ? "%lld" : ", %lld",
-                                 (long long)want[i]);
-    }
-    if (used < sizeof want_text) snprintf(want_text + used, sizeof want_text - used, "]");
-    if (t.dtype != MOERT_TENSOR_F32) {
-        return fail(host, MOERT_ERR_FORMAT, KIND ": tensor %s: expected a float tensor %s, got an integer tensor %s",
-                    name, want_text, shape_text(&t, got, sizeof got));
-    }
-    int ok = t.ndim == ndim && t.data != NULL;
-    for (int32_t i = 0; ok && i < ndim; i++) ok = t.shape[i] == want[i];
-    if (!ok) {
-        return fail(host, MOERT_ERR_FORMAT, KIND ": tensor %s: expected shape %s, got %s", name, want_text,
-                    shape_text(&t, got, sizeof got));
-    }
-    const float *data = (const float *)t.data;
-    int64_t count = 1;
-    for (int32_t i = 0; i < ndim; i++) count *= want[i];
-    for (int64_t i = 0; i < count; i++) {
-        if (!isfinite(data[i])) {
-            return fail(host, MOERT_ERR_FORMAT, KIND ": tensor %s: element %lld is not finite", name, (long long)i);
-        }
-    }
-    *out = data;
-    return MOERT_OK;
-}
-
 /** Lists the heap nodes of the leaves under `node` in left-first depth-first order (the gate's concatenation). */
 static void collect_leaves(int32_t node, int32_t experts, int32_t *leaf_node, int32_t *count) {
     if (node >= experts - 1) {
@@ -182,13 +117,15 @@ static moert_status read_params(const moert_host_api *host, const moert_create_c
     double gamma = 0;
     moert_status status = host->param_number(ctx, "gamma", &gamma);
     if (status == MOERT_ERR_OUT_OF_RANGE) {
-        return fail(host, MOERT_ERR_FORMAT, KIND ": parameter gamma (the smooth-step width, > 0) is required");
+        return plugin_fail(host->set_error, MOERT_ERR_FORMAT,
+                           KIND ": parameter gamma (the smooth-step width, > 0) is required");
     }
     if (status != MOERT_OK) return status;
     const double a3 = -2.0 / (gamma * gamma * gamma), a1 = 3.0 / (2.0 * gamma);
     if (!isfinite(gamma) || !(gamma > 0) || !isfinite((float)a3) || !isfinite((float)a1) || !isfinite((float)gamma)) {
-        return fail(host, MOERT_ERR_FORMAT, KIND ": parameter gamma = %g: expected a finite number > 0 (float32 smooth-step coefficients must be finite)",
-                    gamma);
+        return plugin_fail(host->set_error, MOERT_ERR_FORMAT,
+                           KIND ": parameter gamma = %g: expected a finite number > 0 (float32 smooth-step coefficients must be finite)",
+                           gamma);
     }
     c->lower = (float)(-gamma / 2);
     c->upper = (float)(gamma / 2);
@@ -210,15 +147,17 @@ static moert_status read_params(const moert_host_api *host, const moert_create_c
         c->eps = 1e-6f;
         c->mask_below = 1e-5f;
     } else {
-        return fail(host, MOERT_ERR_FORMAT, KIND ": parameter variant = \"%s\": expected \"keras\" or \"pytorch\"",
-                    variant != NULL ? variant : "");
+        return plugin_fail(host->set_error, MOERT_ERR_FORMAT,
+                           KIND ": parameter variant = \"%s\": expected \"keras\" or \"pytorch\"",
+                           variant != NULL ? variant : "");
     }
 
     double max_experts = E;
     status = host->param_number(ctx, "max_experts", &max_experts);
     if (status != MOERT_OK && status != MOERT_ERR_OUT_OF_RANGE) return status;
     if (status == MOERT_OK && (!(max_experts >= 1 && max_experts <= INT32_MAX) || max_experts != floor(max_experts))) {
-        return fail(host, MOERT_ERR_FORMAT, KIND ": parameter max_experts = %g: expected an integer >= 1", max_experts);
+        return plugin_fail(host->set_error, MOERT_ERR_FORMAT,
+                           KIND ": parameter max_experts = %g: expected an integer >= 1", max_experts);
     }
     c->cap = max_experts < E ? (int32_t)max_experts : E;
     return MOERT_OK;
@@ -242,8 +181,9 @@ static moert_status read_permutation(const moert_host_api *host, const float *pi
                 }
             }
             if (ones != 1 || column_hits[at]++ != 0) {
-                return fail(host, MOERT_ERR_FORMAT, KIND ": tensor router.permutation: tree %d is not a permutation matrix at row %d (entries must be 0 or 1, one 1 per row and per column)",
-                            (int)t, (int)j);
+                return plugin_fail(host->set_error, MOERT_ERR_FORMAT,
+                                   KIND ": tensor router.permutation: tree %d is not a permutation matrix at row %d (entries must be 0 or 1, one 1 per row and per column)",
+                                   (int)t, (int)j);
             }
             perm[(size_t)t * (size_t)E + (size_t)j] = at;
         }
@@ -255,17 +195,18 @@ static moert_status comet_create(const moert_host_api *host, const moert_create_
                                  const moert_layer_info *layer, moert_router_caps *caps, void **out_instance) {
     if (host == NULL || !MOERT_HOST_HAS(host, set_error)) return MOERT_ERR_PLUGIN;
     if (out_instance == NULL || layer == NULL || caps == NULL) {
-        return fail(host, MOERT_ERR_INVALID_ARGUMENT, KIND ": create called with a NULL argument");
+        return plugin_fail(host->set_error, MOERT_ERR_INVALID_ARGUMENT, KIND ": create called with a NULL argument");
     }
     *out_instance = NULL;
     if (!MOERT_HOST_HAS(host, sgemm) || !MOERT_STRUCT_HAS(layer, moert_layer_info, n_experts) ||
         !MOERT_STRUCT_HAS(caps, moert_router_caps, max_experts_per_token)) {
-        return fail(host, MOERT_ERR_PLUGIN, KIND ": host tables are older than this plugin (struct_size too small)");
+        return plugin_fail(host->set_error, MOERT_ERR_PLUGIN,
+                           KIND ": host tables are older than this plugin (struct_size too small)");
     }
     const int32_t H = layer->hidden_size, E = layer->n_experts;
     if (H < 1 || E < 1 || E > (1 << 24)) {
-        return fail(host, MOERT_ERR_INVALID_ARGUMENT, KIND ": layer %d has hidden_size %d and n_experts %d",
-                    (int)layer->layer, (int)H, (int)E);
+        return plugin_fail(host->set_error, MOERT_ERR_INVALID_ARGUMENT,
+                           KIND ": layer %d has hidden_size %d and n_experts %d", (int)layer->layer, (int)H, (int)E);
     }
 
     // k, the number of trees, comes from router.leaf_weight [E, k, H].
@@ -276,19 +217,23 @@ static moert_status comet_create(const moert_host_api *host, const moert_create_
     if (status != MOERT_OK) return status;
     if (t.ndim != 3 || t.shape[0] != E || t.shape[2] != H || t.shape[1] < 1 || t.shape[1] > MAX_TREES) {
         char got[96];
-        return fail(host, MOERT_ERR_FORMAT, KIND ": tensor router.leaf_weight: expected shape [%d, k, %d] ([E, k, H], 1 <= k <= %d), got %s",
-                    (int)E, (int)H, MAX_TREES, shape_text(&t, got, sizeof got));
+        return plugin_fail(host->set_error, MOERT_ERR_FORMAT,
+                           KIND ": tensor router.leaf_weight: expected shape [%d, k, %d] ([E, k, H], 1 <= k <= %d), got %s",
+                           (int)E, (int)H, MAX_TREES, plugin_shape_text(&t, got, sizeof got));
     }
     const int32_t k = (int32_t)t.shape[1];
     if (2 * (int64_t)E * k > INT32_MAX) {
-        return fail(host, MOERT_ERR_FORMAT, KIND ": %d trees over %d experts is too large", (int)k, (int)E);
+        return plugin_fail(host->set_error, MOERT_ERR_FORMAT, KIND ": %d trees over %d experts is too large", (int)k,
+                           (int)E);
     }
 
     // One block: the struct, leaf_node [E], perm [k, E] and a column counter [E] used while checking perm.
     const size_t head = (sizeof(comet_router) + 63) / 64 * 64;
     const size_t bytes = head + sizeof(int32_t) * ((size_t)E + (size_t)k * (size_t)E + (size_t)E);
     comet_router *c = (comet_router *)host->alloc(bytes, 0);
-    if (c == NULL) return fail(host, MOERT_ERR_OUT_OF_MEMORY, KIND ": out of memory for %zu bytes", bytes);
+    if (c == NULL) {
+        return plugin_fail(host->set_error, MOERT_ERR_OUT_OF_MEMORY, KIND ": out of memory for %zu bytes", bytes);
+    }
     memset(c, 0, bytes);
     c->host.alloc = host->alloc;
     c->host.free = host->free;
@@ -304,14 +249,24 @@ static moert_status comet_create(const moert_host_api *host, const moert_create_
     const int64_t leaf_w[3] = {E, k, H}, leaf_b[2] = {E, k}, node_w[3] = {E - 1, k, H}, node_b[2] = {E - 1, k};
     const int64_t pi_shape[3] = {k, E, E};
     const float *pi = NULL;
+    const plugin_create_env env = {host, ctx, KIND};
+    const plugin_tensor_lookup layer_tensor = host->layer_tensor;
     status = read_params(host, ctx, E, c);
-    if (status == MOERT_OK) status = float_tensor(host, ctx, "router.leaf_weight", 3, leaf_w, 0, &c->leaf_w);
-    if (status == MOERT_OK) status = float_tensor(host, ctx, "router.leaf_bias", 2, leaf_b, 0, &c->leaf_b);
-    if (status == MOERT_OK && E > 1) {
-        status = float_tensor(host, ctx, "router.node_weight", 3, node_w, 0, &c->node_w);
-        if (status == MOERT_OK) status = float_tensor(host, ctx, "router.node_bias", 2, node_b, 1, &c->node_b);
+    if (status == MOERT_OK) {
+        status = plugin_float_tensor(&env, layer_tensor, "router.leaf_weight", 3, leaf_w, NULL, &c->leaf_w);
     }
-    if (status == MOERT_OK) status = float_tensor(host, ctx, "router.permutation", 3, pi_shape, 1, &pi);
+    if (status == MOERT_OK) {
+        status = plugin_float_tensor(&env, layer_tensor, "router.leaf_bias", 2, leaf_b, NULL, &c->leaf_b);
+    }
+    if (status == MOERT_OK && E > 1) {
+        status = plugin_float_tensor(&env, layer_tensor, "router.node_weight", 3, node_w, NULL, &c->node_w);
+        if (status == MOERT_OK) {
+            status = plugin_optional_float_tensor(&env, layer_tensor, "router.node_bias", 2, node_b, NULL, &c->node_b);
+        }
+    }
+    if (status == MOERT_OK) {
+        status = plugin_optional_float_tensor(&env, layer_tensor, "router.permutation", 3, pi_shape, NULL, &pi);
+    }
     if (status == MOERT_OK && pi != NULL) {
         status = read_permutation(host, pi, k, E, perm, column_hits);
         c->perm = perm;
@@ -333,27 +288,6 @@ static float smooth_step(const comet_router *c, float u) {
     if (u <= c->lower) return 0.0f;
     if (u >= c->upper) return 1.0f;
     return c->a3 * (u * u * u) + c->a1 * u + 0.5f;
-}
-
-/**
- * Inserts expert `id` with value `v` into a row kept in descending value order, at most `cap` long. Experts
- * arrive in increasing id order, so an equal value goes after the ones already there: ties keep the lower id first.
- */
-static void topk_insert(int32_t *ids, float *values, int32_t *count, int32_t cap, int32_t id, float v) {
-    int32_t c = *count;
-    if (c == cap) {
-        if (!(v > values[c - 1])) return;
-        c--;
-    }
-    int32_t i = c;
-    while (i > 0 && v > values[i - 1]) {
-        ids[i] = ids[i - 1];
-        values[i] = values[i - 1];
-        i--;
-    }
-    ids[i] = id;
-    values[i] = v;
-    *count = c + 1;
 }
 
 static moert_status comet_route(void *instance, const moert_router_input *input, moert_router_output *output) {
@@ -461,7 +395,7 @@ static moert_status comet_route(void *instance, const moert_router_input *input,
             const float v = w[e] / total;
             if (v > 0.0f) {
                 nonzero++;
-                topk_insert(ids, weights, &count, c->cap, e, v);
+                plugin_topk_insert(ids, weights, &count, c->cap, e, v);
             }
         }
         if (nonzero > count) {

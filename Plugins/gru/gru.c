@@ -38,8 +38,9 @@
 */
 #include <moert_plugin.h>
 
+#include "plugin_support.h"
+
 #include <math.h>
-#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -79,117 +80,6 @@ typedef struct gru_router {
 } gru_router;
 
 /* ------------------------------------------------------------------------------------------------------------ */
-/* create-time helpers                                                                                          */
-/* ------------------------------------------------------------------------------------------------------------ */
-
-/** Formats a message, hands it to host->set_error and returns `status`. */
-static moert_status fail(const moert_host_api *host, moert_status status, const char *format, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static moert_status fail(const moert_host_api *host, moert_status status, const char *format, ...) {
-    char message[512];
-    va_list args;
-    va_start(args, format);
-    vsnprintf(message, sizeof message, format, args);
-    va_end(args);
-    host->set_error(message);
-    return status;
-}
-
-/** Writes "[d0, d1, ...]" of a tensor into buf. */
-static const char *shape_text(const moert_tensor *t, char *buf, size_t size) {
-    size_t used = (size_t)snprintf(buf, size, "[");
-    for (int32_t i = 0; i < t->ndim && i < 4 && used < size; i++) {
-        used += (size_t)snprintf(buf + used, size - used, i == 0 ? "%lld" : ", %lld", (long long)t->shape[i]);
-    }
-    if (used < size) snprintf(buf + used, size - used, "]");
-    return buf;
-}
-
-/**
- * Fetches a float tensor (layer-relative when `relative`, else by full name) and checks its shape against
- * `want` (ndim entries). The host sets the message when the tensor is absent or unreadable.
- */
-static moert_status float_tensor(const moert_host_api *host, const moert_create_context *ctx, int relative,
-                                 const char *name, int32_t ndim, const int64_t *want, const char *want_text,
-                                 const float **out) {
-    moert_tensor t;
-    memset(&t, 0, sizeof t);
-    t.struct_size = (uint32_t)sizeof t;
-    moert_status status = relative ? host->layer_tensor(ctx, name, &t) : host->model_tensor(ctx, name, &t);
-    if (status != MOERT_OK) return status;
-    char got[96];
-    if (t.dtype != MOERT_TENSOR_F32) {
-        return fail(host, MOERT_ERR_FORMAT, KIND ": tensor %s: expected a float tensor %s, got an integer tensor %s",
-                    name, want_text, shape_text(&t, got, sizeof got));
-    }
-    int ok = t.ndim == ndim && t.data != NULL;
-    for (int32_t i = 0; ok && i < ndim; i++) ok = t.shape[i] == want[i];
-    if (!ok) {
-        return fail(host, MOERT_ERR_FORMAT, KIND ": tensor %s: expected shape %s, got %s", name, want_text,
-                    shape_text(&t, got, sizeof got));
-    }
-    const float *data = (const float *)t.data;
-    int64_t count = 1;
-    for (int32_t i = 0; i < ndim; i++) count *= want[i];
-    for (int64_t i = 0; i < count; i++) {
-        if (!isfinite(data[i])) {
-            return fail(host, MOERT_ERR_FORMAT, KIND ": tensor %s: element %lld is not finite", name, (long long)i);
-        }
-    }
-    *out = data;
-    return MOERT_OK;
-}
-
-/** Reads an integer parameter in [lo, hi]; `fallback` when absent. */
-static moert_status int_param(const moert_host_api *host, const moert_create_context *ctx, const char *key,
-                              int32_t fallback, int32_t lo, int32_t hi, int32_t *out) {
-    double v = 0;
-    moert_status status = host->param_number(ctx, key, &v);
-    if (status == MOERT_ERR_OUT_OF_RANGE) {
-        *out = fallback;
-        return MOERT_OK;
-    }
-    if (status != MOERT_OK) return status;
-    if (!(v >= lo && v <= hi) || v != floor(v)) {
-        return fail(host, MOERT_ERR_FORMAT, KIND ": parameter %s = %g: expected an integer in [%d, %d]", key, v,
-                    (int)lo, (int)hi);
-    }
-    *out = (int32_t)v;
-    return MOERT_OK;
-}
-
-/** Reads a boolean parameter (JSON true/false or a number, non-zero meaning true); `fallback` when absent. */
-static moert_status bool_param(const moert_host_api *host, const moert_create_context *ctx, const char *key,
-                               int32_t fallback, int32_t *out) {
-    double v = 0;
-    moert_status status = host->param_number(ctx, key, &v);
-    if (status == MOERT_ERR_OUT_OF_RANGE) {
-        *out = fallback;
-        return MOERT_OK;
-    }
-    if (status != MOERT_OK) return status;
-    if (isnan(v)) return fail(host, MOERT_ERR_FORMAT, KIND ": parameter %s: expected true or false", key);
-    *out = v != 0;
-    return MOERT_OK;
-}
-
-/** Reads a string parameter; `fallback` when absent. The result is borrowed until create returns. */
-static moert_status string_param(const moert_host_api *host, const moert_create_context *ctx, const char *key,
-                                 const char *fallback, const char **out) {
-    const char *s = NULL;
-    moert_status status = host->param_string(ctx, key, &s);
-    if (status == MOERT_ERR_OUT_OF_RANGE) {
-        *out = fallback;
-        return MOERT_OK;
-    }
-    if (status != MOERT_OK) return status;
-    if (s == NULL) return fail(host, MOERT_ERR_FORMAT, KIND ": parameter %s: expected a string", key);
-    *out = s;
-    return MOERT_OK;
-}
-
-/* ------------------------------------------------------------------------------------------------------------ */
 /* Router ops                                                                                                   */
 /* ------------------------------------------------------------------------------------------------------------ */
 
@@ -200,8 +90,7 @@ static void gru_destroy(void *instance) {
 }
 
 /** Fetches the shared cell tensors `<prefix>weight_<s><gate>` and `<prefix>bias_<s><gate>`, s in {i, h}. */
-static moert_status cell_tensors(const moert_host_api *host, const moert_create_context *ctx, const char *prefix,
-                                 gru_router *g) {
+static moert_status cell_tensors(const plugin_create_env *env, const char *prefix, gru_router *g) {
     static const char gate_letter[3] = {'r', 'z', 'n'};
     char name[320], want_text[64];
     const int64_t r = g->rank;
@@ -216,10 +105,12 @@ static moert_status cell_tensors(const moert_host_api *host, const moert_create_
             snprintf(name, sizeof name, "%sweight_%c%c", prefix, s, gate_letter[gate]);
             snprintf(want_text, sizeof want_text, "[%lld, %lld] (r = %lld from weight1)", (long long)r,
                      (long long)r, (long long)r);
-            if ((status = float_tensor(host, ctx, 0, name, 2, square, want_text, w)) != MOERT_OK) return status;
+            status = plugin_float_tensor(env, env->host->model_tensor, name, 2, square, want_text, w);
+            if (status != MOERT_OK) return status;
             snprintf(name, sizeof name, "%sbias_%c%c", prefix, s, gate_letter[gate]);
             snprintf(want_text, sizeof want_text, "[%lld] (r from weight1)", (long long)r);
-            if ((status = float_tensor(host, ctx, 0, name, 1, vector, want_text, b)) != MOERT_OK) return status;
+            status = plugin_float_tensor(env, env->host->model_tensor, name, 1, vector, want_text, b);
+            if (status != MOERT_OK) return status;
         }
     }
     return MOERT_OK;
@@ -229,44 +120,49 @@ static moert_status gru_create(const moert_host_api *host, const moert_create_co
                                const moert_layer_info *layer, moert_router_caps *caps, void **out_instance) {
     if (host == NULL || !MOERT_HOST_HAS(host, set_error)) return MOERT_ERR_PLUGIN;
     if (out_instance == NULL || layer == NULL || caps == NULL) {
-        return fail(host, MOERT_ERR_INVALID_ARGUMENT, KIND ": create called with a NULL argument");
+        return plugin_fail(host->set_error, MOERT_ERR_INVALID_ARGUMENT, KIND ": create called with a NULL argument");
     }
     *out_instance = NULL;
     if (!MOERT_HOST_HAS(host, sgemm) || !MOERT_STRUCT_HAS(layer, moert_layer_info, top_k) ||
         !MOERT_STRUCT_HAS(caps, moert_router_caps, state_size)) {
-        return fail(host, MOERT_ERR_PLUGIN, KIND ": host tables are older than this plugin (struct_size too small)");
+        return plugin_fail(host->set_error, MOERT_ERR_PLUGIN,
+                           KIND ": host tables are older than this plugin (struct_size too small)");
     }
     const int32_t H = layer->hidden_size, E = layer->n_experts;
     if (H < 1 || E < 1) {
-        return fail(host, MOERT_ERR_INVALID_ARGUMENT, KIND ": layer %d has hidden_size %d and n_experts %d",
-                    (int)layer->layer, (int)H, (int)E);
+        return plugin_fail(host->set_error, MOERT_ERR_INVALID_ARGUMENT,
+                           KIND ": layer %d has hidden_size %d and n_experts %d", (int)layer->layer, (int)H, (int)E);
     }
 
     // Parameters.
+    const plugin_create_env env = {host, ctx, KIND};
     const char *cell = NULL, *prefix = NULL;
     int32_t top_k = 0, normalize = 1;
     moert_status status;
-    if ((status = string_param(host, ctx, "cell", "gru", &cell)) != MOERT_OK) return status;
+    if ((status = plugin_string_param(&env, "cell", "gru", &cell)) != MOERT_OK) return status;
     int32_t cell_kind;
     if (strcmp(cell, "gru") == 0) {
         cell_kind = CELL_GRU;
     } else if (strcmp(cell, "rnn") == 0) {
         cell_kind = CELL_RNN;
     } else {
-        return fail(host, MOERT_ERR_FORMAT, KIND ": parameter cell = \"%s\": expected \"gru\" or \"rnn\"", cell);
+        return plugin_fail(host->set_error, MOERT_ERR_FORMAT,
+                           KIND ": parameter cell = \"%s\": expected \"gru\" or \"rnn\"", cell);
     }
-    if ((status = int_param(host, ctx, "top_k", -1, 1, E, &top_k)) != MOERT_OK) return status;
+    if ((status = plugin_int_param(&env, "top_k", -1, 1, E, &top_k)) != MOERT_OK) return status;
     if (top_k == -1) {
         top_k = layer->top_k;
         if (top_k < 1 || top_k > E) {
-            return fail(host, MOERT_ERR_FORMAT, KIND ": the layer's top_k %d is outside [1, %d] (its expert count)",
-                        (int)top_k, (int)E);
+            return plugin_fail(host->set_error, MOERT_ERR_FORMAT,
+                               KIND ": the layer's top_k %d is outside [1, %d] (its expert count)", (int)top_k, (int)E);
         }
     }
-    if ((status = bool_param(host, ctx, "normalize", 1, &normalize)) != MOERT_OK) return status;
-    if ((status = string_param(host, ctx, "global_prefix", "model.rnn_router.", &prefix)) != MOERT_OK) return status;
+    if ((status = plugin_bool_param(&env, "normalize", 1, &normalize)) != MOERT_OK) return status;
+    status = plugin_string_param(&env, "global_prefix", "model.rnn_router.", &prefix);
+    if (status != MOERT_OK) return status;
     if (strlen(prefix) > 256) {
-        return fail(host, MOERT_ERR_FORMAT, KIND ": parameter global_prefix is longer than 256 characters");
+        return plugin_fail(host->set_error, MOERT_ERR_FORMAT,
+                           KIND ": parameter global_prefix is longer than 256 characters");
     }
 
     // weight1 [r, H] fixes r; its first dimension is free.
@@ -276,13 +172,14 @@ static moert_status gru_create(const moert_host_api *host, const moert_create_co
     if ((status = host->layer_tensor(ctx, "weight1", &t1)) != MOERT_OK) return status;
     if (t1.ndim != 2 || t1.shape[0] < 1 || t1.shape[0] > (1 << 20)) {
         char got[96];
-        return fail(host, MOERT_ERR_FORMAT, KIND ": tensor weight1: expected shape [r, %d] with 1 <= r <= 1048576, got %s",
-                    (int)H, shape_text(&t1, got, sizeof got));
+        return plugin_fail(host->set_error, MOERT_ERR_FORMAT,
+                           KIND ": tensor weight1: expected shape [r, %d] with 1 <= r <= 1048576, got %s", (int)H,
+                           plugin_shape_text(&t1, got, sizeof got));
     }
     const int32_t r = (int32_t)t1.shape[0];
 
     gru_router *g = (gru_router *)host->alloc(sizeof *g, 0);
-    if (g == NULL) return fail(host, MOERT_ERR_OUT_OF_MEMORY, KIND ": out of memory");
+    if (g == NULL) return plugin_fail(host->set_error, MOERT_ERR_OUT_OF_MEMORY, KIND ": out of memory");
     memset(g, 0, sizeof *g);
     g->host.alloc = host->alloc;
     g->host.free = host->free;
@@ -298,12 +195,12 @@ static moert_status gru_create(const moert_host_api *host, const moert_create_co
     char want_text[64];
     const int64_t w1_shape[2] = {r, H}, w2_shape[2] = {E, r};
     snprintf(want_text, sizeof want_text, "[r, %d]", (int)H);
-    status = float_tensor(host, ctx, 1, "weight1", 2, w1_shape, want_text, &g->w1);
+    status = plugin_float_tensor(&env, host->layer_tensor, "weight1", 2, w1_shape, want_text, &g->w1);
     if (status == MOERT_OK) {
         snprintf(want_text, sizeof want_text, "[%d, %d] ([E, r])", (int)E, (int)r);
-        status = float_tensor(host, ctx, 1, "weight2", 2, w2_shape, want_text, &g->w2);
+        status = plugin_float_tensor(&env, host->layer_tensor, "weight2", 2, w2_shape, want_text, &g->w2);
     }
-    if (status == MOERT_OK) status = cell_tensors(host, ctx, prefix, g);
+    if (status == MOERT_OK) status = cell_tensors(&env, prefix, g);
     if (status != MOERT_OK) {
         gru_destroy(g);
         return status;
@@ -316,27 +213,6 @@ static moert_status gru_create(const moert_host_api *host, const moert_create_co
 }
 
 static float sigmoidf(float v) { return 1.0f / (1.0f + expf(-v)); }
-
-/**
- * Inserts expert `id` with value `v` into a row kept in descending value order, at most `cap` long. Experts
- * arrive in increasing id order, so an equal value goes after the ones already there: ties keep the lower id first.
- */
-static void topk_insert(int32_t *ids, float *values, int32_t *count, int32_t cap, int32_t id, float v) {
-    int32_t c = *count;
-    if (c == cap) {
-        if (!(v > values[c - 1])) return;
-        c--;
-    }
-    int32_t i = c;
-    while (i > 0 && v > values[i - 1]) {
-        ids[i] = ids[i - 1];
-        values[i] = values[i - 1];
-        i--;
-    }
-    ids[i] = id;
-    values[i] = v;
-    *count = c + 1;
-}
 
 static moert_status gru_route(void *instance, const moert_router_input *input, moert_router_output *output) {
     const gru_router *g = (const gru_router *)instance;
@@ -438,7 +314,7 @@ static moert_status gru_route(void *instance, const moert_router_input *input, m
         int32_t *ids = output->expert_ids + (size_t)t * (size_t)output->max_per_token;
         float *w = output->weights + (size_t)t * (size_t)output->max_per_token;
         int32_t count = 0;
-        for (int32_t e = 0; e < E; e++) topk_insert(ids, w, &count, k, e, p[e] / sum);
+        for (int32_t e = 0; e < E; e++) plugin_topk_insert(ids, w, &count, k, e, p[e] / sum);
         if (g->normalize) {
             float chosen = 0.0f;
             for (int32_t j = 0; j < count; j++) chosen += w[j];

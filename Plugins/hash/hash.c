@@ -33,7 +33,8 @@
 */
 #include <moert_plugin.h>
 
-#include <stdarg.h>
+#include "plugin_support.h"
+
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -51,35 +52,6 @@ typedef struct hash_router {
     int32_t experts;       /* E */
     int32_t max_per_token; /* min(c, E) */
 } hash_router;
-
-/** Formats a message, hands it to host->set_error and returns `status`. */
-static moert_status fail(const moert_host_api *host, moert_status status, const char *format, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static moert_status fail(const moert_host_api *host, moert_status status, const char *format, ...) {
-    char message[512];
-    va_list args;
-    va_start(args, format);
-    vsnprintf(message, sizeof message, format, args);
-    va_end(args);
-    host->set_error(message);
-    return status;
-}
-
-/** Reads a string parameter; `fallback` when absent. The result is borrowed until create returns. */
-static moert_status string_param(const moert_host_api *host, const moert_create_context *ctx, const char *key,
-                                 const char *fallback, const char **out) {
-    const char *s = NULL;
-    moert_status status = host->param_string(ctx, key, &s);
-    if (status == MOERT_ERR_OUT_OF_RANGE) {
-        *out = fallback;
-        return MOERT_OK;
-    }
-    if (status != MOERT_OK) return status;
-    if (s == NULL) return fail(host, MOERT_ERR_FORMAT, KIND ": parameter %s: expected a string", key);
-    *out = s;
-    return MOERT_OK;
-}
 
 /** SplitMix64's output for state v + golden gamma (Steele, Lea, Flood 2014; Vigna's splitmix64.c constants). */
 static uint64_t splitmix64(uint64_t v) {
@@ -99,23 +71,28 @@ static moert_status hash_create(const moert_host_api *host, const moert_create_c
                                 const moert_layer_info *layer, moert_router_caps *caps, void **out_instance) {
     if (host == NULL || !MOERT_HOST_HAS(host, set_error)) return MOERT_ERR_PLUGIN;
     if (out_instance == NULL || layer == NULL || caps == NULL) {
-        return fail(host, MOERT_ERR_INVALID_ARGUMENT, KIND ": create called with a NULL argument");
+        return plugin_fail(host->set_error, MOERT_ERR_INVALID_ARGUMENT, KIND ": create called with a NULL argument");
     }
     *out_instance = NULL;
     if (!MOERT_HOST_HAS(host, param_string) || !MOERT_STRUCT_HAS(layer, moert_layer_info, vocab_size) ||
         !MOERT_STRUCT_HAS(caps, moert_router_caps, max_experts_per_token)) {
-        return fail(host, MOERT_ERR_PLUGIN, KIND ": host tables are older than this plugin (struct_size too small)");
+        return plugin_fail(host->set_error, MOERT_ERR_PLUGIN,
+                           KIND ": host tables are older than this plugin (struct_size too small)");
     }
     const int32_t E = layer->n_experts;
-    if (E < 1) return fail(host, MOERT_ERR_INVALID_ARGUMENT, KIND ": layer %d has %d experts", (int)layer->layer, (int)E);
+    if (E < 1) {
+        return plugin_fail(host->set_error, MOERT_ERR_INVALID_ARGUMENT, KIND ": layer %d has %d experts",
+                           (int)layer->layer, (int)E);
+    }
 
+    const plugin_create_env env = {host, ctx, KIND};
     const char *table_name = NULL, *fallback = NULL;
     moert_status status;
-    if ((status = string_param(host, ctx, "table", "router.hash_table", &table_name)) != MOERT_OK) return status;
-    if ((status = string_param(host, ctx, "fallback", NULL, &fallback)) != MOERT_OK) return status;
+    if ((status = plugin_string_param(&env, "table", "router.hash_table", &table_name)) != MOERT_OK) return status;
+    if ((status = plugin_string_param(&env, "fallback", NULL, &fallback)) != MOERT_OK) return status;
     if (fallback != NULL && strcmp(fallback, "splitmix64") != 0) {
-        return fail(host, MOERT_ERR_FORMAT, KIND ": parameter fallback = \"%s\": the only fallback is \"splitmix64\"",
-                    fallback);
+        return plugin_fail(host->set_error, MOERT_ERR_FORMAT,
+                           KIND ": parameter fallback = \"%s\": the only fallback is \"splitmix64\"", fallback);
     }
 
     moert_tensor t;
@@ -125,7 +102,7 @@ static moert_status hash_create(const moert_host_api *host, const moert_create_c
     if (status != MOERT_OK && fallback == NULL) return status;  // the host named the missing or unreadable tensor
 
     hash_router *h = (hash_router *)host->alloc(sizeof *h, 0);
-    if (h == NULL) return fail(host, MOERT_ERR_OUT_OF_MEMORY, KIND ": out of memory");
+    if (h == NULL) return plugin_fail(host->set_error, MOERT_ERR_OUT_OF_MEMORY, KIND ": out of memory");
     memset(h, 0, sizeof *h);
     h->free = host->free;
     h->set_error = host->set_error;
@@ -142,28 +119,27 @@ static moert_status hash_create(const moert_host_api *host, const moert_create_c
         const int64_t vocab = t.shape[0];
         const int64_t c = t.ndim == 2 ? t.shape[1] : 1;
         char got[96];
-        size_t used = (size_t)snprintf(got, sizeof got, "[");
-        for (int32_t i = 0; i < t.ndim && i < 4 && used < sizeof got; i++) {
-            used += (size_t)snprintf(got + used, sizeof got - used, i == 0 ? "%lld" : ", %lld", (long long)t.shape[i]);
-        }
-        if (used < sizeof got) snprintf(got + used, sizeof got - used, "]");
+        plugin_shape_text(&t, got, sizeof got);
         if (t.dtype != MOERT_TENSOR_I32) {
-            status = fail(host, MOERT_ERR_FORMAT, KIND ": tensor %s: expected an I32 table, got a float tensor %s",
-                          table_name, got);
+            status = plugin_fail(host->set_error, MOERT_ERR_FORMAT,
+                                 KIND ": tensor %s: expected an I32 table, got a float tensor %s", table_name, got);
         } else if ((t.ndim != 1 && t.ndim != 2) || vocab != layer->vocab_size || c < 1 || c > INT32_MAX ||
                    t.data == NULL) {
-            status = fail(host, MOERT_ERR_FORMAT, KIND ": tensor %s: expected shape [%d] or [%d, c] (vocab_size, c >= 1), got %s",
-                          table_name, (int)layer->vocab_size, (int)layer->vocab_size, got);
+            status = plugin_fail(host->set_error, MOERT_ERR_FORMAT,
+                                 KIND ": tensor %s: expected shape [%d] or [%d, c] (vocab_size, c >= 1), got %s",
+                                 table_name, (int)layer->vocab_size, (int)layer->vocab_size, got);
         } else {
             const int32_t *table = (const int32_t *)t.data;
             for (int64_t i = 0; i < vocab * c && status == MOERT_OK; i++) {
                 if (table[i] < 0 || table[i] >= E) {
                     if (t.ndim == 1) {
-                        status = fail(host, MOERT_ERR_FORMAT, KIND ": tensor %s: entry [%lld] = %d is outside [0, %d)",
-                                      table_name, (long long)i, (int)table[i], (int)E);
+                        status = plugin_fail(host->set_error, MOERT_ERR_FORMAT,
+                                             KIND ": tensor %s: entry [%lld] = %d is outside [0, %d)", table_name,
+                                             (long long)i, (int)table[i], (int)E);
                     } else {
-                        status = fail(host, MOERT_ERR_FORMAT, KIND ": tensor %s: entry [%lld, %lld] = %d is outside [0, %d)",
-                                      table_name, (long long)(i / c), (long long)(i % c), (int)table[i], (int)E);
+                        status = plugin_fail(host->set_error, MOERT_ERR_FORMAT,
+                                             KIND ": tensor %s: entry [%lld, %lld] = %d is outside [0, %d)", table_name,
+                                             (long long)(i / c), (long long)(i % c), (int)table[i], (int)E);
                     }
                 }
             }

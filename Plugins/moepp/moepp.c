@@ -34,12 +34,13 @@
 ** per call through host->alloc, so they may run concurrently on one instance.
 */
 #include <math.h>
-#include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
 #include <moert_plugin.h>
+
+#include "plugin_support.h"
 
 /* ------------------------------------------------------------------------------------------------------------ */
 /* Host access                                                                                                   */
@@ -52,19 +53,6 @@ typedef struct host_fns {
     void (*set_error)(const char *message);
 } host_fns;
 
-/* Sets a formatted error message through `set_error` (when there is one) and returns `status`. */
-static moert_status fail(void (*set_error)(const char *), moert_status status, const char *format, ...) {
-    if (set_error) {
-        char message[512];
-        va_list args;
-        va_start(args, format);
-        vsnprintf(message, sizeof message, format, args);
-        va_end(args);
-        set_error(message);
-    }
-    return status;
-}
-
 /* Checks the host table covers every function this plugin calls (through param_number) and copies the ones an
    instance keeps. Fails with MOERT_ERR_PLUGIN. */
 static moert_status check_host(const moert_host_api *host, host_fns *keep) {
@@ -72,7 +60,8 @@ static moert_status check_host(const moert_host_api *host, host_fns *keep) {
     if (s != MOERT_OK) return s;
     if (!host->alloc || !host->free || !host->set_error || !host->register_router || !host->register_expert ||
         !host->layer_tensor || !host->param_number)
-        return fail(host->set_error, MOERT_ERR_PLUGIN, "moepp: host API table lacks a function this plugin needs");
+        return plugin_fail(host->set_error, MOERT_ERR_PLUGIN,
+                           "moepp: host API table lacks a function this plugin needs");
     if (keep) {
         keep->alloc = host->alloc;
         keep->free = host->free;
@@ -84,10 +73,10 @@ static moert_status check_host(const moert_host_api *host, host_fns *keep) {
 /* Checks the layer info covers the fields create() reads and that its sizes are usable. */
 static moert_status check_layer(const moert_host_api *host, const char *kind, const moert_layer_info *layer) {
     if (!layer || !MOERT_STRUCT_HAS(layer, moert_layer_info, expert_index))
-        return fail(host->set_error, MOERT_ERR_PLUGIN, "%s: layer info missing or too small", kind);
+        return plugin_fail(host->set_error, MOERT_ERR_PLUGIN, "%s: layer info missing or too small", kind);
     if (layer->hidden_size < 1 || layer->n_experts < 1)
-        return fail(host->set_error, MOERT_ERR_INVALID_ARGUMENT, "%s: layer has hidden_size %d and n_experts %d",
-                    kind, (int)layer->hidden_size, (int)layer->n_experts);
+        return plugin_fail(host->set_error, MOERT_ERR_INVALID_ARGUMENT, "%s: layer has hidden_size %d and n_experts %d",
+                           kind, (int)layer->hidden_size, (int)layer->n_experts);
     return MOERT_OK;
 }
 
@@ -98,7 +87,7 @@ static moert_status param(const moert_host_api *host, const moert_create_context
     moert_status s = host->param_number(ctx, key, value);
     if (s == MOERT_ERR_OUT_OF_RANGE) return MOERT_OK;
     if (s != MOERT_OK)
-        return fail(host->set_error, MOERT_ERR_INVALID_ARGUMENT, "%s: parameter %s must be a number", kind, key);
+        return plugin_fail(host->set_error, MOERT_ERR_INVALID_ARGUMENT, "%s: parameter %s must be a number", kind, key);
     *present = 1;
     return MOERT_OK;
 }
@@ -112,8 +101,8 @@ static moert_status param_int(const moert_host_api *host, const moert_create_con
     if (s != MOERT_OK) return s;
     if (!present) v = fallback;
     if (!(v >= lo && v <= hi) || v != floor(v))
-        return fail(host->set_error, MOERT_ERR_INVALID_ARGUMENT,
-                    "%s: parameter %s = %g: expected an integer in [%d, %d]", kind, key, v, (int)lo, (int)hi);
+        return plugin_fail(host->set_error, MOERT_ERR_INVALID_ARGUMENT,
+                           "%s: parameter %s = %g: expected an integer in [%d, %d]", kind, key, v, (int)lo, (int)hi);
     *out = (int32_t)v;
     return MOERT_OK;
 }
@@ -127,8 +116,8 @@ static moert_status param_bool(const moert_host_api *host, const moert_create_co
     if (s != MOERT_OK) return s;
     if (!present) { *out = fallback; return MOERT_OK; }
     if (v != 0 && v != 1)
-        return fail(host->set_error, MOERT_ERR_INVALID_ARGUMENT, "%s: parameter %s = %g: expected true or false",
-                    kind, key, v);
+        return plugin_fail(host->set_error, MOERT_ERR_INVALID_ARGUMENT, "%s: parameter %s = %g: expected true or false",
+                           kind, key, v);
     *out = v == 1;
     return MOERT_OK;
 }
@@ -149,7 +138,7 @@ static moert_status get_tensor(const moert_host_api *host, const moert_create_co
     memset(&t, 0, sizeof t);
     t.struct_size = sizeof t;
     moert_status s = host->layer_tensor(ctx, name, &t);
-    if (s != MOERT_OK) return fail(host->set_error, s, "%s: tensor %s is missing or unreadable", kind, name);
+    if (s != MOERT_OK) return plugin_fail(host->set_error, s, "%s: tensor %s is missing or unreadable", kind, name);
     int want_ndim = cols < 0 ? 1 : 2;
     char want[64], got[96];
     if (cols < 0) snprintf(want, sizeof want, "[%lld]", (long long)rows);
@@ -158,11 +147,12 @@ static moert_status get_tensor(const moert_host_api *host, const moert_create_co
     else if (t.ndim == 2) snprintf(got, sizeof got, "[%lld, %lld]", (long long)t.shape[0], (long long)t.shape[1]);
     else snprintf(got, sizeof got, "%d dimensions", (int)t.ndim);
     if (t.dtype != MOERT_TENSOR_F32)
-        return fail(host->set_error, MOERT_ERR_FORMAT, "%s: tensor %s: expected %s float, got an integer tensor",
-                    kind, name, want);
+        return plugin_fail(host->set_error, MOERT_ERR_FORMAT, "%s: tensor %s: expected %s float, got an integer tensor",
+                           kind, name, want);
     if (t.ndim != want_ndim || t.shape[0] != rows || (cols >= 0 && t.shape[1] != cols))
-        return fail(host->set_error, MOERT_ERR_FORMAT, "%s: tensor %s: expected %s, got %s", kind, name, want, got);
-    if (!t.data) return fail(host->set_error, MOERT_ERR_FORMAT, "%s: tensor %s has no data", kind, name);
+        return plugin_fail(host->set_error, MOERT_ERR_FORMAT, "%s: tensor %s: expected %s, got %s", kind, name, want,
+                           got);
+    if (!t.data) return plugin_fail(host->set_error, MOERT_ERR_FORMAT, "%s: tensor %s has no data", kind, name);
     *out = (const float *)t.data;
     return MOERT_OK;
 }
@@ -193,17 +183,7 @@ static void softmax(float *v, int32_t n) {
 /* The k largest of v[n], largest first, into ids/vals; among equal values the lower index comes first. */
 static void top_k(const float *v, int32_t n, int32_t k, int32_t *ids, float *vals) {
     int32_t filled = 0;
-    for (int32_t i = 0; i < n; i++) {
-        int32_t pos = filled;
-        /* strict > keeps an earlier (lower) index ahead of an equal value */
-        while (pos > 0 && v[i] > vals[pos - 1]) pos--;
-        if (pos >= k) continue;
-        int32_t j = filled < k ? filled : k - 1;
-        for (; j > pos; j--) { vals[j] = vals[j - 1]; ids[j] = ids[j - 1]; }
-        vals[pos] = v[i];
-        ids[pos] = i;
-        if (filled < k) filled++;
-    }
+    for (int32_t i = 0; i < n; i++) plugin_topk_insert(ids, vals, &filled, k, i, v[i]);
 }
 
 /* ------------------------------------------------------------------------------------------------------------ */
@@ -230,11 +210,11 @@ static moert_status router_create(const moert_host_api *host, const moert_create
     host_fns fns;
     moert_status s = check_host(host, &fns);
     if (s != MOERT_OK) return s;
-    if (!out_instance) return fail(host->set_error, MOERT_ERR_INVALID_ARGUMENT, "moepp: out_instance is NULL");
+    if (!out_instance) return plugin_fail(host->set_error, MOERT_ERR_INVALID_ARGUMENT, "moepp: out_instance is NULL");
     *out_instance = NULL;
     if ((s = check_layer(host, "moepp", layer)) != MOERT_OK) return s;
     if (!caps || !MOERT_STRUCT_HAS(caps, moert_router_caps, max_experts_per_token))
-        return fail(host->set_error, MOERT_ERR_PLUGIN, "moepp: router caps missing or too small");
+        return plugin_fail(host->set_error, MOERT_ERR_PLUGIN, "moepp: router caps missing or too small");
 
     moepp_router r;
     memset(&r, 0, sizeof r);
@@ -252,8 +232,8 @@ static moert_status router_create(const moert_host_api *host, const moert_create
     if ((s = param(host, ctx, "moepp", "gate_norm_std", &sigma, &present)) != MOERT_OK) return s;
     if (!present) sigma = 1.0;
     if (!(sigma > 0 && sigma <= 3.4e38))
-        return fail(host->set_error, MOERT_ERR_INVALID_ARGUMENT,
-                    "moepp: parameter gate_norm_std = %g: expected a finite number > 0", sigma);
+        return plugin_fail(host->set_error, MOERT_ERR_INVALID_ARGUMENT,
+                           "moepp: parameter gate_norm_std = %g: expected a finite number > 0", sigma);
     r.gate_norm_std = (float)sigma;
     if ((s = param_int(host, ctx, "moepp", "zero_expert", e - 1, -1, e - 1, &r.zero_expert)) != MOERT_OK) return s;
     if ((s = param_bool(host, ctx, "moepp", "mixtral_gating", 0, &r.mixtral_gating)) != MOERT_OK) return s;
@@ -262,14 +242,14 @@ static moert_status router_create(const moert_host_api *host, const moert_create
     int one = has_tensor(host, ctx, "router.wg.weight");
     int two = has_tensor(host, ctx, "router.wg.0.weight") || has_tensor(host, ctx, "router.wg.2.weight");
     if (one && two)
-        return fail(host->set_error, MOERT_ERR_FORMAT,
-                    "moepp: both router.wg.weight and router.wg.0.weight/router.wg.2.weight are present; "
-                    "expected one gate");
+        return plugin_fail(host->set_error, MOERT_ERR_FORMAT,
+                           "moepp: both router.wg.weight and router.wg.0.weight/router.wg.2.weight are present; "
+                           "expected one gate");
     if (!one && !two)
-        return fail(host->set_error, MOERT_ERR_FORMAT,
-                    "moepp: tensor router.wg.weight [%d, %d] is missing "
-                    "(nor is there a two-layer gate router.wg.0.weight, router.wg.2.weight)",
-                    (int)e, (int)h);
+        return plugin_fail(host->set_error, MOERT_ERR_FORMAT,
+                           "moepp: tensor router.wg.weight [%d, %d] is missing "
+                           "(nor is there a two-layer gate router.wg.0.weight, router.wg.2.weight)",
+                           (int)e, (int)h);
     if (one) {
         if ((s = get_tensor(host, ctx, "moepp", "router.wg.weight", e, h, &r.wg)) != MOERT_OK) return s;
     } else {
@@ -280,7 +260,7 @@ static moert_status router_create(const moert_host_api *host, const moert_create
     if ((s = get_tensor(host, ctx, "moepp", "router.gate_map.weight", e, e, &r.gate_map)) != MOERT_OK) return s;
 
     moepp_router *instance = fns.alloc(sizeof *instance, 0);
-    if (!instance) return fail(host->set_error, MOERT_ERR_OUT_OF_MEMORY, "moepp: out of memory");
+    if (!instance) return plugin_fail(host->set_error, MOERT_ERR_OUT_OF_MEMORY, "moepp: out of memory");
     *instance = r;
     caps->max_experts_per_token = r.top_k;
     *out_instance = instance;
@@ -298,32 +278,32 @@ static moert_status router_route(void *instance, const moert_router_input *in, m
     void (*set_error)(const char *) = r->host.set_error;
     const int32_t e = r->n_experts, h = r->hidden, k = r->top_k;
     if (!in || !MOERT_STRUCT_HAS(in, moert_router_input, prev_logits_width))
-        return fail(set_error, MOERT_ERR_INVALID_ARGUMENT, "moepp: router input missing or too small");
+        return plugin_fail(set_error, MOERT_ERR_INVALID_ARGUMENT, "moepp: router input missing or too small");
     if (!out || !MOERT_STRUCT_HAS(out, moert_router_output, counts))
-        return fail(set_error, MOERT_ERR_INVALID_ARGUMENT, "moepp: router output missing or too small");
+        return plugin_fail(set_error, MOERT_ERR_INVALID_ARGUMENT, "moepp: router output missing or too small");
     const int32_t n = in->n_tokens;
-    if (n < 0) return fail(set_error, MOERT_ERR_INVALID_ARGUMENT, "moepp: n_tokens = %d", (int)n);
+    if (n < 0) return plugin_fail(set_error, MOERT_ERR_INVALID_ARGUMENT, "moepp: n_tokens = %d", (int)n);
     if (n == 0) return MOERT_OK;
     if (in->hidden_size != h)
-        return fail(set_error, MOERT_ERR_INVALID_ARGUMENT, "moepp: input hidden_size %d, the layer has %d",
-                    (int)in->hidden_size, (int)h);
+        return plugin_fail(set_error, MOERT_ERR_INVALID_ARGUMENT, "moepp: input hidden_size %d, the layer has %d",
+                           (int)in->hidden_size, (int)h);
     if (!in->x || !out->expert_ids || !out->weights || !out->counts)
-        return fail(set_error, MOERT_ERR_INVALID_ARGUMENT, "moepp: a router input or output buffer is NULL");
+        return plugin_fail(set_error, MOERT_ERR_INVALID_ARGUMENT, "moepp: a router input or output buffer is NULL");
     if (out->max_per_token < k)
-        return fail(set_error, MOERT_ERR_INVALID_ARGUMENT, "moepp: output rows hold %d experts, top_k is %d",
-                    (int)out->max_per_token, (int)k);
+        return plugin_fail(set_error, MOERT_ERR_INVALID_ARGUMENT, "moepp: output rows hold %d experts, top_k is %d",
+                           (int)out->max_per_token, (int)k);
     const float *prev = in->prev_logits;
     if (prev && in->prev_logits_width != e)
-        return fail(set_error, MOERT_ERR_INVALID_ARGUMENT,
-                    "moepp: prev_logits rows have %d entries; the gating residual needs the previous MoE layer "
-                    "to have %d experts",
-                    (int)in->prev_logits_width, (int)e);
+        return plugin_fail(set_error, MOERT_ERR_INVALID_ARGUMENT,
+                           "moepp: prev_logits rows have %d entries; the gating residual needs the previous MoE layer "
+                           "to have %d experts",
+                           (int)in->prev_logits_width, (int)e);
     float *logits_out = MOERT_STRUCT_HAS(out, moert_router_output, logits) ? out->logits : NULL;
 
     /* per-call scratch: L [E], gating values [E], the two-layer gate's hidden layer [8E], top-k ids [k] */
     size_t floats = 2 * (size_t)e + (size_t)r->gate_width;
     char *scratch = r->host.alloc(floats * sizeof(float) + (size_t)k * sizeof(int32_t), 0);
-    if (!scratch) return fail(set_error, MOERT_ERR_OUT_OF_MEMORY, "moepp: out of memory for router scratch");
+    if (!scratch) return plugin_fail(set_error, MOERT_ERR_OUT_OF_MEMORY, "moepp: out of memory for router scratch");
     float *logits = (float *)scratch;     /* [E] */
     float *g = logits + e;                /* [E] */
     float *hidden = g + e;                /* [8E] */
@@ -348,10 +328,10 @@ static moert_status router_route(void *instance, const moert_router_input *in, m
             const float *lp = prev + (size_t)t * (size_t)e;
             for (int32_t i = 0; i < e; i++) {
                 if (!isfinite(lp[i])) {
-                    status = fail(set_error, MOERT_ERR_INVALID_ARGUMENT,
-                                  "moepp: prev_logits of token %d are not finite "
-                                  "(did the previous MoE layer's router write its logits?)",
-                                  (int)t);
+                    status = plugin_fail(set_error, MOERT_ERR_INVALID_ARGUMENT,
+                                         "moepp: prev_logits of token %d are not finite "
+                                         "(did the previous MoE layer's router write its logits?)",
+                                         (int)t);
                     goto done;
                 }
             }
@@ -360,8 +340,8 @@ static moert_status router_route(void *instance, const moert_router_input *in, m
         }
         for (int32_t i = 0; i < e; i++) {
             if (!isfinite(logits[i])) {
-                status = fail(set_error, MOERT_ERR_INVALID_ARGUMENT, "moepp: router logits of token %d are not finite",
-                              (int)t);
+                status = plugin_fail(set_error, MOERT_ERR_INVALID_ARGUMENT,
+                                     "moepp: router logits of token %d are not finite", (int)t);
                 goto done;
             }
         }
@@ -423,7 +403,8 @@ static moert_status parameterless_create(const moert_host_api *host, const moert
                                          const char *kind, void **out_instance) {
     moert_status s = check_host(host, NULL);
     if (s != MOERT_OK) return s;
-    if (!out_instance) return fail(host->set_error, MOERT_ERR_INVALID_ARGUMENT, "%s: out_instance is NULL", kind);
+    if (!out_instance)
+        return plugin_fail(host->set_error, MOERT_ERR_INVALID_ARGUMENT, "%s: out_instance is NULL", kind);
     *out_instance = NULL;
     return check_layer(host, kind, layer);
 }
@@ -478,7 +459,8 @@ static moert_status constant_create(const moert_host_api *host, const moert_crea
     host_fns fns;
     moert_status s = check_host(host, &fns);
     if (s != MOERT_OK) return s;
-    if (!out_instance) return fail(host->set_error, MOERT_ERR_INVALID_ARGUMENT, "moepp.constant: out_instance is NULL");
+    if (!out_instance)
+        return plugin_fail(host->set_error, MOERT_ERR_INVALID_ARGUMENT, "moepp.constant: out_instance is NULL");
     *out_instance = NULL;
     if ((s = check_layer(host, "moepp.constant", layer)) != MOERT_OK) return s;
     moepp_constant c;
@@ -488,7 +470,7 @@ static moert_status constant_create(const moert_host_api *host, const moert_crea
     if ((s = get_tensor(host, ctx, "moepp.constant", "constant", c.hidden, -1, &c.v)) != MOERT_OK) return s;
     if ((s = get_tensor(host, ctx, "moepp.constant", "wg.weight", 2, c.hidden, &c.wc)) != MOERT_OK) return s;
     moepp_constant *instance = fns.alloc(sizeof *instance, 0);
-    if (!instance) return fail(host->set_error, MOERT_ERR_OUT_OF_MEMORY, "moepp.constant: out of memory");
+    if (!instance) return plugin_fail(host->set_error, MOERT_ERR_OUT_OF_MEMORY, "moepp.constant: out of memory");
     *instance = c;
     *out_instance = instance;
     return MOERT_OK;
@@ -504,11 +486,11 @@ static moert_status constant_forward(void *instance, const float *x, int32_t n_t
     const moepp_constant *c = instance;
     if (!c) return MOERT_ERR_PLUGIN;
     if (n_tokens < 0 || hidden_size != c->hidden)
-        return fail(c->host.set_error, MOERT_ERR_INVALID_ARGUMENT,
-                    "moepp.constant: called with %d tokens of width %d; the layer's hidden size is %d",
-                    (int)n_tokens, (int)hidden_size, (int)c->hidden);
+        return plugin_fail(c->host.set_error, MOERT_ERR_INVALID_ARGUMENT,
+                           "moepp.constant: called with %d tokens of width %d; the layer's hidden size is %d",
+                           (int)n_tokens, (int)hidden_size, (int)c->hidden);
     if (n_tokens > 0 && (!x || !y))
-        return fail(c->host.set_error, MOERT_ERR_INVALID_ARGUMENT, "moepp.constant: x or y is NULL");
+        return plugin_fail(c->host.set_error, MOERT_ERR_INVALID_ARGUMENT, "moepp.constant: x or y is NULL");
     const int32_t h = c->hidden;
     for (int32_t t = 0; t < n_tokens; t++) {
         const float *xt = x + (size_t)t * (size_t)h;

@@ -17,7 +17,8 @@ trap 'rm -rf "$WORK"' EXIT
 PLUGINS=(gru hash comet)
 LIBS=()
 for p in "${PLUGINS[@]}"; do
-    gcc -O2 -std=c11 -Wall -Werror -shared -fPIC -fvisibility=hidden -Iinclude Plugins/$p/*.c -lm \
+    gcc -O2 -std=c11 -Wall -Werror -shared -fPIC -fvisibility=hidden -Iinclude -IPlugins/common \
+        Plugins/$p/*.c Plugins/common/*.c -lm \
         -o "$WORK/libmoert_$p.so"
     exported="$(nm -D --defined-only "$WORK/libmoert_$p.so" | awk '$2 ~ /^[A-Z]$/ { print $3 }' | sort -u)"
     if [[ "$exported" != "moert_plugin_init" ]]; then

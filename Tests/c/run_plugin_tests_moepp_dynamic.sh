@@ -17,7 +17,8 @@ WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
 
 # The C plugin, with the Makefile's flags.
-"$CC" -O2 -std=c11 -Wall -Werror -shared -fPIC -fvisibility=hidden -Iinclude Plugins/moepp/*.c -lm \
+"$CC" -O2 -std=c11 -Wall -Werror -shared -fPIC -fvisibility=hidden -Iinclude -IPlugins/common \
+    Plugins/moepp/*.c Plugins/common/*.c -lm \
     -o "$WORK/libmoert_moepp.so"
 
 # Only the entry point may be exported.

@@ -169,10 +169,24 @@ typedef struct moert_model moert_model;
 #define MOERT_DTYPE_BF16  2
 #define MOERT_DTYPE_MIXED 3  /**< The checkpoint mixes several float dtypes. */
 
+/** Flags of moert_model_options.flags. */
+#define MOERT_MODEL_TRUST_PLUGIN_PATHS 0x1u  /**< Let the checkpoint's moert section name plugin libraries by path
+                                                  (relative to the model directory). Without it a model may name
+                                                  plugins by bare name only, found in the host's plugin directories
+                                                  (see moert_plugin_load()), and a path is refused with
+                                                  MOERT_ERR_PLUGIN: loading a library runs its code, so a downloaded
+                                                  model must not choose one. @since 0.2.0 */
+#define MOERT_MODEL_NO_MMAP            0x2u  /**< Read the safetensors files into memory instead of mapping them:
+                                                  the load takes longer and the weights are not shared with the page
+                                                  cache, but a file changed or truncated afterwards cannot affect the
+                                                  model. Mapped, a file that shrinks is refused at the next evaluation
+                                                  (MOERT_ERR_IO); a truncation during an evaluation still faults the
+                                                  process (SIGBUS). @since 0.2.0 */
+
 /** Options for moert_model_load(). Fill with moert_model_options_init(), then change what you need. */
 typedef struct moert_model_options {
     uint32_t struct_size;  /**< sizeof(moert_model_options); set by moert_model_options_init(). */
-    uint32_t flags;        /**< Reserved, must be 0. */
+    uint32_t flags;        /**< MOERT_MODEL_* bits; 0 by default. Unknown bits are refused. */
     int64_t  max_context;  /**< Cap on the context length sessions may ask for; 0 = the model's own. */
     int64_t  expert_budget_bytes;    /**< Cap on resident routed-expert weights in their compute layout (F16 and
                                           BF16 kept as stored, float32 otherwise), in bytes; 0 = no cap. Experts are materialised on first use and evicted
@@ -350,8 +364,9 @@ MOERT_API int64_t moert_session_n_ctx(const moert_session *session);
  * [out] logits          host buffer for float32 logits; may be NULL only with MOERT_LOGITS_NONE.
  * [in]  logits_capacity number of floats `logits` holds.
  * Returns MOERT_OK, MOERT_ERR_INVALID_ARGUMENT, MOERT_ERR_OUT_OF_RANGE (a bad token id: nothing is evaluated),
- * MOERT_ERR_CONTEXT_FULL (nothing is evaluated), MOERT_ERR_BUFFER_TOO_SMALL or MOERT_ERR_PLUGIN. After any other
- * failure the session must be reset before further use.
+ * MOERT_ERR_CONTEXT_FULL (nothing is evaluated), MOERT_ERR_BUFFER_TOO_SMALL, MOERT_ERR_IO (a mapped checkpoint file
+ * shrank since the load: nothing is evaluated) or MOERT_ERR_PLUGIN. After any other failure the session must be
+ * reset before further use.
  * Threads: one thread per session. @since 0.1.0
  */
 MOERT_API moert_status moert_session_eval(moert_session *session, const int32_t *tokens, size_t n_tokens,

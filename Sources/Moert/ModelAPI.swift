@@ -21,8 +21,13 @@ nonisolated(unsafe) let defaultModelOptions = moert_model_options(struct_size: U
         let out = try require(outModel, "out_model")
         let path = String(cString: try require(path, "path"))
         let o = try readSized(options, defaults: defaultModelOptions, name: "moert_model_options")
-        guard o.flags == 0 else { throw MoertError(.invalidArgument, "moert_model_options.flags must be 0, got \(o.flags)") }
+        let known = MOERT_MODEL_TRUST_PLUGIN_PATHS | MOERT_MODEL_NO_MMAP
+        guard o.flags & ~known == 0 else {
+            throw MoertError(.invalidArgument, "moert_model_options.flags has unknown bits 0x\(String(o.flags & ~known, radix: 16))")
+        }
         var load = ModelLoadOptions()
+        load.trustPluginPaths = o.flags & MOERT_MODEL_TRUST_PLUGIN_PATHS != 0
+        load.mapWeights = o.flags & MOERT_MODEL_NO_MMAP == 0
         guard o.max_context >= 0, o.max_context <= Int64(Int32.max) else {
             throw MoertError(.invalidArgument, "max_context must be in [0, 2^31), got \(o.max_context)")
         }

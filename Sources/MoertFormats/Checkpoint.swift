@@ -23,10 +23,10 @@ public final class Checkpoint: @unchecked Sendable {
     /// Names of tensors read so far; the rest are reported as unused.
     private(set) var used: Set<String> = []
 
-    /// Opens `directory`: maps `model.safetensors` or the shards named by `model.safetensors.index.json`, and
-    /// validates every header.
+    /// Opens `directory`: maps `model.safetensors` or the shards named by `model.safetensors.index.json` (with
+    /// `mapped` false, reads them into memory instead), and validates every header.
     /// - Throws: `MoertError` naming the file at fault.
-    public init(directory: String) throws {
+    public init(directory: String, mapped: Bool = true) throws {
         self.directory = directory
         let single = joinPath(directory, "model.safetensors")
         let index = joinPath(directory, "model.safetensors.index.json")
@@ -52,7 +52,7 @@ public final class Checkpoint: @unchecked Sendable {
         var location: [String: Int] = [:]
         for name in shardNames {
             let path = joinPath(directory, name)
-            let file = try SafetensorsFile(path: path)
+            let file = try SafetensorsFile(path: path, mapped: mapped)
             for tensor in file.tensors.keys {
                 if location[tensor] != nil { throw MoertError.format("\(path): tensor \(tensor) also appears in another shard") }
                 if let e = expected[tensor], e != name {
@@ -67,6 +67,15 @@ public final class Checkpoint: @unchecked Sendable {
         }
         self.files = files
         self.location = location
+    }
+
+    /// True when the files are mapped (their pages belong to the page cache) rather than read into memory.
+    public var isMapped: Bool { files.first?.file.isMapping ?? true }
+
+    /// Checks that no mapped file has shrunk since it was mapped (see `MappedFile.checkUnchanged`).
+    /// - Throws: `MoertError` (`.io`) naming the file.
+    public func checkUnchanged() throws {
+        for f in files { try f.file.checkUnchanged() }
     }
 
     /// True when the checkpoint holds `name`.

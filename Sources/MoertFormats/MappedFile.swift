@@ -1,4 +1,4 @@
-// MappedFile: a read-only memory mapping of a whole file, unmapped when released.
+// MappedFile: a whole file in memory, read-only — mapped, or read into memory of its own — released with the object.
 
 import MoertTensor
 #if canImport(Glibc)
@@ -7,42 +7,89 @@ import Glibc
 import Musl
 #endif
 
-/// A file mapped read-only into memory. The mapping lives as long as the object.
+/// A file's bytes in memory for as long as the object lives: a read-only mapping of the file (pages come from the
+/// page cache as they are touched), or, when `mapped` is false, a copy read at once into anonymous memory, which a
+/// later change of the file cannot affect.
 public final class MappedFile: @unchecked Sendable {
     /// The path the file was opened with (for messages).
     public let path: String
-    /// First byte of the mapping; nil for an empty file.
+    /// First byte; nil for an empty file.
     public let base: UnsafeRawPointer?
-    /// Size of the file in bytes.
+    /// Size of the file in bytes when it was opened.
     public let size: Int
+    /// True when `base` maps the file itself (its pages are the page cache's; see `checkUnchanged`).
+    public let isMapping: Bool
+    /// The open file of a mapping (kept to notice truncation); -1 otherwise.
+    private let descriptor: Int32
 
-    /// Opens and maps `path`.
-    /// - Throws: `MoertError` (`.io`) when the file cannot be opened, inspected or mapped.
-    public init(path: String) throws {
+    /// Opens `path` and maps it, or with `mapped` false reads it into memory.
+    /// - Throws: `MoertError` (`.io`) when the file cannot be opened, inspected, mapped or read; `.outOfMemory`.
+    public init(path: String, mapped: Bool = true) throws {
         self.path = path
         // O_NONBLOCK: opening a FIFO (or a device) placed where a model file belongs would otherwise block forever;
         // it has no effect on regular files, and anything else is refused below.
         let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
         guard fd >= 0 else { throw MoertError(.io, "\(path): cannot open: \(String(cString: strerror(errno)))") }
-        defer { close(fd) }
+        var keep = false
+        defer { if !keep { close(fd) } }
         var st = stat()
         guard fstat(fd, &st) == 0 else { throw MoertError(.io, "\(path): cannot stat: \(String(cString: strerror(errno)))") }
         guard (st.st_mode & S_IFMT) == S_IFREG else { throw MoertError(.io, "\(path): not a regular file") }
         size = Int(st.st_size)
-        if size == 0 { base = nil; return }
-        let p = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0)
-        guard let p, p != MAP_FAILED else {
-            throw MoertError(.io, "\(path): cannot map \(size) bytes: \(String(cString: strerror(errno)))")
+        isMapping = mapped
+        guard size > 0 else {
+            base = nil
+            descriptor = -1
+            return
         }
+        if mapped {
+            let p = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0)
+            guard let p, p != MAP_FAILED else {
+                throw MoertError(.io, "\(path): cannot map \(size) bytes: \(String(cString: strerror(errno)))")
+            }
+            base = UnsafeRawPointer(p)
+            descriptor = fd
+            keep = true
+            return
+        }
+        let p = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+        guard let p, p != MAP_FAILED else { throw MoertError(.outOfMemory, "\(path): cannot allocate \(size) bytes to read it into") }
+        var done = 0
+        while done < size {
+            let n = pread(fd, p + done, size - done, off_t(done))
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else {
+                let reason = n == 0 ? "the file ended early (it changed while read)" : String(cString: strerror(errno))
+                munmap(p, size)
+                throw MoertError(.io, "\(path): cannot read \(size) bytes: \(reason)")
+            }
+            done += n
+        }
+        mprotect(p, size, PROT_READ)
         base = UnsafeRawPointer(p)
+        descriptor = -1
     }
 
     deinit {
         if let base { munmap(UnsafeMutableRawPointer(mutating: base), size) }
+        if descriptor >= 0 { close(descriptor) }
     }
 
     /// The whole file as bytes (empty for an empty file).
     public var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: base, count: size) }
+
+    /// Checks that a mapped file still has the size it had when it was mapped: reading a page past the end of a
+    /// truncated file kills the process (SIGBUS), so evaluation asks before it reads. The file can still change
+    /// between this check and the reads that follow it; only `mapped: false` closes that window.
+    /// - Throws: `MoertError` (`.io`) naming the file and both sizes.
+    public func checkUnchanged() throws {
+        guard descriptor >= 0 else { return }
+        var st = stat()
+        guard fstat(descriptor, &st) == 0 else { throw MoertError(.io, "\(path): cannot stat: \(String(cString: strerror(errno)))") }
+        guard Int(st.st_size) >= size else {
+            throw MoertError(.io, "\(path): the file shrank from \(size) to \(st.st_size) bytes while the model was loaded; load it again (or load with MOERT_MODEL_NO_MMAP)")
+        }
+    }
 }
 
 /// Reads a whole (small) text file, refusing files larger than `limit` bytes.

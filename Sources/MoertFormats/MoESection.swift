@@ -35,6 +35,8 @@ public struct ExpertGroup: Sendable, Equatable {
 public struct MoESection: Sendable {
     /// Plugin libraries to load first.
     public var plugins: [String] = []
+    /// Where the section was read from, for messages.
+    public var source = "the moert section"
     /// The router of every MoE layer without an entry of its own; nil: the built-in.
     public var router: KindSpec?
     /// The experts of every MoE layer without an entry of its own; nil: `num_experts` built-in experts.
@@ -66,6 +68,7 @@ public struct MoESection: Sendable {
     /// Parses the section from `json` (a JSON object).
     /// - Throws: `MoertError` (`.format`) naming `source` and the offending key.
     public init(json: JSON, source: String) throws {
+        self.source = source
         guard let o = json.object else { throw MoertError.format("\(source): the moert section must be an object") }
         try Self.checkKeys(o, ["format_version", "plugins", "router", "experts", "layers"], at: source)
         if let v = o["format_version"] {

@@ -60,11 +60,11 @@ public final class SafetensorsFile: @unchecked Sendable {
     /// Names in file order of their data.
     public let names: [String]
 
-    /// Maps and validates `path`.
+    /// Maps (or with `mapped` false reads) and validates `path`.
     /// - Throws: `MoertError` (`.io` for unreadable files, `.format` for malformed ones, `.unsupported` for
     ///   unknown dtypes), naming the file and tensor.
-    public init(path: String) throws {
-        file = try MappedFile(path: path)
+    public init(path: String, mapped: Bool = true) throws {
+        file = try MappedFile(path: path, mapped: mapped)
         let bytes = file.bytes
         guard bytes.count >= 8 else {
             throw MoertError.format("\(path): truncated safetensors file (\(bytes.count) bytes, no header length)")

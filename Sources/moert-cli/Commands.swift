@@ -6,6 +6,8 @@ import MoertTensor
 
 /// Options every command that loads a model accepts.
 let modelOptions: Set<String> = ["--model", "--threads", "--ctx", "--plugin", "--expert-budget"]
+/// Switches every command that loads a model accepts.
+let modelFlags: Set<String> = ["--trust-model-plugins", "--no-mmap"]
 /// Options of commands that evaluate: router overrides for the session.
 let routingOptions: Set<String> = ["--router", "--router-params", "--moe-top-k"]
 
@@ -15,6 +17,8 @@ let commonHelp = """
       --plugin LIST         comma-separated plugin libraries to load first (names or paths)
       --expert-budget SIZE  cap on resident expert weights: bytes (512M, 2G) or a share (25%)
       --ctx N               KV cache size in tokens (default: min(model context, 4096))
+      --trust-model-plugins let the model's moert section load plugin libraries by path (it runs their code)
+      --no-mmap             read the weights into memory instead of mapping them
     """
 let routingHelp = """
       --router KIND         replace every MoE layer's router for this run (e.g. topk, topp)
@@ -87,6 +91,8 @@ func loadModel(_ args: Arguments) throws -> Model {
     }
     var options = ModelLoadOptions()
     if let budget = args.string("--expert-budget") { options.expertBudget = try ExpertBudget(parsing: budget) }
+    options.trustPluginPaths = args.has("--trust-model-plugins")
+    options.mapWeights = !args.has("--no-mmap")
     return try Model(path: try args.required("--model"), options: options)
 }
 

@@ -38,16 +38,16 @@ if rest.contains("--help") || rest.contains("-h") { print(help); exit(0) }
 do {
     switch command {
     case "info":
-        try infoCommand(try Arguments(rest, valued: modelOptions, flags: ["--memory"]))
+        try infoCommand(try Arguments(rest, valued: modelOptions, flags: modelFlags.union(["--memory"])))
     case "run":
-        try runCommand(try Arguments(rest, valued: modelOptions.union(routingOptions).union(["--tokens", "--logits"]), flags: []))
+        try runCommand(try Arguments(rest, valued: modelOptions.union(routingOptions).union(["--tokens", "--logits"]), flags: modelFlags))
     case "generate":
         try generateCommand(try Arguments(rest, valued: modelOptions.union(routingOptions).union(["--tokens", "--max-new", "--temperature", "--top-k", "--top-p", "--seed"]),
-                                          flags: ["--ignore-eos"]))
+                                          flags: modelFlags.union(["--ignore-eos"])))
     case "bench":
-        try benchCommand(try Arguments(rest, valued: modelOptions.union(routingOptions).union(["--prompt", "--decode", "--repeat"]), flags: ["--baseline"]))
+        try benchCommand(try Arguments(rest, valued: modelOptions.union(routingOptions).union(["--prompt", "--decode", "--repeat"]), flags: modelFlags.union(["--baseline"])))
     case "trace":
-        try traceCommand(try Arguments(rest, valued: modelOptions.union(routingOptions).union(["--tokens", "--out", "--max-new"]), flags: []))
+        try traceCommand(try Arguments(rest, valued: modelOptions.union(routingOptions).union(["--tokens", "--out", "--max-new"]), flags: modelFlags))
     default:
         fail("unknown command '\(command)'", code: 2)
     }

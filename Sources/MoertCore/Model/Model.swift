@@ -40,13 +40,15 @@ public final class Model: @unchecked Sendable {
         guard options.maxContext >= 0 else { throw MoertError.invalid("max_context must be >= 0, got \(options.maxContext)") }
         Threads.configureBLASDefault()
         let (c, configJSON) = try ModelConfig.read(directory: path)
-        let ckpt = try Checkpoint(directory: path)
+        let ckpt = try Checkpoint(directory: path, mapped: options.mapWeights)
         checkpoint = ckpt
         config = c
         section = try MoESection.read(directory: path, config: configJSON)
-        let store = ExpertStore()
+        let store = ExpertStore(sourcesAreMapped: ckpt.isMapped)
         experts = store
-        for plugin in section.plugins { try PluginRegistry.shared.load(plugin, relativeTo: path) }
+        for plugin in section.plugins {
+            try PluginRegistry.shared.load(plugin, namedBy: section.source, directory: path, trustPaths: options.trustPluginPaths)
+        }
 
         let h = c.hiddenSize
         let loader = LayerLoader(config: c, checkpoint: ckpt, section: section, store: store,

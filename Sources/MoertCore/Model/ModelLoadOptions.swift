@@ -8,6 +8,12 @@ public struct ModelLoadOptions: Sendable {
     public var maxContext: Int = 0
     /// Cap on resident routed-expert weights; nil = all may stay resident.
     public var expertBudget: ExpertBudget?
+    /// Let the checkpoint's moert section name plugin libraries by path (relative to the model directory); without
+    /// it only bare names, found in the host's plugin directories, are loaded.
+    public var trustPluginPaths = false
+    /// Map the safetensors files (the default) rather than read them into memory. Mapping loads at once and shares
+    /// pages with the page cache, but a file truncated while the model is loaded can then fault the process.
+    public var mapWeights = true
     /// The defaults: the model's own context, no budget.
     public init() {}
 }

@@ -76,7 +76,8 @@ public final class Session {
     /// Evaluates `tokens` after the positions already in the cache and writes logits into `logits`
     /// (`vocab` floats for `.last`, `tokens.count × vocab` for `.all`).
     /// - Throws: `MoertError`: `.invalidArgument` (empty input), `.outOfRange` (bad token id; nothing evaluated),
-    ///   `.contextFull` (nothing evaluated), `.bufferTooSmall`, or a routing failure.
+    ///   `.contextFull` (nothing evaluated), `.bufferTooSmall`, `.io` (a mapped checkpoint file shrank; nothing
+    ///   evaluated), or a routing failure.
     public func evaluate(_ tokens: UnsafeBufferPointer<Int32>, mode: LogitsMode, logits: UnsafeMutablePointer<Float>?,
                          capacity: Int) throws {
         let vocab = model.config.vocabSize, n = tokens.count
@@ -87,6 +88,7 @@ public final class Session {
         guard n <= contextLength - position else {
             throw MoertError(.contextFull, "\(n) tokens do not fit: \(position) of \(contextLength) context positions are used")
         }
+        try model.checkpoint.checkUnchanged()
         let needed = mode == .all ? n * vocab : (mode == .last ? vocab : 0)
         if needed > 0 {
             guard let logits else { throw MoertError.invalid("logits buffer is NULL") }

@@ -61,9 +61,14 @@ public final class ExpertStore: @unchecked Sendable {
     private var stats = ExpertStoreStats()
     private var warned = false
 
-    /// Creates an empty store without a budget.
-    public init() {
+    /// Whether the sources are pages of a file mapping, which may be handed back to the kernel once copied.
+    private let releasesSources: Bool
+
+    /// Creates an empty store without a budget. `sourcesAreMapped`: the experts' sources are a file mapping (whose
+    /// pages can be dropped and read again), not memory of their own (which dropping would zero).
+    public init(sourcesAreMapped: Bool = true) {
         arena = ExpertArena()
+        releasesSources = sourcesAreMapped
     }
 
     deinit {
@@ -110,7 +115,7 @@ public final class ExpertStore: @unchecked Sendable {
                         convertToFloat(s.data, storage: s.storage, count: s.count,
                                        into: (b + offset).bindMemory(to: Float.self, capacity: s.count))
                     }
-                    releasePages(s)
+                    if releasesSources { releasePages(s) }
                     offset += s.count * slot.storage.size
                 }
                 slot.buffer = b

@@ -116,10 +116,22 @@ public final class PluginRegistry: @unchecked Sendable {
 
     // MARK: - Libraries
 
-    /// Loads a plugin library (a path, or a bare name searched for) and runs its entry point.
+    /// Loads a plugin library the host chose (a path, or a bare name searched for) and runs its entry point.
     /// - Throws: `MoertError` (`.io` when not found or not loadable, `.plugin` for ABI or init failures).
-    public func load(_ nameOrPath: String, relativeTo base: String? = nil) throws {
-        try loadLock.withLock { try lockedLoad(nameOrPath, relativeTo: base) }
+    public func load(_ nameOrPath: String) throws {
+        try loadLock.withLock { try lockedLoad(nameOrPath, relativeTo: nil) }
+    }
+
+    /// Loads a plugin a checkpoint names in its moert section (`source` names that section in messages). A bare
+    /// name is searched for in the host's plugin directories only. A path (anything with "/") would let a
+    /// downloaded model run code the host did not choose, since dlopen runs a library's constructors before moert
+    /// can check anything: it is refused unless `trustPaths`, and then taken relative to `directory`.
+    /// - Throws: `MoertError` (`.plugin` for a path without `trustPaths`; else as `load`).
+    public func load(_ nameOrPath: String, namedBy source: String, directory: String, trustPaths: Bool) throws {
+        guard trustPaths || !nameOrPath.contains("/") else {
+            throw MoertError(.plugin, "\(source): plugin \"\(nameOrPath)\" is a path; a model may name plugins by bare name only (e.g. \"gru\"), unless the host trusts the model's plugin paths (MOERT_MODEL_TRUST_PLUGIN_PATHS, --trust-model-plugins, trust_model_plugins=True)")
+        }
+        try loadLock.withLock { try lockedLoad(nameOrPath, relativeTo: directory) }
     }
 
     private func lockedLoad(_ nameOrPath: String, relativeTo base: String?) throws {

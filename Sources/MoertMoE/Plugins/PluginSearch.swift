@@ -34,7 +34,8 @@ enum PluginSearch {
     }
 
     /// A path for `nameOrPath`: paths (containing "/") are used as given (relative ones against `base` when set);
-    /// bare names are tried as `libmoert_<name>.so` and `<name>` in each search directory.
+    /// bare names are tried as `libmoert_<name>.so` and `<name>` in each search directory (never the working
+    /// directory or a model directory).
     /// - Throws: `MoertError` (`.io`) listing every path tried.
     static func resolve(_ nameOrPath: String, relativeTo base: String?) throws -> String {
         if nameOrPath.contains("/") {
@@ -51,7 +52,7 @@ enum PluginSearch {
                 if access(path, R_OK) == 0 { return path }
             }
         }
-        throw MoertError(.io, "plugin \(nameOrPath) not found; tried: \(tried.joined(separator: ", "))")
+        throw MoertError(.io, "plugin \(nameOrPath) not found; tried: \(tried.isEmpty ? "no directory (MOERT_PLUGIN_PATH is unset and libmoert's own directory is unknown)" : tried.joined(separator: ", "))")
     }
 }
 

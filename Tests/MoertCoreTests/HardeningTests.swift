@@ -1,0 +1,78 @@
+// HardeningTests: what a hostile model directory must not be able to do — choose code to run, make moert allocate
+// before checking, or kill the host through a file changed under a mapping.
+
+import Foundation
+import Testing
+@testable import MoertCore
+import MoertFormats
+import MoertMoE
+import MoertTensor
+import MoertTestSupport
+
+@Suite("Hardening")
+struct HardeningTests {
+    /// Loads a copy of the mixtral fixture whose moert section loads `plugin`, with `evil.so` (not a library) and
+    /// `libmoert_evil.so` beside it.
+    func loadNaming(_ plugin: String, trust: Bool) throws -> MoertError? {
+        let dir = try TemporaryDirectory.copy(of: "mixtral")
+        try dir.write("evil.so", "not a library")
+        try dir.write("libmoert_evil.so", "not a library")
+        try dir.editConfig { $0["moert"] = ["format_version": 1, "plugins": [plugin]] }
+        var options = ModelLoadOptions()
+        options.trustPluginPaths = trust
+        return moertError { _ = try Model(path: dir.path, options: options) }
+    }
+
+    @Test("a model naming a plugin library by path is refused unless the host trusts it",
+          arguments: ["./evil.so", "evil.so/", "../mixtral/evil.so", "/tmp/evil.so", "sub/../evil.so"])
+    func pluginPaths(path: String) throws {
+        let refused = try loadNaming(path, trust: false)
+        #expect(refused?.code == .plugin, "\(refused?.message ?? "loaded")")
+        #expect(refused?.message.contains("plugin \"\(path)\" is a path") == true)
+        // Trusted, the path is opened (and these files are no libraries, or absent).
+        let trusted = try loadNaming(path, trust: true)
+        #expect(trusted?.code == .io, "\(trusted?.message ?? "loaded")")
+    }
+
+    @Test("a bare plugin name is never looked up in the model directory")
+    func bareNames() throws {
+        let e = try loadNaming("evil", trust: true)
+        #expect(e?.code == .io)
+        #expect(e?.message.contains("plugin evil not found") == true, "\(e?.message ?? "loaded")")
+        let copy = try TemporaryDirectory.copy(of: "mixtral")
+        #expect(e?.message.contains(copy.path) == false)
+    }
+
+    @Test("weights read into memory give the logits of mapped weights, bit for bit", arguments: ["mixtral", "mixtral_bf16", "qwen2_moe"])
+    func unmapped(fixture: String) throws {
+        var options = ModelLoadOptions()
+        options.mapWeights = false
+        let read = try Model(path: fixturesDirectory + "/" + fixture, options: options)
+        let mapped = try Model(path: fixturesDirectory + "/" + fixture)
+        #expect(!read.checkpoint.isMapped && mapped.checkpoint.isMapped)
+        let prompt: [Int32] = [1, 5, 9, 14, 3]
+        let a = try allLogits(try Session(model: read), prompt), b = try allLogits(try Session(model: mapped), prompt)
+        #expect(a.map(\.bitPattern) == b.map(\.bitPattern))
+    }
+
+    @Test("a mapped file that shrinks is an I/O error at the next evaluation; a model read into memory does not notice")
+    func truncatedWhileLoaded() throws {
+        for mapped in [true, false] {
+            let dir = try TemporaryDirectory.copy(of: "mixtral")
+            var options = ModelLoadOptions()
+            options.mapWeights = mapped
+            let model = try Model(path: dir.path, options: options)
+            let session = try Session(model: model)
+            let before = try lastLogits(session, [1, 2, 3])
+            #expect(truncate(dir.path + "/model.safetensors", 4096) == 0)
+            session.reset()
+            let e = moertError { _ = try lastLogits(session, [1, 2, 3]) }
+            if mapped {
+                #expect(e?.code == .io && e?.message.contains("model.safetensors: the file shrank") == true, "\(e?.message ?? "evaluated")")
+            } else {
+                #expect(e == nil)
+                #expect(try lastLogits(session, [4]).count == before.count)
+            }
+        }
+    }
+}

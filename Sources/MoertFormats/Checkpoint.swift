@@ -81,6 +81,17 @@ public final class Checkpoint: @unchecked Sendable {
     /// True when the checkpoint holds `name`.
     public func contains(_ name: String) -> Bool { location[name] != nil }
 
+    /// The largest n of tensor names "`prefix`<n>.…" (e.g. the last layer of "model.layers."), or nil when none.
+    public func largestIndex(after prefix: String) -> Int? {
+        var largest: Int?
+        for name in location.keys where name.hasPrefix(prefix) {
+            let rest = name.utf8.dropFirst(prefix.utf8.count)
+            guard let dot = rest.firstIndex(of: UInt8(ascii: ".")), let n = Int(Substring(rest[..<dot])) else { continue }
+            largest = max(largest ?? n, n)
+        }
+        return largest
+    }
+
     /// True when some tensor name starts with `prefix`.
     public func hasPrefix(_ prefix: String) -> Bool { location.keys.contains { $0.hasPrefix(prefix) } }
 

@@ -41,11 +41,16 @@ public enum JSON: Sendable, Equatable {
 }
 
 extension JSON {
-    /// Parses one JSON document. Rejects trailing data, duplicate keys, nesting deeper than `maxDepth`,
-    /// invalid UTF-8 and non-finite numbers.
+    /// The default of `maxValues`: far more than any config file holds, and parsed in well under a second.
+    public static let defaultMaxValues = 1 << 20
+
+    /// Parses one JSON document. Rejects trailing data, duplicate keys, nesting deeper than `maxDepth`, more than
+    /// `maxValues` values (objects, arrays and scalars; this bounds the time and memory a file can make moert spend
+    /// before it is refused), invalid UTF-8 and non-finite numbers.
     /// - Throws: `MoertError` (`.format`) naming `what` and the byte offset of the problem.
-    public static func parse(_ bytes: UnsafeRawBufferPointer, what: String, maxDepth: Int = 64) throws -> JSON {
-        var parser = _JSONParser(bytes: bytes, what: what, maxDepth: maxDepth)
+    public static func parse(_ bytes: UnsafeRawBufferPointer, what: String, maxDepth: Int = 64,
+                             maxValues: Int = defaultMaxValues) throws -> JSON {
+        var parser = _JSONParser(bytes: bytes, what: what, maxDepth: maxDepth, maxValues: maxValues)
         parser.skipSpace()
         let value = try parser.value(depth: 0)
         parser.skipSpace()
@@ -53,10 +58,10 @@ extension JSON {
         return value
     }
 
-    /// Parses JSON text.
-    public static func parse(_ text: String, what: String) throws -> JSON {
+    /// Parses JSON text (see `parse(_:what:maxDepth:maxValues:)`).
+    public static func parse(_ text: String, what: String, maxValues: Int = defaultMaxValues) throws -> JSON {
         var text = text
-        return try text.withUTF8 { try parse(UnsafeRawBufferPointer($0), what: what) }
+        return try text.withUTF8 { try parse(UnsafeRawBufferPointer($0), what: what, maxValues: maxValues) }
     }
 }
 
@@ -65,12 +70,17 @@ struct _JSONParser {
     let bytes: UnsafeRawBufferPointer
     let what: String
     let maxDepth: Int
+    /// The most values the document may hold, and how many are still allowed.
+    let maxValues: Int
+    var valuesLeft: Int
     var pos = 0
 
-    init(bytes: UnsafeRawBufferPointer, what: String, maxDepth: Int) {
+    init(bytes: UnsafeRawBufferPointer, what: String, maxDepth: Int, maxValues: Int) {
         self.bytes = bytes
         self.what = what
         self.maxDepth = maxDepth
+        self.maxValues = maxValues
+        valuesLeft = maxValues
     }
 
     func fail(_ reason: String) -> MoertError {
@@ -97,6 +107,10 @@ struct _JSONParser {
 
     mutating func value(depth: Int) throws -> JSON {
         guard depth < maxDepth else { throw fail("nesting deeper than \(maxDepth)") }
+        valuesLeft -= 1
+        guard valuesLeft >= 0 else {
+            throw MoertError.format("\(what): more than \(maxValues) JSON values (at byte \(pos)), more than moert reads in this file")
+        }
         guard let c = peek() else { throw fail("unexpected end of input") }
         switch c {
         case UInt8(ascii: "{"): return try object(depth: depth)

@@ -114,14 +114,22 @@ public struct MoESection: Sendable {
         return KindSpec(kind: kind, params: params)
     }
 
+    /// The most experts one layer may have, all groups together.
+    public static let maxExpertsPerLayer = 65536
+
     private static func groups(_ v: JSON, at: String) throws -> [ExpertGroup] {
         guard let list = v.array, !list.isEmpty else { throw MoertError.format("\(at): must be a non-empty list") }
-        return try list.enumerated().map { i, g in
+        let groups = try list.enumerated().map { i, g in
             let spec = try kind(g, at: "\(at)[\(i)]")
             guard let c = g.object?["count"]?.int, c >= 1, c <= 65536 else {
                 throw MoertError.format("\(at)[\(i)]: count must be an integer in [1, 65536]")
             }
             return ExpertGroup(spec: spec, count: Int(c))
         }
+        let total = groups.reduce(0) { $0 + $1.count }
+        guard total <= maxExpertsPerLayer else {
+            throw MoertError.format("\(at): \(total) experts in all, more than the \(maxExpertsPerLayer) a layer may have")
+        }
+        return groups
     }
 }

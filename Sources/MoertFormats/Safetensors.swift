@@ -52,6 +52,10 @@ public struct TensorInfo: Sendable {
 public final class SafetensorsFile: @unchecked Sendable {
     /// Upper bound on the JSON header (the reference implementation uses 100 MB).
     public static let maxHeaderBytes = 100_000_000
+    /// Upper bound on the tensors of one file. Real checkpoints hold at most a few thousand per file (a sharded
+    /// DeepSeek-V3 about 600); the bound keeps a hostile header of tiny tensors from costing seconds and gigabytes
+    /// before it is refused (parsing 100,000 entries takes about a second).
+    public static let maxTensors = 100_000
 
     /// The mapping; tensor data is read in place from it.
     public let file: MappedFile
@@ -78,8 +82,14 @@ public final class SafetensorsFile: @unchecked Sendable {
         guard dataStart <= bytes.count else {
             throw MoertError.format("\(path): header length \(headerLength) runs past the end of the \(bytes.count)-byte file")
         }
-        let header = try JSON.parse(UnsafeRawBufferPointer(rebasing: bytes[8..<dataStart]), what: "\(path) header")
+        // An entry is at most 12 values (its object, dtype, shape with up to 8 dimensions, data_offsets and their
+        // two numbers); __metadata__ gets room for 65,536 more.
+        let header = try JSON.parse(UnsafeRawBufferPointer(rebasing: bytes[8..<dataStart]), what: "\(path) header",
+                                    maxValues: 16 * Self.maxTensors + 65_536)
         guard let entries = header.object else { throw MoertError.format("\(path): header is not a JSON object") }
+        guard entries.count <= Self.maxTensors + 1 else {
+            throw MoertError.format("\(path): header lists \(entries.count) tensors, more than the \(Self.maxTensors) moert reads in one file")
+        }
         let dataSize = bytes.count - dataStart
         var tensors: [String: TensorInfo] = [:]
         for (name, entry) in entries where name != "__metadata__" {

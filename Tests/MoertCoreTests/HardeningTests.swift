@@ -75,4 +75,59 @@ struct HardeningTests {
             }
         }
     }
+
+    /// Seconds on the monotonic clock.
+    func seconds() -> Double {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
+    }
+
+    @Test("a config claiming 2^28 or 2^31 - 1 layers is refused at once, before anything proportional is allocated",
+          arguments: [1 << 28, Int(Int32.max)])
+    func absurdLayerCount(layers: Int) throws {
+        let dir = try TemporaryDirectory.copy(of: "mixtral")
+        try dir.editConfig { $0["num_hidden_layers"] = layers }
+        let start = seconds()
+        let e = expectNoLargeAllocation("\(layers) layers") { moertError { _ = try Model(path: dir.path) } }
+        #expect(seconds() - start < 1)
+        #expect(e?.code == .format && e?.message.contains("num_hidden_layers is \(layers), but the checkpoint holds tensors of 2 layers") == true,
+                "\(e?.message ?? "loaded")")
+    }
+
+    @Test("a header of more tensors than a file may hold is refused after a bounded parse")
+    func manyTensors() throws {
+        let dir = try TemporaryDirectory.copy(of: "mixtral")
+        let count = SafetensorsFile.maxTensors + 50_000
+        var header = "{"
+        header.reserveCapacity(count * 60)
+        for i in 0..<count { header += "\"t\(i)\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[0,0]}," }
+        header.removeLast()
+        header += "}"
+        try dir.write("model.safetensors", safetensorsBytes(header: header))
+        let e = expectNoLargeAllocation("\(count) tensors") { moertError { _ = try Model(path: dir.path) } }
+        #expect(e?.code == .format && e?.message.contains("moert reads in") == true, "\(e?.message ?? "loaded")")
+    }
+
+    @Test("a moert section naming a layer the model lacks, or a dense one, is refused")
+    func sectionLayers() throws {
+        for (fixture, layer, message) in [("mixtral", 7, "layers.7: the model has 2 layers (0 to 1)"),
+                                          ("qwen3_moe", 0, "layers.0: layer 0 has a dense MLP")] {
+            let dir = try TemporaryDirectory.copy(of: fixture)
+            try dir.editConfig {
+                $0["moert"] = ["format_version": 1, "layers": ["\(layer)": ["router": ["kind": "no-such-router"]]]]
+                if fixture == "qwen3_moe" { $0["mlp_only_layers"] = [0] }
+            }
+            let e = moertError { _ = try Model(path: dir.path) }
+            #expect(e?.code == .format && e?.message.contains(message) == true, "\(e?.message ?? "loaded")")
+        }
+    }
+
+    @Test("expert groups of more than 65,536 experts in all are refused")
+    func expertTotal() throws {
+        let dir = try TemporaryDirectory.copy(of: "mixtral")
+        try dir.editConfig { $0["moert"] = ["experts": [["kind": "ffn", "count": 65536], ["kind": "ffn", "count": 1]]] }
+        let e = moertError { _ = try Model(path: dir.path) }
+        #expect(e?.code == .format && e?.message.contains("65537 experts in all") == true, "\(e?.message ?? "loaded")")
+    }
 }

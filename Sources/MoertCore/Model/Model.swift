@@ -50,9 +50,10 @@ public final class Model: @unchecked Sendable {
             try PluginRegistry.shared.load(plugin, namedBy: section.source, directory: path, trustPaths: options.trustPluginPaths)
         }
 
+        try Self.checkCounts(c, ckpt, section, path: path)
         let h = c.hiddenSize
         let loader = LayerLoader(config: c, checkpoint: ckpt, section: section, store: store,
-                                 moeLayers: (0..<c.numHiddenLayers).filter(c.isMoELayer).count)
+                                 moeLayers: (0..<c.numHiddenLayers).reduce(0) { $0 + (c.isMoELayer($1) ? 1 : 0) })
         embedding = try ckpt.matrix("model.embed_tokens.weight", shape: [c.vocabSize, h])
         var layers: [DecoderLayer] = []
         var moeBlocks: [MoEBlock] = []
@@ -87,6 +88,24 @@ public final class Model: @unchecked Sendable {
     }
 
     deinit { PluginRegistry.shared.modelLifetime(-1) }
+
+    /// Checks the counts of config.json and the moert section against the tensors present, before anything
+    /// proportional to them is allocated or looped over: a 1 KB config must not cost gigabytes before it is refused.
+    /// - Throws: `MoertError` (`.format`) naming the file, the key and both counts.
+    private static func checkCounts(_ c: ModelConfig, _ ckpt: Checkpoint, _ section: MoESection, path: String) throws {
+        let present = (ckpt.largestIndex(after: "model.layers.") ?? -1) + 1
+        guard c.numHiddenLayers <= present else {
+            throw MoertError.format("\(joinPath(path, "config.json")): num_hidden_layers is \(c.numHiddenLayers), but the checkpoint holds tensors of \(present) layers")
+        }
+        for layer in Set(section.layerRouters.keys).union(section.layerExperts.keys).sorted() {
+            guard layer < c.numHiddenLayers else {
+                throw MoertError.format("\(section.source): layers.\(layer): the model has \(c.numHiddenLayers) layers (0 to \(c.numHiddenLayers - 1))")
+            }
+            guard c.isMoELayer(layer) else {
+                throw MoertError.format("\(section.source): layers.\(layer): layer \(layer) has a dense MLP, not a mixture of experts")
+            }
+        }
+    }
 
     /// Number of layers whose MLP is a mixture of experts.
     public var moeLayerCount: Int { moeBlocks.count }

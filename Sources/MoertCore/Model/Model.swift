@@ -50,10 +50,14 @@ public final class Model: @unchecked Sendable {
             try PluginRegistry.shared.load(plugin, namedBy: section.source, directory: path, trustPaths: options.trustPluginPaths)
         }
 
-        try Self.checkCounts(c, ckpt, section, path: path)
+        try Self.checkSection(section, c)
+        // Layers are loaded in order, so a config claiming more layers than the checkpoint holds fails at the first
+        // missing one; nothing proportional to the claimed count is allocated or looped over before that (a 1 KB
+        // config must not cost gigabytes or minutes before it is refused).
+        let layersPresent = (ckpt.largestIndex(after: "model.layers.") ?? -1) + 1
         let h = c.hiddenSize
         let loader = LayerLoader(config: c, checkpoint: ckpt, section: section, store: store,
-                                 moeLayers: (0..<c.numHiddenLayers).reduce(0) { $0 + (c.isMoELayer($1) ? 1 : 0) })
+                                 moeLayers: (0..<min(c.numHiddenLayers, layersPresent)).reduce(0) { $0 + (c.isMoELayer($1) ? 1 : 0) })
         embedding = try ckpt.matrix("model.embed_tokens.weight", shape: [c.vocabSize, h])
         var layers: [DecoderLayer] = []
         var moeBlocks: [MoEBlock] = []
@@ -89,14 +93,10 @@ public final class Model: @unchecked Sendable {
 
     deinit { PluginRegistry.shared.modelLifetime(-1) }
 
-    /// Checks the counts of config.json and the moert section against the tensors present, before anything
-    /// proportional to them is allocated or looped over: a 1 KB config must not cost gigabytes before it is refused.
-    /// - Throws: `MoertError` (`.format`) naming the file, the key and both counts.
-    private static func checkCounts(_ c: ModelConfig, _ ckpt: Checkpoint, _ section: MoESection, path: String) throws {
-        let present = (ckpt.largestIndex(after: "model.layers.") ?? -1) + 1
-        guard c.numHiddenLayers <= present else {
-            throw MoertError.format("\(joinPath(path, "config.json")): num_hidden_layers is \(c.numHiddenLayers), but the checkpoint holds tensors of \(present) layers")
-        }
+    /// Checks that every layer the moert section names exists and is a mixture of experts: a typo in a layer
+    /// index must not go unnoticed.
+    /// - Throws: `MoertError` (`.format`) naming the section and the layer.
+    private static func checkSection(_ section: MoESection, _ c: ModelConfig) throws {
         for layer in Set(section.layerRouters.keys).union(section.layerExperts.keys).sorted() {
             guard layer < c.numHiddenLayers else {
                 throw MoertError.format("\(section.source): layers.\(layer): the model has \(c.numHiddenLayers) layers (0 to \(c.numHiddenLayers - 1))")

@@ -410,7 +410,7 @@ MOERT_API void moert_sampler_free(moert_sampler *sampler);
 
 /**
  * Draws one token from a row of logits. [in] logits  n_vocab floats, borrowed. [out] out_token.
- * Returns MOERT_OK or MOERT_ERR_INVALID_ARGUMENT (NULL pointers, n_vocab 0, logits all NaN).
+ * Returns MOERT_OK or MOERT_ERR_INVALID_ARGUMENT (NULL pointers, n_vocab 0 or above INT32_MAX, logits all NaN).
  * Threads: one thread per sampler. @since 0.1.0
  */
 MOERT_API moert_status moert_sampler_sample(moert_sampler *sampler, const float *logits, size_t n_vocab,

@@ -115,7 +115,7 @@ nonisolated(unsafe) let defaultModelOptions = moert_model_options(struct_size: U
         let layers = m.moeLayerCount
         outLayers?.pointee = Int32(layers)
         guard let counts else { return }
-        guard capacity >= layers else { throw MoertError(.bufferTooSmall, "counts holds \(capacity) elements, \(layers) needed") }
+        guard capacity >= layers else { throw MoertError(.bufferTooSmall, "counts holds \(UInt(bitPattern: capacity)) elements, \(layers) needed") }
         for i in 0..<layers { counts[i] = Int32(i < perLayer.count ? perLayer[i] : 0) }
     }
 }

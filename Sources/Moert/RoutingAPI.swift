@@ -59,7 +59,7 @@ import MoertTensor
         outExperts?.pointee = Int32(experts)
         guard let counts else { return }
         guard capacity >= values.count else {
-            throw MoertError(.bufferTooSmall, "counts holds \(capacity) elements, \(values.count) needed")
+            throw MoertError(.bufferTooSmall, "counts holds \(UInt(bitPattern: capacity)) elements, \(values.count) needed")
         }
         for (i, v) in values.enumerated() { counts[i] = v }
     }

@@ -49,7 +49,10 @@ nonisolated(unsafe) let defaultSamplerOptions = moert_sampler_options(struct_siz
         let logits = try require(logits, "logits")
         let out = try require(outToken, "out_token")
         // size_t arrives as Int: a count above Int.max shows up negative.
-        guard nVocab >= 0 else { throw MoertError(.invalidArgument, "n_vocab \(UInt(bitPattern: nVocab)) is not a count") }
+        // Token ids are int32_t: a row longer than Int32.max would yield ids that do not fit.
+        guard nVocab >= 0, nVocab <= Int(Int32.max) else {
+            throw MoertError(.invalidArgument, "n_vocab \(UInt(bitPattern: nVocab)) does not fit token ids (at most \(Int32.max))")
+        }
         out.pointee = try handle.sampler.sample(UnsafeBufferPointer(start: logits, count: nVocab))
     }
 }

@@ -24,6 +24,8 @@ enum HostAPI {
         struct_size: UInt32(MemoryLayout<moert_host_api>.size),
         abi_version: UInt32(MOERT_PLUGIN_ABI_VERSION),
         alloc: { size, alignment in
+            // size_t arrives as Int: a size or alignment above Int.max shows up negative, and is impossible.
+            guard size >= 0, alignment >= 0 else { return nil }
             var p: UnsafeMutableRawPointer?
             let a = alignment == 0 ? 64 : max(alignment, MemoryLayout<UnsafeRawPointer>.size)
             guard a & (a - 1) == 0, posix_memalign(&p, a, max(size, 1)) == 0 else { return nil }

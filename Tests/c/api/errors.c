@@ -253,6 +253,12 @@ static moert_status sample_all_nan(error_env *e) {
     int32_t t;
     return moert_sampler_sample(e->sampler, row, 3, &t);
 }
+/** A row claimed longer than token ids reach: refused before any of it is read (the buffer is 2 floats). */
+static moert_status sample_huge_row(error_env *e) {
+    const float row[2] = {0, 1};
+    int32_t t = 0;
+    return moert_sampler_sample(e->sampler, row, (size_t)INT32_MAX + 16, &t);
+}
 /** moert_session_generate on the shared 8-token session with `options`; checks out_n_generated is cleared. */
 static moert_status generate_with(error_env *e, const int32_t *prompt, size_t n, const moert_generate_options *o) {
     size_t n_generated = 77;
@@ -341,6 +347,7 @@ static const error_case error_cases[] = {
     {"sample: NULL out_token", sample_null_out, MOERT_ERR_INVALID_ARGUMENT, "out_token"},
     {"sample: n_vocab 0", sample_empty, MOERT_ERR_INVALID_ARGUMENT, NULL},
     {"sample: all NaN", sample_all_nan, MOERT_ERR_INVALID_ARGUMENT, "NaN"},
+    {"sample: n_vocab above INT32_MAX", sample_huge_row, MOERT_ERR_INVALID_ARGUMENT, "does not fit token ids"},
     {"generate: NULL session", generate_null_session, MOERT_ERR_INVALID_ARGUMENT, "session"},
     {"generate: NULL prompt with n_prompt 3", generate_null_prompt, MOERT_ERR_INVALID_ARGUMENT, "prompt"},
     {"generate: empty prompt on an empty session", generate_nothing_to_continue, MOERT_ERR_INVALID_ARGUMENT, NULL},

@@ -372,6 +372,16 @@ MOERT_API int64_t moert_session_n_ctx(const moert_session *session);
 MOERT_API moert_status moert_session_eval(moert_session *session, const int32_t *tokens, size_t n_tokens,
                                           int32_t logits_mode, float *logits, size_t logits_capacity);
 
+/**
+ * Writes the logits of the last evaluated position: those the last evaluation made, or, when it asked for none
+ * (MOERT_LOGITS_NONE, or a generation of 0 tokens), computed by evaluating that position again (its keys and values
+ * are rewritten from the same inputs).
+ * [out] logits, logits_capacity  host buffer of at least vocab_size floats.
+ * Returns MOERT_OK, MOERT_ERR_INVALID_ARGUMENT (NULL, or an empty session), MOERT_ERR_BUFFER_TOO_SMALL, or the errors
+ * of moert_session_eval(). Threads: one thread per session. @since 0.2.0
+ */
+MOERT_API moert_status moert_session_last_logits(moert_session *session, float *logits, size_t logits_capacity);
+
 /* ------------------------------------------------------------------------------------------------------------ */
 /* Sampling and generation                                                                                       */
 /* ------------------------------------------------------------------------------------------------------------ */

@@ -73,6 +73,14 @@ nonisolated(unsafe) let defaultSessionOptions = moert_session_options(struct_siz
     }
 }
 
+/// The last position's logits. The C entry point is `moert_session_last_logits`.
+@c @implementation public func moert_session_last_logits(_ session: OpaquePointer!, _ logits: UnsafeMutablePointer<Float>!,
+                                                         _ logitsCapacity: Int) -> moert_status {
+    withStatus {
+        try object(try require(session, "session"), as: SessionHandle.self).session.copyLastLogits(into: logits, capacity: logitsCapacity)
+    }
+}
+
 /// The library's default generation options.
 nonisolated(unsafe) let defaultGenerateOptions = moert_generate_options(struct_size: UInt32(MemoryLayout<moert_generate_options>.size),
                                                     max_new_tokens: 16, ignore_eos: 0, sampler: nil)

@@ -130,4 +130,23 @@ struct HardeningTests {
         let e = moertError { _ = try Model(path: dir.path) }
         #expect(e?.code == .format && e?.message.contains("65537 experts in all") == true, "\(e?.message ?? "loaded")")
     }
+
+    @Test("generate with an empty prompt continues after an evaluation that asked for no logits, as transformers' greedy run",
+          arguments: ["mixtral", "qwen3_moe", "olmoe"])
+    func continueWithoutLogits(fixture: String) throws {
+        let ref = try Reference(fixture: fixture)
+        let model = try Model(path: fixturesDirectory + "/" + fixture)
+        for way in ["eval none", "generate 0"] {
+            let session = try Session(model: model)
+            var sampler = try Sampler(options: SamplerOptions())
+            if way == "eval none" {
+                try ref.prompt.withUnsafeBufferPointer { try session.evaluate($0, mode: .none, logits: nil, capacity: 0) }
+            } else {
+                try session.generate(prompt: ref.prompt, maxNewTokens: 0, sampler: &sampler)
+            }
+            let out = try session.generate(prompt: [], maxNewTokens: ref.greedy.count, ignoreEOS: true, sampler: &sampler)
+            #expect(out == ref.greedy, "\(fixture) after \(way)")
+            #expect(session.position == ref.prompt.count + ref.greedy.count)
+        }
+    }
 }

@@ -26,9 +26,8 @@ extension Session {
             guard position < contextLength else {
                 throw MoertError(.contextFull, "the context is full (\(position) of \(contextLength) positions); nothing more can be generated")
             }
-            guard hasLastLogits else {
-                throw MoertError.invalid("the session's last evaluation produced no logits; give at least one prompt token")
-            }
+            // An evaluation without logits (MOERT_LOGITS_NONE, or a generation of 0 tokens) left none to sample from.
+            try recomputeLastLogits()
             logits.withUnsafeMutableBufferPointer { $0.baseAddress!.update(from: lastLogitsBuffer.pointer, count: vocab) }
         } else {
             try prompt.withUnsafeBufferPointer { p in

@@ -42,6 +42,8 @@ public final class Session {
     private(set) var hasLastLogits = false
     /// The token at position - 1 (-1 when empty), for routers that look at the previous token.
     private var previousToken: Int32 = -1
+    /// The tokens evaluated so far, [contextLength]: a position can be evaluated again when its logits are wanted.
+    private let history: UnsafeMutableBufferPointer<Int32>
 
     private let cache: KVCache
     let ws: Workspace
@@ -64,7 +66,11 @@ public final class Session {
         ws = try Workspace(model: model, batch: maxBatch, context: contextLength)
         routing = try SessionRouting(model: model, batch: maxBatch, workspace: ws.moe)
         lastLogitsBuffer = try FloatBuffer(count: c.vocabSize)
+        history = .allocate(capacity: contextLength)
+        history.initialize(repeating: -1)
     }
+
+    deinit { history.deallocate() }
 
     /// Forgets all evaluated tokens.
     public func reset() {
@@ -118,6 +124,33 @@ public final class Session {
         }
     }
 
+    /// Copies the last evaluated position's logits into `out` (`capacity` floats), computing them first when the
+    /// last evaluation asked for none (see `recomputeLastLogits`).
+    /// - Throws: `MoertError`: `.invalidArgument` (empty session, NULL buffer), `.bufferTooSmall`, or the errors of
+    ///   `evaluate`.
+    public func copyLastLogits(into out: UnsafeMutablePointer<Float>?, capacity: Int) throws {
+        let vocab = model.config.vocabSize
+        guard let out else { throw MoertError.invalid("logits buffer is NULL") }
+        guard capacity >= vocab else { throw MoertError(.bufferTooSmall, "logits buffer holds \(UInt(bitPattern: capacity)) floats, \(vocab) needed") }
+        try recomputeLastLogits()
+        out.update(from: lastLogitsBuffer.pointer, count: vocab)
+    }
+
+    /// Makes `lastLogits` available when the last evaluation asked for none (`.none`): the last position is evaluated
+    /// again, which rewrites its keys and values from the same inputs.
+    /// - Throws: `.invalidArgument` for an empty session, or the errors of `evaluate`.
+    func recomputeLastLogits() throws {
+        guard position > 0 else { throw MoertError.invalid("the session holds no tokens") }
+        guard !hasLastLogits else { return }
+        var last = history[position - 1]
+        position -= 1
+        previousToken = position > 0 ? history[position - 1] : -1
+        let logits = try FloatBuffer(count: model.config.vocabSize)
+        try withUnsafePointer(to: &last) {
+            try evaluate(UnsafeBufferPointer(start: $0, count: 1), mode: .last, logits: logits.pointer, capacity: logits.count)
+        }
+    }
+
     // MARK: - Forward pass
 
     /// One chunk of at most maxBatch tokens at positions position ..< position + n.
@@ -148,6 +181,7 @@ public final class Session {
             }
             addInPlace(x, tmp, count: n * h)
         }
+        (history.baseAddress! + position).update(from: tokens, count: n)
         position += n
         previousToken = tokens[n - 1]
 

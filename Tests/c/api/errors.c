@@ -93,7 +93,7 @@ static moert_status load_with(error_env *e, uint32_t flags, int64_t max_context,
     moert_status status = moert_model_load(e->fx->dir, &o, &m);
     return cleared(e, status, m);
 }
-static moert_status load_flags(error_env *e) { return load_with(e, 1, 0, 0, 0.0f); }
+static moert_status load_flags(error_env *e) { return load_with(e, 0x80000000u, 0, 0, 0.0f); }
 static moert_status load_negative_max_context(error_env *e) { return load_with(e, 0, -1, 0, 0.0f); }
 static moert_status load_both_budgets(error_env *e) { return load_with(e, 0, 0, 1 << 20, 50.0f); }
 static moert_status load_budget_above_100_percent(error_env *e) { return load_with(e, 0, 0, 0, 101.0f); }
@@ -306,7 +306,7 @@ static const error_case error_cases[] = {
     {"load: directory without config.json", load_no_config, MOERT_ERR_IO, "config.json"},
     {"load: truncated config.json", load_bad_json, MOERT_ERR_FORMAT, "config.json"},
     {"load: unsupported architecture", load_unsupported_arch, MOERT_ERR_UNSUPPORTED, "GPT2LMHeadModel"},
-    {"load: flags not 0", load_flags, MOERT_ERR_INVALID_ARGUMENT, "flags"},
+    {"load: unknown flag bits", load_flags, MOERT_ERR_INVALID_ARGUMENT, "flags has unknown bits"},
     {"load: struct_size 0", load_zero_struct_size, MOERT_ERR_INVALID_ARGUMENT, "struct_size"},
     {"load: negative max_context", load_negative_max_context, MOERT_ERR_INVALID_ARGUMENT, "max_context"},
     {"load: both expert budget fields", load_both_budgets, MOERT_ERR_INVALID_ARGUMENT, "expert budget"},

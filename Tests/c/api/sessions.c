@@ -133,9 +133,44 @@ static void test_older_host(const fixture *fx, moert_model *model) {
     group_end();
 }
 
+/** moert_session_last_logits gives the last position's logits, computing them after an evaluation that made none,
+ *  and generation with no prompt continues from there as transformers' greedy run does. */
+static void test_last_logits(const fixture *fx, moert_model *model) {
+    group_begin("last logits");
+    moert_session *s = new_session(model, 0, 0);
+    float *row = calloc(fx->vocab, sizeof *row);
+    int32_t *out = calloc(fx->n_greedy, sizeof *out);
+    if (s && row && out) {
+        CHECK_STATUS(moert_session_last_logits(s, row, fx->vocab), MOERT_ERR_INVALID_ARGUMENT, "an empty session");
+        CHECK_STATUS(moert_session_eval(s, fx->prompt, fx->n_prompt, MOERT_LOGITS_NONE, NULL, 0), MOERT_OK, "eval NONE");
+        CHECK_STATUS(moert_session_last_logits(s, row, fx->vocab - 1), MOERT_ERR_BUFFER_TOO_SMALL, "a short buffer");
+        CHECK_STATUS(moert_session_last_logits(s, row, fx->vocab), MOERT_OK, "after eval NONE");
+        CHECK(rel_error(row, fx->logits + (fx->n_prompt - 1) * fx->vocab, fx->vocab) <= LOGITS_RTOL,
+              "the last prompt position's logits should match transformers'");
+        CHECK(moert_session_n_past(s) == (int64_t)fx->n_prompt, "n_past %lld, the prompt's %zu",
+              (long long)moert_session_n_past(s), fx->n_prompt);
+        moert_session_reset(s);
+        CHECK_STATUS(moert_session_eval(s, fx->prompt, fx->n_prompt, MOERT_LOGITS_NONE, NULL, 0), MOERT_OK, "eval NONE");
+        moert_generate_options g;
+        moert_generate_options_init(&g);
+        g.max_new_tokens = (int32_t)fx->n_greedy;
+        g.ignore_eos = 1;
+        size_t made = 0;
+        CHECK_STATUS(moert_session_generate(s, NULL, 0, &g, NULL, NULL, out, fx->n_greedy, &made), MOERT_OK,
+                     "generate with no prompt after eval NONE");
+        CHECK(made == fx->n_greedy && memcmp(out, fx->greedy, fx->n_greedy * sizeof *out) == 0,
+              "the continuation should be transformers' greedy one");
+    }
+    moert_session_free(s);
+    free(row);
+    free(out);
+    group_end();
+}
+
 void test_sessions(const fixture *fx, moert_model *model) {
     test_session_state(fx, model);
     test_max_batch(fx, model);
     test_max_context(fx);
     test_older_host(fx, model);
+    test_last_logits(fx, model);
 }

@@ -93,6 +93,7 @@ PROTOTYPES: Dict[str, Tuple[Any, List[Any]]] = {
         moert_status,
         [moert_session_p, POINTER(c_int32), c_size_t, c_int32, POINTER(c_float), c_size_t],
     ),
+    "moert_session_last_logits": (moert_status, [moert_session_p, POINTER(c_float), c_size_t]),
     # Sampling and generation
     "moert_sampler_options_init_sized": (None, [POINTER(moert_sampler_options), c_size_t]),
     "moert_sampler_create": (moert_status, [POINTER(moert_sampler_options), POINTER(moert_sampler_p)]),
@@ -139,6 +140,7 @@ PROTOTYPES: Dict[str, Tuple[Any, List[Any]]] = {
 #: without them is still loaded; the calls of this binding that need one raise UnsupportedError (newer_function).
 SINCE: Dict[str, str] = {
     "moert_set_log_callback": "0.2.0",
+    "moert_session_last_logits": "0.2.0",
 }
 
 _lock = threading.Lock()

@@ -164,6 +164,18 @@ class Session:
             _lib.raise_error(failure)
         self._last_logits = None if logits is None else logits.reshape(-1, self._vocab_size)[-1].copy()
 
+    def _recompute_last_logits(self, logits: np.ndarray) -> None:
+        """The last position's logits when the evaluation that wrote it asked for none (moert_session_last_logits)."""
+        address = self._require_usable()
+        last_logits = _lib.newer_function("moert_session_last_logits")
+        status = last_logits(address, logits.ctypes.data_as(_FLOAT_P), logits.size)
+        if status != 0:
+            failure = _lib.error(status)
+            if status not in _UNCHANGED_AFTER:
+                self._broken = failure
+            _lib.raise_error(failure)
+        self._last_logits = logits.copy()
+
     # Generation
 
     def generate(
@@ -223,10 +235,7 @@ class Session:
             elif self._last_logits is not None:
                 logits[:] = self._last_logits
             else:
-                raise InvalidArgumentError(
-                    Status.INVALID_ARGUMENT,
-                    "the session's last evaluation produced no logits; give at least one prompt token",
-                )
+                self._recompute_last_logits(logits)
             step = np.empty(1, dtype=np.int32)
             produced = 0
             while True:

@@ -33,6 +33,8 @@ __all__ = [
     "MOERT_LOG_WARN",
     "MOERT_LOG_INFO",
     "MOERT_LOG_DEBUG",
+    "MOERT_MODEL_TRUST_PLUGIN_PATHS",
+    "MOERT_MODEL_NO_MMAP",
     "moert_log_callback",
     "moert_status",
     "moert_model_p",
@@ -87,6 +89,10 @@ MOERT_LOG_DEBUG = 3
 
 #: ``typedef void (*moert_log_callback)(int32_t level, const char *message, void *user_data)``
 moert_log_callback = CFUNCTYPE(None, c_int32, c_char_p, c_void_p)
+
+# moert_model_options.flags
+MOERT_MODEL_TRUST_PLUGIN_PATHS = 0x1
+MOERT_MODEL_NO_MMAP = 0x2
 
 # moert_model_info.dtype
 MOERT_DTYPE_F32 = 0

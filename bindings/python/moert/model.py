@@ -19,6 +19,8 @@ from ._types import (
     MOERT_DTYPE_F16,
     MOERT_DTYPE_F32,
     MOERT_DTYPE_MIXED,
+    MOERT_MODEL_NO_MMAP,
+    MOERT_MODEL_TRUST_PLUGIN_PATHS,
     moert_memory_stats,
     moert_model_info,
     moert_model_options,
@@ -127,6 +129,11 @@ class Model:
             change. None or 0: no cap. An int is a number of bytes; a text is bytes with an optional binary unit
             ("65536", "512K", "512M", "1.5G", "2GiB"; K, M, G and T are powers of 1024) or a share of all
             routed-expert bytes ("25%", in (0, 100]).
+        trust_model_plugins: let the checkpoint's moert section load plugin libraries by path (relative to the
+            model directory). Off by default: loading a library runs its code, so a downloaded model may name
+            plugins by bare name only, found in the host's plugin directories (MOERT_MODEL_TRUST_PLUGIN_PATHS).
+        mmap: map the safetensors files (the default); False reads them into memory, so that a file changed or
+            truncated while the model is loaded cannot affect it (MOERT_MODEL_NO_MMAP).
 
     A model is immutable after loading and may be shared by any number of threads and sessions. Free it with
     :meth:`close` or a ``with`` block (it is also freed when garbage-collected); closing a model first closes
@@ -139,6 +146,7 @@ class Model:
         InvalidArgumentError: a negative or too large ``max_context`` or ``threads``, or a bad ``expert_budget``.
         TypeError: ``expert_budget`` is neither None, an int nor a str.
         MoertMemoryError: memory ran out.
+        PluginError: the moert section names a plugin by path without ``trust_model_plugins``, or a plugin failed.
 
     The C entry points are ``moert_model_load``, ``moert_model_get_info`` and ``moert_model_free``.
     """
@@ -149,6 +157,8 @@ class Model:
         threads: Optional[int] = None,
         max_context: int = 0,
         expert_budget: ExpertBudget = None,
+        trust_model_plugins: bool = False,
+        mmap: bool = True,
     ) -> None:
         self._handle: Optional[OwnedHandle] = None
         self._sessions: Dict[int, OwnedHandle] = {}
@@ -165,6 +175,7 @@ class Model:
         options.max_context = c_int_arg(max_context, "max_context", 64)
         options.expert_budget_bytes = budget_bytes
         options.expert_budget_percent = budget_percent
+        options.flags = (MOERT_MODEL_TRUST_PLUGIN_PATHS if trust_model_plugins else 0) | (0 if mmap else MOERT_MODEL_NO_MMAP)
         out = ctypes.c_void_p()
         _lib.check(library.moert_model_load(os.fsencode(self._path), ctypes.byref(options), ctypes.byref(out)))
         self._handle = OwnedHandle(out.value or 0, library.moert_model_free)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import ctypes
+import functools
 import json
-from typing import Any, Callable, FrozenSet, Iterator, List, Mapping, Optional, Union
+import threading
+from typing import Any, Callable, FrozenSet, Iterator, List, Mapping, Optional, TypeVar, Union
 
 import numpy as np
 
@@ -36,6 +38,31 @@ _INT32_P = ctypes.POINTER(ctypes.c_int32)
 _FLOAT_P = ctypes.POINTER(ctypes.c_float)
 
 
+_T = TypeVar("_T")
+
+
+def _one_call_at_a_time(method: Callable[..., _T]) -> Callable[..., _T]:
+    """Runs `method` as the session's only call in progress. A moert session serves one call at a time, and two at
+    once corrupt memory, so a call made while another is running raises instead of waiting: from another thread,
+    or from inside the running call (a Python router or expert using the session it runs for), where waiting would
+    deadlock."""
+
+    @functools.wraps(method)
+    def call(self: "Session", *args: Any, **kwargs: Any) -> _T:
+        if not self._in_use.acquire(blocking=False):
+            raise InvalidArgumentError(
+                Status.INVALID_ARGUMENT,
+                f"Session.{method.__name__.lstrip('_')}: the session is in use by another call (another thread, or a "
+                "router or expert running inside this one); a session serves one call at a time",
+            )
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            self._in_use.release()
+
+    return call
+
+
 class Session:
     """One sequence being evaluated: a KV cache and scratch buffers over a shared :class:`~moert.Model`.
 
@@ -57,6 +84,8 @@ class Session:
     """
 
     def __init__(self, model: Model, n_ctx: int = 0, max_batch: int = 0) -> None:
+        # Held while a call is in the library (see _one_call_at_a_time).
+        self._in_use = threading.Lock()
         self._handle: Optional[OwnedHandle] = None
         self._model = model
         library = _lib.get()
@@ -84,6 +113,7 @@ class Session:
         return self._model
 
     @property
+    @_one_call_at_a_time
     def n_past(self) -> int:
         """Tokens in the KV cache (positions already evaluated). The C entry point is ``moert_session_n_past``."""
         return int(self._library.moert_session_n_past(self._require()))
@@ -99,6 +129,7 @@ class Session:
         """True once the session has been closed (directly or by closing its model)."""
         return self._handle is None or self._handle.address is None
 
+    @_one_call_at_a_time
     def reset(self) -> None:
         """Forgets every token evaluated so far (empties the KV cache).
 
@@ -108,6 +139,7 @@ class Session:
         self._last_logits = None
         self._broken = None
 
+    @_one_call_at_a_time
     def close(self) -> None:
         """Frees the session; calling it again does nothing. The C entry point is ``moert_session_free``."""
         handle = self._handle
@@ -151,6 +183,7 @@ class Session:
         """
         self._eval(as_tokens(tokens, self._vocab_size), MOERT_LOGITS_NONE, None)
 
+    @_one_call_at_a_time
     def _eval(self, ids: np.ndarray, mode: int, logits: Optional[np.ndarray]) -> None:
         """Runs moert_session_eval into `logits` and remembers the last row."""
         address = self._require_usable()
@@ -164,6 +197,7 @@ class Session:
             _lib.raise_error(failure)
         self._last_logits = None if logits is None else logits.reshape(-1, self._vocab_size)[-1].copy()
 
+    @_one_call_at_a_time
     def _recompute_last_logits(self, logits: np.ndarray) -> None:
         """The last position's logits when the evaluation that wrote it asked for none (moert_session_last_logits)."""
         address = self._require_usable()
@@ -251,6 +285,7 @@ class Session:
         finally:
             sampler.close()
 
+    @_one_call_at_a_time
     def generate_all(
         self,
         prompt: Any,
@@ -305,6 +340,7 @@ class Session:
 
     # Routing
 
+    @_one_call_at_a_time
     def set_router(self, kind: Optional[str], params: Union[None, str, Mapping[str, Any]] = None) -> None:
         """Replaces the router of every MoE layer for this session only (the model is unchanged).
 
@@ -328,6 +364,7 @@ class Session:
         encoded_params = None if text is None else text.encode("utf-8")
         _lib.check(self._library.moert_session_set_router(address, encoded_kind, encoded_params))
 
+    @_one_call_at_a_time
     def set_top_k(self, top_k: int) -> None:
         """Uses the built-in softmax top-k router with another k in every MoE layer (0 restores the model's).
 
@@ -339,6 +376,7 @@ class Session:
         address = self._require()
         _lib.check(self._library.moert_session_set_top_k(address, c_int_arg(top_k, "top_k", 32)))
 
+    @_one_call_at_a_time
     def set_trace(self, enabled: bool = True) -> None:
         """Turns recording of the routing trace on or off (expert counters are always kept).
 
@@ -347,6 +385,7 @@ class Session:
         address = self._require()
         _lib.check(self._library.moert_session_set_trace(address, 1 if enabled else 0))
 
+    @_one_call_at_a_time
     def trace(self) -> RoutingTrace:
         """A copy of the trace recorded since tracing was enabled or last cleared.
 
@@ -358,10 +397,12 @@ class Session:
         _lib.check(self._library.moert_session_get_trace(address, ctypes.byref(trace)))
         return RoutingTrace._from_c(trace)
 
+    @_one_call_at_a_time
     def clear_trace(self) -> None:
         """Empties the trace. The C entry point is ``moert_session_clear_trace``."""
         _lib.check(self._library.moert_session_clear_trace(self._require()))
 
+    @_one_call_at_a_time
     def expert_counts(self) -> np.ndarray:
         """Tokens routed to each expert since the session was created or its counters reset.
 
@@ -379,6 +420,7 @@ class Session:
         _lib.check(get_counts(address, pointer, counts.size, ctypes.byref(layers), ctypes.byref(experts)))
         return counts
 
+    @_one_call_at_a_time
     def reset_counters(self) -> None:
         """Zeroes the expert counters. The C entry point is ``moert_session_reset_counters``."""
         _lib.check(self._library.moert_session_reset_counters(self._require()))
@@ -418,6 +460,8 @@ class Session:
     def __repr__(self) -> str:
         if self.closed:
             return "<moert.Session closed>"
+        if self._in_use.locked():
+            return f"<moert.Session in use n_ctx={self._n_ctx} model={self._model.info.architecture}>"
         return f"<moert.Session n_past={self.n_past} n_ctx={self._n_ctx} model={self._model.info.architecture}>"
 
 

@@ -389,8 +389,8 @@ def test_constants_match_the_header() -> None:
     defines = header_defines()
     for name in ("MOERT_DTYPE_F32", "MOERT_DTYPE_F16", "MOERT_DTYPE_BF16", "MOERT_DTYPE_MIXED", "MOERT_LOGITS_NONE",
                  "MOERT_LOGITS_LAST", "MOERT_LOGITS_ALL", "MOERT_LOG_ERROR", "MOERT_LOG_WARN", "MOERT_LOG_INFO",
-                 "MOERT_LOG_DEBUG"):
-        assert int(defines[name]) == getattr(_types, name), name
+                 "MOERT_LOG_DEBUG", "MOERT_MODEL_TRUST_PLUGIN_PATHS", "MOERT_MODEL_NO_MMAP"):
+        assert int(defines[name].rstrip("u"), 0) == getattr(_types, name), name
     for status in moert.Status:
         key = "MOERT_OK" if status == 0 else f"MOERT_ERR_{status.name}"
         assert int(defines[key]) == status, key
@@ -439,6 +439,9 @@ MIRRORED_DEFAULTS: List[Tuple[Callable[..., Any], str, str, Tuple[str, ...], Cal
     (moert.Model, "max_context", "model", ("max_context",), as_fields),
     (moert.Model, "expert_budget", "model", ("expert_budget_bytes", "expert_budget_percent"),
      moert.model.parse_expert_budget),
+    (moert.Model, "trust_model_plugins", "model", ("flags",),
+     lambda value: (_types.MOERT_MODEL_TRUST_PLUGIN_PATHS if value else 0,)),
+    (moert.Model, "mmap", "model", ("flags",), lambda value: (0 if value else _types.MOERT_MODEL_NO_MMAP,)),
     (moert.Model.session, "n_ctx", "session", ("n_ctx",), as_fields),
     (moert.Model.session, "max_batch", "session", ("max_batch",), as_fields),
     (moert.Session, "n_ctx", "session", ("n_ctx",), as_fields),

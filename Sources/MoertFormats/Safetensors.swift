@@ -95,8 +95,22 @@ public final class SafetensorsFile: @unchecked Sendable {
         for (name, entry) in entries where name != "__metadata__" {
             tensors[name] = try Self.entry(name, entry, path: path, dataStart: dataStart, dataSize: dataSize)
         }
+        // The format leaves no gaps and no overlaps: in order of their offsets, each tensor's bytes start where the
+        // previous one's end, from the start of the data to its end (the reference implementation's `validate`).
+        let ordered = tensors.values.sorted { ($0.offset, $0.byteCount, $0.name) < ($1.offset, $1.byteCount, $1.name) }
+        var end = dataStart
+        for info in ordered {
+            guard info.offset == end else {
+                let what = info.offset < end ? "overlaps the tensor before it" : "leaves \(info.offset - end) bytes unused before it"
+                throw MoertError.format("\(path): tensor \(info.name) at data offset \(info.offset - dataStart) \(what) (tensor data must be contiguous)")
+            }
+            end += info.byteCount
+        }
+        guard end == bytes.count else {
+            throw MoertError.format("\(path): the tensors cover \(end - dataStart) of the \(dataSize) data bytes (tensor data must fill the file)")
+        }
         self.tensors = tensors
-        self.names = tensors.values.sorted { $0.offset < $1.offset }.map(\.name)
+        self.names = ordered.map(\.name)
     }
 
     private static func entry(_ name: String, _ entry: JSON, path: String, dataStart: Int, dataSize: Int) throws -> TensorInfo {

@@ -28,6 +28,11 @@ struct SafetensorsValidationTests {
         ("reversed offsets", safetensorsBytes(header: #"{"a": {"dtype": "F32", "shape": [1], "data_offsets": [4, 0]}}"#, data: [UInt8](repeating: 0, count: 8)), .format, "data_offsets"),
         ("negative dimension", safetensorsBytes(header: #"{"a": {"dtype": "F32", "shape": [-1], "data_offsets": [0, 4]}}"#, data: [0, 0, 0, 0]), .format, "bad dimension"),
         ("shape that overflows", safetensorsBytes(header: #"{"a": {"dtype": "F32", "shape": [2147483647, 2147483647, 2147483647], "data_offsets": [0, 4]}}"#, data: [0, 0, 0, 0]), .format, "overflows"),
+        ("overlapping tensors", safetensorsBytes(header: #"{"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}, "b": {"dtype": "F32", "shape": [1], "data_offsets": [4, 8]}}"#, data: [UInt8](repeating: 0, count: 8)), .format, "overlaps the tensor before it"),
+        ("the same bytes twice", safetensorsBytes(header: #"{"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}, "b": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}"#, data: [0, 0, 0, 0]), .format, "overlaps"),
+        ("a gap between tensors", safetensorsBytes(header: #"{"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}, "b": {"dtype": "F32", "shape": [1], "data_offsets": [8, 12]}}"#, data: [UInt8](repeating: 0, count: 12)), .format, "leaves 4 bytes unused"),
+        ("data not starting at 0", safetensorsBytes(header: #"{"a": {"dtype": "F32", "shape": [1], "data_offsets": [4, 8]}}"#, data: [UInt8](repeating: 0, count: 8)), .format, "leaves 4 bytes unused"),
+        ("bytes after the last tensor", safetensorsBytes(header: #"{"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}"#, data: [UInt8](repeating: 0, count: 9)), .format, "cover 4 of the 9 data bytes"),
         ("duplicate tensor name", safetensorsBytes(header: #"{"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}, "a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}"#, data: [0, 0, 0, 0]), .format, "duplicate key"),
     ]
 
@@ -45,6 +50,7 @@ struct SafetensorsValidationTests {
         let dir = try TemporaryDirectory()
         try dir.write("t.safetensors", safetensorsBytes(tensors: [("w", [2, 2], [1, 2, 3, 4]), ("b", [2], [5, 6])]))
         let file = try SafetensorsFile(path: dir.path + "/t.safetensors")
+        #expect(file.names == ["w", "b"])
         let w = try #require(file.tensors["w"])
         #expect(w.shape == [2, 2] && w.dtype == .f32)
         let p = file.data(w)

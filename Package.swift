@@ -74,8 +74,8 @@ let package = Package(
         .testTarget(name: "MoertTensorTests", dependencies: ["MoertTensor", "MoertTestSupport", "CKernels"]),
         .testTarget(name: "MoertFormatsTests", dependencies: ["MoertFormats", "MoertTensor", "MoertTestSupport"]),
         .testTarget(name: "MoertTextTests", dependencies: ["MoertText", "MoertFormats", "MoertTensor", "MoertTestSupport"]),
-        .testTarget(name: "MoertMoETests", dependencies: ["MoertMoE", "MoertFormats", "MoertTensor", "MoertTestSupport"]),
-        .testTarget(name: "MoertCoreTests", dependencies: ["MoertCore", "MoertMoE", "MoertFormats", "MoertTensor", "MoertTestSupport"],
+        .testTarget(name: "MoertMoETests", dependencies: ["MoertMoE", "MoertFormats", "MoertTensor", "MoertTestSupport", "CMoert"]),
+        .testTarget(name: "MoertCoreTests", dependencies: ["MoertCore", "MoertMoE", "MoertFormats", "MoertTensor", "MoertTestSupport", "CMoert"],
                     linkerSettings: [.unsafeFlags(["-Xlinker", "--export-dynamic"])]),
         // Plugins depend on the header only; the C ones also link the helpers they share (Plugins/common), each its
         // own copy. C plugins: Makefile also builds them with gcc for installation.

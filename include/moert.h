@@ -91,6 +91,9 @@ typedef int32_t moert_status;
 #define MOERT_ERR_BUFFER_TOO_SMALL   8  /**< An output buffer given by the host is smaller than required. */
 #define MOERT_ERR_PLUGIN             9  /**< A plugin failed to load, register or returned invalid output. */
 #define MOERT_ERR_INTERNAL          10  /**< A bug in moert; please report it with the message. */
+#define MOERT_ERR_NUMERIC           11  /**< The computation produced NaN or infinity (router logits or output logits),
+                                             from non-finite weights or values out of float32 range; the session
+                                             must be reset. @since 0.2.0 */
 
 /**
  * Static English text for a status code (never NULL; "unknown status" for numbers not listed above).
@@ -113,7 +116,8 @@ MOERT_API const char *moert_last_error(void);
 
 /**
  * Sets the number of worker threads used by moert's kernels and by its BLAS library, process-wide.
- * [in] n_threads  1 or more; 0 restores the default (the number of online CPUs).
+ * [in] n_threads  1 or more, at most 64 used (a larger count means 64); 0 restores the default (the number of
+ *                 online CPUs, at most 64).
  * On CPUs where moert's AVX-512 kernels compute every large product (see `moert info`), the BLAS library only serves
  * small ones and gets one thread, here and when the first model loads: its idle workers would otherwise spin on the
  * cores moert's threads compute on.
@@ -234,7 +238,8 @@ typedef struct moert_model_info {
     int32_t     hidden_size;        /**< Width of the residual stream. */
     int32_t     n_layers;           /**< Decoder layers. */
     int32_t     n_moe_layers;       /**< Layers whose MLP is a mixture of experts. */
-    int32_t     n_experts;          /**< Routed experts per MoE layer. */
+    int32_t     n_experts;          /**< Routed experts of the largest MoE layer, all kinds together (config.json's
+                                         num_experts unless the moert section says otherwise). */
     int32_t     n_experts_per_tok;  /**< Top-k of the built-in router. */
     int32_t     n_heads;            /**< Attention (query) heads. */
     int32_t     n_kv_heads;         /**< Key/value heads (grouped-query attention). */
@@ -365,8 +370,8 @@ MOERT_API int64_t moert_session_n_ctx(const moert_session *session);
  * [in]  logits_capacity number of floats `logits` holds.
  * Returns MOERT_OK, MOERT_ERR_INVALID_ARGUMENT, MOERT_ERR_OUT_OF_RANGE (a bad token id: nothing is evaluated),
  * MOERT_ERR_CONTEXT_FULL (nothing is evaluated), MOERT_ERR_BUFFER_TOO_SMALL, MOERT_ERR_IO (a mapped checkpoint file
- * shrank since the load: nothing is evaluated) or MOERT_ERR_PLUGIN. After any other failure the session must be
- * reset before further use.
+ * shrank since the load: nothing is evaluated), MOERT_ERR_PLUGIN or MOERT_ERR_NUMERIC (a non-finite result). After
+ * any other failure the session must be reset before further use.
  * Threads: one thread per session. @since 0.1.0
  */
 MOERT_API moert_status moert_session_eval(moert_session *session, const int32_t *tokens, size_t n_tokens,

@@ -177,9 +177,11 @@ struct moert_host_api {
     void (*log)(int32_t level, const char *message);
     /** Sets the message that goes with the non-zero status the plugin is about to return (copied). */
     void (*set_error)(const char *message);
-    /** Registers a router kind (from moert_plugin_init only; the table must stay valid while loaded). */
+    /** Registers a router kind (from moert_plugin_init only: a call from anywhere else returns MOERT_ERR_PLUGIN;
+        the table must stay valid while loaded). */
     moert_status (*register_router)(void *host_context, const moert_router_ops *ops);
-    /** Registers an expert kind (from moert_plugin_init only). */
+    /** Registers an expert kind (from moert_plugin_init only, as register_router). Unknown MOERT_EXPERT_* flag bits,
+        or OUTPUT_ZERO with OUTPUT_IDENTITY, are refused with MOERT_ERR_PLUGIN. */
     moert_status (*register_expert)(void *host_context, const moert_expert_ops *ops);
     /** A tensor of this MoE layer, by name relative to the layer's block prefix P ("model.layers.<l>.mlp.", or
         "model.layers.<l>.block_sparse_moe." in Mixtral checkpoints that use that name): a router reads

@@ -65,7 +65,7 @@ nonisolated(unsafe) let defaultModelOptions = moert_model_options(struct_size: U
             struct_size: UInt32(MemoryLayout<moert_model_info>.size),
             architecture: UnsafePointer(handle.architecture),
             vocab_size: Int32(c.vocabSize), hidden_size: Int32(c.hiddenSize), n_layers: Int32(c.numHiddenLayers),
-            n_moe_layers: Int32(m.moeLayerCount), n_experts: Int32(c.numExperts), n_experts_per_tok: Int32(c.numExpertsPerTok),
+            n_moe_layers: Int32(m.moeLayerCount), n_experts: Int32(m.maxExpertsPerLayer), n_experts_per_tok: Int32(c.numExpertsPerTok),
             n_heads: Int32(c.numAttentionHeads), n_kv_heads: Int32(c.numKeyValueHeads), head_dim: Int32(c.headDim),
             dtype: dtype, context_length: Int64(m.contextLength), n_params: Int64(m.parameterCount),
             file_bytes: Int64(m.checkpoint.mappedBytes),

@@ -11,7 +11,7 @@ nonisolated(unsafe) private let versionCString: UnsafePointer<CChar> = UnsafePoi
 /// Static texts of the status codes, indexed by code.
 nonisolated(unsafe) private let statusTexts: [UnsafePointer<CChar>] = ([
     "success", "invalid argument", "I/O error", "malformed file", "unsupported", "out of memory",
-    "out of range", "context full", "buffer too small", "plugin error", "internal error",
+    "out of range", "context full", "buffer too small", "plugin error", "internal error", "non-finite result",
 ] as [String]).map { UnsafePointer(strdup($0)!) }
 nonisolated(unsafe) private let unknownStatus: UnsafePointer<CChar> = UnsafePointer(strdup("unknown status")!)
 

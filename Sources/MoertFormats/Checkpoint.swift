@@ -127,6 +127,19 @@ public final class Checkpoint: @unchecked Sendable {
         try lock.withLock { try lockedWeight(name, shape: shape) }
     }
 
+    /// As `weight`, and refuses a tensor holding NaN or infinity: for the small tensors a model reads whole at load
+    /// (norms, biases, router gates), where the check is cheap and a non-finite value would only surface later as
+    /// a failed evaluation.
+    /// - Throws: as `weight`, and `MoertError` (`.format`) naming the tensor, the value and its index.
+    public func finiteWeight(_ name: String, shape: [Int]) throws -> Weight {
+        let w = try weight(name, shape: shape)
+        let data = w.data
+        for i in 0..<w.count where !data[i].isFinite {
+            throw MoertError.format("\(name): element \(i) is \(data[i]); weights must be finite")
+        }
+        return w
+    }
+
     private func lockedWeight(_ name: String, shape: [Int]) throws -> Weight {
         let (info, file, storage) = try floatInfo(name, shape: shape)
         if let w = cache[name] { return w }

@@ -8,6 +8,7 @@ import MoertFormats
 import MoertMoE
 import MoertTensor
 import MoertTestSupport
+import CMoert
 
 @Suite("Hardening")
 struct HardeningTests {
@@ -148,5 +149,60 @@ struct HardeningTests {
             #expect(out == ref.greedy, "\(fixture) after \(way)")
             #expect(session.position == ref.prompt.count + ref.greedy.count)
         }
+    }
+
+    @Test("the experts a model reports are those its layers have, not config.json's count")
+    func expertCount() throws {
+        // The MoE++ fixture: 4 FFN experts and 4 zero-compute ones per layer; config.json is made to count only the
+        // FFN experts, as a checkpoint that adds experts in its moert section does.
+        let dir = try TemporaryDirectory.copy(of: "plugins/moepp")
+        try dir.editConfig { $0["num_local_experts"] = 4 }
+        let model = try Model(path: dir.path)
+        #expect(model.config.numExperts == 4)
+        #expect(model.moeBlocks.allSatisfy { $0.experts.count == 8 } && model.maxExpertsPerLayer == 8)
+    }
+
+    @Test("expert kinds with unknown or contradictory flags are refused")
+    func expertFlags() throws {
+        let create: @convention(c) (UnsafePointer<moert_host_api>?, OpaquePointer?, UnsafePointer<moert_layer_info>?,
+                                    UnsafeMutablePointer<UnsafeMutableRawPointer?>?) -> moert_status = { _, _, _, _ in MOERT_OK }
+        let destroy: @convention(c) (UnsafeMutableRawPointer?) -> Void = { _ in }
+        for (flags, message) in [(UInt32(0x8), "unknown flag bits 0x8"),
+                                 (MOERT_EXPERT_OUTPUT_ZERO | MOERT_EXPERT_OUTPUT_IDENTITY, "both MOERT_EXPERT_OUTPUT_ZERO")] {
+            let e = "hardening.flags".withCString { name in
+                let ops = moert_expert_ops(struct_size: UInt32(MemoryLayout<moert_expert_ops>.size), abi_version: UInt32(MOERT_PLUGIN_ABI_VERSION),
+                                           name: name, flags: flags, create: create, forward: nil, destroy: destroy)
+                return moertError { try PluginRegistry.shared.register(expert: ops, source: "test") }
+            }
+            #expect(e?.code == .plugin && e?.message.contains(message) == true, "\(e?.message ?? "registered")")
+        }
+    }
+
+    /// A copy of the mixtral fixture with element `index` of `tensor` (float32) replaced by `value`.
+    func poisoned(_ tensor: String, index: Int, value: Float) throws -> TemporaryDirectory {
+        let dir = try TemporaryDirectory.copy(of: "mixtral")
+        let path = dir.path + "/model.safetensors"
+        let offset = try #require(try SafetensorsFile(path: path).tensors[tensor]).offset + 4 * index
+        var bytes = try dir.readBytes("model.safetensors")
+        withUnsafeBytes(of: value.bitPattern.littleEndian) { for (i, b) in $0.enumerated() { bytes[offset + i] = b } }
+        try dir.write("model.safetensors", bytes)
+        return dir
+    }
+
+    @Test("a NaN in a norm or a router gate is refused at load, naming the tensor",
+          arguments: ["model.layers.1.input_layernorm.weight", "model.layers.0.block_sparse_moe.gate.weight", "model.norm.weight"])
+    func nonFiniteSmallWeight(tensor: String) throws {
+        let dir = try poisoned(tensor, index: 3, value: .nan)
+        let e = moertError { _ = try Model(path: dir.path) }
+        #expect(e?.code == .format && e?.message.contains("\(tensor): element 3 is nan") == true, "\(e?.message ?? "loaded")")
+    }
+
+    @Test("a NaN in a large weight makes evaluation fail with MOERT_ERR_NUMERIC, not return NaN logits",
+          arguments: ["lm_head.weight", "model.layers.0.self_attn.v_proj.weight"])
+    func nonFiniteLargeWeight(tensor: String) throws {
+        let dir = try poisoned(tensor, index: 5, value: .infinity)
+        let session = try Session(model: try Model(path: dir.path))
+        let e = moertError { _ = try allLogits(session, [1, 2, 3]) }
+        #expect(e?.code == .numeric, "\(e?.message ?? "evaluated")")
     }
 }

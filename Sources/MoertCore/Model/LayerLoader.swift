@@ -15,8 +15,8 @@ struct LayerLoader {
     /// MoE layers in the model.
     let moeLayers: Int
 
-    /// A float32 tensor of `shape`.
-    func weight(_ name: String, _ shape: [Int]) throws -> Weight { try checkpoint.weight(name, shape: shape) }
+    /// A small float32 tensor of `shape` read whole at load (a norm or a bias), refused if not finite.
+    func weight(_ name: String, _ shape: [Int]) throws -> Weight { try checkpoint.finiteWeight(name, shape: shape) }
 
     /// `name`.weight [out, in] as the kernels read it, with `name`.bias [out] when `bias`.
     func linear(_ name: String, out: Int, in inFeatures: Int, bias: Bool = false) throws -> Linear {

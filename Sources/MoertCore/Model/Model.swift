@@ -110,6 +110,10 @@ public final class Model: @unchecked Sendable {
     /// Number of layers whose MLP is a mixture of experts.
     public var moeLayerCount: Int { moeBlocks.count }
 
+    /// Experts of the largest MoE layer, all kinds together (the moert section may give a layer more or fewer
+    /// than config.json's num_experts); config.json's count for a model without MoE layers.
+    public var maxExpertsPerLayer: Int { moeBlocks.map(\.experts.count).max() ?? config.numExperts }
+
     /// Creates, for every MoE layer, a router of `spec` (a caller's per-session override; nil: the built-in).
     /// - Throws: the errors of `RouterFactory.makeRouter`.
     public func makeRouters(_ spec: KindSpec?) throws -> [Router] {

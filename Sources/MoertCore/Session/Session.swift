@@ -195,6 +195,17 @@ public final class Session {
             rmsNorm(x, weight: model.finalNorm.data, rows: n, dim: h, eps: c.rmsNormEps, into: xn)
             model.lmHead.apply(xn, rows: n, into: logits!, scratch: ws.productScratch)
         }
+        try checkFinite(logits!, count: (mode == .all ? n : 1) * c.vocabSize, firstPosition: mode == .all ? position - n : position - 1)
+    }
+
+    /// Refuses logits that hold NaN or infinity (from non-finite weights, or values beyond float32's range) rather
+    /// than handing them to the host as if they were a result; a scan of each row costs little next to the LM head.
+    /// - Throws: `MoertError` (`.numeric`) naming the position and token id.
+    private func checkFinite(_ logits: UnsafePointer<Float>, count: Int, firstPosition: Int) throws {
+        let vocab = model.config.vocabSize
+        for i in 0..<count where !logits[i].isFinite {
+            throw MoertError(.numeric, "the logits of position \(firstPosition + i / vocab) are not finite (\(logits[i]) for token \(i % vocab)): the model's weights or its activations hold NaN or infinity")
+        }
     }
 
     /// Grouped-query causal self-attention of `n` new tokens against the cache (`eager_attention_forward`).

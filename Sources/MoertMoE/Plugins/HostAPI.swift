@@ -79,8 +79,14 @@ enum HostAPI {
         return p
     }
 
+    /// Runs a registration a plugin asked for through the host table, which moert_plugin.h allows only from the
+    /// library's moert_plugin_init (a kind registered later, e.g. from route(), would change a registry other
+    /// threads are reading and outlive the checks of the load).
     private static func registration(_ body: () throws -> Void) -> moert_status {
         do {
+            guard PluginRegistry.shared.isInitializingOnThisThread() else {
+                throw MoertError(.plugin, "register_router and register_expert may be called only from moert_plugin_init")
+            }
             try body()
             return MOERT_OK
         } catch let e as MoertError {

@@ -42,8 +42,14 @@ public final class PluginRegistry: @unchecked Sendable {
     private var libraries: [(path: String, handle: UnsafeMutableRawPointer)] = []
     /// Models alive; plugins are unloaded only when none is.
     private var liveModels = 0
-    /// The library whose init is running (names the source of kinds it registers).
+    /// The library whose init is running (names the source of kinds it registers), and the thread running it.
     private var loading: String?
+    private var loadingThread: pthread_t?
+
+    /// True on the thread running a plugin library's init: the only place its host table may register kinds.
+    func isInitializingOnThisThread() -> Bool {
+        lock.withLock { loadingThread.map { pthread_equal($0, pthread_self()) != 0 } ?? false }
+    }
 
     private init() {}
 
@@ -73,6 +79,13 @@ public final class PluginRegistry: @unchecked Sendable {
         let src = source ?? loading ?? "host"
         let name = try Self.checkTable(size: ops.struct_size, minimum: MemoryLayout<moert_expert_ops>.size,
                                        abi: ops.abi_version, name: ops.name, what: "expert", source: src)
+        let known = MOERT_EXPERT_ZERO_COMPUTE | MOERT_EXPERT_OUTPUT_ZERO | MOERT_EXPERT_OUTPUT_IDENTITY
+        guard ops.flags & ~known == 0 else {
+            throw MoertError(.plugin, "\(src): expert kind \(name) has unknown flag bits 0x\(String(ops.flags & ~known, radix: 16))")
+        }
+        guard ops.flags & MOERT_EXPERT_OUTPUT_ZERO == 0 || ops.flags & MOERT_EXPERT_OUTPUT_IDENTITY == 0 else {
+            throw MoertError(.plugin, "\(src): expert kind \(name) declares both MOERT_EXPERT_OUTPUT_ZERO and MOERT_EXPERT_OUTPUT_IDENTITY")
+        }
         let skipsForward = ops.flags & (MOERT_EXPERT_OUTPUT_ZERO | MOERT_EXPERT_OUTPUT_IDENTITY) != 0
         guard ops.create != nil, ops.destroy != nil, skipsForward || ops.forward != nil else {
             throw MoertError(.plugin, "\(src): expert kind \(name) lacks create, forward or destroy")
@@ -150,8 +163,8 @@ public final class PluginRegistry: @unchecked Sendable {
                 throw MoertError(.plugin, "\(canonical): no \(MOERT_PLUGIN_ENTRY) symbol; not a moert plugin")
             }
             let initialize = unsafeBitCast(entry, to: moert_plugin_init_fn.self)
-            lock.withLock { loading = canonical }
-            defer { lock.withLock { loading = nil } }
+            lock.withLock { (loading, loadingThread) = (canonical, pthread_self()) }
+            defer { lock.withLock { (loading, loadingThread) = (nil, nil) } }
             let before = lock.withLock { (routers.count, experts.count) }
             pluginError.clear()
             let status = initialize(HostAPI.pointer, nil)

@@ -86,7 +86,7 @@ public enum RouterFactory {
             guard let b = v.bool else { throw MoertError.invalid("layer \(layer.layer): normalize must be true or false") }
             return b
         } ?? layer.normalizeTopK
-        let gate = Linear(weight: try layer.checkpoint.weight(layer.prefix + "gate.weight", shape: [layer.experts, layer.hidden]))
+        let gate = Linear(weight: try layer.checkpoint.finiteWeight(layer.prefix + "gate.weight", shape: [layer.experts, layer.hidden]))
         return SoftmaxTopKRouter(gate: gate, topK: k, normalize: normalize)
     }
 }

@@ -39,7 +39,7 @@ public final class SoftmaxTopKRouter: Router {
             for t in 0..<n {
                 let row = logits + t * e
                 guard (0..<e).allSatisfy({ row[$0].isFinite }) else {
-                    throw MoertError(.internal, "layer \(input.layer): router logits are not finite")
+                    throw MoertError(.numeric, "layer \(input.layer): router logits are not finite (the weights or the hidden states hold NaN or infinity)")
                 }
                 p.update(from: row, count: e)
                 softmaxInPlace(p, count: e)

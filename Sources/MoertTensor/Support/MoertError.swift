@@ -14,6 +14,7 @@ public struct MoertError: Error, CustomStringConvertible, Sendable {
         case bufferTooSmall = 8
         case plugin = 9
         case `internal` = 10
+        case numeric = 11
     }
 
     /// The class of the error.

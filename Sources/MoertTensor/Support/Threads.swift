@@ -8,6 +8,9 @@ import Glibc
 
 /// Process-wide thread settings.
 public enum Threads {
+    /// The most threads moert uses; larger counts mean this many (the kernels' pool holds no more).
+    public static let maxCount = 64
+
     /// Number of online CPUs (at least 1).
     public static var available: Int { max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))) }
 
@@ -16,7 +19,7 @@ public enum Threads {
     /// - Throws: `MoertError` (`.invalidArgument`) for a negative count.
     public static func set(_ n: Int) throws {
         guard n >= 0 else { throw MoertError.invalid("thread count must be >= 0 (0 = default), got \(n)") }
-        let count = n == 0 ? available : n
+        let count = min(n == 0 ? available : n, maxCount)
         openblas_set_num_threads(blasThreads(for: count))
         moert_kernels_set_threads(Int32(count))
     }

@@ -28,14 +28,14 @@ static void test_version(void) {
 /** Every status code has its own static text; unknown numbers say so. */
 static void test_status_strings(void) {
     group_begin("status strings");
-    for (moert_status s = MOERT_OK; s <= MOERT_ERR_INTERNAL; s++) {
+    for (moert_status s = MOERT_OK; s <= MOERT_ERR_NUMERIC; s++) {
         const char *text = moert_status_string(s);
         CHECK(text != NULL && text[0] != 0 && strcmp(text, "unknown status") != 0, "status %d has no text", (int)s);
         for (moert_status t = MOERT_OK; t < s && text; t++) {
             CHECK(strcmp(text, moert_status_string(t)) != 0, "statuses %d and %d share the text %s", (int)t, (int)s, text);
         }
     }
-    const moert_status unknown[] = {-1, MOERT_ERR_INTERNAL + 1, 9999, INT32_MIN};
+    const moert_status unknown[] = {-1, MOERT_ERR_NUMERIC + 1, 9999, INT32_MIN};
     for (size_t i = 0; i < sizeof unknown / sizeof *unknown; i++) {
         const char *text = moert_status_string(unknown[i]);
         CHECK(text != NULL && strcmp(text, "unknown status") == 0, "status %d: expected \"unknown status\", got %s",

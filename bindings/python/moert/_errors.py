@@ -20,6 +20,7 @@ __all__ = [
     "BufferTooSmallError",
     "PluginError",
     "InternalError",
+    "NumericError",
     "LibraryNotFoundError",
 ]
 
@@ -38,6 +39,7 @@ class Status(enum.IntEnum):
     BUFFER_TOO_SMALL = 8
     PLUGIN = 9
     INTERNAL = 10
+    NUMERIC = 11
 
 
 class MoertError(Exception):
@@ -111,6 +113,10 @@ class InternalError(MoertError):
     """``MOERT_ERR_INTERNAL``: a bug in moert; please report it with the message."""
 
 
+class NumericError(MoertError, ArithmeticError):
+    """``MOERT_ERR_NUMERIC``: the computation produced NaN or infinity (non-finite weights or values out of range)."""
+
+
 _CLASSES: Dict[int, Type[MoertError]] = {
     Status.INVALID_ARGUMENT: InvalidArgumentError,
     Status.IO: MoertIOError,
@@ -122,6 +128,7 @@ _CLASSES: Dict[int, Type[MoertError]] = {
     Status.BUFFER_TOO_SMALL: BufferTooSmallError,
     Status.PLUGIN: PluginError,
     Status.INTERNAL: InternalError,
+    Status.NUMERIC: NumericError,
 }
 
 _TEXTS: Dict[int, str] = {
@@ -136,6 +143,7 @@ _TEXTS: Dict[int, str] = {
     Status.BUFFER_TOO_SMALL: "buffer too small",
     Status.PLUGIN: "plugin error",
     Status.INTERNAL: "internal error",
+    Status.NUMERIC: "non-finite result",
 }
 
 

@@ -28,6 +28,7 @@ CLASSES = {
     moert.Status.BUFFER_TOO_SMALL: moert.BufferTooSmallError,
     moert.Status.PLUGIN: moert.PluginError,
     moert.Status.INTERNAL: moert.InternalError,
+    moert.Status.NUMERIC: moert.NumericError,
 }
 
 
@@ -52,6 +53,7 @@ def test_builtin_bases() -> None:
     assert issubclass(moert.MoertMemoryError, MemoryError)
     assert issubclass(moert.OutOfRangeError, IndexError)
     assert issubclass(moert.LibraryNotFoundError, ImportError)
+    assert issubclass(moert.NumericError, ArithmeticError)
 
 
 def test_status_strings_match_the_library() -> None:

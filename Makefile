@@ -1,6 +1,6 @@
 # moert build, test and install entry points.
 #   make            release library + CLI, staged under build/ (bin/, lib/, include/, lib/pkgconfig/)
-#   make test       everything CI runs: Swift tests, the C host test, the binding tests
+#   make test       everything CI runs: Swift tests, the C tests, the CLI tests, the binding tests
 #   make install PREFIX=/usr/local
 # The version and ABI come from include/moert.h, their one source.
 VERSION   := $(shell sed -n 's/^\#define MOERT_VERSION "\(.*\)"/\1/p' include/moert.h)
@@ -22,7 +22,7 @@ SWIFT_SRC := $(shell find Sources include Plugins -type f) Package.swift
 C_PLUGINS := gru hash comet moepp
 SWIFT_PLUGINS := dynamic
 
-.PHONY: all lib test test-swift test-c test-python test-cpp install clean
+.PHONY: all lib test test-swift test-c test-cli test-python test-cpp install clean
 
 all: $(STAGE)/.staged
 
@@ -45,7 +45,7 @@ $(STAGE)/.staged: $(SWIFT_SRC) Makefile tools/moert.pc.in
 
 lib: all
 
-test: all test-swift test-c test-python test-cpp
+test: all test-swift test-c test-cli test-python test-cpp
 
 # The parity and session tests run a second time on the paths CPUs without AVX-512 take (OpenBLAS, AVX2).
 test-swift:
@@ -66,6 +66,11 @@ test-c: all
 	Tests/c/run_valgrind_tests.sh $(STAGE)
 	Tests/c/run_plugin_tests.sh
 	Tests/c/run_plugin_tests_moepp_dynamic.sh
+
+# The `moert` command as users run it (Tests/cli, pytest).
+test-cli: all
+	$(call need,Tests/cli)
+	MOERT_CLI=$(STAGE)/bin/moert $(PYTHON) -m pytest -q Tests/cli
 
 test-python: all
 	$(call need,bindings/python/tests)

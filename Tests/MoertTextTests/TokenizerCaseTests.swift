@@ -1,0 +1,31 @@
+// TokenizerCaseTests: every case of every tokenizer fixture against what `tokenizers` 0.23.3 gave for it.
+
+import MoertTensor
+import MoertTestSupport
+@testable import MoertText
+import Testing
+
+@Suite("Tokenizer cases from tokenizers")
+struct TokenizerCaseTests {
+    @Test("encode, decode and stream as tokenizers", arguments: allTokenizerCases)
+    func matches(_ c: TokenizerCase) throws {
+        let tokenizer = try fixtureTokenizer(c.fixture)
+        let ids = try c.text.withUnsafeBytes { try tokenizer.encode(bytes: $0, addSpecialTokens: false) }
+        #expect(ids == c.ids, "ids")
+        let idsSpecial = try c.text.withUnsafeBytes { try tokenizer.encode(bytes: $0, addSpecialTokens: true) }
+        #expect(idsSpecial == c.idsSpecial, "ids_special")
+        let decoded = try c.ids.withUnsafeBufferPointer { try tokenizer.decode($0, skipSpecialTokens: false) }
+        #expect(decoded == c.decoded, "decoded")
+        if let skip = c.decodedSkip {
+            #expect(try c.ids.withUnsafeBufferPointer { try tokenizer.decode($0, skipSpecialTokens: true) } == skip)
+        }
+        // Streaming: the pieces tokenizers' DecodeStream gave when the case has them, and in any case pieces that
+        // add up to the decoded text.
+        var stream = StreamingDetokenizer(tokenizer: tokenizer, skipSpecialTokens: false)
+        var pieces: [String] = []
+        for id in c.ids { pieces.append(try stream.push(id)) }
+        let rest = stream.finish()
+        if let expected = c.stream { #expect(pieces == expected, "stream") }
+        #expect(pieces.joined() + rest == c.decoded, "stream total")
+    }
+}

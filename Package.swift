@@ -66,6 +66,8 @@ let package = Package(
                                  .unsafeFlags(["-Xlinker", "--version-script=" + exportsMap])]),
         // The `moert` command line tool.
         .executableTarget(name: "moert-cli", dependencies: ["MoertCore", "MoertMoE", "MoertText", "MoertFormats", "MoertTensor", "CJemalloc"]),
+        // Times tokenizer.json loading and encoding for benchmarks/tokenizer_speed.py.
+        .executableTarget(name: "moert-tokenizer-bench", dependencies: ["MoertText"], path: "benchmarks/tokenizer_bench"),
         // Tests, one target per layer. --export-dynamic: under `swift test --sanitize=thread` the TSan runtime lives in
         // the test executable, and the instrumented Swift plugin the tests dlopen() must bind to it.
         .target(name: "MoertTestSupport", dependencies: ["MoertCore", "MoertFormats", "MoertTensor"],

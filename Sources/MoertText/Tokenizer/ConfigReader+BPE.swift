@@ -26,8 +26,12 @@ extension ConfigReader {
         guard let vocabValue = o["vocab"] else { throw malformed(path + ".vocab", "missing") }
         let vocabObject = try object(vocabValue, path + ".vocab")
         var vocab = TokenTable(capacity: vocabObject.count)
-        for (token, idValue) in vocabObject {
-            vocab.insert(token, id: try tokenId(idValue, "\(path).vocab.\(Self.quotedKey(token))"))
+        try vocabObject.forEachRawMember { token, idValue in
+            guard idValue.kind == .int, let id = idValue.int, id >= 0, id <= Int64(maxTokenId) else {
+                _ = try tokenId(idValue, "\(path).vocab.\(Self.quotedKey(String(decoding: token, as: UTF8.self)))")
+                return
+            }
+            vocab.insert(token, id: Int32(id))
         }
         // Ids must be distinct: tokenizers would decode a shared id to either token, as its hash map happens to
         // iterate.
@@ -42,40 +46,45 @@ extension ConfigReader {
         var merges = MergeTable(capacity: mergeList.count)
         let prefixBytes = Array((prefix ?? "").utf8)
         var joined: [UInt8] = []
-        func add(_ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer, _ p: String) throws {
-            guard let left = vocab.id(of: a) else { throw missing(p, a) }
-            guard let right = vocab.id(of: b) else { throw missing(p, b) }
+        func add(_ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer, _ p: @autoclosure () -> String) throws {
+            guard let left = vocab.id(of: a) else { throw missing(p(), a) }
+            guard let right = vocab.id(of: b) else { throw missing(p(), b) }
             // The merged token: b loses the continuing-subword prefix (tokenizers cuts its length in bytes).
             guard b.count >= prefixBytes.count else {
-                throw malformed(p, "token \(Self.quotedKey(String(decoding: b, as: UTF8.self))) is shorter than continuing_subword_prefix")
+                throw malformed(p(), "token \(Self.quotedKey(String(decoding: b, as: UTF8.self))) is shorter than continuing_subword_prefix")
             }
             joined.removeAll(keepingCapacity: true)
             joined.append(contentsOf: a)
             joined.append(contentsOf: b[prefixBytes.count...])
             guard let merged = vocab.id(of: joined) else {
-                throw malformed(p, "the merged token \(Self.quotedKey(String(decoding: joined, as: UTF8.self))) is not in the vocabulary")
+                throw malformed(p(), "the merged token \(Self.quotedKey(String(decoding: joined, as: UTF8.self))) is not in the vocabulary")
             }
             merges.append(left, right, newId: merged)
         }
-        if case .array? = mergeList.first {
+        var scratchA: [UInt8] = [], scratchB: [UInt8] = []
+        let tape = mergeList.first?.tape
+        if mergeList.first?.kind == .array {
             for (i, m) in mergeList.enumerated() {
-                let p = "\(path).merges[\(i)]"
-                guard let pair = m.array, pair.count == 2 else { throw malformed(p, "expected a pair of strings like the first merge") }
-                var a = try string(pair[0], p + "[0]"), b = try string(pair[1], p + "[1]")
-                try a.withUTF8 { a in try b.withUTF8 { b in try add(UnsafeRawBufferPointer(a), UnsafeRawBufferPointer(b), p) } }
+                guard let pair = m.array, pair.count == 2, pair[0].kind == .string, pair[1].kind == .string else {
+                    throw malformed("\(path).merges[\(i)]", "expected a pair of strings like the first merge")
+                }
+                try tape!.withString(pair[0].node, scratch: &scratchA) { a in
+                    try tape!.withString(pair[1].node, scratch: &scratchB) { b in try add(a, b, "\(path).merges[\(i)]") }
+                }
             }
         } else {
             for (i, m) in mergeList.enumerated() {
-                let p = "\(path).merges[\(i)]"
-                guard var line = m.string else { throw malformed(p, "expected a string \"a b\" like the first merge") }
-                // tokenizers skips "#version" lines of merges.txt here too.
-                if line.hasPrefix("#version") { continue }
-                try line.withUTF8 { u in
-                    let raw = UnsafeRawBufferPointer(u)
+                guard m.kind == .string else {
+                    throw malformed("\(path).merges[\(i)]", "expected a string \"a b\" like the first merge")
+                }
+                try tape!.withString(m.node, scratch: &scratchA) { raw in
+                    // tokenizers skips "#version" lines of merges.txt here too.
+                    if raw.starts(with: "#version".utf8) { return }
                     guard let space = raw.firstIndex(of: 0x20), raw[(space + 1)...].firstIndex(of: 0x20) == nil else {
-                        throw malformed(p, "expected two tokens separated by one space")
+                        throw malformed("\(path).merges[\(i)]", "expected two tokens separated by one space")
                     }
-                    try add(UnsafeRawBufferPointer(rebasing: raw[..<space]), UnsafeRawBufferPointer(rebasing: raw[(space + 1)...]), p)
+                    try add(UnsafeRawBufferPointer(rebasing: raw[..<space]), UnsafeRawBufferPointer(rebasing: raw[(space + 1)...]),
+                            "\(path).merges[\(i)]")
                 }
             }
         }

@@ -2,16 +2,6 @@
 
 import MoertTensor
 
-/// Everything one encode call writes, made once per call so that the tokenizer itself stays immutable.
-final class EncodeScratch {
-    let regex = RegexScratch()
-    var pieces = Pieces()
-    var spare = Pieces()
-    var word = BPEWord()
-    var key: [UInt8] = []
-    var cache = WordCache()
-}
-
 extension Tokenizer {
     /// The ids of `text`: tokenizers' `encode(text, add_special_tokens)`; special-token text in the input is
     /// matched as those tokens.
@@ -32,7 +22,11 @@ extension Tokenizer {
 
     /// `TokenizerImpl::encode_single_sequence` then `post_process`, on text known to be valid UTF-8.
     private func encodeValid(_ text: UnsafeRawBufferPointer, addSpecialTokens: Bool) throws -> [Int32] {
-        let scratch = EncodeScratch()
+        try scratchPool.with { try encodeValid(text, addSpecialTokens: addSpecialTokens, scratch: $0) }
+    }
+
+    private func encodeValid(_ text: UnsafeRawBufferPointer, addSpecialTokens: Bool,
+                             scratch: EncodeScratch) throws -> [Int32] {
         var ids: [Int32] = []
         ids.reserveCapacity(text.count / 3)
         // 1. Added tokens that match the raw text (AddedVocabulary::extract_and_normalize, first split).

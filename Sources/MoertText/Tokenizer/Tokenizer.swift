@@ -40,6 +40,8 @@ public final class Tokenizer: @unchecked Sendable {
     let special: [Bool]
     /// GPT-2's split, for ByteLevel with `use_regex`.
     let gpt2: Regex
+    /// Encode scratch between calls (the only state that changes after init; see `ScratchPool`).
+    let scratchPool = ScratchPool()
 
     /// 1 + the largest id of the model vocabulary and the added tokens.
     public let vocabSize: Int
@@ -61,16 +63,20 @@ public final class Tokenizer: @unchecked Sendable {
     /// Builds the tokenizer from the bytes of a tokenizer.json; `source` names the file in messages.
     /// - Throws: `MoertError` (`.format`, `.unsupported`) as `init(path:)`.
     public convenience init(bytes: UnsafeRawBufferPointer, source: String) throws {
-        try self.init(document: try TokenizerJSON.parse(bytes, what: source), source: source)
+        let tape = try JSONTape(bytes, what: source)
+        try self.init(document: TokenizerJSON(tape: tape, node: 0), source: source)
     }
 
     /// Builds the tokenizer from a parsed tokenizer.json; `source` names the file in messages. Prefer
     /// `init(path:)`: `JSON` objects are dictionaries of Strings, which merge vocabulary entries that differ only
     /// by canonical equivalence (such as "ί" U+1F77 and "ί" U+03AF), so a vocabulary with such pairs is refused
-    /// here by `JSON.parse` already.
+    /// by `JSON.parse` already.
     /// - Throws: `MoertError` (`.format`, `.unsupported`) as `init(path:)`.
     public convenience init(json: JSON, source: String) throws {
-        try self.init(document: TokenizerJSON(json), source: source)
+        var text: [UInt8] = []
+        json.write(to: &text)
+        let tape = try JSONTape(copying: text, what: source)
+        try self.init(document: TokenizerJSON(tape: tape, node: 0), source: source)
     }
 
     init(document json: TokenizerJSON, source: String) throws {

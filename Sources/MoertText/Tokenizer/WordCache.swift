@@ -6,8 +6,8 @@ import Glibc
 
 /// tokenizers keeps a cache of merged words in the BPE model (`models/bpe/model.rs`, `BPE_LOCAL_CACHE`: up to
 /// 10,000 words shorter than 256 bytes). Text repeats its words, so most pre-tokens of a long text are found here
-/// instead of being merged again. This cache lives for one encode call, so the tokenizer stays immutable and
-/// shareable across threads without a lock; it holds words up to 256 bytes and at most `limit` of them.
+/// instead of being merged again. Each encode scratch has its own (see `ScratchPool`), so no lock guards it; it
+/// holds words up to 256 bytes and at most `limit` of them, then stops growing (as tokenizers' does).
 struct WordCache {
     private var keyBytes: [UInt8] = []
     private var ids: [Int32] = []
@@ -17,7 +17,7 @@ struct WordCache {
     private var hashes: [Int] = []
     private var mask = 1023
     static let maxWordLength = 256
-    static let limit = 1 << 20
+    static let limit = 1 << 16
 
     /// Appends the cached ids of `word` to `out` and returns true, or returns false.
     @inline(__always)

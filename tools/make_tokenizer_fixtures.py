@@ -13,6 +13,8 @@ Each fixture is a directory ``<out>/<name>/`` with
                      decoded_skip decode(ids, skip_special_tokens=True)
                      stream       DecodeStream(skip_special_tokens=False).step(tokenizer, id) for each id of
                                   ids, "" where it gave None
+                     The texts: those below, 60 random lines (fixed seed) mixing many Unicode blocks and
+                     added-token texts, and for the real vocabularies the texts of their own cases.jsonl.
                      Cases with "decode_only": true have no text: their ids are chosen by hand (byte-fallback
                      tokens that do not form UTF-8, special tokens) and only decoding is checked.
 
@@ -43,6 +45,7 @@ The output is deterministic (training on a fixed corpus, one thread).
 import argparse
 import json
 import os
+import random
 import shutil
 import sys
 
@@ -89,6 +92,37 @@ TEXTS = [
     "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
     "The end. Fin. 終わり。",
 ]
+
+
+
+def random_texts(count, seed=0):
+    """Lines mixing random characters of many blocks (scripts, combining marks, every kind of space including
+    U+180E, emoji parts, full-width and mathematical letters, case-mapping oddities) with added-token texts: where
+    regex dialects and Unicode tables disagree."""
+    rng = random.Random(seed)
+    pools = [range(0x20, 0x7F), [0x09, 0x0A, 0x0D, 0x0B, 0x0C, 0x85, 0xA0, 0x1680, 0x180E, 0x2000, 0x2007, 0x200B,
+                                 0x2028, 0x2029, 0x202F, 0x205F, 0x3000, 0xFEFF],
+             range(0xC0, 0x250), range(0x300, 0x370), range(0x370, 0x400), range(0x400, 0x500), range(0x590, 0x700),
+             range(0x900, 0x980), range(0x3040, 0x3100), range(0x4E00, 0x4E80), range(0xAC00, 0xAC80),
+             range(0x1F300, 0x1F680), [0x200D, 0xFE0F, 0x1F3FD], range(0xFF00, 0xFFEF), range(0x2150, 0x2190),
+             range(0x1D400, 0x1D4FF), range(0xFB00, 0xFB07), [0x130, 0x131, 0x1E9E, 0x3A3, 0x3C2],
+             [ord(c) for c in "0123456789'sStTrRvVmMlLdD"]]
+    added = ["<|bos|>", "<|eos|>", "<|user|>", "[MASK]", "hello world", "ＡＢＣ", "<s>", "</s>", "<unk>",
+             "<|endoftext|>", "<|im_start|>", "<|im_end|>", "\u2581"]
+    texts = []
+    for _ in range(count):
+        parts = []
+        for _ in range(rng.randint(1, 12)):
+            if rng.random() < 0.08:
+                parts.append(rng.choice(added))
+            else:
+                pool = rng.choice(pools)
+                parts.append("".join(chr(rng.choice(pool)) for _ in range(rng.randint(1, 6))))
+        texts.append("".join(parts))
+    return texts
+
+
+RANDOM_TEXTS = random_texts(60)
 
 # Training text: ASCII and some Latin only, so that other scripts reach the unknown token or byte fallback.
 CORPUS = [t for t in TEXTS if all(ord(c) < 0x250 for c in t)] * 20 + [
@@ -166,7 +200,7 @@ def made(out, name, tokenizer, extra_ids=()):
     text = tokenizer.to_str(pretty=True)
     # Round trip through the file, as moert reads it.
     tokenizer = Tokenizer.from_str(text)
-    cases = [case(tokenizer, t) for t in TEXTS] + [decode_case(tokenizer, ids) for ids in extra_ids]
+    cases = [case(tokenizer, t) for t in TEXTS + RANDOM_TEXTS] + [decode_case(tokenizer, ids) for ids in extra_ids]
     write(out, name, text, cases)
 
 
@@ -188,6 +222,7 @@ def real(out, shared, name):
                 if c[key] != given[key]:
                     sys.exit(f"{name}: {key} of {given['text']!r} differs from {source}/cases.jsonl")
             cases.append(c)
+    cases += [case(tokenizer, t) for t in RANDOM_TEXTS]
     write(out, name, text, cases)
 
 

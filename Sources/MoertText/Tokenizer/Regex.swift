@@ -10,7 +10,7 @@ import MoertTensor
 /// UTF-8 bytes without building Strings, and its JIT makes the split of a megabyte of text take a few milliseconds;
 /// Swift's `Regex` works on grapheme clusters by default and is far slower. Options: `PCRE2_UTF | PCRE2_UCP` so
 /// that classes are Unicode-aware, and `PCRE2_MULTILINE` because `^` and `$` are line anchors in Ruby syntax.
-/// Known difference: PCRE2's `\s` also matches U+180E, which is no longer White_Space.
+/// The shorthands whose meaning differs (`\s`, `\w`, `\h`) are rewritten first (`OnigurumaSyntax`).
 final class Regex: @unchecked Sendable {
     /// The pattern as written in the file.
     let pattern: String
@@ -24,7 +24,7 @@ final class Regex: @unchecked Sendable {
         let options = literal ? UInt32(PCRE2_UTF | PCRE2_LITERAL) : UInt32(PCRE2_UTF | PCRE2_UCP | PCRE2_MULTILINE)
         var errorCode: Int32 = 0
         var errorOffset = 0
-        var text = pattern
+        var text = literal ? pattern : OnigurumaSyntax.translate(pattern)
         let compiled = text.withUTF8 { p in
             pcre2_compile_8(p.baseAddress ?? UnsafePointer(bitPattern: 1), p.count, options, &errorCode, &errorOffset, nil)
         }

@@ -27,6 +27,8 @@ Fixtures:
                        "a b" strings, ignore_merges, a normalized added token NFKC changes
     metaspace-first    SentencePiece style: byte_fallback, unk, fuse_unk, Metaspace prepend_scheme first without
                        split, Metaspace decoder, TemplateProcessing with BOS
+    metaspace-split-*  the same model with a Split before Metaspace "first" and NFKC or Strip + Lowercase, which
+                       change the first character
     metaspace-always   Strip + Replace(regex) normalizers, Metaspace always with split, the Llama decoder chain
                        (Replace, ByteFallback, Fuse, Strip)
     metaspace-never    NFC + Prepend, Metaspace never, Metaspace decoder
@@ -75,6 +77,8 @@ TEXTS = [
     "नमस्ते दुनिया",
     "Emoji 👍🏽 🇫🇷 👨‍👩‍👧 ✨",
     "e\u0301 vs \u00e9, A\u030a vs \u00c5",
+    "\ufb01\u0301x \ufb01ne \u0130 e\u0301",
+    "\u0130stanbul",
     "İstanbul ΣΊΣΥΦΟΣ straße",
     "<|bos|>hi<|eos|>",
     " <|user|>  hello there <|user|>",
@@ -276,6 +280,16 @@ def main():
     broken = [byte_ids(t, "<0xE2>", "<0x82>"), byte_ids(t, "<0xE2>", "<0x82>", "<0xAC>"),
               byte_ids(t, "<0xFF>") + t.encode("the dog").ids[:1], [t.token_to_id("<s>")] + byte_ids(t, "<0xF0>", "<0x9F>")]
     made(args.out, "metaspace-first", t, extra_ids=broken)
+
+    # metaspace-split-nfkc, metaspace-split-lower: Metaspace "first" after a Split, where the normalizer changes
+    # the first character (which pieces still start at offset 0 of the input decides where "▁" goes).
+    for name, normalizer, pattern in (("metaspace-split-nfkc", normalizers.NFKC(), r"\p{L}"),
+                                      ("metaspace-split-lower", normalizers.Sequence([normalizers.Strip(), normalizers.Lowercase()]), r".")):
+        v = Tokenizer.from_str(t.to_str())
+        v.normalizer = normalizer
+        v.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Split(Regex(pattern), "isolated"),
+                                                   pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="first", split=False)])
+        made(args.out, name, v)
 
     # metaspace-always: normalizers that strip and squeeze spaces, the Llama decoder chain.
     t = Tokenizer(models.BPE(unk_token="<unk>", byte_fallback=True))

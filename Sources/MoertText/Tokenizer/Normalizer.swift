@@ -64,16 +64,40 @@ extension NormalizerStep {
         guard n >= 0, let result else {
             throw MoertError(.outOfMemory, "normalizer: utf8proc failed: \(String(cString: utf8proc_errmsg(n)))")
         }
-        text.bytes = Array(UnsafeBufferPointer(start: result, count: Int(n)))
-        if text.zero > 0 { text.zero = text.bytes.isEmpty ? 0 : UTF8Scalar.length(lead: text.bytes[0]) }
+        let output = Array(UnsafeBufferPointer(start: result, count: Int(n)))
+        if text.zero > 0 && !output.isEmpty {
+            // The characters the first one becomes keep its alignment (ﬁ → fi under NFKC: both at offset 0), as
+            // does a character it composes into (e + U+0301 → é under NFC); a character that composes with a later
+            // mark does not (ﬁ + U+0301 → f í: only f stays at 0, as tokenizers aligns them). So: what the output
+            // shares with the first character normalized alone, and at least the output's first character.
+            var alone: UnsafeMutablePointer<utf8proc_uint8_t>? = nil
+            let first = UTF8Scalar.length(lead: text.bytes[0])
+            let m = text.bytes.withUnsafeBufferPointer {
+                utf8proc_map($0.baseAddress, utf8proc_ssize_t(first), &alone, utf8proc_option_t(options))
+            }
+            var common = 0
+            if m > 0, let alone {
+                while common < min(Int(m), output.count) && alone[common] == output[common] { common += 1 }
+                while common < output.count && common > 0 && output[common] & 0xC0 == 0x80 { common -= 1 }
+            }
+            free(alone)
+            text.zero = max(UTF8Scalar.length(lead: output[0]), common)
+        } else if output.isEmpty {
+            text.zero = 0
+        }
+        text.bytes = output
     }
 
     private static func lowercase(_ text: inout NormalizingText) {
         var out: [UInt8] = []
         out.reserveCapacity(text.bytes.count)
+        var zero = text.zero
         text.bytes.withUnsafeBytes { raw in
             var i = 0
             while i < raw.count {
+                // The characters one becomes all keep its alignment: the run at offset 0 covers what the characters
+                // starting in it become (İ → i + U+0307).
+                if i == text.zero { zero = out.count }
                 let b = raw[i]
                 if b < 0x80 {
                     out.append(b >= 0x41 && b <= 0x5A ? b + 0x20 : b)
@@ -89,7 +113,7 @@ extension NormalizerStep {
                 i += length
             }
         }
-        if text.zero > 0 && !out.isEmpty { text.zero = UTF8Scalar.length(lead: out[0]) }
+        text.zero = text.zero >= text.bytes.count ? out.count : zero
         text.bytes = out
     }
 

@@ -25,8 +25,9 @@ extension Tokenizer {
             // No decoder: tokenizers joins the tokens with spaces.
             return Array(tokens.joined(separator: [0x20]))
         }
-        let regex = RegexScratch()
-        for step in decoders { try step.apply(&tokens, regex: regex) }
+        try scratchPool.with { scratch in
+            for step in decoders { try step.apply(&tokens, regex: scratch.regex) }
+        }
         return Array(tokens.joined())
     }
 }

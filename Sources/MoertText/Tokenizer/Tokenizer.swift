@@ -40,6 +40,8 @@ public final class Tokenizer: @unchecked Sendable {
     let special: [Bool]
     /// GPT-2's split, for ByteLevel with `use_regex`.
     let gpt2: Regex
+    /// GPT-2's split compiled once for every tokenizer (a compiled pattern is immutable and shareable).
+    private static let gpt2Regex = try? Regex(gpt2Pattern, literal: false, what: "ByteLevel")
     /// Encode scratch between calls (the only state that changes after init; see `ScratchPool`).
     let scratchPool = ScratchPool()
 
@@ -104,7 +106,8 @@ public final class Tokenizer: @unchecked Sendable {
         } else {
             decoders = nil
         }
-        gpt2 = try Regex(gpt2Pattern, literal: false, what: "ByteLevel")
+        guard let gpt2 = Self.gpt2Regex else { throw MoertError(.internal, "ByteLevel: GPT-2's pattern does not compile") }
+        self.gpt2 = gpt2
 
         let added = try AddedTokensBuilder(reader: reader, json: root["added_tokens"], model: model,
                                            normalizers: normalizers)

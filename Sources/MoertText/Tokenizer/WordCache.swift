@@ -1,4 +1,4 @@
-// WordCache: the ids of pre-tokens already merged during one encode call, found by the pre-token's bytes.
+// WordCache: the ids of pre-tokens already merged, found by the pre-token's bytes, kept by each encode scratch.
 
 #if canImport(Glibc)
 import Glibc

@@ -1,6 +1,9 @@
 // Regex: a PCRE2 pattern compiled once with its JIT, and tokenizers' way of walking its matches through a text.
 
 import CPCRE2
+#if canImport(Glibc)
+import Glibc
+#endif
 import MoertTensor
 
 /// A compiled split or replace pattern of tokenizer.json.
@@ -15,11 +18,15 @@ final class Regex: @unchecked Sendable {
     /// The pattern as written in the file.
     let pattern: String
     private let code: OpaquePointer
+    /// A non-empty literal pattern's bytes: searched with `memchr` and `memcmp`, which find the same non-overlapping matches
+    /// left to right without entering PCRE2 (Llama's normalizer and decoder replace " " and "▁" this way).
+    private let literalBytes: [UInt8]?
 
     /// Compiles `pattern`; `literal` matches it as plain text (tokenizers escapes a `String` pattern).
     /// - Throws: `.format` naming `what`, the pattern and PCRE2's message and offset.
     init(_ pattern: String, literal: Bool, what: String) throws {
         self.pattern = pattern
+        literalBytes = literal && !pattern.isEmpty ? Array(pattern.utf8) : nil
         // PCRE2_LITERAL takes no class or anchor options.
         let options = literal ? UInt32(PCRE2_UTF | PCRE2_LITERAL) : UInt32(PCRE2_UTF | PCRE2_UCP | PCRE2_MULTILINE)
         var errorCode: Int32 = 0
@@ -46,6 +53,22 @@ final class Regex: @unchecked Sendable {
                       _ body: (_ start: Int, _ end: Int) throws -> Void) throws {
         guard let base = text.baseAddress?.assumingMemoryBound(to: UInt8.self), !text.isEmpty else { return }
         let n = text.count
+        if let literal = literalBytes {
+            var i = 0
+            try literal.withUnsafeBytes { lit in
+                while i + lit.count <= n {
+                    guard let found = memchr(base + i, Int32(lit[0]), n - lit.count + 1 - i) else { return }
+                    let s = UnsafeRawPointer(found) - UnsafeRawPointer(base)
+                    if memcmp(base + s, lit.baseAddress!, lit.count) == 0 {
+                        try body(s, s + lit.count)
+                        i = s + lit.count
+                    } else {
+                        i = s + 1
+                    }
+                }
+            }
+            return
+        }
         var lastEnd = 0
         var lastMatchEnd = -1
         let ovector = pcre2_get_ovector_pointer_8(scratch.matchData)!

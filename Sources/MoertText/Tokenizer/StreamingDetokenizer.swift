@@ -3,7 +3,9 @@
 import MoertTensor
 
 /// Incremental detokenization: text arrives token by token and never ends in a broken UTF-8 sequence; the
-/// concatenation of every `push` plus `finish` equals `decode` of all the ids.
+/// concatenation of every `push` plus `finish` equals `decode` of all the ids, except where decoding more ids
+/// rewrites text already given (byte-fallback bytes that stay invalid UTF-8 once more bytes follow become one
+/// U+FFFD each), where it is what tokenizers' stream gives too.
 ///
 /// The algorithm of tokenizers' `DecodeStream` (`step_decode_stream`, `tokenizer/mod.rs`): keep a window of recent
 /// ids and the text they decode to (the prefix); decode the window with the new id, and while that text ends in

@@ -34,6 +34,7 @@ Fixtures:
     metaspace-never    NFC + Prepend, Metaspace never, Metaspace decoder
     splits             Lowercase; WhitespaceSplit, Digits(individual), Punctuation(merged_with_previous); unk
                        without fusing; no decoder (tokens joined with spaces)
+    subword-affixes    Whitespace, a model with continuing_subword_prefix "##" and end_of_word_suffix "</w>", unk
     splits-invert      Split behaviors merged_with_next / contiguous / removed and an inverted Split, Digits in
                        runs, Whitespace; Fuse + Strip decoders
 
@@ -317,6 +318,14 @@ def main():
                                                pre_tokenizers.Punctuation(behavior="merged_with_previous")])
     train(t, 250, special=["[UNK]"])
     made(args.out, "splits", t)
+
+    # subword-affixes: continuing_subword_prefix and end_of_word_suffix in the model's lookups and merges.
+    affixes = dict(continuing_subword_prefix="##", end_of_word_suffix="</w>")
+    t = Tokenizer(models.BPE(unk_token="[UNK]", **affixes))
+    t.pre_tokenizer = pre_tokenizers.Whitespace()
+    t.train_from_iterator(CORPUS, trainer=trainers.BpeTrainer(vocab_size=300, special_tokens=["[UNK]"],
+                                                              show_progress=False, **affixes))
+    made(args.out, "subword-affixes", t)
 
     # splits-invert
     t = Tokenizer(models.BPE(unk_token="[UNK]"))

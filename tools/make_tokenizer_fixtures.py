@@ -24,7 +24,8 @@ Fixtures:
     bytelevel          GPT-2 style: ByteLevel pre-tokenizer with its regex and a prefix space, TemplateProcessing
                        with BOS/EOS, added tokens with lstrip/rstrip/single_word/normalized, merges as pairs
     bytelevel-split    NFKC + Lowercase, Split (Qwen2's pattern) then ByteLevel without its regex, merges as
-                       "a b" strings, ignore_merges, a normalized added token NFKC changes
+                       "a b" strings, ignore_merges, a normalized added token NFKC changes, a Sequence of the
+                       ByteLevel and TemplateProcessing post-processors
     metaspace-first    SentencePiece style: byte_fallback, unk, fuse_unk, Metaspace prepend_scheme first without
                        split, Metaspace decoder, TemplateProcessing with BOS
     metaspace-split-*  the same model with a Split before Metaspace "first" and NFKC or Strip + Lowercase, which
@@ -33,10 +34,10 @@ Fixtures:
                        (Replace, ByteFallback, Fuse, Strip)
     metaspace-never    NFC + Prepend, Metaspace never, Metaspace decoder
     splits             Lowercase; WhitespaceSplit, Digits(individual), Punctuation(merged_with_previous); unk
-                       without fusing; no decoder (tokens joined with spaces)
-    subword-affixes    Whitespace, a model with continuing_subword_prefix "##" and end_of_word_suffix "</w>", unk
-    splits-invert      Split behaviors merged_with_next / contiguous / removed and an inverted Split, Digits in
-                       runs, Whitespace; Fuse + Strip decoders
+                       without fusing; BertProcessing; no decoder (tokens joined with spaces)
+    subword-affixes    NFKD, Whitespace, a model with continuing_subword_prefix "##" and end_of_word_suffix "</w>", unk
+    splits-invert      NFD; Split behaviors merged_with_next / contiguous / removed and an inverted Split, Digits
+                       in runs, Whitespace; RobertaProcessing; Fuse + Strip decoders
 
 Usage:
     pip install tokenizers==0.23.3
@@ -264,6 +265,11 @@ def main():
     t.decoder = decoders.ByteLevel()
     train(t, 350, special=["<|endoftext|>"], alphabet=pre_tokenizers.ByteLevel.alphabet())
     t.add_tokens([AddedToken("ＡＢＣ", normalized=True)])
+    eot = t.token_to_id("<|endoftext|>")
+    t.post_processor = processors.Sequence([
+        processors.ByteLevel(trim_offsets=False),
+        processors.TemplateProcessing(single="$A <|endoftext|>", pair="$A <|endoftext|> $B:1 <|endoftext|>:1",
+                                      special_tokens=[("<|endoftext|>", eot)])])
 
     def split_edits(d):
         legacy_merges(d)
@@ -316,12 +322,14 @@ def main():
     t.normalizer = normalizers.Lowercase()
     t.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Digits(individual_digits=True),
                                                pre_tokenizers.Punctuation(behavior="merged_with_previous")])
-    train(t, 250, special=["[UNK]"])
+    train(t, 250, special=["[UNK]", "[CLS]", "[SEP]"])
+    t.post_processor = processors.BertProcessing(("[SEP]", t.token_to_id("[SEP]")), ("[CLS]", t.token_to_id("[CLS]")))
     made(args.out, "splits", t)
 
     # subword-affixes: continuing_subword_prefix and end_of_word_suffix in the model's lookups and merges.
     affixes = dict(continuing_subword_prefix="##", end_of_word_suffix="</w>")
     t = Tokenizer(models.BPE(unk_token="[UNK]", **affixes))
+    t.normalizer = normalizers.NFKD()
     t.pre_tokenizer = pre_tokenizers.Whitespace()
     t.train_from_iterator(CORPUS, trainer=trainers.BpeTrainer(vocab_size=300, special_tokens=["[UNK]"],
                                                               show_progress=False, **affixes))
@@ -337,8 +345,10 @@ def main():
         pre_tokenizers.Digits(individual_digits=False),
         pre_tokenizers.Whitespace(),
     ])
+    t.normalizer = normalizers.NFD()
     t.decoder = decoders.Sequence([decoders.Fuse(), decoders.Strip(content="x", left=2, right=0)])
-    train(t, 250, special=["[UNK]"])
+    train(t, 250, special=["[UNK]", "<s>", "</s>"])
+    t.post_processor = processors.RobertaProcessing(("</s>", t.token_to_id("</s>")), ("<s>", t.token_to_id("<s>")))
     made(args.out, "splits-invert", t)
 
 

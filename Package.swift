@@ -67,6 +67,8 @@ let package = Package(
                                  .unsafeFlags(["-Xlinker", "--version-script=" + exportsMap])]),
         // The `moert` command line tool.
         .executableTarget(name: "moert-cli", dependencies: ["MoertCore", "MoertMoE", "MoertText", "MoertFormats", "MoertTensor", "CJemalloc"]),
+        // Times tokenizer.json loading and encoding for benchmarks/tokenizer_speed.py.
+        .executableTarget(name: "moert-tokenizer-bench", dependencies: ["MoertText"], path: "benchmarks/tokenizer_bench"),
         // Tests, one target per layer. --export-dynamic: under `swift test --sanitize=thread` the TSan runtime lives in
         // the test executable, and the instrumented Swift plugin the tests dlopen() must bind to it.
         .target(name: "MoertTestSupport", dependencies: ["MoertCore", "MoertFormats", "MoertTensor"],
@@ -75,7 +77,7 @@ let package = Package(
         .testTarget(name: "MoertFormatsTests", dependencies: ["MoertFormats", "MoertTensor", "MoertTestSupport"]),
         .testTarget(name: "MoertTextTests", dependencies: ["MoertText", "MoertFormats", "MoertTensor", "MoertTestSupport"]),
         .testTarget(name: "MoertMoETests", dependencies: ["MoertMoE", "MoertFormats", "MoertTensor", "MoertTestSupport", "CMoert"]),
-        .testTarget(name: "MoertCoreTests", dependencies: ["MoertCore", "MoertMoE", "MoertFormats", "MoertTensor", "MoertTestSupport", "CMoert"],
+        .testTarget(name: "MoertCoreTests", dependencies: ["MoertCore", "MoertMoE", "MoertText", "MoertFormats", "MoertTensor", "MoertTestSupport", "CMoert"],
                     linkerSettings: [.unsafeFlags(["-Xlinker", "--export-dynamic"])]),
         // Plugins depend on the header only; the C ones also link the helpers they share (Plugins/common), each its
         // own copy. C plugins: Makefile also builds them with gcc for installation.

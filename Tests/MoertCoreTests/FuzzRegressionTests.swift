@@ -7,9 +7,10 @@ import MoertFormats
 import MoertMoE
 import MoertTensor
 import MoertTestSupport
+import MoertText
 
-/// Tests/fuzz/regressions: one file per finding, named `<target>-<kind>-<hash>` (target: safetensors, config or
-/// loader, as in tools/fuzz.sh).
+/// Tests/fuzz/regressions: one file per finding, named `<target>-<kind>-<hash>` (target: safetensors, config,
+/// loader or tokenizer, as in tools/fuzz.sh).
 let fuzzRegressionsDirectory = fixturesDirectory + "/../fuzz/regressions"
 
 /// The committed inputs, sorted by name.
@@ -35,6 +36,8 @@ func replay(target: String, _ bytes: [UInt8]) throws -> ReplayOutcome {
             let json = try bytes.withUnsafeBytes { try JSON.parse($0, what: "config.json") }
             _ = try ModelConfig(json: json, source: "config.json")
             _ = try MoESection(json: json.object?["moert"] ?? json, source: "moert.json")
+        case "tokenizer":
+            try replayTokenizer(bytes)
         case "loader":
             let dir = try TemporaryDirectory()
             let parts = split(bytes, separator: Array("\n#moert-fuzz-file#\n".utf8), limit: 3)

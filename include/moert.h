@@ -444,6 +444,14 @@ typedef struct moert_generate_options {
     int32_t  ignore_eos;                    /**< 0 (default): stop after the model's EOS token is generated
                                                  (it is reported); 1: go on to max_new_tokens. */
     const moert_sampler_options *sampler;   /**< Sampling; NULL = greedy. Borrowed for the call. */
+    /* 0.2.0 and later */
+    const struct moert_tokenizer *tokenizer; /**< The model's tokenizer (see moert_tokenizer_load()), for stop strings
+                                                 and the tokenizer's stop ids (moert_tokenizer_stop_token()); NULL:
+                                                 neither. Borrowed for the call. @since 0.2.0 */
+    const char *const *stop_strings;        /**< n_stop_strings UTF-8 strings (needs `tokenizer`): generation stops
+                                                 after the token that completes one of them in the generated text
+                                                 (that token is reported). NULL: none. Borrowed. @since 0.2.0 */
+    int32_t  n_stop_strings;                /**< Number of stop_strings (>= 0). Default 0. @since 0.2.0 */
 } moert_generate_options;
 
 /**
@@ -545,6 +553,182 @@ MOERT_API const char *moert_model_expert_kind(const moert_model *model, int32_t 
  * out of range. @since 0.1.0
  */
 MOERT_API const char *moert_model_router_kind(const moert_model *model, int32_t moe_layer);
+
+/* ------------------------------------------------------------------------------------------------------------ */
+/* Text: tokenizers, streaming detokenizers and chat templates                                                   */
+/* ------------------------------------------------------------------------------------------------------------ */
+
+/**
+ * A tokenizer: Hugging Face `tokenizer.json` (encode and decode as the `tokenizers` library does), with the
+ * model directory's `tokenizer_config.json` (special tokens, chat templates), `chat_template.jinja`,
+ * `generation_config.json` and `config.json` (stop ids) when loaded from a directory.
+ * Threads: immutable after load; share it freely between threads.
+ */
+typedef struct moert_tokenizer moert_tokenizer;
+
+/**
+ * Loads a tokenizer.
+ * [in]  path           a model directory holding tokenizer.json, or the path of a tokenizer.json file. UTF-8, borrowed.
+ * [out] out_tokenizer  owned; free with moert_tokenizer_free(); NULL on failure.
+ * Returns MOERT_OK, MOERT_ERR_INVALID_ARGUMENT, MOERT_ERR_IO (no tokenizer.json), MOERT_ERR_FORMAT (malformed file,
+ * named) or MOERT_ERR_UNSUPPORTED (a tokenizer component moert does not implement, named). Threads: any. @since 0.2.0
+ */
+MOERT_API moert_status moert_tokenizer_load(const char *path, moert_tokenizer **out_tokenizer);
+
+/** Frees a tokenizer. NULL is a no-op. Free detokenizers made from it first. @since 0.2.0 */
+MOERT_API void moert_tokenizer_free(moert_tokenizer *tokenizer);
+
+/** Number of token ids (1 + the largest id of the vocabulary and added tokens); 0 for NULL. @since 0.2.0 */
+MOERT_API int32_t moert_tokenizer_n_vocab(const moert_tokenizer *tokenizer);
+
+/** Flags of moert_tokenizer_encode(). */
+#define MOERT_ENCODE_ADD_SPECIAL   0x1u  /**< Add the special tokens of the post-processor (e.g. a BOS first), as
+                                              `encode(text, add_special_tokens=True)`. */
+#define MOERT_ENCODE_PARSE_SPECIAL 0x2u  /**< Match special-token text written in the input (e.g. "<|im_start|>") as
+                                              those tokens, as transformers does; without it such text is encoded as
+                                              plain text. */
+
+/**
+ * Encodes UTF-8 text into token ids.
+ * [in]  text, n_bytes  the text (need not be NUL-terminated; may be NULL when n_bytes is 0). Borrowed.
+ * [in]  flags          MOERT_ENCODE_* bits; transformers' `encode(text)` is both.
+ * [out] tokens, capacity  host buffer for the ids; may be NULL with capacity 0 to ask for the count.
+ * [out] out_n_tokens   receives the number of ids (also when the buffer is too small); may be NULL.
+ * Returns MOERT_OK, MOERT_ERR_INVALID_ARGUMENT (invalid UTF-8, with its byte offset in the message; unknown flags) or
+ * MOERT_ERR_BUFFER_TOO_SMALL (nothing written). Threads: any. @since 0.2.0
+ */
+MOERT_API moert_status moert_tokenizer_encode(const moert_tokenizer *tokenizer, const char *text, size_t n_bytes,
+                                              uint32_t flags, int32_t *tokens, size_t capacity, size_t *out_n_tokens);
+
+/** Flags of moert_tokenizer_decode() and moert_detokenizer_create(). */
+#define MOERT_DECODE_SKIP_SPECIAL 0x1u  /**< Leave special tokens out, as `decode(ids, skip_special_tokens=True)`. */
+
+/**
+ * Decodes token ids into UTF-8 text, as `tokenizers`' `decode` (byte sequences that do not form valid UTF-8
+ * become U+FFFD).
+ * [in]  tokens, n_tokens  the ids; tokens may be NULL when n_tokens is 0. Borrowed.
+ * [in]  flags             MOERT_DECODE_* bits.
+ * [out] text, capacity    host buffer; receives the text and a terminating NUL. May be NULL with capacity 0.
+ * [out] out_n_bytes       receives the text's length without the NUL (also when the buffer is too small); may be NULL.
+ * Returns MOERT_OK, MOERT_ERR_INVALID_ARGUMENT, MOERT_ERR_OUT_OF_RANGE (an id outside the vocabulary, named) or
+ * MOERT_ERR_BUFFER_TOO_SMALL (capacity < length + 1; nothing written). Threads: any. @since 0.2.0
+ */
+MOERT_API moert_status moert_tokenizer_decode(const moert_tokenizer *tokenizer, const int32_t *tokens, size_t n_tokens,
+                                              uint32_t flags, char *text, size_t capacity, size_t *out_n_bytes);
+
+/**
+ * The vocabulary entry of a token as tokenizer.json writes it (e.g. "Ġthe", "▁the", "<0x0A>", "<|im_end|>"), as
+ * `convert_ids_to_tokens`: owned by the tokenizer, valid until it is freed; NULL when out of range. @since 0.2.0
+ */
+MOERT_API const char *moert_tokenizer_token_to_piece(const moert_tokenizer *tokenizer, int32_t token);
+
+/** The id of a vocabulary entry or added token (the inverse of moert_tokenizer_token_to_piece()); -1 when none. @since 0.2.0 */
+MOERT_API int32_t moert_tokenizer_piece_to_token(const moert_tokenizer *tokenizer, const char *piece);
+
+/** Special ids from tokenizer_config.json (bos_token, eos_token, pad_token); -1 when the config names none or
+ *  the tokenizer was loaded from a file. @since 0.2.0 */
+MOERT_API int32_t moert_tokenizer_bos(const moert_tokenizer *tokenizer);
+/** See moert_tokenizer_bos(). @since 0.2.0 */
+MOERT_API int32_t moert_tokenizer_eos(const moert_tokenizer *tokenizer);
+/** See moert_tokenizer_bos(). @since 0.2.0 */
+MOERT_API int32_t moert_tokenizer_pad(const moert_tokenizer *tokenizer);
+
+/**
+ * Number of ids that end generation: the eos_token_id of generation_config.json (often several) and of config.json,
+ * and the tokenizer's eos_token, without repeats, in that order. 0 for NULL. @since 0.2.0
+ */
+MOERT_API int32_t moert_tokenizer_n_stop_tokens(const moert_tokenizer *tokenizer);
+
+/** The index-th id of moert_tokenizer_n_stop_tokens(); -1 when out of range. @since 0.2.0 */
+MOERT_API int32_t moert_tokenizer_stop_token(const moert_tokenizer *tokenizer, int32_t index);
+
+/**
+ * Turns ids arriving one at a time into text without ever splitting a UTF-8 sequence: the texts it returns,
+ * concatenated with what moert_detokenizer_flush() returns, equal moert_tokenizer_decode() of all the ids.
+ * Threads: one thread at a time.
+ */
+typedef struct moert_detokenizer moert_detokenizer;
+
+/**
+ * Creates a detokenizer. [in] tokenizer  borrowed; it must outlive the detokenizer. [in] flags  MOERT_DECODE_* bits.
+ * [out] out_detokenizer  owned; free with moert_detokenizer_free(). Returns MOERT_OK or MOERT_ERR_INVALID_ARGUMENT.
+ * @since 0.2.0
+ */
+MOERT_API moert_status moert_detokenizer_create(const moert_tokenizer *tokenizer, uint32_t flags,
+                                                moert_detokenizer **out_detokenizer);
+
+/** Frees a detokenizer. NULL is a no-op. @since 0.2.0 */
+MOERT_API void moert_detokenizer_free(moert_detokenizer *detokenizer);
+
+/**
+ * Adds one id and returns the text it completes, often empty (e.g. the first bytes of a character).
+ * [out] out_text     receives NUL-terminated UTF-8, owned by the detokenizer and valid until its next call.
+ * [out] out_n_bytes  receives its length; may be NULL.
+ * Returns MOERT_OK, MOERT_ERR_INVALID_ARGUMENT or MOERT_ERR_OUT_OF_RANGE (an id outside the vocabulary; the
+ * detokenizer is unchanged). @since 0.2.0
+ */
+MOERT_API moert_status moert_detokenizer_push(moert_detokenizer *detokenizer, int32_t token, const char **out_text,
+                                              size_t *out_n_bytes);
+
+/**
+ * Returns the text still held back (an incomplete sequence at the end becomes U+FFFD, as decode does) and starts
+ * over, as a new detokenizer. Outputs as moert_detokenizer_push(). Returns MOERT_OK or MOERT_ERR_INVALID_ARGUMENT.
+ * @since 0.2.0
+ */
+MOERT_API moert_status moert_detokenizer_flush(moert_detokenizer *detokenizer, const char **out_text,
+                                               size_t *out_n_bytes);
+
+/** One message of a conversation for moert_tokenizer_apply_chat_template(). */
+typedef struct moert_chat_message {
+    uint32_t    struct_size;  /**< sizeof(moert_chat_message); the array is read at the stride of the first
+                                   element's struct_size. */
+    const char *role;         /**< "system", "user", "assistant", ... UTF-8. */
+    const char *content;      /**< UTF-8 text. */
+} moert_chat_message;
+
+/** Options of the chat template functions. Fill with moert_chat_options_init(). */
+typedef struct moert_chat_options {
+    uint32_t    struct_size;            /**< sizeof(moert_chat_options); set by moert_chat_options_init(). */
+    int32_t     add_generation_prompt;  /**< Non-zero (default 1): end with the start of an assistant turn. */
+    const char *template_name;          /**< Which of tokenizer_config.json's templates; NULL (default) = "default". */
+    const char *variables_json;         /**< A JSON object of extra template variables (e.g. {"enable_thinking":
+                                             false} or {"tools": [...]}); NULL (default) = none. */
+} moert_chat_options;
+
+/**
+ * Fills the first `size` bytes of `options` with the chat option defaults and sets struct_size to min(size, the
+ * library's sizeof). Call it through moert_chat_options_init(). Threads: any. @since 0.2.0
+ */
+MOERT_API void moert_chat_options_init_sized(moert_chat_options *options, size_t size);
+
+/** Fills `options` with defaults and sets `struct_size` (see moert_chat_options_init_sized()). @since 0.2.0 */
+static inline void moert_chat_options_init(moert_chat_options *options) { moert_chat_options_init_sized(options, sizeof *options); }
+
+/**
+ * Renders a conversation with the tokenizer's chat template as transformers' `apply_chat_template(messages,
+ * tokenize=False, add_generation_prompt=...)` does (Jinja with trim_blocks and lstrip_blocks, the config's special
+ * tokens as variables). Encode the result without MOERT_ENCODE_ADD_SPECIAL: the template writes them.
+ * [in]  messages, n_messages  the conversation; borrowed.
+ * [in]  options               may be NULL for defaults.
+ * [out] text, capacity, out_n_bytes  as moert_tokenizer_decode().
+ * Returns MOERT_OK, MOERT_ERR_INVALID_ARGUMENT (bad messages or options; the template's raise_exception, with its
+ * message), MOERT_ERR_UNSUPPORTED (no chat template; a Jinja construct moert does not implement, named),
+ * MOERT_ERR_FORMAT (a template that does not parse, with line and column) or MOERT_ERR_BUFFER_TOO_SMALL.
+ * Threads: any. @since 0.2.0
+ */
+MOERT_API moert_status moert_tokenizer_apply_chat_template(const moert_tokenizer *tokenizer,
+                                                           const moert_chat_message *messages, size_t n_messages,
+                                                           const moert_chat_options *options, char *text,
+                                                           size_t capacity, size_t *out_n_bytes);
+
+/**
+ * As moert_tokenizer_apply_chat_template(), with the conversation as a JSON array of message objects, which may
+ * carry more than role and content (e.g. tool_calls), as transformers takes them. @since 0.2.0
+ */
+MOERT_API moert_status moert_tokenizer_apply_chat_template_json(const moert_tokenizer *tokenizer,
+                                                                const char *messages_json,
+                                                                const moert_chat_options *options, char *text,
+                                                                size_t capacity, size_t *out_n_bytes);
 
 #ifdef __cplusplus
 } /* extern "C" */

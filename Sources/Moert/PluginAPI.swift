@@ -19,7 +19,7 @@ import MoertMoE
 }
 
 /// Names of the registered kinds, as C strings that live as long as the process.
-let kindNames = KindNameCache()
+let kindNames = CStringCache()
 
 /// The number of registered kinds. The C entry point is `moert_kind_count`.
 @c @implementation public func moert_kind_count(_ kind: Int32) -> Int32 {

@@ -3,6 +3,7 @@
 import CMoert
 import MoertCore
 import MoertTensor
+import MoertText
 
 /// The library's default session options.
 nonisolated(unsafe) let defaultSessionOptions = moert_session_options(struct_size: UInt32(MemoryLayout<moert_session_options>.size), flags: 0,
@@ -83,7 +84,8 @@ nonisolated(unsafe) let defaultSessionOptions = moert_session_options(struct_siz
 
 /// The library's default generation options.
 nonisolated(unsafe) let defaultGenerateOptions = moert_generate_options(struct_size: UInt32(MemoryLayout<moert_generate_options>.size),
-                                                    max_new_tokens: 16, ignore_eos: 0, sampler: nil)
+                                                    max_new_tokens: 16, ignore_eos: 0, sampler: nil, tokenizer: nil,
+                                                    stop_strings: nil, n_stop_strings: 0)
 
 /// Default generation options. The C entry point is `moert_generate_options_init_sized`.
 @c @implementation public func moert_generate_options_init_sized(_ options: UnsafeMutablePointer<moert_generate_options>!, _ size: Int) {
@@ -104,13 +106,35 @@ nonisolated(unsafe) let defaultGenerateOptions = moert_generate_options(struct_s
         guard nPrompt == 0 || prompt != nil else { throw MoertError(.invalidArgument, "prompt is NULL") }
         guard nPrompt >= 0 else { throw MoertError(.invalidArgument, "n_prompt \(UInt(bitPattern: nPrompt)) is not a token count") }
         let promptTokens = nPrompt == 0 ? [] : Array(UnsafeBufferPointer(start: prompt, count: nPrompt))
+        let stop = try generationStop(o)
         var count = 0
         try s.generate(prompt: promptTokens, maxNewTokens: Int(o.max_new_tokens), ignoreEOS: o.ignore_eos != 0,
-                       sampler: &sampler) { token in
+                       sampler: &sampler, stop: stop) { token in
             if let outTokens, count < outCapacity { outTokens[count] = token }
             count += 1
             outNGenerated?.pointee = count
             return callback.map { $0(token, userData) == 0 } ?? true
         }
     }
+}
+
+/// The tokenizer's stop ids and the stop strings of generation options.
+/// - Throws: `MoertError` (`.invalidArgument`) for stop strings without a tokenizer, a bad count or invalid UTF-8.
+func generationStop(_ o: moert_generate_options) throws -> GenerationStop {
+    var stop = GenerationStop()
+    guard o.n_stop_strings >= 0 else { throw MoertError(.invalidArgument, "n_stop_strings must be >= 0, got \(o.n_stop_strings)") }
+    guard let tokenizer = o.tokenizer else {
+        guard o.n_stop_strings == 0 else { throw MoertError(.invalidArgument, "stop_strings need a tokenizer in moert_generate_options") }
+        return stop
+    }
+    let text = object(OpaquePointer(tokenizer), as: TokenizerHandle.self).text
+    stop.tokenIds = text.stopTokenIds
+    if o.n_stop_strings > 0 {
+        let list = try require(o.stop_strings, "stop_strings")
+        let strings = try (0..<Int(o.n_stop_strings)).map { i in
+            try cText(try require(list[i], "stop_strings[\(i)]"), "stop_strings[\(i)]")
+        }
+        stop.strings = StopStrings(tokenizer: text.tokenizer, strings: strings)
+    }
+    return stop
 }

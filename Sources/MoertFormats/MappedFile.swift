@@ -108,3 +108,9 @@ package func joinPath(_ dir: String, _ name: String) -> String {
 
 /// True when `path` names an existing file (of any kind).
 package func fileExists(_ path: String) -> Bool { access(path, F_OK) == 0 }
+
+/// True when `path` names a directory.
+package func isDirectory(_ path: String) -> Bool {
+    var st = stat()
+    return stat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR
+}

@@ -8,6 +8,8 @@ import MoertTensor
 let modelOptions: Set<String> = ["--model", "--threads", "--ctx", "--plugin", "--expert-budget"]
 /// Switches every command that loads a model accepts.
 let modelFlags: Set<String> = ["--trust-model-plugins", "--no-mmap"]
+/// Options of commands that sample.
+let samplingOptions: Set<String> = ["--temperature", "--top-k", "--top-p", "--seed"]
 /// Options of commands that evaluate: router overrides for the session.
 let routingOptions: Set<String> = ["--router", "--router-params", "--moe-top-k"]
 
@@ -46,19 +48,54 @@ let commandHelp: [String: String] = [
     options:
     """ + "\n" + commonHelp + "\n" + routingHelp,
     "generate": """
-    usage: moert generate --model DIR --tokens 5,17,42 [--max-new N] [sampling] [options]
+    usage: moert generate --model DIR --prompt TEXT [--chat [--system TEXT]] [--max-new N] [sampling] [options]
+           moert generate --model DIR --tokens 5,17,42 [--max-new N] [sampling] [options]
 
-    Generates up to N (default 16) tokens after the prompt and prints their ids, space-separated, on one line.
-    Generation stops after the model's EOS token unless --ignore-eos.
+    With --prompt, encodes TEXT with the model's tokenizer (special tokens added, as transformers' encode does) and
+    prints the generated text as it is made. With --chat the prompt is a user message (after a system message with
+    --system) rendered through the model's chat template. With --tokens, generates after the given ids and prints
+    the generated ids, space-separated, on one line. Generates up to N (default 16) tokens; stops after one of the
+    model's stop ids (generation_config.json, config.json, and with --prompt the tokenizer's eos_token) unless
+    --ignore-eos.
 
     sampling:
       --temperature T       0 (default) is greedy
       --top-k K             keep the K most likely tokens (0 = all)
       --top-p P             keep the smallest set reaching probability P (1 = all)
       --seed S              seed of the sampler (default 0)
-      --ignore-eos          do not stop at EOS
+      --ignore-eos          do not stop at the stop ids
     options:
     """ + "\n" + commonHelp + "\n" + routingHelp,
+    "chat": """
+    usage: moert chat --model DIR [--system TEXT] [--max-new N] [sampling] [options]
+
+    A conversation in the terminal: each line you type is a user message; the model's reply, rendered through its
+    chat template, is printed as it is made (at most N tokens, default 512). /reset starts over; Ctrl-D ends.
+    Sampling options as for generate.
+
+    options:
+    """ + "\n" + commonHelp + "\n" + routingHelp,
+    "tokenize": """
+    usage: moert tokenize (--model DIR | --tokenizer FILE) (--text TEXT | --file PATH | --jsonl FILE) [--add-special]
+
+    Prints the token ids of the text on one line, space-separated. --file reads the file's exact bytes; --jsonl reads
+    one JSON string a line and prints one line of ids for each. Special-token text in the input (e.g. <|im_start|>)
+    becomes those tokens. --add-special adds the tokenizer's special tokens (e.g. a BOS first), as transformers'
+    encode(add_special_tokens=True); without it none are added. With --model only the tokenizer files of DIR are read.
+    """,
+    "detokenize": """
+    usage: moert detokenize (--model DIR | --tokenizer FILE) (--tokens 1,2,3 | --jsonl FILE)
+
+    Prints the text of the ids (special tokens kept) and a newline; --tokens "" prints an empty line. --jsonl reads
+    one JSON array of ids a line and prints the text of each as one JSON string a line.
+    """,
+    "render-chat": """
+    usage: moert render-chat --model DIR --messages FILE.json [--add-generation-prompt]
+
+    Prints exactly the text the chat template of DIR (tokenizer_config.json or chat_template.jinja) makes of the
+    messages in FILE.json, a list of {"role", "content"} objects, as transformers' apply_chat_template(messages,
+    tokenize=False). Only the tokenizer files of DIR are read: it need not hold a model.
+    """,
     "bench": """
     usage: moert bench --model DIR [--prompt N] [--decode N] [--repeat R] [--baseline] [options]
 
@@ -188,17 +225,10 @@ func runCommand(_ args: Arguments) throws {
     }
 }
 
-/// `moert generate`.
+/// `moert generate --tokens`: ids in, ids out.
 func generateCommand(_ args: Arguments) throws {
     let tokens = try args.tokens("--tokens")
-    var so = SamplerOptions()
-    so.temperature = try args.float("--temperature", default: 0)
-    so.topK = try args.int("--top-k", default: 0)
-    so.topP = try args.float("--top-p", default: 1)
-    let seed = try args.int("--seed", default: 0)
-    guard seed >= 0 else { throw UsageError("--seed must be >= 0") }
-    so.seed = UInt64(seed)
-    var sampler = try Sampler(options: so)
+    var sampler = try samplerFromArguments(args)
     let maxNew = try args.int("--max-new", default: 16)
     let m = try loadModel(args)
     let s = try makeSession(m, args)

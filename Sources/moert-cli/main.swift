@@ -12,7 +12,11 @@ usage: moert <command> [options]
 commands:
   info      describe a model (architecture, sizes, dtype, memory)
   run       evaluate tokens and write the logits of every position as .npy
-  generate  generate token ids after a prompt
+  generate  generate text (--prompt) or token ids (--tokens) after a prompt
+  chat      a conversation in the terminal, through the model's chat template
+  tokenize  text to token ids with the model's tokenizer
+  detokenize  token ids to text
+  render-chat  a conversation rendered by the model's chat template
   trace     record routing decisions and print a per-layer load summary
   bench     measure prefill and decode throughput
 
@@ -42,8 +46,21 @@ do {
     case "run":
         try runCommand(try Arguments(rest, valued: modelOptions.union(routingOptions).union(["--tokens", "--logits"]), flags: modelFlags))
     case "generate":
-        try generateCommand(try Arguments(rest, valued: modelOptions.union(routingOptions).union(["--tokens", "--max-new", "--temperature", "--top-k", "--top-p", "--seed"]),
-                                          flags: modelFlags.union(["--ignore-eos"])))
+        let a = try Arguments(rest, valued: modelOptions.union(routingOptions).union(samplingOptions).union(["--tokens", "--prompt", "--system", "--max-new"]),
+                              flags: modelFlags.union(["--ignore-eos", "--chat"]))
+        switch (a.string("--tokens"), a.string("--prompt")) {
+        case (.some, nil): try generateCommand(a)
+        case (nil, .some): try generateTextCommand(a)
+        default: throw UsageError("give exactly one of --prompt and --tokens")
+        }
+    case "chat":
+        try chatCommand(try Arguments(rest, valued: modelOptions.union(routingOptions).union(samplingOptions).union(["--system", "--max-new"]), flags: modelFlags))
+    case "tokenize":
+        try tokenizeCommand(try Arguments(rest, valued: ["--model", "--tokenizer", "--text", "--file", "--jsonl"], flags: ["--add-special"]))
+    case "detokenize":
+        try detokenizeCommand(try Arguments(rest, valued: ["--model", "--tokenizer", "--tokens", "--jsonl"], flags: []))
+    case "render-chat":
+        try renderChatCommand(try Arguments(rest, valued: ["--model", "--messages"], flags: ["--add-generation-prompt"]))
     case "bench":
         try benchCommand(try Arguments(rest, valued: modelOptions.union(routingOptions).union(["--prompt", "--decode", "--repeat"]), flags: modelFlags.union(["--baseline"])))
     case "trace":

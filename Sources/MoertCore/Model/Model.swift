@@ -30,11 +30,13 @@ public final class Model: @unchecked Sendable {
     public let parameterCount: Int
     /// The storage dtype of the weights: one of F32/F16/BF16, or nil when mixed.
     public let storageDType: TensorDType?
+    /// The ids that end generation: generation_config.json's eos_token_id, then config.json's.
+    public let stopTokenIds: [Int32]
     /// Rotary position embedding of the attention heads.
     let rope: Rope
 
     /// Loads the checkpoint directory at `path`: config.json, the safetensors files, the moert section and the
-    /// plugins it names.
+    /// plugins it names, and generation_config.json when present.
     /// - Throws: `MoertError` naming the file and tensor at fault.
     public init(path: String, options: ModelLoadOptions = ModelLoadOptions()) throws {
         guard options.maxContext >= 0 else { throw MoertError.invalid("max_context must be >= 0, got \(options.maxContext)") }
@@ -44,6 +46,8 @@ public final class Model: @unchecked Sendable {
         checkpoint = ckpt
         config = c
         section = try MoESection.read(directory: path, config: configJSON)
+        stopTokenIds = GenerationConfig.stopTokenIds(generation: try GenerationConfig.read(directory: path),
+                                                     config: c.eosTokenIds)
         let store = ExpertStore(sourcesAreMapped: ckpt.isMapped)
         experts = store
         for plugin in section.plugins {

@@ -1,17 +1,31 @@
 // Session+Generate: prompt evaluation followed by sampled, fed-back decoding.
 
 import MoertTensor
+import MoertText
+
+/// What ends generation besides the model's stop ids and the token budget.
+public struct GenerationStop {
+    /// More ids that end it, such as a tokenizer's eos_token (ignored with `ignoreEOS`, as the model's are).
+    public var tokenIds: [Int32] = []
+    /// Strings whose appearance in the generated text ends it (after the token that completes one).
+    public var strings: StopStrings?
+
+    /// Nothing more than the model's stop ids.
+    public init() {}
+}
 
 extension Session {
     /// Evaluates `prompt`, then generates up to `maxNewTokens` tokens with `sampler`, calling `onToken` for each
-    /// (return false to stop). Stops after the model's EOS unless `ignoreEOS`, and when the context is full.
+    /// (return false to stop). Stops after one of the model's stop ids (`Model.stopTokenIds`) unless `ignoreEOS`, and
+    /// when the context is full.
     /// Every generated token is evaluated (the session then holds prompt + generated tokens, so a later call with
     /// an empty prompt continues the sequence), except when the context is full.
+    /// `stop` adds stop ids and stop strings.
     /// - Returns: the generated tokens.
     /// - Throws: the errors of `evaluate`; `.invalidArgument` for a negative count or an empty session and prompt.
     @discardableResult
     public func generate(prompt: [Int32], maxNewTokens: Int, ignoreEOS: Bool = false, sampler: inout Sampler,
-                         onToken: (Int32) -> Bool = { _ in true }) throws -> [Int32] {
+                         stop: GenerationStop = GenerationStop(), onToken: (Int32) -> Bool = { _ in true }) throws -> [Int32] {
         guard maxNewTokens >= 0 else { throw MoertError.invalid("max_new_tokens must be >= 0, got \(maxNewTokens)") }
         guard !prompt.isEmpty || position > 0 else { throw MoertError.invalid("empty prompt and empty session: nothing to continue") }
         let vocab = model.config.vocabSize
@@ -36,18 +50,20 @@ extension Session {
         }
         // At most the positions left, plus the last token, which is sampled but not evaluated when the context fills.
         generated.reserveCapacity(min(maxNewTokens, contextLength - position + 1))
-        let eos = Set(model.config.eosTokenIds)
+        let eos = Set(model.stopTokenIds + stop.tokenIds)
+        var stopStrings = stop.strings
         while true {
             var token = try logits.withUnsafeBufferPointer { try sampler.sample($0) }
             generated.append(token)
             let goOn = onToken(token)
+            let stringFound = try stopStrings?.push(token) ?? false
             guard position < contextLength else { break }
             try withUnsafePointer(to: &token) { p in
                 try logits.withUnsafeMutableBufferPointer {
                     try evaluate(UnsafeBufferPointer(start: p, count: 1), mode: .last, logits: $0.baseAddress, capacity: vocab)
                 }
             }
-            if !goOn || generated.count >= maxNewTokens || (!ignoreEOS && eos.contains(token)) { break }
+            if !goOn || stringFound || generated.count >= maxNewTokens || (!ignoreEOS && eos.contains(token)) { break }
         }
         return generated
     }

@@ -5,10 +5,12 @@ Each fixture is a directory ``<out>/<name>/`` with
 
     tokenizer.json   the tokenizer as ``tokenizers`` writes it (or the real file, for the copied vocabularies)
     cases.jsonl      one case a line, every expected value computed by ``tokenizers`` itself:
-                     {"text": str, "ids": [int], "ids_special": [int], "decoded": str, "decoded_skip": str,
-                      "stream": [str]}
+                     {"text": str, "ids": [int], "ids_special": [int], "ids_plain": [int], "decoded": str,
+                      "decoded_skip": str, "stream": [str]}
                      ids          encode(text, add_special_tokens=False).ids
                      ids_special  encode(text, add_special_tokens=True).ids
+                     ids_plain    encode(text, add_special_tokens=False).ids with encode_special_tokens set:
+                                  special-token text in the input encoded as text
                      decoded      decode(ids, skip_special_tokens=False)
                      decoded_skip decode(ids, skip_special_tokens=True)
                      stream       DecodeStream(skip_special_tokens=False).step(tokenizer, id) for each id of
@@ -169,12 +171,22 @@ def stream(tokenizer, ids, skip=False):
     return [piece or "" for piece in (ds.step(tokenizer, i) for i in ids)]
 
 
+def plain_ids(tokenizer, text):
+    """The ids of `text` with special-token text in it encoded as text."""
+    tokenizer.encode_special_tokens = True
+    try:
+        return tokenizer.encode(text, add_special_tokens=False).ids
+    finally:
+        tokenizer.encode_special_tokens = False
+
+
 def case(tokenizer, text):
     ids = tokenizer.encode(text, add_special_tokens=False).ids
     return {
         "text": text,
         "ids": ids,
         "ids_special": tokenizer.encode(text, add_special_tokens=True).ids,
+        "ids_plain": plain_ids(tokenizer, text),
         "decoded": tokenizer.decode(ids, skip_special_tokens=False),
         "decoded_skip": tokenizer.decode(ids, skip_special_tokens=True),
         "stream": stream(tokenizer, ids),

@@ -15,6 +15,10 @@ struct TokenizerCaseTests {
             #expect(ids == c.ids, "ids")
             let idsSpecial = try text.withUnsafeBytes { try tokenizer.encode(bytes: $0, addSpecialTokens: true) }
             #expect(idsSpecial == c.idsSpecial, "ids_special")
+            if let plain = c.idsPlain {
+                let ids = try text.withUnsafeBytes { try tokenizer.encode(bytes: $0, addSpecialTokens: false, parseSpecialTokens: false) }
+                #expect(ids == plain, "ids_plain")
+            }
             // The String entry point agrees with the bytes one.
             #expect(try tokenizer.encode(String(decoding: text, as: UTF8.self), addSpecialTokens: false) == ids)
         }

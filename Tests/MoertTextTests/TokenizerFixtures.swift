@@ -16,6 +16,8 @@ struct TokenizerCase: Sendable, CustomStringConvertible {
     let text: [UInt8]?
     let ids: [Int32]
     let idsSpecial: [Int32]
+    /// The ids with special-token text in the input encoded as text (`encode_special_tokens`), when present.
+    let idsPlain: [Int32]?
     let decoded: String
     /// `decode(ids, skip_special_tokens=True)`, when the case has it.
     let decodedSkip: String?
@@ -61,6 +63,7 @@ func tokenizerCases(_ name: String) -> [TokenizerCase] {
         func ints(_ key: String) -> [Int32] { (object[key]?.array ?? []).compactMap { $0.int.map { Int32($0) } } }
         cases.append(TokenizerCase(fixture: name, line: n + 1, text: bytes, ids: ints("ids"),
                                    idsSpecial: object["ids_special"] == nil ? ints("ids") : ints("ids_special"),
+                                   idsPlain: object["ids_plain"] == nil ? nil : ints("ids_plain"),
                                    decoded: object["decoded"]?.string ?? "",
                                    decodedSkip: object["decoded_skip"]?.string,
                                    stream: object["stream"]?.array?.map { $0.string ?? "" }))

@@ -53,8 +53,10 @@ struct AddedTokenMatcher {
     }
 
     /// The splits of `text`: matches with their id and the stretches between them, covering the text (ranges may
-    /// overlap where an `rstrip` token's whitespace holds the start of the next match, as in tokenizers).
-    func split(_ text: UnsafeRawBufferPointer) -> [AddedSplit] {
+    /// overlap where an `rstrip` token's whitespace holds the start of the next match, as in tokenizers). With
+    /// `skipSpecial`, matches of special tokens are passed over (their text stays text), as tokenizers does with
+    /// `encode_special_tokens`.
+    func split(_ text: UnsafeRawBufferPointer, skipSpecial: Bool = false) -> [AddedSplit] {
         if text.isEmpty { return [AddedSplit(start: 0, end: 0, id: nil)] }
         if isEmpty { return [AddedSplit(start: 0, end: text.count, id: nil)] }
         var splits: [AddedSplit] = []
@@ -76,7 +78,7 @@ struct AddedTokenMatcher {
             var start = i, stop = bestEnd
             // Whatever the rules below decide, the search goes on after this match (a non-overlapping iterator).
             i = bestEnd
-            guard let token = flags[bestId] else { continue }
+            guard let token = flags[bestId], !(skipSpecial && token.special) else { continue }
             if token.singleWord {
                 let startSpace = start == 0 || !UnicodeClasses.isWord(UTF8Scalar.decode(text, before: start).scalar)
                 let stopSpace = stop == n || !UnicodeClasses.isWord(UTF8Scalar.decode(text, at: stop).scalar)

@@ -3,34 +3,37 @@
 import MoertTensor
 
 extension Tokenizer {
-    /// The ids of `text`: tokenizers' `encode(text, add_special_tokens)`; special-token text in the input is
-    /// matched as those tokens.
+    /// The ids of `text`: tokenizers' `encode(text, add_special_tokens)`. Special-token text in the input (e.g.
+    /// "<|im_start|>") is matched as those tokens, as transformers does, unless `parseSpecialTokens` is false: then
+    /// it is encoded as text (tokenizers' `encode_special_tokens`).
     /// - Throws: `MoertError` only for what tokenizers also refuses (an `unk_token` missing from the vocabulary
     ///   when a character needs it) or a runaway split pattern (`.unsupported`).
-    public func encode(_ text: String, addSpecialTokens: Bool) throws -> [Int32] {
+    public func encode(_ text: String, addSpecialTokens: Bool, parseSpecialTokens: Bool = true) throws -> [Int32] {
         var text = text
-        return try text.withUTF8 { try encodeValid(UnsafeRawBufferPointer($0), addSpecialTokens: addSpecialTokens) }
+        return try text.withUTF8 {
+            try encodeValid(UnsafeRawBufferPointer($0), addSpecialTokens: addSpecialTokens, parseSpecial: parseSpecialTokens)
+        }
     }
 
-    /// The ids of the UTF-8 text in `bytes` (see `encode(_:addSpecialTokens:)`).
+    /// The ids of the UTF-8 text in `bytes` (see `encode(_:addSpecialTokens:parseSpecialTokens:)`).
     /// - Throws: `MoertError` (`.invalidArgument`) naming the byte offset of the first invalid UTF-8 sequence.
-    public func encode(bytes: UnsafeRawBufferPointer, addSpecialTokens: Bool) throws -> [Int32] {
+    public func encode(bytes: UnsafeRawBufferPointer, addSpecialTokens: Bool, parseSpecialTokens: Bool = true) throws -> [Int32] {
         let bad = UTF8Text.firstInvalidOffset(bytes)
         guard bad == bytes.count else { throw MoertError.invalid("text: invalid UTF-8 at byte \(bad)") }
-        return try encodeValid(bytes, addSpecialTokens: addSpecialTokens)
+        return try encodeValid(bytes, addSpecialTokens: addSpecialTokens, parseSpecial: parseSpecialTokens)
     }
 
     /// `TokenizerImpl::encode_single_sequence` then `post_process`, on text known to be valid UTF-8.
-    private func encodeValid(_ text: UnsafeRawBufferPointer, addSpecialTokens: Bool) throws -> [Int32] {
-        try scratchPool.with { try encodeValid(text, addSpecialTokens: addSpecialTokens, scratch: $0) }
+    private func encodeValid(_ text: UnsafeRawBufferPointer, addSpecialTokens: Bool, parseSpecial: Bool) throws -> [Int32] {
+        try scratchPool.with { try encodeValid(text, addSpecialTokens: addSpecialTokens, parseSpecial: parseSpecial, scratch: $0) }
     }
 
-    private func encodeValid(_ text: UnsafeRawBufferPointer, addSpecialTokens: Bool,
+    private func encodeValid(_ text: UnsafeRawBufferPointer, addSpecialTokens: Bool, parseSpecial: Bool,
                              scratch: EncodeScratch) throws -> [Int32] {
         var ids: [Int32] = []
         ids.reserveCapacity(text.count / 3)
         // 1. Added tokens that match the raw text (AddedVocabulary::extract_and_normalize, first split).
-        for segment in rawMatcher.split(text) {
+        for segment in rawMatcher.split(text, skipSpecial: !parseSpecial) {
             if let id = segment.id { ids.append(id); continue }
             if segment.start >= segment.end { continue }
             // 2. Normalize the stretch between them, then find the normalized added tokens in it.
@@ -39,7 +42,7 @@ extension Tokenizer {
             for step in normalizers { try step.apply(&normalized, regex: scratch.regex) }
             let atStart = segment.start == 0
             try normalized.bytes.withUnsafeBytes { raw in
-                for part in normalizedMatcher.split(raw) {
+                for part in normalizedMatcher.split(raw, skipSpecial: !parseSpecial) {
                     if let id = part.id { ids.append(id); continue }
                     if part.start >= part.end { continue }
                     // A slice keeps offset 0 only if its first byte still maps there (NormalizedString::slice).

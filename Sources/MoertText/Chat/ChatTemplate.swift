@@ -47,7 +47,7 @@ public final class ChatTemplate: @unchecked Sendable {
     public func render(messages: [JSON], addGenerationPrompt: Bool, variables: [String: JSON] = [:]) throws -> String {
         let values = try convert { try messages.map { try JinjaValue(json: $0) } }
         let extra = try convert { try variables.map { ($0.key, try JinjaValue(json: $0.value)) } }
-        return try render(values, addGenerationPrompt, extra, fixedTime: nil)
+        return try render(values, addGenerationPrompt, extra, fixedTime: nil, maxSteps: JinjaLimits.maxSteps)
     }
 
     /// Renders a conversation given as JSON text, keeping the key order of its objects.
@@ -63,9 +63,10 @@ public final class ChatTemplate: @unchecked Sendable {
     }
 
     /// `render(messagesJSON:...)` with `strftime_now` formatting `fixedTime` (seconds since the epoch, as UTC)
-    /// instead of the local time now, for reproducible tests.
+    /// instead of the local time now, for reproducible tests, and a budget of work units (loop iterations, macro
+    /// calls, filtered items) below the default for tests of the limit and for the fuzzer.
     package func render(messagesJSON: String, addGenerationPrompt: Bool, variablesJSON: String?,
-                        fixedTime: Int?) throws -> String {
+                        fixedTime: Int?, maxSteps: Int = JinjaLimits.maxSteps) throws -> String {
         guard case .list(let list) = try JinjaJSONReader.read(messagesJSON, what: "messages"), list.kind == .list else {
             throw MoertError.format("messages: expected a JSON array of messages")
         }
@@ -79,13 +80,13 @@ public final class ChatTemplate: @unchecked Sendable {
                 extra.append((name, d.values[i]))
             }
         }
-        return try render(list.items, addGenerationPrompt, extra, fixedTime: fixedTime)
+        return try render(list.items, addGenerationPrompt, extra, fixedTime: fixedTime, maxSteps: maxSteps)
     }
 
     /// Renders the template with exactly the variables of `variablesJSON` (a JSON object) and nothing else: no
     /// messages preparation, no `tools` or `documents` (Jinja2's `Template.render(**variables)` in transformers'
     /// environment, which the Jinja semantics tests compare against).
-    package func render(variablesJSON: String, fixedTime: Int? = nil) throws -> String {
+    package func render(variablesJSON: String, fixedTime: Int? = nil, maxSteps: Int = JinjaLimits.maxSteps) throws -> String {
         guard case .dict(let d) = try JinjaJSONReader.read(variablesJSON, what: "variables") else {
             throw MoertError.format("variables: expected a JSON object")
         }
@@ -93,7 +94,7 @@ public final class ChatTemplate: @unchecked Sendable {
         for i in 0..<d.count {
             if case .string(let name) = d.keys[i] { scope.variables[name] = d.values[i] }
         }
-        return try convert { try JinjaRenderer(fixedTime: fixedTime).render(nodes, scope: scope) }
+        return try convert { try JinjaRenderer(fixedTime: fixedTime, maxSteps: maxSteps).render(nodes, scope: scope) }
     }
 
     /// Runs `body`, reporting a JinjaFailure as a MoertError.
@@ -102,7 +103,7 @@ public final class ChatTemplate: @unchecked Sendable {
     }
 
     private func render(_ messages: [JinjaValue], _ addGenerationPrompt: Bool, _ variables: [(String, JinjaValue)],
-                        fixedTime: Int?) throws -> String {
+                        fixedTime: Int?, maxSteps: Int) throws -> String {
         // transformers.apply_chat_template refuses an empty conversation before rendering.
         guard !messages.isEmpty else {
             throw MoertError.invalid("chat template: cannot apply a chat template to an empty conversation")
@@ -119,7 +120,7 @@ public final class ChatTemplate: @unchecked Sendable {
         }
         scope.variables["messages"] = try convert { try JinjaValue.list(prepared) }
         scope.variables["add_generation_prompt"] = .bool(addGenerationPrompt)
-        let renderer = JinjaRenderer(fixedTime: fixedTime)
+        let renderer = JinjaRenderer(fixedTime: fixedTime, maxSteps: maxSteps)
         return try convert { try renderer.render(nodes, scope: scope) }
     }
 

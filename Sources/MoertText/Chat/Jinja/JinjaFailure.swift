@@ -11,7 +11,7 @@ enum JinjaFailure: Error {
     case undefined(String)
     /// `SecurityError`: the sandbox refused an attribute (`list.append`, `_private` names).
     case security(String)
-    /// A construct Jinja2 has that moert does not.
+    /// A construct Jinja2 has that moert does not, named (" is not supported" follows).
     case unsupported(String)
     /// `raise_exception(message)` was called: the message is the whole error.
     case raised(String)
@@ -24,7 +24,7 @@ enum JinjaFailure: Error {
         switch self {
         case .raised(let m): return .invalid(m)
         case .type(let m), .undefined(let m), .security(let m): return .invalid(at + m)
-        case .unsupported(let m): return .unsupported(at + m)
+        case .unsupported(let m): return .unsupported(at + m + " is not supported")
         case .limit(let m): return MoertError(.outOfRange, at + m)
         }
     }
@@ -38,9 +38,10 @@ enum JinjaLimits {
     static let maxTextBytes = 64 << 20
     /// Longest list a render may build (`[x] * n`, `range` is capped lower, at Jinja2's sandbox limit).
     static let maxListCount = 1 << 22
-    /// Work units per render: one per loop iteration, macro call and element a filter visits. 20 million take a few
-    /// seconds at most; a template rendering a 10,000-message conversation uses well under a million.
-    static let maxSteps = 20_000_000
+    /// Work units per render: one per loop iteration, macro call and element a filter visits. Five million take about
+    /// a second in a release build; Qwen3's template spends about two per message, gpt-oss's up to one per pair of
+    /// messages after a tool call.
+    static let maxSteps = 5_000_000
     /// Depth of nested macro calls (recursion): Python would stop Jinja2 somewhat above this.
     static let maxCallDepth = 100
     /// Nesting of blocks and expressions in the source, checked while parsing.

@@ -131,7 +131,7 @@ enum JinjaFilters {
             switch value {
             case .bool(let b): return .int(b ? 1 : 0)
             case .int(let i):
-                guard i != Int.min else { throw JinjaFailure.unsupported("integers beyond 64 bits") }
+                guard i != Int.min else { throw JinjaFailure.unsupported("arithmetic beyond 64-bit integers") }
                 return .int(abs(i))
             case .double(let d): return .double(abs(d))
             default: throw JinjaFailure.type("bad operand type for abs(): '\(value.typeName)'")

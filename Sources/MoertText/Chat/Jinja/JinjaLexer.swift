@@ -438,7 +438,8 @@ struct JinjaLexer {
                 out += Array(String(Character(scalar)).utf8)
                 k += width
             case UInt8(ascii: "N"):
-                throw fail("\\N{...} escapes are not supported", at: k - 2)
+                let (line, column) = location(k - 2)
+                throw MoertError.unsupported("chat template:\(line):\(column): \\N{...} escapes are not supported")
             default:
                 // Python keeps an unknown escape as written.
                 out.append(UInt8(ascii: "\\"))

@@ -160,7 +160,7 @@ enum JinjaArithmetic {
     }
 
     private static func overflow() -> JinjaFailure {
-        .unsupported("integers beyond 64 bits")
+        .unsupported("arithmetic beyond 64-bit integers")
     }
 
     static func integer(_ op: String, _ a: Int, _ b: Int) throws -> JinjaValue {

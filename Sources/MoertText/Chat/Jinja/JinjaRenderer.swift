@@ -10,8 +10,10 @@ final class JinjaRenderer {
         case normal, breakLoop, continueLoop
     }
 
-    /// Work done so far, against `JinjaLimits.maxSteps`.
+    /// Work done so far, against `maxSteps`.
     private var steps = 0
+    /// The budget of work units (`JinjaLimits.maxSteps` unless a test or the fuzzer sets a smaller one).
+    let maxSteps: Int
     /// Macro calls in progress, against `JinjaLimits.maxCallDepth`.
     var callDepth = 0
     /// Seconds since the epoch that `strftime_now` formats (in UTC), or nil for the local time now.
@@ -21,8 +23,9 @@ final class JinjaRenderer {
     private var macros: [JinjaMacro] = []
     private var namespaces: [JinjaNamespace] = []
 
-    init(fixedTime: Int?) {
+    init(fixedTime: Int?, maxSteps: Int = JinjaLimits.maxSteps) {
         self.fixedTime = fixedTime
+        self.maxSteps = maxSteps
     }
 
     /// Renders `nodes` with `scope` as the outermost frame.
@@ -43,8 +46,8 @@ final class JinjaRenderer {
     /// Counts `n` units of work.
     func step(_ n: Int = 1) throws {
         steps += n
-        guard steps <= JinjaLimits.maxSteps else {
-            throw JinjaFailure.limit("more than \(JinjaLimits.maxSteps) steps (loop iterations, macro calls, filtered items)")
+        guard steps <= maxSteps else {
+            throw JinjaFailure.limit("more than \(maxSteps) steps (loop iterations, macro calls, filtered items)")
         }
     }
 

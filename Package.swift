@@ -74,7 +74,7 @@ let package = Package(
         .testTarget(name: "MoertFormatsTests", dependencies: ["MoertFormats", "MoertTensor", "MoertTestSupport"]),
         .testTarget(name: "MoertTextTests", dependencies: ["MoertText", "MoertFormats", "MoertTensor", "MoertTestSupport"]),
         .testTarget(name: "MoertMoETests", dependencies: ["MoertMoE", "MoertFormats", "MoertTensor", "MoertTestSupport"]),
-        .testTarget(name: "MoertCoreTests", dependencies: ["MoertCore", "MoertMoE", "MoertFormats", "MoertTensor", "MoertTestSupport"],
+        .testTarget(name: "MoertCoreTests", dependencies: ["MoertCore", "MoertMoE", "MoertText", "MoertFormats", "MoertTensor", "MoertTestSupport"],
                     linkerSettings: [.unsafeFlags(["-Xlinker", "--export-dynamic"])]),
         // Plugins depend on the header only. C plugins: Makefile also builds them with gcc for installation.
         cPlugin("GRUPlugin", "gru"),

@@ -23,16 +23,12 @@ struct ChatTemplateRealTests {
         return try ChatTemplate(source: try readTextFile(chatFixtures + "/templates/" + name + ".jinja"))
     }
 
-    /// The variables of a case: its own, over the special tokens of its config (for config cases).
-    static func variables(for c: [String: JSON]) throws -> String {
-        let own = c["variables"]?.string ?? "{}"
-        guard let config = c["config"]?.string else { return own }
-        let tokenizer = try #require(try TokenizerConfig.read(directory: chatFixtures + "/" + config))
-        // Prepend the special tokens to the case's own object, keeping its key order.
-        let tokens = tokenizer.specialTokens.sorted { $0.key < $1.key }.map { "\(jsonString($0.key)): \(jsonString($0.value))" }
-        let body = own.dropFirst().drop { $0 == " " }
-        guard !tokens.isEmpty else { return own }
-        return "{" + tokens.joined(separator: ", ") + (body.first == "}" ? "}" : ", " + body)
+    /// The special tokens of a case: those of its config, or those its family was rendered with.
+    static func specialTokens(for c: [String: JSON]) throws -> [String: JSON] {
+        if let config = c["config"]?.string {
+            return try #require(try TokenizerConfig.read(directory: chatFixtures + "/" + config)).templateVariables
+        }
+        return (familyTokens[c["template"]?.string ?? ""] ?? [:]).mapValues { .string($0) }
     }
 
     @Test("the fixtures are present")
@@ -43,24 +39,23 @@ struct ChatTemplateRealTests {
 
     @Test("every conversation renders as transformers renders it", arguments: names)
     func renders(name: String) throws {
-        // Templates of files get their family's special tokens from the case variables of the Python script.
         for c in Self.cases where c["template"]?.string == name {
             let conversation = c["conversation"]?.string ?? "?"
             let template = try Self.template(for: c)
             let messages = try #require(c["messages"]?.string)
             let generation = c["add_generation_prompt"]?.bool ?? false
-            var variables = try Self.variables(for: c)
-            if c["config"] == nil || c["config"] == .null { variables = try Self.withFamilyTokens(name, variables) }
+            let tokens = try Self.specialTokens(for: c)
+            let variables = c["variables"]?.string ?? "{}"
             let label = "\(name) / \(conversation) / add_generation_prompt=\(generation)"
             switch try ChatExpectation(c) {
             case .rendered(let expected):
-                let got = try? template.render(messagesJSON: messages, addGenerationPrompt: generation, variablesJSON: variables,
+                let got = try? template.render(messagesJSON: messages, addGenerationPrompt: generation, variables: tokens, variablesJSON: variables,
                                                fixedTime: chatFixedTime)
                 #expect(got == expected, "\(label)")
                 if let got, got != expected { firstDifference(got, expected, label) }
             case .error(let type, let message):
                 let e = moertError {
-                    _ = try template.render(messagesJSON: messages, addGenerationPrompt: generation, variablesJSON: variables,
+                    _ = try template.render(messagesJSON: messages, addGenerationPrompt: generation, variables: tokens, variablesJSON: variables,
                                             fixedTime: chatFixedTime)
                 }
                 #expect(e != nil, "\(label): expected \(type): \(message)")
@@ -76,13 +71,6 @@ struct ChatTemplateRealTests {
               let object = json.object else { return [:] }
         return object.mapValues { ($0.object ?? [:]).compactMapValues { $0.string } }
     }()
-
-    static func withFamilyTokens(_ name: String, _ variables: String) throws -> String {
-        let tokens = (familyTokens[name] ?? [:]).sorted { $0.key < $1.key }.map { "\(jsonString($0.key)): \(jsonString($0.value))" }
-        guard !tokens.isEmpty else { return variables }
-        let body = variables.dropFirst().drop { $0 == " " }
-        return "{" + tokens.joined(separator: ", ") + (body.first == "}" ? "}" : ", " + body)
-    }
 
     @Test("the shared qwen2 chat cases render with their tokenizer_config.json")
     func sharedQwen2() throws {

@@ -54,23 +54,27 @@ public final class ChatTemplate: @unchecked Sendable {
     /// - Parameters:
     ///   - messagesJSON: a JSON array of message objects.
     ///   - addGenerationPrompt: as for `render(messages:addGenerationPrompt:variables:)`.
-    ///   - variablesJSON: a JSON object of further template variables, or nil.
+    ///   - variables: template variables as `JSON` values, typically `TokenizerConfig.templateVariables`.
+    ///   - variablesJSON: a JSON object of further variables (`tools`, `enable_thinking`, ...), their key order kept;
+    ///     its entries replace those of `variables` with the same name (as transformers lets keyword arguments
+    ///     replace special tokens).
     /// - Throws: `MoertError` `.format` for text that is not JSON of that shape; otherwise as
     ///   `render(messages:addGenerationPrompt:variables:)`.
-    public func render(messagesJSON: String, addGenerationPrompt: Bool, variablesJSON: String? = nil) throws -> String {
-        try render(messagesJSON: messagesJSON, addGenerationPrompt: addGenerationPrompt, variablesJSON: variablesJSON,
-                   fixedTime: nil)
+    public func render(messagesJSON: String, addGenerationPrompt: Bool, variables: [String: JSON] = [:],
+                       variablesJSON: String? = nil) throws -> String {
+        try render(messagesJSON: messagesJSON, addGenerationPrompt: addGenerationPrompt, variables: variables,
+                   variablesJSON: variablesJSON, fixedTime: nil)
     }
 
     /// `render(messagesJSON:...)` with `strftime_now` formatting `fixedTime` (seconds since the epoch, as UTC)
     /// instead of the local time now, for reproducible tests, and a budget of work units (loop iterations, macro
     /// calls, filtered items) below the default for tests of the limit and for the fuzzer.
-    package func render(messagesJSON: String, addGenerationPrompt: Bool, variablesJSON: String?,
-                        fixedTime: Int?, maxSteps: Int = JinjaLimits.maxSteps) throws -> String {
+    package func render(messagesJSON: String, addGenerationPrompt: Bool, variables: [String: JSON] = [:],
+                        variablesJSON: String?, fixedTime: Int?, maxSteps: Int = JinjaLimits.maxSteps) throws -> String {
         guard case .list(let list) = try JinjaJSONReader.read(messagesJSON, what: "messages"), list.kind == .list else {
             throw MoertError.format("messages: expected a JSON array of messages")
         }
-        var extra: [(String, JinjaValue)] = []
+        var extra = try convert { try variables.map { ($0.key, try JinjaValue(json: $0.value)) } }
         if let variablesJSON {
             guard case .dict(let d) = try JinjaJSONReader.read(variablesJSON, what: "variables") else {
                 throw MoertError.format("variables: expected a JSON object")

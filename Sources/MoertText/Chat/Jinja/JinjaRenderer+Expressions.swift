@@ -81,6 +81,13 @@ extension JinjaRenderer {
             return ns.values[name] ?? .undefined(.attribute(name, of: object))
         case .loop(let loop):
             return loop.attribute(name) ?? .undefined(.attribute(name, of: object))
+        case .bool, .int, .double:
+            // The number attributes of Python's int and float.
+            switch name {
+            case "real": return JinjaCompare.number(object).map { $0.0.map { .int($0) } ?? .double($0.1) } ?? object
+            case "imag": if case .double = object { return .double(0) } else { return .int(0) }
+            default: return .undefined(.attribute(name, of: object))
+            }
         case .dict(let d):
             if let method = JinjaMethods.lookup(object, name) { return method }
             return d[name] ?? .undefined(.attribute(name, of: object))

@@ -72,9 +72,14 @@ enum JinjaTests {
             return JinjaCompare.equal(try JinjaArithmetic.binary("%", value, n), .int(0))
         case "sameas":
             let o = try other()
+            // Python's `is`: containers by identity; equal scalars of one type are one object in CPython (small
+            // ints and the constants of one template are shared).
             switch (value, o) {
             case (.none, .none), (.undefined, .undefined): return true
             case (.bool(let a), .bool(let b)): return a == b
+            case (.int(let a), .int(let b)): return a == b
+            case (.double(let a), .double(let b)): return a == b
+            case (.string(let a), .string(let b)): return PythonText.equal(a, b)
             case (.list(let a), .list(let b)): return a === b
             case (.dict(let a), .dict(let b)): return a === b
             case (.namespace(let a), .namespace(let b)): return a === b

@@ -13,4 +13,9 @@ typedef struct csystem_dl_info {
 /* glibc's dladdr under another name, so it never clashes with a declaration from <dlfcn.h>. */
 int csystem_dladdr(const void *address, csystem_dl_info *info) __asm__("dladdr");
 
+#include <pthread.h>
+
+/* glibc's pthread_getattr_np (the attributes of a running thread, its stack among them), likewise renamed. */
+int csystem_pthread_getattr_np(pthread_t thread, pthread_attr_t *attributes) __asm__("pthread_getattr_np");
+
 #endif

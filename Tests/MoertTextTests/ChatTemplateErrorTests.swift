@@ -1,6 +1,7 @@
 // ChatTemplateErrorTests: syntax errors name line:column, unsupported constructs are named, raise_exception gives its
 // message, and runaway templates (deep recursion, huge loops, huge text, deep nesting) stop with an error.
 
+import Foundation
 import MoertFormats
 import MoertTensor
 import MoertTestSupport
@@ -104,6 +105,39 @@ struct ChatTemplateErrorTests {
         #expect(e?.code == .outOfRange)
     }
 
+    /// Runs `body` on a new thread with a stack of `size` bytes and returns what it returned.
+    static func onThread<T>(stackSize size: Int, _ body: @escaping @Sendable () -> T) -> T {
+        let box = ThreadResult<T>()
+        let done = DispatchSemaphore(value: 0)
+        let thread = Thread {
+            box.value = body()
+            done.signal()
+        }
+        thread.stackSize = size
+        thread.start()
+        done.wait()
+        return box.value!
+    }
+
+    @Test("nesting that would overflow the stack stops with an error, on a small thread too, while real templates render there")
+    func stackGuard() throws {
+        // 99 macro levels, each 45 lists deep: within every counted limit, but more stack than a thread has.
+        let lists = (String(repeating: "[", count: 45), String(repeating: "]", count: 45))
+        let deep = try ChatTemplate(source: "{% macro f(n) %}{% if n > 0 %}{{ \(lists.0)f(n - 1)\(lists.1) }}{% endif %}{% endmacro %}{{ f(99) }}")
+        let here = moertError { _ = try deep.render(variablesJSON: "{}") }
+        #expect(here?.code == .outOfRange && here?.message.contains("nests too deeply for this thread's stack") == true)
+        let small = Self.onThread(stackSize: 512 << 10) { moertError { _ = try deep.render(variablesJSON: "{}") } }
+        #expect(small?.code == .outOfRange)
+        let nested = "{{ " + String(repeating: "(-", count: 99) + "1" + String(repeating: ")", count: 99) + " }}"
+        let parse = Self.onThread(stackSize: 256 << 10) { moertError { _ = try ChatTemplate(source: nested) } }
+        #expect(parse == nil || parse?.code == .outOfRange)
+        let qwen3 = try ChatTemplate(source: try readTextFile(chatFixtures + "/templates/qwen3.jinja"))
+        let messages = #"[{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "<think>r</think>Yo"}]"#
+        let expected = try qwen3.render(messagesJSON: messages, addGenerationPrompt: true)
+        let rendered = Self.onThread(stackSize: 512 << 10) { try? qwen3.render(messagesJSON: messages, addGenerationPrompt: true) }
+        #expect(rendered == expected)
+    }
+
     @Test("the conversation must be a non-empty list of objects, without a messages variable")
     func conversationShape() throws {
         let template = try ChatTemplate(source: "{{ messages | length }}")
@@ -148,4 +182,9 @@ struct ChatTemplateErrorTests {
             for try await got in group { #expect(got == expected) }
         }
     }
+}
+
+/// What a thread of `ChatTemplateErrorTests.onThread` computed (written before the semaphore signals, read after).
+final class ThreadResult<T>: @unchecked Sendable {
+    var value: T?
 }

@@ -11,6 +11,7 @@ struct JinjaParser {
     private var depth = 0
     /// Loops around the current statement (reset inside macros, as Python's `break` cannot leave a function).
     private var loopDepth = 0
+    private let stack = JinjaStackGuard()
 
     init(lexer: JinjaLexer) {
         self.lexer = lexer
@@ -95,13 +96,15 @@ struct JinjaParser {
         advance()
     }
 
-    /// Counts nesting for `JinjaLimits.maxSourceNesting`.
+    /// Counts nesting for `JinjaLimits.maxSourceNesting` (and checks the stack, which a small thread may run out of
+    /// first).
     private mutating func enter() throws {
         depth += 1
+        let (l, c) = (depth > JinjaLimits.maxSourceNesting || (try? stack.check()) == nil) ? lexer.location(current.offset) : (0, 0)
         guard depth <= JinjaLimits.maxSourceNesting else {
-            let (l, c) = lexer.location(current.offset)
             throw MoertError(.outOfRange, "chat template:\(l):\(c): blocks or expressions nested deeper than \(JinjaLimits.maxSourceNesting)")
         }
+        guard l == 0 else { throw MoertError(.outOfRange, "chat template:\(l):\(c): the template nests too deeply for this thread's stack") }
     }
 
     // MARK: Statements

@@ -2,6 +2,7 @@
 
 extension JinjaRenderer {
     func evaluate(_ e: JinjaExpr, _ scope: JinjaScope) throws -> JinjaValue {
+        try stack.check()
         switch e {
         case .constant(let v):
             return v

@@ -16,6 +16,8 @@ final class JinjaRenderer {
     let maxSteps: Int
     /// Macro calls in progress, against `JinjaLimits.maxCallDepth`.
     var callDepth = 0
+    /// Checked at every nested statement and expression (a render runs on the thread that made its renderer).
+    let stack = JinjaStackGuard()
     /// Seconds since the epoch that `strftime_now` formats (in UTC), or nil for the local time now.
     let fixedTime: Int?
     /// Objects whose references may form cycles (a macro's frame holds the macro; a namespace can hold itself);
@@ -85,6 +87,7 @@ final class JinjaRenderer {
 
     /// Runs one statement; a failure is reported with the statement's line.
     private func execute(_ node: JinjaNode, _ scope: JinjaScope, _ out: inout String) throws -> Flow {
+        try stack.check()
         switch node {
         case .text(let s):
             out += s

@@ -63,6 +63,12 @@ struct ChatTemplateErrorTests {
         ("{{ [0] * 100000000 }}", .outOfRange, "list longer than"),
         ("{% set ns = namespace(x=[]) %}{% for i in range(1000) %}{% set ns.x = [ns.x] %}{% endfor %}", .outOfRange, "nested deeper than 128"),
         ("{% set ns = namespace() %}{% set ns.a = ns %}{{ ns }}", .outOfRange, "nested deeper than 128"),
+        ("{{ 'x'.center(9223372036854775807) }}", .outOfRange, "text longer than"),
+        ("{% set s = 'x' * 40000000 %}{{ [s, s] | join }}", .outOfRange, "text longer than"),
+        ("{% set s = 'x' * 40000000 %}{{ '-'.join([s, s]) }}", .outOfRange, "text longer than"),
+        ("{{ [[[1]]] | tojson(indent='x' * 30000000) }}", .outOfRange, "text longer than"),
+        ("{% for c in 'x' * 5000000 %}{% endfor %}", .outOfRange, "list longer than"),
+        ("{{ 9223372036854775807 | round(-1) }}", .unsupported, "arithmetic beyond 64-bit integers"),
         ("{{ missing.attribute }}", .invalidArgument, "chat template line 1: 'missing' is undefined"),
         ("{% set xs = [] %}{{ xs.append(1) }}", .invalidArgument, "access to attribute 'append' of 'list' object is unsafe."),
     ]
@@ -75,6 +81,12 @@ struct ChatTemplateErrorTests {
                                                      addGenerationPrompt: false) }
         #expect(e?.code == code, "\(source): \(e?.message ?? "no error")")
         #expect(e?.message.contains(fragment) == true, "\(e?.message ?? "no error")")
+    }
+
+    @Test("slices with huge steps and bounds select as Python does")
+    func extremeSlices() throws {
+        let template = try ChatTemplate(source: "{{ xs[1::9223372036854775807] }}{{ xs[-9223372036854775807:9223372036854775807:-9223372036854775807] }}{{ xs[9223372036854775807:] }}")
+        #expect(try template.render(variablesJSON: #"{"xs": [1, 2, 3]}"#) == "[2][][]")
     }
 
     @Test("raise_exception's message is the whole error message")

@@ -60,6 +60,16 @@ enum JinjaLimits {
         guard bytes <= maxTextBytes else { throw JinjaFailure.limit("text longer than \(maxTextBytes) bytes") }
     }
 
+    /// Fails when `parts` joined by `separator` would exceed `maxTextBytes` (checked before joining them).
+    static func checkJoined(_ parts: [String], _ separator: String) throws {
+        var total = separator.utf8.count * max(0, parts.count - 1)
+        for p in parts {
+            total += p.utf8.count
+            try checkText(total)
+        }
+        try checkText(total)
+    }
+
     /// Fails when a list of `count` items would exceed `maxListCount`.
     static func checkList(_ count: Int) throws {
         guard count <= maxListCount else { throw JinjaFailure.limit("list longer than \(maxListCount) items") }

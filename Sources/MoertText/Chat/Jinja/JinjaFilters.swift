@@ -68,9 +68,10 @@ enum JinjaFilters {
             var items = try r.iterate(value)
             if let attribute = a[1] { items = try items.map { try attributeGetter(attribute, $0, r) } }
             try r.step(items.count)
-            let joined = try items.map { try soft($0) }.joined(separator: try soft(a[0] ?? .emptyString))
-            try JinjaLimits.checkText(joined.utf8.count)
-            return .string(joined)
+            let parts = try items.map { try soft($0) }
+            let separator = try soft(a[0] ?? .emptyString)
+            try JinjaLimits.checkJoined(parts, separator)
+            return .string(parts.joined(separator: separator))
         case "first":
             try args.none(f)
             return try r.iterate(value).first ?? .undefined(JinjaUndefined(message: "No first item, sequence was empty."))
@@ -441,7 +442,10 @@ enum JinjaFilters {
         if let i = asInt {
             guard precision < 0 else { return .int(i) }
             let scale = pow(10.0, Double(-precision))
-            return .int(Int((Double(i) / scale).rounded(.toNearestOrEven) * scale))
+            guard let rounded = Int(exactly: (Double(i) / scale).rounded(.toNearestOrEven) * scale) else {
+                throw JinjaFailure.unsupported("arithmetic beyond 64-bit integers")
+            }
+            return .int(rounded)
         }
         guard d.isFinite else { return .double(d) }
         if precision < 0 {

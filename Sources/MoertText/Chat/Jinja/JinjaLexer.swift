@@ -27,6 +27,8 @@ struct JinjaToken {
 /// one trailing newline is dropped.
 struct JinjaLexer {
     let bytes: [UInt8]
+    /// Byte offset of the start of each line, for line:column of an offset in O(log n).
+    private let lineStarts: [Int]
     private(set) var tokens: [JinjaToken] = []
     private var pos = 0
     /// Jinja2's `line_starting`: the previous match ended with a newline (true at the start).
@@ -50,7 +52,9 @@ struct JinjaLexer {
     }
 
     init(source: String) throws {
-        bytes = Self.normalize(source)
+        let normalized = Self.normalize(source)
+        bytes = normalized
+        lineStarts = [0] + normalized.indices.filter { normalized[$0] == 0x0A }.map { $0 + 1 }
         try run()
     }
 
@@ -58,20 +62,14 @@ struct JinjaLexer {
 
     /// 1-based line and column (in code points) of a byte offset.
     func location(_ offset: Int) -> (line: Int, column: Int) {
-        Self.location(offset, in: bytes)
-    }
-
-    static func location(_ offset: Int, in bytes: [UInt8]) -> (line: Int, column: Int) {
-        var line = 1, column = 1
-        for i in 0..<min(offset, bytes.count) {
-            if bytes[i] == 0x0A {
-                line += 1
-                column = 1
-            } else if bytes[i] & 0xC0 != 0x80 {
-                column += 1
-            }
+        let offset = min(offset, bytes.count)
+        var lo = 0, hi = lineStarts.count - 1
+        while lo < hi {
+            let mid = (lo + hi + 1) / 2
+            if lineStarts[mid] <= offset { lo = mid } else { hi = mid - 1 }
         }
-        return (line, column)
+        let column = bytes[lineStarts[lo]..<offset].reduce(1) { $0 + ($1 & 0xC0 == 0x80 ? 0 : 1) }
+        return (lo + 1, column)
     }
 
     func fail(_ message: String, at offset: Int) -> MoertError {
@@ -269,10 +267,9 @@ struct JinjaLexer {
             var k = i
             while k < bytes.count {
                 let (d, m) = scalar(at: k)
-                let ascii = d.value < 0x80
-                guard ascii ? (d == "_" || d.properties.isASCIIHexDigit || (d.value | 0x20 >= 0x61 && d.value | 0x20 <= 0x7A)
-                               || (d.value >= 0x30 && d.value <= 0x39))
-                            : d.properties.isXIDContinue else { break }
+                let isNameChar = d.isASCII ? d == "_" || (d.value >= 0x30 && d.value <= 0x39) || (d.value | 0x20 >= 0x61 && d.value | 0x20 <= 0x7A)
+                    : d.properties.isXIDContinue
+                guard isNameChar else { break }
                 k += m
             }
             tokens.append(JinjaToken(kind: .name(PythonText.string(bytes[i..<k])), offset: i))

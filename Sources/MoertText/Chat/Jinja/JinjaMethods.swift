@@ -89,7 +89,7 @@ enum JinjaMethods {
             let parts = try PythonText.split(s, try text(a[0], method), maxSplit: try integer(a[1], -1), fromRight: name == "rsplit")
             return try .list(parts.map { .string($0) })
         case "splitlines":
-            _ = try args.bind(["keepends"], method)
+            if try args.bind(["keepends"], method)[0]?.truthy ?? false { throw JinjaFailure.unsupported("str.splitlines(keepends=True)") }
             return try .list(PythonText.splitLines(s).map { .string($0) })
         case "startswith", "endswith":
             let a = try args.bind(["prefix", "start", "end"], method)
@@ -140,9 +140,8 @@ enum JinjaMethods {
                 }
                 parts.append(p)
             }
-            let joined = parts.joined(separator: s)
-            try JinjaLimits.checkText(joined.utf8.count)
-            return .string(joined)
+            try JinjaLimits.checkJoined(parts, s)
+            return .string(parts.joined(separator: s))
         case "removeprefix", "removesuffix":
             guard let affix = try text(try args.bind(["affix"], method)[0], method) else { throw JinjaFailure.type("\(name)() argument must be str") }
             if name == "removeprefix" {
@@ -175,7 +174,8 @@ enum JinjaMethods {
         let n = PythonText.length(s)
         guard width > n else { return s }
         guard fill.unicodeScalars.count == 1 else { throw JinjaFailure.type("The fill character must be exactly one character long") }
-        try JinjaLimits.checkText(width * 4)
+        try JinjaLimits.checkText(width)
+        try JinjaLimits.checkText(width * fill.utf8.count)
         let total = width - n
         switch how {
         case "ljust": return s + String(repeating: fill, count: total)

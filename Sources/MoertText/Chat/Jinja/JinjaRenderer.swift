@@ -186,7 +186,9 @@ final class JinjaRenderer {
         switch v {
         case .list(let l): return l.items
         case .dict(let d): return d.keys
-        case .string(let s): return s.unicodeScalars.map { .string(String($0)) }
+        case .string(let s):
+            try JinjaLimits.checkList(s.utf8.count > JinjaLimits.maxListCount ? s.unicodeScalars.count : 0)
+            return s.unicodeScalars.map { .string(String($0)) }
         case .undefined(let u):
             if u.unsafe { throw JinjaFailure.security(u.message) }
             return []

@@ -22,7 +22,9 @@ enum JinjaSlice {
         var i = begin
         while step > 0 ? i < end : i > end {
             result.append(i)
-            i += step
+            let (next, overflow) = i.addingReportingOverflow(step)
+            if overflow { break }
+            i = next
         }
         return result
     }

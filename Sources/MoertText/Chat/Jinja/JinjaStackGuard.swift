@@ -32,9 +32,8 @@ struct JinjaStackGuard {
     /// Fails when the stack is nearly used up.
     /// - Throws: `JinjaFailure.limit` naming the nesting.
     func check() throws {
-        var marker: UInt8 = 0
-        let here = withUnsafeMutablePointer(to: &marker) { UInt(bitPattern: $0) }
-        // A frame outside the thread's stack (AddressSanitizer's fake stacks) says nothing about the depth.
+        let here = UInt(bitPattern: csystem_stack_address())
+        // An address outside the stack the thread reported (a thread switched to another stack) says nothing.
         guard here <= low || here >= high || here > limit else {
             throw JinjaFailure.limit("the template nests too deeply for this thread's stack")
         }

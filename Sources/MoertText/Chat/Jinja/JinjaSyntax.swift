@@ -1,6 +1,6 @@
 // JinjaSyntax: the parsed form of a template: statements and expressions, as jinja2/nodes.py names them.
 
-/// An expression. `line` fields give the template line for runtime errors.
+/// An expression. Its runtime errors name the line of the statement it belongs to.
 indirect enum JinjaExpr {
     /// A literal: string, number, true/false/none.
     case constant(JinjaValue)

@@ -56,6 +56,7 @@ private struct JinjaJSONWriter {
         case .string(let s): writeString(s)
         case .list(let l) where l.kind == .list || l.kind == .tuple:
             guard !l.items.isEmpty else { out += "[]"; return }
+            try JinjaLimits.checkText((indent?.utf8.count ?? 0) * (level + 1))
             out += "["
             for (i, item) in l.items.enumerated() {
                 out += i == 0 ? newline(level + 1) : itemSeparator + newline(level + 1)
@@ -64,6 +65,7 @@ private struct JinjaJSONWriter {
             out += newline(level) + "]"
         case .dict(let d):
             guard d.count > 0 else { out += "{}"; return }
+            try JinjaLimits.checkText((indent?.utf8.count ?? 0) * (level + 1))
             var order = Array(0..<d.count)
             if sortKeys { order = try Self.sorted(d.keys, order) }
             out += "{"

@@ -88,21 +88,9 @@ struct ChatTemplateRealTests {
     }
 }
 
-/// A JSON string literal.
+/// A JSON string literal (as json.dumps writes it).
 func jsonString(_ s: String) -> String {
-    var out = "\""
-    for c in s.unicodeScalars {
-        switch c {
-        case "\"": out += "\\\""
-        case "\\": out += "\\\\"
-        case "\n": out += "\\n"
-        case "\r": out += "\\r"
-        case "\t": out += "\\t"
-        default:
-            if c.value < 0x20 { out += "\\u00" + (c.value < 0x10 ? "0" : "") + String(c.value, radix: 16) } else { out.unicodeScalars.append(c) }
-        }
-    }
-    return out + "\""
+    (try? JinjaValue.string(s).toJSON()) ?? s
 }
 
 /// Records where two renderings first differ.

@@ -106,25 +106,28 @@ extension JinjaRenderer {
         case .dict(let d):
             if let v = d.value(for: key) { return v }
         case .list(let l) where l.kind.isIndexable:
-            if let (index, _) = JinjaCompare.number(key), let i = index {
-                let n = l.items.count
-                let k = i < 0 ? i + n : i
-                if k >= 0 && k < n { return l.items[k] }
-                return .undefined(.element(key, of: object))
+            if let position = Self.position(key, count: l.items.count) {
+                return position.map { l.items[$0] } ?? .undefined(.element(key, of: object))
             }
         case .string(let s):
-            if let (index, _) = JinjaCompare.number(key), let i = index {
-                let scalars = s.unicodeScalars
-                let n = scalars.count
-                let k = i < 0 ? i + n : i
-                if k >= 0 && k < n { return .string(String(scalars[scalars.index(scalars.startIndex, offsetBy: k)])) }
-                return .undefined(.element(key, of: object))
+            let scalars = s.unicodeScalars
+            if let position = Self.position(key, count: scalars.count) {
+                return position.map { .string(String(scalars[scalars.index(scalars.startIndex, offsetBy: $0)])) }
+                    ?? .undefined(.element(key, of: object))
             }
         default:
             break
         }
         if case .string(let name) = key { return try attribute(object, name) }
         return .undefined(.element(key, of: object))
+    }
+
+    /// Where an integer key points in a sequence of `count` items (negative from the end): nil when the key is
+    /// not an integer, `.some(nil)` when it is out of range.
+    private static func position(_ key: JinjaValue, count n: Int) -> Int?? {
+        guard let (index, _) = JinjaCompare.number(key), let i = index else { return nil }
+        let k = i < 0 ? i + n : i
+        return .some(k >= 0 && k < n ? k : nil)
     }
 
     // MARK: Calls

@@ -14,12 +14,14 @@ Each line of cases.jsonl: {"template": NAME, "config": DIR or null, "messages": 
 "rendered". Messages and variables are JSON text so that the key order transformers saw reaches moert unchanged.
 strftime_now formats the fixed time FIXED_TIME (as UTC); moert's tests pass the same time.
 
-Needs: pip install "transformers==5.25.*" jinja2 tokenizers (CI does not run this script; it reads what it wrote).
+Needs: pip install "transformers==5.25.*" jinja2 tokenizers, and gguf for --extract (CI does not run this script;
+it reads what it wrote). The qwen2 special tokens are read with AutoTokenizer from ../shared/tokenizers/qwen2, whose
+tokenizer.json is too large to copy into the fixtures.
 
 The templates themselves were taken once from the llama-cpp-python 0.3.36 source package on PyPI (its vendored
 llama.cpp: models/templates/*.jinja as each model ships them, the chat_template fields of the vocabulary-only GGUF files
-in models/, and the Mistral/Mixtral templates quoted from the models' tokenizer_config.json in
-llama_cpp/llama_chat_format.py); `--extract SDIST` repeats that.
+in models/, the Mistral/Mixtral templates quoted from the models' tokenizer_config.json in
+llama_cpp/llama_chat_format.py, DeepSeek V2's from tests/test-chat-template.cpp); `--extract SDIST` repeats that.
 """
 
 import argparse

@@ -50,6 +50,7 @@ FAMILIES = {
     "phi-3.5": ("models/templates/microsoft-Phi-3.5-mini-instruct.jinja", {"bos_token": "<s>", "eos_token": "<|endoftext|>", "unk_token": "<unk>", "pad_token": "<|endoftext|>"}),
     "deepseek-v2": ("tests/test-chat-template.cpp:DeepSeek-V2", {"bos_token": "<｜begin▁of▁sentence｜>", "eos_token": "<｜end▁of▁sentence｜>"}),
     "deepseek-v3.1": ("models/templates/deepseek-ai-DeepSeek-V3.1.jinja", {"bos_token": "<｜begin▁of▁sentence｜>", "eos_token": "<｜end▁of▁sentence｜>"}),
+    "deepseek-v3.2": ("models/templates/deepseek-ai-DeepSeek-V3.2.jinja", {"bos_token": "<｜begin▁of▁sentence｜>", "eos_token": "<｜end▁of▁sentence｜>"}),
     "deepseek-r1-distill-qwen": ("models/templates/deepseek-ai-DeepSeek-R1-Distill-Qwen-32B.jinja", {"bos_token": "<｜begin▁of▁sentence｜>", "eos_token": "<｜end▁of▁sentence｜>"}),
     "deepseek-r1-distill-llama": ("models/templates/deepseek-ai-DeepSeek-R1-Distill-Llama-8B.jinja", {"bos_token": "<｜begin▁of▁sentence｜>", "eos_token": "<｜end▁of▁sentence｜>"}),
     "llama-3.1": ("models/templates/meta-llama-Llama-3.1-8B-Instruct.jinja", {"bos_token": "<|begin_of_text|>", "eos_token": "<|eot_id|>"}),
@@ -58,6 +59,7 @@ FAMILIES = {
     "gemma-2": ("models/templates/google-gemma-2-2b-it.jinja", {"bos_token": "<bos>", "eos_token": "<eos>", "pad_token": "<pad>", "unk_token": "<unk>"}),
     "hermes-3-tool-use": ("models/templates/NousResearch-Hermes-3-Llama-3.1-8B-tool_use.jinja", {"bos_token": "<|begin_of_text|>", "eos_token": "<|im_end|>"}),
     "granite-3.3": ("models/templates/ibm-granite-granite-3.3-2B-Instruct.jinja", {"bos_token": "<|end_of_text|>", "eos_token": "<|end_of_text|>"}),
+    "functionary-v3.1": ("models/templates/meetkai-functionary-medium-v3.1.jinja", {"bos_token": "<|begin_of_text|>", "eos_token": "<|eot_id|>"}),
     "functionary-v3.2": ("models/templates/meetkai-functionary-medium-v3.2.jinja", {"bos_token": "<|begin_of_text|>", "eos_token": "<|eot_id|>"}),
     "smollm3": ("models/templates/HuggingFaceTB-SmolLM3-3B.jinja", {"bos_token": "<|im_start|>", "eos_token": "<|im_end|>"}),
     "kimi-k2": ("models/templates/moonshotai-Kimi-K2.jinja", {"bos_token": "[BOS]", "eos_token": "[EOS]"}),
@@ -306,6 +308,11 @@ SEMANTICS = [
     ("nested_data_access", "{{ m.tool_calls[0].function.arguments.location }}|{{ m['tool_calls'][0]['function']['name'] }}|{{ m.tool_calls | length }}|{{ m.tool_calls[0].function.arguments | tojson }}|{{ m.tool_calls[0].function.arguments.items() | list }}", {"m": {"tool_calls": [{"function": {"name": "f", "arguments": {"location": "Paris", "unit": "c"}}}]}}),
     ("set_tuple_and_swap", "{% set a, b = 1, 2 %}{% set a, b = b, a %}{{ a }}{{ b }}{% set t = 1, %}{{ t }}", {}),
     ("conditional_chain_filters", "{{ x | default('d') | upper if x is defined else 'none' | upper }}|{{ -2 | abs }}|{{ not true == false }}|{{ 1 + 2 * 3 ** 2 }}|{{ (1 + 2) * 3 }}|{{ 'a' ~ 1 + 2 }}|{{ 2 * 3 ~ 4 }}", {"x": "v"}),
+    ("unknown_filter_in_if_not_taken", "{% if false %}{{ x | from_json }}{% endif %}{{ 'a' if true else y | nope }}{% if false %}{% set z = 1 is nope %}{% endif %}ok", {}),
+    ("unknown_filter_in_if_taken", "{% if true %}{{ '{}' | from_json }}{% endif %}", {}),
+    ("unknown_filter_in_loop_in_if", "{% if false %}{% for x in [] %}{{ x | from_json }}{% endfor %}{% endif %}", {}),
+    ("unknown_test_outside_if", "{{ 1 is nope }}", {}),
+    ("markup_plus", "{{ \"it's \"|safe + \"<b>'q'</b>\" }}|{{ 'a&b' + ('<i>'|e) }}|{{ ('x'|safe + '<') + '>' }}|{{ '<' ~ ('>'|safe) }}", {}),
     ("messages_like_chatml", "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}", {"messages": [{"role": "user", "content": "hi"}], "add_generation_prompt": True}),
 ]
 

@@ -12,7 +12,8 @@ struct ChatJinjaSemanticsTests {
     static let names: [String] = cases.compactMap { $0["name"]?.string }
 
     /// Python exception types whose message moert reproduces word for word (after its "chat template line N: ").
-    static let sameMessage: Set<String> = ["TemplateError", "UndefinedError", "SecurityError", "TemplateRuntimeError"]
+    static let sameMessage: Set<String> = ["TemplateError", "UndefinedError", "SecurityError", "TemplateRuntimeError",
+                                           "TemplateAssertionError"]
 
     @Test("every probe renders or fails as in Jinja2", arguments: names)
     func probe(name: String) throws {

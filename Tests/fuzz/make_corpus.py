@@ -156,7 +156,7 @@ def main() -> None:
 def jinja_seeds() -> None:
     chat = FIXTURES / "chat"
     conversations = {}
-    for line in (chat / "cases.jsonl").read_text(encoding="utf-8").splitlines():
+    for line in (chat / "cases.jsonl").read_text(encoding="utf-8").split("\n")[:-1]:
         case = json.loads(line)
         conversations.setdefault(case["template"], case["messages"])
     for template in sorted((chat / "templates").glob("*.jinja")):
@@ -165,7 +165,7 @@ def jinja_seeds() -> None:
         if template.stem in conversations:
             messages = conversations[template.stem].encode()
             (CORPUS / "jinja" / f"{template.stem}_messages").write_bytes(source + b"\n#moert-fuzz-messages#\n" + messages)
-    for line in (chat / "jinja_cases.jsonl").read_text(encoding="utf-8").splitlines():
+    for line in (chat / "jinja_cases.jsonl").read_text(encoding="utf-8").split("\n")[:-1]:
         case = json.loads(line)
         (CORPUS / "jinja" / f"probe_{case['name']}").write_bytes(case["template"].encode())
     shutil.copy(chat / "command-r" / "tokenizer_config.json", CORPUS / "jinja" / "command_r_config.json")

@@ -17,7 +17,8 @@ enum JinjaFilters {
         "title", "tojson", "trim", "unique", "upper", "wordcount",
     ]
 
-    /// Checks a filter name while parsing: Jinja2 refuses a template naming a filter it lacks when compiling it.
+    /// Checks the name of a block's filter (`{% filter x %}`, `{% set v | x %}`) while parsing: Jinja2 refuses an
+    /// unknown one when compiling, as those blocks are never "soft" frames (see `JinjaExpr.unknown`).
     static func check(_ name: String, at fail: (String) -> MoertError) throws {
         guard implemented.contains(name) || refused.contains(name) else { throw fail("No filter named '\(name)'.") }
     }
@@ -94,8 +95,10 @@ enum JinjaFilters {
             if case .string(let s) = value { return .string(PythonText.string(s.unicodeScalars.reversed())) }
             return try .list(try r.iterate(value).reversed(), kind: .iterator)
         case "map":
-            return try .list(try map(value, args, r), kind: .iterator)
+            // jinja2's do_map and select_or_reject start with `if value:`: None and empty values give nothing.
+            return try .list(value.truthy ? try map(value, args, r) : [], kind: .iterator)
         case "select", "reject", "selectattr", "rejectattr":
+            guard value.truthy else { return try .list([], kind: .iterator) }
             return try .list(try select(value, args, r, keep: name.hasPrefix("select"), attribute: name.hasSuffix("attr")),
                              kind: .iterator)
         case "unique":
@@ -152,18 +155,7 @@ enum JinjaFilters {
             return try JinjaMethods.call(.string(try soft(value)), "center", JinjaCallArguments(positional: [width]), r)
         case "escape", "e", "forceescape":
             try args.none(f)
-            var out = ""
-            for c in try soft(value).unicodeScalars {
-                switch c {
-                case "&": out += "&amp;"
-                case "<": out += "&lt;"
-                case ">": out += "&gt;"
-                case "\"": out += "&#34;"
-                case "'": out += "&#39;"
-                default: out.unicodeScalars.append(c)
-                }
-            }
-            return .string(out)
+            return .string(escapeHTML(try soft(value)))
         case "wordcount":
             try args.none(f)
             var words = 0, inWord = false
@@ -182,6 +174,22 @@ enum JinjaFilters {
         default:
             throw JinjaFailure.unsupported("the filter '\(name)'")
         }
+    }
+
+    /// markupsafe's `escape` of a string: `& < > " '` as HTML entities.
+    static func escapeHTML(_ s: String) -> String {
+        var out = ""
+        for c in s.unicodeScalars {
+            switch c {
+            case "&": out += "&amp;"
+            case "<": out += "&lt;"
+            case ">": out += "&gt;"
+            case "\"": out += "&#34;"
+            case "'": out += "&#39;"
+            default: out.unicodeScalars.append(c)
+            }
+        }
+        return out
     }
 
     /// Python's `len()`; Undefined has length 0.

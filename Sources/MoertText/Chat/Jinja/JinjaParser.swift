@@ -20,7 +20,73 @@ struct JinjaParser {
     /// Parses the whole template.
     mutating func parseTemplate() throws -> [JinjaNode] {
         let (body, _) = try subparse(until: [])
+        try checkNames(body, soft: false)
         return body
+    }
+
+    // MARK: Unknown filters and tests
+
+    /// Refuses unknown filter and test names outside `if` blocks and inline `if`s, as Jinja2 3.x compiles them:
+    /// inside those ("soft" frames) they fail only when evaluated. Loops, macros, calls, `with` and block bodies
+    /// get frames of their own, which are not soft.
+    private func checkNames(_ nodes: [JinjaNode], soft: Bool) throws {
+        for node in nodes {
+            switch node {
+            case .text, .breakLoop, .continueLoop: break
+            case .output(let e, _), .set(_, let e, _): try checkNames(e, soft: soft)
+            case .conditional(let branches, let otherwise, _):
+                for (test, body) in branches {
+                    try checkNames(test, soft: true)
+                    try checkNames(body, soft: true)
+                }
+                try checkNames(otherwise, soft: true)
+            case .loop(let l):
+                try checkNames(l.iterable, soft: soft)
+                if let c = l.condition { try checkNames(c, soft: false) }
+                try checkNames(l.body, soft: false)
+                try checkNames(l.otherwise, soft: false)
+            case .setBlock(_, _, let body, _), .filterBlock(_, let body, _), .generation(let body):
+                try checkNames(body, soft: false)
+            case .macro(let d):
+                for (_, e) in d.parameters { if let e { try checkNames(e, soft: false) } }
+                try checkNames(d.body, soft: false)
+            case .callBlock(let call, let caller, _):
+                try checkNames(call, soft: soft)
+                try checkNames(caller.body, soft: false)
+            case .with(let assignments, let body, _):
+                for (_, e) in assignments { try checkNames(e, soft: false) }
+                try checkNames(body, soft: false)
+            }
+        }
+    }
+
+    private func checkNames(_ e: JinjaExpr, soft: Bool) throws {
+        switch e {
+        case .unknown(let kind, let name, let value, let offset):
+            guard soft else { throw lexer.fail("No \(kind) named '\(name)'.", at: offset) }
+            try checkNames(value, soft: soft)
+        case .conditional(let test, let then, let otherwise):
+            try checkNames(test, soft: true)
+            try checkNames(then, soft: true)
+            if let otherwise { try checkNames(otherwise, soft: true) }
+        case .constant, .name: break
+        case .list(let items, _), .concat(let items): for i in items { try checkNames(i, soft: soft) }
+        case .dict(let pairs): for (k, v) in pairs { try checkNames(k, soft: soft); try checkNames(v, soft: soft) }
+        case .attribute(let o, _), .negative(let o), .positive(let o), .not(let o): try checkNames(o, soft: soft)
+        case .item(let a, let b), .and(let a, let b), .or(let a, let b), .binary(_, let a, let b):
+            try checkNames(a, soft: soft)
+            try checkNames(b, soft: soft)
+        case .slice(let o, let a, let b, let c):
+            try checkNames(o, soft: soft)
+            for x in [a, b, c] { if let x { try checkNames(x, soft: soft) } }
+        case .call(let f, let args), .filter(let f, _, let args), .test(let f, _, let args, _):
+            try checkNames(f, soft: soft)
+            for x in args.positional { try checkNames(x, soft: soft) }
+            for (_, x) in args.keyword { try checkNames(x, soft: soft) }
+        case .compare(let first, let ops):
+            try checkNames(first, soft: soft)
+            for (_, x) in ops { try checkNames(x, soft: soft) }
+        }
     }
 
     // MARK: Tokens
@@ -648,8 +714,8 @@ struct JinjaParser {
         advance()
         let token = current
         let name = try parseDottedName()
-        try JinjaFilters.check(name, at: { self.fail($0, token) })
         let args = isOp("(") ? try parseCallArguments() : .none
+        guard JinjaFilters.exists(name) else { return .unknown(kind: "filter", name: name, value: node, offset: token.offset) }
         return .filter(node, name, args)
     }
 
@@ -673,7 +739,6 @@ struct JinjaParser {
         let negated = skipName("not")
         let token = current
         let name = try parseDottedName()
-        try JinjaTests.check(name, at: { self.fail($0, token) })
         var args = JinjaArguments()
         if isOp("(") {
             args = try parseCallArguments()
@@ -691,6 +756,7 @@ struct JinjaParser {
                 break
             }
         }
+        guard JinjaTests.exists(name) else { return .unknown(kind: "test", name: name, value: node, offset: token.offset) }
         return .test(node, name, args, negated: negated)
     }
 }
@@ -755,6 +821,8 @@ enum JinjaNames {
             collect(t, into: &names)
             collect(a, into: &names)
             if let b { collect(b, into: &names) }
+        case .unknown(_, _, let value, _):
+            collect(value, into: &names)
         }
     }
 }

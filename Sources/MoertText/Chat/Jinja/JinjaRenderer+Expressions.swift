@@ -41,7 +41,14 @@ extension JinjaRenderer {
             let left = try evaluate(a, scope)
             return left.truthy ? left : try evaluate(b, scope)
         case .binary(let op, let a, let b):
-            return try JinjaArithmetic.binary(op, try evaluate(a, scope), try evaluate(b, scope))
+            let left = try evaluate(a, scope), right = try evaluate(b, scope)
+            if op == "+", case .string(let l) = left, case .string(let r) = right, Self.isMarkup(a) || Self.isMarkup(b) {
+                // markupsafe's Markup.__add__/__radd__ escape the plain string they are added to.
+                let text = (Self.isMarkup(a) ? l : JinjaFilters.escapeHTML(l)) + (Self.isMarkup(b) ? r : JinjaFilters.escapeHTML(r))
+                try JinjaLimits.checkText(text.utf8.count)
+                return .string(text)
+            }
+            return try JinjaArithmetic.binary(op, left, right)
         case .concat(let parts):
             var s = ""
             for p in parts {
@@ -57,10 +64,23 @@ extension JinjaRenderer {
                 left = right
             }
             return .bool(true)
+        case .unknown(let kind, let name, let value, _):
+            _ = try evaluate(value, scope)
+            throw JinjaFailure.type("No \(kind) named '\(name)' found.")
         case .conditional(let test, let then, let otherwise):
             if try evaluate(test, scope).truthy { return try evaluate(then, scope) }
             if let otherwise { return try evaluate(otherwise, scope) }
             return .undefined(JinjaUndefined(message: "the inline if-expression evaluated to false and no else section was defined."))
+        }
+    }
+
+    /// Whether an expression yields markupsafe's `Markup` (the `safe` and `escape` filters, and `+` on one), as far
+    /// as its form shows: Markup kept in a variable is a plain string here.
+    static func isMarkup(_ e: JinjaExpr) -> Bool {
+        switch e {
+        case .filter(_, let name, _): return ["safe", "e", "escape", "forceescape"].contains(name)
+        case .binary("+", let a, let b): return isMarkup(a) || isMarkup(b)
+        default: return false
         }
     }
 

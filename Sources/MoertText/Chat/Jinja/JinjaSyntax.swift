@@ -33,6 +33,10 @@ indirect enum JinjaExpr {
     case compare(JinjaExpr, [(String, JinjaExpr)])
     /// `then if test else otherwise` (`otherwise` nil: undefined when the test fails).
     case conditional(test: JinjaExpr, then: JinjaExpr, otherwise: JinjaExpr?)
+    /// A filter or test Jinja2 does not know, applied to `value`: an error when evaluated. Jinja2 3.x refuses such a
+    /// name when compiling unless it stands inside an `if` block or an inline `if`, where it fails only when run
+    /// (`CodeGenerator._filter_test_common`); `JinjaParser` applies that rule. `offset` locates it in the source.
+    case unknown(kind: String, name: String, value: JinjaExpr, offset: Int)
 }
 
 /// Call arguments: positional, then keyword.

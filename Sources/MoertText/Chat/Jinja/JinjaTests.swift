@@ -1,7 +1,5 @@
 // JinjaTests: Jinja2's built-in tests (`x is defined`, `x is string`; jinja2/tests.py).
 
-import MoertTensor
-
 enum JinjaTests {
     private static let names: Set<String> = [
         "boolean", "callable", "defined", "divisibleby", "eq", "equalto", "escaped", "even", "false", "filter", "float",
@@ -9,11 +7,6 @@ enum JinjaTests {
         "number", "odd", "sameas", "sequence", "string", "test", "true", "undefined", "upper",
         "==", "!=", "<", "<=", ">", ">=",
     ]
-
-    /// Checks a test name while parsing: Jinja2 refuses unknown tests when compiling.
-    static func check(_ name: String, at fail: (String) -> MoertError) throws {
-        guard names.contains(name) else { throw fail("No test named '\(name)'.") }
-    }
 
     static func exists(_ name: String) -> Bool { names.contains(name) }
 

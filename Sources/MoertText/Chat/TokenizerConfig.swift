@@ -12,13 +12,17 @@ public struct TokenizerConfig: Sendable {
     /// `additional_chat_templates/<name>.jinja`, those files replace the config's templates, as transformers 5.x
     /// loads them (`PreTrainedTokenizerBase._from_pretrained`: "independent chat template file(s) ... take priority").
     public var chatTemplates: [String: String] = [:]
-    /// Contents of the named special tokens (a config writes a string or an AddedToken object `{"content": ...}`).
+    /// The content of `bos_token` (a config writes a string or an AddedToken object `{"content": ...}`).
     public var bosToken: String?
+    /// The content of `eos_token`.
     public var eosToken: String?
+    /// The content of `pad_token`.
     public var padToken: String?
+    /// The content of `unk_token`.
     public var unkToken: String?
-    /// `add_bos_token` and `add_eos_token` when the config sets them.
+    /// `add_bos_token` when the config sets it.
     public var addBosToken: Bool?
+    /// `add_eos_token` when the config sets it.
     public var addEosToken: Bool?
     /// Every special token a template sees as a variable, by name (`bos_token`, `eos_token`, ..., and model-specific
     /// `*_token` entries): transformers' `special_tokens_map`, which apply_chat_template passes to the template.

@@ -57,7 +57,7 @@ let package = Package(
         // plugins; model and session.
         .target(name: "MoertTensor", dependencies: ["CKernels", "COpenBLAS"]),
         .target(name: "MoertFormats", dependencies: ["MoertTensor"]),
-        .target(name: "MoertText", dependencies: ["MoertFormats", "MoertTensor", "CPCRE2", "CUtf8proc"]),
+        .target(name: "MoertText", dependencies: ["MoertFormats", "MoertTensor", "CPCRE2", "CUtf8proc", "CSystem"]),
         .target(name: "MoertMoE", dependencies: ["MoertFormats", "MoertTensor", "CMoert", "CKernels", "COpenBLAS", "CSystem"]),
         .target(name: "MoertCore", dependencies: ["MoertMoE", "MoertText", "MoertFormats", "MoertTensor", "CMoert", "CKernels", "COpenBLAS"]),
         // The thin C-ABI layer: converts, calls, maps errors. Builds libmoert.so.

@@ -10,7 +10,7 @@ import MoertTestSupport
 import MoertText
 
 /// Tests/fuzz/regressions: one file per finding, named `<target>-<kind>-<hash>` (target: safetensors, config,
-/// loader or tokenizer, as in tools/fuzz.sh).
+/// loader, tokenizer or jinja, as in tools/fuzz.sh).
 let fuzzRegressionsDirectory = fixturesDirectory + "/../fuzz/regressions"
 
 /// The committed inputs, sorted by name.
@@ -47,12 +47,31 @@ func replay(target: String, _ bytes: [UInt8]) throws -> ReplayOutcome {
             let model = try Model(path: dir.path, options: options)
             let vocab = model.config.vocabSize
             _ = try allLogits(try Session(model: model), [0, Int32(min(1, vocab - 1))])
+        case "jinja":
+            try replayJinja(bytes)
         default:
             Issue.record("\(target): not a fuzz target")
         }
         return .accepted
     } catch let e as MoertError {
         return .refused(e.code)
+    }
+}
+
+/// A chat template, optionally followed by a JSON array of messages (Tests/fuzz/FuzzJinja.swift): parsed, then
+/// rendered with those messages, or with a short conversation when they are absent or refused.
+func replayJinja(_ bytes: [UInt8]) throws {
+    let parts = split(bytes, separator: Array("\n#moert-fuzz-messages#\n".utf8), limit: 2)
+    let template = try ChatTemplate(source: String(decoding: parts[0], as: UTF8.self))
+    let conversation = #"[{"role": "system", "content": "s"}, {"role": "user", "content": "u"}, {"role": "assistant", "content": "a"}]"#
+    for generationPrompt in [false, true] {
+        if parts.count == 2, (try? template.render(messagesJSON: String(decoding: parts[1], as: UTF8.self),
+                                                   addGenerationPrompt: generationPrompt, variablesJSON: nil,
+                                                   fixedTime: 0, maxSteps: 200_000)) != nil {
+            continue
+        }
+        _ = try template.render(messagesJSON: conversation, addGenerationPrompt: generationPrompt, variablesJSON: nil,
+                                fixedTime: 0, maxSteps: 200_000)
     }
 }
 
@@ -100,7 +119,7 @@ struct FuzzRegressionTests {
     @Test("the seed corpora replay without a crash, and the shrunken models load and evaluate")
     func seeds() throws {
         let corpus = fixturesDirectory + "/../fuzz/corpus"
-        for target in ["safetensors", "config", "loader"] {
+        for target in ["safetensors", "config", "loader", "jinja"] {
             for name in try FileManager.default.contentsOfDirectory(atPath: corpus + "/" + target).sorted() {
                 let bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: corpus + "/" + target + "/" + name)))
                 let outcome = try replay(target: target, bytes)

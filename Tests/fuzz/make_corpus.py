@@ -5,6 +5,8 @@
     corpus/config/        every fixture's config.json, a standalone moert.json and a shard index
     corpus/loader/        config.json + model.safetensors (+ moert.json) of each shrunken model, joined by
                           the separator FuzzLoader.swift splits on
+    corpus/jinja/         every real chat template of fixtures/chat (some followed by a conversation, joined by the
+                          separator FuzzJinja.swift splits on), the Jinja semantics probes, Command-R's config
 
 A shrunken model keeps each fixture's tensor names, dtypes and architecture but slices every tensor down to
 vocab 16, hidden 8, 2 query heads and 1 key/value head of width 4, intermediate widths 4, 3 experts and one
@@ -126,7 +128,7 @@ def edge_safetensors() -> dict[str, bytes]:
 def main() -> None:
     if CORPUS.exists():
         shutil.rmtree(CORPUS)
-    for d in ("safetensors", "config", "loader"):
+    for d in ("safetensors", "config", "loader", "jinja"):
         (CORPUS / d).mkdir(parents=True)
 
     for fixture in LAYERS:
@@ -148,6 +150,25 @@ def main() -> None:
         name = str(config.parent.relative_to(FIXTURES)).replace("/", "_")
         shutil.copy(config, CORPUS / "config" / f"{name}.json")
     shutil.copy(FIXTURES / "mixtral_sharded" / "model.safetensors.index.json", CORPUS / "config" / "shard_index.json")
+    jinja_seeds()
+
+
+def jinja_seeds() -> None:
+    chat = FIXTURES / "chat"
+    conversations = {}
+    for line in (chat / "cases.jsonl").read_text(encoding="utf-8").split("\n")[:-1]:
+        case = json.loads(line)
+        conversations.setdefault(case["template"], case["messages"])
+    for template in sorted((chat / "templates").glob("*.jinja")):
+        source = template.read_bytes()
+        (CORPUS / "jinja" / template.stem).write_bytes(source)
+        if template.stem in conversations:
+            messages = conversations[template.stem].encode()
+            (CORPUS / "jinja" / f"{template.stem}_messages").write_bytes(source + b"\n#moert-fuzz-messages#\n" + messages)
+    for line in (chat / "jinja_cases.jsonl").read_text(encoding="utf-8").split("\n")[:-1]:
+        case = json.loads(line)
+        (CORPUS / "jinja" / f"probe_{case['name']}").write_bytes(case["template"].encode())
+    shutil.copy(chat / "command-r" / "tokenizer_config.json", CORPUS / "jinja" / "command_r_config.json")
 
 
 if __name__ == "__main__":

@@ -127,7 +127,7 @@ func generationStop(_ o: moert_generate_options) throws -> GenerationStop {
         guard o.n_stop_strings == 0 else { throw MoertError(.invalidArgument, "stop_strings need a tokenizer in moert_generate_options") }
         return stop
     }
-    let text = object(OpaquePointer(tokenizer), as: TokenizerHandle.self).text
+    let text = object(tokenizer, as: TokenizerHandle.self).text
     stop.tokenIds = text.stopTokenIds
     if o.n_stop_strings > 0 {
         let list = try require(o.stop_strings, "stop_strings")

@@ -52,7 +52,7 @@ func copyText(_ text: String, to buffer: UnsafeMutablePointer<CChar>?, capacity:
         guard let buffer, capacity > bytes.count else {
             throw MoertError(.bufferTooSmall, "text buffer holds \(max(capacity, 0)) bytes, \(bytes.count + 1) needed (with the NUL)")
         }
-        UnsafeMutableRawPointer(buffer).copyMemory(from: UnsafeRawPointer(bytes.baseAddress ?? UnsafePointer(buffer)), byteCount: bytes.count)
+        if let source = bytes.baseAddress { UnsafeMutableRawPointer(buffer).copyMemory(from: source, byteCount: bytes.count) }
         buffer[bytes.count] = 0
     }
 }
@@ -209,7 +209,7 @@ func requireFlags(_ flags: UInt32, known: UInt32, _ name: String) throws {
 }
 
 /// The library's default chat options.
-let defaultChatOptions = moert_chat_options(struct_size: UInt32(MemoryLayout<moert_chat_options>.size),
+nonisolated(unsafe) let defaultChatOptions = moert_chat_options(struct_size: UInt32(MemoryLayout<moert_chat_options>.size),
                                             add_generation_prompt: 1, template_name: nil, variables_json: nil)
 
 /// Default chat options. The C entry point is `moert_chat_options_init_sized`.

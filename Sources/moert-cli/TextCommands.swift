@@ -60,11 +60,10 @@ func tokenizeCommand(_ args: Arguments) throws {
     if let path = args.string("--jsonl") {
         var out = ""
         for (n, line) in try lines(path).enumerated() {
-            guard let s = try JSON.parse(line, what: "\(path):\(n + 1)").string else {
+            guard var text = try JSON.parse(line, what: "\(path):\(n + 1)").string else {
                 throw MoertError.format("\(path):\(n + 1): expected a JSON string")
             }
-            var s = s
-            out += try s.withUTF8 { try encode(UnsafeRawBufferPointer($0)) } + "\n"
+            out += try text.withUTF8 { try encode(UnsafeRawBufferPointer($0)) } + "\n"
         }
         emit(out)
     } else if let path = args.string("--file") {

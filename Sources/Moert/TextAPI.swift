@@ -217,20 +217,26 @@ nonisolated(unsafe) let defaultChatOptions = moert_chat_options(struct_size: UIn
     writeDefaults(defaultChatOptions, to: options, size: size)
 }
 
-/// Renders `messages` with the options a host gave.
-private func renderChat(_ tokenizer: OpaquePointer?, _ messages: [JSON], _ options: UnsafePointer<moert_chat_options>?,
+/// Renders the conversation `messagesJSON` with the options a host gave.
+private func renderChat(_ tokenizer: OpaquePointer?, _ messagesJSON: String, _ options: UnsafePointer<moert_chat_options>?,
                         _ text: UnsafeMutablePointer<CChar>?, _ capacity: Int, _ outNBytes: UnsafeMutablePointer<Int>?) throws {
     let handle = object(try require(tokenizer, "tokenizer"), as: TokenizerHandle.self)
     let o = try readSized(options, defaults: defaultChatOptions, name: "moert_chat_options")
-    var variables: [String: JSON] = [:]
-    if let json = o.variables_json {
-        let parsed: JSON
-        do { parsed = try JSON.parse(String(cString: json), what: "variables_json") } catch let e as MoertError { throw MoertError(.invalidArgument, e.message) }
-        guard let object = parsed.object else { throw MoertError(.invalidArgument, "variables_json must be a JSON object") }
-        variables = object
+    let variablesJSON = try o.variables_json.map { try cText($0, "variables_json") }
+    // Malformed messages or variables are the host's argument (a template that does not parse stays a format error).
+    do {
+        guard let list = try JSON.parse(messagesJSON, what: "messages").array, list.allSatisfy({ $0.object != nil }) else {
+            throw MoertError(.invalidArgument, "messages must be a JSON array of message objects")
+        }
+        if let variablesJSON, try JSON.parse(variablesJSON, what: "variables_json").object == nil {
+            throw MoertError(.invalidArgument, "variables_json must be a JSON object")
+        }
+    } catch let e as MoertError where e.code == .format {
+        throw MoertError(.invalidArgument, e.message)
     }
-    let rendered = try handle.text.applyChatTemplate(messages, addGenerationPrompt: o.add_generation_prompt != 0,
-                                                     name: o.template_name.map { String(cString: $0) }, variables: variables)
+    let rendered = try handle.text.applyChatTemplate(messagesJSON: messagesJSON, addGenerationPrompt: o.add_generation_prompt != 0,
+                                                     name: try o.template_name.map { try cText($0, "template_name") },
+                                                     variablesJSON: variablesJSON)
     try copyText(rendered, to: text, capacity: capacity, count: outNBytes)
 }
 
@@ -243,7 +249,7 @@ private func renderChat(_ tokenizer: OpaquePointer?, _ messages: [JSON], _ optio
     return withStatus {
         guard nMessages >= 0 else { throw MoertError(.invalidArgument, "n_messages \(UInt(bitPattern: nMessages)) is not a count") }
         guard nMessages == 0 || messages != nil else { throw MoertError(.invalidArgument, "messages is NULL") }
-        var list: [JSON] = []
+        var list: [String] = []
         if nMessages > 0 {
             let stride = Int(messages.pointee.struct_size)
             guard stride >= MemoryLayout<moert_chat_message>.size else {
@@ -252,12 +258,12 @@ private func renderChat(_ tokenizer: OpaquePointer?, _ messages: [JSON], _ optio
             for i in 0..<nMessages {
                 let m = try readSized(UnsafeRawPointer(messages).advanced(by: i * stride).assumingMemoryBound(to: moert_chat_message.self),
                                       defaults: moert_chat_message(), name: "messages[\(i)]")
-                let role = try require(m.role, "messages[\(i)].role"), content = try require(m.content, "messages[\(i)].content")
-                list.append(.object(["role": .string(try cText(role, "messages[\(i)].role")),
-                                     "content": .string(try cText(content, "messages[\(i)].content"))]))
+                let role = try cText(try require(m.role, "messages[\(i)].role"), "messages[\(i)].role")
+                let content = try cText(try require(m.content, "messages[\(i)].content"), "messages[\(i)].content")
+                list.append("{\"role\":\(JSON.quote(role)),\"content\":\(JSON.quote(content))}")
             }
         }
-        try renderChat(tokenizer, list, options, text, capacity, outNBytes)
+        try renderChat(tokenizer, "[" + list.joined(separator: ",") + "]", options, text, capacity, outNBytes)
     }
 }
 
@@ -268,13 +274,7 @@ private func renderChat(_ tokenizer: OpaquePointer?, _ messages: [JSON], _ optio
                                                                         _ outNBytes: UnsafeMutablePointer<Int>!) -> moert_status {
     outNBytes?.pointee = 0
     return withStatus {
-        let source = try cText(try require(messagesJSON, "messages_json"), "messages_json")
-        let parsed: JSON
-        do { parsed = try JSON.parse(source, what: "messages_json") } catch let e as MoertError { throw MoertError(.invalidArgument, e.message) }
-        guard let list = parsed.array, list.allSatisfy({ $0.object != nil }) else {
-            throw MoertError(.invalidArgument, "messages_json must be a JSON array of message objects")
-        }
-        try renderChat(tokenizer, list, options, text, capacity, outNBytes)
+        try renderChat(tokenizer, try cText(try require(messagesJSON, "messages_json"), "messages_json"), options, text, capacity, outNBytes)
     }
 }
 

@@ -14,7 +14,7 @@ public final class ModelText: @unchecked Sendable {
     public let bos: Int32?, eos: Int32?, pad: Int32?
     /// The ids that end generation: generation_config.json's eos_token_id, then config.json's, then eos.
     public let stopTokenIds: [Int32]
-    /// Parsed chat templates by name, filled on first use.
+    /// Parsed chat templates by source text, filled on first use.
     private var templates: [String: ChatTemplate] = [:]
     private let lock = Lock()
 
@@ -52,27 +52,47 @@ public final class ModelText: @unchecked Sendable {
                                                      config: modelEOS + (eos.map { [$0] } ?? []))
     }
 
-    /// Renders `messages` (JSON objects with "role", "content" and whatever else the template reads) with the chat
-    /// template `name` (nil: "default"), as transformers' `apply_chat_template(messages, tokenize=False,
-    /// add_generation_prompt=...)`: the config's special tokens are variables, and `variables` adds or overrides some.
-    /// - Throws: `MoertError`: `.unsupported` when there is no such template, else the errors of `ChatTemplate`.
-    public func applyChatTemplate(_ messages: [JSON], addGenerationPrompt: Bool, name: String? = nil,
-                                  variables: [String: JSON] = [:]) throws -> String {
-        let name = name ?? "default"
-        let template = try lock.withLock { () throws -> ChatTemplate in
-            if let t = templates[name] { return t }
-            guard let source = config?.chatTemplates[name] else {
-                let known = config?.chatTemplates.keys.sorted().joined(separator: ", ") ?? ""
-                throw MoertError.unsupported(known.isEmpty ? "the tokenizer has no chat template (tokenizer_config.json's chat_template or chat_template.jinja)"
-                                                           : "no chat template named \(name) (the tokenizer has: \(known))")
+    /// Renders a conversation with the chat template `name` (nil: the one transformers picks — "tool_use" when
+    /// `variablesJSON` passes tools and the tokenizer has it, else "default"), as transformers'
+    /// `apply_chat_template(messages, tokenize=False, add_generation_prompt=...)`. `messagesJSON` is a JSON array of
+    /// message objects ("role", "content" and whatever else the template reads), `variablesJSON` a JSON object of
+    /// further variables (`tools`, `enable_thinking`, ...); key order is kept, as templates show it (`tojson`). The
+    /// tokenizer_config.json's special tokens are variables too, unless `variablesJSON` sets them.
+    /// - Throws: `MoertError`: `.unsupported` when there is no such template, `.format` for JSON text of another
+    ///   shape, else the errors of `ChatTemplate.render`.
+    public func applyChatTemplate(messagesJSON: String, addGenerationPrompt: Bool, name: String? = nil,
+                                  variablesJSON: String? = nil) throws -> String {
+        let withTools = try variablesJSON.map { text -> Bool in
+            guard let object = try JSON.parse(text, what: "template variables").object else { return false }
+            return object["tools"].map { !$0.isNull } ?? false
+        } ?? false
+        let template = try chatTemplate(name: name, withTools: withTools)
+        return try template.render(messagesJSON: messagesJSON, addGenerationPrompt: addGenerationPrompt,
+                                   variables: config?.templateVariables ?? [:], variablesJSON: variablesJSON)
+    }
+
+    /// As `applyChatTemplate(messagesJSON:...)`, for messages of a role and a text each.
+    public func applyChatTemplate(_ messages: [(role: String, content: String)], addGenerationPrompt: Bool) throws -> String {
+        // Written key by key so that "role" comes first, as in the dicts transformers receives.
+        let text = "[" + messages.map { "{\"role\":\(JSON.quote($0.role)),\"content\":\(JSON.quote($0.content))}" }
+            .joined(separator: ",") + "]"
+        return try applyChatTemplate(messagesJSON: text, addGenerationPrompt: addGenerationPrompt)
+    }
+
+    /// The parsed template transformers would choose (see `applyChatTemplate`), parsed once.
+    private func chatTemplate(name: String?, withTools: Bool) throws -> ChatTemplate {
+        guard let source = config?.chatTemplate(named: name, withTools: withTools) else {
+            let known = config?.chatTemplates.keys.sorted().joined(separator: ", ") ?? ""
+            if known.isEmpty {
+                throw MoertError.unsupported("the tokenizer has no chat template (tokenizer_config.json's chat_template or chat_template.jinja)")
             }
+            throw MoertError.unsupported("no chat template named \(name ?? "default") (the tokenizer has: \(known))")
+        }
+        return try lock.withLock {
+            if let t = templates[source] { return t }
             let t = try ChatTemplate(source: source)
-            templates[name] = t
+            templates[source] = t
             return t
         }
-        var all: [String: JSON] = [:]
-        for (key, value) in config?.specialTokens ?? [:] { all[key] = .string(value) }
-        for (key, value) in variables { all[key] = value }
-        return try template.render(messages: messages, addGenerationPrompt: addGenerationPrompt, variables: all)
     }
 }

@@ -97,7 +97,7 @@ func detokenizeCommand(_ args: Arguments) throws {
                 }
                 return Int32(i)
             }
-            out += jsonString(try decode(ids)) + "\n"
+            out += JSON.quote(try decode(ids)) + "\n"
         }
         emit(out)
     default:
@@ -105,21 +105,13 @@ func detokenizeCommand(_ args: Arguments) throws {
     }
 }
 
-/// The messages of a JSON file: a list of objects with "role" and "content" (and whatever else templates read).
-func readMessages(_ path: String) throws -> [JSON] {
-    let bytes = try readBytes(path)
-    let json = try JSON.parse(try bytes.withUnsafeBytes { try UTF8Text.decode($0, what: path) }, what: path)
-    guard let list = json.array, list.allSatisfy({ $0.object != nil }) else {
-        throw MoertError.format("\(path): expected a JSON list of message objects")
-    }
-    return list
-}
-
 /// `moert render-chat`.
 func renderChatCommand(_ args: Arguments) throws {
     let text = try ModelText(path: try args.required("--model"))
-    let messages = try readMessages(try args.required("--messages"))
-    emit(try text.applyChatTemplate(messages, addGenerationPrompt: args.has("--add-generation-prompt")))
+    let path = try args.required("--messages")
+    let bytes = try readBytes(path)
+    let messages = try bytes.withUnsafeBytes { try UTF8Text.decode($0, what: path) }
+    emit(try text.applyChatTemplate(messagesJSON: messages, addGenerationPrompt: args.has("--add-generation-prompt")))
 }
 
 /// The sampler the generation options ask for.
@@ -173,9 +165,9 @@ func generateTextCommand(_ args: Arguments) throws {
     let text = try ModelText(path: try args.required("--model"))
     var prompt: [Int32]
     if args.has("--chat") {
-        var messages: [JSON] = []
-        if let system = args.string("--system") { messages.append(.object(["role": .string("system"), "content": .string(system)])) }
-        messages.append(.object(["role": .string("user"), "content": .string(promptText)]))
+        var messages: [(role: String, content: String)] = []
+        if let system = args.string("--system") { messages.append(("system", system)) }
+        messages.append(("user", promptText))
         prompt = try text.tokenizer.encode(try text.applyChatTemplate(messages, addGenerationPrompt: true),
                                            addSpecialTokens: false, parseSpecialTokens: true)
     } else {
@@ -196,8 +188,8 @@ func chatCommand(_ args: Arguments) throws {
     let model = try loadModel(args)
     let text = try ModelText(path: try args.required("--model"))
     let session = try makeSession(model, args)
-    var messages: [JSON] = []
-    if let system = args.string("--system") { messages.append(.object(["role": .string("system"), "content": .string(system)])) }
+    var messages: [(role: String, content: String)] = []
+    if let system = args.string("--system") { messages.append(("system", system)) }
     let start = messages
     var evaluated: [Int32] = []
     let interactive = isatty(0) != 0
@@ -212,7 +204,7 @@ func chatCommand(_ args: Arguments) throws {
             continue
         }
         if line.isEmpty { continue }
-        messages.append(.object(["role": .string("user"), "content": .string(line)]))
+        messages.append(("user", line))
         let all = try text.tokenizer.encode(try text.applyChatTemplate(messages, addGenerationPrompt: true),
                                             addSpecialTokens: false, parseSpecialTokens: true)
         // Evaluate only what follows the tokens the session holds, when they are a prefix of the new conversation.
@@ -232,7 +224,7 @@ func chatCommand(_ args: Arguments) throws {
             continue
         }
         emit("\n")
-        messages.append(.object(["role": .string("assistant"), "content": .string(reply.text)]))
+        messages.append(("assistant", reply.text))
         // The session holds the conversation and the reply as generated (all of it but a last token that met a full
         // context); the next turn's rendering may write the reply otherwise, and then the session starts over.
         evaluated = all + reply.tokens.prefix(session.position - all.count)

@@ -1,6 +1,7 @@
 // TraceCommand: `moert trace` — routing decisions as JSON and a per-layer load summary.
 
 import MoertCore
+import MoertFormats
 import MoertTensor
 #if canImport(Glibc)
 import Glibc
@@ -27,9 +28,9 @@ func traceCommand(_ args: Arguments) throws {
     let blocks = m.moeBlocks
     let moeLayerIndex = m.layers.indices.filter { if case .moe = m.layers[$0].mlp { return true }; return false }
 
-    var json = "{\n  \"model\": \(jsonString(try args.required("--model"))),\n  \"tokens\": [\(all.map(String.init).joined(separator: ", "))],\n"
+    var json = "{\n  \"model\": \(JSON.quote(try args.required("--model"))),\n  \"tokens\": [\(all.map(String.init).joined(separator: ", "))],\n"
     json += "  \"layers\": [\(moeLayerIndex.map(String.init).joined(separator: ", "))],\n"
-    json += "  \"expert_kinds\": [\(blocks.map { "[" + $0.experts.map { jsonString($0.kind) }.joined(separator: ", ") + "]" }.joined(separator: ", "))],\n"
+    json += "  \"expert_kinds\": [\(blocks.map { "[" + $0.experts.map { JSON.quote($0.kind) }.joined(separator: ", ") + "]" }.joined(separator: ", "))],\n"
     json += "  \"counts\": [\((0..<layers).map { l in "[" + (0..<blocks[l].experts.count).map { String(counts[l * width + $0]) }.joined(separator: ", ") + "]" }.joined(separator: ", "))],\n"
     json += "  \"records\": [\n"
     for r in 0..<trace.count {
@@ -55,21 +56,6 @@ func traceCommand(_ args: Arguments) throws {
         print(pad(String(moeLayerIndex[l]), 7) + pad(String(tokensSeen), 8) + pad(String(total), 8) + pad(percent(share), 14) + pad(fixed(cv), 7)
               + row.map(String.init).joined(separator: " "))
     }
-}
-
-/// A JSON string literal.
-func jsonString(_ s: String) -> String {
-    var out = "\""
-    for u in s.unicodeScalars {
-        switch u {
-        case "\"": out += "\\\""
-        case "\\": out += "\\\\"
-        case "\n": out += "\\n"
-        case _ where u.value < 0x20: out += "\\u" + String(repeating: "0", count: 4 - String(u.value, radix: 16).count) + String(u.value, radix: 16)
-        default: out.unicodeScalars.append(u)
-        }
-    }
-    return out + "\""
 }
 
 /// Writes `text` to `path`.

@@ -1,10 +1,18 @@
-// JSON+Write: MoertFormats' JSON values written back as JSON text, so `Tokenizer(json:)` can read them as a file.
-
-import MoertFormats
+// JSON+Write: JSON values written back as JSON text.
 
 extension JSON {
-    /// Appends this value as JSON text (strings escaped as JSON requires; object keys in the dictionary's order).
-    func write(to out: inout [UInt8]) {
+    /// This value as JSON text (strings escaped as JSON requires; object keys in the dictionary's order).
+    public var text: String {
+        var out: [UInt8] = []
+        write(to: &out)
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// `s` as a JSON string literal.
+    public static func quote(_ s: String) -> String { JSON.string(s).text }
+
+    /// Appends this value as JSON text (see `text`).
+    public func write(to out: inout [UInt8]) {
         switch self {
         case .null: out.append(contentsOf: "null".utf8)
         case .bool(let b): out.append(contentsOf: (b ? "true" : "false").utf8)

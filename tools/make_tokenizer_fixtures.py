@@ -244,6 +244,44 @@ def real(out, shared, name):
     write(out, name, text, cases)
 
 
+def model_tokenizer(directory):
+    """tokenizer.json and tokenizer_config.json for a model fixture of 256 ids (Tests/fixtures/mixtral): a byte-level
+    BPE of exactly the 256 bytes, without merges, so that id b is byte b and the shipped model takes text. Its
+    weights are random: what it writes is noise, but every text path (encode, chat, streaming) runs on it."""
+    alphabet = bytes_to_unicode()
+    t = Tokenizer(models.BPE(vocab={alphabet[b]: b for b in range(256)}, merges=[]))
+    t.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    t.decoder = decoders.ByteLevel()
+    with open(os.path.join(directory, "tokenizer.json"), "w", encoding="utf-8") as f:
+        f.write(t.to_str(pretty=True))
+    config = {
+        "tokenizer_class": "PreTrainedTokenizerFast",
+        # config.json's bos_token_id 1 and eos_token_id 2, as the byte tokens they are.
+        "bos_token": alphabet[1],
+        "eos_token": alphabet[2],
+        "chat_template": "{% for message in messages %}{{ '<' + message['role'] + '>' + message['content'] + '\\n' }}"
+                         "{% endfor %}{% if add_generation_prompt %}{{ '<assistant>' }}{% endif %}",
+    }
+    with open(os.path.join(directory, "tokenizer_config.json"), "w", encoding="utf-8") as f:
+        json.dump(config, f, ensure_ascii=False, indent=2)
+        f.write("\n")
+    print(f"{directory}: byte-level tokenizer of 256 ids")
+
+
+def bytes_to_unicode():
+    """GPT-2's map of the 256 byte values to printable characters (ByteLevel's alphabet), as a list by byte."""
+    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("\u00a1"), ord("\u00ac") + 1)) + \
+        list(range(ord("\u00ae"), ord("\u00ff") + 1))
+    chars, extra = {}, 0
+    for b in range(256):
+        if b in printable:
+            chars[b] = chr(b)
+        else:
+            chars[b] = chr(256 + extra)
+            extra += 1
+    return [chars[b] for b in range(256)]
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default=os.path.join(ROOT, "Tests", "fixtures", "tokenizers"))
@@ -328,6 +366,8 @@ def main():
     train(t, 300, special=["<unk>", "<s>"])
     t.add_special_tokens([AddedToken("<s>", special=True, normalized=False)])
     made(args.out, "metaspace-never", t)
+
+    model_tokenizer(os.path.join(ROOT, "Tests", "fixtures", "mixtral"))
 
     # splits
     t = Tokenizer(models.BPE(unk_token="[UNK]", fuse_unk=False))

@@ -21,8 +21,9 @@ Each fixture is a directory ``<out>/<name>/`` with
                      tokens that do not form UTF-8, special tokens) and only decoding is checked.
 
 Fixtures:
-    qwen2, llama-spm   the real vocabularies of ../shared/tokenizers (or --shared DIR), copied as they are; their
-                       texts are those of its cases.jsonl, whose ids are checked against ours before writing
+    qwen2, llama-spm   the real vocabularies of ../shared/tokenizers (or --shared DIR), copied as they are with
+                       their tokenizer_config.json (and qwen2's chat_cases.jsonl); their texts are those of its
+                       cases.jsonl, whose ids are checked against ours before writing
     bytelevel          GPT-2 style: ByteLevel pre-tokenizer with its regex and a prefix space, TemplateProcessing
                        with BOS/EOS, added tokens with lstrip/rstrip/single_word/normalized, merges as pairs
     bytelevel-split    NFKC + Lowercase, Split (Qwen2's pattern) then ByteLevel without its regex, merges as
@@ -45,7 +46,8 @@ Usage:
     pip install tokenizers==0.23.3
     python3 tools/make_tokenizer_fixtures.py [--out Tests/fixtures/tokenizers] [--shared ../shared/tokenizers]
 
-The output is deterministic (training on a fixed corpus, one thread).
+The output is deterministic (training on a fixed corpus, one thread), but for subword-affixes, whose committed
+tokenizer is kept (see there).
 """
 
 import argparse
@@ -242,6 +244,10 @@ def real(out, shared, name):
             cases.append(c)
     cases += [case(tokenizer, t) for t in RANDOM_TEXTS]
     write(out, name, text, cases)
+    # With its tokenizer_config.json (and the shared chat cases) the directory is a model's text side as a whole.
+    for extra in ("tokenizer_config.json", "chat_cases.jsonl"):
+        if os.path.exists(os.path.join(source, extra)):
+            shutil.copyfile(os.path.join(source, extra), os.path.join(out, name, extra))
 
 
 def model_tokenizer(directory):
@@ -378,13 +384,19 @@ def main():
     t.post_processor = processors.BertProcessing(("[SEP]", t.token_to_id("[SEP]")), ("[CLS]", t.token_to_id("[CLS]")))
     made(args.out, "splits", t)
 
-    # subword-affixes: continuing_subword_prefix and end_of_word_suffix in the model's lookups and merges.
-    affixes = dict(continuing_subword_prefix="##", end_of_word_suffix="</w>")
-    t = Tokenizer(models.BPE(unk_token="[UNK]", **affixes))
-    t.normalizer = normalizers.NFKD()
-    t.pre_tokenizer = pre_tokenizers.Whitespace()
-    t.train_from_iterator(CORPUS, trainer=trainers.BpeTrainer(vocab_size=300, special_tokens=["[UNK]"],
-                                                              show_progress=False, **affixes))
+    # subword-affixes: continuing_subword_prefix and end_of_word_suffix in the model's lookups and merges. Training
+    # with affixes is not reproducible (its merges come out in another order from run to run), so the committed
+    # tokenizer is kept once it exists and only its cases are computed again.
+    committed = os.path.join(args.out, "subword-affixes", "tokenizer.json")
+    if os.path.exists(committed):
+        t = Tokenizer.from_file(committed)
+    else:
+        affixes = dict(continuing_subword_prefix="##", end_of_word_suffix="</w>")
+        t = Tokenizer(models.BPE(unk_token="[UNK]", **affixes))
+        t.normalizer = normalizers.NFKD()
+        t.pre_tokenizer = pre_tokenizers.Whitespace()
+        t.train_from_iterator(CORPUS, trainer=trainers.BpeTrainer(vocab_size=300, special_tokens=["[UNK]"],
+                                                                  show_progress=False, **affixes))
     made(args.out, "subword-affixes", t)
 
     # splits-invert

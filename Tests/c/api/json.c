@@ -167,6 +167,76 @@ int json_string(json_span v, char *buf, size_t capacity) {
     return 1;
 }
 
+/** The value of four hex digits at p, or -1. */
+static long hex4(const char *p) {
+    long v = 0;
+    for (int i = 0; i < 4; i++) {
+        char c = p[i];
+        int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+        if (d < 0) return -1;
+        v = v * 16 + d;
+    }
+    return v;
+}
+
+/** Appends code point `u` as UTF-8; returns 0 when it does not fit. */
+static int put_utf8(unsigned long u, char *buf, size_t capacity, size_t *n) {
+    unsigned char out[4];
+    size_t len;
+    if (u < 0x80) { out[0] = (unsigned char)u; len = 1; }
+    else if (u < 0x800) { out[0] = (unsigned char)(0xC0 | (u >> 6)); out[1] = (unsigned char)(0x80 | (u & 0x3F)); len = 2; }
+    else if (u < 0x10000) {
+        out[0] = (unsigned char)(0xE0 | (u >> 12)); out[1] = (unsigned char)(0x80 | ((u >> 6) & 0x3F));
+        out[2] = (unsigned char)(0x80 | (u & 0x3F)); len = 3;
+    } else {
+        out[0] = (unsigned char)(0xF0 | (u >> 18)); out[1] = (unsigned char)(0x80 | ((u >> 12) & 0x3F));
+        out[2] = (unsigned char)(0x80 | ((u >> 6) & 0x3F)); out[3] = (unsigned char)(0x80 | (u & 0x3F)); len = 4;
+    }
+    if (*n + len >= capacity) return 0;
+    memcpy(buf + *n, out, len);
+    *n += len;
+    return 1;
+}
+
+int json_string_decoded(json_span v, char *buf, size_t capacity, size_t *out_n) {
+    if (v.n < 2 || v.p[0] != '"' || v.p[v.n - 1] != '"' || capacity == 0) return 0;
+    size_t n = 0, i = 1, end = v.n - 1;
+    while (i < end) {
+        char c = v.p[i];
+        if (c != '\\') {
+            if (n + 1 >= capacity) return 0;
+            buf[n++] = c;
+            i++;
+            continue;
+        }
+        if (i + 1 >= end) return 0;
+        char e = v.p[i + 1];
+        i += 2;
+        char plain = e == '"' ? '"' : e == '\\' ? '\\' : e == '/' ? '/' : e == 'b' ? '\b' : e == 'f' ? '\f'
+                   : e == 'n' ? '\n' : e == 'r' ? '\r' : e == 't' ? '\t' : 0;
+        if (plain) {
+            if (n + 1 >= capacity) return 0;
+            buf[n++] = plain;
+            continue;
+        }
+        if (e != 'u' || i + 4 > end) return 0;
+        long u = hex4(v.p + i);
+        i += 4;
+        if (u < 0) return 0;
+        if (u >= 0xD800 && u < 0xDC00) {
+            if (i + 6 > end || v.p[i] != '\\' || v.p[i + 1] != 'u') return 0;
+            long low = hex4(v.p + i + 2);
+            if (low < 0xDC00 || low >= 0xE000) return 0;
+            u = 0x10000 + ((u - 0xD800) << 10) + (low - 0xDC00);
+            i += 6;
+        }
+        if (!put_utf8((unsigned long)u, buf, capacity, &n)) return 0;
+    }
+    buf[n] = 0;
+    if (out_n) *out_n = n;
+    return 1;
+}
+
 int64_t json_get_int(json_span object, const char *key, int64_t fallback) {
     json_span v;
     int64_t x;

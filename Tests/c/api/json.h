@@ -1,4 +1,4 @@
-/* json.h — the minimal JSON reader the fixture loader uses: spans over a text, no allocation, no unescaping. */
+/* json.h — the minimal JSON reader of the C tests: spans over a text, no allocation; strings unescaped on request. */
 #ifndef MOERT_TESTS_API_JSON_H
 #define MOERT_TESTS_API_JSON_H
 
@@ -31,6 +31,13 @@ int json_int(json_span v, int64_t *out);
 
 /** Copies a string value without escapes into `buf`. Returns 0 if it is not such a string or does not fit. */
 int json_string(json_span v, char *buf, size_t capacity);
+
+/**
+ * Decodes a string value with its escapes (\n, \uXXXX with surrogate pairs, ...) into UTF-8 in `buf`, followed by a
+ * NUL; `*out_n` receives the byte count (the text may hold NUL bytes). Returns 0 if it is not a valid string or
+ * does not fit.
+ */
+int json_string_decoded(json_span v, char *buf, size_t capacity, size_t *out_n);
 
 /** Member `key` of `object` as an integer, or `fallback` when absent or not an integer. */
 int64_t json_get_int(json_span object, const char *key, int64_t fallback);

@@ -28,6 +28,7 @@ static void test_on_mixtral(const char *root) {
         test_parallel(&fx, model);
         test_memory(&fx, model);
         test_logging(&fx);
+        test_text(root, &fx, model);
     }
     moert_model_free(model);
     fixture_free(&fx);

@@ -110,3 +110,104 @@ def test_every_command_has_help() -> None:
     assert "run" in commands and "generate" in commands
     for command in commands:
         assert "usage: moert " + command in moert(command, "--help").stdout.decode()
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Text commands (pinned: tokenize, detokenize, render-chat, generate --prompt, chat), against tokenizers and
+# transformers (Tests/fixtures/tokenizers/*/cases.jsonl and chat_cases.jsonl, tools/make_tokenizer_fixtures.py)
+# --------------------------------------------------------------------------------------------------------------
+
+TOKENIZERS = FIXTURES / "tokenizers"
+
+
+def jsonl(path: Path) -> List[dict]:
+    """One JSON value per line; only "\\n" ends a line (the texts hold other line separators)."""
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").split("\n") if line]
+
+
+def cases(name: str) -> List[dict]:
+    return [c for c in jsonl(TOKENIZERS / name / "cases.jsonl") if not c.get("decode_only")]
+
+
+@pytest.mark.parametrize("name", ["qwen2", "llama-spm"])
+@pytest.mark.parametrize("source", ["--tokenizer", "--model"])
+def test_tokenize_a_file_as_tokenizers_encodes(name: str, source: str, tmp_path: Path) -> None:
+    where = str(TOKENIZERS / name / "tokenizer.json") if source == "--tokenizer" else str(TOKENIZERS / name)
+    for c in cases(name)[:6]:
+        path = tmp_path / "text.txt"
+        path.write_bytes(c["text"].encode("utf-8"))
+        plain = moert("tokenize", source, where, "--file", str(path)).stdout.decode()
+        assert plain.endswith("\n") and plain.split() == [str(i) for i in c["ids"]], c["text"]
+        special = moert("tokenize", source, where, "--file", str(path), "--add-special").stdout.decode()
+        assert special.split() == [str(i) for i in c["ids_special"]], c["text"]
+
+
+@pytest.mark.parametrize("name", ["qwen2", "llama-spm"])
+def test_batch_forms(name: str, tmp_path: Path) -> None:
+    all_cases = cases(name)
+    texts = tmp_path / "texts.jsonl"
+    texts.write_text("".join(json.dumps(c["text"]) + "\n" for c in all_cases), encoding="utf-8")
+    tokenizer = str(TOKENIZERS / name / "tokenizer.json")
+    for flag, key in (([], "ids"), (["--add-special"], "ids_special")):
+        lines = moert("tokenize", "--tokenizer", tokenizer, "--jsonl", str(texts), *flag).stdout.decode().split("\n")
+        assert lines[-1] == "" and len(lines) == len(all_cases) + 1
+        for line, c in zip(lines, all_cases):
+            assert line.split() == [str(i) for i in c[key]], c["text"]
+    ids = tmp_path / "ids.jsonl"
+    ids.write_text("".join(json.dumps(c["ids"]) + "\n" for c in all_cases), encoding="utf-8")
+    out = moert("detokenize", "--tokenizer", tokenizer, "--jsonl", str(ids)).stdout.decode()
+    assert [json.loads(line) for line in out.split("\n")[:-1]] == [c["decoded"] for c in all_cases]
+
+
+@pytest.mark.parametrize("name", ["qwen2", "llama-spm"])
+def test_detokenize_prints_the_text_and_a_newline(name: str) -> None:
+    tokenizer = str(TOKENIZERS / name / "tokenizer.json")
+    for c in cases(name)[:6]:
+        out = moert("detokenize", "--tokenizer", tokenizer, "--tokens", ",".join(map(str, c["ids"]))).stdout
+        assert out == (c["decoded"] + "\n").encode("utf-8"), c["text"]
+    assert moert("detokenize", "--tokenizer", tokenizer, "--tokens", "").stdout == b"\n"
+
+
+def test_render_chat_prints_exactly_what_transformers_renders(tmp_path: Path) -> None:
+    for c in jsonl(TOKENIZERS / "qwen2" / "chat_cases.jsonl"):
+        messages = tmp_path / "messages.json"
+        messages.write_text(json.dumps(c["messages"]), encoding="utf-8")
+        flag = ["--add-generation-prompt"] if c["add_generation_prompt"] else []
+        out = moert("render-chat", "--model", str(TOKENIZERS / "qwen2"), "--messages", str(messages), *flag).stdout
+        assert out == c["rendered"].encode("utf-8")
+
+
+def test_generate_text_streams_the_greedy_continuation() -> None:
+    """The mixtral fixture's tokenizer maps id b to byte b, so `generate --prompt` must print the bytes of the ids
+    `generate --tokens` picks (checked against transformers above), decoded as tokenizers would (bad bytes as U+FFFD)."""
+    text = "Hi, MoE!"
+    ids = moert("tokenize", "--model", str(FIXTURES / "mixtral"), "--text", text).stdout.decode().split()
+    assert ids == [str(b) for b in text.encode("ascii")]
+    tokens = moert("generate", "--model", str(FIXTURES / "mixtral"), "--tokens", ",".join(ids), "--max-new", "8",
+                   "--ignore-eos").stdout.decode().split()
+    assert len(tokens) == 8
+    out = moert("generate", "--model", str(FIXTURES / "mixtral"), "--prompt", text, "--max-new", "8", "--ignore-eos").stdout
+    assert out == bytes(int(t) for t in tokens).decode("utf-8", errors="replace").encode("utf-8") + b"\n"
+
+
+def test_chat_reads_stdin_until_it_ends() -> None:
+    done = moert("chat", "--model", str(FIXTURES / "mixtral"), "--max-new", "4", input_bytes=b"hello\n/reset\nagain\n")
+    assert done.stdout.count(b"\n") == 2
+
+
+@pytest.mark.parametrize("args, message", [
+    (["tokenize", "--model", str(FIXTURES / "mixtral")], "exactly one of --text, --file and --jsonl"),
+    (["tokenize", "--tokenizer", "/nonexistent/tokenizer.json", "--text", "x"], "/nonexistent/tokenizer.json"),
+    (["detokenize", "--tokenizer", str(TOKENIZERS / "qwen2" / "tokenizer.json"), "--tokens", "999999999"], "999999999"),
+    (["render-chat", "--model", str(FIXTURES / "qwen2_moe"), "--messages", "/dev/null"], "tokenizer.json"),
+])
+def test_text_commands_refuse_bad_input(args: List[str], message: str) -> None:
+    done = moert(*args, check=False)
+    assert done.returncode != 0 and message in done.stderr.decode(), done.stderr.decode()
+
+
+def test_tokenize_names_the_offset_of_invalid_utf8(tmp_path: Path) -> None:
+    path = tmp_path / "bad.txt"
+    path.write_bytes(b"ok \xff")
+    done = moert("tokenize", "--tokenizer", str(TOKENIZERS / "qwen2" / "tokenizer.json"), "--file", str(path), check=False)
+    assert done.returncode == 1 and "invalid UTF-8 at byte 3" in done.stderr.decode()

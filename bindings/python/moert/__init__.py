@@ -39,7 +39,8 @@ from .plugins import (
 from .routing import RoutingTrace, expert_kinds, load_plugin, router_kinds
 from .runtime import abi_version, get_threads, set_threads, status_string, version, version_number
 from .sampling import Sampler
-from .session import Session
+from .session import Session, TextStream
+from .tokenizer import Detokenizer, Tokenizer
 
 #: Version of this Python package: the version of moert.h it mirrors (the loaded library's own is :func:`version`).
 __version__ = _types.MOERT_VERSION
@@ -53,6 +54,9 @@ __all__ = [
     "Session",
     "Sampler",
     "RoutingTrace",
+    "Tokenizer",
+    "Detokenizer",
+    "TextStream",
     # plugins and kinds
     "load_plugin",
     "router_kinds",

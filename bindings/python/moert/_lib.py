@@ -7,13 +7,16 @@ import ctypes
 import ctypes.util
 import os
 import threading
-from ctypes import POINTER, c_char_p, c_float, c_int32, c_int64, c_size_t, c_uint32, c_void_p
+from ctypes import POINTER, c_char, c_char_p, c_float, c_int32, c_int64, c_size_t, c_uint32, c_void_p
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, NoReturn, Optional, Tuple, Union
 
 from ._errors import LibraryNotFoundError, MoertError, Status, UnsupportedError, error_class
 from ._types import (
     MOERT_ABI_VERSION,
+    moert_chat_message,
+    moert_chat_options,
+    moert_detokenizer_p,
     moert_expert_ops,
     moert_generate_options,
     moert_log_callback,
@@ -28,6 +31,7 @@ from ._types import (
     moert_session_p,
     moert_status,
     moert_token_callback,
+    moert_tokenizer_p,
     moert_trace,
 )
 
@@ -127,6 +131,50 @@ PROTOTYPES: Dict[str, Tuple[Any, List[Any]]] = {
     "moert_session_reset_counters": (moert_status, [moert_session_p]),
     "moert_model_expert_kind": (c_char_p, [moert_model_p, c_int32, c_int32]),
     "moert_model_router_kind": (c_char_p, [moert_model_p, c_int32]),
+    # Text: tokenizers, streaming detokenizers and chat templates. Text that may hold a NUL (encode input, decoded
+    # output) travels with its length: buffers as POINTER(c_char), lent-out text as an address (c_void_p).
+    "moert_tokenizer_load": (moert_status, [c_char_p, POINTER(moert_tokenizer_p)]),
+    "moert_tokenizer_free": (None, [moert_tokenizer_p]),
+    "moert_tokenizer_n_vocab": (c_int32, [moert_tokenizer_p]),
+    "moert_tokenizer_encode": (
+        moert_status,
+        [moert_tokenizer_p, c_char_p, c_size_t, c_uint32, POINTER(c_int32), c_size_t, POINTER(c_size_t)],
+    ),
+    "moert_tokenizer_decode": (
+        moert_status,
+        [moert_tokenizer_p, POINTER(c_int32), c_size_t, c_uint32, POINTER(c_char), c_size_t, POINTER(c_size_t)],
+    ),
+    "moert_tokenizer_token_to_piece": (c_char_p, [moert_tokenizer_p, c_int32]),
+    "moert_tokenizer_piece_to_token": (c_int32, [moert_tokenizer_p, c_char_p]),
+    "moert_tokenizer_bos": (c_int32, [moert_tokenizer_p]),
+    "moert_tokenizer_eos": (c_int32, [moert_tokenizer_p]),
+    "moert_tokenizer_pad": (c_int32, [moert_tokenizer_p]),
+    "moert_tokenizer_n_stop_tokens": (c_int32, [moert_tokenizer_p]),
+    "moert_tokenizer_stop_token": (c_int32, [moert_tokenizer_p, c_int32]),
+    "moert_detokenizer_create": (moert_status, [moert_tokenizer_p, c_uint32, POINTER(moert_detokenizer_p)]),
+    "moert_detokenizer_free": (None, [moert_detokenizer_p]),
+    "moert_detokenizer_push": (
+        moert_status,
+        [moert_detokenizer_p, c_int32, POINTER(c_void_p), POINTER(c_size_t)],
+    ),
+    "moert_detokenizer_flush": (moert_status, [moert_detokenizer_p, POINTER(c_void_p), POINTER(c_size_t)]),
+    "moert_chat_options_init_sized": (None, [POINTER(moert_chat_options), c_size_t]),
+    "moert_tokenizer_apply_chat_template": (
+        moert_status,
+        [
+            moert_tokenizer_p,
+            POINTER(moert_chat_message),
+            c_size_t,
+            POINTER(moert_chat_options),
+            POINTER(c_char),
+            c_size_t,
+            POINTER(c_size_t),
+        ],
+    ),
+    "moert_tokenizer_apply_chat_template_json": (
+        moert_status,
+        [moert_tokenizer_p, c_char_p, POINTER(moert_chat_options), POINTER(c_char), c_size_t, POINTER(c_size_t)],
+    ),
     # moert_plugin.h: host-side functions
     "moert_plugin_load": (moert_status, [c_char_p]),
     "moert_register_router": (moert_status, [POINTER(moert_router_ops)]),
@@ -141,6 +189,25 @@ PROTOTYPES: Dict[str, Tuple[Any, List[Any]]] = {
 SINCE: Dict[str, str] = {
     "moert_set_log_callback": "0.2.0",
     "moert_session_last_logits": "0.2.0",
+    "moert_tokenizer_load": "0.2.0",
+    "moert_tokenizer_free": "0.2.0",
+    "moert_tokenizer_n_vocab": "0.2.0",
+    "moert_tokenizer_encode": "0.2.0",
+    "moert_tokenizer_decode": "0.2.0",
+    "moert_tokenizer_token_to_piece": "0.2.0",
+    "moert_tokenizer_piece_to_token": "0.2.0",
+    "moert_tokenizer_bos": "0.2.0",
+    "moert_tokenizer_eos": "0.2.0",
+    "moert_tokenizer_pad": "0.2.0",
+    "moert_tokenizer_n_stop_tokens": "0.2.0",
+    "moert_tokenizer_stop_token": "0.2.0",
+    "moert_detokenizer_create": "0.2.0",
+    "moert_detokenizer_free": "0.2.0",
+    "moert_detokenizer_push": "0.2.0",
+    "moert_detokenizer_flush": "0.2.0",
+    "moert_chat_options_init_sized": "0.2.0",
+    "moert_tokenizer_apply_chat_template": "0.2.0",
+    "moert_tokenizer_apply_chat_template_json": "0.2.0",
 }
 
 _lock = threading.Lock()

@@ -35,11 +35,16 @@ __all__ = [
     "MOERT_LOG_DEBUG",
     "MOERT_MODEL_TRUST_PLUGIN_PATHS",
     "MOERT_MODEL_NO_MMAP",
+    "MOERT_ENCODE_ADD_SPECIAL",
+    "MOERT_ENCODE_PARSE_SPECIAL",
+    "MOERT_DECODE_SKIP_SPECIAL",
     "moert_log_callback",
     "moert_status",
     "moert_model_p",
     "moert_session_p",
     "moert_sampler_p",
+    "moert_tokenizer_p",
+    "moert_detokenizer_p",
     "moert_model_options",
     "moert_model_info",
     "moert_session_options",
@@ -48,6 +53,8 @@ __all__ = [
     "moert_token_callback",
     "moert_trace",
     "moert_memory_stats",
+    "moert_chat_message",
+    "moert_chat_options",
     "MOERT_KIND_ROUTER",
     "MOERT_KIND_EXPERT",
     # moert_plugin.h
@@ -104,6 +111,13 @@ MOERT_DTYPE_MIXED = 3
 MOERT_KIND_ROUTER = 0
 MOERT_KIND_EXPERT = 1
 
+# moert_tokenizer_encode() flags
+MOERT_ENCODE_ADD_SPECIAL = 0x1
+MOERT_ENCODE_PARSE_SPECIAL = 0x2
+
+# moert_tokenizer_decode() and moert_detokenizer_create() flags
+MOERT_DECODE_SKIP_SPECIAL = 0x1
+
 # moert_session_eval() logits_mode
 MOERT_LOGITS_NONE = 0
 MOERT_LOGITS_LAST = 1
@@ -116,6 +130,8 @@ moert_status = c_int32
 moert_model_p = c_void_p
 moert_session_p = c_void_p
 moert_sampler_p = c_void_p
+moert_tokenizer_p = c_void_p
+moert_detokenizer_p = c_void_p
 
 
 class moert_model_options(Structure):
@@ -186,6 +202,10 @@ class moert_generate_options(Structure):
         ("max_new_tokens", c_int32),
         ("ignore_eos", c_int32),
         ("sampler", POINTER(moert_sampler_options)),
+        # 0.2.0 and later
+        ("tokenizer", moert_tokenizer_p),
+        ("stop_strings", POINTER(c_char_p)),
+        ("n_stop_strings", c_int32),
     ]
 
 
@@ -224,6 +244,27 @@ class moert_memory_stats(Structure):
         ("misses", c_int64),
         ("bytes_loaded", c_int64),
         ("evictions", c_int64),
+    ]
+
+
+class moert_chat_message(Structure):
+    """``moert_chat_message``: one message of a conversation for ``moert_tokenizer_apply_chat_template()``."""
+
+    _fields_ = [
+        ("struct_size", c_uint32),
+        ("role", c_char_p),
+        ("content", c_char_p),
+    ]
+
+
+class moert_chat_options(Structure):
+    """``moert_chat_options``: options of the chat template functions."""
+
+    _fields_ = [
+        ("struct_size", c_uint32),
+        ("add_generation_prompt", c_int32),
+        ("template_name", c_char_p),
+        ("variables_json", c_char_p),
     ]
 
 

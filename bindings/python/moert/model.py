@@ -7,7 +7,8 @@ import dataclasses
 import math
 import os
 import re
-from typing import TYPE_CHECKING, Dict, Optional, Tuple, Union
+import threading
+from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -26,6 +27,7 @@ from ._types import (
     moert_model_options,
 )
 from .runtime import set_threads
+from .tokenizer import Tokenizer
 
 if TYPE_CHECKING:
     from .session import Session
@@ -137,7 +139,7 @@ class Model:
 
     A model is immutable after loading and may be shared by any number of threads and sessions. Free it with
     :meth:`close` or a ``with`` block (it is also freed when garbage-collected); closing a model first closes
-    every session created from it.
+    every session created from it and its :attr:`tokenizer`.
 
     Raises:
         MoertIOError: the directory or a file cannot be opened, read or mapped.
@@ -162,6 +164,9 @@ class Model:
     ) -> None:
         self._handle: Optional[OwnedHandle] = None
         self._sessions: Dict[int, OwnedHandle] = {}
+        # Loaded on first use of the tokenizer property.
+        self._tokenizer: Optional[Tokenizer] = None
+        self._tokenizer_lock = threading.Lock()
         library = _lib.get()
         self._library = library
         # Keeps the Python router and expert kinds (and the C callbacks behind them) alive as long as this model:
@@ -218,6 +223,38 @@ class Model:
         """
         self._require()
         return self._eos_token_ids
+
+    @property
+    def tokenizer(self) -> Tokenizer:
+        """The :class:`~moert.Tokenizer` of the model's directory (``tokenizer.json`` with its
+        ``tokenizer_config.json``, chat templates and stop ids), loaded on first access and kept: later accesses
+        return the same object. Closing the model closes it.
+
+        Raises:
+            MoertIOError: the directory has no ``tokenizer.json``.
+            FormatError, UnsupportedError: as :class:`~moert.Tokenizer` (UnsupportedError also for a library older
+                than 0.2.0).
+            InvalidArgumentError: the model is closed.
+        """
+        self._require()
+        with self._tokenizer_lock:
+            if self._tokenizer is None or self._tokenizer.closed:
+                self._tokenizer = Tokenizer(self._path)
+            return self._tokenizer
+
+    def apply_chat_template(
+        self,
+        messages: Sequence[Mapping[str, Any]],
+        add_generation_prompt: bool = True,
+        *,
+        template_name: Optional[str] = None,
+        **variables: Any,
+    ) -> str:
+        """Renders a conversation with the chat template of the model's tokenizer: ``self.tokenizer``'s
+        :meth:`~moert.Tokenizer.apply_chat_template`, which documents the arguments and errors."""
+        return self.tokenizer.apply_chat_template(
+            messages, add_generation_prompt, template_name=template_name, **variables
+        )
 
     def memory_stats(self) -> "MemoryStats":
         """A snapshot of the model's memory use and expert residency counters (all sessions together).
@@ -287,7 +324,8 @@ class Model:
         return None if name is None else name.decode("utf-8", "replace")
 
     def close(self) -> None:
-        """Closes every session of this model, then frees the model; calling it again does nothing.
+        """Closes every session of this model and its :attr:`tokenizer` (when loaded), then frees the model; calling it
+        again does nothing.
 
         The C entry point is ``moert_model_free``.
         """
@@ -297,6 +335,8 @@ class Model:
         sessions, self._sessions = self._sessions, {}
         for session in sessions.values():
             session.release("its Model was closed")
+        if self._tokenizer is not None:
+            self._tokenizer._close("its Model was closed")
         handle.release()
 
     def _require(self) -> int:

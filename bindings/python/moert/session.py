@@ -6,12 +6,12 @@ import ctypes
 import functools
 import json
 import threading
-from typing import Any, Callable, FrozenSet, Iterator, List, Mapping, Optional, TypeVar, Union
+from typing import Any, Callable, FrozenSet, Generator, Iterator, List, Mapping, NamedTuple, Optional, Sequence, TypeVar, Union
 
 import numpy as np
 
 from . import _lib
-from ._errors import InvalidArgumentError, MoertError, Status
+from ._errors import InvalidArgumentError, MoertError, Status, UnsupportedError
 from ._support import OwnedHandle, as_tokens, c_int_arg, init_options
 from ._types import (
     MOERT_LOGITS_ALL,
@@ -25,8 +25,9 @@ from ._types import (
 from .model import Model
 from .routing import RoutingTrace
 from .sampling import Sampler, sampler_options
+from .tokenizer import Detokenizer, Tokenizer, c_text
 
-__all__ = ["Session"]
+__all__ = ["Session", "TextStream"]
 
 # Failures of moert_session_eval() that leave the session as it was (moert.h: nothing is evaluated). After
 # any other failure the session must be reset before further use.
@@ -39,6 +40,18 @@ _FLOAT_P = ctypes.POINTER(ctypes.c_float)
 
 
 _T = TypeVar("_T")
+
+#: What generate_text takes as its prompt: text, a conversation, or token ids.
+Prompt = Union[str, bytes, Sequence[Mapping[str, Any]], Any]
+
+
+class Sampling(NamedTuple):
+    """The sampling arguments of a generation, in :class:`~moert.Sampler`'s order."""
+
+    temperature: float
+    top_k: int
+    top_p: float
+    seed: int
 
 
 def _one_call_at_a_time(method: Callable[..., _T]) -> Callable[..., _T]:
@@ -247,17 +260,37 @@ class Session:
         """
         self._require_usable()
         ids = as_tokens(prompt, self._vocab_size)
+        stop_ids: FrozenSet[int] = frozenset() if ignore_eos else frozenset(self._model.eos_token_ids)
+        return self._start(ids, max_new_tokens, Sampling(temperature, top_k, top_p, seed), stop_ids, None)
+
+    def _start(
+        self,
+        ids: np.ndarray,
+        max_new_tokens: int,
+        sampling: "Sampling",
+        stop_ids: FrozenSet[int],
+        stop_after: Optional[Callable[[int], bool]],
+    ) -> Generator[int, None, None]:
+        """Checks the arguments of a generation and returns its lazy token stream (see :meth:`_stream`)."""
         count = c_int_arg(max_new_tokens, "max_new_tokens", 32)
         if count < 0:
             raise InvalidArgumentError(Status.INVALID_ARGUMENT, f"max_new_tokens must be >= 0, got {count}")
         if ids.size == 0 and self.n_past == 0:
             raise InvalidArgumentError(Status.INVALID_ARGUMENT, "empty prompt and empty session: nothing to continue")
-        sampler = Sampler(temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
-        stop_ids = frozenset() if ignore_eos else frozenset(self._model.eos_token_ids)
-        return self._stream(ids, count, sampler, stop_ids)
+        sampler = Sampler(*sampling)
+        return self._stream(ids, count, sampler, stop_ids, stop_after)
 
-    def _stream(self, ids: np.ndarray, count: int, sampler: Sampler, stop_ids: FrozenSet[int]) -> Iterator[int]:
-        """The generator behind :meth:`generate`; it frees its sampler when it ends or is discarded."""
+    def _stream(
+        self,
+        ids: np.ndarray,
+        count: int,
+        sampler: Sampler,
+        stop_ids: FrozenSet[int],
+        stop_after: Optional[Callable[[int], bool]],
+    ) -> Generator[int, None, None]:
+        """The generator behind :meth:`generate` and :meth:`generate_text`; it frees its sampler when it ends or is
+        discarded. `stop_after(token)`, called once the token has been fed back, ends generation by returning True.
+        """
         try:
             if count == 0:
                 if ids.size:
@@ -280,10 +313,92 @@ class Session:
                     return
                 step[0] = token
                 self._eval(step, MOERT_LOGITS_LAST, logits)
-                if produced >= count or token in stop_ids:
+                if produced >= count or token in stop_ids or (stop_after is not None and stop_after(token)):
                     return
         finally:
             sampler.close()
+
+    def generate_text(
+        self,
+        prompt: Prompt,
+        max_new_tokens: int = 16,
+        *,
+        chat: bool = False,
+        system: Optional[str] = None,
+        temperature: float = 0.0,
+        top_k: int = 0,
+        top_p: float = 1.0,
+        seed: int = 0,
+        ignore_eos: bool = False,
+        stop: Union[None, str, Sequence[str]] = None,
+        skip_special_tokens: bool = True,
+        chat_template_kwargs: Optional[Mapping[str, Any]] = None,
+    ) -> "TextStream":
+        """Generates from a text prompt with the model's :attr:`~moert.Model.tokenizer` and yields the text as it is
+        made, in pieces that never split a UTF-8 character.
+
+        The prompt is encoded when this is called; generation is lazy and runs as :meth:`generate` does (the same
+        steps, the same session state afterwards). Each generated id goes through a :class:`~moert.Detokenizer`;
+        ids that complete no character yet yield nothing, and the text still held back at the end is yielded last
+        (an incomplete character as U+FFFD). Run to its end, the pieces add up to
+        ``tokenizer.decode(stream.tokens, skip_special_tokens=...)``.
+
+        Generation stops after one of the model's stop ids or the tokenizer's (:attr:`Model.eos_token_ids
+        <moert.Model.eos_token_ids>`, :attr:`Tokenizer.stop_token_ids <moert.Tokenizer.stop_token_ids>`; not with
+        `ignore_eos`), after the token that completes one of the `stop` strings, after `max_new_tokens`, and when
+        the context is full. The last token's text is yielded in every case: a stop string's text is part of the
+        output, as in transformers' ``generate(stop_strings=...)``.
+
+        Args:
+            prompt: a str, encoded with ``add_special_tokens=True`` as transformers' ``encode`` and ``moert generate
+                --prompt`` do (bytes: its UTF-8); with `chat`, a user message instead. A list of message dicts is a
+                conversation, rendered with the chat template and ``add_generation_prompt=True`` and encoded with
+                ``add_special_tokens=False`` (the template writes them). Token ids (ints, an integer array) are
+                taken as they are; an empty list continues the session, as ``generate([])``.
+            max_new_tokens: most tokens to generate (>= 0).
+            chat: render a str prompt as a user message (after a `system` message when given).
+            system: the system message of a `chat` prompt.
+            temperature, top_k, top_p, seed: sampling, as for :class:`~moert.Sampler` (defaults: greedy).
+            ignore_eos: go on past the stop ids until `max_new_tokens` (stop strings still apply).
+            stop: a string or several; generation stops after the token that completes one of them in the
+                generated text (the text with special tokens, as ``moert_generate_options.stop_strings`` watches
+                it; empty strings are ignored).
+            skip_special_tokens: leave special tokens (such as an EOS) out of the text, as ``moert generate`` prints
+                it.
+            chat_template_kwargs: more arguments of :meth:`Tokenizer.apply_chat_template
+                <moert.Tokenizer.apply_chat_template>` for a conversation: ``template_name`` and template variables
+                such as ``enable_thinking`` or ``tools``.
+
+        Returns:
+            A :class:`TextStream`: an iterator of str whose ``tokens`` lists the ids generated so far.
+
+        Raises:
+            InvalidArgumentError: `system` or `chat_template_kwargs` for a prompt that is not a chat, or the errors of
+                :meth:`generate`, raised by this call; during iteration, the errors of :meth:`eval`.
+            MoertIOError: the model's directory has no tokenizer.json (see :attr:`Model.tokenizer
+                <moert.Model.tokenizer>`).
+            TypeError: `stop` holds something other than str.
+
+        Built on the same steps as :meth:`generate` rather than on ``moert_session_generate``: that call runs the
+        whole loop inside moert, so an iterator over it would need a second thread.
+        """
+        self._require_usable()
+        tokenizer = self._model.tokenizer
+        ids = as_tokens(_prompt_ids(tokenizer, prompt, chat, system, chat_template_kwargs), self._vocab_size)
+        strings = _stop_strings(stop)
+        stop_ids: FrozenSet[int] = (
+            frozenset() if ignore_eos else frozenset(self._model.eos_token_ids) | frozenset(tokenizer.stop_token_ids)
+        )
+        watch = _StopStrings(tokenizer, strings) if strings else None
+        try:
+            tokens = self._start(
+                ids, max_new_tokens, Sampling(temperature, top_k, top_p, seed), stop_ids, watch.push if watch else None
+            )
+            return TextStream(tokens, tokenizer.detokenizer(skip_special_tokens), watch)
+        except BaseException:
+            if watch is not None:
+                watch.close()
+            raise
 
     @_one_call_at_a_time
     def generate_all(
@@ -297,14 +412,21 @@ class Session:
         seed: int = 0,
         ignore_eos: bool = False,
         on_token: Optional[Callable[[int], Optional[bool]]] = None,
+        tokenizer: Optional[Tokenizer] = None,
+        stop: Union[None, str, Sequence[str]] = None,
     ) -> List[int]:
         """Like :meth:`generate`, but runs the whole loop inside moert in one call and returns the list.
 
         Args:
             on_token: called with each new id as it is made; return False to stop after it (None or True go
                 on). An exception raised by it stops generation and is re-raised from this call.
+            tokenizer: the model's tokenizer (e.g. ``self.model.tokenizer``): its stop ids end generation too
+                (unless `ignore_eos`), and `stop` needs it.
+            stop: a string or several: generation stops after the token that completes one of them in the
+                generated text (see :meth:`generate_text`).
 
-        The other arguments and the errors are those of :meth:`generate`.
+        The other arguments and the errors are those of :meth:`generate`; also InvalidArgumentError for `stop`
+        without a `tokenizer`, and UnsupportedError for either with a library older than 0.2.0.
 
         The C entry point is ``moert_session_generate``.
         """
@@ -316,6 +438,14 @@ class Session:
         options.max_new_tokens = count
         options.ignore_eos = 1 if ignore_eos else 0
         options.sampler = ctypes.pointer(sampling)
+        strings = [c_text(text, "stop string") for text in _stop_strings(stop)]
+        if tokenizer is not None or strings:
+            _require_field(options, "n_stop_strings")
+            options.tokenizer = None if tokenizer is None else tokenizer._require()
+            # Kept alive by this frame for the call.
+            array = (ctypes.c_char_p * len(strings))(*strings)
+            options.stop_strings = array if strings else None
+            options.n_stop_strings = len(strings)
         out = np.empty(max(count, 0), dtype=np.int32)
         n_generated = ctypes.c_size_t()
         raised: List[BaseException] = []
@@ -480,3 +610,142 @@ def _trampoline(on_token: Callable[[int], Optional[bool]], raised: List[BaseExce
 
     return call
 
+
+
+class TextStream:
+    """The text of one generation, piece by piece, as it is made: what :meth:`Session.generate_text` returns.
+
+    An iterator of str. ``tokens`` lists the ids generated so far, the one whose text was yielded last included
+    (with any held back in an incomplete character). Close it (or drop it) to stop early: as with
+    :meth:`Session.generate`, the last id then has not been fed back to the session.
+    """
+
+    def __init__(
+        self, tokens: Generator[int, None, None], detokenizer: Detokenizer, watch: Optional["_StopStrings"]
+    ) -> None:
+        #: The ids generated so far.
+        self.tokens: List[int] = []
+        self._pieces = _pieces(tokens, self.tokens, detokenizer, watch)
+
+    def __iter__(self) -> "TextStream":
+        return self
+
+    def __next__(self) -> str:
+        return next(self._pieces)
+
+    def close(self) -> None:
+        """Stops the generation and frees its sampler and detokenizers; calling it again does nothing."""
+        self._pieces.close()
+
+
+def _pieces(
+    tokens: Generator[int, None, None], seen: List[int], detokenizer: Detokenizer, watch: Optional["_StopStrings"]
+) -> Iterator[str]:
+    """The generator behind :class:`TextStream`: non-empty text pieces of `tokens`, which it appends to `seen`."""
+    try:
+        for token in tokens:
+            seen.append(token)
+            piece = detokenizer.push(token)
+            if piece:
+                yield piece
+        rest = detokenizer.flush()
+        if rest:
+            yield rest
+    finally:
+        tokens.close()
+        detokenizer.close()
+        if watch is not None:
+            watch.close()
+
+
+class _StopStrings:
+    """Watches generated text for stop strings by the rule of ``moert_generate_options.stop_strings``: the text of
+    the generated ids, special tokens kept, as a detokenizer streams it; found once the text so far contains one of
+    the strings. Only the last characters a match could still span are kept between tokens."""
+
+    def __init__(self, tokenizer: Tokenizer, strings: List[str]) -> None:
+        self._detokenizer = tokenizer.detokenizer(skip_special_tokens=False)
+        self._strings = strings
+        self._keep = max(len(text) for text in strings) - 1
+        self._tail = ""
+
+    def push(self, token: int) -> bool:
+        """Adds the next id; True when the text so far contains one of the strings."""
+        piece = self._detokenizer.push(token)
+        if not piece:
+            return False
+        # Pieces end on character boundaries, so searching characters finds what searching bytes would.
+        text = self._tail + piece
+        self._tail = text[-self._keep :] if self._keep else ""
+        return any(candidate in text for candidate in self._strings)
+
+    def close(self) -> None:
+        self._detokenizer.close()
+
+
+def _stop_strings(stop: Union[None, str, Sequence[str]]) -> List[str]:
+    """The non-empty stop strings of a `stop` argument (one str or several).
+
+    Raises:
+        TypeError: an item that is not a str.
+    """
+    if stop is None:
+        return []
+    items = [stop] if isinstance(stop, str) else list(stop)
+    for item in items:
+        if not isinstance(item, str):
+            raise TypeError(f"stop strings must be str, got {type(item).__name__}")
+    return [item for item in items if item]
+
+
+def _prompt_ids(
+    tokenizer: Tokenizer,
+    prompt: Prompt,
+    chat: bool,
+    system: Optional[str],
+    chat_template_kwargs: Optional[Mapping[str, Any]],
+) -> Any:
+    """The token ids of a :meth:`Session.generate_text` prompt (see there).
+
+    Raises:
+        InvalidArgumentError: `system` or `chat_template_kwargs` where the prompt is not a chat.
+        TypeError: a bytes prompt with `chat`.
+    """
+    template_kwargs = dict(chat_template_kwargs or {})
+    if isinstance(prompt, (str, bytes)):
+        if not chat:
+            if system is not None or template_kwargs:
+                raise InvalidArgumentError(
+                    Status.INVALID_ARGUMENT, "system and chat_template_kwargs need chat=True or a list of messages"
+                )
+            return tokenizer.encode(prompt, add_special_tokens=True)
+        if not isinstance(prompt, str):
+            raise TypeError("a chat prompt must be a str")
+        messages: List[Mapping[str, Any]] = [] if system is None else [{"role": "system", "content": system}]
+        messages.append({"role": "user", "content": prompt})
+    elif isinstance(prompt, Sequence) and len(prompt) > 0 and isinstance(prompt[0], Mapping):
+        if system is not None:
+            raise InvalidArgumentError(
+                Status.INVALID_ARGUMENT, "system applies to a str prompt; put the system message in the list"
+            )
+        messages = list(prompt)
+    else:
+        if chat or system is not None or template_kwargs:
+            raise InvalidArgumentError(
+                Status.INVALID_ARGUMENT, "chat, system and chat_template_kwargs need a str prompt or a list of messages"
+            )
+        return prompt
+    text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, **template_kwargs)
+    return tokenizer.encode(text, add_special_tokens=False)
+
+
+def _require_field(options: ctypes.Structure, field: str) -> None:
+    """Raises UnsupportedError when the library's ``struct_size`` of `options` does not cover `field`: an older
+    library would ignore it."""
+    layout = getattr(type(options), field)
+    if options.struct_size < layout.offset + layout.size:
+        found = (_lib.get().moert_version() or b"unknown").decode("ascii", "replace")
+        raise UnsupportedError(
+            Status.UNSUPPORTED,
+            f"{type(options).__name__}.{field} needs libmoert 0.2.0 or later; {_lib.library_path()} is version {found}",
+        )

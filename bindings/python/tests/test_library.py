@@ -295,6 +295,8 @@ STRUCTS = {
     "moert_sampler_options": _types.moert_sampler_options,
     "moert_generate_options": _types.moert_generate_options,
     "moert_trace": _types.moert_trace,
+    "moert_chat_message": _types.moert_chat_message,
+    "moert_chat_options": _types.moert_chat_options,
 }
 
 PLUGIN_STRUCTS = {
@@ -417,6 +419,10 @@ def test_options_defaults_come_from_the_library() -> None:
     generate = init_options(_types.moert_generate_options, library.moert_generate_options_init_sized)
     assert generate.struct_size == ctypes.sizeof(_types.moert_generate_options)
     assert (generate.max_new_tokens, generate.ignore_eos, bool(generate.sampler)) == (16, 0, False)
+    assert (generate.tokenizer, bool(generate.stop_strings), generate.n_stop_strings) == (None, False, 0)
+    chat = init_options(_types.moert_chat_options, library.moert_chat_options_init_sized)
+    assert chat.struct_size == ctypes.sizeof(_types.moert_chat_options)
+    assert (chat.add_generation_prompt, chat.template_name, chat.variables_json) == (1, None, None)
 
 
 def library_defaults(struct: str) -> ctypes.Structure:
@@ -456,6 +462,15 @@ MIRRORED_DEFAULTS: List[Tuple[Callable[..., Any], str, str, Tuple[str, ...], Cal
         for function in (moert.Session.generate, moert.Session.generate_all)
         for parameter, convert in (("max_new_tokens", as_fields), ("ignore_eos", lambda value: (int(value),)))
     ],
+    (moert.Session.generate_all, "tokenizer", "generate", ("tokenizer",), as_fields),
+    (moert.Session.generate_all, "stop", "generate", ("n_stop_strings",),
+     lambda value: (len(moert.session._stop_strings(value)),)),
+    (moert.Tokenizer.apply_chat_template, "add_generation_prompt", "chat", ("add_generation_prompt",),
+     lambda value: (int(value),)),
+    (moert.Tokenizer.apply_chat_template, "template_name", "chat", ("template_name",), as_fields),
+    (moert.Model.apply_chat_template, "add_generation_prompt", "chat", ("add_generation_prompt",),
+     lambda value: (int(value),)),
+    (moert.Model.apply_chat_template, "template_name", "chat", ("template_name",), as_fields),
 ]
 
 

@@ -11,14 +11,15 @@ Builds a multilingual text of at least 1 MiB deterministically from the case str
 - moert: ``moert-tokenizer-bench`` (``swift build -c release --product moert-tokenizer-bench``), which loads the
   same tokenizer.json and encodes the same bytes;
 
-and prints the load times, the best of ``--repeat`` encode times, tokens per second, the ratio (moert's speed over
-tokenizers'), and whether the ids are identical (they must be).
+in interleaved rounds (each round loads and encodes with ``tokenizers``, then runs ``moert-tokenizer-bench`` once), and
+prints the medians of the rounds' load and encode times, tokens per second, the ratio of the medians (moert's speed
+over tokenizers') with the range of the rounds' own ratios, and whether the ids are identical (they must be).
 
 Usage:
     pip install tokenizers==0.23.3
     swift build -c release --product moert-tokenizer-bench
     python3 benchmarks/tokenizer_speed.py [--tokenizer Tests/fixtures/tokenizers/qwen2/tokenizer.json ...]
-                                          [--size-mib 1] [--repeat 5] [--lines]
+                                          [--size-mib 1] [--rounds 7] [--lines]
 
 Timings are wall-clock: run it on an otherwise idle machine.
 """
@@ -63,13 +64,17 @@ def benchmark_text(size):
     return "".join(parts)
 
 
-def best_of(repeat, fn):
-    best, result = float("inf"), None
-    for _ in range(repeat):
-        start = time.perf_counter()
-        result = fn()
-        best = min(best, time.perf_counter() - start)
-    return best, result
+def timed(fn):
+    """`fn()`'s result and its wall-clock time in seconds."""
+    start = time.perf_counter()
+    result = fn()
+    return result, time.perf_counter() - start
+
+
+def median(values):
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
 
 
 def main():
@@ -77,7 +82,7 @@ def main():
     parser.add_argument("--tokenizer", action="append",
                         help="tokenizer.json to compare (default: the qwen2 and llama-spm fixtures)")
     parser.add_argument("--size-mib", type=float, default=1.0)
-    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=7, help="interleaved rounds (default 7)")
     parser.add_argument("--lines", action="store_true", help="encode the lines separately (encode_batch)")
     parser.add_argument("--bench", default=os.path.join(ROOT, ".build", "release", "moert-tokenizer-bench"))
     args = parser.parse_args()
@@ -91,32 +96,40 @@ def main():
         text_path = os.path.join(tmp, "text.txt")
         with open(text_path, "w", encoding="utf-8", newline="") as f:
             f.write(text)
-        print(f"text: {len(text.encode('utf-8'))} bytes, {len(lines)} lines; one thread each; best of {args.repeat}")
+        print(f"text: {len(text.encode('utf-8'))} bytes, {len(lines)} lines; one thread each; "
+              f"medians of {args.rounds} interleaved rounds")
         for path in paths:
-            start = time.perf_counter()
-            hf = Tokenizer.from_file(path)
-            hf_load = time.perf_counter() - start
-            if args.lines:
-                hf_time, encodings = best_of(args.repeat, lambda: hf.encode_batch(lines, add_special_tokens=False))
-                hf_ids = [e.ids for e in encodings]
-            else:
-                hf_time, encoding = best_of(args.repeat, lambda: hf.encode(text, add_special_tokens=False))
-                hf_ids = [encoding.ids]
             ids_path = os.path.join(tmp, "ids.txt")
-            command = [args.bench, "--tokenizer", path, "--file", text_path, "--repeat", str(args.repeat), "--ids", ids_path]
+            command = [args.bench, "--tokenizer", path, "--file", text_path, "--repeat", "1", "--ids", ids_path]
             if args.lines:
                 command.append("--lines")
-            ours = json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout)
+            hf_loads, hf_times, our_loads, our_times = [], [], [], []
+            for _ in range(args.rounds):
+                hf, hf_load = timed(lambda: Tokenizer.from_file(path))
+                if args.lines:
+                    encodings, hf_time = timed(lambda: hf.encode_batch(lines, add_special_tokens=False))
+                    hf_ids = [e.ids for e in encodings]
+                else:
+                    encoding, hf_time = timed(lambda: hf.encode(text, add_special_tokens=False))
+                    hf_ids = [encoding.ids]
+                ours = json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout)
+                hf_loads.append(hf_load)
+                hf_times.append(hf_time)
+                our_loads.append(ours["load_s"])
+                our_times.append(ours["encode_s"])
             with open(ids_path) as f:
                 our_ids = [[int(x) for x in line.split()] for line in f.read().split("\n")[: len(hf_ids)]]
             tokens = sum(len(i) for i in hf_ids)
             same = our_ids == hf_ids
             name = os.path.basename(os.path.dirname(path))
+            hf_time, our_time = median(hf_times), median(our_times)
+            ratios = sorted(h / o for h, o in zip(hf_times, our_times))
             print(f"{name}: {tokens} tokens; ids identical: {same}")
-            print(f"  load      tokenizers {hf_load:.3f} s   moert {ours['load_s']:.3f} s")
+            print(f"  load      tokenizers {median(hf_loads):.3f} s   moert {median(our_loads):.3f} s")
             print(f"  encode    tokenizers {hf_time:.3f} s ({tokens / hf_time / 1e6:.2f} M tok/s)   "
-                  f"moert {ours['encode_s']:.3f} s ({tokens / ours['encode_s'] / 1e6:.2f} M tok/s)")
-            print(f"  ratio     moert speed / tokenizers speed = {hf_time / ours['encode_s']:.2f}")
+                  f"moert {our_time:.3f} s ({tokens / our_time / 1e6:.2f} M tok/s)")
+            print(f"  ratio     moert speed / tokenizers speed = {hf_time / our_time:.2f} "
+                  f"(rounds {ratios[0]:.2f}-{ratios[-1]:.2f})")
             if not same:
                 sys.exit(f"{name}: the ids differ")
 

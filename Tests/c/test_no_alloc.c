@@ -143,9 +143,15 @@ static void run_fixture(const char *fixtures, const char *name) {
     snprintf(what, sizeof what, "%s: an 8-token chunk allocates nothing", name);
     check(status == MOERT_OK && counted == 0, what, "status %d, %ld allocations", status, counted);
 
-    /* Generation: what one call allocates does not grow with the tokens it makes. */
-    generate_allocations(session, 2);  /* the first call may set up what every later one reuses */
-    long few = generate_allocations(session, 2), many = generate_allocations(session, 40);
+    /* Generation: what one call allocates does not grow with the tokens it makes. The first call may set up what
+    ** every later one reuses; the count covers every thread, so a worker's one-time set-up on a busy machine can
+    ** still land in a later call: up to three tries, as an allocation made per token shows in each of them. */
+    generate_allocations(session, 40);
+    long few = -1, many = -1;
+    for (int attempt = 0; attempt < 3 && (few < 0 || many != few); attempt++) {
+        few = generate_allocations(session, 2);
+        many = generate_allocations(session, 40);
+    }
     snprintf(what, sizeof what, "%s: generating 40 tokens allocates as much as generating 2", name);
     check(few >= 0 && many == few, what, "2 tokens: %ld allocations, 40 tokens: %ld (-1: generation failed)", few, many);
 

@@ -248,8 +248,8 @@ class Session:
         that last token has not been evaluated yet, so to continue pass it as the next prompt.
 
         Args:
-            prompt: ids to evaluate first; may be empty when the session already holds tokens and its last
-                evaluation produced logits.
+            prompt: ids to evaluate first; may be empty when the session already holds tokens: generation then
+                continues from its last position (its last logits, computed again when the last call kept none).
             max_new_tokens: most tokens to yield (>= 0).
             temperature, top_k, top_p, seed: sampling, as for :class:`~moert.Sampler` (defaults: greedy).
             ignore_eos: keep going after EOS until `max_new_tokens`.

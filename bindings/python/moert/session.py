@@ -248,8 +248,8 @@ class Session:
         that last token has not been evaluated yet, so to continue pass it as the next prompt.
 
         Args:
-            prompt: ids to evaluate first; may be empty when the session already holds tokens and its last
-                evaluation produced logits.
+            prompt: ids to evaluate first; may be empty when the session already holds tokens: generation then
+                continues from its last position (its last logits, computed again when the last call kept none).
             max_new_tokens: most tokens to yield (>= 0).
             temperature, top_k, top_p, seed: sampling, as for :class:`~moert.Sampler` (defaults: greedy).
             ignore_eos: keep going after EOS until `max_new_tokens`.
@@ -618,6 +618,9 @@ class TextStream:
     An iterator of str. ``tokens`` lists the ids generated so far, the one whose text was yielded last included
     (with any held back in an incomplete character). Close it (or drop it) to stop early: as with
     :meth:`Session.generate`, the last id then has not been fed back to the session.
+
+    A stream serves one call at a time, as its session does: ``next()`` or :meth:`close` while another ``next()`` is
+    running (on another thread, or from a router or expert inside the step) raises :class:`InvalidArgumentError`.
     """
 
     def __init__(
@@ -626,16 +629,35 @@ class TextStream:
         #: The ids generated so far.
         self.tokens: List[int] = []
         self._pieces = _pieces(tokens, self.tokens, detokenizer, watch)
+        # Held during next() and close(): a running generator cannot be entered again.
+        self._in_use = threading.Lock()
 
     def __iter__(self) -> "TextStream":
         return self
 
     def __next__(self) -> str:
-        return next(self._pieces)
+        self._enter("next")
+        try:
+            return next(self._pieces)
+        finally:
+            self._in_use.release()
 
     def close(self) -> None:
         """Stops the generation and frees its sampler and detokenizers; calling it again does nothing."""
-        self._pieces.close()
+        self._enter("close")
+        try:
+            self._pieces.close()
+        finally:
+            self._in_use.release()
+
+    def _enter(self, what: str) -> None:
+        """Makes this call the stream's only one in progress, or raises InvalidArgumentError at once."""
+        if not self._in_use.acquire(blocking=False):
+            raise InvalidArgumentError(
+                Status.INVALID_ARGUMENT,
+                f"TextStream.{what}: the stream is in use by another call (another thread, or a router or expert "
+                "running inside its step); a stream serves one call at a time",
+            )
 
 
 def _pieces(

@@ -209,8 +209,9 @@ const Options &defaults() {
 
 }  // namespace detail
 
-/// Model loading options; the defaults are those of moert_model_options_init(), read from the library. The fields
-/// follow the C struct's order, so `ModelOptions{max_context, expert_budget_bytes, expert_budget_percent}` works too.
+/// Model loading options; the defaults are those of moert_model_options_init(), read from the library. The first
+/// three fields follow the C struct's order, so `ModelOptions{max_context, expert_budget_bytes, expert_budget_percent}`
+/// works too; `flags` comes last (it is first in C) so that such an initialiser keeps its meaning.
 struct ModelOptions {
     /// Cap on the context length sessions may ask for; 0 = the model's own.
     int64_t max_context = detail::defaults<moert_model_options>().max_context;
@@ -221,11 +222,18 @@ struct ModelOptions {
     /// The cap as a share of all routed-expert bytes, in (0, 100]; 0 = unused. At most one of the two budget fields
     /// may be set.
     float expert_budget_percent = detail::defaults<moert_model_options>().expert_budget_percent;
+    /// MOERT_MODEL_* bits; 0 by default, and unknown bits are refused. MOERT_MODEL_TRUST_PLUGIN_PATHS lets the
+    /// checkpoint's moert section name plugin libraries by path (relative to the model directory); without it a model
+    /// names plugins by bare name only and a path is refused with MOERT_ERR_PLUGIN, since loading a library runs its
+    /// code. MOERT_MODEL_NO_MMAP reads the safetensors files into memory instead of mapping them, so that a file
+    /// changed or truncated afterwards cannot affect the model.
+    uint32_t flags = detail::defaults<moert_model_options>().flags;
 
     /// The C struct, filled by moert_model_options_init() and then with these values.
     moert_model_options to_c() const {
         moert_model_options o;
         moert_model_options_init(&o);
+        o.flags = flags;
         o.max_context = max_context;
         o.expert_budget_bytes = expert_budget_bytes;
         o.expert_budget_percent = expert_budget_percent;
@@ -351,9 +359,10 @@ public:
     explicit Model(const std::string &path, int64_t max_context = detail::defaults<moert_model_options>().max_context)
         : Model(path, ModelOptions{max_context}) {}
 
-    /// Loads a checkpoint directory with `options` (moert_model_load): a context cap and an expert residency budget.
-    /// Throws moert::Error as Model(path, max_context); MOERT_ERR_INVALID_ARGUMENT also for a negative budget, a
-    /// percentage above 100 or both budget fields set.
+    /// Loads a checkpoint directory with `options` (moert_model_load): a context cap, an expert residency budget and
+    /// the MOERT_MODEL_* flags. Throws moert::Error as Model(path, max_context); MOERT_ERR_INVALID_ARGUMENT also for a
+    /// negative budget, a percentage above 100, both budget fields set or unknown flag bits; MOERT_ERR_PLUGIN for a
+    /// plugin named by path without MOERT_MODEL_TRUST_PLUGIN_PATHS.
     explicit Model(const std::string &path, const ModelOptions &options) {
         moert_model_options c = options.to_c();
         detail::check(moert_model_load(path.c_str(), &c, &handle_));

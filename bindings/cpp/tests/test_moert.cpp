@@ -15,6 +15,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <iostream>
@@ -392,6 +393,7 @@ void test_defaults(const Fixture &fx) {
         {"ModelOptions().max_context", text(m.max_context), text(model.max_context)},
         {"ModelOptions().expert_budget_bytes", text(m.expert_budget_bytes), text(model.expert_budget_bytes)},
         {"ModelOptions().expert_budget_percent", text(m.expert_budget_percent), text(model.expert_budget_percent)},
+        {"ModelOptions().flags", text(m.flags), text(model.flags)},
         {"SamplerOptions().temperature", text(s.temperature), text(sampler.temperature)},
         {"SamplerOptions().top_k", text(s.top_k), text(sampler.top_k)},
         {"SamplerOptions().top_p", text(s.top_p), text(sampler.top_p)},
@@ -733,6 +735,52 @@ void test_memory(const Fixture &fx) {
                  "resident_experts() of a moved-from Model");
     CHECK(plain.eos_tokens().empty() && !plain.router_kind(0) && !plain.expert_kind(0, 0),
           "a moved-from Model has no EOS tokens and no kinds");
+}
+
+/// A directory holding the fixture's files (symbolic links to them), with `config` as its config.json.
+std::string fixture_copy(const Fixture &fx, const std::string &config) {
+    namespace fs = std::filesystem;
+    char pattern[] = "/tmp/moert_cpp_model_XXXXXX";
+    if (!mkdtemp(pattern)) throw std::runtime_error("mkdtemp failed");
+    fs::path dir(pattern);
+    for (const fs::directory_entry &entry : fs::directory_iterator(fx.dir)) {
+        if (entry.path().filename() != "config.json") fs::create_symlink(fs::absolute(entry.path()), dir / entry.path().filename());
+    }
+    std::ofstream(dir / "config.json", std::ios::binary) << config;
+    return dir.string();
+}
+
+/// ModelOptions::flags: a plugin named by path needs MOERT_MODEL_TRUST_PLUGIN_PATHS; MOERT_MODEL_NO_MMAP reads the
+/// weights instead of mapping them, with the reference logits; unknown bits are refused.
+void test_model_flags(const Fixture &fx) {
+    // config.json with a moert section naming a plugin library by path, as a downloaded model could.
+    std::string config = read_file(fx.dir + "/config.json");
+    config.insert(config.find('{') + 1, "\"moert\": {\"format_version\": 1, \"plugins\": [\"./evil.so\"]},");
+    std::string dir = fixture_copy(fx, config);
+    struct Remove {
+        std::string dir;
+        ~Remove() { std::filesystem::remove_all(dir); }
+    } remove{dir};
+    CHECK_THROWS([&] { moert::Model{dir}; }, MOERT_ERR_PLUGIN, "is a path", "a plugin path without trust");
+    moert::ModelOptions trusting;
+    trusting.flags = MOERT_MODEL_TRUST_PLUGIN_PATHS;
+    CHECK_THROWS([&] { moert::Model(dir, trusting); }, MOERT_ERR_IO, "evil.so",
+                 "with MOERT_MODEL_TRUST_PLUGIN_PATHS the path is tried (and is missing)");
+    CHECK(trusting.to_c().flags == MOERT_MODEL_TRUST_PLUGIN_PATHS, "ModelOptions::to_c() passes the flags");
+
+    moert::ModelOptions read;
+    read.flags = MOERT_MODEL_NO_MMAP;
+    moert::Model model(fx.dir, read);
+    double err = rel_error(prompt_logits(fx, model), fx.logits);
+    CHECK(err <= kLogitsRtol, "weights read with MOERT_MODEL_NO_MMAP give the reference logits: " + describe(err));
+    moert::Session session(model);
+    CHECK(session.generate(fx.prompt, greedy_options(fx)) == fx.greedy, "and the greedy continuation");
+
+    moert::ModelOptions unknown;
+    unknown.flags = 0x80u;
+    CHECK_THROWS([&] { moert::Model(fx.dir, unknown); }, MOERT_ERR_INVALID_ARGUMENT, "0x80", "an unknown flag bit");
+    CHECK((moert::ModelOptions{16, 0, 0.0f}.flags == 0 && moert::ModelOptions{16, 0, 0.0f}.max_context == 16),
+          "brace initialisation of the first three fields keeps its meaning");
 }
 
 // MARK: - Logging
@@ -1216,6 +1264,7 @@ int main(int argc, char **argv) {
         run_group("session state", [&] { test_session_state(*fx, *model); });
         run_group("sampler", [&] { test_sampler(*fx); });
         run_group("memory and expert budgets", [&] { test_memory(*fx); });
+        run_group("model flags", [&] { test_model_flags(*fx); });
         run_group("log callback", [&] { test_log(*fx); });
         run_group("routing trace and counters", [&] { test_trace(*fx, *model); });
         run_group("router overrides", [&] { test_router_overrides(*fx, *model); });

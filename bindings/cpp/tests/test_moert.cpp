@@ -3,7 +3,9 @@
 // Usage: test_moert FIXTURES_DIR   (e.g. Tests/fixtures)
 //
 // Expected values come from each fixture's config.json and reference.safetensors (written by transformers, see
-// tools/make_fixtures.py), never from moert. The memory and routing checks also compare moert with itself where the C
+// tools/make_fixtures.py), the tokenizer fixtures' cases.jsonl (written by tokenizers 0.23.3, see
+// tools/make_tokenizer_fixtures.py) with their tokenizer.json, and the chat fixtures (rendered by transformers, see
+// tools/make_chat_fixtures.py), never from moert. The memory and routing checks also compare moert with itself where the C
 // API promises equality: an expert budget must not change results, and undoing a router override must restore them
 // exactly. One line is printed per check group; the last line is "N passed, M failed", and the exit status is
 // non-zero when anything failed.
@@ -109,7 +111,8 @@ void run_group(const std::string &name, const std::function<void()> &body) {
 
 // MARK: - A minimal JSON reader
 
-/// A parsed JSON value (numbers as double; enough for config.json and safetensors headers).
+/// A parsed JSON value (numbers as double; enough for config.json, safetensors headers, tokenizer.json and the text
+/// fixtures' JSON lines).
 struct Json {
     enum class Type { null, boolean, number, string, array, object } type = Type::null;
     double number = 0;
@@ -154,12 +157,70 @@ private:
         if (peek() != c) fail(std::string("expected '") + c + "'");
         i_++;
     }
+    /// The value of four hex digits at the cursor, which moves past them.
+    uint32_t hex4() {
+        if (i_ + 4 > s_.size()) fail("short \\u escape");
+        uint32_t v = 0;
+        for (int k = 0; k < 4; k++) {
+            char c = s_[i_++];
+            int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+            if (d < 0) fail("bad hex digit");
+            v = v * 16 + static_cast<uint32_t>(d);
+        }
+        return v;
+    }
+    /// Appends code point `u` as UTF-8.
+    static void put_utf8(uint32_t u, std::string &out) {
+        if (u < 0x80) {
+            out += static_cast<char>(u);
+        } else if (u < 0x800) {
+            out += static_cast<char>(0xC0 | (u >> 6));
+            out += static_cast<char>(0x80 | (u & 0x3F));
+        } else if (u < 0x10000) {
+            out += static_cast<char>(0xE0 | (u >> 12));
+            out += static_cast<char>(0x80 | ((u >> 6) & 0x3F));
+            out += static_cast<char>(0x80 | (u & 0x3F));
+        } else {
+            out += static_cast<char>(0xF0 | (u >> 18));
+            out += static_cast<char>(0x80 | ((u >> 12) & 0x3F));
+            out += static_cast<char>(0x80 | ((u >> 6) & 0x3F));
+            out += static_cast<char>(0x80 | (u & 0x3F));
+        }
+    }
+    /// A string with its escapes decoded into UTF-8 (\uXXXX with surrogate pairs; \u0000 gives a NUL byte).
     std::string string() {
         expect('"');
         std::string out;
         while (i_ < s_.size() && s_[i_] != '"') {
-            if (s_[i_] == '\\') fail("escapes are not needed by these files");
-            out += s_[i_++];
+            if (s_[i_] != '\\') {
+                out += s_[i_++];
+                continue;
+            }
+            if (++i_ >= s_.size()) fail("unterminated escape");
+            char e = s_[i_++];
+            switch (e) {
+                case '"': case '\\': case '/': out += e; break;
+                case 'b': out += '\b'; break;
+                case 'f': out += '\f'; break;
+                case 'n': out += '\n'; break;
+                case 'r': out += '\r'; break;
+                case 't': out += '\t'; break;
+                case 'u': {
+                    uint32_t u = hex4();
+                    if (u >= 0xD800 && u < 0xDC00) {
+                        if (s_.compare(i_, 2, "\\u") != 0) fail("lone high surrogate");
+                        i_ += 2;
+                        uint32_t low = hex4();
+                        if (low < 0xDC00 || low >= 0xE000) fail("bad low surrogate");
+                        u = 0x10000 + ((u - 0xD800) << 10) + (low - 0xDC00);
+                    } else if (u >= 0xDC00 && u < 0xE000) {
+                        fail("lone low surrogate");
+                    }
+                    put_utf8(u, out);
+                    break;
+                }
+                default: fail("bad escape");
+            }
         }
         if (i_ >= s_.size()) fail("unterminated string");
         i_++;
@@ -1031,6 +1092,369 @@ void test_router_overrides(const Fixture &fx, const moert::Model &model) {
                  "restore_router() of a moved-from Session");
 }
 
+// MARK: - Text
+
+/// The lines of a JSON-lines file, parsed. Lines end in "\n" only: the texts hold other line separators (U+2028, ...).
+std::vector<Json> read_json_lines(const std::string &path) {
+    std::string text = read_file(path);
+    std::vector<Json> lines;
+    size_t start = 0;
+    while (start < text.size()) {
+        size_t end = text.find('\n', start);
+        if (end == std::string::npos) end = text.size();
+        if (end > start) lines.push_back(JsonParser(text.substr(start, end - start)).parse());
+        start = end + 1;
+    }
+    return lines;
+}
+
+/// A JSON array of ids as a vector.
+std::vector<int32_t> json_ids(const Json &array) {
+    std::vector<int32_t> ids;
+    for (const Json &id : array.items) ids.push_back(static_cast<int32_t>(id.number));
+    return ids;
+}
+
+/// Text for messages: printable ASCII as it is, other bytes as \xNN.
+std::string shown(const std::string &text) {
+    std::string out;
+    for (unsigned char c : text) {
+        if (c >= 0x20 && c < 0x7f) {
+            out += static_cast<char>(c);
+        } else {
+            char hex[8];
+            std::snprintf(hex, sizeof hex, "\\x%02x", c);
+            out += hex;
+        }
+    }
+    return out;
+}
+
+/// `text` as a JSON string literal.
+std::string json_quote(const std::string &text) {
+    std::string out = "\"";
+    for (unsigned char c : text) {
+        if (c == '"' || c == '\\') {
+            out += '\\';
+            out += static_cast<char>(c);
+        } else if (c < 0x20) {
+            char hex[8];
+            std::snprintf(hex, sizeof hex, "\\u%04x", c);
+            out += hex;
+        } else {
+            out += static_cast<char>(c);
+        }
+    }
+    return out + "\"";
+}
+
+/// The names of the tokenizer fixtures under `root`/tokenizers that have cases, sorted.
+std::vector<std::string> tokenizer_fixture_names(const std::string &root) {
+    std::vector<std::string> names;
+    for (const std::filesystem::directory_entry &entry : std::filesystem::directory_iterator(root + "/tokenizers")) {
+        if (std::filesystem::is_regular_file(entry.path() / "cases.jsonl")) names.push_back(entry.path().filename().string());
+    }
+    std::sort(names.begin(), names.end());
+    return names;
+}
+
+/// Every case of a tokenizer fixture (tokenizers 0.23.3's results, see tools/make_tokenizer_fixtures.py): the ids of
+/// encode three ways, decode with and without special tokens, and the detokenizer's pieces against DecodeStream's.
+void test_tokenizer_cases(const std::string &root, const std::string &name) {
+    moert::Tokenizer tokenizer(root + "/tokenizers/" + name + "/tokenizer.json");
+    std::vector<Json> cases = read_json_lines(root + "/tokenizers/" + name + "/cases.jsonl");
+    CHECK(cases.size() >= 60, "only " + std::to_string(cases.size()) + " cases");
+    int line = 0, skipping_checked = 0;
+    for (const Json &c : cases) {
+        line++;
+        const std::string at = "line " + std::to_string(line) + ": ";
+        std::vector<int32_t> ids = json_ids(c["ids"]);
+        if (c["decode_only"].type != Json::Type::boolean || c["decode_only"].number == 0) {
+            const std::string &text = c["text"].text;
+            CHECK(tokenizer.encode(text) == ids, at + "encode(text) differs from ids");
+            CHECK(tokenizer.encode(text, true) == json_ids(c["ids_special"]), at + "encode(text, true) differs from ids_special");
+            CHECK(tokenizer.encode(text, false, false) == json_ids(c["ids_plain"]),
+                  at + "encode(text, false, false) differs from ids_plain");
+        }
+        const std::string &decoded = c["decoded"].text;
+        std::string got = tokenizer.decode(ids);
+        CHECK(got == decoded, at + "decode(ids) is \"" + shown(got) + "\", tokenizers gives \"" + shown(decoded) + "\"");
+        CHECK(tokenizer.decode(ids, true) == c["decoded_skip"].text, at + "decode(ids, true) differs from decoded_skip");
+
+        moert::Detokenizer detokenizer(tokenizer);
+        std::vector<std::string> pieces;
+        for (int32_t id : ids) pieces.push_back(detokenizer.push(id));
+        std::string rest = detokenizer.flush();
+        std::vector<std::string> stream;
+        std::string streamed;
+        for (const Json &piece : c["stream"].items) {
+            stream.push_back(piece.text);
+            streamed += piece.text;
+        }
+        CHECK(pieces == stream, at + "the detokenizer's pieces differ from DecodeStream's");
+        // The pieces add up to the decoded text wherever tokenizers' own pieces do (a broken byte sequence followed by
+        // more bytes makes decode rewrite text the stream already gave, in tokenizers as in moert).
+        if (decoded.compare(0, streamed.size(), streamed) == 0) {
+            std::string joined;
+            for (const std::string &piece : pieces) joined += piece;
+            CHECK(joined + rest == decoded, at + "pieces and flush() do not add up to decoded");
+        }
+        // Where decoding rewrites nothing (no U+FFFD), a skipping detokenizer adds up to decoded_skip.
+        if (decoded.find("\xef\xbf\xbd") == std::string::npos) {
+            moert::Detokenizer skipping = tokenizer.detokenizer(true);
+            std::string joined;
+            for (int32_t id : ids) joined += skipping.push(id);
+            joined += skipping.flush();
+            CHECK(joined == c["decoded_skip"].text, at + "a skipping detokenizer's text differs from decoded_skip");
+            skipping_checked++;
+        }
+    }
+    CHECK(skipping_checked > 50, "only " + std::to_string(skipping_checked) + " cases checked the skipping detokenizer");
+}
+
+/// The parsed tokenizer.json of tokenizer fixture `name`, read once (Qwen2's takes a moment).
+const Json &tokenizer_json(const std::string &root, const std::string &name) {
+    static std::map<std::string, Json> documents;
+    auto it = documents.find(name);
+    if (it == documents.end()) {
+        it = documents.emplace(name, JsonParser(read_file(root + "/tokenizers/" + name + "/tokenizer.json")).parse()).first;
+    }
+    return it->second;
+}
+
+/// n_vocab(), token_to_piece() and piece_to_token() against tokenizer.json itself: every added token and a sample of
+/// the vocabulary.
+void test_tokenizer_vocabulary(const std::string &root, const std::string &name) {
+    const Json &document = tokenizer_json(root, name);
+    moert::Tokenizer tokenizer(root + "/tokenizers/" + name + "/tokenizer.json");
+    const std::map<std::string, Json> &vocab = document["model"]["vocab"].members;
+    int32_t largest = -1;
+    std::vector<std::pair<std::string, int32_t>> entries;
+    size_t step = std::max<size_t>(1, vocab.size() / 500), k = 0;
+    for (const auto &entry : vocab) {
+        int32_t id = static_cast<int32_t>(entry.second.number);
+        largest = std::max(largest, id);
+        if (k++ % step == 0) entries.emplace_back(entry.first, id);
+    }
+    for (const Json &added : document["added_tokens"].items) {
+        int32_t id = static_cast<int32_t>(added["id"].number);
+        largest = std::max(largest, id);
+        entries.emplace_back(added["content"].text, id);
+    }
+    CHECK(tokenizer.n_vocab() == largest + 1, "n_vocab() " + std::to_string(tokenizer.n_vocab()) + ", tokenizer.json's largest id " +
+                                                  std::to_string(largest));
+    int wrong = 0;
+    for (const auto &entry : entries) {
+        if (tokenizer.token_to_piece(entry.second) != entry.first || tokenizer.piece_to_token(entry.first) != entry.second) {
+            if (wrong++ < 3) CHECK(false, "piece \"" + shown(entry.first) + "\" and id " + std::to_string(entry.second));
+        }
+    }
+    CHECK(wrong == 0 && entries.size() > 400, std::to_string(wrong) + " of " + std::to_string(entries.size()) +
+                                                  " pieces and ids differ from tokenizer.json's");
+    CHECK(!tokenizer.token_to_piece(tokenizer.n_vocab()) && !tokenizer.token_to_piece(-1), "pieces out of range are std::nullopt");
+    CHECK(!tokenizer.piece_to_token("no such piece in any vocabulary"), "an absent piece is std::nullopt");
+}
+
+/// Special and stop ids of a directory, buffers, NUL bytes, bad input, and moved-from tokenizers.
+void test_tokenizer_calls(const std::string &root) {
+    const std::string dir = root + "/tokenizers/qwen2";
+    // The ids of the added tokens, from tokenizer.json.
+    std::map<std::string, int32_t> added;
+    for (const Json &token : tokenizer_json(root, "qwen2")["added_tokens"].items) {
+        added[token["content"].text] = static_cast<int32_t>(token["id"].number);
+    }
+    // transformers' special_tokens_map for this tokenizer_config.json: eos and pad, no bos.
+    Json special = JsonParser(read_file(root + "/chat/qwen2/special_tokens.json")).parse();
+    CHECK(read_file(dir + "/tokenizer_config.json") == read_file(root + "/chat/qwen2/tokenizer_config.json"),
+          "the qwen2 directory has the tokenizer_config.json that special_tokens.json was made from");
+    moert::Tokenizer tokenizer(dir);
+    CHECK(!tokenizer.bos_token_id() && special["bos_token"].type == Json::Type::null, "no bos_token");
+    CHECK(tokenizer.eos_token_id() == added.at(special["eos_token"].text), "eos_token_id() is the eos_token's id");
+    CHECK(tokenizer.pad_token_id() == added.at(special["pad_token"].text), "pad_token_id() is the pad_token's id");
+    // No generation_config.json or config.json: the only stop id is the eos_token.
+    CHECK(tokenizer.stop_token_ids() == std::vector<int32_t>{added.at(special["eos_token"].text)}, "stop_token_ids()");
+    moert::Tokenizer from_file(dir + "/tokenizer.json");
+    CHECK(!from_file.bos_token_id() && !from_file.eos_token_id() && !from_file.pad_token_id() &&
+              from_file.stop_token_ids().empty(),
+          "a tokenizer loaded from a file has no special or stop ids");
+
+    // GPT-2's byte-level alphabet writes byte 0 as U+0100 "Ā": a NUL in the text is a token like any other.
+    const std::string with_nul("H\0i", 3);
+    std::vector<int32_t> ids = tokenizer.encode(with_nul);
+    std::optional<int32_t> nul = tokenizer.piece_to_token("\xc4\x80");
+    CHECK(nul && std::find(ids.begin(), ids.end(), *nul) != ids.end(), "encode() reads the text past its NUL byte");
+    CHECK(tokenizer.decode(ids) == with_nul, "decode() keeps the NUL byte: " + shown(tokenizer.decode(ids)));
+    moert::Detokenizer detokenizer(tokenizer);
+    std::string streamed;
+    for (int32_t id : ids) streamed += detokenizer.push(id);
+    streamed += detokenizer.flush();
+    CHECK(streamed == with_nul, "the detokenizer keeps the NUL byte");
+    CHECK(tokenizer.encode("").empty() && tokenizer.decode({}).empty(), "no text, no ids");
+    // tokenizer.json's id 56940 is 128 "Ġ" (spaces): more text than the first buffer decode() tries.
+    CHECK(tokenizer.token_to_piece(56940) == [] {
+        std::string piece;
+        for (int i = 0; i < 128; i++) piece += "\xc4\xa0";
+        return piece;
+    }(), "the piece of 56940");
+    CHECK(tokenizer.decode({56940, 56940}) == std::string(256, ' '), "decode() grows its buffer");
+
+    CHECK_THROWS([&] { tokenizer.encode("ab\xe2\x82"); }, MOERT_ERR_INVALID_ARGUMENT, "invalid UTF-8 at byte 2",
+                 "an incomplete character");
+    CHECK_THROWS([&] { tokenizer.encode("ok \xff"); }, MOERT_ERR_INVALID_ARGUMENT, "invalid UTF-8 at byte 3", "byte 0xff");
+    const int32_t n_vocab = tokenizer.n_vocab();
+    CHECK_THROWS([&] { tokenizer.decode({5, n_vocab}); }, MOERT_ERR_OUT_OF_RANGE, std::to_string(n_vocab),
+                 "decode() of an id outside the vocabulary");
+    CHECK_THROWS([&] { tokenizer.decode({-1}); }, MOERT_ERR_OUT_OF_RANGE, "-1", "decode() of id -1");
+    CHECK_THROWS([&] { detokenizer.push(n_vocab); }, MOERT_ERR_OUT_OF_RANGE, std::to_string(n_vocab),
+                 "push() of an id outside the vocabulary");
+    CHECK_THROWS([&] { tokenizer.piece_to_token(std::string("a\0b", 3)); }, MOERT_ERR_INVALID_ARGUMENT, "NUL",
+                 "piece_to_token() of a piece holding a NUL byte");
+    CHECK_THROWS([] { moert::Tokenizer("/nonexistent/moert-tokenizer"); }, MOERT_ERR_IO, "/nonexistent/moert-tokenizer",
+                 "a missing path");
+
+    // A push refused for its id leaves the detokenizer as it was (the first case's pieces, see cases.jsonl).
+    Json first = read_json_lines(dir + "/cases.jsonl").at(0);
+    std::vector<int32_t> first_ids = json_ids(first["ids"]);
+    moert::Detokenizer fresh = tokenizer.detokenizer();
+    std::vector<std::string> pieces{fresh.push(first_ids.at(0))};
+    CHECK_THROWS([&] { fresh.push(n_vocab); }, MOERT_ERR_OUT_OF_RANGE, "", "a refused push");
+    for (size_t i = 1; i < first_ids.size(); i++) pieces.push_back(fresh.push(first_ids[i]));
+    std::vector<std::string> stream;
+    for (const Json &piece : first["stream"].items) stream.push_back(piece.text);
+    CHECK(pieces == stream, "the pieces after a refused push are DecodeStream's");
+    // flush() starts over: the same ids give the same pieces again.
+    fresh.flush();
+    pieces.clear();
+    for (int32_t id : first_ids) pieces.push_back(fresh.push(id));
+    CHECK(pieces == stream && fresh.flush().empty(), "after flush() the detokenizer starts over");
+
+    // Moves: the detokenizer borrows the C tokenizer, which a move hands on.
+    moert::Tokenizer moved(std::move(tokenizer));
+    CHECK(!tokenizer && moved && tokenizer.get() == nullptr, "move construction transfers the tokenizer");
+    moert::Detokenizer moved_detokenizer(std::move(fresh));
+    CHECK(!fresh && moved_detokenizer.push(first_ids.at(0)) == stream.at(0), "a moved Detokenizer goes on");
+    CHECK(tokenizer.n_vocab() == 0 && !tokenizer.eos_token_id() && tokenizer.stop_token_ids().empty() &&
+              !tokenizer.token_to_piece(0) && !tokenizer.piece_to_token("a"),
+          "a moved-from Tokenizer reports nothing");
+    CHECK_THROWS([&] { tokenizer.encode("a"); }, MOERT_ERR_INVALID_ARGUMENT, "tokenizer", "encode() of a moved-from Tokenizer");
+    CHECK_THROWS([&] { tokenizer.decode({1}); }, MOERT_ERR_INVALID_ARGUMENT, "tokenizer", "decode() of a moved-from Tokenizer");
+    CHECK_THROWS([&] { moert::Detokenizer{tokenizer}; }, MOERT_ERR_INVALID_ARGUMENT, "tokenizer",
+                 "a Detokenizer of a moved-from Tokenizer");
+    CHECK_THROWS([&] { fresh.push(1); }, MOERT_ERR_INVALID_ARGUMENT, "detokenizer", "push() of a moved-from Detokenizer");
+    CHECK_THROWS([&] { fresh.flush(); }, MOERT_ERR_INVALID_ARGUMENT, "detokenizer", "flush() of a moved-from Detokenizer");
+}
+
+/// Whether Detokenizer can be made from a Tokenizer of value category T (temporaries are refused at compile time).
+template <class T>
+constexpr bool detokenizer_from = std::is_constructible_v<moert::Detokenizer, T>;
+static_assert(detokenizer_from<const moert::Tokenizer &> && !detokenizer_from<moert::Tokenizer>,
+              "a Detokenizer borrows a Tokenizer lvalue and refuses a temporary");
+
+/// The conversation of a qwen2 chat case as ChatMessage values and as the JSON text of those two keys, role first (as
+/// the dicts transformers received).
+std::vector<moert::ChatMessage> chat_messages(const Json &messages, std::string &json) {
+    std::vector<moert::ChatMessage> list;
+    json = "[";
+    for (const Json &m : messages.items) {
+        if (m.members.size() != 2) throw std::runtime_error("a chat case message with more than role and content");
+        list.push_back(moert::ChatMessage{m["role"].text, m["content"].text});
+        json += std::string(json.size() > 1 ? ", " : "") + "{\"role\": " + json_quote(m["role"].text) +
+                ", \"content\": " + json_quote(m["content"].text) + "}";
+    }
+    json += "]";
+    return list;
+}
+
+/// The qwen2 chat cases (transformers' apply_chat_template) through both chat functions; named templates and
+/// variables with the command-r config of Tests/fixtures/chat; the errors of bad conversations.
+void test_chat_templates(const std::string &root) {
+    moert::Tokenizer qwen2(root + "/tokenizers/qwen2");
+    int line = 0;
+    for (const Json &c : read_json_lines(root + "/tokenizers/qwen2/chat_cases.jsonl")) {
+        line++;
+        const std::string at = "qwen2 chat line " + std::to_string(line) + ": ";
+        std::string json;
+        std::vector<moert::ChatMessage> messages = chat_messages(c["messages"], json);
+        bool generation = c["add_generation_prompt"].number != 0;
+        const std::string &rendered = c["rendered"].text;
+        std::string got = qwen2.apply_chat_template(messages, generation);
+        CHECK(got == rendered, at + "apply_chat_template() gives \"" + shown(got) + "\"");
+        CHECK(qwen2.apply_chat_template_json(json, generation) == rendered, at + "apply_chat_template_json()");
+        if (generation) CHECK(qwen2.apply_chat_template(messages) == rendered, at + "add_generation_prompt defaults to true");
+    }
+    CHECK(line >= 5, "only " + std::to_string(line) + " qwen2 chat cases");
+
+    // Tests/fixtures/chat/cases.jsonl: the cases of the qwen2 and command-r configs, with template names (command-r's
+    // "rag") and variables (documents, tools). Each config goes beside the qwen2 tokenizer.json.
+    namespace fs = std::filesystem;
+    char pattern[] = "/tmp/moert_cpp_chat_XXXXXX";
+    if (!mkdtemp(pattern)) throw std::runtime_error("mkdtemp failed");
+    struct Remove {
+        std::string dir;
+        ~Remove() { fs::remove_all(dir); }
+    } remove{pattern};
+    std::map<std::string, std::unique_ptr<moert::Tokenizer>> tokenizers;
+    int rendered_cases = 0, error_cases = 0, named = 0;
+    line = 0;
+    for (const Json &c : read_json_lines(root + "/chat/cases.jsonl")) {
+        line++;
+        if (c["config"].type != Json::Type::string) continue;
+        const std::string &config = c["config"].text;
+        std::unique_ptr<moert::Tokenizer> &tokenizer = tokenizers[config];
+        if (!tokenizer) {
+            fs::path dir = fs::path(remove.dir) / config;
+            fs::create_directory(dir);
+            fs::create_symlink(fs::absolute(root + "/tokenizers/qwen2/tokenizer.json"), dir / "tokenizer.json");
+            fs::create_symlink(fs::absolute(root + "/chat/" + config + "/tokenizer_config.json"), dir / "tokenizer_config.json");
+            tokenizer = std::make_unique<moert::Tokenizer>(dir.string());
+        }
+        const std::string at = "chat line " + std::to_string(line) + " (" + config + ", " + c["conversation"].text + "): ";
+        bool generation = c["add_generation_prompt"].number != 0;
+        const std::string &name = c["template_name"].text;
+        named += !name.empty();
+        auto render = [&] { return tokenizer->apply_chat_template_json(c["messages"].text, generation, name, c["variables"].text); };
+        if (c["rendered"].type == Json::Type::string) {
+            std::string got = render();
+            CHECK(got == c["rendered"].text, at + "rendered \"" + shown(got) + "\"");
+            rendered_cases++;
+            continue;
+        }
+        const std::string &type = c["error"]["type"].text, &message = c["error"]["message"].text;
+        try {
+            render();
+            CHECK(false, at + "rendered, transformers raised " + type);
+        } catch (const moert::Error &e) {
+            std::string what = e.what();
+            if (type == "TemplateError") {
+                CHECK(e.status() == MOERT_ERR_INVALID_ARGUMENT && what.find(message) != std::string::npos,
+                      at + "raise_exception: expected MOERT_ERR_INVALID_ARGUMENT with \"" + message + "\", got " + what);
+            } else {
+                CHECK(what.size() >= message.size() && what.compare(what.size() - message.size(), message.size(), message) == 0,
+                      at + type + ": expected a message ending in \"" + message + "\", got " + what);
+            }
+            error_cases++;
+        }
+    }
+    CHECK(rendered_cases >= 40 && error_cases >= 4 && named >= 2,
+          "the config cases: " + std::to_string(rendered_cases) + " rendered, " + std::to_string(error_cases) + " errors, " +
+              std::to_string(named) + " with a template name");
+
+    const std::vector<moert::ChatMessage> hi{{"user", "hi"}};
+    CHECK_THROWS([&] { qwen2.apply_chat_template_json("{\"role\": 1}"); }, MOERT_ERR_INVALID_ARGUMENT, "", "messages that are not a list");
+    CHECK_THROWS([&] { qwen2.apply_chat_template({}); }, MOERT_ERR_INVALID_ARGUMENT, "", "an empty conversation");
+    CHECK_THROWS([&] { qwen2.apply_chat_template(hi, true, "no-such-template"); }, MOERT_ERR_UNSUPPORTED, "no-such-template",
+                 "an unknown template name");
+    CHECK_THROWS([&] { qwen2.apply_chat_template(hi, true, "", "[1]"); }, MOERT_ERR_INVALID_ARGUMENT, "variables_json",
+                 "variables that are not an object");
+    CHECK_THROWS([&] { qwen2.apply_chat_template({{"user", std::string("a\0b", 3)}}); }, MOERT_ERR_INVALID_ARGUMENT, "NUL",
+                 "content holding a NUL byte");
+    CHECK_THROWS([&] { qwen2.apply_chat_template_json(std::string("[]\0[]", 5)); }, MOERT_ERR_INVALID_ARGUMENT, "NUL",
+                 "messages JSON holding a NUL byte");
+    moert::Tokenizer plain(root + "/tokenizers/qwen2/tokenizer.json");
+    CHECK_THROWS([&] { plain.apply_chat_template(hi); }, MOERT_ERR_UNSUPPORTED, "chat template",
+                 "a tokenizer without a chat template");
+}
+
 // MARK: - Plugins
 
 /// True when `names` holds `name`.
@@ -1271,6 +1695,14 @@ int main(int argc, char **argv) {
         run_group("plugins", [&] { test_plugins(root); });
         run_group("host-registered kinds", [&] { test_host_kinds(*fx, *model); });
     }
+    for (const std::string &name : tokenizer_fixture_names(root)) {
+        run_group("tokenizer " + name + ": cases of tokenizers 0.23.3", [&] { test_tokenizer_cases(root, name); });
+    }
+    for (const char *name : {"qwen2", "llama-spm"}) {
+        run_group(std::string("tokenizer ") + name + ": vocabulary of tokenizer.json", [&] { test_tokenizer_vocabulary(root, name); });
+    }
+    run_group("tokenizer calls and errors", [&] { test_tokenizer_calls(root); });
+    run_group("chat templates", [&] { test_chat_templates(root); });
     model.reset();
     // Last: shutdown() needs every model freed.
     run_group("shutdown", test_shutdown);

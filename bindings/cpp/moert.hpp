@@ -297,14 +297,24 @@ struct SamplerOptions {
     }
 };
 
+class Tokenizer;
+
 /// Generation parameters; the defaults are those of moert_generate_options_init(), read from the library.
 struct GenerateOptions {
     /// Most tokens to generate (>= 0).
     int32_t max_new_tokens = detail::defaults<moert_generate_options>().max_new_tokens;
-    /// false: stop after the model's EOS token is generated (it is reported); true: go on to max_new_tokens.
+    /// false: stop after one of the model's EOS tokens, or of `tokenizer`'s stop ids, is generated (it is reported);
+    /// true: go on to max_new_tokens (stop strings still apply).
     bool ignore_eos = detail::defaults<moert_generate_options>().ignore_eos != 0;
     /// How tokens are chosen; the default, SamplerOptions(), is greedy, as a NULL sampler is in C.
     SamplerOptions sampler;
+    /// The model's tokenizer, borrowed for the generate call: its stop ids (Tokenizer::stop_token_ids()) end generation
+    /// too, unless ignore_eos, and stop_strings need it. nullptr (the default, NULL in C): neither.
+    const Tokenizer *tokenizer = nullptr;
+    /// Strings that end generation after the token that completes one of them in the generated text (the text with
+    /// special tokens, as a Detokenizer gives it); that token is reported. Empty strings are ignored. They need
+    /// `tokenizer`. Empty by default.
+    std::vector<std::string> stop_strings;
 };
 
 /// Facts about a loaded model (moert_model_info), with the architecture copied into a std::string.
@@ -628,7 +638,7 @@ public:
 
     /// The ids that end generation: the eos_token_id of generation_config.json (often several) and of config.json,
     /// then the eos_token, without repeats (moert_tokenizer_n_stop_tokens, moert_tokenizer_stop_token); empty for a
-    /// tokenizer loaded from a file or an empty Tokenizer.
+    /// tokenizer loaded from a file or an empty Tokenizer. GenerateOptions::tokenizer makes generation stop at them.
     std::vector<int32_t> stop_token_ids() const {
         std::vector<int32_t> ids;
         int32_t count = moert_tokenizer_n_stop_tokens(handle_);
@@ -776,6 +786,13 @@ private:
 
 inline Detokenizer Tokenizer::detokenizer(bool skip_special_tokens) const & { return Detokenizer(*this, skip_special_tokens); }
 
+/// What Session::generate_text() made: the generated ids and their text.
+struct GeneratedText {
+    std::vector<int32_t> tokens;  ///< The generated ids, as Session::generate() returns them.
+    std::string text;             ///< Their text: the pieces given to the callback, joined; it equals
+                                  ///< Tokenizer::decode(tokens, skip_special_tokens).
+};
+
 // MARK: - Session
 
 /// One sequence being evaluated (moert_session): a KV cache over a shared Model. Used by one thread at a time.
@@ -830,8 +847,12 @@ public:
     /// Evaluates `prompt` (may be empty when the session holds tokens), then generates up to
     /// options.max_new_tokens tokens (moert_session_generate), calling `callback(token)` for each in order;
     /// returning false from it stops after that token. `callback` is any callable `bool(int32_t)`. An exception it
-    /// throws stops generation and is rethrown here once the C call has returned.
-    /// Returns the generated tokens. Throws moert::Error with the statuses of eval().
+    /// throws stops generation and is rethrown here once the C call has returned. Generation also stops after an EOS
+    /// token (unless options.ignore_eos) and after the token that completes one of options.stop_strings.
+    /// Returns the generated tokens. Throws moert::Error with the statuses of eval(); MOERT_ERR_INVALID_ARGUMENT also
+    /// for stop strings without a tokenizer, or holding a NUL byte or invalid UTF-8; MOERT_ERR_OUT_OF_RANGE when
+    /// stop strings are watched and a generated id is outside the tokenizer's vocabulary; MOERT_ERR_UNSUPPORTED for a
+    /// tokenizer or stop strings with a library older than 0.2.0, which would ignore them.
     template <class Callback>
     std::vector<int32_t> generate(const std::vector<int32_t> &prompt, const GenerateOptions &options, Callback &&callback) {
         static_assert(std::is_invocable_r_v<bool, Callback &, int32_t>, "the callback must be callable as bool(int32_t)");
@@ -862,6 +883,83 @@ public:
 
     /// Logits per position: the model's vocab_size.
     size_t vocab_size() const noexcept { return vocab_size_; }
+
+    // MARK: Text
+
+    /// Generates from token ids and streams the text: generate(prompt, options, ...) with options.tokenizer set to
+    /// `tokenizer`, so that its stop ids end generation too (unless options.ignore_eos) and options.stop_strings are
+    /// watched, each generated id going through a Detokenizer of `tokenizer` (moert_session_generate,
+    /// moert_detokenizer_push, moert_detokenizer_flush). `prompt` may be empty when the session holds tokens.
+    /// `on_text(piece)` is called with each non-empty piece of text in order; pieces never split a UTF-8 character, so
+    /// an id that completes none gives no call. Returning false stops generation after the id whose text it is. The
+    /// text still held back at the end (an incomplete character, as U+FFFD) comes last, also when `on_text` stopped
+    /// generation (its return value is then ignored), so the pieces add up to tokenizer.decode(tokens,
+    /// skip_special_tokens). `skip_special_tokens` (default true, as `moert generate` prints) leaves special tokens
+    /// such as an EOS out of the text; stop strings are watched in the text with special tokens either way.
+    /// `on_text` is any callable `bool(std::string_view)`; the view is valid during the call. An exception it throws
+    /// stops generation and is rethrown here once the C call has returned.
+    /// Returns the ids and their text. Throws moert::Error as generate(); MOERT_ERR_OUT_OF_RANGE also for a generated
+    /// id outside the tokenizer's vocabulary, MOERT_ERR_INVALID_ARGUMENT for an empty Tokenizer.
+    template <class Callback>
+    GeneratedText generate_text(const Tokenizer &tokenizer, const std::vector<int32_t> &prompt, const GenerateOptions &options,
+                                Callback &&on_text, bool skip_special_tokens = true) {
+        static_assert(std::is_invocable_r_v<bool, Callback &, std::string_view>,
+                      "the callback must be callable as bool(std::string_view)");
+        Detokenizer detokenizer(tokenizer, skip_special_tokens);
+        GenerateOptions with_tokenizer = options;
+        with_tokenizer.tokenizer = &tokenizer;
+        GeneratedText out;
+        out.tokens = generate(prompt, with_tokenizer, [&](int32_t token) -> bool {
+            std::string piece = detokenizer.push(token);
+            if (piece.empty()) return true;
+            out.text += piece;
+            return on_text(std::string_view(piece));
+        });
+        std::string rest = detokenizer.flush();
+        if (!rest.empty()) {
+            out.text += rest;
+            static_cast<void>(on_text(std::string_view(rest)));
+        }
+        return out;
+    }
+
+    /// As generate_text(tokenizer, ids, options, on_text) with the ids of tokenizer.encode(prompt, true): with the
+    /// special tokens of the post-processor (a BOS, ...), as transformers' `encode(text)` and `moert generate --prompt`
+    /// encode a prompt. Throws moert::Error as encode() and generate_text().
+    template <class Callback>
+    GeneratedText generate_text(const Tokenizer &tokenizer, std::string_view prompt, const GenerateOptions &options,
+                                Callback &&on_text, bool skip_special_tokens = true) {
+        return generate_text(tokenizer, tokenizer.encode(prompt, true), options, std::forward<Callback>(on_text),
+                             skip_special_tokens);
+    }
+
+    /// As generate_text(tokenizer, ids, options, on_text) with a conversation: rendered with the tokenizer's chat
+    /// template and add_generation_prompt, then encoded without added special tokens (the template writes them).
+    /// Throws moert::Error as apply_chat_template() and generate_text().
+    template <class Callback>
+    GeneratedText generate_text(const Tokenizer &tokenizer, const std::vector<ChatMessage> &messages,
+                                const GenerateOptions &options, Callback &&on_text, bool skip_special_tokens = true) {
+        return generate_text(tokenizer, tokenizer.encode(tokenizer.apply_chat_template(messages, true), false), options,
+                             std::forward<Callback>(on_text), skip_special_tokens);
+    }
+
+    /// Like generate_text(tokenizer, prompt, options, on_text) without a callback.
+    GeneratedText generate_text(const Tokenizer &tokenizer, const std::vector<int32_t> &prompt,
+                                const GenerateOptions &options = GenerateOptions(), bool skip_special_tokens = true) {
+        return generate_text(tokenizer, prompt, options, [](std::string_view) { return true; }, skip_special_tokens);
+    }
+
+    /// Like generate_text(tokenizer, prompt, options, on_text) without a callback.
+    GeneratedText generate_text(const Tokenizer &tokenizer, std::string_view prompt,
+                                const GenerateOptions &options = GenerateOptions(), bool skip_special_tokens = true) {
+        return generate_text(tokenizer, prompt, options, [](std::string_view) { return true; }, skip_special_tokens);
+    }
+
+    /// Like generate_text(tokenizer, messages, options, on_text) without a callback.
+    GeneratedText generate_text(const Tokenizer &tokenizer, const std::vector<ChatMessage> &messages,
+                                const GenerateOptions &options = GenerateOptions(), bool skip_special_tokens = true) {
+        return generate_text(tokenizer, messages, options, [](std::string_view) { return true; }, skip_special_tokens);
+    }
 
     // MARK: Routing
 
@@ -953,7 +1051,8 @@ private:
     };
 
     /// The C call shared by both generate() overloads: fills `tokens` with what was generated and returns the
-    /// status, so that a callback's exception can take precedence over it.
+    /// status, so that a callback's exception can take precedence over it. Throws moert::Error for arguments it
+    /// cannot pass (see generate()).
     moert_status generate_raw(const std::vector<int32_t> &prompt, const GenerateOptions &options,
                               moert_token_callback callback, void *user_data, std::vector<int32_t> &tokens) {
         moert_sampler_options sampler = options.sampler.to_c();
@@ -962,6 +1061,21 @@ private:
         c.max_new_tokens = options.max_new_tokens;
         c.ignore_eos = options.ignore_eos ? 1 : 0;
         c.sampler = &sampler;
+        std::vector<const char *> stop_strings;
+        if (options.tokenizer != nullptr || !options.stop_strings.empty()) {
+            // A library older than the header fills a shorter struct and would ignore the fields past its end.
+            if (c.struct_size < offsetof(moert_generate_options, n_stop_strings) + sizeof c.n_stop_strings) {
+                throw Error(MOERT_ERR_UNSUPPORTED, "GenerateOptions::tokenizer and stop_strings need libmoert 0.2.0 or "
+                                                   "later; this one is " + version());
+            }
+            if (options.tokenizer != nullptr && !*options.tokenizer) {
+                throw Error(MOERT_ERR_INVALID_ARGUMENT, "GenerateOptions::tokenizer points at an empty (moved-from) Tokenizer");
+            }
+            for (const std::string &text : options.stop_strings) stop_strings.push_back(detail::c_string(text, "a stop string"));
+            c.tokenizer = options.tokenizer != nullptr ? options.tokenizer->get() : nullptr;
+            c.stop_strings = stop_strings.empty() ? nullptr : stop_strings.data();
+            c.n_stop_strings = static_cast<int32_t>(stop_strings.size());
+        }
         tokens.assign(options.max_new_tokens > 0 ? static_cast<size_t>(options.max_new_tokens) : 0, 0);
         size_t n_generated = 0;
         moert_status status = moert_session_generate(handle_, prompt.empty() ? nullptr : prompt.data(), prompt.size(),

@@ -128,6 +128,25 @@ struct Json {
     }
 };
 
+/// Appends code point `u` as UTF-8.
+void put_utf8(uint32_t u, std::string &out) {
+    if (u < 0x80) {
+        out += static_cast<char>(u);
+    } else if (u < 0x800) {
+        out += static_cast<char>(0xC0 | (u >> 6));
+        out += static_cast<char>(0x80 | (u & 0x3F));
+    } else if (u < 0x10000) {
+        out += static_cast<char>(0xE0 | (u >> 12));
+        out += static_cast<char>(0x80 | ((u >> 6) & 0x3F));
+        out += static_cast<char>(0x80 | (u & 0x3F));
+    } else {
+        out += static_cast<char>(0xF0 | (u >> 18));
+        out += static_cast<char>(0x80 | ((u >> 12) & 0x3F));
+        out += static_cast<char>(0x80 | ((u >> 6) & 0x3F));
+        out += static_cast<char>(0x80 | (u & 0x3F));
+    }
+}
+
 /// Recursive-descent parser over a string; throws std::runtime_error on malformed input.
 class JsonParser {
 public:
@@ -168,24 +187,6 @@ private:
             v = v * 16 + static_cast<uint32_t>(d);
         }
         return v;
-    }
-    /// Appends code point `u` as UTF-8.
-    static void put_utf8(uint32_t u, std::string &out) {
-        if (u < 0x80) {
-            out += static_cast<char>(u);
-        } else if (u < 0x800) {
-            out += static_cast<char>(0xC0 | (u >> 6));
-            out += static_cast<char>(0x80 | (u & 0x3F));
-        } else if (u < 0x10000) {
-            out += static_cast<char>(0xE0 | (u >> 12));
-            out += static_cast<char>(0x80 | ((u >> 6) & 0x3F));
-            out += static_cast<char>(0x80 | (u & 0x3F));
-        } else {
-            out += static_cast<char>(0xF0 | (u >> 18));
-            out += static_cast<char>(0x80 | ((u >> 12) & 0x3F));
-            out += static_cast<char>(0x80 | ((u >> 6) & 0x3F));
-            out += static_cast<char>(0x80 | (u & 0x3F));
-        }
     }
     /// A string with its escapes decoded into UTF-8 (\uXXXX with surrogate pairs; \u0000 gives a NUL byte).
     std::string string() {
@@ -798,17 +799,30 @@ void test_memory(const Fixture &fx) {
           "a moved-from Model has no EOS tokens and no kinds");
 }
 
-/// A directory holding the fixture's files (symbolic links to them), with `config` as its config.json.
-std::string fixture_copy(const Fixture &fx, const std::string &config) {
-    namespace fs = std::filesystem;
-    char pattern[] = "/tmp/moert_cpp_model_XXXXXX";
-    if (!mkdtemp(pattern)) throw std::runtime_error("mkdtemp failed");
-    fs::path dir(pattern);
-    for (const fs::directory_entry &entry : fs::directory_iterator(fx.dir)) {
-        if (entry.path().filename() != "config.json") fs::create_symlink(fs::absolute(entry.path()), dir / entry.path().filename());
+/// A new directory under /tmp, removed with everything in it when the object is destroyed.
+struct TempDir {
+    std::string path;
+
+    TempDir() {
+        char pattern[] = "/tmp/moert_cpp_test_XXXXXX";
+        if (!mkdtemp(pattern)) throw std::runtime_error("mkdtemp failed");
+        path = pattern;
     }
-    std::ofstream(dir / "config.json", std::ios::binary) << config;
-    return dir.string();
+    TempDir(const TempDir &) = delete;
+    TempDir &operator=(const TempDir &) = delete;
+    ~TempDir() { std::filesystem::remove_all(path); }
+};
+
+/// Fills `dir` with symbolic links to the files of `source`, except the files named in `written`, which get the given
+/// texts instead (whether or not `source` has them).
+void link_files(const std::string &source, const std::string &dir, const std::map<std::string, std::string> &written) {
+    namespace fs = std::filesystem;
+    for (const fs::directory_entry &entry : fs::directory_iterator(source)) {
+        if (!written.count(entry.path().filename().string())) {
+            fs::create_symlink(fs::absolute(entry.path()), fs::path(dir) / entry.path().filename());
+        }
+    }
+    for (const auto &file : written) std::ofstream(fs::path(dir) / file.first, std::ios::binary) << file.second;
 }
 
 /// ModelOptions::flags: a plugin named by path needs MOERT_MODEL_TRUST_PLUGIN_PATHS; MOERT_MODEL_NO_MMAP reads the
@@ -817,11 +831,9 @@ void test_model_flags(const Fixture &fx) {
     // config.json with a moert section naming a plugin library by path, as a downloaded model could.
     std::string config = read_file(fx.dir + "/config.json");
     config.insert(config.find('{') + 1, "\"moert\": {\"format_version\": 1, \"plugins\": [\"./evil.so\"]},");
-    std::string dir = fixture_copy(fx, config);
-    struct Remove {
-        std::string dir;
-        ~Remove() { std::filesystem::remove_all(dir); }
-    } remove{dir};
+    TempDir temp;
+    link_files(fx.dir, temp.path, {{"config.json", config}});
+    const std::string &dir = temp.path;
     CHECK_THROWS([&] { moert::Model{dir}; }, MOERT_ERR_PLUGIN, "is a path", "a plugin path without trust");
     moert::ModelOptions trusting;
     trusting.flags = MOERT_MODEL_TRUST_PLUGIN_PATHS;
@@ -1387,12 +1399,7 @@ void test_chat_templates(const std::string &root) {
     // Tests/fixtures/chat/cases.jsonl: the cases of the qwen2 and command-r configs, with template names (command-r's
     // "rag") and variables (documents, tools). Each config goes beside the qwen2 tokenizer.json.
     namespace fs = std::filesystem;
-    char pattern[] = "/tmp/moert_cpp_chat_XXXXXX";
-    if (!mkdtemp(pattern)) throw std::runtime_error("mkdtemp failed");
-    struct Remove {
-        std::string dir;
-        ~Remove() { fs::remove_all(dir); }
-    } remove{pattern};
+    TempDir temp;
     std::map<std::string, std::unique_ptr<moert::Tokenizer>> tokenizers;
     int rendered_cases = 0, error_cases = 0, named = 0;
     line = 0;
@@ -1402,7 +1409,7 @@ void test_chat_templates(const std::string &root) {
         const std::string &config = c["config"].text;
         std::unique_ptr<moert::Tokenizer> &tokenizer = tokenizers[config];
         if (!tokenizer) {
-            fs::path dir = fs::path(remove.dir) / config;
+            fs::path dir = fs::path(temp.path) / config;
             fs::create_directory(dir);
             fs::create_symlink(fs::absolute(root + "/tokenizers/qwen2/tokenizer.json"), dir / "tokenizer.json");
             fs::create_symlink(fs::absolute(root + "/chat/" + config + "/tokenizer_config.json"), dir / "tokenizer_config.json");
@@ -1453,6 +1460,214 @@ void test_chat_templates(const std::string &root) {
     moert::Tokenizer plain(root + "/tokenizers/qwen2/tokenizer.json");
     CHECK_THROWS([&] { plain.apply_chat_template(hi); }, MOERT_ERR_UNSUPPORTED, "chat template",
                  "a tokenizer without a chat template");
+}
+
+/// True when `text` is well-formed UTF-8 (no overlong forms, surrogates or code points past U+10FFFF).
+bool valid_utf8(const std::string &text) {
+    size_t i = 0;
+    while (i < text.size()) {
+        unsigned char c = static_cast<unsigned char>(text[i]);
+        size_t n = c < 0x80 ? 1 : (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3 : (c & 0xF8) == 0xF0 ? 4 : 0;
+        if (n == 0 || i + n > text.size()) return false;
+        uint32_t u = n == 1 ? c : n == 2 ? (c & 0x1Fu) : n == 3 ? (c & 0x0Fu) : (c & 0x07u);
+        for (size_t k = 1; k < n; k++) {
+            unsigned char d = static_cast<unsigned char>(text[i + k]);
+            if ((d & 0xC0) != 0x80) return false;
+            u = (u << 6) | (d & 0x3Fu);
+        }
+        const uint32_t smallest[] = {0, 0, 0x80, 0x800, 0x10000};
+        if (u < smallest[n] || u > 0x10FFFF || (u >= 0xD800 && u < 0xE000)) return false;
+        i += n;
+    }
+    return true;
+}
+
+/// The character GPT-2's byte-level alphabet writes for byte `b` (bytes_to_unicode of GPT-2's encoder.py, which
+/// tokenizers' ByteLevel uses): printable bytes stand for themselves, the others for U+0100 onwards, in byte order.
+std::string byte_level_char(unsigned b) {
+    auto printable = [](unsigned x) { return (x >= '!' && x <= '~') || (x >= 0xA1 && x <= 0xAC) || (x >= 0xAE && x <= 0xFF); };
+    uint32_t code = b;
+    if (!printable(b)) {
+        code = 256;
+        for (unsigned x = 0; x < b; x++) code += printable(x) ? 0 : 1;
+    }
+    std::string out;
+    put_utf8(code, out);
+    return out;
+}
+
+/// The first `n` ids of `ids`.
+std::vector<int32_t> first_ids(const std::vector<int32_t> &ids, size_t n) {
+    return std::vector<int32_t>(ids.begin(), ids.begin() + static_cast<std::ptrdiff_t>(std::min(n, ids.size())));
+}
+
+/// Session::generate_text on the mixtral fixture, whose tokenizer.json is GPT-2's byte-level alphabet without merges (id
+/// b is byte b): the ids are transformers' greedy continuation, and the text is their decode, streamed in whole
+/// characters.
+void test_generate_text(const Fixture &fx, const moert::Model &model) {
+    const Json vocab = JsonParser(read_file(fx.dir + "/tokenizer.json")).parse()["model"]["vocab"];
+    const Json config = JsonParser(read_file(fx.dir + "/tokenizer_config.json")).parse();
+    moert::Tokenizer tokenizer(fx.dir);
+    CHECK(tokenizer.n_vocab() == static_cast<int32_t>(fx.vocab), "the fixture tokenizer has the model's vocabulary size");
+    CHECK(tokenizer.bos_token_id() == static_cast<int32_t>(vocab[config["bos_token"].text].number) &&
+              tokenizer.eos_token_id() == static_cast<int32_t>(vocab[config["eos_token"].text].number),
+          "bos and eos ids are those of tokenizer_config.json's tokens");
+    // generation_config.json's and config.json's eos_token_id and the eos_token are all one id.
+    CHECK(tokenizer.stop_token_ids() == std::vector<int32_t>{static_cast<int32_t>(fx.config["eos_token_id"].number)},
+          "stop_token_ids()");
+
+    moert::GenerateOptions options = greedy_options(fx);
+    moert::Session session(model);
+    std::vector<std::string> pieces;
+    moert::GeneratedText out = session.generate_text(tokenizer, fx.prompt, options, [&pieces](std::string_view piece) {
+        pieces.emplace_back(piece);
+        return true;
+    });
+    CHECK(out.tokens == fx.greedy, "generate_text() from ids generates transformers' greedy continuation");
+    std::string joined;
+    bool whole = true;
+    for (const std::string &piece : pieces) {
+        joined += piece;
+        whole = whole && !piece.empty() && valid_utf8(piece);
+    }
+    CHECK(joined == out.text && out.text == tokenizer.decode(out.tokens, true),
+          "the pieces add up to the returned text, decode(tokens, true): \"" + shown(joined) + "\"");
+    CHECK(whole && pieces.size() > 1, "every piece is non-empty, whole UTF-8");
+    CHECK(session.n_past() == static_cast<int64_t>(fx.prompt.size() + fx.greedy.size()),
+          "the session holds the prompt and every generated token, as after generate()");
+
+    // tokenizer.json gives byte b's character the id b, and has no merges: a text's ids are its bytes.
+    bool bytes_are_ids = vocab.members.size() == 256;
+    for (unsigned b = 0; b < 256; b++) {
+        bytes_are_ids = bytes_are_ids && vocab[byte_level_char(b)].number == b;
+    }
+    CHECK(bytes_are_ids && JsonParser(read_file(fx.dir + "/tokenizer.json")).parse()["model"]["merges"].items.empty(),
+          "tokenizer.json maps each byte to its own value as id");
+    // A text prompt is encoded with the special tokens, as transformers' encode(text): this tokenizer adds none.
+    const std::string prompt = "Hi, MoE!";
+    std::vector<int32_t> prompt_ids;
+    for (char c : prompt) prompt_ids.push_back(static_cast<unsigned char>(c));
+    CHECK(tokenizer.encode(prompt, true) == prompt_ids, "the prompt's ids are its bytes");
+    session.reset();
+    std::vector<int32_t> plain = session.generate(prompt_ids, options);
+    session.reset();
+    out = session.generate_text(tokenizer, prompt, options);
+    CHECK(out.tokens == plain && out.text == tokenizer.decode(plain, true),
+          "generate_text() of a text prompt generates what generate() does from its ids");
+
+    // A conversation goes through the chat template of tokenizer_config.json:
+    // '<' + role + '>' + content + '\n' per message, then '<assistant>'.
+    std::vector<moert::ChatMessage> chat{{"user", "Hi"}};
+    CHECK(tokenizer.apply_chat_template(chat) == "<user>Hi\n<assistant>", "the fixture's chat template");
+    session.reset();
+    plain = session.generate(tokenizer.encode("<user>Hi\n<assistant>"), options);
+    session.reset();
+    pieces.clear();
+    out = session.generate_text(tokenizer, chat, options, [&pieces](std::string_view piece) {
+        pieces.emplace_back(piece);
+        return true;
+    });
+    CHECK(out.tokens == plain && out.text == tokenizer.decode(plain, true),
+          "generate_text() of a conversation generates what generate() does from its rendered ids");
+
+    // Continuing: an empty prompt goes on from the session's tokens.
+    session.reset();
+    moert::GenerateOptions half = options;
+    half.max_new_tokens = static_cast<int32_t>(fx.greedy.size() / 2);
+    moert::GeneratedText a = session.generate_text(tokenizer, fx.prompt, half);
+    moert::GeneratedText b = session.generate_text(tokenizer, std::vector<int32_t>(), half, false);
+    std::vector<int32_t> both = a.tokens;
+    both.insert(both.end(), b.tokens.begin(), b.tokens.end());
+    CHECK(both == first_ids(fx.greedy, 2 * static_cast<size_t>(half.max_new_tokens)),
+          "generate_text() with no prompt continues the greedy continuation");
+
+    // The callback stops generation by returning false; the rest of the text still comes, so pieces add up.
+    session.reset();
+    int calls = 0;
+    joined.clear();
+    out = session.generate_text(tokenizer, fx.prompt, options, [&](std::string_view piece) {
+        joined += std::string(piece);
+        return ++calls < 2;
+    });
+    CHECK(out.tokens.size() < fx.greedy.size() && out.tokens == first_ids(fx.greedy, out.tokens.size()) &&
+              joined == tokenizer.decode(out.tokens, true),
+          "returning false stops generation after that piece's token: " + std::to_string(out.tokens.size()) + " tokens");
+    session.reset();
+    bool caught = false;
+    try {
+        session.generate_text(tokenizer, fx.prompt, options, [](std::string_view) -> bool { throw std::logic_error("text callback"); });
+    } catch (const std::logic_error &e) {
+        caught = std::string(e.what()) == "text callback";
+    }
+    CHECK(caught, "the text callback's exception propagates out of generate_text()");
+}
+
+/// Stop strings and the tokenizer's stop ids, through generate() with GenerateOptions::tokenizer and through
+/// generate_text(): generation ends after the token that completes the string, or after a stop id.
+void test_stop_strings(const Fixture &fx, const moert::Model &model) {
+    moert::Tokenizer tokenizer(fx.dir);
+    // The text of greedy tokens 5 and 6 (whole characters) is the stop string; it is complete after the first k
+    // tokens for the smallest k whose decode contains it.
+    const std::string stop = tokenizer.decode({fx.greedy.at(5), fx.greedy.at(6)});
+    size_t first = 0;
+    for (size_t k = 1; k <= fx.greedy.size() && first == 0; k++) {
+        if (tokenizer.decode(first_ids(fx.greedy, k)).find(stop) != std::string::npos) first = k;
+    }
+    CHECK(first > 0 && first < fx.greedy.size(), "the stop string \"" + shown(stop) + "\" is complete after " +
+                                                     std::to_string(first) + " greedy tokens");
+    moert::GenerateOptions options = greedy_options(fx);
+    options.tokenizer = &tokenizer;
+    options.stop_strings = {"never appears \x01\x02\x03", "", stop};
+    moert::Session session(model);
+    std::vector<int32_t> tokens = session.generate(fx.prompt, options);
+    CHECK(tokens == first_ids(fx.greedy, first), "generate() stops after the token that completes a stop string");
+    session.reset();
+    options.tokenizer = nullptr;
+    moert::GeneratedText out = session.generate_text(tokenizer, fx.prompt, options);
+    CHECK(out.tokens == first_ids(fx.greedy, first) && out.text.find(stop) != std::string::npos &&
+              out.text == tokenizer.decode(out.tokens, true),
+          "generate_text() stops there too, and its text holds the stop string");
+
+    session.reset();
+    CHECK_THROWS([&] { session.generate(fx.prompt, options); }, MOERT_ERR_INVALID_ARGUMENT, "tokenizer",
+                 "stop strings without a tokenizer");
+    options.tokenizer = &tokenizer;
+    options.stop_strings = {std::string("a\0b", 3)};
+    CHECK_THROWS([&] { session.generate(fx.prompt, options); }, MOERT_ERR_INVALID_ARGUMENT, "NUL", "a stop string holding a NUL byte");
+    options.stop_strings = {"ab\xff"};
+    CHECK_THROWS([&] { session.generate(fx.prompt, options); }, MOERT_ERR_INVALID_ARGUMENT, "UTF-8", "a stop string of invalid UTF-8");
+    moert::Tokenizer moved(std::move(tokenizer));
+    CHECK_THROWS([&] { session.generate(fx.prompt, options); }, MOERT_ERR_INVALID_ARGUMENT, "Tokenizer",
+                 "GenerateOptions::tokenizer pointing at a moved-from Tokenizer");
+    CHECK(session.n_past() == 0, "refused generations evaluated nothing");
+
+    // The tokenizer's stop ids: a tokenizer_config.json whose eos_token is the piece of greedy token 3 (tokenizer.json's
+    // entry for that id), beside the same tokenizer.json, without the model's generation_config.json and config.json.
+    const Json document = JsonParser(read_file(fx.dir + "/tokenizer.json")).parse();
+    std::string eos_piece;
+    for (const auto &entry : document["model"]["vocab"].members) {
+        if (static_cast<int32_t>(entry.second.number) == fx.greedy.at(3)) eos_piece = entry.first;
+    }
+    TempDir dir;
+    std::filesystem::create_symlink(std::filesystem::absolute(fx.dir + "/tokenizer.json"), dir.path + "/tokenizer.json");
+    std::ofstream(dir.path + "/tokenizer_config.json") << "{\"eos_token\": " << json_quote(eos_piece) << "}";
+    moert::Tokenizer stopping(dir.path);
+    CHECK(stopping.stop_token_ids() == std::vector<int32_t>{fx.greedy.at(3)}, "the eos_token is the only stop id");
+    options = greedy_options(fx);
+    options.ignore_eos = false;
+    session.reset();
+    CHECK(session.generate(fx.prompt, options) == fx.greedy, "without a tokenizer the model's EOS never comes");
+    options.tokenizer = &stopping;
+    session.reset();
+    CHECK(session.generate(fx.prompt, options) == first_ids(fx.greedy, 4), "the tokenizer's stop id ends generation");
+    session.reset();
+    options.tokenizer = nullptr;
+    CHECK(session.generate_text(stopping, fx.prompt, options).tokens == first_ids(fx.greedy, 4),
+          "generate_text() stops at its tokenizer's stop ids");
+    options.ignore_eos = true;
+    options.tokenizer = &stopping;
+    session.reset();
+    CHECK(session.generate(fx.prompt, options) == fx.greedy, "ignore_eos ignores the tokenizer's stop ids too");
 }
 
 // MARK: - Plugins
@@ -1692,6 +1907,8 @@ int main(int argc, char **argv) {
         run_group("log callback", [&] { test_log(*fx); });
         run_group("routing trace and counters", [&] { test_trace(*fx, *model); });
         run_group("router overrides", [&] { test_router_overrides(*fx, *model); });
+        run_group("generate_text", [&] { test_generate_text(*fx, *model); });
+        run_group("stop strings and stop ids", [&] { test_stop_strings(*fx, *model); });
         run_group("plugins", [&] { test_plugins(root); });
         run_group("host-registered kinds", [&] { test_host_kinds(*fx, *model); });
     }

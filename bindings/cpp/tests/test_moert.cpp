@@ -462,6 +462,8 @@ void test_defaults(const Fixture &fx) {
         {"SamplerOptions().seed", text(s.seed), text(sampler.seed)},
         {"GenerateOptions().max_new_tokens", text(g.max_new_tokens), text(generate.max_new_tokens)},
         {"GenerateOptions().ignore_eos", text(g.ignore_eos ? 1 : 0), text(generate.ignore_eos)},
+        {"GenerateOptions().tokenizer", g.tokenizer ? "set" : "NULL", generate.tokenizer ? "set" : "NULL"},
+        {"GenerateOptions().stop_strings.size()", text(g.stop_strings.size()), text(generate.n_stop_strings)},
         // A NULL sampler in C is greedy: the sampler option defaults.
         {"GenerateOptions().sampler.temperature", text(g.sampler.temperature), text(sampler.temperature)},
         {"GenerateOptions().sampler.top_k", text(g.sampler.top_k), text(sampler.top_k)},

@@ -4,8 +4,8 @@
 // named in its comment, turns a failed status into a moert::Error and copies buffers into std::vector and
 // std::string. It adds no behaviour of its own.
 //
-// Threads follow the C API: a Model may be shared by any number of threads and Sessions; a Session or Sampler is
-// used by one thread at a time. The plugin functions may be called from any thread, except shutdown(), which needs
+// Threads follow the C API: a Model or Tokenizer may be shared by any number of threads (and a Model by any number of
+// Sessions); a Session, Sampler or Detokenizer is used by one thread at a time. The plugin functions may be called from any thread, except shutdown(), which needs
 // every other moert call to have finished, as set_threads() and set_log_callback() do.
 #ifndef MOERT_HPP
 #define MOERT_HPP
@@ -15,6 +15,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <exception>
 #include <functional>
 #include <memory>
@@ -62,6 +63,37 @@ std::vector<T> copy_array(const T *data, int64_t count) {
 /// A name the library returns (static or model-owned storage) as an optional string; NULL becomes std::nullopt.
 inline std::optional<std::string> optional_name(const char *name) {
     return name ? std::optional<std::string>(name) : std::nullopt;
+}
+
+/// `text` as a NUL-terminated C string for an argument named `what`; an empty text gives NULL when `empty_is_null`.
+/// Throws moert::Error (MOERT_ERR_INVALID_ARGUMENT) when the text holds a NUL byte: C would read it only up to there.
+inline const char *c_string(const std::string &text, const char *what, bool empty_is_null = false) {
+    if (text.find('\0') != std::string::npos) {
+        throw Error(MOERT_ERR_INVALID_ARGUMENT, std::string(what) + " holds a NUL byte, which a C string cannot carry");
+    }
+    return empty_is_null && text.empty() ? nullptr : text.c_str();
+}
+
+/// Runs a C call that writes text and a NUL into a host buffer, `call(buffer, capacity, &length)`, first with
+/// `capacity` bytes and, on MOERT_ERR_BUFFER_TOO_SMALL, once more with the length it reported. Returns the text by
+/// its length, so a NUL inside it is kept. Throws moert::Error for any other failure.
+template <class Call>
+std::string read_text(Call &&call, size_t capacity) {
+    std::string buffer(capacity, '\0');
+    size_t length = 0;
+    moert_status status = call(&buffer[0], buffer.size(), &length);
+    if (status == MOERT_ERR_BUFFER_TOO_SMALL) {
+        buffer.assign(length + 1, '\0');
+        status = call(&buffer[0], buffer.size(), &length);
+    }
+    check(status);
+    buffer.resize(length < buffer.size() ? length : buffer.size());
+    return buffer;
+}
+
+/// A token id the C API gives as -1 when there is none, as an optional; std::nullopt for any negative id.
+inline std::optional<int32_t> optional_id(int32_t token) {
+    return token >= 0 ? std::optional<int32_t>(token) : std::nullopt;
 }
 
 }  // namespace detail
@@ -194,6 +226,7 @@ inline void init_options(moert_model_options *o) { moert_model_options_init(o); 
 inline void init_options(moert_session_options *o) { moert_session_options_init(o); }
 inline void init_options(moert_sampler_options *o) { moert_sampler_options_init(o); }
 inline void init_options(moert_generate_options *o) { moert_generate_options_init(o); }
+inline void init_options(moert_chat_options *o) { moert_chat_options_init(o); }
 
 /// The library's defaults for the C options struct `Options`, read once: the binding's defaults come from here rather
 /// than repeating the numbers of moert.h.
@@ -209,8 +242,9 @@ const Options &defaults() {
 
 }  // namespace detail
 
-/// Model loading options; the defaults are those of moert_model_options_init(), read from the library. The fields
-/// follow the C struct's order, so `ModelOptions{max_context, expert_budget_bytes, expert_budget_percent}` works too.
+/// Model loading options; the defaults are those of moert_model_options_init(), read from the library. The first
+/// three fields follow the C struct's order, so `ModelOptions{max_context, expert_budget_bytes, expert_budget_percent}`
+/// works too; `flags` comes last (it is first in C) so that such an initialiser keeps its meaning.
 struct ModelOptions {
     /// Cap on the context length sessions may ask for; 0 = the model's own.
     int64_t max_context = detail::defaults<moert_model_options>().max_context;
@@ -221,11 +255,18 @@ struct ModelOptions {
     /// The cap as a share of all routed-expert bytes, in (0, 100]; 0 = unused. At most one of the two budget fields
     /// may be set.
     float expert_budget_percent = detail::defaults<moert_model_options>().expert_budget_percent;
+    /// MOERT_MODEL_* bits; 0 by default, and unknown bits are refused. MOERT_MODEL_TRUST_PLUGIN_PATHS lets the
+    /// checkpoint's moert section name plugin libraries by path (relative to the model directory); without it a model
+    /// names plugins by bare name only and a path is refused with MOERT_ERR_PLUGIN, since loading a library runs its
+    /// code. MOERT_MODEL_NO_MMAP reads the safetensors files into memory instead of mapping them, so that a file
+    /// changed or truncated afterwards cannot affect the model.
+    uint32_t flags = detail::defaults<moert_model_options>().flags;
 
     /// The C struct, filled by moert_model_options_init() and then with these values.
     moert_model_options to_c() const {
         moert_model_options o;
         moert_model_options_init(&o);
+        o.flags = flags;
         o.max_context = max_context;
         o.expert_budget_bytes = expert_budget_bytes;
         o.expert_budget_percent = expert_budget_percent;
@@ -256,14 +297,24 @@ struct SamplerOptions {
     }
 };
 
+class Tokenizer;
+
 /// Generation parameters; the defaults are those of moert_generate_options_init(), read from the library.
 struct GenerateOptions {
     /// Most tokens to generate (>= 0).
     int32_t max_new_tokens = detail::defaults<moert_generate_options>().max_new_tokens;
-    /// false: stop after the model's EOS token is generated (it is reported); true: go on to max_new_tokens.
+    /// false: stop after one of the model's EOS tokens, or of `tokenizer`'s stop ids, is generated (it is reported);
+    /// true: go on to max_new_tokens (stop strings still apply).
     bool ignore_eos = detail::defaults<moert_generate_options>().ignore_eos != 0;
     /// How tokens are chosen; the default, SamplerOptions(), is greedy, as a NULL sampler is in C.
     SamplerOptions sampler;
+    /// The model's tokenizer, borrowed for the generate call: its stop ids (Tokenizer::stop_token_ids()) end generation
+    /// too, unless ignore_eos, and stop_strings need it. nullptr (the default, NULL in C): neither.
+    const Tokenizer *tokenizer = nullptr;
+    /// Strings that end generation after the token that completes one of them in the generated text (the text with
+    /// special tokens, as a Detokenizer gives it); that token is reported. Empty strings are ignored. They need
+    /// `tokenizer`. Empty by default.
+    std::vector<std::string> stop_strings;
 };
 
 /// Facts about a loaded model (moert_model_info), with the architecture copied into a std::string.
@@ -351,9 +402,10 @@ public:
     explicit Model(const std::string &path, int64_t max_context = detail::defaults<moert_model_options>().max_context)
         : Model(path, ModelOptions{max_context}) {}
 
-    /// Loads a checkpoint directory with `options` (moert_model_load): a context cap and an expert residency budget.
-    /// Throws moert::Error as Model(path, max_context); MOERT_ERR_INVALID_ARGUMENT also for a negative budget, a
-    /// percentage above 100 or both budget fields set.
+    /// Loads a checkpoint directory with `options` (moert_model_load): a context cap, an expert residency budget and
+    /// the MOERT_MODEL_* flags. Throws moert::Error as Model(path, max_context); MOERT_ERR_INVALID_ARGUMENT also for a
+    /// negative budget, a percentage above 100, both budget fields set or unknown flag bits; MOERT_ERR_PLUGIN for a
+    /// plugin named by path without MOERT_MODEL_TRUST_PLUGIN_PATHS.
     explicit Model(const std::string &path, const ModelOptions &options) {
         moert_model_options c = options.to_c();
         detail::check(moert_model_load(path.c_str(), &c, &handle_));
@@ -466,6 +518,281 @@ private:
     moert_model *handle_ = nullptr;
 };
 
+// MARK: - Text
+
+/// One message of a conversation for Tokenizer::apply_chat_template() (moert_chat_message).
+struct ChatMessage {
+    std::string role;     ///< "system", "user", "assistant", ... UTF-8.
+    std::string content;  ///< The message's text, UTF-8.
+};
+
+class Detokenizer;
+
+/// A Hugging Face tokenizer (moert_tokenizer): encodes and decodes as the `tokenizers` library does, and renders chat
+/// templates as transformers' `apply_chat_template` does. Immutable after load: share it freely between threads.
+/// Move-only; frees the tokenizer when destroyed. Every Detokenizer made from it must be destroyed first.
+///
+/// A model's tokenizer is the Tokenizer of its directory: `moert::Tokenizer tokenizer(model_dir)`. It is independent
+/// of the Model, which neither loads nor keeps one; either may be destroyed first.
+class Tokenizer {
+public:
+    /// Loads a tokenizer (moert_tokenizer_load). `path` is a model directory holding tokenizer.json, whose
+    /// tokenizer_config.json (special tokens, chat templates), chat_template.jinja, generation_config.json and
+    /// config.json (stop ids) are read too, or the path of a tokenizer.json file (then there are no special ids, stop
+    /// ids or chat templates).
+    /// Throws moert::Error: MOERT_ERR_IO (no tokenizer.json), MOERT_ERR_FORMAT (a malformed file, named),
+    /// MOERT_ERR_UNSUPPORTED (a tokenizer component moert does not implement, named), MOERT_ERR_INVALID_ARGUMENT.
+    explicit Tokenizer(const std::string &path) { detail::check(moert_tokenizer_load(path.c_str(), &handle_)); }
+
+    Tokenizer(const Tokenizer &) = delete;
+    Tokenizer &operator=(const Tokenizer &) = delete;
+
+    /// Takes over `other`'s tokenizer; `other` is left empty. Detokenizers made from `other` now depend on this object.
+    Tokenizer(Tokenizer &&other) noexcept : handle_(std::exchange(other.handle_, nullptr)) {}
+
+    /// Frees this tokenizer and takes over `other`'s; `other` is left empty. Detokenizers of the tokenizer this object
+    /// held must have been destroyed.
+    Tokenizer &operator=(Tokenizer &&other) noexcept {
+        if (this != &other) {
+            moert_tokenizer_free(handle_);
+            handle_ = std::exchange(other.handle_, nullptr);
+        }
+        return *this;
+    }
+
+    /// Frees the tokenizer (moert_tokenizer_free).
+    ~Tokenizer() { moert_tokenizer_free(handle_); }
+
+    /// Number of token ids: 1 + the largest id of the vocabulary and added tokens (moert_tokenizer_n_vocab); 0 when
+    /// the Tokenizer is empty.
+    int32_t n_vocab() const noexcept { return moert_tokenizer_n_vocab(handle_); }
+
+    /// Encodes UTF-8 text into token ids, as `tokenizers`' `encode` (moert_tokenizer_encode). `text` is taken by its
+    /// length: it need not be NUL-terminated, and a NUL inside it is encoded like any other character.
+    /// `add_special_tokens` adds the special tokens of the post-processor (e.g. a BOS first), as transformers'
+    /// `encode(text, add_special_tokens=True)` (transformers' default; off here, as in `moert tokenize`).
+    /// `parse_special_tokens` matches special-token text written in the input (e.g. "<|im_start|>") as those tokens,
+    /// as transformers does; false encodes such text as plain text.
+    /// Throws moert::Error (MOERT_ERR_INVALID_ARGUMENT: invalid UTF-8, the message giving the byte offset of the first
+    /// invalid byte; an empty Tokenizer).
+    std::vector<int32_t> encode(std::string_view text, bool add_special_tokens = false,
+                                bool parse_special_tokens = true) const {
+        uint32_t flags = (add_special_tokens ? MOERT_ENCODE_ADD_SPECIAL : 0u) |
+                         (parse_special_tokens ? MOERT_ENCODE_PARSE_SPECIAL : 0u);
+        // Most tokenizers give at most one id per byte plus a few special ones; a larger count is asked again.
+        std::vector<int32_t> ids(text.size() + 16);
+        size_t count = 0;
+        moert_status status = moert_tokenizer_encode(handle_, text.data(), text.size(), flags, ids.data(), ids.size(), &count);
+        if (status == MOERT_ERR_BUFFER_TOO_SMALL) {
+            ids.resize(count);
+            status = moert_tokenizer_encode(handle_, text.data(), text.size(), flags, ids.data(), ids.size(), &count);
+        }
+        detail::check(status);
+        ids.resize(count < ids.size() ? count : ids.size());
+        return ids;
+    }
+
+    /// Decodes token ids into UTF-8 text, as `tokenizers`' `decode` (moert_tokenizer_decode): byte sequences that do not
+    /// form valid UTF-8 become U+FFFD. The text may hold NUL bytes (a token of byte 0); size() counts them.
+    /// `skip_special_tokens` leaves special tokens out, as `decode(ids, skip_special_tokens=True)`.
+    /// Throws moert::Error (MOERT_ERR_OUT_OF_RANGE: an id outside the vocabulary, named; MOERT_ERR_INVALID_ARGUMENT
+    /// for an empty Tokenizer).
+    std::string decode(const std::vector<int32_t> &ids, bool skip_special_tokens = false) const {
+        uint32_t flags = skip_special_tokens ? MOERT_DECODE_SKIP_SPECIAL : 0u;
+        return detail::read_text(
+            [&](char *text, size_t capacity, size_t *length) {
+                return moert_tokenizer_decode(handle_, ids.data(), ids.size(), flags, text, capacity, length);
+            },
+            16 * ids.size() + 64);
+    }
+
+    /// A new Detokenizer over this tokenizer (see Detokenizer): ids in one at a time, text out without broken UTF-8.
+    Detokenizer detokenizer(bool skip_special_tokens = false) const &;
+
+    /// Deleted: the detokenizer would outlive the temporary tokenizer it borrows.
+    Detokenizer detokenizer(bool skip_special_tokens = false) const && = delete;
+
+    /// The vocabulary entry of `token` as tokenizer.json writes it (e.g. "Ġthe", "▁the", "<0x0A>", "<|im_end|>"), as
+    /// transformers' `convert_ids_to_tokens` (moert_tokenizer_token_to_piece); std::nullopt when the id is out of
+    /// range or the Tokenizer is empty.
+    std::optional<std::string> token_to_piece(int32_t token) const {
+        return detail::optional_name(moert_tokenizer_token_to_piece(handle_, token));
+    }
+
+    /// The id of a vocabulary entry or added token, the inverse of token_to_piece() (moert_tokenizer_piece_to_token);
+    /// std::nullopt when there is none or the Tokenizer is empty. Throws moert::Error (MOERT_ERR_INVALID_ARGUMENT) when
+    /// `piece` holds a NUL byte, which the C call cannot receive.
+    std::optional<int32_t> piece_to_token(const std::string &piece) const {
+        return detail::optional_id(moert_tokenizer_piece_to_token(handle_, detail::c_string(piece, "piece")));
+    }
+
+    /// The id of tokenizer_config.json's bos_token (moert_tokenizer_bos); std::nullopt when it names none, the
+    /// tokenizer was loaded from a tokenizer.json file or the Tokenizer is empty.
+    std::optional<int32_t> bos_token_id() const noexcept { return detail::optional_id(moert_tokenizer_bos(handle_)); }
+
+    /// The id of tokenizer_config.json's eos_token (moert_tokenizer_eos), or std::nullopt as bos_token_id().
+    std::optional<int32_t> eos_token_id() const noexcept { return detail::optional_id(moert_tokenizer_eos(handle_)); }
+
+    /// The id of tokenizer_config.json's pad_token (moert_tokenizer_pad), or std::nullopt as bos_token_id().
+    std::optional<int32_t> pad_token_id() const noexcept { return detail::optional_id(moert_tokenizer_pad(handle_)); }
+
+    /// The ids that end generation: the eos_token_id of generation_config.json (often several) and of config.json,
+    /// then the eos_token, without repeats (moert_tokenizer_n_stop_tokens, moert_tokenizer_stop_token); empty for a
+    /// tokenizer loaded from a file or an empty Tokenizer. GenerateOptions::tokenizer makes generation stop at them.
+    std::vector<int32_t> stop_token_ids() const {
+        std::vector<int32_t> ids;
+        int32_t count = moert_tokenizer_n_stop_tokens(handle_);
+        for (int32_t i = 0; i < count; i++) {
+            int32_t id = moert_tokenizer_stop_token(handle_, i);
+            if (id >= 0) ids.push_back(id);
+        }
+        return ids;
+    }
+
+    /// Renders a conversation with the tokenizer's chat template as transformers' `apply_chat_template(messages,
+    /// tokenize=False, add_generation_prompt=...)` does (moert_tokenizer_apply_chat_template). Encode the result with
+    /// add_special_tokens false: the template writes the special tokens itself.
+    /// `add_generation_prompt` ends the text with the start of an assistant turn; its default is that of
+    /// moert_chat_options_init(), true (transformers' is false). `template_name` picks one of tokenizer_config.json's
+    /// named templates; empty (the default) passes NULL: "default", or "tool_use" when the variables hold tools, as
+    /// transformers chooses. `variables_json` is a JSON object of further template variables (e.g.
+    /// {"enable_thinking": false} or {"tools": [...]}); empty (the default) passes none.
+    /// Throws moert::Error: MOERT_ERR_INVALID_ARGUMENT (bad messages or options, a role or content holding a NUL
+    /// byte; the template's raise_exception, with its message), MOERT_ERR_UNSUPPORTED (no chat template, or none of
+    /// that name; a Jinja construct moert does not implement, named), MOERT_ERR_FORMAT (a template that does not parse,
+    /// with line and column).
+    std::string apply_chat_template(const std::vector<ChatMessage> &messages,
+                                    bool add_generation_prompt = detail::defaults<moert_chat_options>().add_generation_prompt != 0,
+                                    const std::string &template_name = std::string(),
+                                    const std::string &variables_json = std::string()) const {
+        std::vector<moert_chat_message> list;
+        list.reserve(messages.size());
+        size_t bytes = 0;
+        for (const ChatMessage &m : messages) {
+            list.push_back(moert_chat_message{sizeof(moert_chat_message), detail::c_string(m.role, "ChatMessage::role"),
+                                              detail::c_string(m.content, "ChatMessage::content")});
+            bytes += m.role.size() + m.content.size();
+        }
+        moert_chat_options o = chat_options(add_generation_prompt, template_name, variables_json);
+        return detail::read_text(
+            [&](char *text, size_t capacity, size_t *length) {
+                return moert_tokenizer_apply_chat_template(handle_, list.data(), list.size(), &o, text, capacity, length);
+            },
+            2 * bytes + 4096);
+    }
+
+    /// As apply_chat_template(), with the conversation as a JSON array of message objects, which may carry more than
+    /// role and content (e.g. tool_calls), as transformers takes them (moert_tokenizer_apply_chat_template_json).
+    /// Throws moert::Error as apply_chat_template(); MOERT_ERR_INVALID_ARGUMENT also for text that is not a JSON array
+    /// of objects, or that holds a NUL byte.
+    std::string apply_chat_template_json(std::string_view messages_json,
+                                         bool add_generation_prompt = detail::defaults<moert_chat_options>().add_generation_prompt != 0,
+                                         const std::string &template_name = std::string(),
+                                         const std::string &variables_json = std::string()) const {
+        const std::string messages(messages_json);
+        const char *c_messages = detail::c_string(messages, "messages_json");
+        moert_chat_options o = chat_options(add_generation_prompt, template_name, variables_json);
+        return detail::read_text(
+            [&](char *text, size_t capacity, size_t *length) {
+                return moert_tokenizer_apply_chat_template_json(handle_, c_messages, &o, text, capacity, length);
+            },
+            2 * messages.size() + 4096);
+    }
+
+    /// The C handle (owned by this object; NULL once moved from), for calls this binding does not wrap.
+    moert_tokenizer *get() const noexcept { return handle_; }
+
+    /// True while the object holds a tokenizer.
+    explicit operator bool() const noexcept { return handle_ != nullptr; }
+
+private:
+    /// The C chat options, filled by moert_chat_options_init() and then with these values; the strings are borrowed.
+    static moert_chat_options chat_options(bool add_generation_prompt, const std::string &template_name,
+                                           const std::string &variables_json) {
+        moert_chat_options o;
+        moert_chat_options_init(&o);
+        o.add_generation_prompt = add_generation_prompt ? 1 : 0;
+        o.template_name = detail::c_string(template_name, "template_name", true);
+        o.variables_json = detail::c_string(variables_json, "variables_json", true);
+        return o;
+    }
+
+    moert_tokenizer *handle_ = nullptr;
+};
+
+/// Turns token ids arriving one at a time into text without ever splitting a UTF-8 sequence (moert_detokenizer): the
+/// texts push() returns, followed by what flush() returns, add up to Tokenizer::decode() of the same ids. Used by one
+/// thread at a time. Move-only; frees the detokenizer when destroyed. It borrows its Tokenizer's C tokenizer: destroy
+/// the Detokenizer before the Tokenizer that holds it (the one it was made from, or the one that was moved into).
+class Detokenizer {
+public:
+    /// Creates a detokenizer over `tokenizer` (moert_detokenizer_create). `skip_special_tokens` leaves special tokens
+    /// out, as `decode(ids, skip_special_tokens=True)`. Throws moert::Error (MOERT_ERR_INVALID_ARGUMENT for an empty
+    /// Tokenizer).
+    explicit Detokenizer(const Tokenizer &tokenizer, bool skip_special_tokens = false) {
+        detail::check(moert_detokenizer_create(tokenizer.get(), skip_special_tokens ? MOERT_DECODE_SKIP_SPECIAL : 0u, &handle_));
+    }
+
+    /// Deleted: the detokenizer would outlive the temporary tokenizer it borrows.
+    Detokenizer(const Tokenizer &&tokenizer, bool skip_special_tokens = false) = delete;
+
+    Detokenizer(const Detokenizer &) = delete;
+    Detokenizer &operator=(const Detokenizer &) = delete;
+
+    /// Takes over `other`'s detokenizer and the text it held back; `other` is left empty.
+    Detokenizer(Detokenizer &&other) noexcept : handle_(std::exchange(other.handle_, nullptr)) {}
+
+    /// Frees this detokenizer and takes over `other`'s; `other` is left empty.
+    Detokenizer &operator=(Detokenizer &&other) noexcept {
+        if (this != &other) {
+            moert_detokenizer_free(handle_);
+            handle_ = std::exchange(other.handle_, nullptr);
+        }
+        return *this;
+    }
+
+    /// Frees the detokenizer (moert_detokenizer_free).
+    ~Detokenizer() { moert_detokenizer_free(handle_); }
+
+    /// Adds one id and returns the text it completes, often empty (e.g. after the first bytes of a character)
+    /// (moert_detokenizer_push). The text is copied, and may hold a NUL byte.
+    /// Throws moert::Error (MOERT_ERR_OUT_OF_RANGE: an id outside the vocabulary, and the detokenizer is unchanged;
+    /// MOERT_ERR_INVALID_ARGUMENT for an empty Detokenizer).
+    std::string push(int32_t token) {
+        const char *text = nullptr;
+        size_t length = 0;
+        detail::check(moert_detokenizer_push(handle_, token, &text, &length));
+        return text ? std::string(text, length) : std::string();
+    }
+
+    /// Returns the text still held back, an incomplete UTF-8 sequence at the end becoming U+FFFD as decode() gives it,
+    /// and starts over as a new detokenizer (moert_detokenizer_flush). Throws moert::Error for an empty Detokenizer.
+    std::string flush() {
+        const char *text = nullptr;
+        size_t length = 0;
+        detail::check(moert_detokenizer_flush(handle_, &text, &length));
+        return text ? std::string(text, length) : std::string();
+    }
+
+    /// The C handle (owned by this object; NULL once moved from), for calls this binding does not wrap.
+    moert_detokenizer *get() const noexcept { return handle_; }
+
+    /// True while the object holds a detokenizer.
+    explicit operator bool() const noexcept { return handle_ != nullptr; }
+
+private:
+    moert_detokenizer *handle_ = nullptr;
+};
+
+inline Detokenizer Tokenizer::detokenizer(bool skip_special_tokens) const & { return Detokenizer(*this, skip_special_tokens); }
+
+/// What Session::generate_text() made: the generated ids and their text.
+struct GeneratedText {
+    std::vector<int32_t> tokens;  ///< The generated ids, as Session::generate() returns them.
+    std::string text;             ///< Their text: the pieces given to the callback, joined; it equals
+                                  ///< Tokenizer::decode(tokens, skip_special_tokens).
+};
+
 // MARK: - Session
 
 /// One sequence being evaluated (moert_session): a KV cache over a shared Model. Used by one thread at a time.
@@ -520,8 +847,12 @@ public:
     /// Evaluates `prompt` (may be empty when the session holds tokens), then generates up to
     /// options.max_new_tokens tokens (moert_session_generate), calling `callback(token)` for each in order;
     /// returning false from it stops after that token. `callback` is any callable `bool(int32_t)`. An exception it
-    /// throws stops generation and is rethrown here once the C call has returned.
-    /// Returns the generated tokens. Throws moert::Error with the statuses of eval().
+    /// throws stops generation and is rethrown here once the C call has returned. Generation also stops after an EOS
+    /// token (unless options.ignore_eos) and after the token that completes one of options.stop_strings.
+    /// Returns the generated tokens. Throws moert::Error with the statuses of eval(); MOERT_ERR_INVALID_ARGUMENT also
+    /// for stop strings without a tokenizer, or holding a NUL byte or invalid UTF-8; MOERT_ERR_OUT_OF_RANGE when
+    /// stop strings are watched and a generated id is outside the tokenizer's vocabulary; MOERT_ERR_UNSUPPORTED for a
+    /// tokenizer or stop strings with a library older than 0.2.0, which would ignore them.
     template <class Callback>
     std::vector<int32_t> generate(const std::vector<int32_t> &prompt, const GenerateOptions &options, Callback &&callback) {
         static_assert(std::is_invocable_r_v<bool, Callback &, int32_t>, "the callback must be callable as bool(int32_t)");
@@ -552,6 +883,83 @@ public:
 
     /// Logits per position: the model's vocab_size.
     size_t vocab_size() const noexcept { return vocab_size_; }
+
+    // MARK: Text
+
+    /// Generates from token ids and streams the text: generate(prompt, options, ...) with options.tokenizer set to
+    /// `tokenizer`, so that its stop ids end generation too (unless options.ignore_eos) and options.stop_strings are
+    /// watched, each generated id going through a Detokenizer of `tokenizer` (moert_session_generate,
+    /// moert_detokenizer_push, moert_detokenizer_flush). `prompt` may be empty when the session holds tokens.
+    /// `on_text(piece)` is called with each non-empty piece of text in order; pieces never split a UTF-8 character, so
+    /// an id that completes none gives no call. Returning false stops generation after the id whose text it is. The
+    /// text still held back at the end (an incomplete character, as U+FFFD) comes last, also when `on_text` stopped
+    /// generation (its return value is then ignored), so the pieces add up to tokenizer.decode(tokens,
+    /// skip_special_tokens). `skip_special_tokens` (default true, as `moert generate` prints) leaves special tokens
+    /// such as an EOS out of the text; stop strings are watched in the text with special tokens either way.
+    /// `on_text` is any callable `bool(std::string_view)`; the view is valid during the call. An exception it throws
+    /// stops generation and is rethrown here once the C call has returned.
+    /// Returns the ids and their text. Throws moert::Error as generate(); MOERT_ERR_OUT_OF_RANGE also for a generated
+    /// id outside the tokenizer's vocabulary, MOERT_ERR_INVALID_ARGUMENT for an empty Tokenizer.
+    template <class Callback>
+    GeneratedText generate_text(const Tokenizer &tokenizer, const std::vector<int32_t> &prompt, const GenerateOptions &options,
+                                Callback &&on_text, bool skip_special_tokens = true) {
+        static_assert(std::is_invocable_r_v<bool, Callback &, std::string_view>,
+                      "the callback must be callable as bool(std::string_view)");
+        Detokenizer detokenizer(tokenizer, skip_special_tokens);
+        GenerateOptions with_tokenizer = options;
+        with_tokenizer.tokenizer = &tokenizer;
+        GeneratedText out;
+        out.tokens = generate(prompt, with_tokenizer, [&](int32_t token) -> bool {
+            std::string piece = detokenizer.push(token);
+            if (piece.empty()) return true;
+            out.text += piece;
+            return on_text(std::string_view(piece));
+        });
+        std::string rest = detokenizer.flush();
+        if (!rest.empty()) {
+            out.text += rest;
+            static_cast<void>(on_text(std::string_view(rest)));
+        }
+        return out;
+    }
+
+    /// As generate_text(tokenizer, ids, options, on_text) with the ids of tokenizer.encode(prompt, true): with the
+    /// special tokens of the post-processor (a BOS, ...), as transformers' `encode(text)` and `moert generate --prompt`
+    /// encode a prompt. Throws moert::Error as encode() and generate_text().
+    template <class Callback>
+    GeneratedText generate_text(const Tokenizer &tokenizer, std::string_view prompt, const GenerateOptions &options,
+                                Callback &&on_text, bool skip_special_tokens = true) {
+        return generate_text(tokenizer, tokenizer.encode(prompt, true), options, std::forward<Callback>(on_text),
+                             skip_special_tokens);
+    }
+
+    /// As generate_text(tokenizer, ids, options, on_text) with a conversation: rendered with the tokenizer's chat
+    /// template and add_generation_prompt, then encoded without added special tokens (the template writes them).
+    /// Throws moert::Error as apply_chat_template() and generate_text().
+    template <class Callback>
+    GeneratedText generate_text(const Tokenizer &tokenizer, const std::vector<ChatMessage> &messages,
+                                const GenerateOptions &options, Callback &&on_text, bool skip_special_tokens = true) {
+        return generate_text(tokenizer, tokenizer.encode(tokenizer.apply_chat_template(messages, true), false), options,
+                             std::forward<Callback>(on_text), skip_special_tokens);
+    }
+
+    /// Like generate_text(tokenizer, prompt, options, on_text) without a callback.
+    GeneratedText generate_text(const Tokenizer &tokenizer, const std::vector<int32_t> &prompt,
+                                const GenerateOptions &options = GenerateOptions(), bool skip_special_tokens = true) {
+        return generate_text(tokenizer, prompt, options, [](std::string_view) { return true; }, skip_special_tokens);
+    }
+
+    /// Like generate_text(tokenizer, prompt, options, on_text) without a callback.
+    GeneratedText generate_text(const Tokenizer &tokenizer, std::string_view prompt,
+                                const GenerateOptions &options = GenerateOptions(), bool skip_special_tokens = true) {
+        return generate_text(tokenizer, prompt, options, [](std::string_view) { return true; }, skip_special_tokens);
+    }
+
+    /// Like generate_text(tokenizer, messages, options, on_text) without a callback.
+    GeneratedText generate_text(const Tokenizer &tokenizer, const std::vector<ChatMessage> &messages,
+                                const GenerateOptions &options = GenerateOptions(), bool skip_special_tokens = true) {
+        return generate_text(tokenizer, messages, options, [](std::string_view) { return true; }, skip_special_tokens);
+    }
 
     // MARK: Routing
 
@@ -643,7 +1051,8 @@ private:
     };
 
     /// The C call shared by both generate() overloads: fills `tokens` with what was generated and returns the
-    /// status, so that a callback's exception can take precedence over it.
+    /// status, so that a callback's exception can take precedence over it. Throws moert::Error for arguments it
+    /// cannot pass (see generate()).
     moert_status generate_raw(const std::vector<int32_t> &prompt, const GenerateOptions &options,
                               moert_token_callback callback, void *user_data, std::vector<int32_t> &tokens) {
         moert_sampler_options sampler = options.sampler.to_c();
@@ -652,6 +1061,21 @@ private:
         c.max_new_tokens = options.max_new_tokens;
         c.ignore_eos = options.ignore_eos ? 1 : 0;
         c.sampler = &sampler;
+        std::vector<const char *> stop_strings;
+        if (options.tokenizer != nullptr || !options.stop_strings.empty()) {
+            // A library older than the header fills a shorter struct and would ignore the fields past its end.
+            if (c.struct_size < offsetof(moert_generate_options, n_stop_strings) + sizeof c.n_stop_strings) {
+                throw Error(MOERT_ERR_UNSUPPORTED, "GenerateOptions::tokenizer and stop_strings need libmoert 0.2.0 or "
+                                                   "later; this one is " + version());
+            }
+            if (options.tokenizer != nullptr && !*options.tokenizer) {
+                throw Error(MOERT_ERR_INVALID_ARGUMENT, "GenerateOptions::tokenizer points at an empty (moved-from) Tokenizer");
+            }
+            for (const std::string &text : options.stop_strings) stop_strings.push_back(detail::c_string(text, "a stop string"));
+            c.tokenizer = options.tokenizer != nullptr ? options.tokenizer->get() : nullptr;
+            c.stop_strings = stop_strings.empty() ? nullptr : stop_strings.data();
+            c.n_stop_strings = static_cast<int32_t>(stop_strings.size());
+        }
         tokens.assign(options.max_new_tokens > 0 ? static_cast<size_t>(options.max_new_tokens) : 0, 0);
         size_t n_generated = 0;
         moert_status status = moert_session_generate(handle_, prompt.empty() ? nullptr : prompt.data(), prompt.size(),

@@ -26,6 +26,8 @@ g++ "${CXXFLAGS[@]}" bindings/cpp/tests/test_moert.cpp -o "$WORK/test_moert" "${
 
 echo "== example: generate Tests/fixtures/mixtral"
 "$WORK/generate" Tests/fixtures/mixtral 17 200 45
+# The fixture's weights are random, so its text is noise: control characters are shown with cat -v.
+"$WORK/generate" Tests/fixtures/mixtral --text "Hi, MoE!" | cat -v
 
 echo "== test_moert"
 "$WORK/test_moert" Tests/fixtures

@@ -3,7 +3,9 @@
 // Usage: test_moert FIXTURES_DIR   (e.g. Tests/fixtures)
 //
 // Expected values come from each fixture's config.json and reference.safetensors (written by transformers, see
-// tools/make_fixtures.py), never from moert. The memory and routing checks also compare moert with itself where the C
+// tools/make_fixtures.py), the tokenizer fixtures' cases.jsonl (written by tokenizers 0.23.3, see
+// tools/make_tokenizer_fixtures.py) with their tokenizer.json, and the chat fixtures (rendered by transformers, see
+// tools/make_chat_fixtures.py), never from moert. The memory and routing checks also compare moert with itself where the C
 // API promises equality: an expert budget must not change results, and undoing a router override must restore them
 // exactly. One line is printed per check group; the last line is "N passed, M failed", and the exit status is
 // non-zero when anything failed.
@@ -15,6 +17,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <iostream>
@@ -108,7 +111,8 @@ void run_group(const std::string &name, const std::function<void()> &body) {
 
 // MARK: - A minimal JSON reader
 
-/// A parsed JSON value (numbers as double; enough for config.json and safetensors headers).
+/// A parsed JSON value (numbers as double; enough for config.json, safetensors headers, tokenizer.json and the text
+/// fixtures' JSON lines).
 struct Json {
     enum class Type { null, boolean, number, string, array, object } type = Type::null;
     double number = 0;
@@ -123,6 +127,25 @@ struct Json {
         return it == members.end() ? none : it->second;
     }
 };
+
+/// Appends code point `u` as UTF-8.
+void put_utf8(uint32_t u, std::string &out) {
+    if (u < 0x80) {
+        out += static_cast<char>(u);
+    } else if (u < 0x800) {
+        out += static_cast<char>(0xC0 | (u >> 6));
+        out += static_cast<char>(0x80 | (u & 0x3F));
+    } else if (u < 0x10000) {
+        out += static_cast<char>(0xE0 | (u >> 12));
+        out += static_cast<char>(0x80 | ((u >> 6) & 0x3F));
+        out += static_cast<char>(0x80 | (u & 0x3F));
+    } else {
+        out += static_cast<char>(0xF0 | (u >> 18));
+        out += static_cast<char>(0x80 | ((u >> 12) & 0x3F));
+        out += static_cast<char>(0x80 | ((u >> 6) & 0x3F));
+        out += static_cast<char>(0x80 | (u & 0x3F));
+    }
+}
 
 /// Recursive-descent parser over a string; throws std::runtime_error on malformed input.
 class JsonParser {
@@ -153,12 +176,52 @@ private:
         if (peek() != c) fail(std::string("expected '") + c + "'");
         i_++;
     }
+    /// The value of four hex digits at the cursor, which moves past them.
+    uint32_t hex4() {
+        if (i_ + 4 > s_.size()) fail("short \\u escape");
+        uint32_t v = 0;
+        for (int k = 0; k < 4; k++) {
+            char c = s_[i_++];
+            int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+            if (d < 0) fail("bad hex digit");
+            v = v * 16 + static_cast<uint32_t>(d);
+        }
+        return v;
+    }
+    /// A string with its escapes decoded into UTF-8 (\uXXXX with surrogate pairs; \u0000 gives a NUL byte).
     std::string string() {
         expect('"');
         std::string out;
         while (i_ < s_.size() && s_[i_] != '"') {
-            if (s_[i_] == '\\') fail("escapes are not needed by these files");
-            out += s_[i_++];
+            if (s_[i_] != '\\') {
+                out += s_[i_++];
+                continue;
+            }
+            if (++i_ >= s_.size()) fail("unterminated escape");
+            char e = s_[i_++];
+            switch (e) {
+                case '"': case '\\': case '/': out += e; break;
+                case 'b': out += '\b'; break;
+                case 'f': out += '\f'; break;
+                case 'n': out += '\n'; break;
+                case 'r': out += '\r'; break;
+                case 't': out += '\t'; break;
+                case 'u': {
+                    uint32_t u = hex4();
+                    if (u >= 0xD800 && u < 0xDC00) {
+                        if (s_.compare(i_, 2, "\\u") != 0) fail("lone high surrogate");
+                        i_ += 2;
+                        uint32_t low = hex4();
+                        if (low < 0xDC00 || low >= 0xE000) fail("bad low surrogate");
+                        u = 0x10000 + ((u - 0xD800) << 10) + (low - 0xDC00);
+                    } else if (u >= 0xDC00 && u < 0xE000) {
+                        fail("lone low surrogate");
+                    }
+                    put_utf8(u, out);
+                    break;
+                }
+                default: fail("bad escape");
+            }
         }
         if (i_ >= s_.size()) fail("unterminated string");
         i_++;
@@ -392,12 +455,15 @@ void test_defaults(const Fixture &fx) {
         {"ModelOptions().max_context", text(m.max_context), text(model.max_context)},
         {"ModelOptions().expert_budget_bytes", text(m.expert_budget_bytes), text(model.expert_budget_bytes)},
         {"ModelOptions().expert_budget_percent", text(m.expert_budget_percent), text(model.expert_budget_percent)},
+        {"ModelOptions().flags", text(m.flags), text(model.flags)},
         {"SamplerOptions().temperature", text(s.temperature), text(sampler.temperature)},
         {"SamplerOptions().top_k", text(s.top_k), text(sampler.top_k)},
         {"SamplerOptions().top_p", text(s.top_p), text(sampler.top_p)},
         {"SamplerOptions().seed", text(s.seed), text(sampler.seed)},
         {"GenerateOptions().max_new_tokens", text(g.max_new_tokens), text(generate.max_new_tokens)},
         {"GenerateOptions().ignore_eos", text(g.ignore_eos ? 1 : 0), text(generate.ignore_eos)},
+        {"GenerateOptions().tokenizer", g.tokenizer ? "set" : "NULL", generate.tokenizer ? "set" : "NULL"},
+        {"GenerateOptions().stop_strings.size()", text(g.stop_strings.size()), text(generate.n_stop_strings)},
         // A NULL sampler in C is greedy: the sampler option defaults.
         {"GenerateOptions().sampler.temperature", text(g.sampler.temperature), text(sampler.temperature)},
         {"GenerateOptions().sampler.top_k", text(g.sampler.top_k), text(sampler.top_k)},
@@ -735,6 +801,63 @@ void test_memory(const Fixture &fx) {
           "a moved-from Model has no EOS tokens and no kinds");
 }
 
+/// A new directory under /tmp, removed with everything in it when the object is destroyed.
+struct TempDir {
+    std::string path;
+
+    TempDir() {
+        char pattern[] = "/tmp/moert_cpp_test_XXXXXX";
+        if (!mkdtemp(pattern)) throw std::runtime_error("mkdtemp failed");
+        path = pattern;
+    }
+    TempDir(const TempDir &) = delete;
+    TempDir &operator=(const TempDir &) = delete;
+    ~TempDir() { std::filesystem::remove_all(path); }
+};
+
+/// Fills `dir` with symbolic links to the files of `source`, except the files named in `written`, which get the given
+/// texts instead (whether or not `source` has them).
+void link_files(const std::string &source, const std::string &dir, const std::map<std::string, std::string> &written) {
+    namespace fs = std::filesystem;
+    for (const fs::directory_entry &entry : fs::directory_iterator(source)) {
+        if (!written.count(entry.path().filename().string())) {
+            fs::create_symlink(fs::absolute(entry.path()), fs::path(dir) / entry.path().filename());
+        }
+    }
+    for (const auto &file : written) std::ofstream(fs::path(dir) / file.first, std::ios::binary) << file.second;
+}
+
+/// ModelOptions::flags: a plugin named by path needs MOERT_MODEL_TRUST_PLUGIN_PATHS; MOERT_MODEL_NO_MMAP reads the
+/// weights instead of mapping them, with the reference logits; unknown bits are refused.
+void test_model_flags(const Fixture &fx) {
+    // config.json with a moert section naming a plugin library by path, as a downloaded model could.
+    std::string config = read_file(fx.dir + "/config.json");
+    config.insert(config.find('{') + 1, "\"moert\": {\"format_version\": 1, \"plugins\": [\"./evil.so\"]},");
+    TempDir temp;
+    link_files(fx.dir, temp.path, {{"config.json", config}});
+    const std::string &dir = temp.path;
+    CHECK_THROWS([&] { moert::Model{dir}; }, MOERT_ERR_PLUGIN, "is a path", "a plugin path without trust");
+    moert::ModelOptions trusting;
+    trusting.flags = MOERT_MODEL_TRUST_PLUGIN_PATHS;
+    CHECK_THROWS([&] { moert::Model(dir, trusting); }, MOERT_ERR_IO, "evil.so",
+                 "with MOERT_MODEL_TRUST_PLUGIN_PATHS the path is tried (and is missing)");
+    CHECK(trusting.to_c().flags == MOERT_MODEL_TRUST_PLUGIN_PATHS, "ModelOptions::to_c() passes the flags");
+
+    moert::ModelOptions read;
+    read.flags = MOERT_MODEL_NO_MMAP;
+    moert::Model model(fx.dir, read);
+    double err = rel_error(prompt_logits(fx, model), fx.logits);
+    CHECK(err <= kLogitsRtol, "weights read with MOERT_MODEL_NO_MMAP give the reference logits: " + describe(err));
+    moert::Session session(model);
+    CHECK(session.generate(fx.prompt, greedy_options(fx)) == fx.greedy, "and the greedy continuation");
+
+    moert::ModelOptions unknown;
+    unknown.flags = 0x80u;
+    CHECK_THROWS([&] { moert::Model(fx.dir, unknown); }, MOERT_ERR_INVALID_ARGUMENT, "0x80", "an unknown flag bit");
+    CHECK((moert::ModelOptions{16, 0, 0.0f}.flags == 0 && moert::ModelOptions{16, 0, 0.0f}.max_context == 16),
+          "brace initialisation of the first three fields keeps its meaning");
+}
+
 // MARK: - Logging
 
 /// Runs `body` with file descriptor 2 sent to a temporary file and returns what was written to it.
@@ -983,6 +1106,572 @@ void test_router_overrides(const Fixture &fx, const moert::Model &model) {
                  "restore_router() of a moved-from Session");
 }
 
+// MARK: - Text
+
+/// The lines of a JSON-lines file, parsed. Lines end in "\n" only: the texts hold other line separators (U+2028, ...).
+std::vector<Json> read_json_lines(const std::string &path) {
+    std::string text = read_file(path);
+    std::vector<Json> lines;
+    size_t start = 0;
+    while (start < text.size()) {
+        size_t end = text.find('\n', start);
+        if (end == std::string::npos) end = text.size();
+        if (end > start) lines.push_back(JsonParser(text.substr(start, end - start)).parse());
+        start = end + 1;
+    }
+    return lines;
+}
+
+/// A JSON array of ids as a vector.
+std::vector<int32_t> json_ids(const Json &array) {
+    std::vector<int32_t> ids;
+    for (const Json &id : array.items) ids.push_back(static_cast<int32_t>(id.number));
+    return ids;
+}
+
+/// Text for messages: printable ASCII as it is, other bytes as \xNN.
+std::string shown(const std::string &text) {
+    std::string out;
+    for (unsigned char c : text) {
+        if (c >= 0x20 && c < 0x7f) {
+            out += static_cast<char>(c);
+        } else {
+            char hex[8];
+            std::snprintf(hex, sizeof hex, "\\x%02x", c);
+            out += hex;
+        }
+    }
+    return out;
+}
+
+/// `text` as a JSON string literal.
+std::string json_quote(const std::string &text) {
+    std::string out = "\"";
+    for (unsigned char c : text) {
+        if (c == '"' || c == '\\') {
+            out += '\\';
+            out += static_cast<char>(c);
+        } else if (c < 0x20) {
+            char hex[8];
+            std::snprintf(hex, sizeof hex, "\\u%04x", c);
+            out += hex;
+        } else {
+            out += static_cast<char>(c);
+        }
+    }
+    return out + "\"";
+}
+
+/// The names of the tokenizer fixtures under `root`/tokenizers that have cases, sorted.
+std::vector<std::string> tokenizer_fixture_names(const std::string &root) {
+    std::vector<std::string> names;
+    for (const std::filesystem::directory_entry &entry : std::filesystem::directory_iterator(root + "/tokenizers")) {
+        if (std::filesystem::is_regular_file(entry.path() / "cases.jsonl")) names.push_back(entry.path().filename().string());
+    }
+    std::sort(names.begin(), names.end());
+    return names;
+}
+
+/// Every case of a tokenizer fixture (tokenizers 0.23.3's results, see tools/make_tokenizer_fixtures.py): the ids of
+/// encode three ways, decode with and without special tokens, and the detokenizer's pieces against DecodeStream's.
+void test_tokenizer_cases(const std::string &root, const std::string &name) {
+    moert::Tokenizer tokenizer(root + "/tokenizers/" + name + "/tokenizer.json");
+    std::vector<Json> cases = read_json_lines(root + "/tokenizers/" + name + "/cases.jsonl");
+    CHECK(cases.size() >= 60, "only " + std::to_string(cases.size()) + " cases");
+    int line = 0, skipping_checked = 0;
+    for (const Json &c : cases) {
+        line++;
+        const std::string at = "line " + std::to_string(line) + ": ";
+        std::vector<int32_t> ids = json_ids(c["ids"]);
+        if (c["decode_only"].type != Json::Type::boolean || c["decode_only"].number == 0) {
+            const std::string &text = c["text"].text;
+            CHECK(tokenizer.encode(text) == ids, at + "encode(text) differs from ids");
+            CHECK(tokenizer.encode(text, true) == json_ids(c["ids_special"]), at + "encode(text, true) differs from ids_special");
+            CHECK(tokenizer.encode(text, false, false) == json_ids(c["ids_plain"]),
+                  at + "encode(text, false, false) differs from ids_plain");
+        }
+        const std::string &decoded = c["decoded"].text;
+        std::string got = tokenizer.decode(ids);
+        CHECK(got == decoded, at + "decode(ids) is \"" + shown(got) + "\", tokenizers gives \"" + shown(decoded) + "\"");
+        CHECK(tokenizer.decode(ids, true) == c["decoded_skip"].text, at + "decode(ids, true) differs from decoded_skip");
+
+        moert::Detokenizer detokenizer(tokenizer);
+        std::vector<std::string> pieces;
+        for (int32_t id : ids) pieces.push_back(detokenizer.push(id));
+        std::string rest = detokenizer.flush();
+        std::vector<std::string> stream;
+        std::string streamed;
+        for (const Json &piece : c["stream"].items) {
+            stream.push_back(piece.text);
+            streamed += piece.text;
+        }
+        CHECK(pieces == stream, at + "the detokenizer's pieces differ from DecodeStream's");
+        // The pieces add up to the decoded text wherever tokenizers' own pieces do (a broken byte sequence followed by
+        // more bytes makes decode rewrite text the stream already gave, in tokenizers as in moert).
+        if (decoded.compare(0, streamed.size(), streamed) == 0) {
+            std::string joined;
+            for (const std::string &piece : pieces) joined += piece;
+            CHECK(joined + rest == decoded, at + "pieces and flush() do not add up to decoded");
+        }
+        // Where decoding rewrites nothing (no U+FFFD), a skipping detokenizer adds up to decoded_skip.
+        if (decoded.find("\xef\xbf\xbd") == std::string::npos) {
+            moert::Detokenizer skipping = tokenizer.detokenizer(true);
+            std::string joined;
+            for (int32_t id : ids) joined += skipping.push(id);
+            joined += skipping.flush();
+            CHECK(joined == c["decoded_skip"].text, at + "a skipping detokenizer's text differs from decoded_skip");
+            skipping_checked++;
+        }
+    }
+    CHECK(skipping_checked > 50, "only " + std::to_string(skipping_checked) + " cases checked the skipping detokenizer");
+}
+
+/// The parsed tokenizer.json of tokenizer fixture `name`, read once (Qwen2's takes a moment).
+const Json &tokenizer_json(const std::string &root, const std::string &name) {
+    static std::map<std::string, Json> documents;
+    auto it = documents.find(name);
+    if (it == documents.end()) {
+        it = documents.emplace(name, JsonParser(read_file(root + "/tokenizers/" + name + "/tokenizer.json")).parse()).first;
+    }
+    return it->second;
+}
+
+/// n_vocab(), token_to_piece() and piece_to_token() against tokenizer.json itself: every added token and a sample of
+/// the vocabulary.
+void test_tokenizer_vocabulary(const std::string &root, const std::string &name) {
+    const Json &document = tokenizer_json(root, name);
+    moert::Tokenizer tokenizer(root + "/tokenizers/" + name + "/tokenizer.json");
+    const std::map<std::string, Json> &vocab = document["model"]["vocab"].members;
+    int32_t largest = -1;
+    std::vector<std::pair<std::string, int32_t>> entries;
+    size_t step = std::max<size_t>(1, vocab.size() / 500), k = 0;
+    for (const auto &entry : vocab) {
+        int32_t id = static_cast<int32_t>(entry.second.number);
+        largest = std::max(largest, id);
+        if (k++ % step == 0) entries.emplace_back(entry.first, id);
+    }
+    for (const Json &added : document["added_tokens"].items) {
+        int32_t id = static_cast<int32_t>(added["id"].number);
+        largest = std::max(largest, id);
+        entries.emplace_back(added["content"].text, id);
+    }
+    CHECK(tokenizer.n_vocab() == largest + 1, "n_vocab() " + std::to_string(tokenizer.n_vocab()) + ", tokenizer.json's largest id " +
+                                                  std::to_string(largest));
+    int wrong = 0;
+    for (const auto &entry : entries) {
+        if (tokenizer.token_to_piece(entry.second) != entry.first || tokenizer.piece_to_token(entry.first) != entry.second) {
+            if (wrong++ < 3) CHECK(false, "piece \"" + shown(entry.first) + "\" and id " + std::to_string(entry.second));
+        }
+    }
+    CHECK(wrong == 0 && entries.size() > 400, std::to_string(wrong) + " of " + std::to_string(entries.size()) +
+                                                  " pieces and ids differ from tokenizer.json's");
+    CHECK(!tokenizer.token_to_piece(tokenizer.n_vocab()) && !tokenizer.token_to_piece(-1), "pieces out of range are std::nullopt");
+    CHECK(!tokenizer.piece_to_token("no such piece in any vocabulary"), "an absent piece is std::nullopt");
+}
+
+/// Special and stop ids of a directory, buffers, NUL bytes, bad input, and moved-from tokenizers.
+void test_tokenizer_calls(const std::string &root) {
+    const std::string dir = root + "/tokenizers/qwen2";
+    // The ids of the added tokens, from tokenizer.json.
+    std::map<std::string, int32_t> added;
+    for (const Json &token : tokenizer_json(root, "qwen2")["added_tokens"].items) {
+        added[token["content"].text] = static_cast<int32_t>(token["id"].number);
+    }
+    // transformers' special_tokens_map for this tokenizer_config.json: eos and pad, no bos.
+    Json special = JsonParser(read_file(root + "/chat/qwen2/special_tokens.json")).parse();
+    CHECK(read_file(dir + "/tokenizer_config.json") == read_file(root + "/chat/qwen2/tokenizer_config.json"),
+          "the qwen2 directory has the tokenizer_config.json that special_tokens.json was made from");
+    moert::Tokenizer tokenizer(dir);
+    CHECK(!tokenizer.bos_token_id() && special["bos_token"].type == Json::Type::null, "no bos_token");
+    CHECK(tokenizer.eos_token_id() == added.at(special["eos_token"].text), "eos_token_id() is the eos_token's id");
+    CHECK(tokenizer.pad_token_id() == added.at(special["pad_token"].text), "pad_token_id() is the pad_token's id");
+    // No generation_config.json or config.json: the only stop id is the eos_token.
+    CHECK(tokenizer.stop_token_ids() == std::vector<int32_t>{added.at(special["eos_token"].text)}, "stop_token_ids()");
+    moert::Tokenizer from_file(dir + "/tokenizer.json");
+    CHECK(!from_file.bos_token_id() && !from_file.eos_token_id() && !from_file.pad_token_id() &&
+              from_file.stop_token_ids().empty(),
+          "a tokenizer loaded from a file has no special or stop ids");
+
+    // GPT-2's byte-level alphabet writes byte 0 as U+0100 "Ā": a NUL in the text is a token like any other.
+    const std::string with_nul("H\0i", 3);
+    std::vector<int32_t> ids = tokenizer.encode(with_nul);
+    std::optional<int32_t> nul = tokenizer.piece_to_token("\xc4\x80");
+    CHECK(nul && std::find(ids.begin(), ids.end(), *nul) != ids.end(), "encode() reads the text past its NUL byte");
+    CHECK(tokenizer.decode(ids) == with_nul, "decode() keeps the NUL byte: " + shown(tokenizer.decode(ids)));
+    moert::Detokenizer detokenizer(tokenizer);
+    std::string streamed;
+    for (int32_t id : ids) streamed += detokenizer.push(id);
+    streamed += detokenizer.flush();
+    CHECK(streamed == with_nul, "the detokenizer keeps the NUL byte");
+    CHECK(tokenizer.encode("").empty() && tokenizer.decode({}).empty(), "no text, no ids");
+    // tokenizer.json's id 56940 is 128 "Ġ" (spaces): more text than the first buffer decode() tries.
+    CHECK(tokenizer.token_to_piece(56940) == [] {
+        std::string piece;
+        for (int i = 0; i < 128; i++) piece += "\xc4\xa0";
+        return piece;
+    }(), "the piece of 56940");
+    CHECK(tokenizer.decode({56940, 56940}) == std::string(256, ' '), "decode() grows its buffer");
+
+    CHECK_THROWS([&] { tokenizer.encode("ab\xe2\x82"); }, MOERT_ERR_INVALID_ARGUMENT, "invalid UTF-8 at byte 2",
+                 "an incomplete character");
+    CHECK_THROWS([&] { tokenizer.encode("ok \xff"); }, MOERT_ERR_INVALID_ARGUMENT, "invalid UTF-8 at byte 3", "byte 0xff");
+    const int32_t n_vocab = tokenizer.n_vocab();
+    CHECK_THROWS([&] { tokenizer.decode({5, n_vocab}); }, MOERT_ERR_OUT_OF_RANGE, std::to_string(n_vocab),
+                 "decode() of an id outside the vocabulary");
+    CHECK_THROWS([&] { tokenizer.decode({-1}); }, MOERT_ERR_OUT_OF_RANGE, "-1", "decode() of id -1");
+    CHECK_THROWS([&] { detokenizer.push(n_vocab); }, MOERT_ERR_OUT_OF_RANGE, std::to_string(n_vocab),
+                 "push() of an id outside the vocabulary");
+    CHECK_THROWS([&] { tokenizer.piece_to_token(std::string("a\0b", 3)); }, MOERT_ERR_INVALID_ARGUMENT, "NUL",
+                 "piece_to_token() of a piece holding a NUL byte");
+    CHECK_THROWS([] { moert::Tokenizer("/nonexistent/moert-tokenizer"); }, MOERT_ERR_IO, "/nonexistent/moert-tokenizer",
+                 "a missing path");
+
+    // A push refused for its id leaves the detokenizer as it was (the first case's pieces, see cases.jsonl).
+    Json first = read_json_lines(dir + "/cases.jsonl").at(0);
+    std::vector<int32_t> first_ids = json_ids(first["ids"]);
+    moert::Detokenizer fresh = tokenizer.detokenizer();
+    std::vector<std::string> pieces{fresh.push(first_ids.at(0))};
+    CHECK_THROWS([&] { fresh.push(n_vocab); }, MOERT_ERR_OUT_OF_RANGE, "", "a refused push");
+    for (size_t i = 1; i < first_ids.size(); i++) pieces.push_back(fresh.push(first_ids[i]));
+    std::vector<std::string> stream;
+    for (const Json &piece : first["stream"].items) stream.push_back(piece.text);
+    CHECK(pieces == stream, "the pieces after a refused push are DecodeStream's");
+    // flush() starts over: the same ids give the same pieces again.
+    fresh.flush();
+    pieces.clear();
+    for (int32_t id : first_ids) pieces.push_back(fresh.push(id));
+    CHECK(pieces == stream && fresh.flush().empty(), "after flush() the detokenizer starts over");
+
+    // Moves: the detokenizer borrows the C tokenizer, which a move hands on.
+    moert::Tokenizer moved(std::move(tokenizer));
+    CHECK(!tokenizer && moved && tokenizer.get() == nullptr, "move construction transfers the tokenizer");
+    moert::Detokenizer moved_detokenizer(std::move(fresh));
+    CHECK(!fresh && moved_detokenizer.push(first_ids.at(0)) == stream.at(0), "a moved Detokenizer goes on");
+    CHECK(tokenizer.n_vocab() == 0 && !tokenizer.eos_token_id() && tokenizer.stop_token_ids().empty() &&
+              !tokenizer.token_to_piece(0) && !tokenizer.piece_to_token("a"),
+          "a moved-from Tokenizer reports nothing");
+    CHECK_THROWS([&] { tokenizer.encode("a"); }, MOERT_ERR_INVALID_ARGUMENT, "tokenizer", "encode() of a moved-from Tokenizer");
+    CHECK_THROWS([&] { tokenizer.decode({1}); }, MOERT_ERR_INVALID_ARGUMENT, "tokenizer", "decode() of a moved-from Tokenizer");
+    CHECK_THROWS([&] { moert::Detokenizer{tokenizer}; }, MOERT_ERR_INVALID_ARGUMENT, "tokenizer",
+                 "a Detokenizer of a moved-from Tokenizer");
+    CHECK_THROWS([&] { fresh.push(1); }, MOERT_ERR_INVALID_ARGUMENT, "detokenizer", "push() of a moved-from Detokenizer");
+    CHECK_THROWS([&] { fresh.flush(); }, MOERT_ERR_INVALID_ARGUMENT, "detokenizer", "flush() of a moved-from Detokenizer");
+}
+
+/// Whether Detokenizer can be made from a Tokenizer of value category T (temporaries are refused at compile time).
+template <class T>
+constexpr bool detokenizer_from = std::is_constructible_v<moert::Detokenizer, T>;
+static_assert(detokenizer_from<const moert::Tokenizer &> && !detokenizer_from<moert::Tokenizer>,
+              "a Detokenizer borrows a Tokenizer lvalue and refuses a temporary");
+
+/// The conversation of a qwen2 chat case as ChatMessage values and as the JSON text of those two keys, role first (as
+/// the dicts transformers received).
+std::vector<moert::ChatMessage> chat_messages(const Json &messages, std::string &json) {
+    std::vector<moert::ChatMessage> list;
+    json = "[";
+    for (const Json &m : messages.items) {
+        if (m.members.size() != 2) throw std::runtime_error("a chat case message with more than role and content");
+        list.push_back(moert::ChatMessage{m["role"].text, m["content"].text});
+        json += std::string(json.size() > 1 ? ", " : "") + "{\"role\": " + json_quote(m["role"].text) +
+                ", \"content\": " + json_quote(m["content"].text) + "}";
+    }
+    json += "]";
+    return list;
+}
+
+/// The qwen2 chat cases (transformers' apply_chat_template) through both chat functions; named templates and
+/// variables with the command-r config of Tests/fixtures/chat; the errors of bad conversations.
+void test_chat_templates(const std::string &root) {
+    moert::Tokenizer qwen2(root + "/tokenizers/qwen2");
+    int line = 0;
+    for (const Json &c : read_json_lines(root + "/tokenizers/qwen2/chat_cases.jsonl")) {
+        line++;
+        const std::string at = "qwen2 chat line " + std::to_string(line) + ": ";
+        std::string json;
+        std::vector<moert::ChatMessage> messages = chat_messages(c["messages"], json);
+        bool generation = c["add_generation_prompt"].number != 0;
+        const std::string &rendered = c["rendered"].text;
+        std::string got = qwen2.apply_chat_template(messages, generation);
+        CHECK(got == rendered, at + "apply_chat_template() gives \"" + shown(got) + "\"");
+        CHECK(qwen2.apply_chat_template_json(json, generation) == rendered, at + "apply_chat_template_json()");
+        if (generation) CHECK(qwen2.apply_chat_template(messages) == rendered, at + "add_generation_prompt defaults to true");
+    }
+    CHECK(line >= 5, "only " + std::to_string(line) + " qwen2 chat cases");
+
+    // Tests/fixtures/chat/cases.jsonl: the cases of the qwen2 and command-r configs, with template names (command-r's
+    // "rag") and variables (documents, tools). Each config goes beside the qwen2 tokenizer.json.
+    namespace fs = std::filesystem;
+    TempDir temp;
+    std::map<std::string, std::unique_ptr<moert::Tokenizer>> tokenizers;
+    int rendered_cases = 0, error_cases = 0, named = 0;
+    line = 0;
+    for (const Json &c : read_json_lines(root + "/chat/cases.jsonl")) {
+        line++;
+        if (c["config"].type != Json::Type::string) continue;
+        const std::string &config = c["config"].text;
+        std::unique_ptr<moert::Tokenizer> &tokenizer = tokenizers[config];
+        if (!tokenizer) {
+            fs::path dir = fs::path(temp.path) / config;
+            fs::create_directory(dir);
+            fs::create_symlink(fs::absolute(root + "/tokenizers/qwen2/tokenizer.json"), dir / "tokenizer.json");
+            fs::create_symlink(fs::absolute(root + "/chat/" + config + "/tokenizer_config.json"), dir / "tokenizer_config.json");
+            tokenizer = std::make_unique<moert::Tokenizer>(dir.string());
+        }
+        const std::string at = "chat line " + std::to_string(line) + " (" + config + ", " + c["conversation"].text + "): ";
+        bool generation = c["add_generation_prompt"].number != 0;
+        const std::string &name = c["template_name"].text;
+        named += !name.empty();
+        auto render = [&] { return tokenizer->apply_chat_template_json(c["messages"].text, generation, name, c["variables"].text); };
+        if (c["rendered"].type == Json::Type::string) {
+            std::string got = render();
+            CHECK(got == c["rendered"].text, at + "rendered \"" + shown(got) + "\"");
+            rendered_cases++;
+            continue;
+        }
+        const std::string &type = c["error"]["type"].text, &message = c["error"]["message"].text;
+        try {
+            render();
+            CHECK(false, at + "rendered, transformers raised " + type);
+        } catch (const moert::Error &e) {
+            std::string what = e.what();
+            if (type == "TemplateError") {
+                CHECK(e.status() == MOERT_ERR_INVALID_ARGUMENT && what.find(message) != std::string::npos,
+                      at + "raise_exception: expected MOERT_ERR_INVALID_ARGUMENT with \"" + message + "\", got " + what);
+            } else {
+                CHECK(what.size() >= message.size() && what.compare(what.size() - message.size(), message.size(), message) == 0,
+                      at + type + ": expected a message ending in \"" + message + "\", got " + what);
+            }
+            error_cases++;
+        }
+    }
+    CHECK(rendered_cases >= 40 && error_cases >= 4 && named >= 2,
+          "the config cases: " + std::to_string(rendered_cases) + " rendered, " + std::to_string(error_cases) + " errors, " +
+              std::to_string(named) + " with a template name");
+
+    const std::vector<moert::ChatMessage> hi{{"user", "hi"}};
+    CHECK_THROWS([&] { qwen2.apply_chat_template_json("{\"role\": 1}"); }, MOERT_ERR_INVALID_ARGUMENT, "", "messages that are not a list");
+    CHECK_THROWS([&] { qwen2.apply_chat_template({}); }, MOERT_ERR_INVALID_ARGUMENT, "", "an empty conversation");
+    CHECK_THROWS([&] { qwen2.apply_chat_template(hi, true, "no-such-template"); }, MOERT_ERR_UNSUPPORTED, "no-such-template",
+                 "an unknown template name");
+    CHECK_THROWS([&] { qwen2.apply_chat_template(hi, true, "", "[1]"); }, MOERT_ERR_INVALID_ARGUMENT, "variables_json",
+                 "variables that are not an object");
+    CHECK_THROWS([&] { qwen2.apply_chat_template({{"user", std::string("a\0b", 3)}}); }, MOERT_ERR_INVALID_ARGUMENT, "NUL",
+                 "content holding a NUL byte");
+    CHECK_THROWS([&] { qwen2.apply_chat_template_json(std::string("[]\0[]", 5)); }, MOERT_ERR_INVALID_ARGUMENT, "NUL",
+                 "messages JSON holding a NUL byte");
+    moert::Tokenizer plain(root + "/tokenizers/qwen2/tokenizer.json");
+    CHECK_THROWS([&] { plain.apply_chat_template(hi); }, MOERT_ERR_UNSUPPORTED, "chat template",
+                 "a tokenizer without a chat template");
+}
+
+/// True when `text` is well-formed UTF-8 (no overlong forms, surrogates or code points past U+10FFFF).
+bool valid_utf8(const std::string &text) {
+    size_t i = 0;
+    while (i < text.size()) {
+        unsigned char c = static_cast<unsigned char>(text[i]);
+        size_t n = c < 0x80 ? 1 : (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3 : (c & 0xF8) == 0xF0 ? 4 : 0;
+        if (n == 0 || i + n > text.size()) return false;
+        uint32_t u = n == 1 ? c : n == 2 ? (c & 0x1Fu) : n == 3 ? (c & 0x0Fu) : (c & 0x07u);
+        for (size_t k = 1; k < n; k++) {
+            unsigned char d = static_cast<unsigned char>(text[i + k]);
+            if ((d & 0xC0) != 0x80) return false;
+            u = (u << 6) | (d & 0x3Fu);
+        }
+        const uint32_t smallest[] = {0, 0, 0x80, 0x800, 0x10000};
+        if (u < smallest[n] || u > 0x10FFFF || (u >= 0xD800 && u < 0xE000)) return false;
+        i += n;
+    }
+    return true;
+}
+
+/// The character GPT-2's byte-level alphabet writes for byte `b` (bytes_to_unicode of GPT-2's encoder.py, which
+/// tokenizers' ByteLevel uses): printable bytes stand for themselves, the others for U+0100 onwards, in byte order.
+std::string byte_level_char(unsigned b) {
+    auto printable = [](unsigned x) { return (x >= '!' && x <= '~') || (x >= 0xA1 && x <= 0xAC) || (x >= 0xAE && x <= 0xFF); };
+    uint32_t code = b;
+    if (!printable(b)) {
+        code = 256;
+        for (unsigned x = 0; x < b; x++) code += printable(x) ? 0 : 1;
+    }
+    std::string out;
+    put_utf8(code, out);
+    return out;
+}
+
+/// The first `n` ids of `ids`.
+std::vector<int32_t> first_ids(const std::vector<int32_t> &ids, size_t n) {
+    return std::vector<int32_t>(ids.begin(), ids.begin() + static_cast<std::ptrdiff_t>(std::min(n, ids.size())));
+}
+
+/// Session::generate_text on the mixtral fixture, whose tokenizer.json is GPT-2's byte-level alphabet without merges (id
+/// b is byte b): the ids are transformers' greedy continuation, and the text is their decode, streamed in whole
+/// characters.
+void test_generate_text(const Fixture &fx, const moert::Model &model) {
+    const Json vocab = JsonParser(read_file(fx.dir + "/tokenizer.json")).parse()["model"]["vocab"];
+    const Json config = JsonParser(read_file(fx.dir + "/tokenizer_config.json")).parse();
+    moert::Tokenizer tokenizer(fx.dir);
+    CHECK(tokenizer.n_vocab() == static_cast<int32_t>(fx.vocab), "the fixture tokenizer has the model's vocabulary size");
+    CHECK(tokenizer.bos_token_id() == static_cast<int32_t>(vocab[config["bos_token"].text].number) &&
+              tokenizer.eos_token_id() == static_cast<int32_t>(vocab[config["eos_token"].text].number),
+          "bos and eos ids are those of tokenizer_config.json's tokens");
+    // generation_config.json's and config.json's eos_token_id and the eos_token are all one id.
+    CHECK(tokenizer.stop_token_ids() == std::vector<int32_t>{static_cast<int32_t>(fx.config["eos_token_id"].number)},
+          "stop_token_ids()");
+
+    moert::GenerateOptions options = greedy_options(fx);
+    moert::Session session(model);
+    std::vector<std::string> pieces;
+    moert::GeneratedText out = session.generate_text(tokenizer, fx.prompt, options, [&pieces](std::string_view piece) {
+        pieces.emplace_back(piece);
+        return true;
+    });
+    CHECK(out.tokens == fx.greedy, "generate_text() from ids generates transformers' greedy continuation");
+    std::string joined;
+    bool whole = true;
+    for (const std::string &piece : pieces) {
+        joined += piece;
+        whole = whole && !piece.empty() && valid_utf8(piece);
+    }
+    CHECK(joined == out.text && out.text == tokenizer.decode(out.tokens, true),
+          "the pieces add up to the returned text, decode(tokens, true): \"" + shown(joined) + "\"");
+    CHECK(whole && pieces.size() > 1, "every piece is non-empty, whole UTF-8");
+    CHECK(session.n_past() == static_cast<int64_t>(fx.prompt.size() + fx.greedy.size()),
+          "the session holds the prompt and every generated token, as after generate()");
+
+    // tokenizer.json gives byte b's character the id b, and has no merges: a text's ids are its bytes.
+    bool bytes_are_ids = vocab.members.size() == 256;
+    for (unsigned b = 0; b < 256; b++) {
+        bytes_are_ids = bytes_are_ids && vocab[byte_level_char(b)].number == b;
+    }
+    CHECK(bytes_are_ids && JsonParser(read_file(fx.dir + "/tokenizer.json")).parse()["model"]["merges"].items.empty(),
+          "tokenizer.json maps each byte to its own value as id");
+    // A text prompt is encoded with the special tokens, as transformers' encode(text): this tokenizer adds none.
+    const std::string prompt = "Hi, MoE!";
+    std::vector<int32_t> prompt_ids;
+    for (char c : prompt) prompt_ids.push_back(static_cast<unsigned char>(c));
+    CHECK(tokenizer.encode(prompt, true) == prompt_ids, "the prompt's ids are its bytes");
+    session.reset();
+    std::vector<int32_t> plain = session.generate(prompt_ids, options);
+    session.reset();
+    out = session.generate_text(tokenizer, prompt, options);
+    CHECK(out.tokens == plain && out.text == tokenizer.decode(plain, true),
+          "generate_text() of a text prompt generates what generate() does from its ids");
+
+    // A conversation goes through the chat template of tokenizer_config.json:
+    // '<' + role + '>' + content + '\n' per message, then '<assistant>'.
+    std::vector<moert::ChatMessage> chat{{"user", "Hi"}};
+    CHECK(tokenizer.apply_chat_template(chat) == "<user>Hi\n<assistant>", "the fixture's chat template");
+    session.reset();
+    plain = session.generate(tokenizer.encode("<user>Hi\n<assistant>"), options);
+    session.reset();
+    pieces.clear();
+    out = session.generate_text(tokenizer, chat, options, [&pieces](std::string_view piece) {
+        pieces.emplace_back(piece);
+        return true;
+    });
+    CHECK(out.tokens == plain && out.text == tokenizer.decode(plain, true),
+          "generate_text() of a conversation generates what generate() does from its rendered ids");
+
+    // Continuing: an empty prompt goes on from the session's tokens.
+    session.reset();
+    moert::GenerateOptions half = options;
+    half.max_new_tokens = static_cast<int32_t>(fx.greedy.size() / 2);
+    moert::GeneratedText a = session.generate_text(tokenizer, fx.prompt, half);
+    moert::GeneratedText b = session.generate_text(tokenizer, std::vector<int32_t>(), half, false);
+    std::vector<int32_t> both = a.tokens;
+    both.insert(both.end(), b.tokens.begin(), b.tokens.end());
+    CHECK(both == first_ids(fx.greedy, 2 * static_cast<size_t>(half.max_new_tokens)),
+          "generate_text() with no prompt continues the greedy continuation");
+
+    // The callback stops generation by returning false; the rest of the text still comes, so pieces add up.
+    session.reset();
+    int calls = 0;
+    joined.clear();
+    out = session.generate_text(tokenizer, fx.prompt, options, [&](std::string_view piece) {
+        joined += std::string(piece);
+        return ++calls < 2;
+    });
+    CHECK(out.tokens.size() < fx.greedy.size() && out.tokens == first_ids(fx.greedy, out.tokens.size()) &&
+              joined == tokenizer.decode(out.tokens, true),
+          "returning false stops generation after that piece's token: " + std::to_string(out.tokens.size()) + " tokens");
+    session.reset();
+    bool caught = false;
+    try {
+        session.generate_text(tokenizer, fx.prompt, options, [](std::string_view) -> bool { throw std::logic_error("text callback"); });
+    } catch (const std::logic_error &e) {
+        caught = std::string(e.what()) == "text callback";
+    }
+    CHECK(caught, "the text callback's exception propagates out of generate_text()");
+}
+
+/// Stop strings and the tokenizer's stop ids, through generate() with GenerateOptions::tokenizer and through
+/// generate_text(): generation ends after the token that completes the string, or after a stop id.
+void test_stop_strings(const Fixture &fx, const moert::Model &model) {
+    moert::Tokenizer tokenizer(fx.dir);
+    // The text of greedy tokens 5 and 6 (whole characters) is the stop string; it is complete after the first k
+    // tokens for the smallest k whose decode contains it.
+    const std::string stop = tokenizer.decode({fx.greedy.at(5), fx.greedy.at(6)});
+    size_t first = 0;
+    for (size_t k = 1; k <= fx.greedy.size() && first == 0; k++) {
+        if (tokenizer.decode(first_ids(fx.greedy, k)).find(stop) != std::string::npos) first = k;
+    }
+    CHECK(first > 0 && first < fx.greedy.size(), "the stop string \"" + shown(stop) + "\" is complete after " +
+                                                     std::to_string(first) + " greedy tokens");
+    moert::GenerateOptions options = greedy_options(fx);
+    options.tokenizer = &tokenizer;
+    options.stop_strings = {"never appears \x01\x02\x03", "", stop};
+    moert::Session session(model);
+    std::vector<int32_t> tokens = session.generate(fx.prompt, options);
+    CHECK(tokens == first_ids(fx.greedy, first), "generate() stops after the token that completes a stop string");
+    session.reset();
+    options.tokenizer = nullptr;
+    moert::GeneratedText out = session.generate_text(tokenizer, fx.prompt, options);
+    CHECK(out.tokens == first_ids(fx.greedy, first) && out.text.find(stop) != std::string::npos &&
+              out.text == tokenizer.decode(out.tokens, true),
+          "generate_text() stops there too, and its text holds the stop string");
+
+    session.reset();
+    CHECK_THROWS([&] { session.generate(fx.prompt, options); }, MOERT_ERR_INVALID_ARGUMENT, "tokenizer",
+                 "stop strings without a tokenizer");
+    options.tokenizer = &tokenizer;
+    options.stop_strings = {std::string("a\0b", 3)};
+    CHECK_THROWS([&] { session.generate(fx.prompt, options); }, MOERT_ERR_INVALID_ARGUMENT, "NUL", "a stop string holding a NUL byte");
+    options.stop_strings = {"ab\xff"};
+    CHECK_THROWS([&] { session.generate(fx.prompt, options); }, MOERT_ERR_INVALID_ARGUMENT, "UTF-8", "a stop string of invalid UTF-8");
+    moert::Tokenizer moved(std::move(tokenizer));
+    CHECK_THROWS([&] { session.generate(fx.prompt, options); }, MOERT_ERR_INVALID_ARGUMENT, "Tokenizer",
+                 "GenerateOptions::tokenizer pointing at a moved-from Tokenizer");
+    CHECK(session.n_past() == 0, "refused generations evaluated nothing");
+
+    // The tokenizer's stop ids: a tokenizer_config.json whose eos_token is the piece of greedy token 3 (tokenizer.json's
+    // entry for that id), beside the same tokenizer.json, without the model's generation_config.json and config.json.
+    const Json document = JsonParser(read_file(fx.dir + "/tokenizer.json")).parse();
+    std::string eos_piece;
+    for (const auto &entry : document["model"]["vocab"].members) {
+        if (static_cast<int32_t>(entry.second.number) == fx.greedy.at(3)) eos_piece = entry.first;
+    }
+    TempDir dir;
+    std::filesystem::create_symlink(std::filesystem::absolute(fx.dir + "/tokenizer.json"), dir.path + "/tokenizer.json");
+    std::ofstream(dir.path + "/tokenizer_config.json") << "{\"eos_token\": " << json_quote(eos_piece) << "}";
+    moert::Tokenizer stopping(dir.path);
+    CHECK(stopping.stop_token_ids() == std::vector<int32_t>{fx.greedy.at(3)}, "the eos_token is the only stop id");
+    options = greedy_options(fx);
+    options.ignore_eos = false;
+    session.reset();
+    CHECK(session.generate(fx.prompt, options) == fx.greedy, "without a tokenizer the model's EOS never comes");
+    options.tokenizer = &stopping;
+    session.reset();
+    CHECK(session.generate(fx.prompt, options) == first_ids(fx.greedy, 4), "the tokenizer's stop id ends generation");
+    session.reset();
+    options.tokenizer = nullptr;
+    CHECK(session.generate_text(stopping, fx.prompt, options).tokens == first_ids(fx.greedy, 4),
+          "generate_text() stops at its tokenizer's stop ids");
+    options.ignore_eos = true;
+    options.tokenizer = &stopping;
+    session.reset();
+    CHECK(session.generate(fx.prompt, options) == fx.greedy, "ignore_eos ignores the tokenizer's stop ids too");
+}
+
 // MARK: - Plugins
 
 /// True when `names` holds `name`.
@@ -1216,12 +1905,23 @@ int main(int argc, char **argv) {
         run_group("session state", [&] { test_session_state(*fx, *model); });
         run_group("sampler", [&] { test_sampler(*fx); });
         run_group("memory and expert budgets", [&] { test_memory(*fx); });
+        run_group("model flags", [&] { test_model_flags(*fx); });
         run_group("log callback", [&] { test_log(*fx); });
         run_group("routing trace and counters", [&] { test_trace(*fx, *model); });
         run_group("router overrides", [&] { test_router_overrides(*fx, *model); });
+        run_group("generate_text", [&] { test_generate_text(*fx, *model); });
+        run_group("stop strings and stop ids", [&] { test_stop_strings(*fx, *model); });
         run_group("plugins", [&] { test_plugins(root); });
         run_group("host-registered kinds", [&] { test_host_kinds(*fx, *model); });
     }
+    for (const std::string &name : tokenizer_fixture_names(root)) {
+        run_group("tokenizer " + name + ": cases of tokenizers 0.23.3", [&] { test_tokenizer_cases(root, name); });
+    }
+    for (const char *name : {"qwen2", "llama-spm"}) {
+        run_group(std::string("tokenizer ") + name + ": vocabulary of tokenizer.json", [&] { test_tokenizer_vocabulary(root, name); });
+    }
+    run_group("tokenizer calls and errors", [&] { test_tokenizer_calls(root); });
+    run_group("chat templates", [&] { test_chat_templates(root); });
     model.reset();
     // Last: shutdown() needs every model freed.
     run_group("shutdown", test_shutdown);

@@ -168,7 +168,7 @@ struct moert_host_api {
     uint32_t abi_version;   /**< MOERT_PLUGIN_ABI_VERSION of the host. */
 
     /* ABI 1 and later */
-    /** Aligned allocation (alignment a power of two, or 0 for 64); NULL on failure. */
+    /** Aligned allocation (alignment a power of two, or 0 for 64); NULL on failure or above 1 TiB - 1 MiB. */
     void *(*alloc)(size_t size, size_t alignment);
     /** Frees memory from alloc. NULL is a no-op. */
     void (*free)(void *pointer);

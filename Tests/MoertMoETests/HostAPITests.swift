@@ -9,7 +9,8 @@ struct HostAPITests {
     @Test("alloc refuses sizes and alignments that do not fit (size_t above Int.max), and keeps working for real ones")
     func allocBounds() {
         let host = HostAPI.pointer.pointee
-        for (size, alignment) in [(UInt.max, UInt(64)), (UInt(1) << 63, 64), (UInt(16), UInt.max), (UInt(1) << 62, 64)] {
+        for (size, alignment) in [(UInt.max, UInt(64)), (UInt(1) << 63, 64), (UInt(16), UInt.max), (UInt(1) << 62, 64),
+                                   (UInt(HostAPI.maxAllocation + 1), 64)] {
             let p = host.alloc(Int(bitPattern: size), Int(bitPattern: alignment))
             #expect(p == nil, "alloc(\(size), \(alignment)) returned a pointer")
             host.free(p)

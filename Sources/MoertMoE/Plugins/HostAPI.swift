@@ -20,12 +20,17 @@ enum HostAPI {
         return UnsafePointer(p)
     }()
 
+    /// The largest `alloc` honoured: 1 TiB less 1 MiB.
+    static let maxAllocation = (1 << 40) - (1 << 20)
+
     private static let table: moert_host_api = moert_host_api(
         struct_size: UInt32(MemoryLayout<moert_host_api>.size),
         abi_version: UInt32(MOERT_PLUGIN_ABI_VERSION),
         alloc: { size, alignment in
-            // size_t arrives as Int: a size or alignment above Int.max shows up negative, and is impossible.
-            guard size >= 0, alignment >= 0 else { return nil }
+            // size_t arrives as Int: a size or alignment above Int.max shows up negative, and is impossible. Sizes
+            // near a terabyte and above are refused without asking the allocator (no machine moert runs on has
+            // them, and sanitizer allocators abort on such requests instead of failing).
+            guard size >= 0, size <= maxAllocation, alignment >= 0 else { return nil }
             var p: UnsafeMutableRawPointer?
             let a = alignment == 0 ? 64 : max(alignment, MemoryLayout<UnsafeRawPointer>.size)
             guard a & (a - 1) == 0, posix_memalign(&p, a, max(size, 1)) == 0 else { return nil }

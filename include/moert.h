@@ -261,8 +261,9 @@ typedef struct moert_model_info {
 MOERT_API moert_status moert_model_get_info(const moert_model *model, moert_model_info *info);
 
 /**
- * Number of the model's end-of-sequence token ids (config.json may name several); 0 when none or model is NULL.
- * Threads: any. @since 0.1.0
+ * Number of the model's end-of-sequence token ids, the ids moert_session_generate() stops at: generation_config.json's
+ * `eos_token_id` (often several), then config.json's not yet listed (before 0.2.0: config.json's only); 0 when none
+ * or model is NULL. Threads: any. @since 0.1.0
  */
 MOERT_API int32_t moert_model_eos_token_count(const moert_model *model);
 

@@ -75,16 +75,16 @@ nonisolated(unsafe) let defaultModelOptions = moert_model_options(struct_size: U
     }
 }
 
-/// Number of EOS ids. The C entry point is `moert_model_eos_token_count`.
+/// Number of stop ids (those generation stops at). The C entry point is `moert_model_eos_token_count`.
 @c @implementation public func moert_model_eos_token_count(_ model: OpaquePointer!) -> Int32 {
     guard let model else { return 0 }
-    return Int32(object(model, as: ModelHandle.self).model.config.eosTokenIds.count)
+    return Int32(object(model, as: ModelHandle.self).model.stopTokenIds.count)
 }
 
-/// One EOS id. The C entry point is `moert_model_eos_token`.
+/// One stop id. The C entry point is `moert_model_eos_token`.
 @c @implementation public func moert_model_eos_token(_ model: OpaquePointer!, _ index: Int32) -> Int32 {
     guard let model else { return -1 }
-    let ids = object(model, as: ModelHandle.self).model.config.eosTokenIds
+    let ids = object(model, as: ModelHandle.self).model.stopTokenIds
     return index >= 0 && Int(index) < ids.count ? ids[Int(index)] : -1
 }
 

@@ -455,8 +455,8 @@ public:
         return i;
     }
 
-    /// The model's end-of-sequence token ids, in config.json's order (moert_model_eos_token_count,
-    /// moert_model_eos_token); empty when the config names none or the Model is empty.
+    /// The ids generation stops at: generation_config.json's eos_token_id, then config.json's not yet listed
+    /// (moert_model_eos_token_count, moert_model_eos_token); empty when they name none or the Model is empty.
     std::vector<int32_t> eos_tokens() const {
         std::vector<int32_t> ids;
         int32_t count = moert_model_eos_token_count(handle_);

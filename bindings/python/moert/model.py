@@ -216,8 +216,8 @@ class Model:
 
     @property
     def eos_token_ids(self) -> Tuple[int, ...]:
-        """Every end-of-sequence id the model names (config.json may give several; ``info.eos_token_id`` is the
-        first); empty when it names none.
+        """The ids generation stops at: generation_config.json's ``eos_token_id`` (often several), then config.json's
+        not yet listed (``info.eos_token_id`` is config.json's first); empty when the model names none.
 
         The C entry points are ``moert_model_eos_token_count`` and ``moert_model_eos_token``.
         """

@@ -77,6 +77,7 @@ def test_stops_after_eos(tmp_path: Path) -> None:
     greedy = ref["greedy"].tolist()
     path = tmp_path / "mixtral"
     shutil.copytree(fixture_dir("mixtral"), path)
+    (path / "generation_config.json").unlink()
     cfg = json.loads((path / "config.json").read_text())
     # Several EOS ids: generation stops at any of them, not only at the first (info.eos_token_id).
     cfg["eos_token_id"] = [greedy[5], greedy[2]]

@@ -96,12 +96,21 @@ def test_eos_token_ids_come_from_the_library(tmp_path: Path) -> None:
     path = tmp_path / "mixtral"
     shutil.copytree(fixture_dir("mixtral"), path)
     cfg = json.loads((path / "config.json").read_text())
+    generation = path / "generation_config.json"
+    generation.unlink()
     for eos, expected in (([7, 9, 11], (7, 9, 11)), (5, (5,)), (None, ())):
         cfg["eos_token_id"] = eos
         (path / "config.json").write_text(json.dumps(cfg))
         with moert.Model(path) as model:
             assert model.eos_token_ids == expected
             assert model.info.eos_token_id == (expected[0] if expected else None)
+    # generation_config.json's ids come first, then config.json's not yet listed; info keeps config.json's first.
+    generation.write_text(json.dumps({"eos_token_id": [4, 7]}))
+    cfg["eos_token_id"] = [7, 9]
+    (path / "config.json").write_text(json.dumps(cfg))
+    with moert.Model(path) as model:
+        assert model.eos_token_ids == (4, 7, 9)
+        assert model.info.eos_token_id == 7
     (path / "config.json").write_text(json.dumps(cfg))
     model = moert.Model(path)
     model.close()

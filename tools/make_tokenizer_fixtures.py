@@ -20,7 +20,9 @@ Each fixture is a directory ``<out>/<name>/`` with
                      Cases with "decode_only": true have no text: their ids are chosen by hand (byte-fallback
                      tokens that do not form UTF-8, special tokens) and only decoding is checked.
 
-Fixtures:
+Fixtures (and, made with transformers when it is installed, Tests/fixtures/tokenizer-config: special tokens that
+tokenizer_config.json names but tokenizer.json does not list, with AutoTokenizer's ids and texts in
+transformers_cases.jsonl, its first line the vocabulary size and special ids):
     qwen2, llama-spm   the real vocabularies of ../shared/tokenizers (or --shared DIR), copied as they are with
                        their tokenizer_config.json (and qwen2's chat_cases.jsonl); their texts are those of its
                        cases.jsonl, whose ids are checked against ours before writing
@@ -274,6 +276,50 @@ def model_tokenizer(directory):
     print(f"{directory}: byte-level tokenizer of 256 ids")
 
 
+def config_special(directory):
+    """Tests/fixtures/tokenizer-config: a 256-id byte-level tokenizer whose tokenizer_config.json names special tokens
+    tokenizer.json does not list as added tokens (vocabulary entries, and texts that are not in the vocabulary at
+    all), with what transformers' AutoTokenizer makes of it: it adds them as special tokens (new ids for the
+    unknown ones), so they are matched in text and left out by decode(skip_special_tokens=True). Needs
+    transformers (5.25); skipped without it."""
+    try:
+        from transformers import AutoTokenizer
+    except ImportError:
+        print(f"{directory}: skipped (needs transformers)", file=sys.stderr)
+        return
+    alphabet = bytes_to_unicode()
+    os.makedirs(directory, exist_ok=True)
+    t = Tokenizer(models.BPE(vocab={alphabet[b]: b for b in range(256)}, merges=[]))
+    t.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    t.decoder = decoders.ByteLevel()
+    t.add_special_tokens([AddedToken("<|im_end|>", special=True, normalized=False)])
+    with open(os.path.join(directory, "tokenizer.json"), "w", encoding="utf-8") as f:
+        f.write(t.to_str(pretty=True))
+    config = {
+        "tokenizer_class": "PreTrainedTokenizerFast",
+        "bos_token": alphabet[1],                      # a vocabulary entry, not an added token
+        "eos_token": "<|im_end|>",                     # already an added token
+        "pad_token": "<pad>",                          # in neither: gets a new id
+        "image_token": "<image>",                      # a model-specific special token, new as well
+        "extra_special_tokens": ["<tool>", alphabet[3]],
+    }
+    with open(os.path.join(directory, "tokenizer_config.json"), "w", encoding="utf-8") as f:
+        json.dump(config, f, ensure_ascii=False, indent=2)
+        f.write("\n")
+    hf = AutoTokenizer.from_pretrained(directory)
+    texts = ["hi<pad>there<image> x<tool>y", alphabet[1] + "a" + alphabet[3] + "b<|im_end|>", "<pad><pad>",
+             "\x01\x02\x03 bytes", "no specials at all"] + RANDOM_TEXTS[:20]
+    with open(os.path.join(directory, "transformers_cases.jsonl"), "w", encoding="utf-8") as f:
+        f.write(json.dumps({"n_vocab": len(hf), "special_ids": sorted(hf.all_special_ids), "bos": hf.bos_token_id,
+                            "eos": hf.eos_token_id, "pad": hf.pad_token_id}, ensure_ascii=False) + "\n")
+        for text in texts:
+            ids = hf.encode(text, add_special_tokens=False)
+            f.write(json.dumps({"text": text, "ids": ids, "ids_special": hf.encode(text, add_special_tokens=True),
+                                "decoded": hf.decode(ids, skip_special_tokens=False),
+                                "decoded_skip": hf.decode(ids, skip_special_tokens=True)}, ensure_ascii=False) + "\n")
+    print(f"{directory}: {len(texts)} transformers cases")
+
+
 def bytes_to_unicode():
     """GPT-2's map of the 256 byte values to printable characters (ByteLevel's alphabet), as a list by byte."""
     printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("\u00a1"), ord("\u00ac") + 1)) + \
@@ -374,6 +420,7 @@ def main():
     made(args.out, "metaspace-never", t)
 
     model_tokenizer(os.path.join(ROOT, "Tests", "fixtures", "mixtral"))
+    config_special(os.path.join(ROOT, "Tests", "fixtures", "tokenizer-config"))
 
     # splits
     t = Tokenizer(models.BPE(unk_token="[UNK]", fuse_unk=False))

@@ -32,8 +32,8 @@ public final class ModelText: @unchecked Sendable {
         }
         let file = joinPath(path, "tokenizer.json")
         guard fileExists(file) else { throw MoertError(.io, "\(path): no tokenizer.json (expected a Hugging Face model directory)") }
-        let tokenizer = try Tokenizer(path: file)
         let config = try TokenizerConfig.read(directory: path)
+        let tokenizer = try Tokenizer(path: file, specialTokens: config?.addedSpecialTokens ?? [])
         self.tokenizer = tokenizer
         self.config = config
         func id(_ token: String?) -> Int32? { token.flatMap { tokenizer.id(for: $0) } }

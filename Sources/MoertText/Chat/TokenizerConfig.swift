@@ -27,6 +27,17 @@ public struct TokenizerConfig: Sendable {
     /// Every special token a template sees as a variable, by name (`bos_token`, `eos_token`, ..., and model-specific
     /// `*_token` entries): transformers' `special_tokens_map`, which apply_chat_template passes to the template.
     public var specialTokens: [String: String] = [:]
+    /// The special tokens transformers adds to the tokenizer as special added tokens when it loads the directory
+    /// (`TokenizersBackend._post_init`): the named ones in `SPECIAL_TOKENS_ATTRIBUTES` order, the model-specific
+    /// `*_token` entries and `extra_special_tokens` object (by name), then the `extra_special_tokens` (or, in older
+    /// files, `additional_special_tokens`) list. Those already in tokenizer.json's `added_tokens` keep their entry.
+    public var addedSpecialTokens: [String] {
+        let named = Self.namedTokens.compactMap { specialTokens[$0] }
+        let specific = specialTokens.filter { !Self.namedTokens.contains($0.key) }.sorted { $0.key < $1.key }.map(\.value)
+        return named + specific + extraSpecialTokens
+    }
+    /// The `extra_special_tokens` (or `additional_special_tokens`) list.
+    public var extraSpecialTokens: [String] = []
 
     /// The named special tokens of transformers' `SPECIAL_TOKENS_ATTRIBUTES`.
     static let namedTokens = ["bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token"]
@@ -119,6 +130,12 @@ public struct TokenizerConfig: Sendable {
             for (key, value) in extra {
                 guard let content = try Self.content(value, key: "extra_special_tokens." + key, source: source, strict: false) else { continue }
                 set(key, content)
+            }
+        }
+        let listKey = object["extra_special_tokens"]?.array != nil ? "extra_special_tokens" : "additional_special_tokens"
+        for (i, value) in (object[listKey]?.array ?? []).enumerated() {
+            if let content = try Self.content(value, key: "\(listKey)[\(i)]", source: source, strict: true) {
+                extraSpecialTokens.append(content)
             }
         }
     }

@@ -17,44 +17,42 @@ struct AddedTokensBuilder {
     var rawMatcher = AddedTokenMatcher()
     var normalizedMatcher = AddedTokenMatcher()
 
-    init(reader: ConfigReader, json: TokenizerJSON?, model: BPEModel, normalizers: [NormalizerStep]) throws {
-        guard let json, !json.isNull else { return }
-        let list = try reader.array(json, "added_tokens")
-        var nextId = Int64(model.vocab.count)
-        let regex = RegexScratch()
-        for (i, item) in list.enumerated() {
-            let path = "added_tokens[\(i)]"
-            let o = try reader.object(item, path)
-            let declared = try reader.tokenId(o["id"], path + ".id")
-            let content = try reader.string(o["content"], path + ".content")
-            let special = try reader.bool(o["special"], path + ".special", default: false)
-            let token = AddedToken(content: content,
-                                   singleWord: try reader.bool(o["single_word"], path + ".single_word", default: false),
-                                   lstrip: try reader.bool(o["lstrip"], path + ".lstrip", default: false),
-                                   rstrip: try reader.bool(o["rstrip"], path + ".rstrip", default: false),
-                                   normalized: try reader.bool(o["normalized"], path + ".normalized", default: !special),
-                                   special: special)
-            if content.isEmpty { continue }
-            if let id = ids.id(of: content), let old = tokens[id], old == token { continue }
-            let id: Int32
-            if let known = ids.id(of: content) ?? model.vocab.id(of: content) {
-                id = known
-            } else {
-                guard nextId <= Int64(maxTokenId) else { throw reader.malformed(path, "more ids than \(maxTokenId + 1)") }
-                id = Int32(nextId)
-                nextId += 1
+    private let reader: ConfigReader
+    private let model: BPEModel
+    private let normalizers: [NormalizerStep]
+    private let regex = RegexScratch()
+    private var nextId: Int64
+
+    /// - Parameter specialTokens: contents to add after the file's list as special tokens (not normalized, no
+    ///   strip flags), as transformers adds the special tokens tokenizer_config.json names.
+    init(reader: ConfigReader, json: TokenizerJSON?, model: BPEModel, normalizers: [NormalizerStep],
+         specialTokens: [String] = []) throws {
+        self.reader = reader
+        self.model = model
+        self.normalizers = normalizers
+        nextId = Int64(model.vocab.count)
+        if let json, !json.isNull {
+            for (i, item) in try reader.array(json, "added_tokens").enumerated() {
+                let path = "added_tokens[\(i)]"
+                let o = try reader.object(item, path)
+                let declared = try reader.tokenId(o["id"], path + ".id")
+                let content = try reader.string(o["content"], path + ".content")
+                let special = try reader.bool(o["special"], path + ".special", default: false)
+                let token = AddedToken(content: content,
+                                       singleWord: try reader.bool(o["single_word"], path + ".single_word", default: false),
+                                       lstrip: try reader.bool(o["lstrip"], path + ".lstrip", default: false),
+                                       rstrip: try reader.bool(o["rstrip"], path + ".rstrip", default: false),
+                                       normalized: try reader.bool(o["normalized"], path + ".normalized", default: !special),
+                                       special: special)
+                if let id = try add(token, path: path), id != declared {
+                    Log.write(.warning, "\(reader.source): added token \(ConfigReader.quotedKey(content)) is declared with id \(declared) but gets id \(id), as tokenizers gives it")
+                }
             }
-            if id != declared {
-                Log.write(.warning, "\(reader.source): added token \(ConfigReader.quotedKey(content)) is declared with id \(declared) but gets id \(id), as tokenizers gives it")
-            }
-            if token.normalized && !normalizers.isEmpty {
-                var text = NormalizingText(bytes: Array(content.utf8), zero: 0)
-                for step in normalizers { try step.apply(&text, regex: regex) }
-                if text.bytes != Array(content.utf8) { decodeText[id] = text.bytes }
-            }
-            ids.insert(content, id: id)
-            if special { specialContents.insert(Array(content.utf8)) }
-            tokens[id] = token
+        }
+        for content in specialTokens {
+            let token = AddedToken(content: content, singleWord: false, lstrip: false, rstrip: false, normalized: false,
+                                   special: true)
+            try add(token, path: "special token \(ConfigReader.quotedKey(content))")
         }
         // The matchers, as `refresh_added_tokens` builds them; two tokens with one pattern fail as they do there.
         for (id, token) in tokens.sorted(by: { $0.key < $1.key }) {
@@ -69,5 +67,31 @@ struct AddedTokensBuilder {
             }
         }
     }
-}
 
+    /// Adds one token as `AddedVocabulary::add_tokens` does: nothing when an equal token is there already; else the
+    /// id its content has (an earlier added token, then the model vocabulary) or the next free one, replacing an
+    /// added token of the same content. Returns the id, nil when nothing was added.
+    @discardableResult
+    private mutating func add(_ token: AddedToken, path: String) throws -> Int32? {
+        if token.content.isEmpty { return nil }
+        if let id = ids.id(of: token.content), let old = tokens[id], old == token { return nil }
+        let id: Int32
+        if let known = ids.id(of: token.content) ?? model.vocab.id(of: token.content) {
+            id = known
+        } else {
+            guard nextId <= Int64(maxTokenId) else { throw reader.malformed(path, "more ids than \(maxTokenId + 1)") }
+            id = Int32(nextId)
+            nextId += 1
+        }
+        decodeText[id] = nil
+        if token.normalized && !normalizers.isEmpty {
+            var text = NormalizingText(bytes: Array(token.content.utf8), zero: 0)
+            for step in normalizers { try step.apply(&text, regex: regex) }
+            if text.bytes != Array(token.content.utf8) { decodeText[id] = text.bytes }
+        }
+        ids.insert(token.content, id: id)
+        if token.special { specialContents.insert(Array(token.content.utf8)) }
+        tokens[id] = token
+        return id
+    }
+}

@@ -277,3 +277,25 @@ def test_model_without_tokenizer(tmp_path: Path) -> None:
             model.tokenizer
         assert model.session().eval([1, 2]).shape == (model.info.vocab_size,)
 
+
+
+def test_special_tokens_of_tokenizer_config_are_added_as_transformers_adds_them() -> None:
+    """tokenizer_config.json names special tokens tokenizer.json does not list as added tokens: transformers'
+    AutoTokenizer (Tests/fixtures/tokenizer-config/transformers_cases.jsonl) matches them in text, gives new ids to
+    those outside the vocabulary and leaves them out of decode(skip_special_tokens=True)."""
+    directory = FIXTURES / "tokenizer-config"
+    lines = (directory / "transformers_cases.jsonl").read_text(encoding="utf-8").rstrip("\n").split("\n")
+    meta, cases = json.loads(lines[0]), [json.loads(line) for line in lines[1:]]
+    with moert.Tokenizer(directory) as tokenizer:
+        assert tokenizer.n_vocab == meta["n_vocab"]
+        assert (tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id) == (
+            meta["bos"], meta["eos"], meta["pad"])
+        assert len(cases) > 20
+        for case in cases:
+            assert tokenizer.encode(case["text"]) == case["ids"], case["text"]
+            assert tokenizer.encode(case["text"], add_special_tokens=True) == case["ids_special"], case["text"]
+            assert tokenizer.decode(case["ids"]) == case["decoded"], case["text"]
+            assert tokenizer.decode(case["ids"], skip_special_tokens=True) == case["decoded_skip"], case["text"]
+    # The tokenizer.json file alone has none of them: the bos text is two bytes there.
+    with moert.Tokenizer(directory / "tokenizer.json") as alone:
+        assert alone.n_vocab == 257 and alone.encode("\u0101") == [196, 129]

@@ -1,6 +1,7 @@
 /* streaming_overhead.c: what streaming text adds to generation time.
 **
-** Generates the same greedy tokens from the same prompt three ways, in interleaved rounds:
+** Generates the same greedy tokens from the same prompt three ways, in interleaved rounds (the order rotating from
+** round to round):
 **   ids     moert_session_generate with a callback that only counts (what `moert generate --tokens` costs)
 **   text    the callback also pushes each id through a moert_detokenizer and writes the text to a file, as
 **           `moert generate --prompt` and the bindings stream it
@@ -98,7 +99,8 @@ int main(int argc, char **argv) {
     double seconds[N_WAYS][99], streaming[99];
     size_t tokens_made[N_WAYS] = {0};
     for (int round = 0; round < rounds; round++) {
-        for (int way = 0; way < N_WAYS; way++) {
+        for (int k = 0; k < N_WAYS; k++) {
+            int way = (k + round) % N_WAYS;  /* each way takes each place in the round in turn */
             moert_generate_options options;
             moert_generate_options_init(&options);
             options.max_new_tokens = new_tokens;

@@ -91,7 +91,9 @@ def main():
         sys.exit(f"{args.bench} is missing: swift build -c release --product moert-tokenizer-bench")
 
     text = benchmark_text(int(args.size_mib * (1 << 20)))
-    lines = text.splitlines(keepends=True)
+    # Lines end at "\n" only, as moert-tokenizer-bench --lines splits them (splitlines() would also cut at U+2028, ...).
+    parts = text.split("\n")
+    lines = [part + "\n" for part in parts[:-1]] + ([parts[-1]] if parts[-1] else [])
     with tempfile.TemporaryDirectory() as tmp:
         text_path = os.path.join(tmp, "text.txt")
         with open(text_path, "w", encoding="utf-8", newline="") as f:

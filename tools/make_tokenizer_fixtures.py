@@ -279,9 +279,9 @@ def model_tokenizer(directory):
 def config_special(directory):
     """Tests/fixtures/tokenizer-config: a 256-id byte-level tokenizer whose tokenizer_config.json names special tokens
     tokenizer.json does not list as added tokens (vocabulary entries, and texts that are not in the vocabulary at
-    all), with what transformers' AutoTokenizer makes of it: it adds them as special tokens (new ids for the
-    unknown ones), so they are matched in text and left out by decode(skip_special_tokens=True). Needs
-    transformers (5.25); skipped without it."""
+    all) and lists more in added_tokens_decoder, with what transformers' AutoTokenizer makes of it: it adds them
+    (new ids for the unknown ones), so they are matched in text and the special ones left out by
+    decode(skip_special_tokens=True). Needs transformers (5.25); skipped without it."""
     try:
         from transformers import AutoTokenizer
     except ImportError:
@@ -302,12 +302,21 @@ def config_special(directory):
         "pad_token": "<pad>",                          # in neither: gets a new id
         "image_token": "<image>",                      # a model-specific special token, new as well
         "extra_special_tokens": ["<tool>", alphabet[3]],
+        # Added before the special tokens, with their flags but not their ids: the first is tokenizer.json's own.
+        "added_tokens_decoder": {
+            "256": {"content": "<|im_end|>", "lstrip": False, "normalized": False, "rstrip": False,
+                    "single_word": False, "special": True},
+            "300": {"content": "<extra>", "lstrip": True, "normalized": False, "rstrip": False,
+                    "single_word": False, "special": False},
+            "301": {"content": "<sp>", "lstrip": False, "normalized": False, "rstrip": False,
+                    "single_word": False, "special": True},
+        },
     }
     with open(os.path.join(directory, "tokenizer_config.json"), "w", encoding="utf-8") as f:
         json.dump(config, f, ensure_ascii=False, indent=2)
         f.write("\n")
     hf = AutoTokenizer.from_pretrained(directory)
-    texts = ["hi<pad>there<image> x<tool>y", alphabet[1] + "a" + alphabet[3] + "b<|im_end|>", "<pad><pad>",
+    texts = ["hi<pad>there<image> x<tool>y", "a <extra>b<sp>c <extra>", "<sp><extra><pad>", alphabet[1] + "a" + alphabet[3] + "b<|im_end|>", "<pad><pad>",
              "\x01\x02\x03 bytes", "no specials at all"] + RANDOM_TEXTS[:20]
     with open(os.path.join(directory, "transformers_cases.jsonl"), "w", encoding="utf-8") as f:
         f.write(json.dumps({"n_vocab": len(hf), "special_ids": sorted(hf.all_special_ids), "bos": hf.bos_token_id,

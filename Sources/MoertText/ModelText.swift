@@ -33,7 +33,7 @@ public final class ModelText: @unchecked Sendable {
         let file = joinPath(path, "tokenizer.json")
         guard fileExists(file) else { throw MoertError(.io, "\(path): no tokenizer.json (expected a Hugging Face model directory)") }
         let config = try TokenizerConfig.read(directory: path)
-        let tokenizer = try Tokenizer(path: file, specialTokens: config?.addedSpecialTokens ?? [])
+        let tokenizer = try Tokenizer(path: file, extraTokens: config?.addedTokens ?? [])
         self.tokenizer = tokenizer
         self.config = config
         func id(_ token: String?) -> Int32? { token.flatMap { tokenizer.id(for: $0) } }

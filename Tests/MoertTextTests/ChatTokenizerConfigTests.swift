@@ -61,6 +61,10 @@ struct ChatTokenizerConfigTests {
         (#"{"eos_token": {"text": "x"}}"#, "eos_token: expected a string or an object"),
         (#"{"add_bos_token": "yes"}"#, "add_bos_token: expected true or false, got a string"),
         (#"[]"#, "expected a JSON object"),
+        (#"{"added_tokens_decoder": {"x": {"content": "a"}}}"#, "added_tokens_decoder.x: expected a token id"),
+        (#"{"added_tokens_decoder": {"5": {"special": true}}}"#, "added_tokens_decoder.5: expected a token id with an object"),
+        (#"{"added_tokens_decoder": {"5": {"content": "a", "lstrip": 1}}}"#, "added_tokens_decoder.5.lstrip: expected true or false, got a number"),
+        (#"{"additional_special_tokens": [3]}"#, "additional_special_tokens[0]: expected a string"),
     ])
     func malformed(text: String, fragment: String) {
         let e = moertError { _ = try parse(text) }

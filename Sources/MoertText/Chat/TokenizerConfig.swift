@@ -27,15 +27,19 @@ public struct TokenizerConfig: Sendable {
     /// Every special token a template sees as a variable, by name (`bos_token`, `eos_token`, ..., and model-specific
     /// `*_token` entries): transformers' `special_tokens_map`, which apply_chat_template passes to the template.
     public var specialTokens: [String: String] = [:]
-    /// The special tokens transformers adds to the tokenizer as special added tokens when it loads the directory
-    /// (`TokenizersBackend._post_init`): the named ones in `SPECIAL_TOKENS_ATTRIBUTES` order, the model-specific
-    /// `*_token` entries and `extra_special_tokens` object (by name), then the `extra_special_tokens` (or, in older
-    /// files, `additional_special_tokens`) list. Those already in tokenizer.json's `added_tokens` keep their entry.
-    public var addedSpecialTokens: [String] {
+    /// The tokens transformers adds to tokenizer.json's when it loads the directory (`TokenizersBackend.__init__`
+    /// and `_post_init`): the `added_tokens_decoder` entries by id (with their flags; their ids are not kept: each
+    /// gets the id its text has, else the next free one), then as special tokens the named ones in
+    /// `SPECIAL_TOKENS_ATTRIBUTES` order, the model-specific `*_token` entries and `extra_special_tokens` object (by
+    /// name), and the `extra_special_tokens` (or, in older files, `additional_special_tokens`) list. A token equal to
+    /// one tokenizer.json lists changes nothing.
+    public var addedTokens: [AddedToken] {
         let named = Self.namedTokens.compactMap { specialTokens[$0] }
         let specific = specialTokens.filter { !Self.namedTokens.contains($0.key) }.sorted { $0.key < $1.key }.map(\.value)
-        return named + specific + extraSpecialTokens
+        return decoderTokens + (named + specific + extraSpecialTokens).map { AddedToken(content: $0) }
     }
+    /// The `added_tokens_decoder` entries, in the order of their ids.
+    public var decoderTokens: [AddedToken] = []
     /// The `extra_special_tokens` (or `additional_special_tokens`) list.
     public var extraSpecialTokens: [String] = []
 
@@ -132,12 +136,38 @@ public struct TokenizerConfig: Sendable {
                 set(key, content)
             }
         }
+        if case .object(let entries)? = object["added_tokens_decoder"] {
+            decoderTokens = try Self.decoderTokens(entries, source: source)
+        }
         let listKey = object["extra_special_tokens"]?.array != nil ? "extra_special_tokens" : "additional_special_tokens"
         for (i, value) in (object[listKey]?.array ?? []).enumerated() {
             if let content = try Self.content(value, key: "\(listKey)[\(i)]", source: source, strict: true) {
                 extraSpecialTokens.append(content)
             }
         }
+    }
+
+    /// The entries of `added_tokens_decoder` (`{"<id>": {"content": ..., "special": ..., ...}}`) sorted by id.
+    private static func decoderTokens(_ entries: [String: JSON], source: String) throws -> [AddedToken] {
+        var tokens: [(Int, AddedToken)] = []
+        for (key, value) in entries {
+            let what = "\(source): added_tokens_decoder.\(key)"
+            guard let id = Int(key), id >= 0, case .object(let o) = value, case .string(let content)? = o["content"] else {
+                throw MoertError.format("\(what): expected a token id with an object holding a string \"content\"")
+            }
+            func flag(_ name: String, _ fallback: Bool) throws -> Bool {
+                switch o[name] {
+                case nil, .null?: return fallback
+                case .bool(let b)?: return b
+                case let other?: throw MoertError.format("\(what).\(name): expected true or false, got \(Self.kind(other))")
+                }
+            }
+            let special = try flag("special", false)
+            tokens.append((id, AddedToken(content: content, singleWord: try flag("single_word", false),
+                                          lstrip: try flag("lstrip", false), rstrip: try flag("rstrip", false),
+                                          normalized: try flag("normalized", !special), special: special)))
+        }
+        return tokens.sorted { $0.0 < $1.0 }.map(\.1)
     }
 
     /// Sets a special token and, for the named ones, its field.

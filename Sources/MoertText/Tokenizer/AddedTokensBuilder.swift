@@ -23,10 +23,10 @@ struct AddedTokensBuilder {
     private let regex = RegexScratch()
     private var nextId: Int64
 
-    /// - Parameter specialTokens: contents to add after the file's list as special tokens (not normalized, no
-    ///   strip flags), as transformers adds the special tokens tokenizer_config.json names.
+    /// - Parameter extraTokens: tokens to add after the file's list, as transformers adds those of
+    ///   tokenizer_config.json.
     init(reader: ConfigReader, json: TokenizerJSON?, model: BPEModel, normalizers: [NormalizerStep],
-         specialTokens: [String] = []) throws {
+         extraTokens: [AddedToken] = []) throws {
         self.reader = reader
         self.model = model
         self.normalizers = normalizers
@@ -49,10 +49,8 @@ struct AddedTokensBuilder {
                 }
             }
         }
-        for content in specialTokens {
-            let token = AddedToken(content: content, singleWord: false, lstrip: false, rstrip: false, normalized: false,
-                                   special: true)
-            try add(token, path: "special token \(ConfigReader.quotedKey(content))")
+        for token in extraTokens {
+            try add(token, path: "tokenizer_config.json token \(ConfigReader.quotedKey(token.content))")
         }
         // The matchers, as `refresh_added_tokens` builds them; two tokens with one pattern fail as they do there.
         for (id, token) in tokens.sorted(by: { $0.key < $1.key }) {

@@ -1,13 +1,24 @@
 // AddedVocabulary: added tokens found in text before the model sees it, as tokenizers' AddedVocabulary finds them.
 
-/// An entry of `added_tokens`.
-struct AddedToken: Equatable {
-    var content: String
-    var singleWord: Bool
-    var lstrip: Bool
-    var rstrip: Bool
-    var normalized: Bool
-    var special: Bool
+/// An entry of `added_tokens`: its text and how it is matched (tokenizers' `AddedToken`).
+public struct AddedToken: Equatable, Sendable {
+    public var content: String
+    public var singleWord: Bool
+    public var lstrip: Bool
+    public var rstrip: Bool
+    public var normalized: Bool
+    public var special: Bool
+
+    /// A token with the given flags; the defaults are those of a special token as transformers adds one by name.
+    public init(content: String, singleWord: Bool = false, lstrip: Bool = false, rstrip: Bool = false,
+                normalized: Bool = false, special: Bool = true) {
+        self.content = content
+        self.singleWord = singleWord
+        self.lstrip = lstrip
+        self.rstrip = rstrip
+        self.normalized = normalized
+        self.special = special
+    }
 }
 
 /// A stretch of text between added tokens (`id` nil) or an added token's match.

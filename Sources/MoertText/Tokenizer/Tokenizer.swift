@@ -51,23 +51,23 @@ public final class Tokenizer: @unchecked Sendable {
     /// The largest tokenizer.json read: 256 MiB (the largest real ones are about 30 MB).
     public static let maxFileSize = 256 << 20
 
-    /// Loads the tokenizer.json at `path`. `specialTokens` are added after its `added_tokens` as special tokens, as
-    /// transformers adds those tokenizer_config.json names (`TokenizerConfig.addedSpecialTokens`).
+    /// Loads the tokenizer.json at `path`. `extraTokens` are added after its `added_tokens`, as transformers adds
+    /// those tokenizer_config.json lists and names (`TokenizerConfig.addedTokens`).
     /// - Throws: `MoertError`: `.io` when the file cannot be read, `.format` when it is larger than `maxFileSize`,
     ///   not JSON or malformed (naming the key), `.unsupported` for components moert does not implement.
-    public convenience init(path: String, specialTokens: [String] = []) throws {
+    public convenience init(path: String, extraTokens: [AddedToken] = []) throws {
         let file = try MappedFile(path: path)
         guard file.size <= Self.maxFileSize else {
             throw MoertError.format("\(path): \(file.size) bytes, larger than the \(Self.maxFileSize)-byte limit")
         }
-        try self.init(bytes: file.bytes, source: path, specialTokens: specialTokens)
+        try self.init(bytes: file.bytes, source: path, extraTokens: extraTokens)
     }
 
     /// Builds the tokenizer from the bytes of a tokenizer.json; `source` names the file in messages.
     /// - Throws: `MoertError` (`.format`, `.unsupported`) as `init(path:)`.
-    public convenience init(bytes: UnsafeRawBufferPointer, source: String, specialTokens: [String] = []) throws {
+    public convenience init(bytes: UnsafeRawBufferPointer, source: String, extraTokens: [AddedToken] = []) throws {
         let tape = try JSONTape(bytes, what: source)
-        try self.init(document: TokenizerJSON(tape: tape, node: 0), source: source, specialTokens: specialTokens)
+        try self.init(document: TokenizerJSON(tape: tape, node: 0), source: source, extraTokens: extraTokens)
     }
 
     /// Builds the tokenizer from a parsed tokenizer.json; `source` names the file in messages. Prefer
@@ -82,7 +82,7 @@ public final class Tokenizer: @unchecked Sendable {
         try self.init(document: TokenizerJSON(tape: tape, node: 0), source: source)
     }
 
-    init(document json: TokenizerJSON, source: String, specialTokens: [String] = []) throws {
+    init(document json: TokenizerJSON, source: String, extraTokens: [AddedToken] = []) throws {
         self.source = source
         let reader = ConfigReader(source: source)
         let root = try reader.object(json, "tokenizer.json")
@@ -111,7 +111,7 @@ public final class Tokenizer: @unchecked Sendable {
         self.gpt2 = gpt2
 
         let added = try AddedTokensBuilder(reader: reader, json: root["added_tokens"], model: model,
-                                           normalizers: normalizers, specialTokens: specialTokens)
+                                           normalizers: normalizers, extraTokens: extraTokens)
         rawMatcher = added.rawMatcher
         normalizedMatcher = added.normalizedMatcher
         addedTokens = added.tokens

@@ -844,6 +844,16 @@ public:
         return logits;
     }
 
+    /// The logits of the last evaluated position, vocab_size floats (moert_session_last_logits): those the last
+    /// evaluation made, or, when it kept none (a generation of 0 tokens, an eval through the C API without logits),
+    /// computed again for that position. Throws moert::Error: MOERT_ERR_INVALID_ARGUMENT for an empty session, or
+    /// the errors of eval(). Needs libmoert 0.2.0.
+    std::vector<float> last_logits() {
+        std::vector<float> logits(vocab_size_);
+        detail::check(moert_session_last_logits(handle_, logits.data(), logits.size()));
+        return logits;
+    }
+
     /// Evaluates `prompt` (may be empty when the session holds tokens), then generates up to
     /// options.max_new_tokens tokens (moert_session_generate), calling `callback(token)` for each in order;
     /// returning false from it stops after that token. `callback` is any callable `bool(int32_t)`. An exception it

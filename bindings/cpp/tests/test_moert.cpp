@@ -557,6 +557,21 @@ void test_decode(const Fixture &fx, const moert::Model &model) {
     CHECK(session.n_past() == static_cast<int64_t>(p + fx.greedy.size()), "n_past after decoding");
 }
 
+/// last_logits() gives transformers' logits of the last evaluated position: after eval and after generate (whose
+/// last token is fed back), and refuses an empty session.
+void test_last_logits(const Fixture &fx, const moert::Model &model) {
+    moert::Session session(model);
+    CHECK_THROWS([&] { session.last_logits(); }, MOERT_ERR_INVALID_ARGUMENT, "", "last_logits() of an empty session");
+    size_t p = fx.prompt.size();
+    session.eval(fx.prompt);
+    double err = rel_error(session.last_logits(), fx.full_row(p - 1));
+    CHECK(err <= kLogitsRtol, "last_logits() after eval: " + describe(err));
+    session.reset();
+    CHECK(session.generate(fx.prompt, greedy_options(fx)) == fx.greedy, "generate() before last_logits()");
+    err = rel_error(session.last_logits(), fx.full_row(p + fx.greedy.size() - 1));
+    CHECK(err <= kLogitsRtol, "last_logits() after generate: " + describe(err));
+}
+
 /// The parity checks of one fixture.
 void test_fixture(const std::string &root, const std::string &name) {
     std::unique_ptr<Fixture> fx;
@@ -572,6 +587,7 @@ void test_fixture(const std::string &root, const std::string &name) {
     run_group(name + ": prefill logits", [&] { test_prefill(*fx, *model); });
     run_group(name + ": greedy generate", [&] { test_generate(*fx, *model); });
     run_group(name + ": kv-cached decode", [&] { test_decode(*fx, *model); });
+    run_group(name + ": last logits", [&] { test_last_logits(*fx, *model); });
 }
 
 /// Bad input throws moert::Error with the right status and the library's message.

@@ -5,6 +5,7 @@ import Glibc
 #endif
 import MoertCore
 import MoertTensor
+import MoertText
 
 let usage = """
 usage: moert <command> [options]
@@ -28,6 +29,14 @@ func fail(_ message: String, code: Int32) -> Never {
     let line = "moert: error: \(message)\n"
     _ = line.withCString { write(2, $0, strlen($0)) }
     exit(code)
+}
+
+// Arguments arrive as bytes: CommandLine.arguments would turn invalid UTF-8 into U+FFFD without a word.
+for i in 1..<Int(CommandLine.argc) {
+    guard let raw = CommandLine.unsafeArgv[i] else { continue }
+    let bytes = UnsafeRawBufferPointer(start: raw, count: strlen(raw))
+    let bad = UTF8Text.firstInvalidOffset(bytes)
+    if bad < bytes.count { fail("argument \(i) is not valid UTF-8 (invalid byte at offset \(bad))", code: 2) }
 }
 
 let argv = CommandLine.arguments

@@ -10,7 +10,7 @@ import os
 import struct
 import subprocess
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Union
 
 import numpy as np
 import pytest
@@ -20,11 +20,11 @@ FIXTURES = ROOT / "Tests" / "fixtures"
 CLI = os.environ.get("MOERT_CLI", str(ROOT / "build" / "bin" / "moert"))
 
 
-def moert(*args: str, input_bytes: bytes = b"", check: bool = True) -> subprocess.CompletedProcess:
+def moert(*args: Union[str, bytes], input_bytes: bytes = b"", check: bool = True) -> subprocess.CompletedProcess:
     """Runs the command; with `check`, fails the test (showing stderr) unless it exits 0."""
     done = subprocess.run([CLI, *args], input=input_bytes, capture_output=True, timeout=300)
     if check:
-        assert done.returncode == 0, f"moert {' '.join(args)} exited {done.returncode}: {done.stderr.decode()}"
+        assert done.returncode == 0, f"moert {args} exited {done.returncode}: {done.stderr.decode()}"
     return done
 
 
@@ -211,3 +211,10 @@ def test_tokenize_names_the_offset_of_invalid_utf8(tmp_path: Path) -> None:
     path.write_bytes(b"ok \xff")
     done = moert("tokenize", "--tokenizer", str(TOKENIZERS / "qwen2" / "tokenizer.json"), "--file", str(path), check=False)
     assert done.returncode == 1 and "invalid UTF-8 at byte 3" in done.stderr.decode()
+
+
+def test_arguments_that_are_not_utf8_are_refused() -> None:
+    """Text given on the command line is checked as bytes, not turned into U+FFFD."""
+    done = moert("tokenize", "--tokenizer", str(TOKENIZERS / "qwen2" / "tokenizer.json"), "--text", b"ok \xff", check=False)
+    assert done.returncode == 2 and "argument 5 is not valid UTF-8 (invalid byte at offset 3)" in done.stderr.decode()
+    assert done.stdout == b""

@@ -182,6 +182,23 @@ func generateTextCommand(_ args: Arguments) throws {
 
 /// `moert chat`: a conversation in the terminal. The whole conversation is rendered each turn; the session keeps the
 /// tokens it has evaluated and evaluates only what follows them.
+/// Standard input as a stream of its own (the chat loop is its only reader).
+private nonisolated(unsafe) let standardInput = fdopen(0, "r")
+
+/// The next line of standard input as bytes, without its "\n" or "\r\n"; nil at the end of input. (readLine()
+/// would replace invalid UTF-8 with U+FFFD.)
+private func readInputLine() -> [UInt8]? {
+    guard let input = standardInput else { return nil }
+    var buffer: UnsafeMutablePointer<CChar>?
+    var capacity = 0
+    defer { free(buffer) }
+    let n = getline(&buffer, &capacity, input)
+    guard n >= 0, let buffer else { return nil }
+    var bytes = [UInt8](UnsafeRawBufferPointer(start: buffer, count: n))
+    if bytes.last == 0x0A { bytes.removeLast(); if bytes.last == 0x0D { bytes.removeLast() } }
+    return bytes
+}
+
 func chatCommand(_ args: Arguments) throws {
     var sampler = try samplerFromArguments(args)
     let maxNew = try args.int("--max-new", default: 512)
@@ -196,7 +213,15 @@ func chatCommand(_ args: Arguments) throws {
     emit(interactive ? "moert chat — Ctrl-D ends, /reset starts over\n" : "")
     while true {
         if interactive { emit("> ") }
-        guard let line = readLine(strippingNewline: true) else { break }
+        guard let bytes = readInputLine() else { break }
+        let line: String
+        do {
+            line = try bytes.withUnsafeBytes { try UTF8Text.decode($0, what: "input line") }
+        } catch let e as MoertError {
+            let message = "moert: \(e.message); not sent\n"
+            _ = message.withCString { write(2, $0, strlen($0)) }
+            continue
+        }
         if line == "/reset" {
             messages = start
             evaluated = []

@@ -195,6 +195,13 @@ def test_chat_reads_stdin_until_it_ends() -> None:
     assert done.stdout.count(b"\n") == 2
 
 
+def test_chat_refuses_a_line_that_is_not_utf8_and_goes_on() -> None:
+    model = str(FIXTURES / "mixtral")
+    done = moert("chat", "--model", model, "--max-new", "4", input_bytes=b"hi\xff\nhello\n")
+    assert "input line: invalid UTF-8 at byte 2; not sent" in done.stderr.decode()
+    assert done.stdout == moert("chat", "--model", model, "--max-new", "4", input_bytes=b"hello\n").stdout
+
+
 @pytest.mark.parametrize("args, message", [
     (["tokenize", "--model", str(FIXTURES / "mixtral")], "exactly one of --text, --file and --jsonl"),
     (["tokenize", "--tokenizer", "/nonexistent/tokenizer.json", "--text", "x"], "/nonexistent/tokenizer.json"),

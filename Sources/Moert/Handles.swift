@@ -53,6 +53,12 @@ func releaseHandle<T: AnyObject>(_ handle: OpaquePointer, as type: T.Type) {
     Unmanaged<T>.fromOpaque(UnsafeRawPointer(handle)).release()
 }
 
+/// The `index`-th id of a list a C getter reports one at a time (the model's and the tokenizer's stop ids); -1
+/// when `index` is out of range.
+func tokenId(_ ids: [Int32], at index: Int32) -> Int32 {
+    index >= 0 && Int(index) < ids.count ? ids[Int(index)] : -1
+}
+
 /// A copy of a routing trace in C arrays owned by the session handle, lent out by moert_session_get_trace.
 final class TraceView {
     let count: Int

@@ -84,8 +84,7 @@ nonisolated(unsafe) let defaultModelOptions = moert_model_options(struct_size: U
 /// One stop id. The C entry point is `moert_model_eos_token`.
 @c @implementation public func moert_model_eos_token(_ model: OpaquePointer!, _ index: Int32) -> Int32 {
     guard let model else { return -1 }
-    let ids = object(model, as: ModelHandle.self).model.stopTokenIds
-    return index >= 0 && Int(index) < ids.count ? ids[Int(index)] : -1
+    return tokenId(object(model, as: ModelHandle.self).model.stopTokenIds, at: index)
 }
 
 /// Memory statistics. The C entry point is `moert_model_get_memory_stats`.

@@ -159,8 +159,7 @@ func requireFlags(_ flags: UInt32, known: UInt32, _ name: String) throws {
 /// One stop id. The C entry point is `moert_tokenizer_stop_token`.
 @c @implementation public func moert_tokenizer_stop_token(_ tokenizer: OpaquePointer!, _ index: Int32) -> Int32 {
     guard let tokenizer else { return -1 }
-    let ids = object(tokenizer, as: TokenizerHandle.self).text.stopTokenIds
-    return index >= 0 && Int(index) < ids.count ? ids[Int(index)] : -1
+    return tokenId(object(tokenizer, as: TokenizerHandle.self).text.stopTokenIds, at: index)
 }
 
 /// Creates a detokenizer. The C entry point is `moert_detokenizer_create`.
@@ -181,30 +180,33 @@ func requireFlags(_ flags: UInt32, known: UInt32, _ name: String) throws {
     releaseHandle(detokenizer, as: DetokenizerHandle.self)
 }
 
-/// Adds an id. The C entry point is `moert_detokenizer_push`.
-@c @implementation public func moert_detokenizer_push(_ detokenizer: OpaquePointer!, _ token: Int32,
-                                                      _ outText: UnsafeMutablePointer<UnsafePointer<CChar>?>!,
-                                                      _ outNBytes: UnsafeMutablePointer<Int>!) -> moert_status {
+/// The body of push and flush: clears the outputs, checks the arguments, and lends the host what `produce` gives.
+private func lendText(of detokenizer: OpaquePointer?, _ outText: UnsafeMutablePointer<UnsafePointer<CChar>?>?,
+                      _ outNBytes: UnsafeMutablePointer<Int>?,
+                      _ produce: (DetokenizerHandle) throws -> String) -> moert_status {
     outText?.pointee = nil
     outNBytes?.pointee = 0
     return withStatus {
         let d = object(try require(detokenizer, "detokenizer"), as: DetokenizerHandle.self)
         let out = try require(outText, "out_text")
-        d.lend(try d.stream.push(token), out, outNBytes)
+        d.lend(try produce(d), out, outNBytes)
     }
+}
+
+/// Adds an id. The C entry point is `moert_detokenizer_push`.
+@c @implementation public func moert_detokenizer_push(_ detokenizer: OpaquePointer!, _ token: Int32,
+                                                      _ outText: UnsafeMutablePointer<UnsafePointer<CChar>?>!,
+                                                      _ outNBytes: UnsafeMutablePointer<Int>!) -> moert_status {
+    lendText(of: detokenizer, outText, outNBytes) { try $0.stream.push(token) }
 }
 
 /// Returns the held-back text. The C entry point is `moert_detokenizer_flush`.
 @c @implementation public func moert_detokenizer_flush(_ detokenizer: OpaquePointer!,
                                                        _ outText: UnsafeMutablePointer<UnsafePointer<CChar>?>!,
                                                        _ outNBytes: UnsafeMutablePointer<Int>!) -> moert_status {
-    outText?.pointee = nil
-    outNBytes?.pointee = 0
-    return withStatus {
-        let d = object(try require(detokenizer, "detokenizer"), as: DetokenizerHandle.self)
-        let out = try require(outText, "out_text")
-        d.lend(d.stream.finish(), out, outNBytes)
-        d.stream.reset()
+    lendText(of: detokenizer, outText, outNBytes) { d in
+        defer { d.stream.reset() }
+        return d.stream.finish()
     }
 }
 

@@ -9,11 +9,25 @@ import numpy as np
 
 from ._errors import InvalidArgumentError, OutOfRangeError, Status
 
-__all__ = ["OwnedHandle", "init_options", "as_tokens", "as_logits", "c_int_arg", "int_arg"]
+__all__ = ["OwnedHandle", "ClosedByWith", "init_options", "as_tokens", "as_logits", "c_int_arg", "int_arg"]
 
 _S = TypeVar("_S", bound=ctypes.Structure)
+_C = TypeVar("_C", bound="ClosedByWith")
 
 _INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
+
+
+class ClosedByWith:
+    """Base of the objects that own a C handle: a ``with`` block returns the object and calls its ``close()``."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self: _C) -> _C:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 class OwnedHandle:

@@ -14,7 +14,7 @@ import numpy as np
 
 from . import _lib, plugins
 from ._errors import InvalidArgumentError, Status
-from ._support import OwnedHandle, c_int_arg, init_options, int_arg
+from ._support import ClosedByWith, OwnedHandle, c_int_arg, init_options, int_arg
 from ._types import (
     MOERT_DTYPE_BF16,
     MOERT_DTYPE_F16,
@@ -116,7 +116,7 @@ class ModelInfo:
         )
 
 
-class Model:
+class Model(ClosedByWith):
     """A Hugging Face MoE checkpoint directory, memory-mapped and validated (``moert_model``).
 
     Args:
@@ -352,12 +352,6 @@ class Model:
     def _forget(self, session: OwnedHandle) -> None:
         """Drops a session handle that its Session has freed."""
         self._sessions.pop(id(session), None)
-
-    def __enter__(self) -> "Model":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def __del__(self) -> None:
         # Sessions keep their Model alive, so normally none is open here; inside a garbage cycle they may

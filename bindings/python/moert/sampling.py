@@ -7,7 +7,7 @@ from typing import Any, Optional
 
 from . import _lib
 from ._errors import InvalidArgumentError, Status
-from ._support import OwnedHandle, as_logits, c_int_arg, init_options, int_arg
+from ._support import ClosedByWith, OwnedHandle, as_logits, c_int_arg, init_options, int_arg
 from ._types import moert_sampler_options
 
 __all__ = ["Sampler"]
@@ -37,7 +37,7 @@ def sampler_options(temperature: float, top_k: int, top_p: float, seed: int) -> 
     return options
 
 
-class Sampler:
+class Sampler(ClosedByWith):
     """Draws token ids from rows of logits (``moert_sampler``).
 
     ``temperature=0`` (the default) is greedy: the arg-max, lowest id on ties. Otherwise the logits are divided
@@ -97,12 +97,6 @@ class Sampler:
         if self._handle is None:
             raise InvalidArgumentError(Status.INVALID_ARGUMENT, "Sampler is closed: it was never created")
         return self._handle.require("Sampler")
-
-    def __enter__(self) -> "Sampler":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def __del__(self) -> None:
         handle = getattr(self, "_handle", None)

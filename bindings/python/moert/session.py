@@ -12,7 +12,7 @@ import numpy as np
 
 from . import _lib
 from ._errors import InvalidArgumentError, MoertError, Status, UnsupportedError
-from ._support import OwnedHandle, as_tokens, c_int_arg, init_options
+from ._support import ClosedByWith, OwnedHandle, as_tokens, c_int_arg, init_options
 from ._types import (
     MOERT_LOGITS_ALL,
     MOERT_LOGITS_LAST,
@@ -76,7 +76,7 @@ def _one_call_at_a_time(method: Callable[..., _T]) -> Callable[..., _T]:
     return call
 
 
-class Session:
+class Session(ClosedByWith):
     """One sequence being evaluated: a KV cache and scratch buffers over a shared :class:`~moert.Model`.
 
     Create it with :meth:`Model.session` (or ``Session(model, ...)``). A session keeps its model object
@@ -572,12 +572,6 @@ class Session:
                 f"the session's last evaluation failed ({self._broken.message}); call reset() before using it again",
             )
         return address
-
-    def __enter__(self) -> "Session":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def __del__(self) -> None:
         handle = getattr(self, "_handle", None)

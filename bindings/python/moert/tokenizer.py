@@ -12,7 +12,7 @@ import numpy as np
 
 from . import _lib
 from ._errors import InvalidArgumentError, Status
-from ._support import OwnedHandle, as_tokens, c_int_arg, init_options
+from ._support import ClosedByWith, OwnedHandle, as_tokens, c_int_arg, init_options
 from ._types import (
     MOERT_DECODE_SKIP_SPECIAL,
     MOERT_ENCODE_ADD_SPECIAL,
@@ -48,7 +48,7 @@ def c_text(text: str, what: str) -> bytes:
     return encoded
 
 
-class Tokenizer:
+class Tokenizer(ClosedByWith):
     """A Hugging Face tokenizer (``moert_tokenizer``): encodes and decodes as the ``tokenizers`` library does, and
     renders chat templates as transformers' ``apply_chat_template`` does.
 
@@ -317,12 +317,6 @@ class Tokenizer:
         """Drops a detokenizer handle that its Detokenizer has freed."""
         self._detokenizers.pop(id(detokenizer), None)
 
-    def __enter__(self) -> "Tokenizer":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     def __del__(self) -> None:
         # Detokenizers keep their Tokenizer alive, so normally none is open here; inside a garbage cycle they may
         # still be, and must be freed first (moert.h: free detokenizers made from a tokenizer first).
@@ -338,7 +332,7 @@ class Tokenizer:
         return f"<moert.Tokenizer {self._path!r} n_vocab={self._n_vocab}>"
 
 
-class Detokenizer:
+class Detokenizer(ClosedByWith):
     """Turns token ids arriving one at a time into text, never splitting a UTF-8 sequence (``moert_detokenizer``).
 
     The texts :meth:`push` returns, followed by what :meth:`flush` returns, add up to
@@ -423,12 +417,6 @@ class Detokenizer:
         if self._handle is None:
             raise InvalidArgumentError(Status.INVALID_ARGUMENT, "Detokenizer is closed: it was never created")
         return self._handle.require("Detokenizer")
-
-    def __enter__(self) -> "Detokenizer":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def __del__(self) -> None:
         handle = getattr(self, "_handle", None)

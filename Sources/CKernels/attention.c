@@ -1,101 +1,10 @@
-/* attention.c: attention of a single decode position, and of a prefill chunk. In decode a head's scores are one row
-** of `total` dot products of length head_dim; through sgemm each head costs two library calls whose fixed overhead
-** outweighs the work (two calls per head and layer, about 130 per token on the small bench model). Plain loops here,
-** AVX2 when available; long contexts split the heads among the worker threads, since reading the cache then costs as
-** much as the weights. Prefill runs each head's two products through the AVX-512 GEMM, the heads split among the
-** threads, so that the softmax between the products runs on every thread too. */
+/* attention.c: attention of a prefill chunk (decode is attention_decode.c). Each head's two products run through the
+** AVX-512 GEMM, the heads split among the threads, so that the softmax between the products runs on every thread
+** too. */
 #include "kernels_internal.h"
 
 #include <immintrin.h>
 #include <math.h>
-
-__attribute__((target("avx2,fma")))
-static float dot_avx2(const float *a, const float *b, int n) {
-    __m256 s0 = _mm256_setzero_ps(), s1 = s0;
-    int i = 0;
-    for (; i + 16 <= n; i += 16) {
-        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
-        s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), s1);
-    }
-    float r = moert_hsum256(_mm256_add_ps(s0, s1));
-    for (; i < n; i++) r += a[i] * b[i];
-    return r;
-}
-
-/* y += a * x */
-__attribute__((target("avx2,fma")))
-static void axpy_avx2(float a, const float *x, float *y, int n) {
-    __m256 va = _mm256_set1_ps(a);
-    int i = 0;
-    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
-    for (; i < n; i++) y[i] += a * x[i];
-}
-
-static float dot_scalar(const float *a, const float *b, int n) {
-    float r = 0;
-    for (int i = 0; i < n; i++) r += a[i] * b[i];
-    return r;
-}
-
-static void axpy_scalar(float a, const float *x, float *y, int n) {
-    for (int i = 0; i < n; i++) y[i] += a * x[i];
-}
-
-/* One head: out_h = softmax(scale * q_h . K_g) . V_g with scores[total] as scratch. */
-static void attend_head(const float *qh, const float *keys, const float *values, int64_t row, int64_t g,
-                        int head_dim, int64_t total, float scale, float *scores, float *oh, int fast) {
-    float m = -INFINITY;
-    for (int64_t j = 0; j < total; j++) {
-        const float *k = keys + j * row + g;
-        float s = scale * (fast ? dot_avx2(qh, k, head_dim) : dot_scalar(qh, k, head_dim));
-        scores[j] = s;
-        if (s > m) m = s;
-    }
-    float sum = 0;
-    for (int64_t j = 0; j < total; j++) {
-        scores[j] = expf(scores[j] - m);
-        sum += scores[j];
-    }
-    const float inv = 1 / sum;
-    for (int i = 0; i < head_dim; i++) oh[i] = 0;
-    for (int64_t j = 0; j < total; j++) {
-        const float *v = values + j * row + g;
-        if (fast) axpy_avx2(scores[j] * inv, v, oh, head_dim);
-        else axpy_scalar(scores[j] * inv, v, oh, head_dim);
-    }
-}
-
-typedef struct attention_job {
-    const float *q, *keys, *values;
-    int n_heads, n_kv_heads, head_dim;
-    int64_t total;
-    float scale;
-    float *scores, *out;
-} attention_job;
-
-/* Part `part` of `parts`: a contiguous range of heads, with its own `total` floats of scratch. */
-static void attention_part(void *ctx, int part, int parts) {
-    const attention_job *a = ctx;
-    const int fast = moert_kernels_have_avx2(), group = a->n_heads / a->n_kv_heads;
-    const int64_t row = (int64_t)a->n_kv_heads * a->head_dim;
-    int per = (a->n_heads + parts - 1) / parts, h0 = per * part, h1 = h0 + per < a->n_heads ? h0 + per : a->n_heads;
-    for (int h = h0; h < h1; h++) {
-        attend_head(a->q + (int64_t)h * a->head_dim, a->keys, a->values, row, (int64_t)(h / group) * a->head_dim,
-                    a->head_dim, a->total, a->scale, a->scores + part * a->total, a->out + (int64_t)h * a->head_dim,
-                    fast);
-    }
-}
-
-void moert_attention_one(const float *q, const float *keys, const float *values, int n_heads, int n_kv_heads,
-                         int head_dim, int64_t total, float scale, float *scores, int64_t scores_capacity,
-                         float *out) {
-    attention_job a = {q, keys, values, n_heads, n_kv_heads, head_dim, total, scale, scores, out};
-    /* Split the heads once the cache is long enough that reading it outweighs a hand-off to the workers (a few
-    ** microseconds): at 2^16 key and value elements per layer. */
-    int64_t max_parts = total * n_kv_heads * head_dim < (1 << 16) ? 1 : scores_capacity / total;
-    if (max_parts > n_heads) max_parts = n_heads;
-    moert_parallel(attention_part, &a, (int)max_parts);
-}
 
 /* ---- Prefill ---- */
 

@@ -44,6 +44,33 @@ static inline float moert_widen_bf16(uint16_t h) {
     return f;
 }
 
+/** One float32 value narrowed to f16, rounding to nearest even (as F16C's vcvtps2ph): beyond the f16 range it
+ * becomes infinity, below it a subnormal or zero; NaN stays NaN. */
+static inline uint16_t moert_narrow_f16(float f) {
+    uint32_t x;
+    memcpy(&x, &f, sizeof x);
+    const uint32_t sign = (x >> 16) & 0x8000, a = x & 0x7fffffff;
+    if (a > 0x7f800000) return (uint16_t)(sign | 0x7e00);  /* NaN */
+    if (a >= 0x477ff000) return (uint16_t)(sign | 0x7c00); /* >= 65520 rounds to infinity */
+    if (a < 0x38800000) {                                  /* below 2^-14: a subnormal f16 or zero */
+        float v, t;
+        memcpy(&v, &a, sizeof v);
+        t = v + 0.5f;  /* the ulp of 0.5f is 2^-24, the f16 subnormal step: the addition rounds to nearest even */
+        uint32_t bits;
+        memcpy(&bits, &t, sizeof bits);
+        return (uint16_t)(sign | (bits - 0x3f000000));
+    }
+    return (uint16_t)(sign | ((a - 0x38000000 + 0xfff + ((a >> 13) & 1)) >> 13));
+}
+
+/** One float32 value narrowed to bf16, rounding to nearest even; NaN stays NaN. */
+static inline uint16_t moert_narrow_bf16(float f) {
+    uint32_t x;
+    memcpy(&x, &f, sizeof x);
+    if ((x & 0x7fffffff) > 0x7f800000) return (uint16_t)((x >> 16) | 0x40);
+    return (uint16_t)((x + 0x7fff + ((x >> 16) & 1)) >> 16);
+}
+
 /** One value of type `dtype` (MOERT_HALF_F16 or MOERT_HALF_BF16) widened to float32: the scalar path and the tails
  * of the vector ones. */
 static inline float moert_widen_half(uint16_t h, int dtype) {
@@ -56,6 +83,12 @@ static inline __m256 moert_load8(const uint16_t *p, int dtype) {
     __m128i h = _mm_loadu_si128((const __m128i *)p);
     if (dtype == MOERT_HALF_F16) return _mm256_cvtph_ps(h);
     return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+}
+
+/** 8 signed bytes from p as 8 floats (the quants of a q8_0 block, before its scale). */
+__attribute__((target("avx2,fma,f16c"), always_inline))
+static inline __m256 moert_load8_q8(const uint8_t *p) {
+    return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)p)));
 }
 
 /** The mask of the first min(count, 16) lanes of a 16-float vector (count >= 1): the tail of a row. */

@@ -84,8 +84,102 @@ func oneDecimal(_ v: Double) -> String {
     return "\(t / 10).\(abs(t % 10))"
 }
 
+/// Decode steps `moert bench --depth` times at each depth.
+let depthDecodeSteps = 64
+
+/// `count` pseudo-random token ids below `vocab` (xorshift from a fixed seed): the same in every run.
+func benchTokens(count: Int, vocab: Int) -> [Int32] {
+    var state: UInt32 = 2463534242
+    return (0..<count).map { _ in
+        state ^= state << 13; state ^= state >> 17; state ^= state << 5
+        return Int32(state % UInt32(vocab))
+    }
+}
+
+/// Tokens per second of `depthDecodeSteps` greedy decode steps after `depth` tokens of `context`, one value per
+/// repeat (the prefill is not timed).
+func measureDepth(_ session: Session, context: [Int32], depth: Int, repeats: Int) throws -> [Double] {
+    let vocab = session.model.config.vocabSize
+    var logits = [Float](repeating: 0, count: vocab)
+    func eval(_ tokens: ArraySlice<Int32>) throws {
+        try tokens.withUnsafeBufferPointer { p in
+            try logits.withUnsafeMutableBufferPointer { try session.evaluate(p, mode: .last, logits: $0.baseAddress, capacity: vocab) }
+        }
+    }
+    var rates: [Double] = []
+    for _ in 0..<repeats {
+        session.reset()
+        // At depth 0 the first step evaluates the context's first token into the empty cache.
+        var next = context[depth == 0 ? 0 : depth]
+        if depth > 0 {
+            try eval(context[0..<depth])
+            next = Int32(logits.withUnsafeBufferPointer { argmax($0) } ?? 0)
+        }
+        let t0 = now()
+        for _ in 0..<depthDecodeSteps {
+            try eval([next])
+            next = Int32(logits.withUnsafeBufferPointer { argmax($0) } ?? 0)
+        }
+        rates.append(Double(depthDecodeSteps) / (now() - t0))
+    }
+    return rates
+}
+
+/// `moert bench --depth N1,N2,...`: decode speed after each depth of context.
+func benchDepths(_ args: Arguments, depths: [Int], model: Model, loadSeconds: Double) throws {
+    let repeats = try args.int("--repeat", default: 3)
+    guard repeats >= 1 else { throw UsageError("--repeat must be >= 1") }
+    let deepest = depths.max()! + depthDecodeSteps
+    var options = SessionOptions()
+    options.kvType = try kvType(args)
+    options.contextLength = try args.int("--ctx", default: 0)
+    if options.contextLength == 0 { options.contextLength = deepest }
+    guard deepest <= options.contextLength else {
+        throw UsageError("depth \(depths.max()!) + \(depthDecodeSteps) decode steps do not fit --ctx \(options.contextLength)")
+    }
+    guard options.contextLength <= model.contextLength else {
+        throw UsageError("depth \(depths.max()!) + \(depthDecodeSteps) decode steps exceed the model's context \(model.contextLength)")
+    }
+    let session = try Session(model: model, options: options)
+    try applyRouterOverride(args, to: session)
+    let context = benchTokens(count: deepest, vocab: model.config.vocabSize)
+    let c = model.config
+    let rowBytes = session.kvType.bytes(width: c.numKeyValueHeads * c.headDim)
+    print("model    \(try args.required("--model")) (\(c.architecture.rawValue), \(model.storageDType?.rawValue ?? "mixed"))")
+    print("threads  \(Threads.current)")
+    print("kernels  \(Threads.kernels)")
+    print("load     \(oneDecimal(loadSeconds * 1000)) ms")
+    print("kv cache \(session.kvType.rawValue), \(2 * c.numHiddenLayers * rowBytes) bytes per token, context \(session.contextLength)")
+    for depth in depths {
+        let rates = try measureDepth(session, context: context, depth: depth, repeats: repeats)
+        print("depth \(depth) decode \(oneDecimal(median(rates))) tok/s")
+        let kvMiB = Double(2 * c.numHiddenLayers * rowBytes * (depth + depthDecodeSteps / 2)) / Double(1 << 20)
+        print("  runs \(rates.map(oneDecimal).joined(separator: " ")); KV read per step \(oneDecimal(kvMiB)) MiB (mean)")
+    }
+    print("peak RSS \(oneDecimal(peakRSSMiB())) MiB")
+}
+
+/// The comma-separated depths of --depth, or nil without it.
+func parseDepths(_ args: Arguments) throws -> [Int]? {
+    guard let text = args.string("--depth") else { return nil }
+    let depths = text.split(separator: ",", omittingEmptySubsequences: false).map { Int($0.trimmingSpaces) }
+    guard !depths.isEmpty, depths.allSatisfy({ ($0 ?? -1) >= 0 }) else {
+        throw UsageError("--depth takes comma-separated token counts >= 0, e.g. 0,1000,4000; got '\(text)'")
+    }
+    return depths.map { $0! }
+}
+
 /// `moert bench`.
 func benchCommand(_ args: Arguments) throws {
+    if let depths = try parseDepths(args) {
+        for option in ["--prompt", "--decode", "--baseline"] where args.string(option) != nil || args.has(option) {
+            throw UsageError("\(option) does not go with --depth")
+        }
+        let t0 = now()
+        let model = try loadModel(args)
+        try benchDepths(args, depths: depths, model: model, loadSeconds: now() - t0)
+        return
+    }
     let promptLength = try args.int("--prompt", default: 512)
     let decode = try args.int("--decode", default: 128)
     let repeats = try args.int("--repeat", default: 3)
@@ -94,16 +188,12 @@ func benchCommand(_ args: Arguments) throws {
     let model = try loadModel(args)
     let loadSeconds = now() - t0
     var options = SessionOptions()
+    options.kvType = try kvType(args)
     options.contextLength = max(try args.int("--ctx", default: 0), promptLength, 16 + decode)
     guard options.contextLength <= model.contextLength else {
         throw UsageError("--prompt or 16 + --decode exceeds the model's context \(model.contextLength)")
     }
-    // A fixed pseudo-random prompt (xorshift), the same in every run.
-    var state: UInt32 = 2463534242
-    let prompt: [Int32] = (0..<promptLength).map { _ in
-        state ^= state << 13; state ^= state >> 17; state ^= state << 5
-        return Int32(state % UInt32(model.config.vocabSize))
-    }
+    let prompt = benchTokens(count: promptLength, vocab: model.config.vocabSize)
 
     print("model    \(try args.required("--model")) (\(model.config.architecture.rawValue), \(model.storageDType?.rawValue ?? "mixed"))")
     print("threads  \(Threads.current)")

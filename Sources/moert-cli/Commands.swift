@@ -5,7 +5,7 @@ import MoertMoE
 import MoertTensor
 
 /// Options every command that loads a model accepts.
-let modelOptions: Set<String> = ["--model", "--threads", "--ctx", "--plugin", "--expert-budget"]
+let modelOptions: Set<String> = ["--model", "--threads", "--ctx", "--kv-type", "--plugin", "--expert-budget"]
 /// Switches every command that loads a model accepts.
 let modelFlags: Set<String> = ["--trust-model-plugins", "--no-mmap"]
 /// Options of commands that sample.
@@ -19,6 +19,7 @@ let commonHelp = """
       --plugin LIST         comma-separated plugin libraries to load first (names or paths)
       --expert-budget SIZE  cap on resident expert weights: bytes (512M, 2G) or a share (25%)
       --ctx N               KV cache size in tokens (default: min(model context, 4096))
+      --kv-type T           KV cache element type: f32 (default, exact), f16, bf16 or q8_0
       --trust-model-plugins let the model's moert section load plugin libraries by path (it runs their code)
       --no-mmap             read the weights into memory instead of mapping them
     """
@@ -98,12 +99,18 @@ let commandHelp: [String: String] = [
     """,
     "bench": """
     usage: moert bench --model DIR [--prompt N] [--decode N] [--repeat R] [--baseline] [options]
+           moert bench --model DIR --depth N1,N2,... [--kv-type T] [--repeat R] [options]
 
     Measures prefill of N prompt tokens (default 512; after one warm-up) and greedy decode of N tokens (default
     128) after a 16-token prompt, R times each (default 3), and prints medians in tokens per second, the load
     time and the peak RSS (the protocol of the peer benchmarks, so figures compare with llama.cpp). With --router
     or --moe-top-k the session uses that router; --baseline also measures the model's own routers in the same run
     and prints ratios.
+
+    With --depth, measures decode after a long context instead: for each depth N, fills the KV cache with N
+    pseudo-random tokens (one prefill), then times 64 greedy decode steps, R times, and prints
+    `depth N decode X tok/s` (the median) with the KV bytes each step reads. N + 64 must fit --ctx (by default
+    the context is sized for the largest depth).
 
     options:
     """ + "\n" + commonHelp + "\n" + routingHelp,
@@ -133,10 +140,20 @@ func loadModel(_ args: Arguments) throws -> Model {
     return try Model(path: try args.required("--model"), options: options)
 }
 
-/// Creates a session honouring --ctx and the router overrides.
+/// The KV cache type --kv-type names (f32 without it).
+func kvType(_ args: Arguments) throws -> KVCacheType {
+    guard let name = args.string("--kv-type") else { return .f32 }
+    guard let type = KVCacheType(rawValue: name) else {
+        throw UsageError("--kv-type must be one of \(KVCacheType.allCases.map(\.rawValue).joined(separator: ", ")), got '\(name)'")
+    }
+    return type
+}
+
+/// Creates a session honouring --ctx, --kv-type and the router overrides.
 func makeSession(_ model: Model, _ args: Arguments) throws -> Session {
     var o = SessionOptions()
     o.contextLength = try args.int("--ctx", default: 0)
+    o.kvType = try kvType(args)
     let session = try Session(model: model, options: o)
     try applyRouterOverride(args, to: session)
     return session

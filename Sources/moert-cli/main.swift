@@ -71,7 +71,7 @@ do {
     case "render-chat":
         try renderChatCommand(try Arguments(rest, valued: ["--model", "--messages"], flags: ["--add-generation-prompt"]))
     case "bench":
-        try benchCommand(try Arguments(rest, valued: modelOptions.union(routingOptions).union(["--prompt", "--decode", "--repeat"]), flags: modelFlags.union(["--baseline"])))
+        try benchCommand(try Arguments(rest, valued: modelOptions.union(routingOptions).union(["--prompt", "--decode", "--repeat", "--depth"]), flags: modelFlags.union(["--baseline"])))
     case "trace":
         try traceCommand(try Arguments(rest, valued: modelOptions.union(routingOptions).union(["--tokens", "--out", "--max-new"]), flags: modelFlags))
     default:

@@ -73,19 +73,51 @@ MOERT_KERNEL int moert_gemm_nt(int64_t m, int64_t n, int64_t k, const float *a, 
 MOERT_KERNEL int moert_gemm_serial(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda, const float *b,
                                    int b_kn, int64_t ldb, float *c, int64_t ldc);
 
+/* ---- KV cache rows (kv_cache.c) ---- */
+
+/** Element types of the KV cache: float32, f16 and bf16 (the codes of MOERT_GEMM_F32, MOERT_HALF_F16 and
+ * MOERT_HALF_BF16), and q8_0: blocks of MOERT_Q8_0_BLOCK values, each an f16 scale followed by as many int8. */
+#define MOERT_KV_F32  0
+#define MOERT_KV_F16  1
+#define MOERT_KV_BF16 2
+#define MOERT_KV_Q8_0 3
+/** Values per q8_0 block, and its bytes. */
+#define MOERT_Q8_0_BLOCK 32
+#define MOERT_Q8_0_BLOCK_BYTES 34
+
+/** Bytes of `width` values of KV type `type` (for q8_0, width must be a multiple of MOERT_Q8_0_BLOCK); 0 for an
+ * unknown type. */
+MOERT_KERNEL int64_t moert_kv_row_bytes(int type, int64_t width);
+
+/** Writes `count` float32 values as KV type `type` (rounded to nearest even; q8_0 as GGML's quantize_row_q8_0_ref,
+ * `count` a multiple of MOERT_Q8_0_BLOCK). */
+MOERT_KERNEL void moert_kv_store(int type, const float *src, void *dst, int64_t count);
+
+/** Reads `count` values of KV type `type` back as float32. */
+MOERT_KERNEL void moert_kv_load(int type, const void *src, float *dst, int64_t count);
+
 /* ---- Attention (attention.c) ---- */
 
 /**
- * Attention of one new position (decode) against `total` cached positions. For each query
+ * Attention of one new position (decode) against `total` cached positions of KV type `kv_type`. For each query
  * head h of n_heads, with key/value head g = h / (n_heads / n_kv_heads):
  *   out[h] = softmax(scale * q[h] . keys[j, g] for j < total) . values[:, g]
- * q and out are [n_heads * head_dim]; keys and values are [total, n_kv_heads * head_dim], row-major; `scores` is
- * scratch for `scores_capacity` >= total floats. Long contexts split the heads among the worker threads (each part
- * needs `total` floats of scratch). The softmax subtracts the maximum, like the prefill path's.
+ * q and out are [n_heads * head_dim] float32; keys and values are [total] rows of n_kv_heads * head_dim values,
+ * moert_kv_row_bytes apart (head_dim a multiple of MOERT_Q8_0_BLOCK for q8_0). Each cached row is read once for all
+ * the heads that share it; long contexts split the positions among the worker threads, whose partial softmaxes are
+ * then merged (flash decoding). `scratch` holds moert_attention_decode_scratch(n_heads, head_dim, total) floats.
  */
-MOERT_KERNEL void moert_attention_one(const float *q, const float *keys, const float *values, int n_heads,
-                                      int n_kv_heads, int head_dim, int64_t total, float scale, float *scores,
-                                      int64_t scores_capacity, float *out);
+MOERT_KERNEL void moert_attention_decode(const float *q, const void *keys, const void *values, int kv_type,
+                                         int n_heads, int n_kv_heads, int head_dim, int64_t total, float scale,
+                                         float *scratch, float *out);
+
+/** moert_attention_decode on the portable loops alone, as on a CPU without AVX2 (for the tests of that path). */
+MOERT_KERNEL void moert_attention_decode_portable(const float *q, const void *keys, const void *values, int kv_type,
+                                                  int n_heads, int n_kv_heads, int head_dim, int64_t total,
+                                                  float scale, float *scratch, float *out);
+
+/** Floats of scratch moert_attention_decode needs for a cache of up to `capacity` positions. */
+MOERT_KERNEL int64_t moert_attention_decode_scratch(int n_heads, int head_dim, int64_t capacity);
 
 /**
  * Causal attention of `n` new positions (prefill) at positions position ..< position + n against the cache, which

@@ -14,6 +14,8 @@ public struct SessionOptions: Sendable {
     public var contextLength: Int = 0
     /// Most tokens evaluated in one forward chunk; 0 = 512.
     public var maxBatch: Int = 0
+    /// Element type of the KV cache.
+    public var kvType: KVCacheType = .f32
     /// The defaults.
     public init() {}
 }
@@ -33,6 +35,10 @@ public final class Session {
     public let maxBatch: Int
     /// Positions already evaluated.
     public private(set) var position = 0
+    /// Element type of the KV cache.
+    public var kvType: KVCacheType { cache.type }
+    /// Bytes of the KV cache (every layer and position of its capacity).
+    public var kvCacheBytes: Int { cache.bytes }
     /// Logits of the last evaluated position, when the last evaluation produced them (a copy).
     public var lastLogits: [Float]? {
         hasLastLogits ? Array(UnsafeBufferPointer(start: lastLogitsBuffer.pointer, count: lastLogitsBuffer.count)) : nil
@@ -62,8 +68,10 @@ public final class Session {
         contextLength = options.contextLength > 0 ? options.contextLength : min(model.contextLength, 4096)
         maxBatch = min(options.maxBatch > 0 ? options.maxBatch : 512, contextLength)
         let c = model.config
-        cache = try KVCache(layers: c.numHiddenLayers, capacity: contextLength, rowWidth: c.numKeyValueHeads * c.headDim)
-        ws = try Workspace(model: model, batch: maxBatch, context: contextLength)
+        if let reason = options.kvType.unsupportedReason(headDim: c.headDim) { throw MoertError.invalid(reason) }
+        cache = try KVCache(type: options.kvType, layers: c.numHiddenLayers, capacity: contextLength,
+                            rowWidth: c.numKeyValueHeads * c.headDim)
+        ws = try Workspace(model: model, batch: maxBatch, context: contextLength, kvType: options.kvType)
         routing = try SessionRouting(model: model, batch: maxBatch, workspace: ws.moe)
         lastLogitsBuffer = try FloatBuffer(count: c.vocabSize)
         history = .allocate(capacity: contextLength)
@@ -232,24 +240,32 @@ public final class Session {
             clamp(k, count: n * kvw, limit: limit)
             clamp(v, count: n * kvw, limit: limit)
         }
-        let keys = cache.keys(layer: l), values = cache.values(layer: l)
         for t in 0..<n {
             model.rope.apply(q + t * qw, heads: nh, position: position + t)
             model.rope.apply(k + t * kvw, heads: nkv, position: position + t)
         }
-        memcpy(keys + position * kvw, k, n * kvw * MemoryLayout<Float>.size)
-        memcpy(values + position * kvw, v, n * kvw * MemoryLayout<Float>.size)
+        cache.store(layer: l, position: position, keys: k, values: v, count: n)
 
         let total = position + n
         let scale = 1 / Float(hd).squareRoot()
         let group = nh / nkv
         let scores = ws.scores.pointer
         if n == 1 {
-            // Decode: one query row per head; plain loops beat two sgemm calls per head.
-            moert_attention_one(q, keys, values, Int32(nh), Int32(nkv), Int32(hd), Int64(total), scale, scores,
-                                Int64(ws.scores.count), ctx)
+            // Decode: one query row per head against the cache as stored.
+            moert_attention_decode(q, cache.keys(layer: l), cache.values(layer: l), cache.type.code, Int32(nh),
+                                   Int32(nkv), Int32(hd), Int64(total), scale, ws.decodeScratch.pointer, ctx)
             a.o.apply(ctx, rows: 1, into: out, scratch: ws.productScratch)
             return
+        }
+        // Prefill: float32 keys and values, read back from the cache so that a chunk sees what decode will see.
+        let keys: UnsafeMutablePointer<Float>, values: UnsafeMutablePointer<Float>
+        if let widened = ws.widenedKV {
+            keys = widened.keys.pointer
+            values = widened.values.pointer
+            cache.load(layer: l, count: total, keys: keys, values: values)
+        } else {
+            keys = cache.keys(layer: l).assumingMemoryBound(to: Float.self)
+            values = cache.values(layer: l).assumingMemoryBound(to: Float.self)
         }
         if moert_attention_prefill(q, keys, values, Int64(n), Int64(position), Int32(nh), Int32(nkv), Int32(hd), scale,
                                    scores, Int64(ws.scores.count), ctx) != 0 {

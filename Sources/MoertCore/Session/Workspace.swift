@@ -1,5 +1,6 @@
 // Workspace: a session's scratch buffers, allocated once for its largest batch.
 
+import CKernels
 import MoertMoE
 import MoertTensor
 
@@ -16,14 +17,19 @@ final class Workspace {
     let q, k, v, ctx: FloatBuffer
     /// Attention scores, [batch, context].
     let scores: FloatBuffer
+    /// Scratch of decode attention (`moert_attention_decode_scratch`).
+    let decodeScratch: FloatBuffer
+    /// A layer's cached keys and values widened to float32 for prefill, [context, nkv·hd] each; nil with a float32
+    /// cache, which prefill reads in place.
+    let widenedKV: (keys: FloatBuffer, values: FloatBuffer)?
     /// Scratch of the attention projections and the LM head (`Linear.scratchCount`).
     let products: FloatBuffer
     /// MoE dispatch, experts and dense MLPs.
     let moe: MoEWorkspace
 
-    /// Buffers for `model` with batches of up to `batch` tokens and a cache of `context` positions.
+    /// Buffers for `model` with batches of up to `batch` tokens and a cache of `context` positions of `kvType`.
     /// - Throws: `MoertError` (`.outOfMemory`).
-    init(model: Model, batch: Int, context: Int) throws {
+    init(model: Model, batch: Int, context: Int, kvType: KVCacheType) throws {
         let c = model.config
         let h = c.hiddenSize, qw = c.numAttentionHeads * c.headDim, kvw = c.numKeyValueHeads * c.headDim
         x = try FloatBuffer(count: batch * h)
@@ -34,6 +40,8 @@ final class Workspace {
         v = try FloatBuffer(count: batch * kvw)
         ctx = try FloatBuffer(count: batch * qw)
         scores = try FloatBuffer(count: batch * context)
+        decodeScratch = try FloatBuffer(count: Int(moert_attention_decode_scratch(Int32(c.numAttentionHeads), Int32(c.headDim), Int64(context))))
+        widenedKV = kvType == .f32 ? nil : (try FloatBuffer(count: context * kvw), try FloatBuffer(count: context * kvw))
 
         var products = model.lmHead.scratchCount(rows: batch)
         var expertScratch = 0

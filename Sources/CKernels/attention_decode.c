@@ -1,0 +1,348 @@
+/* attention_decode.c: attention of one new position (decode) against the KV cache, in every cache element type.
+**
+** Decode reads the whole cache once per token, so at long contexts it costs as much as the weights: the kernel is
+** built to read each cached row once, at memory speed.
+**  - The positions are cut into chunks, one worker thread per run of chunks; each chunk reads whole rows (all key/
+**    value heads), so that threads never share a cache line, and keeps its own softmax maximum and sum; the chunks
+**    are merged at the end (flash decoding).
+**  - Keys: 8 positions at a time, their rows held in L1 while each query head of the group that shares them takes
+**    its 8 dot products (one horizontal reduction per 8 products).
+**  - Values: in blocks of 32 positions, 32 output dimensions of two query heads accumulate in registers while the
+**    block's rows are read once.
+** Without AVX2 the same arithmetic runs in plain loops. */
+#include "kernels_internal.h"
+
+#include <immintrin.h>
+#include <math.h>
+
+/* Positions per chunk at least, and the most chunks (which bounds the merge scratch). */
+enum { MIN_CHUNK = 64, MAX_CHUNKS = 64, VALUE_BLOCK = 32 };
+
+typedef struct decode_job {
+    const float *q;
+    const uint8_t *keys, *values;
+    int type, n_heads, n_kv_heads, head_dim, group;
+    int64_t total, row_bytes, head_bytes;
+    int chunks, fast;  /* fast: the AVX2 path */
+    float scale;
+    float *scores;   /* [n_heads][total]: scores, then their exponentials */
+    float *partial;  /* [chunks][n_heads][head_dim + 2]: unnormalised output, then the chunk's maximum and sum */
+} decode_job;
+
+/* ---- Scalar path ---- */
+
+/* Element i of a head's row of KV type `type`. */
+static float kv_value(const uint8_t *head, int type, int i) {
+    switch (type) {
+    case MOERT_KV_F32: {
+        float v;
+        memcpy(&v, head + (int64_t)i * 4, 4);
+        return v;
+    }
+    case MOERT_KV_F16:
+    case MOERT_KV_BF16: {
+        uint16_t h;
+        memcpy(&h, head + (int64_t)i * 2, 2);
+        return moert_widen_half(h, type);
+    }
+    default: {
+        const uint8_t *block = head + (int64_t)(i / MOERT_Q8_0_BLOCK) * MOERT_Q8_0_BLOCK_BYTES;
+        uint16_t dh;
+        memcpy(&dh, block, 2);
+        return moert_widen_f16(dh) * (float)(int8_t)block[2 + i % MOERT_Q8_0_BLOCK];
+    }
+    }
+}
+
+/* Scores of positions [p0, p1) for every head. */
+static void scores_scalar(const decode_job *a, int64_t p0, int64_t p1) {
+    for (int h = 0; h < a->n_heads; h++) {
+        const float *qh = a->q + (int64_t)h * a->head_dim;
+        const int64_t g = h / a->group;
+        for (int64_t j = p0; j < p1; j++) {
+            const uint8_t *k = a->keys + j * a->row_bytes + g * a->head_bytes;
+            float s = 0;
+            for (int i = 0; i < a->head_dim; i++) s += qh[i] * kv_value(k, a->type, i);
+            a->scores[h * a->total + j] = s * a->scale;
+        }
+    }
+}
+
+/* o[h] += sum over [p0, p1) of p[h, j] * values[j, g] for every head. */
+static void values_scalar(const decode_job *a, int64_t p0, int64_t p1, float *o) {
+    for (int h = 0; h < a->n_heads; h++) {
+        const int64_t g = h / a->group;
+        float *oh = o + (int64_t)h * (a->head_dim + 2);
+        for (int64_t j = p0; j < p1; j++) {
+            const uint8_t *v = a->values + j * a->row_bytes + g * a->head_bytes;
+            const float p = a->scores[h * a->total + j];
+            for (int i = 0; i < a->head_dim; i++) oh[i] += p * kv_value(v, a->type, i);
+        }
+    }
+}
+
+/* ---- AVX2 path ---- */
+
+/* 8 values of a head's row from element i (a multiple of 8), without a q8_0 block's scale. */
+__attribute__((target("avx2,fma,f16c"), always_inline))
+static inline __m256 load8_unscaled(const uint8_t *head, int type, int i) {
+    switch (type) {
+    case MOERT_KV_F32: return _mm256_loadu_ps((const float *)head + i);
+    case MOERT_KV_F16:
+    case MOERT_KV_BF16: return moert_load8((const uint16_t *)head + i, type);
+    default:
+        return moert_load8_q8(head + (int64_t)(i / MOERT_Q8_0_BLOCK) * MOERT_Q8_0_BLOCK_BYTES + 2 + i % MOERT_Q8_0_BLOCK);
+    }
+}
+
+/* The scale of the q8_0 block holding element i of a head's row. */
+static inline float q8_scale(const uint8_t *head, int i) {
+    uint16_t dh;
+    memcpy(&dh, head + (int64_t)(i / MOERT_Q8_0_BLOCK) * MOERT_Q8_0_BLOCK_BYTES, 2);
+    return moert_widen_f16(dh);
+}
+
+/* q . k over head_dim (a multiple of 8). */
+__attribute__((target("avx2,fma,f16c"), always_inline))
+static inline __m256 dot_accumulate(const float *q, const uint8_t *k, int type, int head_dim) {
+    __m256 acc = _mm256_setzero_ps();
+    if (type == MOERT_KV_Q8_0) {
+        for (int i = 0; i < head_dim; i += MOERT_Q8_0_BLOCK) {
+            __m256 t = _mm256_mul_ps(_mm256_loadu_ps(q + i), load8_unscaled(k, type, i));
+            for (int u = 8; u < MOERT_Q8_0_BLOCK; u += 8) t = _mm256_fmadd_ps(_mm256_loadu_ps(q + i + u), load8_unscaled(k, type, i + u), t);
+            acc = _mm256_fmadd_ps(t, _mm256_set1_ps(q8_scale(k, i)), acc);
+        }
+        return acc;
+    }
+    for (int i = 0; i < head_dim; i += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), load8_unscaled(k, type, i), acc);
+    return acc;
+}
+
+/* The sums of 8 vectors, as one vector: lane i holds the sum of v[i]'s lanes. */
+__attribute__((target("avx2"), always_inline))
+static inline __m256 reduce8(const __m256 v[8]) {
+    __m256 s01 = _mm256_hadd_ps(v[0], v[1]), s23 = _mm256_hadd_ps(v[2], v[3]);
+    __m256 s45 = _mm256_hadd_ps(v[4], v[5]), s67 = _mm256_hadd_ps(v[6], v[7]);
+    __m256 s0123 = _mm256_hadd_ps(s01, s23), s4567 = _mm256_hadd_ps(s45, s67);
+    return _mm256_add_ps(_mm256_permute2f128_ps(s0123, s4567, 0x20), _mm256_permute2f128_ps(s0123, s4567, 0x31));
+}
+
+/* Scores of positions [p0, p1) for every head: 8 rows at a time, each read once for its group of heads. */
+__attribute__((target("avx2,fma,f16c"), always_inline))
+static inline void scores_avx2_type(const decode_job *a, int type, int64_t p0, int64_t p1) {
+    const __m256 scale = _mm256_set1_ps(a->scale);
+    int64_t j = p0;
+    for (; j + 8 <= p1; j += 8) {
+        for (int h = 0; h < a->n_heads; h++) {
+            const float *qh = a->q + (int64_t)h * a->head_dim;
+            const uint8_t *k = a->keys + j * a->row_bytes + (int64_t)(h / a->group) * a->head_bytes;
+            __m256 acc[8];
+            for (int r = 0; r < 8; r++) acc[r] = dot_accumulate(qh, k + r * a->row_bytes, type, a->head_dim);
+            _mm256_storeu_ps(a->scores + h * a->total + j, _mm256_mul_ps(reduce8(acc), scale));
+        }
+    }
+    for (; j < p1; j++) {
+        for (int h = 0; h < a->n_heads; h++) {
+            const uint8_t *k = a->keys + j * a->row_bytes + (int64_t)(h / a->group) * a->head_bytes;
+            a->scores[h * a->total + j] = moert_hsum256(dot_accumulate(a->q + (int64_t)h * a->head_dim, k, type, a->head_dim)) * a->scale;
+        }
+    }
+}
+
+/* o[h][i0 .. i0 + 8 * vectors) += sum over [p0, p1) of p[h, j] * values[j, g][...], for heads h0 and (when `pair`)
+** h0 + 1, which share key/value head g: the accumulators stay in registers while the rows are read once. */
+__attribute__((target("avx2,fma,f16c"), always_inline))
+static inline void values_tile(const decode_job *a, int type, int64_t p0, int64_t p1, int h0, int pair, int i0,
+                               int vectors, float *o) {
+    float *o0 = o + (int64_t)h0 * (a->head_dim + 2) + i0, *o1 = o0 + (a->head_dim + 2);
+    const float *s0 = a->scores + h0 * a->total, *s1 = s0 + a->total;
+    const uint8_t *v = a->values + (int64_t)(h0 / a->group) * a->head_bytes;
+    __m256 acc0[4], acc1[4];
+    for (int u = 0; u < vectors; u++) {
+        acc0[u] = _mm256_loadu_ps(o0 + 8 * u);
+        acc1[u] = pair ? _mm256_loadu_ps(o1 + 8 * u) : _mm256_setzero_ps();
+    }
+    for (int64_t j = p0; j < p1; j++) {
+        const uint8_t *row = v + j * a->row_bytes;
+        float w0 = s0[j], w1 = pair ? s1[j] : 0;
+        if (type == MOERT_KV_Q8_0) {
+            const float d = q8_scale(row, i0);
+            w0 *= d;
+            w1 *= d;
+        }
+        const __m256 p = _mm256_set1_ps(w0), p1v = _mm256_set1_ps(w1);
+        for (int u = 0; u < vectors; u++) {
+            const __m256 x = load8_unscaled(row, type, i0 + 8 * u);
+            acc0[u] = _mm256_fmadd_ps(p, x, acc0[u]);
+            if (pair) acc1[u] = _mm256_fmadd_ps(p1v, x, acc1[u]);
+        }
+    }
+    for (int u = 0; u < vectors; u++) {
+        _mm256_storeu_ps(o0 + 8 * u, acc0[u]);
+        if (pair) _mm256_storeu_ps(o1 + 8 * u, acc1[u]);
+    }
+}
+
+/* o[h] += sum over [p0, p1) of p[h, j] * values[j, g] for every head, in blocks of VALUE_BLOCK positions (32
+** dimensions at a time: one q8_0 block). */
+__attribute__((target("avx2,fma,f16c"), always_inline))
+static inline void values_avx2_type(const decode_job *a, int type, int64_t p0, int64_t p1, float *o) {
+    for (int64_t b0 = p0; b0 < p1; b0 += VALUE_BLOCK) {
+        const int64_t b1 = b0 + VALUE_BLOCK < p1 ? b0 + VALUE_BLOCK : p1;
+        for (int h = 0; h < a->n_heads;) {
+            const int pair = h + 1 < a->n_heads && (h + 1) / a->group == h / a->group;
+            for (int i = 0; i < a->head_dim; i += 32) {
+                switch (a->head_dim - i >= 32 ? 4 : (a->head_dim - i) / 8) {
+                case 4: values_tile(a, type, b0, b1, h, pair, i, 4, o); break;
+                case 3: values_tile(a, type, b0, b1, h, pair, i, 3, o); break;
+                case 2: values_tile(a, type, b0, b1, h, pair, i, 2, o); break;
+                default: values_tile(a, type, b0, b1, h, pair, i, 1, o); break;
+                }
+            }
+            h += pair ? 2 : 1;
+        }
+    }
+}
+
+__attribute__((target("avx2,fma,f16c")))
+static void scores_avx2(const decode_job *a, int64_t p0, int64_t p1) {
+    switch (a->type) {
+    case MOERT_KV_F32: scores_avx2_type(a, MOERT_KV_F32, p0, p1); break;
+    case MOERT_KV_F16: scores_avx2_type(a, MOERT_KV_F16, p0, p1); break;
+    case MOERT_KV_BF16: scores_avx2_type(a, MOERT_KV_BF16, p0, p1); break;
+    default: scores_avx2_type(a, MOERT_KV_Q8_0, p0, p1); break;
+    }
+}
+
+__attribute__((target("avx2,fma,f16c")))
+static void values_avx2(const decode_job *a, int64_t p0, int64_t p1, float *o) {
+    switch (a->type) {
+    case MOERT_KV_F32: values_avx2_type(a, MOERT_KV_F32, p0, p1, o); break;
+    case MOERT_KV_F16: values_avx2_type(a, MOERT_KV_F16, p0, p1, o); break;
+    case MOERT_KV_BF16: values_avx2_type(a, MOERT_KV_BF16, p0, p1, o); break;
+    default: values_avx2_type(a, MOERT_KV_Q8_0, p0, p1, o); break;
+    }
+}
+
+/* e^x for 8 floats x <= 0 (softmax terms), within a few ulp of expf: x = n ln2 + r, e^r from the degree-6
+** polynomial of Cephes' expf, times 2^n; below -87.3 (where 2^n would leave the normal range) the result is 0. */
+__attribute__((target("avx2,fma"), always_inline))
+static inline __m256 exp_nonpositive8(__m256 x) {
+    const __m256 low = _mm256_set1_ps(-87.33f);
+    const __m256 underflow = _mm256_cmp_ps(x, low, _CMP_LT_OQ);
+    x = _mm256_max_ps(x, low);
+    const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+    p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+    const __m256i pow2n = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_andnot_ps(underflow, _mm256_mul_ps(p, _mm256_castsi256_ps(pow2n)));
+}
+
+/* s[j] = e^(s[j] - max) for j < count; returns the sum. */
+__attribute__((target("avx2,fma")))
+static float exp_and_sum_avx2(float *s, int64_t count, float max) {
+    const __m256 m = _mm256_set1_ps(max);
+    __m256 sum = _mm256_setzero_ps();
+    int64_t j = 0;
+    for (; j + 8 <= count; j += 8) {
+        const __m256 e = exp_nonpositive8(_mm256_sub_ps(_mm256_loadu_ps(s + j), m));
+        _mm256_storeu_ps(s + j, e);
+        sum = _mm256_add_ps(sum, e);
+    }
+    float total = moert_hsum256(sum);
+    for (; j < count; j++) total += s[j] = expf(s[j] - max);
+    return total;
+}
+
+/* ---- One chunk, the parts, the merge ---- */
+
+/* Chunk c: positions [p0, p1) of every head, into its partial output, maximum and sum. */
+static void decode_chunk(const decode_job *a, int c, int fast) {
+    const int64_t p0 = a->total * c / a->chunks, p1 = a->total * (c + 1) / a->chunks;
+    const int64_t stride = a->head_dim + 2;
+    float *o = a->partial + (int64_t)c * a->n_heads * stride;
+    if (fast) scores_avx2(a, p0, p1);
+    else scores_scalar(a, p0, p1);
+    for (int h = 0; h < a->n_heads; h++) {
+        float *s = a->scores + h * a->total + p0, m = -INFINITY, sum = 0;
+        for (int64_t j = 0; j < p1 - p0; j++) m = s[j] > m ? s[j] : m;
+        if (fast) {
+            sum = exp_and_sum_avx2(s, p1 - p0, m);
+        } else {
+            for (int64_t j = 0; j < p1 - p0; j++) sum += s[j] = expf(s[j] - m);
+        }
+        float *oh = o + h * stride;
+        memset(oh, 0, (size_t)a->head_dim * sizeof *oh);
+        oh[a->head_dim] = m;
+        oh[a->head_dim + 1] = sum;
+    }
+    if (fast) values_avx2(a, p0, p1, o);
+    else values_scalar(a, p0, p1, o);
+}
+
+static void decode_part(void *ctx, int part, int parts) {
+    const decode_job *a = ctx;
+    for (int c = a->chunks * part / parts; c < a->chunks * (part + 1) / parts; c++) decode_chunk(a, c, a->fast);
+}
+
+int64_t moert_attention_decode_scratch(int n_heads, int head_dim, int64_t capacity) {
+    return (int64_t)n_heads * capacity + (int64_t)MAX_CHUNKS * n_heads * (head_dim + 2);
+}
+
+/* moert_attention_decode, on the AVX2 path when `fast`. */
+static void attention_decode(const float *q, const void *keys, const void *values, int kv_type, int n_heads,
+                             int n_kv_heads, int head_dim, int64_t total, float scale, float *scratch, float *out,
+                             int fast) {
+    const int64_t row_bytes = moert_kv_row_bytes(kv_type, (int64_t)n_kv_heads * head_dim);
+    /* One chunk on this thread until reading the cache outweighs a hand-off to the workers (a few microseconds):
+    ** 2^18 bytes per layer; then chunks of at least MIN_CHUNK positions, four per thread to even out the parts. */
+    int chunks = 1;
+    if (total * row_bytes * 2 >= (1 << 18)) {
+        int64_t by_threads = 4 * (int64_t)moert_kernels_threads(), by_length = total / MIN_CHUNK;
+        int64_t c = by_threads < by_length ? by_threads : by_length;
+        chunks = c < 1 ? 1 : (c > MAX_CHUNKS ? MAX_CHUNKS : (int)c);
+    }
+    decode_job a = {q, keys, values, kv_type, n_heads, n_kv_heads, head_dim, n_heads / n_kv_heads, total, row_bytes,
+                    row_bytes / n_kv_heads, chunks, fast, scale, scratch, scratch + (int64_t)n_heads * total};
+    moert_parallel(decode_part, &a, chunks);
+
+    /* Merge: out[h] = sum_c e^(m_c - M) o_c / sum_c e^(m_c - M) l_c, with M the largest chunk maximum. */
+    const int64_t stride = head_dim + 2;
+    for (int h = 0; h < n_heads; h++) {
+        float top = -INFINITY, sum = 0;
+        for (int c = 0; c < chunks; c++) {
+            const float m = a.partial[((int64_t)c * n_heads + h) * stride + head_dim];
+            top = m > top ? m : top;
+        }
+        float *oh = out + (int64_t)h * head_dim;
+        memset(oh, 0, (size_t)head_dim * sizeof *oh);
+        for (int c = 0; c < chunks; c++) {
+            const float *p = a.partial + ((int64_t)c * n_heads + h) * stride;
+            const float w = chunks == 1 ? 1 : expf(p[head_dim] - top);
+            sum += w * p[head_dim + 1];
+            for (int i = 0; i < head_dim; i++) oh[i] += w * p[i];
+        }
+        const float inv = 1 / sum;
+        for (int i = 0; i < head_dim; i++) oh[i] *= inv;
+    }
+}
+
+void moert_attention_decode(const float *q, const void *keys, const void *values, int kv_type, int n_heads,
+                            int n_kv_heads, int head_dim, int64_t total, float scale, float *scratch, float *out) {
+    attention_decode(q, keys, values, kv_type, n_heads, n_kv_heads, head_dim, total, scale, scratch, out,
+                     moert_kernels_have_avx2() && head_dim % 8 == 0);
+}
+
+void moert_attention_decode_portable(const float *q, const void *keys, const void *values, int kv_type, int n_heads,
+                                     int n_kv_heads, int head_dim, int64_t total, float scale, float *scratch,
+                                     float *out) {
+    attention_decode(q, keys, values, kv_type, n_heads, n_kv_heads, head_dim, total, scale, scratch, out, 0);
+}

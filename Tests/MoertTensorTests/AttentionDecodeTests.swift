@@ -1,0 +1,110 @@
+// AttentionDecodeTests: decode attention over every KV cache type against softmax attention written out in double
+// precision on the cached values read back; the cache types' rounding against outside references.
+
+import CKernels
+import Foundation
+import Testing
+import MoertTestSupport
+
+@Suite("Decode attention and KV cache types")
+struct AttentionDecodeTests {
+    static let types: [(String, Int32)] = [("f32", MOERT_KV_F32), ("f16", MOERT_KV_F16), ("bf16", MOERT_KV_BF16),
+                                           ("q8_0", MOERT_KV_Q8_0)]
+
+    /// Rows of random keys or values ~ N-ish(0, 1) stored as `type`: the stored bytes and the values read back.
+    func cached(rows: Int, width: Int, type: Int32, seed: UInt64) -> ([UInt8], [Float]) {
+        var rng = TestRandom(seed: seed)
+        let values = (0..<rows * width).map { _ in Float(rng.nextUnitDouble() * 4 - 2) }
+        var bytes = [UInt8](repeating: 0, count: rows * Int(moert_kv_row_bytes(type, Int64(width))))
+        moert_kv_store(type, values, &bytes, Int64(values.count))
+        var back = [Float](repeating: .nan, count: values.count)
+        moert_kv_load(type, bytes, &back, Int64(values.count))
+        return (bytes, back)
+    }
+
+    /// softmax(scale q_h . K_g) V_g for every head, in double precision.
+    func reference(q: [Float], keys: [Float], values: [Float], heads: Int, kvHeads: Int, headDim: Int, total: Int,
+                   scale: Float) -> [Float] {
+        let group = heads / kvHeads, width = kvHeads * headDim
+        var out = [Float]()
+        for h in 0..<heads {
+            let g = (h / group) * headDim
+            let s = (0..<total).map { j in
+                Double(scale) * (0..<headDim).reduce(0.0) { $0 + Double(q[h * headDim + $1]) * Double(keys[j * width + g + $1]) }
+            }
+            let m = s.max()!, e = s.map { exp($0 - m) }, sum = e.reduce(0, +)
+            for i in 0..<headDim {
+                out.append(Float((0..<total).reduce(0.0) { $0 + e[$1] * Double(values[$1 * width + g + i]) } / sum))
+            }
+        }
+        return out
+    }
+
+    /// (heads, kv heads, head_dim): grouped (2 and 3 heads per key/value head), one key/value head, head_dims off
+    /// the 32-wide value tiles (80 = 64 + 16, 40 = 32 + 8) and not a multiple of 8 (36: the portable loops).
+    /// Totals: one position, a tail of the 8-row key blocks, one chunk, and many chunks split among the threads.
+    @Test("matches softmax attention written out, every cache type and path",
+          arguments: [(8, 4, 64), (6, 2, 96), (4, 1, 128), (2, 2, 80), (3, 3, 40), (4, 2, 36)])
+    func matchesReference(heads: Int, kvHeads: Int, headDim: Int) {
+        let width = kvHeads * headDim
+        for (name, type) in Self.types where type != MOERT_KV_Q8_0 || headDim % 32 == 0 {
+            for total in [1, 13, 200, 2500] {
+                let (kBytes, k) = cached(rows: total, width: width, type: type, seed: UInt64(total * 7 + headDim))
+                let (vBytes, v) = cached(rows: total, width: width, type: type, seed: UInt64(total * 11 + headDim))
+                var rng = TestRandom(seed: UInt64(heads * 100 + total))
+                let q = (0..<heads * headDim).map { _ in Float(rng.nextUnitDouble() * 2 - 1) }
+                let scale = 1 / Float(headDim).squareRoot()
+                let want = reference(q: q, keys: k, values: v, heads: heads, kvHeads: kvHeads, headDim: headDim,
+                                     total: total, scale: scale)
+                var scratch = [Float](repeating: .nan, count: Int(moert_attention_decode_scratch(Int32(heads), Int32(headDim), Int64(total))))
+                var fast = [Float](repeating: .nan, count: heads * headDim), portable = fast
+                moert_attention_decode(q, kBytes, vBytes, type, Int32(heads), Int32(kvHeads), Int32(headDim), Int64(total),
+                                       scale, &scratch, &fast)
+                moert_attention_decode_portable(q, kBytes, vBytes, type, Int32(heads), Int32(kvHeads), Int32(headDim),
+                                                Int64(total), scale, &scratch, &portable)
+                // Weighted means of values within ±2: float32 sums over `total` terms stay within 1e-5 of them.
+                #expect(relativeError(fast[...], want[...]) <= 1e-5, "\(name) total \(total)")
+                #expect(relativeError(portable[...], want[...]) <= 1e-5, "\(name) total \(total), portable")
+            }
+        }
+    }
+
+    @Test("f16 rounding is the compiler's Float16 conversion (to nearest even, overflow to infinity)")
+    func f16Rounding() {
+        var rng = TestRandom(seed: 5)
+        var values: [Float] = [0, -0, 65504, 65519.99, 65520, -70000, 1e-8, 5.96e-8, 2.98e-8, 2.99e-8, 6.1e-5, .infinity]
+        values += (0..<4000).map { _ in Float(rng.nextUnitDouble() * 2 - 1) * Float(pow(2.0, Double(Int(rng.next() % 40) - 26))) }
+        var bytes = [UInt16](repeating: 0, count: values.count)
+        moert_kv_store(MOERT_KV_F16, values, &bytes, Int64(values.count))
+        for (x, h) in zip(values, bytes) {
+            #expect(h == Float16(x).bitPattern, "\(x)")
+        }
+    }
+
+    @Test("bf16 and q8_0 match gguf-py's quantizers (fixture from tools/make_kv_fixtures.py)")
+    func ggufReference() throws {
+        let url = URL(fileURLWithPath: fixturesDirectory + "/kv-cache/reference.json")
+        let json = try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as! [String: Any]
+        let values = (json["values"] as! [NSNumber]).map { Float(truncating: $0) }
+        for (name, type) in [("bf16", MOERT_KV_BF16), ("q8_0", MOERT_KV_Q8_0)] {
+            let want = hexBytes(json[name] as! String)
+            var got = [UInt8](repeating: 0, count: Int(moert_kv_row_bytes(type, Int64(values.count))))
+            moert_kv_store(type, values, &got, Int64(values.count))
+            #expect(got == want, "\(name)")
+            // Read back as gguf-py dequantizes.
+            let back = (json[name + "_dequantized"] as! [NSNumber]).map { Float(truncating: $0) }
+            var ours = [Float](repeating: .nan, count: values.count)
+            moert_kv_load(type, want, &ours, Int64(values.count))
+            #expect(ours == back, "\(name) read back")
+        }
+    }
+
+    func hexBytes(_ hex: String) -> [UInt8] {
+        var out: [UInt8] = [], chars = Array(hex.utf8)
+        while chars.count >= 2 {
+            out.append(UInt8(String(decoding: chars[0..<2], as: UTF8.self), radix: 16)!)
+            chars.removeFirst(2)
+        }
+        return out
+    }
+}

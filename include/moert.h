@@ -317,13 +317,28 @@ MOERT_API moert_status moert_model_get_resident_experts(const moert_model *model
  */
 typedef struct moert_session moert_session;
 
+/** Element types of the KV cache (moert_session_options.kv_type). @since 0.2.0 */
+#define MOERT_KV_TYPE_F32  0  /**< float32: exactly what transformers attends over (the default). */
+#define MOERT_KV_TYPE_F16  1  /**< IEEE half precision, rounded to nearest even: half the bytes. */
+#define MOERT_KV_TYPE_BF16 2  /**< bfloat16, rounded to nearest even: half the bytes. */
+#define MOERT_KV_TYPE_Q8_0 3  /**< Blocks of 32 values of a head with one f16 scale (GGML's q8_0): 8.5 bits a value.
+                                   Needs a head dimension that is a multiple of 32. */
+
+/** moert_session_options.flags: moert_session_generate() shifts the context when it is full (drops the oldest
+ *  positions after the first n_keep, see moert_session_shift()) instead of stopping. @since 0.2.0 */
+#define MOERT_SESSION_CONTEXT_SHIFT (1u << 0)
+
 /** Options for moert_session_create(). Fill with moert_session_options_init(). */
 typedef struct moert_session_options {
     uint32_t struct_size;  /**< sizeof(moert_session_options); set by moert_session_options_init(). */
-    uint32_t flags;        /**< Reserved, must be 0. */
+    uint32_t flags;        /**< 0 or MOERT_SESSION_CONTEXT_SHIFT (until 0.2.0: reserved, must be 0). */
     int64_t  n_ctx;        /**< Tokens the KV cache holds; 0 = min(model context length, 4096). */
     int32_t  max_batch;    /**< Most tokens one moert_session_eval() call takes; 0 = 512. Larger inputs
                                  are split into chunks of this size internally. */
+    /* 0.2.0 and later */
+    int32_t  kv_type;      /**< MOERT_KV_TYPE_*; default MOERT_KV_TYPE_F32. @since 0.2.0 */
+    int32_t  n_keep;       /**< Positions a context shift keeps at the start (a system prompt), in [0, n_ctx).
+                                 Default 0. @since 0.2.0 */
 } moert_session_options;
 
 /**
@@ -355,6 +370,20 @@ MOERT_API int64_t moert_session_n_past(const moert_session *session);
 
 /** Capacity of the session's KV cache in tokens; 0 for NULL. @since 0.1.0 */
 MOERT_API int64_t moert_session_n_ctx(const moert_session *session);
+
+/** Bytes of the session's KV cache (keys and values of every layer for n_ctx positions); 0 for NULL. @since 0.2.0 */
+MOERT_API int64_t moert_session_kv_bytes(const moert_session *session);
+
+/**
+ * Drops positions [n_keep, n_keep + n_discard) from the KV cache: the later positions move back by n_discard (their
+ * keys rotated to their new positions, as llama.cpp's context shift), the first n_keep stay, n_past shrinks by
+ * n_discard, and the last logits stay as they were. The kept tokens' keys and values were computed while the dropped
+ * ones were visible, so what follows differs from evaluating the kept tokens afresh.
+ * Returns MOERT_OK, MOERT_ERR_INVALID_ARGUMENT (a range outside [0, n_past)) or MOERT_ERR_UNSUPPORTED (a model whose
+ * attention is not positioned by RoPE alone: one with a sliding window; the message says why).
+ * Threads: one thread per session. @since 0.2.0
+ */
+MOERT_API moert_status moert_session_shift(moert_session *session, int64_t n_keep, int64_t n_discard);
 
 /** Which logits moert_session_eval() writes. */
 #define MOERT_LOGITS_NONE 0  /**< None: only fill the KV cache. */

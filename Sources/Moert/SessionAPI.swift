@@ -7,7 +7,7 @@ import MoertText
 
 /// The library's default session options.
 nonisolated(unsafe) let defaultSessionOptions = moert_session_options(struct_size: UInt32(MemoryLayout<moert_session_options>.size), flags: 0,
-                                                  n_ctx: 0, max_batch: 0)
+                                                  n_ctx: 0, max_batch: 0, kv_type: MOERT_KV_TYPE_F32, n_keep: 0)
 
 /// Default session options. The C entry point is `moert_session_options_init_sized`.
 @c @implementation public func moert_session_options_init_sized(_ options: UnsafeMutablePointer<moert_session_options>!, _ size: Int) {
@@ -22,12 +22,37 @@ nonisolated(unsafe) let defaultSessionOptions = moert_session_options(struct_siz
         let out = try require(outSession, "out_session")
         let handle = object(try require(model, "model"), as: ModelHandle.self)
         let o = try readSized(options, defaults: defaultSessionOptions, name: "moert_session_options")
-        guard o.flags == 0 else { throw MoertError(.invalidArgument, "moert_session_options.flags must be 0, got \(o.flags)") }
+        guard o.flags & ~MOERT_SESSION_CONTEXT_SHIFT == 0 else {
+            throw MoertError(.invalidArgument, "moert_session_options.flags has unknown bits 0x\(String(o.flags & ~MOERT_SESSION_CONTEXT_SHIFT, radix: 16))")
+        }
         guard o.n_ctx >= 0, o.n_ctx <= Int64(Int32.max) else { throw MoertError(.invalidArgument, "n_ctx must be in [0, 2^31), got \(o.n_ctx)") }
+        guard let kvType = KVCacheType(code: o.kv_type) else {
+            throw MoertError(.invalidArgument, "kv_type \(o.kv_type) is not a MOERT_KV_TYPE_* value")
+        }
         var so = SessionOptions()
         so.contextLength = Int(o.n_ctx)
         so.maxBatch = Int(o.max_batch)
+        so.kvType = kvType
+        so.contextShift = o.flags & MOERT_SESSION_CONTEXT_SHIFT != 0
+        so.keepTokens = Int(o.n_keep)
         out.pointee = retainedHandle(SessionHandle(handle, try Session(model: handle.model, options: so)))
+    }
+}
+
+/// Bytes of the KV cache. The C entry point is `moert_session_kv_bytes`.
+@c @implementation public func moert_session_kv_bytes(_ session: OpaquePointer!) -> Int64 {
+    guard let session else { return 0 }
+    return Int64(object(session, as: SessionHandle.self).session.kvCacheBytes)
+}
+
+/// Drops positions from the KV cache. The C entry point is `moert_session_shift`.
+@c @implementation public func moert_session_shift(_ session: OpaquePointer!, _ nKeep: Int64, _ nDiscard: Int64) -> moert_status {
+    withStatus {
+        let s = object(try require(session, "session"), as: SessionHandle.self).session
+        guard nKeep >= 0, nDiscard >= 0, nKeep <= Int64(s.position), nDiscard <= Int64(s.position) - nKeep else {
+            throw MoertError.invalid("cannot drop \(nDiscard) positions after the first \(nKeep): the session holds \(s.position)")
+        }
+        try s.shiftContext(keep: Int(nKeep), discard: Int(nDiscard))
     }
 }
 

@@ -44,6 +44,9 @@ public struct ModelConfig: Sendable {
     public var ropeTheta: Double
     /// Longest context the model supports (after a sliding window, if any, caps it).
     public var maxPositionEmbeddings: Int
+    /// The sliding attention window that caps `maxPositionEmbeddings` (the config's `sliding_window` when smaller
+    /// than its max_position_embeddings); nil when no window binds.
+    public var slidingWindow: Int?
     /// The LM head is the embedding.
     public var tieWordEmbeddings: Bool
     /// Routed experts per MoE layer.
@@ -183,7 +186,10 @@ extension ModelConfig {
         if numExperts > 0 && numExpertsPerTok > numExperts {
             throw MoertError.format("\(source): num_experts_per_tok \(numExpertsPerTok) exceeds the \(numExperts) experts")
         }
-        try Self.applySlidingWindow(keys, arch: arch, source: source, context: &maxPositionEmbeddings)
+        if let w = try Self.slidingWindow(keys, arch: arch, source: source), w < maxPositionEmbeddings {
+            slidingWindow = w
+            maxPositionEmbeddings = w
+        }
         for key in ["quantization_config"] where keys.raw(key).map({ !$0.isNull }) ?? false {
             throw MoertError.unsupported("\(source): \(key) is not supported (quantized checkpoints)")
         }
@@ -212,17 +218,17 @@ extension ModelConfig {
         return theta
     }
 
-    /// A sliding window only changes attention once the context exceeds it, so it caps the context length
-    /// instead of being implemented.
-    private static func applySlidingWindow(_ keys: _ConfigReader, arch: Architecture, source: String, context: inout Int) throws {
+    /// The window the config sets, if any: a sliding window only changes attention once the context exceeds it, so
+    /// it caps the context length instead of being implemented.
+    private static func slidingWindow(_ keys: _ConfigReader, arch: Architecture, source: String) throws -> Int? {
         let enabled: Bool
         switch arch {
         case .qwen2Moe, .qwen3Moe: enabled = try keys.bool("use_sliding_window", default: false)
         case .mixtral, .olmoe: enabled = true
         }
-        guard enabled, let w = keys.raw("sliding_window"), !w.isNull else { return }
+        guard enabled, let w = keys.raw("sliding_window"), !w.isNull else { return nil }
         guard let window = w.int, window >= 0 else { throw MoertError.format("\(source): sliding_window must be an integer") }
-        if window > 0 { context = min(context, Int(window)) }
+        return window > 0 ? Int(window) : nil
     }
 }
 

@@ -79,6 +79,16 @@ final class KVCache {
         moert_kv_store(type.code, v, values(layer: layer) + position * rowBytes, Int64(count * rowWidth))
     }
 
+    /// Writes `count` positions of float32 keys ([count, rowWidth]) at `position` of `layer`.
+    func store(layer: Int, position: Int, keys k: UnsafePointer<Float>, count: Int) {
+        moert_kv_store(type.code, k, keys(layer: layer) + position * rowBytes, Int64(count * rowWidth))
+    }
+
+    /// Reads the keys of positions `from` ..< `from + count` of `layer` as float32 ([count, rowWidth]).
+    func load(layer: Int, from: Int, count: Int, keys k: UnsafeMutablePointer<Float>) {
+        moert_kv_load(type.code, keys(layer: layer) + from * rowBytes, k, Int64(count * rowWidth))
+    }
+
     /// Reads positions 0 ..< `count` of `layer` as float32 into `keys` and `values` ([count, rowWidth] each).
     func load(layer: Int, count: Int, keys k: UnsafeMutablePointer<Float>, values v: UnsafeMutablePointer<Float>) {
         moert_kv_load(type.code, keys(layer: layer), k, Int64(count * rowWidth))

@@ -17,7 +17,8 @@ public struct GenerationStop {
 extension Session {
     /// Evaluates `prompt`, then generates up to `maxNewTokens` tokens with `sampler`, calling `onToken` for each
     /// (return false to stop). Stops after one of the model's stop ids (`Model.stopTokenIds`) unless `ignoreEOS`, and
-    /// when the context is full.
+    /// when the context is full — unless the session shifts its context (`SessionOptions.contextShift`), which then
+    /// makes room for the prompt and for each new token.
     /// Every generated token is evaluated (the session then holds prompt + generated tokens, so a later call with
     /// an empty prompt continues the sequence), except when the context is full.
     /// `stop` adds stop ids and stop strings.
@@ -32,24 +33,28 @@ extension Session {
         var logits = [Float](repeating: 0, count: vocab)
         var generated: [Int32] = []
         guard maxNewTokens > 0 else {
-            if !prompt.isEmpty { try prompt.withUnsafeBufferPointer { try evaluate($0, mode: .none, logits: nil, capacity: 0) } }
+            if !prompt.isEmpty {
+                try makeRoom(for: prompt.count)
+                try prompt.withUnsafeBufferPointer { try evaluate($0, mode: .none, logits: nil, capacity: 0) }
+            }
             return generated
         }
         if prompt.isEmpty {
             // The previous call sampled from these logits already if it stopped on a full context.
-            guard position < contextLength else {
+            guard position < contextLength || contextShift else {
                 throw MoertError(.contextFull, "the context is full (\(position) of \(contextLength) positions); nothing more can be generated")
             }
             // An evaluation without logits (MOERT_LOGITS_NONE, or a generation of 0 tokens) left none to sample from.
             try recomputeLastLogits()
             logits.withUnsafeMutableBufferPointer { $0.baseAddress!.update(from: lastLogitsBuffer.pointer, count: vocab) }
         } else {
+            try makeRoom(for: prompt.count)
             try prompt.withUnsafeBufferPointer { p in
                 try logits.withUnsafeMutableBufferPointer { try evaluate(p, mode: .last, logits: $0.baseAddress, capacity: vocab) }
             }
         }
         // At most the positions left, plus the last token, which is sampled but not evaluated when the context fills.
-        generated.reserveCapacity(min(maxNewTokens, contextLength - position + 1))
+        generated.reserveCapacity(min(maxNewTokens, contextLength + 1))
         let eos = Set(model.stopTokenIds + stop.tokenIds)
         var stopStrings = stop.strings
         while true {
@@ -57,6 +62,7 @@ extension Session {
             generated.append(token)
             let goOn = onToken(token)
             let stringFound = try stopStrings?.push(token) ?? false
+            try makeRoom(for: 1)
             guard position < contextLength else { break }
             try withUnsafePointer(to: &token) { p in
                 try logits.withUnsafeMutableBufferPointer {

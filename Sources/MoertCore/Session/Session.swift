@@ -16,6 +16,10 @@ public struct SessionOptions: Sendable {
     public var maxBatch: Int = 0
     /// Element type of the KV cache.
     public var kvType: KVCacheType = .f32
+    /// Generation shifts the context when it is full (`Session.shiftContext`) instead of stopping.
+    public var contextShift = false
+    /// Positions a context shift keeps at the start (a system prompt, the BOS token).
+    public var keepTokens = 0
     /// The defaults.
     public init() {}
 }
@@ -33,6 +37,10 @@ public final class Session {
     public let contextLength: Int
     /// Largest chunk evaluated at once.
     public let maxBatch: Int
+    /// Generation shifts the context when it is full.
+    public let contextShift: Bool
+    /// Positions a context shift keeps at the start.
+    public let keepTokens: Int
     /// Positions already evaluated.
     public private(set) var position = 0
     /// Element type of the KV cache.
@@ -51,7 +59,7 @@ public final class Session {
     /// The tokens evaluated so far, [contextLength]: a position can be evaluated again when its logits are wanted.
     private let history: UnsafeMutableBufferPointer<Int32>
 
-    private let cache: KVCache
+    let cache: KVCache
     let ws: Workspace
     /// Routing overrides and records of this session.
     let routing: SessionRouting
@@ -67,6 +75,11 @@ public final class Session {
         self.model = model
         contextLength = options.contextLength > 0 ? options.contextLength : min(model.contextLength, 4096)
         maxBatch = min(options.maxBatch > 0 ? options.maxBatch : 512, contextLength)
+        guard options.keepTokens >= 0, options.keepTokens < contextLength else {
+            throw MoertError.invalid("n_keep must be in [0, n_ctx \(contextLength)), got \(options.keepTokens)")
+        }
+        contextShift = options.contextShift
+        keepTokens = options.keepTokens
         let c = model.config
         if let reason = options.kvType.unsupportedReason(headDim: c.headDim) { throw MoertError.invalid(reason) }
         cache = try KVCache(type: options.kvType, layers: c.numHiddenLayers, capacity: contextLength,
@@ -76,6 +89,9 @@ public final class Session {
         lastLogitsBuffer = try FloatBuffer(count: c.vocabSize)
         history = .allocate(capacity: contextLength)
         history.initialize(repeating: -1)
+        if contextShift, let reason = contextShiftUnsupportedReason {
+            throw MoertError.unsupported("context shift: \(reason)")
+        }
     }
 
     deinit { history.deallocate() }
@@ -157,6 +173,13 @@ public final class Session {
         try withUnsafePointer(to: &last) {
             try evaluate(UnsafeBufferPointer(start: $0, count: 1), mode: .last, logits: logits.pointer, capacity: logits.count)
         }
+    }
+
+    /// Drops history entries keep ..< keep + discard, as `shiftContext` does with the cache.
+    func shiftHistory(keep: Int, discard: Int) {
+        let h = history.baseAddress!
+        (h + keep).update(from: h + keep + discard, count: position - keep - discard)
+        position -= discard
     }
 
     // MARK: - Forward pass

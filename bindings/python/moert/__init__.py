@@ -40,6 +40,7 @@ from .routing import RoutingTrace, expert_kinds, load_plugin, router_kinds
 from .runtime import abi_version, get_threads, set_threads, status_string, version, version_number
 from .sampling import Sampler
 from .session import Session, TextStream
+from ._types import KV_TYPES
 from .tokenizer import Detokenizer, Tokenizer
 
 #: Version of this Python package: the version of moert.h it mirrors (the loaded library's own is :func:`version`).
@@ -57,6 +58,7 @@ __all__ = [
     "Tokenizer",
     "Detokenizer",
     "TextStream",
+    "KV_TYPES",
     # plugins and kinds
     "load_plugin",
     "router_kinds",

@@ -93,6 +93,8 @@ PROTOTYPES: Dict[str, Tuple[Any, List[Any]]] = {
     "moert_session_reset": (moert_status, [moert_session_p]),
     "moert_session_n_past": (c_int64, [moert_session_p]),
     "moert_session_n_ctx": (c_int64, [moert_session_p]),
+    "moert_session_kv_bytes": (c_int64, [moert_session_p]),
+    "moert_session_shift": (moert_status, [moert_session_p, c_int64, c_int64]),
     "moert_session_eval": (
         moert_status,
         [moert_session_p, POINTER(c_int32), c_size_t, c_int32, POINTER(c_float), c_size_t],

@@ -29,6 +29,12 @@ __all__ = [
     "MOERT_LOGITS_NONE",
     "MOERT_LOGITS_LAST",
     "MOERT_LOGITS_ALL",
+    "MOERT_KV_TYPE_F32",
+    "MOERT_KV_TYPE_F16",
+    "MOERT_KV_TYPE_BF16",
+    "MOERT_KV_TYPE_Q8_0",
+    "MOERT_SESSION_CONTEXT_SHIFT",
+    "KV_TYPES",
     "MOERT_LOG_ERROR",
     "MOERT_LOG_WARN",
     "MOERT_LOG_INFO",
@@ -123,6 +129,15 @@ MOERT_LOGITS_NONE = 0
 MOERT_LOGITS_LAST = 1
 MOERT_LOGITS_ALL = 2
 
+# KV cache element types (moert_session_options.kv_type) and session flags
+MOERT_KV_TYPE_F32 = 0
+MOERT_KV_TYPE_F16 = 1
+MOERT_KV_TYPE_BF16 = 2
+MOERT_KV_TYPE_Q8_0 = 3
+MOERT_SESSION_CONTEXT_SHIFT = 0x1
+#: The ``kv_type`` names of :class:`~moert.Session` and their MOERT_KV_TYPE_* values.
+KV_TYPES = {"f32": MOERT_KV_TYPE_F32, "f16": MOERT_KV_TYPE_F16, "bf16": MOERT_KV_TYPE_BF16, "q8_0": MOERT_KV_TYPE_Q8_0}
+
 #: ``typedef int32_t moert_status``
 moert_status = c_int32
 
@@ -179,6 +194,8 @@ class moert_session_options(Structure):
         ("flags", c_uint32),
         ("n_ctx", c_int64),
         ("max_batch", c_int32),
+        ("kv_type", c_int32),
+        ("n_keep", c_int32),
     ]
 
 

@@ -288,12 +288,15 @@ class Model(ClosedByWith):
         """True once :meth:`close` has run."""
         return self._handle is None or self._handle.address is None
 
-    def session(self, n_ctx: int = 0, max_batch: int = 0) -> "Session":
+    def session(
+        self, n_ctx: int = 0, max_batch: int = 0, *, kv_type: str = "f32", context_shift: bool = False, n_keep: int = 0
+    ) -> "Session":
         """Creates a :class:`~moert.Session` (a KV cache and scratch buffers) on this model.
 
         Args:
             n_ctx: tokens the KV cache holds; 0 = min(``info.context_length``, 4096).
             max_batch: most tokens evaluated in one forward chunk; 0 = 512 (longer inputs are split).
+            kv_type, context_shift, n_keep: as for :class:`~moert.Session`.
 
         Raises:
             InvalidArgumentError: a negative value, ``n_ctx`` above the context length, or a closed model.
@@ -301,7 +304,7 @@ class Model(ClosedByWith):
         """
         from .session import Session
 
-        return Session(self, n_ctx=n_ctx, max_batch=max_batch)
+        return Session(self, n_ctx=n_ctx, max_batch=max_batch, kv_type=kv_type, context_shift=context_shift, n_keep=n_keep)
 
     def router_kind(self, moe_layer: int) -> Optional[str]:
         """The router kind of the `moe_layer`-th MoE layer ("topk" for the built-in); None when out of range.

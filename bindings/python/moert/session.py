@@ -14,6 +14,8 @@ from . import _lib
 from ._errors import InvalidArgumentError, MoertError, Status, UnsupportedError
 from ._support import ClosedByWith, OwnedHandle, as_tokens, c_int_arg, init_options
 from ._types import (
+    KV_TYPES,
+    MOERT_SESSION_CONTEXT_SHIFT,
     MOERT_LOGITS_ALL,
     MOERT_LOGITS_LAST,
     MOERT_LOGITS_NONE,
@@ -88,15 +90,30 @@ class Session(ClosedByWith):
         model: the model to evaluate.
         n_ctx: tokens the KV cache holds; 0 = min(``model.info.context_length``, 4096).
         max_batch: most tokens evaluated in one forward chunk; 0 = 512 (longer inputs are split).
+        kv_type: element type of the KV cache: "f32" (exact), "f16", "bf16" or "q8_0" (see ``KV_TYPES``).
+        context_shift: when the context is full, generation drops the oldest positions after the first
+            ``n_keep`` (half of them, as llama.cpp) instead of stopping (see :meth:`shift`).
+        n_keep: positions a context shift keeps at the start (a system prompt), in [0, n_ctx).
 
     Raises:
-        InvalidArgumentError: a negative value, ``n_ctx`` above the model's context length, or a closed model.
+        InvalidArgumentError: a negative value, ``n_ctx`` above the model's context length, an unknown
+            ``kv_type`` (or q8_0 with a head dimension that is not a multiple of 32), or a closed model.
+        UnsupportedError: ``context_shift`` on a model that cannot shift (one with a sliding window).
         MoertMemoryError: the KV cache cannot be allocated.
 
     The C entry points are ``moert_session_create`` and ``moert_session_free``.
     """
 
-    def __init__(self, model: Model, n_ctx: int = 0, max_batch: int = 0) -> None:
+    def __init__(
+        self,
+        model: Model,
+        n_ctx: int = 0,
+        max_batch: int = 0,
+        *,
+        kv_type: str = "f32",
+        context_shift: bool = False,
+        n_keep: int = 0,
+    ) -> None:
         # Held while a call is in the library (see _one_call_at_a_time).
         self._in_use = threading.Lock()
         self._handle: Optional[OwnedHandle] = None
@@ -107,12 +124,22 @@ class Session(ClosedByWith):
         options = init_options(moert_session_options, library.moert_session_options_init_sized)
         options.n_ctx = c_int_arg(n_ctx, "n_ctx", 64)
         options.max_batch = c_int_arg(max_batch, "max_batch", 32)
+        if kv_type not in KV_TYPES:
+            raise InvalidArgumentError(f"kv_type must be one of {', '.join(KV_TYPES)}, got {kv_type!r}")
+        options.kv_type = KV_TYPES[kv_type]
+        options.n_keep = c_int_arg(n_keep, "n_keep", 32)
+        options.flags = MOERT_SESSION_CONTEXT_SHIFT if context_shift else 0
+        if (kv_type != "f32" or context_shift or n_keep) and options.struct_size <= moert_session_options.kv_type.offset:
+            raise UnsupportedError("kv_type, context_shift and n_keep need libmoert 0.2.0 or later")
         out = ctypes.c_void_p()
         _lib.check(library.moert_session_create(model_address, ctypes.byref(options), ctypes.byref(out)))
         self._handle = OwnedHandle(out.value or 0, library.moert_session_free)
         model._adopt(self._handle)
         self._vocab_size: int = model.info.vocab_size
         self._n_ctx: int = int(library.moert_session_n_ctx(self._handle.address))
+        self._kv_type = kv_type
+        self._context_shift = context_shift
+        self._n_keep = n_keep
         # Logits of the last evaluated position, for generation that continues without a prompt.
         self._last_logits: Optional[np.ndarray] = None
         # Set by a failure that requires reset() (see _UNCHANGED_AFTER).
@@ -136,6 +163,32 @@ class Session(ClosedByWith):
         """Capacity of the KV cache in tokens. The C entry point is ``moert_session_n_ctx``."""
         self._require()
         return self._n_ctx
+
+    @property
+    def kv_type(self) -> str:
+        """Element type of the KV cache ("f32", "f16", "bf16" or "q8_0")."""
+        return self._kv_type
+
+    @property
+    @_one_call_at_a_time
+    def kv_bytes(self) -> int:
+        """Bytes of the KV cache (every layer, n_ctx positions). The C entry point is ``moert_session_kv_bytes``."""
+        return int(_lib.newer_function("moert_session_kv_bytes")(self._require()))
+
+    @_one_call_at_a_time
+    def shift(self, n_keep: int, n_discard: int) -> None:
+        """Drops positions [n_keep, n_keep + n_discard) from the KV cache: later positions move back (their keys
+        rotated to the new positions), ``n_past`` shrinks by n_discard. What follows differs from evaluating the
+        kept tokens afresh (their keys and values saw the dropped ones), as with llama.cpp's context shift.
+
+        Raises:
+            InvalidArgumentError: a range outside [0, n_past).
+            UnsupportedError: a model that cannot shift (one with a sliding window; the message says why).
+
+        The C entry point is ``moert_session_shift``.
+        """
+        shift = _lib.newer_function("moert_session_shift")
+        _lib.check(shift(self._require(), c_int_arg(n_keep, "n_keep", 64), c_int_arg(n_discard, "n_discard", 64)))
 
     @property
     def closed(self) -> bool:
@@ -298,6 +351,7 @@ class Session(ClosedByWith):
                 return
             logits = np.empty(self._vocab_size, dtype=np.float32)
             if ids.size:
+                self._make_room(ids.size)
                 self._eval(ids, MOERT_LOGITS_LAST, logits)
             elif self._last_logits is not None:
                 logits[:] = self._last_logits
@@ -309,6 +363,7 @@ class Session(ClosedByWith):
                 token = sampler.sample(logits)
                 produced += 1
                 yield token
+                self._make_room(1)
                 if self.n_past >= self._n_ctx:
                     return
                 step[0] = token
@@ -317,6 +372,16 @@ class Session(ClosedByWith):
                     return
         finally:
             sampler.close()
+
+    def _make_room(self, needed: int) -> None:
+        """With ``context_shift``, drops positions after the first ``n_keep`` (half of them, or as many as
+        `needed` asks) when `needed` more do not fit, as moert_session_generate() does."""
+        n_past = self.n_past
+        if not self._context_shift or needed <= self._n_ctx - n_past:
+            return
+        keep = min(self._n_keep, n_past)
+        discard = min(n_past - keep, max(needed - (self._n_ctx - n_past), (n_past - keep) // 2))
+        self.shift(keep, discard)
 
     def generate_text(
         self,

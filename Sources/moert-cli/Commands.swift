@@ -65,15 +65,23 @@ let commandHelp: [String: String] = [
       --top-p P             keep the smallest set reaching probability P (1 = all)
       --seed S              seed of the sampler (default 0)
       --ignore-eos          do not stop at the stop ids
+      --context-shift       when the context is full, drop the oldest half of the tokens after the first
+                            N (--keep) and go on, instead of stopping
+      --keep N              tokens a context shift keeps at the start (default: the BOS token, when the prompt starts with it)
     options:
     """ + "\n" + commonHelp + "\n" + routingHelp,
     "chat": """
-    usage: moert chat --model DIR [--system TEXT] [--max-new N] [sampling] [options]
+    usage: moert chat --model DIR [--system TEXT] [--max-new N] [--context-shift [--keep N]] [sampling] [options]
 
     A conversation in the terminal: each line you type is a user message; the model's reply, rendered through its
     chat template, is printed as it is made (at most N tokens, default 512). /reset starts over; Ctrl-D ends.
-    Sampling options as for generate.
+    Sampling options as for generate. A conversation that outgrows the context (--ctx) starts over, or with
+    --context-shift goes on without its oldest tokens.
 
+      --context-shift       when the context is full, drop the oldest half of the tokens after the first
+                            N (--keep) and go on
+      --keep N              tokens a context shift keeps at the start (default: the system prompt and
+                            the header of a user turn)
     options:
     """ + "\n" + commonHelp + "\n" + routingHelp,
     "tokenize": """
@@ -149,11 +157,15 @@ func kvType(_ args: Arguments) throws -> KVCacheType {
     return type
 }
 
-/// Creates a session honouring --ctx, --kv-type and the router overrides.
-func makeSession(_ model: Model, _ args: Arguments) throws -> Session {
+/// Creates a session honouring --ctx, --kv-type, --context-shift with --keep (`defaultKeep` without it) and the
+/// router overrides.
+func makeSession(_ model: Model, _ args: Arguments, defaultKeep: Int = 0) throws -> Session {
     var o = SessionOptions()
     o.contextLength = try args.int("--ctx", default: 0)
     o.kvType = try kvType(args)
+    o.contextShift = args.has("--context-shift")
+    o.keepTokens = try args.int("--keep", default: defaultKeep)
+    guard o.contextShift || args.string("--keep") == nil else { throw UsageError("--keep needs --context-shift") }
     let session = try Session(model: model, options: o)
     try applyRouterOverride(args, to: session)
     return session

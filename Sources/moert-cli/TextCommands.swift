@@ -175,7 +175,7 @@ func generateTextCommand(_ args: Arguments) throws {
         prompt = try text.tokenizer.encode(promptText, addSpecialTokens: true, parseSpecialTokens: true)
     }
     guard !prompt.isEmpty else { throw UsageError("the prompt encodes to no tokens") }
-    let session = try makeSession(model, args)
+    let session = try makeSession(model, args, defaultKeep: prompt.first == model.config.bosTokenId ? 1 : 0)
     try streamText(session, text, prompt: prompt, maxNew: maxNew, ignoreEOS: args.has("--ignore-eos"), sampler: &sampler)
     emit("\n")
 }
@@ -204,10 +204,16 @@ func chatCommand(_ args: Arguments) throws {
     let maxNew = try args.int("--max-new", default: 512)
     let model = try loadModel(args)
     let text = try ModelText(path: try args.required("--model"))
-    let session = try makeSession(model, args)
     var messages: [(role: String, content: String)] = []
     if let system = args.string("--system") { messages.append(("system", system)) }
     let start = messages
+    // A context shift keeps what every conversation starts with: the tokens two different first turns share.
+    let first = try [["a"], ["b"]].map { user in
+        try text.tokenizer.encode(try text.applyChatTemplate(start + [("user", user[0])], addGenerationPrompt: true),
+                                  addSpecialTokens: false, parseSpecialTokens: true)
+    }
+    let shared = zip(first[0], first[1]).prefix { $0 == $1 }.count
+    let session = try makeSession(model, args, defaultKeep: shared)
     var evaluated: [Int32] = []
     let interactive = isatty(0) != 0
     emit(interactive ? "moert chat — Ctrl-D ends, /reset starts over\n" : "")
@@ -233,13 +239,21 @@ func chatCommand(_ args: Arguments) throws {
         let all = try text.tokenizer.encode(try text.applyChatTemplate(messages, addGenerationPrompt: true),
                                             addSpecialTokens: false, parseSpecialTokens: true)
         // Evaluate only what follows the tokens the session holds, when they are a prefix of the new conversation.
-        if evaluated.count > all.count || !all.starts(with: evaluated) || evaluated.count == all.count {
-            session.reset()
-            evaluated = []
+        // With a context shift the session holds the conversation as it was generated, its oldest tokens perhaps
+        // dropped, and never starts over: it evaluates what this turn adds to the rendering of the conversation so far.
+        let fresh: Int
+        if session.contextShift {
+            fresh = zip(all, evaluated).prefix { $0 == $1 }.count
+        } else {
+            if evaluated.count > all.count || !all.starts(with: evaluated) || evaluated.count == all.count {
+                session.reset()
+                evaluated = []
+            }
+            fresh = evaluated.count
         }
         let reply: (text: String, tokens: [Int32])
         do {
-            reply = try streamText(session, text, prompt: Array(all[evaluated.count...]), maxNew: maxNew, ignoreEOS: false,
+            reply = try streamText(session, text, prompt: Array(all[fresh...]), maxNew: maxNew, ignoreEOS: false,
                                    sampler: &sampler)
         } catch let e as MoertError where e.code == .contextFull {
             messages.removeLast()
@@ -252,7 +266,12 @@ func chatCommand(_ args: Arguments) throws {
         messages.append(("assistant", reply.text))
         // The session holds the conversation and the reply as generated (all of it but a last token that met a full
         // context); the next turn's rendering may write the reply otherwise, and then the session starts over.
-        evaluated = all + reply.tokens.prefix(session.position - all.count)
+        if session.contextShift {
+            evaluated = try text.tokenizer.encode(try text.applyChatTemplate(messages, addGenerationPrompt: false),
+                                                  addSpecialTokens: false, parseSpecialTokens: true)
+        } else {
+            evaluated = all + reply.tokens.prefix(session.position - all.count)
+        }
     }
     if interactive { emit("\n") }
 }

@@ -55,15 +55,16 @@ do {
     case "run":
         try runCommand(try Arguments(rest, valued: modelOptions.union(routingOptions).union(["--tokens", "--logits"]), flags: modelFlags))
     case "generate":
-        let a = try Arguments(rest, valued: modelOptions.union(routingOptions).union(samplingOptions).union(["--tokens", "--prompt", "--system", "--max-new"]),
-                              flags: modelFlags.union(["--ignore-eos", "--chat"]))
+        let a = try Arguments(rest, valued: modelOptions.union(routingOptions).union(samplingOptions).union(["--tokens", "--prompt", "--system", "--max-new", "--keep"]),
+                              flags: modelFlags.union(["--ignore-eos", "--chat", "--context-shift"]))
         switch (a.string("--tokens"), a.string("--prompt")) {
         case (.some, nil): try generateCommand(a)
         case (nil, .some): try generateTextCommand(a)
         default: throw UsageError("give exactly one of --prompt and --tokens")
         }
     case "chat":
-        try chatCommand(try Arguments(rest, valued: modelOptions.union(routingOptions).union(samplingOptions).union(["--system", "--max-new"]), flags: modelFlags))
+        try chatCommand(try Arguments(rest, valued: modelOptions.union(routingOptions).union(samplingOptions).union(["--system", "--max-new", "--keep"]),
+                                      flags: modelFlags.union(["--context-shift"])))
     case "tokenize":
         try tokenizeCommand(try Arguments(rest, valued: ["--model", "--tokenizer", "--text", "--file", "--jsonl"], flags: ["--add-special"]))
     case "detokenize":

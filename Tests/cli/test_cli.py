@@ -225,3 +225,44 @@ def test_arguments_that_are_not_utf8_are_refused() -> None:
     done = moert("tokenize", "--tokenizer", str(TOKENIZERS / "qwen2" / "tokenizer.json"), "--text", b"ok \xff", check=False)
     assert done.returncode == 2 and "argument 5 is not valid UTF-8 (invalid byte at offset 3)" in done.stderr.decode()
     assert done.stdout == b""
+
+
+def test_generate_goes_past_the_context_with_context_shift() -> None:
+    args = ["generate", "--model", str(FIXTURES / "mixtral"), "--tokens", "17,200,45,99,3,128,250", "--ctx", "16",
+            "--max-new", "40", "--ignore-eos"]
+    assert len(moert(*args).stdout.split()) == 16 - 7 + 1
+    assert len(moert(*args, "--context-shift", "--keep", "2").stdout.split()) == 40
+
+
+def test_chat_with_context_shift_goes_on_where_it_would_start_over() -> None:
+    lines = b"hello there\nhow are you today\nwhat next\nand more\n"
+    args = ["chat", "--model", str(FIXTURES / "mixtral"), "--ctx", "64", "--max-new", "12"]
+    assert moert(*args, input_bytes=lines).stdout.count(b"no longer fits") == 3
+    done = moert(*args, "--context-shift", input_bytes=lines)
+    assert b"no longer fits" not in done.stdout and done.stdout.count(b"\n") == 4
+
+
+@pytest.mark.parametrize("kv_type", ["f32", "f16", "bf16", "q8_0"])
+def test_bench_depth_prints_one_line_per_depth(kv_type: str) -> None:
+    model = FIXTURES / ("mixtral_hd64" if kv_type == "q8_0" else "mixtral")
+    out = moert("bench", "--model", str(model), "--depth", "0,100", "--kv-type", kv_type, "--repeat", "1").stdout.decode()
+    lines = [l for l in out.splitlines() if l.startswith("depth ")]
+    assert [l.split()[1] for l in lines] == ["0", "100"]
+    for line in lines:
+        word = line.split()
+        assert word[2] == "decode" and float(word[3]) > 0 and word[4] == "tok/s"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["bench", "--depth", "100,x"], "--depth takes comma-separated token counts"),
+    (["bench", "--depth", "500"], "exceed the model's context 512"),
+    (["bench", "--depth", "100", "--ctx", "120"], "do not fit --ctx 120"),
+    (["bench", "--depth", "10", "--prompt", "5"], "--prompt does not go with --depth"),
+    (["generate", "--tokens", "1,2", "--kv-type", "q4"], "--kv-type must be one of f32, f16, bf16, q8_0, got 'q4'"),
+    (["generate", "--tokens", "1,2", "--kv-type", "q8_0"], "multiple of 32; this model's is 16"),
+    (["generate", "--tokens", "1,2", "--keep", "3"], "--keep needs --context-shift"),
+    (["generate", "--tokens", "1,2", "--context-shift", "--keep", "5000"], "n_keep must be in [0, n_ctx 512)"),
+])
+def test_kv_and_depth_options_refuse_bad_values(args: List[str], message: str) -> None:
+    done = moert(args[0], "--model", str(FIXTURES / "mixtral"), *args[1:], check=False)
+    assert done.returncode != 0 and message in done.stderr.decode(), done.stderr.decode()

@@ -90,6 +90,10 @@ void test_router_overrides(const fixture *fx, moert_model *model);
 /** sessions.c: session state, max_batch, max_context and structs from older hosts. */
 void test_sessions(const fixture *fx, moert_model *model);
 
+/* kv_cache.c */
+void test_kv_types(const fixture *fx, moert_model *model);
+void test_context_shift(const fixture *fx, moert_model *model);
+
 /** errors.c: the table of malformed calls. */
 void test_error_cases(const fixture *fx, moert_model *model);
 

@@ -194,7 +194,8 @@ void test_fixture(const char *root, const char *name) {
         {"model info", test_info},           {"prefill logits", test_prefill},
         {"greedy generate", test_generate},  {"callback stop", test_generate_stop},
         {"generate to EOS", test_generate_eos}, {"kv-cached decode", test_kv_decode},
-        {"routing trace and counters", test_trace},
+        {"routing trace and counters", test_trace}, {"KV cache types", test_kv_types},
+        {"context shift", test_context_shift},
     };
     run_fixture_groups(root, name, groups, sizeof groups / sizeof *groups);
 }

@@ -795,10 +795,47 @@ struct GeneratedText {
 
 // MARK: - Session
 
+/// Options of a Session (moert_session_options); the defaults are moert_session_options_init()'s.
+struct SessionOptions {
+    /// Tokens the KV cache holds; 0 = min(model context, 4096).
+    int64_t n_ctx = detail::defaults<moert_session_options>().n_ctx;
+    /// Most tokens one forward chunk takes; 0 = 512.
+    int32_t max_batch = detail::defaults<moert_session_options>().max_batch;
+    /// Element type of the KV cache: MOERT_KV_TYPE_F32 (exact, the default), _F16, _BF16 or _Q8_0.
+    int32_t kv_type = detail::defaults<moert_session_options>().kv_type;
+    /// 0 or MOERT_SESSION_CONTEXT_SHIFT: generation drops the oldest positions after the first n_keep when the
+    /// context is full instead of stopping.
+    uint32_t flags = detail::defaults<moert_session_options>().flags;
+    /// Positions a context shift keeps at the start, in [0, n_ctx).
+    int32_t n_keep = detail::defaults<moert_session_options>().n_keep;
+
+    /// The C struct, filled by moert_session_options_init() and then with these values.
+    moert_session_options to_c() const {
+        moert_session_options o;
+        moert_session_options_init(&o);
+        o.n_ctx = n_ctx;
+        o.max_batch = max_batch;
+        o.kv_type = kv_type;
+        o.flags = flags;
+        o.n_keep = n_keep;
+        return o;
+    }
+};
+
 /// One sequence being evaluated (moert_session): a KV cache over a shared Model. Used by one thread at a time.
 /// Move-only; frees the session when destroyed. The Model must outlive it.
 class Session {
 public:
+    /// Creates a session with `options` (moert_session_create).
+    /// Throws moert::Error (MOERT_ERR_INVALID_ARGUMENT: an empty Model, n_ctx beyond the model's, an unknown kv_type
+    /// or q8_0 with heads that are not a multiple of 32, a bad n_keep; _UNSUPPORTED: MOERT_SESSION_CONTEXT_SHIFT on a
+    /// model that cannot shift; _OUT_OF_MEMORY).
+    Session(const Model &model, const SessionOptions &options) {
+        moert_session_options o = options.to_c();
+        vocab_size_ = static_cast<size_t>(model.info().vocab_size);
+        detail::check(moert_session_create(model.get(), &o, &handle_));
+    }
+
     /// Creates a session (moert_session_create). `n_ctx` is the KV cache size in tokens (0 = min(model context,
     /// 4096)); `max_batch` the most tokens one forward chunk takes (0 = 512). Both default to the values of
     /// moert_session_options_init(), 0.
@@ -890,6 +927,14 @@ public:
 
     /// Capacity of the KV cache in tokens (moert_session_n_ctx); 0 when the Session is empty.
     int64_t n_ctx() const noexcept { return moert_session_n_ctx(handle_); }
+
+    /// Bytes of the KV cache (moert_session_kv_bytes); 0 when the Session is empty.
+    int64_t kv_bytes() const noexcept { return moert_session_kv_bytes(handle_); }
+
+    /// Drops positions [n_keep, n_keep + n_discard) from the KV cache, the later ones moved back with their keys
+    /// rotated (moert_session_shift). Throws moert::Error (MOERT_ERR_INVALID_ARGUMENT: a range outside n_past;
+    /// _UNSUPPORTED: a model with a sliding window).
+    void shift(int64_t n_keep, int64_t n_discard) { detail::check(moert_session_shift(handle_, n_keep, n_discard)); }
 
     /// Logits per position: the model's vocab_size.
     size_t vocab_size() const noexcept { return vocab_size_; }

@@ -446,6 +446,7 @@ void test_defaults(const Fixture &fx) {
     moert::Session default_session(default_model);
 
     const moert::ModelOptions m;
+    const moert::SessionOptions so;
     const moert::SamplerOptions s;
     const moert::GenerateOptions g;
     struct Row {
@@ -456,6 +457,11 @@ void test_defaults(const Fixture &fx) {
         {"ModelOptions().expert_budget_bytes", text(m.expert_budget_bytes), text(model.expert_budget_bytes)},
         {"ModelOptions().expert_budget_percent", text(m.expert_budget_percent), text(model.expert_budget_percent)},
         {"ModelOptions().flags", text(m.flags), text(model.flags)},
+        {"SessionOptions().n_ctx", text(so.n_ctx), text(session.n_ctx)},
+        {"SessionOptions().max_batch", text(so.max_batch), text(session.max_batch)},
+        {"SessionOptions().kv_type", text(so.kv_type), text(session.kv_type)},
+        {"SessionOptions().flags", text(so.flags), text(session.flags)},
+        {"SessionOptions().n_keep", text(so.n_keep), text(session.n_keep)},
         {"SamplerOptions().temperature", text(s.temperature), text(sampler.temperature)},
         {"SamplerOptions().top_k", text(s.top_k), text(sampler.top_k)},
         {"SamplerOptions().top_p", text(s.top_p), text(sampler.top_p)},
@@ -707,6 +713,39 @@ void test_session_state(const Fixture &fx, const moert::Model &model) {
     std::vector<float> last = session.eval(fx.prompt);
     CHECK(std::equal(last.begin(), last.end(), all.end() - static_cast<std::ptrdiff_t>(fx.vocab)),
           "LAST logits equal the last row of ALL after a reset");
+}
+
+/// KV cache types and the context shift: a q8_0 cache needs heads of 32-value blocks (this fixture's are 64 wide),
+/// takes 34/128 of float32's bytes and stays within its tolerance of transformers (the C test's table); shift()
+/// drops positions, and the shift flag lets generation go past n_ctx.
+void test_kv_cache(const std::string &root) {
+    const Fixture fx(root, "mixtral_hd64");
+    const moert::Model model(fx.dir);
+    moert::SessionOptions o;
+    o.n_ctx = 64;
+    moert::Session exact(model, o);
+    o.kv_type = MOERT_KV_TYPE_Q8_0;
+    moert::Session q8(model, o);
+    CHECK(q8.kv_bytes() * 128 == exact.kv_bytes() * 34, "a q8_0 cache takes 34/128 of float32's bytes");
+    CHECK(rel_error(q8.eval(fx.prompt, true), fx.logits) <= 3e-2, "q8_0 cache logits within 3e-2 of transformers'");
+    q8.shift(1, 2);
+    CHECK(q8.n_past() == static_cast<int64_t>(fx.prompt.size()) - 2, "shift(1, 2) drops two positions");
+    bool refused = false;
+    try {
+        q8.shift(0, 100);
+    } catch (const moert::Error &e) {
+        refused = e.status() == MOERT_ERR_INVALID_ARGUMENT;
+    }
+    CHECK(refused, "a shift beyond n_past throws MOERT_ERR_INVALID_ARGUMENT");
+    o.kv_type = MOERT_KV_TYPE_F32;
+    o.n_ctx = 16;
+    o.flags = MOERT_SESSION_CONTEXT_SHIFT;
+    o.n_keep = 1;
+    moert::Session shifting(model, o);
+    moert::GenerateOptions g;
+    g.max_new_tokens = 40;
+    g.ignore_eos = true;
+    CHECK(shifting.generate(fx.prompt, g).size() == 40, "with the shift flag, 40 tokens in a context of 16");
 }
 
 /// Samplers: greedy is argmax with the lowest id on ties; equal seeds give equal draws; top_k 1 is argmax.
@@ -1903,9 +1942,10 @@ int main(int argc, char **argv) {
     }
     const std::string root = argv[1];
     run_group("library", test_library);
-    for (const char *name : {"mixtral", "mixtral_bf16", "mixtral_sharded", "qwen2_moe", "qwen3_moe", "olmoe"}) {
+    for (const char *name : {"mixtral", "mixtral_bf16", "mixtral_sharded", "mixtral_hd64", "qwen2_moe", "qwen3_moe", "olmoe"}) {
         test_fixture(root, name);
     }
+    run_group("KV cache types and context shift", [&] { test_kv_cache(root); });
     std::unique_ptr<Fixture> fx;
     std::unique_ptr<moert::Model> model;
     run_group("mixtral: setup for API checks", [&] {

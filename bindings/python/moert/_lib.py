@@ -210,6 +210,8 @@ SINCE: Dict[str, str] = {
     "moert_chat_options_init_sized": "0.2.0",
     "moert_tokenizer_apply_chat_template": "0.2.0",
     "moert_tokenizer_apply_chat_template_json": "0.2.0",
+    "moert_session_kv_bytes": "0.2.0",
+    "moert_session_shift": "0.2.0",
 }
 
 _lock = threading.Lock()

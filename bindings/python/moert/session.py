@@ -125,12 +125,12 @@ class Session(ClosedByWith):
         options.n_ctx = c_int_arg(n_ctx, "n_ctx", 64)
         options.max_batch = c_int_arg(max_batch, "max_batch", 32)
         if kv_type not in KV_TYPES:
-            raise InvalidArgumentError(f"kv_type must be one of {', '.join(KV_TYPES)}, got {kv_type!r}")
+            raise InvalidArgumentError(Status.INVALID_ARGUMENT, f"kv_type must be one of {', '.join(KV_TYPES)}, got {kv_type!r}")
         options.kv_type = KV_TYPES[kv_type]
         options.n_keep = c_int_arg(n_keep, "n_keep", 32)
         options.flags = MOERT_SESSION_CONTEXT_SHIFT if context_shift else 0
         if (kv_type != "f32" or context_shift or n_keep) and options.struct_size <= moert_session_options.kv_type.offset:
-            raise UnsupportedError("kv_type, context_shift and n_keep need libmoert 0.2.0 or later")
+            raise UnsupportedError(Status.UNSUPPORTED, "kv_type, context_shift and n_keep need libmoert 0.2.0 or later")
         out = ctypes.c_void_p()
         _lib.check(library.moert_session_create(model_address, ctypes.byref(options), ctypes.byref(out)))
         self._handle = OwnedHandle(out.value or 0, library.moert_session_free)

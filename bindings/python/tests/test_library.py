@@ -453,6 +453,15 @@ MIRRORED_DEFAULTS: List[Tuple[Callable[..., Any], str, str, Tuple[str, ...], Cal
     (moert.Session, "n_ctx", "session", ("n_ctx",), as_fields),
     (moert.Session, "max_batch", "session", ("max_batch",), as_fields),
     *[
+        (function, parameter, "session", fields, convert)
+        for function in (moert.Model.session, moert.Session)
+        for parameter, fields, convert in (
+            ("kv_type", ("kv_type",), lambda value: (moert.KV_TYPES[value],)),
+            ("context_shift", ("flags",), lambda value: (_types.MOERT_SESSION_CONTEXT_SHIFT if value else 0,)),
+            ("n_keep", ("n_keep",), as_fields),
+        )
+    ],
+    *[
         (function, parameter, "sampler", (parameter,), as_fields)
         for function in (moert.Sampler, moert.Session.generate, moert.Session.generate_all)
         for parameter in ("temperature", "top_k", "top_p", "seed")

@@ -192,6 +192,13 @@ func infoCommand(_ args: Arguments) throws {
     print("context           \(m.contextLength)")
     print("rope theta        \(c.ropeTheta)")
     print("memory            \(mib(m.checkpoint.mappedBytes)) mapped, \(mib(m.checkpoint.convertedBytes)) converted or copied at load")
+    let kvWidth = c.numKeyValueHeads * c.headDim
+    let perToken = KVCacheType.allCases.map { type -> String in
+        guard type.unsupportedReason(headDim: c.headDim) == nil else { return "\(type.rawValue) -" }
+        return "\(type.rawValue) \(2 * c.numHiddenLayers * type.bytes(width: kvWidth))"
+    }
+    print("kv cache          bytes per token: \(perToken.joined(separator: ", ")) (--kv-type; - : not for this head_dim)")
+    print("context shift     \(m.config.slidingWindow.map { "no: sliding window of \($0) tokens" } ?? "yes (--context-shift)")")
     print("threads           \(Threads.current)")
     print("kernels           \(Threads.kernels)")
     print("blas              \(Threads.blasKernels)")

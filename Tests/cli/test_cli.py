@@ -266,3 +266,10 @@ def test_bench_depth_prints_one_line_per_depth(kv_type: str) -> None:
 def test_kv_and_depth_options_refuse_bad_values(args: List[str], message: str) -> None:
     done = moert(args[0], "--model", str(FIXTURES / "mixtral"), *args[1:], check=False)
     assert done.returncode != 0 and message in done.stderr.decode(), done.stderr.decode()
+
+
+def test_info_reports_kv_bytes_per_token_and_context_shift() -> None:
+    out = moert("info", "--model", str(FIXTURES / "mixtral")).stdout.decode()
+    # 2 layers x keys and values x 2 key/value heads x 16 values x 4 bytes
+    assert "kv cache          bytes per token: f32 512, f16 256, bf16 256, q8_0 -" in out
+    assert "context shift     yes" in out

@@ -34,7 +34,7 @@ public enum KVCacheType: String, CaseIterable, Sendable {
     public func bytes(width: Int) -> Int { Int(moert_kv_row_bytes(code, Int64(width))) }
 
     /// Why a model whose heads have `headDim` values cannot use this type, or nil when it can.
-    func unsupportedReason(headDim: Int) -> String? {
+    public func unsupportedReason(headDim: Int) -> String? {
         guard self == .q8_0, headDim % Int(MOERT_Q8_0_BLOCK) != 0 else { return nil }
         return "KV cache type q8_0 needs a head dimension that is a multiple of \(MOERT_Q8_0_BLOCK); this model's is \(headDim)"
     }

@@ -4,6 +4,7 @@
     python benchmarks/compare.py --preset small [--reps 3] [--peers llama:f32,llama:f16,torch:sdpa]
                                  [--budgets 50,25] [--no-avx512] [--moert build/bin/moert] [--work DIR]
                                  [--json OUT.json] [--report OUT.json]
+    python benchmarks/compare.py --preset small --depth 0,1000,4000 [--kv-types f16,q8_0,f32] [--reps 3]
 
 Needs the peer harness of ../shared/bench (its venv: torch, transformers, safetensors, gguf, llama-cpp-python) and
 the models it makes (make_model.py --preset P). Each configuration runs --reps times, each time in a fresh process,
@@ -92,7 +93,13 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=default_work())
     ap.add_argument("--json", type=Path, help="also write the results here")
     ap.add_argument("--report", type=Path, help="print the tables of a --json file from an earlier run; run nothing")
+    ap.add_argument("--depth", help="decode after these context depths instead (benchmarks/depth.py), e.g. 0,1000,4000")
+    ap.add_argument("--kv-types", default="f16,q8_0,f32", help="with --depth: the KV cache types to compare")
     args = ap.parse_args()
+    if args.depth:
+        import depth
+        depth.main(args, args.work, limits.preset_costs(args.preset.split("-")[0]))
+        return
     if args.report:
         report(args.preset, json.loads(args.report.read_text()))
         return

@@ -4,7 +4,7 @@
     python benchmarks/llama_depth.py MODEL.gguf --depth 0,1000,4000 [--kv-type f16] [--flash-attn on|off]
                                      [--repeat 3] [--threads 2]
 
-For each depth N: fill the KV cache with N pseudo-random tokens (one untimed prefill, batches of 512), then time 64
+After a warm-up prefill, for each depth N: fill the KV cache with N pseudo-random tokens (one untimed prefill, batches of 512), then time 64
 greedy single-token decode steps; R times; print `depth N decode X tok/s` (the median), as moert does. The context
 is sized for the largest depth + 64. Needs llama-cpp-python (the venv of ../shared/bench).
 """
@@ -26,25 +26,27 @@ def main() -> None:
     ap.add_argument("--flash-attn", choices=["on", "off"], default="on")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--ctx", type=int, default=0, help="context size (default: the largest depth + 64)")
     args = ap.parse_args()
     depths = [int(d) for d in args.depth.split(",")]
     from llama_cpp import Llama
     t = GGML_TYPES[args.kv_type]
-    llm = Llama(model_path=args.model, n_ctx=max(depths) + STEPS, n_batch=512, n_ubatch=512,
+    llm = Llama(model_path=args.model, n_ctx=args.ctx or max(depths) + STEPS, n_batch=512, n_ubatch=512,
                 n_threads=args.threads, n_threads_batch=args.threads, type_k=t, type_v=t,
                 flash_attn=args.flash_attn == "on", use_mmap=False, verbose=False)
     n_vocab = llm.n_vocab()
-    tokens = np.random.default_rng(1234).integers(3, n_vocab, max(depths) + 1).tolist()
+    tokens = np.random.default_rng(1234).integers(3, n_vocab, llm.n_ctx()).tolist()
 
     def argmax() -> int:
         return int(np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(n_vocab,)).argmax())
 
     print(f"kv cache {args.kv_type}, flash attention {args.flash_attn}, context {llm.n_ctx()}")
+    llm.eval(tokens[:512])  # warm-up, as moert's
+
     for depth in depths:
         rates = []
         for _ in range(args.repeat):
             llm.reset()
-            llm._ctx.kv_cache_clear() if hasattr(llm._ctx, "kv_cache_clear") else None
             if depth > 0:
                 llm.eval(tokens[:depth])
                 tok = argmax()

@@ -97,7 +97,7 @@ func benchTokens(count: Int, vocab: Int) -> [Int32] {
 }
 
 /// Tokens per second of `depthDecodeSteps` greedy decode steps after `depth` tokens of `context`, one value per
-/// repeat (the prefill is not timed).
+/// repeat (the prefill is not timed; each repeat starts from an empty cache).
 func measureDepth(_ session: Session, context: [Int32], depth: Int, repeats: Int) throws -> [Double] {
     let vocab = session.model.config.vocabSize
     var logits = [Float](repeating: 0, count: vocab)
@@ -150,6 +150,8 @@ func benchDepths(_ args: Arguments, depths: [Int], model: Model, loadSeconds: Do
     print("kernels  \(Threads.kernels)")
     print("load     \(oneDecimal(loadSeconds * 1000)) ms")
     print("kv cache \(session.kvType.rawValue), \(2 * c.numHiddenLayers * rowBytes) bytes per token, context \(session.contextLength)")
+    // Warm-up, as the default protocol's: a prefill that touches the weights (mapped pages, materialised experts).
+    try context.prefix(512).withUnsafeBufferPointer { try session.evaluate($0, mode: .none, logits: nil, capacity: 0) }
     for depth in depths {
         let rates = try measureDepth(session, context: context, depth: depth, repeats: repeats)
         print("depth \(depth) decode \(oneDecimal(median(rates))) tok/s")

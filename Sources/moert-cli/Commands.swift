@@ -115,8 +115,8 @@ let commandHelp: [String: String] = [
     or --moe-top-k the session uses that router; --baseline also measures the model's own routers in the same run
     and prints ratios.
 
-    With --depth, measures decode after a long context instead: for each depth N, fills the KV cache with N
-    pseudo-random tokens (one prefill), then times 64 greedy decode steps, R times, and prints
+    With --depth, measures decode after a long context instead: after a warm-up prefill, for each depth N, fills
+    the KV cache with N pseudo-random tokens (one prefill), then times 64 greedy decode steps, R times, and prints
     `depth N decode X tok/s` (the median) with the KV bytes each step reads. N + 64 must fit --ctx (by default
     the context is sized for the largest depth).
 

@@ -5,8 +5,8 @@
 **  - The positions are cut into chunks, one worker thread per run of chunks; each chunk reads whole rows (all key/
 **    value heads), so that threads never share a cache line, and keeps its own softmax maximum and sum; the chunks
 **    are merged at the end (flash decoding).
-**  - Keys: 8 positions at a time, their rows held in L1 while each query head of the group that shares them takes
-**    its 8 dot products (one horizontal reduction per 8 products).
+**  - Keys: 4 positions at a time, each row widened once for two query heads of the group that shares it (8
+**    independent FMA chains; one horizontal reduction per 4 products).
 **  - Values: in blocks of 32 positions, 32 output dimensions of two query heads accumulate in registers while the
 **    block's rows are read once.
 ** Without AVX2 the same arithmetic runs in plain loops. */
@@ -102,7 +102,7 @@ static inline float q8_scale(const uint8_t *head, int i) {
     return moert_widen_f16(dh);
 }
 
-/* q . k over head_dim (a multiple of 8). */
+/* q . k over head_dim (a multiple of 8): one row. */
 __attribute__((target("avx2,fma,f16c"), always_inline))
 static inline __m256 dot_accumulate(const float *q, const uint8_t *k, int type, int head_dim) {
     __m256 acc = _mm256_setzero_ps();
@@ -118,27 +118,80 @@ static inline __m256 dot_accumulate(const float *q, const uint8_t *k, int type, 
     return acc;
 }
 
-/* The sums of 8 vectors, as one vector: lane i holds the sum of v[i]'s lanes. */
-__attribute__((target("avx2"), always_inline))
-static inline __m256 reduce8(const __m256 v[8]) {
-    __m256 s01 = _mm256_hadd_ps(v[0], v[1]), s23 = _mm256_hadd_ps(v[2], v[3]);
-    __m256 s45 = _mm256_hadd_ps(v[4], v[5]), s67 = _mm256_hadd_ps(v[6], v[7]);
-    __m256 s0123 = _mm256_hadd_ps(s01, s23), s4567 = _mm256_hadd_ps(s45, s67);
-    return _mm256_add_ps(_mm256_permute2f128_ps(s0123, s4567, 0x20), _mm256_permute2f128_ps(s0123, s4567, 0x31));
+/* q_h . k for 4 consecutive rows from k (row_bytes apart) and the query heads h0 and (when `pair`) h0 + 1 of q (at
+** q0 and q0 + head_dim), their partial sums in acc[head][row]. Each row's values are widened once for both heads,
+** and the 8 chains of FMAs are independent, so that their latency overlaps. */
+__attribute__((target("avx2,fma,f16c"), always_inline))
+static inline void dot_rows4(const float *q0, int pair, const uint8_t *k, int64_t row_bytes, int type, int head_dim,
+                             __m256 acc[2][4]) {
+    const float *q1 = q0 + head_dim;
+    for (int r = 0; r < 4; r++) acc[0][r] = acc[1][r] = _mm256_setzero_ps();
+    if (type == MOERT_KV_Q8_0) {
+        for (int i = 0; i < head_dim; i += MOERT_Q8_0_BLOCK) {
+            for (int r = 0; r < 4; r++) {
+                const uint8_t *row = k + r * row_bytes;
+                const __m256 x0 = load8_unscaled(row, type, i), x1 = load8_unscaled(row, type, i + 8);
+                const __m256 x2 = load8_unscaled(row, type, i + 16), x3 = load8_unscaled(row, type, i + 24);
+                const __m256 d = _mm256_set1_ps(q8_scale(row, i));
+                __m256 t = _mm256_mul_ps(_mm256_loadu_ps(q0 + i), x0);
+                t = _mm256_fmadd_ps(_mm256_loadu_ps(q0 + i + 8), x1, t);
+                t = _mm256_fmadd_ps(_mm256_loadu_ps(q0 + i + 16), x2, t);
+                t = _mm256_fmadd_ps(_mm256_loadu_ps(q0 + i + 24), x3, t);
+                acc[0][r] = _mm256_fmadd_ps(t, d, acc[0][r]);
+                if (pair) {
+                    __m256 u = _mm256_mul_ps(_mm256_loadu_ps(q1 + i), x0);
+                    u = _mm256_fmadd_ps(_mm256_loadu_ps(q1 + i + 8), x1, u);
+                    u = _mm256_fmadd_ps(_mm256_loadu_ps(q1 + i + 16), x2, u);
+                    u = _mm256_fmadd_ps(_mm256_loadu_ps(q1 + i + 24), x3, u);
+                    acc[1][r] = _mm256_fmadd_ps(u, d, acc[1][r]);
+                }
+            }
+        }
+        return;
+    }
+    for (int i = 0; i < head_dim; i += 8) {
+        const __m256 qa = _mm256_loadu_ps(q0 + i), qb = pair ? _mm256_loadu_ps(q1 + i) : qa;
+        for (int r = 0; r < 4; r++) {
+            const __m256 x = load8_unscaled(k + r * row_bytes, type, i);
+            acc[0][r] = _mm256_fmadd_ps(qa, x, acc[0][r]);
+            if (pair) acc[1][r] = _mm256_fmadd_ps(qb, x, acc[1][r]);
+        }
+    }
 }
 
-/* Scores of positions [p0, p1) for every head: 8 rows at a time, each read once for its group of heads. */
+/* The sums of 4 vectors: lane r holds the sum of v[r]'s lanes. */
+__attribute__((target("avx2"), always_inline))
+static inline __m128 reduce4(const __m256 v[4]) {
+    const __m256 s = _mm256_hadd_ps(_mm256_hadd_ps(v[0], v[1]), _mm256_hadd_ps(v[2], v[3]));
+    return _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
+}
+
+/* Asks for rows [j0, j1) of `rows` (clipped to `end`) to be brought into cache: the kernels read a block of rows
+** column by column, an order the hardware prefetchers do not follow, so the next block is fetched while this one is
+** computed. */
+static inline void prefetch_rows(const uint8_t *rows, int64_t row_bytes, int64_t j0, int64_t j1, int64_t end) {
+    if (j1 > end) j1 = end;
+    for (const uint8_t *p = rows + j0 * row_bytes, *e = rows + j1 * row_bytes; p < e; p += 64) {
+        _mm_prefetch((const char *)p, _MM_HINT_T0);
+    }
+}
+
+/* Scores of positions [p0, p1) for every head: 4 rows at a time, each widened once for two heads of its group. */
 __attribute__((target("avx2,fma,f16c"), always_inline))
 static inline void scores_avx2_type(const decode_job *a, int type, int64_t p0, int64_t p1) {
-    const __m256 scale = _mm256_set1_ps(a->scale);
+    const __m128 scale = _mm_set1_ps(a->scale);
     int64_t j = p0;
-    for (; j + 8 <= p1; j += 8) {
-        for (int h = 0; h < a->n_heads; h++) {
-            const float *qh = a->q + (int64_t)h * a->head_dim;
+    prefetch_rows(a->keys, a->row_bytes, j, j + 8, p1);
+    for (; j + 4 <= p1; j += 4) {
+        prefetch_rows(a->keys, a->row_bytes, j + 8, j + 12, p1);
+        for (int h = 0; h < a->n_heads;) {
+            const int pair = h + 1 < a->n_heads && (h + 1) / a->group == h / a->group;
             const uint8_t *k = a->keys + j * a->row_bytes + (int64_t)(h / a->group) * a->head_bytes;
-            __m256 acc[8];
-            for (int r = 0; r < 8; r++) acc[r] = dot_accumulate(qh, k + r * a->row_bytes, type, a->head_dim);
-            _mm256_storeu_ps(a->scores + h * a->total + j, _mm256_mul_ps(reduce8(acc), scale));
+            __m256 acc[2][4];
+            dot_rows4(a->q + (int64_t)h * a->head_dim, pair, k, a->row_bytes, type, a->head_dim, acc);
+            _mm_storeu_ps(a->scores + h * a->total + j, _mm_mul_ps(reduce4(acc[0]), scale));
+            if (pair) _mm_storeu_ps(a->scores + (h + 1) * a->total + j, _mm_mul_ps(reduce4(acc[1]), scale));
+            h += pair ? 2 : 1;
         }
     }
     for (; j < p1; j++) {
@@ -187,8 +240,10 @@ static inline void values_tile(const decode_job *a, int type, int64_t p0, int64_
 ** dimensions at a time: one q8_0 block). */
 __attribute__((target("avx2,fma,f16c"), always_inline))
 static inline void values_avx2_type(const decode_job *a, int type, int64_t p0, int64_t p1, float *o) {
+    prefetch_rows(a->values, a->row_bytes, p0, p0 + VALUE_BLOCK, p1);
     for (int64_t b0 = p0; b0 < p1; b0 += VALUE_BLOCK) {
         const int64_t b1 = b0 + VALUE_BLOCK < p1 ? b0 + VALUE_BLOCK : p1;
+        prefetch_rows(a->values, a->row_bytes, b1, b1 + VALUE_BLOCK, p1);
         for (int h = 0; h < a->n_heads;) {
             const int pair = h + 1 < a->n_heads && (h + 1) / a->group == h / a->group;
             for (int i = 0; i < a->head_dim; i += 32) {

@@ -1,7 +1,8 @@
 /* attention_decode.c: attention of one new position (decode) against the KV cache, in every cache element type.
 **
-** Decode reads the whole cache once per token, so at long contexts it costs as much as the weights: the kernel is
-** built to read each cached row once, at memory speed.
+** Decode reads the whole cache once per token, so at long contexts it costs as much as the weights: the kernel reads
+** each cached row once. Each value read costs two FMAs per query head that shares it, so on CPUs with narrow FMA
+** units (Zen 2: about a third of the FMA peak is reached, BENCHMARKS.md) the arithmetic, not the memory, is the limit.
 **  - The positions are cut into chunks, one worker thread per run of chunks; each chunk reads whole rows (all key/
 **    value heads), so that threads never share a cache line, and keeps its own softmax maximum and sum; the chunks
 **    are merged at the end (flash decoding).

@@ -11,7 +11,10 @@ extension Session {
     /// its position moved back by a rotation, which is what the model would compute only when positions enter
     /// attention through RoPE alone: a sliding window (which caps the context in moert) would make the kept tokens
     /// visible past it.
-    public var contextShiftUnsupportedReason: String? {
+    public var contextShiftUnsupportedReason: String? { Self.contextShiftUnsupportedReason(model) }
+
+    /// Why sessions of `model` cannot shift their context, or nil when they can (see the instance property).
+    static func contextShiftUnsupportedReason(_ model: Model) -> String? {
         if let w = model.config.slidingWindow {
             return "the model attends within a sliding window of \(w) tokens (config.json sliding_window), which a context shift would not keep"
         }
@@ -34,7 +37,7 @@ extension Session {
         let c = model.config, kvw = c.numKeyValueHeads * c.headDim, rowBytes = cache.rowBytes
         let moved = position - keep - discard, scratch = ws.k.pointer, perBatch = ws.k.count / kvw
         for l in 0..<c.numHiddenLayers {
-            let keys = cache.keys(layer: l), values = cache.values(layer: l)
+            let values = cache.values(layer: l)
             // Rows move to lower positions in increasing order, so no row is overwritten before it is read.
             var done = 0
             while done < moved {

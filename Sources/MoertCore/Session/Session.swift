@@ -78,6 +78,9 @@ public final class Session {
         guard options.keepTokens >= 0, options.keepTokens < contextLength else {
             throw MoertError.invalid("n_keep must be in [0, n_ctx \(contextLength)), got \(options.keepTokens)")
         }
+        if options.contextShift, let reason = Self.contextShiftUnsupportedReason(model) {
+            throw MoertError.unsupported("context shift: \(reason)")
+        }
         contextShift = options.contextShift
         keepTokens = options.keepTokens
         let c = model.config
@@ -89,9 +92,6 @@ public final class Session {
         lastLogitsBuffer = try FloatBuffer(count: c.vocabSize)
         history = .allocate(capacity: contextLength)
         history.initialize(repeating: -1)
-        if contextShift, let reason = contextShiftUnsupportedReason {
-            throw MoertError.unsupported("context shift: \(reason)")
-        }
     }
 
     deinit { history.deallocate() }

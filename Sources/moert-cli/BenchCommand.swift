@@ -202,6 +202,7 @@ func benchCommand(_ args: Arguments) throws {
     print("kernels  \(Threads.kernels)")
     print("blas     \(Threads.blasKernels)")
     print("load     \(oneDecimal(loadSeconds * 1000)) ms")
+    print("kv cache \(options.kvType.rawValue)")
     var configurations: [(String, Session)] = []
     if args.has("--baseline") || (args.string("--router") == nil && args.string("--moe-top-k") == nil) {
         configurations.append(("model routers", try Session(model: model, options: options)))

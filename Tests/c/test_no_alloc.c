@@ -100,14 +100,17 @@ static long generate_allocations(moert_session *session, int32_t n) {
     return status == MOERT_OK && made == (size_t)n ? counted : -1;
 }
 
-static void run_fixture(const char *fixtures, const char *name) {
-    char path[4096], what[256];
-    snprintf(path, sizeof path, "%s/%s", fixtures, name);
+static void run_fixture(const char *fixtures, const char *fixture, int32_t kv_type) {
+    char path[4096], what[256], name[128];
+    snprintf(path, sizeof path, "%s/%s", fixtures, fixture);
+    if (kv_type == MOERT_KV_TYPE_F32) snprintf(name, sizeof name, "%s", fixture);
+    else snprintf(name, sizeof name, "%s (kv_type %d)", fixture, (int)kv_type);
     moert_model *model = NULL;
     moert_session *session = NULL;
     moert_session_options session_options;
     moert_session_options_init(&session_options);
     session_options.n_ctx = 400;
+    session_options.kv_type = kv_type;
     if (moert_model_load(path, NULL, &model) != MOERT_OK ||
         moert_session_create(model, &session_options, &session) != MOERT_OK) {
         snprintf(what, sizeof what, "%s: load and create a session", name);
@@ -167,6 +170,9 @@ int main(int argc, char **argv) {
     }
     moert_set_threads(2);  /* the worker pool runs too */
     const char *fixtures[] = {"mixtral", "mixtral_bf16", "qwen2_moe", "qwen3_moe", "olmoe"};
-    for (size_t i = 0; i < sizeof fixtures / sizeof *fixtures; i++) run_fixture(argv[1], fixtures[i]);
+    for (size_t i = 0; i < sizeof fixtures / sizeof *fixtures; i++) run_fixture(argv[1], fixtures[i], MOERT_KV_TYPE_F32);
+    /* The rounded cache types: their rows are stored and widened in buffers the session made. */
+    run_fixture(argv[1], "mixtral", MOERT_KV_TYPE_F16);
+    run_fixture(argv[1], "mixtral_hd64", MOERT_KV_TYPE_Q8_0);
     return check_summary();
 }

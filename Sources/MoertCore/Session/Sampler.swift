@@ -52,6 +52,10 @@ public struct Sampler: Sendable {
         guard let best = argmax(logits) else { throw MoertError.invalid("logits hold no comparable value (all NaN)") }
         if options.temperature == 0 || options.topK == 1 { return Int32(best) }
 
+        // Room for a whole row, taken once: appending then never grows the buffers, so that a sampler allocates
+        // the same on every call however many candidates a row leaves.
+        if candidates.capacity < logits.count { candidates.reserveCapacity(logits.count) }
+        if weights.capacity < logits.count { weights.reserveCapacity(logits.count) }
         // The top-k candidates (all without top-k) by logit, descending; lower id first on ties.
         candidates.removeAll(keepingCapacity: true)
         for i in 0..<logits.count where !logits[i].isNaN { candidates.append(Int32(i)) }

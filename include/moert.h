@@ -353,8 +353,10 @@ static inline void moert_session_options_init(moert_session_options *options) { 
 
 /**
  * Creates a session on a model. [in] model  borrowed; it must outlive the session. [in] options  may be NULL.
- * [out] out_session  owned; free with moert_session_free(). Returns MOERT_OK, MOERT_ERR_INVALID_ARGUMENT or
- * MOERT_ERR_OUT_OF_MEMORY. Threads: any (the model may be shared). @since 0.1.0
+ * [out] out_session  owned; free with moert_session_free(). Returns MOERT_OK, MOERT_ERR_INVALID_ARGUMENT (also: an
+ * unknown flag bit or kv_type, MOERT_KV_TYPE_Q8_0 with a head dimension that is not a multiple of 32, n_keep outside
+ * [0, n_ctx)), MOERT_ERR_UNSUPPORTED (MOERT_SESSION_CONTEXT_SHIFT on a model that cannot shift, see
+ * moert_session_shift()) or MOERT_ERR_OUT_OF_MEMORY. Threads: any (the model may be shared). @since 0.1.0
  */
 MOERT_API moert_status moert_session_create(moert_model *model, const moert_session_options *options,
                                             moert_session **out_session);

@@ -48,9 +48,7 @@ static float kv_value(const uint8_t *head, int type, int i) {
     }
     default: {
         const uint8_t *block = head + (int64_t)(i / MOERT_Q8_0_BLOCK) * MOERT_Q8_0_BLOCK_BYTES;
-        uint16_t dh;
-        memcpy(&dh, block, 2);
-        return moert_widen_f16(dh) * (float)(int8_t)block[2 + i % MOERT_Q8_0_BLOCK];
+        return moert_q8_0_scale(block) * (float)(int8_t)block[2 + i % MOERT_Q8_0_BLOCK];
     }
     }
 }
@@ -98,9 +96,7 @@ static inline __m256 load8_unscaled(const uint8_t *head, int type, int i) {
 
 /* The scale of the q8_0 block holding element i of a head's row. */
 static inline float q8_scale(const uint8_t *head, int i) {
-    uint16_t dh;
-    memcpy(&dh, head + (int64_t)(i / MOERT_Q8_0_BLOCK) * MOERT_Q8_0_BLOCK_BYTES, 2);
-    return moert_widen_f16(dh);
+    return moert_q8_0_scale(head + (int64_t)(i / MOERT_Q8_0_BLOCK) * MOERT_Q8_0_BLOCK_BYTES);
 }
 
 /* q . k over head_dim (a multiple of 8): one row. */
@@ -167,24 +163,12 @@ static inline __m128 reduce4(const __m256 v[4]) {
     return _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
 }
 
-/* Asks for rows [j0, j1) of `rows` (clipped to `end`) to be brought into cache: the kernels read a block of rows
-** column by column, an order the hardware prefetchers do not follow, so the next block is fetched while this one is
-** computed. */
-static inline void prefetch_rows(const uint8_t *rows, int64_t row_bytes, int64_t j0, int64_t j1, int64_t end) {
-    if (j1 > end) j1 = end;
-    for (const uint8_t *p = rows + j0 * row_bytes, *e = rows + j1 * row_bytes; p < e; p += 64) {
-        _mm_prefetch((const char *)p, _MM_HINT_T0);
-    }
-}
-
 /* Scores of positions [p0, p1) for every head: 4 rows at a time, each widened once for two heads of its group. */
 __attribute__((target("avx2,fma,f16c"), always_inline))
 static inline void scores_avx2_type(const decode_job *a, int type, int64_t p0, int64_t p1) {
     const __m128 scale = _mm_set1_ps(a->scale);
     int64_t j = p0;
-    prefetch_rows(a->keys, a->row_bytes, j, j + 8, p1);
     for (; j + 4 <= p1; j += 4) {
-        prefetch_rows(a->keys, a->row_bytes, j + 8, j + 12, p1);
         for (int h = 0; h < a->n_heads;) {
             const int pair = h + 1 < a->n_heads && (h + 1) / a->group == h / a->group;
             const uint8_t *k = a->keys + j * a->row_bytes + (int64_t)(h / a->group) * a->head_bytes;
@@ -241,10 +225,8 @@ static inline void values_tile(const decode_job *a, int type, int64_t p0, int64_
 ** dimensions at a time: one q8_0 block). */
 __attribute__((target("avx2,fma,f16c"), always_inline))
 static inline void values_avx2_type(const decode_job *a, int type, int64_t p0, int64_t p1, float *o) {
-    prefetch_rows(a->values, a->row_bytes, p0, p0 + VALUE_BLOCK, p1);
     for (int64_t b0 = p0; b0 < p1; b0 += VALUE_BLOCK) {
         const int64_t b1 = b0 + VALUE_BLOCK < p1 ? b0 + VALUE_BLOCK : p1;
-        prefetch_rows(a->values, a->row_bytes, b1, b1 + VALUE_BLOCK, p1);
         for (int h = 0; h < a->n_heads;) {
             const int pair = h + 1 < a->n_heads && (h + 1) / a->group == h / a->group;
             for (int i = 0; i < a->head_dim; i += 32) {

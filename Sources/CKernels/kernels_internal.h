@@ -85,6 +85,13 @@ static inline __m256 moert_load8(const uint16_t *p, int dtype) {
     return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
 }
 
+/** The scale of a q8_0 block (its leading f16), as float32. */
+static inline float moert_q8_0_scale(const uint8_t *block) {
+    uint16_t h;
+    memcpy(&h, block, sizeof h);
+    return moert_widen_f16(h);
+}
+
 /** 8 signed bytes from p as 8 floats (the quants of a q8_0 block, before its scale). */
 __attribute__((target("avx2,fma,f16c"), always_inline))
 static inline __m256 moert_load8_q8(const uint8_t *p) {

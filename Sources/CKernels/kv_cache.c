@@ -52,9 +52,7 @@ void moert_kv_store(int type, const float *src, void *dst, int64_t count) {
 __attribute__((target("avx2,fma,f16c")))
 static void load_q8_0_avx2(const uint8_t *src, float *dst, int64_t blocks) {
     for (int64_t b = 0; b < blocks; b++, src += MOERT_Q8_0_BLOCK_BYTES, dst += MOERT_Q8_0_BLOCK) {
-        uint16_t dh;
-        memcpy(&dh, src, 2);
-        const __m256 d = _mm256_set1_ps(moert_widen_f16(dh));
+        const __m256 d = _mm256_set1_ps(moert_q8_0_scale(src));
         for (int i = 0; i < MOERT_Q8_0_BLOCK; i += 8) {
             _mm256_storeu_ps(dst + i, _mm256_mul_ps(d, moert_load8_q8(src + 2 + i)));
         }
@@ -78,9 +76,7 @@ void moert_kv_load(int type, const void *src, float *dst, int64_t count) {
         }
         const uint8_t *s = src;
         for (int64_t b = 0; b < blocks; b++, s += MOERT_Q8_0_BLOCK_BYTES) {
-            uint16_t dh;
-            memcpy(&dh, s, 2);
-            const float d = moert_widen_f16(dh);
+            const float d = moert_q8_0_scale(s);
             for (int i = 0; i < MOERT_Q8_0_BLOCK; i++) dst[b * MOERT_Q8_0_BLOCK + i] = d * (float)(int8_t)s[2 + i];
         }
         return;

@@ -11,6 +11,7 @@ import re
 import statistics
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import limits
@@ -52,7 +53,6 @@ def main(args, work: Path, costs: dict) -> None:
             configs[f"llama.cpp {kv} fa={flash}"] = lambda kv=kv, flash=flash: run_llama(gguf, args.depth, kv, flash, ctx)
     runs = {name: [] for name in configs}
     machine = []
-    import tempfile
     with tempfile.TemporaryDirectory() as tmp:
         peak = limits.build(Path(tmp))
         for r in range(args.reps):

@@ -49,33 +49,45 @@ struct BenchResult {
 /// prefill, then `repeats` timed prefills of `prompt` (last-position logits); then, `repeats` times, a 16-token
 /// prompt (untimed) followed by `decode` timed greedy single-token steps with the KV cache.
 func measure(_ session: Session, prompt: [Int32], decode: Int, repeats: Int) throws -> BenchResult {
-    let vocab = session.model.config.vocabSize
-    var logits = [Float](repeating: 0, count: vocab)
-    func eval(_ tokens: [Int32]) throws {
-        try tokens.withUnsafeBufferPointer { p in
-            try logits.withUnsafeMutableBufferPointer { try session.evaluate(p, mode: .last, logits: $0.baseAddress, capacity: vocab) }
-        }
-    }
+    var logits = [Float](repeating: 0, count: session.model.config.vocabSize)
     var result = BenchResult()
     session.reset()
-    try eval(prompt)  // warm-up: materialises the experts the prompt uses
+    try evaluateGreedy(session, prompt[...], logits: &logits)  // warm-up: materialises the experts the prompt uses
     for _ in 0..<repeats {
         session.reset()
         let t0 = now()
-        try eval(prompt)
+        try evaluateGreedy(session, prompt[...], logits: &logits)
         result.prefill.append(Double(prompt.count) / (now() - t0))
     }
     guard decode > 0 else { return result }
     for _ in 0..<repeats {
         session.reset()
-        try eval(Array(prompt.prefix(16)))
+        var next = try evaluateGreedy(session, prompt.prefix(16), logits: &logits)
         let t0 = now()
         for _ in 0..<decode {
-            try eval([Int32(logits.withUnsafeBufferPointer { argmax($0) } ?? 0)])
+            next = try evaluateGreedy(session, [next], logits: &logits)
         }
         result.decode.append(Double(decode) / (now() - t0))
     }
     return result
+}
+
+/// Evaluates `tokens` with the last position's logits into `logits` (vocab floats) and returns its greedy token.
+@discardableResult
+func evaluateGreedy(_ session: Session, _ tokens: ArraySlice<Int32>, logits: inout [Float]) throws -> Int32 {
+    try tokens.withUnsafeBufferPointer { p in
+        try logits.withUnsafeMutableBufferPointer { try session.evaluate(p, mode: .last, logits: $0.baseAddress, capacity: $0.count) }
+    }
+    return Int32(logits.withUnsafeBufferPointer { argmax($0) } ?? 0)
+}
+
+/// The lines every `moert bench` starts with: the model, threads, kernels and load time.
+func printBenchHeader(_ args: Arguments, model: Model, loadSeconds: Double) throws {
+    print("model    \(try args.required("--model")) (\(model.config.architecture.rawValue), \(model.storageDType?.rawValue ?? "mixed"))")
+    print("threads  \(Threads.current)")
+    print("kernels  \(Threads.kernels)")
+    print("blas     \(Threads.blasKernels)")
+    print("load     \(oneDecimal(loadSeconds * 1000)) ms")
 }
 
 /// "123.4" with one decimal.
@@ -99,26 +111,15 @@ func benchTokens(count: Int, vocab: Int) -> [Int32] {
 /// Tokens per second of `depthDecodeSteps` greedy decode steps after `depth` tokens of `context`, one value per
 /// repeat (the prefill is not timed; each repeat starts from an empty cache).
 func measureDepth(_ session: Session, context: [Int32], depth: Int, repeats: Int) throws -> [Double] {
-    let vocab = session.model.config.vocabSize
-    var logits = [Float](repeating: 0, count: vocab)
-    func eval(_ tokens: ArraySlice<Int32>) throws {
-        try tokens.withUnsafeBufferPointer { p in
-            try logits.withUnsafeMutableBufferPointer { try session.evaluate(p, mode: .last, logits: $0.baseAddress, capacity: vocab) }
-        }
-    }
+    var logits = [Float](repeating: 0, count: session.model.config.vocabSize)
     var rates: [Double] = []
     for _ in 0..<repeats {
         session.reset()
         // At depth 0 the first step evaluates the context's first token into the empty cache.
-        var next = context[depth == 0 ? 0 : depth]
-        if depth > 0 {
-            try eval(context[0..<depth])
-            next = Int32(logits.withUnsafeBufferPointer { argmax($0) } ?? 0)
-        }
+        var next = depth == 0 ? context[0] : try evaluateGreedy(session, context[0..<depth], logits: &logits)
         let t0 = now()
         for _ in 0..<depthDecodeSteps {
-            try eval([next])
-            next = Int32(logits.withUnsafeBufferPointer { argmax($0) } ?? 0)
+            next = try evaluateGreedy(session, [next], logits: &logits)
         }
         rates.append(Double(depthDecodeSteps) / (now() - t0))
     }
@@ -145,10 +146,7 @@ func benchDepths(_ args: Arguments, depths: [Int], model: Model, loadSeconds: Do
     let context = benchTokens(count: deepest, vocab: model.config.vocabSize)
     let c = model.config
     let rowBytes = session.kvType.bytes(width: c.numKeyValueHeads * c.headDim)
-    print("model    \(try args.required("--model")) (\(c.architecture.rawValue), \(model.storageDType?.rawValue ?? "mixed"))")
-    print("threads  \(Threads.current)")
-    print("kernels  \(Threads.kernels)")
-    print("load     \(oneDecimal(loadSeconds * 1000)) ms")
+    try printBenchHeader(args, model: model, loadSeconds: loadSeconds)
     print("kv cache \(session.kvType.rawValue), \(2 * c.numHiddenLayers * rowBytes) bytes per token, context \(session.contextLength)")
     // Warm-up, as the default protocol's: a prefill that touches the weights (mapped pages, materialised experts).
     try context.prefix(512).withUnsafeBufferPointer { try session.evaluate($0, mode: .none, logits: nil, capacity: 0) }
@@ -197,11 +195,7 @@ func benchCommand(_ args: Arguments) throws {
     }
     let prompt = benchTokens(count: promptLength, vocab: model.config.vocabSize)
 
-    print("model    \(try args.required("--model")) (\(model.config.architecture.rawValue), \(model.storageDType?.rawValue ?? "mixed"))")
-    print("threads  \(Threads.current)")
-    print("kernels  \(Threads.kernels)")
-    print("blas     \(Threads.blasKernels)")
-    print("load     \(oneDecimal(loadSeconds * 1000)) ms")
+    try printBenchHeader(args, model: model, loadSeconds: loadSeconds)
     print("kv cache \(options.kvType.rawValue)")
     var configurations: [(String, Session)] = []
     if args.has("--baseline") || (args.string("--router") == nil && args.string("--moe-top-k") == nil) {

@@ -15,6 +15,9 @@ enum { MOERT_MAX_THREADS = 64 };
 MOERT_KERNEL void moert_rows_avx512(const void *w, int dtype, const float *x, float *y, int64_t r0, int64_t r1,
                                     int64_t cols);
 
+/** moert_quantize_activation with the AVX2 loop (when the CPU has it) or, with `portable`, the plain one. */
+MOERT_KERNEL void moert_quantize_activation_kernel(const float *x, void *xq, int64_t cols, int portable);
+
 /** One f16 value widened to float32, exactly (subnormals, infinities and NaNs included). */
 static inline float moert_widen_f16(uint16_t h) {
     uint32_t sign = (uint32_t)(h & 0x8000) << 16, exp = (h >> 10) & 0x1f, man = h & 0x3ff, bits;

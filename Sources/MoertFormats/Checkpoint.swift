@@ -22,11 +22,14 @@ public final class Checkpoint: @unchecked Sendable {
     private(set) var converted: [FloatBuffer] = []
     /// Names of tensors read so far; the rest are reported as unused.
     private(set) var used: Set<String> = []
+    /// The block-quantized tensors (U8 in the files) and their types.
+    public let quantized: [String: WeightStorage]
 
     /// Opens `directory`: maps `model.safetensors` or the shards named by `model.safetensors.index.json` (with
-    /// `mapped` false, reads them into memory instead), and validates every header.
+    /// `mapped` false, reads them into memory instead), and validates every header. `quantized` names the tensors
+    /// stored block-quantized (the moert section's quantization entry): each must be a two-dimensional U8 tensor.
     /// - Throws: `MoertError` naming the file at fault.
-    public init(directory: String, mapped: Bool = true) throws {
+    public init(directory: String, mapped: Bool = true, quantized: [String: WeightStorage] = [:]) throws {
         self.directory = directory
         let single = joinPath(directory, "model.safetensors")
         let index = joinPath(directory, "model.safetensors.index.json")
@@ -67,6 +70,15 @@ public final class Checkpoint: @unchecked Sendable {
         }
         self.files = files
         self.location = location
+        for (tensor, type) in quantized.sorted(by: { $0.key < $1.key }) {
+            guard let i = location[tensor], let info = files[i].tensors[tensor] else {
+                throw MoertError.format("\(directory): the quantization entry names \(tensor), which no safetensors file holds")
+            }
+            guard info.dtype == .u8, info.shape.count == 2, info.shape[1] % type.blockBytes == 0 else {
+                throw MoertError.format("\(tensor) in \(files[i].fileName): a \(type.rawValue) tensor must be U8 of shape [rows, blocks × \(type.blockBytes)], got \(info.dtype.rawValue) \(info.shape)")
+            }
+        }
+        self.quantized = quantized
     }
 
     /// True when the files are mapped (their pages belong to the page cache) rather than read into memory.
@@ -77,6 +89,9 @@ public final class Checkpoint: @unchecked Sendable {
     public func checkUnchanged() throws {
         for f in files { try f.file.checkUnchanged() }
     }
+
+    /// Every tensor's name, sorted.
+    public var tensorNames: [String] { location.keys.sorted() }
 
     /// True when the checkpoint holds `name`.
     public func contains(_ name: String) -> Bool { location[name] != nil }
@@ -95,17 +110,28 @@ public final class Checkpoint: @unchecked Sendable {
     /// True when some tensor name starts with `prefix`.
     public func hasPrefix(_ prefix: String) -> Bool { location.keys.contains { $0.hasPrefix(prefix) } }
 
-    /// The entry of weight `name` after checking that it has `shape` and a float dtype.
+    /// The entry of weight `name` after checking that it has `shape` and a weight type: a float dtype, or the
+    /// quantized type the quantization entry names (a U8 tensor of [rows, columns / 32 × block bytes]).
     /// - Throws: `MoertError` (`.format`) naming the file and tensor on a missing tensor or wrong shape,
-    ///   (`.unsupported`) on a non-float dtype.
-    private func floatInfo(_ name: String, shape: [Int]) throws -> (TensorInfo, SafetensorsFile, WeightStorage) {
+    ///   (`.unsupported`) on a dtype weights cannot have.
+    private func weightInfo(_ name: String, shape: [Int]) throws -> (TensorInfo, SafetensorsFile, WeightStorage) {
         let (info, file) = try self.info(name)
-        let fileName = file.file.path.split(separator: "/").last.map(String.init) ?? file.file.path
+        if let type = quantized[name] {
+            guard shape.count == 2, type.fits(columns: shape[1]) else {
+                throw MoertError.format("\(name) in \(file.fileName): stored as \(type.rawValue), whose rows hold whole blocks of \(type.blockValues) values, but the model needs shape \(shape)")
+            }
+            let expected = [shape[0], type.bytes(shape[1])]
+            guard info.shape == expected else {
+                throw MoertError.format("\(name) in \(file.fileName): \(type.rawValue) data of shape \(shape) must be U8 \(expected), got \(info.shape)")
+            }
+            return (info, file, type)
+        }
         guard info.shape == shape else {
-            throw MoertError.format("\(name) in \(fileName): expected shape \(shape), got \(info.shape)")
+            throw MoertError.format("\(name) in \(file.fileName): expected shape \(shape), got \(info.shape)")
         }
         guard let storage = info.dtype.weightStorage else {
-            throw MoertError.unsupported("\(name) in \(fileName): dtype \(info.dtype.rawValue) is not supported for weights (F32, F16, BF16)")
+            let hint = info.dtype == .u8 ? "; a quantized tensor must be named in the moert section's quantization entry" : ""
+            throw MoertError.unsupported("\(name) in \(file.fileName): dtype \(info.dtype.rawValue) is not supported for weights (F32, F16, BF16)\(hint)")
         }
         return (info, file, storage)
     }
@@ -141,16 +167,17 @@ public final class Checkpoint: @unchecked Sendable {
     }
 
     private func lockedWeight(_ name: String, shape: [Int]) throws -> Weight {
-        let (info, file, storage) = try floatInfo(name, shape: shape)
+        let (info, file, storage) = try weightInfo(name, shape: shape)
         if let w = cache[name] { return w }
+        let src = file.data(info), count = shape.reduce(1, *)
+        try checkScales(name, src, storage, count: count)
         used.insert(name)
-        let src = file.data(info)
         let weight: Weight
         if info.dtype == .f32 && Int(bitPattern: src) % MemoryLayout<Float>.alignment == 0 {
             weight = Weight(data: src.assumingMemoryBound(to: Float.self), shape: shape)
         } else {
-            let buffer = try FloatBuffer(count: info.count)
-            convertToFloat(src, storage: storage, count: info.count, into: buffer.pointer)
+            let buffer = try FloatBuffer(count: count)
+            convertToFloat(src, storage: storage, count: count, into: buffer.pointer)
             converted.append(buffer)
             weight = Weight(data: UnsafePointer(buffer.pointer), shape: shape)
         }
@@ -159,10 +186,17 @@ public final class Checkpoint: @unchecked Sendable {
     }
 
     /// A matrix for the kernels: F32 as `weight` gives it, F16 and BF16 kept as stored (aligned to 2 bytes in the
-    /// mapping, else copied) and widened inside the kernels.
-    /// - Throws: `MoertError` (`.format`, `.unsupported`) as `weight` does.
+    /// mapping, else copied) and widened inside the kernels, quantized tensors read in place (the kernels read
+    /// them byte-wise) after a check of their scales.
+    /// - Throws: `MoertError` (`.format`, `.unsupported`) as `weight` does, and (`.format`) for a scale that is
+    ///   not finite.
     public func matrix(_ name: String, shape: [Int]) throws -> Weight {
         let (info, _) = try self.info(name)
+        if let type = quantized[name] {
+            let stored = try storedTensor(name, shape: shape)
+            try checkScales(name, stored.data, type, count: stored.count)
+            return Weight(raw: stored.data, storage: type, shape: shape)
+        }
         guard info.dtype == .f16 || info.dtype == .bf16 else { return try weight(name, shape: shape) }
         let stored = try storedTensor(name, shape: shape)
         if Int(bitPattern: stored.data) % 2 == 0 { return Weight(raw: stored.data, storage: stored.storage, shape: shape) }
@@ -174,23 +208,33 @@ public final class Checkpoint: @unchecked Sendable {
         }
     }
 
-    /// Tensor `name` as stored (no conversion), after checking its shape and that it is a float type; for data that
-    /// is materialised later (routed experts).
+    /// Tensor `name` as stored (no conversion), after checking its shape and that it is of a weight type; for data
+    /// that is materialised later (routed experts).
     /// - Throws: `MoertError` (`.format`, `.unsupported`) as `weight` does.
     package func storedTensor(_ name: String, shape: [Int]) throws -> StoredTensor {
         try lock.withLock {
-            let (info, file, storage) = try floatInfo(name, shape: shape)
+            let (info, file, storage) = try weightInfo(name, shape: shape)
             used.insert(name)
-            return StoredTensor(data: file.data(info), storage: storage, count: info.count)
+            return StoredTensor(name: name, data: file.data(info), storage: storage, count: shape.reduce(1, *))
         }
     }
 
-    /// A tensor for a plugin, any shape: floats as float32 (converted when needed), I32 as int32.
+    /// The shape of `name` as the model sees it: the header's, or for a quantized tensor [rows, columns].
+    /// - Throws: `MoertError` (`.format`) when missing.
+    public func logicalShape(_ name: String) throws -> [Int] {
+        let (info, _) = try self.info(name)
+        guard let type = quantized[name] else { return info.shape }
+        return [info.shape[0], info.shape[1] / type.blockBytes * type.blockValues]
+    }
+
+    /// A tensor for a plugin, any shape: floats and quantized tensors as float32 (converted when needed), I32 as
+    /// int32.
     /// - Throws: `MoertError` (`.format`) when missing or of another dtype.
     package func pluginTensor(_ name: String) throws -> (data: UnsafeRawPointer, shape: [Int], isInteger: Bool) {
         let (info, file) = try self.info(name)
-        if info.dtype.isFloat {
-            return (UnsafeRawPointer(try weight(name, shape: info.shape).data), info.shape, false)
+        if info.dtype.isFloat || quantized[name] != nil {
+            let shape = try logicalShape(name)
+            return (UnsafeRawPointer(try weight(name, shape: shape).data), shape, false)
         }
         return try lock.withLock { try lockedIntegerTensor(name, info, file) }
     }
@@ -218,11 +262,18 @@ public final class Checkpoint: @unchecked Sendable {
 
     /// Elements of every tensor read so far (the model's parameter count once it is built).
     public var usedElementCount: Int {
-        lock.withLock { used.reduce(0) { n, name in n + ((try? info(name).0.count) ?? 0) } }
+        lock.withLock { used.reduce(0) { n, name in n + ((try? logicalShape(name).reduce(1, *)) ?? 0) } }
     }
 
     /// Tensors present in the files but never read (a sign of an unsupported feature).
     public var unusedTensors: [String] { location.keys.filter { !used.contains($0) }.sorted() }
+
+    /// The storage types of the weights read so far: their float dtypes and quantized types.
+    public var usedStorage: Set<WeightStorage> {
+        lock.withLock {
+            Set(used.compactMap { name in quantized[name] ?? (try? info(name).0.dtype.weightStorage) ?? nil })
+        }
+    }
 
     /// The storage dtypes of all float tensors.
     public var floatDTypes: Set<TensorDType> {

@@ -114,3 +114,38 @@ package func isDirectory(_ path: String) -> Bool {
     var st = stat()
     return stat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR
 }
+
+/// The names in directory `path` (without "." and "..").
+/// - Throws: `MoertError` (`.io`).
+package func listDirectory(_ path: String) throws -> [String] {
+    guard let dir = opendir(path) else { throw MoertError(.io, "\(path): cannot list (\(String(cString: strerror(errno))))") }
+    defer { closedir(dir) }
+    var names: [String] = []
+    while let entry = readdir(dir) {
+        let name = withUnsafePointer(to: entry.pointee.d_name) { $0.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) } }
+        if name != "." && name != ".." { names.append(name) }
+    }
+    return names.sorted()
+}
+
+/// Writes `bytes` to a new file at `path` (replacing it).
+/// - Throws: `MoertError` (`.io`).
+package func writeFile(_ path: String, bytes: UnsafeRawBufferPointer) throws {
+    let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+    guard fd >= 0 else { throw MoertError(.io, "\(path): cannot create (\(String(cString: strerror(errno))))") }
+    defer { close(fd) }
+    var done = 0
+    while done < bytes.count {
+        let n = write(fd, bytes.baseAddress! + done, bytes.count - done)
+        if n < 0 && errno == EINTR { continue }
+        guard n > 0 else { throw MoertError(.io, "\(path): write failed (\(String(cString: strerror(errno))))") }
+        done += n
+    }
+}
+
+/// Writes `text` to a new file at `path` (replacing it).
+/// - Throws: `MoertError` (`.io`).
+package func writeFile(_ path: String, _ text: String) throws {
+    var bytes = Array(text.utf8)
+    try bytes.withUnsafeMutableBytes { try writeFile(path, bytes: UnsafeRawBufferPointer($0)) }
+}

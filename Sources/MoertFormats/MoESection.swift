@@ -45,6 +45,8 @@ public struct MoESection: Sendable {
     public var layerRouters: [Int: KindSpec] = [:]
     /// Experts of single decoder layers.
     public var layerExperts: [Int: [ExpertGroup]] = [:]
+    /// The block-quantized tensors; nil: none.
+    public var quantization: QuantizationSection?
 
     /// The empty section: built-in kinds everywhere.
     public init() {}
@@ -70,7 +72,7 @@ public struct MoESection: Sendable {
     public init(json: JSON, source: String) throws {
         self.source = source
         guard let o = json.object else { throw MoertError.format("\(source): the moert section must be an object") }
-        try Self.checkKeys(o, ["format_version", "plugins", "router", "experts", "layers"], at: source)
+        try Self.checkKeys(o, ["format_version", "plugins", "router", "experts", "layers", "quantization"], at: source)
         if let v = o["format_version"] {
             guard v.int == 1 else { throw MoertError.unsupported("\(source): format_version \(v) is not supported (1 is)") }
         }
@@ -80,6 +82,7 @@ public struct MoESection: Sendable {
             }
             plugins = list
         }
+        if let q = o["quantization"] { quantization = try QuantizationSection(json: q, source: source) }
         if let r = o["router"] { router = try Self.kind(r, at: "\(source): router") }
         if let e = o["experts"] { experts = try Self.groups(e, at: "\(source): experts") }
         if let l = o["layers"] {

@@ -143,6 +143,9 @@ public final class SafetensorsFile: @unchecked Sendable {
         return TensorInfo(name: name, dtype: dtype, shape: shape, offset: dataStart + Int(begin), byteCount: bytes)
     }
 
+    /// The file's name without its directory, for messages.
+    public var fileName: String { file.path.split(separator: "/").last.map(String.init) ?? file.path }
+
     /// A raw pointer to `info`'s data inside the mapping.
     public func data(_ info: TensorInfo) -> UnsafeRawPointer {
         // Invariant: offset + byteCount <= file.size was checked in init, and a mapping with tensors is non-empty.

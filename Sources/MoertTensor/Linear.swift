@@ -23,16 +23,24 @@ public struct Linear: Sendable {
         self.bias = bias
     }
 
-    /// Floats of scratch `apply` needs for `n` input rows: room to widen blocks of f16/bf16 weights to float32 for
-    /// sgemm, on CPUs without moert's AVX-512 GEMM (which widens while packing); 0 otherwise.
+    /// Floats of scratch `apply` needs for `n` input rows: for quantized weights, room for the quantized input row
+    /// of a GEMV; for several rows of f16/bf16 weights on CPUs without moert's AVX-512 GEMM (which widens while
+    /// packing) or of quantized weights, room to widen blocks of weights to float32 for sgemm. Never less for more
+    /// rows, so that room for a batch also serves one row.
     public func scratchCount(rows n: Int) -> Int {
         Self.scratchCount(storage: weight.storage, outFeatures: outFeatures, inFeatures: inFeatures, rows: n)
     }
 
     /// `scratchCount(rows:)` of a product with weights of `storage` and shape [outFeatures, inFeatures].
     public static func scratchCount(storage: WeightStorage, outFeatures: Int, inFeatures: Int, rows n: Int) -> Int {
-        guard storage != .f32, n > 1, moert_kernels_have_avx512() == 0 else { return 0 }
-        return widenedBlockRows(outFeatures: outFeatures, inFeatures: inFeatures) * inFeatures
+        let activation = storage.isQuantized ? activationScratchCount(inFeatures: inFeatures) : 0
+        guard storage.isQuantized || (storage != .f32 && moert_kernels_have_avx512() == 0), n > 1 else { return activation }
+        return activation + widenedBlockRows(outFeatures: outFeatures, inFeatures: inFeatures) * inFeatures
+    }
+
+    /// Floats holding the quantized input row of a GEMV on quantized weights.
+    private static func activationScratchCount(inFeatures: Int) -> Int {
+        (Int(moert_quant_activation_bytes(Int64(inFeatures))) + 3) / 4
     }
 
     /// Weight rows widened per block: about 4 MiB of float32.
@@ -44,17 +52,14 @@ public struct Linear: Sendable {
     /// floats (it may be empty when that is 0).
     public func apply(_ x: UnsafePointer<Float>, rows n: Int, into y: UnsafeMutablePointer<Float>,
                       scratch: UnsafeMutableBufferPointer<Float>) {
-        let o = Int64(outFeatures), i = Int64(inFeatures)
+        let o = Int64(outFeatures), i = Int64(inFeatures), storage = weight.storage
         if n == 1 {
-            // [out, in] · [in] -> [out]
-            if weight.storage != .f32 {
-                moert_gemv_half(weight.raw, weight.storage.kernelType, x, y, o, i)
-            } else if moert_gemv_f32(weight.data, x, y, o, i) == 0 {
-                cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(o), Int32(i), 1, weight.data, Int32(i), x, 1, 0, y, 1)
-            }
-        } else if moert_gemm_nt(Int64(n), o, i, x, i, weight.raw, weight.storage.kernelType, i, y, o) == 0 {
+            gemv(x, into: y, scratch: scratch)                // [out, in] · [in] -> [out]
+        } else if storage.isQuantized {
+            applyWidened(x, rows: n, into: y, scratch: scratch)
+        } else if moert_gemm_nt(Int64(n), o, i, x, i, weight.raw, storage.kernelType, i, y, o) == 0 {
             // [n, in] x [out, in]^T -> [n, out], through sgemm
-            if weight.storage == .f32 {
+            if storage == .f32 {
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(n), Int32(o), Int32(i), 1, x, Int32(i),
                             weight.data, Int32(i), 0, y, Int32(o))
             } else {
@@ -62,6 +67,47 @@ public struct Linear: Sendable {
             }
         }
         addBias(rows: n, to: y)
+    }
+
+    /// y[out] = W x[in], without the bias.
+    private func gemv(_ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>,
+                      scratch: UnsafeMutableBufferPointer<Float>) {
+        let o = Int64(outFeatures), i = Int64(inFeatures), storage = weight.storage
+        switch storage {
+        case .q8_0, .q4_0:
+            if let xq = scratch.baseAddress, scratch.count >= Self.activationScratchCount(inFeatures: inFeatures) {
+                moert_gemv_quant(weight.raw, storage.kernelType, x, xq, y, o, i)
+            } else {
+                gemvDequantizing(x, into: y)
+            }
+        case .f16, .bf16: moert_gemv_half(weight.raw, storage.kernelType, x, y, o, i)
+        case .f32:
+            if moert_gemv_f32(weight.data, x, y, o, i) == 0 {
+                cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(o), Int32(i), 1, weight.data, Int32(i), x, 1, 0, y, 1)
+            }
+        }
+    }
+
+    /// The GEMV on quantized weights for a caller that reserved no scratch: each block read back to float32 on the
+    /// stack in turn. Slower, but correct and allocation-free.
+    private func gemvDequantizing(_ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>) {
+        let storage = weight.storage, block = storage.blockValues
+        var values = (Float(0), Float(0), Float(0), Float(0), Float(0), Float(0), Float(0), Float(0),
+                      Float(0), Float(0), Float(0), Float(0), Float(0), Float(0), Float(0), Float(0),
+                      Float(0), Float(0), Float(0), Float(0), Float(0), Float(0), Float(0), Float(0),
+                      Float(0), Float(0), Float(0), Float(0), Float(0), Float(0), Float(0), Float(0))
+        withUnsafeMutableBytes(of: &values) { raw in
+            let v = raw.bindMemory(to: Float.self).baseAddress!
+            precondition(raw.count >= block * 4)
+            for r in 0..<outFeatures {
+                var sum: Float = 0
+                for c in stride(from: 0, to: inFeatures, by: block) {
+                    moert_dequantize(storage.kernelType, weight.raw + storage.bytes(r * inFeatures + c), v, Int64(block))
+                    for k in 0..<block { sum += v[k] * x[c + k] }
+                }
+                y[r] = sum
+            }
+        }
     }
 
     /// y[n, out] = x[n, in] · W^T (+ b) through sgemm for every n (no GEMV path), so that a plugin computing the
@@ -73,22 +119,28 @@ public struct Linear: Sendable {
         addBias(rows: n, to: y)
     }
 
-    /// The product for f16/bf16 weights and several rows without the AVX-512 GEMM: blocks of weight rows widened
-    /// to float32 in `scratch`, then sgemm. Without enough scratch (the AVX-512 GEMM could not get memory for its
-    /// buffers, so the caller reserved none) it falls back to one GEMV per row: slower, but correct and
-    /// allocation-free.
+    /// The product for several rows of f16/bf16 weights without the AVX-512 GEMM, or of quantized weights:
+    /// blocks of weight rows widened to float32 in `scratch`, then sgemm. Without enough scratch (the AVX-512 GEMM
+    /// could not get memory for its buffers, so the caller reserved none) it falls back to one GEMV per row:
+    /// slower, but correct and allocation-free.
     private func applyWidened(_ x: UnsafePointer<Float>, rows n: Int, into y: UnsafeMutablePointer<Float>,
                               scratch: UnsafeMutableBufferPointer<Float>) {
-        let out = outFeatures, inF = inFeatures, type = weight.storage.kernelType
+        let out = outFeatures, inF = inFeatures, storage = weight.storage, type = storage.kernelType
         let blockRows = Self.widenedBlockRows(outFeatures: out, inFeatures: inF)
-        guard let block = scratch.baseAddress, scratch.count >= blockRows * inF else {
-            for r in 0..<n { moert_gemv_half(weight.raw, type, x + r * inF, y + r * out, Int64(out), Int64(inF)) }
+        let skip = storage.isQuantized ? Self.activationScratchCount(inFeatures: inF) : 0
+        guard let base = scratch.baseAddress, scratch.count >= skip + blockRows * inF else {
+            for r in 0..<n { gemv(x + r * inF, into: y + r * out, scratch: scratch) }
             return
         }
+        let block = base + skip
         var r0 = 0
         while r0 < out {
             let rows = min(blockRows, out - r0)
-            moert_half_to_float(weight.raw + r0 * inF * 2, type, block, Int64(rows * inF))
+            if storage.isQuantized {
+                moert_dequantize(type, weight.raw + storage.bytes(r0 * inF), block, Int64(rows * inF))
+            } else {
+                moert_half_to_float(weight.raw + r0 * inF * 2, type, block, Int64(rows * inF))
+            }
             // [n, in] x [rows, in]^T -> y[:, r0 ..< r0 + rows]
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(n), Int32(rows), Int32(inF), 1, x, Int32(inF),
                         block, Int32(inF), 0, y + r0, Int32(out))

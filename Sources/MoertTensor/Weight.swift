@@ -2,25 +2,52 @@
 
 import CKernels
 
-/// How a weight's elements are stored in memory: float32, or f16/bf16 widened inside the kernels that read them.
-public enum WeightStorage: Sendable, Equatable {
-    case f32, f16, bf16
+/// How a weight's elements are stored in memory: float32; f16/bf16 widened inside the kernels that read them; or
+/// blocks of 32 quantized values with one f16 scale (q8_0, q4_0: GGML's block_q8_0 and block_q4_0, see
+/// docs/model-format.md), read by the kernels as stored.
+public enum WeightStorage: String, Sendable, Equatable, CaseIterable {
+    case f32, f16, bf16, q8_0, q4_0
 
-    /// Bytes per element.
-    public var size: Int { self == .f32 ? 4 : 2 }
+    /// Values per block: 32 for the quantized types, 1 for the others.
+    public var blockValues: Int { isQuantized ? Int(MOERT_QUANT_BLOCK) : 1 }
 
-    /// The element type code of the C kernels (MOERT_GEMM_F32, MOERT_HALF_F16 or MOERT_HALF_BF16).
-    var kernelType: Int32 {
+    /// Bytes per block (per element for the unquantized types).
+    public var blockBytes: Int {
+        switch self {
+        case .f32: return 4
+        case .f16, .bf16: return 2
+        case .q8_0: return Int(MOERT_Q8_0_BLOCK_BYTES)
+        case .q4_0: return Int(MOERT_Q4_0_BLOCK_BYTES)
+        }
+    }
+
+    /// True for the block-quantized types.
+    public var isQuantized: Bool { self == .q8_0 || self == .q4_0 }
+
+    /// Bits per weight, scales included (8.5 for q8_0, 4.5 for q4_0).
+    public var bitsPerWeight: Double { Double(blockBytes * 8) / Double(blockValues) }
+
+    /// Bytes of `count` elements (a multiple of `blockValues`).
+    public func bytes(_ count: Int) -> Int { count / blockValues * blockBytes }
+
+    /// True when rows of `columns` values can be stored in this type (whole blocks).
+    public func fits(columns: Int) -> Bool { columns % blockValues == 0 }
+
+    /// The element type code of the C kernels (MOERT_GEMM_F32, MOERT_HALF_F16, MOERT_HALF_BF16, MOERT_QUANT_Q8_0
+    /// or MOERT_QUANT_Q4_0).
+    package var kernelType: Int32 {
         switch self {
         case .f32: return MOERT_GEMM_F32
         case .f16: return MOERT_HALF_F16
         case .bf16: return MOERT_HALF_BF16
+        case .q8_0: return MOERT_QUANT_Q8_0
+        case .q4_0: return MOERT_QUANT_Q4_0
         }
     }
 }
 
-/// A weight tensor in memory: float32 (read in place from a mapping or converted at load), or f16/bf16 kept as
-/// stored and widened inside the kernels that read it.
+/// A weight tensor in memory: float32 (read in place from a mapping or converted at load), or f16/bf16/q8_0/q4_0
+/// kept as stored and read by the kernels as such.
 public struct Weight: @unchecked Sendable {
     /// First element, row-major.
     public let raw: UnsafeRawPointer
@@ -57,12 +84,15 @@ public struct Weight: @unchecked Sendable {
         switch storage {
         case .f32: out.update(from: data + r * cols, count: cols)
         case .f16, .bf16: moert_half_to_float(raw + r * cols * 2, storage.kernelType, out, Int64(cols))
+        case .q8_0, .q4_0: moert_dequantize(storage.kernelType, raw + storage.bytes(r * cols), out, Int64(cols))
         }
     }
 }
 
 /// A tensor as it is stored in a checkpoint mapping (any alignment), for data materialised later.
 package struct StoredTensor: @unchecked Sendable {
+    /// The tensor's name in the checkpoint, for messages.
+    package let name: String
     /// First byte, inside the mapping.
     package let data: UnsafeRawPointer
     /// Element type.
@@ -70,18 +100,19 @@ package struct StoredTensor: @unchecked Sendable {
     /// Elements.
     package let count: Int
 
-    /// A tensor of `count` elements of `storage` at `data`.
-    package init(data: UnsafeRawPointer, storage: WeightStorage, count: Int) {
+    /// Tensor `name`: `count` elements of `storage` at `data`.
+    package init(name: String, data: UnsafeRawPointer, storage: WeightStorage, count: Int) {
+        self.name = name
         self.data = data
         self.storage = storage
         self.count = count
     }
 
     /// Bytes of data.
-    package var byteCount: Int { count * storage.size }
+    package var byteCount: Int { storage.bytes(count) }
 }
 
-/// Converts `count` elements of float32, f16 or bf16 data (any alignment) to float32.
+/// Converts `count` elements of data of any storage (any alignment) to float32.
 package func convertToFloat(_ src: UnsafeRawPointer, storage: WeightStorage, count: Int,
                             into dst: UnsafeMutablePointer<Float>) {
     switch storage {
@@ -92,5 +123,29 @@ package func convertToFloat(_ src: UnsafeRawPointer, storage: WeightStorage, cou
     case .bf16:
         // bfloat16 is the upper half of a float32: widening is exact.
         for i in 0..<count { dst[i] = Float(bitPattern: UInt32(src.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self)) << 16) }
+    case .q8_0, .q4_0:
+        moert_dequantize(storage.kernelType, src, dst, Int64(count))  // byte-wise reads: any alignment
+    }
+}
+
+/// Converts `count` float32 values to `storage` (f16/bf16 rounded to nearest even; q8_0/q4_0 as GGML's reference
+/// quantizers, `count` a multiple of 32) at `dst`.
+package func convertFromFloat(_ src: UnsafePointer<Float>, storage: WeightStorage, count: Int,
+                              into dst: UnsafeMutableRawPointer) {
+    if storage.isQuantized {
+        moert_quantize(storage.kernelType, src, dst, Int64(count))
+    } else {
+        moert_kv_store(storage.kernelType, src, dst, Int64(count))  // the KV cache's f32/f16/bf16 codes are the same
+    }
+}
+
+/// Refuses `count` values of data of `storage` at `data` (tensor `name`) when it is quantized and a block scale is
+/// infinite or NaN: the kernels would turn it into NaN outputs far from the cause.
+/// - Throws: `MoertError` (`.format`) naming the tensor and the first bad block.
+package func checkScales(_ name: String, _ data: UnsafeRawPointer, _ storage: WeightStorage, count: Int) throws {
+    guard storage.isQuantized else { return }
+    let bad = moert_quant_first_nonfinite(storage.kernelType, data, Int64(count / storage.blockValues))
+    guard bad < 0 else {
+        throw MoertError.format("\(name): the scale of block \(bad) (\(storage.rawValue)) is infinite or NaN; weights must be finite")
     }
 }

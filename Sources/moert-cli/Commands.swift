@@ -122,6 +122,30 @@ let commandHelp: [String: String] = [
 
     options:
     """ + "\n" + commonHelp + "\n" + routingHelp,
+    "quantize": """
+    usage: moert quantize --model DIR --out DIR2 --type T [--attention T] [--experts T] [--shared T]
+                          [--output-type T] [--force]
+
+    Writes a copy of the checkpoint in DIR to DIR2 with its linear weights stored as type T: q8_0 (8.5 bits per
+    weight) or q4_0 (4.5 bits; blocks of 32 weights with one f16 scale, as GGML's Q8_0 and Q4_0), or f16, bf16,
+    f32. --type gives T to attention, routed experts, shared experts and dense MLPs; the router gates keep their
+    stored precision (routing must not flip on rounding), norms and biases too; the embeddings and the output
+    layer get --output-type (default: q8_0 when T is q4_0, else T). --attention, --experts and --shared (shared
+    experts and dense MLPs) override T for their class. A tensor whose rows are not whole blocks of 32 keeps its
+    stored type (the summary says which). The output is one model.safetensors, config.json with the quantized
+    tensors listed in its moert section (docs/model-format.md), and every other file of DIR copied (tokenizer,
+    generation config). Progress goes to stderr, a summary per class to stdout.
+
+    options:
+      --model DIR         the checkpoint to read
+      --out DIR2          the directory to write (created if missing)
+      --type T            q8_0, q4_0, f16, bf16 or f32
+      --attention T       type of the attention projections
+      --experts T         type of the routed experts
+      --shared T          type of shared experts and dense MLPs
+      --output-type T     type of the embeddings and output layer
+      --force             overwrite a checkpoint already in DIR2
+    """,
     "trace": """
     usage: moert trace --model DIR --tokens 5,17,42 --out trace.json [--max-new N] [options]
 

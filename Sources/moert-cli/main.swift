@@ -20,6 +20,7 @@ commands:
   render-chat  a conversation rendered by the model's chat template
   trace     record routing decisions and print a per-layer load summary
   bench     measure prefill and decode throughput
+  quantize  write a copy of a model with 8-bit or 4-bit weights
 
 Run 'moert <command> --help' for a command's options.
 """
@@ -73,6 +74,9 @@ do {
         try renderChatCommand(try Arguments(rest, valued: ["--model", "--messages"], flags: ["--add-generation-prompt"]))
     case "bench":
         try benchCommand(try Arguments(rest, valued: modelOptions.union(routingOptions).union(["--prompt", "--decode", "--repeat", "--depth"]), flags: modelFlags.union(["--baseline"])))
+    case "quantize":
+        try quantizeCommand(try Arguments(rest, valued: ["--model", "--out", "--type", "--attention", "--experts", "--shared", "--output-type"],
+                                          flags: ["--force"]))
     case "trace":
         try traceCommand(try Arguments(rest, valued: modelOptions.union(routingOptions).union(["--tokens", "--out", "--max-new"]), flags: modelFlags))
     default:

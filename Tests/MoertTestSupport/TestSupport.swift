@@ -161,3 +161,16 @@ public struct TestRandom {
     /// `count` values uniform in [-1, 1).
     public mutating func floats(_ count: Int) -> [Float] { (0..<count).map { _ in Float(nextUnitDouble() * 2 - 1) } }
 }
+
+/// The bytes and shape of tensor `name` of a committed safetensors fixture (`path` relative to Tests/fixtures).
+public func fixtureTensor(_ path: String, _ name: String) throws -> (bytes: [UInt8], shape: [Int]) {
+    let file = try SafetensorsFile(path: fixturesDirectory + "/" + path)
+    guard let info = file.tensors[name] else { throw MoertError.format("\(path) lacks \(name)") }
+    return (Array(UnsafeRawBufferPointer(start: file.data(info), count: info.byteCount)), info.shape)
+}
+
+/// Tensor `name` of a committed safetensors fixture as float32 values (it must be F32).
+public func fixtureFloats(_ path: String, _ name: String) throws -> [Float] {
+    let (bytes, _) = try fixtureTensor(path, name)
+    return bytes.withUnsafeBytes { b in (0..<bytes.count / 4).map { b.loadUnaligned(fromByteOffset: 4 * $0, as: Float.self) } }
+}

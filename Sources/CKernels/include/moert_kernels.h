@@ -96,6 +96,55 @@ MOERT_KERNEL void moert_kv_store(int type, const float *src, void *dst, int64_t 
 /** Reads `count` values of KV type `type` back as float32. */
 MOERT_KERNEL void moert_kv_load(int type, const void *src, float *dst, int64_t count);
 
+/* ---- Quantized weights (quant.c, gemv_quant.c) ---- */
+
+/** Block-quantized weight types (after MOERT_GEMM_F32, MOERT_HALF_F16 and MOERT_HALF_BF16): blocks of
+ * MOERT_QUANT_BLOCK values, each an f16 scale then the quants — q8_0: 32 int8 (MOERT_Q8_0_BLOCK_BYTES), q4_0: 16
+ * bytes of two 4-bit quants, value i in the low nibble of byte i, value i + 16 in its high nibble, each minus 8
+ * (MOERT_Q4_0_BLOCK_BYTES). The layouts and rounding of GGML's block_q8_0 and block_q4_0. */
+#define MOERT_QUANT_Q8_0 3
+#define MOERT_QUANT_Q4_0 4
+#define MOERT_QUANT_BLOCK 32
+#define MOERT_Q4_0_BLOCK_BYTES 18
+/** Bytes of an activation block (moert_quantize_activation): a float32 scale, then 32 int8. */
+#define MOERT_QA_BLOCK_BYTES 36
+
+/** Bytes of one block of `type`; 0 for a type that is not block-quantized. */
+MOERT_KERNEL int64_t moert_quant_block_bytes(int type);
+
+/** Quantizes `count` floats (a multiple of MOERT_QUANT_BLOCK, all finite) to blocks of `type`, as GGML's
+ * quantize_row_q8_0_ref / quantize_row_q4_0_ref. */
+MOERT_KERNEL void moert_quantize(int type, const float *src, void *dst, int64_t count);
+
+/** Reads `count` values (a multiple of MOERT_QUANT_BLOCK) of blocks of `type` as float32 (scale times quant). */
+MOERT_KERNEL void moert_dequantize(int type, const void *src, float *dst, int64_t count);
+
+/** moert_dequantize on the portable loop alone (for the tests of that path). */
+MOERT_KERNEL void moert_dequantize_portable(int type, const void *src, float *dst, int64_t count);
+
+/** The index of the first of `blocks` blocks of `type` whose scale is infinite or NaN; -1 when all are finite. */
+MOERT_KERNEL int64_t moert_quant_first_nonfinite(int type, const void *src, int64_t blocks);
+
+/** Bytes moert_quantize_activation writes for `cols` values. */
+MOERT_KERNEL int64_t moert_quant_activation_bytes(int64_t cols);
+
+/** Quantizes `cols` floats (a multiple of MOERT_QUANT_BLOCK) to activation blocks: per block d = max|x| / 127 as
+ * float32, q = x / d rounded to nearest even. */
+MOERT_KERNEL void moert_quantize_activation(const float *x, void *xq, int64_t cols);
+
+/**
+ * y[r] = sum_c w[r, c] * x[c] for r < rows, w of `type` (MOERT_QUANT_Q8_0 or MOERT_QUANT_Q4_0) with `cols` (a multiple
+ * of MOERT_QUANT_BLOCK) values per row. x is first quantized into `xq` (moert_quant_activation_bytes(cols) bytes);
+ * then each block's 32 products are summed in integers and scaled by both block scales. Rows are split among the
+ * worker threads.
+ */
+MOERT_KERNEL void moert_gemv_quant(const void *w, int type, const float *x, void *xq, float *y, int64_t rows,
+                                   int64_t cols);
+
+/** moert_gemv_quant on the portable loops alone, as on a CPU without AVX2 (for the tests of that path). */
+MOERT_KERNEL void moert_gemv_quant_portable(const void *w, int type, const float *x, void *xq, float *y,
+                                            int64_t rows, int64_t cols);
+
 /* ---- Attention (attention.c) ---- */
 
 /**

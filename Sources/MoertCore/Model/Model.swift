@@ -28,7 +28,7 @@ public final class Model: @unchecked Sendable {
     public let experts: ExpertStore
     /// Number of parameters.
     public let parameterCount: Int
-    /// The storage dtype of the weights: one of F32/F16/BF16, or nil when mixed.
+    /// The storage dtype of the weights: one of F32/F16/BF16, or nil when mixed or quantized.
     public let storageDType: TensorDType?
     /// The ids that end generation: generation_config.json's eos_token_id, then config.json's.
     public let stopTokenIds: [Int32]
@@ -42,10 +42,11 @@ public final class Model: @unchecked Sendable {
         guard options.maxContext >= 0 else { throw MoertError.invalid("max_context must be >= 0, got \(options.maxContext)") }
         Threads.configureBLASDefault()
         let (c, configJSON) = try ModelConfig.read(directory: path)
-        let ckpt = try Checkpoint(directory: path, mapped: options.mapWeights)
+        section = try MoESection.read(directory: path, config: configJSON)
+        let ckpt = try Checkpoint(directory: path, mapped: options.mapWeights,
+                                  quantized: section.quantization?.tensors ?? [:])
         checkpoint = ckpt
         config = c
-        section = try MoESection.read(directory: path, config: configJSON)
         stopTokenIds = GenerationConfig.stopTokenIds(generation: try GenerationConfig.read(directory: path),
                                                      config: c.eosTokenIds)
         let store = ExpertStore(sourcesAreMapped: ckpt.isMapped)
@@ -91,7 +92,7 @@ public final class Model: @unchecked Sendable {
         }
         parameterCount = ckpt.usedElementCount
         let dtypes = ckpt.floatDTypes
-        storageDType = dtypes.count == 1 ? dtypes.first : nil
+        storageDType = dtypes.count == 1 && ckpt.quantized.isEmpty ? dtypes.first : nil
         PluginRegistry.shared.modelLifetime(1)
     }
 

@@ -30,7 +30,8 @@ public struct ExpertStoreStats: Sendable {
 /// The expert weights of one model. Thread-safe; sessions on several threads share it.
 public final class ExpertStore: @unchecked Sendable {
     /// One expert's slot: its sources in the mapping and, while resident, its copy in the arena in the compute
-    /// layout — the sources concatenated, f16/bf16 kept as stored (the kernels widen them), anything else float32.
+    /// layout — the sources concatenated, kept as stored when they share one type other than float32 (f16, bf16,
+    /// q8_0, q4_0: the kernels read them as such), float32 otherwise.
     final class Slot {
         let sources: [StoredTensor]
         let elements: Int
@@ -39,16 +40,18 @@ public final class ExpertStore: @unchecked Sendable {
         var buffer: UnsafeMutableRawPointer?
         var inUse = 0
         var lastUse: UInt64 = 0
+        /// The scales of quantized sources were found finite (at the first materialisation).
+        var checked = false
 
         init(sources: [StoredTensor], moeLayer: Int) {
             self.sources = sources
             self.elements = sources.reduce(0) { $0 + $1.count }
             self.moeLayer = moeLayer
             let stored = Set(sources.map(\.storage))
-            storage = stored == [.f16] ? .f16 : stored == [.bf16] ? .bf16 : .f32
+            storage = stored.count == 1 ? stored.first! : .f32
         }
 
-        var bytes: Int { elements * storage.size }
+        var bytes: Int { storage.bytes(elements) }
     }
 
     /// Where materialised experts live.
@@ -108,16 +111,25 @@ public final class ExpertStore: @unchecked Sendable {
                 let b = try makeRoom(for: slot.bytes) ?? arena.allocate(slot.bytes)
                 var offset = 0
                 for s in slot.sources {
-                    if slot.storage != .f32 || s.storage == .f32 {
-                        // Stored as computed (f32, or f16/bf16 kept as they are): a copy, by all worker threads.
-                        moert_copy(b + offset, s.data, Int64(s.count * slot.storage.size))
+                    if slot.storage == s.storage {
+                        // Stored as computed: a copy, by all worker threads.
+                        moert_copy(b + offset, s.data, Int64(s.byteCount))
                     } else {
                         convertToFloat(s.data, storage: s.storage, count: s.count,
                                        into: (b + offset).bindMemory(to: Float.self, capacity: s.count))
                     }
                     if releasesSources { releasePages(s) }
-                    offset += s.count * slot.storage.size
+                    if !slot.checked {
+                        do {
+                            try checkScales(s.name, b + offset, slot.storage, count: s.count)
+                        } catch {
+                            arena.deallocate(b, bytes: slot.bytes)
+                            throw error
+                        }
+                    }
+                    offset += slot.storage.bytes(s.count)
                 }
+                slot.checked = true
                 slot.buffer = b
                 stats.residentBytes += slot.bytes
                 stats.bytesLoaded += slot.bytes

@@ -43,13 +43,13 @@ public final class StoredExpert: Expert {
                         scratch: UnsafeMutablePointer<Float>) throws {
         let w = try store.acquire(slot)
         defer { store.release(slot) }
-        let i = intermediate, h = hidden, size = storage.size
+        let i = intermediate, h = hidden
         let activations = (n == 1 ? 2 : 3) * n * i
         let products = UnsafeMutableBufferPointer(start: scratch + activations, count: scratchCount(tokens: n) - activations)
         // The store keeps W_gate and W_up adjacent, so together they are one [2I, H] matrix: one GEMM (or GEMV)
         // instead of two, then SwiGLU on the halves of each row.
         let gateUp = Linear(weight: Weight(raw: w, storage: storage, shape: gateUpShape))
-        let down = Linear(weight: Weight(raw: w + 2 * i * h * size, storage: storage, shape: downShape))
+        let down = Linear(weight: Weight(raw: w + storage.bytes(2 * i * h), storage: storage, shape: downShape))
         gateUp.apply(x, rows: n, into: scratch, scratch: products)    // [n, H] -> [n, 2I]: row r is (gate_r, up_r)
         // [n, 2I] -> [n, I]: in place for one row, else after the products
         let act = n == 1 ? scratch : scratch + 2 * n * i

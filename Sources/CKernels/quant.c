@@ -1,0 +1,173 @@
+/* quant.c: the block-quantized weight formats — q8_0 and q4_0, with the layouts, semantics and rounding of GGML's
+** block_q8_0 / block_q4_0 and quantize_row_q8_0_ref / quantize_row_q4_0_ref — written from float32, read back, and
+** checked; and the 8-bit blocks an activation vector is quantized to once per product (see gemv_quant.c).
+**
+** A row of `cols` weights is cols / 32 blocks, one after the other:
+**   q8_0 (34 bytes): f16 scale d, then 32 int8 q;      value i = d * q[i]
+**   q4_0 (18 bytes): f16 scale d, then 16 bytes qs;    value i = d * ((qs[i] & 15) - 8) for i < 16,
+**                                                               d * ((qs[i - 16] >> 4) - 8) for i >= 16 */
+#include "kernels_internal.h"
+
+#include <immintrin.h>
+#include <math.h>
+
+int64_t moert_quant_block_bytes(int type) {
+    switch (type) {
+    case MOERT_QUANT_Q8_0: return MOERT_Q8_0_BLOCK_BYTES;
+    case MOERT_QUANT_Q4_0: return MOERT_Q4_0_BLOCK_BYTES;
+    default: return 0;
+    }
+}
+
+/* ---- Quantizing weights ---- */
+
+/* One q8_0 block: d = max|x| / 127 stored as f16, q = round(x / d) (half away from zero, as roundf). */
+static void quantize_block_q8_0(const float *x, uint8_t *block) {
+    float amax = 0;
+    for (int i = 0; i < MOERT_QUANT_BLOCK; i++) amax = fmaxf(amax, fabsf(x[i]));
+    const float d = amax / 127, id = d != 0 ? 1 / d : 0;
+    const uint16_t dh = moert_narrow_f16(d);
+    memcpy(block, &dh, 2);
+    int8_t *q = (int8_t *)(block + 2);
+    for (int i = 0; i < MOERT_QUANT_BLOCK; i++) q[i] = (int8_t)roundf(x[i] * id);
+}
+
+/* One q4_0 block: d = m / -8 where m is the value of largest magnitude (the first one on a tie), stored as f16;
+** q = min(15, (int8)(x / d + 8.5)), truncated toward zero as C's conversion does. */
+static void quantize_block_q4_0(const float *x, uint8_t *block) {
+    float amax = 0, max = 0;
+    for (int i = 0; i < MOERT_QUANT_BLOCK; i++) {
+        if (amax < fabsf(x[i])) {
+            amax = fabsf(x[i]);
+            max = x[i];
+        }
+    }
+    const float d = max / -8, id = d != 0 ? 1 / d : 0;
+    const uint16_t dh = moert_narrow_f16(d);
+    memcpy(block, &dh, 2);
+    for (int i = 0; i < MOERT_QUANT_BLOCK / 2; i++) {
+        /* two roundings, as the reference: the product, then the sum (no fused multiply-add) */
+        const float x0 = x[i] * id, x1 = x[i + MOERT_QUANT_BLOCK / 2] * id;
+        const int8_t lo = (int8_t)(x0 + 8.5f), hi = (int8_t)(x1 + 8.5f);
+        block[2 + i] = (uint8_t)((lo < 15 ? lo : 15) | (hi < 15 ? hi : 15) << 4);
+    }
+}
+
+void moert_quantize(int type, const float *src, void *dst, int64_t count) {
+    const int64_t bytes = moert_quant_block_bytes(type);
+    uint8_t *out = dst;
+    for (int64_t b = 0; b < count / MOERT_QUANT_BLOCK; b++) {
+        if (type == MOERT_QUANT_Q8_0) quantize_block_q8_0(src + b * MOERT_QUANT_BLOCK, out + b * bytes);
+        else quantize_block_q4_0(src + b * MOERT_QUANT_BLOCK, out + b * bytes);
+    }
+}
+
+/* ---- Reading weights back ---- */
+
+/* The 32 quants of a q4_0 block's 16 bytes, as signed bytes in -8 ... 7: the low nibbles (values 0-15), then the
+** high ones (values 16-31). */
+__attribute__((target("avx2,fma,f16c"), always_inline))
+static inline __m256i unpack_q4_0_avx2(const uint8_t *qs) {
+    const __m128i b = _mm_loadu_si128((const __m128i *)qs);
+    const __m256i nibbles = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(b, 4), b), _mm256_set1_epi8(15));
+    return _mm256_sub_epi8(nibbles, _mm256_set1_epi8(8));
+}
+
+__attribute__((target("avx2,fma,f16c")))
+static void dequantize_avx2(int type, const uint8_t *src, float *dst, int64_t blocks) {
+    const int64_t bytes = moert_quant_block_bytes(type);
+    for (int64_t b = 0; b < blocks; b++, src += bytes, dst += MOERT_QUANT_BLOCK) {
+        const __m256 d = _mm256_set1_ps(moert_q8_0_scale(src));
+        if (type == MOERT_QUANT_Q8_0) {
+            for (int i = 0; i < MOERT_QUANT_BLOCK; i += 8) {
+                _mm256_storeu_ps(dst + i, _mm256_mul_ps(d, moert_load8_q8(src + 2 + i)));
+            }
+        } else {
+            const __m256i q = unpack_q4_0_avx2(src + 2);
+            const __m128i lo = _mm256_castsi256_si128(q), hi = _mm256_extracti128_si256(q, 1);
+            _mm256_storeu_ps(dst, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo))));
+            _mm256_storeu_ps(dst + 8, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(lo, 8)))));
+            _mm256_storeu_ps(dst + 16, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi))));
+            _mm256_storeu_ps(dst + 24, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8)))));
+        }
+    }
+}
+
+void moert_dequantize_portable(int type, const void *src, float *dst, int64_t count) {
+    const int64_t bytes = moert_quant_block_bytes(type);
+    const uint8_t *s = src;
+    for (int64_t b = 0; b < count / MOERT_QUANT_BLOCK; b++, s += bytes, dst += MOERT_QUANT_BLOCK) {
+        const float d = moert_q8_0_scale(s);
+        for (int i = 0; i < MOERT_QUANT_BLOCK; i++) {
+            const int q = type == MOERT_QUANT_Q8_0 ? (int8_t)s[2 + i]
+                        : i < 16 ? (s[2 + i] & 15) - 8 : (s[2 + i - 16] >> 4) - 8;
+            dst[i] = d * (float)q;
+        }
+    }
+}
+
+void moert_dequantize(int type, const void *src, float *dst, int64_t count) {
+    if (moert_kernels_have_avx2()) dequantize_avx2(type, src, dst, count / MOERT_QUANT_BLOCK);
+    else moert_dequantize_portable(type, src, dst, count);
+}
+
+int64_t moert_quant_first_nonfinite(int type, const void *src, int64_t blocks) {
+    const int64_t bytes = moert_quant_block_bytes(type);
+    const uint8_t *s = src;
+    for (int64_t b = 0; b < blocks; b++, s += bytes) {
+        uint16_t h;
+        memcpy(&h, s, 2);
+        if ((h & 0x7c00) == 0x7c00) return b;
+    }
+    return -1;
+}
+
+/* ---- Activations ---- */
+
+int64_t moert_quant_activation_bytes(int64_t cols) { return cols / MOERT_QUANT_BLOCK * MOERT_QA_BLOCK_BYTES; }
+
+/* One activation block: d = max|x| / 127 as float32, q = x / d rounded to nearest even. */
+static void quantize_activation_block(const float *x, uint8_t *block) {
+    float amax = 0;
+    for (int i = 0; i < MOERT_QUANT_BLOCK; i++) amax = fmaxf(amax, fabsf(x[i]));
+    const float d = amax / 127, id = d != 0 ? 127 / amax : 0;
+    memcpy(block, &d, 4);
+    for (int i = 0; i < MOERT_QUANT_BLOCK; i++) block[4 + i] = (uint8_t)(int8_t)nearbyintf(x[i] * id);
+}
+
+__attribute__((target("avx2,fma,f16c")))
+static void quantize_activation_avx2(const float *x, uint8_t *out, int64_t blocks) {
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    for (int64_t b = 0; b < blocks; b++, x += MOERT_QUANT_BLOCK, out += MOERT_QA_BLOCK_BYTES) {
+        __m256 v0 = _mm256_loadu_ps(x), v1 = _mm256_loadu_ps(x + 8), v2 = _mm256_loadu_ps(x + 16),
+               v3 = _mm256_loadu_ps(x + 24);
+        __m256 m = _mm256_max_ps(_mm256_max_ps(_mm256_andnot_ps(sign, v0), _mm256_andnot_ps(sign, v1)),
+                                 _mm256_max_ps(_mm256_andnot_ps(sign, v2), _mm256_andnot_ps(sign, v3)));
+        __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+        m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+        m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+        const float amax = _mm_cvtss_f32(m4), d = amax / 127, id = d != 0 ? 127 / amax : 0;
+        memcpy(out, &d, 4);
+        const __m256 s = _mm256_set1_ps(id);
+        /* cvtps rounds to nearest even (the default rounding mode), as nearbyintf above */
+        __m256i i0 = _mm256_cvtps_epi32(_mm256_mul_ps(v0, s)), i1 = _mm256_cvtps_epi32(_mm256_mul_ps(v1, s)),
+                i2 = _mm256_cvtps_epi32(_mm256_mul_ps(v2, s)), i3 = _mm256_cvtps_epi32(_mm256_mul_ps(v3, s));
+        /* packs work within 128-bit lanes: the permutation puts the 32 bytes back in order */
+        __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(i0, i1), _mm256_packs_epi32(i2, i3));
+        p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+        _mm256_storeu_si256((__m256i *)(out + 4), p);
+    }
+}
+
+void moert_quantize_activation_kernel(const float *x, void *xq, int64_t cols, int portable) {
+    const int64_t blocks = cols / MOERT_QUANT_BLOCK;
+    if (!portable && moert_kernels_have_avx2()) {
+        quantize_activation_avx2(x, xq, blocks);
+        return;
+    }
+    for (int64_t b = 0; b < blocks; b++) {
+        quantize_activation_block(x + b * MOERT_QUANT_BLOCK, (uint8_t *)xq + b * MOERT_QA_BLOCK_BYTES);
+    }
+}
+
+void moert_quantize_activation(const float *x, void *xq, int64_t cols) { moert_quantize_activation_kernel(x, xq, cols, 0); }

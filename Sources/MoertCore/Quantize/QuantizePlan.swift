@@ -1,0 +1,145 @@
+// QuantizePlan: which storage type `moert quantize` gives each tensor of a checkpoint.
+
+import MoertFormats
+import MoertTensor
+
+/// The classes of tensors the quantize options address, from their Hugging Face names.
+public enum TensorClass: String, Sendable, CaseIterable {
+    /// q/k/v/o projections of attention.
+    case attention
+    /// Routed experts' projections.
+    case experts = "routed experts"
+    /// Shared experts and dense MLPs.
+    case shared = "shared experts and dense MLPs"
+    /// Token embeddings and the output layer.
+    case output = "embeddings and output layer"
+    /// Router gates (and Qwen2-MoE's shared-expert gate): kept as stored, so routing does not flip on rounding.
+    case gate = "router gates"
+    /// Everything else (norms, biases, plugin tensors): kept as stored.
+    case other = "other tensors"
+
+    /// The class of tensor `name`.
+    public static func of(_ name: String) -> TensorClass {
+        if name == "model.embed_tokens.weight" || name == "lm_head.weight" { return .output }
+        guard name.hasSuffix("_proj.weight") || name.hasSuffix(".w1.weight") || name.hasSuffix(".w2.weight")
+              || name.hasSuffix(".w3.weight") || name.hasSuffix("gate.weight") else { return .other }
+        if name.hasSuffix(".gate.weight") || name.hasSuffix("shared_expert_gate.weight") { return .gate }
+        if name.contains(".self_attn.") { return .attention }
+        if name.contains(".shared_expert.") || name.contains(".shared_experts.") { return .shared }
+        if name.contains(".experts.") { return .experts }
+        if name.contains(".mlp.") { return .shared }
+        return .other
+    }
+}
+
+/// The storage types asked for, per class (`moert quantize --type ... --attention ... --experts ... --shared ...
+/// --output-type ...`).
+public struct QuantizeOptions: Sendable {
+    /// Every linear weight's type unless its class has its own.
+    public var type: WeightStorage
+    /// Attention projections; nil: `type`.
+    public var attention: WeightStorage?
+    /// Routed experts; nil: `type`.
+    public var experts: WeightStorage?
+    /// Shared experts and dense MLPs; nil: `type`.
+    public var shared: WeightStorage?
+    /// Embeddings and output layer; nil: q8_0 when `type` has fewer than 8 bits per weight, else `type`.
+    public var outputType: WeightStorage?
+    /// Per-tensor types that take precedence over the classes (per-expert bit widths).
+    public var tensors: [String: WeightStorage] = [:]
+
+    /// Options giving `type` to every linear weight.
+    public init(type: WeightStorage) { self.type = type }
+
+    /// The type asked for a tensor of `cls`; nil: kept as stored.
+    public func type(for cls: TensorClass) -> WeightStorage? {
+        switch cls {
+        case .attention: return attention ?? type
+        case .experts: return experts ?? type
+        case .shared: return shared ?? type
+        case .output: return outputType ?? (type.isQuantized && type.bitsPerWeight < 8 ? .q8_0 : type)
+        case .gate, .other: return nil
+        }
+    }
+}
+
+/// One tensor of the plan.
+public struct PlannedTensor: Sendable {
+    /// Name in the checkpoint.
+    public var name: String
+    /// Its class.
+    public var cls: TensorClass
+    /// Shape as the model reads it (a quantized tensor's [rows, columns]).
+    public var shape: [Int]
+    /// The source's storage; nil for a tensor that is not a weight (integers), copied as it is.
+    public var source: WeightStorage?
+    /// The source's dtype in its file.
+    public var sourceDType: TensorDType
+    /// The source's bytes in its file.
+    public var sourceBytes: Int
+    /// The type written; equal to `source` when kept.
+    public var target: WeightStorage?
+    /// Why the asked type was not used (rows not whole blocks), or nil.
+    public var fallback: String?
+
+    /// Bytes written.
+    public var outputBytes: Int {
+        guard let target else { return shape.reduce(1, *) * sourceDType.size }
+        return target.bytes(shape.reduce(1, *))
+    }
+}
+
+/// The plan of a whole checkpoint.
+public struct QuantizePlan: Sendable {
+    /// Every tensor, sorted by name (the order they are written in).
+    public var tensors: [PlannedTensor]
+
+    /// Plans `checkpoint` under `options`: each tensor of a class with a type gets it when its rows are whole
+    /// blocks, else keeps its stored type (as llama.cpp falls back), with the reason recorded. A routed expert's
+    /// projections share one type (the store keeps them as one buffer), so one projection that cannot take the
+    /// type keeps the whole expert as stored.
+    /// - Throws: `MoertError` (`.format`) when a tensor cannot be read.
+    public init(checkpoint: Checkpoint, options: QuantizeOptions) throws {
+        var planned: [PlannedTensor] = []
+        for name in checkpoint.tensorNames {
+            let (info, _) = try checkpoint.info(name)
+            let shape = try checkpoint.logicalShape(name)
+            let source = checkpoint.quantized[name] ?? info.dtype.weightStorage
+            let cls = TensorClass.of(name)
+            var p = PlannedTensor(name: name, cls: cls, shape: shape, source: source, sourceDType: info.dtype, sourceBytes: info.byteCount,
+                                  target: source, fallback: nil)
+            if let source, shape.count == 2, let asked = options.tensors[name] ?? options.type(for: cls), asked != source {
+                if asked.fits(columns: shape[1]) {
+                    p.target = asked
+                } else {
+                    p.fallback = "\(shape[1]) columns are not whole blocks of \(asked.blockValues): kept \(source.rawValue) instead of \(asked.rawValue)"
+                }
+            }
+            planned.append(p)
+        }
+        // One type per routed expert.
+        var byExpert: [String: [Int]] = [:]
+        for (i, p) in planned.enumerated() where p.cls == .experts {
+            let parts = p.name.split(separator: ".", omittingEmptySubsequences: false)
+            if let e = parts.firstIndex(of: "experts"), e + 1 < parts.count {
+                byExpert[parts[...(e + 1)].joined(separator: "."), default: []].append(i)
+            }
+        }
+        for (prefix, members) in byExpert where Set(members.map { planned[$0].target }).count > 1 {
+            for i in members {
+                if planned[i].target != planned[i].source {
+                    planned[i].fallback = "kept \(planned[i].source!.rawValue) with the rest of \(prefix) (its projections share one type)"
+                }
+                planned[i].target = planned[i].source
+            }
+        }
+        tensors = planned
+    }
+
+    /// The quantized tensors of the output and their types (the moert section's quantization entry).
+    public var quantizedTensors: [String: WeightStorage] {
+        var map: [String: WeightStorage] = [:]
+        for p in tensors { if let t = p.target, t.isQuantized { map[p.name] = t } }
+        return map
+    }
+}

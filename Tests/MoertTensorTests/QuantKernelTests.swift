@@ -1,0 +1,126 @@
+// QuantKernelTests: the q8_0/q4_0 formats against llama.cpp's own quantizer (fixtures of tools/make_quant_fixtures.py),
+// and the quantized GEMV and blocked products against double-precision loops.
+
+import CKernels
+import Testing
+import MoertTensor
+import MoertTestSupport
+
+@Suite("Quantized kernels")
+struct QuantKernelTests {
+    static let types: [WeightStorage] = [.q8_0, .q4_0]
+
+    @Test("quantizing gives GGML's reference bytes, reading them back GGML's values", arguments: types)
+    func matchesGGML(type: WeightStorage) throws {
+        let values = try fixtureFloats("quant/blocks.safetensors", "values")
+        let (expected, shape) = try fixtureTensor("quant/blocks.safetensors", type.rawValue)
+        let dequantized = try fixtureFloats("quant/blocks.safetensors", type.rawValue + "_dequantized")
+        #expect(shape == [values.count / 128, type.bytes(128)])
+        var bytes = [UInt8](repeating: 0, count: type.bytes(values.count))
+        convertFromFloat(values, storage: type, count: values.count, into: &bytes)
+        #expect(bytes == expected)
+        for portable in [false, true] {
+            var back = [Float](repeating: .nan, count: values.count)
+            if portable {
+                moert_dequantize_portable(type.kernelType, expected, &back, Int64(values.count))
+            } else {
+                moert_dequantize(type.kernelType, expected, &back, Int64(values.count))
+            }
+            #expect(back.map(\.bitPattern) == dequantized.map(\.bitPattern), "portable \(portable)")
+        }
+    }
+
+    /// Random weights [rows, cols] quantized to `type`, and their values read back.
+    func weights(rows: Int, cols: Int, type: WeightStorage, seed: UInt64) -> ([UInt8], [Float]) {
+        var rng = TestRandom(seed: seed)
+        let w = rng.floats(rows * cols)
+        var q = [UInt8](repeating: 0, count: type.bytes(rows * cols))
+        convertFromFloat(w, storage: type, count: w.count, into: &q)
+        var back = [Float](repeating: 0, count: w.count)
+        moert_dequantize_portable(type.kernelType, q, &back, Int64(w.count))
+        return (q, back)
+    }
+
+    @Test("the GEMV equals a double-precision loop over the quantized values, on the vector and portable paths",
+          arguments: types)
+    func gemv(type: WeightStorage) {
+        // 2048 x 512 is above the threading threshold; 7 x 96 has an odd block count (the two-block loop's tail).
+        for (rows, cols) in [(7, 96), (2048, 512), (33, 32)] {
+            let (q, w) = weights(rows: rows, cols: cols, type: type, seed: UInt64(rows + cols))
+            var rng = TestRandom(seed: 5)
+            let x = (0..<cols).map { _ in Float(rng.nextUnitDouble() * 4 - 2) }
+            var xq = [UInt8](repeating: 0, count: Int(moert_quant_activation_bytes(Int64(cols))))
+            var results: [[Float]] = []
+            var activations: [[UInt8]] = []
+            for portable in [false, true] {
+                var y = [Float](repeating: .nan, count: rows)
+                if portable {
+                    moert_gemv_quant_portable(q, type.kernelType, x, &xq, &y, Int64(rows), Int64(cols))
+                } else {
+                    moert_gemv_quant(q, type.kernelType, x, &xq, &y, Int64(rows), Int64(cols))
+                }
+                results.append(y)
+                activations.append(xq)
+            }
+            #expect(activations[0] == activations[1], "the vector and plain activation quantizers agree")
+            // The activation as the kernel used it: per block a float32 scale, then 32 int8.
+            let a: [Double] = (0..<cols).map { c in
+                let block = c / 32 * 36
+                let d = xq.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: block, as: Float.self) }
+                return Double(d) * Double(Int8(bitPattern: xq[block + 4 + c % 32]))
+            }
+            var worst = 0.0, worstVsFloat = 0.0, scale = 0.0
+            for r in 0..<rows {
+                var exact = 0.0, unquantized = 0.0
+                for c in 0..<cols {
+                    exact += Double(w[r * cols + c]) * a[c]
+                    unquantized += Double(w[r * cols + c]) * Double(x[c])
+                }
+                scale = max(scale, abs(unquantized))
+                for y in results { worst = max(worst, abs(Double(y[r]) - exact)) }
+                worstVsFloat = max(worstVsFloat, abs(Double(results[0][r]) - unquantized))
+            }
+            // Integer sums are exact; what remains is float32 rounding of the scaled block sums.
+            #expect(worst <= 1e-5 * max(scale, 1), "\(type) \(rows)x\(cols): \(worst)")
+            // The 8-bit activation moves each product by at most half a step of its block (max|x| / 254).
+            #expect(worstVsFloat <= 0.02 * max(scale, 1), "\(type) \(rows)x\(cols) against float x: \(worstVsFloat)")
+        }
+    }
+
+    @Test("several rows (read back to float32 for sgemm) and one row without scratch equal float32 weights",
+          arguments: types)
+    func blocked(type: WeightStorage) {
+        let rows = 300, cols = 128, n = 5
+        let (q, w) = weights(rows: rows, cols: cols, type: type, seed: 3)
+        var rng = TestRandom(seed: 8)
+        let x = (0..<n * cols).map { _ in Float(rng.nextUnitDouble() - 0.5) }
+        q.withUnsafeBytes { qb in
+            w.withUnsafeBufferPointer { wb in
+                let quantized = Linear(weight: Weight(raw: qb.baseAddress!, storage: type, shape: [rows, cols]))
+                let full = Linear(weight: Weight(data: wb.baseAddress!, shape: [rows, cols]))
+                var expected = [Float](repeating: .nan, count: n * rows)
+                full.apply(x, rows: n, into: &expected, scratch: .init(start: nil, count: 0))
+                for withScratch in [true, false] {
+                    var y = [Float](repeating: .nan, count: n * rows)
+                    var scratch = [Float](repeating: .nan, count: withScratch ? quantized.scratchCount(rows: n) : 0)
+                    scratch.withUnsafeMutableBufferPointer { quantized.apply(x, rows: n, into: &y, scratch: $0) }
+                    // With scratch: the same float32 products (summation order aside). Without: quantized-activation
+                    // GEMVs would need scratch too, so each row is read back block by block — also float32.
+                    #expect(relativeError(y[...], expected[...]) <= 1e-5, "\(type) scratch \(withScratch)")
+                }
+                #expect(quantized.scratchCount(rows: 1) <= quantized.scratchCount(rows: n))
+            }
+        }
+    }
+
+    @Test("a scale that is infinite or NaN is found", arguments: types)
+    func nonFiniteScale(type: WeightStorage) {
+        var (q, _) = weights(rows: 4, cols: 64, type: type, seed: 1)
+        #expect(moert_quant_first_nonfinite(type.kernelType, q, 8) == -1)
+        let block = 5 * type.blockBytes
+        q[block] = 0x00; q[block + 1] = 0x7c  // +inf
+        #expect(moert_quant_first_nonfinite(type.kernelType, q, 8) == 5)
+        q[block + 1] = 0x7e  // NaN
+        #expect(moert_quant_first_nonfinite(type.kernelType, q, 8) == 5)
+    }
+}

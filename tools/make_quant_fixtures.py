@@ -1,0 +1,190 @@
+#!/usr/bin/env python3
+"""Make the quantized-weight fixtures: llama.cpp's own quantizers (libggml's quantize_row_*_ref and dequantize_row_*)
+applied to values and to tiny checkpoints, and transformers' logits on the dequantized weights.
+
+    python tools/make_quant_fixtures.py [--out Tests/fixtures]
+
+Needs `pip install llama-cpp-python torch transformers safetensors numpy` (libggml-base.so comes with
+llama-cpp-python; --ggml-lib names another copy). Written:
+
+  quant/blocks.safetensors      `values` [rows, 128] float32 (random normals at several scales, plus blocks chosen
+                                by hand: ties of both roundings, a zero block, values whose largest magnitude is
+                                negative, a block whose scale is an f16 subnormal), and for q8_0 and q4_0 the bytes
+                                of GGML's reference quantizer (`q8_0`, `q4_0`, U8 [rows, 128 / 32 * block bytes])
+                                and GGML's dequantization of them (`q8_0_dequantized`, `q4_0_dequantized`).
+  <fixture>_<type>/             a copy of Tests/fixtures/<fixture> with its weights quantized by GGML as
+                                `moert quantize --type <type>` plans them (attention, experts, shared experts and
+                                dense MLPs at <type>; embeddings and output layer at q8_0; router gates, norms and
+                                biases kept; a tensor whose rows are not whole blocks of 32 kept, and with it the
+                                rest of its routed expert), in the layout of docs/model-format.md, and
+                                reference.safetensors: `tokens` [16] int32 and `logits` [16, vocab], transformers'
+                                float32 output over those tokens with the dequantized weights.
+"""
+import argparse
+import ctypes
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.numpy import load_file, save_file
+
+BLOCK = 32
+BLOCK_BYTES = {"q8_0": 34, "q4_0": 18}
+FIXTURES = [("mixtral", "q8_0"), ("mixtral", "q4_0"), ("qwen2_moe", "q4_0"), ("qwen3_moe", "q8_0")]
+
+
+def load_ggml(path: str | None) -> ctypes.CDLL:
+    if path is None:
+        import llama_cpp
+
+        path = str(Path(llama_cpp.__file__).parent / "lib" / "libggml-base.so")
+    lib = ctypes.CDLL(path)
+    for t in BLOCK_BYTES:
+        for fn in (getattr(lib, f"quantize_row_{t}_ref"), getattr(lib, f"dequantize_row_{t}")):
+            fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64]
+            fn.restype = None
+    return lib
+
+
+def quantize(ggml, t: str, x: np.ndarray) -> np.ndarray:
+    """GGML's reference quantization of the rows of x [rows, cols] -> U8 [rows, cols / 32 * block bytes]."""
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    out = np.zeros((x.shape[0], x.shape[1] // BLOCK * BLOCK_BYTES[t]), dtype=np.uint8)
+    getattr(ggml, f"quantize_row_{t}_ref")(x.ctypes.data, out.ctypes.data, x.size)
+    return out
+
+
+def dequantize(ggml, t: str, q: np.ndarray, shape) -> np.ndarray:
+    out = np.zeros(shape, dtype=np.float32)
+    getattr(ggml, f"dequantize_row_{t}")(np.ascontiguousarray(q).ctypes.data, out.ctypes.data, out.size)
+    return out
+
+
+def block_values() -> np.ndarray:
+    rng = np.random.default_rng(11)
+    rows = [rng.standard_normal(128) * s for s in (1.0, 0.02, 30.0, 1e-3)]
+    ties = np.array([127, 63.5, -63.5, 2.5, -2.5, 0.5, -0.5, 1.5] * 4)         # q8_0: x / d = k + 0.5
+    q4_ties = np.array([-8, 7.5, 6.5, -0.5, 0.5, 3.5, -4.5, 1.0] * 4)            # q4_0: d = 1, x + 8.5 integral
+    negative_max = np.concatenate([[-5.0], rng.uniform(-4.9, 4.9, 31)])          # largest magnitude negative
+    zero = np.zeros(32)
+    subnormal = rng.standard_normal(32) * 2e-6                                   # scale below f16's normal range
+    rows.append(np.concatenate([ties, q4_ties, negative_max, zero]))
+    rows.append(np.concatenate([subnormal, -ties, -q4_ties, -negative_max]))
+    return np.stack(rows).astype(np.float32)
+
+
+def tensor_class(name: str) -> str:
+    """The classes of moert quantize (docs/model-format.md)."""
+    if name in ("model.embed_tokens.weight", "lm_head.weight"):
+        return "output"
+    if not (name.endswith("_proj.weight") or name.endswith(("w1.weight", "w2.weight", "w3.weight", "gate.weight"))):
+        return "other"
+    if name.endswith(".gate.weight") or name.endswith("shared_expert_gate.weight"):
+        return "gate"
+    if ".self_attn." in name:
+        return "attention"
+    if ".shared_expert." in name or ".shared_experts." in name:
+        return "shared"
+    if ".experts." in name:
+        return "experts"
+    return "shared" if ".mlp." in name else "other"
+
+
+def plan(tensors: dict, t: str) -> dict:
+    """Tensor name -> quantized type, as `moert quantize --type t` (default output type) chooses."""
+    asked = {"attention": t, "experts": t, "shared": t, "output": "q8_0"}
+    chosen = {}
+    for name, v in tensors.items():
+        typ = asked.get(tensor_class(name))
+        if typ and v.ndim == 2 and v.shape[1] % BLOCK == 0:
+            chosen[name] = typ
+    experts = {}
+    for name in tensors:
+        if tensor_class(name) == "experts":
+            parts = name.split(".")
+            i = parts.index("experts")
+            experts.setdefault(".".join(parts[: i + 2]), []).append(name)
+    for members in experts.values():
+        if len({chosen.get(m) for m in members}) > 1:
+            for m in members:
+                chosen.pop(m, None)
+    return chosen
+
+
+@torch.no_grad()
+def reference_logits(directory: Path, tokens: np.ndarray) -> np.ndarray:
+    import transformers as tf
+
+    arch = json.loads((directory / "config.json").read_text())["architectures"][0]
+    model = getattr(tf, arch).from_pretrained(directory, dtype=torch.float32, attn_implementation="eager",
+                                              experts_implementation="eager")
+    model.eval()
+    return model(input_ids=torch.tensor(tokens, dtype=torch.long)[None], use_cache=False).logits[0].numpy()
+
+
+def make_model(ggml, fixtures: Path, name: str, t: str) -> None:
+    source = fixtures / name
+    out = fixtures / f"{name}_{t}"
+    tensors = load_file(str(source / "model.safetensors"))
+    chosen = plan(tensors, t)
+    stored, dequantized = {}, {}
+    for k, v in tensors.items():
+        if k in chosen:
+            q = quantize(ggml, chosen[k], v.astype(np.float32))
+            stored[k] = q
+            dequantized[k] = dequantize(ggml, chosen[k], q, v.shape)
+        else:
+            stored[k] = v
+            dequantized[k] = v
+    config = json.loads((source / "config.json").read_text())
+    section = config.setdefault("moert", {})
+    section["quantization"] = {"version": 1, "tensors": dict(sorted(chosen.items())),
+                               "notes": {"type": t, "made_by": "tools/make_quant_fixtures.py (libggml reference)"}}
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir()
+    (out / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    for extra in ("generation_config.json",):
+        if (source / extra).exists():
+            shutil.copy(source / extra, out / extra)
+    save_file(stored, str(out / "model.safetensors"), metadata={"format": "pt"})
+
+    rng = np.random.default_rng(5)
+    vocab = config["vocab_size"]
+    tokens = rng.integers(0, vocab, 16).astype(np.int32)
+    with tempfile.TemporaryDirectory() as tmp:
+        plain = dict(config)
+        plain.pop("moert")
+        (Path(tmp) / "config.json").write_text(json.dumps(plain))
+        save_file(dequantized, str(Path(tmp) / "model.safetensors"), metadata={"format": "pt"})
+        logits = reference_logits(Path(tmp), tokens)
+    save_file({"tokens": tokens, "logits": logits.astype(np.float32)}, str(out / "reference.safetensors"))
+    print(f"{out}: {len(chosen)} of {len(tensors)} tensors quantized")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "Tests/fixtures")
+    ap.add_argument("--ggml-lib", help="path of libggml-base.so (default: llama-cpp-python's)")
+    args = ap.parse_args()
+    ggml = load_ggml(args.ggml_lib)
+
+    x = block_values()
+    blocks = {"values": x}
+    for t in BLOCK_BYTES:
+        q = quantize(ggml, t, x)
+        blocks[t] = q
+        blocks[f"{t}_dequantized"] = dequantize(ggml, t, q, x.shape)
+    (args.out / "quant").mkdir(exist_ok=True)
+    save_file(blocks, str(args.out / "quant" / "blocks.safetensors"))
+    print(f"{args.out / 'quant' / 'blocks.safetensors'}: {x.shape[0]} rows")
+
+    for name, t in FIXTURES:
+        make_model(ggml, args.out, name, t)
+
+
+if __name__ == "__main__":
+    main()

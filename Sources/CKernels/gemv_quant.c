@@ -27,14 +27,6 @@ static inline float activation_scale(const uint8_t *block) {
     return d;
 }
 
-/* The 32 quants of weight block `wb` of type `type` as signed bytes. */
-__attribute__((target("avx2,fma,f16c"), always_inline))
-static inline __m256i weight_quants(const uint8_t *wb, int type) {
-    if (type == MOERT_QUANT_Q8_0) return _mm256_loadu_si256((const __m256i *)(wb + 2));
-    const __m128i b = _mm_loadu_si128((const __m128i *)(wb + 2));
-    const __m256i nibbles = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(b, 4), b), _mm256_set1_epi8(15));
-    return _mm256_sub_epi8(nibbles, _mm256_set1_epi8(8));
-}
 
 /* Eight partial sums of the 32 products w[i] * a[i] of two blocks of signed bytes, as floats (exact: each is at most
 ** 4 * 128 * 127 in magnitude). vpmaddubsw multiplies unsigned by signed bytes, so the weight gives its magnitude and
@@ -45,11 +37,10 @@ static inline __m256 block_dot(__m256i w, __m256i a) {
     return _mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, _mm256_set1_epi16(1)));
 }
 
-/* y[r] for r in [r0, r1): two blocks per step into two accumulators. */
-__attribute__((target("avx2,fma,f16c"), always_inline))
-static inline void rows_avx2(const uint8_t *w, int type, const uint8_t *xq, float *y, int64_t r0, int64_t r1,
-                             int64_t blocks) {
-    const int64_t bb = moert_quant_block_bytes(type), ab = MOERT_QA_BLOCK_BYTES;
+/* y[r] for r in [r0, r1) of q8_0 weights: two blocks per step into two accumulators. */
+__attribute__((target("avx2,fma,f16c")))
+static void rows_avx2_q8_0(const uint8_t *w, const uint8_t *xq, float *y, int64_t r0, int64_t r1, int64_t blocks) {
+    const int64_t bb = MOERT_Q8_0_BLOCK_BYTES, ab = MOERT_QA_BLOCK_BYTES;
     for (int64_t r = r0; r < r1; r++) {
         const uint8_t *row = w + r * blocks * bb;
         __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0;
@@ -59,26 +50,64 @@ static inline void rows_avx2(const uint8_t *w, int type, const uint8_t *xq, floa
             _mm_prefetch((const char *)w0 + PREFETCH_BYTES, _MM_HINT_T0);
             const __m256 s0 = _mm256_set1_ps(weight_scale_f16c(w0) * activation_scale(a0));
             const __m256 s1 = _mm256_set1_ps(weight_scale_f16c(w0 + bb) * activation_scale(a0 + ab));
-            acc0 = _mm256_fmadd_ps(block_dot(weight_quants(w0, type), _mm256_loadu_si256((const __m256i *)(a0 + 4))), s0, acc0);
-            acc1 = _mm256_fmadd_ps(block_dot(weight_quants(w0 + bb, type), _mm256_loadu_si256((const __m256i *)(a0 + ab + 4))), s1, acc1);
+            acc0 = _mm256_fmadd_ps(block_dot(_mm256_loadu_si256((const __m256i *)(w0 + 2)), _mm256_loadu_si256((const __m256i *)(a0 + 4))), s0, acc0);
+            acc1 = _mm256_fmadd_ps(block_dot(_mm256_loadu_si256((const __m256i *)(w0 + bb + 2)), _mm256_loadu_si256((const __m256i *)(a0 + ab + 4))), s1, acc1);
         }
         for (; b < blocks; b++) {
             const uint8_t *w0 = row + b * bb, *a0 = xq + b * ab;
             const __m256 s0 = _mm256_set1_ps(weight_scale_f16c(w0) * activation_scale(a0));
-            acc0 = _mm256_fmadd_ps(block_dot(weight_quants(w0, type), _mm256_loadu_si256((const __m256i *)(a0 + 4))), s0, acc0);
+            acc0 = _mm256_fmadd_ps(block_dot(_mm256_loadu_si256((const __m256i *)(w0 + 2)), _mm256_loadu_si256((const __m256i *)(a0 + 4))), s0, acc0);
         }
         y[r] = moert_hsum256(_mm256_add_ps(acc0, acc1));
     }
 }
 
-__attribute__((target("avx2,fma,f16c")))
-static void rows_avx2_q8_0(const uint8_t *w, const uint8_t *xq, float *y, int64_t r0, int64_t r1, int64_t blocks) {
-    rows_avx2(w, MOERT_QUANT_Q8_0, xq, y, r0, r1, blocks);
-}
-
+/* y[r] for r in [r0, r1) of q4_0 weights, against activations laid out in pairs of blocks
+** (moert_quantize_activation_pairs). Two blocks per step: their 32 bytes of nibbles in one register, the low nibbles
+** (values 0-15 of each block) and the high ones (16-31) multiplied unsigned, as stored, by the matching activation
+** bytes; lanes 0-3 then hold block 0's sums, lanes 4-7 block 1's, and subtracting 8 * the activation's quant sum
+** (spread over the four lanes) removes q4_0's offset. Fewer instructions per block than unpacking each block to
+** signed bytes: the loop is bound by them, not by memory. */
 __attribute__((target("avx2,fma,f16c")))
 static void rows_avx2_q4_0(const uint8_t *w, const uint8_t *xq, float *y, int64_t r0, int64_t r1, int64_t blocks) {
-    rows_avx2(w, MOERT_QUANT_Q4_0, xq, y, r0, r1, blocks);
+    const int64_t bb = MOERT_Q4_0_BLOCK_BYTES, pairs = blocks / 2;
+    const __m256i low = _mm256_set1_epi8(15), ones = _mm256_set1_epi16(1);
+    const __m256i spread = _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1);
+    for (int64_t r = r0; r < r1; r++) {
+        const uint8_t *row = w + r * blocks * bb;
+        __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0;
+        for (int64_t p = 0; p < pairs; p++) {
+            const uint8_t *b0 = row + 2 * p * bb, *a = xq + p * MOERT_QA_PAIR_BYTES;
+            _mm_prefetch((const char *)b0 + PREFETCH_BYTES, _MM_HINT_T0);
+            const __m256i q = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(b0 + 2))),
+                                                      _mm_loadu_si128((const __m128i *)(b0 + bb + 2)), 1);
+            const __m256i lo = _mm256_and_si256(q, low), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), low);
+            const __m256i sums = _mm256_add_epi16(_mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)a)),
+                                                  _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(a + 32))));
+            const __m256 dot = _mm256_sub_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(sums, ones)),
+                                             _mm256_loadu_ps((const float *)(a + 96)));
+            uint16_t h0, h1;
+            memcpy(&h0, b0, 2);
+            memcpy(&h1, b0 + bb, 2);
+            const __m256 dw = _mm256_permutevar8x32_ps(
+                _mm256_castps128_ps256(_mm_cvtph_ps(_mm_cvtsi32_si128((int)((uint32_t)h0 | (uint32_t)h1 << 16)))), spread);
+            const __m256 scale = _mm256_mul_ps(dw, _mm256_loadu_ps((const float *)(a + 64)));
+            if (p % 2 == 0) acc0 = _mm256_fmadd_ps(dot, scale, acc0);
+            else acc1 = _mm256_fmadd_ps(dot, scale, acc1);
+        }
+        if (blocks % 2) { /* the last block, with the zero half of its activation pair */
+            const uint8_t *b0 = row + 2 * pairs * bb, *a = xq + pairs * MOERT_QA_PAIR_BYTES;
+            const __m256i q = _mm256_zextsi128_si256(_mm_loadu_si128((const __m128i *)(b0 + 2)));
+            const __m256i lo = _mm256_and_si256(q, low), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), low);
+            const __m256i sums = _mm256_add_epi16(_mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)a)),
+                                                  _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(a + 32))));
+            const __m256 dot = _mm256_sub_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(sums, ones)),
+                                             _mm256_loadu_ps((const float *)(a + 96)));
+            const __m256 scale = _mm256_mul_ps(_mm256_set1_ps(weight_scale_f16c(b0)), _mm256_loadu_ps((const float *)(a + 64)));
+            acc0 = _mm256_fmadd_ps(dot, scale, acc0);
+        }
+        y[r] = moert_hsum256(_mm256_add_ps(acc0, acc1));
+    }
 }
 
 /* The portable rows: the same sums, one value at a time. */
@@ -124,13 +153,15 @@ static void gemv_quant_part(void *ctx, int part, int parts) {
     else rows_avx2_q4_0(t->w, t->xq, t->y, r0, r1, t->blocks);
 }
 
-/* Quantizes x into xq, then the rows on the pool; products under 512 KiB of weights run on this thread. */
+/* Quantizes x into xq, then the rows on the pool; products of fewer than 2^18 weights run on this thread (the
+** threshold of gemv.c for f16, in weights rather than bytes: a quantized weight costs more work per byte). */
 static void run(const void *w, int type, const float *x, void *xq, float *y, int64_t rows, int64_t cols,
                 int portable) {
-    moert_quantize_activation_kernel(x, xq, cols, portable);
+    if (!portable && type == MOERT_QUANT_Q4_0 && moert_kernels_have_avx2()) moert_quantize_activation_pairs(x, xq, cols);
+    else moert_quantize_activation_kernel(x, xq, cols, portable);
     const int64_t blocks = cols / MOERT_QUANT_BLOCK;
     gemv_quant_task t = {w, type, xq, y, rows, blocks, portable};
-    moert_parallel(gemv_quant_part, &t, rows * blocks * moert_quant_block_bytes(type) < (1 << 19) ? 1 : MOERT_MAX_THREADS);
+    moert_parallel(gemv_quant_part, &t, rows * cols < (1 << 18) ? 1 : MOERT_MAX_THREADS);
 }
 
 void moert_gemv_quant(const void *w, int type, const float *x, void *xq, float *y, int64_t rows, int64_t cols) {

@@ -18,6 +18,15 @@ MOERT_KERNEL void moert_rows_avx512(const void *w, int dtype, const float *x, fl
 /** moert_quantize_activation with the AVX2 loop (when the CPU has it) or, with `portable`, the plain one. */
 MOERT_KERNEL void moert_quantize_activation_kernel(const float *x, void *xq, int64_t cols, int portable);
 
+/** Bytes of a pair of activation blocks in the layout of moert_quantize_activation_pairs. */
+#define MOERT_QA_PAIR_BYTES 128
+
+/** Quantizes `cols` floats as moert_quantize_activation does, laid out for the AVX2 q4_0 GEMV in pairs of blocks
+ * (b0, b1), 128 bytes each: quants 0-15 of b0 then of b1; quants 16-31 of b0 then of b1 (the order of q4_0's low and
+ * high nibbles); the scales as floats [d0 x4, d1 x4]; and 2 * (sum of the quants) of each block [x4 each], so that
+ * the four lanes of a block subtract 8 * its quant sum (q4_0's offset of 8). An odd last block pairs with zeros. */
+MOERT_KERNEL void moert_quantize_activation_pairs(const float *x, void *xq, int64_t cols);
+
 /** One f16 value widened to float32, exactly (subnormals, infinities and NaNs included). */
 static inline float moert_widen_f16(uint16_t h) {
     uint32_t sign = (uint32_t)(h & 0x8000) << 16, exp = (h >> 10) & 0x1f, man = h & 0x3ff, bits;

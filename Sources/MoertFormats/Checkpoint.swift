@@ -126,12 +126,12 @@ public final class Checkpoint: @unchecked Sendable {
             }
             return (info, file, type)
         }
-        guard info.shape == shape else {
-            throw MoertError.format("\(name) in \(file.fileName): expected shape \(shape), got \(info.shape)")
-        }
         guard let storage = info.dtype.weightStorage else {
             let hint = info.dtype == .u8 ? "; a quantized tensor must be named in the moert section's quantization entry" : ""
             throw MoertError.unsupported("\(name) in \(file.fileName): dtype \(info.dtype.rawValue) is not supported for weights (F32, F16, BF16)\(hint)")
+        }
+        guard info.shape == shape else {
+            throw MoertError.format("\(name) in \(file.fileName): expected shape \(shape), got \(info.shape)")
         }
         return (info, file, storage)
     }

@@ -62,8 +62,9 @@ struct QuantKernelTests {
                 results.append(y)
                 activations.append(xq)
             }
-            #expect(activations[0] == activations[1], "the vector and plain activation quantizers agree")
-            // The activation as the kernel used it: per block a float32 scale, then 32 int8.
+            if type == .q8_0 { #expect(activations[0] == activations[1], "the vector and plain activation quantizers agree") }
+            // The activation as the kernels used it (the portable run's layout; the AVX2 q4_0 path holds the same
+            // values in pairs of blocks): per block a float32 scale, then 32 int8.
             let a: [Double] = (0..<cols).map { c in
                 let block = c / 32 * 36
                 let d = xq.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: block, as: Float.self) }

@@ -94,6 +94,9 @@ public struct Quantizer {
                 throw MoertError.format("\(p.name): element \(r0 * columns + i) is \(chunk.pointer[i]); weights must be finite to be quantized")
             }
             convertFromFloat(chunk.pointer, storage: target, count: values, into: UnsafeMutableRawPointer(converted.pointer))
+            if target.isQuantized && moert_quant_first_nonfinite(target.kernelType, converted.pointer, Int64(values / target.blockValues)) >= 0 {
+                throw MoertError.format("\(p.name): values too large for \(target.rawValue) (a block scale overflows f16); keep this class at f32 or bf16")
+            }
             try writer.append(UnsafeRawBufferPointer(start: converted.pointer, count: target.bytes(values)))
             r0 += n
         }

@@ -1,0 +1,186 @@
+// QuantizedModelTests: checkpoints with q8_0/q4_0 weights against llama.cpp's quantizer and transformers (fixtures of
+// tools/make_quant_fixtures.py), moert quantize against the same bytes, and bad quantized files.
+
+import Foundation
+import Testing
+@testable import MoertCore
+import MoertFormats
+import MoertTensor
+import MoertTestSupport
+
+@Suite("Quantized weights")
+struct QuantizedModelTests {
+    /// (source fixture, type): each `<source>_<type>` fixture was quantized by libggml.
+    static let fixtures: [(String, WeightStorage)] = [("mixtral", .q8_0), ("mixtral", .q4_0), ("qwen2_moe", .q4_0), ("qwen3_moe", .q8_0)]
+
+    /// The fixture's tokens and transformers' logits over them, computed with the dequantized weights.
+    func reference(_ name: String) throws -> (tokens: [Int32], logits: [Float]) {
+        let (t, _) = try fixtureTensor(name + "/reference.safetensors", "tokens")
+        let tokens = t.withUnsafeBytes { b in (0..<t.count / 4).map { b.loadUnaligned(fromByteOffset: 4 * $0, as: Int32.self) } }
+        return (tokens, try fixtureFloats(name + "/reference.safetensors", "logits"))
+    }
+
+    @Test("prefill matches transformers on the dequantized weights; decode within the 8-bit activation's rounding",
+          arguments: fixtures)
+    func parity(source: String, type: WeightStorage) throws {
+        let name = "\(source)_\(type.rawValue)"
+        let model = try Model(path: fixturesDirectory + "/" + name)
+        let (tokens, expected) = try reference(name)
+        let vocab = model.config.vocabSize
+        // Prefill: products of several rows read the weights back to float32, as transformers sees them. An expert
+        // that receives one token of the chunk takes the GEMV with its 8-bit activation, hence more than float32
+        // rounding.
+        let prefill = try allLogits(try Session(model: model), tokens)
+        #expect(relativeError(prefill[...], expected[...]) <= 2e-3, "\(name) prefill")
+        // Decode: four tokens of prefill, then one token at a time through the quantized GEMV.
+        let session = try Session(model: model)
+        _ = try lastLogits(session, Array(tokens[..<4]))
+        for t in 4..<tokens.count {
+            let logits = try lastLogits(session, [tokens[t]])
+            let row = expected[(t * vocab)..<((t + 1) * vocab)]
+            #expect(relativeError(logits[...], row) <= 3e-2, "\(name) decode position \(t)")
+        }
+    }
+
+    @Test("moert quantize writes llama.cpp's bytes and the fixture's quantization entry", arguments: fixtures)
+    func quantizerMatchesGGML(source: String, type: WeightStorage) throws {
+        let out = try TemporaryDirectory()
+        let q = try Quantizer(directory: fixturesDirectory + "/" + source, options: QuantizeOptions(type: type))
+        try q.write(to: out.path, overwrite: true) { _, _, _ in }
+        let written = try Checkpoint(directory: out.path)
+        let expected = try SafetensorsFile(path: fixturesDirectory + "/\(source)_\(type.rawValue)/model.safetensors")
+        #expect(Set(written.tensorNames) == Set(expected.tensors.keys))
+        for name in written.tensorNames {
+            let (info, file) = try written.info(name)
+            let e = try #require(expected.tensors[name])
+            #expect(info.dtype == e.dtype && info.shape == e.shape, "\(name)")
+            let a = UnsafeRawBufferPointer(start: file.data(info), count: info.byteCount)
+            let b = UnsafeRawBufferPointer(start: expected.data(e), count: e.byteCount)
+            #expect(a.elementsEqual(b), "\(name) bytes")
+        }
+        let config = try JSON.parse(try out.read("config.json"), what: "config.json")
+        let section = try MoESection(json: try #require(config.object?["moert"]), source: "out")
+        let fixtureConfig = try JSON.parse(try String(contentsOfFile: fixturesDirectory + "/\(source)_\(type.rawValue)/config.json", encoding: .utf8), what: "fixture")
+        let fixtureSection = try MoESection(json: try #require(fixtureConfig.object?["moert"]), source: "fixture")
+        #expect(section.quantization?.tensors == fixtureSection.quantization?.tensors)
+        // Everything else of config.json is kept.
+        var rest = config.object!, fixtureRest = fixtureConfig.object!
+        rest["moert"] = nil
+        fixtureRest["moert"] = nil
+        #expect(JSON.object(rest) == JSON.object(fixtureRest))
+    }
+
+    @Test("a q8_0 copy of every tiny fixture keeps the float32 model's next token at 90% of positions or more",
+          arguments: fixtureNames)
+    func topOneAgreement(fixture: String) throws {
+        let out = try TemporaryDirectory()
+        try Quantizer(directory: fixturesDirectory + "/" + fixture, options: QuantizeOptions(type: .q8_0))
+            .write(to: out.path, overwrite: true) { _, _, _ in }
+        var rng = TestRandom(seed: 21)
+        let full = try Model(path: fixturesDirectory + "/" + fixture), quantized = try Model(path: out.path)
+        let tokens = (0..<64).map { _ in Int32(rng.next() % UInt64(full.config.vocabSize)) }
+        let a = try allLogits(try Session(model: full), tokens), b = try allLogits(try Session(model: quantized), tokens)
+        let vocab = full.config.vocabSize
+        func argmax(_ l: [Float], _ t: Int) -> Int { (0..<vocab).max { l[t * vocab + $0] < l[t * vocab + $1] }! }
+        let agree = (0..<tokens.count).filter { argmax(a, $0) == argmax(b, $0) }.count
+        #expect(Double(agree) >= 0.9 * Double(tokens.count), "\(fixture): \(agree) of \(tokens.count)")
+    }
+
+    @Test("the residency budget counts quantized bytes and changes nothing")
+    func budget() throws {
+        let path = fixturesDirectory + "/mixtral_q4_0"
+        let (tokens, _) = try reference("mixtral_q4_0")
+        let full = try Model(path: path)
+        let expected = try allLogits(try Session(model: full), tokens)
+        // 4 experts x 2 layers, each [2 x 32 x 64] + [64 x 32] values at 18 bytes per 32.
+        #expect(full.experts.totalBytes == 8 * WeightStorage.q4_0.bytes(3 * 32 * 64))
+        var options = ModelLoadOptions()
+        options.expertBudget = .fraction(0.5)
+        let limited = try Model(path: path, options: options)
+        #expect(try allLogits(try Session(model: limited), tokens) == expected)
+        #expect(limited.experts.statistics.evictions > 0)
+    }
+
+    /// A copy of the mixtral_q8_0 fixture whose model.safetensors is rewritten by `edit` (name → bytes) and whose
+    /// quantization entry by `entry`.
+    func brokenCopy(edit: (inout [String: (TensorDType, [Int], [UInt8])]) -> Void = { _ in },
+                    entry: (inout [String: Any]) -> Void = { _ in }) throws -> TemporaryDirectory {
+        let dir = try TemporaryDirectory.copy(of: "mixtral_q8_0")
+        let file = try SafetensorsFile(path: dir.path + "/model.safetensors")
+        var tensors: [String: (TensorDType, [Int], [UInt8])] = [:]
+        for (name, info) in file.tensors {
+            tensors[name] = (info.dtype, info.shape, Array(UnsafeRawBufferPointer(start: file.data(info), count: info.byteCount)))
+        }
+        edit(&tensors)
+        let names = tensors.keys.sorted()
+        let writer = try SafetensorsWriter(path: dir.path + "/model.safetensors",
+                                           entries: names.map { .init(name: $0, dtype: tensors[$0]!.0, shape: tensors[$0]!.1) })
+        for n in names { try tensors[n]!.2.withUnsafeBytes { try writer.append($0) } }
+        try writer.finish()
+        try dir.editConfig { config in
+            var moert = config["moert"] as! [String: Any]
+            var q = moert["quantization"] as! [String: Any]
+            entry(&q)
+            moert["quantization"] = q
+            config["moert"] = moert
+        }
+        return dir
+    }
+
+    @Test("bad quantized files give a clear load error naming the tensor")
+    func badFiles() throws {
+        let q = "model.layers.0.self_attn.q_proj.weight"
+        // A byte length that does not match the shape and type.
+        var dir = try brokenCopy(edit: { t in t[q]!.1 = [128, 68]; t[q]!.2 = [UInt8](repeating: 0, count: 128 * 68) })
+        var e = moertError { _ = try Model(path: dir.path) }
+        #expect(e?.code == .format && e!.message.contains(q) && e!.message.contains("[128, 68]"), "\(String(describing: e))")
+        // An unknown type.
+        dir = try brokenCopy(entry: { e in var t = e["tensors"] as! [String: Any]; t[q] = "q3_k"; e["tensors"] = t })
+        e = moertError { _ = try Model(path: dir.path) }
+        #expect(e?.code == .unsupported && e!.message.contains(q) && e!.message.contains("q3_k"), "\(String(describing: e))")
+        // A NaN scale in a matrix read at load, and in a routed expert (found when it is first materialised).
+        for (name, atLoad) in [(q, true), ("model.layers.1.block_sparse_moe.experts.2.w2.weight", false)] {
+            dir = try brokenCopy(edit: { t in t[name]!.2[34 * 3] = 0x00; t[name]!.2[34 * 3 + 1] = 0x7e })
+            e = moertError {
+                let model = try Model(path: dir.path)
+                #expect(!atLoad, "the load should have failed")
+                let session = try Session(model: model)
+                _ = try allLogits(session, (0..<32).map { Int32($0 * 7 % 256) })
+            }
+            #expect(e?.code == .format && e!.message.contains(name) && e!.message.contains("block 3"), "\(String(describing: e))")
+        }
+        // An entry naming a tensor the files do not hold, and a U8 tensor the entry does not name.
+        dir = try brokenCopy(entry: { e in var t = e["tensors"] as! [String: Any]; t["model.layers.0.nothing.weight"] = "q8_0"; e["tensors"] = t })
+        e = moertError { _ = try Model(path: dir.path) }
+        #expect(e?.code == .format && e!.message.contains("model.layers.0.nothing.weight"), "\(String(describing: e))")
+        dir = try brokenCopy(entry: { e in var t = e["tensors"] as! [String: Any]; t[q] = nil; e["tensors"] = t })
+        e = moertError { _ = try Model(path: dir.path) }
+        #expect(e?.code == .unsupported && e!.message.contains("quantization entry"), "\(String(describing: e))")
+    }
+
+    @Test("moert quantize refuses weights that are not finite or too large for the type")
+    func quantizerRefuses() throws {
+        let dir = try TemporaryDirectory.copy(of: "mixtral")
+        let file = try SafetensorsFile(path: dir.path + "/model.safetensors")
+        var tensors: [String: (TensorDType, [Int], [UInt8])] = [:]
+        for (name, info) in file.tensors {
+            tensors[name] = (info.dtype, info.shape, Array(UnsafeRawBufferPointer(start: file.data(info), count: info.byteCount)))
+        }
+        let name = "model.layers.0.self_attn.k_proj.weight"
+        for (value, message) in [(Float.nan, "must be finite"), (Float(1e7), "too large for q8_0")] {
+            var edited = tensors
+            withUnsafeBytes(of: value) { edited[name]!.2.replaceSubrange(40..<44, with: $0) }
+            let names = edited.keys.sorted()
+            let writer = try SafetensorsWriter(path: dir.path + "/model.safetensors",
+                                               entries: names.map { .init(name: $0, dtype: edited[$0]!.0, shape: edited[$0]!.1) })
+            for n in names { try edited[n]!.2.withUnsafeBytes { try writer.append($0) } }
+            try writer.finish()
+            let out = try TemporaryDirectory()
+            let e = moertError {
+                try Quantizer(directory: dir.path, options: QuantizeOptions(type: .q8_0)).write(to: out.path, overwrite: true) { _, _, _ in }
+            }
+            #expect(e?.code == .format && e!.message.contains(name) && e!.message.contains(message), "\(String(describing: e))")
+            #expect(!FileManager.default.fileExists(atPath: out.path + "/model.safetensors"), "no half-written checkpoint")
+        }
+    }
+}

@@ -171,7 +171,11 @@ typedef struct moert_model moert_model;
 #define MOERT_DTYPE_F32   0
 #define MOERT_DTYPE_F16   1
 #define MOERT_DTYPE_BF16  2
-#define MOERT_DTYPE_MIXED 3  /**< The checkpoint mixes several float dtypes. */
+#define MOERT_DTYPE_MIXED 3  /**< The checkpoint mixes several float dtypes, or holds quantized weights. */
+#define MOERT_DTYPE_Q8_0  4  /**< Blocks of 32 weights: an f16 scale and 32 int8 (GGML's Q8_0; docs/model-format.md).
+                                  Only per tensor (moert_model_tensor_dtype()). @since 0.2.0 */
+#define MOERT_DTYPE_Q4_0  5  /**< Blocks of 32 weights: an f16 scale and 32 4-bit quants (GGML's Q4_0). Only per
+                                  tensor (moert_model_tensor_dtype()). @since 0.2.0 */
 
 /** Flags of moert_model_options.flags. */
 #define MOERT_MODEL_TRUST_PLUGIN_PATHS 0x1u  /**< Let the checkpoint's moert section name plugin libraries by path
@@ -269,6 +273,15 @@ MOERT_API int32_t moert_model_eos_token_count(const moert_model *model);
 
 /** The index-th end-of-sequence token id, or -1 when out of range or model is NULL. Threads: any. @since 0.1.0 */
 MOERT_API int32_t moert_model_eos_token(const moert_model *model, int32_t index);
+
+/**
+ * How tensor `name` (UTF-8, as named in the checkpoint, e.g. "model.layers.0.self_attn.q_proj.weight") is stored:
+ * MOERT_DTYPE_F32, _F16, _BF16, _Q8_0 or _Q4_0 (quantized tensors are named in the moert section's quantization
+ * entry, written by `moert quantize`). Quantized and half-precision matrices are computed as stored; plugins see
+ * every tensor as float32 through the host table. Returns -1 when model or name is NULL or the checkpoint holds no
+ * such weight (a missing tensor, or an integer one). Threads: any. @since 0.2.0
+ */
+MOERT_API int32_t moert_model_tensor_dtype(const moert_model *model, const char *name);
 
 /* ------------------------------------------------------------------------------------------------------------ */
 /* Memory                                                                                                        */

@@ -87,6 +87,19 @@ nonisolated(unsafe) let defaultModelOptions = moert_model_options(struct_size: U
     return tokenId(object(model, as: ModelHandle.self).model.stopTokenIds, at: index)
 }
 
+/// The storage type of one tensor. The C entry point is `moert_model_tensor_dtype`.
+@c @implementation public func moert_model_tensor_dtype(_ model: OpaquePointer!, _ name: UnsafePointer<CChar>!) -> Int32 {
+    guard let model, let name else { return -1 }
+    switch object(model, as: ModelHandle.self).model.checkpoint.storage(of: String(cString: name)) {
+    case .f32?: return MOERT_DTYPE_F32
+    case .f16?: return MOERT_DTYPE_F16
+    case .bf16?: return MOERT_DTYPE_BF16
+    case .q8_0?: return MOERT_DTYPE_Q8_0
+    case .q4_0?: return MOERT_DTYPE_Q4_0
+    case nil: return -1
+    }
+}
+
 /// Memory statistics. The C entry point is `moert_model_get_memory_stats`.
 @c @implementation public func moert_model_get_memory_stats(_ model: OpaquePointer!, _ stats: UnsafeMutablePointer<moert_memory_stats>!) -> moert_status {
     withStatus {

@@ -93,6 +93,13 @@ public final class Checkpoint: @unchecked Sendable {
     /// Every tensor's name, sorted.
     public var tensorNames: [String] { location.keys.sorted() }
 
+    /// How tensor `name` is stored: its quantized type, or the weight type of its dtype; nil for a tensor that is
+    /// missing or not a weight.
+    public func storage(of name: String) -> WeightStorage? {
+        if let q = quantized[name] { return q }
+        return (try? info(name))?.0.dtype.weightStorage
+    }
+
     /// True when the checkpoint holds `name`.
     public func contains(_ name: String) -> Bool { location[name] != nil }
 

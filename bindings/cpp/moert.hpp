@@ -464,6 +464,13 @@ public:
         return ids;
     }
 
+    /// How tensor `name` of the checkpoint is stored: MOERT_DTYPE_F32, _F16, _BF16, _Q8_0 or _Q4_0; -1 when the
+    /// checkpoint holds no such weight or the Model is empty (moert_model_tensor_dtype).
+    int32_t tensor_dtype(const std::string &name) const {
+        if (!handle_ || name.find('\0') != std::string::npos) return -1;
+        return moert_model_tensor_dtype(handle_, name.c_str());
+    }
+
     /// Memory statistics: expert residency, the budget, mappings, the allocator and its counters
     /// (moert_model_get_memory_stats). Throws moert::Error when the Model is empty.
     MemoryStats memory_stats() const {

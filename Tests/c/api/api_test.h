@@ -115,6 +115,9 @@ void test_parallel(const fixture *fx, moert_model *model);
 /** memory.c: memory statistics, resident experts and expert budgets. */
 void test_memory(const fixture *fx, moert_model *model);
 
+/** moert_model_tensor_dtype, info and memory statistics of a quantized checkpoint (Tests/fixtures/mixtral_q4_0). */
+void test_quantized(const char *root);
+
 /** logging.c: moert_set_log_callback and the default log on stderr. */
 void test_logging(const fixture *fx);
 

@@ -13,7 +13,7 @@
 #include "json.h"
 
 /** Reads a whole file into a malloc'd buffer (NUL-terminated for convenience). Returns 0 on failure. */
-static int read_file(const char *path, unsigned char **out, size_t *out_size) {
+int read_file(const char *path, unsigned char **out, size_t *out_size) {
     *out = NULL;
     *out_size = 0;
     FILE *f = fopen(path, "rb");

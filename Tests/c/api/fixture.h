@@ -41,6 +41,9 @@ int fixture_load(fixture *fx, const char *root, const char *name);
 /** Releases a fixture's buffers. */
 void fixture_free(fixture *fx);
 
+/** Reads a whole file into a malloc'd buffer (NUL-terminated for convenience). Returns 0 on failure. */
+int read_file(const char *path, unsigned char **out, size_t *out_size);
+
 /** The prompt followed by the greedy continuation: the sequence `full_logits` was computed on. */
 size_t fixture_sequence(const fixture *fx, int32_t *out);
 

@@ -52,6 +52,7 @@ int main(int argc, char **argv) {
     }
     test_kinds();
     test_on_mixtral(argv[1]);
+    test_quantized(argv[1]);
     test_shutdown(argv[1]);
     return check_summary();
 }

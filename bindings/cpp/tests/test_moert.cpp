@@ -1935,6 +1935,23 @@ void test_shutdown() {
 }  // namespace
 
 /// Runs every group on the fixtures under argv[1] and prints "N passed, M failed".
+/// tensor_dtype() of a checkpoint quantized by llama.cpp's quantizer: the types its config.json's quantization entry
+/// names, F32 for what was kept, -1 for a missing tensor.
+void test_quantized(const std::string &root) {
+    const std::string dir = root + "/mixtral_q4_0";
+    Json config = JsonParser(read_file(dir + "/config.json")).parse();
+    moert::Model model(dir);
+    const Json &tensors = config["moert"]["quantization"]["tensors"];
+    CHECK(!tensors.members.empty(), "the fixture names quantized tensors");
+    for (const auto &[name, type] : tensors.members) {
+        int32_t want = type.text == "q8_0" ? MOERT_DTYPE_Q8_0 : type.text == "q4_0" ? MOERT_DTYPE_Q4_0 : -2;
+        CHECK(model.tensor_dtype(name) == want, name + ": tensor_dtype differs from config.json");
+    }
+    CHECK(model.tensor_dtype("model.norm.weight") == MOERT_DTYPE_F32, "norms keep F32");
+    CHECK(model.tensor_dtype("no.such.tensor") == -1, "a missing tensor is -1");
+    CHECK(model.info().dtype == MOERT_DTYPE_MIXED, "a quantized checkpoint is MOERT_DTYPE_MIXED");
+}
+
 int main(int argc, char **argv) {
     if (argc != 2) {
         std::cerr << "usage: " << argv[0] << " FIXTURES_DIR\n";
@@ -1946,6 +1963,7 @@ int main(int argc, char **argv) {
         test_fixture(root, name);
     }
     run_group("KV cache types and context shift", [&] { test_kv_cache(root); });
+    run_group("quantized weights", [&] { test_quantized(root); });
     std::unique_ptr<Fixture> fx;
     std::unique_ptr<moert::Model> model;
     run_group("mixtral: setup for API checks", [&] {

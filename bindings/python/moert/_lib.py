@@ -80,6 +80,7 @@ PROTOTYPES: Dict[str, Tuple[Any, List[Any]]] = {
     "moert_model_get_info": (moert_status, [moert_model_p, POINTER(moert_model_info)]),
     "moert_model_eos_token_count": (c_int32, [moert_model_p]),
     "moert_model_eos_token": (c_int32, [moert_model_p, c_int32]),
+    "moert_model_tensor_dtype": (c_int32, [moert_model_p, c_char_p]),
     # Memory
     "moert_model_get_memory_stats": (moert_status, [moert_model_p, POINTER(moert_memory_stats)]),
     "moert_model_get_resident_experts": (
@@ -211,6 +212,7 @@ SINCE: Dict[str, str] = {
     "moert_tokenizer_apply_chat_template": "0.2.0",
     "moert_tokenizer_apply_chat_template_json": "0.2.0",
     "moert_session_kv_bytes": "0.2.0",
+    "moert_model_tensor_dtype": "0.2.0",
     "moert_session_shift": "0.2.0",
 }
 

@@ -20,6 +20,8 @@ from ._types import (
     MOERT_DTYPE_F16,
     MOERT_DTYPE_F32,
     MOERT_DTYPE_MIXED,
+    MOERT_DTYPE_Q4_0,
+    MOERT_DTYPE_Q8_0,
     MOERT_MODEL_NO_MMAP,
     MOERT_MODEL_TRUST_PLUGIN_PATHS,
     moert_memory_stats,
@@ -44,6 +46,8 @@ _DTYPE_NAMES: Dict[int, str] = {
     MOERT_DTYPE_F16: "f16",
     MOERT_DTYPE_BF16: "bf16",
     MOERT_DTYPE_MIXED: "mixed",
+    MOERT_DTYPE_Q8_0: "q8_0",
+    MOERT_DTYPE_Q4_0: "q4_0",
 }
 
 
@@ -208,6 +212,19 @@ class Model(ClosedByWith):
         The C entry point is ``moert_model_get_info``.
         """
         return self._read_info()
+
+    def tensor_dtype(self, name: str) -> Optional[str]:
+        """How tensor ``name`` of the checkpoint is stored: "f32", "f16", "bf16", "q8_0" or "q4_0" (quantized tensors
+        are those ``moert quantize`` wrote); None when the checkpoint holds no such weight.
+
+        The C entry point is ``moert_model_tensor_dtype``.
+        """
+        if not isinstance(name, str):
+            raise TypeError(f"name must be a str, got {type(name).__name__}")
+        if "\0" in name:
+            raise ValueError("name must not contain NUL characters")
+        code = int(_lib.newer_function("moert_model_tensor_dtype")(self._require(), name.encode("utf-8")))
+        return _DTYPE_NAMES.get(code) if code >= 0 else None
 
     @property
     def path(self) -> str:

@@ -1,0 +1,78 @@
+/* quantized.c — a checkpoint with q4_0/q8_0 weights (written by tools/make_quant_fixtures.py with llama.cpp's
+   quantizer): the storage type of each tensor, the model info and the expert bytes its memory statistics count. */
+#include "api_test.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "json.h"
+
+typedef struct dtype_check {
+    moert_model *model;
+    int n_checked;
+} dtype_check;
+
+/** One member of the quantization entry's "tensors": the tensor's type as moert_model_tensor_dtype() reports it. */
+static void check_entry(json_span key, json_span value, void *ctx) {
+    dtype_check *c = ctx;
+    char name[256], type[16];
+    if (!CHECK(key.n < sizeof name && json_string(value, type, sizeof type), "a readable quantization entry")) return;
+    memcpy(name, key.p, key.n);
+    name[key.n] = 0;
+    int32_t want = strcmp(type, "q8_0") == 0 ? MOERT_DTYPE_Q8_0 : strcmp(type, "q4_0") == 0 ? MOERT_DTYPE_Q4_0 : -2;
+    int32_t got = moert_model_tensor_dtype(c->model, name);
+    CHECK(got == want, "%s: dtype %d, config.json says %s", name, (int)got, type);
+    c->n_checked++;
+}
+
+void test_quantized(const char *root) {
+    char dir[1024], path[1100];
+    snprintf(dir, sizeof dir, "%s/mixtral_q4_0", root);
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    group_begin("quantized: tensor dtypes, info and expert bytes");
+    unsigned char *text = NULL;
+    size_t size = 0;
+    json_span config, moert, quantization, tensors;
+    moert_model *model = load_model(dir);
+    if (!CHECK(model && read_file(path, &text, &size), "load %s", dir) ||
+        !CHECK(json_value((json_span){(const char *)text, size}, &config) && json_object_get(config, "moert", &moert) &&
+               json_object_get(moert, "quantization", &quantization) &&
+               json_object_get(quantization, "tensors", &tensors),
+               "config.json has moert.quantization.tensors")) {
+        moert_model_free(model);
+        free(text);
+        group_end();
+        return;
+    }
+    dtype_check c = {model, 0};
+    CHECK(json_object_each(tensors, check_entry, &c) && c.n_checked > 0, "every quantized tensor checked");
+    /* Kept as stored (F32 in the fixture's safetensors): norms and router gates. */
+    CHECK(moert_model_tensor_dtype(model, "model.norm.weight") == MOERT_DTYPE_F32, "model.norm.weight is F32");
+    CHECK(moert_model_tensor_dtype(model, "model.layers.0.block_sparse_moe.gate.weight") == MOERT_DTYPE_F32,
+          "the router gate keeps F32");
+    CHECK(moert_model_tensor_dtype(model, "model.layers.0.no_such.weight") == -1, "a missing tensor is -1");
+    CHECK(moert_model_tensor_dtype(NULL, "model.norm.weight") == -1 && moert_model_tensor_dtype(model, NULL) == -1,
+          "NULL arguments are -1");
+
+    moert_model_info info;
+    memset(&info, 0, sizeof info);
+    info.struct_size = sizeof info;
+    CHECK_STATUS(moert_model_get_info(model, &info), MOERT_OK, "moert_model_get_info");
+    CHECK(info.dtype == MOERT_DTYPE_MIXED, "a quantized checkpoint reports MOERT_DTYPE_MIXED, got %d", (int)info.dtype);
+
+    /* Routed experts in their compute layout, as stored: 3 projections of intermediate x hidden q4_0 weights,
+       18 bytes per 32 (sizes from config.json). */
+    int64_t hidden = json_get_int(config, "hidden_size", -1), width = json_get_int(config, "intermediate_size", -1);
+    int64_t experts = json_get_int(config, "num_local_experts", -1), layers = json_get_int(config, "num_hidden_layers", -1);
+    moert_memory_stats m;
+    memset(&m, 0, sizeof m);
+    m.struct_size = sizeof m;
+    CHECK_STATUS(moert_model_get_memory_stats(model, &m), MOERT_OK, "moert_model_get_memory_stats");
+    CHECK(m.expert_bytes_total == layers * experts * 3 * width * hidden / 32 * 18,
+          "expert bytes %lld, q4_0 layout says %lld", (long long)m.expert_bytes_total,
+          (long long)(layers * experts * 3 * width * hidden / 32 * 18));
+    moert_model_free(model);
+    free(text);
+    group_end();
+}

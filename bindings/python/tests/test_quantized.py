@@ -1,0 +1,39 @@
+"""A checkpoint with q4_0/q8_0 weights (Tests/fixtures/mixtral_q4_0, quantized by llama.cpp's own quantizer): the
+storage type of each tensor, and logits against transformers on the dequantized weights."""
+import json
+
+import numpy as np
+import pytest
+import moert
+
+from conftest import fixture_dir, read_safetensors
+
+
+@pytest.fixture(scope="module")
+def quantized():
+    with moert.Model(fixture_dir("mixtral_q4_0")) as model:
+        yield model
+
+
+def test_tensor_dtypes_follow_the_quantization_entry(quantized):
+    config = json.loads((fixture_dir("mixtral_q4_0") / "config.json").read_text())
+    entry = config["moert"]["quantization"]["tensors"]
+    assert entry
+    for name, kind in entry.items():
+        assert quantized.tensor_dtype(name) == kind, name
+    assert quantized.tensor_dtype("model.norm.weight") == "f32"
+    assert quantized.tensor_dtype("model.layers.0.block_sparse_moe.gate.weight") == "f32"
+    assert quantized.tensor_dtype("no.such.tensor") is None
+    assert quantized.info.dtype == "mixed"
+    with pytest.raises(TypeError):
+        quantized.tensor_dtype(3)
+    with pytest.raises(ValueError):
+        quantized.tensor_dtype("model.norm.weight\0x")
+
+
+def test_prefill_matches_transformers_on_the_dequantized_weights(quantized):
+    ref = read_safetensors(fixture_dir("mixtral_q4_0") / "reference.safetensors")
+    with quantized.session() as s:
+        logits = s.eval(ref["tokens"], all_logits=True)
+    error = np.abs(logits - ref["logits"]).max() / np.abs(ref["logits"]).max()
+    assert error <= 2e-3

@@ -1,6 +1,7 @@
 // Commands: the `moert` subcommands — info, run, generate, trace.
 
 import MoertCore
+import MoertFormats
 import MoertMoE
 import MoertTensor
 
@@ -207,6 +208,7 @@ func infoCommand(_ args: Arguments) throws {
     print("architecture      \(c.architecture.rawValue)")
     print("parameters        \(m.parameterCount)")
     print("dtype             \(dtype) (computed in f32)")
+    print("weights           \(storageSummary(m.checkpoint))")
     print("vocab             \(c.vocabSize)")
     print("hidden            \(c.hiddenSize)")
     print("layers            \(c.numHiddenLayers) (\(m.moeLayerCount) MoE)")
@@ -236,6 +238,23 @@ func infoCommand(_ args: Arguments) throws {
         moeIndex += 1
     }
     if args.has("--memory") { try printMemory(m) }
+}
+
+/// "q4_0 attention, routed experts; q8_0 embeddings and output layer; f32 router gates, other tensors": how each
+/// class of tensor is stored (several types in a class are listed as "q8_0 (12) + q4_0 (4)").
+func storageSummary(_ checkpoint: Checkpoint) -> String {
+    var byClass: [TensorClass: [String: Int]] = [:]
+    for name in checkpoint.tensorNames {
+        guard let s = checkpoint.storage(of: name) else { continue }
+        byClass[TensorClass.of(name), default: [:]][s.rawValue, default: 0] += 1
+    }
+    var byTypes: [(String, [String])] = []
+    for cls in TensorClass.allCases {
+        guard let types = byClass[cls] else { continue }
+        let key = types.count == 1 ? types.keys.first! : types.sorted { $0.key < $1.key }.map { "\($0.key) (\($0.value))" }.joined(separator: " + ")
+        if let i = byTypes.firstIndex(where: { $0.0 == key }) { byTypes[i].1.append(cls.rawValue) } else { byTypes.append((key, [cls.rawValue])) }
+    }
+    return byTypes.map { "\($0.0) \($0.1.joined(separator: ", "))" }.joined(separator: "; ")
 }
 
 /// The expert memory statistics, after a short evaluation so that experts are materialised.

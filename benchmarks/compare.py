@@ -4,6 +4,7 @@
     python benchmarks/compare.py --preset small [--reps 3] [--peers llama:f32,llama:f16,torch:sdpa]
                                  [--budgets 50,25] [--no-avx512] [--moert build/bin/moert] [--work DIR]
                                  [--json OUT.json] [--report OUT.json]
+    python benchmarks/compare.py --preset small --quant q8_0,q4_0 [--peers ''] [--reps 3]
     python benchmarks/compare.py --preset small --depth 0,1000,4000 [--kv-types f16,q8_0,f32] [--reps 3]
 
 Needs the peer harness of ../shared/bench (its venv: torch, transformers, safetensors, gguf, llama-cpp-python) and
@@ -15,7 +16,10 @@ checkpoint with float16 storage, made once next to it (hf-f16/). --budgets also 
 residency budget at those percentages of the expert bytes (`--expert-budget P%`), f32 and f16. --no-avx512 also runs
 moert with MOERT_AVX512=0, as on a CPU without AVX-512: prefill on OpenBLAS sgemm (with the kernels OpenBLAS picks, or
 those OPENBLAS_CORETYPE pins), float32 decode on OpenBLAS sgemv, half-precision decode on the AVX2 GEMV (`moert bench`
-prints the kernels used).
+prints the kernels used). --quant also runs each quantized type on both engines: moert on `moert quantize --type T`
+of the f16 copy (hf-T/; embeddings and output layer at q8_0 for q4_0), llama.cpp on llama_model_quantize of its f16
+GGUF (model-T.gguf; its Q4_0 keeps the output layer at Q6_K): both quantize the same f16 values, with the same
+blocks and rounding for every tensor both store as T.
 
 Every round also measures the machine's limits (benchmarks/machine_peak.c: read bandwidth, FMA peak), because on a
 shared machine they move between minutes; each engine's decode is reported as a share of the roofline (bandwidth /
@@ -58,6 +62,25 @@ def ensure_f16(hf: Path) -> Path:
     return out
 
 
+def ensure_quantized(binary: str, f16: Path, gguf_f16: Path, kind: str) -> Path:
+    """moert's copy of the f16 checkpoint at `kind` (hf-<kind>/) and llama.cpp's of its f16 GGUF (model-<kind>.gguf),
+    each made once."""
+    out = f16.parent / f"hf-{kind}"
+    if not (out / "model.safetensors").exists():
+        subprocess.run([binary, "quantize", "--model", str(f16), "--out", str(out), "--type", kind, "--force"],
+                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    gguf = gguf_f16.parent / f"model-{kind}.gguf"
+    if not gguf.exists():
+        import ctypes
+        import llama_cpp
+        params = llama_cpp.llama_model_quantize_default_params()
+        params.ftype = getattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{kind.upper()}")
+        params.nthread = 2
+        if llama_cpp.llama_model_quantize(str(gguf_f16).encode(), str(gguf).encode(), ctypes.byref(params)) != 0:
+            sys.exit(f"llama_model_quantize failed for {kind}")
+    return out
+
+
 def run_moert(binary: str, model: Path, extra: list, env: dict = None) -> dict:
     """One `moert bench` process (itself the median of 3 timings)."""
     out = subprocess.run([binary, "bench", "--model", str(model), "--repeat", "3", *extra],
@@ -95,6 +118,7 @@ def main() -> None:
     ap.add_argument("--report", type=Path, help="print the tables of a --json file from an earlier run; run nothing")
     ap.add_argument("--depth", help="decode after these context depths instead (benchmarks/depth.py), e.g. 0,1000,4000")
     ap.add_argument("--kv-types", default="f16,q8_0,f32", help="with --depth: the KV cache types to compare")
+    ap.add_argument("--quant", default="", help="quantized types to run on both engines, e.g. q8_0,q4_0")
     args = ap.parse_args()
     if args.depth:
         import depth
@@ -114,6 +138,10 @@ def main() -> None:
         env = dict(os.environ, MOERT_AVX512="0")
         configs["moert:f32 (AVX-512 off)"] = lambda: run_moert(args.moert, hf, [], env)
         configs["moert:f16 (AVX-512 off)"] = lambda: run_moert(args.moert, f16, [], env)
+    for kind in filter(None, args.quant.split(",")):
+        quantized = ensure_quantized(args.moert, f16, args.work / args.preset / "model-f16.gguf", kind)
+        configs[f"moert:{kind}"] = lambda model=quantized: run_moert(args.moert, model, [])
+        configs[f"llama:{kind}"] = lambda kind=kind: run_peer(args.preset, args.work, f"llama:{kind}")
     for pct in filter(None, args.budgets.split(",")):
         for dtype, model in (("f32", hf), ("f16", f16)):
             configs[f"moert:{dtype} budget {pct}%"] = \
@@ -156,9 +184,9 @@ def report(preset: str, rows: dict) -> None:
 
     print("\nratios (median of the per-round ratios, same run):")
     for mine in [n for n in rows if n.startswith("moert:") and " budget " not in n]:
-        dtype = mine.split(":")[1][:3]
+        dtype = mine.split(":")[1].split(" ")[0]
         for peer in rows:
-            if peer.startswith("moert:") or not (peer.endswith(dtype) or peer.startswith("torch")):
+            if peer.startswith("moert:") or not (peer.endswith(":" + dtype) or peer.startswith("torch")):
                 continue
             print(f"  {mine} / {peer}: prefill {ratio(mine, peer, 'prefill_tps'):.2f}x, "
                   f"decode {ratio(mine, peer, 'decode_tps'):.2f}x")
@@ -167,6 +195,17 @@ def report(preset: str, rows: dict) -> None:
             full = name.split(" budget ")[0]
             print(f"  {name} / full residency: decode {ratio(name, full, 'decode_tps'):.2f}x, "
                   f"peak RSS {r['median']['peak_rss_mib']:.0f} vs {rows[full]['median']['peak_rss_mib']:.0f} MiB")
+
+
+def weight_bytes(costs: dict, name: str) -> float:
+    """Weight bytes one decoded token reads for run `name`: f32 and f16 from the preset's costs; q8_0 at 34 bytes per
+    32 weights; q4_0 at 18 per 32 with the output layer at q8_0 (moert) or Q6_K, 210 bytes per 256 (llama.cpp)."""
+    if "q8_0" in name:
+        return costs["bytes_f16"] * 34 / 64
+    if "q4_0" in name:
+        head = costs["lm_head_f16"]
+        return (costs["bytes_f16"] - head) * 18 / 64 + head * (34 / 64 if name.startswith("moert") else 210 / 512)
+    return costs["bytes_f16"] if "f16" in name else costs["bytes_f32"]
 
 
 def report_limits(rows: dict, machine: dict) -> None:
@@ -185,7 +224,7 @@ def report_limits(rows: dict, machine: dict) -> None:
     for name, r in rows.items():
         if " budget " in name:
             continue
-        wbytes = costs["bytes_f16"] if "f16" in name else costs["bytes_f32"]
+        wbytes = weight_bytes(costs, name)
         flops = costs["prefill_flops"]
         decode = [x["decode_tps"] * wbytes / (b * 1e9) for x, b in zip(r["reps"], bw)]
         prefill = [x["prefill_tps"] * flops / (f * 1e9) for x, f in zip(r["reps"], fma)]

@@ -39,9 +39,11 @@ def run(exe: Path, threads: int) -> dict:
 
 
 def preset_costs(preset: str) -> dict:
-    """Weight bytes read per decoded token (f32, f16) and FLOPs per token of a 512-token prefill."""
+    """Weight bytes read per decoded token (f32, f16; the f16 output layer's share) and FLOPs per token of a
+    512-token prefill."""
     p = PRESETS[preset]
-    return dict(bytes_f32=bytes_per_token(p, 4)["total"], bytes_f16=bytes_per_token(p, 2)["total"],
+    f16 = bytes_per_token(p, 2)
+    return dict(bytes_f32=bytes_per_token(p, 4)["total"], bytes_f16=f16["total"], lm_head_f16=f16["lm_head"],
                 prefill_flops=prefill_flops_per_token(p))
 
 

@@ -125,7 +125,7 @@ let commandHelp: [String: String] = [
     """ + "\n" + commonHelp + "\n" + routingHelp,
     "quantize": """
     usage: moert quantize --model DIR --out DIR2 --type T [--attention T] [--experts T] [--shared T]
-                          [--output-type T] [--force]
+                          [--output-type T] [--calibration FILE --bits AVG] [--force]
 
     Writes a copy of the checkpoint in DIR to DIR2 with its linear weights stored as type T: q8_0 (8.5 bits per
     weight) or q4_0 (4.5 bits; blocks of 32 weights with one f16 scale, as GGML's Q8_0 and Q4_0), or f16, bf16,
@@ -137,6 +137,12 @@ let commandHelp: [String: String] = [
     tensors listed in its moert section (docs/model-format.md), and every other file of DIR copied (tokenizer,
     generation config). Progress goes to stderr, a summary per class to stdout.
 
+    Per-expert bits: with --calibration FILE --bits AVG, the model first runs over FILE (token ids separated by
+    commas or white space, or else text, tokenized without special tokens; up to 65536 tokens), counting how often
+    and with how much routing weight each routed expert is chosen; in each MoE layer the experts with the most
+    routing weight get q8_0 and the others q4_0, as many at q8_0 as bring the routed experts' average closest to
+    AVG bits per weight (4.5 to 8.5). The choice is printed and written into the quantization entry.
+
     options:
       --model DIR         the checkpoint to read
       --out DIR2          the directory to write (created if missing)
@@ -145,6 +151,8 @@ let commandHelp: [String: String] = [
       --experts T         type of the routed experts
       --shared T          type of shared experts and dense MLPs
       --output-type T     type of the embeddings and output layer
+      --calibration FILE  input for per-expert bits (with --bits)
+      --bits AVG          average bits per routed-expert weight, from q4_0 (4.5) to q8_0 (8.5)
       --force             overwrite a checkpoint already in DIR2
     """,
     "trace": """

@@ -6,6 +6,7 @@ import Glibc
 import MoertCore
 import MoertFormats
 import MoertTensor
+import MoertText
 
 /// `moert quantize`.
 func quantizeCommand(_ args: Arguments) throws {
@@ -23,11 +24,24 @@ func quantizeCommand(_ args: Arguments) throws {
     options.experts = try type("--experts")
     options.shared = try type("--shared")
     options.outputType = try type("--output-type")
-    var quantizer = try Quantizer(directory: model, options: options)
     var notes: [String: JSON] = ["type": .string(main.rawValue)]
     for (flag, key) in [("--attention", "attention"), ("--experts", "experts"), ("--shared", "shared"), ("--output-type", "output_type")] {
         if let t = args.string(flag) { notes[key] = .string(t) }
     }
+    var bitPlan: (ExpertBitPlan, ExpertUsage)?
+    switch (args.string("--calibration"), args.string("--bits")) {
+    case (nil, nil): break
+    case (let file?, let bits?):
+        guard options.experts == nil else { throw UsageError("--bits chooses the experts' types; do not also give --experts") }
+        guard let average = Double(bits) else { throw UsageError("--bits must be a number, got '\(bits)'") }
+        let plan = try expertBitPlan(model: model, calibration: file, averageBits: average)
+        options.tensors = plan.0.tensorTypes(try Checkpoint(directory: model, quantized: try quantizedTensors(model)))
+        notes["bits"] = .double(plan.0.averageBits)
+        notes["calibration_tokens"] = .int(Int64(plan.1.tokens))
+        bitPlan = plan
+    default: throw UsageError("--calibration and --bits go together")
+    }
+    var quantizer = try Quantizer(directory: model, options: options)
     quantizer.notes = notes
 
     let count = quantizer.plan.tensors.count
@@ -39,6 +53,58 @@ func quantizeCommand(_ args: Arguments) throws {
         printError("[\(pad(index, count))/\(count)] \(pad(percent, 100))% \(tensor.name) \(tensor.shape) -> \(type)")
     }
     printSummary(quantizer.plan, source: model, out: out)
+    if let (plan, usage) = bitPlan { printBitPlan(plan, usage) }
+}
+
+/// The quantized tensors the model directory's moert section names (a source that is itself quantized).
+private func quantizedTensors(_ directory: String) throws -> [String: WeightStorage] {
+    let (_, json) = try ModelConfig.read(directory: directory)
+    return try MoESection.read(directory: directory, config: json).quantization?.tensors ?? [:]
+}
+
+/// Runs the model over the calibration file (token ids: integers separated by commas or white space; anything else
+/// is text, tokenized without special tokens) and plans q8_0/q4_0 per routed expert at `averageBits`.
+private func expertBitPlan(model path: String, calibration file: String, averageBits: Double) throws -> (ExpertBitPlan, ExpertUsage) {
+    let text = try readCalibration(file)
+    let model = try Model(path: path)
+    var tokens: [Int32]
+    let words = text.split { $0 == "," || $0 == " " || $0 == "\n" || $0 == "\t" || $0 == "\r" }
+    if !words.isEmpty, words.allSatisfy({ Int32($0) != nil }) {
+        tokens = words.map { Int32($0)! }
+        if let bad = tokens.first(where: { $0 < 0 || Int($0) >= model.config.vocabSize }) {
+            throw UsageError("--calibration: token id \(bad) is outside the vocabulary (0 to \(model.config.vocabSize - 1))")
+        }
+    } else {
+        tokens = try ModelText(path: path).tokenizer.encode(text, addSpecialTokens: false)
+    }
+    let cap = 1 << 16
+    if tokens.count > cap {
+        printError("calibration: using the first \(cap) of \(tokens.count) tokens")
+        tokens = Array(tokens[..<cap])
+    }
+    let window = min(model.contextLength, 2048)
+    printError("calibration: \(tokens.count) tokens in windows of up to \(window)")
+    let usage = try ExpertUsage.measure(model: model, tokens: tokens, window: window)
+    return (try ExpertBitPlan(usage: usage, averageBits: averageBits), usage)
+}
+
+/// The calibration file's text, at most 64 MiB.
+private func readCalibration(_ path: String) throws -> String {
+    let file = try MappedFile(path: path)
+    guard file.size <= 64 << 20 else { throw UsageError("--calibration: \(path) is larger than 64 MiB") }
+    guard let text = String(validating: file.bytes, as: UTF8.self) else { throw UsageError("--calibration: \(path) is not valid UTF-8") }
+    return text
+}
+
+/// Per MoE layer: the experts given q8_0, with their share of the layer's routing-weight mass.
+private func printBitPlan(_ plan: ExpertBitPlan, _ usage: ExpertUsage) {
+    print("per-expert bits: \(oneDecimal(plan.averageBits)) bits per routed-expert weight on average, from \(usage.tokens) calibration tokens")
+    for layer in plan.types.keys.sorted() {
+        let types = plan.types[layer]!, mass = usage.mass[layer] ?? [], total = max(mass.reduce(0, +), 1e-30)
+        let high = types.indices.filter { types[$0] == .q8_0 }
+        let share = high.reduce(0.0) { $0 + mass[$1] } / total
+        print("  layer \(layer): q8_0 experts \(high.map(String.init).joined(separator: ",")) (\(oneDecimal(share * 100))% of the routing weight), q4_0 the other \(types.count - high.count)")
+    }
 }
 
 /// `n` right-aligned to the width of `widest`.
@@ -55,7 +121,9 @@ private func printError(_ line: String) {
 
 /// Per class: tensors, types written and bytes before/after; then the tensors that kept their type and why.
 private func printSummary(_ plan: QuantizePlan, source: String, out: String) {
-    func mib(_ bytes: Int) -> String { oneDecimal(Double(bytes) / 1048576) + " MiB" }
+    func mib(_ bytes: Int) -> String {
+        bytes < 1 << 20 ? oneDecimal(Double(bytes) / 1024) + " KiB" : oneDecimal(Double(bytes) / 1048576) + " MiB"
+    }
     var totalIn = 0, totalOut = 0
     print("wrote \(out) from \(source)")
     for cls in TensorClass.allCases {

@@ -75,7 +75,7 @@ do {
     case "bench":
         try benchCommand(try Arguments(rest, valued: modelOptions.union(routingOptions).union(["--prompt", "--decode", "--repeat", "--depth"]), flags: modelFlags.union(["--baseline"])))
     case "quantize":
-        try quantizeCommand(try Arguments(rest, valued: ["--model", "--out", "--type", "--attention", "--experts", "--shared", "--output-type"],
+        try quantizeCommand(try Arguments(rest, valued: ["--model", "--out", "--type", "--attention", "--experts", "--shared", "--output-type", "--calibration", "--bits"],
                                           flags: ["--force"]))
     case "trace":
         try traceCommand(try Arguments(rest, valued: modelOptions.union(routingOptions).union(["--tokens", "--out", "--max-new"]), flags: modelFlags))

@@ -184,3 +184,68 @@ struct QuantizedModelTests {
         }
     }
 }
+
+@Suite("Per-expert bits")
+struct ExpertBitsTests {
+    @Test("each layer's experts with the most routing weight get q8_0, as many as the average asks")
+    func plan() throws {
+        var usage = ExpertUsage()
+        usage.mass = [0: [0.5, 3.0, 1.0, 2.0], 3: [4.0, 0.0, 0.0, 1.0]]
+        usage.counts = [0: [1, 6, 2, 5], 3: [8, 0, 1, 2]]
+        let half = try ExpertBitPlan(usage: usage, averageBits: 6.5)
+        #expect(half.types[0] == [.q4_0, .q8_0, .q4_0, .q8_0])
+        #expect(half.types[3] == [.q8_0, .q4_0, .q4_0, .q8_0])
+        #expect(half.averageBits == 6.5)
+        // Equal mass: the count decides, then the lower id.
+        #expect(try ExpertBitPlan(usage: usage, averageBits: 5.5).types[3] == [.q8_0, .q4_0, .q4_0, .q4_0])
+        #expect(try ExpertBitPlan(usage: usage, averageBits: 4.5).types[0] == [.q4_0, .q4_0, .q4_0, .q4_0])
+        #expect(try ExpertBitPlan(usage: usage, averageBits: 8.5).types[0] == [.q8_0, .q8_0, .q8_0, .q8_0])
+        for bad in [4.0, 9.0, Double.nan] {
+            #expect(moertError { _ = try ExpertBitPlan(usage: usage, averageBits: bad) }?.code == .invalidArgument, "\(bad)")
+        }
+    }
+
+    @Test("usage counts every routing decision: top-k per token and layer, the same counts as the session's counters")
+    func usage() throws {
+        let model = try Model(path: fixturesDirectory + "/qwen2_moe")
+        var rng = TestRandom(seed: 9)
+        let tokens = (0..<300).map { _ in Int32(rng.next() % 256) }
+        let usage = try ExpertUsage.measure(model: model, tokens: tokens, window: 128)
+        #expect(usage.tokens == 300)
+        let session = try Session(model: model)
+        for start in stride(from: 0, to: 300, by: 128) {
+            session.reset()
+            let chunk = Array(tokens[start..<min(300, start + 128)])
+            try chunk.withUnsafeBufferPointer { try session.evaluate($0, mode: .none, logits: nil, capacity: 0) }
+        }
+        let counted = session.expertCounts
+        for (m, block) in model.moeBlocks.enumerated() {
+            let layer = block.layer.layer
+            #expect(usage.counts[layer]!.reduce(0, +) == 300 * model.config.numExpertsPerTok)
+            #expect(usage.counts[layer]! == (0..<counted.experts).map { Int(counted.counts[m * counted.experts + $0]) })
+            #expect(usage.mass[layer]!.allSatisfy { $0 >= 0 })
+        }
+    }
+
+    @Test("a mixed checkpoint stores each expert at its planned type and loads")
+    func mixedCheckpoint() throws {
+        let source = fixturesDirectory + "/mixtral"
+        let model = try Model(path: source)
+        var rng = TestRandom(seed: 4)
+        let usage = try ExpertUsage.measure(model: model, tokens: (0..<200).map { _ in Int32(rng.next() % 256) }, window: 64)
+        let plan = try ExpertBitPlan(usage: usage, averageBits: 6.5)
+        var options = QuantizeOptions(type: .q4_0)
+        options.tensors = plan.tensorTypes(model.checkpoint)
+        #expect(options.tensors.count == 2 * 4 * 3)
+        let out = try TemporaryDirectory()
+        try Quantizer(directory: source, options: options).write(to: out.path, overwrite: true) { _, _, _ in }
+        let mixed = try Model(path: out.path)
+        for (layer, types) in plan.types {
+            for (e, type) in types.enumerated() {
+                #expect(mixed.checkpoint.storage(of: "model.layers.\(layer).block_sparse_moe.experts.\(e).w2.weight") == type)
+            }
+        }
+        #expect(mixed.experts.totalBytes == 2 * (2 * WeightStorage.q8_0.bytes(3 * 32 * 64) + 2 * WeightStorage.q4_0.bytes(3 * 32 * 64)))
+        _ = try allLogits(try Session(model: mixed), [1, 2, 3])
+    }
+}

@@ -13,7 +13,7 @@ and the median is reported. The runs are interleaved (round r runs every configu
 of a shared machine fall on all engines alike instead of on whichever ran during a slow spell. moert follows the same protocol as peer_bench.py (`moert bench`: one warm-up prefill, prefill of
 512 tokens timed 3 times, a 16-token prompt then 128 greedy decode steps). moert's f16 run uses a copy of the HF
 checkpoint with float16 storage, made once next to it (hf-f16/). --budgets also runs moert with its expert
-residency budget at those percentages of the expert bytes (`--expert-budget P%`), f32 and f16. --no-avx512 also runs
+residency budget at those percentages of the expert bytes (`--expert-budget P%`), f32, f16 and each --quant type. --no-avx512 also runs
 moert with MOERT_AVX512=0, as on a CPU without AVX-512: prefill on OpenBLAS sgemm (with the kernels OpenBLAS picks, or
 those OPENBLAS_CORETYPE pins), float32 decode on OpenBLAS sgemv, half-precision decode on the AVX2 GEMV (`moert bench`
 prints the kernels used). --quant also runs each quantized type on both engines: moert on `moert quantize --type T`
@@ -138,12 +138,14 @@ def main() -> None:
         env = dict(os.environ, MOERT_AVX512="0")
         configs["moert:f32 (AVX-512 off)"] = lambda: run_moert(args.moert, hf, [], env)
         configs["moert:f16 (AVX-512 off)"] = lambda: run_moert(args.moert, f16, [], env)
+    models = [("f32", hf), ("f16", f16)]
     for kind in filter(None, args.quant.split(",")):
         quantized = ensure_quantized(args.moert, f16, args.work / args.preset / "model-f16.gguf", kind)
+        models.append((kind, quantized))
         configs[f"moert:{kind}"] = lambda model=quantized: run_moert(args.moert, model, [])
         configs[f"llama:{kind}"] = lambda kind=kind: run_peer(args.preset, args.work, f"llama:{kind}")
     for pct in filter(None, args.budgets.split(",")):
-        for dtype, model in (("f32", hf), ("f16", f16)):
+        for dtype, model in models:
             configs[f"moert:{dtype} budget {pct}%"] = \
                 lambda model=model, pct=pct: run_moert(args.moert, model, ["--expert-budget", f"{pct}%"])
     for peer in filter(None, args.peers.split(",")):

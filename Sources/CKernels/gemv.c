@@ -65,8 +65,8 @@ typedef struct gemv_task {
 /* Part `part` of `parts`: a contiguous range of rows. */
 static void gemv_part(void *ctx, int part, int parts) {
     const gemv_task *t = ctx;
-    int64_t per = (t->rows + parts - 1) / parts;
-    int64_t r0 = per * part, r1 = r0 + per < t->rows ? r0 + per : t->rows;
+    int64_t r0, r1;
+    moert_part_rows(t->rows, part, parts, &r0, &r1);
     if (r0 >= r1) return;
     if (moert_kernels_have_avx512()) moert_rows_avx512(t->w, t->dtype, t->x, t->y, r0, r1, t->cols);
     else if (!moert_kernels_have_avx2()) rows_scalar(t->w, t->dtype, t->x, t->y, r0, r1, t->cols);

@@ -3,9 +3,11 @@
 **
 ** As llama.cpp does, x is quantized once per product to 8-bit blocks (moert_quantize_activation), and each weight
 ** block meets its activation block in integer arithmetic: 32 products summed exactly, then scaled by the two block
-** scales and accumulated in float32. With AVX2 the signed bytes are multiplied with vpmaddubsw (the weight's magnitude
-** times the activation carrying the weight's sign) and pairs summed with vpmaddwd; without AVX2, plain loops. Decode
-** is bound by memory bandwidth, so the loop streams one row at a time with a software prefetch ahead, as gemv.c. */
+** scales and accumulated in float32. With AVX2 the bytes are multiplied with vpmaddubsw and pairs summed with
+** vpmaddwd: for q8_0 the weight's magnitude times the activation carrying the weight's sign; for q4_0 the unsigned
+** nibbles of two blocks at once against activations laid out in pairs (moert_quantize_activation_pairs). Without
+** AVX2, plain loops. The loops stream one row at a time with a software prefetch ahead, as gemv.c; on the 2-core
+** EPYC (Zen 2) they are bound by instructions more than by bytes (BENCHMARKS.md, "Quantized weights"). */
 #include "kernels_internal.h"
 
 #include <immintrin.h>
@@ -145,8 +147,8 @@ typedef struct gemv_quant_task {
 /* Part `part` of `parts`: a contiguous range of rows. */
 static void gemv_quant_part(void *ctx, int part, int parts) {
     const gemv_quant_task *t = ctx;
-    int64_t per = (t->rows + parts - 1) / parts;
-    int64_t r0 = per * part, r1 = r0 + per < t->rows ? r0 + per : t->rows;
+    int64_t r0, r1;
+    moert_part_rows(t->rows, part, parts, &r0, &r1);
     if (r0 >= r1) return;
     if (t->portable || !moert_kernels_have_avx2()) rows_scalar(t->w, t->type, t->xq, t->y, r0, r1, t->blocks);
     else if (t->type == MOERT_QUANT_Q8_0) rows_avx2_q8_0(t->w, t->xq, t->y, r0, r1, t->blocks);

@@ -27,6 +27,14 @@ MOERT_KERNEL void moert_quantize_activation_kernel(const float *x, void *xq, int
  * the four lanes of a block subtract 8 * its quant sum (q4_0's offset of 8). An odd last block pairs with zeros. */
 MOERT_KERNEL void moert_quantize_activation_pairs(const float *x, void *xq, int64_t cols);
 
+/** Rows [*r0, *r1) of part `part` of `parts` of `rows` rows: contiguous ranges of equal size (the last shorter);
+ * empty (r0 >= r1) for a part beyond the rows. */
+static inline void moert_part_rows(int64_t rows, int part, int parts, int64_t *r0, int64_t *r1) {
+    const int64_t per = (rows + parts - 1) / parts;
+    *r0 = per * part;
+    *r1 = *r0 + per < rows ? *r0 + per : rows;
+}
+
 /** One f16 value widened to float32, exactly (subnormals, infinities and NaNs included). */
 static inline float moert_widen_f16(uint16_t h) {
     uint32_t sign = (uint32_t)(h & 0x8000) << 16, exp = (h >> 10) & 0x1f, man = h & 0x3ff, bits;

@@ -134,6 +134,12 @@ package func writeFile(_ path: String, bytes: UnsafeRawBufferPointer) throws {
     let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
     guard fd >= 0 else { throw MoertError(.io, "\(path): cannot create (\(String(cString: strerror(errno))))") }
     defer { close(fd) }
+    try writeAll(fd, bytes, path: path)
+}
+
+/// Writes all of `bytes` to descriptor `fd` (the file at `path`, for messages), retrying interrupted writes.
+/// - Throws: `MoertError` (`.io`).
+package func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, path: String) throws {
     var done = 0
     while done < bytes.count {
         let n = write(fd, bytes.baseAddress! + done, bytes.count - done)

@@ -99,13 +99,5 @@ public final class SafetensorsWriter {
         }
     }
 
-    private func writeAll(_ bytes: UnsafeRawBufferPointer) throws {
-        var done = 0
-        while done < bytes.count {
-            let n = write(fd, bytes.baseAddress! + done, bytes.count - done)
-            if n < 0 && errno == EINTR { continue }
-            guard n > 0 else { throw MoertError(.io, "\(temporary): write failed (\(String(cString: strerror(errno))))") }
-            done += n
-        }
-    }
+    private func writeAll(_ bytes: UnsafeRawBufferPointer) throws { try MoertFormats.writeAll(fd, bytes, path: temporary) }
 }

@@ -89,16 +89,12 @@ public struct Linear: Sendable {
     }
 
     /// The GEMV on quantized weights for a caller that reserved no scratch: each block read back to float32 on the
-    /// stack in turn. Slower, but correct and allocation-free.
+    /// stack in turn (a 128-byte temporary, which Swift places on the stack). Slower, but correct and
+    /// allocation-free.
     private func gemvDequantizing(_ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>) {
         let storage = weight.storage, block = storage.blockValues
-        var values = (Float(0), Float(0), Float(0), Float(0), Float(0), Float(0), Float(0), Float(0),
-                      Float(0), Float(0), Float(0), Float(0), Float(0), Float(0), Float(0), Float(0),
-                      Float(0), Float(0), Float(0), Float(0), Float(0), Float(0), Float(0), Float(0),
-                      Float(0), Float(0), Float(0), Float(0), Float(0), Float(0), Float(0), Float(0))
-        withUnsafeMutableBytes(of: &values) { raw in
-            let v = raw.bindMemory(to: Float.self).baseAddress!
-            precondition(raw.count >= block * 4)
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: block) { values in
+            let v = values.baseAddress!
             for r in 0..<outFeatures {
                 var sum: Float = 0
                 for c in stride(from: 0, to: inFeatures, by: block) {

@@ -67,8 +67,9 @@ public struct ExpertBitPlan: Sendable {
         var types: [Int: [WeightStorage]] = [:]
         var highCount = 0, total = 0
         for (layer, mass) in usage.mass {
-            let counts = usage.counts[layer] ?? []
             let n = mass.count
+            let recorded = usage.counts[layer] ?? []
+            let counts = recorded.count == n ? recorded : [Int](repeating: 0, count: n)
             let k = Int((fraction * Double(n)).rounded())
             let order = (0..<n).sorted { (a: Int, b: Int) -> Bool in
                 if mass[a] != mass[b] { return mass[a] > mass[b] }

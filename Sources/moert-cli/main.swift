@@ -21,6 +21,7 @@ commands:
   trace     record routing decisions and print a per-layer load summary
   bench     measure prefill and decode throughput
   quantize  write a copy of a model with 8-bit or 4-bit weights
+  perplexity  perplexity of a model on a text file
 
 Run 'moert <command> --help' for a command's options.
 """
@@ -74,6 +75,8 @@ do {
         try renderChatCommand(try Arguments(rest, valued: ["--model", "--messages"], flags: ["--add-generation-prompt"]))
     case "bench":
         try benchCommand(try Arguments(rest, valued: modelOptions.union(routingOptions).union(["--prompt", "--decode", "--repeat", "--depth"]), flags: modelFlags.union(["--baseline"])))
+    case "perplexity":
+        try perplexityCommand(try Arguments(rest, valued: modelOptions.union(routingOptions).union(["--file"]), flags: modelFlags))
     case "quantize":
         try quantizeCommand(try Arguments(rest, valued: ["--model", "--out", "--type", "--attention", "--experts", "--shared", "--output-type", "--calibration", "--bits"],
                                           flags: ["--force"]))

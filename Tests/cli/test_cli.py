@@ -29,7 +29,7 @@ def moert(*args: Union[str, bytes], input_bytes: bytes = b"", check: bool = True
 
 
 def read_safetensors(path: Path) -> Dict[str, np.ndarray]:
-    """The tensors of a safetensors file (F32 and I32 only: what the references hold)."""
+    """The tensors of a safetensors file (F32, I32, and U8: quantized weights)."""
     data = path.read_bytes()
     (length,) = struct.unpack("<Q", data[:8])
     header = json.loads(data[8 : 8 + length])
@@ -39,7 +39,7 @@ def read_safetensors(path: Path) -> Dict[str, np.ndarray]:
         if name == "__metadata__":
             continue
         begin, end = entry["data_offsets"]
-        dtype = {"F32": np.float32, "I32": np.int32}[entry["dtype"]]
+        dtype = {"F32": np.float32, "I32": np.int32, "U8": np.uint8}[entry["dtype"]]
         out[name] = np.frombuffer(data[base + begin : base + end], dtype=dtype).reshape(entry["shape"])
     return out
 
@@ -96,6 +96,11 @@ def test_bench_prints_its_lines() -> None:
     (["run", "--model", str(FIXTURES / "mixtral"), "--tokens", "1", "--bogus", "2"], "unknown argument"),
     (["run", "--model", str(FIXTURES / "mixtral"), "--tokens", "1,99999"], "outside [0, 256)"),
     (["generate", "--model", str(FIXTURES / "mixtral"), "--tokens", "1", "--moe-top-k", "0"], "--moe-top-k"),
+    (["quantize", "--model", str(FIXTURES / "mixtral"), "--out", "/tmp/unused", "--type", "q3_k"], "unknown type 'q3_k'"),
+    (["quantize", "--model", str(FIXTURES / "mixtral"), "--out", "/tmp/unused", "--type", "q4_0", "--bits", "5"],
+     "--calibration and --bits go together"),
+    (["perplexity", "--model", str(FIXTURES / "mixtral"), "--file", str(FIXTURES / "perplexity" / "genesis.txt"),
+      "--ctx", "1"], "--ctx must be at least 2"),
 ])
 def test_bad_input_is_one_line_and_a_nonzero_status(args: List[str], message: str) -> None:
     done = moert(*args, check=False)
@@ -273,3 +278,31 @@ def test_info_reports_kv_bytes_per_token_and_context_shift() -> None:
     # 2 layers x keys and values x 2 key/value heads x 16 values x 4 bytes
     assert "kv cache          bytes per token: f32 512, f16 256, bf16 256, q8_0 -" in out
     assert "context shift     yes" in out
+
+
+def test_perplexity_prints_transformers_figure_last() -> None:
+    """`moert perplexity` (pinned): last line `perplexity X`, X as transformers computes it over the same windows."""
+    cases = json.loads((FIXTURES / "perplexity" / "reference.json").read_text())["cases"]
+    for case in cases:
+        done = moert("perplexity", "--model", str(FIXTURES / case["fixture"]), "--file",
+                     str(FIXTURES / "perplexity" / "genesis.txt"), "--ctx", str(case["ctx"]))
+        last = done.stdout.decode().strip().splitlines()[-1].split()
+        assert last[0] == "perplexity" and len(last) == 2
+        assert abs(float(last[1]) - case["perplexity"]) <= 1e-4 * case["perplexity"]
+        assert len(last[1].replace(".", "").lstrip("0")) >= 7, "at least 7 significant digits"
+
+
+def test_quantize_writes_llama_cpp_bytes_and_loads(tmp_path: Path) -> None:
+    """`moert quantize` (pinned flags): the bytes of llama.cpp's quantizer (the fixture of tools/make_quant_fixtures.py),
+    progress on stderr, a summary on stdout, and an output every command loads."""
+    out = tmp_path / "q4"
+    done = moert("quantize", "--model", str(FIXTURES / "mixtral"), "--out", str(out), "--type", "q4_0")
+    assert "routed experts" in done.stdout.decode() and "q4_0" in done.stderr.decode()
+    assert read_safetensors(out / "model.safetensors").keys() == read_safetensors(FIXTURES / "mixtral_q4_0" / "model.safetensors").keys()
+    mine, theirs = read_safetensors(out / "model.safetensors"), read_safetensors(FIXTURES / "mixtral_q4_0" / "model.safetensors")
+    for name in theirs:
+        assert mine[name].dtype == theirs[name].dtype and np.array_equal(mine[name], theirs[name]), name
+    assert "q4_0" in moert("info", "--model", str(out)).stdout.decode()
+    moert("run", "--model", str(out), "--tokens", "1,2,3", "--logits", str(tmp_path / "l.npy"), "--expert-budget", "50%")
+    again = moert("quantize", "--model", str(FIXTURES / "mixtral"), "--out", str(out), "--type", "q8_0", check=False)
+    assert again.returncode != 0 and "--force" in again.stderr.decode()

@@ -1,0 +1,98 @@
+// Perplexity: how well a model predicts a token sequence, measured in windows as `moert perplexity` reports it.
+
+import MoertTensor
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The outcome of `Perplexity.measure`.
+public struct PerplexityResult: Sendable {
+    /// Tokens evaluated.
+    public var tokens = 0
+    /// Tokens scored (every token after the first of its window).
+    public var scored = 0
+    /// Windows evaluated.
+    public var windows = 0
+    /// Sum over the scored tokens of -log p(token | the window's tokens before it), natural log.
+    public var negativeLogLikelihood = 0.0
+    /// Routed experts chosen per token and MoE layer, on average (the router's top-k, or fewer and more with dynamic
+    /// routers; zero-computation experts count).
+    public var expertsPerToken = 0.0
+
+    /// exp(negativeLogLikelihood / scored); NaN when nothing was scored.
+    public var perplexity: Double { scored > 0 ? exp(negativeLogLikelihood / Double(scored)) : .nan }
+}
+
+/// Perplexity over consecutive windows (the definition of `moert perplexity` and of transformers' evaluation
+/// without stride).
+public enum Perplexity {
+    /// Positions evaluated per call inside a window, so that the logits buffer stays small for long windows.
+    static let chunk = 256
+
+    /// Evaluates `tokens` in consecutive non-overlapping windows of `window` tokens (the last may be shorter), each
+    /// from an empty cache, and scores every token after the first of its window, in float64 from the float32
+    /// logits. `configure` prepares the session first (a router override); `progress(done, total)` is called after
+    /// each chunk with tokens evaluated so far.
+    /// - Throws: `MoertError` (`.invalidArgument`) for a window below 2 or beyond the model's context, fewer than
+    ///   2 tokens, or a token outside the vocabulary; the errors of evaluation.
+    public static func measure(model: Model, tokens: [Int32], window: Int, kvType: KVCacheType = .f32,
+                               configure: (Session) throws -> Void = { _ in },
+                               progress: (Int, Int) -> Void = { _, _ in }) throws -> PerplexityResult {
+        guard window >= 2 else { throw MoertError.invalid("the window must hold at least 2 tokens, got \(window)") }
+        guard window <= model.contextLength else {
+            throw MoertError.invalid("a window of \(window) tokens is longer than the model's context of \(model.contextLength)")
+        }
+        guard tokens.count >= 2 else { throw MoertError.invalid("perplexity needs at least 2 tokens, got \(tokens.count)") }
+        let vocab = model.config.vocabSize
+        if let bad = tokens.first(where: { $0 < 0 || Int($0) >= vocab }) {
+            throw MoertError.invalid("token id \(bad) is outside the vocabulary (0 to \(vocab - 1))")
+        }
+        var options = SessionOptions()
+        options.contextLength = window
+        options.kvType = kvType
+        let session = try Session(model: model, options: options)
+        try configure(session)
+        let rows = min(chunk, window)
+        let logits = try FloatBuffer(count: rows * vocab)
+        var result = PerplexityResult()
+        var start = 0
+        while start < tokens.count {
+            let end = min(tokens.count, start + window)
+            if end - start >= 2 {
+                session.reset()
+                var position = start
+                while position < end {
+                    let n = min(rows, end - position)
+                    try tokens.withUnsafeBufferPointer { all in
+                        try session.evaluate(UnsafeBufferPointer(rebasing: all[position..<(position + n)]), mode: .all,
+                                             logits: logits.pointer, capacity: logits.count)
+                    }
+                    for r in 0..<n where position + r + 1 < end {
+                        let row = logits.pointer + r * vocab
+                        result.negativeLogLikelihood += logSumExp(row, count: vocab) - Double(row[Int(tokens[position + r + 1])])
+                        result.scored += 1
+                    }
+                    position += n
+                    result.tokens += n
+                    progress(result.tokens, tokens.count)
+                }
+                result.windows += 1
+            }
+            start = end
+        }
+        let counts = session.expertCounts
+        let chosen = counts.counts.reduce(0, +)
+        result.expertsPerToken = counts.layers > 0 && result.tokens > 0
+            ? Double(chosen) / Double(result.tokens) / Double(counts.layers) : 0
+        return result
+    }
+
+    /// log(sum_i exp(x_i)) in float64.
+    static func logSumExp(_ x: UnsafePointer<Float>, count: Int) -> Double {
+        var m = -Double.infinity
+        for i in 0..<count { m = max(m, Double(x[i])) }
+        var s = 0.0
+        for i in 0..<count { s += exp(Double(x[i]) - m) }
+        return m + log(s)
+    }
+}

@@ -1,0 +1,53 @@
+// `moert perplexity`: how well a model predicts a text, in windows of its context.
+
+#if canImport(Glibc)
+import Glibc
+#endif
+import MoertCore
+import MoertFormats
+import MoertTensor
+import MoertText
+
+/// `moert perplexity`.
+func perplexityCommand(_ args: Arguments) throws {
+    let path = try args.required("--model"), file = try args.required("--file")
+    let text = try readTextArgument(file)
+    let model = try loadModel(args)
+    let tokens = try ModelText(path: path).tokenizer.encode(text, addSpecialTokens: false)
+    let window = try args.int("--ctx", default: model.config.maxPositionEmbeddings)
+    guard window >= 2 else { throw UsageError("--ctx must be at least 2, got \(window)") }
+    var clock = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &clock)
+    let started = Double(clock.tv_sec) + Double(clock.tv_nsec) * 1e-9
+    var lastReport = started
+    let result = try Perplexity.measure(model: model, tokens: tokens, window: window, kvType: try kvType(args),
+                                        configure: { try applyRouterOverride(args, to: $0) }) { done, total in
+        clock_gettime(CLOCK_MONOTONIC, &clock)
+        let now = Double(clock.tv_sec) + Double(clock.tv_nsec) * 1e-9
+        if now - lastReport >= 2 || done == total {
+            lastReport = now
+            let line = "perplexity: \(done)/\(total) tokens\n"
+            _ = line.withCString { write(2, $0, strlen($0)) }
+        }
+    }
+    clock_gettime(CLOCK_MONOTONIC, &clock)
+    let seconds = Double(clock.tv_sec) + Double(clock.tv_nsec) * 1e-9 - started
+    print("tokens            \(result.tokens) in \(result.windows) windows of up to \(window) (\(result.scored) scored)")
+    print("experts per token \(twoDecimals(result.expertsPerToken)) per MoE layer (\(model.moeLayerCount) MoE layers)")
+    print("time              \(oneDecimal(seconds)) s (\(oneDecimal(Double(result.tokens) / max(seconds, 1e-9))) tok/s)")
+    print("perplexity \(result.perplexity)")
+}
+
+/// A UTF-8 text file of at most 256 MiB.
+private func readTextArgument(_ path: String) throws -> String {
+    let file = try MappedFile(path: path)
+    guard file.size <= 256 << 20 else { throw UsageError("--file: \(path) is larger than 256 MiB") }
+    guard let text = String(validating: file.bytes, as: UTF8.self) else { throw UsageError("--file: \(path) is not valid UTF-8") }
+    return text
+}
+
+/// `x` with two decimals.
+private func twoDecimals(_ x: Double) -> String {
+    let hundredths = Int((x * 100).rounded())
+    return "\(hundredths / 100).\(hundredths % 100 < 10 ? "0" : "")\(hundredths % 100)"
+}

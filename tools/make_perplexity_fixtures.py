@@ -1,0 +1,64 @@
+#!/usr/bin/env python3
+"""Make Tests/fixtures/perplexity/reference.json: transformers' perplexity of tiny fixture models on a short text, with
+the windows of `moert perplexity`.
+
+    python tools/make_perplexity_fixtures.py [--out Tests/fixtures/perplexity]
+
+Needs `pip install torch transformers tokenizers`. The text (genesis.txt: Genesis 1:1-13, King James Version, public
+domain) is tokenized by the fixture's tokenizer.json without special tokens and cut into consecutive windows of
+`ctx` tokens (the last may be shorter); each window is one forward pass from an empty cache, and every token after the
+first of its window is scored: perplexity = exp(sum of -log p(token | the window's tokens before it) / tokens scored),
+in float64 from transformers' float32 logits. Written per (fixture, ctx): the token count, the tokens scored, the
+summed negative log-likelihood and the perplexity.
+"""
+import argparse
+import json
+import math
+from pathlib import Path
+
+import torch
+from tokenizers import Tokenizer
+
+ROOT = Path(__file__).resolve().parents[1] / "Tests" / "fixtures"
+CASES = [("mixtral", 64), ("mixtral", 512), ("mixtral", 100)]
+
+
+@torch.no_grad()
+def perplexity(model, ids: list, ctx: int) -> tuple:
+    nll, scored = 0.0, 0
+    for start in range(0, len(ids), ctx):
+        window = ids[start:start + ctx]
+        if len(window) < 2:
+            continue
+        logits = model(input_ids=torch.tensor([window]), use_cache=False).logits[0].double()
+        logp = torch.log_softmax(logits, dim=-1)
+        for t in range(1, len(window)):
+            nll -= float(logp[t - 1, window[t]])
+        scored += len(window) - 1
+    return nll, scored
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path, default=ROOT / "perplexity")
+    args = ap.parse_args()
+    import transformers as tf
+
+    text = (args.out / "genesis.txt").read_text()
+    cases = []
+    for name, ctx in CASES:
+        directory = ROOT / name
+        ids = Tokenizer.from_file(str(directory / "tokenizer.json")).encode(text, add_special_tokens=False).ids
+        arch = json.loads((directory / "config.json").read_text())["architectures"][0]
+        model = getattr(tf, arch).from_pretrained(directory, dtype=torch.float32, attn_implementation="eager",
+                                                  experts_implementation="eager")
+        model.eval()
+        nll, scored = perplexity(model, ids, ctx)
+        cases.append(dict(fixture=name, ctx=ctx, tokens=len(ids), scored=scored, nll=nll,
+                          perplexity=math.exp(nll / scored)))
+        print(cases[-1])
+    (args.out / "reference.json").write_text(json.dumps(dict(text="genesis.txt", cases=cases), indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -37,3 +37,29 @@ struct PluginParityTests {
         #expect(relativeError(rows[...], ref.fullLogits[..<((ref.prompt.count + ref.greedy.count - 1) * vocab)]) <= logitTolerance)
     }
 }
+
+@Suite("Checkpoints converted to a plugin router")
+struct ConvertedCheckpointTests {
+    @Test("the built-in gate left beside a plugin router is named, with what to do")
+    func leftoverGate() throws {
+        let dir = try TemporaryDirectory.copy(of: "plugins/gru")
+        let file = try SafetensorsFile(path: dir.path + "/model.safetensors")
+        var entries: [SafetensorsWriter.Entry] = [], bytes: [[UInt8]] = []
+        for name in file.tensors.keys.sorted() {
+            let info = file.tensors[name]!
+            entries.append(.init(name: name, dtype: info.dtype, shape: info.shape))
+            bytes.append(Array(UnsafeRawBufferPointer(start: file.data(info), count: info.byteCount)))
+        }
+        let config = try JSON.parse(try dir.read("config.json"), what: "config.json")
+        let hidden = Int(config.object!["hidden_size"]!.int!), experts = Int(config.object!["num_local_experts"]!.int!)
+        let gate = "model.layers.0.block_sparse_moe.gate.weight"
+        entries.append(.init(name: gate, dtype: .f32, shape: [experts, hidden]))
+        bytes.append([UInt8](repeating: 0, count: experts * hidden * 4))
+        let writer = try SafetensorsWriter(path: dir.path + "/model.safetensors", entries: entries)
+        for b in bytes { try b.withUnsafeBytes { try writer.append($0) } }
+        try writer.finish()
+        let e = moertError { _ = try Model(path: dir.path) }
+        #expect(e?.code == .format && e!.message.contains(gate) && e!.message.contains("'gru'")
+                && e!.message.contains("remove the gate"), "\(String(describing: e))")
+    }
+}

@@ -26,7 +26,7 @@
 ** (integer in [-1, E), default E - 1; -1 for none), `mixtral_gating` (bool, default false).
 ** Tensors, relative to the block prefix P: `router.wg.weight` [E, H] — or `router.wg.0.weight` [8E, H] and
 ** `router.wg.2.weight` [E, 8E] (two-layer gate) — and `router.gate_map.weight` M [E, E] (required in every MoE
-** layer; unused where no previous MoE layer exists). Declares max_experts_per_token = top_k and no state.
+** layer after the first; optional, and unused, in the first). Declares max_experts_per_token = top_k and no state.
 ** Expert `moepp.constant` (id e) — tensors `P experts.<e>.constant` v [H] and `P experts.<e>.wg.weight` Wc [2, H].
 ** `moepp.zero` and `moepp.copy` take no tensors and are never called (flags OUTPUT_ZERO / OUTPUT_IDENTITY).
 **
@@ -257,7 +257,13 @@ static moert_status router_create(const moert_host_api *host, const moert_create
         if ((s = get_tensor(host, ctx, "moepp", "router.wg.0.weight", r.gate_width, h, &r.wg0)) != MOERT_OK) return s;
         if ((s = get_tensor(host, ctx, "moepp", "router.wg.2.weight", e, r.gate_width, &r.wg)) != MOERT_OK) return s;
     }
-    if ((s = get_tensor(host, ctx, "moepp", "router.gate_map.weight", e, e, &r.gate_map)) != MOERT_OK) return s;
+    /* The gating residual adds M L_prev; the first MoE layer has no previous one, so there M may be left out. */
+    moert_tensor probe;
+    memset(&probe, 0, sizeof probe);
+    probe.struct_size = sizeof probe;
+    if (layer->moe_index > 0 || host->layer_tensor(ctx, "router.gate_map.weight", &probe) == MOERT_OK) {
+        if ((s = get_tensor(host, ctx, "moepp", "router.gate_map.weight", e, e, &r.gate_map)) != MOERT_OK) return s;
+    }
 
     moepp_router *instance = fns.alloc(sizeof *instance, 0);
     if (!instance) return plugin_fail(host->set_error, MOERT_ERR_OUT_OF_MEMORY, "moepp: out of memory");
@@ -324,7 +330,7 @@ static moert_status router_route(void *instance, const moert_router_input *in, m
             matvec(logits, r->wg, x, e, h);
         }
         /* gating residual: L += M L_prev, [E, E] x [E] -> [E] (`Router.forward`, `logits += gate_residual`) */
-        if (prev) {
+        if (prev && r->gate_map) {
             const float *lp = prev + (size_t)t * (size_t)e;
             for (int32_t i = 0; i < e; i++) {
                 if (!isfinite(lp[i])) {

@@ -62,4 +62,32 @@ struct ConvertedCheckpointTests {
         #expect(e?.code == .format && e!.message.contains(gate) && e!.message.contains("'gru'")
                 && e!.message.contains("remove the gate"), "\(String(describing: e))")
     }
+
+    /// A copy of plugin fixture `name` whose model.safetensors holds every tensor except `dropped`.
+    func copy(of name: String, without dropped: String) throws -> TemporaryDirectory {
+        let dir = try TemporaryDirectory.copy(of: name)
+        let file = try SafetensorsFile(path: dir.path + "/model.safetensors")
+        let names = file.tensors.keys.sorted().filter { $0 != dropped }
+        #expect(names.count == file.tensors.count - 1, "\(dropped) is in the fixture")
+        let writer = try SafetensorsWriter(path: dir.path + "/model.safetensors",
+                                           entries: names.map { .init(name: $0, dtype: file.tensors[$0]!.dtype, shape: file.tensors[$0]!.shape) })
+        for n in names {
+            let info = file.tensors[n]!
+            try writer.append(UnsafeRawBufferPointer(start: file.data(info), count: info.byteCount))
+        }
+        try writer.finish()
+        return dir
+    }
+
+    @Test("MoE++: the gating residual's map may be left out of the first MoE layer, which has no previous logits")
+    func moeppFirstLayerGateMap() throws {
+        let dir = try copy(of: "plugins/moepp", without: "model.layers.0.block_sparse_moe.router.gate_map.weight")
+        let ref = try Reference(fixture: "plugins/moepp")
+        let logits = try allLogits(try Session(model: try Model(path: dir.path)), ref.prompt)
+        #expect(relativeError(logits[...], ref.logits[...]) <= logitTolerance)
+        // After the first MoE layer it is still required.
+        let later = try copy(of: "plugins/moepp", without: "model.layers.1.block_sparse_moe.router.gate_map.weight")
+        let e = moertError { _ = try Model(path: later.path) }
+        #expect(e != nil && e!.message.contains("router.gate_map.weight"), "\(String(describing: e))")
+    }
 }

@@ -116,9 +116,9 @@ public struct Linear: Sendable {
     }
 
     /// The product for several rows of f16/bf16 weights without the AVX-512 GEMM, or of quantized weights:
-    /// blocks of weight rows widened to float32 in `scratch`, then sgemm. Without enough scratch (the AVX-512 GEMM
-    /// could not get memory for its buffers, so the caller reserved none) it falls back to one GEMV per row:
-    /// slower, but correct and allocation-free.
+    /// blocks of weight rows widened to float32 in `scratch`, then the AVX-512 GEMM where it runs, else sgemm.
+    /// Without enough scratch (the caller reserved none) it falls back to one GEMV per row: slower, but correct
+    /// and allocation-free.
     private func applyWidened(_ x: UnsafePointer<Float>, rows n: Int, into y: UnsafeMutablePointer<Float>,
                               scratch: UnsafeMutableBufferPointer<Float>) {
         let out = outFeatures, inF = inFeatures, storage = weight.storage, type = storage.kernelType
@@ -137,9 +137,12 @@ public struct Linear: Sendable {
             } else {
                 moert_half_to_float(weight.raw + r0 * inF * 2, type, block, Int64(rows * inF))
             }
-            // [n, in] x [rows, in]^T -> y[:, r0 ..< r0 + rows]
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(n), Int32(rows), Int32(inF), 1, x, Int32(inF),
-                        block, Int32(inF), 0, y + r0, Int32(out))
+            // [n, in] x [rows, in]^T -> y[:, r0 ..< r0 + rows]: moert's GEMM where it runs (AVX-512), else sgemm
+            if moert_gemm_nt(Int64(n), Int64(rows), Int64(inF), x, Int64(inF), block, MOERT_GEMM_F32, Int64(inF),
+                             y + r0, Int64(out)) == 0 {
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(n), Int32(rows), Int32(inF), 1, x, Int32(inF),
+                            block, Int32(inF), 0, y + r0, Int32(out))
+            }
             r0 += rows
         }
     }

@@ -41,12 +41,12 @@ public enum Threads {
     /// The thread count in effect for moert's kernels (every online CPU until `set` is called).
     public static var current: Int { max(1, Int(moert_kernels_threads())) }
 
-    /// Which of moert's own kernels run: "AVX-512" (prefill GEMM and attention, decode GEMV; AVX2 for quantized
-    /// weights), "AVX2" (half-precision and quantized decode GEMV; OpenBLAS for the rest) or "portable C", and whether
+    /// Which of moert's own kernels run: "AVX-512" (prefill GEMM and attention, decode GEMV; the AVX2 GEMV for
+    /// quantized weights), "AVX2" (half-precision and quantized decode GEMV; OpenBLAS for the rest) or "portable C", and whether
     /// `MOERT_AVX512=0` switched AVX-512 off.
     public static var kernels: String {
         if moert_kernels_have_avx512() != 0 {
-            return "AVX-512 (prefill GEMM and attention, decode GEMV; AVX2 q8_0/q4_0 GEMV, OpenBLAS for their prefill)"
+            return "AVX-512 (prefill GEMM and attention, decode GEMV; AVX2 GEMV for q8_0/q4_0)"
         }
         let family = moert_kernels_have_avx2() != 0 ? "AVX2 (half-precision and q8_0/q4_0 decode GEMV; OpenBLAS for the rest)"
                                                     : "portable C (OpenBLAS for float32 products)"

@@ -8,8 +8,10 @@ Needs `pip install torch transformers tokenizers`. The text (genesis.txt: Genesi
 domain) is tokenized by the fixture's tokenizer.json without special tokens and cut into consecutive windows of
 `ctx` tokens (the last may be shorter); each window is one forward pass from an empty cache, and every token after the
 first of its window is scored: perplexity = exp(sum of -log p(token | the window's tokens before it) / tokens scored),
-in float64 from transformers' float32 logits. Written per (fixture, ctx): the token count, the tokens scored, the
-summed negative log-likelihood and the perplexity.
+in float64 from transformers' float32 logits. With a stride, windows start every `stride` tokens and each scores only
+the tokens after the previous window's end (the sliding-window evaluation of the transformers perplexity guide).
+Written per (fixture, ctx, stride): the token count, the tokens scored, the summed negative log-likelihood and the
+perplexity.
 """
 import argparse
 import json
@@ -20,21 +22,28 @@ import torch
 from tokenizers import Tokenizer
 
 ROOT = Path(__file__).resolve().parents[1] / "Tests" / "fixtures"
-CASES = [("mixtral", 64), ("mixtral", 512), ("mixtral", 100)]
+CASES = [("mixtral", 64, None), ("mixtral", 512, None), ("mixtral", 100, None), ("mixtral", 100, 40), ("mixtral", 64, 64)]
 
 
 @torch.no_grad()
-def perplexity(model, ids: list, ctx: int) -> tuple:
-    nll, scored = 0.0, 0
-    for start in range(0, len(ids), ctx):
-        window = ids[start:start + ctx]
-        if len(window) < 2:
-            continue
-        logits = model(input_ids=torch.tensor([window]), use_cache=False).logits[0].double()
-        logp = torch.log_softmax(logits, dim=-1)
-        for t in range(1, len(window)):
-            nll -= float(logp[t - 1, window[t]])
-        scored += len(window) - 1
+def perplexity(model, ids: list, ctx: int, stride) -> tuple:
+    """Without stride: consecutive windows, every token after a window's first scored. With stride: the windows of
+    the transformers perplexity guide (begin advances by `stride`; a window scores the tokens after the previous
+    window's end, never its own first)."""
+    nll, scored, previous_end = 0.0, 0, 0
+    for begin in range(0, len(ids), stride or ctx):
+        end = min(begin + ctx, len(ids))
+        window = ids[begin:end]
+        first = max(1, previous_end - begin) if stride else 1
+        if len(window) >= 2 and first < len(window):
+            logits = model(input_ids=torch.tensor([window]), use_cache=False).logits[0].double()
+            logp = torch.log_softmax(logits, dim=-1)
+            for t in range(first, len(window)):
+                nll -= float(logp[t - 1, window[t]])
+            scored += len(window) - first
+        previous_end = end
+        if stride and end == len(ids):
+            break
     return nll, scored
 
 
@@ -46,15 +55,15 @@ def main() -> None:
 
     text = (args.out / "genesis.txt").read_text()
     cases = []
-    for name, ctx in CASES:
+    for name, ctx, stride in CASES:
         directory = ROOT / name
         ids = Tokenizer.from_file(str(directory / "tokenizer.json")).encode(text, add_special_tokens=False).ids
         arch = json.loads((directory / "config.json").read_text())["architectures"][0]
         model = getattr(tf, arch).from_pretrained(directory, dtype=torch.float32, attn_implementation="eager",
                                                   experts_implementation="eager")
         model.eval()
-        nll, scored = perplexity(model, ids, ctx)
-        cases.append(dict(fixture=name, ctx=ctx, tokens=len(ids), scored=scored, nll=nll,
+        nll, scored = perplexity(model, ids, ctx, stride)
+        cases.append(dict(fixture=name, ctx=ctx, stride=stride, tokens=len(ids), scored=scored, nll=nll,
                           perplexity=math.exp(nll / scored)))
         print(cases[-1])
     (args.out / "reference.json").write_text(json.dumps(dict(text="genesis.txt", cases=cases), indent=1) + "\n")

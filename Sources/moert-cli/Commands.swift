@@ -124,18 +124,21 @@ let commandHelp: [String: String] = [
     options:
     """ + "\n" + commonHelp + "\n" + routingHelp,
     "perplexity": """
-    usage: moert perplexity --model DIR --file TEXT [--ctx N] [options]
+    usage: moert perplexity --model DIR --file TEXT [--ctx N] [--stride S] [options]
 
     The perplexity of the model on a UTF-8 text file: the text is tokenized by the model's tokenizer.json without
     special tokens and cut into consecutive windows of N tokens (default: config.json's max_position_embeddings; the
     last window may be shorter); each window is evaluated from an empty cache and every token after its first is
     scored. Prints the tokens evaluated, the experts chosen per token and MoE layer, the time, and last
     `perplexity X` = exp(mean negative log-likelihood of the scored tokens). Progress goes to stderr. With --router
-    or --moe-top-k the measurement uses that router.
+    or --moe-top-k the measurement uses that router. With --stride S, windows of N tokens start every S tokens and
+    each scores only the tokens after the previous window's end (more context per scored token; the sliding
+    evaluation of the transformers perplexity guide).
 
     options:
       --file TEXT           the text
       --ctx N               the window in tokens (default: the model's context length)
+      --stride S            overlapping windows, S tokens apart (1 to N)
     """ + "\n" + commonHelp.split(separator: "\n").filter { !$0.contains("--ctx") }.joined(separator: "\n") + "\n" + routingHelp,
     "quantize": """
     usage: moert quantize --model DIR --out DIR2 --type T [--attention T] [--experts T] [--shared T]

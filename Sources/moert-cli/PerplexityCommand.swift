@@ -16,11 +16,13 @@ func perplexityCommand(_ args: Arguments) throws {
     let tokens = try ModelText(path: path).tokenizer.encode(text, addSpecialTokens: false)
     let window = try args.int("--ctx", default: model.config.maxPositionEmbeddings)
     guard window >= 2 else { throw UsageError("--ctx must be at least 2, got \(window)") }
+    let stride = try args.string("--stride").map { _ in try args.int("--stride", default: window) }
+    if let stride, stride < 1 || stride > window { throw UsageError("--stride must be in [1, \(window)], got \(stride)") }
     var clock = timespec()
     clock_gettime(CLOCK_MONOTONIC, &clock)
     let started = Double(clock.tv_sec) + Double(clock.tv_nsec) * 1e-9
     var lastReport = started
-    let result = try Perplexity.measure(model: model, tokens: tokens, window: window, kvType: try kvType(args),
+    let result = try Perplexity.measure(model: model, tokens: tokens, window: window, stride: stride, kvType: try kvType(args),
                                         configure: { try applyRouterOverride(args, to: $0) }) { done, total in
         clock_gettime(CLOCK_MONOTONIC, &clock)
         let now = Double(clock.tv_sec) + Double(clock.tv_nsec) * 1e-9
@@ -32,7 +34,8 @@ func perplexityCommand(_ args: Arguments) throws {
     }
     clock_gettime(CLOCK_MONOTONIC, &clock)
     let seconds = Double(clock.tv_sec) + Double(clock.tv_nsec) * 1e-9 - started
-    print("tokens            \(result.tokens) in \(result.windows) windows of up to \(window) (\(result.scored) scored)")
+    let windows = "\(result.windows) windows of up to \(window)" + (stride.map { ", every \($0)" } ?? "")
+    print("tokens            \(result.tokens) evaluated in \(windows); \(result.scored) scored")
     print("experts per token \(twoDecimals(result.expertsPerToken)) per MoE layer (\(model.moeLayerCount) MoE layers)")
     print("time              \(oneDecimal(seconds)) s (\(oneDecimal(Double(result.tokens) / max(seconds, 1e-9))) tok/s)")
     print("perplexity \(result.perplexity)")

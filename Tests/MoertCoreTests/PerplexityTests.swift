@@ -10,7 +10,7 @@ import MoertTestSupport
 @Suite("Perplexity")
 struct PerplexityTests {
     struct Case {
-        let fixture: String, ctx: Int, tokens: Int, scored: Int, nll: Double, perplexity: Double
+        let fixture: String, ctx: Int, stride: Int?, tokens: Int, scored: Int, nll: Double, perplexity: Double
     }
 
     static func cases() throws -> [Case] {
@@ -18,7 +18,8 @@ struct PerplexityTests {
         let json = try JSON.parse(text, what: "reference.json")
         return try #require(json.object?["cases"]?.array).map { c in
             let o = c.object!
-            return Case(fixture: o["fixture"]!.string!, ctx: Int(o["ctx"]!.int!), tokens: Int(o["tokens"]!.int!),
+            return Case(fixture: o["fixture"]!.string!, ctx: Int(o["ctx"]!.int!), stride: o["stride"]?.int.map { Int($0) },
+                        tokens: Int(o["tokens"]!.int!),
                         scored: Int(o["scored"]!.int!), nll: o["nll"]!.double!, perplexity: o["perplexity"]!.double!)
         }
     }
@@ -27,15 +28,17 @@ struct PerplexityTests {
     func matchesTransformers() throws {
         let text = try String(contentsOfFile: fixturesDirectory + "/perplexity/genesis.txt", encoding: .utf8)
         let cases = try Self.cases()
-        #expect(cases.count >= 3)
+        #expect(cases.count >= 3 && cases.contains { $0.stride != nil && $0.stride! < $0.ctx })
         for c in cases {
             let directory = fixturesDirectory + "/" + c.fixture
             let model = try Model(path: directory)
             let tokens = try ModelText(path: directory).tokenizer.encode(text, addSpecialTokens: false)
             #expect(tokens.count == c.tokens)
-            let result = try Perplexity.measure(model: model, tokens: tokens, window: c.ctx)
-            #expect(result.tokens == c.tokens && result.scored == c.scored, "ctx \(c.ctx)")
-            #expect(result.windows == (c.tokens + c.ctx - 1) / c.ctx, "ctx \(c.ctx)")
+            let result = try Perplexity.measure(model: model, tokens: tokens, window: c.ctx, stride: c.stride)
+            #expect(result.scored == c.scored, "ctx \(c.ctx) stride \(String(describing: c.stride))")
+            if c.stride == nil {
+                #expect(result.tokens == c.tokens && result.windows == (c.tokens + c.ctx - 1) / c.ctx, "ctx \(c.ctx)")
+            }
             #expect(abs(result.perplexity - c.perplexity) <= 1e-4 * c.perplexity, "ctx \(c.ctx): \(result.perplexity) vs \(c.perplexity)")
             #expect(result.expertsPerToken == Double(model.config.numExpertsPerTok))
         }
@@ -44,6 +47,8 @@ struct PerplexityTests {
     @Test("bad windows and inputs are refused")
     func refusals() throws {
         let model = try Model(path: fixturesDirectory + "/mixtral")
+        #expect(moertError { _ = try Perplexity.measure(model: model, tokens: [1, 2, 3], window: 8, stride: 9) }?.code == .invalidArgument)
+        #expect(moertError { _ = try Perplexity.measure(model: model, tokens: [1, 2, 3], window: 8, stride: 0) }?.code == .invalidArgument)
         for (tokens, window) in [([Int32](arrayLiteral: 1, 2, 3), 1), ([1, 2, 3], model.contextLength + 1), ([7], 16), ([1, 999], 16)] {
             #expect(moertError { _ = try Perplexity.measure(model: model, tokens: tokens, window: window) }?.code == .invalidArgument,
                     "\(tokens) window \(window)")

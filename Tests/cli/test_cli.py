@@ -284,8 +284,9 @@ def test_perplexity_prints_transformers_figure_last() -> None:
     """`moert perplexity` (pinned): last line `perplexity X`, X as transformers computes it over the same windows."""
     cases = json.loads((FIXTURES / "perplexity" / "reference.json").read_text())["cases"]
     for case in cases:
+        stride = ["--stride", str(case["stride"])] if case["stride"] else []
         done = moert("perplexity", "--model", str(FIXTURES / case["fixture"]), "--file",
-                     str(FIXTURES / "perplexity" / "genesis.txt"), "--ctx", str(case["ctx"]))
+                     str(FIXTURES / "perplexity" / "genesis.txt"), "--ctx", str(case["ctx"]), *stride)
         last = done.stdout.decode().strip().splitlines()[-1].split()
         assert last[0] == "perplexity" and len(last) == 2
         assert abs(float(last[1]) - case["perplexity"]) <= 1e-4 * case["perplexity"]

@@ -7,7 +7,7 @@ import Glibc
 
 /// The outcome of `Perplexity.measure`.
 public struct PerplexityResult: Sendable {
-    /// Tokens evaluated.
+    /// Tokens evaluated (with a stride, the overlapping parts of windows count each time).
     public var tokens = 0
     /// Tokens scored (every token after the first of its window).
     public var scored = 0
@@ -31,16 +31,21 @@ public enum Perplexity {
 
     /// Evaluates `tokens` in consecutive non-overlapping windows of `window` tokens (the last may be shorter), each
     /// from an empty cache, and scores every token after the first of its window, in float64 from the float32
-    /// logits. `configure` prepares the session first (a router override); `progress(done, total)` is called after
-    /// each chunk with tokens evaluated so far.
-    /// - Throws: `MoertError` (`.invalidArgument`) for a window below 2 or beyond the model's context, fewer than
-    ///   2 tokens, or a token outside the vocabulary; the errors of evaluation.
-    public static func measure(model: Model, tokens: [Int32], window: Int, kvType: KVCacheType = .f32,
-                               configure: (Session) throws -> Void = { _ in },
+    /// logits. With `stride`, windows of `window` tokens start every `stride` tokens instead, and each scores only
+    /// the tokens after the previous window's end (the sliding evaluation of the transformers perplexity guide: more
+    /// context per scored token, more tokens evaluated). `configure` prepares the session first (a router
+    /// override); `progress(done, total)` is called after each chunk with tokens evaluated and the input's length.
+    /// - Throws: `MoertError` (`.invalidArgument`) for a window below 2 or beyond the model's context, a stride
+    ///   outside [1, window], fewer than 2 tokens, or a token outside the vocabulary; the errors of evaluation.
+    public static func measure(model: Model, tokens: [Int32], window: Int, stride: Int? = nil,
+                               kvType: KVCacheType = .f32, configure: (Session) throws -> Void = { _ in },
                                progress: (Int, Int) -> Void = { _, _ in }) throws -> PerplexityResult {
         guard window >= 2 else { throw MoertError.invalid("the window must hold at least 2 tokens, got \(window)") }
         guard window <= model.contextLength else {
             throw MoertError.invalid("a window of \(window) tokens is longer than the model's context of \(model.contextLength)")
+        }
+        if let stride, stride < 1 || stride > window {
+            throw MoertError.invalid("the stride must be in [1, \(window)] (the window), got \(stride)")
         }
         guard tokens.count >= 2 else { throw MoertError.invalid("perplexity needs at least 2 tokens, got \(tokens.count)") }
         let vocab = model.config.vocabSize
@@ -55,30 +60,34 @@ public enum Perplexity {
         let rows = min(chunk, window)
         let logits = try FloatBuffer(count: rows * vocab)
         var result = PerplexityResult()
-        var start = 0
-        while start < tokens.count {
-            let end = min(tokens.count, start + window)
-            if end - start >= 2 {
+        var begin = 0, previousEnd = 0
+        while begin < tokens.count {
+            let end = min(tokens.count, begin + window)
+            // The first target of the window: its second token, or with a stride the first not scored before.
+            let firstTarget = begin + (stride == nil ? 1 : max(1, previousEnd - begin))
+            if firstTarget < end {
                 session.reset()
-                var position = start
+                var position = begin
                 while position < end {
                     let n = min(rows, end - position)
                     try tokens.withUnsafeBufferPointer { all in
                         try session.evaluate(UnsafeBufferPointer(rebasing: all[position..<(position + n)]), mode: .all,
                                              logits: logits.pointer, capacity: logits.count)
                     }
-                    for r in 0..<n where position + r + 1 < end {
+                    for r in 0..<n where position + r + 1 < end && position + r + 1 >= firstTarget {
                         let row = logits.pointer + r * vocab
                         result.negativeLogLikelihood += logSumExp(row, count: vocab) - Double(row[Int(tokens[position + r + 1])])
                         result.scored += 1
                     }
                     position += n
                     result.tokens += n
-                    progress(result.tokens, tokens.count)
+                    progress(min(end, tokens.count), tokens.count)
                 }
                 result.windows += 1
             }
-            start = end
+            previousEnd = end
+            if stride != nil && end == tokens.count { break }
+            begin += stride ?? window
         }
         let counts = session.expertCounts
         let chosen = counts.counts.reduce(0, +)

@@ -28,8 +28,7 @@ func perplexityCommand(_ args: Arguments) throws {
         let now = Double(clock.tv_sec) + Double(clock.tv_nsec) * 1e-9
         if now - lastReport >= 2 || done == total {
             lastReport = now
-            let line = "perplexity: \(done)/\(total) tokens\n"
-            _ = line.withCString { write(2, $0, strlen($0)) }
+            printError("perplexity: \(done)/\(total) tokens")
         }
     }
     clock_gettime(CLOCK_MONOTONIC, &clock)

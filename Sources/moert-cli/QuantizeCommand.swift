@@ -113,12 +113,6 @@ private func pad(_ n: Int, _ widest: Int) -> String {
     return String(repeating: " ", count: max(0, w - s.count)) + s
 }
 
-/// One line to stderr.
-private func printError(_ line: String) {
-    let text = line + "\n"
-    _ = text.withCString { write(2, $0, strlen($0)) }
-}
-
 /// Per class: tensors, types written and bytes before/after; then the tensors that kept their type and why.
 private func printSummary(_ plan: QuantizePlan, source: String, out: String) {
     func mib(_ bytes: Int) -> String {

@@ -26,10 +26,15 @@ commands:
 Run 'moert <command> --help' for a command's options.
 """
 
+/// Writes `line` and a newline to stderr (progress and warnings).
+func printError(_ line: String) {
+    let text = line + "\n"
+    _ = text.withCString { write(2, $0, strlen($0)) }
+}
+
 /// Prints a one-line error to stderr and exits with `code`.
 func fail(_ message: String, code: Int32) -> Never {
-    let line = "moert: error: \(message)\n"
-    _ = line.withCString { write(2, $0, strlen($0)) }
+    printError("moert: error: \(message)")
     exit(code)
 }
 

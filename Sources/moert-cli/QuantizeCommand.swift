@@ -35,10 +35,10 @@ func quantizeCommand(_ args: Arguments) throws {
         guard options.experts == nil else { throw UsageError("--bits chooses the experts' types; do not also give --experts") }
         guard let average = Double(bits) else { throw UsageError("--bits must be a number, got '\(bits)'") }
         let plan = try expertBitPlan(model: model, calibration: file, averageBits: average)
-        options.tensors = plan.0.tensorTypes(try Checkpoint(directory: model, quantized: try quantizedTensors(model)))
+        options.tensors = plan.2
         notes["bits"] = .double(plan.0.averageBits)
         notes["calibration_tokens"] = .int(Int64(plan.1.tokens))
-        bitPlan = plan
+        bitPlan = (plan.0, plan.1)
     default: throw UsageError("--calibration and --bits go together")
     }
     var quantizer = try Quantizer(directory: model, options: options)
@@ -56,15 +56,11 @@ func quantizeCommand(_ args: Arguments) throws {
     if let (plan, usage) = bitPlan { printBitPlan(plan, usage) }
 }
 
-/// The quantized tensors the model directory's moert section names (a source that is itself quantized).
-private func quantizedTensors(_ directory: String) throws -> [String: WeightStorage] {
-    let (_, json) = try ModelConfig.read(directory: directory)
-    return try MoESection.read(directory: directory, config: json).quantization?.tensors ?? [:]
-}
-
 /// Runs the model over the calibration file (token ids: integers separated by commas or white space; anything else
-/// is text, tokenized without special tokens) and plans q8_0/q4_0 per routed expert at `averageBits`.
-private func expertBitPlan(model path: String, calibration file: String, averageBits: Double) throws -> (ExpertBitPlan, ExpertUsage) {
+/// is text, tokenized without special tokens) and plans q8_0/q4_0 per routed expert at `averageBits`; returns the
+/// plan, the usage it came from, and the type of each routed-expert tensor.
+private func expertBitPlan(model path: String, calibration file: String, averageBits: Double)
+    throws -> (ExpertBitPlan, ExpertUsage, [String: WeightStorage]) {
     let text = try readCalibration(file)
     let model = try Model(path: path)
     var tokens: [Int32]
@@ -85,7 +81,8 @@ private func expertBitPlan(model path: String, calibration file: String, average
     let window = min(model.contextLength, 2048)
     printError("calibration: \(tokens.count) tokens in windows of up to \(window)")
     let usage = try ExpertUsage.measure(model: model, tokens: tokens, window: window)
-    return (try ExpertBitPlan(usage: usage, averageBits: averageBits), usage)
+    let plan = try ExpertBitPlan(usage: usage, averageBits: averageBits)
+    return (plan, usage, plan.tensorTypes(model.checkpoint))
 }
 
 /// The calibration file's text, at most 64 MiB.

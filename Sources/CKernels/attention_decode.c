@@ -48,7 +48,7 @@ static float kv_value(const uint8_t *head, int type, int i) {
     }
     default: {
         const uint8_t *block = head + (int64_t)(i / MOERT_Q8_0_BLOCK) * MOERT_Q8_0_BLOCK_BYTES;
-        return moert_q8_0_scale(block) * (float)(int8_t)block[2 + i % MOERT_Q8_0_BLOCK];
+        return moert_block_scale(block) * (float)(int8_t)block[2 + i % MOERT_Q8_0_BLOCK];
     }
     }
 }
@@ -96,7 +96,7 @@ static inline __m256 load8_unscaled(const uint8_t *head, int type, int i) {
 
 /* The scale of the q8_0 block holding element i of a head's row. */
 static inline float q8_scale(const uint8_t *head, int i) {
-    return moert_q8_0_scale(head + (int64_t)(i / MOERT_Q8_0_BLOCK) * MOERT_Q8_0_BLOCK_BYTES);
+    return moert_block_scale(head + (int64_t)(i / MOERT_Q8_0_BLOCK) * MOERT_Q8_0_BLOCK_BYTES);
 }
 
 /* q . k over head_dim (a multiple of 8): one row. */

@@ -29,7 +29,6 @@ static inline float activation_scale(const uint8_t *block) {
     return d;
 }
 
-
 /* Eight partial sums of the 32 products w[i] * a[i] of two blocks of signed bytes, as floats (exact: each is at most
 ** 4 * 128 * 127 in magnitude). vpmaddubsw multiplies unsigned by signed bytes, so the weight gives its magnitude and
 ** its sign moves to the activation; -128 (only in a hostile file) is 128 as unsigned and still right. */
@@ -64,6 +63,19 @@ static void rows_avx2_q8_0(const uint8_t *w, const uint8_t *xq, float *y, int64_
     }
 }
 
+/* acc + the products of a pair of q4_0 blocks: `q` their 32 bytes of nibbles (block 0's in the low lane), `dw` their
+** scales [d0 x4, d1 x4], `a` the matching pair of activation blocks (moert_quantize_activation_pairs). */
+__attribute__((target("avx2,fma,f16c"), always_inline))
+static inline __m256 q4_0_pair(__m256i q, __m256 dw, const uint8_t *a, __m256 acc) {
+    const __m256i low = _mm256_set1_epi8(15);
+    const __m256i lo = _mm256_and_si256(q, low), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), low);
+    const __m256i sums = _mm256_add_epi16(_mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)a)),
+                                          _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(a + 32))));
+    const __m256 dot = _mm256_sub_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(sums, _mm256_set1_epi16(1))),
+                                     _mm256_loadu_ps((const float *)(a + 96)));
+    return _mm256_fmadd_ps(dot, _mm256_mul_ps(dw, _mm256_loadu_ps((const float *)(a + 64))), acc);
+}
+
 /* y[r] for r in [r0, r1) of q4_0 weights, against activations laid out in pairs of blocks
 ** (moert_quantize_activation_pairs). Two blocks per step: their 32 bytes of nibbles in one register, the low nibbles
 ** (values 0-15 of each block) and the high ones (16-31) multiplied unsigned, as stored, by the matching activation
@@ -73,7 +85,6 @@ static void rows_avx2_q8_0(const uint8_t *w, const uint8_t *xq, float *y, int64_
 __attribute__((target("avx2,fma,f16c")))
 static void rows_avx2_q4_0(const uint8_t *w, const uint8_t *xq, float *y, int64_t r0, int64_t r1, int64_t blocks) {
     const int64_t bb = MOERT_Q4_0_BLOCK_BYTES, pairs = blocks / 2;
-    const __m256i low = _mm256_set1_epi8(15), ones = _mm256_set1_epi16(1);
     const __m256i spread = _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1);
     for (int64_t r = r0; r < r1; r++) {
         const uint8_t *row = w + r * blocks * bb;
@@ -83,30 +94,18 @@ static void rows_avx2_q4_0(const uint8_t *w, const uint8_t *xq, float *y, int64_
             _mm_prefetch((const char *)b0 + PREFETCH_BYTES, _MM_HINT_T0);
             const __m256i q = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(b0 + 2))),
                                                       _mm_loadu_si128((const __m128i *)(b0 + bb + 2)), 1);
-            const __m256i lo = _mm256_and_si256(q, low), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), low);
-            const __m256i sums = _mm256_add_epi16(_mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)a)),
-                                                  _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(a + 32))));
-            const __m256 dot = _mm256_sub_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(sums, ones)),
-                                             _mm256_loadu_ps((const float *)(a + 96)));
             uint16_t h0, h1;
             memcpy(&h0, b0, 2);
             memcpy(&h1, b0 + bb, 2);
             const __m256 dw = _mm256_permutevar8x32_ps(
                 _mm256_castps128_ps256(_mm_cvtph_ps(_mm_cvtsi32_si128((int)((uint32_t)h0 | (uint32_t)h1 << 16)))), spread);
-            const __m256 scale = _mm256_mul_ps(dw, _mm256_loadu_ps((const float *)(a + 64)));
-            if (p % 2 == 0) acc0 = _mm256_fmadd_ps(dot, scale, acc0);
-            else acc1 = _mm256_fmadd_ps(dot, scale, acc1);
+            if (p % 2 == 0) acc0 = q4_0_pair(q, dw, a, acc0);
+            else acc1 = q4_0_pair(q, dw, a, acc1);
         }
         if (blocks % 2) { /* the last block, with the zero half of its activation pair */
             const uint8_t *b0 = row + 2 * pairs * bb, *a = xq + pairs * MOERT_QA_PAIR_BYTES;
             const __m256i q = _mm256_zextsi128_si256(_mm_loadu_si128((const __m128i *)(b0 + 2)));
-            const __m256i lo = _mm256_and_si256(q, low), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), low);
-            const __m256i sums = _mm256_add_epi16(_mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)a)),
-                                                  _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(a + 32))));
-            const __m256 dot = _mm256_sub_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(sums, ones)),
-                                             _mm256_loadu_ps((const float *)(a + 96)));
-            const __m256 scale = _mm256_mul_ps(_mm256_set1_ps(weight_scale_f16c(b0)), _mm256_loadu_ps((const float *)(a + 64)));
-            acc0 = _mm256_fmadd_ps(dot, scale, acc0);
+            acc0 = q4_0_pair(q, _mm256_set1_ps(weight_scale_f16c(b0)), a, acc0);
         }
         y[r] = moert_hsum256(_mm256_add_ps(acc0, acc1));
     }
@@ -122,12 +121,8 @@ static void rows_scalar(const uint8_t *w, int type, const uint8_t *xq, float *y,
         for (int64_t b = 0; b < blocks; b++) {
             const uint8_t *wb = row + b * bb, *ab8 = xq + b * ab + 4;
             int32_t sum = 0;
-            for (int i = 0; i < MOERT_QUANT_BLOCK; i++) {
-                const int q = type == MOERT_QUANT_Q8_0 ? (int8_t)wb[2 + i]
-                            : i < 16 ? (wb[2 + i] & 15) - 8 : (wb[2 + i - 16] >> 4) - 8;
-                sum += q * (int8_t)ab8[i];
-            }
-            acc += (float)sum * (moert_q8_0_scale(wb) * activation_scale(xq + b * ab));
+            for (int i = 0; i < MOERT_QUANT_BLOCK; i++) sum += moert_block_quant(wb, type, i) * (int8_t)ab8[i];
+            acc += (float)sum * (moert_block_scale(wb) * activation_scale(xq + b * ab));
         }
         y[r] = acc;
     }

@@ -105,11 +105,18 @@ static inline __m256 moert_load8(const uint16_t *p, int dtype) {
     return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
 }
 
-/** The scale of a q8_0 block (its leading f16), as float32. */
-static inline float moert_q8_0_scale(const uint8_t *block) {
+/** The scale of a q8_0 or q4_0 block (its leading f16), as float32. */
+static inline float moert_block_scale(const uint8_t *block) {
     uint16_t h;
     memcpy(&h, block, sizeof h);
     return moert_widen_f16(h);
+}
+
+/** Quant i (0-31) of a block of `type` (MOERT_QUANT_Q8_0 or MOERT_QUANT_Q4_0), before its scale: q8_0's int8, or
+ * q4_0's low nibble of byte i (i < 16) or high nibble of byte i - 16, minus 8. */
+static inline int moert_block_quant(const uint8_t *block, int type, int i) {
+    if (type == MOERT_QUANT_Q8_0) return (int8_t)block[2 + i];
+    return i < 16 ? (block[2 + i] & 15) - 8 : (block[2 + i - 16] >> 4) - 8;
 }
 
 /** 8 signed bytes from p as 8 floats (the quants of a q8_0 block, before its scale). */

@@ -77,7 +77,7 @@ __attribute__((target("avx2,fma,f16c")))
 static void dequantize_avx2(int type, const uint8_t *src, float *dst, int64_t blocks) {
     const int64_t bytes = moert_quant_block_bytes(type);
     for (int64_t b = 0; b < blocks; b++, src += bytes, dst += MOERT_QUANT_BLOCK) {
-        const __m256 d = _mm256_set1_ps(moert_q8_0_scale(src));
+        const __m256 d = _mm256_set1_ps(moert_block_scale(src));
         if (type == MOERT_QUANT_Q8_0) {
             for (int i = 0; i < MOERT_QUANT_BLOCK; i += 8) {
                 _mm256_storeu_ps(dst + i, _mm256_mul_ps(d, moert_load8_q8(src + 2 + i)));
@@ -97,12 +97,8 @@ void moert_dequantize_portable(int type, const void *src, float *dst, int64_t co
     const int64_t bytes = moert_quant_block_bytes(type);
     const uint8_t *s = src;
     for (int64_t b = 0; b < count / MOERT_QUANT_BLOCK; b++, s += bytes, dst += MOERT_QUANT_BLOCK) {
-        const float d = moert_q8_0_scale(s);
-        for (int i = 0; i < MOERT_QUANT_BLOCK; i++) {
-            const int q = type == MOERT_QUANT_Q8_0 ? (int8_t)s[2 + i]
-                        : i < 16 ? (s[2 + i] & 15) - 8 : (s[2 + i - 16] >> 4) - 8;
-            dst[i] = d * (float)q;
-        }
+        const float d = moert_block_scale(s);
+        for (int i = 0; i < MOERT_QUANT_BLOCK; i++) dst[i] = d * (float)moert_block_quant(s, type, i);
     }
 }
 

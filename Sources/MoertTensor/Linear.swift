@@ -121,7 +121,7 @@ public struct Linear: Sendable {
     /// and allocation-free.
     private func applyWidened(_ x: UnsafePointer<Float>, rows n: Int, into y: UnsafeMutablePointer<Float>,
                               scratch: UnsafeMutableBufferPointer<Float>) {
-        let out = outFeatures, inF = inFeatures, storage = weight.storage, type = storage.kernelType
+        let out = outFeatures, inF = inFeatures, storage = weight.storage
         let blockRows = Self.widenedBlockRows(outFeatures: out, inFeatures: inF)
         let skip = storage.isQuantized ? Self.activationScratchCount(inFeatures: inF) : 0
         guard let base = scratch.baseAddress, scratch.count >= skip + blockRows * inF else {
@@ -132,11 +132,7 @@ public struct Linear: Sendable {
         var r0 = 0
         while r0 < out {
             let rows = min(blockRows, out - r0)
-            if storage.isQuantized {
-                moert_dequantize(type, weight.raw + storage.bytes(r0 * inF), block, Int64(rows * inF))
-            } else {
-                moert_half_to_float(weight.raw + r0 * inF * 2, type, block, Int64(rows * inF))
-            }
+            weight.rows(r0, count: rows, into: block)
             // [n, in] x [rows, in]^T -> y[:, r0 ..< r0 + rows]: moert's GEMM where it runs (AVX-512), else sgemm
             if moert_gemm_nt(Int64(n), Int64(rows), Int64(inF), x, Int64(inF), block, MOERT_GEMM_F32, Int64(inF),
                              y + r0, Int64(out)) == 0 {

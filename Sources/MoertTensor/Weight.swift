@@ -79,12 +79,15 @@ public struct Weight: @unchecked Sendable {
     }
 
     /// Row `r` of a matrix widened to float32 into `out` (shape[1] floats).
-    package func row(_ r: Int, into out: UnsafeMutablePointer<Float>) {
-        let cols = shape[1]
+    package func row(_ r: Int, into out: UnsafeMutablePointer<Float>) { rows(r, count: 1, into: out) }
+
+    /// Rows [r0, r0 + count) of a matrix widened to float32 into `out` (count × shape[1] floats).
+    package func rows(_ r0: Int, count: Int, into out: UnsafeMutablePointer<Float>) {
+        let start = r0 * shape[1], values = count * shape[1]
         switch storage {
-        case .f32: out.update(from: data + r * cols, count: cols)
-        case .f16, .bf16: moert_half_to_float(raw + r * cols * 2, storage.kernelType, out, Int64(cols))
-        case .q8_0, .q4_0: moert_dequantize(storage.kernelType, raw + storage.bytes(r * cols), out, Int64(cols))
+        case .f32: out.update(from: data + start, count: values)
+        case .f16, .bf16: moert_half_to_float(raw + storage.bytes(start), storage.kernelType, out, Int64(values))
+        case .q8_0, .q4_0: moert_dequantize(storage.kernelType, raw + storage.bytes(start), out, Int64(values))
         }
     }
 }

@@ -1,5 +1,6 @@
 // Arguments: a small `--flag value` parser with typed accessors and one-line errors.
 
+import MoertFormats
 
 /// A command-line usage error; printed as one line, exit status 2.
 struct UsageError: Error {
@@ -84,4 +85,13 @@ extension Substring {
         while s.last == " " { s.removeLast() }
         return s
     }
+}
+
+/// The text of the UTF-8 file an option names (`option`, for messages), of at most `limit` bytes.
+/// - Throws: `UsageError` for a file too large or not UTF-8; `MoertError` (`.io`) when it cannot be read.
+func readTextArgument(_ path: String, option: String, limit: Int) throws -> String {
+    let file = try MappedFile(path: path)
+    guard file.size <= limit else { throw UsageError("\(option): \(path) is larger than \(limit >> 20) MiB") }
+    guard let text = String(validating: file.bytes, as: UTF8.self) else { throw UsageError("\(option): \(path) is not valid UTF-8") }
+    return text
 }

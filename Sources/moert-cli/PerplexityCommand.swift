@@ -11,7 +11,7 @@ import MoertText
 /// `moert perplexity`.
 func perplexityCommand(_ args: Arguments) throws {
     let path = try args.required("--model"), file = try args.required("--file")
-    let text = try readTextArgument(file)
+    let text = try readTextArgument(file, option: "--file", limit: 256 << 20)
     let model = try loadModel(args)
     let tokens = try ModelText(path: path).tokenizer.encode(text, addSpecialTokens: false)
     let window = try args.int("--ctx", default: model.config.maxPositionEmbeddings)
@@ -38,14 +38,6 @@ func perplexityCommand(_ args: Arguments) throws {
     print("experts per token \(twoDecimals(result.expertsPerToken)) per MoE layer (\(model.moeLayerCount) MoE layers)")
     print("time              \(oneDecimal(seconds)) s (\(oneDecimal(Double(result.tokens) / max(seconds, 1e-9))) tok/s)")
     print("perplexity \(result.perplexity)")
-}
-
-/// A UTF-8 text file of at most 256 MiB.
-private func readTextArgument(_ path: String) throws -> String {
-    let file = try MappedFile(path: path)
-    guard file.size <= 256 << 20 else { throw UsageError("--file: \(path) is larger than 256 MiB") }
-    guard let text = String(validating: file.bytes, as: UTF8.self) else { throw UsageError("--file: \(path) is not valid UTF-8") }
-    return text
 }
 
 /// `x` with two decimals.

@@ -61,7 +61,7 @@ func quantizeCommand(_ args: Arguments) throws {
 /// plan, the usage it came from, and the type of each routed-expert tensor.
 private func expertBitPlan(model path: String, calibration file: String, averageBits: Double)
     throws -> (ExpertBitPlan, ExpertUsage, [String: WeightStorage]) {
-    let text = try readCalibration(file)
+    let text = try readTextArgument(file, option: "--calibration", limit: 64 << 20)
     let model = try Model(path: path)
     var tokens: [Int32]
     let words = text.split { $0 == "," || $0 == " " || $0 == "\n" || $0 == "\t" || $0 == "\r" }
@@ -83,14 +83,6 @@ private func expertBitPlan(model path: String, calibration file: String, average
     let usage = try ExpertUsage.measure(model: model, tokens: tokens, window: window)
     let plan = try ExpertBitPlan(usage: usage, averageBits: averageBits)
     return (plan, usage, plan.tensorTypes(model.checkpoint))
-}
-
-/// The calibration file's text, at most 64 MiB.
-private func readCalibration(_ path: String) throws -> String {
-    let file = try MappedFile(path: path)
-    guard file.size <= 64 << 20 else { throw UsageError("--calibration: \(path) is larger than 64 MiB") }
-    guard let text = String(validating: file.bytes, as: UTF8.self) else { throw UsageError("--calibration: \(path) is not valid UTF-8") }
-    return text
 }
 
 /// Per MoE layer: the experts given q8_0, with their share of the layer's routing-weight mass.

@@ -91,10 +91,7 @@ public struct ExpertBitPlan: Sendable {
     public func tensorTypes(_ checkpoint: Checkpoint) -> [String: WeightStorage] {
         var map: [String: WeightStorage] = [:]
         for name in checkpoint.tensorNames where TensorClass.of(name) == .experts {
-            let parts = name.split(separator: ".")
-            guard let l = parts.firstIndex(of: "layers"), l + 1 < parts.count, let layer = Int(parts[l + 1]),
-                  let x = parts.firstIndex(of: "experts"), x + 1 < parts.count, let e = Int(parts[x + 1]),
-                  let type = types[layer], e < type.count else { continue }
+            guard let (layer, e) = TensorClass.routedExpert(name), let type = types[layer], e < type.count else { continue }
             map[name] = type[e]
         }
         return map

@@ -30,6 +30,15 @@ public enum TensorClass: String, Sendable, CaseIterable {
         if name.contains(".mlp.") { return .shared }
         return .other
     }
+
+    /// The decoder layer and expert id of a routed expert's tensor ("model.layers.<l>.….experts.<e>.…"); nil for
+    /// any other name.
+    public static func routedExpert(_ name: String) -> (layer: Int, expert: Int)? {
+        let parts = name.split(separator: ".")
+        guard let l = parts.firstIndex(of: "layers"), l + 1 < parts.count, let layer = Int(parts[l + 1]),
+              let x = parts.firstIndex(of: "experts"), x + 1 < parts.count, let expert = Int(parts[x + 1]) else { return nil }
+        return (layer, expert)
+    }
 }
 
 /// The storage types asked for, per class (`moert quantize --type ... --attention ... --experts ... --shared ...
@@ -120,15 +129,12 @@ public struct QuantizePlan: Sendable {
         // One type per routed expert.
         var byExpert: [String: [Int]] = [:]
         for (i, p) in planned.enumerated() where p.cls == .experts {
-            let parts = p.name.split(separator: ".", omittingEmptySubsequences: false)
-            if let e = parts.firstIndex(of: "experts"), e + 1 < parts.count {
-                byExpert[parts[...(e + 1)].joined(separator: "."), default: []].append(i)
-            }
+            if let (layer, expert) = TensorClass.routedExpert(p.name) { byExpert["layer \(layer) expert \(expert)", default: []].append(i) }
         }
-        for (prefix, members) in byExpert where Set(members.map { planned[$0].target }).count > 1 {
+        for (expert, members) in byExpert where Set(members.map { planned[$0].target }).count > 1 {
             for i in members {
                 if planned[i].target != planned[i].source {
-                    planned[i].fallback = "kept \(planned[i].source!.rawValue) with the rest of \(prefix) (its projections share one type)"
+                    planned[i].fallback = "kept \(planned[i].source!.rawValue) with the rest of \(expert) (its projections share one type)"
                 }
                 planned[i].target = planned[i].source
             }

@@ -165,6 +165,33 @@ FIXTURES = [
         plugin_init=dict(r=16),
         checks=["state_matters"],
     ),
+    # RMoE as released: the GRU router plus a shared SwiGLU expert (width 8), mixed 0.5/0.5 with the routed sum.
+    Fixture(
+        name="gru_shared",
+        seed=11500,
+        prompt=[17, 200, 45, 99, 3, 128, 250],
+        moert={
+            "format_version": 1,
+            "plugins": ["gru"],
+            "router": {"kind": "gru", "params": {"normalize": True}},
+            "experts": ffn_groups(4),
+            "shared_expert": {"intermediate_size": 8, "weight": 0.5, "routed_weight": 0.5},
+        },
+        plugin_init=dict(r=16),
+        checks=["state_matters"],
+    ),
+    # Layer 0 made dense by the section (a SwiGLU MLP of width 16); layer 1 keeps the built-in top-2 router.
+    Fixture(
+        name="dense_layer",
+        seed=15500,
+        prompt=[21, 90, 140, 7, 66, 201, 33],
+        moert={
+            "format_version": 1,
+            "router": {"kind": "topk"},
+            "experts": ffn_groups(4),
+            "layers": {"0": {"dense": {"intermediate_size": 16}}},
+        },
+    ),
     # RMoE with the plain RNN cell: only weight_in/hn and bias_in/hn are stored.
     Fixture(
         name="gru_rnn",
@@ -192,6 +219,22 @@ FIXTURES = [
             "experts": ffn_groups(4),
         },
         config=dict(num_experts_per_tok=1),
+        hash_columns=1,
+        checks=["hash_seen_and_unseen"],
+    ),
+    # Hash Layers with their own experts: ReLU FFNs with biases (hash.relu_ffn, width 12).
+    Fixture(
+        name="hash_relu",
+        seed=13500,
+        prompt=[100, 8, 255, 42, 42, 190, 11],
+        moert={
+            "format_version": 1,
+            "plugins": ["hash"],
+            "router": {"kind": "hash", "params": {}},
+            "experts": [{"kind": "hash.relu_ffn", "count": 4}],
+        },
+        config=dict(num_experts_per_tok=1),
+        plugin_init=dict(relu_width=12),
         hash_columns=1,
         checks=["hash_seen_and_unseen"],
     ),
@@ -407,7 +450,46 @@ class ConstantExpert:
         return ["constant", "wg.weight"]
 
 
+class ReluExpert:
+    """Hash Layers' expert: W2 relu(W1 x + b1) + b2."""
+
+    def __init__(self, w1, b1, w2, b2):
+        self.w1, self.b1, self.w2, self.b2 = w1, b1, w2, b2
+
+    def __call__(self, x):
+        return F.linear(F.relu(F.linear(x, self.w1, self.b1)), self.w2, self.b2)
+
+    @staticmethod
+    def names():
+        return ["linear1.weight", "linear1.bias", "linear2.weight", "linear2.bias"]
+
+
+class SwigluMLP:
+    """A LLaMA MLP (gate_proj, up_proj, down_proj): the section's shared expert and dense layers."""
+
+    NAMES = ("gate_proj.weight", "up_proj.weight", "down_proj.weight")
+
+    def __init__(self, store, prefix):
+        self.gate, self.up, self.down = (store.get(prefix + n) for n in self.NAMES)
+
+    def __call__(self, x):
+        return F.linear(F.silu(F.linear(x, self.gate)) * F.linear(x, self.up), self.down)
+
+
+class DenseBlock(torch.nn.Module):
+    """A layer the moert section makes dense."""
+
+    def __init__(self, mlp):
+        super().__init__()
+        self.mlp = mlp
+
+    def forward(self, hidden_states):
+        return self.mlp(hidden_states.to(torch.float32)).to(hidden_states.dtype)
+
+
 def make_expert(kind: str, t: dict):
+    if kind == "hash.relu_ffn":
+        return ReluExpert(t["linear1.weight"], t["linear1.bias"], t["linear2.weight"], t["linear2.bias"])
     if kind == "ffn":
         return FfnExpert(t["w1.weight"], t["w3.weight"], t["w2.weight"])
     if kind == "moepp.zero":
@@ -421,6 +503,7 @@ def make_expert(kind: str, t: dict):
 
 EXPERT_NAMES = {
     "ffn": FfnExpert.names(),
+    "hash.relu_ffn": ReluExpert.names(),
     "moepp.zero": ZeroExpert.names(),
     "moepp.copy": CopyExpert.names(),
     "moepp.constant": ConstantExpert.names(),
@@ -824,8 +907,9 @@ class PluginMoeBlock(torch.nn.Module):
     surrounding model only has the non-MoE weights.
     """
 
-    def __init__(self, layer_idx, router, experts, kinds, ctx):
+    def __init__(self, layer_idx, router, experts, kinds, ctx, shared=None, shared_spec=None):
         super().__init__()
+        self.shared, self.shared_spec = shared, shared_spec or {}
         self.layer_idx = layer_idx
         self.router = router
         self.experts_list = experts
@@ -844,6 +928,9 @@ class PluginMoeBlock(torch.nn.Module):
             if tok.numel() == 0 or self.kinds[e] == "moepp.zero":
                 continue
             y.index_add_(0, tok, expert(x[tok]) * w[tok, e, None])
+        if self.shared is not None:
+            # RMoE's add_moe_share_expert: moe_weight * MoE + share_weight * Shared
+            y = self.shared_spec.get("routed_weight", 1.0) * y + self.shared_spec.get("weight", 1.0) * self.shared(x)
         if self.ctx.trace is not None:
             self.ctx.trace.append(dict(layer=self.layer_idx, sel=sel.clone(), w=w.clone(), info=info))
         return y.reshape(b, s, h).to(hidden_states.dtype)
@@ -938,6 +1025,10 @@ class PluginModel:
         store = TensorStore(tensors)
         k = hf_config.num_experts_per_tok
         for l, layer in enumerate(self.hf.model.layers):
+            over = self.section.get("layers", {}).get(str(l), {})
+            if "dense" in over:
+                layer.mlp = DenseBlock(SwigluMLP(store, f"model.layers.{l}.mlp."))
+                continue
             P = moe_prefix(store, l)
             router_spec, groups = layer_spec(self.section, l)
             if groups is None:
@@ -948,7 +1039,9 @@ class PluginModel:
             for e, kind in enumerate(kinds):
                 t = {n: store.get(f"{P}experts.{e}.{n}") for n in EXPERT_NAMES[kind]}
                 experts.append(make_expert(kind, t))
-            layer.mlp = PluginMoeBlock(l, router, experts, kinds, self.ctx)
+            shared_spec = over.get("shared_expert", self.section.get("shared_expert"))
+            shared = SwigluMLP(store, P + "shared_expert.") if shared_spec else None
+            layer.mlp = PluginMoeBlock(l, router, experts, kinds, self.ctx, shared, shared_spec)
 
         base = {n: store.get(n) for n in self.hf.state_dict()}
         self.hf.load_state_dict(base, strict=True)
@@ -1123,10 +1216,29 @@ def plugin_tensors(fx: Fixture, config: dict, base: dict, seed: int):
         extra_info.update(hash_freq=[t[1] for t in tables], hash_load=[t[2] for t in tables])
 
     for l, P in enumerate(prefixes):
+        dense = fx.moert.get("layers", {}).get(str(l), {}).get("dense")
+        if dense is not None:
+            width = dense.get("intermediate_size", config["intermediate_size"])
+            out[f"model.layers.{l}.mlp.gate_proj.weight"] = randn(width, H, std=STD_PROJ)
+            out[f"model.layers.{l}.mlp.up_proj.weight"] = randn(width, H, std=STD_PROJ)
+            out[f"model.layers.{l}.mlp.down_proj.weight"] = randn(H, width, std=STD_PROJ)
+            continue
+        shared = fx.moert.get("shared_expert")
+        if shared is not None:
+            width = shared.get("intermediate_size", config["intermediate_size"])
+            out[P + "shared_expert.gate_proj.weight"] = randn(width, H, std=STD_PROJ)
+            out[P + "shared_expert.up_proj.weight"] = randn(width, H, std=STD_PROJ)
+            out[P + "shared_expert.down_proj.weight"] = randn(H, width, std=STD_PROJ)
         for e, ek in enumerate(kinds):
             if ek == "ffn":
                 for n in FfnExpert.names():
                     out[f"{P}experts.{e}.{n}"] = base[f"{P}experts.{e}.{n}"]
+            elif ek == "hash.relu_ffn":
+                width = init["relu_width"]
+                out[f"{P}experts.{e}.linear1.weight"] = randn(width, H, std=STD_PROJ)
+                out[f"{P}experts.{e}.linear1.bias"] = randn(width, std=STD_BIAS)
+                out[f"{P}experts.{e}.linear2.weight"] = randn(H, width, std=STD_PROJ)
+                out[f"{P}experts.{e}.linear2.bias"] = randn(H, std=STD_BIAS)
             elif ek == "moepp.constant":
                 out[f"{P}experts.{e}.constant"] = randn(H, std=1.0)
                 out[f"{P}experts.{e}.wg.weight"] = randn(2, H, std=0.3)
@@ -1159,7 +1271,7 @@ def plugin_tensors(fx: Fixture, config: dict, base: dict, seed: int):
             else:
                 out[P + "router.wg.weight"] = randn(E, H, std=STD_ROUTER)
             out[P + "router.gate_map.weight"] = randn(E, E, std=0.3)
-        elif kind == "topp":
+        elif kind in ("topp", "topk"):
             out[P + "gate.weight"] = base[P + "gate.weight"]
         elif kind == "adamoe":
             out[P + "gate.weight"] = base[P + "gate.weight"]

@@ -30,6 +30,12 @@
 **
 ** Threads: an instance is read-only after create and route() uses no scratch, so it may run concurrently on one
 ** instance. The host table is copied at create (the pointer passed to create is borrowed for that call only).
+**
+** Expert kind `hash.relu_ffn` — the experts of Hash Layers (ParlAI HashLayerFFN's linears1[i] / linears2[i]): a
+** ReLU FFN with biases, F(x) = W2 relu(W1 x + b1) + b2, its output replacing the FFN's with the router's weight.
+** Tensors (under the expert's prefix P experts.<e>.): linear1.weight W1 [I, H], linear1.bias b1 [I],
+** linear2.weight W2 [H, I], linear2.bias b2 [H]; the width I is read from linear1.weight. No params.
+** forward() keeps its scratch on the stack (I is walked in slices), so it may run concurrently on one instance.
 */
 #include <moert_plugin.h>
 
@@ -221,8 +227,112 @@ static const moert_router_ops hash_ops = {
     .destroy = hash_destroy,
 };
 
+/* ------------------------------------------------------------------------------------------------------------ */
+/* Expert `hash.relu_ffn`                                                                                        */
+/* ------------------------------------------------------------------------------------------------------------ */
+
+#define RELU_KIND "hash.relu_ffn"
+#define RELU_SLICE 256 /* intermediate units computed per pass of forward() */
+
+/** One expert: borrowed float32 weights (valid until destroy). */
+typedef struct relu_ffn {
+    void (*free)(void *pointer);
+    void (*set_error)(const char *message);
+    int32_t hidden, width;                   /* H, I */
+    const float *w1, *b1, *w2, *b2;          /* [I, H], [I], [H, I], [H] */
+} relu_ffn;
+
+static void relu_ffn_destroy(void *instance) {
+    if (instance == NULL) return;
+    relu_ffn *f = (relu_ffn *)instance;
+    f->free(f);
+}
+
+static moert_status relu_ffn_create(const moert_host_api *host, const moert_create_context *ctx,
+                                    const moert_layer_info *layer, void **out_instance) {
+    if (host == NULL || !MOERT_HOST_HAS(host, set_error)) return MOERT_ERR_PLUGIN;
+    if (out_instance == NULL || layer == NULL) {
+        return plugin_fail(host->set_error, MOERT_ERR_INVALID_ARGUMENT, RELU_KIND ": create called with a NULL argument");
+    }
+    *out_instance = NULL;
+    const int64_t h = layer->hidden_size;
+    if (h < 1) return plugin_fail(host->set_error, MOERT_ERR_INVALID_ARGUMENT, RELU_KIND ": hidden size %lld", (long long)h);
+
+    // The width comes from linear1.weight; plugin_float_tensor then checks every shape against it.
+    moert_tensor t;
+    memset(&t, 0, sizeof t);
+    t.struct_size = (uint32_t)sizeof t;
+    moert_status status = host->layer_tensor(ctx, "linear1.weight", &t);
+    if (status != MOERT_OK) return status;  // the host named the missing tensor
+    if (t.ndim != 2 || t.shape[0] < 1 || t.shape[0] > INT32_MAX) {
+        char got[96];
+        return plugin_fail(host->set_error, MOERT_ERR_FORMAT, RELU_KIND ": tensor linear1.weight: expected [I, %lld], got %s",
+                           (long long)h, plugin_shape_text(&t, got, sizeof got));
+    }
+    const int64_t width = t.shape[0];
+    relu_ffn f = {host->free, host->set_error, (int32_t)h, (int32_t)width, NULL, NULL, NULL, NULL};
+    const plugin_create_env env = {host, ctx, RELU_KIND};
+    const int64_t w1[2] = {width, h}, b1[1] = {width}, w2[2] = {h, width}, b2[1] = {h};
+    if ((status = plugin_float_tensor(&env, host->layer_tensor, "linear1.weight", 2, w1, "[I, H]", &f.w1)) != MOERT_OK ||
+        (status = plugin_float_tensor(&env, host->layer_tensor, "linear1.bias", 1, b1, "[I]", &f.b1)) != MOERT_OK ||
+        (status = plugin_float_tensor(&env, host->layer_tensor, "linear2.weight", 2, w2, "[H, I]", &f.w2)) != MOERT_OK ||
+        (status = plugin_float_tensor(&env, host->layer_tensor, "linear2.bias", 1, b2, "[H]", &f.b2)) != MOERT_OK) {
+        return status;
+    }
+    relu_ffn *instance = (relu_ffn *)host->alloc(sizeof *instance, 0);
+    if (instance == NULL) return plugin_fail(host->set_error, MOERT_ERR_OUT_OF_MEMORY, RELU_KIND ": out of memory");
+    *instance = f;
+    *out_instance = instance;
+    return MOERT_OK;
+}
+
+/* y = W2 relu(W1 x + b1) + b2 per token, RELU_SLICE intermediate units at a time. */
+static moert_status relu_ffn_forward(void *instance, const float *x, int32_t n_tokens, int32_t hidden_size, float *y) {
+    const relu_ffn *f = (const relu_ffn *)instance;
+    if (f == NULL) return MOERT_ERR_PLUGIN;
+    if (n_tokens < 0 || hidden_size != f->hidden || (n_tokens > 0 && (x == NULL || y == NULL))) {
+        return plugin_fail(f->set_error, MOERT_ERR_INVALID_ARGUMENT,
+                           RELU_KIND ": called with %d tokens of width %d (hidden size %d)", (int)n_tokens,
+                           (int)hidden_size, (int)f->hidden);
+    }
+    const size_t h = (size_t)f->hidden, width = (size_t)f->width;
+    float a[RELU_SLICE];
+    for (int32_t t = 0; t < n_tokens; t++) {
+        const float *xt = x + (size_t)t * h;
+        float *yt = y + (size_t)t * h;
+        memcpy(yt, f->b2, h * sizeof *yt);
+        for (size_t j0 = 0; j0 < width; j0 += RELU_SLICE) {
+            const size_t m = width - j0 < RELU_SLICE ? width - j0 : RELU_SLICE;
+            for (size_t j = 0; j < m; j++) {
+                const float *row = f->w1 + (j0 + j) * h;
+                float s = f->b1[j0 + j];
+                for (size_t i = 0; i < h; i++) s += row[i] * xt[i];
+                a[j] = s > 0.0f ? s : 0.0f;
+            }
+            for (size_t i = 0; i < h; i++) {
+                const float *row = f->w2 + i * width + j0;
+                float s = 0.0f;
+                for (size_t j = 0; j < m; j++) s += row[j] * a[j];
+                yt[i] += s;
+            }
+        }
+    }
+    return MOERT_OK;
+}
+
+static const moert_expert_ops relu_ffn_ops = {
+    .struct_size = sizeof(moert_expert_ops),
+    .abi_version = MOERT_PLUGIN_ABI_VERSION,
+    .name = RELU_KIND,
+    .flags = 0,
+    .create = relu_ffn_create,
+    .forward = relu_ffn_forward,
+    .destroy = relu_ffn_destroy,
+};
+
 MOERT_PLUGIN_EXPORT moert_status moert_plugin_init(const moert_host_api *host, void *host_context) {
     moert_status status = MOERT_PLUGIN_CHECK_HOST(host, KIND, param_string);
     if (status != MOERT_OK) return status;
-    return host->register_router(host_context, &hash_ops);
+    if ((status = host->register_router(host_context, &hash_ops)) != MOERT_OK) return status;
+    return host->register_expert(host_context, &relu_ffn_ops);
 }

@@ -30,6 +30,17 @@ public struct ExpertGroup: Sendable, Equatable {
     }
 }
 
+/// An always-on SwiGLU expert the section adds to MoE layers (RMoE's shared expert): output =
+/// routedWeight · (routed sum) + weight · F(x).
+public struct SharedExpertSpec: Sendable, Equatable {
+    /// Its width; nil: config.json's `intermediate_size`.
+    public var intermediateSize: Int?
+    /// The shared expert's weight.
+    public var weight: Float
+    /// The routed experts' weight.
+    public var routedWeight: Float
+}
+
 /// The parsed section (see docs/model-format.md). What it leaves out is nil: the architecture's built-in router
 /// and experts.
 public struct MoESection: Sendable {
@@ -45,6 +56,12 @@ public struct MoESection: Sendable {
     public var layerRouters: [Int: KindSpec] = [:]
     /// Experts of single decoder layers.
     public var layerExperts: [Int: [ExpertGroup]] = [:]
+    /// The shared expert of every MoE layer without an entry of its own; nil: none (or the architecture's own).
+    public var sharedExpert: SharedExpertSpec?
+    /// Shared experts of single decoder layers.
+    public var layerSharedExperts: [Int: SharedExpertSpec] = [:]
+    /// Layers made dense by the section, with their MLP's width (nil: config.json's `intermediate_size`).
+    public var denseLayers: [Int: Int?] = [:]
     /// The block-quantized tensors; nil: none.
     public var quantization: QuantizationSection?
 
@@ -56,6 +73,18 @@ public struct MoESection: Sendable {
 
     /// The expert groups of decoder layer `layer`; nil: the built-in experts.
     public func experts(layer: Int) -> [ExpertGroup]? { layerExperts[layer] ?? experts }
+
+    /// The shared expert the section gives decoder layer `layer`; nil: none.
+    public func sharedExpert(layer: Int) -> SharedExpertSpec? { layerSharedExperts[layer] ?? sharedExpert }
+
+    /// True when decoder layer `layer` runs a mixture of experts: the config makes it one and the section does not
+    /// make it dense.
+    public func isMoELayer(_ layer: Int, config: ModelConfig) -> Bool { config.isMoELayer(layer) && denseLayers[layer] == nil }
+
+    /// Every layer index the `layers` object names.
+    public var namedLayers: [Int] {
+        Set(layerRouters.keys).union(layerExperts.keys).union(layerSharedExperts.keys).union(denseLayers.keys).sorted()
+    }
 
     /// The section of a checkpoint: `moert.json` beside config.json, else the "moert" key of config.json (`config`,
     /// as parsed), else the empty section.
@@ -72,7 +101,8 @@ public struct MoESection: Sendable {
     public init(json: JSON, source: String) throws {
         self.source = source
         guard let o = json.object else { throw MoertError.format("\(source): the moert section must be an object") }
-        try Self.checkKeys(o, ["format_version", "plugins", "router", "experts", "layers", "quantization"], at: source)
+        try Self.checkKeys(o, ["format_version", "plugins", "router", "experts", "shared_expert", "layers", "quantization"],
+                           at: source)
         if let v = o["format_version"] {
             guard v.int == 1 else { throw MoertError.unsupported("\(source): format_version \(v) is not supported (1 is)") }
         }
@@ -85,6 +115,7 @@ public struct MoESection: Sendable {
         if let q = o["quantization"] { quantization = try QuantizationSection(json: q, source: source) }
         if let r = o["router"] { router = try Self.kind(r, at: "\(source): router") }
         if let e = o["experts"] { experts = try Self.groups(e, at: "\(source): experts") }
+        if let s = o["shared_expert"] { sharedExpert = try Self.shared(s, at: "\(source): shared_expert") }
         if let l = o["layers"] {
             guard let layers = l.object else { throw MoertError.format("\(source): layers must be an object") }
             for (key, entry) in layers {
@@ -92,9 +123,16 @@ public struct MoESection: Sendable {
                     throw MoertError.format("\(source): layers key \"\(key)\" must be a layer index with an object value")
                 }
                 let at = "\(source): layers.\(key)"
-                try Self.checkKeys(e, ["router", "experts"], at: at)
+                try Self.checkKeys(e, ["router", "experts", "shared_expert", "dense"], at: at)
                 if let r = e["router"] { layerRouters[index] = try Self.kind(r, at: at + ".router") }
                 if let x = e["experts"] { layerExperts[index] = try Self.groups(x, at: at + ".experts") }
+                if let s = e["shared_expert"] { layerSharedExperts[index] = try Self.shared(s, at: at + ".shared_expert") }
+                if let d = e["dense"] {
+                    if e.count > 1 {
+                        throw MoertError.format("\(at): a dense layer has no router, experts or shared expert; give \"dense\" alone")
+                    }
+                    denseLayers[index] = try Self.dense(d, at: at + ".dense")
+                }
             }
         }
     }
@@ -103,6 +141,32 @@ public struct MoESection: Sendable {
         if let bad = o.keys.sorted().first(where: { !allowed.contains($0) }) {
             throw MoertError.format("\(at): unknown key \"\(bad)\" (allowed: \(allowed.sorted().joined(separator: ", ")))")
         }
+    }
+
+    /// A width in [1, 2^24]: larger is not a real layer, and the loader would otherwise size reads from it.
+    private static func width(_ v: JSON?, at: String) throws -> Int? {
+        guard let v else { return nil }
+        guard let n = v.int, n >= 1, n <= 1 << 24 else { throw MoertError.format("\(at): intermediate_size must be an integer in [1, 16777216]") }
+        return Int(n)
+    }
+
+    private static func shared(_ v: JSON, at: String) throws -> SharedExpertSpec {
+        guard let o = v.object else { throw MoertError.format("\(at): must be an object") }
+        try checkKeys(o, ["intermediate_size", "weight", "routed_weight"], at: at)
+        func scale(_ key: String) throws -> Float {
+            guard let j = o[key] else { return 1 }
+            guard let d = j.double, d.isFinite, abs(d) <= 1e6 else { throw MoertError.format("\(at): \(key) must be a finite number") }
+            return Float(d)
+        }
+        return SharedExpertSpec(intermediateSize: try width(o["intermediate_size"], at: at), weight: try scale("weight"),
+                                routedWeight: try scale("routed_weight"))
+    }
+
+    private static func dense(_ v: JSON, at: String) throws -> Int? {
+        if v.bool == true { return nil }
+        guard let o = v.object else { throw MoertError.format("\(at): must be true or an object {\"intermediate_size\": N}") }
+        try checkKeys(o, ["intermediate_size"], at: at)
+        return try width(o["intermediate_size"], at: at)
     }
 
     private static func kind(_ v: JSON, at: String) throws -> KindSpec {

@@ -5,18 +5,25 @@ import MoertTensor
 import Glibc
 #endif
 
-/// Optional always-on expert added to the routed output, scaled by sigmoid(w_sg · x) when a gate is present
-/// (`Qwen2MoeSparseMoeBlock`: `shared_expert` and `shared_expert_gate`).
+/// Optional always-on expert: the block's output is routedWeight · (routed sum) + weight · g(x) · F(x), where
+/// g(x) = sigmoid(w_sg · x) when a gate is present, else 1 (`Qwen2MoeSparseMoeBlock`: `shared_expert` and
+/// `shared_expert_gate`, weights 1; RMoE's `add_moe_share_expert`: no gate, `moe_weight` and `share_weight`).
 public struct SharedExpert: @unchecked Sendable {
     /// The expert.
     public let expert: SwiGLUExpert
     /// The gate [1, hidden]; nil for an ungated shared expert.
     public let gate: Linear?
+    /// The shared expert's fixed weight.
+    public let weight: Float
+    /// The routed experts' sum's weight.
+    public let routedWeight: Float
 
     /// Creates the shared expert.
-    public init(expert: SwiGLUExpert, gate: Linear?) {
+    public init(expert: SwiGLUExpert, gate: Linear?, weight: Float = 1, routedWeight: Float = 1) {
         self.expert = expert
         self.gate = gate
+        self.weight = weight
+        self.routedWeight = routedWeight
     }
 }
 
@@ -119,12 +126,15 @@ public final class MoEBlock: @unchecked Sendable {
                 throw MoertError(.internal, "layer \(input.layer): the session's expert scratch is too small for the shared expert")
             }
             s.expert.forward(x, rows: n, into: yg, scratch: scratch)  // [n, H]
+            if s.routedWeight != 1 {
+                for i in 0..<(n * h) { y[i] *= s.routedWeight }
+            }
             for t in 0..<n {
-                var scale: Float = 1
+                var scale = s.weight
                 if let g = s.gate {
                     var logit: Float = 0
                     g.apply(x + t * h, rows: 1, into: &logit, scratch: .init(start: nil, count: 0))
-                    scale = 1 / (1 + expf(-logit))
+                    scale *= 1 / (1 + expf(-logit))
                 }
                 let dst = y + t * h, src = yg + t * h
                 for c in 0..<h { dst[c] += scale * src[c] }

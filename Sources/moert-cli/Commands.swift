@@ -259,7 +259,10 @@ func infoCommand(_ args: Arguments) throws {
             print("layer \(l)           dense MLP")
             continue
         }
-        print("layer \(l)           router \(block.router.kind); experts \(describeExperts(block.experts))")
+        let shared = block.shared.map { s in
+            s.gate != nil ? "; gated shared expert" : "; shared expert (weight \(s.weight), routed \(s.routedWeight))"
+        } ?? ""
+        print("layer \(l)           router \(block.router.kind); experts \(describeExperts(block.experts))\(shared)")
         moeIndex += 1
     }
     if args.has("--memory") { try printMemory(m) }

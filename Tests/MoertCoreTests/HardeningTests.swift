@@ -124,6 +124,27 @@ struct HardeningTests {
         }
     }
 
+    @Test("dense layers and shared experts of the moert section: mistakes are named")
+    func sectionDenseAndShared() throws {
+        let cases: [(String, [String: Any], String)] = [
+            ("mixtral", ["layers": ["0": ["dense": true, "router": ["kind": "topk"]]]],
+             "layers.0: a dense layer has no router, experts or shared expert"),
+            ("mixtral", ["layers": ["1": ["dense": ["intermediate_size": 0]]]], "layers.1.dense: intermediate_size must be"),
+            ("mixtral", ["layers": ["1": ["dense": "yes"]]], "layers.1.dense: must be true or an object"),
+            ("mixtral", ["layers": ["0": ["dense": true]]], "missing tensor model.layers.0.mlp.gate_proj.weight"),
+            ("mixtral", ["shared_expert": ["weight": "half"]], "shared_expert: weight must be a finite number"),
+            ("mixtral", ["shared_expert": ["width": 8]], "shared_expert: unknown key \"width\""),
+            ("mixtral", ["shared_expert": ["weight": 0.5]], "missing tensor model.layers.0.block_sparse_moe.shared_expert.gate_proj.weight"),
+            ("qwen2_moe", ["shared_expert": ["weight": 0.5]], "has its own shared expert"),
+        ]
+        for (fixture, section, message) in cases {
+            let dir = try TemporaryDirectory.copy(of: fixture)
+            try dir.editConfig { $0["moert"] = section }
+            let e = moertError { _ = try Model(path: dir.path) }
+            #expect(e?.code == .format && e?.message.contains(message) == true, "\(section): \(e?.message ?? "loaded")")
+        }
+    }
+
     @Test("expert groups of more than 65,536 experts in all are refused")
     func expertTotal() throws {
         let dir = try TemporaryDirectory.copy(of: "mixtral")

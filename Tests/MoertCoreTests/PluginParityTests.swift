@@ -9,7 +9,8 @@ import MoertTensor
 import MoertTestSupport
 
 /// Every plugin fixture and the plugin library it needs.
-let pluginFixtures = ["gru", "gru_rnn", "hash", "hash_multi", "comet", "comet_e6", "moepp", "moepp_mixtral_gating", "topp", "adamoe"]
+let pluginFixtures = ["gru", "gru_rnn", "gru_shared", "hash", "hash_multi", "hash_relu", "comet", "comet_e6", "moepp",
+                      "moepp_mixtral_gating", "topp", "adamoe", "dense_layer"]
 
 @Suite("Plugin parity with reference implementations")
 struct PluginParityTests {

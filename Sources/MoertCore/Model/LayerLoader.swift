@@ -43,9 +43,10 @@ struct LayerLoader {
             o: try linear(p + "self_attn.o_proj", out: h, in: qWidth, bias: c.outputBias),
             qNorm: try qkNorm(p + "self_attn.q_norm.weight", wholeWidth: qWidth),
             kNorm: try qkNorm(p + "self_attn.k_norm.weight", wholeWidth: kvWidth))
-        let mlp: LayerMLP = c.isMoELayer(l)
+        let mlp: LayerMLP = section.isMoELayer(l, config: c)
             ? .moe(try moeBlock(l, moeIndex: moeIndex))
-            : .dense(try swiglu(p + "mlp.", ("gate_proj", "up_proj", "down_proj"), width: c.intermediateSize))
+            : .dense(try swiglu(p + "mlp.", ("gate_proj", "up_proj", "down_proj"),
+                                width: section.denseLayers[l].flatMap { $0 } ?? c.intermediateSize))
         return DecoderLayer(inputNorm: try weight(p + "input_layernorm.weight", [h]), attention: attention,
                             postAttentionNorm: try weight(p + "post_attention_layernorm.weight", [h]), mlp: mlp)
     }
@@ -59,7 +60,7 @@ struct LayerLoader {
     }
 
     /// Layer `l`'s MoE block: its experts and router as the moert section names them (the built-in SwiGLU experts
-    /// and softmax top-k router by default), and the Qwen2-MoE shared expert.
+    /// and softmax top-k router by default), and the shared expert of Qwen2-MoE or of the moert section.
     func moeBlock(_ l: Int, moeIndex: Int) throws -> MoEBlock {
         let c = config, h = c.hiddenSize, p = "model.layers.\(l)."
         let isMixtral = c.architecture == .mixtral
@@ -87,6 +88,11 @@ struct LayerLoader {
                 expert: try swiglu(block + "shared_expert.", ("gate_proj", "up_proj", "down_proj"),
                                    width: c.sharedExpertIntermediateSize),
                 gate: try linear(block + "shared_expert_gate", out: 1, in: h))
+        } else if let spec = section.sharedExpert(layer: l) {
+            shared = SharedExpert(
+                expert: try swiglu(block + "shared_expert.", ("gate_proj", "up_proj", "down_proj"),
+                                   width: spec.intermediateSize ?? c.intermediateSize),
+                gate: nil, weight: spec.weight, routedWeight: spec.routedWeight)
         }
         return MoEBlock(router: router, experts: experts, shared: shared, layer: context)
     }

@@ -42,7 +42,8 @@ public final class Model: @unchecked Sendable {
         guard options.maxContext >= 0 else { throw MoertError.invalid("max_context must be >= 0, got \(options.maxContext)") }
         Threads.configureBLASDefault()
         let (c, configJSON) = try ModelConfig.read(directory: path)
-        section = try MoESection.read(directory: path, config: configJSON)
+        let section = try MoESection.read(directory: path, config: configJSON)
+        self.section = section
         let ckpt = try Checkpoint(directory: path, mapped: options.mapWeights,
                                   quantized: section.quantization?.tensors ?? [:])
         checkpoint = ckpt
@@ -62,7 +63,9 @@ public final class Model: @unchecked Sendable {
         let layersPresent = (ckpt.largestIndex(after: "model.layers.") ?? -1) + 1
         let h = c.hiddenSize
         let loader = LayerLoader(config: c, checkpoint: ckpt, section: section, store: store,
-                                 moeLayers: (0..<min(c.numHiddenLayers, layersPresent)).reduce(0) { $0 + (c.isMoELayer($1) ? 1 : 0) })
+                                 moeLayers: (0..<min(c.numHiddenLayers, layersPresent)).reduce(0) {
+                                     $0 + (section.isMoELayer($1, config: c) ? 1 : 0)
+                                 })
         embedding = try ckpt.matrix("model.embed_tokens.weight", shape: [c.vocabSize, h])
         var layers: [DecoderLayer] = []
         var moeBlocks: [MoEBlock] = []
@@ -106,13 +109,16 @@ public final class Model: @unchecked Sendable {
     /// index must not go unnoticed.
     /// - Throws: `MoertError` (`.format`) naming the section and the layer.
     private static func checkSection(_ section: MoESection, _ c: ModelConfig) throws {
-        for layer in Set(section.layerRouters.keys).union(section.layerExperts.keys).sorted() {
+        for layer in section.namedLayers {
             guard layer < c.numHiddenLayers else {
                 throw MoertError.format("\(section.source): layers.\(layer): the model has \(c.numHiddenLayers) layers (0 to \(c.numHiddenLayers - 1))")
             }
             guard c.isMoELayer(layer) else {
-                throw MoertError.format("\(section.source): layers.\(layer): layer \(layer) has a dense MLP, not a mixture of experts")
+                throw MoertError.format("\(section.source): layers.\(layer): layer \(layer) has a dense MLP already, not a mixture of experts")
             }
+        }
+        if c.sharedExpertIntermediateSize > 0, section.sharedExpert != nil || !section.layerSharedExperts.isEmpty {
+            throw MoertError.format("\(section.source): shared_expert: \(c.architecture.rawValue) has its own shared expert (config.json's shared_expert_intermediate_size)")
         }
     }
 

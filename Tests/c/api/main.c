@@ -40,6 +40,7 @@ int main(int argc, char **argv) {
     static const char *const plugin_fixtures[] = {
         "plugins/gru", "plugins/gru_rnn", "plugins/hash", "plugins/hash_multi", "plugins/comet",
         "plugins/comet_e6", "plugins/moepp", "plugins/moepp_mixtral_gating", "plugins/topp", "plugins/adamoe",
+        "plugins/gru_shared", "plugins/hash_relu", "plugins/dense_layer",
     };
     if (argc != 2) {
         fprintf(stderr, "usage: %s FIXTURES_DIR\n", argv[0]);

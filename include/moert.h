@@ -497,6 +497,19 @@ typedef struct moert_generate_options {
                                                  after the token that completes one of them in the generated text
                                                  (that token is reported). NULL: none. Borrowed. @since 0.2.0 */
     int32_t  n_stop_strings;                /**< Number of stop_strings (>= 0). Default 0. @since 0.2.0 */
+    int32_t  scmoe_weak_rank;               /**< -1 (default): off. r >= 0: SCMoE self-contrast decoding ("Unchosen
+                                                 Experts Can Contribute Too", Shi et al. 2024): each token is chosen
+                                                 from (1 + scmoe_beta) z_s - scmoe_beta z_w over the tokens with
+                                                 p_s >= scmoe_alpha * max p_s (the others are excluded), where z_s are
+                                                 the session's logits (its routers and top-k: the strong activation)
+                                                 and z_w those of a weak activation that keeps, in every MoE layer,
+                                                 only the expert at 0-based rank r of the built-in router's
+                                                 probabilities. The weak pass has its own KV cache, made per call by
+                                                 evaluating the session's tokens again (about doubling the cost).
+                                                 Needs every MoE layer's built-in gate and a session without context
+                                                 shift (MOERT_ERR_INVALID_ARGUMENT otherwise). @since 0.2.0 */
+    float    scmoe_beta;                    /**< SCMoE's beta (finite, >= 0). Default 0.5. @since 0.2.0 */
+    float    scmoe_alpha;                   /**< SCMoE's plausibility cutoff alpha, in (0, 1]. Default 0.1. @since 0.2.0 */
 } moert_generate_options;
 
 /**

@@ -110,7 +110,8 @@ nonisolated(unsafe) let defaultSessionOptions = moert_session_options(struct_siz
 /// The library's default generation options.
 nonisolated(unsafe) let defaultGenerateOptions = moert_generate_options(struct_size: UInt32(MemoryLayout<moert_generate_options>.size),
                                                     max_new_tokens: 16, ignore_eos: 0, sampler: nil, tokenizer: nil,
-                                                    stop_strings: nil, n_stop_strings: 0)
+                                                    stop_strings: nil, n_stop_strings: 0, scmoe_weak_rank: -1,
+                                                    scmoe_beta: 0.5, scmoe_alpha: 0.1)
 
 /// Default generation options. The C entry point is `moert_generate_options_init_sized`.
 @c @implementation public func moert_generate_options_init_sized(_ options: UnsafeMutablePointer<moert_generate_options>!, _ size: Int) {
@@ -132,9 +133,12 @@ nonisolated(unsafe) let defaultGenerateOptions = moert_generate_options(struct_s
         guard nPrompt >= 0 else { throw MoertError(.invalidArgument, "n_prompt \(UInt(bitPattern: nPrompt)) is not a token count") }
         let promptTokens = nPrompt == 0 ? [] : Array(UnsafeBufferPointer(start: prompt, count: nPrompt))
         let stop = try generationStop(o)
+        guard o.scmoe_weak_rank >= -1 else { throw MoertError(.invalidArgument, "scmoe_weak_rank must be -1 (off) or a rank >= 0, got \(o.scmoe_weak_rank)") }
+        let contrast = o.scmoe_weak_rank < 0 ? nil
+            : SelfContrast(weakRank: Int(o.scmoe_weak_rank), beta: o.scmoe_beta, alpha: o.scmoe_alpha)
         var count = 0
         try s.generate(prompt: promptTokens, maxNewTokens: Int(o.max_new_tokens), ignoreEOS: o.ignore_eos != 0,
-                       sampler: &sampler, stop: stop) { token in
+                       sampler: &sampler, stop: stop, contrast: contrast) { token in
             if let outTokens, count < outCapacity { outTokens[count] = token }
             count += 1
             outNGenerated?.pointee = count

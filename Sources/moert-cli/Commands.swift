@@ -69,6 +69,11 @@ let commandHelp: [String: String] = [
       --context-shift       when the context is full, drop the oldest half of the tokens after the first
                             N (--keep) and go on, instead of stopping
       --keep N              tokens a context shift keeps at the start (default: the BOS token, when the prompt starts with it)
+      --scmoe K,R,BETA      SCMoE self-contrast decoding: each token is chosen from (1 + BETA) * strong - BETA * weak
+                            logits, among the tokens at least ALPHA times as probable as the most probable strong one;
+                            strong: K experts per token (0: the model's own routing, or --router/--moe-top-k), weak:
+                            only the expert at 0-based rank R in every MoE layer (the paper's setting: 2,2,0.5)
+      --scmoe-alpha A       SCMoE's plausibility cutoff ALPHA (default 0.1)
     options:
     """ + "\n" + commonHelp + "\n" + routingHelp,
     "chat": """
@@ -339,6 +344,8 @@ func generateCommand(_ args: Arguments) throws {
     let maxNew = try args.int("--max-new", default: 16)
     let m = try loadModel(args)
     let s = try makeSession(m, args)
-    let out = try s.generate(prompt: tokens, maxNewTokens: maxNew, ignoreEOS: args.has("--ignore-eos"), sampler: &sampler)
+    let contrast = try selfContrastFromArguments(args, session: s)
+    let out = try s.generate(prompt: tokens, maxNewTokens: maxNew, ignoreEOS: args.has("--ignore-eos"), sampler: &sampler,
+                             contrast: contrast)
     print(out.map(String.init).joined(separator: " "))
 }

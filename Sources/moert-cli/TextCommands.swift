@@ -126,17 +126,42 @@ func samplerFromArguments(_ args: Arguments) throws -> Sampler {
     return try Sampler(options: so)
 }
 
+/// SCMoE self-contrast decoding as `--scmoe K,R,BETA [--scmoe-alpha A]` asks: the strong pass uses the built-in
+/// router with K experts per token (0: the session's routers as they are), the weak one rank R alone. nil without
+/// --scmoe.
+func selfContrastFromArguments(_ args: Arguments, session: Session) throws -> SelfContrast? {
+    guard let text = args.string("--scmoe") else {
+        guard args.string("--scmoe-alpha") == nil else { throw UsageError("--scmoe-alpha needs --scmoe") }
+        return nil
+    }
+    let parts = text.split(separator: ",", omittingEmptySubsequences: false).map { String($0) }
+    guard parts.count == 3, let k = Int(parts[0]), k >= 0, let rank = Int(parts[1]), rank >= 0,
+          let beta = Float(parts[2]), beta.isFinite, beta >= 0 else {
+        throw UsageError("--scmoe takes STRONG_K,WEAK_RANK,BETA: integers >= 0 (K 0: the model's own top-k) and a number >= 0, e.g. 2,2,0.5")
+    }
+    if k > 0 {
+        guard args.string("--router") == nil, args.string("--moe-top-k") == nil else {
+            throw UsageError("--scmoe with a strong top-k other than 0 excludes --router and --moe-top-k")
+        }
+        try session.setTopK(k)
+    }
+    let alpha = try args.float("--scmoe-alpha", default: 0.1)
+    guard alpha > 0, alpha <= 1 else { throw UsageError("--scmoe-alpha must be in (0, 1]") }
+    return SelfContrast(weakRank: rank, beta: beta, alpha: alpha)
+}
+
 /// Generates after `prompt` in `session`, printing the text as it is made (special tokens left out); returns the
 /// text and the generated ids.
 @discardableResult
 func streamText(_ session: Session, _ text: ModelText, prompt: [Int32], maxNew: Int, ignoreEOS: Bool,
-                sampler: inout Sampler) throws -> (text: String, tokens: [Int32]) {
+                sampler: inout Sampler, contrast: SelfContrast? = nil) throws -> (text: String, tokens: [Int32]) {
     var stop = GenerationStop()
     stop.tokenIds = text.stopTokenIds
     var stream = StreamingDetokenizer(tokenizer: text.tokenizer, skipSpecialTokens: true)
     var reply = ""
     var failure: MoertError?
-    let tokens = try session.generate(prompt: prompt, maxNewTokens: maxNew, ignoreEOS: ignoreEOS, sampler: &sampler, stop: stop) { token in
+    let tokens = try session.generate(prompt: prompt, maxNewTokens: maxNew, ignoreEOS: ignoreEOS, sampler: &sampler, stop: stop,
+                                      contrast: contrast) { token in
         do {
             let piece = try stream.push(token)
             reply += piece
@@ -176,7 +201,9 @@ func generateTextCommand(_ args: Arguments) throws {
     }
     guard !prompt.isEmpty else { throw UsageError("the prompt encodes to no tokens") }
     let session = try makeSession(model, args, defaultKeep: prompt.first == model.config.bosTokenId ? 1 : 0)
-    try streamText(session, text, prompt: prompt, maxNew: maxNew, ignoreEOS: args.has("--ignore-eos"), sampler: &sampler)
+    let contrast = try selfContrastFromArguments(args, session: session)
+    try streamText(session, text, prompt: prompt, maxNew: maxNew, ignoreEOS: args.has("--ignore-eos"), sampler: &sampler,
+                   contrast: contrast)
     emit("\n")
 }
 

@@ -62,7 +62,7 @@ do {
     case "run":
         try runCommand(try Arguments(rest, valued: modelOptions.union(routingOptions).union(["--tokens", "--logits"]), flags: modelFlags))
     case "generate":
-        let a = try Arguments(rest, valued: modelOptions.union(routingOptions).union(samplingOptions).union(["--tokens", "--prompt", "--system", "--max-new", "--keep"]),
+        let a = try Arguments(rest, valued: modelOptions.union(routingOptions).union(samplingOptions).union(["--tokens", "--prompt", "--system", "--max-new", "--keep", "--scmoe", "--scmoe-alpha"]),
                               flags: modelFlags.union(["--ignore-eos", "--chat", "--context-shift"]))
         switch (a.string("--tokens"), a.string("--prompt")) {
         case (.some, nil): try generateCommand(a)

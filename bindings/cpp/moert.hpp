@@ -315,6 +315,13 @@ struct GenerateOptions {
     /// special tokens, as a Detokenizer gives it); that token is reported. Empty strings are ignored. They need
     /// `tokenizer`. Empty by default.
     std::vector<std::string> stop_strings;
+    /// -1 (the default): off; r >= 0: SCMoE self-contrast decoding against a weak pass that keeps the expert at
+    /// 0-based rank r alone in every MoE layer (moert_generate_options.scmoe_weak_rank).
+    int32_t scmoe_weak_rank = detail::defaults<moert_generate_options>().scmoe_weak_rank;
+    /// SCMoE's beta (moert_generate_options.scmoe_beta).
+    float scmoe_beta = detail::defaults<moert_generate_options>().scmoe_beta;
+    /// SCMoE's plausibility cutoff alpha (moert_generate_options.scmoe_alpha).
+    float scmoe_alpha = detail::defaults<moert_generate_options>().scmoe_alpha;
 };
 
 /// Facts about a loaded model (moert_model_info), with the architecture copied into a std::string.
@@ -1137,6 +1144,15 @@ private:
             c.tokenizer = options.tokenizer != nullptr ? options.tokenizer->get() : nullptr;
             c.stop_strings = stop_strings.empty() ? nullptr : stop_strings.data();
             c.n_stop_strings = static_cast<int32_t>(stop_strings.size());
+        }
+        if (options.scmoe_weak_rank >= 0 || options.scmoe_weak_rank < -1) {
+            if (c.struct_size < offsetof(moert_generate_options, scmoe_alpha) + sizeof c.scmoe_alpha) {
+                throw Error(MOERT_ERR_UNSUPPORTED, "GenerateOptions::scmoe_weak_rank needs a libmoert with SCMoE; this one is " +
+                                                   version());
+            }
+            c.scmoe_weak_rank = options.scmoe_weak_rank;
+            c.scmoe_beta = options.scmoe_beta;
+            c.scmoe_alpha = options.scmoe_alpha;
         }
         tokens.assign(options.max_new_tokens > 0 ? static_cast<size_t>(options.max_new_tokens) : 0, 0);
         size_t n_generated = 0;

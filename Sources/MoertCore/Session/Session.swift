@@ -57,7 +57,7 @@ public final class Session {
     /// The token at position - 1 (-1 when empty), for routers that look at the previous token.
     private var previousToken: Int32 = -1
     /// The tokens evaluated so far, [contextLength]: a position can be evaluated again when its logits are wanted.
-    private let history: UnsafeMutableBufferPointer<Int32>
+    let history: UnsafeMutableBufferPointer<Int32>
 
     let cache: KVCache
     let ws: Workspace

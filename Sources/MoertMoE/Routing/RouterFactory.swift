@@ -68,25 +68,44 @@ public enum RouterFactory {
         MoertError.invalid("router kind \(kind) is not registered (known: \(PluginRegistry.shared.routerNames.joined(separator: ", ")))")
     }
 
-    /// The built-in router: parameters `top_k` (default num_experts_per_tok) and `normalize` (default
-    /// norm_topk_prob), the gate read from the layer's `gate.weight`.
+    /// The built-in router with every layer keeping only the expert at 0-based rank `rank` of its probabilities
+    /// (SCMoE's weak activation), with the weight the layer's renormalisation gives it.
+    /// - Throws: `MoertError` (`.invalidArgument`) unless 0 <= rank < the smallest layer's expert count.
+    public static func rank(_ rank: Int, layers: [MoELayerContext]) throws -> KindSpec {
+        let most = layers.map(\.experts).min() ?? 0
+        guard rank >= 0, rank < most else { throw MoertError.invalid("rank must be in [0, \(most)) (0-based, the smallest layer's experts), got \(rank)") }
+        return KindSpec(kind: BuiltinKind.router, params: ["rank": .int(Int64(rank))])
+    }
+
+    /// The built-in router: parameters `top_k` (default num_experts_per_tok), `normalize` (default norm_topk_prob)
+    /// and `rank` (keep only the expert at this 0-based rank; excludes `top_k`), the gate read from the layer's
+    /// `gate.weight`.
     private static func makeTopK(_ params: [String: JSON], for layer: MoELayerContext, origin: Origin) throws -> Router {
-        let allowed: Set<String> = ["top_k", "normalize"]
+        let allowed: Set<String> = ["top_k", "normalize", "rank"]
         if let bad = params.keys.sorted().first(where: { !allowed.contains($0) }) {
-            let message = "layer \(layer.layer): topk router has no parameter \(bad) (top_k, normalize)"
+            let message = "layer \(layer.layer): topk router has no parameter \(bad) (top_k, normalize, rank)"
             throw origin == .checkpoint ? MoertError.format(message) : MoertError.invalid(message)
+        }
+        guard params["rank"] == nil || params["top_k"] == nil else {
+            throw MoertError.invalid("layer \(layer.layer): topk router takes top_k or rank, not both")
+        }
+        let rank = try params["rank"].map { v -> Int in
+            guard let i = v.int, i >= 0, i < Int64(layer.experts) else {
+                throw MoertError.invalid("layer \(layer.layer): rank must be an integer in [0, \(layer.experts))")
+            }
+            return Int(i)
         }
         let k = try params["top_k"].map { v -> Int in
             guard let i = v.int, i >= 1, i <= Int64(layer.experts) else {
                 throw MoertError.invalid("layer \(layer.layer): top_k must be an integer in [1, \(layer.experts)]")
             }
             return Int(i)
-        } ?? min(layer.topK, layer.experts)
+        } ?? rank.map { $0 + 1 } ?? min(layer.topK, layer.experts)
         let normalize = try params["normalize"].map { v -> Bool in
             guard let b = v.bool else { throw MoertError.invalid("layer \(layer.layer): normalize must be true or false") }
             return b
         } ?? layer.normalizeTopK
         let gate = Linear(weight: try layer.checkpoint.finiteWeight(layer.prefix + "gate.weight", shape: [layer.experts, layer.hidden]))
-        return SoftmaxTopKRouter(gate: gate, topK: k, normalize: normalize)
+        return SoftmaxTopKRouter(gate: gate, topK: k, normalize: normalize, firstRank: rank ?? 0)
     }
 }

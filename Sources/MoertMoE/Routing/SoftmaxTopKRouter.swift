@@ -4,7 +4,8 @@ import MoertTensor
 
 /// p = softmax(Wg x) in float32; keep the k largest (lower expert index first on ties); if `normalize`,
 /// divide them by their sum (`MixtralSparseMoeBlock.forward`, `Qwen2MoeSparseMoeBlock.forward`,
-/// `OlmoeSparseMoeBlock.route_tokens_to_experts`).
+/// `OlmoeSparseMoeBlock.route_tokens_to_experts`). With `firstRank` r > 0 the r most probable are dropped from the
+/// k: ranks r ..< k are kept (SCMoE's weak "rank-r routing" keeps rank r alone: r = k - 1).
 public final class SoftmaxTopKRouter: Router {
     /// The gate, [experts, hidden].
     public let gate: Linear
@@ -12,18 +13,21 @@ public final class SoftmaxTopKRouter: Router {
     public let topK: Int
     /// Renormalise the kept probabilities to sum to one.
     public let normalize: Bool
+    /// Ranks (0-based) before this one are not kept.
+    public let firstRank: Int
 
     /// Experts the gate scores.
     public var expertCount: Int { gate.outFeatures }
     public var kind: String { BuiltinKind.router }
     public var stateSize: Int { 0 }
 
-    /// Creates the router; `topK` must be in 1...experts.
-    public init(gate: Linear, topK: Int, normalize: Bool) {
-        precondition(topK >= 1 && topK <= gate.outFeatures)
+    /// Creates the router; `topK` must be in 1...experts and `firstRank` in 0..<topK.
+    public init(gate: Linear, topK: Int, normalize: Bool, firstRank: Int = 0) {
+        precondition(topK >= 1 && topK <= gate.outFeatures && firstRank >= 0 && firstRank < topK)
         self.gate = gate
         self.topK = topK
         self.normalize = normalize
+        self.firstRank = firstRank
     }
 
     /// One row of probabilities, then the kept ids and weights: e + 2k floats whatever the batch.
@@ -44,13 +48,14 @@ public final class SoftmaxTopKRouter: Router {
                 p.update(from: row, count: e)
                 softmaxInPlace(p, count: e)
                 selectTopK(p, count: e, k: k, ids: ids, weights: weights)
+                let kept = firstRank..<k
                 if normalize {
                     var sum: Float = 0
-                    for j in 0..<k { sum += weights[j] }
-                    for j in 0..<k { weights[j] /= sum }
+                    for j in kept { sum += weights[j] }
+                    for j in kept { weights[j] /= sum }
                 }
-                table.append(experts: UnsafeBufferPointer(start: ids, count: k),
-                             weights: UnsafeBufferPointer(start: weights, count: k))
+                table.append(experts: UnsafeBufferPointer(start: ids + firstRank, count: kept.count),
+                             weights: UnsafeBufferPointer(start: weights + firstRank, count: kept.count))
             }
         }
     }

@@ -103,6 +103,9 @@ void test_sampling(const fixture *fx, moert_model *model);
 /** text.c: tokenizers (cases of tokenizers), detokenizers, chat templates (transformers) and stop strings. */
 void test_text(const char *root, const fixture *mixtral, moert_model *model);
 
+/** SCMoE self-contrast decoding (moert_generate_options.scmoe_*) against transformers' tokens. */
+void test_scmoe(const char *root, moert_model *model);
+
 /** host_kinds.c: router and expert kinds registered by this program. */
 void test_host_kinds(const fixture *fx, moert_model *model);
 

@@ -29,6 +29,7 @@ static void test_on_mixtral(const char *root) {
         test_memory(&fx, model);
         test_logging(&fx);
         test_text(root, &fx, model);
+        test_scmoe(root, model);
     }
     moert_model_free(model);
     fixture_free(&fx);

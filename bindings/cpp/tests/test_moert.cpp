@@ -550,6 +550,20 @@ void test_generate(const Fixture &fx, const moert::Model &model) {
     CHECK(session.generate(fx.prompt, greedy_options(fx)) == fx.greedy, "generate() without a callback");
 }
 
+/// SCMoE through GenerateOptions: beta 0 leaves the strong logits (transformers' greedy continuation); an expert
+/// rank the layers do not have is refused.
+void test_scmoe(const Fixture &fx, const moert::Model &model) {
+    moert::Session session(model);
+    moert::GenerateOptions options = greedy_options(fx);
+    CHECK(options.scmoe_weak_rank == -1 && options.scmoe_beta == 0.5f && options.scmoe_alpha == 0.1f, "SCMoE defaults");
+    options.scmoe_weak_rank = 2;
+    options.scmoe_beta = 0.0f;
+    CHECK(session.generate(fx.prompt, options) == fx.greedy, "SCMoE with beta 0 is greedy decoding");
+    session.reset();
+    options.scmoe_weak_rank = 1000;
+    CHECK_THROWS([&] { session.generate(fx.prompt, options); }, MOERT_ERR_INVALID_ARGUMENT, "rank", "SCMoE rank 1000");
+}
+
 /// Prompt then one token at a time reproduces full_logits row by row.
 void test_decode(const Fixture &fx, const moert::Model &model) {
     moert::Session session(model);
@@ -592,6 +606,7 @@ void test_fixture(const std::string &root, const std::string &name) {
     run_group(name + ": eos tokens and kinds", [&] { test_eos_and_kinds(*fx, *model); });
     run_group(name + ": prefill logits", [&] { test_prefill(*fx, *model); });
     run_group(name + ": greedy generate", [&] { test_generate(*fx, *model); });
+    run_group(name + ": SCMoE", [&] { test_scmoe(*fx, *model); });
     run_group(name + ": kv-cached decode", [&] { test_decode(*fx, *model); });
     run_group(name + ": last logits", [&] { test_last_logits(*fx, *model); });
 }

@@ -227,6 +227,9 @@ class moert_generate_options(Structure):
         ("tokenizer", moert_tokenizer_p),
         ("stop_strings", POINTER(c_char_p)),
         ("n_stop_strings", c_int32),
+        ("scmoe_weak_rank", c_int32),
+        ("scmoe_beta", c_float),
+        ("scmoe_alpha", c_float),
     ]
 
 

@@ -479,6 +479,9 @@ class Session(ClosedByWith):
         on_token: Optional[Callable[[int], Optional[bool]]] = None,
         tokenizer: Optional[Tokenizer] = None,
         stop: Union[None, str, Sequence[str]] = None,
+        scmoe_weak_rank: Optional[int] = None,
+        scmoe_beta: float = 0.5,
+        scmoe_alpha: float = 0.1,
     ) -> List[int]:
         """Like :meth:`generate`, but runs the whole loop inside moert in one call and returns the list.
 
@@ -489,6 +492,11 @@ class Session(ClosedByWith):
                 (unless `ignore_eos`), and `stop` needs it.
             stop: a string or several: generation stops after the token that completes one of them in the
                 generated text (see :meth:`generate_text`).
+            scmoe_weak_rank: None (the default): off; r >= 0: SCMoE self-contrast decoding — tokens are chosen from
+                ``(1 + scmoe_beta) * strong - scmoe_beta * weak`` over the tokens whose strong probability is at least
+                ``scmoe_alpha`` times the largest, where strong are this session's logits and weak those of a pass
+                that keeps only the expert at 0-based rank r in every MoE layer (``moert_generate_options``).
+            scmoe_beta, scmoe_alpha: SCMoE's beta (>= 0) and plausibility cutoff (in (0, 1]).
 
         The other arguments and the errors are those of :meth:`generate`; also InvalidArgumentError for `stop`
         without a `tokenizer`, and UnsupportedError for either with a library older than 0.2.0.
@@ -511,6 +519,11 @@ class Session(ClosedByWith):
             array = (ctypes.c_char_p * len(strings))(*strings)
             options.stop_strings = array if strings else None
             options.n_stop_strings = len(strings)
+        if scmoe_weak_rank is not None:
+            _require_field(options, "scmoe_alpha")
+            options.scmoe_weak_rank = c_int_arg(scmoe_weak_rank, "scmoe_weak_rank", 32)
+            options.scmoe_beta = scmoe_beta
+            options.scmoe_alpha = scmoe_alpha
         out = np.empty(max(count, 0), dtype=np.int32)
         n_generated = ctypes.c_size_t()
         raised: List[BaseException] = []

@@ -159,3 +159,26 @@ def test_finished_iterator_leaves_the_session_as_the_library_does(tmp_path: Path
         assert streaming.n_past == ref["prompt"].size + len(streamed)
         assert list(streaming.generate([], 2, ignore_eos=True)) == native.generate_all([], 2, ignore_eos=True)
     assert streamed == greedy[: 4 if stop == "eos" else 5]
+
+
+def test_scmoe_self_contrast_matches_transformers(mixtral: moert.Model) -> None:
+    """generate_all with scmoe_weak_rank gives transformers' SCMoE tokens (Tests/fixtures/scmoe)."""
+    cases = json.loads((fixture_dir("scmoe") / "reference.json").read_text())["cases"]
+    checked = 0
+    for case in (c for c in cases if c["fixture"] == "mixtral"):
+        with mixtral.session() as session:
+            tokens = session.generate_all(case["prompt"], len(case["tokens"]), ignore_eos=True,
+                                          scmoe_weak_rank=case["weak_rank"], scmoe_beta=case["beta"],
+                                          scmoe_alpha=case["alpha"])
+        assert tokens == case["tokens"]
+        assert tokens != case["greedy"]
+        checked += 1
+    assert checked >= 1
+
+
+def test_scmoe_refuses_bad_settings(mixtral: moert.Model) -> None:
+    with mixtral.session() as session:
+        for options in ({"scmoe_weak_rank": 4}, {"scmoe_weak_rank": 1, "scmoe_alpha": 0.0},
+                        {"scmoe_weak_rank": 1, "scmoe_beta": float("nan")}):
+            with pytest.raises(moert.InvalidArgumentError):
+                session.generate_all([1, 2], 2, **options)

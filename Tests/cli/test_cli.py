@@ -280,6 +280,22 @@ def test_info_reports_kv_bytes_per_token_and_context_shift() -> None:
     assert "context shift     yes" in out
 
 
+def test_readme_first_command_prints_english() -> None:
+    """The README's first command: the demo model continues "And God said" with at least 15 words, at least 70% of
+    them in Debian's wamerican word list, without stopping early at an end-of-text token."""
+    words_file = Path("/usr/share/dict/words")
+    if not words_file.exists():
+        pytest.skip("no word list: apt-get install wamerican (.ci/run installs it)")
+    english = {line.strip().lower() for line in words_file.read_text(encoding="utf-8", errors="replace").splitlines()}
+    done = moert("generate", "--model", str(ROOT / "models" / "demo"), "--prompt", "And God said", "--max-new", "40")
+    words = [w for w in done.stdout.decode().replace("\n", " ").split() if w.strip(".,;:?!'()")]
+    known = [w for w in words if w.strip(".,;:?!'()").lower() in english]
+    assert len(words) >= 15 and len(known) >= 0.7 * len(words), done.stdout
+    prompt = moert("tokenize", "--model", str(ROOT / "models" / "demo"), "--text", "And God said").stdout.split()
+    ids = moert("generate", "--model", str(ROOT / "models" / "demo"), "--tokens", b",".join(prompt), "--max-new", "40")
+    assert len(ids.stdout.split()) == 40 and b"0" not in ids.stdout.split()  # id 0 is <|endoftext|>
+
+
 def test_perplexity_prints_transformers_figure_last() -> None:
     """`moert perplexity` (pinned): last line `perplexity X`, X as transformers computes it over the same windows."""
     cases = json.loads((FIXTURES / "perplexity" / "reference.json").read_text())["cases"]

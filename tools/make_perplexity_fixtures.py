@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
-"""Make Tests/fixtures/perplexity/reference.json: transformers' perplexity of tiny fixture models on a short text, with
-the windows of `moert perplexity`.
+"""Make Tests/fixtures/perplexity/reference.json: transformers' perplexity of tiny fixture models and of models/demo on
+short texts and on the demo's held-out split (models/kjv-test.txt), with the windows of `moert perplexity`.
 
     python tools/make_perplexity_fixtures.py [--out Tests/fixtures/perplexity]
 
-Needs `pip install torch transformers tokenizers`. The text (genesis.txt: Genesis 1:1-13, King James Version, public
-domain) is tokenized by the fixture's tokenizer.json without special tokens and cut into consecutive windows of
+Needs `pip install torch transformers tokenizers`. A case's text (genesis.txt: Genesis 1:1-13, King James Version,
+public domain; or the held-out split) is tokenized by the fixture's tokenizer.json without special tokens and cut into consecutive windows of
 `ctx` tokens (the last may be shorter); each window is one forward pass from an empty cache, and every token after the
 first of its window is scored: perplexity = exp(sum of -log p(token | the window's tokens before it) / tokens scored),
 in float64 from transformers' float32 logits. With a stride, windows start every `stride` tokens and each scores only
@@ -22,7 +22,12 @@ import torch
 from tokenizers import Tokenizer
 
 ROOT = Path(__file__).resolve().parents[1] / "Tests" / "fixtures"
-CASES = [("mixtral", 64, None), ("mixtral", 512, None), ("mixtral", 100, None), ("mixtral", 100, 40), ("mixtral", 64, 64)]
+# (model directory relative to Tests/fixtures, ctx, stride, text relative to Tests/fixtures/perplexity)
+CASES = [("mixtral", 64, None, "genesis.txt"), ("mixtral", 512, None, "genesis.txt"), ("mixtral", 100, None, "genesis.txt"),
+         ("mixtral", 100, 40, "genesis.txt"), ("mixtral", 64, 64, "genesis.txt"),
+         # the demo model: on Genesis 1 (training text) and on the whole held-out split, in its context of 512
+         ("../../models/demo", 512, None, "genesis.txt"), ("../../models/demo", 128, 64, "genesis.txt"),
+         ("../../models/demo", 512, None, "../../../models/kjv-test.txt")]
 
 
 @torch.no_grad()
@@ -53,9 +58,9 @@ def main() -> None:
     args = ap.parse_args()
     import transformers as tf
 
-    text = (args.out / "genesis.txt").read_text()
     cases = []
-    for name, ctx, stride in CASES:
+    for name, ctx, stride, text_file in CASES:
+        text = (args.out / text_file).read_text()
         directory = ROOT / name
         ids = Tokenizer.from_file(str(directory / "tokenizer.json")).encode(text, add_special_tokens=False).ids
         arch = json.loads((directory / "config.json").read_text())["architectures"][0]
@@ -63,10 +68,10 @@ def main() -> None:
                                                   experts_implementation="eager")
         model.eval()
         nll, scored = perplexity(model, ids, ctx, stride)
-        cases.append(dict(fixture=name, ctx=ctx, stride=stride, tokens=len(ids), scored=scored, nll=nll,
+        cases.append(dict(fixture=name, ctx=ctx, stride=stride, text=text_file, tokens=len(ids), scored=scored, nll=nll,
                           perplexity=math.exp(nll / scored)))
         print(cases[-1])
-    (args.out / "reference.json").write_text(json.dumps(dict(text="genesis.txt", cases=cases), indent=1) + "\n")
+    (args.out / "reference.json").write_text(json.dumps(dict(cases=cases), indent=1) + "\n")
 
 
 if __name__ == "__main__":

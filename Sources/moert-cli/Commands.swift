@@ -134,16 +134,19 @@ let commandHelp: [String: String] = [
     The perplexity of the model on a UTF-8 text file: the text is tokenized by the model's tokenizer.json without
     special tokens and cut into consecutive windows of N tokens (default: config.json's max_position_embeddings; the
     last window may be shorter); each window is evaluated from an empty cache and every token after its first is
-    scored. Prints the tokens evaluated, the experts chosen per token and MoE layer, the time, and last
-    `perplexity X` = exp(mean negative log-likelihood of the scored tokens). Progress goes to stderr. With --router
-    or --moe-top-k the measurement uses that router. With --stride S, windows of N tokens start every S tokens and
-    each scores only the tokens after the previous window's end (more context per scored token; the sliding
-    evaluation of the transformers perplexity guide).
+    scored. Prints the tokens evaluated, the experts chosen per token and MoE layer, the time, the next-token
+    accuracy (how often the scored token is the most likely one), and last `perplexity X` = exp(mean negative
+    log-likelihood of the scored tokens). Progress goes to stderr. With --router or --moe-top-k the measurement uses
+    that router. With --stride S, windows of N tokens start every S tokens and each scores only the tokens after the
+    previous window's end (more context per scored token; the sliding evaluation of the transformers perplexity
+    guide). With --scmoe K,R,BETA the accuracy line also gives how often SCMoE self-contrast decoding's greedy choice
+    (see `moert generate --help`) is the scored token; perplexity stays the model's own (with top-k K when K > 0).
 
     options:
       --file TEXT           the text
       --ctx N               the window in tokens (default: the model's context length)
       --stride S            overlapping windows, S tokens apart (1 to N)
+      --scmoe K,R,BETA      also score SCMoE's choices (--scmoe-alpha A: its cutoff, default 0.1)
     """ + "\n" + commonHelp.split(separator: "\n").filter { !$0.contains("--ctx") }.joined(separator: "\n") + "\n" + routingHelp,
     "quantize": """
     usage: moert quantize --model DIR --out DIR2 --type T [--attention T] [--experts T] [--shared T]
@@ -344,7 +347,7 @@ func generateCommand(_ args: Arguments) throws {
     let maxNew = try args.int("--max-new", default: 16)
     let m = try loadModel(args)
     let s = try makeSession(m, args)
-    let contrast = try selfContrastFromArguments(args, session: s)
+    let contrast = try applySelfContrastArguments(args, to: s)
     let out = try s.generate(prompt: tokens, maxNewTokens: maxNew, ignoreEOS: args.has("--ignore-eos"), sampler: &sampler,
                              contrast: contrast)
     print(out.map(String.init).joined(separator: " "))

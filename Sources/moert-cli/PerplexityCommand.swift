@@ -22,8 +22,13 @@ func perplexityCommand(_ args: Arguments) throws {
     clock_gettime(CLOCK_MONOTONIC, &clock)
     let started = Double(clock.tv_sec) + Double(clock.tv_nsec) * 1e-9
     var lastReport = started
+    let scmoe = try selfContrastArguments(args)
     let result = try Perplexity.measure(model: model, tokens: tokens, window: window, stride: stride, kvType: try kvType(args),
-                                        configure: { try applyRouterOverride(args, to: $0) }) { done, total in
+                                        contrast: scmoe?.contrast,
+                                        configure: { session in
+                                            try applyRouterOverride(args, to: session)
+                                            _ = try applySelfContrastArguments(args, to: session)
+                                        }) { done, total in
         clock_gettime(CLOCK_MONOTONIC, &clock)
         let now = Double(clock.tv_sec) + Double(clock.tv_nsec) * 1e-9
         if now - lastReport >= 2 || done == total {
@@ -37,7 +42,19 @@ func perplexityCommand(_ args: Arguments) throws {
     print("tokens            \(result.tokens) evaluated in \(windows); \(result.scored) scored")
     print("experts per token \(twoDecimals(result.expertsPerToken)) per MoE layer (\(model.moeLayerCount) MoE layers)")
     print("time              \(oneDecimal(seconds)) s (\(oneDecimal(Double(result.tokens) / max(seconds, 1e-9))) tok/s)")
+    let accuracy = percent(result.correct, of: result.scored)
+    if let scmoe = try selfContrastArguments(args) {
+        let c = scmoe.contrast
+        print("accuracy          \(accuracy) next-token (argmax); SCMoE \(percent(result.contrastCorrect, of: result.scored)) (--scmoe \(scmoe.strongTopK),\(c.weakRank),\(c.beta), alpha \(c.alpha))")
+    } else {
+        print("accuracy          \(accuracy) next-token (argmax)")
+    }
     print("perplexity \(result.perplexity)")
+}
+
+/// `part` of `whole` as a percentage with two decimals ("41.27%"); "-" when `whole` is 0.
+private func percent(_ part: Int, of whole: Int) -> String {
+    whole > 0 ? twoDecimals(100 * Double(part) / Double(whole)) + "%" : "-"
 }
 
 /// `x` with two decimals.

@@ -126,10 +126,9 @@ func samplerFromArguments(_ args: Arguments) throws -> Sampler {
     return try Sampler(options: so)
 }
 
-/// SCMoE self-contrast decoding as `--scmoe K,R,BETA [--scmoe-alpha A]` asks: the strong pass uses the built-in
-/// router with K experts per token (0: the session's routers as they are), the weak one rank R alone. nil without
-/// --scmoe.
-func selfContrastFromArguments(_ args: Arguments, session: Session) throws -> SelfContrast? {
+/// SCMoE self-contrast decoding as `--scmoe K,R,BETA [--scmoe-alpha A]` asks: the strong pass's top-k K (0: the
+/// session's routers as they are) and the contrast with the weak pass of rank R alone. nil without --scmoe.
+func selfContrastArguments(_ args: Arguments) throws -> (strongTopK: Int, contrast: SelfContrast)? {
     guard let text = args.string("--scmoe") else {
         guard args.string("--scmoe-alpha") == nil else { throw UsageError("--scmoe-alpha needs --scmoe") }
         return nil
@@ -139,15 +138,20 @@ func selfContrastFromArguments(_ args: Arguments, session: Session) throws -> Se
           let beta = Float(parts[2]), beta.isFinite, beta >= 0 else {
         throw UsageError("--scmoe takes STRONG_K,WEAK_RANK,BETA: integers >= 0 (K 0: the model's own top-k) and a number >= 0, e.g. 2,2,0.5")
     }
-    if k > 0 {
-        guard args.string("--router") == nil, args.string("--moe-top-k") == nil else {
-            throw UsageError("--scmoe with a strong top-k other than 0 excludes --router and --moe-top-k")
-        }
-        try session.setTopK(k)
+    if k > 0, args.string("--router") != nil || args.string("--moe-top-k") != nil {
+        throw UsageError("--scmoe with a strong top-k other than 0 excludes --router and --moe-top-k")
     }
     let alpha = try args.float("--scmoe-alpha", default: 0.1)
     guard alpha > 0, alpha <= 1 else { throw UsageError("--scmoe-alpha must be in (0, 1]") }
-    return SelfContrast(weakRank: rank, beta: beta, alpha: alpha)
+    return (k, SelfContrast(weakRank: rank, beta: beta, alpha: alpha))
+}
+
+/// Gives `session` the strong top-k of --scmoe (the other routing options are applied by `applyRouterOverride`)
+/// and returns the SCMoE contrast --scmoe asks for; nil without --scmoe.
+func applySelfContrastArguments(_ args: Arguments, to session: Session) throws -> SelfContrast? {
+    guard let scmoe = try selfContrastArguments(args) else { return nil }
+    if scmoe.strongTopK > 0 { try session.setTopK(scmoe.strongTopK) }
+    return scmoe.contrast
 }
 
 /// Generates after `prompt` in `session`, printing the text as it is made (special tokens left out); returns the
@@ -201,7 +205,7 @@ func generateTextCommand(_ args: Arguments) throws {
     }
     guard !prompt.isEmpty else { throw UsageError("the prompt encodes to no tokens") }
     let session = try makeSession(model, args, defaultKeep: prompt.first == model.config.bosTokenId ? 1 : 0)
-    let contrast = try selfContrastFromArguments(args, session: session)
+    let contrast = try applySelfContrastArguments(args, to: session)
     try streamText(session, text, prompt: prompt, maxNew: maxNew, ignoreEOS: args.has("--ignore-eos"), sampler: &sampler,
                    contrast: contrast)
     emit("\n")

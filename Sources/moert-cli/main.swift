@@ -81,7 +81,7 @@ do {
     case "bench":
         try benchCommand(try Arguments(rest, valued: modelOptions.union(routingOptions).union(["--prompt", "--decode", "--repeat", "--depth"]), flags: modelFlags.union(["--baseline"])))
     case "perplexity":
-        try perplexityCommand(try Arguments(rest, valued: modelOptions.union(routingOptions).union(["--file", "--stride"]), flags: modelFlags))
+        try perplexityCommand(try Arguments(rest, valued: modelOptions.union(routingOptions).union(["--file", "--stride", "--scmoe", "--scmoe-alpha"]), flags: modelFlags))
     case "quantize":
         try quantizeCommand(try Arguments(rest, valued: ["--model", "--out", "--type", "--attention", "--experts", "--shared", "--output-type", "--calibration", "--bits"],
                                           flags: ["--force"]))

@@ -58,6 +58,20 @@ struct SelfContrastTests {
         #expect(out == c.tokens)
     }
 
+    @Test("perplexity's SCMoE accuracy: with β = 0 it is the argmax accuracy; the perplexity is the model's own")
+    func perplexityAccuracy() throws {
+        let model = try Model(path: fixturesDirectory + "/mixtral")
+        var sampler = try Sampler(options: SamplerOptions())
+        // A greedy continuation: in its own window every token after the prompt is the argmax.
+        let prompt: [Int32] = [17, 200, 45, 99, 3]
+        let tokens = prompt + (try Session(model: model).generate(prompt: prompt, maxNewTokens: 40, ignoreEOS: true, sampler: &sampler))
+        let plain = try Perplexity.measure(model: model, tokens: tokens, window: 64)
+        let zero = try Perplexity.measure(model: model, tokens: tokens, window: 64, contrast: SelfContrast(weakRank: 2, beta: 0))
+        let half = try Perplexity.measure(model: model, tokens: tokens, window: 64, contrast: SelfContrast(weakRank: 2, beta: 0.5))
+        #expect(plain.correct >= 40 && zero.contrastCorrect == plain.correct && half.contrastCorrect < plain.correct)
+        #expect(zero.negativeLogLikelihood == plain.negativeLogLikelihood && half.negativeLogLikelihood == plain.negativeLogLikelihood)
+    }
+
     @Test("bad settings, a context shift and a model without built-in gates are refused")
     func refusals() throws {
         let model = try Model(path: fixturesDirectory + "/mixtral")

@@ -297,13 +297,17 @@ def test_readme_first_command_prints_english() -> None:
 
 
 def test_perplexity_prints_transformers_figure_last() -> None:
-    """`moert perplexity` (pinned): last line `perplexity X`, X as transformers computes it over the same windows."""
+    """`moert perplexity` (pinned): last line `perplexity X`, X as transformers computes it over the same windows — on
+    the tiny fixtures, and on the demo model over Genesis 1 and over its whole held-out split (models/kjv-test.txt)."""
     cases = json.loads((FIXTURES / "perplexity" / "reference.json").read_text())["cases"]
+    assert any(case["text"].endswith("models/kjv-test.txt") for case in cases)
     for case in cases:
         stride = ["--stride", str(case["stride"])] if case["stride"] else []
         done = moert("perplexity", "--model", str(FIXTURES / case["fixture"]), "--file",
-                     str(FIXTURES / "perplexity" / "genesis.txt"), "--ctx", str(case["ctx"]), *stride)
-        last = done.stdout.decode().strip().splitlines()[-1].split()
+                     str(FIXTURES / "perplexity" / case["text"]), "--ctx", str(case["ctx"]), *stride)
+        lines = done.stdout.decode().strip().splitlines()
+        assert any(line.startswith("accuracy ") and "next-token" in line for line in lines)
+        last = lines[-1].split()
         assert last[0] == "perplexity" and len(last) == 2
         assert abs(float(last[1]) - case["perplexity"]) <= 1e-4 * case["perplexity"]
         assert len(last[1].replace(".", "").lstrip("0")) >= 7, "at least 7 significant digits"

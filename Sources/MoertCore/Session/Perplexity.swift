@@ -15,6 +15,10 @@ public struct PerplexityResult: Sendable {
     public var windows = 0
     /// Sum over the scored tokens of -log p(token | the window's tokens before it), natural log.
     public var negativeLogLikelihood = 0.0
+    /// Scored tokens that were the model's most likely next token (argmax of the logits, lowest id on ties).
+    public var correct = 0
+    /// Scored tokens that SCMoE's greedy choice got right, when measured with a `SelfContrast`.
+    public var contrastCorrect = 0
     /// Routed experts chosen per token and MoE layer, on average (the router's top-k, or fewer and more with dynamic
     /// routers; zero-computation experts count).
     public var expertsPerToken = 0.0
@@ -35,10 +39,13 @@ public enum Perplexity {
     /// the tokens after the previous window's end (the sliding evaluation of the transformers perplexity guide: more
     /// context per scored token, more tokens evaluated). `configure` prepares the session first (a router
     /// override); `progress(done, total)` is called after each chunk with tokens evaluated and the input's length.
+    /// With `contrast`, a second session (SCMoE's weak pass) evaluates the same windows, and each scored token is
+    /// also checked against SCMoE's greedy choice; perplexity stays the session's own.
     /// - Throws: `MoertError` (`.invalidArgument`) for a window below 2 or beyond the model's context, a stride
     ///   outside [1, window], fewer than 2 tokens, or a token outside the vocabulary; the errors of evaluation.
     public static func measure(model: Model, tokens: [Int32], window: Int, stride: Int? = nil,
-                               kvType: KVCacheType = .f32, configure: (Session) throws -> Void = { _ in },
+                               kvType: KVCacheType = .f32, contrast: SelfContrast? = nil,
+                               configure: (Session) throws -> Void = { _ in },
                                progress: (Int, Int) -> Void = { _, _ in }) throws -> PerplexityResult {
         guard window >= 2 else { throw MoertError.invalid("the window must hold at least 2 tokens, got \(window)") }
         guard window <= model.contextLength else {
@@ -57,8 +64,10 @@ public enum Perplexity {
         options.kvType = kvType
         let session = try Session(model: model, options: options)
         try configure(session)
+        let weak = try contrast.map { try session.contrastSession($0) }
         let rows = min(chunk, window)
         let logits = try FloatBuffer(count: rows * vocab)
+        let weakLogits = try FloatBuffer(count: contrast == nil ? 1 : rows * vocab)
         var result = PerplexityResult()
         var begin = 0, previousEnd = 0
         while begin < tokens.count {
@@ -67,17 +76,25 @@ public enum Perplexity {
             let firstTarget = begin + (stride == nil ? 1 : max(1, previousEnd - begin))
             if firstTarget < end {
                 session.reset()
+                weak?.reset()
                 var position = begin
                 while position < end {
                     let n = min(rows, end - position)
                     try tokens.withUnsafeBufferPointer { all in
-                        try session.evaluate(UnsafeBufferPointer(rebasing: all[position..<(position + n)]), mode: .all,
-                                             logits: logits.pointer, capacity: logits.count)
+                        let part = UnsafeBufferPointer(rebasing: all[position..<(position + n)])
+                        try session.evaluate(part, mode: .all, logits: logits.pointer, capacity: logits.count)
+                        try weak?.evaluate(part, mode: .all, logits: weakLogits.pointer, capacity: weakLogits.count)
                     }
                     for r in 0..<n where position + r + 1 < end && position + r + 1 >= firstTarget {
-                        let row = logits.pointer + r * vocab
-                        result.negativeLogLikelihood += logSumExp(row, count: vocab) - Double(row[Int(tokens[position + r + 1])])
+                        let row = logits.pointer + r * vocab, target = Int(tokens[position + r + 1])
+                        result.negativeLogLikelihood += logSumExp(row, count: vocab) - Double(row[target])
                         result.scored += 1
+                        let strong = UnsafeBufferPointer(start: row, count: vocab)
+                        if argmax(strong) == target { result.correct += 1 }
+                        if let contrast,
+                           contrast.choice(strong: strong, weak: UnsafeBufferPointer(start: weakLogits.pointer + r * vocab, count: vocab)) == target {
+                            result.contrastCorrect += 1
+                        }
                     }
                     position += n
                     result.tokens += n

@@ -36,24 +36,52 @@ public struct SelfContrast: Sendable, Equatable {
 
     /// scores[i] = (1 + β) strong[i] − β weak[i] where strong[i] ≥ max(strong) + log α, else −∞.
     func combine(strong: UnsafeBufferPointer<Float>, weak: UnsafeBufferPointer<Float>, into scores: inout [Float]) {
-        var best = -Float.infinity
-        for v in strong where v > best { best = v }
-        let cutoff = best + logf(alpha)
+        let cutoff = plausibilityCutoff(strong)
         for i in 0..<strong.count {
             scores[i] = strong[i] >= cutoff ? (1 + beta) * strong[i] - beta * weak[i] : -.infinity
         }
+    }
+
+    /// The token greedy decoding picks from the scores `combine` gives (the lowest id on ties), without writing them.
+    func choice(strong: UnsafeBufferPointer<Float>, weak: UnsafeBufferPointer<Float>) -> Int {
+        let cutoff = plausibilityCutoff(strong)
+        var best = -1, bestScore = -Float.infinity
+        for i in 0..<strong.count where strong[i] >= cutoff {
+            let score = (1 + beta) * strong[i] - beta * weak[i]
+            if best < 0 || score > bestScore { (best, bestScore) = (i, score) }
+        }
+        return best
+    }
+
+    /// max(strong) + log α.
+    private func plausibilityCutoff(_ strong: UnsafeBufferPointer<Float>) -> Float {
+        var best = -Float.infinity
+        for v in strong where v > best { best = v }
+        return best + logf(alpha)
     }
 }
 
 extension Session {
     /// A session on the same model and cache settings whose routers keep the expert at rank `contrast.weakRank`
     /// alone, holding this session's tokens (evaluated; their last logits in `logits` when `wantLogits`).
-    /// - Throws: `.invalidArgument` for a rank the model's layers do not have, a session that shifts its context (the
-    ///   two caches would drift apart) or bad β/α; `.unsupported` or `.format` when a layer has no built-in gate to
-    ///   rank experts by; the errors of `evaluate`.
+    /// - Throws: `.invalidArgument` for a session that shifts its context (the two caches would drift apart); the
+    ///   errors of `contrastSession` and `evaluate`.
     func weakSession(_ contrast: SelfContrast, logits: UnsafeMutableBufferPointer<Float>, wantLogits: Bool) throws -> Session {
-        try contrast.validate()
         guard !contextShift else { throw MoertError.invalid("self-contrast decoding cannot be combined with a context shift") }
+        let weak = try contrastSession(contrast)
+        if position > 0 {
+            try weak.evaluate(UnsafeBufferPointer(rebasing: history[0..<position]), mode: wantLogits ? .last : .none,
+                              logits: wantLogits ? logits.baseAddress : nil, capacity: wantLogits ? logits.count : 0)
+        }
+        return weak
+    }
+
+    /// An empty session on the same model and cache settings whose routers keep the expert at rank
+    /// `contrast.weakRank` alone: SCMoE's weak pass.
+    /// - Throws: `.invalidArgument` for a rank the model's layers do not have or bad β/α, or when a layer has no
+    ///   built-in gate to rank experts by.
+    func contrastSession(_ contrast: SelfContrast) throws -> Session {
+        try contrast.validate()
         var options = SessionOptions()
         options.contextLength = contextLength
         options.maxBatch = maxBatch
@@ -63,10 +91,6 @@ extension Session {
             try weak.setRouter(try RouterFactory.rank(contrast.weakRank, layers: model.moeBlocks.map(\.layer)))
         } catch let e as MoertError where e.code == .format || e.code == .io {
             throw MoertError.invalid("self-contrast decoding ranks the experts of the built-in router's gate: \(e.message)")
-        }
-        if position > 0 {
-            try weak.evaluate(UnsafeBufferPointer(rebasing: history[0..<position]), mode: wantLogits ? .last : .none,
-                              logits: wantLogits ? logits.baseAddress : nil, capacity: wantLogits ? logits.count : 0)
         }
         return weak
     }

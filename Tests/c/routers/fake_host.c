@@ -16,6 +16,8 @@ _Thread_local char last_error[1024];
 _Thread_local int error_calls;
 const moert_router_ops *kinds[MAX_KINDS];
 int kind_count;
+const moert_expert_ops *expert_kinds[MAX_KINDS];
+int expert_kind_count;
 int registry_token;
 
 static void *fake_alloc(size_t size, size_t alignment) {
@@ -47,9 +49,9 @@ static moert_status fake_register_router(void *host_context, const moert_router_
 }
 
 static moert_status fake_register_expert(void *host_context, const moert_expert_ops *ops) {
-    (void)host_context, (void)ops;
-    fake_set_error("this test host registers no expert kinds");
-    return MOERT_ERR_PLUGIN;
+    if (host_context != &registry_token || ops == NULL || expert_kind_count == MAX_KINDS) return MOERT_ERR_INVALID_ARGUMENT;
+    expert_kinds[expert_kind_count++] = ops;
+    return MOERT_OK;
 }
 
 static moert_status serve_tensor(const char *full, moert_tensor *out) {

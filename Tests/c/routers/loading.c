@@ -34,7 +34,7 @@ void load_plugin(const char *path) {
     // A host of another ABI version is refused with a message; nothing is registered.
     moert_host_api host = make_host();
     host.abi_version = MOERT_PLUGIN_ABI_VERSION + 1;
-    int kinds_before = kind_count;
+    int kinds_before = kind_count, experts_before = expert_kind_count;
     error_calls = 0;
     moert_status status = init(&host, &registry_token);
     snprintf(name, sizeof name, "%s refuses host ABI %d", path, MOERT_PLUGIN_ABI_VERSION + 1);
@@ -54,7 +54,7 @@ void load_plugin(const char *path) {
 
     host = make_host();
     status = init(&host, &registry_token);
-    snprintf(name, sizeof name, "%s initialises and registers one router kind", path);
+    snprintf(name, sizeof name, "%s initialises and registers one router kind (and its expert kinds, if any)", path);
     check(status == MOERT_OK && kind_count == kinds_before + 1, name, "status %d, registered %d (%s)", (int)status,
           kind_count - kinds_before, last_error);
     if (kind_count == kinds_before + 1) {
@@ -62,6 +62,13 @@ void load_plugin(const char *path) {
         snprintf(name, sizeof name, "%s ops table is complete", path);
         check(ops->struct_size == sizeof(moert_router_ops) && ops->abi_version == MOERT_PLUGIN_ABI_VERSION &&
                   ops->name != NULL && ops->create != NULL && ops->route != NULL && ops->destroy != NULL,
+              name, "struct_size %u, abi %u", (unsigned)ops->struct_size, (unsigned)ops->abi_version);
+    }
+    for (int i = experts_before; i < expert_kind_count; i++) {
+        const moert_expert_ops *ops = expert_kinds[i];
+        snprintf(name, sizeof name, "%s expert kind %s: ops table is complete", path, ops->name ? ops->name : "(null)");
+        check(ops->struct_size == sizeof(moert_expert_ops) && ops->abi_version == MOERT_PLUGIN_ABI_VERSION &&
+                  ops->name != NULL && ops->create != NULL && ops->forward != NULL && ops->destroy != NULL,
               name, "struct_size %u, abi %u", (unsigned)ops->struct_size, (unsigned)ops->abi_version);
     }
     /* The library stays loaded: its ops tables are used until the process ends. */

@@ -55,6 +55,9 @@ extern _Thread_local int error_calls;
 #define MAX_KINDS 16
 extern const moert_router_ops *kinds[MAX_KINDS];
 extern int kind_count;
+/** Expert kinds a router plugin registers beside its router (hash.relu_ffn), kept but not exercised here. */
+extern const moert_expert_ops *expert_kinds[MAX_KINDS];
+extern int expert_kind_count;
 extern int registry_token;
 
 /** A complete host table of this ABI over the fake host. */

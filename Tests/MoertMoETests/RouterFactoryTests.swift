@@ -28,6 +28,15 @@ struct RouterFactoryTests {
         }
     }
 
+    @Test("rank r keeps the expert at rank r alone, weighted as the layer renormalises (SCMoE's weak activation)")
+    func rank() throws {
+        let layer = try mixtralLayer()
+        let router = try #require(try RouterFactory.makeRouter(try RouterFactory.rank(2, layers: [layer]), for: layer,
+                                                               origin: .caller) as? SoftmaxTopKRouter)
+        #expect(router.topK == 3 && router.firstRank == 2 && router.normalize)
+        #expect(moertError { _ = try RouterFactory.rank(4, layers: [layer]) }?.code == .invalidArgument)
+    }
+
     /// A request, who made it, and the status and message part it must fail with.
     static let refusals: [(KindSpec, RouterFactory.Origin, MoertError.Code, String)] = [
         (KindSpec(kind: "topk", params: ["top_k": .int(5)]), .checkpoint, .invalidArgument, "top_k must be an integer in [1, 4]"),
@@ -36,6 +45,8 @@ struct RouterFactoryTests {
         (KindSpec(kind: "topk", params: ["normalize": .int(1)]), .checkpoint, .invalidArgument, "normalize must be true or false"),
         (KindSpec(kind: "topk", params: ["temperature": .int(1)]), .checkpoint, .format, "topk router has no parameter temperature"),
         (KindSpec(kind: "topk", params: ["temperature": .int(1)]), .caller, .invalidArgument, "topk router has no parameter temperature"),
+        (KindSpec(kind: "topk", params: ["rank": .int(4)]), .caller, .invalidArgument, "rank must be an integer in [0, 4)"),
+        (KindSpec(kind: "topk", params: ["rank": .int(1), "top_k": .int(2)]), .caller, .invalidArgument, "top_k or rank, not both"),
         (KindSpec(kind: "no-such-kind"), .checkpoint, .unsupported, "router kind no-such-kind is not registered (name its plugin"),
         (KindSpec(kind: "no-such-kind"), .caller, .invalidArgument, "router kind no-such-kind is not registered (known: topk"),
     ]

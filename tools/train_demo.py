@@ -181,15 +181,11 @@ def build_model(torch, vocab: int, variant: str = "base", hash_table=None):
         routed = (weights > 0).float()
         return probs.shape[-1] * (routed.sum(0) / routed.sum().clamp(min=1) * probs.mean(0)).sum()
 
-    class TopPMoE(nn.Module):
+    class TopPMoE(SparseMoE):
         """Top-p routing (Harder Tasks Need More Experts): keep the most probable experts until their cumulative
         probability first exceeds p*, weights = the kept probabilities (not renormalised). Trained with the
-        paper's router-entropy penalty, which pushes the router towards confident (fewer-expert) choices."""
-
-        def __init__(self, index):
-            super().__init__()
-            self.gate = nn.Linear(c["hidden_size"], c["num_local_experts"], bias=False)
-            self.experts = nn.ModuleList(Expert() for _ in range(c["num_local_experts"]))
+        paper's router-entropy penalty, which pushes the router towards confident (fewer-expert) choices. The
+        gate and experts are the base block's."""
 
         def forward(self, x, ids, state):
             shape = x.shape

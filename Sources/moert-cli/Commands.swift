@@ -347,8 +347,9 @@ func generateCommand(_ args: Arguments) throws {
     let maxNew = try args.int("--max-new", default: 16)
     let m = try loadModel(args)
     let s = try makeSession(m, args)
-    let contrast = try applySelfContrastArguments(args, to: s)
+    let scmoe = try selfContrastArguments(args)
+    try scmoe?.apply(to: s)
     let out = try s.generate(prompt: tokens, maxNewTokens: maxNew, ignoreEOS: args.has("--ignore-eos"), sampler: &sampler,
-                             contrast: contrast)
+                             contrast: scmoe?.contrast)
     print(out.map(String.init).joined(separator: " "))
 }

@@ -27,7 +27,7 @@ func perplexityCommand(_ args: Arguments) throws {
                                         contrast: scmoe?.contrast,
                                         configure: { session in
                                             try applyRouterOverride(args, to: session)
-                                            _ = try applySelfContrastArguments(args, to: session)
+                                            try scmoe?.apply(to: session)
                                         }) { done, total in
         clock_gettime(CLOCK_MONOTONIC, &clock)
         let now = Double(clock.tv_sec) + Double(clock.tv_nsec) * 1e-9
@@ -43,7 +43,7 @@ func perplexityCommand(_ args: Arguments) throws {
     print("experts per token \(twoDecimals(result.expertsPerToken)) per MoE layer (\(model.moeLayerCount) MoE layers)")
     print("time              \(oneDecimal(seconds)) s (\(oneDecimal(Double(result.tokens) / max(seconds, 1e-9))) tok/s)")
     let accuracy = percent(result.correct, of: result.scored)
-    if let scmoe = try selfContrastArguments(args) {
+    if let scmoe {
         let c = scmoe.contrast
         print("accuracy          \(accuracy) next-token (argmax); SCMoE \(percent(result.contrastCorrect, of: result.scored)) (--scmoe \(scmoe.strongTopK),\(c.weakRank),\(c.beta), alpha \(c.alpha))")
     } else {

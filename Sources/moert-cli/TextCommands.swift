@@ -126,9 +126,21 @@ func samplerFromArguments(_ args: Arguments) throws -> Sampler {
     return try Sampler(options: so)
 }
 
-/// SCMoE self-contrast decoding as `--scmoe K,R,BETA [--scmoe-alpha A]` asks: the strong pass's top-k K (0: the
-/// session's routers as they are) and the contrast with the weak pass of rank R alone. nil without --scmoe.
-func selfContrastArguments(_ args: Arguments) throws -> (strongTopK: Int, contrast: SelfContrast)? {
+/// SCMoE self-contrast decoding as `--scmoe K,R,BETA [--scmoe-alpha A]` asks it.
+struct SelfContrastRequest {
+    /// The strong pass's top-k; 0: the session's routers as they are.
+    let strongTopK: Int
+    /// The contrast with the weak pass of rank R alone.
+    let contrast: SelfContrast
+
+    /// Gives `session` the strong top-k (the other routing options are applied by `applyRouterOverride`).
+    func apply(to session: Session) throws {
+        if strongTopK > 0 { try session.setTopK(strongTopK) }
+    }
+}
+
+/// The SCMoE request of the arguments; nil without --scmoe.
+func selfContrastArguments(_ args: Arguments) throws -> SelfContrastRequest? {
     guard let text = args.string("--scmoe") else {
         guard args.string("--scmoe-alpha") == nil else { throw UsageError("--scmoe-alpha needs --scmoe") }
         return nil
@@ -143,15 +155,7 @@ func selfContrastArguments(_ args: Arguments) throws -> (strongTopK: Int, contra
     }
     let alpha = try args.float("--scmoe-alpha", default: 0.1)
     guard alpha > 0, alpha <= 1 else { throw UsageError("--scmoe-alpha must be in (0, 1]") }
-    return (k, SelfContrast(weakRank: rank, beta: beta, alpha: alpha))
-}
-
-/// Gives `session` the strong top-k of --scmoe (the other routing options are applied by `applyRouterOverride`)
-/// and returns the SCMoE contrast --scmoe asks for; nil without --scmoe.
-func applySelfContrastArguments(_ args: Arguments, to session: Session) throws -> SelfContrast? {
-    guard let scmoe = try selfContrastArguments(args) else { return nil }
-    if scmoe.strongTopK > 0 { try session.setTopK(scmoe.strongTopK) }
-    return scmoe.contrast
+    return SelfContrastRequest(strongTopK: k, contrast: SelfContrast(weakRank: rank, beta: beta, alpha: alpha))
 }
 
 /// Generates after `prompt` in `session`, printing the text as it is made (special tokens left out); returns the
@@ -205,9 +209,10 @@ func generateTextCommand(_ args: Arguments) throws {
     }
     guard !prompt.isEmpty else { throw UsageError("the prompt encodes to no tokens") }
     let session = try makeSession(model, args, defaultKeep: prompt.first == model.config.bosTokenId ? 1 : 0)
-    let contrast = try applySelfContrastArguments(args, to: session)
+    let scmoe = try selfContrastArguments(args)
+    try scmoe?.apply(to: session)
     try streamText(session, text, prompt: prompt, maxNew: maxNew, ignoreEOS: args.has("--ignore-eos"), sampler: &sampler,
-                   contrast: contrast)
+                   contrast: scmoe?.contrast)
     emit("\n")
 }
 

@@ -436,15 +436,21 @@ def save(model, tokenizer, out: Path, torch, variant: str = "base") -> None:
     (out / "generation_config.json").write_text(json.dumps({"eos_token_id": 0, "do_sample": False}, indent=2) + "\n")
 
 
+def round_as_saved(model, out: Path, text: str, torch) -> list:
+    """Rounds the model's floating weights to float16, as save() stored them, and returns the ids of the start of
+    `text` (200 tokens at most) with the saved tokenizer: the input both checks compare logits on."""
+    from tokenizers import Tokenizer
+    model.load_state_dict({k: v.to(torch.float16).to(v.dtype) if v.is_floating_point() else v
+                           for k, v in model.state_dict().items()})
+    return Tokenizer.from_file(str(out / "tokenizer.json")).encode(text[:1000], add_special_tokens=False).ids[:200]
+
+
 def check(model, out: Path, text: str, torch) -> None:
     """transformers must load the directory and agree with the training model on the saved (float16) weights."""
     import transformers
-    from tokenizers import Tokenizer
     hf = transformers.AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32, attn_implementation="eager")
     hf.eval()
-    model.load_state_dict({k: v.float() for k, v in
-                           ((k, v.to(torch.float16)) for k, v in model.state_dict().items())})
-    ids = Tokenizer.from_file(str(out / "tokenizer.json")).encode(text[:1000], add_special_tokens=False).ids[:200]
+    ids = round_as_saved(model, out, text, torch)
     auto = transformers.AutoTokenizer.from_pretrained(out)
     if auto(text[:1000], add_special_tokens=False)["input_ids"][:200] != ids:
         sys.exit("train_demo: transformers' tokenizer disagrees with tokenizers")
@@ -469,13 +475,11 @@ def check_with_moert(model, out: Path, text: str, torch) -> None:
     """A variant runs only in moert (transformers has no such routers): its logits must match the training model's
     on the saved weights. Skipped, saying so, when build/bin/moert has not been built."""
     import numpy as np
-    from tokenizers import Tokenizer
     binary = ROOT / "build" / "bin" / "moert"
     if not binary.exists():
         print(f"check: skipped ({binary} not built; run `make`)", file=sys.stderr)
         return
-    model.load_state_dict({k: v.to(torch.float16).to(v.dtype) for k, v in model.state_dict().items()})
-    ids = Tokenizer.from_file(str(out / "tokenizer.json")).encode(text[:1000], add_special_tokens=False).ids[:200]
+    ids = round_as_saved(model, out, text, torch)
     logits_file = out / "check-logits.npy"
     subprocess.run([str(binary), "run", "--model", str(out), "--tokens", ",".join(map(str, ids)),
                     "--logits", str(logits_file)], check=True)

@@ -1215,20 +1215,19 @@ def plugin_tensors(fx: Fixture, config: dict, base: dict, seed: int):
         tables = [balanced_hash_table(config["vocab_size"], E, fx.hash_columns, seed=1234 + l) for l in range(L)]
         extra_info.update(hash_freq=[t[1] for t in tables], hash_load=[t[2] for t in tables])
 
+    def swiglu_mlp(prefix, spec):
+        """Random SwigluMLP weights under `prefix`, of the section entry's width (default: intermediate_size)."""
+        width = spec.get("intermediate_size", config["intermediate_size"])
+        for name, shape in zip(SwigluMLP.NAMES, ((width, H), (width, H), (H, width))):
+            out[prefix + name] = randn(*shape, std=STD_PROJ)
+
     for l, P in enumerate(prefixes):
         dense = fx.moert.get("layers", {}).get(str(l), {}).get("dense")
         if dense is not None:
-            width = dense.get("intermediate_size", config["intermediate_size"])
-            out[f"model.layers.{l}.mlp.gate_proj.weight"] = randn(width, H, std=STD_PROJ)
-            out[f"model.layers.{l}.mlp.up_proj.weight"] = randn(width, H, std=STD_PROJ)
-            out[f"model.layers.{l}.mlp.down_proj.weight"] = randn(H, width, std=STD_PROJ)
+            swiglu_mlp(f"model.layers.{l}.mlp.", dense)
             continue
-        shared = fx.moert.get("shared_expert")
-        if shared is not None:
-            width = shared.get("intermediate_size", config["intermediate_size"])
-            out[P + "shared_expert.gate_proj.weight"] = randn(width, H, std=STD_PROJ)
-            out[P + "shared_expert.up_proj.weight"] = randn(width, H, std=STD_PROJ)
-            out[P + "shared_expert.down_proj.weight"] = randn(H, width, std=STD_PROJ)
+        if fx.moert.get("shared_expert") is not None:
+            swiglu_mlp(P + "shared_expert.", fx.moert["shared_expert"])
         for e, ek in enumerate(kinds):
             if ek == "ffn":
                 for n in FfnExpert.names():

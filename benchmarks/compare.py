@@ -71,13 +71,8 @@ def ensure_quantized(binary: str, f16: Path, gguf_f16: Path, kind: str) -> Path:
                        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     gguf = gguf_f16.parent / f"model-{kind}.gguf"
     if not gguf.exists():
-        import ctypes
-        import llama_cpp
-        params = llama_cpp.llama_model_quantize_default_params()
-        params.ftype = getattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{kind.upper()}")
-        params.nthread = 2
-        if llama_cpp.llama_model_quantize(str(gguf_f16).encode(), str(gguf).encode(), ctypes.byref(params)) != 0:
-            sys.exit(f"llama_model_quantize failed for {kind}")
+        from hf_to_gguf import llama_quantize
+        llama_quantize(gguf_f16, gguf, kind)
     return out
 
 

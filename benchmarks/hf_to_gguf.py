@@ -52,6 +52,18 @@ def tensors(hf: Path, cfg: dict):
     yield "output.weight", sd["lm_head.weight"]
 
 
+def llama_quantize(source: Path, out: Path, kind: str) -> None:
+    """llama.cpp's own quantization of the GGUF `source` to `kind` (q8_0, q4_0, ...; llama-cpp-python's
+    llama_model_quantize), written to `out`."""
+    import ctypes
+    import llama_cpp
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = getattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{kind.upper()}")
+    params.nthread = 2
+    if llama_cpp.llama_model_quantize(str(source).encode(), str(out).encode(), ctypes.byref(params)) != 0:
+        raise SystemExit(f"llama_model_quantize failed for {kind}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("hf", type=Path)

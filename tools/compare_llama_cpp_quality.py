@@ -16,7 +16,6 @@ llama.cpp chooses its own types for some tensors (the output layer of a Q4_0 mod
 super-blocks); the table lists what each side stored.
 """
 import argparse
-import ctypes
 import json
 import math
 import subprocess
@@ -27,6 +26,8 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from hf_to_gguf import llama_quantize  # noqa: E402  (benchmarks/: the GGUF writer and llama.cpp's quantizer)
 
 
 def write_gguf(model_dir: Path, path: Path) -> dict:
@@ -37,15 +38,6 @@ def write_gguf(model_dir: Path, path: Path) -> dict:
     subprocess.run([sys.executable, str(ROOT / "benchmarks" / "hf_to_gguf.py"), str(model_dir), str(path), "--type",
                     "f32"], check=True)
     return config
-
-
-def llama_quantize(source: Path, out: Path, ftype: str) -> None:
-    import llama_cpp
-    params = llama_cpp.llama_model_quantize_default_params()
-    params.ftype = getattr(llama_cpp, ftype)
-    params.nthread = 2
-    if llama_cpp.llama_model_quantize(str(source).encode(), str(out).encode(), ctypes.byref(params)) != 0:
-        sys.exit(f"compare_llama_cpp_quality: llama_model_quantize failed for {ftype}")
 
 
 def gguf_types(path: Path) -> str:
@@ -98,8 +90,8 @@ def main() -> None:
         config = write_gguf(args.model, tmp / "f32.gguf")
         window = config["max_position_embeddings"]
         rows = [("f16 (as stored) / f32 GGUF", args.model, tmp / "f32.gguf")]
-        for name, ftype in (("q8_0", "LLAMA_FTYPE_MOSTLY_Q8_0"), ("q4_0", "LLAMA_FTYPE_MOSTLY_Q4_0")):
-            llama_quantize(tmp / "f32.gguf", tmp / f"{name}.gguf", ftype)
+        for name in ("q8_0", "q4_0"):
+            llama_quantize(tmp / "f32.gguf", tmp / f"{name}.gguf", name)
             subprocess.run([str(args.moert), "quantize", "--model", str(args.model), "--out", str(tmp / name),
                             "--type", name], check=True, capture_output=True)
             rows.append((name, tmp / name, tmp / f"{name}.gguf"))

@@ -47,10 +47,14 @@ lib: all
 
 test: all test-swift test-c test-cli test-python test-cpp
 
-# The parity and session tests run a second time on the paths CPUs without AVX-512 take (OpenBLAS, AVX2).
-test-swift:
+# The parity and session tests run again once per kernel this CPU can run (`moert kernels --available`), forced by
+# MOERT_KERNELS on every product that has it: every kernel of every product meets transformers' logits.
+PARITY_TESTS = 'TransformersParityTests|SessionTests|ExpertBudgetTests|HalfKernelTests|QuantizedModelTests|KVCacheTypeTests'
+test-swift: all
 	$(SWIFT) test
-	MOERT_AVX512=0 $(SWIFT) test --skip-build --filter 'TransformersParityTests|SessionTests|ExpertBudgetTests|HalfKernelTests'
+	for k in $$($(STAGE)/bin/moert kernels --available); do \
+	  echo "make: parity tests with MOERT_KERNELS=$$k"; \
+	  MOERT_KERNELS=$$k $(SWIFT) test --skip-build --filter $(PARITY_TESTS) || exit 1; done
 
 # A suite whose runner or directory is missing fails the target, naming what is missing: never skipped in silence.
 need = @test -e $(1) || { echo "make: $(1) is missing: the $@ suite cannot run" >&2; exit 1; }

@@ -65,7 +65,8 @@ def main(args, work: Path, costs: dict) -> None:
     med = {name: {d: statistics.median(x["tps"][d] for x in rs) for d in depths} for name, rs in runs.items()}
     kv_bytes = {name.split()[1]: rs[0]["kv_bytes_per_token"] for name, rs in runs.items() if name.startswith("moert")}
     if args.json:
-        args.json.write_text(json.dumps(dict(runs=runs, machine=machine, costs=costs), indent=1))
+        args.json.write_text(json.dumps(dict(runs=runs, machine=machine, costs=costs,
+                                             cpu=limits.cpu_identity(args.moert)), indent=1))
     print(f"\npreset {args.preset}, f16 weights ({costs['bytes_f16'] / 1e6:.1f} MB per token), {args.reps} interleaved "
           f"rounds, medians; roofline from the best read bandwidth of the run, {bandwidth / 1e9:.1f} GB/s\n")
     print("| KV cache | depth | MB read per token (weights + KV) | moert tok/s | llama.cpp tok/s (best of FA on/off) "

@@ -3,8 +3,8 @@
 
     python benchmarks/limits.py [--threads 2] [--json OUT.json]
 
-Compiles and runs benchmarks/machine_peak.c (read bandwidth with four prefetched streams per thread, and the peak
-rate of independent FMAs on every thread), then prints, per preset and weight type, the decode roofline (read
+Compiles and runs benchmarks/machine_peak.c (read bandwidth: the best of several read patterns and sizes; and the
+peak rate of independent FMAs on every thread), then prints the CPU and, per preset and weight type, the decode roofline (read
 bandwidth / weight bytes per token) and the prefill-512 bound (FMA peak / FLOPs per token), with the byte and FLOP
 counts of ../shared/bench/machine_limits.py. Those are the ceilings BENCHMARKS.md measures against; machine_limits.py
 itself measures with NumPy's OpenBLAS and torch.sum, which stay well below them on this machine (and NumPy's OpenBLAS
@@ -38,6 +38,33 @@ def run(exe: Path, threads: int) -> dict:
     return {k: (v if k == "vector" else float(v)) for k, v in values.items()}
 
 
+def cpu_identity(moert: str = str(REPO / "build" / "bin" / "moert")) -> dict:
+    """The CPU the run measures (/proc/cpuinfo's first processor: vendor, family, model, stepping, name, the vector
+    features moert's kernels use) and, when the moert binary exists, its `moert kernels` listing."""
+    info = {}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().split("\n\n")[0].splitlines():
+            key, _, value = line.partition(":")
+            info[key.strip()] = value.strip()
+    except OSError:
+        pass
+    flags = set(info.get("flags", "").split())
+    wanted = ["avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512_bf16"]
+    cpu = dict(vendor=info.get("vendor_id", ""), family=info.get("cpu family", ""), model=info.get("model", ""),
+               stepping=info.get("stepping", ""), name=info.get("model name", ""),
+               features=[f for f in wanted if f in flags])
+    if Path(moert).exists():
+        done = subprocess.run([moert, "kernels"], capture_output=True, text=True)
+        cpu["moert_kernels"] = done.stdout
+    return cpu
+
+
+def describe_cpu(cpu: dict) -> str:
+    """'AMD EPYC (AuthenticAMD family 23 model 1 stepping 2; avx2 fma f16c)'."""
+    return (f"{cpu.get('name') or 'unknown CPU'} ({cpu.get('vendor')} family {cpu.get('family')} model "
+            f"{cpu.get('model')} stepping {cpu.get('stepping')}; {' '.join(cpu.get('features', []))})")
+
+
 def preset_costs(preset: str) -> dict:
     """Weight bytes read per decoded token (f32, f16; the f16 output layer's share) and FLOPs per token of a
     512-token prefill."""
@@ -55,8 +82,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         m = run(build(Path(tmp)), args.threads)
     bw, flops = m["read_gbps"], m["fma_gflops"]
-    print(f"read bandwidth, {args.threads} threads: {bw:.1f} GB/s with four prefetched streams per thread "
-          f"({m['read_sequential_gbps']:.1f} GB/s plain sequential)")
+    cpu = cpu_identity()
+    print(f"CPU: {describe_cpu(cpu)}")
+    patterns = ", ".join(f"{k[5:]} {v:.1f}" for k, v in m.items() if k.startswith("read_") and not k.endswith("gbps"))
+    print(f"read bandwidth, {args.threads} threads: {bw:.1f} GB/s, the best of the patterns (GB/s: {patterns}; "
+          f"{m['read_sequential_gbps']:.1f} GB/s plain sequential)")
     print(f"FMA peak, {args.threads} threads, {m['vector']}: {flops:.0f} GFLOP/s")
     print(f"\n| preset | weights | MB read per decoded token | decode roofline tok/s at {bw:.1f} GB/s "
           f"| prefill-512 bound tok/s at {flops:.0f} GFLOP/s |")
@@ -71,7 +101,7 @@ def main() -> None:
             print(f"| {name} | {wname} | {row['mb_per_token']:.1f} | {row['decode_roofline']:.0f} "
                   f"| {row['prefill_bound']:.0f} |")
     if args.json:
-        args.json.write_text(json.dumps(dict(machine=m, rooflines=rows), indent=1))
+        args.json.write_text(json.dumps(dict(cpu=cpu, machine=m, rooflines=rows), indent=1))
 
 
 if __name__ == "__main__":

@@ -2,10 +2,12 @@
 **
 **   cc -O3 -pthread benchmarks/machine_peak.c -o machine_peak && ./machine_peak [threads]
 **
-** read   GB/s reading 1 GiB once, split among the threads; each thread reads its part as four interleaved streams
-**        with software prefetch (the pattern of a GEMV over four weight rows), best of 10 passes. A plain sequential
-**        sum reads markedly slower on some machines (the hardware prefetcher alone does not keep enough lines in
-**        flight), so it is printed too.
+** read   GB/s reading a buffer once, split among the threads, in several patterns, each the best of several passes,
+**        over 256 MiB and 1 GiB: a plain sequential sum (read_sequential_gbps; the hardware prefetcher alone), four
+**        interleaved streams per thread with software prefetch 1 KiB ahead (a GEMV over four weight rows), and one
+**        stream per thread, 256 bytes per step, with software prefetch 1, 4 or 8 KiB ahead (moert's decode GEMV).
+**        Which pattern reads fastest differs between CPUs, so read_gbps is the best of them all: a limit no reader
+**        of the same bytes should beat. Each pattern's figure is printed too (read_<pattern>_<MiB>).
 ** fma    GFLOP/s of independent fused multiply-adds on every thread (AVX-512 when the CPU has it, else AVX2): the
 **        compute ceiling of any float32 GEMM, best of 5 runs of about 0.2 s.
 ** Prints one line per measurement: "<name> <value>". */
@@ -27,38 +29,45 @@ static double now(void) {
 typedef struct part {
     const float *data;
     long count;      /* floats */
-    int streams;     /* 1: plain sequential sum; 4: four interleaved streams with prefetch */
+    int streams;     /* 1: one stream; 4: four interleaved streams */
+    int ahead;       /* software prefetch distance in bytes; 0: none */
     int wide;        /* AVX-512 */
     double sink;
 } part;
 
 __attribute__((target("avx512f")))
-static double read_avx512(const float *p, long count, int streams) {
-    __m512 a = _mm512_setzero_ps(), b = a;
+static double read_avx512(const float *p, long count, int streams, int ahead) {
+    __m512 a = _mm512_setzero_ps(), b = a, c = a, d = a;
     long per = count / streams;
-    for (long i = 0; i < per; i += 32) {
+    for (long i = 0; i < per; i += 64) {
         for (int s = 0; s < streams; s++) {
             const float *q = p + s * per + i;
-            if (streams > 1) _mm_prefetch((const char *)(q + 256), _MM_HINT_T0);
+            if (ahead)
+                for (int line = 0; line < 256; line += 64) _mm_prefetch((const char *)q + ahead + line, _MM_HINT_T0);
             a = _mm512_add_ps(a, _mm512_load_ps(q));
             b = _mm512_add_ps(b, _mm512_load_ps(q + 16));
+            c = _mm512_add_ps(c, _mm512_load_ps(q + 32));
+            d = _mm512_add_ps(d, _mm512_load_ps(q + 48));
         }
     }
-    return _mm512_reduce_add_ps(_mm512_add_ps(a, b));
+    return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a, b), _mm512_add_ps(c, d)));
 }
 
 __attribute__((target("avx2")))
-static double read_avx2(const float *p, long count, int streams) {
+static double read_avx2(const float *p, long count, int streams, int ahead) {
     __m256 a = _mm256_setzero_ps(), b = a, c = a, d = a;
     long per = count / streams;
-    for (long i = 0; i < per; i += 32) {
+    for (long i = 0; i < per; i += 64) {
         for (int s = 0; s < streams; s++) {
             const float *q = p + s * per + i;
-            if (streams > 1) _mm_prefetch((const char *)(q + 256), _MM_HINT_T0);
-            a = _mm256_add_ps(a, _mm256_load_ps(q));
-            b = _mm256_add_ps(b, _mm256_load_ps(q + 8));
-            c = _mm256_add_ps(c, _mm256_load_ps(q + 16));
-            d = _mm256_add_ps(d, _mm256_load_ps(q + 24));
+            if (ahead)
+                for (int line = 0; line < 256; line += 64) _mm_prefetch((const char *)q + ahead + line, _MM_HINT_T0);
+            for (int k = 0; k < 64; k += 32) {
+                a = _mm256_add_ps(a, _mm256_load_ps(q + k));
+                b = _mm256_add_ps(b, _mm256_load_ps(q + k + 8));
+                c = _mm256_add_ps(c, _mm256_load_ps(q + k + 16));
+                d = _mm256_add_ps(d, _mm256_load_ps(q + k + 24));
+            }
         }
     }
     float out[8];
@@ -68,7 +77,8 @@ static double read_avx2(const float *p, long count, int streams) {
 
 static void *read_part(void *arg) {
     part *p = arg;
-    p->sink = p->wide ? read_avx512(p->data, p->count, p->streams) : read_avx2(p->data, p->count, p->streams);
+    p->sink = p->wide ? read_avx512(p->data, p->count, p->streams, p->ahead)
+                      : read_avx2(p->data, p->count, p->streams, p->ahead);
     return NULL;
 }
 
@@ -127,25 +137,39 @@ int main(int argc, char **argv) {
         fprintf(stderr, "machine_peak: needs AVX2 and FMA\n");
         return 1;
     }
-    const long bytes = 1L << 30, count = bytes / sizeof(float);
-    float *data = aligned_alloc(64, bytes);
+    /* The read patterns: name, streams per thread, prefetch distance. */
+    static const struct { const char *name; int streams, ahead; } patterns[] = {
+        {"sequential", 1, 0}, {"streams4", 4, 1024}, {"ahead1k", 1, 1024}, {"ahead4k", 1, 4096}, {"ahead8k", 1, 8192},
+    };
+    const int n_patterns = (int)(sizeof patterns / sizeof patterns[0]);
+    const long largest = 1L << 30;
+    float *data = aligned_alloc(64, largest);
     if (!data) return 1;
-    memset(data, 0, bytes);
+    memset(data, 0, largest);
     part parts[64];
-    for (int streams = 1; streams <= 4; streams += 3) {
-        double best = 0;
-        for (int rep = 0; rep < 10; rep++) {
-            for (int i = 0; i < threads; i++)
-                parts[i] = (part){data + count / threads * i, count / threads, streams, wide, 0};
-            double t = run(read_part, parts, threads);
-            if (bytes / t > best) best = bytes / t;
+    double best_read = 0, best_sequential = 0;
+    for (long bytes = 1L << 28; bytes <= largest; bytes <<= 2) {
+        const long count = bytes / sizeof(float);
+        const int reps = bytes < largest ? 16 : 6;
+        for (int pt = 0; pt < n_patterns; pt++) {
+            double best = 0;
+            for (int rep = 0; rep < reps; rep++) {
+                for (int i = 0; i < threads; i++)
+                    parts[i] = (part){data + count / threads * i, count / threads, patterns[pt].streams,
+                                      patterns[pt].ahead, wide, 0};
+                double t = run(read_part, parts, threads);
+                if (bytes / t > best) best = bytes / t;
+            }
+            printf("read_%s_%ld %.1f\n", patterns[pt].name, bytes >> 20, best / 1e9);
+            if (best > best_read) best_read = best;
+            if (pt == 0 && best > best_sequential) best_sequential = best;
         }
-        printf("%s %.1f\n", streams == 1 ? "read_sequential_gbps" : "read_gbps", best / 1e9);
     }
+    printf("read_sequential_gbps %.1f\nread_gbps %.1f\n", best_sequential / 1e9, best_read / 1e9);
     free(data);
     double best = 0;
     for (int rep = 0; rep < 5; rep++) {
-        for (int i = 0; i < threads; i++) parts[i] = (part){NULL, 0, 0, wide, 0};
+        for (int i = 0; i < threads; i++) parts[i] = (part){NULL, 0, 0, 0, wide, 0};
         double t = run(fma_part, parts, threads);
         double flops = 2.0 * (wide ? 16 : 8) * CHAINS * fma_iterations * threads;
         if (flops / t > best) best = flops / t;

@@ -118,9 +118,9 @@ MOERT_API const char *moert_last_error(void);
  * Sets the number of worker threads used by moert's kernels and by its BLAS library, process-wide.
  * [in] n_threads  1 or more, at most 64 used (a larger count means 64); 0 restores the default (the number of
  *                 online CPUs, at most 64).
- * On CPUs where moert's AVX-512 kernels compute every large product (see `moert info`), the BLAS library only serves
- * small ones and gets one thread, here and when the first model loads: its idle workers would otherwise spin on the
- * cores moert's threads compute on.
+ * When moert's own kernels compute every large product (`moert kernels`: no decode float32 GEMV, prefill GEMM or
+ * prefill attention on blas), the BLAS library only serves small ones and gets one thread, here and whenever a
+ * model's kernels are chosen at load: its idle workers would otherwise spin on the cores moert's threads compute on.
  * Returns MOERT_OK, or MOERT_ERR_INVALID_ARGUMENT for a negative count.
  * Threads: call while no evaluation is running. @since 0.1.0
  */

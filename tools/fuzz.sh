@@ -3,7 +3,7 @@
 #
 # Usage: tools/fuzz.sh [TARGET] [SECONDS]
 #        tools/fuzz.sh coverage
-#   TARGET   safetensors | config | loader | tokenizer | jinja | all   (default: all)
+#   TARGET   safetensors | config | loader | tokenizer | jinja | kernels | all   (default: all)
 #   SECONDS  run time per target                         (default: 60)
 #   coverage replays each target's corpus (seeds and what the fuzzer found) once through a build instrumented for
 #            source coverage, and prints the line and branch coverage of the files the target exercises
@@ -23,20 +23,20 @@ cd "$ROOT"
 TARGET="${1:-all}"
 SECONDS_PER_TARGET="${2:-60}"
 OUT="$ROOT/.build/fuzz"
-ALL_TARGETS=(safetensors config loader tokenizer jinja)
+ALL_TARGETS=(safetensors config loader tokenizer jinja kernels)
 # The Swift targets of Sources/ the fuzz targets link, each importing only those before it.
 MODULES=(MoertTensor MoertFormats MoertText MoertMoE MoertCore)
 
 case "$TARGET" in
     all|coverage) TARGETS=("${ALL_TARGETS[@]}") ;;
-    safetensors|config|loader|tokenizer|jinja) TARGETS=("$TARGET") ;;
-    *) echo "usage: $0 [safetensors|config|loader|tokenizer|jinja|all] [SECONDS] | $0 coverage" >&2; exit 2 ;;
+    safetensors|config|loader|tokenizer|jinja|kernels) TARGETS=("$TARGET") ;;
+    *) echo "usage: $0 [safetensors|config|loader|tokenizer|jinja|kernels|all] [SECONDS] | $0 coverage" >&2; exit 2 ;;
 esac
 [[ "$SECONDS_PER_TARGET" =~ ^[0-9]+$ ]] || { echo "SECONDS must be a whole number" >&2; exit 2; }
 
 # The Swift source file of each target, and the longest input libFuzzer may build.
-source_of() { case "$1" in safetensors) echo FuzzSafetensors.swift ;; config) echo FuzzConfig.swift ;; loader) echo FuzzLoader.swift ;; tokenizer) echo FuzzTokenizer.swift ;; jinja) echo FuzzJinja.swift ;; esac; }
-max_len_of() { case "$1" in safetensors) echo 16384 ;; config) echo 8192 ;; loader) echo 16384 ;; tokenizer) echo 16384 ;; jinja) echo 20000 ;; esac; }
+source_of() { case "$1" in safetensors) echo FuzzSafetensors.swift ;; config) echo FuzzConfig.swift ;; loader) echo FuzzLoader.swift ;; tokenizer) echo FuzzTokenizer.swift ;; jinja) echo FuzzJinja.swift ;; kernels) echo FuzzKernels.swift ;; esac; }
+max_len_of() { case "$1" in safetensors) echo 16384 ;; config) echo 8192 ;; loader) echo 16384 ;; tokenizer) echo 16384 ;; jinja) echo 20000 ;; kernels) echo 4096 ;; esac; }
 
 # clang, llvm-profdata and llvm-cov must come from the Swift toolchain: their versions must match its runtimes.
 TOOLCHAIN="$(dirname "$(readlink -f "$(command -v swiftc)")")"
@@ -155,6 +155,7 @@ files_of() {
         config) echo "$formats/JSON.swift $formats/ModelConfig.swift $formats/MoESection.swift" ;;
         tokenizer) ls Sources/MoertText/Tokenizer/*.swift ;;
         jinja) echo Sources/MoertText/Chat/*.swift Sources/MoertText/Chat/Jinja/*.swift ;;
+        kernels) echo Sources/MoertTensor/Support/KernelCache.swift Sources/MoertTensor/Support/KernelChoice.swift ;;
         loader) echo "$formats/Checkpoint.swift $formats/Safetensors.swift $formats/ModelConfig.swift $formats/MoESection.swift Sources/MoertCore/Model/Model.swift Sources/MoertCore/Model/LayerLoader.swift Sources/MoertCore/Session/Session.swift Sources/MoertMoE/MoEBlock.swift Sources/MoertMoE/Experts/ExpertStore.swift" ;;
     esac
 }

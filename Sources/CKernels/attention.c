@@ -81,7 +81,14 @@ fail:
 int moert_attention_prefill(const float *q, const float *keys, const float *values, int64_t n, int64_t position,
                             int n_heads, int n_kv_heads, int head_dim, float scale, float *scores,
                             int64_t scores_capacity, float *out) {
-    if (!moert_kernels_have_avx512() || n <= 0) return 0;
+    return moert_attention_prefill_kernel(moert_kernel_chosen(MOERT_PRODUCT_ATTENTION_PREFILL), q, keys, values, n,
+                                          position, n_heads, n_kv_heads, head_dim, scale, scores, scores_capacity, out);
+}
+
+int moert_attention_prefill_kernel(int kernel, const float *q, const float *keys, const float *values, int64_t n,
+                                   int64_t position, int n_heads, int n_kv_heads, int head_dim, float scale,
+                                   float *scores, int64_t scores_capacity, float *out) {
+    if (kernel != MOERT_KERNEL_AVX512 || !moert_kernels_have_avx512() || n <= 0) return 0;
     prefill_job a = {q, keys, values, n, position, n_heads, n_kv_heads, head_dim, scale, scores, out, 0};
     int64_t max_parts = scores_capacity / ((n < PREFILL_ROWS ? n : PREFILL_ROWS) * (position + n));
     if (max_parts > n_heads) max_parts = n_heads;

@@ -262,26 +262,12 @@ static void values_avx2(const decode_job *a, int64_t p0, int64_t p1, float *o) {
     }
 }
 
-/* e^x for 8 floats x <= 0 (softmax terms), within a few ulp of expf: x = n ln2 + r, e^r from the degree-6
-** polynomial of Cephes' expf, times 2^n; below -87.3 (where 2^n would leave the normal range) the result is 0. */
+/* e^x for 8 floats x <= 0 (softmax terms), within a few ulp of expf; below -87.3 (where 2^n would leave the normal
+** range) the result is 0. */
 __attribute__((target("avx2,fma"), always_inline))
 static inline __m256 exp_nonpositive8(__m256 x) {
-    const __m256 low = _mm256_set1_ps(-87.33f);
-    const __m256 underflow = _mm256_cmp_ps(x, low, _CMP_LT_OQ);
-    x = _mm256_max_ps(x, low);
-    const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
-                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
-    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
-    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
-    p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
-    const __m256i pow2n = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-    return _mm256_andnot_ps(underflow, _mm256_mul_ps(p, _mm256_castsi256_ps(pow2n)));
+    const __m256 underflow = _mm256_cmp_ps(x, _mm256_set1_ps(-87.33f), _CMP_LT_OQ);
+    return _mm256_andnot_ps(underflow, moert_exp256(x));
 }
 
 /* s[j] = e^(s[j] - max) for j < count; returns the sum. */
@@ -375,12 +361,13 @@ static void attention_decode(const float *q, const void *keys, const void *value
 
 void moert_attention_decode(const float *q, const void *keys, const void *values, int kv_type, int n_heads,
                             int n_kv_heads, int head_dim, int64_t total, float scale, float *scratch, float *out) {
-    attention_decode(q, keys, values, kv_type, n_heads, n_kv_heads, head_dim, total, scale, scratch, out,
-                     moert_kernels_have_avx2() && head_dim % 8 == 0);
+    moert_attention_decode_kernel(moert_kernel_chosen(MOERT_PRODUCT_ATTENTION_DECODE), q, keys, values, kv_type,
+                                  n_heads, n_kv_heads, head_dim, total, scale, scratch, out);
 }
 
-void moert_attention_decode_portable(const float *q, const void *keys, const void *values, int kv_type, int n_heads,
-                                     int n_kv_heads, int head_dim, int64_t total, float scale, float *scratch,
-                                     float *out) {
-    attention_decode(q, keys, values, kv_type, n_heads, n_kv_heads, head_dim, total, scale, scratch, out, 0);
+void moert_attention_decode_kernel(int kernel, const float *q, const void *keys, const void *values, int kv_type,
+                                   int n_heads, int n_kv_heads, int head_dim, int64_t total, float scale,
+                                   float *scratch, float *out) {
+    const int avx2 = kernel == MOERT_KERNEL_AVX2 && moert_kernels_have_avx2() && head_dim % 8 == 0;
+    attention_decode(q, keys, values, kv_type, n_heads, n_kv_heads, head_dim, total, scale, scratch, out, avx2);
 }

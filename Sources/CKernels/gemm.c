@@ -23,6 +23,12 @@ enum { PACK_PREFETCH = 64 };
 /* The kernels below need AVX-512 F, BW and VL (and F16C). */
 static int gemm_enabled(void) { return moert_kernels_have_avx512(); }
 
+/* The product of prefill products with weights of `dtype`. */
+static int gemm_product(int dtype) {
+    return dtype == MOERT_GEMM_F32 ? MOERT_PRODUCT_GEMM_F32
+         : dtype == MOERT_HALF_F16 ? MOERT_PRODUCT_GEMM_F16 : MOERT_PRODUCT_GEMM_BF16;
+}
+
 /* ---- Per-thread packing buffers ---- */
 
 typedef struct pack_buffers {
@@ -282,10 +288,17 @@ static void gemm_part(void *ctx, int part, int parts) {
 
 int moert_gemm_nt(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda, const void *b, int dtype, int64_t ldb,
                   float *c, int64_t ldc) {
-    if (!gemm_enabled() || m <= 0 || n <= 0 || k <= 0) return 0;
+    return moert_gemm_nt_kernel(moert_kernel_chosen(gemm_product(dtype)), m, n, k, a, lda, b, dtype, ldb, c, ldc);
+}
+
+int moert_gemm_nt_kernel(int kernel, int64_t m, int64_t n, int64_t k, const float *a, int64_t lda, const void *b,
+                         int dtype, int64_t ldb, float *c, int64_t ldc) {
+    if (kernel != MOERT_KERNEL_AVX512 || !gemm_enabled() || m <= 0 || n <= 0 || k <= 0) return 0;
     gemm_task t = {m, n, k, a, lda, b, dtype, ldb, 0, c, ldc, 0};
-    /* Split only when each thread gets real work (about a million multiply-adds). */
-    int max_parts = m * n * k < (1 << 20) ? 1 : (int)((n + NR - 1) / NR);
+    /* Split only when each thread gets real work (about a million multiply-adds); one part per thread, as each part
+    ** packs the rows of A again. */
+    const int64_t panels = (n + NR - 1) / NR, threads = moert_kernels_threads();
+    int max_parts = m * n * k < (1 << 20) ? 1 : (int)(panels < threads ? panels : threads);
     moert_parallel(gemm_part, &t, max_parts);
     return !t.failed;
 }

@@ -145,7 +145,7 @@ static void gemv_quant_part(void *ctx, int part, int parts) {
     int64_t r0, r1;
     moert_part_rows(t->rows, part, parts, &r0, &r1);
     if (r0 >= r1) return;
-    if (t->portable || !moert_kernels_have_avx2()) rows_scalar(t->w, t->type, t->xq, t->y, r0, r1, t->blocks);
+    if (t->portable) rows_scalar(t->w, t->type, t->xq, t->y, r0, r1, t->blocks);
     else if (t->type == MOERT_QUANT_Q8_0) rows_avx2_q8_0(t->w, t->xq, t->y, r0, r1, t->blocks);
     else rows_avx2_q4_0(t->w, t->xq, t->y, r0, r1, t->blocks);
 }
@@ -154,18 +154,24 @@ static void gemv_quant_part(void *ctx, int part, int parts) {
 ** threshold of gemv.c for f16, in weights rather than bytes: a quantized weight costs more work per byte). */
 static void run(const void *w, int type, const float *x, void *xq, float *y, int64_t rows, int64_t cols,
                 int portable) {
-    if (!portable && type == MOERT_QUANT_Q4_0 && moert_kernels_have_avx2()) moert_quantize_activation_pairs(x, xq, cols);
+    if (!portable && type == MOERT_QUANT_Q4_0) moert_quantize_activation_pairs(x, xq, cols);
     else moert_quantize_activation_kernel(x, xq, cols, portable);
     const int64_t blocks = cols / MOERT_QUANT_BLOCK;
     gemv_quant_task t = {w, type, xq, y, rows, blocks, portable};
     moert_parallel(gemv_quant_part, &t, rows * cols < (1 << 18) ? 1 : MOERT_MAX_THREADS);
 }
 
-void moert_gemv_quant(const void *w, int type, const float *x, void *xq, float *y, int64_t rows, int64_t cols) {
-    run(w, type, x, xq, y, rows, cols, 0);
+/* The product of weights of `type`. */
+static int gemv_quant_product(int type) {
+    return type == MOERT_QUANT_Q8_0 ? MOERT_PRODUCT_GEMV_Q8_0 : MOERT_PRODUCT_GEMV_Q4_0;
 }
 
-void moert_gemv_quant_portable(const void *w, int type, const float *x, void *xq, float *y, int64_t rows,
-                               int64_t cols) {
-    run(w, type, x, xq, y, rows, cols, 1);
+void moert_gemv_quant(const void *w, int type, const float *x, void *xq, float *y, int64_t rows, int64_t cols) {
+    moert_gemv_quant_kernel(moert_kernel_chosen(gemv_quant_product(type)), w, type, x, xq, y, rows, cols);
+}
+
+void moert_gemv_quant_kernel(int kernel, const void *w, int type, const float *x, void *xq, float *y, int64_t rows,
+                             int64_t cols) {
+    const int avx2 = kernel == MOERT_KERNEL_AVX2 && moert_kernel_available(gemv_quant_product(type), kernel);
+    run(w, type, x, xq, y, rows, cols, !avx2);
 }

@@ -7,8 +7,12 @@
 #include <immintrin.h>
 #include <string.h>
 
-/** The most threads the pool runs, the caller included: as max_parts of moert_parallel, "as many parts as threads". */
+/** The most threads the pool runs, the caller included: as max_parts of moert_parallel, "as many parts as it makes". */
 enum { MOERT_MAX_THREADS = 64 };
+
+/** Parts per thread moert_parallel makes at most: threads claim parts one at a time, so with several parts each a
+ * thread the system has descheduled holds up only the part it runs. */
+enum { MOERT_PARTS_PER_THREAD = 4 };
 
 /** y[r] = sum_c w[r, c] * x[c] for r in [r0, r1), w row-major with `cols` elements of type `dtype` per row
  * (MOERT_GEMM_F32, MOERT_HALF_F16 or MOERT_HALF_BF16). Only on CPUs with AVX-512 (moert_kernels_have_avx512). */
@@ -147,6 +151,26 @@ static inline float moert_hsum256(__m256 v) {
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
     s = _mm_add_ss(s, _mm_movehdup_ps(s));
     return _mm_cvtss_f32(s);
+}
+
+/** e^x for 8 floats, within 2 ulp of expf for x in [-87.3, 88.3] (the method of moert_exp512, with 2^n built in the
+ * exponent bits); x is first clamped to that range, whose ends give the smallest normal float and about 2.4e38. */
+__attribute__((target("avx2,fma"), always_inline))
+static inline __m256 moert_exp256(__m256 x) {
+    x = _mm256_max_ps(_mm256_min_ps(x, _mm256_set1_ps(88.3762626647949f)), _mm256_set1_ps(-87.3365478515625f));
+    const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+    p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+    const __m256i pow2n = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(pow2n));
 }
 
 /** e^x for 16 floats, within 2 ulp of expf over the float range: x = n ln2 + r with |r| <= ln2 / 2, e^r from the

@@ -6,18 +6,17 @@
 #include <stdatomic.h>
 #include <unistd.h>
 
-/* n_threads - 1 workers; a job is split into n_threads parts and the caller runs the first.
+/* n_threads - 1 workers; a job is split into parts, and the caller and the workers claim the parts one at a time
+** until none is left, so a thread the system has not scheduled (another process busy on the cores) holds up only the
+** part it is running, never the parts it has not claimed: the running threads take those. A part computes the same
+** values whichever thread runs it, so results do not depend on who claimed what.
 ** Decode issues about a hundred short GEMVs per token, so waking workers through a condition variable (tens of
 ** microseconds) would cost as much as the work: workers spin on an atomic job counter for a while after each job
 ** and only then sleep on the condition variable. One job runs at a time: a caller that finds the pool busy
 ** (another session's job) computes alone instead of waiting. */
 
-/* A job: fn(ctx, part, parts) for each part. */
-typedef struct pool_task {
-    void (*fn)(void *ctx, int part, int parts);
-    void *ctx;
-    int parts;
-} pool_task;
+/* A job's function: fn(ctx, part, parts) for each part. */
+typedef void (*pool_fn)(void *ctx, int part, int parts);
 
 /* A waiting thread pauses SPIN_PAUSES times, then yields its CPU (so a machine with fewer free cores than
 ** threads still makes progress), and a worker sleeps after SPIN_YIELDS yields without work. */
@@ -27,10 +26,20 @@ static pthread_mutex_t pool_busy = PTHREAD_MUTEX_INITIALIZER;   /* held by the c
 static pthread_mutex_t pool_sleep_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t pool_wake = PTHREAD_COND_INITIALIZER;
 static _Atomic uint64_t pool_generation = 0;                     /* bumped once per job */
-static _Atomic int pool_pending = 0;                             /* worker parts not finished */
+static _Atomic int pool_pending = 0;                             /* parts not finished */
 static _Atomic int pool_sleepers = 0;
 static int pool_threads = 1, pool_started = 0;                   /* guarded by pool_busy */
-static pool_task pool_job;                                        /* written before the generation bump */
+/* The job, written before the generation bump (atomics, stored with release after closing the claims: a worker late
+** for a job that reads any field of the next one then sees the claims closed, below). */
+static _Atomic(pool_fn) job_fn;
+static _Atomic(void *) job_ctx;
+static _Atomic int job_parts;
+/* The next part to claim, with the generation of its job in the upper bits: generation << 16 | part. A part is
+** claimed by incrementing it, only while the generation is the claimer's and the part below the job's count. After a
+** job, the caller sets the part to CLAIMS_CLOSED before writing the next job, so a worker that read the old
+** generation and some of the new job's fields can claim nothing. */
+static _Atomic uint64_t pool_claims;
+enum { CLAIMS_CLOSED = 0xffff };
 
 /* One step of a busy wait: a pause for the first SPIN_PAUSES steps, then a yield of the CPU. */
 static inline void wait_step(int step) {
@@ -41,6 +50,21 @@ static inline void wait_step(int step) {
 /* The generation current when each worker was created: a job published after that is one it must run, even if the
 ** thread first gets a CPU after the job was published. */
 static uint64_t worker_first_generation[MOERT_MAX_THREADS];
+
+/* Claims and runs parts of job `generation` until none is left (or the job is over). */
+static void run_parts(uint64_t generation, pool_fn fn, void *ctx, int parts) {
+    uint64_t claims = atomic_load_explicit(&pool_claims, memory_order_acquire);
+    for (;;) {
+        const int part = (int)(claims & 0xffff);
+        if (claims >> 16 != generation || part >= parts) return;
+        if (!atomic_compare_exchange_weak_explicit(&pool_claims, &claims, claims + 1, memory_order_acq_rel,
+                                                   memory_order_acquire))
+            continue;
+        fn(ctx, part, parts);
+        atomic_fetch_sub_explicit(&pool_pending, 1, memory_order_release);
+        claims = atomic_load_explicit(&pool_claims, memory_order_acquire);
+    }
+}
 
 static void *worker(void *arg) {
     int index = (int)(intptr_t)arg;
@@ -61,11 +85,9 @@ static void *worker(void *arg) {
             spins = 0;
         }
         seen = g;
-        pool_task job = pool_job;
-        if (index < job.parts) {
-            job.fn(job.ctx, index, job.parts);
-            atomic_fetch_sub_explicit(&pool_pending, 1, memory_order_release);
-        }
+        run_parts(g, atomic_load_explicit(&job_fn, memory_order_acquire),
+                  atomic_load_explicit(&job_ctx, memory_order_acquire),
+                  atomic_load_explicit(&job_parts, memory_order_acquire));
     }
     return NULL;
 }
@@ -116,9 +138,9 @@ int moert_kernels_threads(void) {
     return n;
 }
 
-/* Runs the parts on the pool (the caller takes part 0), or fn(ctx, 0, 1) alone on this thread when max_parts < 2
-** (without touching the pool's lock, as most decode products are too small to split) or when the pool is busy or has
-** no workers. */
+/* Runs the parts on the pool (the caller claims parts too, part 0 first), or fn(ctx, 0, 1) alone on this thread when
+** max_parts < 2 (without touching the pool's lock, as most decode products are too small to split) or when the pool
+** is busy or has no workers. */
 void moert_parallel(void (*fn)(void *ctx, int part, int parts), void *ctx, int max_parts) {
     if (max_parts < 2) {
         fn(ctx, 0, 1);
@@ -134,16 +156,22 @@ void moert_parallel(void (*fn)(void *ctx, int part, int parts), void *ctx, int m
         fn(ctx, 0, 1);
         return;
     }
-    pool_task job = {fn, ctx, pool_threads < max_parts ? pool_threads : max_parts};
-    pool_job = job;
-    atomic_store(&pool_pending, job.parts - 1);
-    atomic_fetch_add_explicit(&pool_generation, 1, memory_order_release);
+    const int most = pool_threads * MOERT_PARTS_PER_THREAD, parts = most < max_parts ? most : max_parts;
+    const uint64_t generation = atomic_load_explicit(&pool_generation, memory_order_relaxed) + 1;
+    /* pool_busy is held: this thread alone publishes jobs, one at a time */
+    atomic_store_explicit(&pool_claims, (generation - 1) << 16 | CLAIMS_CLOSED, memory_order_relaxed);
+    atomic_store_explicit(&job_fn, fn, memory_order_release);
+    atomic_store_explicit(&job_ctx, ctx, memory_order_release);
+    atomic_store_explicit(&job_parts, parts, memory_order_release);
+    atomic_store_explicit(&pool_pending, parts, memory_order_relaxed);
+    atomic_store_explicit(&pool_claims, generation << 16, memory_order_release);
+    atomic_store_explicit(&pool_generation, generation, memory_order_release);
     if (atomic_load(&pool_sleepers) > 0) {
         pthread_mutex_lock(&pool_sleep_lock);
         pthread_cond_broadcast(&pool_wake);
         pthread_mutex_unlock(&pool_sleep_lock);
     }
-    fn(ctx, 0, job.parts);
+    run_parts(generation, fn, ctx, parts);
     for (int step = 0; atomic_load_explicit(&pool_pending, memory_order_acquire) > 0; step++) wait_step(step);
     pthread_mutex_unlock(&pool_busy);
 }

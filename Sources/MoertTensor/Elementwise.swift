@@ -1,5 +1,6 @@
-// Elementwise kernels: RMSNorm, SiLU gating, softmax, clamping and residual addition.
+// Elementwise kernels: RMSNorm, SiLU gating (SwiGLU), softmax, clamping and residual addition.
 
+import CKernels
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -24,6 +25,20 @@ package func siluMultiply(_ g: UnsafeMutablePointer<Float>, _ u: UnsafePointer<F
     for i in 0..<count {
         let v = g[i]
         g[i] = v / (1 + expf(-v)) * u[i]
+    }
+}
+
+/// SwiGLU of `rows` rows laid out as [gate (width) | up (width)] into out [rows, width]: silu(gate) · up, on `kernel`
+/// or the one chosen for swiglu. `out` must not overlap `gateUp`, except that it may equal it when rows == 1; the
+/// portable kernel overwrites the gate halves.
+package func swiglu(_ gateUp: UnsafeMutablePointer<Float>, rows: Int, width: Int, into out: UnsafeMutablePointer<Float>,
+                    kernel: Kernel? = nil) {
+    let k = kernel ?? KernelProduct.swiglu.chosen
+    if moert_swiglu_kernel(k.rawValue, gateUp, Int64(rows), Int64(width), out) != 0 { return }
+    for r in 0..<rows {
+        let g = gateUp + r * 2 * width
+        siluMultiply(g, g + width, count: width)
+        if out + r * width != g { (out + r * width).update(from: g, count: width) }
     }
 }
 

@@ -24,9 +24,9 @@ public struct Linear: Sendable {
     }
 
     /// Floats of scratch `apply` needs for `n` input rows: for quantized weights, room for the quantized input row
-    /// of a GEMV; for several rows of f16/bf16 weights on CPUs without moert's AVX-512 GEMM (which widens while
-    /// packing) or of quantized weights, room to widen blocks of weights to float32 for sgemm. Never less for more
-    /// rows, so that room for a batch also serves one row.
+    /// of a GEMV; for several rows of f16/bf16 or quantized weights, room to widen blocks of weights to float32 for
+    /// sgemm (moert's AVX-512 GEMM widens halves while packing and needs none, but the kernel choice may change). Never
+    /// less for more rows, so that room for a batch also serves one row.
     public func scratchCount(rows n: Int) -> Int {
         Self.scratchCount(storage: weight.storage, outFeatures: outFeatures, inFeatures: inFeatures, rows: n)
     }
@@ -34,7 +34,7 @@ public struct Linear: Sendable {
     /// `scratchCount(rows:)` of a product with weights of `storage` and shape [outFeatures, inFeatures].
     public static func scratchCount(storage: WeightStorage, outFeatures: Int, inFeatures: Int, rows n: Int) -> Int {
         let activation = storage.isQuantized ? activationScratchCount(inFeatures: inFeatures) : 0
-        guard storage.isQuantized || (storage != .f32 && moert_kernels_have_avx512() == 0), n > 1 else { return activation }
+        guard storage != .f32, n > 1 else { return activation }
         return activation + widenedBlockRows(outFeatures: outFeatures, inFeatures: inFeatures) * inFeatures
     }
 
@@ -49,40 +49,43 @@ public struct Linear: Sendable {
     }
 
     /// y[n, out] = x[n, in] · W^T + b. `x` and `y` must not overlap. `scratch` holds `scratchCount(rows: n)`
-    /// floats (it may be empty when that is 0).
+    /// floats (it may be empty when that is 0). The product runs on the kernel chosen for it (`KernelChoice`), or on
+    /// `kernel` when given (measurements and tests).
     public func apply(_ x: UnsafePointer<Float>, rows n: Int, into y: UnsafeMutablePointer<Float>,
-                      scratch: UnsafeMutableBufferPointer<Float>) {
+                      scratch: UnsafeMutableBufferPointer<Float>, kernel: Kernel? = nil) {
         let o = Int64(outFeatures), i = Int64(inFeatures), storage = weight.storage
+        let gemm = (kernel ?? KernelProduct.gemm(storage).chosen).rawValue
         if n == 1 {
-            gemv(x, into: y, scratch: scratch)                // [out, in] · [in] -> [out]
+            gemv(x, into: y, scratch: scratch, kernel: kernel)    // [out, in] · [in] -> [out]
         } else if storage.isQuantized {
-            applyWidened(x, rows: n, into: y, scratch: scratch)
-        } else if moert_gemm_nt(Int64(n), o, i, x, i, weight.raw, storage.kernelType, i, y, o) == 0 {
+            applyWidened(x, rows: n, into: y, scratch: scratch, kernel: gemm)
+        } else if moert_gemm_nt_kernel(gemm, Int64(n), o, i, x, i, weight.raw, storage.kernelType, i, y, o) == 0 {
             // [n, in] x [out, in]^T -> [n, out], through sgemm
             if storage == .f32 {
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(n), Int32(o), Int32(i), 1, x, Int32(i),
                             weight.data, Int32(i), 0, y, Int32(o))
             } else {
-                applyWidened(x, rows: n, into: y, scratch: scratch)
+                applyWidened(x, rows: n, into: y, scratch: scratch, kernel: Kernel.blas.rawValue)
             }
         }
         addBias(rows: n, to: y)
     }
 
-    /// y[out] = W x[in], without the bias.
+    /// y[out] = W x[in], without the bias, on `kernel` or the one chosen for the product.
     private func gemv(_ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>,
-                      scratch: UnsafeMutableBufferPointer<Float>) {
+                      scratch: UnsafeMutableBufferPointer<Float>, kernel: Kernel? = nil) {
         let o = Int64(outFeatures), i = Int64(inFeatures), storage = weight.storage
+        let k = (kernel ?? KernelProduct.gemv(storage).chosen).rawValue
         switch storage {
         case .q8_0, .q4_0:
             if let xq = scratch.baseAddress, scratch.count >= Self.activationScratchCount(inFeatures: inFeatures) {
-                moert_gemv_quant(weight.raw, storage.kernelType, x, xq, y, o, i)
+                moert_gemv_quant_kernel(k, weight.raw, storage.kernelType, x, xq, y, o, i)
             } else {
                 gemvDequantizing(x, into: y)
             }
-        case .f16, .bf16: moert_gemv_half(weight.raw, storage.kernelType, x, y, o, i)
+        case .f16, .bf16: moert_gemv_half_kernel(k, weight.raw, storage.kernelType, x, y, o, i)
         case .f32:
-            if moert_gemv_f32(weight.data, x, y, o, i) == 0 {
+            if moert_gemv_f32_kernel(k, weight.data, x, y, o, i) == 0 {
                 cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(o), Int32(i), 1, weight.data, Int32(i), x, 1, 0, y, 1)
             }
         }
@@ -115,12 +118,12 @@ public struct Linear: Sendable {
         addBias(rows: n, to: y)
     }
 
-    /// The product for several rows of f16/bf16 weights without the AVX-512 GEMM, or of quantized weights:
-    /// blocks of weight rows widened to float32 in `scratch`, then the AVX-512 GEMM where it runs, else sgemm.
-    /// Without enough scratch (the caller reserved none) it falls back to one GEMV per row: slower, but correct
-    /// and allocation-free.
+    /// The product for several rows of f16/bf16 weights on blas, or of quantized weights: blocks of weight rows
+    /// widened to float32 in `scratch`, then moert's GEMM when `kernel` is avx512, else sgemm. Without enough
+    /// scratch (the caller reserved none) it falls back to one GEMV per row: slower, but correct and
+    /// allocation-free.
     private func applyWidened(_ x: UnsafePointer<Float>, rows n: Int, into y: UnsafeMutablePointer<Float>,
-                              scratch: UnsafeMutableBufferPointer<Float>) {
+                              scratch: UnsafeMutableBufferPointer<Float>, kernel: Int32) {
         let out = outFeatures, inF = inFeatures, storage = weight.storage
         let blockRows = Self.widenedBlockRows(outFeatures: out, inFeatures: inF)
         let skip = storage.isQuantized ? Self.activationScratchCount(inFeatures: inF) : 0
@@ -133,8 +136,8 @@ public struct Linear: Sendable {
         while r0 < out {
             let rows = min(blockRows, out - r0)
             weight.rows(r0, count: rows, into: block)
-            // [n, in] x [rows, in]^T -> y[:, r0 ..< r0 + rows]: moert's GEMM where it runs (AVX-512), else sgemm
-            if moert_gemm_nt(Int64(n), Int64(rows), Int64(inF), x, Int64(inF), block, MOERT_GEMM_F32, Int64(inF),
+            // [n, in] x [rows, in]^T -> y[:, r0 ..< r0 + rows]: moert's GEMM (avx512), else sgemm
+            if moert_gemm_nt_kernel(kernel, Int64(n), Int64(rows), Int64(inF), x, Int64(inF), block, MOERT_GEMM_F32, Int64(inF),
                              y + r0, Int64(out)) == 0 {
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(n), Int32(rows), Int32(inF), 1, x, Int32(inF),
                             block, Int32(inF), 0, y + r0, Int32(out))

@@ -85,7 +85,7 @@ func evaluateGreedy(_ session: Session, _ tokens: ArraySlice<Int32>, logits: ino
 func printBenchHeader(_ args: Arguments, model: Model, loadSeconds: Double) throws {
     print("model    \(try args.required("--model")) (\(model.config.architecture.rawValue), \(model.storageDType?.rawValue ?? "mixed"))")
     print("threads  \(Threads.current)")
-    print("kernels  \(Threads.kernels)")
+    printModelKernels(model, label: "kernel", width: 8)
     print("blas     \(Threads.blasKernels)")
     print("load     \(oneDecimal(loadSeconds * 1000)) ms")
 }

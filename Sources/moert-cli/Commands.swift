@@ -189,6 +189,32 @@ let commandHelp: [String: String] = [
 
     options:
     """ + "\n" + commonHelp + "\n" + routingHelp,
+    "kernels": """
+    usage: moert kernels [--available]
+
+    Prints this CPU, and for each product (decode GEMV per storage type, prefill GEMM, attention, SwiGLU) the
+    kernels it has, comma-separated (in parentheses those this CPU cannot run), and the one it will run: forced by
+    MOERT_KERNELS, cached from an earlier measurement, or what decides when a model first runs it. With --available, prints only
+    the kernels this CPU can run for at least one product, one per line.
+
+    How a kernel is chosen: when a model is loaded, each product it runs that has more than one kernel this CPU can
+    run gets the fastest of them on the model's own shapes (a few milliseconds), and the choice is kept in a cache
+    file keyed by the CPU (vendor, family, model, features) and thread count, so later runs make the same choice
+    without measuring. With caching off or the cache file unwritable, a table of choices measured on known CPUs
+    decides (the widest vectors first for other CPUs), so that no measurement noise can change a kernel between
+    runs. Choices are made once per process.
+
+    environment:
+      MOERT_KERNELS=LIST       force kernels: a kernel name for every product that has it (avx2), or PRODUCT=KERNEL
+                               (gemv.f16=avx512; a group: gemv=avx2), comma-separated, later entries winning.
+                               Kernels: portable, blas, avx2, avx512
+      MOERT_KERNEL_CACHE=FILE  the cache file (default $XDG_CACHE_HOME/moert/kernels.tsv or
+                               ~/.cache/moert/kernels.tsv); 0 or off: no cache (the table decides)
+      MOERT_AVX512=0           never run AVX-512 kernels
+
+    options:
+      --available   only the kernel names this CPU can run
+    """,
 ]
 
 /// Loads the model named by --model after applying --threads and loading --plugin libraries.
@@ -259,7 +285,7 @@ func infoCommand(_ args: Arguments) throws {
     print("kv cache          bytes per token: \(perToken.joined(separator: ", ")) (--kv-type; - : not for this head_dim)")
     print("context shift     \(m.config.slidingWindow.map { "no: sliding window of \($0) tokens" } ?? "yes (--context-shift)")")
     print("threads           \(Threads.current)")
-    print("kernels           \(Threads.kernels)")
+    printModelKernels(m, label: "kernel", width: 17)
     print("blas              \(Threads.blasKernels)")
     var moeIndex = 0
     for (l, layer) in m.layers.enumerated() {

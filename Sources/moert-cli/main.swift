@@ -22,6 +22,7 @@ commands:
   bench     measure prefill and decode throughput
   quantize  write a copy of a model with 8-bit or 4-bit weights
   perplexity  perplexity of a model on a text file
+  kernels   the kernels this CPU can run for each product, and which one each runs
 
 Run 'moert <command> --help' for a command's options.
 """
@@ -85,6 +86,8 @@ do {
     case "quantize":
         try quantizeCommand(try Arguments(rest, valued: ["--model", "--out", "--type", "--attention", "--experts", "--shared", "--output-type", "--calibration", "--bits"],
                                           flags: ["--force"]))
+    case "kernels":
+        try kernelsCommand(try Arguments(rest, valued: [], flags: ["--available"]))
     case "trace":
         try traceCommand(try Arguments(rest, valued: modelOptions.union(routingOptions).union(["--tokens", "--out", "--max-new"]), flags: modelFlags))
     default:

@@ -60,7 +60,7 @@ struct AttentionDecodeTests {
                 var fast = [Float](repeating: .nan, count: heads * headDim), portable = fast
                 moert_attention_decode(q, kBytes, vBytes, type, Int32(heads), Int32(kvHeads), Int32(headDim), Int64(total),
                                        scale, &scratch, &fast)
-                moert_attention_decode_portable(q, kBytes, vBytes, type, Int32(heads), Int32(kvHeads), Int32(headDim),
+                moert_attention_decode_kernel(Int32(MOERT_KERNEL_PORTABLE), q, kBytes, vBytes, type, Int32(heads), Int32(kvHeads), Int32(headDim),
                                                 Int64(total), scale, &scratch, &portable)
                 // Weighted means of values within ±2: float32 sums over `total` terms stay within 1e-5 of them.
                 #expect(relativeError(fast[...], want[...]) <= 1e-5, "\(name) total \(total)")

@@ -55,7 +55,7 @@ struct QuantKernelTests {
             for portable in [false, true] {
                 var y = [Float](repeating: .nan, count: rows)
                 if portable {
-                    moert_gemv_quant_portable(q, type.kernelType, x, &xq, &y, Int64(rows), Int64(cols))
+                    moert_gemv_quant_kernel(Int32(MOERT_KERNEL_PORTABLE), q, type.kernelType, x, &xq, &y, Int64(rows), Int64(cols))
                 } else {
                     moert_gemv_quant(q, type.kernelType, x, &xq, &y, Int64(rows), Int64(cols))
                 }

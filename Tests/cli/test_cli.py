@@ -20,9 +20,12 @@ FIXTURES = ROOT / "Tests" / "fixtures"
 CLI = os.environ.get("MOERT_CLI", str(ROOT / "build" / "bin" / "moert"))
 
 
-def moert(*args: Union[str, bytes], input_bytes: bytes = b"", check: bool = True) -> subprocess.CompletedProcess:
-    """Runs the command; with `check`, fails the test (showing stderr) unless it exits 0."""
-    done = subprocess.run([CLI, *args], input=input_bytes, capture_output=True, timeout=300)
+def moert(*args: Union[str, bytes], input_bytes: bytes = b"", check: bool = True,
+          env: Dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Runs the command (with `env` added to the environment); with `check`, fails the test (showing stderr) unless it
+    exits 0."""
+    done = subprocess.run([CLI, *args], input=input_bytes, capture_output=True, timeout=300,
+                          env=None if env is None else {**os.environ, **env})
     if check:
         assert done.returncode == 0, f"moert {args} exited {done.returncode}: {done.stderr.decode()}"
     return done
@@ -88,6 +91,52 @@ def test_trace_writes_every_routing_decision(tmp_path: Path) -> None:
 def test_bench_prints_its_lines() -> None:
     text = moert("bench", "--model", str(FIXTURES / "mixtral"), "--prompt", "8", "--decode", "4", "--repeat", "1").stdout.decode()
     assert "prefill 8 tokens" in text and "decode  4 tokens" in text
+    assert "kernel   gemv.f32 " in text and "cpu      " in text
+
+
+def kernel_lines(text: str) -> Dict[str, tuple]:
+    """The `kernel PRODUCT KERNEL (REASON...)` lines of `moert info`: product -> (kernel, reason)."""
+    lines = {}
+    for line in text.splitlines():
+        if line.startswith("kernel "):
+            product, kernel, why = line.split(None, 3)[1:]
+            lines[product] = (kernel, why.strip("(").split(":")[0].rstrip(")"))
+    return lines
+
+
+def test_kernels_are_measured_once_then_cached(tmp_path: Path) -> None:
+    cache = tmp_path / "cache" / "kernels.tsv"
+    env = {"MOERT_KERNEL_CACHE": str(cache)}
+    first = kernel_lines(moert("info", "--model", str(FIXTURES / "mixtral_bf16"), env=env).stdout.decode())
+    assert {"gemv.bf16", "gemm.bf16", "attention.prefill", "attention.decode", "swiglu"} <= set(first)
+    assert {why for _, why in first.values()} <= {"measured", "only"}
+    measured = [p for p, (_, why) in first.items() if why == "measured"]
+    available = moert("kernels", "--available").stdout.decode().split()
+    if len(available) > 1:
+        assert measured and cache.exists()
+    second = kernel_lines(moert("info", "--model", str(FIXTURES / "mixtral_bf16"), env=env).stdout.decode())
+    for product, (kernel, why) in first.items():
+        assert second[product] == (kernel, "cached" if why == "measured" else why)
+    # Caching off: the table decides, nothing is measured.
+    off = moert("info", "--model", str(FIXTURES / "mixtral_bf16"), env={"MOERT_KERNEL_CACHE": "off"}).stdout.decode()
+    assert {why for _, why in kernel_lines(off).values()} <= {"table", "only"} and "spent measuring" not in off
+
+
+def test_moert_kernels_forces_and_refuses(tmp_path: Path) -> None:
+    env = {"MOERT_KERNEL_CACHE": "off", "MOERT_KERNELS": "gemv=portable,swiglu=portable"}
+    lines = kernel_lines(moert("info", "--model", str(FIXTURES / "mixtral_bf16"), env=env).stdout.decode())
+    assert lines["gemv.bf16"] == ("portable", "forced") and lines["swiglu"] == ("portable", "forced")
+    listing = moert("kernels", env=env).stdout.decode()
+    assert "gemv.q4_0" in listing and "forced: MOERT_KERNELS=gemv=portable" in listing
+    for value, message in [("avx3", "MOERT_KERNELS: 'avx3' is not KERNEL or PRODUCT=KERNEL"),
+                           ("gemv.q8_0=blas", "gemv.q8_0 cannot run blas")]:
+        done = moert("info", "--model", str(FIXTURES / "mixtral"), check=False, env={"MOERT_KERNELS": value})
+        err = done.stderr.decode()
+        assert done.returncode == 1 and err.startswith("moert: error: ") and message in err and err.count("\n") == 1, err
+    # MOERT_AVX512=0 keeps working: no product runs AVX-512.
+    text = moert("info", "--model", str(FIXTURES / "mixtral"), env={"MOERT_AVX512": "0", "MOERT_KERNEL_CACHE": "off"})
+    assert all(kernel != "avx512" for kernel, _ in kernel_lines(text.stdout.decode()).values())
+    assert "avx512" not in moert("kernels", "--available", env={"MOERT_AVX512": "0"}).stdout.decode()
 
 
 @pytest.mark.parametrize("args, message", [

@@ -1,6 +1,7 @@
-/* moert_kernels.h: the internal C kernels MoertCore calls, one section per source file: CPU checks, the worker pool
-** they share, decode GEMV (half precision widened in registers; float32 with AVX-512), prefill GEMM, attention and
-** SwiGLU with AVX-512, half-to-float conversion and a parallel copy. Not part of the public API. */
+/* moert_kernels.h: the internal C kernels MoertCore calls, one section per source file: CPU checks, which kernel each
+** product runs, the worker pool they share, decode GEMV (half precision widened in registers; float32 with AVX2 or
+** AVX-512), prefill GEMM, attention and SwiGLU, half-to-float conversion and a parallel copy. Not part of the
+** public API. */
 #ifndef MOERT_KERNELS_H
 #define MOERT_KERNELS_H
 
@@ -25,6 +26,70 @@ MOERT_KERNEL int moert_kernels_have_avx2(void);
  * OpenBLAS sgemv. */
 MOERT_KERNEL int moert_kernels_have_avx512(void);
 
+/** Features of moert_cpu_features. */
+#define MOERT_CPU_AVX2       (1u << 0)
+#define MOERT_CPU_FMA        (1u << 1)
+#define MOERT_CPU_F16C       (1u << 2)
+#define MOERT_CPU_AVX512F    (1u << 3)
+#define MOERT_CPU_AVX512BW   (1u << 4)
+#define MOERT_CPU_AVX512VL   (1u << 5)
+#define MOERT_CPU_AVX512VNNI (1u << 6)
+#define MOERT_CPU_AVX512BF16 (1u << 7)
+
+/** The CPU's features (MOERT_CPU_*), as the CPU reports them (whatever MOERT_AVX512 says). */
+MOERT_KERNEL unsigned moert_cpu_features(void);
+
+/** Who made the CPU and which one it is, from CPUID: vendor ("AuthenticAMD", "GenuineIntel"), the brand string,
+ * and family, model and stepping as /proc/cpuinfo shows them (extended fields included). */
+typedef struct moert_cpu_identity {
+    char vendor[16];
+    char brand[64];
+    int family, model, stepping;
+} moert_cpu_identity;
+
+/** Fills `id` (zeroed fields when CPUID does not say). */
+MOERT_KERNEL void moert_cpu_identify(moert_cpu_identity *id);
+
+/* ---- Kernel choice (choice.c) ---- */
+
+/** The products whose kernel is chosen at run time. */
+enum {
+    MOERT_PRODUCT_GEMV_F32,          /* decode GEMV, float32 weights */
+    MOERT_PRODUCT_GEMV_F16,          /* decode GEMV, f16 weights */
+    MOERT_PRODUCT_GEMV_BF16,         /* decode GEMV, bf16 weights */
+    MOERT_PRODUCT_GEMV_Q8_0,         /* decode GEMV, q8_0 weights */
+    MOERT_PRODUCT_GEMV_Q4_0,         /* decode GEMV, q4_0 weights */
+    MOERT_PRODUCT_GEMM_F32,          /* prefill GEMM, float32 weights (and quantized ones read back to float32) */
+    MOERT_PRODUCT_GEMM_F16,          /* prefill GEMM, f16 weights */
+    MOERT_PRODUCT_GEMM_BF16,         /* prefill GEMM, bf16 weights */
+    MOERT_PRODUCT_ATTENTION_PREFILL, /* attention of a prefill chunk */
+    MOERT_PRODUCT_ATTENTION_DECODE,  /* attention of one decoded position */
+    MOERT_PRODUCT_SWIGLU,            /* silu(gate) * up of the experts */
+    MOERT_PRODUCT_COUNT
+};
+
+/** The kernels: plain C (or Swift) loops, OpenBLAS, AVX2 with FMA and F16C, AVX-512 F/BW/VL. */
+enum { MOERT_KERNEL_PORTABLE, MOERT_KERNEL_BLAS, MOERT_KERNEL_AVX2, MOERT_KERNEL_AVX512, MOERT_KERNEL_COUNT };
+
+/** The name of a product ("gemv.f16") or kernel ("avx2"); NULL when out of range. */
+MOERT_KERNEL const char *moert_product_name(int product);
+MOERT_KERNEL const char *moert_kernel_name(int kernel);
+
+/** 1 when `product` has kernel `kernel`, whatever the CPU. */
+MOERT_KERNEL int moert_kernel_exists(int product, int kernel);
+
+/** 1 when `product` has kernel `kernel` and this CPU can run it (AVX-512 also needs MOERT_AVX512 not "0"). */
+MOERT_KERNEL int moert_kernel_available(int product, int kernel);
+
+/** The first available of avx512, avx2, blas, portable: what a product runs until a kernel is chosen for it. */
+MOERT_KERNEL int moert_kernel_preferred(int product);
+
+/** The kernel `product` runs. */
+MOERT_KERNEL int moert_kernel_chosen(int product);
+
+/** Makes `product` run `kernel` from now on, process-wide. Returns 0, changing nothing, when it is not available. */
+MOERT_KERNEL int moert_kernel_choose(int product, int kernel);
+
 /* ---- Worker pool (pool.c) ---- */
 
 /** Sets the number of threads the kernels use (>= 1), including the caller. Until it is called they use every
@@ -35,24 +100,34 @@ MOERT_KERNEL void moert_kernels_set_threads(int n_threads);
 MOERT_KERNEL int moert_kernels_threads(void);
 
 /**
- * Calls fn(ctx, part, parts) for part = 0 ..< parts on the worker pool (part 0 on the calling thread), with
- * parts = min(max_parts, threads); parts = 1, on this thread alone, when the pool is busy.
+ * Calls fn(ctx, part, parts) for part = 0 ..< parts on the worker pool, with parts = min(max_parts, 4 * threads):
+ * the calling thread and the workers claim parts one at a time until none is left, so any thread may run any part
+ * (fn must compute a part the same way whichever thread runs it, and two parts may run at once); parts = 1, on this
+ * thread alone, when the pool is busy or max_parts < 2.
  */
 MOERT_KERNEL void moert_parallel(void (*fn)(void *ctx, int part, int parts), void *ctx, int max_parts);
 
 /* ---- Decode GEMV (gemv.c, with the AVX-512 rows of gemv_avx512.c) ---- */
 
 /**
- * y[r] = sum_c w[r, c] * x[c] for r < rows, with w stored as f16 or bf16, row-major, `cols` per row.
- * Rows are split among the worker threads; each element is widened to float32 in registers.
+ * y[r] = sum_c w[r, c] * x[c] for r < rows, with w stored as f16 or bf16, row-major, `cols` per row, on the kernel
+ * chosen for gemv.f16 / gemv.bf16. Rows are split among the worker threads; each element is widened to float32 in
+ * registers.
  */
 MOERT_KERNEL void moert_gemv_half(const void *w, int dtype, const float *x, float *y, int64_t rows, int64_t cols);
 
+/** moert_gemv_half on `kernel` (the preferred kernel instead when the CPU cannot run it): for measurements and tests.
+ * The other *_kernel functions below are the same for their products. */
+MOERT_KERNEL void moert_gemv_half_kernel(int kernel, const void *w, int dtype, const float *x, float *y, int64_t rows,
+                                         int64_t cols);
+
 /**
  * y[r] = sum_c w[r, c] * x[c] for r < rows, w float32 row-major; rows split among the worker threads. Returns 1
- * when done, 0 when it computed nothing (no AVX-512): the caller then uses sgemv.
+ * when done, 0 when it computed nothing (gemv.f32 runs on blas): the caller then uses sgemv.
  */
 MOERT_KERNEL int moert_gemv_f32(const float *w, const float *x, float *y, int64_t rows, int64_t cols);
+MOERT_KERNEL int moert_gemv_f32_kernel(int kernel, const float *w, const float *x, float *y, int64_t rows,
+                                       int64_t cols);
 
 /* ---- Prefill GEMM (gemm.c) ---- */
 
@@ -60,15 +135,19 @@ MOERT_KERNEL int moert_gemv_f32(const float *w, const float *x, float *y, int64_
  * c[i, j] = sum_p a[i, p] * b[j, p] for i < m, j < n: activations a [m, k] (float32, row stride lda) times the
  * transpose of weights b [n, k] (row stride ldb, element type `dtype`: MOERT_GEMM_F32, MOERT_HALF_F16 or
  * MOERT_HALF_BF16), into c (row stride ldc). The columns of c are split among the worker threads; each element sums
- * over p in the same order for any thread count. Returns 1 when done, 0 when it computed nothing (no AVX-512,
- * MOERT_AVX512=0, or no memory for its buffers): the caller then uses sgemm.
+ * over p in the same order for any thread count. Returns 1 when done, 0 when it computed nothing (the product
+ * gemm.f32, gemm.f16 or gemm.bf16 of `dtype` runs on blas, or no memory for its buffers): the caller then uses
+ * sgemm.
  */
 MOERT_KERNEL int moert_gemm_nt(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda, const void *b, int dtype,
                                int64_t ldb, float *c, int64_t ldc);
+MOERT_KERNEL int moert_gemm_nt_kernel(int kernel, int64_t m, int64_t n, int64_t k, const float *a, int64_t lda,
+                                      const void *b, int dtype, int64_t ldb, float *c, int64_t ldc);
 
 /**
  * A float32 product on the calling thread alone: c = a b^T with b [n, k] (b_kn = 0, as moert_gemm_nt), or c = a b
- * with b [k, n] (b_kn = 1). Returns 1 when done, 0 when it computed nothing (as moert_gemm_nt).
+ * with b [k, n] (b_kn = 1). Returns 1 when done, 0 when it computed nothing (no AVX-512 or no memory for its buffers): the
+ * kernel of attention.prefill on avx512.
  */
 MOERT_KERNEL int moert_gemm_serial(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda, const float *b,
                                    int b_kn, int64_t ldb, float *c, int64_t ldc);
@@ -135,15 +214,13 @@ MOERT_KERNEL void moert_quantize_activation(const float *x, void *xq, int64_t co
 /**
  * y[r] = sum_c w[r, c] * x[c] for r < rows, w of `type` (MOERT_QUANT_Q8_0 or MOERT_QUANT_Q4_0) with `cols` (a multiple
  * of MOERT_QUANT_BLOCK) values per row. x is first quantized into `xq` (moert_quant_activation_bytes(cols) bytes);
- * then each block's 32 products are summed in integers and scaled by both block scales. Rows are split among the
- * worker threads.
+ * then each block's 32 products are summed in integers and scaled by both block scales, on the kernel chosen for
+ * gemv.q8_0 / gemv.q4_0. Rows are split among the worker threads.
  */
 MOERT_KERNEL void moert_gemv_quant(const void *w, int type, const float *x, void *xq, float *y, int64_t rows,
                                    int64_t cols);
-
-/** moert_gemv_quant on the portable loops alone, as on a CPU without AVX2 (for the tests of that path). */
-MOERT_KERNEL void moert_gemv_quant_portable(const void *w, int type, const float *x, void *xq, float *y,
-                                            int64_t rows, int64_t cols);
+MOERT_KERNEL void moert_gemv_quant_kernel(int kernel, const void *w, int type, const float *x, void *xq, float *y,
+                                          int64_t rows, int64_t cols);
 
 /* ---- Attention (attention.c) ---- */
 
@@ -155,15 +232,14 @@ MOERT_KERNEL void moert_gemv_quant_portable(const void *w, int type, const float
  * moert_kv_row_bytes apart (head_dim a multiple of MOERT_Q8_0_BLOCK for q8_0). Each cached row is read once for all
  * the heads that share it; long contexts split the positions among the worker threads, whose partial softmaxes are
  * then merged (flash decoding). `scratch` holds moert_attention_decode_scratch(n_heads, head_dim, total) floats.
+ * The kernel chosen for attention.decode runs (its avx2 kernel needs head_dim a multiple of 8, else portable runs).
  */
 MOERT_KERNEL void moert_attention_decode(const float *q, const void *keys, const void *values, int kv_type,
                                          int n_heads, int n_kv_heads, int head_dim, int64_t total, float scale,
                                          float *scratch, float *out);
-
-/** moert_attention_decode on the portable loops alone, as on a CPU without AVX2 (for the tests of that path). */
-MOERT_KERNEL void moert_attention_decode_portable(const float *q, const void *keys, const void *values, int kv_type,
-                                                  int n_heads, int n_kv_heads, int head_dim, int64_t total,
-                                                  float scale, float *scratch, float *out);
+MOERT_KERNEL void moert_attention_decode_kernel(int kernel, const float *q, const void *keys, const void *values,
+                                                int kv_type, int n_heads, int n_kv_heads, int head_dim, int64_t total,
+                                                float scale, float *scratch, float *out);
 
 /** Floats of scratch moert_attention_decode needs for a cache of up to `capacity` positions. */
 MOERT_KERNEL int64_t moert_attention_decode_scratch(int n_heads, int head_dim, int64_t capacity);
@@ -174,21 +250,27 @@ MOERT_KERNEL int64_t moert_attention_decode_scratch(int n_heads, int head_dim, i
  *   out[t, h] = softmax(scale * q[t, h] . keys[j, g] for j <= position + t) . values[:, g]
  * q and out are [n, n_heads * head_dim]; keys and values [position + n, n_kv_heads * head_dim]. The heads are split
  * among the worker threads, each with its own part of `scores` (scratch of `scores_capacity` floats, at least
- * min(n, 64) * (position + n)). Returns 1 when done, 0 when it computed nothing (no AVX-512 GEMM): the caller
- * computes it.
+ * min(n, 64) * (position + n)). Returns 1 when done, 0 when it computed nothing (attention.prefill runs on
+ * blas): the caller computes it.
  */
 MOERT_KERNEL int moert_attention_prefill(const float *q, const float *keys, const float *values, int64_t n,
                                          int64_t position, int n_heads, int n_kv_heads, int head_dim, float scale,
                                          float *scores, int64_t scores_capacity, float *out);
+MOERT_KERNEL int moert_attention_prefill_kernel(int kernel, const float *q, const float *keys, const float *values,
+                                                int64_t n, int64_t position, int n_heads, int n_kv_heads,
+                                                int head_dim, float scale, float *scores, int64_t scores_capacity,
+                                                float *out);
 
 /* ---- Activation (swiglu.c) ---- */
 
 /**
  * SwiGLU of `rows` rows laid out as [gate (width) | up (width)]: out[r, c] = silu(gate[r, c]) * up[r, c], out
  * [rows, width]. `out` must not overlap `gate_up`, except that it may equal it when rows == 1. Rows are split among
- * the worker threads. Returns 1 when done, 0 when it computed nothing (no AVX-512): the caller computes it.
+ * the worker threads. Returns 1 when done, 0 when it computed nothing (swiglu runs on portable): the caller computes
+ * it.
  */
 MOERT_KERNEL int moert_swiglu(const float *gate_up, int64_t rows, int64_t width, float *out);
+MOERT_KERNEL int moert_swiglu_kernel(int kernel, const float *gate_up, int64_t rows, int64_t width, float *out);
 
 /* ---- Conversion (convert.c) ---- */
 

@@ -40,7 +40,6 @@ public final class Model: @unchecked Sendable {
     /// - Throws: `MoertError` naming the file and tensor at fault.
     public init(path: String, options: ModelLoadOptions = ModelLoadOptions()) throws {
         guard options.maxContext >= 0 else { throw MoertError.invalid("max_context must be >= 0, got \(options.maxContext)") }
-        Threads.configureBLASDefault()
         let (c, configJSON) = try ModelConfig.read(directory: path)
         let section = try MoESection.read(directory: path, config: configJSON)
         self.section = section
@@ -100,7 +99,23 @@ public final class Model: @unchecked Sendable {
         parameterCount = ckpt.usedElementCount
         let dtypes = ckpt.floatDTypes
         storageDType = dtypes.count == 1 && ckpt.quantized.isEmpty ? dtypes.first : nil
+        try KernelChoice.prepare(for: kernelWorkload)
         PluginRegistry.shared.modelLifetime(1)
+    }
+
+    /// The shapes and storage types the model runs, for choosing its kernels.
+    public var kernelWorkload: KernelWorkload {
+        var storages = [lmHead.weight.storage]
+        for layer in layers {
+            storages += [layer.attention.q.weight.storage, layer.attention.o.weight.storage]
+            switch layer.mlp {
+            case .dense(let mlp): storages.append(mlp.gate.weight.storage)
+            case .moe(let block): storages += block.experts.compactMap { ($0 as? StoredExpert)?.storage }
+            }
+        }
+        let c = config
+        return KernelWorkload(storages: storages, hidden: c.hiddenSize, intermediate: c.moeIntermediateSize,
+                              heads: c.numAttentionHeads, kvHeads: c.numKeyValueHeads, headDim: c.headDim)
     }
 
     deinit { PluginRegistry.shared.modelLifetime(-1) }

@@ -1,7 +1,6 @@
 // Session: one sequence over a shared model — KV cache, scratch buffers and the forward pass.
 
 import CKernels
-import COpenBLAS
 import MoertMoE
 import MoertTensor
 #if canImport(Glibc)
@@ -271,8 +270,6 @@ public final class Session {
 
         let total = position + n
         let scale = 1 / Float(hd).squareRoot()
-        let group = nh / nkv
-        let scores = ws.scores.pointer
         if n == 1 {
             // Decode: one query row per head against the cache as stored.
             moert_attention_decode(q, cache.keys(layer: l), cache.values(layer: l), cache.type.code, Int32(nh),
@@ -290,27 +287,8 @@ public final class Session {
             keys = cache.keys(layer: l).assumingMemoryBound(to: Float.self)
             values = cache.values(layer: l).assumingMemoryBound(to: Float.self)
         }
-        if moert_attention_prefill(q, keys, values, Int64(n), Int64(position), Int32(nh), Int32(nkv), Int32(hd), scale,
-                                   scores, Int64(ws.scores.count), ctx) != 0 {
-            a.o.apply(ctx, rows: n, into: out, scratch: ws.productScratch)  // [n, nh·hd] -> [n, H]
-            return
-        }
-        // Without the AVX-512 GEMM: two sgemm calls per head.
-        for head in 0..<nh {
-            let kvh = head / group
-            // S = q_h K^T · scale: [n, hd] x [total, hd]^T -> [n, total]
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(n), Int32(total), Int32(hd), scale,
-                        q + head * hd, Int32(qw), keys + kvh * hd, Int32(kvw), 0, scores, Int32(total))
-            for t in 0..<n {
-                let row = scores + t * total
-                let visible = position + t + 1  // causal mask: position p sees 0 ... p
-                for j in visible..<total { row[j] = -Float.infinity }
-                softmaxInPlace(row, count: total)
-            }
-            // O_h = S V: [n, total] x [total, hd] -> [n, hd], written into head's columns of ctx
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(n), Int32(hd), Int32(total), 1,
-                        scores, Int32(total), values + kvh * hd, Int32(kvw), 0, ctx + head * hd, Int32(qw))
-        }
+        attentionPrefill(q: q, keys: keys, values: values, rows: n, position: position, heads: nh, kvHeads: nkv,
+                         headDim: hd, scale: scale, scores: ws.scores.pointer, scoresCount: ws.scores.count, into: ctx)
         a.o.apply(ctx, rows: n, into: out, scratch: ws.productScratch)  // [n, nh·hd] -> [n, H]
     }
 }

@@ -10,7 +10,8 @@ public final class StoredExpert: Expert {
     let slot: Int
     let hidden: Int
     let intermediate: Int
-    let storage: WeightStorage
+    /// How its weights are stored.
+    public let storage: WeightStorage
     /// Shapes of [W_gate; W_up] and W_down, made once: a weight's shape is an array, and building one per call
     /// would allocate.
     let gateUpShape: [Int], downShape: [Int]
@@ -53,13 +54,7 @@ public final class StoredExpert: Expert {
         gateUp.apply(x, rows: n, into: scratch, scratch: products)    // [n, H] -> [n, 2I]: row r is (gate_r, up_r)
         // [n, 2I] -> [n, I]: in place for one row, else after the products
         let act = n == 1 ? scratch : scratch + 2 * n * i
-        if moert_swiglu(scratch, Int64(n), Int64(i), act) == 0 {
-            for r in 0..<n {
-                let g = scratch + r * 2 * i
-                siluMultiply(g, g + i, count: i)
-                if act + r * i != g { (act + r * i).update(from: g, count: i) }
-            }
-        }
+        swiglu(scratch, rows: n, width: i, into: act)
         down.apply(act, rows: n, into: y, scratch: products)          // [n, I] -> [n, H]
     }
 }

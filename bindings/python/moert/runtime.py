@@ -34,8 +34,8 @@ def set_threads(n: int) -> None:
     """Sets the number of worker threads of moert's kernels and of its BLAS library, process-wide.
 
     `n` is 1 or more; 0 restores the default (the number of online CPUs). Call it while no evaluation is
-    running. With moert's AVX-512 kernels in use, its BLAS library gets one thread (it then only serves small
-    products). NumPy's BLAS is a separate thread pool that this does not touch: limit it with
+    running. When moert's own kernels compute every large product (``moert kernels``), its BLAS library gets one
+    thread (it then only serves small products). NumPy's BLAS is a separate thread pool that this does not touch: limit it with
     ``OPENBLAS_NUM_THREADS`` (or ``OMP_NUM_THREADS``/``MKL_NUM_THREADS``) before NumPy is imported, or at run
     time with ``threadpoolctl.threadpool_limits``.
 

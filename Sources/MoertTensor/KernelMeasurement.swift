@@ -1,0 +1,226 @@
+// KernelMeasurement: times every kernel a product can run on a model's own shapes, for KernelChoice. A few
+// milliseconds per product: decode GEMVs stream a buffer larger than the last-level cache (decode reads weights from
+// memory), the other products run from cache as they do in a forward pass.
+
+import CKernels
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The shapes a model runs, to measure kernels on.
+public struct KernelWorkload: Sendable {
+    /// Storage of the model's large matrices (experts, attention, dense MLPs, output layer).
+    public var storages: [WeightStorage]
+    /// Hidden size.
+    public var hidden: Int
+    /// The routed experts' intermediate size (the width of SwiGLU).
+    public var intermediate: Int
+    /// Attention heads, key/value heads and head width.
+    public var heads: Int, kvHeads: Int, headDim: Int
+
+    public init(storages: [WeightStorage], hidden: Int, intermediate: Int, heads: Int, kvHeads: Int, headDim: Int) {
+        self.storages = storages
+        self.hidden = hidden
+        self.intermediate = intermediate
+        self.heads = heads
+        self.kvHeads = kvHeads
+        self.headDim = headDim
+    }
+
+    /// Its shapes in one line, as the kernel cache keys them: "hidden 512, experts 1408, heads 8/2 x 64".
+    public var shape: String { "hidden \(hidden), experts \(intermediate), heads \(heads)/\(kvHeads) x \(headDim)" }
+
+    /// The products it runs: a decode GEMV and a prefill GEMM per storage, attention and SwiGLU.
+    public var products: [KernelProduct] {
+        var products: [KernelProduct] = []
+        for s in WeightStorage.allCases where storages.contains(s) {
+            for p in [KernelProduct.gemv(s), .gemm(s)] where !products.contains(p) { products.append(p) }
+        }
+        return products + [.attentionPrefill, .attentionDecode, .swiglu]
+    }
+}
+
+/// Timings of kernels.
+public enum KernelMeasurement {
+    /// Rounds of the measurement proper (the median counts); the order of the kernels rotates between rounds.
+    static let rounds = 3
+    /// A kernel whose screening round is this much slower than the fastest is not measured further.
+    static let screenRatio = 1.5
+
+    /// Seconds on the monotonic clock.
+    public static func now() -> Double {
+        var t = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &t)
+        return Double(t.tv_sec) + Double(t.tv_nsec) * 1e-9
+    }
+
+    /// The fastest available kernel of each product on `workload`'s shapes, with a line of the timings (for the
+    /// cache file and `moert info`).
+    public static func fastest(_ products: [KernelProduct], workload w: KernelWorkload) -> [KernelProduct: (Kernel, String)] {
+        var result: [KernelProduct: (Kernel, String)] = [:]
+        var stream: FloatBuffer?  // the GEMVs' buffer, filled once for all of them
+        for p in products {
+            let candidates = p.available
+            guard candidates.count > 1 else { continue }
+            if p.isGEMV, stream == nil {
+                guard let buffer = try? FloatBuffer(count: Bench.streamBytes / 4) else { continue }
+                memset(buffer.pointer, 0x11, buffer.byteCount)  // small normal values in every storage type
+                stream = buffer
+            }
+            guard let bench = try? Bench(product: p, workload: w, stream: stream) else { continue }
+            result[p] = measure(candidates, bench: bench)
+        }
+        return result
+    }
+
+    /// A screening round (each kernel on two parts of the work of its own, so that none reads what another left in
+    /// the cache; the faster of the two counts, so that one interruption cannot screen a kernel out), then, when more
+    /// than one kernel is within `screenRatio` of the fastest, `rounds` rounds of the whole work for those; the
+    /// fastest median wins.
+    private static func measure(_ candidates: [Kernel], bench: Bench) -> (Kernel, String) {
+        var screen: [Kernel: Double] = [:]
+        for (i, k) in candidates.enumerated() {
+            screen[k] = min(bench.time(k, part: 2 * i), bench.time(k, part: 2 * i + 1))
+        }
+        let best = screen.values.min() ?? 0
+        let finalists = candidates.filter { screen[$0]! <= best * screenRatio }
+        var times: [Kernel: [Double]] = [:]
+        for round in 0..<(finalists.count > 1 ? rounds : 0) {
+            for i in 0..<finalists.count {
+                let k = finalists[(i + round) % finalists.count]
+                times[k, default: []].append(bench.time(k, part: nil))
+            }
+        }
+        let medians = times.mapValues { $0.sorted()[$0.count / 2] }
+        let winner = finalists.count == 1 ? finalists[0] : finalists.min { medians[$0]! < medians[$1]! }!
+        let detail = candidates.map { k in
+            if let m = medians[k] { return "\(k.name) \(bench.describe(m, part: false))" }
+            return "\(k.name) \(bench.describe(screen[k]!, part: true))\(k == winner ? "" : " (screened out)")"
+        }.joined(separator: ", ")
+        return (winner, detail)
+    }
+}
+
+/// The data and the call of one product's measurement.
+private struct Bench {
+    let product: KernelProduct
+    /// Whole-work bytes (GEMV) or floating-point operations (others), for describing a time.
+    let work: Double
+    /// Runs the product on a kernel: the whole work (nil), or screening part i (of `screenParts`). Its buffers live as
+    /// long as it.
+    let run: (Kernel, Int?) -> Void
+
+    /// Seconds of one run of the whole work (nil) or of screening part i.
+    func time(_ kernel: Kernel, part: Int?) -> Double {
+        let start = KernelMeasurement.now()
+        run(kernel, part)
+        return KernelMeasurement.now() - start
+    }
+
+    /// "21.3 GB/s" for GEMVs (bytes read per second), else "0.41 ms".
+    func describe(_ seconds: Double, part: Bool) -> String {
+        if product.isGEMV {
+            let bytes = part ? work / Double(Bench.screenParts) : work
+            return "\(rounded(bytes / seconds / 1e9)) GB/s"
+        }
+        return "\(rounded(seconds * 1e3)) ms"
+    }
+
+    private func rounded(_ v: Double) -> String {
+        let scaled = (v * 100).rounded() / 100
+        return "\(scaled)"
+    }
+
+    /// The screening round of a GEMV reads this fraction of the buffer.
+    static let screenParts = 8
+
+    /// Bytes of the buffer the GEMVs stream: twice the last-level cache the C library reports, from 16 to 32 MiB
+    /// (filling a fresh buffer costs about 0.4 ms per MiB on a virtual machine; decode streams far more than this).
+    static var streamBytes: Int {
+        let l3 = Int(sysconf(Int32(_SC_LEVEL3_CACHE_SIZE)))
+        return min(max(2 * l3, 16 << 20), 32 << 20)
+    }
+
+    /// The measurement of `p` on `w`'s shapes; GEMVs read `stream` (`streamBytes`, filled).
+    init(product p: KernelProduct, workload w: KernelWorkload, stream: FloatBuffer?) throws {
+        product = p
+        let h = w.hidden, i = w.intermediate
+        switch p {
+        case .gemvF32, .gemvF16, .gemvBF16, .gemvQ8_0, .gemvQ4_0:
+            // The experts' [2I, H] gate-up matrices (fewer rows for very large ones), one after another through a
+            // buffer larger than the cache.
+            let storage = WeightStorage.allCases.first { KernelProduct.gemv($0) == p }!
+            let outs = max(1, min(2 * i, Bench.streamBytes / Bench.screenParts / storage.bytes(h)))
+            let matrixBytes = storage.bytes(outs * h)
+            guard let buffer = stream else { throw MoertError(.internal, "no buffer to stream") }
+            let count = buffer.byteCount / matrixBytes
+            let x = try filled(h, 0.01), y = try FloatBuffer(count: outs)
+            let scratch = try FloatBuffer(count: Linear.scratchCount(storage: storage, outFeatures: outs, inFeatures: h, rows: 1))
+            work = Double(count * matrixBytes)
+            run = { kernel, part in
+                let share = count / Bench.screenParts, first = (part ?? 0) % Bench.screenParts * share
+                for m in part == nil ? 0..<count : first..<first + share {
+                    let matrix = UnsafeRawPointer(buffer.pointer) + m * matrixBytes
+                    let linear = Linear(weight: Weight(raw: matrix, storage: storage, shape: [outs, h]))
+                    linear.apply(x.pointer, rows: 1, into: y.pointer, scratch: scratch.span, kernel: kernel)
+                }
+            }
+        case .gemmF32, .gemmF16, .gemmBF16:
+            // A prefill chunk's rows through one expert's gate-up matrix (a slice of it for large models).
+            let storage = [WeightStorage.f32, .f16, .bf16].first { KernelProduct.gemm($0) == p }!
+            let rows = 64, outs = min(2 * i, max(64, (1 << 24) / (rows * h)))
+            let weights = try filled((storage.bytes(outs * h) + 3) / 4, 0.01)
+            let x = try filled(rows * h, 0.01), y = try FloatBuffer(count: rows * outs)
+            let scratch = try FloatBuffer(count: Linear.scratchCount(storage: storage, outFeatures: outs, inFeatures: h, rows: rows))
+            work = Double(2 * rows * outs * h)
+            run = { kernel, _ in
+                let linear = Linear(weight: Weight(raw: UnsafeMutableRawPointer(weights.pointer), storage: storage, shape: [outs, h]))
+                linear.apply(x.pointer, rows: rows, into: y.pointer, scratch: scratch.span, kernel: kernel)
+            }
+        case .attentionPrefill:
+            let n = 64, qw = w.heads * w.headDim, kvw = w.kvHeads * w.headDim
+            let q = try filled(n * qw, 0.01), out = try FloatBuffer(count: n * qw)
+            let keys = try filled(n * kvw, 0.01), values = try filled(n * kvw, 0.01)
+            let scores = try FloatBuffer(count: Threads.current * n * n)
+            work = Double(4 * n * n * qw)
+            run = { kernel, _ in
+                attentionPrefill(q: q.pointer, keys: keys.pointer, values: values.pointer, rows: n, position: 0,
+                                 heads: w.heads, kvHeads: w.kvHeads, headDim: w.headDim, scale: 0.125,
+                                 scores: scores.pointer, scoresCount: scores.count, into: out.pointer, kernel: kernel)
+            }
+        case .attentionDecode:
+            let total = 512, qw = w.heads * w.headDim, kvw = w.kvHeads * w.headDim
+            let q = try filled(qw, 0.01), out = try FloatBuffer(count: qw)
+            let keys = try filled(total * kvw, 0.01), values = try filled(total * kvw, 0.01)
+            let scratch = try FloatBuffer(count: Int(moert_attention_decode_scratch(Int32(w.heads), Int32(w.headDim), Int64(total))))
+            work = Double(4 * total * qw)
+            run = { kernel, _ in
+                moert_attention_decode_kernel(kernel.rawValue, q.pointer, keys.pointer, values.pointer, Int32(MOERT_KV_F32),
+                                              Int32(w.heads), Int32(w.kvHeads), Int32(w.headDim), Int64(total), 0.125,
+                                              scratch.pointer, out.pointer)
+            }
+        case .swiglu:
+            let rows = 64
+            let gateUp = try filled(rows * 2 * i, 0.5), out = try FloatBuffer(count: rows * i)
+            work = Double(rows * i)
+            run = { kernel, _ in swiglu(gateUp.pointer, rows: rows, width: i, into: out.pointer, kernel: kernel) }
+        }
+    }
+}
+
+/// A buffer of `count` floats, each `value`.
+private func filled(_ count: Int, _ value: Float) throws -> FloatBuffer {
+    let buffer = try FloatBuffer(count: count)
+    buffer.pointer.update(repeating: value, count: count)
+    return buffer
+}
+
+extension FloatBuffer {
+    /// All of it, as a buffer pointer.
+    fileprivate var span: UnsafeMutableBufferPointer<Float> { UnsafeMutableBufferPointer(start: pointer, count: count) }
+}
+
+extension KernelProduct {
+    /// True for the decode GEMVs (measured in bytes per second).
+    var isGEMV: Bool { [.gemvF32, .gemvF16, .gemvBF16, .gemvQ8_0, .gemvQ4_0].contains(self) }
+}

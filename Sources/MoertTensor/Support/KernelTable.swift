@@ -1,0 +1,45 @@
+// KernelTable: kernel choices measured on particular CPUs, which decide when a choice cannot be measured and kept
+// (caching off, or the cache file unwritable): the same choice on every run, free of measurement noise.
+
+/// Measured defaults per CPU family and model.
+public enum KernelTable {
+    /// One measured choice: on CPUs of `vendor` and `family` whose model is in `models` (every model when empty),
+    /// `product` runs `kernel`.
+    struct Row {
+        var vendor: String
+        var family: Int
+        var models: [ClosedRange<Int>]
+        var product: KernelProduct
+        var kernel: Kernel
+        /// Where the figure comes from, for `moert info`.
+        var source: String
+
+        func matches(_ cpu: CPUIdentity) -> Bool {
+            cpu.vendor == vendor && cpu.family == family && (models.isEmpty || models.contains { $0.contains(cpu.model) })
+        }
+    }
+
+    /// AMD Zen 4 models (family 25): Genoa, Raphael, Phoenix, Bergamo and their kin.
+    static let zen4Models: [ClosedRange<Int>] = [0x10...0x1f, 0x60...0x7f, 0xa0...0xaf]
+
+    static let rows: [Row] = [
+        // Zen 4 runs AVX-512 as two 256-bit halves; measured on an EPYC of family 25, model 17 (medium bench preset,
+        // f16 decode): 74.5-76.9 tok/s on avx2 against 56.5-59.0 on avx512. bf16 loads the same way.
+        Row(vendor: "AuthenticAMD", family: 25, models: zen4Models, product: .gemvF16, kernel: .avx2,
+            source: "Zen 4: avx2 1.3x avx512 for f16 decode"),
+        Row(vendor: "AuthenticAMD", family: 25, models: zen4Models, product: .gemvBF16, kernel: .avx2,
+            source: "Zen 4: as f16"),
+    ]
+
+    /// The order used for a product no row covers: the widest vectors first.
+    static let defaultOrder: [Kernel] = [.avx512, .avx2, .blas, .portable]
+
+    /// The kernel the table gives `product` on `cpu` among `available` (non-empty), and why.
+    public static func choice(for product: KernelProduct, cpu: CPUIdentity, available: [Kernel]) -> (Kernel, String) {
+        if let row = rows.first(where: { $0.product == product && $0.matches(cpu) && available.contains($0.kernel) }) {
+            return (row.kernel, row.source)
+        }
+        let kernel = defaultOrder.first(where: available.contains) ?? available[0]
+        return (kernel, "no measurement for this CPU: widest vectors first")
+    }
+}

@@ -1,0 +1,130 @@
+// KernelParityTests: every kernel this CPU can run, for the GEMV, GEMM, SwiGLU and prefill attention products,
+// against double-precision loops (the kernel passed explicitly: the process's own choices stay untouched).
+
+import CKernels
+import Testing
+@testable import MoertTensor
+import MoertTestSupport
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@Suite("Every kernel against double precision")
+struct KernelParityTests {
+    /// Random weights stored as `storage` (f32, f16 or bf16) and the same values as float32.
+    func weights(rows: Int, cols: Int, storage: WeightStorage, seed: UInt64) -> ([UInt8], [Float]) {
+        var rng = TestRandom(seed: seed)
+        var raw: [UInt8] = [], wide: [Float] = []
+        for _ in 0..<rows * cols {
+            let v = Float(rng.nextUnitDouble() * 2 - 1)
+            switch storage {
+            case .f16:
+                let h = Float16(v)
+                raw += withUnsafeBytes(of: h.bitPattern.littleEndian, Array.init)
+                wide.append(Float(h))
+            case .bf16:
+                let bits = UInt16(v.bitPattern >> 16)
+                raw += withUnsafeBytes(of: bits.littleEndian, Array.init)
+                wide.append(Float(bitPattern: UInt32(bits) << 16))
+            default:
+                raw += withUnsafeBytes(of: v.bitPattern.littleEndian, Array.init)
+                wide.append(v)
+            }
+        }
+        return (raw, wide)
+    }
+
+    /// y[r, o] = sum_c x[r, c] w[o, c] in double precision.
+    func reference(_ x: [Float], _ w: [Float], rows n: Int, outs: Int, cols: Int) -> [Float] {
+        var y = [Float](repeating: 0, count: n * outs)
+        for r in 0..<n {
+            for o in 0..<outs {
+                var s = 0.0
+                for c in 0..<cols { s += Double(x[r * cols + c]) * Double(w[o * cols + c]) }
+                y[r * outs + o] = Float(s)
+            }
+        }
+        return y
+    }
+
+    @Test("GEMV (one row) and GEMM (several) on every available kernel",
+          arguments: [WeightStorage.f32, .f16, .bf16], [1, 5, 70])
+    func products(storage: WeightStorage, n: Int) {
+        let product = n == 1 ? KernelProduct.gemv(storage) : KernelProduct.gemm(storage)
+        // Sizes off the vector widths (33 columns: a body plus a tail; 1001 x 300: odd, above the threading threshold).
+        for (outs, cols) in [(7, 33), (1001, 300)] {
+            let (raw, wide) = weights(rows: outs, cols: cols, storage: storage, seed: UInt64(outs + cols))
+            var rng = TestRandom(seed: 7)
+            let x = (0..<n * cols).map { _ in Float(rng.nextUnitDouble() - 0.5) }
+            let expected = reference(x, wide, rows: n, outs: outs, cols: cols)
+            for kernel in product.available {
+                var y = [Float](repeating: .nan, count: n * outs)
+                raw.withUnsafeBytes { r in
+                    let linear = Linear(weight: Weight(raw: r.baseAddress!, storage: storage, shape: [outs, cols]))
+                    var scratch = [Float](repeating: .nan, count: linear.scratchCount(rows: n))
+                    scratch.withUnsafeMutableBufferPointer { linear.apply(x, rows: n, into: &y, scratch: $0, kernel: kernel) }
+                }
+                #expect(relativeError(y[...], expected[...]) <= 2e-6 * Float(cols).squareRoot(),
+                        "\(product.name) on \(kernel.name), \(outs)x\(cols)")
+            }
+        }
+    }
+
+    @Test("SwiGLU on every available kernel, over the exponential's whole range")
+    func swigluKernels() {
+        let rows = 3, width = 37
+        var rng = TestRandom(seed: 11)
+        var gateUp = (0..<rows * 2 * width).map { _ in Float(rng.nextUnitDouble() * 8 - 4) }
+        for (i, v) in [-200, -100, -88.5, -87, 30, 88.5, 100, 200, 0, -0.0].enumerated() { gateUp[i * 3] = Float(v) }
+        var expected = [Float](repeating: 0, count: rows * width)
+        for r in 0..<rows {
+            for c in 0..<width {
+                let g = Double(gateUp[r * 2 * width + c]), u = Double(gateUp[r * 2 * width + width + c])
+                expected[r * width + c] = Float(g / (1 + exp(-g)) * u)
+            }
+        }
+        for kernel in KernelProduct.swiglu.available {
+            var input = gateUp
+            var out = [Float](repeating: .nan, count: rows * width)
+            input.withUnsafeMutableBufferPointer { swiglu($0.baseAddress!, rows: rows, width: width, into: &out, kernel: kernel) }
+            for i in 0..<out.count {
+                #expect(abs(out[i] - expected[i]) <= 1e-6 * abs(expected[i]) + 1e-30,
+                        "\(kernel.name) [\(i)]: \(out[i]) vs \(expected[i])")
+            }
+        }
+    }
+
+    @Test("prefill attention on every available kernel, against cached positions", arguments: [(0, 9), (5, 70)])
+    func attentionKernels(position: Int, n: Int) {
+        let heads = 4, kvHeads = 2, hd = 16, total = position + n
+        var rng = TestRandom(seed: UInt64(n))
+        let q = (0..<n * heads * hd).map { _ in Float(rng.nextUnitDouble() * 2 - 1) }
+        let keys = (0..<total * kvHeads * hd).map { _ in Float(rng.nextUnitDouble() * 2 - 1) }
+        let values = (0..<total * kvHeads * hd).map { _ in Float(rng.nextUnitDouble() * 2 - 1) }
+        let scale: Float = 0.25
+        var expected = [Float](repeating: 0, count: n * heads * hd)
+        for t in 0..<n {
+            for h in 0..<heads {
+                let g = h / (heads / kvHeads), visible = position + t + 1
+                var s = [Double](repeating: 0, count: visible)
+                for j in 0..<visible {
+                    for d in 0..<hd { s[j] += Double(q[(t * heads + h) * hd + d]) * Double(keys[(j * kvHeads + g) * hd + d]) }
+                    s[j] *= Double(scale)
+                }
+                let m = s.max()!, e = s.map { exp($0 - m) }, sum = e.reduce(0, +)
+                for d in 0..<hd {
+                    var o = 0.0
+                    for j in 0..<visible { o += e[j] / sum * Double(values[(j * kvHeads + g) * hd + d]) }
+                    expected[(t * heads + h) * hd + d] = Float(o)
+                }
+            }
+        }
+        for kernel in KernelProduct.attentionPrefill.available {
+            var out = [Float](repeating: .nan, count: n * heads * hd)
+            var scores = [Float](repeating: .nan, count: 4 * n * total)
+            attentionPrefill(q: q, keys: keys, values: values, rows: n, position: position, heads: heads, kvHeads: kvHeads,
+                             headDim: hd, scale: scale, scores: &scores, scoresCount: scores.count, into: &out, kernel: kernel)
+            #expect(relativeError(out[...], expected[...]) <= 1e-5, "\(kernel.name)")
+        }
+    }
+}

@@ -84,9 +84,10 @@ def run_moert(binary: str, model: Path, extra: list, env: dict = None) -> dict:
                decode_tps=float(re.search(r"decode\s+\d+ tokens\s+([\d.]+) tok/s", out).group(1)),
                load_s=float(re.search(r"load\s+([\d.]+) ms", out).group(1)) / 1000,
                peak_rss_mib=float(re.search(r"peak RSS ([\d.]+) MiB", out).group(1)))
-    kernels, blas = re.search(r"kernels\s+(.*)", out), re.search(r"blas\s+(.*)", out)
-    print("moert", model.name, *extra, kernels.group(1) if kernels else "", blas.group(1) if blas else "",
-          json.dumps(run), file=sys.stderr, flush=True)
+    kernels = " ".join(f"{p}={k}" for p, k in re.findall(r"^kernel\s+(\S+)\s+(\S+)", out, re.M))
+    blas = re.search(r"blas\s+(.*)", out)
+    print("moert", model.name, *extra, kernels, blas.group(1) if blas else "", json.dumps(run), file=sys.stderr,
+          flush=True)
     return run
 
 

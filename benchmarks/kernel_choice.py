@@ -30,8 +30,8 @@ def run_bench(moert: str, model: str, threads: int, env_kernels: str = "") -> di
                           capture_output=True, text=True, env={**os.environ, **env})
     if done.returncode != 0:
         sys.exit(f"moert bench failed ({env_kernels or 'default'}): {done.stderr.strip()}")
-    prefill = float(re.search(r"prefill \d+ tokens ([\d.]+) tok/s", done.stdout).group(1))
-    decode = float(re.search(r"decode +\d+ tokens ([\d.]+) tok/s", done.stdout).group(1))
+    prefill = float(re.search(r"prefill \d+ tokens\s+([\d.]+)", done.stdout).group(1))
+    decode = float(re.search(r"decode\s+\d+ tokens\s+([\d.]+)", done.stdout).group(1))
     return dict(prefill=prefill, decode=decode)
 
 
@@ -56,8 +56,8 @@ def main() -> None:
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     sys.path.insert(0, str(REPO / "benchmarks"))
-    import limits
-    cpu = limits.cpu_identity(args.moert)
+    from cpuinfo import cpu_identity, describe_cpu
+    cpu = cpu_identity(args.moert)
     chosen = choices(args.moert, args.model, args.threads)
     available = subprocess.run([args.moert, "kernels"], capture_output=True, text=True, check=True).stdout
     candidates = {}
@@ -77,7 +77,7 @@ def main() -> None:
             runs[name].append(run_bench(args.moert, args.model, args.threads, forced))
             print(f"round {r} {name} {json.dumps(runs[name][-1])}", file=sys.stderr, flush=True)
     medians = {name: {k: statistics.median(x[k] for x in v) for k in v[0]} for name, v in runs.items()}
-    print(f"CPU: {limits.describe_cpu(cpu)}; model {args.model}; {args.rounds} rounds\n")
+    print(f"CPU: {describe_cpu(cpu)}; model {args.model}; {args.rounds} rounds\n")
     print("| product | metric | " + " | ".join(["kernel tok/s (median)", "chosen", "chosen / fastest"]) + " |")
     print("|---|---|---|---|---|")
     verdicts = {}

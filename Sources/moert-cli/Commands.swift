@@ -190,7 +190,7 @@ let commandHelp: [String: String] = [
     options:
     """ + "\n" + commonHelp + "\n" + routingHelp,
     "kernels": """
-    usage: moert kernels [--available]
+    usage: moert kernels [--available] [--threads N]
 
     Prints this CPU, and for each product (decode GEMV per storage type, prefill GEMM, attention, SwiGLU) the
     kernels it has, comma-separated (in parentheses those this CPU cannot run), and the one it will run: forced by
@@ -214,6 +214,7 @@ let commandHelp: [String: String] = [
 
     options:
       --available   only the kernel names this CPU can run
+      --threads N   the thread count whose cached choices to show (default: every online CPU)
     """,
 ]
 

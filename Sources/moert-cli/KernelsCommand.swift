@@ -22,8 +22,11 @@ func printModelKernels(_ model: Model, label: String, width: Int) {
     }
 }
 
-/// moert kernels [--available]
+/// moert kernels [--available] [--threads N]
 func kernelsCommand(_ args: Arguments) throws {
+    let threads = try args.int("--threads", default: 0)
+    guard threads >= 0 else { throw UsageError("--threads must be >= 0, got \(threads)") }
+    try Threads.set(threads)
     if args.has("--available") {
         let kernels = Kernel.allCases.filter { k in KernelProduct.allCases.contains { $0.available.contains(k) } }
         for k in kernels { print(k.name) }

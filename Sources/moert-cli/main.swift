@@ -87,7 +87,7 @@ do {
         try quantizeCommand(try Arguments(rest, valued: ["--model", "--out", "--type", "--attention", "--experts", "--shared", "--output-type", "--calibration", "--bits"],
                                           flags: ["--force"]))
     case "kernels":
-        try kernelsCommand(try Arguments(rest, valued: [], flags: ["--available"]))
+        try kernelsCommand(try Arguments(rest, valued: ["--threads"], flags: ["--available"]))
     case "trace":
         try traceCommand(try Arguments(rest, valued: modelOptions.union(routingOptions).union(["--tokens", "--out", "--max-new"]), flags: modelFlags))
     default:

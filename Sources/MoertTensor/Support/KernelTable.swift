@@ -29,6 +29,16 @@ public enum KernelTable {
             source: "Zen 4: avx2 1.3x avx512 for f16 decode"),
         Row(vendor: "AuthenticAMD", family: 25, models: zen4Models, product: .gemvBF16, kernel: .avx2,
             source: "Zen 4: as f16"),
+        // A 2-core EPYC of family 23 (a KVM guest reporting model 1; AVX2, no AVX-512), small bench preset,
+        // benchmarks/kernel_choice.py, medians of 5 rounds (BENCHMARKS.md, "Kernel choice per CPU").
+        Row(vendor: "AuthenticAMD", family: 23, models: [1...1], product: .gemvF32, kernel: .avx2,
+            source: "family 23: f32 decode 98.1 tok/s on avx2, 93.1 on blas"),
+        Row(vendor: "AuthenticAMD", family: 23, models: [1...1], product: .gemvF16, kernel: .avx2,
+            source: "family 23: f16 decode 177.2 tok/s on avx2, 18.6 on portable"),
+        Row(vendor: "AuthenticAMD", family: 23, models: [1...1], product: .attentionDecode, kernel: .avx2,
+            source: "family 23: f16 decode 177.2 tok/s on avx2, 165.8 on portable"),
+        Row(vendor: "AuthenticAMD", family: 23, models: [1...1], product: .swiglu, kernel: .avx2,
+            source: "family 23: f16 prefill 639 tok/s on avx2, 598 on portable"),
     ]
 
     /// The order used for a product no row covers: the widest vectors first.

@@ -10,7 +10,7 @@ import MoertTestSupport
 import MoertText
 
 /// Tests/fuzz/regressions: one file per finding, named `<target>-<kind>-<hash>` (target: safetensors, config,
-/// loader, tokenizer or jinja, as in tools/fuzz.sh).
+/// loader, tokenizer, jinja or kernels, as in tools/fuzz.sh).
 let fuzzRegressionsDirectory = fixturesDirectory + "/../fuzz/regressions"
 
 /// The committed inputs, sorted by name.
@@ -49,6 +49,12 @@ func replay(target: String, _ bytes: [UInt8]) throws -> ReplayOutcome {
             _ = try allLogits(try Session(model: model), [0, Int32(min(1, vocab - 1))])
         case "jinja":
             try replayJinja(bytes)
+        case "kernels":
+            let text = String(decoding: bytes, as: UTF8.self)
+            let entries = KernelCache.parse(text)
+            #expect(KernelCache.parse(KernelCache.format(entries)) == entries, "the cache file's round trip")
+            var settings = KernelSettings()
+            try settings.force(text) { $0.kernels }
         default:
             Issue.record("\(target): not a fuzz target")
         }
@@ -100,6 +106,10 @@ struct FuzzRegressionTests {
         // Invalid JSON in the header (0xFF bytes where data_offsets should be). Flagged as a 12-second timeout while
         // the machine was saturated; replaying it and 20,000 mutations of it takes under a second.
         "safetensors-timeout-13319285": .refused(.format),
+        // Carriage returns inside and at the end of a cache line: the file's round trip changed the fields (a CR
+        // before the added line feed made one CRLF character); fields now read a CR as a space. Not a valid
+        // MOERT_KERNELS value.
+        "kernels-crlf-round-trip": .refused(.invalidArgument),
     ]
 
     @Test("every committed fuzz finding is refused with a MoertError or accepted, never a crash",
@@ -119,7 +129,7 @@ struct FuzzRegressionTests {
     @Test("the seed corpora replay without a crash, and the shrunken models load and evaluate")
     func seeds() throws {
         let corpus = fixturesDirectory + "/../fuzz/corpus"
-        for target in ["safetensors", "config", "loader", "jinja"] {
+        for target in ["safetensors", "config", "loader", "jinja", "kernels"] {
             for name in try FileManager.default.contentsOfDirectory(atPath: corpus + "/" + target).sorted() {
                 let bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: corpus + "/" + target + "/" + name)))
                 let outcome = try replay(target: target, bytes)

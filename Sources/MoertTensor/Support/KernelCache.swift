@@ -60,9 +60,13 @@ public enum KernelCache {
         return parse(String(decoding: bytes[..<count], as: UTF8.self))
     }
 
-    /// The entries of a file's text.
+    /// The entries of a file's text. Lines end at each line feed (a carriage return before it is dropped; one
+    /// anywhere else reads as a space), fields at each tab.
     public static func parse(_ text: String) -> [Entry] {
-        text.split(separator: "\n", omittingEmptySubsequences: true).compactMap { line in
+        text.unicodeScalars.split(separator: "\n").compactMap { raw in
+            var scalars = raw
+            if scalars.last == "\r" { scalars.removeLast() }
+            let line = String(String.UnicodeScalarView(scalars.map { $0 == "\r" ? " " : $0 }))
             if line.hasPrefix("#") { return nil }
             let fields = line.split(separator: "\t", omittingEmptySubsequences: false)
             guard fields.count >= 5, let threads = Int(fields[1]), threads > 0 else { return nil }
@@ -77,9 +81,14 @@ public enum KernelCache {
         text += "# Delete this file to measure again; MOERT_KERNEL_CACHE=off turns caching off.\n"
         for e in entries {
             let fields = [e.cpu, String(e.threads), e.product, e.shape, e.kernel, e.detail]
-            text += fields.map { String($0.map { $0 == "\t" || $0 == "\n" ? " " : $0 }) }.joined(separator: "\t") + "\n"
+            text += fields.map(Self.field).joined(separator: "\t") + "\n"
         }
         return text
+    }
+
+    /// `value` as one field: tabs, line feeds and carriage returns become spaces.
+    private static func field(_ value: String) -> String {
+        String(String.UnicodeScalarView(value.unicodeScalars.map { $0 == "\t" || $0 == "\n" || $0 == "\r" ? " " : $0 }))
     }
 
     /// True when the file at `path` can be written: its directory exists (it is made, 0700, when missing) and the

@@ -99,8 +99,8 @@ public final class Model: @unchecked Sendable {
         parameterCount = ckpt.usedElementCount
         let dtypes = ckpt.floatDTypes
         storageDType = dtypes.count == 1 && ckpt.quantized.isEmpty ? dtypes.first : nil
+        PluginRegistry.shared.modelLifetime(1)  // before anything that may throw: deinit, which runs then, ends it
         try KernelChoice.prepare(for: kernelWorkload)
-        PluginRegistry.shared.modelLifetime(1)
     }
 
     /// The shapes and storage types the model runs, for choosing its kernels.

@@ -22,7 +22,8 @@ What it does, reproducibly (fixed seeds, one process, `--threads` torch threads)
    (on the float16 weights) to 1e-4, and its tokenizer gives the `tokenizers` ids.
 
 The default of 1000 steps (4 M tokens, about four passes over the training split) takes about 35 minutes on two
-otherwise idle cores of a 2 GHz Zen 2 (1.75 minutes per 50 steps; 40 minutes with other work beside it).
+otherwise idle cores of a 2 GHz AMD EPYC of family 23 (1.75 minutes per 50 steps; 37.9 minutes measured with a
+compile beside it for a few of them). The variants take 29 (moepp) to 57 (rmoe) minutes there.
 """
 import argparse
 import json

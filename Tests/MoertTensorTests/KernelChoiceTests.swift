@@ -2,6 +2,7 @@
 // shape, the table when caching is off or the cache unwritable — on simulated CPUs, without touching the process's
 // own choices.
 
+import MoertTestSupport
 import Testing
 @testable import MoertTensor
 #if canImport(Glibc)
@@ -19,12 +20,6 @@ struct KernelChoiceTests {
                                   features: ["avx2", "fma", "f16c"])
     static let zen4 = CPUIdentity(vendor: "AuthenticAMD", brand: "AMD EPYC 9B14", family: 25, model: 17, stepping: 1,
                                   features: ["avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl"])
-
-    /// A fresh directory for cache files.
-    func temporaryDirectory() -> String {
-        var template = Array("/tmp/moert-kernels-XXXXXX".utf8CString)
-        return template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)!) }
-    }
 
     func chooser(_ cpu: CPUIdentity, path: String?, shape: String = "hidden 64", threads: Int = 2,
                  available: @escaping (KernelProduct) -> [Kernel] = KernelChoiceTests.everything) -> KernelChooser {
@@ -95,7 +90,7 @@ struct KernelChoiceTests {
 
     @Test("an oversized cache file is read up to its first MiB")
     func cacheOversized() throws {
-        let dir = temporaryDirectory(), path = dir + "/kernels.tsv"
+        let dir = try TemporaryDirectory(), path = dir.path + "/kernels.tsv"
         let line = "c\t1\tgemv.f16\ts\tavx2\t" + String(repeating: "d", count: 1000) + "\n"
         let fd = open(path, O_WRONLY | O_CREAT, 0o644)
         for _ in 0..<2048 { _ = line.withCString { write(fd, $0, strlen($0)) } }
@@ -108,7 +103,7 @@ struct KernelChoiceTests {
 
     @Test("measured once and cached; later choosers on the same CPU, threads and shape read the cache")
     func measuredThenCached() throws {
-        let path = temporaryDirectory() + "/sub/dir/kernels.tsv"
+        let dir = try TemporaryDirectory(), path = dir.path + "/sub/dir/kernels.tsv"
         var calls: [[KernelProduct]] = []
         let measure: ([KernelProduct]) -> [KernelProduct: (Kernel, String)] = { open in
             calls.append(open)
@@ -135,8 +130,8 @@ struct KernelChoiceTests {
     }
 
     @Test("a cached kernel this CPU cannot run is measured again")
-    func cachedButUnavailable() {
-        let path = temporaryDirectory() + "/kernels.tsv"
+    func cachedButUnavailable() throws {
+        let dir = try TemporaryDirectory(), path = dir.path + "/kernels.tsv"
         _ = chooser(Self.zen4, path: path).decide([.gemvF16]) { _ in [.gemvF16: (.avx512, "timed")] }
         var measured = false
         let d = chooser(Self.zen4, path: path, available: Self.noAVX512).decide([.gemvF16]) { _ in
@@ -163,8 +158,8 @@ struct KernelChoiceTests {
     }
 
     @Test("MOERT_KERNELS and single-kernel products are never measured; a product the measurement skipped gets the table")
-    func forcedAndOnly() {
-        let path = temporaryDirectory() + "/kernels.tsv"
+    func forcedAndOnly() throws {
+        let dir = try TemporaryDirectory(), path = dir.path + "/kernels.tsv"
         let unknown = CPUIdentity(vendor: "Test", brand: "", family: 1, model: 1, stepping: 1, features: [])
         var c = chooser(unknown, path: path, available: Self.noAVX512)
         c.settings.forced = [.gemvF16: .portable]

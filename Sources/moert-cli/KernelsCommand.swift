@@ -37,19 +37,19 @@ func kernelsCommand(_ args: Arguments) throws {
     print("threads  \(Threads.current)")
     print("cache    \(settings.cachePath ?? "off (MOERT_KERNEL_CACHE=off, or no home directory)")")
     let entries = settings.cachePath.map { KernelCache.read(path: $0) } ?? []
-    let key = CPUIdentity.current.key
+    let cpu = CPUIdentity.current
+    // Without a model there is no shape: a cached choice for any shape is shown, with its shape.
+    let chooser = KernelChooser(cpu: cpu, threads: Threads.current, shape: "", settings: settings)
     for p in KernelProduct.allCases {
         let available = p.available
         let kernels = p.kernels.map { available.contains($0) ? $0.name : "(\($0.name))" }.joined(separator: ",")
+        let cached = entries.last { $0.cpu == cpu.key && $0.threads == Threads.current && $0.product == p.name }
         let choice: String
-        if let forced = settings.forced[p] {
-            choice = "\(forced.name) (forced: MOERT_KERNELS=\(settings.forcedBy[p] ?? forced.name))"
-        } else if available.count == 1 {
-            choice = "\(available[0].name) (only)"
-        } else if let e = entries.last(where: { $0.cpu == key && $0.threads == Threads.current && $0.product == p.name }) {
-            choice = "\(e.kernel) (cached for \(e.shape): \(e.detail))"
+        if let d = chooser.settled(p, cached: cached) {
+            let why = d.reason == .cached ? "cached for \(cached!.shape)" : d.reason.rawValue
+            choice = "\(d.kernel.name) (\(why)\(d.detail.isEmpty ? "" : ": " + d.detail))"
         } else {
-            let (kernel, source) = KernelTable.choice(for: p, cpu: CPUIdentity.current, available: available)
+            let (kernel, source) = KernelTable.choice(for: p, cpu: cpu, available: available)
             let when = settings.cachePath == nil ? "table" : "measured when a model first runs it; else table"
             choice = "\(kernel.name) (\(when): \(source))"
         }

@@ -18,12 +18,11 @@
 
 /* ---- CPU features (cpu.c) ---- */
 
-/** True when the AVX2/FMA/F16C paths are in use (checked at run time). */
+/** True when the AVX2/FMA/F16C kernels can run (checked at run time). */
 MOERT_KERNEL int moert_kernels_have_avx2(void);
 
-/** True when the AVX-512 kernels are in use: the CPU has AVX-512 F, BW and VL (with AVX2, FMA and F16C) and the
- * environment variable MOERT_AVX512 is not "0". Without them prefill runs on OpenBLAS sgemm and float32 decode on
- * OpenBLAS sgemv. */
+/** True when the AVX-512 kernels can run: the CPU has AVX-512 F, BW and VL (with AVX2, FMA and F16C) and the
+ * environment variable MOERT_AVX512 is not "0". Whether a product runs one is its kernel choice (below). */
 MOERT_KERNEL int moert_kernels_have_avx512(void);
 
 /** Features of moert_cpu_features. */
@@ -146,8 +145,8 @@ MOERT_KERNEL int moert_gemm_nt_kernel(int kernel, int64_t m, int64_t n, int64_t 
 
 /**
  * A float32 product on the calling thread alone: c = a b^T with b [n, k] (b_kn = 0, as moert_gemm_nt), or c = a b
- * with b [k, n] (b_kn = 1). Returns 1 when done, 0 when it computed nothing (no AVX-512 or no memory for its buffers): the
- * kernel of attention.prefill on avx512.
+ * with b [k, n] (b_kn = 1). Returns 1 when done, 0 when it computed nothing (no
+ * AVX-512, or no memory for its buffers). Used by attention.prefill's avx512 kernel.
  */
 MOERT_KERNEL int moert_gemm_serial(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda, const float *b,
                                    int b_kn, int64_t ldb, float *c, int64_t ldc);

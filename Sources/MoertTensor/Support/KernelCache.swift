@@ -8,8 +8,9 @@ import Glibc
 /// The cache file of measured kernel choices.
 ///
 /// One choice per line, tab-separated: the CPU's identity (`CPUIdentity.key`), the thread count, the product, the
-/// shapes it was measured on (`KernelWorkload.shape`), the kernel, and the measurement that chose it (for people). Lines starting with `#`, and lines that do not parse,
-/// are ignored; so is everything past the first MiB. Deleting the file makes the next load measure again.
+/// shapes it was measured on (`KernelWorkload.shape`), the kernel, and the measurement that chose it (for people).
+/// Lines starting with `#`, and lines that do not parse, are ignored; so is everything past the first MiB. Deleting
+/// the file makes the next load measure again.
 public enum KernelCache {
     /// One cached choice.
     public struct Entry: Equatable, Sendable {

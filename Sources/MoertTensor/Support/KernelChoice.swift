@@ -123,6 +123,23 @@ public struct KernelChooser {
     /// True when `e` was measured here: this CPU, thread count and shape.
     func isOurs(_ e: KernelCache.Entry) -> Bool { e.cpu == cpu.key && e.threads == threads && e.shape == shape }
 
+    /// The decision for `product` that needs no measurement: forced by `MOERT_KERNELS`, the only kernel it can run,
+    /// or `cached` when that entry names a kernel it can run; nil when it is to be measured or the table decides.
+    public func settled(_ product: KernelProduct, cached: KernelCache.Entry?) -> KernelDecision? {
+        let candidates = available(product)
+        if let kernel = settings.forced[product] {
+            return KernelDecision(product: product, kernel: kernel, reason: .forced,
+                                  detail: "MOERT_KERNELS=\(settings.forcedBy[product] ?? kernel.name)")
+        }
+        if candidates.count <= 1 {
+            return KernelDecision(product: product, kernel: candidates.first ?? .portable, reason: .only, detail: "")
+        }
+        if let e = cached, let kernel = Kernel(name: e.kernel), candidates.contains(kernel) {
+            return KernelDecision(product: product, kernel: kernel, reason: .cached, detail: e.detail)
+        }
+        return nil
+    }
+
     /// Decisions for `products`; `measure(products)` times the candidates of those that need a measurement and
     /// returns each one's fastest kernel with a line describing the timings (it is called at most once, and only when
     /// the result can be cached).
@@ -132,15 +149,8 @@ public struct KernelChooser {
         var open: [KernelProduct] = []
         let entries = settings.cachePath.map { KernelCache.read(path: $0) } ?? []
         for p in products {
-            let candidates = available(p)
-            if let kernel = settings.forced[p] {
-                decisions[p] = KernelDecision(product: p, kernel: kernel, reason: .forced,
-                                              detail: "MOERT_KERNELS=\(settings.forcedBy[p] ?? kernel.name)")
-            } else if candidates.count <= 1 {
-                decisions[p] = KernelDecision(product: p, kernel: candidates.first ?? .portable, reason: .only, detail: "")
-            } else if let e = entries.last(where: { isOurs($0) && $0.product == p.name }),
-                      let kernel = Kernel(name: e.kernel), candidates.contains(kernel) {
-                decisions[p] = KernelDecision(product: p, kernel: kernel, reason: .cached, detail: e.detail)
+            if let d = settled(p, cached: entries.last { isOurs($0) && $0.product == p.name }) {
+                decisions[p] = d
             } else {
                 open.append(p)
             }

@@ -131,6 +131,9 @@ private struct Bench {
         return "\(scaled)"
     }
 
+    /// The most matrices one pass of a GEMV's measurement multiplies.
+    static let maxMatrices = 1024
+
     /// The screening round of a GEMV reads this fraction of the buffer.
     static let screenParts = 8
 
@@ -153,7 +156,9 @@ private struct Bench {
             let outs = max(1, min(2 * i, Bench.streamBytes / Bench.screenParts / storage.bytes(h)))
             let matrixBytes = storage.bytes(outs * h)
             guard let buffer = stream else { throw MoertError(.internal, "no buffer to stream") }
-            let count = buffer.byteCount / matrixBytes
+            // At most `maxMatrices` of them a pass: a model whose matrices are smaller than 16 KiB lives in the cache
+            // anyway, and thousands of calls on tiny matrices would cost more than the budget of the measurement.
+            let count = min(Bench.maxMatrices, buffer.byteCount / matrixBytes)
             let x = try filled(h, 0.01), y = try FloatBuffer(count: outs)
             let scratch = try FloatBuffer(count: Linear.scratchCount(storage: storage, outFeatures: outs, inFeatures: h, rows: 1))
             work = Double(count * matrixBytes)

@@ -6,16 +6,19 @@ and the verdict is the median of the per-round ratios, so drift of the machine's
 
 e.g. benchmarks/ab_bench.py /tmp/old/moert build/bin/moert ~/.cache/moert-bench/small/hf 10 --decode 0
 """
+import os
 import re
 import statistics
 import subprocess
 import sys
 
 
-def bench(binary: str, model: str, options: list) -> tuple:
-    """Median prefill and decode tok/s (decode None when not measured) and peak RSS of one `moert bench` run."""
-    out = subprocess.run([binary, "bench", "--model", model, "--repeat", "3"] + options,
-                         capture_output=True, text=True, check=True).stdout
+def bench(binary: str, model: str, options: list, repeat: int = 3, env: dict = None) -> tuple:
+    """Median prefill and decode tok/s (decode None when not measured) and peak RSS of one `moert bench` run of
+    `repeat` timings, with `env` added to the environment."""
+    out = subprocess.run([binary, "bench", "--model", model, "--repeat", str(repeat)] + options,
+                         capture_output=True, text=True, check=True,
+                         env=None if env is None else {**os.environ, **env}).stdout
     prefill = float(re.search(r"prefill \d+ tokens\s+([\d.]+)", out).group(1))
     decode = re.search(r"decode\s+\d+ tokens\s+([\d.]+)", out)
     rss = float(re.search(r"peak RSS ([\d.]+)", out).group(1))

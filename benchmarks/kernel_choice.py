@@ -12,26 +12,24 @@ within 3% of the fastest forced kernel. Needs nothing but the built `moert` (mak
 """
 import argparse
 import json
-import os
-import re
 import statistics
 import subprocess
 import sys
 from pathlib import Path
+
+from ab_bench import bench
 
 REPO = Path(__file__).resolve().parents[1]
 DECODE_PRODUCTS = ("gemv.", "attention.decode")
 
 
 def run_bench(moert: str, model: str, threads: int, env_kernels: str = "") -> dict:
-    """One `moert bench` process: prefill and decode tok/s."""
+    """One `moert bench` process (one timing each): prefill and decode tok/s."""
     env = {"MOERT_KERNELS": env_kernels} if env_kernels else {}
-    done = subprocess.run([moert, "bench", "--model", model, "--repeat", "1", "--threads", str(threads)],
-                          capture_output=True, text=True, env={**os.environ, **env})
-    if done.returncode != 0:
-        sys.exit(f"moert bench failed ({env_kernels or 'default'}): {done.stderr.strip()}")
-    prefill = float(re.search(r"prefill \d+ tokens\s+([\d.]+)", done.stdout).group(1))
-    decode = float(re.search(r"decode\s+\d+ tokens\s+([\d.]+)", done.stdout).group(1))
+    try:
+        prefill, decode, _ = bench(moert, model, ["--threads", str(threads)], repeat=1, env=env)
+    except subprocess.CalledProcessError as e:
+        sys.exit(f"moert bench failed ({env_kernels or 'default'}): {e.stderr.strip()}")
     return dict(prefill=prefill, decode=decode)
 
 

@@ -57,6 +57,8 @@ public struct ModelConfig: Sendable {
     public var moeIntermediateSize: Int
     /// Renormalise the top-k probabilities to sum to one.
     public var normTopkProb: Bool
+    /// How the built-in router scores and selects experts (its `normalizeTopK` is `normTopkProb`).
+    public var routing: RoutingConfig
     /// Width of the Qwen2-MoE shared expert; 0 when there is none.
     public var sharedExpertIntermediateSize: Int
     /// Layers whose MLP is dense.
@@ -183,6 +185,8 @@ extension ModelConfig {
             }
         }
         numExpertsPerTok = try keys.int("num_experts_per_tok", min: 1)
+        routing = RoutingConfig()
+        routing.normalizeTopK = normTopkProb
         if numExperts > 0 && numExpertsPerTok > numExperts {
             throw MoertError.format("\(source): num_experts_per_tok \(numExpertsPerTok) exceeds the \(numExperts) experts")
         }

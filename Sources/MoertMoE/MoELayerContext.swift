@@ -22,14 +22,25 @@ public struct MoELayerContext: @unchecked Sendable {
     public let experts: Int
     /// The configured experts per token (num_experts_per_tok).
     public let topK: Int
+    /// How the built-in router scores and selects experts (config.json's routing keys).
+    public let routing: RoutingConfig
     /// Whether the built-in router renormalises its top-k weights (norm_topk_prob).
-    public let normalizeTopK: Bool
+    public var normalizeTopK: Bool { routing.normalizeTopK }
     /// Token ids are in [0, vocab).
     public let vocab: Int
 
     /// Creates the context of one layer.
     public init(checkpoint: Checkpoint, prefix: String, layer: Int, moeIndex: Int, moeLayers: Int, hidden: Int,
                 experts: Int, topK: Int, normalizeTopK: Bool, vocab: Int) {
+        var routing = RoutingConfig()
+        routing.normalizeTopK = normalizeTopK
+        self.init(checkpoint: checkpoint, prefix: prefix, layer: layer, moeIndex: moeIndex, moeLayers: moeLayers,
+                  hidden: hidden, experts: experts, topK: topK, routing: routing, vocab: vocab)
+    }
+
+    /// Creates the context of one layer with the model's routing.
+    public init(checkpoint: Checkpoint, prefix: String, layer: Int, moeIndex: Int, moeLayers: Int, hidden: Int,
+                experts: Int, topK: Int, routing: RoutingConfig, vocab: Int) {
         self.checkpoint = checkpoint
         self.prefix = prefix
         self.layer = layer
@@ -38,7 +49,7 @@ public struct MoELayerContext: @unchecked Sendable {
         self.hidden = hidden
         self.experts = experts
         self.topK = topK
-        self.normalizeTopK = normalizeTopK
+        self.routing = routing
         self.vocab = vocab
     }
 

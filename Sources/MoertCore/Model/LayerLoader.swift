@@ -72,7 +72,7 @@ struct LayerLoader {
         let context = MoELayerContext(checkpoint: checkpoint, prefix: block, layer: l, moeIndex: moeIndex,
                                       moeLayers: moeLayers, hidden: h,
                                       experts: ExpertFactory.count(groups, builtinCount: c.numExperts),
-                                      topK: c.numExpertsPerTok, normalizeTopK: c.normTopkProb, vocab: c.vocabSize)
+                                      topK: c.numExpertsPerTok, routing: c.routing, vocab: c.vocabSize)
         let experts = try ExpertFactory.makeExperts(groups, for: context) { e in
             let prefix = block + "experts.\(e).", i = c.moeIntermediateSize
             return StoredExpert(store: store,

@@ -36,6 +36,9 @@ public struct RoutingConfig: Sendable, Equatable {
     public var scalingFactor: Float = 1
     /// The gate has a bias (gpt-oss `router.bias`).
     public var gateBias: Bool = false
+    /// The gate's module under the MoE block's prefix: its tensors are `<prefix><gate>.weight`, `.bias` and
+    /// `.e_score_correction_bias`. `gate` in every architecture but gpt-oss (`router`).
+    public var gate: String = "gate"
 
     /// The defaults: softmax, the k best, no renormalisation, no scaling, no bias.
     public init() {}

@@ -65,7 +65,7 @@ public final class PluginRegistry: @unchecked Sendable {
             throw MoertError(.plugin, "\(src): router kind \(name) lacks create, route or destroy")
         }
         try lock.withLock {
-            guard name != BuiltinKind.router, !routers.contains(where: { $0.name == name }) else {
+            guard !BuiltinKind.routers.contains(name), !routers.contains(where: { $0.name == name }) else {
                 let other = routers.first { $0.name == name }?.source ?? "built-in"
                 throw MoertError(.plugin, "\(src): router kind \(name) is already registered (by \(other))")
             }
@@ -121,8 +121,8 @@ public final class PluginRegistry: @unchecked Sendable {
     /// The expert kind called `name`, if registered.
     public func expert(named name: String) -> ExpertKind? { lock.withLock { experts.first { $0.name == name } } }
 
-    /// Names of all router kinds, the built-in first.
-    public var routerNames: [String] { lock.withLock { [BuiltinKind.router] + routers.map(\.name) } }
+    /// Names of all router kinds, the built-in ones first (`BuiltinKind.routers`).
+    public var routerNames: [String] { lock.withLock { BuiltinKind.routers + routers.map(\.name) } }
 
     /// Names of all expert kinds, the built-in first.
     public var expertNames: [String] { lock.withLock { [BuiltinKind.expert] + experts.map(\.name) } }

@@ -1,5 +1,6 @@
-// RouterFactory: where a router is chosen — the built-in softmax top-k or a registered plugin kind, with its
-// parameters — for a checkpoint's moert section and for a caller's per-session override alike.
+// RouterFactory: where a router is chosen — a built-in kind (the architecture's own router, deepseek_v2,
+// deepseek_v3, gpt_oss) or a registered plugin kind, with its parameters — for a checkpoint's moert section and for
+// a caller's per-session override alike.
 
 import MoertFormats
 import MoertTensor
@@ -15,14 +16,14 @@ public enum RouterFactory {
         case caller
     }
 
-    /// The router `spec` names (nil: the built-in) for the MoE layer `layer`.
+    /// The router `spec` names (nil: the architecture's own, `BuiltinKind.router`) for the MoE layer `layer`.
     /// - Throws: `MoertError`: an unregistered kind (`.unsupported` from a checkpoint, `.invalidArgument` from a
-    ///   caller), bad parameters of the built-in (`.format` from a checkpoint, `.invalidArgument` from a caller),
-    ///   a missing gate tensor, or a failing plugin create (`.plugin`).
+    ///   caller), bad parameters of a built-in kind or routing it cannot run (`.format` from a checkpoint,
+    ///   `.invalidArgument` from a caller), a missing gate tensor, or a failing plugin create (`.plugin`).
     public static func makeRouter(_ spec: KindSpec?, for layer: MoELayerContext, origin: Origin) throws -> Router {
         let kind = spec?.kind ?? BuiltinKind.router
         let params = spec?.params ?? [:]
-        if kind == BuiltinKind.router { return try makeTopK(params, for: layer, origin: origin) }
+        if BuiltinKind.routers.contains(kind) { return try makeBuiltin(kind, params, for: layer, origin: origin) }
         guard let registered = PluginRegistry.shared.router(named: kind) else {
             switch origin {
             case .checkpoint:
@@ -54,58 +55,42 @@ public enum RouterFactory {
         return KindSpec(kind: kind, params: params)
     }
 
-    /// The built-in router with `k` experts per token in every layer of `layers`, each keeping its own
-    /// renormalisation (the top-k override).
-    /// - Throws: `MoertError` (`.invalidArgument`) unless 1 <= k <= the smallest layer's expert count.
+    /// The architecture's own router with `k` experts per token in every layer of `layers`, each keeping the rest
+    /// of its routing (groups, renormalisation, scaling): the top-k override.
+    /// - Throws: `MoertError` (`.invalidArgument`) unless 1 <= k <= the smallest layer's expert count, and k fits
+    ///   in the experts of the groups a group-limited layer keeps.
     public static func topK(_ k: Int, layers: [MoELayerContext]) throws -> KindSpec {
         guard k >= 1 else { throw MoertError.invalid("top_k must be >= 1, got \(k)") }
         let most = layers.map(\.experts).min() ?? 0
         guard k <= most else { throw MoertError.invalid("top_k \(k) exceeds the \(most) experts of a layer") }
+        try checkRouting(layers, topK: k, topKName: "top_k")
         return KindSpec(kind: BuiltinKind.router, params: ["top_k": .int(Int64(k))])
+    }
+
+    /// Checks every layer's routing with `topK` experts per token.
+    /// - Throws: `MoertError` (`.invalidArgument`) naming the layer and the key.
+    private static func checkRouting(_ layers: [MoELayerContext], topK: Int, topKName: String) throws {
+        for layer in layers {
+            do {
+                try layer.routing.check(experts: layer.experts, topK: topK, topKName: topKName)
+            } catch let e as MoertError {
+                throw MoertError.invalid("layer \(layer.layer): \(e.message)")
+            }
+        }
     }
 
     private static func unregistered(_ kind: String) -> MoertError {
         MoertError.invalid("router kind \(kind) is not registered (known: \(PluginRegistry.shared.routerNames.joined(separator: ", ")))")
     }
 
-    /// The built-in router with every layer keeping only the expert at 0-based rank `rank` of its probabilities
-    /// (SCMoE's weak activation), with the weight the layer's renormalisation gives it.
-    /// - Throws: `MoertError` (`.invalidArgument`) unless 0 <= rank < the smallest layer's expert count.
+    /// The architecture's own router with every layer keeping only the expert at 0-based rank `rank` of its
+    /// selection order (SCMoE's weak activation), with the weight the layer's renormalisation gives it.
+    /// - Throws: `MoertError` (`.invalidArgument`) unless 0 <= rank < the smallest layer's expert count, and
+    ///   rank + 1 fits in the experts of the groups a group-limited layer keeps.
     public static func rank(_ rank: Int, layers: [MoELayerContext]) throws -> KindSpec {
         let most = layers.map(\.experts).min() ?? 0
         guard rank >= 0, rank < most else { throw MoertError.invalid("rank must be in [0, \(most)) (0-based, the smallest layer's experts), got \(rank)") }
+        try checkRouting(layers, topK: rank + 1, topKName: "rank \(rank) + 1 =")
         return KindSpec(kind: BuiltinKind.router, params: ["rank": .int(Int64(rank))])
-    }
-
-    /// The built-in router: parameters `top_k` (default num_experts_per_tok), `normalize` (default norm_topk_prob)
-    /// and `rank` (keep only the expert at this 0-based rank; excludes `top_k`), the gate read from the layer's
-    /// `gate.weight`.
-    private static func makeTopK(_ params: [String: JSON], for layer: MoELayerContext, origin: Origin) throws -> Router {
-        let allowed: Set<String> = ["top_k", "normalize", "rank"]
-        if let bad = params.keys.sorted().first(where: { !allowed.contains($0) }) {
-            let message = "layer \(layer.layer): topk router has no parameter \(bad) (top_k, normalize, rank)"
-            throw origin == .checkpoint ? MoertError.format(message) : MoertError.invalid(message)
-        }
-        guard params["rank"] == nil || params["top_k"] == nil else {
-            throw MoertError.invalid("layer \(layer.layer): topk router takes top_k or rank, not both")
-        }
-        let rank = try params["rank"].map { v -> Int in
-            guard let i = v.int, i >= 0, i < Int64(layer.experts) else {
-                throw MoertError.invalid("layer \(layer.layer): rank must be an integer in [0, \(layer.experts))")
-            }
-            return Int(i)
-        }
-        let k = try params["top_k"].map { v -> Int in
-            guard let i = v.int, i >= 1, i <= Int64(layer.experts) else {
-                throw MoertError.invalid("layer \(layer.layer): top_k must be an integer in [1, \(layer.experts)]")
-            }
-            return Int(i)
-        } ?? rank.map { $0 + 1 } ?? min(layer.topK, layer.experts)
-        let normalize = try params["normalize"].map { v -> Bool in
-            guard let b = v.bool else { throw MoertError.invalid("layer \(layer.layer): normalize must be true or false") }
-            return b
-        } ?? layer.normalizeTopK
-        let gate = Linear(weight: try layer.checkpoint.finiteWeight(layer.prefix + "gate.weight", shape: [layer.experts, layer.hidden]))
-        return SoftmaxTopKRouter(gate: gate, topK: k, normalize: normalize, firstRank: rank ?? 0)
     }
 }

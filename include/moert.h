@@ -546,7 +546,8 @@ MOERT_API moert_status moert_session_generate(moert_session *session, const int3
 
 /**
  * Replaces the router of every MoE layer for this session only (the model is unchanged). `kind` names a registered
- * router kind ("topk" is built in; plugins add more, see moert_plugin.h); `params_json` is a JSON object of
+ * router kind ("topk", the architecture's own router, and "deepseek_v2", "deepseek_v3", "gpt_oss" are built in;
+ * plugins add more, see moert_plugin.h); `params_json` is a JSON object of
  * parameters as in the model's "moert" section (may be NULL). kind NULL restores the model's own routers.
  * Returns MOERT_OK, MOERT_ERR_INVALID_ARGUMENT (unknown kind, bad JSON) or the errors of the kind's create.
  * Threads: one thread per session. @since 0.1.0
@@ -554,8 +555,9 @@ MOERT_API moert_status moert_session_generate(moert_session *session, const int3
 MOERT_API moert_status moert_session_set_router(moert_session *session, const char *kind, const char *params_json);
 
 /**
- * Shortcut for the built-in softmax top-k router with another k, keeping each layer's renormalisation setting.
- * top_k in [1, n_experts]; 0 restores the model's routers. Returns MOERT_OK or MOERT_ERR_INVALID_ARGUMENT.
+ * Shortcut for the architecture's own router ("topk") with another k, keeping the rest of each layer's routing
+ * (renormalisation, scaling, expert groups). top_k in [1, n_experts], and no more than the experts of the groups a
+ * group-limited layer keeps; 0 restores the model's routers. Returns MOERT_OK or MOERT_ERR_INVALID_ARGUMENT.
  * Threads: one thread per session. @since 0.1.0
  */
 MOERT_API moert_status moert_session_set_top_k(moert_session *session, int32_t top_k);

@@ -25,9 +25,10 @@ let commonHelp = """
       --no-mmap             read the weights into memory instead of mapping them
     """
 let routingHelp = """
-      --router KIND         replace every MoE layer's router for this run (e.g. topk, topp)
+      --router KIND         replace every MoE layer's router for this run (built in: topk, deepseek_v2,
+                            deepseek_v3, gpt_oss; plugins add more, e.g. topp)
       --router-params JSON  parameters of that router, a JSON object
-      --moe-top-k K         the built-in router with K experts per token
+      --moe-top-k K         the model's own router with K experts per token
     """
 
 /// Help text of each command.

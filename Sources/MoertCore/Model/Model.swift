@@ -83,8 +83,9 @@ public final class Model: @unchecked Sendable {
         }
         if let first = ignorable.first {
             let more = ignorable.count > 1 ? " (and \(ignorable.count - 1) more)" : ""
-            // The built-in router's gate left in a checkpoint whose moert section gives the layer another router.
-            if let block = moeBlocks.first(where: { first.hasPrefix($0.layer.prefix) && first == $0.layer.prefix + "gate.weight" }) {
+            // The built-in router's gate (weight, bias, e_score_correction_bias) left in a checkpoint whose moert
+            // section gives the layer another router.
+            if let block = moeBlocks.first(where: { first.hasPrefix($0.layer.prefix + $0.layer.routing.gate + ".") }) {
                 throw MoertError.format("\(path): tensor \(first)\(more) is the built-in router's gate, but layer \(block.layer.layer) uses the router '\(block.router.kind)' (\(section.source)); remove the gate from the checkpoint (docs/model-format.md, \"Producing a model\")")
             }
             throw MoertError.unsupported("\(path): tensor \(first)\(more) is not used by \(c.architecture.rawValue) with the configured routers and experts; the checkpoint has features moert does not support")

@@ -21,9 +21,10 @@ extension Session {
         try setRouter(try RouterFactory.request(kind: kind, paramsJSON: paramsJSON, what: what))
     }
 
-    /// Uses the built-in router with `k` experts per token in every MoE layer (each keeping its renormalisation);
-    /// 0 restores the model's routers.
-    /// - Throws: `MoertError` (`.invalidArgument`) unless 0 <= k <= the smallest layer's expert count.
+    /// Uses the architecture's own router with `k` experts per token in every MoE layer (each keeping the rest of
+    /// its routing: renormalisation, scaling, expert groups); 0 restores the model's routers.
+    /// - Throws: `MoertError` (`.invalidArgument`) unless 0 <= k <= the smallest layer's expert count and k fits in
+    ///   the experts of the groups a group-limited layer keeps.
     public func setTopK(_ k: Int) throws {
         guard k >= 0 else { throw MoertError.invalid("top_k must be >= 0 (0 restores the model's routers), got \(k)") }
         try setRouter(k == 0 ? nil : try RouterFactory.topK(k, layers: model.moeBlocks.map(\.layer)))

@@ -1045,9 +1045,10 @@ public:
     /// kind). Throws moert::Error when the Session is empty.
     void restore_router() { detail::check(moert_session_set_router(handle_, nullptr, nullptr)); }
 
-    /// Routes with the built-in softmax top-k router and `top_k` experts per token, keeping each layer's
-    /// renormalisation setting (moert_session_set_top_k); 0 restores the model's routers.
-    /// Throws moert::Error (MOERT_ERR_INVALID_ARGUMENT: top_k negative or above the experts of a layer).
+    /// Routes with the model's own router ("topk") and `top_k` experts per token, keeping the rest of each layer's
+    /// routing (moert_session_set_top_k); 0 restores the model's routers.
+    /// Throws moert::Error (MOERT_ERR_INVALID_ARGUMENT: top_k negative, above the experts of a layer, or above the
+    /// experts of the groups a group-limited layer keeps).
     void set_top_k(int32_t top_k) { detail::check(moert_session_set_top_k(handle_, top_k)); }
 
     /// Turns recording of the routing trace on or off (moert_session_set_trace). The expert counters are kept

@@ -574,10 +574,12 @@ class Session(ClosedByWith):
 
     @_one_call_at_a_time
     def set_top_k(self, top_k: int) -> None:
-        """Uses the built-in softmax top-k router with another k in every MoE layer (0 restores the model's).
+        """Uses the model's own router ("topk") with another k in every MoE layer, each keeping the rest of its
+        routing (0 restores the model's).
 
         Raises:
-            InvalidArgumentError: `top_k` outside [0, n_experts].
+            InvalidArgumentError: `top_k` outside [0, n_experts], or above the experts of the groups a
+                group-limited layer keeps.
 
         The C entry point is ``moert_session_set_top_k``.
         """

@@ -19,8 +19,10 @@ import Glibc
 /// - `GptOssTopKRouter.forward` (the gate's logits with its bias; the k largest; a softmax over those k).
 ///
 /// Logits are float32 whatever the gate's storage, as DeepSeek-V3's router computes them. Among equal values the
-/// lower expert (or group) index is selected first; `torch.topk` on CPU agrees wherever the fixtures test it, and
-/// ties between distinct experts do not occur with real-valued gates except by underflow. With `firstRank` r > 0
+/// lower expert (or group) index is selected first. `torch.topk` promises no order among ties: on CPU it keeps the
+/// lower index for a few equal values at the boundary, but not always among many (top-4 of fifteen zeros and a one
+/// gives 3, 10, 11, 13). Exact ties of real-valued scores are rare outside masked experts, which are never
+/// selected here because `RoutingConfig.check` refuses a k larger than the kept groups hold. With `firstRank` r > 0
 /// the r best are dropped: ranks r ..< k are kept and the weights (normalisation, the softmax of gpt-oss) are
 /// computed over those alone, as `SoftmaxTopKRouter` does (SCMoE's rank-r routing keeps rank r alone: r = k - 1).
 public final class ScoredTopKRouter: Router {

@@ -398,7 +398,11 @@ int main(int argc, char **argv) {
     moert_session_free(s);
     moert_model_free(model);
     CHECK(moert_shutdown() == MOERT_OK, "shutdown");
-    CHECK(moert_kind_count(MOERT_KIND_ROUTER) == 1 && moert_kind_count(MOERT_KIND_EXPERT) == 1, "only built-ins remain");
+    /* The built-in router kinds: the architecture's own, then deepseek_v2, deepseek_v3, gpt_oss. */
+    CHECK(moert_kind_count(MOERT_KIND_ROUTER) == 4 && moert_kind_count(MOERT_KIND_EXPERT) == 1 &&
+              strcmp(moert_kind_name(MOERT_KIND_ROUTER, 0), "topk") == 0 &&
+              strcmp(moert_kind_name(MOERT_KIND_ROUTER, 3), "gpt_oss") == 0,
+          "only built-ins remain");
     CHECK(load_test_plugin("faulty") == MOERT_OK, "a plugin loads again after shutdown");
     CHECK(moert_shutdown() == MOERT_OK, "second shutdown");
     group_end();

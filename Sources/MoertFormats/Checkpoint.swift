@@ -11,25 +11,31 @@ public final class Checkpoint: @unchecked Sendable {
     /// The directory.
     public let directory: String
     /// Guards `converted`, `used` and `cache`: sessions may create routers on a shared model.
-    private let lock = Lock()
+    let lock = Lock()
     /// Weights already read, by name (so a tensor is converted once however often it is asked for).
     private var cache: [String: Weight] = [:]
     /// The mapped safetensors files.
     public let files: [SafetensorsFile]
     /// Tensor name → index into `files`.
-    private let location: [String: Int]
+    let location: [String: Int]
     /// Buffers holding weights converted to float32 (F16/BF16 storage or unaligned F32).
-    private(set) var converted: [FloatBuffer] = []
+    var converted: [FloatBuffer] = []
     /// Names of tensors read so far; the rest are reported as unused.
-    private(set) var used: Set<String> = []
+    var used: Set<String> = []
     /// The block-quantized tensors (U8 in the files) and their types.
     public let quantized: [String: WeightStorage]
+    /// The format config.json's quantization_config gives the checkpoint's own quantized weights (block-wise FP8,
+    /// MXFP4); nil when it gives none.
+    public let nativeQuantization: QuantizationConfig?
 
     /// Opens `directory`: maps `model.safetensors` or the shards named by `model.safetensors.index.json` (with
     /// `mapped` false, reads them into memory instead), and validates every header. `quantized` names the tensors
     /// stored block-quantized (the moert section's quantization entry): each must be a two-dimensional U8 tensor.
+    /// `native` is config.json's quantization_config: with block-wise FP8, every F8_E4M3 tensor must come with a
+    /// scale tensor of the shape its blocks imply (checked here, from the headers).
     /// - Throws: `MoertError` naming the file at fault.
-    public init(directory: String, mapped: Bool = true, quantized: [String: WeightStorage] = [:]) throws {
+    public init(directory: String, mapped: Bool = true, quantized: [String: WeightStorage] = [:],
+                native: QuantizationConfig? = nil) throws {
         self.directory = directory
         let single = joinPath(directory, "model.safetensors")
         let index = joinPath(directory, "model.safetensors.index.json")
@@ -79,6 +85,8 @@ public final class Checkpoint: @unchecked Sendable {
             }
         }
         self.quantized = quantized
+        self.nativeQuantization = native
+        try checkScaledTensors()
     }
 
     /// True when the files are mapped (their pages belong to the page cache) rather than read into memory.
@@ -133,6 +141,12 @@ public final class Checkpoint: @unchecked Sendable {
             }
             return (info, file, type)
         }
+        if info.dtype == .f8e4m3 {
+            guard info.shape == shape else {
+                throw MoertError.format("\(name) in \(file.fileName): expected shape \(shape), got \(info.shape)")
+            }
+            return (info, file, .f32)  // decoded to float32 (Checkpoint+Scaled.swift)
+        }
         guard let storage = info.dtype.weightStorage else {
             let hint = info.dtype == .u8 ? "; a quantized tensor must be named in the moert section's quantization entry" : ""
             throw MoertError.unsupported("\(name) in \(file.fileName): dtype \(info.dtype.rawValue) is not supported for weights (F32, F16, BF16)\(hint)")
@@ -180,7 +194,13 @@ public final class Checkpoint: @unchecked Sendable {
         try checkScales(name, src, storage, count: count)
         used.insert(name)
         let weight: Weight
-        if info.dtype == .f32 && Int(bitPattern: src) % MemoryLayout<Float>.alignment == 0 {
+        if info.dtype == .f8e4m3 {
+            let stored = try fp8Tensor(name, info, file)
+            let buffer = try FloatBuffer(count: count)
+            try stored.decode(into: UnsafeMutableRawPointer(buffer.pointer), as: .f32)
+            converted.append(buffer)
+            weight = Weight(data: UnsafePointer(buffer.pointer), shape: shape)
+        } else if info.dtype == .f32 && Int(bitPattern: src) % MemoryLayout<Float>.alignment == 0 {
             weight = Weight(data: src.assumingMemoryBound(to: Float.self), shape: shape)
         } else {
             let buffer = try FloatBuffer(count: count)
@@ -221,6 +241,7 @@ public final class Checkpoint: @unchecked Sendable {
     package func storedTensor(_ name: String, shape: [Int]) throws -> StoredTensor {
         try lock.withLock {
             let (info, file, storage) = try weightInfo(name, shape: shape)
+            if info.dtype == .f8e4m3 { return try fp8Tensor(name, info, file) }
             used.insert(name)
             return StoredTensor(name: name, data: file.data(info), storage: storage, count: shape.reduce(1, *))
         }
@@ -239,7 +260,7 @@ public final class Checkpoint: @unchecked Sendable {
     /// - Throws: `MoertError` (`.format`) when missing or of another dtype.
     package func pluginTensor(_ name: String) throws -> (data: UnsafeRawPointer, shape: [Int], isInteger: Bool) {
         let (info, file) = try self.info(name)
-        if info.dtype.isFloat || quantized[name] != nil {
+        if info.dtype.isFloat || info.dtype == .f8e4m3 || quantized[name] != nil {
             let shape = try logicalShape(name)
             return (UnsafeRawPointer(try weight(name, shape: shape).data), shape, false)
         }

@@ -77,6 +77,8 @@ public struct ModelConfig: Sendable {
     public var bosTokenId: Int32?
     /// End-of-sequence ids (config.json may name several).
     public var eosTokenIds: [Int32]
+    /// The native storage format of the weights (`quantization_config`: block-wise FP8, MXFP4); nil when none.
+    public var quantization: QuantizationConfig?
 
     /// True when layer `layer` (0-based) has a mixture-of-experts MLP (`Qwen2MoeDecoderLayer.__init__`).
     public func isMoELayer(_ layer: Int) -> Bool {
@@ -194,9 +196,7 @@ extension ModelConfig {
             slidingWindow = w
             maxPositionEmbeddings = w
         }
-        for key in ["quantization_config"] where keys.raw(key).map({ !$0.isNull }) ?? false {
-            throw MoertError.unsupported("\(source): \(key) is not supported (quantized checkpoints)")
-        }
+        quantization = try QuantizationConfig.parse(keys.raw("quantization_config"), source: source)
         if let f = keys.raw("partial_rotary_factor")?.double, f != 1 {
             throw MoertError.unsupported("\(source): partial_rotary_factor \(f) is not supported")
         }

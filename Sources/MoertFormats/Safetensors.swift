@@ -6,6 +6,8 @@ import MoertTensor
 public enum TensorDType: String, Sendable {
     case f32 = "F32", f16 = "F16", bf16 = "BF16", f64 = "F64"
     case i32 = "I32", i64 = "I64", i16 = "I16", i8 = "I8", u8 = "U8", bool = "BOOL"
+    /// 8-bit float e4m3fn (bias 7, no infinities): block-wise FP8 weights, read with their `_scale_inv` tensor.
+    case f8e4m3 = "F8_E4M3"
 
     /// Bytes per element.
     public var size: Int {
@@ -13,7 +15,7 @@ public enum TensorDType: String, Sendable {
         case .f64, .i64: return 8
         case .f32, .i32: return 4
         case .f16, .bf16, .i16: return 2
-        case .i8, .u8, .bool: return 1
+        case .i8, .u8, .bool, .f8e4m3: return 1
         }
     }
 

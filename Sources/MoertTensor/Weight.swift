@@ -98,21 +98,28 @@ package struct StoredTensor: @unchecked Sendable {
     package let name: String
     /// First byte, inside the mapping.
     package let data: UnsafeRawPointer
-    /// Element type.
+    /// Element type: as stored, or for an encoded tensor the type it decodes to.
     package let storage: WeightStorage
     /// Elements.
     package let count: Int
+    /// How the bytes at `data` become the elements: `.plain` when they are the elements.
+    package let encoding: StoredEncoding
 
-    /// Tensor `name`: `count` elements of `storage` at `data`.
-    package init(name: String, data: UnsafeRawPointer, storage: WeightStorage, count: Int) {
+    /// Tensor `name`: `count` elements of `storage` at `data`, or encoded as `encoding` says.
+    package init(name: String, data: UnsafeRawPointer, storage: WeightStorage, count: Int,
+                 encoding: StoredEncoding = .plain) {
         self.name = name
         self.data = data
         self.storage = storage
         self.count = count
+        self.encoding = encoding
     }
 
-    /// Bytes of data.
+    /// Bytes of data as the kernels read it (after decoding).
     package var byteCount: Int { storage.bytes(count) }
+
+    /// Bytes at `data` in the mapping (the encoded bytes, scales apart).
+    package var sourceByteCount: Int { encoding.sourceBytes ?? byteCount }
 }
 
 /// Converts `count` elements of data of any storage (any alignment) to float32.

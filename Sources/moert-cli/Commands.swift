@@ -270,6 +270,15 @@ func infoCommand(_ args: Arguments) throws {
     print("parameters        \(m.parameterCount)")
     print("dtype             \(dtype) (computed in f32)")
     print("weights           \(storageSummary(m.checkpoint))")
+    if let q = c.quantization {
+        // Decoded once: at load for resident matrices, when materialised for routed experts (docs/model-format.md).
+        let to: String
+        switch q {
+        case .fp8: to = "f32"
+        case .mxfp4: to = "bf16"
+        }
+        print("quantization      \(q.summary); decoded to \(to) (at load, routed experts when materialised)")
+    }
     print("vocab             \(c.vocabSize)")
     print("hidden            \(c.hiddenSize)")
     print("layers            \(c.numHiddenLayers) (\(m.moeLayerCount) MoE)")
@@ -309,8 +318,8 @@ func infoCommand(_ args: Arguments) throws {
 func storageSummary(_ checkpoint: Checkpoint) -> String {
     var byClass: [TensorClass: [String: Int]] = [:]
     for name in checkpoint.tensorNames {
-        guard let s = checkpoint.storage(of: name) else { continue }
-        byClass[TensorClass.of(name), default: [:]][s.rawValue, default: 0] += 1
+        guard let s = checkpoint.storedFormat(of: name) else { continue }
+        byClass[TensorClass.of(name), default: [:]][s, default: 0] += 1
     }
     var byTypes: [(String, [String])] = []
     for cls in TensorClass.allCases {

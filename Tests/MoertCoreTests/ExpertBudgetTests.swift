@@ -20,7 +20,7 @@ struct ExpertBudgetTests {
         return (logits, generated, model.experts.statistics)
     }
 
-    @Test("logits and generations are bit-identical under any budget", arguments: ["mixtral", "qwen2_moe", "mixtral_bf16"])
+    @Test("logits and generations are bit-identical under any budget", arguments: ["mixtral", "qwen2_moe", "mixtral_bf16", "qwen3_moe_fp8"])
     func bitIdentical(fixture: String) throws {
         let full = try run(fixture, budget: nil)
         #expect(full.stats.evictions == 0)

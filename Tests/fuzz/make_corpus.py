@@ -3,8 +3,8 @@
 
     corpus/safetensors/   shrunken copies of each architecture's model.safetensors, plus small edge-case files
     corpus/config/        every fixture's config.json, a standalone moert.json and a shard index
-    corpus/loader/        config.json + model.safetensors (+ moert.json) of each shrunken model, joined by
-                          the separator FuzzLoader.swift splits on
+    corpus/loader/        config.json + model.safetensors (+ moert.json) of each shrunken model (one of them stored
+                          as block-wise FP8), joined by the separator FuzzLoader.swift splits on
     corpus/jinja/         every real chat template of fixtures/chat (some followed by a conversation, joined by the
                           separator FuzzJinja.swift splits on), the Jinja semantics probes, Command-R's config
 
@@ -40,7 +40,10 @@ LAYERS = {"mixtral": 1, "mixtral_bf16": 1, "qwen2_moe": 2, "qwen3_moe": 1, "olmo
 
 
 def read_safetensors(path: Path) -> dict[str, tuple[str, np.ndarray]]:
-    raw = path.read_bytes()
+    return read_safetensors_bytes(path.read_bytes())
+
+
+def read_safetensors_bytes(raw: bytes) -> dict[str, tuple[str, np.ndarray]]:
     n = struct.unpack("<Q", raw[:8])[0]
     header = json.loads(raw[8 : 8 + n])
     out = {}
@@ -125,6 +128,46 @@ def edge_safetensors() -> dict[str, bytes]:
     }
 
 
+def e4m3_table() -> np.ndarray:
+    """The value of each e4m3fn byte (NaN for 0x7f and 0xff)."""
+    values = np.empty(256, dtype=np.float64)
+    for b in range(256):
+        e, m = (b >> 3) & 15, b & 7
+        v = m * 2.0 ** -9 if e == 0 else (8 + m) * 2.0 ** (e - 10)
+        values[b] = np.nan if (e, m) == (15, 7) else (-v if b & 0x80 else v)
+    return values
+
+
+def fp8_shrunk() -> tuple[bytes, bytes]:
+    """The shrunken qwen3_moe with its projections as F8_E4M3 and float32 scales per block of 4 x 8 (partial edges)."""
+    config_bytes, weights = shrink("qwen3_moe")
+    config = json.loads(config_bytes)
+    block = [4, 8]
+    config["quantization_config"] = {"quant_method": "fp8", "fmt": "e4m3", "activation_scheme": "dynamic",
+                                     "weight_block_size": block, "modules_to_not_convert": ["lm_head"]}
+    table = e4m3_table()
+    finite = np.where(np.isnan(table), np.inf, table)
+    tensors = {}
+    for name, (dtype, array) in sorted(read_safetensors_bytes(weights).items()):
+        if not (array.ndim == 2 and name.endswith("_proj.weight")):
+            tensors[name] = (dtype, array)
+            continue
+        rows, cols = array.shape
+        r, c = -(-rows // block[0]), -(-cols // block[1])
+        scales = np.ones((r, c), dtype=np.float32)
+        q = np.zeros(array.shape, dtype=np.uint8)
+        for i in range(r):
+            for j in range(c):
+                tile = array[i * block[0]:(i + 1) * block[0], j * block[1]:(j + 1) * block[1]].astype(np.float64)
+                amax = np.abs(tile).max()
+                scales[i, j] = amax / 448 if amax > 0 else 1
+                q[i * block[0]:(i + 1) * block[0], j * block[1]:(j + 1) * block[1]] = \
+                    np.abs(tile[..., None] / scales[i, j] - finite).argmin(axis=-1)
+        tensors[name] = ("F8_E4M3", q)
+        tensors[name + "_scale_inv"] = ("F32", scales)
+    return json.dumps(config, indent=2).encode(), safetensors_bytes(tensors, {"format": "pt"})
+
+
 def main() -> None:
     if CORPUS.exists():
         shutil.rmtree(CORPUS)
@@ -149,6 +192,13 @@ def main() -> None:
         config = (FIXTURES / fixture / "config.json").read_bytes()
         weights = (FIXTURES / fixture / "model.safetensors").read_bytes()
         (CORPUS / "loader" / fixture).write_bytes(config + SEPARATOR + weights)
+
+    # Checkpoints' own formats (tools/make_fp8_fixtures.py): the shrunken Qwen3-MoE as block-wise FP8, and the
+    # MXFP4 expert tensors of gpt-oss.
+    config, weights = fp8_shrunk()
+    (CORPUS / "loader" / "qwen3_moe_fp8").write_bytes(config + SEPARATOR + weights)
+    (CORPUS / "safetensors" / "qwen3_moe_fp8.safetensors").write_bytes(weights)
+    shutil.copy(FIXTURES / "mxfp4" / "model.safetensors", CORPUS / "safetensors" / "mxfp4.safetensors")
 
     for name, data in edge_safetensors().items():
         (CORPUS / "safetensors" / f"{name}.safetensors").write_bytes(data)

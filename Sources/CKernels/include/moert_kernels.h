@@ -276,6 +276,31 @@ MOERT_KERNEL int moert_swiglu_kernel(int kernel, const float *gate_up, int64_t r
 /** Widens `count` f16 or bf16 values to float32. */
 MOERT_KERNEL void moert_half_to_float(const void *src, int dtype, float *dst, int64_t count);
 
+/* ---- Scaled formats (scaled.c) ---- */
+
+/**
+ * Block-wise FP8: w [rows, cols] of e4m3fn bytes, scales [ceil(rows / block_rows), ceil(cols / block_cols)] of type
+ * `scale_type` (MOERT_GEMM_F32, MOERT_HALF_BF16 or MOERT_HALF_F16; any alignment), one per block of block_rows x
+ * block_cols values (the last block of a row or column covers what is left). Writes dst[r, c] = e4m3(w[r, c]) *
+ * scale[r / block_rows, c / block_cols] in float32. Returns -1, or the index of the first weight that is NaN (then
+ * dst is partly written).
+ */
+MOERT_KERNEL int64_t moert_fp8_dequantize(const uint8_t *w, const void *scales, int scale_type, int64_t rows,
+                                          int64_t cols, int64_t block_rows, int64_t block_cols, float *dst);
+
+/** Index of the first of `count` scales of type `scale_type` (as above) that is infinite or NaN, or -1. */
+MOERT_KERNEL int64_t moert_fp8_first_bad_scale(const void *scales, int scale_type, int64_t count);
+
+/**
+ * MXFP4: source row i is `groups` blocks of 16 bytes at blocks + (i * groups + g) * 16, 32 e2m1 values (the low
+ * nibble of each byte first), times 2^(scales[i * groups + g] - 127). Writes `rows` rows of groups * 32 values,
+ * output row r being source row first_row + r * row_step, as `out_type` (MOERT_HALF_BF16 or MOERT_GEMM_F32; exact
+ * for both). Returns -1, or the index (i * groups + g) of the first block whose scale is 255 (NaN in e8m0) or makes
+ * a value overflow (then dst is partly written).
+ */
+MOERT_KERNEL int64_t moert_mxfp4_dequantize(const uint8_t *blocks, const uint8_t *scales, int64_t first_row,
+                                            int64_t row_step, int64_t rows, int64_t groups, int out_type, void *dst);
+
 /* ---- Copy (copy.c) ---- */
 
 /** memcpy of `bytes` (dst and src must not overlap), split among the worker threads when large. */

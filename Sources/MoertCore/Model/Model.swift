@@ -28,7 +28,8 @@ public final class Model: @unchecked Sendable {
     public let experts: ExpertStore
     /// Number of parameters.
     public let parameterCount: Int
-    /// The storage dtype of the weights: one of F32/F16/BF16, or nil when mixed or quantized.
+    /// The storage dtype of the weights: one of F32/F16/BF16, or nil when mixed or quantized (moert's q8_0/q4_0, or
+    /// the checkpoint's own FP8 or MXFP4).
     public let storageDType: TensorDType?
     /// The ids that end generation: generation_config.json's eos_token_id, then config.json's.
     public let stopTokenIds: [Int32]
@@ -44,7 +45,7 @@ public final class Model: @unchecked Sendable {
         let section = try MoESection.read(directory: path, config: configJSON)
         self.section = section
         let ckpt = try Checkpoint(directory: path, mapped: options.mapWeights,
-                                  quantized: section.quantization?.tensors ?? [:])
+                                  quantized: section.quantization?.tensors ?? [:], native: c.quantization)
         checkpoint = ckpt
         config = c
         stopTokenIds = GenerationConfig.stopTokenIds(generation: try GenerationConfig.read(directory: path),
@@ -99,7 +100,7 @@ public final class Model: @unchecked Sendable {
         }
         parameterCount = ckpt.usedElementCount
         let dtypes = ckpt.floatDTypes
-        storageDType = dtypes.count == 1 && ckpt.quantized.isEmpty ? dtypes.first : nil
+        storageDType = dtypes.count == 1 && ckpt.quantized.isEmpty && c.quantization == nil ? dtypes.first : nil
         PluginRegistry.shared.modelLifetime(1)  // before anything that may throw: deinit, which runs then, ends it
         try KernelChoice.prepare(for: kernelWorkload)
     }

@@ -26,7 +26,10 @@ public struct Quantizer {
     /// - Throws: `MoertError` naming the file at fault.
     public init(directory: String, options: QuantizeOptions) throws {
         self.directory = directory
-        let (_, json) = try ModelConfig.read(directory: directory)
+        let (modelConfig, json) = try ModelConfig.read(directory: directory)
+        if let q = modelConfig.quantization {
+            throw MoertError.unsupported("\(directory): the checkpoint is stored as \(q.quantMethod) (config.json's quantization_config); moert quantize reads F32, F16 and BF16 checkpoints and its own q8_0/q4_0")
+        }
         config = json
         let section = try MoESection.read(directory: directory, config: json)
         checkpoint = try Checkpoint(directory: directory, quantized: section.quantization?.tensors ?? [:])

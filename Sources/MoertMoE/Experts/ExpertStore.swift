@@ -31,7 +31,8 @@ public struct ExpertStoreStats: Sendable {
 public final class ExpertStore: @unchecked Sendable {
     /// One expert's slot: its sources in the mapping and, while resident, its copy in the arena in the compute
     /// layout — the sources concatenated, kept as stored when they share one type other than float32 (f16, bf16,
-    /// q8_0, q4_0: the kernels read them as such), float32 otherwise.
+    /// q8_0, q4_0: the kernels read them as such), float32 otherwise. Encoded sources count as the type they decode
+    /// to: bf16 for MXFP4, float32 for FP8.
     final class Slot {
         let sources: [StoredTensor]
         let elements: Int
@@ -111,14 +112,21 @@ public final class ExpertStore: @unchecked Sendable {
                 let b = try makeRoom(for: slot.bytes) ?? arena.allocate(slot.bytes)
                 var offset = 0
                 for s in slot.sources {
-                    if slot.storage == s.storage {
+                    if case .plain = s.encoding, slot.storage == s.storage {
                         // Stored as computed: a copy, by all worker threads.
                         moert_copy(b + offset, s.data, Int64(s.byteCount))
-                    } else {
+                    } else if case .plain = s.encoding {
                         convertToFloat(s.data, storage: s.storage, count: s.count,
                                        into: (b + offset).bindMemory(to: Float.self, capacity: s.count))
+                    } else {
+                        // FP8 or MXFP4 with its scales, decoded (and checked) at every materialisation.
+                        do {
+                            try s.decode(into: b + offset, as: slot.storage)
+                        } catch {
+                            arena.deallocate(b, bytes: slot.bytes)
+                            throw error
+                        }
                     }
-                    if releasesSources { releasePages(s) }
                     if !slot.checked {
                         do {
                             try checkScales(s.name, b + offset, slot.storage, count: s.count)
@@ -129,6 +137,8 @@ public final class ExpertStore: @unchecked Sendable {
                     }
                     offset += slot.storage.bytes(s.count)
                 }
+                // After all sources: MXFP4's gate and up rows interleave in the same pages.
+                if releasesSources { for s in slot.sources { releasePages(s) } }
                 slot.checked = true
                 slot.buffer = b
                 stats.residentBytes += slot.bytes
@@ -188,7 +198,7 @@ public final class ExpertStore: @unchecked Sendable {
     /// use, such as the embeddings; without pressure they stay cached and a re-materialisation is a copy.
     private func releasePages(_ s: StoredTensor) {
         let page = Int(sysconf(Int32(_SC_PAGESIZE)))
-        let start = Int(bitPattern: s.data), end = start + s.byteCount
+        let start = Int(bitPattern: s.data), end = start + s.sourceByteCount
         let lo = (start + page - 1) / page * page, hi = end / page * page
         guard hi > lo, let p = UnsafeMutableRawPointer(bitPattern: lo) else { return }
         madvise(p, hi - lo, MADV_COLD)  // Linux 5.4+; older kernels reject it (EINVAL), which is harmless

@@ -94,6 +94,15 @@ public struct Weight: @unchecked Sendable {
 
 /// A tensor as it is stored in a checkpoint mapping (any alignment), for data materialised later.
 package struct StoredTensor: @unchecked Sendable {
+    /// How the stored matrix relates to the [out, in] layout the kernels read.
+    package enum Layout: Sendable, Equatable {
+        /// Already [out, in].
+        case asStored
+        /// Stored [rows = in, columns = out] (x · W, as fused expert tensors are); with `interleaved` the stored
+        /// columns alternate between two halves (gate, up), which the compute layout puts one after the other.
+        case transposed(rows: Int, columns: Int, interleaved: Bool)
+    }
+
     /// The tensor's name in the checkpoint, for messages.
     package let name: String
     /// First byte, inside the mapping.
@@ -102,17 +111,43 @@ package struct StoredTensor: @unchecked Sendable {
     package let storage: WeightStorage
     /// Elements.
     package let count: Int
+    /// How the data relates to the compute layout.
+    package let layout: Layout
 
-    /// Tensor `name`: `count` elements of `storage` at `data`.
-    package init(name: String, data: UnsafeRawPointer, storage: WeightStorage, count: Int) {
+    /// Tensor `name`: `count` elements of `storage` at `data`, in `layout`.
+    package init(name: String, data: UnsafeRawPointer, storage: WeightStorage, count: Int, layout: Layout = .asStored) {
         self.name = name
         self.data = data
         self.storage = storage
         self.count = count
+        self.layout = layout
     }
 
     /// Bytes of data.
     package var byteCount: Int { storage.bytes(count) }
+
+    /// Writes the tensor in its compute layout and its own storage to `dst` (`byteCount` bytes).
+    package func copy(to dst: UnsafeMutableRawPointer) {
+        switch layout {
+        case .asStored:
+            moert_copy(dst, data, Int64(byteCount))
+        case let .transposed(rows, columns, interleaved):
+            moert_transpose_copy(dst, data, Int64(rows), Int64(columns), Int32(storage.blockBytes), interleaved ? 1 : 0)
+        }
+    }
+
+    /// Writes the tensor in its compute layout as float32 to `dst` (`count` floats).
+    package func convert(to dst: UnsafeMutablePointer<Float>) {
+        switch layout {
+        case .asStored:
+            convertToFloat(data, storage: storage, count: count, into: dst)
+        case let .transposed(rows, columns, interleaved):
+            let widened = UnsafeMutablePointer<Float>.allocate(capacity: count)
+            defer { widened.deallocate() }
+            convertToFloat(data, storage: storage, count: count, into: widened)
+            moert_transpose_copy(dst, widened, Int64(rows), Int64(columns), 4, interleaved ? 1 : 0)
+        }
+    }
 }
 
 /// Converts `count` elements of data of any storage (any alignment) to float32.

@@ -112,11 +112,10 @@ public final class ExpertStore: @unchecked Sendable {
                 var offset = 0
                 for s in slot.sources {
                     if slot.storage == s.storage {
-                        // Stored as computed: a copy, by all worker threads.
-                        moert_copy(b + offset, s.data, Int64(s.byteCount))
+                        // Stored as computed: a copy (by all worker threads when untransposed).
+                        s.copy(to: b + offset)
                     } else {
-                        convertToFloat(s.data, storage: s.storage, count: s.count,
-                                       into: (b + offset).bindMemory(to: Float.self, capacity: s.count))
+                        s.convert(to: (b + offset).bindMemory(to: Float.self, capacity: s.count))
                     }
                     if releasesSources { releasePages(s) }
                     if !slot.checked {

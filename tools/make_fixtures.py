@@ -575,12 +575,9 @@ def clamp_fractions(model, prompt: list[int]) -> dict:
 
 @torch.no_grad()
 def window_effect(fx: Fixture, model, res: dict) -> float:
-    """Relative change of the logits over prompt + continuation when no layer has a window."""
+    """Relative change of the logits over prompt + continuation when the window is longer than the sequence."""
     import transformers as tf
-    cfg = dict(fx.config, sliding_window=None)
-    cfg.pop("layer_types", None)
-    config = getattr(tf, fx.config_cls)(**cfg)
-    config.layer_types = ["full_attention"] * config.num_hidden_layers
+    config = getattr(tf, fx.config_cls)(**dict(fx.config, sliding_window=4096))
     config._attn_implementation = "eager"
     config._experts_implementation = "eager"
     other = getattr(tf, fx.arch)(config)

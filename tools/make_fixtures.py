@@ -287,6 +287,45 @@ FIXTURES = [
         router_std=0.3,
         extra_checks=["clip_qkv_clips"],
     ),
+    # gpt-oss: attention sinks, sliding (window 4, shorter than the test sequence) and full layers alternating,
+    # biases everywhere, YaRN rope, router with a bias and softmax over the selected logits, fused experts with
+    # biases and the clamped SwiGLU (a limit low enough that the random activations reach it).
+    Fixture(
+        name="gpt_oss",
+        arch="GptOssForCausalLM",
+        config_cls="GptOssConfig",
+        config=dict(
+            COMMON,
+            num_hidden_layers=3,
+            head_dim=16,
+            intermediate_size=32,
+            num_local_experts=4,
+            num_experts_per_tok=2,
+            sliding_window=4,
+            layer_types=["sliding_attention", "full_attention", "sliding_attention"],
+            attention_bias=True,
+            swiglu_limit=1.5,
+            rms_norm_eps=1e-5,
+            rope_parameters={
+                "rope_type": "yarn",
+                "rope_theta": 10000.0,
+                "factor": 4.0,
+                "beta_fast": 32.0,
+                "beta_slow": 1.0,
+                "truncate": False,
+                "original_max_position_embeddings": 64,
+            },
+            tie_word_embeddings=False,
+            bos_token_id=None,
+            eos_token_id=254,
+            pad_token_id=None,
+        ),
+        disk_dtype="float32",
+        seed=8000,
+        prompt=[44, 2, 170, 88, 123, 19, 240],
+        router_std=0.3,
+        extra_checks=["swiglu_clamps", "window_matters"],
+    ),
 ]
 
 
@@ -325,12 +364,14 @@ def reinit(model: torch.nn.Module, seed: int, router_std: float, embed_std: floa
         for name, p in model.named_parameters():  # tied weights appear once
             if name.endswith("embed_tokens.weight"):
                 normal(p, embed_std)
-            elif name.endswith(".bias"):
+            elif name.endswith(".bias") or name.endswith("_bias"):
                 normal(p, STD_BIAS)
+            elif name.endswith("self_attn.sinks"):  # gpt-oss: a logit per head, comparable to the scores
+                normal(p, 1.0)
             elif "norm" in name.rsplit(".", 2)[-2] and p.ndim == 1:
                 u = torch.rand(p.shape, generator=gen, dtype=torch.float32)
                 p.copy_(1.0 + NORM_SPREAD * (2.0 * u - 1.0))
-            elif name.endswith("mlp.gate.weight"):  # router
+            elif name.endswith("mlp.gate.weight") or name.endswith("mlp.router.weight"):  # router
                 normal(p, router_std)
             elif p.ndim in (2, 3):  # linear projections, fused experts, shared_expert_gate
                 normal(p, STD_PROJ)
@@ -501,8 +542,65 @@ def rope_theta_effect(fx: Fixture, model, res: dict) -> dict:
     return out
 
 
+@torch.no_grad()
+def clamp_fractions(model, prompt: list[int]) -> dict:
+    """Fraction of gpt-oss expert gate/up activations beyond swiglu_limit (what the clamp changes)."""
+    limit = model.config.swiglu_limit
+    counts = {"gate": [0, 0], "up": [0, 0]}
+    originals = []
+
+    def wrap(experts):
+        original = experts._apply_gate
+
+        def apply_gate(gate_up):
+            gate, up = gate_up[..., ::2], gate_up[..., 1::2]
+            counts["gate"][0] += int((gate > limit).sum())
+            counts["gate"][1] += gate.numel()
+            counts["up"][0] += int((up.abs() > limit).sum())
+            counts["up"][1] += up.numel()
+            return original(gate_up)
+
+        experts._apply_gate = apply_gate
+        originals.append((experts, original))
+
+    for layer in model.model.layers:
+        wrap(layer.mlp.experts)
+    try:
+        forward_logits(model, torch.tensor(prompt, dtype=torch.long))
+    finally:
+        for experts, original in originals:
+            experts._apply_gate = original
+    return {k: c / n for k, (c, n) in counts.items()}
+
+
+@torch.no_grad()
+def window_effect(fx: Fixture, model, res: dict) -> float:
+    """Relative change of the logits over prompt + continuation when the window is longer than the sequence."""
+    import transformers as tf
+    config = getattr(tf, fx.config_cls)(**dict(fx.config, sliding_window=4096))
+    config._attn_implementation = "eager"
+    config._experts_implementation = "eager"
+    other = getattr(tf, fx.arch)(config)
+    other.load_state_dict(model.state_dict())
+    other.eval()
+    ids = torch.cat([res["prompt"], torch.tensor(res["greedy"], dtype=torch.long)])
+    lg = forward_logits(other, ids).logits[0].float()
+    return float((lg - res["full_logits"]).abs().max() / res["full_logits"].abs().max())
+
+
 def extra_errors(fx: Fixture, model, res: dict, info: dict) -> list[str]:
     errs = []
+    if "window_matters" in fx.extra_checks:
+        eff = window_effect(fx, model, res)
+        info["window_effect"] = eff
+        if eff < 1e-2:
+            errs.append(f"the sliding window changes logits only by {eff:.3g} (relative)")
+    if "swiglu_clamps" in fx.extra_checks:
+        fr = clamp_fractions(model, fx.prompt)
+        info["clamp_fractions"] = fr
+        for kind, f in fr.items():
+            if f <= 0.0:
+                errs.append(f"swiglu_limit clamps no {kind} activation")
     if "clip_qkv_clips" in fx.extra_checks:
         fr = clip_fractions(model, fx.prompt)
         info["clip_fractions"] = fr
@@ -717,6 +815,10 @@ def main(argv=None) -> int:
         extra = ""
         if "clip_fractions" in i:
             extra += " clipped=" + ", ".join(f"{k}:{v:.3f}" for k, v in i["clip_fractions"].items())
+        if "clamp_fractions" in i:
+            extra += " clamped=" + ", ".join(f"{k}:{v:.3f}" for k, v in i["clamp_fractions"].items())
+        if "window_effect" in i:
+            extra += f" window_effect={i['window_effect']:.3g}"
         if "rope_theta_effect" in i:
             extra += " theta_effect=" + ", ".join(f"{k:g}:{v:.3g}" for k, v in i["rope_theta_effect"].items())
         print(

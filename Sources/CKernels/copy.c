@@ -21,3 +21,27 @@ void moert_copy(void *dst, const void *src, int64_t bytes) {
     copy_task c = {dst, src, bytes};
     moert_parallel(copy_part, &c, bytes < (1 << 20) ? 1 : MOERT_MAX_THREADS);
 }
+
+/* The destination row of source column c: c itself, or for `interleaved` columns (pairs a0 b0 a1 b1 ...) the a's
+ * first, then the b's. */
+static inline int64_t transposed_row(int64_t c, int64_t cols, int interleaved) {
+    return interleaved ? (c & 1) * (cols / 2) + c / 2 : c;
+}
+
+void moert_transpose_copy(void *dst, const void *src, int64_t rows, int64_t cols, int elem_bytes, int interleaved) {
+    enum { TILE = 32 };
+    const char *s = src;
+    char *d = dst;
+    for (int64_t r0 = 0; r0 < rows; r0 += TILE) {
+        int64_t r1 = r0 + TILE < rows ? r0 + TILE : rows;
+        for (int64_t c0 = 0; c0 < cols; c0 += TILE) {
+            int64_t c1 = c0 + TILE < cols ? c0 + TILE : cols;
+            for (int64_t c = c0; c < c1; c++) {
+                char *out = d + transposed_row(c, cols, interleaved) * rows * elem_bytes;
+                for (int64_t r = r0; r < r1; r++) {
+                    memcpy(out + r * elem_bytes, s + (r * cols + c) * elem_bytes, (size_t)elem_bytes);
+                }
+            }
+        }
+    }
+}

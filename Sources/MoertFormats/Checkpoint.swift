@@ -247,6 +247,22 @@ public final class Checkpoint: @unchecked Sendable {
         }
     }
 
+    /// Matrix `index` of the 3-D tensor `name` of shape [count, rows, columns] as stored (no conversion), in
+    /// `encoding` (`.transposed` of a [rows, columns] matrix): one expert of a fused expert tensor, materialised later.
+    /// - Throws: `MoertError` (`.format`, `.unsupported`) as `weight` does, and `.format` for a quantized tensor (fused
+    ///   tensors are float).
+    package func storedMatrix(_ name: String, shape: [Int], index: Int, encoding: StoredEncoding) throws -> StoredTensor {
+        precondition(shape.count == 3 && index >= 0 && index < shape[0])
+        return try lock.withLock {
+            let (info, file, storage) = try weightInfo(name, shape: shape)
+            guard !storage.isQuantized else { throw MoertError.format("\(name): a fused expert tensor cannot be \(storage.rawValue)") }
+            used.insert(name)
+            let count = shape[1] * shape[2]
+            return StoredTensor(name: name, data: file.data(info) + storage.bytes(index * count), storage: storage,
+                                count: count, encoding: encoding)
+        }
+    }
+
     /// The shape of `name` as the model sees it: the header's, or for a quantized tensor [rows, columns].
     /// - Throws: `MoertError` (`.format`) when missing.
     public func logicalShape(_ name: String) throws -> [Int] {

@@ -8,6 +8,7 @@ public enum Architecture: String, Sendable, CaseIterable {
     case qwen2Moe = "Qwen2MoeForCausalLM"
     case qwen3Moe = "Qwen3MoeForCausalLM"
     case olmoe = "OlmoeForCausalLM"
+    case gptOss = "GptOssForCausalLM"
 }
 
 /// How an architecture normalises queries and keys before RoPE.
@@ -73,6 +74,8 @@ public struct ModelConfig: Sendable {
     public var qkNorm: QKNorm
     /// OLMoE clamps q, k and v to ±clipQkv when set.
     public var clipQkv: Float?
+    /// gpt-oss's clamped SwiGLU in the experts (`swiglu_limit`, `swiglu_alpha`); nil: plain SwiGLU.
+    public var clampedSwiGLU: (alpha: Float, limit: Float)?
     /// Beginning-of-sequence id, when named.
     public var bosTokenId: Int32?
     /// End-of-sequence ids (config.json may name several).
@@ -146,6 +149,8 @@ extension ModelConfig {
         sharedExpertIntermediateSize = 0
         qkNorm = .none
         clipQkv = nil
+        clampedSwiGLU = nil
+        var routing = RoutingConfig()
         switch arch {
         case .mixtral:
             numExperts = try keys.int("num_local_experts", min: 1)
@@ -185,10 +190,24 @@ extension ModelConfig {
                 guard v > 0, v.isFinite else { throw MoertError.format("\(source): clip_qkv must be a positive number") }
                 clipQkv = Float(v)
             }
+        case .gptOss:
+            numExperts = try keys.int("num_local_experts", min: 1)
+            intermediateSize = try keys.int("intermediate_size", min: 1)
+            moeIntermediateSize = intermediateSize
+            normTopkProb = false  // GptOssTopKRouter: softmax over the k selected logits
+            qkvBias = try keys.bool("attention_bias", default: true)
+            outputBias = qkvBias
+            let alpha = try keys.double("swiglu_alpha", default: 1.702), limit = try keys.double("swiglu_limit", default: 7.0)
+            guard alpha.isFinite, limit > 0, limit.isFinite else {
+                throw MoertError.format("\(source): swiglu_alpha must be finite and swiglu_limit a positive number")
+            }
+            clampedSwiGLU = (Float(alpha), Float(limit))
+            routing.scoring = .softmaxOfTopK
+            routing.gateBias = true
         }
         numExpertsPerTok = try keys.int("num_experts_per_tok", min: 1)
-        routing = RoutingConfig()
         routing.normalizeTopK = normTopkProb
+        self.routing = routing
         if numExperts > 0 && numExpertsPerTok > numExperts {
             throw MoertError.format("\(source): num_experts_per_tok \(numExpertsPerTok) exceeds the \(numExperts) experts")
         }
@@ -228,7 +247,7 @@ extension ModelConfig {
         let enabled: Bool
         switch arch {
         case .qwen2Moe, .qwen3Moe: enabled = try keys.bool("use_sliding_window", default: false)
-        case .mixtral, .olmoe: enabled = true
+        case .mixtral, .olmoe, .gptOss: enabled = true
         }
         guard enabled, let w = keys.raw("sliding_window"), !w.isNull else { return nil }
         guard let window = w.int, window >= 0 else { throw MoertError.format("\(source): sliding_window must be an integer") }

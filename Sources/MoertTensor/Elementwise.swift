@@ -1,4 +1,4 @@
-// Elementwise kernels: RMSNorm, SiLU gating (SwiGLU), softmax, clamping and residual addition.
+// Elementwise kernels: RMSNorm, SiLU gating (SwiGLU, gpt-oss's clamped SwiGLU), softmax, clamping and residual addition.
 
 import CKernels
 #if canImport(Glibc)
@@ -39,6 +39,28 @@ package func swiglu(_ gateUp: UnsafeMutablePointer<Float>, rows: Int, width: Int
         let g = gateUp + r * 2 * width
         siluMultiply(g, g + width, count: width)
         if out + r * width != g { (out + r * width).update(from: g, count: width) }
+    }
+}
+
+/// gpt-oss's clamped SwiGLU (`GptOssExperts._apply_gate`) of `rows` rows laid out as [gate (width) | up (width)]
+/// into out [rows, width]: g = min(gate, limit), u = clamp(up, -limit, limit), (u + 1) · g · sigmoid(alpha · g).
+/// `out` must not overlap `gateUp`, except that it may equal it when rows == 1.
+package func clampedSwiGLU(_ gateUp: UnsafePointer<Float>, rows: Int, width: Int, alpha: Float, limit: Float,
+                           into out: UnsafeMutablePointer<Float>) {
+    for r in 0..<rows {
+        let g = gateUp + r * 2 * width, u = g + width, o = out + r * width
+        for i in 0..<width {
+            let gate = min(g[i], limit), up = min(max(u[i], -limit), limit)
+            o[i] = (up + 1) * (gate * (1 / (1 + expf(-(gate * alpha)))))
+        }
+    }
+}
+
+/// Adds `bias` [width] to each of `rows` rows of `x` [rows, width].
+package func addRowBias(_ x: UnsafeMutablePointer<Float>, rows: Int, width: Int, bias: UnsafePointer<Float>) {
+    for r in 0..<rows {
+        let row = x + r * width
+        for i in 0..<width { row[i] += bias[i] }
     }
 }
 

@@ -11,11 +11,15 @@ package enum StoredEncoding: @unchecked Sendable {
     case fp8(FP8Source)
     /// MXFP4 rows, decoded to bf16 (exactly).
     case mxfp4(MXFP4Source)
+    /// The elements, of the tensor's storage type, of the transpose: a [rows = in, columns = out] matrix applied as
+    /// x · W (fused expert tensors); with `interleaved` the stored columns alternate between two halves (gate, up),
+    /// which the [out, in] compute layout puts one after the other.
+    case transposed(rows: Int, columns: Int, interleaved: Bool)
 
     /// Bytes the encoded data spans in the mapping (scales apart); nil for `.plain`.
     var sourceBytes: Int? {
         switch self {
-        case .plain: return nil
+        case .plain, .transposed: return nil
         case .fp8(let f): return f.rows * f.columns
         case .mxfp4(let m): return ((m.rows - 1) * m.rowStep + 1) * m.groups * 16
         }
@@ -79,13 +83,24 @@ package struct MXFP4Source: @unchecked Sendable {
 }
 
 extension StoredTensor {
-    /// Decodes an encoded tensor into `dst` as `target`: float32, or for MXFP4 also bf16 (its `storage`).
+    /// Decodes an encoded tensor into `dst` as `target`: float32, or its `storage` (bf16 for MXFP4; a transposed
+    /// tensor's own type).
     /// - Throws: `MoertError` (`.format`) naming the tensor and the place of a NaN weight, an infinite or NaN scale, an
     ///   e8m0 scale of 255 (NaN) or one that makes a value overflow.
     package func decode(into dst: UnsafeMutableRawPointer, as target: WeightStorage) throws {
         switch encoding {
         case .plain:
             preconditionFailure("\(name) is stored as it is computed; copy it")
+        case let .transposed(rows, columns, interleaved):
+            precondition(target == storage || target == .f32, "a transposed tensor keeps its type or widens to float32")
+            if target == storage {
+                moert_transpose_copy(dst, data, Int64(rows), Int64(columns), Int32(storage.blockBytes), interleaved ? 1 : 0)
+            } else {
+                let widened = UnsafeMutablePointer<Float>.allocate(capacity: count)
+                defer { widened.deallocate() }
+                convertToFloat(data, storage: storage, count: count, into: widened)
+                moert_transpose_copy(dst, widened, Int64(rows), Int64(columns), 4, interleaved ? 1 : 0)
+            }
         case .fp8(let f):
             precondition(target == .f32, "FP8 weights decode to float32")
             let badScale = moert_fp8_first_bad_scale(f.scales, f.scaleStorage.kernelType, Int64(f.scaleCount))

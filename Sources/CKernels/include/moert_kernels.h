@@ -305,5 +305,10 @@ MOERT_KERNEL int64_t moert_mxfp4_dequantize(const uint8_t *blocks, const uint8_t
 
 /** memcpy of `bytes` (dst and src must not overlap), split among the worker threads when large. */
 MOERT_KERNEL void moert_copy(void *dst, const void *src, int64_t bytes);
+/* dst[cols, rows] = the transpose of src[rows, cols] (elements of elem_bytes, any alignment); with `interleaved`
+ * (cols even) the source columns are pairs (a_0 b_0 a_1 b_1 ...) and the destination holds the a rows, then the b rows.
+ * Single-threaded. */
+MOERT_KERNEL void moert_transpose_copy(void *dst, const void *src, int64_t rows, int64_t cols, int elem_bytes,
+                                       int interleaved);
 
 #endif

@@ -59,6 +59,38 @@ struct LayerLoader {
         }
     }
 
+    /// Expert `e` of a block whose experts are fused into 3-D tensors as gpt-oss stores them (`GptOssExperts`):
+    /// `experts.gate_up_proj` [E, H, 2I] with gate and up interleaved in the last axis, `experts.down_proj`
+    /// [E, I, H] (both applied as x · W), or the released checkpoints' MXFP4 `_blocks`/`_scales` of them, and their
+    /// biases `gate_up_proj_bias` [E, 2I] and `down_proj_bias` [E, H]. The matrices become [out, in] when the expert
+    /// is materialised (transposed, or decoded); the biases are read at load.
+    func fusedExpert(_ block: String, _ e: Int, moeIndex: Int) throws -> StoredExpert {
+        let c = config, h = c.hiddenSize, i = c.moeIntermediateSize, n = c.numExperts, p = block + "experts."
+        let gate: StoredTensor, up: StoredTensor?, down: StoredTensor
+        if checkpoint.contains(p + "gate_up_proj_blocks") {
+            // The released checkpoints: MXFP4 blocks, already [out, in], gate and up rows interleaved.
+            (gate, up, down) = try checkpoint.mxfp4Expert(p, expert: e, experts: n, hidden: h, intermediate: i)
+        } else {
+            // transformers' own form: float matrices applied as x · W, gate and up columns interleaved.
+            gate = try checkpoint.storedMatrix(p + "gate_up_proj", shape: [n, h, 2 * i], index: e,
+                                               encoding: .transposed(rows: h, columns: 2 * i, interleaved: true))
+            up = nil
+            down = try checkpoint.storedMatrix(p + "down_proj", shape: [n, i, h], index: e,
+                                               encoding: .transposed(rows: i, columns: h, interleaved: false))
+        }
+        let gateUpBias = try weight(p + "gate_up_proj_bias", [n, 2 * i]).data + e * 2 * i
+        let downBias = try weight(p + "down_proj_bias", [n, h]).data + e * h
+        let biases = try FloatBuffer(count: 2 * i + h)
+        for j in 0..<i {
+            biases.pointer[j] = gateUpBias[2 * j]          // gate: even columns
+            biases.pointer[i + j] = gateUpBias[2 * j + 1]  // up: odd columns
+        }
+        (biases.pointer + 2 * i).update(from: downBias, count: h)
+        let activation: ExpertActivation = c.clampedSwiGLU.map { .clampedSwiGLU(alpha: $0.alpha, limit: $0.limit) } ?? .swiglu
+        return StoredExpert(store: store, gate: gate, up: up, down: down, hidden: h, intermediate: i,
+                            moeLayer: moeIndex, activation: activation, biases: biases)
+    }
+
     /// Layer `l`'s MoE block: its experts and router as the moert section names them (the built-in SwiGLU experts
     /// and softmax top-k router by default), and the shared expert of Qwen2-MoE or of the moert section.
     func moeBlock(_ l: Int, moeIndex: Int) throws -> MoEBlock {
@@ -74,6 +106,7 @@ struct LayerLoader {
                                       experts: ExpertFactory.count(groups, builtinCount: c.numExperts),
                                       topK: c.numExpertsPerTok, routing: c.routing, vocab: c.vocabSize)
         let experts = try ExpertFactory.makeExperts(groups, for: context) { e in
+            if c.architecture == .gptOss { return try fusedExpert(block, e, moeIndex: moeIndex) }
             let prefix = block + "experts.\(e).", i = c.moeIntermediateSize
             return StoredExpert(store: store,
                                 gate: try checkpoint.storedTensor(prefix + names.0 + ".weight", shape: [i, h]),

@@ -3,8 +3,17 @@
 import CKernels
 import MoertTensor
 
-/// F(x) = W_down (silu(W_gate x) ⊙ W_up x), with [W_gate; W_up; W_down] fetched from the store for each call
-/// (materialised on first use, possibly evicted between calls under a residency budget).
+/// The activation between an expert's gate/up products and its down projection.
+public enum ExpertActivation: Sendable, Equatable {
+    /// silu(gate) · up (Mixtral, Qwen, OLMoE, DeepSeek).
+    case swiglu
+    /// gpt-oss: (clamp(up, ±limit) + 1) · g · sigmoid(alpha · g) with g = min(gate, limit).
+    case clampedSwiGLU(alpha: Float, limit: Float)
+}
+
+/// F(x) = W_down act(W_gate x + b_gate, W_up x + b_up) + b_down, with [W_gate; W_up; W_down] fetched from the store
+/// for each call (materialised on first use, possibly evicted between calls under a residency budget); the biases
+/// (gpt-oss) stay resident.
 public final class StoredExpert: Expert {
     let store: ExpertStore
     let slot: Int
@@ -15,18 +24,26 @@ public final class StoredExpert: Expert {
     /// Shapes of [W_gate; W_up] and W_down, made once: a weight's shape is an array, and building one per call
     /// would allocate.
     let gateUpShape: [Int], downShape: [Int]
+    /// The activation.
+    public let activation: ExpertActivation
+    /// [b_gate; b_up] (2I floats) and b_down (H floats), when the expert has biases.
+    let biases: FloatBuffer?
 
     public var kind: String { BuiltinKind.expert }
     public var output: ExpertOutput { .computed }
     public var isZeroCompute: Bool { false }
 
-    /// Registers the three projections (gate [I, H], up [I, H], down [H, I]) with the store.
-    package init(store: ExpertStore, gate: StoredTensor, up: StoredTensor, down: StoredTensor, hidden: Int,
-                 intermediate: Int, moeLayer: Int) {
+    /// Registers the projections with the store: gate [I, H] and up [I, H] (or both as one [2I, H] `gate`, `up` nil)
+    /// and down [H, I]. `biases`: [b_gate; b_up; b_down] (2I + H floats), owned by the expert.
+    package init(store: ExpertStore, gate: StoredTensor, up: StoredTensor?, down: StoredTensor, hidden: Int,
+                 intermediate: Int, moeLayer: Int, activation: ExpertActivation = .swiglu, biases: FloatBuffer? = nil) {
+        precondition(biases == nil || biases!.count == 2 * intermediate + hidden)
         self.store = store
         self.hidden = hidden
         self.intermediate = intermediate
-        slot = store.register([gate, up, down], moeLayer: moeLayer)
+        self.activation = activation
+        self.biases = biases
+        slot = store.register(up.map { [gate, $0, down] } ?? [gate, down], moeLayer: moeLayer)
         storage = store.storage(of: slot)
         gateUpShape = [2 * intermediate, hidden]
         downShape = [hidden, intermediate]
@@ -52,9 +69,14 @@ public final class StoredExpert: Expert {
         let gateUp = Linear(weight: Weight(raw: w, storage: storage, shape: gateUpShape))
         let down = Linear(weight: Weight(raw: w + storage.bytes(2 * i * h), storage: storage, shape: downShape))
         gateUp.apply(x, rows: n, into: scratch, scratch: products)    // [n, H] -> [n, 2I]: row r is (gate_r, up_r)
+        if let b = biases?.pointer { addRowBias(scratch, rows: n, width: 2 * i, bias: b) }
         // [n, 2I] -> [n, I]: in place for one row, else after the products
         let act = n == 1 ? scratch : scratch + 2 * n * i
-        swiglu(scratch, rows: n, width: i, into: act)
+        switch activation {
+        case .swiglu: swiglu(scratch, rows: n, width: i, into: act)
+        case let .clampedSwiGLU(alpha, limit): clampedSwiGLU(scratch, rows: n, width: i, alpha: alpha, limit: limit, into: act)
+        }
         down.apply(act, rows: n, into: y, scratch: products)          // [n, I] -> [n, H]
+        if let b = biases?.pointer { addRowBias(y, rows: n, width: h, bias: b + 2 * i) }
     }
 }

@@ -204,6 +204,7 @@ extension ModelConfig {
             clampedSwiGLU = (Float(alpha), Float(limit))
             routing.scoring = .softmaxOfTopK
             routing.gateBias = true
+            routing.gate = "router"
         }
         numExpertsPerTok = try keys.int("num_experts_per_tok", min: 1)
         routing.normalizeTopK = normTopkProb

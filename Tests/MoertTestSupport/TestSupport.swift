@@ -14,7 +14,8 @@ public let fixturesDirectory: String = {
 }()
 
 /// Every fixture made by tools/make_fixtures.py.
-public let fixtureNames = ["mixtral", "mixtral_bf16", "mixtral_sharded", "mixtral_hd64", "qwen2_moe", "qwen3_moe", "olmoe"]
+public let fixtureNames = ["mixtral", "mixtral_bf16", "mixtral_sharded", "mixtral_hd64", "qwen2_moe", "qwen3_moe", "olmoe",
+                                 "deepseek_v2", "deepseek_v2_lite", "deepseek_v3_dense"]
 
 /// transformers' outputs for a fixture (see tools/make_fixtures.py).
 public struct Reference {

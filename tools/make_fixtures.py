@@ -353,13 +353,15 @@ FIXTURES += [
         router_std=0.3,
         extra_checks=["yarn_matters"],
     ),
-    # DeepSeek-V2-Lite's layout: no query compression (q_proj), default RoPE.
+    # DeepSeek-V2-Lite's layout: no query compression (q_proj), default RoPE; latent rows of 24 + 8 = 32 values,
+    # so that a q8_0 cache (blocks of 32) can hold them.
     Fixture(
         name="deepseek_v2_lite",
         arch="DeepseekV2ForCausalLM",
         config_cls="DeepseekV2Config",
         config=dict(
             DEEPSEEK,
+            kv_lora_rank=24,
             num_hidden_layers=3,
             q_lora_rank=None,
             first_k_dense_replace=1,

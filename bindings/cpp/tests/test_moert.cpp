@@ -1974,7 +1974,8 @@ int main(int argc, char **argv) {
     }
     const std::string root = argv[1];
     run_group("library", test_library);
-    for (const char *name : {"mixtral", "mixtral_bf16", "mixtral_sharded", "mixtral_hd64", "qwen2_moe", "qwen3_moe", "olmoe"}) {
+    for (const char *name : {"mixtral", "mixtral_bf16", "mixtral_sharded", "mixtral_hd64", "qwen2_moe", "qwen3_moe", "olmoe",
+                             "deepseek_v2", "deepseek_v2_lite", "deepseek_v3_dense"}) {
         test_fixture(root, name);
     }
     run_group("KV cache types and context shift", [&] { test_kv_cache(root); });

@@ -14,7 +14,7 @@ extension Session {
     public var contextShiftUnsupportedReason: String? { Self.contextShiftUnsupportedReason(model) }
 
     /// Why sessions of `model` cannot shift their context, or nil when they can (see the instance property).
-    static func contextShiftUnsupportedReason(_ model: Model) -> String? {
+    public static func contextShiftUnsupportedReason(_ model: Model) -> String? {
         if let mla = model.config.mla {
             return "the model's multi-head latent attention caches compressed keys (kv_lora_rank \(mla.kvLoraRank)), which moert does not shift"
         }

@@ -25,7 +25,10 @@ flat.  For each fixture the script tries consecutive seeds until
 
   * the gap between the k-th and (k+1)-th router probability is above
     ``MIN_ROUTER_GAP`` for every token of prompt + continuation at every MoE
-    layer,
+    layer (for group-limited selection: the gaps of the group ranking and
+    of the k-th expert among the kept groups, on the logits for DeepSeek-V2's
+    group_limited_greedy, on sigmoid + e_score_correction_bias for
+    DeepSeek-V3),
   * the top-1 / top-2 logit margin of every greedy step is above
     ``MIN_GREEDY_MARGIN``,
   * the greedy continuation is not degenerate (several distinct tokens),
@@ -35,6 +38,10 @@ Requires torch, transformers (5.x) and safetensors.  Run from anywhere:
 
     python3 tools/make_fixtures.py            # writes Tests/fixtures/
     python3 tools/make_fixtures.py --only olmoe --out /tmp/fx
+
+DeepSeek fixtures (deepseek_*) also exercise multi-head latent attention,
+YaRN and the DeepSeek routers; deepseek_v3* get multi-token-prediction
+tensors appended after the references are computed.
 """
 
 from __future__ import annotations

@@ -17,6 +17,11 @@ public let fixturesDirectory: String = {
 public let fixtureNames = ["mixtral", "mixtral_bf16", "mixtral_sharded", "mixtral_hd64", "qwen2_moe", "qwen3_moe", "olmoe",
                                  "deepseek_v2", "deepseek_v2_lite", "deepseek_v3_dense"]
 
+/// Fixtures made by tools/make_fixtures.py whose routing the built-in router does not run yet (DeepSeek-V2's
+/// group_limited_greedy with routed_scaling_factor 1.5; DeepSeek-V3's sigmoid scores, e_score_correction_bias and
+/// group selection): their load is refused naming the config key (DeepSeekTests).
+public let fixturesAwaitingRouters = ["deepseek_v2_group", "deepseek_v3"]
+
 /// transformers' outputs for a fixture (see tools/make_fixtures.py).
 public struct Reference {
     public let prompt: [Int32]

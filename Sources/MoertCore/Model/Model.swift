@@ -140,7 +140,8 @@ public final class Model: @unchecked Sendable {
             }
         }
         if c.sharedExpertIntermediateSize > 0, section.sharedExpert != nil || !section.layerSharedExperts.isEmpty {
-            throw MoertError.format("\(section.source): shared_expert: \(c.architecture.rawValue) has its own shared expert (config.json's shared_expert_intermediate_size)")
+            let key = c.mla == nil ? "shared_expert_intermediate_size" : "n_shared_experts"
+            throw MoertError.format("\(section.source): shared_expert: \(c.architecture.rawValue) has its own shared expert (config.json's \(key))")
         }
     }
 

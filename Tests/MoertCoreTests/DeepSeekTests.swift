@@ -113,6 +113,17 @@ struct DeepSeekTests {
         #expect(e?.code == .unsupported && e?.message.contains(key) == true, "\(String(describing: e))")
     }
 
+    @Test("chunked prefill (max_batch 3) over the latent cache equals transformers' logits")
+    func chunkedPrefill() throws {
+        for fixture in ["deepseek_v2", "deepseek_v3_dense"] {
+            let ref = try Reference(fixture: fixture)
+            var options = SessionOptions()
+            options.maxBatch = 3
+            let session = try Session(model: try Model(path: fixturesDirectory + "/" + fixture), options: options)
+            #expect(relativeError(try allLogits(session, ref.prompt)[...], ref.logits[...]) <= logitTolerance, "\(fixture)")
+        }
+    }
+
     @Test("context shift is refused for the latent cache")
     func noContextShift() throws {
         let model = try Model(path: fixturesDirectory + "/deepseek_v2")

@@ -246,8 +246,10 @@ typedef struct moert_model_info {
                                          num_experts unless the moert section says otherwise). */
     int32_t     n_experts_per_tok;  /**< Top-k of the built-in router. */
     int32_t     n_heads;            /**< Attention (query) heads. */
-    int32_t     n_kv_heads;         /**< Key/value heads (grouped-query attention). */
-    int32_t     head_dim;           /**< Width of one attention head. */
+    int32_t     n_kv_heads;         /**< Key/value heads (grouped-query attention; n_heads for multi-head latent
+                                         attention). */
+    int32_t     head_dim;           /**< Width of one attention head (for multi-head latent attention a query/key
+                                         head: qk_nope_head_dim + qk_rope_head_dim). */
     int32_t     dtype;              /**< MOERT_DTYPE_* of the weights on disk. */
     int64_t     context_length;     /**< Longest context a session may use (after max_context). */
     int64_t     n_params;           /**< Number of parameters. */

@@ -25,7 +25,10 @@ flat.  For each fixture the script tries consecutive seeds until
 
   * the gap between the k-th and (k+1)-th router probability is above
     ``MIN_ROUTER_GAP`` for every token of prompt + continuation at every MoE
-    layer,
+    layer (for group-limited selection: the gaps of the group ranking and
+    of the k-th expert among the kept groups, on the logits for DeepSeek-V2's
+    group_limited_greedy, on sigmoid + e_score_correction_bias for
+    DeepSeek-V3),
   * the top-1 / top-2 logit margin of every greedy step is above
     ``MIN_GREEDY_MARGIN``,
   * the greedy continuation is not degenerate (several distinct tokens),
@@ -35,6 +38,10 @@ Requires torch, transformers (5.x) and safetensors.  Run from anywhere:
 
     python3 tools/make_fixtures.py            # writes Tests/fixtures/
     python3 tools/make_fixtures.py --only olmoe --out /tmp/fx
+
+DeepSeek fixtures (deepseek_*) also exercise multi-head latent attention,
+YaRN and the DeepSeek routers; deepseek_v3* get multi-token-prediction
+tensors appended after the references are computed.
 """
 
 from __future__ import annotations
@@ -63,6 +70,7 @@ STD_EMBED = 1.0
 STD_PROJ = 0.15
 STD_BIAS = 0.1
 NORM_SPREAD = 0.2  # RMSNorm weights ~ U(1 - s, 1 + s)
+STD_SCORE_BIAS = 0.1  # DeepSeek-V3 e_score_correction_bias (sigmoid scores are in (0, 1))
 
 # Acceptance thresholds used by the seed search.
 MIN_ROUTER_GAP = 3e-3  # probability gap between k-th and (k+1)-th expert
@@ -88,6 +96,9 @@ class Fixture:
     max_shard_size: str | None = None
     legacy_config: bool = False  # see write_legacy_config()
     extra_checks: list[str] = field(default_factory=list)
+    # DeepSeek-V3 multi-token-prediction layers appended to the checkpoint after the references are computed
+    # (model.layers.<num_hidden_layers + i>.*, which moert skips by name).
+    mtp_layers: int = 0
 
 
 COMMON = dict(
@@ -328,6 +339,175 @@ FIXTURES = [
     ),
 ]
 
+# DeepSeek (multi-head latent attention).  Heads of qk_nope 16 + qk_rope 8 for queries and keys, v_head_dim 16 for
+# values; the latent KV cache holds kv_lora_rank + qk_rope_head_dim = 32 + 8 values per position and layer.
+DEEPSEEK = dict(
+    vocab_size=256,
+    hidden_size=64,
+    num_attention_heads=4,
+    num_key_value_heads=4,
+    hidden_act="silu",
+    kv_lora_rank=32,
+    qk_nope_head_dim=16,
+    qk_rope_head_dim=8,
+    v_head_dim=16,
+    intermediate_size=64,  # the dense layers before first_k_dense_replace
+    moe_intermediate_size=32,
+    n_routed_experts=8,
+    num_experts_per_tok=2,
+    rms_norm_eps=1e-6,
+    tie_word_embeddings=False,
+    bos_token_id=0,
+    eos_token_id=1,
+    pad_token_id=None,
+)
+
+# YaRN with a short original context so that the correction ramp covers several of the 4 rotary frequencies, and
+# mscale != mscale_all_dim so that both the cos/sin attention factor and the softmax scale differ from 1.
+YARN = {
+    "rope_type": "yarn",
+    "rope_theta": 10000.0,
+    "factor": 4.0,
+    "original_max_position_embeddings": 16,
+    "beta_fast": 4.0,
+    "beta_slow": 1.0,
+    "mscale": 1.0,
+    "mscale_all_dim": 0.8,
+}
+
+FIXTURES += [
+    Fixture(
+        name="deepseek_v2",
+        arch="DeepseekV2ForCausalLM",
+        config_cls="DeepseekV2Config",
+        config=dict(
+            DEEPSEEK,
+            num_hidden_layers=3,
+            q_lora_rank=24,
+            first_k_dense_replace=1,
+            n_shared_experts=2,
+            topk_method="greedy",
+            norm_topk_prob=False,
+            routed_scaling_factor=1.0,
+            attention_bias=True,
+            max_position_embeddings=64,
+            rope_parameters=YARN,
+        ),
+        disk_dtype="float32",
+        seed=8000,
+        prompt=[21, 144, 67, 230, 8, 99, 181],
+        router_std=0.3,
+        extra_checks=["yarn_matters"],
+    ),
+    # DeepSeek-V2-Lite's layout: no query compression (q_proj), default RoPE; latent rows of 24 + 8 = 32 values,
+    # so that a q8_0 cache (blocks of 32) can hold them.
+    Fixture(
+        name="deepseek_v2_lite",
+        arch="DeepseekV2ForCausalLM",
+        config_cls="DeepseekV2Config",
+        config=dict(
+            DEEPSEEK,
+            kv_lora_rank=24,
+            num_hidden_layers=3,
+            q_lora_rank=None,
+            first_k_dense_replace=1,
+            n_shared_experts=1,
+            topk_method="greedy",
+            norm_topk_prob=False,
+            routed_scaling_factor=1.0,
+            attention_bias=False,
+            max_position_embeddings=512,
+            rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
+        ),
+        disk_dtype="float32",
+        seed=9000,
+        prompt=[40, 3, 199, 128, 77, 12, 250],
+        router_std=0.3,
+    ),
+    # group_limited_greedy with routed_scaling_factor != 1 (needs the DeepSeek-V2 router).
+    Fixture(
+        name="deepseek_v2_group",
+        arch="DeepseekV2ForCausalLM",
+        config_cls="DeepseekV2Config",
+        config=dict(
+            DEEPSEEK,
+            num_hidden_layers=2,
+            q_lora_rank=24,
+            first_k_dense_replace=0,
+            n_shared_experts=1,
+            topk_method="group_limited_greedy",
+            n_group=4,
+            topk_group=2,
+            norm_topk_prob=False,
+            routed_scaling_factor=1.5,
+            attention_bias=False,
+            max_position_embeddings=64,
+            rope_parameters=YARN,
+        ),
+        disk_dtype="float32",
+        seed=10000,
+        prompt=[90, 17, 240, 33, 165, 7, 54],
+        router_std=0.3,
+    ),
+    # Every layer dense, so that DeepSeek-V3's attention (interleaved rope, YaRN) is tested without its router;
+    # with multi-token-prediction tensors appended.
+    Fixture(
+        name="deepseek_v3_dense",
+        arch="DeepseekV3ForCausalLM",
+        config_cls="DeepseekV3Config",
+        config=dict(
+            DEEPSEEK,
+            num_hidden_layers=2,
+            q_lora_rank=24,
+            first_k_dense_replace=2,
+            n_shared_experts=1,
+            n_group=2,
+            topk_group=1,
+            norm_topk_prob=True,
+            routed_scaling_factor=2.5,
+            rope_interleave=True,
+            attention_bias=False,
+            max_position_embeddings=64,
+            rope_parameters=YARN,
+            num_mtp_layers=1,
+        ),
+        disk_dtype="float32",
+        seed=11000,
+        prompt=[66, 201, 5, 148, 93, 30, 222],
+        router_std=0.3,
+        mtp_layers=1,
+        extra_checks=["yarn_matters"],
+    ),
+    # DeepSeek-V3 routing: sigmoid scores, e_score_correction_bias, n_group > 1 (needs the DeepSeek-V3 router);
+    # rope_interleave false; multi-token-prediction tensors appended.
+    Fixture(
+        name="deepseek_v3",
+        arch="DeepseekV3ForCausalLM",
+        config_cls="DeepseekV3Config",
+        config=dict(
+            DEEPSEEK,
+            num_hidden_layers=3,
+            q_lora_rank=24,
+            first_k_dense_replace=1,
+            n_shared_experts=1,
+            n_group=4,
+            topk_group=2,
+            norm_topk_prob=True,
+            routed_scaling_factor=2.5,
+            rope_interleave=False,
+            attention_bias=False,
+            max_position_embeddings=64,
+            rope_parameters=YARN,
+            num_mtp_layers=1,
+        ),
+        disk_dtype="float32",
+        seed=12000,
+        prompt=[150, 2, 88, 190, 41, 117, 9],
+        router_std=0.6,
+        mtp_layers=1,
+    ),
+]
+
 
 # --------------------------------------------------------------------------
 # model construction
@@ -377,6 +557,10 @@ def reinit(model: torch.nn.Module, seed: int, router_std: float, embed_std: floa
                 normal(p, STD_PROJ)
             else:
                 raise RuntimeError(f"no init rule for parameter {name} {tuple(p.shape)}")
+        for name, b in model.named_buffers():
+            # DeepSeek-V3's selection-only expert bias: wide enough to change which experts win.
+            if name.endswith("e_score_correction_bias"):
+                normal(b, STD_SCORE_BIAS)
 
 
 def load_model(fx: Fixture, path: Path) -> torch.nn.Module:
@@ -428,6 +612,35 @@ def dense_layers(model) -> list[int]:
     return [i for i, layer in enumerate(model.model.layers) if not hasattr(layer.mlp, "experts")]
 
 
+def routing_method(config) -> str:
+    """How the fixture's router selects experts: softmax_greedy, group_limited_greedy or noaux_tc."""
+    if config.model_type == "deepseek_v3":
+        return "noaux_tc"
+    if config.model_type == "deepseek_v2" and config.topk_method == "group_limited_greedy":
+        return "group_limited_greedy"
+    return "softmax_greedy"
+
+
+def grouped_selection_gap(config, gate, logits: torch.Tensor, method: str) -> float:
+    """The smallest margin of a group-limited selection (DeepseekV2TopkRouter / DeepseekV3TopkRouter.forward):
+    between the topk_group-th and the next group score, and between the k-th and the next expert score among the
+    kept groups, over every token."""
+    k, groups, kept = config.num_experts_per_tok, config.n_group, config.topk_group
+    if method == "noaux_tc":
+        scores = logits.sigmoid() + gate.e_score_correction_bias.float()
+        group_scores = scores.view(-1, groups, scores.shape[-1] // groups).topk(2, dim=-1)[0].sum(dim=-1)
+    else:
+        scores = logits  # the softmax keeps the order of the logits
+        group_scores = scores.view(-1, groups, scores.shape[-1] // groups).max(dim=-1).values
+    gs = group_scores.sort(dim=-1, descending=True)
+    gaps = [float((gs.values[:, kept - 1] - gs.values[:, kept]).min())]
+    mask = torch.zeros_like(group_scores).scatter_(1, gs.indices[:, :kept], 1.0)
+    mask = mask.repeat_interleave(scores.shape[-1] // groups, dim=-1).bool()
+    masked = scores.masked_fill(~mask, float("-inf")).sort(dim=-1, descending=True).values
+    gaps.append(float((masked[:, k - 1] - masked[:, k]).min()))
+    return min(gaps)
+
+
 @torch.no_grad()
 def analyse(fx: Fixture, model) -> dict:
     prompt = torch.tensor(fx.prompt, dtype=torch.long)
@@ -439,13 +652,25 @@ def analyse(fx: Fixture, model) -> dict:
 
     k = model.config.num_experts_per_tok
     prob_gaps, logit_gaps = [], []
-    for rl in full.router_logits:
-        probs = torch.softmax(rl.float(), dim=-1)
-        sp = probs.sort(dim=-1, descending=True).values
-        sl = rl.float().sort(dim=-1, descending=True).values
-        prob_gaps.append(float((sp[:, k - 1] - sp[:, k]).min()))
-        logit_gaps.append(float((sl[:, k - 1] - sl[:, k]).min()))
-    assert len(prob_gaps) == len(moe_layers(model))
+    layers = moe_layers(model)
+    for layer, rl in zip(layers, full.router_logits or []):
+        method = routing_method(model.config)
+        if method == "softmax_greedy":
+            probs = torch.softmax(rl.float(), dim=-1)
+            sp = probs.sort(dim=-1, descending=True).values
+            sl = rl.float().sort(dim=-1, descending=True).values
+            prob_gaps.append(float((sp[:, k - 1] - sp[:, k]).min()))
+            logit_gaps.append(float((sl[:, k - 1] - sl[:, k]).min()))
+        else:
+            # group_limited_greedy ranks softmax probabilities, a monotone function of the logits: its gaps are
+            # measured on the logits (MIN_ROUTER_LOGIT_GAP). noaux_tc ranks sigmoid scores plus a bias: its gaps
+            # are measured on those scores (MIN_ROUTER_GAP).
+            gap = grouped_selection_gap(model.config, model.model.layers[layer].mlp.gate, rl.float(), method)
+            prob_gaps.append(gap if method == "noaux_tc" else float("inf"))
+            logit_gaps.append(gap if method != "noaux_tc" else float("inf"))
+    assert len(prob_gaps) == len(layers)
+    if not layers:
+        prob_gaps, logit_gaps = [float("inf")], [float("inf")]
 
     rows = full_logits[PROMPT_LEN - 1 : PROMPT_LEN + GREEDY_LEN - 1]
     top2 = rows.topk(2, dim=-1).values
@@ -574,10 +799,10 @@ def clamp_fractions(model, prompt: list[int]) -> dict:
 
 
 @torch.no_grad()
-def window_effect(fx: Fixture, model, res: dict) -> float:
-    """Relative change of the logits over prompt + continuation when the window is longer than the sequence."""
+def variant_effect(fx: Fixture, model, res: dict, **changes) -> float:
+    """Relative change of the logits over prompt + continuation when the model runs with config `changes`."""
     import transformers as tf
-    config = getattr(tf, fx.config_cls)(**dict(fx.config, sliding_window=4096))
+    config = getattr(tf, fx.config_cls)(**dict(fx.config, **changes))
     config._attn_implementation = "eager"
     config._experts_implementation = "eager"
     other = getattr(tf, fx.arch)(config)
@@ -591,7 +816,7 @@ def window_effect(fx: Fixture, model, res: dict) -> float:
 def extra_errors(fx: Fixture, model, res: dict, info: dict) -> list[str]:
     errs = []
     if "window_matters" in fx.extra_checks:
-        eff = window_effect(fx, model, res)
+        eff = variant_effect(fx, model, res, sliding_window=4096)
         info["window_effect"] = eff
         if eff < 1e-2:
             errs.append(f"the sliding window changes logits only by {eff:.3g} (relative)")
@@ -601,6 +826,11 @@ def extra_errors(fx: Fixture, model, res: dict, info: dict) -> list[str]:
         for kind, f in fr.items():
             if f <= 0.0:
                 errs.append(f"swiglu_limit clamps no {kind} activation")
+    if "yarn_matters" in fx.extra_checks:
+        eff = variant_effect(fx, model, res, rope_parameters={"rope_type": "default", "rope_theta": fx.config["rope_parameters"]["rope_theta"]})
+        info["yarn_effect"] = eff
+        if eff < 1e-2:
+            errs.append(f"YaRN changes logits only by {eff:.3g} (relative)")
     if "clip_qkv_clips" in fx.extra_checks:
         fr = clip_fractions(model, fx.prompt)
         info["clip_fractions"] = fr
@@ -683,6 +913,34 @@ def verify_saved(fx: Fixture, path: Path) -> None:
                     raise RuntimeError(f"{fx.name}: {s}:{key} stored as {got}, expected {want}")
 
 
+def append_mtp_tensors(fx: Fixture, path: Path) -> None:
+    """Append DeepSeek-V3 multi-token-prediction layers as the published checkpoints hold them
+    (model.layers.<num_hidden_layers + i>.{enorm, hnorm, eh_proj, shared_head, a decoder layer}); transformers
+    does not run them (DeepseekV3PreTrainedModel._keys_to_ignore_on_load_unexpected), nor does moert."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    file = path / "model.safetensors"
+    with safe_open(str(file), "pt") as f:
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+        metadata = f.metadata()
+    cfg = fx.config
+    h, gen = cfg["hidden_size"], torch.Generator().manual_seed(fx.seed)
+    for i in range(fx.mtp_layers):
+        p = f"model.layers.{cfg['num_hidden_layers'] + i}."
+        shapes = {
+            "enorm.weight": [h], "hnorm.weight": [h], "eh_proj.weight": [h, 2 * h],
+            "shared_head.norm.weight": [h], "shared_head.head.weight": [cfg["vocab_size"], h],
+            "input_layernorm.weight": [h],
+            "self_attn.kv_a_proj_with_mqa.weight": [cfg["kv_lora_rank"] + cfg["qk_rope_head_dim"], h],
+            "mlp.gate.weight": [cfg["n_routed_experts"], h],
+            "mlp.experts.0.gate_proj.weight": [cfg["moe_intermediate_size"], h],
+        }
+        for name, shape in shapes.items():
+            tensors[p + name] = torch.randn(shape, generator=gen, dtype=torch.float32)
+    save_file(tensors, str(file), metadata=metadata)
+
+
 def check_prompt(fx: Fixture) -> None:
     special = set()
     for key in ("bos_token_id", "eos_token_id", "pad_token_id"):
@@ -743,6 +1001,8 @@ def make_fixture(fx: Fixture, out_dir: Path, verbose: bool) -> dict:
     if errs:
         raise RuntimeError(f"{fx.name}: " + "; ".join(errs))
     save_reference(path, final)
+    if fx.mtp_layers:
+        append_mtp_tensors(fx, path)
 
     info.update(
         name=fx.name,
@@ -819,6 +1079,8 @@ def main(argv=None) -> int:
             extra += " clamped=" + ", ".join(f"{k}:{v:.3f}" for k, v in i["clamp_fractions"].items())
         if "window_effect" in i:
             extra += f" window_effect={i['window_effect']:.3g}"
+        if "yarn_effect" in i:
+            extra += f" yarn_effect={i['yarn_effect']:.3g}"
         if "rope_theta_effect" in i:
             extra += " theta_effect=" + ", ".join(f"{k:g}:{v:.3g}" for k, v in i["rope_theta_effect"].items())
         print(

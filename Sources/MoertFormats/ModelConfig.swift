@@ -9,6 +9,8 @@ public enum Architecture: String, Sendable, CaseIterable {
     case qwen3Moe = "Qwen3MoeForCausalLM"
     case olmoe = "OlmoeForCausalLM"
     case gptOss = "GptOssForCausalLM"
+    case deepseekV2 = "DeepseekV2ForCausalLM"
+    case deepseekV3 = "DeepseekV3ForCausalLM"
 }
 
 /// How an architecture normalises queries and keys before RoPE.
@@ -37,12 +39,15 @@ public struct ModelConfig: Sendable {
     public var numAttentionHeads: Int
     /// Key/value heads (grouped-query attention; defaults to the query heads).
     public var numKeyValueHeads: Int
-    /// Width of one head (`head_dim`, else hidden / heads).
+    /// Width of one head (`head_dim`, else hidden / heads; for multi-head latent attention the query/key head,
+    /// qk_nope_head_dim + qk_rope_head_dim).
     public var headDim: Int
     /// RMSNorm epsilon.
     public var rmsNormEps: Float
-    /// RoPE base (top level, or inside `rope_parameters`).
+    /// RoPE base (top level, or inside `rope_parameters`); the same as `rope.theta`.
     public var ropeTheta: Double
+    /// The rotary embedding: base, rotated width, pairing and scaling (`rope_parameters` / `rope_scaling`).
+    public var rope: RopeConfig
     /// Longest context the model supports (after a sliding window, if any, caps it).
     public var maxPositionEmbeddings: Int
     /// The sliding attention window that caps `maxPositionEmbeddings` (the config's `sliding_window` when smaller
@@ -60,7 +65,8 @@ public struct ModelConfig: Sendable {
     public var normTopkProb: Bool
     /// How the built-in router scores and selects experts (its `normalizeTopK` is `normTopkProb`).
     public var routing: RoutingConfig
-    /// Width of the Qwen2-MoE shared expert; 0 when there is none.
+    /// Width of the shared expert (Qwen2-MoE's gated one; DeepSeek's n_shared_experts × moe_intermediate_size,
+    /// ungated); 0 when there is none.
     public var sharedExpertIntermediateSize: Int
     /// Layers whose MLP is dense.
     public var mlpOnlyLayers: Set<Int>
@@ -76,6 +82,11 @@ public struct ModelConfig: Sendable {
     public var clipQkv: Float?
     /// gpt-oss's clamped SwiGLU in the experts (`swiglu_limit`, `swiglu_alpha`); nil: plain SwiGLU.
     public var clampedSwiGLU: (alpha: Float, limit: Float)?
+    /// Multi-head latent attention (DeepSeek-V2/V3); nil for grouped-query attention.
+    public var mla: MLAConfig?
+    /// DeepSeek-V3 multi-token-prediction layers stored after the decoder layers (`num_nextn_predict_layers`);
+    /// moert does not run them and skips their tensors by name.
+    public var numNextnPredictLayers: Int
     /// Beginning-of-sequence id, when named.
     public var bosTokenId: Int32?
     /// End-of-sequence ids (config.json may name several).
@@ -137,8 +148,9 @@ extension ModelConfig {
         guard headDim % 2 == 0 else { throw MoertError.format("\(source): head_dim \(headDim) must be even for RoPE") }
         rmsNormEps = Float(try keys.double("rms_norm_eps", default: 1e-6))
         guard rmsNormEps >= 0, rmsNormEps.isFinite else { throw MoertError.format("\(source): rms_norm_eps must be finite and >= 0") }
-        ropeTheta = try Self.ropeTheta(keys, source: source)
         maxPositionEmbeddings = try keys.int("max_position_embeddings", min: 1, default: 4096)
+        rope = try Self.rope(keys, headDim: headDim, maxPositionEmbeddings: maxPositionEmbeddings, source: source)
+        ropeTheta = rope.theta
         tieWordEmbeddings = try keys.bool("tie_word_embeddings", default: false)
         bosTokenId = try keys.optionalTokenId("bos_token_id")
         eosTokenIds = try keys.tokenIds("eos_token_id")
@@ -151,6 +163,8 @@ extension ModelConfig {
         clipQkv = nil
         clampedSwiGLU = nil
         var routing = RoutingConfig()
+        mla = nil
+        numNextnPredictLayers = 0
         switch arch {
         case .mixtral:
             numExperts = try keys.int("num_local_experts", min: 1)
@@ -205,6 +219,26 @@ extension ModelConfig {
             routing.scoring = .softmaxOfTopK
             routing.gateBias = true
             routing.gate = "router"
+        case .deepseekV2, .deepseekV3:
+            let d = try Self.deepSeek(keys, arch: arch, heads: numAttentionHeads, source: source)
+            numExperts = d.numExperts
+            intermediateSize = d.intermediateSize
+            moeIntermediateSize = d.moeIntermediateSize
+            normTopkProb = d.routing.normalizeTopK
+            routing = d.routing
+            mlpOnlyLayers = Set(0..<min(d.firstKDenseReplace, numHiddenLayers))
+            sharedExpertIntermediateSize = d.sharedExpertIntermediateSize
+            qkvBias = false
+            outputBias = d.mla.attentionBias
+            guard numKeyValueHeads == numAttentionHeads else {
+                throw MoertError.format("\(source): num_key_value_heads \(numKeyValueHeads) must equal num_attention_heads \(numAttentionHeads) for multi-head latent attention (kv_b_proj expands the latent into every head)")
+            }
+            headDim = d.mla.qkHeadDim
+            rope.rotaryDim = d.mla.qkRopeHeadDim
+            rope.pairing = d.ropePairing
+            mla = d.mla
+            mla?.softmaxScale = Self.latentSoftmaxScale(qkHeadDim: d.mla.qkHeadDim, rope: rope)
+            numNextnPredictLayers = d.numNextnPredictLayers
         }
         numExpertsPerTok = try keys.int("num_experts_per_tok", min: 1)
         routing.normalizeTopK = normTopkProb
@@ -222,26 +256,6 @@ extension ModelConfig {
         }
     }
 
-    /// `rope_theta` at the top level (older files) or inside `rope_parameters` (transformers 5); only the default
-    /// rope type is supported.
-    private static func ropeTheta(_ keys: _ConfigReader, source: String) throws -> Double {
-        for key in ["rope_scaling", "rope_parameters"] {
-            guard let params = keys.raw(key), !params.isNull else { continue }
-            guard let o = params.object else { throw MoertError.format("\(source): \(key) is not an object") }
-            let type = o["rope_type"]?.string ?? o["type"]?.string ?? "default"
-            guard type == "default" else {
-                throw MoertError.unsupported("\(source): \(key) type \"\(type)\" is not supported (only default RoPE)")
-            }
-            if let t = o["rope_theta"] {
-                guard let v = t.double, v > 0, v.isFinite else { throw MoertError.format("\(source): \(key).rope_theta must be a positive number") }
-                return v
-            }
-        }
-        let theta = try keys.double("rope_theta", default: 10000)
-        guard theta > 0, theta.isFinite else { throw MoertError.format("\(source): rope_theta must be a positive number") }
-        return theta
-    }
-
     /// The window the config sets, if any: a sliding window only changes attention once the context exceeds it, so
     /// it caps the context length instead of being implemented.
     private static func slidingWindow(_ keys: _ConfigReader, arch: Architecture, source: String) throws -> Int? {
@@ -249,6 +263,7 @@ extension ModelConfig {
         switch arch {
         case .qwen2Moe, .qwen3Moe: enabled = try keys.bool("use_sliding_window", default: false)
         case .mixtral, .olmoe, .gptOss: enabled = true
+        case .deepseekV2, .deepseekV3: enabled = false  // DeepseekV2/V3Config define no window
         }
         guard enabled, let w = keys.raw("sliding_window"), !w.isNull else { return nil }
         guard let window = w.int, window >= 0 else { throw MoertError.format("\(source): sliding_window must be an integer") }

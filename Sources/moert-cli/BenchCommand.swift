@@ -145,15 +145,15 @@ func benchDepths(_ args: Arguments, depths: [Int], model: Model, loadSeconds: Do
     try applyRouterOverride(args, to: session)
     let context = benchTokens(count: deepest, vocab: model.config.vocabSize)
     let c = model.config
-    let rowBytes = session.kvType.bytes(width: c.numKeyValueHeads * c.headDim)
+    let tokenBytes = c.numHiddenLayers * c.kvCacheBytesPerPosition(session.kvType)
     try printBenchHeader(args, model: model, loadSeconds: loadSeconds)
-    print("kv cache \(session.kvType.rawValue), \(2 * c.numHiddenLayers * rowBytes) bytes per token, context \(session.contextLength)")
+    print("kv cache \(session.kvType.rawValue), \(tokenBytes) bytes per token, context \(session.contextLength)")
     // Warm-up, as the default protocol's: a prefill that touches the weights (mapped pages, materialised experts).
     try context.prefix(512).withUnsafeBufferPointer { try session.evaluate($0, mode: .none, logits: nil, capacity: 0) }
     for depth in depths {
         let rates = try measureDepth(session, context: context, depth: depth, repeats: repeats)
         print("depth \(depth) decode \(oneDecimal(median(rates))) tok/s")
-        let kvMiB = Double(2 * c.numHiddenLayers * rowBytes * (depth + depthDecodeSteps / 2)) / Double(1 << 20)
+        let kvMiB = Double(tokenBytes * (depth + depthDecodeSteps / 2)) / Double(1 << 20)
         print("  runs \(rates.map(oneDecimal).joined(separator: " ")); KV read per step \(oneDecimal(kvMiB)) MiB (mean)")
     }
     print("peak RSS \(oneDecimal(peakRSSMiB())) MiB")

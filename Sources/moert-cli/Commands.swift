@@ -258,6 +258,18 @@ func makeSession(_ model: Model, _ args: Arguments, defaultKeep: Int = 0) throws
 }
 
 /// `moert info`.
+/// The rope of `moert info`: base, rotated width and pairing, and YaRN's parameters when set.
+func describeRope(_ r: RopeConfig) -> String {
+    var text = "theta \(r.theta), \(r.rotaryDim) values rotated (\(r.pairing.rawValue) pairs)"
+    if case .yarn(let y) = r.scaling {
+        text += "; yarn factor \(y.factor), original context \(y.originalMaxPositionEmbeddings), beta \(y.betaFast)/\(y.betaSlow)"
+        if let m = y.mscale { text += ", mscale \(m)" }
+        if let m = y.mscaleAllDim { text += ", mscale_all_dim \(m)" }
+        text += ", attention factor \(y.resolvedAttentionFactor)\(y.truncate ? "" : ", untruncated")"
+    }
+    return text
+}
+
 func infoCommand(_ args: Arguments) throws {
     let m = try loadModel(args)
     let c = m.config
@@ -282,19 +294,31 @@ func infoCommand(_ args: Arguments) throws {
     print("vocab             \(c.vocabSize)")
     print("hidden            \(c.hiddenSize)")
     print("layers            \(c.numHiddenLayers) (\(m.moeLayerCount) MoE)")
-    print("heads             \(c.numAttentionHeads) query, \(c.numKeyValueHeads) key/value, head_dim \(c.headDim)")
-    print("experts           \(c.numExperts), top-\(c.numExpertsPerTok), width \(c.moeIntermediateSize)\(c.normTopkProb ? ", renormalised" : "")")
-    if c.sharedExpertIntermediateSize > 0 { print("shared expert     width \(c.sharedExpertIntermediateSize), sigmoid-gated") }
-    print("context           \(m.contextLength)")
-    print("rope theta        \(c.ropeTheta)")
-    print("memory            \(mib(m.checkpoint.mappedBytes)) mapped, \(mib(m.checkpoint.convertedBytes)) converted or copied at load")
-    let kvWidth = c.numKeyValueHeads * c.headDim
-    let perToken = KVCacheType.allCases.map { type -> String in
-        guard type.unsupportedReason(headDim: c.headDim) == nil else { return "\(type.rawValue) -" }
-        return "\(type.rawValue) \(2 * c.numHiddenLayers * type.bytes(width: kvWidth))"
+    if let mla = c.mla {
+        let q = mla.qLoraRank.map { "q_lora_rank \($0)" } ?? "q_proj"
+        print("attention         multi-head latent (MLA): \(c.numAttentionHeads) heads, \(q), kv_lora_rank \(mla.kvLoraRank), qk_nope_head_dim \(mla.qkNopeHeadDim), qk_rope_head_dim \(mla.qkRopeHeadDim), v_head_dim \(mla.vHeadDim)")
+    } else {
+        print("attention         \(c.numKeyValueHeads == c.numAttentionHeads ? "multi-head" : "grouped-query") (GQA): \(c.numAttentionHeads) query heads, \(c.numKeyValueHeads) key/value, head_dim \(c.headDim)")
     }
-    print("kv cache          bytes per token: \(perToken.joined(separator: ", ")) (--kv-type; - : not for this head_dim)")
-    print("context shift     \(m.config.slidingWindow.map { "no: sliding window of \($0) tokens" } ?? "yes (--context-shift)")")
+    print("experts           \(c.numExperts), top-\(c.numExpertsPerTok), width \(c.moeIntermediateSize)\(c.normTopkProb ? ", renormalised" : "")")
+    if c.sharedExpertIntermediateSize > 0 {
+        print("shared expert     width \(c.sharedExpertIntermediateSize), \(c.mla == nil ? "sigmoid-gated" : "ungated")")
+    }
+    print("context           \(m.contextLength)")
+    print("rope              \(describeRope(c.rope))")
+    print("memory            \(mib(m.checkpoint.mappedBytes)) mapped, \(mib(m.checkpoint.convertedBytes)) converted or copied at load")
+    let perToken = KVCacheType.allCases.map { type -> String in
+        guard c.kvCacheUnsupportedReason(type) == nil else { return "\(type.rawValue) -" }
+        return "\(type.rawValue) \(c.numHiddenLayers * c.kvCacheBytesPerPosition(type))"
+    }
+    if let mla = c.mla {
+        print("kv cache          latent: kv_lora_rank \(mla.kvLoraRank) + qk_rope_head_dim \(mla.qkRopeHeadDim) = \(mla.cacheWidth) values per token and layer")
+        print("                  bytes per token: \(perToken.joined(separator: ", ")) (--kv-type; - : not for \(mla.cacheWidth) values)")
+    } else {
+        print("kv cache          keys and values: 2 × \(c.numKeyValueHeads) × \(c.headDim) = \(2 * c.numKeyValueHeads * c.headDim) values per token and layer")
+        print("                  bytes per token: \(perToken.joined(separator: ", ")) (--kv-type; - : not for this head_dim)")
+    }
+    print("context shift     \(Session.contextShiftUnsupportedReason(m).map { "no: \($0)" } ?? "yes (--context-shift)")")
     print("threads           \(Threads.current)")
     printModelKernels(m, label: "kernel", width: 17)
     print("blas              \(Threads.blasKernels)")

@@ -32,7 +32,7 @@ struct KVCacheTypeTests {
         let vocab = model.config.vocabSize
         let sequence = ref.prompt + ref.greedy
         for type in KVCacheType.allCases {
-            if let reason = type.unsupportedReason(headDim: model.config.headDim) {
+            if let reason = model.config.kvCacheUnsupportedReason(type) {
                 #expect(throws: MoertError.self, "\(reason)") { try session(model, type) }
                 continue
             }
@@ -57,6 +57,26 @@ struct KVCacheTypeTests {
         #expect(try session(model, .f16, context: 64).kvCacheBytes * 2 == f32)
         #expect(try session(model, .bf16, context: 64).kvCacheBytes * 2 == f32)
         #expect(try session(model, .q8_0, context: 64).kvCacheBytes * 128 == f32 * 34)
+    }
+
+    @Test("multi-head latent attention caches kv_lora_rank + qk_rope_head_dim values per position and layer")
+    func latentBytes() throws {
+        let model = try Model(path: fixturesDirectory + "/deepseek_v2_lite")
+        let c = model.config, mla = try #require(c.mla)
+        #expect(mla.cacheWidth == mla.kvLoraRank + mla.qkRopeHeadDim)
+        let f32 = try session(model, .f32, context: 64).kvCacheBytes
+        #expect(f32 == c.numHiddenLayers * 64 * mla.cacheWidth * 4)
+        #expect(c.kvCacheBytesPerPosition(.f32) == mla.cacheWidth * 4)
+        #expect(try session(model, .bf16, context: 64).kvCacheBytes * 2 == f32)
+        #expect(try session(model, .q8_0, context: 64).kvCacheBytes * 128 == f32 * 34)
+    }
+
+    @Test("q8_0 is refused for latent rows that are not a multiple of 32 values, naming both ranks")
+    func q8NeedsLatentBlocks() throws {
+        let model = try Model(path: fixturesDirectory + "/deepseek_v2")
+        let error = #expect(throws: MoertError.self) { try session(model, .q8_0) }
+        #expect(error?.code == .invalidArgument)
+        #expect(error?.message.contains("kv_lora_rank 32 + qk_rope_head_dim 8") == true)
     }
 
     @Test("q8_0 is refused with a head dimension that is not a multiple of 32, naming it")

@@ -19,16 +19,18 @@ struct ModelValidationTests {
 
     @Test("unknown architecture is named")
     func unknownArchitecture() throws {
-        let e = try loadEdited { $0["architectures"] = ["DeepseekV3ForCausalLM"] }
+        let e = try loadEdited { $0["architectures"] = ["JambaForCausalLM"] }
         #expect(e?.code == .unsupported)
-        #expect(e?.message.contains("DeepseekV3ForCausalLM") == true)
+        #expect(e?.message.contains("JambaForCausalLM") == true)
     }
 
-    @Test("rope scaling other than default is refused")
+    @Test("rope types other than default and yarn are refused, naming the type")
     func ropeScaling() throws {
-        let e = try loadEdited { $0["rope_parameters"] = ["rope_type": "yarn", "rope_theta": 10000.0, "factor": 4.0] }
+        let e = try loadEdited { $0["rope_parameters"] = ["rope_type": "longrope", "rope_theta": 10000.0, "factor": 4.0] }
         #expect(e?.code == .unsupported)
-        #expect(e?.message.contains("yarn") == true)
+        #expect(e?.message.contains("longrope") == true)
+        let legacy = try loadEdited { $0["rope_scaling"] = ["type": "dynamic", "factor": 2.0] }
+        #expect(legacy?.code == .unsupported && legacy?.message.contains("rope_scaling rope_type \"dynamic\"") == true)
     }
 
     @Test("an activation other than SiLU is refused")

@@ -55,7 +55,7 @@ def ids(values: np.ndarray) -> str:
     return ",".join(str(int(v)) for v in values)
 
 
-@pytest.mark.parametrize("fixture", ["mixtral", "qwen2_moe", "olmoe"])
+@pytest.mark.parametrize("fixture", ["mixtral", "qwen2_moe", "olmoe", "deepseek_v2", "deepseek_v3_dense"])
 def test_run_writes_the_logits_of_transformers(fixture: str, tmp_path: Path) -> None:
     ref = reference(fixture)
     out = tmp_path / "logits.npy"
@@ -65,13 +65,24 @@ def test_run_writes_the_logits_of_transformers(fixture: str, tmp_path: Path) -> 
     assert np.abs(logits - expected).max() <= 1e-4 * np.abs(expected).max()
 
 
-@pytest.mark.parametrize("fixture", ["mixtral", "qwen3_moe"])
+@pytest.mark.parametrize("fixture", ["mixtral", "qwen3_moe", "deepseek_v2_lite"])
 def test_generate_tokens_is_the_greedy_continuation(fixture: str) -> None:
     ref = reference(fixture)
     n = len(ref["greedy"])
     done = moert("generate", "--model", str(FIXTURES / fixture), "--tokens", ids(ref["prompt"]), "--max-new", str(n),
                  "--ignore-eos")
     assert done.stdout.decode().split() == [str(int(t)) for t in ref["greedy"]]
+
+
+def test_info_describes_the_attention_and_its_cache() -> None:
+    mla = moert("info", "--model", str(FIXTURES / "deepseek_v2")).stdout.decode()
+    assert "multi-head latent (MLA): 4 heads, q_lora_rank 24, kv_lora_rank 32" in mla
+    # kv_lora_rank + qk_rope_head_dim values per token and layer, 3 layers of float32: 3 * 40 * 4 bytes
+    assert "kv_lora_rank 32 + qk_rope_head_dim 8 = 40 values per token and layer" in mla
+    assert "f32 480," in mla and "yarn factor 4.0" in mla
+    gqa = moert("info", "--model", str(FIXTURES / "mixtral")).stdout.decode()
+    assert "grouped-query (GQA): 4 query heads, 2 key/value, head_dim 16" in gqa
+    assert "f32 512," in gqa  # 2 layers of keys and values, 2 x 2 x 16 float32 each
 
 
 def test_info_and_its_flags() -> None:
@@ -325,7 +336,7 @@ def test_kv_and_depth_options_refuse_bad_values(args: List[str], message: str) -
 def test_info_reports_kv_bytes_per_token_and_context_shift() -> None:
     out = moert("info", "--model", str(FIXTURES / "mixtral")).stdout.decode()
     # 2 layers x keys and values x 2 key/value heads x 16 values x 4 bytes
-    assert "kv cache          bytes per token: f32 512, f16 256, bf16 256, q8_0 -" in out
+    assert "                  bytes per token: f32 512, f16 256, bf16 256, q8_0 -" in out
     assert "context shift     yes" in out
 
 

@@ -11,6 +11,14 @@ public struct AttentionWeights: Sendable {
     public let qNorm: Weight?, kNorm: Weight?
 }
 
+/// The attention of one decoder layer.
+public enum LayerAttention: Sendable {
+    /// Grouped-query attention (Mixtral, Qwen, OLMoE): q, k, v and output projections.
+    case grouped(AttentionWeights)
+    /// Multi-head latent attention (DeepSeek-V2/V3).
+    case latent(LatentAttentionWeights)
+}
+
 /// The MLP of one decoder layer: a mixture of experts or a dense SwiGLU.
 public enum LayerMLP: @unchecked Sendable {
     case moe(MoEBlock)
@@ -22,7 +30,7 @@ public struct DecoderLayer: @unchecked Sendable {
     /// RMSNorm before attention [hidden].
     public let inputNorm: Weight
     /// The attention projections.
-    public let attention: AttentionWeights
+    public let attention: LayerAttention
     /// RMSNorm before the MLP [hidden].
     public let postAttentionNorm: Weight
     /// The MLP.

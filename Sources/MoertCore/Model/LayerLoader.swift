@@ -6,7 +6,10 @@ import MoertMoE
 import MoertTensor
 
 /// The tensor names of transformers' state dicts (`modeling_mixtral.py`, `modeling_qwen2_moe.py`,
-/// `modeling_qwen3_moe.py`, `modeling_olmoe.py`), read with the shapes the config implies.
+/// `modeling_qwen3_moe.py`, `modeling_olmoe.py`, `modeling_deepseek_v2.py`, `modeling_deepseek_v3.py`), read with
+/// the shapes the config implies. Experts are read by the per-expert names checkpoints hold
+/// (`experts.N.gate_proj.weight`), which is also what transformers' save_pretrained writes for its fused
+/// `experts.gate_up_proj`.
 struct LayerLoader {
     let config: ModelConfig
     let checkpoint: Checkpoint
@@ -36,19 +39,43 @@ struct LayerLoader {
     func layer(_ l: Int, moeIndex: Int) throws -> DecoderLayer {
         let c = config, h = c.hiddenSize, p = "model.layers.\(l)."
         let qWidth = c.numAttentionHeads * c.headDim, kvWidth = c.numKeyValueHeads * c.headDim
-        let attention = AttentionWeights(
-            q: try linear(p + "self_attn.q_proj", out: qWidth, in: h, bias: c.qkvBias),
-            k: try linear(p + "self_attn.k_proj", out: kvWidth, in: h, bias: c.qkvBias),
-            v: try linear(p + "self_attn.v_proj", out: kvWidth, in: h, bias: c.qkvBias),
-            o: try linear(p + "self_attn.o_proj", out: h, in: qWidth, bias: c.outputBias),
-            qNorm: try qkNorm(p + "self_attn.q_norm.weight", wholeWidth: qWidth),
-            kNorm: try qkNorm(p + "self_attn.k_norm.weight", wholeWidth: kvWidth))
+        let attention: LayerAttention
+        if let mla = c.mla {
+            attention = .latent(try latentAttention(p + "self_attn.", mla))
+        } else {
+            attention = .grouped(AttentionWeights(
+                q: try linear(p + "self_attn.q_proj", out: qWidth, in: h, bias: c.qkvBias),
+                k: try linear(p + "self_attn.k_proj", out: kvWidth, in: h, bias: c.qkvBias),
+                v: try linear(p + "self_attn.v_proj", out: kvWidth, in: h, bias: c.qkvBias),
+                o: try linear(p + "self_attn.o_proj", out: h, in: qWidth, bias: c.outputBias),
+                qNorm: try qkNorm(p + "self_attn.q_norm.weight", wholeWidth: qWidth),
+                kNorm: try qkNorm(p + "self_attn.k_norm.weight", wholeWidth: kvWidth)))
+        }
         let mlp: LayerMLP = section.isMoELayer(l, config: c)
             ? .moe(try moeBlock(l, moeIndex: moeIndex))
             : .dense(try swiglu(p + "mlp.", ("gate_proj", "up_proj", "down_proj"),
                                 width: section.denseLayers[l].flatMap { $0 } ?? c.intermediateSize))
         return DecoderLayer(inputNorm: try weight(p + "input_layernorm.weight", [h]), attention: attention,
                             postAttentionNorm: try weight(p + "post_attention_layernorm.weight", [h]), mlp: mlp)
+    }
+
+    /// The multi-head latent attention under `p` (`DeepseekV2Attention.__init__`).
+    private func latentAttention(_ p: String, _ mla: MLAConfig) throws -> LatentAttentionWeights {
+        let c = config, h = c.hiddenSize, nh = c.numAttentionHeads, bias = mla.attentionBias
+        let query: LatentAttentionWeights.Query
+        if let rank = mla.qLoraRank {
+            query = .compressed(a: try linear(p + "q_a_proj", out: rank, in: h, bias: bias),
+                                norm: try weight(p + "q_a_layernorm.weight", [rank]),
+                                b: try linear(p + "q_b_proj", out: nh * mla.qkHeadDim, in: rank))
+        } else {
+            query = .direct(try linear(p + "q_proj", out: nh * mla.qkHeadDim, in: h))
+        }
+        return LatentAttentionWeights(
+            query: query,
+            kvA: try linear(p + "kv_a_proj_with_mqa", out: mla.cacheWidth, in: h, bias: bias),
+            kvANorm: try weight(p + "kv_a_layernorm.weight", [mla.kvLoraRank]),
+            kvB: try checkpoint.matrix(p + "kv_b_proj.weight", shape: [nh * (mla.qkNopeHeadDim + mla.vHeadDim), mla.kvLoraRank]),
+            o: try linear(p + "o_proj", out: h, in: nh * mla.vHeadDim, bias: bias))
     }
 
     private func qkNorm(_ name: String, wholeWidth: Int) throws -> Weight? {
@@ -116,7 +143,13 @@ struct LayerLoader {
         }
         let router = try RouterFactory.makeRouter(section.router(layer: l), for: context, origin: .checkpoint)
         var shared: SharedExpert?
-        if c.sharedExpertIntermediateSize > 0 {
+        if c.sharedExpertIntermediateSize > 0, c.mla != nil {
+            // DeepSeekMoE's shared experts: one ungated MLP of n_shared_experts × moe_intermediate_size.
+            shared = SharedExpert(
+                expert: try swiglu(block + "shared_experts.", ("gate_proj", "up_proj", "down_proj"),
+                                   width: c.sharedExpertIntermediateSize),
+                gate: nil)
+        } else if c.sharedExpertIntermediateSize > 0 {
             shared = SharedExpert(
                 expert: try swiglu(block + "shared_expert.", ("gate_proj", "up_proj", "down_proj"),
                                    width: c.sharedExpertIntermediateSize),

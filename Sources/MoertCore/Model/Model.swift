@@ -79,8 +79,12 @@ public final class Model: @unchecked Sendable {
         finalNorm = try loader.weight("model.norm.weight", [h])
         lmHead = c.tieWordEmbeddings ? Linear(weight: embedding) : try loader.linear("lm_head", out: c.vocabSize, in: h)
 
-        let ignorable = ckpt.unusedTensors.filter {
-            !($0.hasSuffix("rotary_emb.inv_freq") || (c.tieWordEmbeddings && $0 == "lm_head.weight"))
+        // DeepSeek-V3's multi-token-prediction layers follow the decoder layers (model.layers.<num_hidden_layers + i>.)
+        // and are skipped: moert predicts one token at a time, as transformers' DeepseekV3ForCausalLM does.
+        let mtpPrefixes = (0..<c.numNextnPredictLayers).map { "model.layers.\(c.numHiddenLayers + $0)." }
+        let ignorable = ckpt.unusedTensors.filter { name in
+            !(name.hasSuffix("rotary_emb.inv_freq") || (c.tieWordEmbeddings && name == "lm_head.weight")
+              || mtpPrefixes.contains { name.hasPrefix($0) })
         }
         if let first = ignorable.first {
             let more = ignorable.count > 1 ? " (and \(ignorable.count - 1) more)" : ""
@@ -92,7 +96,7 @@ public final class Model: @unchecked Sendable {
             throw MoertError.unsupported("\(path): tensor \(first)\(more) is not used by \(c.architecture.rawValue) with the configured routers and experts; the checkpoint has features moert does not support")
         }
         contextLength = options.maxContext > 0 ? min(options.maxContext, c.maxPositionEmbeddings) : c.maxPositionEmbeddings
-        rope = Rope(headDim: c.headDim, theta: c.ropeTheta)
+        rope = Rope(c.rope)
         switch options.expertBudget {
         case nil: break
         case .bytes(let b): store.budget = b
@@ -109,7 +113,10 @@ public final class Model: @unchecked Sendable {
     public var kernelWorkload: KernelWorkload {
         var storages = [lmHead.weight.storage]
         for layer in layers {
-            storages += [layer.attention.q.weight.storage, layer.attention.o.weight.storage]
+            switch layer.attention {
+            case .grouped(let a): storages += [a.q.weight.storage, a.o.weight.storage]
+            case .latent(let a): storages += [a.kvA.weight.storage, a.o.weight.storage]
+            }
             switch layer.mlp {
             case .dense(let mlp): storages.append(mlp.gate.weight.storage)
             case .moe(let block): storages += block.experts.compactMap { ($0 as? StoredExpert)?.storage }
@@ -135,7 +142,8 @@ public final class Model: @unchecked Sendable {
             }
         }
         if c.sharedExpertIntermediateSize > 0, section.sharedExpert != nil || !section.layerSharedExperts.isEmpty {
-            throw MoertError.format("\(section.source): shared_expert: \(c.architecture.rawValue) has its own shared expert (config.json's shared_expert_intermediate_size)")
+            let key = c.mla == nil ? "shared_expert_intermediate_size" : "n_shared_experts"
+            throw MoertError.format("\(section.source): shared_expert: \(c.architecture.rawValue) has its own shared expert (config.json's \(key))")
         }
     }
 

@@ -14,7 +14,10 @@ extension Session {
     public var contextShiftUnsupportedReason: String? { Self.contextShiftUnsupportedReason(model) }
 
     /// Why sessions of `model` cannot shift their context, or nil when they can (see the instance property).
-    static func contextShiftUnsupportedReason(_ model: Model) -> String? {
+    public static func contextShiftUnsupportedReason(_ model: Model) -> String? {
+        if let mla = model.config.mla {
+            return "the model's multi-head latent attention caches compressed keys (kv_lora_rank \(mla.kvLoraRank)), which moert does not shift"
+        }
         if let w = model.config.slidingWindow {
             return "the model attends within a sliding window of \(w) tokens (config.json sliding_window), which a context shift would not keep"
         }
@@ -43,7 +46,7 @@ extension Session {
             while done < moved {
                 let n = min(perBatch, moved - done), from = keep + discard + done, to = keep + done
                 cache.load(layer: l, from: from, count: n, keys: scratch)
-                for r in 0..<n { model.rope.apply(scratch + r * kvw, heads: c.numKeyValueHeads, position: -discard) }
+                for r in 0..<n { model.rope.shift(scratch + r * kvw, heads: c.numKeyValueHeads, stride: c.headDim, by: -discard) }
                 cache.store(layer: l, position: to, keys: scratch, count: n)
                 memmove(values + to * rowBytes, values + from * rowBytes, n * rowBytes)
                 done += n

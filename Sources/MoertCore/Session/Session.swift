@@ -45,7 +45,7 @@ public final class Session {
     /// Element type of the KV cache.
     public var kvType: KVCacheType { cache.type }
     /// Bytes of the KV cache (every layer and position of its capacity).
-    public var kvCacheBytes: Int { cache.bytes }
+    public var kvCacheBytes: Int { cache.bytes + (latentCache?.bytes ?? 0) }
     /// Logits of the last evaluated position, when the last evaluation produced them (a copy).
     public var lastLogits: [Float]? {
         hasLastLogits ? Array(UnsafeBufferPointer(start: lastLogitsBuffer.pointer, count: lastLogitsBuffer.count)) : nil
@@ -59,6 +59,8 @@ public final class Session {
     let history: UnsafeMutableBufferPointer<Int32>
 
     let cache: KVCache
+    /// The latent cache of multi-head latent attention (then `cache` holds no layers); nil otherwise.
+    let latentCache: LatentCache?
     let ws: Workspace
     /// Routing overrides and records of this session.
     let routing: SessionRouting
@@ -83,9 +85,13 @@ public final class Session {
         contextShift = options.contextShift
         keepTokens = options.keepTokens
         let c = model.config
-        if let reason = options.kvType.unsupportedReason(headDim: c.headDim) { throw MoertError.invalid(reason) }
-        cache = try KVCache(type: options.kvType, layers: c.numHiddenLayers, capacity: contextLength,
+        if let reason = c.kvCacheUnsupportedReason(options.kvType) { throw MoertError.invalid(reason) }
+        cache = try KVCache(type: options.kvType, layers: c.mla == nil ? c.numHiddenLayers : 0, capacity: contextLength,
                             rowWidth: c.numKeyValueHeads * c.headDim)
+        let capacity = contextLength
+        latentCache = try c.mla.map {
+            try LatentCache(type: options.kvType, layers: c.numHiddenLayers, capacity: capacity, width: $0.cacheWidth)
+        }
         ws = try Workspace(model: model, batch: maxBatch, context: contextLength, kvType: options.kvType)
         routing = try SessionRouting(model: model, batch: maxBatch, workspace: ws.moe)
         lastLogitsBuffer = try FloatBuffer(count: c.vocabSize)
@@ -198,7 +204,10 @@ public final class Session {
         for (l, layer) in model.layers.enumerated() {
             // attention block with pre-norm and residual
             rmsNorm(x, weight: layer.inputNorm.data, rows: n, dim: h, eps: c.rmsNormEps, into: xn)
-            attention(layer.attention, layer: l, xn, count: n, into: tmp)
+            switch layer.attention {
+            case .grouped(let a): attention(a, layer: l, xn, count: n, into: tmp)
+            case .latent(let a): latentAttention(a, layer: l, xn, count: n, into: tmp)
+            }
             addInPlace(x, tmp, count: n * h)
             // MLP block with pre-norm and residual
             rmsNorm(x, weight: layer.postAttentionNorm.data, rows: n, dim: h, eps: c.rmsNormEps, into: xn)

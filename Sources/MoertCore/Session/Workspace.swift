@@ -26,6 +26,8 @@ final class Workspace {
     let products: FloatBuffer
     /// MoE dispatch, experts and dense MLPs.
     let moe: MoEWorkspace
+    /// Multi-head latent attention's buffers; nil for grouped-query attention.
+    let latent: LatentWorkspace?
 
     /// Buffers for `model` with batches of up to `batch` tokens and a cache of `context` positions of `kvType`.
     /// - Throws: `MoertError` (`.outOfMemory`).
@@ -41,13 +43,22 @@ final class Workspace {
         ctx = try FloatBuffer(count: batch * qw)
         scores = try FloatBuffer(count: batch * context)
         decodeScratch = try FloatBuffer(count: Int(moert_attention_decode_scratch(Int32(c.numAttentionHeads), Int32(c.headDim), Int64(context))))
-        widenedKV = kvType == .f32 ? nil : (try FloatBuffer(count: context * kvw), try FloatBuffer(count: context * kvw))
+        widenedKV = kvType == .f32 || c.mla != nil ? nil : (try FloatBuffer(count: context * kvw), try FloatBuffer(count: context * kvw))
+        latent = try c.mla.map { try LatentWorkspace(c, $0, batch: batch, context: context, kvType: kvType) }
 
         var products = model.lmHead.scratchCount(rows: batch)
         var expertScratch = 0
         for layer in model.layers {
-            let a = layer.attention
-            for linear in [a.q, a.k, a.v, a.o] { products = max(products, linear.scratchCount(rows: batch)) }
+            let linears: [Linear]
+            switch layer.attention {
+            case .grouped(let a): linears = [a.q, a.k, a.v, a.o]
+            case .latent(let a):
+                switch a.query {
+                case .direct(let q): linears = [q, a.kvA, a.o]
+                case .compressed(let qa, _, let qb): linears = [qa, qb, a.kvA, a.o]
+                }
+            }
+            for linear in linears { products = max(products, linear.scratchCount(rows: batch)) }
             switch layer.mlp {
             case .moe(let block): expertScratch = max(expertScratch, block.scratchCount(tokens: batch))
             case .dense(let mlp): expertScratch = max(expertScratch, mlp.scratchCount(tokens: batch))

@@ -171,10 +171,11 @@ static void config_eos_token_ids(json_span config, expected_info *want) {
 static uint64_t config_moe_layers(json_span config, int64_t n_layers) {
     json_span only, v;
     int64_t step = json_get_int(config, "decoder_sparse_step", 1), layer;
+    int64_t first_moe = json_get_int(config, "first_k_dense_replace", 0); /* DeepSeek: dense layers first */
     uint64_t mask = 0;
     int has_only = json_object_get(config, "mlp_only_layers", &only);
     for (int64_t l = 0; l < n_layers && l < 64; l++) {
-        int dense = step > 1 && (l + 1) % step != 0;
+        int dense = (step > 1 && (l + 1) % step != 0) || l < first_moe;
         for (size_t i = 0; has_only && json_array_get(only, i, &v); i++) {
             if (json_int(v, &layer) && layer == l) dense = 1;
         }
@@ -211,11 +212,22 @@ static int read_config(const char *dir, expected_info *want) {
         want->n_layers = json_get_int(config, "num_hidden_layers", -1);
         want->moe_layer_mask = config_moe_layers(config, want->n_layers);
         want->n_moe_layers = bit_count(want->moe_layer_mask);
-        want->n_experts = json_get_int(config, "num_local_experts", json_get_int(config, "num_experts", -1));
+        want->n_experts = json_get_int(config, "num_local_experts",
+                                       json_get_int(config, "num_experts", json_get_int(config, "n_routed_experts", -1)));
         want->n_experts_per_tok = json_get_int(config, "num_experts_per_tok", -1);
         want->n_heads = json_get_int(config, "num_attention_heads", -1);
         want->n_kv_heads = json_get_int(config, "num_key_value_heads", want->n_heads);
         want->head_dim = json_get_int(config, "head_dim", want->n_heads > 0 ? want->hidden_size / want->n_heads : -1);
+        want->cache_values = 2 * want->n_kv_heads * want->head_dim;
+        want->latent = json_get_int(config, "kv_lora_rank", -1) > 0;
+        if (want->latent) {
+            /* DeepSeek: a query/key head is qk_nope_head_dim + qk_rope_head_dim (config.json's head_dim is the rope
+               part alone); the cache holds the latent and the shared rope key. */
+            int64_t rope = json_get_int(config, "qk_rope_head_dim", -1);
+            want->head_dim = json_get_int(config, "qk_nope_head_dim", -1) + rope;
+            want->cache_values = json_get_int(config, "kv_lora_rank", -1) + rope;
+            want->n_mtp_layers = json_get_int(config, "num_nextn_predict_layers", 0);
+        }
         /* No fixture has a sliding window shorter than max_position_embeddings. */
         want->context_length = json_get_int(config, "max_position_embeddings", -1);
         want->bos_token_id = config_token_id(config, "bos_token_id");
@@ -234,6 +246,7 @@ static int read_config(const char *dir, expected_info *want) {
 /** Accumulator for the tensors of a model's safetensors files. */
 typedef struct weight_census {
     const st_file *file;
+    int64_t first_mtp_layer, n_mtp_layers; /* model.layers.<first ..< first + n>.* are not the model's */
     int64_t n_params;
     int dtypes; /* bit set of MOERT_DTYPE_F32/F16/BF16 seen */
     int bad;
@@ -250,6 +263,11 @@ static void census_visit(json_span key, json_span value, void *ctx) {
         return;
     }
     if (key.n >= sizeof rotary - 1 && memcmp(key.p + key.n - (sizeof rotary - 1), rotary, sizeof rotary - 1) == 0) return;
+    for (int64_t l = c->first_mtp_layer; l < c->first_mtp_layer + c->n_mtp_layers; l++) {
+        char prefix[48];
+        int n = snprintf(prefix, sizeof prefix, "model.layers.%lld.", (long long)l);
+        if (n > 0 && key.n >= (size_t)n && memcmp(key.p, prefix, (size_t)n) == 0) return;
+    }
     c->n_params += (int64_t)t.count;
     if (!strcmp(t.dtype, "F32")) c->dtypes |= 1 << MOERT_DTYPE_F32;
     else if (!strcmp(t.dtype, "F16")) c->dtypes |= 1 << MOERT_DTYPE_F16;
@@ -267,7 +285,7 @@ static int is_weight_file(const char *name) {
 /** Fills the weight-file part of `want` from the headers of the directory's model*.safetensors files. */
 static int read_weight_files(const char *dir, expected_info *want) {
     DIR *d = opendir(dir);
-    weight_census census = {NULL, 0, 0, 0};
+    weight_census census = {NULL, want->n_layers, want->n_mtp_layers, 0, 0, 0};
     struct dirent *e;
     if (!d) return 0;
     want->file_bytes = 0;

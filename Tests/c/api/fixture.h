@@ -21,6 +21,10 @@ typedef struct expected_info {
     int32_t dtype;       /* from the dtypes found in the model's safetensors headers */
     int64_t n_params;    /* elements of the stored weights (rotary buffers excluded) */
     int64_t file_bytes;  /* sizes of the model's safetensors files */
+    int latent;          /* multi-head latent attention (DeepSeek): the cache holds one latent row per position */
+    int64_t cache_values; /* values cached per position and layer: 2 x kv heads x head_dim, or kv_lora_rank +
+                             qk_rope_head_dim */
+    int64_t n_mtp_layers; /* DeepSeek-V3 multi-token-prediction layers after the decoder layers (not counted) */
 } expected_info;
 
 /** One fixture directory with its reference outputs. */

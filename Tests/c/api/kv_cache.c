@@ -28,7 +28,7 @@ void test_kv_types(const fixture *fx, moert_model *model) {
     int64_t f32_bytes = 0;
     for (int32_t type = MOERT_KV_TYPE_F32; type <= MOERT_KV_TYPE_Q8_0 && logits; type++) {
         moert_session *s = NULL;
-        if (type == MOERT_KV_TYPE_Q8_0 && fx->want.head_dim % 32 != 0) {
+        if (type == MOERT_KV_TYPE_Q8_0 && (fx->want.latent ? fx->want.cache_values : fx->want.head_dim) % 32 != 0) {
             CHECK_STATUS(create(model, type, 0, 32, 0, &s), MOERT_ERR_INVALID_ARGUMENT, "q8_0 with heads of no 32-blocks");
             CHECK(s == NULL && strstr(moert_last_error(), "multiple of 32") != NULL, "q8_0 refusal: %s", moert_last_error());
             continue;
@@ -37,8 +37,7 @@ void test_kv_types(const fixture *fx, moert_model *model) {
         int64_t bytes = moert_session_kv_bytes(s);
         if (type == MOERT_KV_TYPE_F32) {
             f32_bytes = bytes;
-            CHECK(bytes == 2 * fx->want.n_layers * 32 * fx->want.n_kv_heads * fx->want.head_dim * 4,
-                  "f32 cache of %lld bytes", (long long)bytes);
+            CHECK(bytes == fx->want.n_layers * 32 * fx->want.cache_values * 4, "f32 cache of %lld bytes", (long long)bytes);
         } else {
             int64_t want = type == MOERT_KV_TYPE_Q8_0 ? f32_bytes * 34 / 128 : f32_bytes / 2;
             CHECK(bytes == want, "type %d cache of %lld bytes, want %lld", type, (long long)bytes, (long long)want);
@@ -57,6 +56,17 @@ void test_kv_types(const fixture *fx, moert_model *model) {
     goes past n_ctx and without it stops there. */
 void test_context_shift(const fixture *fx, moert_model *model) {
     moert_session *s = NULL;
+    if (fx->want.latent) {
+        /* The latent cache is not shifted: the flag and the call are refused, naming why. */
+        CHECK_STATUS(create(model, 0, MOERT_SESSION_CONTEXT_SHIFT, 32, 0, &s), MOERT_ERR_UNSUPPORTED, "latent cache shift flag");
+        CHECK(s == NULL && strstr(moert_last_error(), "kv_lora_rank") != NULL, "refusal: %s", moert_last_error());
+        if (CHECK_STATUS(create(model, 0, 0, 16, 0, &s), MOERT_OK, "session of 16")) {
+            CHECK_STATUS(moert_session_eval(s, fx->prompt, fx->n_prompt, MOERT_LOGITS_NONE, NULL, 0), MOERT_OK, "prompt");
+            CHECK_STATUS(moert_session_shift(s, 1, 2), MOERT_ERR_UNSUPPORTED, "shift(1, 2) of a latent cache");
+            moert_session_free(s);
+        }
+        return;
+    }
     CHECK_STATUS(create(model, 4, 0, 32, 0, &s), MOERT_ERR_INVALID_ARGUMENT, "kv_type 4");
     CHECK_STATUS(create(model, -1, 0, 32, 0, &s), MOERT_ERR_INVALID_ARGUMENT, "kv_type -1");
     CHECK_STATUS(create(model, 0, 0x2, 32, 0, &s), MOERT_ERR_INVALID_ARGUMENT, "unknown flag bit");

@@ -495,7 +495,9 @@ void test_info(const Fixture &fx, const moert::Model &model) {
     CHECK(info.n_heads == static_cast<int32_t>(c["num_attention_heads"].number), "n_heads");
     CHECK(info.n_kv_heads == static_cast<int32_t>(c["num_key_value_heads"].number), "n_kv_heads");
     CHECK(info.n_experts_per_tok == static_cast<int32_t>(c["num_experts_per_tok"].number), "n_experts_per_tok");
-    double experts = c["num_local_experts"].type == Json::Type::number ? c["num_local_experts"].number : c["num_experts"].number;
+    double experts = c["num_local_experts"].type == Json::Type::number ? c["num_local_experts"].number
+                     : c["num_experts"].type == Json::Type::number     ? c["num_experts"].number
+                                                                       : c["n_routed_experts"].number;  // DeepSeek
     CHECK(info.n_experts == static_cast<int32_t>(experts), "n_experts");
     CHECK(info.context_length == static_cast<int64_t>(c["max_position_embeddings"].number), "context_length");
     const Json &eos = c["eos_token_id"];
@@ -1975,7 +1977,8 @@ int main(int argc, char **argv) {
     }
     const std::string root = argv[1];
     run_group("library", test_library);
-    for (const char *name : {"mixtral", "mixtral_bf16", "mixtral_sharded", "mixtral_hd64", "qwen2_moe", "qwen3_moe", "olmoe"}) {
+    for (const char *name : {"mixtral", "mixtral_bf16", "mixtral_sharded", "mixtral_hd64", "qwen2_moe", "qwen3_moe", "olmoe",
+                             "deepseek_v2", "deepseek_v2_lite"}) {
         test_fixture(root, name);
     }
     run_group("KV cache types and context shift", [&] { test_kv_cache(root); });

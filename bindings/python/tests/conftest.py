@@ -14,7 +14,10 @@ import pytest
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 REPO_ROOT = PACKAGE_ROOT.parent.parent
 FIXTURES = Path(__file__).resolve().parent / ".." / ".." / ".." / "Tests" / "fixtures"
-FIXTURE_NAMES = ["mixtral", "mixtral_bf16", "mixtral_sharded", "mixtral_hd64", "qwen2_moe", "qwen3_moe", "olmoe", "qwen3_moe_fp8"]
+FIXTURE_NAMES = [
+    "mixtral", "mixtral_bf16", "mixtral_sharded", "mixtral_hd64", "qwen2_moe", "qwen3_moe", "olmoe", "qwen3_moe_fp8",
+    "deepseek_v2", "deepseek_v2_lite", "deepseek_v2_group", "deepseek_v3", "deepseek_v3_dense",
+]
 
 # Test this checkout's package, not an installed copy.
 sys.path.insert(0, str(PACKAGE_ROOT))
@@ -72,11 +75,30 @@ def config(name: str) -> Dict[str, Any]:
 
 def moe_layer_indices(name: str) -> List[int]:
     """Decoder layers with an MoE block, as the HF modeling files decide (Qwen2Moe/Qwen3Moe: mlp_only_layers and
-    decoder_sparse_step; Mixtral and OLMoE: every layer)."""
+    decoder_sparse_step; DeepSeek: from first_k_dense_replace on; Mixtral and OLMoE: every layer)."""
     cfg = config(name)
     only_mlp = set(cfg.get("mlp_only_layers") or [])
     step = cfg.get("decoder_sparse_step") or 1
-    return [i for i in range(cfg["num_hidden_layers"]) if i not in only_mlp and (i + 1) % step == 0]
+    first = cfg.get("first_k_dense_replace") or 0
+    return [i for i in range(first, cfg["num_hidden_layers"]) if i not in only_mlp and (i + 1) % step == 0]
+
+
+def head_dim(name: str) -> int:
+    """Width of a query/key head: head_dim, hidden / heads, or DeepSeek's qk_nope_head_dim + qk_rope_head_dim (its
+    config.json's head_dim is the rope part alone)."""
+    c = config(name)
+    if "kv_lora_rank" in c:
+        return c["qk_nope_head_dim"] + c["qk_rope_head_dim"]
+    return c.get("head_dim") or c["hidden_size"] // c["num_attention_heads"]
+
+
+def cache_values(name: str) -> int:
+    """Values the KV cache holds per position and layer: keys and values of every key/value head, or DeepSeek's
+    latent and shared rope key (kv_lora_rank + qk_rope_head_dim)."""
+    c = config(name)
+    if "kv_lora_rank" in c:
+        return c["kv_lora_rank"] + c["qk_rope_head_dim"]
+    return 2 * c.get("num_key_value_heads", c["num_attention_heads"]) * head_dim(name)
 
 
 @pytest.fixture(params=FIXTURE_NAMES)

@@ -13,23 +13,30 @@ from typing import Dict, List, Tuple
 import pytest
 
 import moert
-from conftest import config, fixture_dir, moe_layer_indices, reference
+from conftest import config, fixture_dir, head_dim, moe_layer_indices, reference
 
 _DTYPE_NAMES = {"F32": "f32", "F16": "f16", "BF16": "bf16"}
 
 
 ROUTED_EXPERT = re.compile(r"\.experts\.\d+\.")
+LAYER = re.compile(r"^model\.layers\.(\d+)\.")
 
 
 def checkpoint_facts(name: str) -> Tuple[int, int, List[str], int]:
     """(parameter count, bytes of the safetensors files, dtypes stored, parameters of routed experts) of a fixture."""
     n_params, n_bytes, dtypes, n_expert = 0, 0, set(), 0
+    cfg = config(name)
+    # DeepSeek-V3's multi-token-prediction layers follow the decoder layers; moert skips them.
+    n_layers, n_mtp = cfg["num_hidden_layers"], cfg.get("num_nextn_predict_layers", 0)
     for path in sorted(fixture_dir(name).glob("model*.safetensors")):
         data = path.read_bytes()
         (header_len,) = struct.unpack("<Q", data[:8])
         header: Dict[str, Dict] = json.loads(data[8 : 8 + header_len])
         for key, entry in header.items():
             if key == "__metadata__":
+                continue
+            layer = LAYER.match(key)
+            if layer and n_layers <= int(layer.group(1)) < n_layers + n_mtp:
                 continue
             count = 1
             for dim in entry["shape"]:
@@ -51,11 +58,11 @@ def test_info_matches_config(model: moert.Model, fixture_name: str) -> None:
     assert info.hidden_size == cfg["hidden_size"]
     assert info.n_layers == cfg["num_hidden_layers"]
     assert info.n_moe_layers == len(moe_layer_indices(fixture_name))
-    assert info.n_experts == cfg.get("num_local_experts", cfg.get("num_experts"))
+    assert info.n_experts == cfg.get("num_local_experts", cfg.get("num_experts", cfg.get("n_routed_experts")))
     assert info.n_experts_per_tok == cfg["num_experts_per_tok"]
     assert info.n_heads == heads
     assert info.n_kv_heads == cfg.get("num_key_value_heads", heads)
-    assert info.head_dim == (cfg.get("head_dim") or cfg["hidden_size"] // heads)
+    assert info.head_dim == head_dim(fixture_name)
     assert info.context_length == cfg["max_position_embeddings"]
     assert info.bos_token_id == cfg.get("bos_token_id")
     eos = cfg.get("eos_token_id")
@@ -83,7 +90,10 @@ def test_info_matches_checkpoint(model: moert.Model, fixture_name: str) -> None:
     with model.session() as session:
         session.eval(reference(fixture_name)["prompt"])
     stats = model.memory_stats()
-    assert 0 < stats.expert_bytes_resident <= stats.expert_bytes_total
+    if n_expert:
+        assert 0 < stats.expert_bytes_resident <= stats.expert_bytes_total
+    else:  # every layer dense (deepseek_v3_dense)
+        assert stats.expert_bytes_resident == stats.expert_bytes_total == 0
     assert model.info.weight_bytes == stats.converted_bytes + stats.expert_bytes_resident  # info is read anew
 
 

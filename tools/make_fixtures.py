@@ -506,6 +506,44 @@ FIXTURES += [
         router_std=0.6,
         mtp_layers=1,
     ),
+    # GLM-4.5 MoE: DeepSeek-V3's routing (sigmoid, e_score_correction_bias, n_group 2) with grouped-query attention,
+    # biases on q/k/v, per-head q/k norms, partial rotary (half of each head), a dense first layer, a shared expert
+    # and a multi-token-prediction layer appended.
+    Fixture(
+        name="glm4_moe",
+        arch="Glm4MoeForCausalLM",
+        config_cls="Glm4MoeConfig",
+        config=dict(
+            COMMON,
+            num_hidden_layers=3,
+            head_dim=16,
+            partial_rotary_factor=0.5,
+            use_qk_norm=True,
+            attention_bias=True,
+            intermediate_size=64,
+            moe_intermediate_size=32,
+            n_routed_experts=8,
+            num_experts_per_tok=2,
+            n_shared_experts=1,
+            first_k_dense_replace=1,
+            n_group=2,
+            topk_group=1,
+            norm_topk_prob=True,
+            routed_scaling_factor=2.5,
+            rms_norm_eps=1e-5,
+            rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
+            num_mtp_layers=1,
+            tie_word_embeddings=False,
+            bos_token_id=None,
+            eos_token_id=254,
+            pad_token_id=None,
+        ),
+        disk_dtype="float32",
+        seed=13000,
+        prompt=[71, 150, 9, 222, 38, 104, 187],
+        router_std=0.6,
+        mtp_layers=1,
+    ),
 ]
 
 
@@ -614,7 +652,7 @@ def dense_layers(model) -> list[int]:
 
 def routing_method(config) -> str:
     """How the fixture's router selects experts: softmax_greedy, group_limited_greedy or noaux_tc."""
-    if config.model_type == "deepseek_v3":
+    if config.model_type in ("deepseek_v3", "glm4_moe"):
         return "noaux_tc"
     if config.model_type == "deepseek_v2" and config.topk_method == "group_limited_greedy":
         return "group_limited_greedy"
@@ -914,7 +952,7 @@ def verify_saved(fx: Fixture, path: Path) -> None:
 
 
 def append_mtp_tensors(fx: Fixture, path: Path) -> None:
-    """Append DeepSeek-V3 multi-token-prediction layers as the published checkpoints hold them
+    """Append DeepSeek-V3 (or GLM-4.5) multi-token-prediction layers as the published checkpoints hold them
     (model.layers.<num_hidden_layers + i>.{enorm, hnorm, eh_proj, shared_head, a decoder layer}); transformers
     does not run them (DeepseekV3PreTrainedModel._keys_to_ignore_on_load_unexpected), nor does moert."""
     from safetensors import safe_open
@@ -932,7 +970,8 @@ def append_mtp_tensors(fx: Fixture, path: Path) -> None:
             "enorm.weight": [h], "hnorm.weight": [h], "eh_proj.weight": [h, 2 * h],
             "shared_head.norm.weight": [h], "shared_head.head.weight": [cfg["vocab_size"], h],
             "input_layernorm.weight": [h],
-            "self_attn.kv_a_proj_with_mqa.weight": [cfg["kv_lora_rank"] + cfg["qk_rope_head_dim"], h],
+            **({"self_attn.kv_a_proj_with_mqa.weight": [cfg["kv_lora_rank"] + cfg["qk_rope_head_dim"], h]}
+               if "kv_lora_rank" in cfg else {"self_attn.q_proj.weight": [cfg["num_attention_heads"] * cfg["head_dim"], h]}),
             "mlp.gate.weight": [cfg["n_routed_experts"], h],
             "mlp.experts.0.gate_proj.weight": [cfg["moe_intermediate_size"], h],
         }

@@ -8,7 +8,10 @@ extension ModelConfig {
     /// it: `rope_scaling` (older files) or `rope_parameters` (transformers 5), `rope_type` (or `type`) default or
     /// yarn, `rope_theta` inside or at the top level (10000 when absent).
     /// - Throws: `MoertError` (`.format` for ill-typed values, `.unsupported` naming any other rope type).
-    static func rope(_ keys: _ConfigReader, headDim: Int, maxPositionEmbeddings: Int, source: String) throws -> RopeConfig {
+    /// `partialRotary`: the architecture rotates only part of each head, by this factor when config.json names
+    /// none (GLM-4.5: 0.5); nil when it rotates whole heads, for which another factor is refused.
+    static func rope(_ keys: _ConfigReader, headDim: Int, maxPositionEmbeddings: Int, partialRotary: Double? = nil,
+                     source: String) throws -> RopeConfig {
         var params: [String: JSON] = [:], key = "rope_parameters"
         for name in ["rope_scaling", "rope_parameters"] {
             guard let p = keys.raw(name), !p.isNull else { continue }
@@ -61,8 +64,22 @@ extension ModelConfig {
         default:
             throw MoertError.unsupported("\(source): \(key) rope_type \"\(type)\" is not supported (supported: default, yarn)")
         }
-        if let f = try number("partial_rotary_factor"), f != 1 {
-            throw MoertError.unsupported("\(source): \(key).partial_rotary_factor \(f) is not supported")
+        // Inside rope_parameters (transformers 5) or at the top level (older files).
+        var factor = try number("partial_rotary_factor")
+        if factor == nil, let top = keys.raw("partial_rotary_factor"), !top.isNull {
+            guard let d = top.double, d.isFinite else { throw MoertError.format("\(source): partial_rotary_factor must be a number") }
+            factor = d
+        }
+        if let defaultFactor = partialRotary {
+            let f = factor ?? defaultFactor
+            guard f > 0, f <= 1 else { throw MoertError.format("\(source): partial_rotary_factor must be in (0, 1], got \(f)") }
+            let width = Int(Double(headDim) * f)  // int(head_dim * partial_rotary_factor)
+            guard width >= 2, width % 2 == 0 else {
+                throw MoertError.format("\(source): partial_rotary_factor \(f) rotates \(width) of the \(headDim) values of a head; an even number >= 2 is needed")
+            }
+            rope.rotaryDim = width
+        } else if let f = factor, f != 1 {
+            throw MoertError.unsupported("\(source): partial_rotary_factor \(f) is not supported for this architecture (it rotates whole heads)")
         }
         return rope
     }

@@ -11,6 +11,7 @@ public enum Architecture: String, Sendable, CaseIterable {
     case gptOss = "GptOssForCausalLM"
     case deepseekV2 = "DeepseekV2ForCausalLM"
     case deepseekV3 = "DeepseekV3ForCausalLM"
+    case glm4Moe = "Glm4MoeForCausalLM"
 }
 
 /// How an architecture normalises queries and keys before RoPE.
@@ -149,7 +150,8 @@ extension ModelConfig {
         rmsNormEps = Float(try keys.double("rms_norm_eps", default: 1e-6))
         guard rmsNormEps >= 0, rmsNormEps.isFinite else { throw MoertError.format("\(source): rms_norm_eps must be finite and >= 0") }
         maxPositionEmbeddings = try keys.int("max_position_embeddings", min: 1, default: 4096)
-        rope = try Self.rope(keys, headDim: headDim, maxPositionEmbeddings: maxPositionEmbeddings, source: source)
+        rope = try Self.rope(keys, headDim: headDim, maxPositionEmbeddings: maxPositionEmbeddings,
+                             partialRotary: arch == .glm4Moe ? 0.5 : nil, source: source)
         ropeTheta = rope.theta
         tieWordEmbeddings = try keys.bool("tie_word_embeddings", default: false)
         bosTokenId = try keys.optionalTokenId("bos_token_id")
@@ -219,6 +221,19 @@ extension ModelConfig {
             routing.scoring = .softmaxOfTopK
             routing.gateBias = true
             routing.gate = "router"
+        case .glm4Moe:
+            let g = try Self.glm4Moe(keys, layers: numHiddenLayers, source: source)
+            numExperts = g.numExperts
+            intermediateSize = g.intermediateSize
+            moeIntermediateSize = g.moeIntermediateSize
+            sharedExpertIntermediateSize = g.sharedExpertIntermediateSize
+            mlpOnlyLayers = g.denseLayers
+            normTopkProb = g.routing.normalizeTopK
+            routing = g.routing
+            qkvBias = try keys.bool("attention_bias", default: false)
+            outputBias = false  // Glm4MoeAttention: o_proj has no bias
+            qkNorm = try keys.bool("use_qk_norm", default: false) ? .perHead : .none
+            numNextnPredictLayers = g.numNextnPredictLayers
         case .deepseekV2, .deepseekV3:
             let d = try Self.deepSeek(keys, arch: arch, heads: numAttentionHeads, source: source)
             numExperts = d.numExperts
@@ -251,9 +266,6 @@ extension ModelConfig {
             maxPositionEmbeddings = w
         }
         quantization = try QuantizationConfig.parse(keys.raw("quantization_config"), source: source)
-        if let f = keys.raw("partial_rotary_factor")?.double, f != 1 {
-            throw MoertError.unsupported("\(source): partial_rotary_factor \(f) is not supported")
-        }
     }
 
     /// The window the config sets, if any: a sliding window only changes attention once the context exceeds it, so
@@ -263,7 +275,7 @@ extension ModelConfig {
         switch arch {
         case .qwen2Moe, .qwen3Moe: enabled = try keys.bool("use_sliding_window", default: false)
         case .mixtral, .olmoe, .gptOss: enabled = true
-        case .deepseekV2, .deepseekV3: enabled = false  // DeepseekV2/V3Config define no window
+        case .deepseekV2, .deepseekV3, .glm4Moe: enabled = false  // their configs define no window
         }
         guard enabled, let w = keys.raw("sliding_window"), !w.isNull else { return nil }
         guard let window = w.int, window >= 0 else { throw MoertError.format("\(source): sliding_window must be an integer") }

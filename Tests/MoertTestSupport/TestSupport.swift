@@ -16,7 +16,7 @@ public let fixturesDirectory: String = {
 /// Every fixture made by tools/make_fixtures.py.
 public let fixtureNames = ["mixtral", "mixtral_bf16", "mixtral_sharded", "mixtral_hd64", "qwen2_moe", "qwen3_moe", "olmoe",
                                  "qwen3_moe_fp8", "deepseek_v2", "deepseek_v2_lite", "deepseek_v2_group", "deepseek_v3",
-                                 "deepseek_v3_dense"]
+                                 "deepseek_v3_dense", "glm4_moe"]
 
 /// transformers' outputs for a fixture (see tools/make_fixtures.py).
 public struct Reference {

@@ -143,8 +143,8 @@ struct LayerLoader {
         }
         let router = try RouterFactory.makeRouter(section.router(layer: l), for: context, origin: .checkpoint)
         var shared: SharedExpert?
-        if c.sharedExpertIntermediateSize > 0, c.mla != nil {
-            // DeepSeekMoE's shared experts: one ungated MLP of n_shared_experts × moe_intermediate_size.
+        if c.sharedExpertIntermediateSize > 0, c.architecture != .qwen2Moe {
+            // DeepSeekMoE's (and GLM-4.5's) shared experts: one ungated MLP of n_shared_experts × moe_intermediate_size.
             shared = SharedExpert(
                 expert: try swiglu(block + "shared_experts.", ("gate_proj", "up_proj", "down_proj"),
                                    width: c.sharedExpertIntermediateSize),

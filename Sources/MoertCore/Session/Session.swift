@@ -272,8 +272,8 @@ public final class Session {
             clamp(v, count: n * kvw, limit: limit)
         }
         for t in 0..<n {
-            model.rope.apply(q + t * qw, heads: nh, position: position + t)
-            model.rope.apply(k + t * kvw, heads: nkv, position: position + t)
+            model.rope.apply(q + t * qw, heads: nh, stride: hd, position: position + t)
+            model.rope.apply(k + t * kvw, heads: nkv, stride: hd, position: position + t)
         }
         cache.store(layer: l, position: position, keys: k, values: v, count: n)
 

@@ -42,11 +42,16 @@ public struct ModelConfig: Sendable {
     public var rmsNormEps: Float
     /// RoPE base (top level, or inside `rope_parameters`).
     public var ropeTheta: Double
-    /// Longest context the model supports (after a sliding window, if any, caps it).
+    /// Longest context the model supports.
     public var maxPositionEmbeddings: Int
-    /// The sliding attention window that caps `maxPositionEmbeddings` (the config's `sliding_window` when smaller
-    /// than its max_position_embeddings); nil when no window binds.
+    /// The sliding attention window of the windowed layers (config.json `sliding_window`); nil when no layer
+    /// attends within a window shorter than `maxPositionEmbeddings`.
     public var slidingWindow: Int?
+    /// Each layer's attention window (`ModelConfig+Windows.swift`): a query at position p sees the keys at positions
+    /// p - window + 1 ... p; nil for full causal attention. [numHiddenLayers].
+    public var layerWindows: [Int?]
+    /// Each query head adds a learned logit (`self_attn.sinks` [heads]) to its softmax denominator (gpt-oss).
+    public var attentionSinks = false
     /// The LM head is the embedding.
     public var tieWordEmbeddings: Bool
     /// Routed experts per MoE layer.
@@ -77,6 +82,10 @@ public struct ModelConfig: Sendable {
     public var bosTokenId: Int32?
     /// End-of-sequence ids (config.json may name several).
     public var eosTokenIds: [Int32]
+
+    /// The attention window of layer `layer` (0-based): a query at position p sees keys at p - window + 1 ... p;
+    /// nil for full causal attention.
+    public func attentionWindow(layer: Int) -> Int? { layerWindows[layer] }
 
     /// True when layer `layer` (0-based) has a mixture-of-experts MLP (`Qwen2MoeDecoderLayer.__init__`).
     public func isMoELayer(_ layer: Int) -> Bool {
@@ -190,10 +199,9 @@ extension ModelConfig {
         if numExperts > 0 && numExpertsPerTok > numExperts {
             throw MoertError.format("\(source): num_experts_per_tok \(numExpertsPerTok) exceeds the \(numExperts) experts")
         }
-        if let w = try Self.slidingWindow(keys, arch: arch, source: source), w < maxPositionEmbeddings {
-            slidingWindow = w
-            maxPositionEmbeddings = w
-        }
+        layerWindows = try Self.layerWindows(keys, arch: arch, layers: numHiddenLayers,
+                                             maxPositions: maxPositionEmbeddings, source: source)
+        slidingWindow = layerWindows.lazy.compactMap { $0 }.first
         for key in ["quantization_config"] where keys.raw(key).map({ !$0.isNull }) ?? false {
             throw MoertError.unsupported("\(source): \(key) is not supported (quantized checkpoints)")
         }
@@ -220,19 +228,6 @@ extension ModelConfig {
         let theta = try keys.double("rope_theta", default: 10000)
         guard theta > 0, theta.isFinite else { throw MoertError.format("\(source): rope_theta must be a positive number") }
         return theta
-    }
-
-    /// The window the config sets, if any: a sliding window only changes attention once the context exceeds it, so
-    /// it caps the context length instead of being implemented.
-    private static func slidingWindow(_ keys: _ConfigReader, arch: Architecture, source: String) throws -> Int? {
-        let enabled: Bool
-        switch arch {
-        case .qwen2Moe, .qwen3Moe: enabled = try keys.bool("use_sliding_window", default: false)
-        case .mixtral, .olmoe: enabled = true
-        }
-        guard enabled, let w = keys.raw("sliding_window"), !w.isNull else { return nil }
-        guard let window = w.int, window >= 0 else { throw MoertError.format("\(source): sliding_window must be an integer") }
-        return window > 0 ? Int(window) : nil
     }
 }
 

@@ -55,7 +55,7 @@ def ids(values: np.ndarray) -> str:
     return ",".join(str(int(v)) for v in values)
 
 
-@pytest.mark.parametrize("fixture", ["mixtral", "qwen2_moe", "olmoe"])
+@pytest.mark.parametrize("fixture", ["mixtral", "qwen2_moe", "olmoe", "mixtral_window", "qwen2_moe_window"])
 def test_run_writes_the_logits_of_transformers(fixture: str, tmp_path: Path) -> None:
     ref = reference(fixture)
     out = tmp_path / "logits.npy"
@@ -65,7 +65,7 @@ def test_run_writes_the_logits_of_transformers(fixture: str, tmp_path: Path) -> 
     assert np.abs(logits - expected).max() <= 1e-4 * np.abs(expected).max()
 
 
-@pytest.mark.parametrize("fixture", ["mixtral", "qwen3_moe"])
+@pytest.mark.parametrize("fixture", ["mixtral", "qwen3_moe", "mixtral_window", "qwen2_moe_window"])
 def test_generate_tokens_is_the_greedy_continuation(fixture: str) -> None:
     ref = reference(fixture)
     n = len(ref["greedy"])

@@ -215,7 +215,7 @@ static int read_config(const char *dir, expected_info *want) {
         want->n_heads = json_get_int(config, "num_attention_heads", -1);
         want->n_kv_heads = json_get_int(config, "num_key_value_heads", want->n_heads);
         want->head_dim = json_get_int(config, "head_dim", want->n_heads > 0 ? want->hidden_size / want->n_heads : -1);
-        /* No fixture has a sliding window shorter than max_position_embeddings. */
+        /* A sliding window does not cap the context (windowed layers keep a ring buffer). */
         want->context_length = json_get_int(config, "max_position_embeddings", -1);
         want->bos_token_id = config_token_id(config, "bos_token_id");
         want->eos_token_id = config_token_id(config, "eos_token_id");

@@ -14,7 +14,8 @@ import pytest
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 REPO_ROOT = PACKAGE_ROOT.parent.parent
 FIXTURES = Path(__file__).resolve().parent / ".." / ".." / ".." / "Tests" / "fixtures"
-FIXTURE_NAMES = ["mixtral", "mixtral_bf16", "mixtral_sharded", "mixtral_hd64", "qwen2_moe", "qwen3_moe", "olmoe"]
+FIXTURE_NAMES = ["mixtral", "mixtral_bf16", "mixtral_sharded", "mixtral_hd64", "qwen2_moe", "qwen3_moe", "olmoe",
+                 "mixtral_window", "qwen2_moe_window"]
 
 # Test this checkout's package, not an installed copy.
 sys.path.insert(0, str(PACKAGE_ROOT))

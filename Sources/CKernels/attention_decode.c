@@ -10,7 +10,9 @@
 **    independent FMA chains; one horizontal reduction per 4 products).
 **  - Values: in blocks of 32 positions, 32 output dimensions of two query heads accumulate in registers while the
 **    block's rows are read once.
-** Without AVX2 the same arithmetic runs in plain loops. */
+** Without AVX2 the same arithmetic runs in plain loops.
+** A sliding-window layer's ring buffer wraps: a chunk that spans its end runs as two runs of rows, so that a full
+** layer's loops are the same as without windows. An attention sink is merged as one more chunk. */
 #include "kernels_internal.h"
 
 #include <immintrin.h>

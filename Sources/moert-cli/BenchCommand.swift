@@ -147,7 +147,10 @@ func benchDepths(_ args: Arguments, depths: [Int], model: Model, loadSeconds: Do
     let c = model.config
     let rowBytes = session.kvType.bytes(width: c.numKeyValueHeads * c.headDim)
     try printBenchHeader(args, model: model, loadSeconds: loadSeconds)
-    print("kv cache \(session.kvType.rawValue), \(2 * c.numHiddenLayers * rowBytes) bytes per token, context \(session.contextLength)")
+    // Sliding-window layers keep a ring buffer of their window (fixed bytes) once the window is shorter than the context.
+    let rings = c.layerWindows.compactMap { $0.flatMap { $0 < session.contextLength ? $0 : nil } }
+    let fixed = rings.isEmpty ? "" : ", \(2 * rings.reduce(0, +) * rowBytes) bytes fixed (\(rings.count) sliding-window layers)"
+    print("kv cache \(session.kvType.rawValue), \(2 * (c.numHiddenLayers - rings.count) * rowBytes) bytes per token\(fixed), context \(session.contextLength)")
     // Warm-up, as the default protocol's: a prefill that touches the weights (mapped pages, materialised experts).
     try context.prefix(512).withUnsafeBufferPointer { try session.evaluate($0, mode: .none, logits: nil, capacity: 0) }
     for depth in depths {

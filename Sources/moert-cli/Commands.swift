@@ -278,13 +278,21 @@ func infoCommand(_ args: Arguments) throws {
     print("context           \(m.contextLength)")
     print("rope theta        \(c.ropeTheta)")
     print("memory            \(mib(m.checkpoint.mappedBytes)) mapped, \(mib(m.checkpoint.convertedBytes)) converted or copied at load")
-    let kvWidth = c.numKeyValueHeads * c.headDim
-    let perToken = KVCacheType.allCases.map { type -> String in
-        guard type.unsupportedReason(headDim: c.headDim) == nil else { return "\(type.rawValue) -" }
-        return "\(type.rawValue) \(2 * c.numHiddenLayers * type.bytes(width: kvWidth))"
+    // Full-attention layers hold every position; a sliding-window layer a ring buffer of its window.
+    let kvWidth = c.numKeyValueHeads * c.headDim, windows = c.layerWindows.compactMap { $0 }
+    let fullLayers = c.numHiddenLayers - windows.count
+    func bytes(_ rows: Int) -> String {
+        KVCacheType.allCases.map { type -> String in
+            guard type.unsupportedReason(headDim: c.headDim) == nil else { return "\(type.rawValue) -" }
+            return "\(type.rawValue) \(2 * rows * type.bytes(width: kvWidth))"
+        }.joined(separator: ", ")
     }
-    print("kv cache          bytes per token: \(perToken.joined(separator: ", ")) (--kv-type; - : not for this head_dim)")
-    print("context shift     \(m.config.slidingWindow.map { "no: sliding window of \($0) tokens" } ?? "yes (--context-shift)")")
+    print("kv cache          bytes per token: \(bytes(fullLayers)) (--kv-type; - : not for this head_dim)")
+    if let w = c.slidingWindow {
+        print("sliding window    \(windows.count) of \(c.numHiddenLayers) layers attend to the last \(w) positions; fixed bytes: \(bytes(windows.reduce(0, +)))")
+    }
+    if c.attentionSinks { print("attention sinks   a learned logit per query head (self_attn.sinks)") }
+    print("context shift     \(c.slidingWindow.map { "no: sliding window of \($0) tokens" } ?? "yes (--context-shift)")")
     print("threads           \(Threads.current)")
     printModelKernels(m, label: "kernel", width: 17)
     print("blas              \(Threads.blasKernels)")

@@ -8,9 +8,32 @@ enum _LayerAttention: Equatable {
     case full, sliding
 }
 
+/// Which decoder layers attend within the sliding window, described without a value per layer (a config may claim
+/// any number of layers; nothing proportional to it is allocated before the checkpoint shows the layers exist).
+public enum WindowedLayers: Sendable, Equatable {
+    /// No layer (full causal attention everywhere).
+    case none
+    /// Every layer.
+    case all
+    /// The even layers (0, 2, 4, ...) below the bound (`Qwen2MoeConfig`'s default with `max_window_layers`).
+    case evenBelow(Int)
+    /// As `layer_types` lists them: true for sliding_attention.
+    case listed([Bool])
+
+    /// True when layer `l` attends within the window.
+    public func contains(_ l: Int) -> Bool {
+        switch self {
+        case .none: return false
+        case .all: return true
+        case .evenBelow(let bound): return l % 2 == 0 && l < bound
+        case .listed(let flags): return l >= 0 && l < flags.count && flags[l]
+        }
+    }
+}
+
 extension ModelConfig {
-    /// Each layer's window (nil: full causal attention). A window never binds when it is at least the model's
-    /// context (`max_position_embeddings`), so such a layer is full.
+    /// The window and the layers that attend within it. A window never binds when it is at least the model's context
+    /// (`max_position_embeddings`), so then no layer is windowed.
     ///  - Mixtral: `sliding_window` on every layer when set (`MixtralModel.forward` picks one mask for all layers).
     ///  - Qwen2-MoE: `layer_types`, by default sliding on the even layers below `max_window_layers` when
     ///    `use_sliding_window` (`Qwen2MoeConfig.__post_init__`); `sliding_window` defaults to 4096.
@@ -20,43 +43,46 @@ extension ModelConfig {
     /// Where transformers does not read `layer_types` (Mixtral, Qwen3-MoE, OLMoE) a `layer_types` that says otherwise
     /// is refused rather than ignored.
     /// - Throws: `MoertError` (`.format` for ill-typed keys, `.unsupported` for layer types moert does not run).
-    static func layerWindows(_ keys: _ConfigReader, arch: Architecture, layers: Int, maxPositions: Int,
-                             source: String) throws -> [Int?] {
+    static func windows(_ keys: _ConfigReader, arch: Architecture, layers: Int, maxPositions: Int,
+                        source: String) throws -> (window: Int?, layers: WindowedLayers) {
         let listed = try layerTypes(keys, layers: layers, source: source)
-        var kinds: [_LayerAttention]
         var window: Int?
+        var windowed: WindowedLayers
         switch arch {
         case .mixtral:
             window = try slidingWindow(keys, default: nil, source: source)
-            kinds = Array(repeating: window == nil ? .full : .sliding, count: layers)
+            windowed = window == nil ? .none : .all
         case .qwen3Moe:
             let enabled = try keys.bool("use_sliding_window", default: false)
             window = enabled ? try slidingWindow(keys, default: 4096, source: source) : nil
-            kinds = Array(repeating: window == nil ? .full : .sliding, count: layers)
+            windowed = window == nil ? .none : .all
         case .olmoe:
             window = nil
-            kinds = Array(repeating: .full, count: layers)
+            windowed = .none
         case .qwen2Moe:
             let enabled = try keys.bool("use_sliding_window", default: false)
             let maxWindowLayers = try keys.int("max_window_layers", min: 0, default: 28)
-            kinds = listed ?? (0..<layers).map { i in enabled && (i + 1) % 2 == 1 && i < maxWindowLayers ? .sliding : .full }
-            if kinds.contains(.sliding) {
+            if let listed {
+                windowed = .listed(listed.map { $0 == .sliding })
+            } else {
+                windowed = enabled && maxWindowLayers > 0 ? .evenBelow(maxWindowLayers) : .none
+            }
+            if windowed != .none, listed.map({ $0.contains(.sliding) }) ?? true {
                 // Qwen2MoeConfig sets sliding_window to 0 without use_sliding_window: no key would be visible.
                 guard enabled else {
                     throw MoertError.format("\(source): layer_types names sliding_attention layers but use_sliding_window is false (transformers then sets sliding_window to 0)")
                 }
                 window = try slidingWindow(keys, default: 4096, source: source)
                 guard window != nil else {
-                    throw MoertError.format("\(source): layer_types names sliding_attention layers but sliding_window is null")
+                    throw MoertError.format("\(source): use_sliding_window is true and layers are sliding_attention, but sliding_window is null")
                 }
             }
-            return kinds.map { $0 == .sliding ? window.flatMap { $0 < maxPositions ? $0 : nil } : nil }
+            return window.map { $0 < maxPositions } ?? false ? (window, windowed) : (nil, .none)
         }
-        if let listed, listed != kinds {
-            let l = listed.indices.first { listed[$0] != kinds[$0] }!
-            throw MoertError.unsupported("\(source): layer_types[\(l)] is \(listed[l] == .sliding ? "sliding_attention" : "full_attention"), but transformers' \(arch.rawValue) does not read layer_types and gives layer \(l) \(kinds[l] == .sliding ? "a sliding window (sliding_window)" : "full attention")")
+        if let listed, let l = listed.indices.first(where: { (listed[$0] == .sliding) != windowed.contains($0) }) {
+            throw MoertError.unsupported("\(source): layer_types[\(l)] is \(listed[l] == .sliding ? "sliding_attention" : "full_attention"), but transformers' \(arch.rawValue) does not read layer_types and gives layer \(l) \(windowed.contains(l) ? "a sliding window (sliding_window)" : "full attention")")
         }
-        return kinds.map { $0 == .sliding ? window.flatMap { $0 < maxPositions ? $0 : nil } : nil }
+        return window.map { $0 < maxPositions } ?? false ? (window, windowed) : (nil, .none)
     }
 
     /// `layer_types` as attention kinds, nil when absent: one entry per layer, each full_attention (or its legacy

@@ -47,9 +47,8 @@ public struct ModelConfig: Sendable {
     /// The sliding attention window of the windowed layers (config.json `sliding_window`); nil when no layer
     /// attends within a window shorter than `maxPositionEmbeddings`.
     public var slidingWindow: Int?
-    /// Each layer's attention window (`ModelConfig+Windows.swift`): a query at position p sees the keys at positions
-    /// p - window + 1 ... p; nil for full causal attention. [numHiddenLayers].
-    public var layerWindows: [Int?]
+    /// Which layers attend within `slidingWindow` (`ModelConfig+Windows.swift`).
+    public var windowedLayers: WindowedLayers
     /// Each query head adds a learned logit (`self_attn.sinks` [heads]) to its softmax denominator (gpt-oss).
     public var attentionSinks = false
     /// The LM head is the embedding.
@@ -85,7 +84,11 @@ public struct ModelConfig: Sendable {
 
     /// The attention window of layer `layer` (0-based): a query at position p sees keys at p - window + 1 ... p;
     /// nil for full causal attention.
-    public func attentionWindow(layer: Int) -> Int? { layerWindows[layer] }
+    public func attentionWindow(layer: Int) -> Int? { windowedLayers.contains(layer) ? slidingWindow : nil }
+
+    /// Each layer's attention window (`attentionWindow(layer:)`), [numHiddenLayers]: for a model whose layers were
+    /// loaded (a config alone may claim any number of layers).
+    public var layerWindows: [Int?] { (0..<numHiddenLayers).map { attentionWindow(layer: $0) } }
 
     /// True when layer `layer` (0-based) has a mixture-of-experts MLP (`Qwen2MoeDecoderLayer.__init__`).
     public func isMoELayer(_ layer: Int) -> Bool {
@@ -199,9 +202,8 @@ extension ModelConfig {
         if numExperts > 0 && numExpertsPerTok > numExperts {
             throw MoertError.format("\(source): num_experts_per_tok \(numExpertsPerTok) exceeds the \(numExperts) experts")
         }
-        layerWindows = try Self.layerWindows(keys, arch: arch, layers: numHiddenLayers,
-                                             maxPositions: maxPositionEmbeddings, source: source)
-        slidingWindow = layerWindows.lazy.compactMap { $0 }.first
+        (slidingWindow, windowedLayers) = try Self.windows(keys, arch: arch, layers: numHiddenLayers,
+                                                           maxPositions: maxPositionEmbeddings, source: source)
         for key in ["quantization_config"] where keys.raw(key).map({ !$0.isNull }) ?? false {
             throw MoertError.unsupported("\(source): \(key) is not supported (quantized checkpoints)")
         }

@@ -77,6 +77,12 @@ struct SlidingWindowTests {
                 let s = try session(model, context: context)
                 #expect(s.kvCacheBytes == 2 * row * (full * context + windowed.reduce(0, +)), "\(fixture) \(context)")
             }
+            // Every layer windowed: the attention scratch is sized by the window and the chunk, not by n_ctx.
+            if full == 0 {
+                let s = try session(model, batch: 8, context: 500)
+                #expect(s.ws.scores.count == 8 * (windowed.max()! - 1 + 8))
+                #expect(s.ws.widenedKV?.keys.count == (windowed.max()! - 1 + 8) * c.numKeyValueHeads * c.headDim)
+            }
             // A context no longer than the window: the window never binds and every layer is linear.
             let short = try session(model, context: 4)
             #expect(short.kvCacheBytes == 2 * row * 4 * c.numHiddenLayers)

@@ -90,8 +90,13 @@ public final class Session {
         let rings = c.layerWindows.map { $0.flatMap { $0 < context ? $0 : nil } }
         cache = try KVCache(type: options.kvType, capacity: contextLength, rowWidth: c.numKeyValueHeads * c.headDim,
                             rings: rings)
-        ws = try Workspace(model: model, batch: maxBatch, context: contextLength, kvType: options.kvType,
-                           longestRing: rings.lazy.compactMap { $0 }.max())
+        // The most keys a query attends over: the context, or when every layer keeps a ring, the longest window and a
+        // chunk, so that such a session's scratch does not grow with n_ctx either.
+        let longestRing = rings.lazy.compactMap { $0 }.max()
+        let batch = maxBatch
+        let attended = longestRing.map { rings.contains(nil) ? context : min(context, $0 - 1 + batch) } ?? context
+        ws = try Workspace(model: model, batch: maxBatch, context: attended, kvType: options.kvType,
+                           longestRing: longestRing)
         routing = try SessionRouting(model: model, batch: maxBatch, workspace: ws.moe)
         lastLogitsBuffer = try FloatBuffer(count: c.vocabSize)
         history = .allocate(capacity: contextLength)

@@ -28,8 +28,9 @@ final class Workspace {
     /// MoE dispatch, experts and dense MLPs.
     let moe: MoEWorkspace
 
-    /// Buffers for `model` with batches of up to `batch` tokens and a cache of `context` positions of `kvType`
-    /// whose longest ring buffer (sliding-window layer) holds `longestRing` positions (nil: none).
+    /// Buffers for `model` with batches of up to `batch` tokens whose queries attend over at most `context` positions
+    /// of a cache of `kvType`, whose longest ring buffer (sliding-window layer) holds `longestRing` positions (nil:
+    /// none).
     /// - Throws: `MoertError` (`.outOfMemory`).
     init(model: Model, batch: Int, context: Int, kvType: KVCacheType, longestRing: Int? = nil) throws {
         let c = model.config

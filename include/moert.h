@@ -388,7 +388,8 @@ MOERT_API int64_t moert_session_n_past(const moert_session *session);
 /** Capacity of the session's KV cache in tokens; 0 for NULL. @since 0.1.0 */
 MOERT_API int64_t moert_session_n_ctx(const moert_session *session);
 
-/** Bytes of the session's KV cache (keys and values of every layer for n_ctx positions); 0 for NULL. @since 0.2.0 */
+/** Bytes of the session's KV cache (keys and values of every layer: n_ctx positions for a full-attention layer, its
+ * window for a sliding-window layer, which keeps a ring buffer of it); 0 for NULL. @since 0.2.0 */
 MOERT_API int64_t moert_session_kv_bytes(const moert_session *session);
 
 /**
@@ -396,8 +397,8 @@ MOERT_API int64_t moert_session_kv_bytes(const moert_session *session);
  * keys rotated to their new positions, as llama.cpp's context shift), the first n_keep stay, n_past shrinks by
  * n_discard, and the last logits stay as they were. The kept tokens' keys and values were computed while the dropped
  * ones were visible, so what follows differs from evaluating the kept tokens afresh.
- * Returns MOERT_OK, MOERT_ERR_INVALID_ARGUMENT (a range outside [0, n_past)) or MOERT_ERR_UNSUPPORTED (a model whose
- * attention is not positioned by RoPE alone: one with a sliding window; the message says why).
+ * Returns MOERT_OK, MOERT_ERR_INVALID_ARGUMENT (a range outside [0, n_past)) or MOERT_ERR_UNSUPPORTED (a model with
+ * sliding-window layers, which keep only their window; the message says why).
  * Threads: one thread per session. @since 0.2.0
  */
 MOERT_API moert_status moert_session_shift(moert_session *session, int64_t n_keep, int64_t n_discard);

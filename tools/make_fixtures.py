@@ -14,6 +14,12 @@ implementation, which the moert test-suite compares against:
     full_logits  float32 [P+G, V]  logits of one forward pass over
                                    prompt + greedy
 
+Fixtures with a sliding window also hold a longer sequence, several windows
+long, so that positions far past the window are checked:
+
+    long_tokens  int32   [L]       prompt + greedy + fixed further ids
+    long_logits  float32 [L, V]    logits of one forward pass over long_tokens
+
 All references are computed in float32 with eager attention and the eager
 (per-expert loop) experts implementation, from the weights *as stored on disk*
 (bf16 / f16 checkpoints are reloaded and upcast exactly to float32).
@@ -99,6 +105,7 @@ class Fixture:
     # DeepSeek-V3 multi-token-prediction layers appended to the checkpoint after the references are computed
     # (model.layers.<num_hidden_layers + i>.*, which moert skips by name).
     mtp_layers: int = 0
+    long_len: int = 0  # length of long_tokens / long_logits; 0: none
 
 
 COMMON = dict(
@@ -271,6 +278,68 @@ FIXTURES = [
         embed_std=0.3,
         legacy_config=True,
         extra_checks=["rope_theta_matters"],
+    ),
+    # A sliding window (5) shorter than prompt + greedy (15): every layer attends to its last 5 positions.
+    Fixture(
+        name="mixtral_window",
+        arch="MixtralForCausalLM",
+        config_cls="MixtralConfig",
+        config=dict(
+            COMMON,
+            num_hidden_layers=2,
+            intermediate_size=32,
+            num_local_experts=4,
+            num_experts_per_tok=2,
+            rms_norm_eps=1e-5,
+            rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
+            sliding_window=5,
+            tie_word_embeddings=False,
+            bos_token_id=1,
+            eos_token_id=2,
+            pad_token_id=None,
+        ),
+        disk_dtype="float32",
+        seed=8000,
+        prompt=[90, 14, 201, 7, 66, 133, 240],
+        router_std=0.3,
+        extra_checks=["window_matters"],
+        long_len=40,
+    ),
+    # Sliding (window 4) and full layers named by layer_types, in an order the default pattern
+    # (sliding on even layers below max_window_layers) would not give.
+    Fixture(
+        name="qwen2_moe_window",
+        arch="Qwen2MoeForCausalLM",
+        config_cls="Qwen2MoeConfig",
+        config=dict(
+            COMMON,
+            num_hidden_layers=3,
+            intermediate_size=64,
+            moe_intermediate_size=32,
+            shared_expert_intermediate_size=48,
+            num_experts=4,
+            num_experts_per_tok=2,
+            norm_topk_prob=False,
+            decoder_sparse_step=1,
+            mlp_only_layers=[1],
+            qkv_bias=True,
+            rms_norm_eps=1e-6,
+            rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
+            use_sliding_window=True,
+            sliding_window=4,
+            max_window_layers=3,
+            layer_types=["full_attention", "sliding_attention", "sliding_attention"],
+            tie_word_embeddings=False,
+            bos_token_id=250,
+            eos_token_id=251,
+            pad_token_id=None,
+        ),
+        disk_dtype="float16",
+        seed=9000,
+        prompt=[21, 160, 5, 77, 212, 38, 119],
+        router_std=0.3,
+        extra_checks=["window_matters"],
+        long_len=40,
     ),
     Fixture(
         name="olmoe",
@@ -805,6 +874,31 @@ def rope_theta_effect(fx: Fixture, model, res: dict) -> dict:
     return out
 
 
+def long_tokens(fx: Fixture, res: dict) -> torch.Tensor:
+    """prompt + greedy, then fixed ids (a linear congruence) that avoid the special ids, to long_len."""
+    special = {fx.config.get(k) for k in ("bos_token_id", "eos_token_id", "pad_token_id")}
+    ids = list(fx.prompt) + list(res["greedy"])
+    x = 7
+    while len(ids) < fx.long_len:
+        x = (x * 73 + 41) % fx.config["vocab_size"]
+        if x not in special:
+            ids.append(x)
+    return torch.tensor(ids, dtype=torch.long)
+
+
+def without_window(fx: Fixture) -> dict:
+    """The fixture's config with no layer attending within a window."""
+    if fx.arch == "GptOssForCausalLM":
+        # GptOssConfig makes the even layers sliding_attention whatever layer_types says: a window longer than any
+        # test sequence.
+        return dict(fx.config, sliding_window=4096)
+    cfg = dict(fx.config, sliding_window=None)
+    cfg.pop("layer_types", None)
+    if "use_sliding_window" in cfg:
+        cfg["use_sliding_window"] = False
+    return cfg
+
+
 @torch.no_grad()
 def clamp_fractions(model, prompt: list[int]) -> dict:
     """Fraction of gpt-oss expert gate/up activations beyond swiglu_limit (what the clamp changes)."""
@@ -837,10 +931,10 @@ def clamp_fractions(model, prompt: list[int]) -> dict:
 
 
 @torch.no_grad()
-def variant_effect(fx: Fixture, model, res: dict, **changes) -> float:
-    """Relative change of the logits over prompt + continuation when the model runs with config `changes`."""
+def variant_effect(fx: Fixture, model, res: dict, cfg: dict) -> float:
+    """Relative change of the logits over prompt + continuation when the model runs with config `cfg`."""
     import transformers as tf
-    config = getattr(tf, fx.config_cls)(**dict(fx.config, **changes))
+    config = getattr(tf, fx.config_cls)(**cfg)
     config._attn_implementation = "eager"
     config._experts_implementation = "eager"
     other = getattr(tf, fx.arch)(config)
@@ -854,7 +948,7 @@ def variant_effect(fx: Fixture, model, res: dict, **changes) -> float:
 def extra_errors(fx: Fixture, model, res: dict, info: dict) -> list[str]:
     errs = []
     if "window_matters" in fx.extra_checks:
-        eff = variant_effect(fx, model, res, sliding_window=4096)
+        eff = variant_effect(fx, model, res, without_window(fx))
         info["window_effect"] = eff
         if eff < 1e-2:
             errs.append(f"the sliding window changes logits only by {eff:.3g} (relative)")
@@ -865,7 +959,8 @@ def extra_errors(fx: Fixture, model, res: dict, info: dict) -> list[str]:
             if f <= 0.0:
                 errs.append(f"swiglu_limit clamps no {kind} activation")
     if "yarn_matters" in fx.extra_checks:
-        eff = variant_effect(fx, model, res, rope_parameters={"rope_type": "default", "rope_theta": fx.config["rope_parameters"]["rope_theta"]})
+        default_rope = {"rope_type": "default", "rope_theta": fx.config["rope_parameters"]["rope_theta"]}
+        eff = variant_effect(fx, model, res, dict(fx.config, rope_parameters=default_rope))
         info["yarn_effect"] = eff
         if eff < 1e-2:
             errs.append(f"YaRN changes logits only by {eff:.3g} (relative)")
@@ -886,6 +981,23 @@ def extra_errors(fx: Fixture, model, res: dict, info: dict) -> list[str]:
 
 # --------------------------------------------------------------------------
 # saving
+
+
+@torch.no_grad()
+def long_cache_errors(model, res: dict) -> list[str]:
+    """long_logits against transformers' KV-cached evaluation of the same tokens, prompt first, then one at a time."""
+    from transformers import DynamicCache
+
+    ids, want = res["long_tokens"], res["long_logits"]
+    cache = DynamicCache(config=model.config)
+    out = model(input_ids=ids[None, :PROMPT_LEN], cache=cache, use_cache=True)
+    rows = [out.logits[0]]
+    for t in range(PROMPT_LEN, len(ids)):
+        out = model(input_ids=ids[None, t : t + 1], cache=out.cache, use_cache=True)
+        rows.append(out.logits[0])
+    got = torch.cat(rows).float()
+    d = float((got - want).abs().max() / want.abs().max())
+    return [f"cached long_logits differ from one pass by {d:.3g} (relative)"] if d > 1e-5 else []
 
 
 def dir_size(path: Path) -> int:
@@ -922,6 +1034,9 @@ def save_reference(path: Path, res: dict) -> None:
         "greedy": torch.tensor(res["greedy"], dtype=torch.int32),
         "full_logits": res["full_logits"].to(torch.float32).contiguous(),
     }
+    if "long_tokens" in res:
+        tensors["long_tokens"] = res["long_tokens"].to(torch.int32).contiguous()
+        tensors["long_logits"] = res["long_logits"].to(torch.float32).contiguous()
     # A single metadata key keeps the file byte-for-byte reproducible.
     save_file(tensors, str(path / "reference.safetensors"), metadata={"format": "pt"})
 
@@ -1037,6 +1152,11 @@ def make_fixture(fx: Fixture, out_dir: Path, verbose: bool) -> dict:
     if not torch.equal(final["full_logits"], res["full_logits"]) or final["greedy"] != res["greedy"]:
         d = float((final["full_logits"] - res["full_logits"]).abs().max())
         errs.append(f"reloaded model output differs from in-memory model (max diff {d:.3g})")
+    if fx.long_len:
+        final["long_tokens"] = long_tokens(fx, final)
+        final["long_logits"] = forward_logits(loaded, final["long_tokens"]).logits[0].float()
+        # transformers' own cached decode (its sliding-window cache layers) must agree with the one-pass logits.
+        errs += long_cache_errors(loaded, final)
     if errs:
         raise RuntimeError(f"{fx.name}: " + "; ".join(errs))
     save_reference(path, final)

@@ -14,43 +14,58 @@ enum { PREFILL_ROWS = 64 };
 
 typedef struct prefill_job {
     const float *q, *keys, *values;
-    int64_t n, position;
+    int64_t n, position, window;
+    const float *sinks;
     int n_heads, n_kv_heads, head_dim;
     float scale;
     float *scores, *out;
     int failed;
 } prefill_job;
 
-/* scale, causal mask and softmax of one row of scores: entries [0, visible) become probabilities, [visible, width)
-** zero. 16 entries at a time, with the vector exponential. */
+/* scale, mask and softmax of one row of scores: entries [lo, hi) become probabilities, the others of [0, width)
+** zero. With a sink (NULL: none), its logit joins the maximum and the denominator (modeling_gpt_oss.py
+** eager_attention_forward: the sink column is concatenated, the row's maximum subtracted, and the column dropped after
+** the softmax). 16 entries at a time, with the vector exponential. */
 __attribute__((target("avx512f")))
-static void softmax_row(float *row, int64_t visible, int64_t width, float scale) {
+static void softmax_row(float *row, int64_t lo, int64_t hi, int64_t width, float scale, const float *sink) {
     const __m512 vscale = _mm512_set1_ps(scale);
     __m512 vmax = _mm512_set1_ps(-INFINITY);
-    for (int64_t j = 0; j < visible; j += 16) {
-        __mmask16 m = moert_mask16(visible - j);
+    for (int64_t j = lo; j < hi; j += 16) {
+        __mmask16 m = moert_mask16(hi - j);
         __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, row + j), vscale);
         vmax = _mm512_mask_max_ps(vmax, m, vmax, v);
     }
-    const __m512 top = _mm512_set1_ps(_mm512_reduce_max_ps(vmax));
+    float max = _mm512_reduce_max_ps(vmax);
+    if (sink && *sink > max) max = *sink;
+    const __m512 top = _mm512_set1_ps(max);
     __m512 vsum = _mm512_setzero_ps();
-    for (int64_t j = 0; j < visible; j += 16) {
-        __mmask16 m = moert_mask16(visible - j);
+    for (int64_t j = lo; j < hi; j += 16) {
+        __mmask16 m = moert_mask16(hi - j);
         __m512 e = moert_exp512(_mm512_sub_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(m, row + j), vscale), top));
         e = _mm512_maskz_mov_ps(m, e);
         vsum = _mm512_add_ps(vsum, e);
         _mm512_mask_storeu_ps(row + j, m, e);
     }
-    const __m512 inv = _mm512_set1_ps(1 / _mm512_reduce_add_ps(vsum));
-    for (int64_t j = 0; j < visible; j += 16) {
-        __mmask16 m = moert_mask16(visible - j);
+    float sum = _mm512_reduce_add_ps(vsum);
+    if (sink) sum += expf(*sink - max);
+    const __m512 inv = _mm512_set1_ps(1 / sum);
+    for (int64_t j = lo; j < hi; j += 16) {
+        __mmask16 m = moert_mask16(hi - j);
         _mm512_mask_storeu_ps(row + j, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, row + j), inv));
     }
-    for (int64_t j = visible; j < width; j++) row[j] = 0;
+    for (int64_t j = 0; j < lo; j++) row[j] = 0;
+    for (int64_t j = hi; j < width; j++) row[j] = 0;
+}
+
+/* The first key position p sees: p - window + 1 (transformers' sliding_window_overlay: kv_idx > q_idx - window), or
+** 0 without a window. */
+static inline int64_t window_start(int64_t p, int64_t window) {
+    return window > 0 && p - window + 1 > 0 ? p - window + 1 : 0;
 }
 
 /* Part `part` of `parts`: a contiguous range of heads, each a sequence of row blocks: S = Q_h K_g^T, softmax,
-** O_h = S V_g. */
+** O_h = S V_g. A block's products span the keys from the first its first row sees (with a window) to the last its
+** last row sees. */
 static void prefill_part(void *ctx, int part, int parts) {
     prefill_job *a = ctx;
     const int64_t qw = (int64_t)a->n_heads * a->head_dim, kvw = (int64_t)a->n_kv_heads * a->head_dim;
@@ -63,14 +78,19 @@ static void prefill_part(void *ctx, int part, int parts) {
         const float *vh = a->values + (int64_t)(h / group) * a->head_dim;
         for (int64_t t0 = 0; t0 < a->n; t0 += PREFILL_ROWS) {
             int64_t rows = a->n - t0 < PREFILL_ROWS ? a->n - t0 : PREFILL_ROWS;
-            int64_t width = a->position + t0 + rows;   /* keys the block's last row sees */
+            int64_t first = window_start(a->position + t0, a->window);  /* first key the block's first row sees */
+            int64_t width = a->position + t0 + rows - first;            /* through the last its last row sees */
             const float *qh = a->q + t0 * qw + (int64_t)h * a->head_dim;
             float *oh = a->out + t0 * qw + (int64_t)h * a->head_dim;
-            /* S [rows, width] = Q_h K_g^T */
-            if (!moert_gemm_serial(rows, width, a->head_dim, qh, qw, kh, 0, kvw, scores, width)) goto fail;
-            for (int64_t r = 0; r < rows; r++) softmax_row(scores + r * width, a->position + t0 + r + 1, width, a->scale);
-            /* O_h [rows, head_dim] = S V_g */
-            if (!moert_gemm_serial(rows, a->head_dim, width, scores, width, vh, 1, kvw, oh, qw)) goto fail;
+            const float *sink = a->sinks ? a->sinks + h : NULL;
+            /* S [rows, width] = Q_h K_g[first ..]^T */
+            if (!moert_gemm_serial(rows, width, a->head_dim, qh, qw, kh + first * kvw, 0, kvw, scores, width)) goto fail;
+            for (int64_t r = 0; r < rows; r++) {
+                const int64_t p = a->position + t0 + r;
+                softmax_row(scores + r * width, window_start(p, a->window) - first, p + 1 - first, width, a->scale, sink);
+            }
+            /* O_h [rows, head_dim] = S V_g[first ..] */
+            if (!moert_gemm_serial(rows, a->head_dim, width, scores, width, vh + first * kvw, 1, kvw, oh, qw)) goto fail;
         }
     }
     return;
@@ -79,17 +99,18 @@ fail:
 }
 
 int moert_attention_prefill(const float *q, const float *keys, const float *values, int64_t n, int64_t position,
-                            int n_heads, int n_kv_heads, int head_dim, float scale, float *scores,
-                            int64_t scores_capacity, float *out) {
+                            int64_t window, const float *sinks, int n_heads, int n_kv_heads, int head_dim, float scale,
+                            float *scores, int64_t scores_capacity, float *out) {
     return moert_attention_prefill_kernel(moert_kernel_chosen(MOERT_PRODUCT_ATTENTION_PREFILL), q, keys, values, n,
-                                          position, n_heads, n_kv_heads, head_dim, scale, scores, scores_capacity, out);
+                                          position, window, sinks, n_heads, n_kv_heads, head_dim, scale, scores,
+                                          scores_capacity, out);
 }
 
 int moert_attention_prefill_kernel(int kernel, const float *q, const float *keys, const float *values, int64_t n,
-                                   int64_t position, int n_heads, int n_kv_heads, int head_dim, float scale,
-                                   float *scores, int64_t scores_capacity, float *out) {
+                                   int64_t position, int64_t window, const float *sinks, int n_heads, int n_kv_heads,
+                                   int head_dim, float scale, float *scores, int64_t scores_capacity, float *out) {
     if (kernel != MOERT_KERNEL_AVX512 || !moert_kernels_have_avx512() || n <= 0) return 0;
-    prefill_job a = {q, keys, values, n, position, n_heads, n_kv_heads, head_dim, scale, scores, out, 0};
+    prefill_job a = {q, keys, values, n, position, window, sinks, n_heads, n_kv_heads, head_dim, scale, scores, out, 0};
     int64_t max_parts = scores_capacity / ((n < PREFILL_ROWS ? n : PREFILL_ROWS) * (position + n));
     if (max_parts > n_heads) max_parts = n_heads;
     if (max_parts < 1) return 0;

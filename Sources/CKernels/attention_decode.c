@@ -10,7 +10,9 @@
 **    independent FMA chains; one horizontal reduction per 4 products).
 **  - Values: in blocks of 32 positions, 32 output dimensions of two query heads accumulate in registers while the
 **    block's rows are read once.
-** Without AVX2 the same arithmetic runs in plain loops. */
+** Without AVX2 the same arithmetic runs in plain loops.
+** A sliding-window layer's ring buffer wraps: a chunk that spans its end runs as two runs of rows, so that a full
+** layer's loops are the same as without windows. An attention sink is merged as one more chunk. */
 #include "kernels_internal.h"
 
 #include <immintrin.h>
@@ -24,6 +26,8 @@ typedef struct decode_job {
     const uint8_t *keys, *values;
     int type, n_heads, n_kv_heads, head_dim, group;
     int64_t total, row_bytes, head_bytes;
+    int64_t first, ring;  /* position j is row (first + j) % ring */
+    const float *sinks;   /* [n_heads] or NULL */
     int chunks, fast;  /* fast: the AVX2 path */
     float scale;
     float *scores;   /* [n_heads][total]: scores, then their exponentials */
@@ -53,13 +57,13 @@ static float kv_value(const uint8_t *head, int type, int i) {
     }
 }
 
-/* Scores of positions [p0, p1) for every head. */
-static void scores_scalar(const decode_job *a, int64_t p0, int64_t p1) {
+/* Scores of positions [p0, p1) for every head; position j is row j + shift. */
+static void scores_scalar(const decode_job *a, int64_t p0, int64_t p1, int64_t shift) {
     for (int h = 0; h < a->n_heads; h++) {
         const float *qh = a->q + (int64_t)h * a->head_dim;
         const int64_t g = h / a->group;
         for (int64_t j = p0; j < p1; j++) {
-            const uint8_t *k = a->keys + j * a->row_bytes + g * a->head_bytes;
+            const uint8_t *k = a->keys + (j + shift) * a->row_bytes + g * a->head_bytes;
             float s = 0;
             for (int i = 0; i < a->head_dim; i++) s += qh[i] * kv_value(k, a->type, i);
             a->scores[h * a->total + j] = s * a->scale;
@@ -67,13 +71,13 @@ static void scores_scalar(const decode_job *a, int64_t p0, int64_t p1) {
     }
 }
 
-/* o[h] += sum over [p0, p1) of p[h, j] * values[j, g] for every head. */
-static void values_scalar(const decode_job *a, int64_t p0, int64_t p1, float *o) {
+/* o[h] += sum over [p0, p1) of p[h, j] * values[j + shift, g] for every head. */
+static void values_scalar(const decode_job *a, int64_t p0, int64_t p1, int64_t shift, float *o) {
     for (int h = 0; h < a->n_heads; h++) {
         const int64_t g = h / a->group;
         float *oh = o + (int64_t)h * (a->head_dim + 2);
         for (int64_t j = p0; j < p1; j++) {
-            const uint8_t *v = a->values + j * a->row_bytes + g * a->head_bytes;
+            const uint8_t *v = a->values + (j + shift) * a->row_bytes + g * a->head_bytes;
             const float p = a->scores[h * a->total + j];
             for (int i = 0; i < a->head_dim; i++) oh[i] += p * kv_value(v, a->type, i);
         }
@@ -163,15 +167,16 @@ static inline __m128 reduce4(const __m256 v[4]) {
     return _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
 }
 
-/* Scores of positions [p0, p1) for every head: 4 rows at a time, each widened once for two heads of its group. */
+/* Scores of positions [p0, p1) for every head (position j is row j + shift): 4 rows at a time, each widened once for
+** two heads of its group. */
 __attribute__((target("avx2,fma,f16c"), always_inline))
-static inline void scores_avx2_type(const decode_job *a, int type, int64_t p0, int64_t p1) {
+static inline void scores_avx2_type(const decode_job *a, int type, int64_t p0, int64_t p1, int64_t shift) {
     const __m128 scale = _mm_set1_ps(a->scale);
     int64_t j = p0;
     for (; j + 4 <= p1; j += 4) {
         for (int h = 0; h < a->n_heads;) {
             const int pair = h + 1 < a->n_heads && (h + 1) / a->group == h / a->group;
-            const uint8_t *k = a->keys + j * a->row_bytes + (int64_t)(h / a->group) * a->head_bytes;
+            const uint8_t *k = a->keys + (j + shift) * a->row_bytes + (int64_t)(h / a->group) * a->head_bytes;
             __m256 acc[2][4];
             dot_rows4(a->q + (int64_t)h * a->head_dim, pair, k, a->row_bytes, type, a->head_dim, acc);
             _mm_storeu_ps(a->scores + h * a->total + j, _mm_mul_ps(reduce4(acc[0]), scale));
@@ -181,7 +186,7 @@ static inline void scores_avx2_type(const decode_job *a, int type, int64_t p0, i
     }
     for (; j < p1; j++) {
         for (int h = 0; h < a->n_heads; h++) {
-            const uint8_t *k = a->keys + j * a->row_bytes + (int64_t)(h / a->group) * a->head_bytes;
+            const uint8_t *k = a->keys + (j + shift) * a->row_bytes + (int64_t)(h / a->group) * a->head_bytes;
             a->scores[h * a->total + j] = moert_hsum256(dot_accumulate(a->q + (int64_t)h * a->head_dim, k, type, a->head_dim)) * a->scale;
         }
     }
@@ -190,8 +195,8 @@ static inline void scores_avx2_type(const decode_job *a, int type, int64_t p0, i
 /* o[h][i0 .. i0 + 8 * vectors) += sum over [p0, p1) of p[h, j] * values[j, g][...], for heads h0 and (when `pair`)
 ** h0 + 1, which share key/value head g: the accumulators stay in registers while the rows are read once. */
 __attribute__((target("avx2,fma,f16c"), always_inline))
-static inline void values_tile(const decode_job *a, int type, int64_t p0, int64_t p1, int h0, int pair, int i0,
-                               int vectors, float *o) {
+static inline void values_tile(const decode_job *a, int type, int64_t p0, int64_t p1, int64_t shift, int h0,
+                               int pair, int i0, int vectors, float *o) {
     float *o0 = o + (int64_t)h0 * (a->head_dim + 2) + i0, *o1 = o0 + (a->head_dim + 2);
     const float *s0 = a->scores + h0 * a->total, *s1 = s0 + a->total;
     const uint8_t *v = a->values + (int64_t)(h0 / a->group) * a->head_bytes;
@@ -201,7 +206,7 @@ static inline void values_tile(const decode_job *a, int type, int64_t p0, int64_
         acc1[u] = pair ? _mm256_loadu_ps(o1 + 8 * u) : _mm256_setzero_ps();
     }
     for (int64_t j = p0; j < p1; j++) {
-        const uint8_t *row = v + j * a->row_bytes;
+        const uint8_t *row = v + (j + shift) * a->row_bytes;
         float w0 = s0[j], w1 = pair ? s1[j] : 0;
         if (type == MOERT_KV_Q8_0) {
             const float d = q8_scale(row, i0);
@@ -224,17 +229,17 @@ static inline void values_tile(const decode_job *a, int type, int64_t p0, int64_
 /* o[h] += sum over [p0, p1) of p[h, j] * values[j, g] for every head, in blocks of VALUE_BLOCK positions (32
 ** dimensions at a time: one q8_0 block). */
 __attribute__((target("avx2,fma,f16c"), always_inline))
-static inline void values_avx2_type(const decode_job *a, int type, int64_t p0, int64_t p1, float *o) {
+static inline void values_avx2_type(const decode_job *a, int type, int64_t p0, int64_t p1, int64_t shift, float *o) {
     for (int64_t b0 = p0; b0 < p1; b0 += VALUE_BLOCK) {
         const int64_t b1 = b0 + VALUE_BLOCK < p1 ? b0 + VALUE_BLOCK : p1;
         for (int h = 0; h < a->n_heads;) {
             const int pair = h + 1 < a->n_heads && (h + 1) / a->group == h / a->group;
             for (int i = 0; i < a->head_dim; i += 32) {
                 switch (a->head_dim - i >= 32 ? 4 : (a->head_dim - i) / 8) {
-                case 4: values_tile(a, type, b0, b1, h, pair, i, 4, o); break;
-                case 3: values_tile(a, type, b0, b1, h, pair, i, 3, o); break;
-                case 2: values_tile(a, type, b0, b1, h, pair, i, 2, o); break;
-                default: values_tile(a, type, b0, b1, h, pair, i, 1, o); break;
+                case 4: values_tile(a, type, b0, b1, shift, h, pair, i, 4, o); break;
+                case 3: values_tile(a, type, b0, b1, shift, h, pair, i, 3, o); break;
+                case 2: values_tile(a, type, b0, b1, shift, h, pair, i, 2, o); break;
+                default: values_tile(a, type, b0, b1, shift, h, pair, i, 1, o); break;
                 }
             }
             h += pair ? 2 : 1;
@@ -243,22 +248,22 @@ static inline void values_avx2_type(const decode_job *a, int type, int64_t p0, i
 }
 
 __attribute__((target("avx2,fma,f16c")))
-static void scores_avx2(const decode_job *a, int64_t p0, int64_t p1) {
+static void scores_avx2(const decode_job *a, int64_t p0, int64_t p1, int64_t shift) {
     switch (a->type) {
-    case MOERT_KV_F32: scores_avx2_type(a, MOERT_KV_F32, p0, p1); break;
-    case MOERT_KV_F16: scores_avx2_type(a, MOERT_KV_F16, p0, p1); break;
-    case MOERT_KV_BF16: scores_avx2_type(a, MOERT_KV_BF16, p0, p1); break;
-    default: scores_avx2_type(a, MOERT_KV_Q8_0, p0, p1); break;
+    case MOERT_KV_F32: scores_avx2_type(a, MOERT_KV_F32, p0, p1, shift); break;
+    case MOERT_KV_F16: scores_avx2_type(a, MOERT_KV_F16, p0, p1, shift); break;
+    case MOERT_KV_BF16: scores_avx2_type(a, MOERT_KV_BF16, p0, p1, shift); break;
+    default: scores_avx2_type(a, MOERT_KV_Q8_0, p0, p1, shift); break;
     }
 }
 
 __attribute__((target("avx2,fma,f16c")))
-static void values_avx2(const decode_job *a, int64_t p0, int64_t p1, float *o) {
+static void values_avx2(const decode_job *a, int64_t p0, int64_t p1, int64_t shift, float *o) {
     switch (a->type) {
-    case MOERT_KV_F32: values_avx2_type(a, MOERT_KV_F32, p0, p1, o); break;
-    case MOERT_KV_F16: values_avx2_type(a, MOERT_KV_F16, p0, p1, o); break;
-    case MOERT_KV_BF16: values_avx2_type(a, MOERT_KV_BF16, p0, p1, o); break;
-    default: values_avx2_type(a, MOERT_KV_Q8_0, p0, p1, o); break;
+    case MOERT_KV_F32: values_avx2_type(a, MOERT_KV_F32, p0, p1, shift, o); break;
+    case MOERT_KV_F16: values_avx2_type(a, MOERT_KV_F16, p0, p1, shift, o); break;
+    case MOERT_KV_BF16: values_avx2_type(a, MOERT_KV_BF16, p0, p1, shift, o); break;
+    default: values_avx2_type(a, MOERT_KV_Q8_0, p0, p1, shift, o); break;
     }
 }
 
@@ -288,13 +293,20 @@ static float exp_and_sum_avx2(float *s, int64_t count, float max) {
 
 /* ---- One chunk, the parts, the merge ---- */
 
-/* Chunk c: positions [p0, p1) of every head, into its partial output, maximum and sum. */
+/* Chunk c: positions [p0, p1) of every head, into its partial output, maximum and sum. Positions before `wrap` are
+** rows first + j, the later ones rows j - wrap (the start of a ring buffer). */
 static void decode_chunk(const decode_job *a, int c, int fast) {
     const int64_t p0 = a->total * c / a->chunks, p1 = a->total * (c + 1) / a->chunks;
+    const int64_t wrap = a->ring - a->first, split = p0 > wrap ? p0 : (p1 < wrap ? p1 : wrap);
     const int64_t stride = a->head_dim + 2;
     float *o = a->partial + (int64_t)c * a->n_heads * stride;
-    if (fast) scores_avx2(a, p0, p1);
-    else scores_scalar(a, p0, p1);
+    if (fast) {
+        if (p0 < split) scores_avx2(a, p0, split, a->first);
+        if (split < p1) scores_avx2(a, split, p1, -wrap);
+    } else {
+        if (p0 < split) scores_scalar(a, p0, split, a->first);
+        if (split < p1) scores_scalar(a, split, p1, -wrap);
+    }
     for (int h = 0; h < a->n_heads; h++) {
         float *s = a->scores + h * a->total + p0, m = -INFINITY, sum = 0;
         for (int64_t j = 0; j < p1 - p0; j++) m = s[j] > m ? s[j] : m;
@@ -308,8 +320,13 @@ static void decode_chunk(const decode_job *a, int c, int fast) {
         oh[a->head_dim] = m;
         oh[a->head_dim + 1] = sum;
     }
-    if (fast) values_avx2(a, p0, p1, o);
-    else values_scalar(a, p0, p1, o);
+    if (fast) {
+        if (p0 < split) values_avx2(a, p0, split, a->first, o);
+        if (split < p1) values_avx2(a, split, p1, -wrap, o);
+    } else {
+        if (p0 < split) values_scalar(a, p0, split, a->first, o);
+        if (split < p1) values_scalar(a, split, p1, -wrap, o);
+    }
 }
 
 static void decode_part(void *ctx, int part, int parts) {
@@ -323,8 +340,8 @@ int64_t moert_attention_decode_scratch(int n_heads, int head_dim, int64_t capaci
 
 /* moert_attention_decode, on the AVX2 path when `fast`. */
 static void attention_decode(const float *q, const void *keys, const void *values, int kv_type, int n_heads,
-                             int n_kv_heads, int head_dim, int64_t total, float scale, float *scratch, float *out,
-                             int fast) {
+                             int n_kv_heads, int head_dim, int64_t first, int64_t total, int64_t ring,
+                             const float *sinks, float scale, float *scratch, float *out, int fast) {
     const int64_t row_bytes = moert_kv_row_bytes(kv_type, (int64_t)n_kv_heads * head_dim);
     /* One chunk on this thread until reading the cache outweighs a hand-off to the workers (a few microseconds):
     ** 2^18 bytes per layer; then chunks of at least MIN_CHUNK positions, four per thread to even out the parts. */
@@ -335,22 +352,25 @@ static void attention_decode(const float *q, const void *keys, const void *value
         chunks = c < 1 ? 1 : (c > MAX_CHUNKS ? MAX_CHUNKS : (int)c);
     }
     decode_job a = {q, keys, values, kv_type, n_heads, n_kv_heads, head_dim, n_heads / n_kv_heads, total, row_bytes,
-                    row_bytes / n_kv_heads, chunks, fast, scale, scratch, scratch + (int64_t)n_heads * total};
+                    row_bytes / n_kv_heads, first, ring, sinks, chunks, fast, scale, scratch,
+                    scratch + (int64_t)n_heads * total};
     moert_parallel(decode_part, &a, chunks);
 
-    /* Merge: out[h] = sum_c e^(m_c - M) o_c / sum_c e^(m_c - M) l_c, with M the largest chunk maximum. */
+    /* Merge: out[h] = sum_c e^(m_c - M) o_c / (sum_c e^(m_c - M) l_c [+ e^(sink_h - M)]), with M the largest chunk
+    ** maximum (or the sink): the sink is a chunk of one logit whose value row is zero. */
     const int64_t stride = head_dim + 2;
     for (int h = 0; h < n_heads; h++) {
-        float top = -INFINITY, sum = 0;
+        float top = sinks ? sinks[h] : -INFINITY, sum = 0;
         for (int c = 0; c < chunks; c++) {
             const float m = a.partial[((int64_t)c * n_heads + h) * stride + head_dim];
             top = m > top ? m : top;
         }
+        if (sinks) sum = expf(sinks[h] - top);
         float *oh = out + (int64_t)h * head_dim;
         memset(oh, 0, (size_t)head_dim * sizeof *oh);
         for (int c = 0; c < chunks; c++) {
             const float *p = a.partial + ((int64_t)c * n_heads + h) * stride;
-            const float w = chunks == 1 ? 1 : expf(p[head_dim] - top);
+            const float w = chunks == 1 && !sinks ? 1 : expf(p[head_dim] - top);
             sum += w * p[head_dim + 1];
             for (int i = 0; i < head_dim; i++) oh[i] += w * p[i];
         }
@@ -360,14 +380,16 @@ static void attention_decode(const float *q, const void *keys, const void *value
 }
 
 void moert_attention_decode(const float *q, const void *keys, const void *values, int kv_type, int n_heads,
-                            int n_kv_heads, int head_dim, int64_t total, float scale, float *scratch, float *out) {
+                            int n_kv_heads, int head_dim, int64_t first, int64_t total, int64_t ring,
+                            const float *sinks, float scale, float *scratch, float *out) {
     moert_attention_decode_kernel(moert_kernel_chosen(MOERT_PRODUCT_ATTENTION_DECODE), q, keys, values, kv_type,
-                                  n_heads, n_kv_heads, head_dim, total, scale, scratch, out);
+                                  n_heads, n_kv_heads, head_dim, first, total, ring, sinks, scale, scratch, out);
 }
 
 void moert_attention_decode_kernel(int kernel, const float *q, const void *keys, const void *values, int kv_type,
-                                   int n_heads, int n_kv_heads, int head_dim, int64_t total, float scale,
-                                   float *scratch, float *out) {
+                                   int n_heads, int n_kv_heads, int head_dim, int64_t first, int64_t total,
+                                   int64_t ring, const float *sinks, float scale, float *scratch, float *out) {
     const int avx2 = kernel == MOERT_KERNEL_AVX2 && moert_kernels_have_avx2() && head_dim % 8 == 0;
-    attention_decode(q, keys, values, kv_type, n_heads, n_kv_heads, head_dim, total, scale, scratch, out, avx2);
+    attention_decode(q, keys, values, kv_type, n_heads, n_kv_heads, head_dim, first, total, ring, sinks, scale,
+                     scratch, out, avx2);
 }

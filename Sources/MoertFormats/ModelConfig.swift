@@ -49,11 +49,15 @@ public struct ModelConfig: Sendable {
     public var ropeTheta: Double
     /// The rotary embedding: base, rotated width, pairing and scaling (`rope_parameters` / `rope_scaling`).
     public var rope: RopeConfig
-    /// Longest context the model supports (after a sliding window, if any, caps it).
+    /// Longest context the model supports.
     public var maxPositionEmbeddings: Int
-    /// The sliding attention window that caps `maxPositionEmbeddings` (the config's `sliding_window` when smaller
-    /// than its max_position_embeddings); nil when no window binds.
+    /// The sliding attention window of the windowed layers (config.json `sliding_window`); nil when no layer
+    /// attends within a window shorter than `maxPositionEmbeddings`.
     public var slidingWindow: Int?
+    /// Which layers attend within `slidingWindow` (`ModelConfig+Windows.swift`).
+    public var windowedLayers: WindowedLayers
+    /// Each query head adds a learned logit (`self_attn.sinks` [heads]) to its softmax denominator (gpt-oss).
+    public var attentionSinks = false
     /// The LM head is the embedding.
     public var tieWordEmbeddings: Bool
     /// Routed experts per MoE layer.
@@ -94,6 +98,14 @@ public struct ModelConfig: Sendable {
     public var eosTokenIds: [Int32]
     /// The native storage format of the weights (`quantization_config`: block-wise FP8, MXFP4); nil when none.
     public var quantization: QuantizationConfig?
+
+    /// The attention window of layer `layer` (0-based): a query at position p sees keys at p - window + 1 ... p;
+    /// nil for full causal attention.
+    public func attentionWindow(layer: Int) -> Int? { windowedLayers.contains(layer) ? slidingWindow : nil }
+
+    /// Each layer's attention window (`attentionWindow(layer:)`), [numHiddenLayers]: for a model whose layers were
+    /// loaded (a config alone may claim any number of layers).
+    public var layerWindows: [Int?] { (0..<numHiddenLayers).map { attentionWindow(layer: $0) } }
 
     /// True when layer `layer` (0-based) has a mixture-of-experts MLP (`Qwen2MoeDecoderLayer.__init__`).
     public func isMoELayer(_ layer: Int) -> Bool {
@@ -218,6 +230,7 @@ extension ModelConfig {
                 throw MoertError.format("\(source): swiglu_alpha must be finite and swiglu_limit a positive number")
             }
             clampedSwiGLU = (Float(alpha), Float(limit))
+            attentionSinks = true
             routing.scoring = .softmaxOfTopK
             routing.gateBias = true
             routing.gate = "router"
@@ -261,25 +274,9 @@ extension ModelConfig {
         if numExperts > 0 && numExpertsPerTok > numExperts {
             throw MoertError.format("\(source): num_experts_per_tok \(numExpertsPerTok) exceeds the \(numExperts) experts")
         }
-        if let w = try Self.slidingWindow(keys, arch: arch, source: source), w < maxPositionEmbeddings {
-            slidingWindow = w
-            maxPositionEmbeddings = w
-        }
+        (slidingWindow, windowedLayers) = try Self.windows(keys, arch: arch, layers: numHiddenLayers,
+                                                           maxPositions: maxPositionEmbeddings, source: source)
         quantization = try QuantizationConfig.parse(keys.raw("quantization_config"), source: source)
-    }
-
-    /// The window the config sets, if any: a sliding window only changes attention once the context exceeds it, so
-    /// it caps the context length instead of being implemented.
-    private static func slidingWindow(_ keys: _ConfigReader, arch: Architecture, source: String) throws -> Int? {
-        let enabled: Bool
-        switch arch {
-        case .qwen2Moe, .qwen3Moe: enabled = try keys.bool("use_sliding_window", default: false)
-        case .mixtral, .olmoe, .gptOss: enabled = true
-        case .deepseekV2, .deepseekV3, .glm4Moe: enabled = false  // their configs define no window
-        }
-        guard enabled, let w = keys.raw("sliding_window"), !w.isNull else { return nil }
-        guard let window = w.int, window >= 0 else { throw MoertError.format("\(source): sliding_window must be an integer") }
-        return window > 0 ? Int(window) : nil
     }
 }
 

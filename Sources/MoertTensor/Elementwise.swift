@@ -64,15 +64,17 @@ package func addRowBias(_ x: UnsafeMutablePointer<Float>, rows: Int, width: Int,
     }
 }
 
-/// Numerically stable softmax of `count` values in place. A row of all -inf becomes all zeros.
-package func softmaxInPlace(_ x: UnsafeMutablePointer<Float>, count: Int) {
-    var m = -Float.infinity
+/// Numerically stable softmax of `count` values in place. A row of all -inf becomes all zeros. A `sink` logit joins
+/// the maximum and the denominator but has no entry (gpt-oss attention sinks: modeling_gpt_oss.py
+/// `eager_attention_forward` concatenates it as a column, subtracts the row maximum and drops it after the softmax).
+package func softmaxInPlace(_ x: UnsafeMutablePointer<Float>, count: Int, sink: Float? = nil) {
+    var m = sink ?? -Float.infinity
     for i in 0..<count where x[i] > m { m = x[i] }
     guard m > -Float.infinity else {
         for i in 0..<count { x[i] = 0 }
         return
     }
-    var sum: Float = 0
+    var sum: Float = sink.map { expf($0 - m) } ?? 0
     for i in 0..<count {
         let e = expf(x[i] - m)
         x[i] = e

@@ -201,8 +201,8 @@ private struct Bench {
             work = Double(4 * total * qw)
             run = { kernel, _ in
                 moert_attention_decode_kernel(kernel.rawValue, q.pointer, keys.pointer, values.pointer, Int32(MOERT_KV_F32),
-                                              Int32(w.heads), Int32(w.kvHeads), Int32(w.headDim), Int64(total), 0.125,
-                                              scratch.pointer, out.pointer)
+                                              Int32(w.heads), Int32(w.kvHeads), Int32(w.headDim), 0, Int64(total),
+                                              Int64(total), nil, 0.125, scratch.pointer, out.pointer)
             }
         case .swiglu:
             let rows = 64

@@ -145,15 +145,20 @@ func benchDepths(_ args: Arguments, depths: [Int], model: Model, loadSeconds: Do
     try applyRouterOverride(args, to: session)
     let context = benchTokens(count: deepest, vocab: model.config.vocabSize)
     let c = model.config
-    let tokenBytes = c.numHiddenLayers * c.kvCacheBytesPerPosition(session.kvType)
+    let layerBytes = c.kvCacheBytesPerPosition(session.kvType)  // one position of one layer
     try printBenchHeader(args, model: model, loadSeconds: loadSeconds)
-    print("kv cache \(session.kvType.rawValue), \(tokenBytes) bytes per token, context \(session.contextLength)")
+    // Sliding-window layers keep a ring buffer of their window (fixed bytes) once the window is shorter than the context.
+    let rings = c.layerWindows.compactMap { $0.flatMap { $0 < session.contextLength ? $0 : nil } }
+    let fixed = rings.isEmpty ? "" : ", \(rings.reduce(0, +) * layerBytes) bytes fixed (\(rings.count) sliding-window layers)"
+    print("kv cache \(session.kvType.rawValue), \((c.numHiddenLayers - rings.count) * layerBytes) bytes per token\(fixed), context \(session.contextLength)")
     // Warm-up, as the default protocol's: a prefill that touches the weights (mapped pages, materialised experts).
     try context.prefix(512).withUnsafeBufferPointer { try session.evaluate($0, mode: .none, logits: nil, capacity: 0) }
     for depth in depths {
         let rates = try measureDepth(session, context: context, depth: depth, repeats: repeats)
         print("depth \(depth) decode \(oneDecimal(median(rates))) tok/s")
-        let kvMiB = Double(tokenBytes * (depth + depthDecodeSteps / 2)) / Double(1 << 20)
+        let attended = depth + depthDecodeSteps / 2  // mean positions a step attends over; a ring at most its window
+        let rows = (c.numHiddenLayers - rings.count) * attended + rings.reduce(0) { $0 + min($1, attended) }
+        let kvMiB = Double(rows * layerBytes) / Double(1 << 20)
         print("  runs \(rates.map(oneDecimal).joined(separator: " ")); KV read per step \(oneDecimal(kvMiB)) MiB (mean)")
     }
     print("peak RSS \(oneDecimal(peakRSSMiB())) MiB")

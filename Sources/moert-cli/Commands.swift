@@ -307,17 +307,25 @@ func infoCommand(_ args: Arguments) throws {
     print("context           \(m.contextLength)")
     print("rope              \(describeRope(c.rope))")
     print("memory            \(mib(m.checkpoint.mappedBytes)) mapped, \(mib(m.checkpoint.convertedBytes)) converted or copied at load")
-    let perToken = KVCacheType.allCases.map { type -> String in
-        guard c.kvCacheUnsupportedReason(type) == nil else { return "\(type.rawValue) -" }
-        return "\(type.rawValue) \(c.numHiddenLayers * c.kvCacheBytesPerPosition(type))"
+    // Full-attention layers hold every position; a sliding-window layer a ring buffer of its window.
+    let windows = c.layerWindows.compactMap { $0 }
+    func bytes(_ positions: Int) -> String {
+        KVCacheType.allCases.map { type -> String in
+            guard c.kvCacheUnsupportedReason(type) == nil else { return "\(type.rawValue) -" }
+            return "\(type.rawValue) \(positions * c.kvCacheBytesPerPosition(type))"
+        }.joined(separator: ", ")
     }
     if let mla = c.mla {
         print("kv cache          latent: kv_lora_rank \(mla.kvLoraRank) + qk_rope_head_dim \(mla.qkRopeHeadDim) = \(mla.cacheWidth) values per token and layer")
-        print("                  bytes per token: \(perToken.joined(separator: ", ")) (--kv-type; - : not for \(mla.cacheWidth) values)")
+        print("                  bytes per token: \(bytes(c.numHiddenLayers)) (--kv-type; - : not for \(mla.cacheWidth) values)")
     } else {
         print("kv cache          keys and values: 2 × \(c.numKeyValueHeads) × \(c.headDim) = \(2 * c.numKeyValueHeads * c.headDim) values per token and layer")
-        print("                  bytes per token: \(perToken.joined(separator: ", ")) (--kv-type; - : not for this head_dim)")
+        print("                  bytes per token: \(bytes(c.numHiddenLayers - windows.count)) (--kv-type; - : not for this head_dim)")
     }
+    if let w = c.slidingWindow {
+        print("sliding window    \(windows.count) of \(c.numHiddenLayers) layers attend to the last \(w) positions; fixed bytes: \(bytes(windows.reduce(0, +)))")
+    }
+    if c.attentionSinks { print("attention sinks   a learned logit per query head (self_attn.sinks)") }
     print("context shift     \(Session.contextShiftUnsupportedReason(m).map { "no: \($0)" } ?? "yes (--context-shift)")")
     print("threads           \(Threads.current)")
     printModelKernels(m, label: "kernel", width: 17)

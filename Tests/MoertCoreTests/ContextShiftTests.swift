@@ -25,7 +25,7 @@ struct ContextShiftTests {
     func layer0(_ s: Session, count: Int) -> ([Float], [Float]) {
         let width = s.cache.rowWidth
         var k = [Float](repeating: .nan, count: count * width), v = k
-        s.cache.load(layer: 0, count: count, keys: &k, values: &v)
+        s.cache.load(layer: 0, from: 0, count: count, keys: &k, values: &v)
         return (k, v)
     }
 
@@ -96,7 +96,7 @@ struct ContextShiftTests {
         let dir = try TemporaryDirectory.copy(of: "mixtral")
         try dir.editConfig { $0["sliding_window"] = 64 }
         let windowed = try Model(path: dir.path)
-        #expect(windowed.config.slidingWindow == 64 && windowed.contextLength == 64)
+        #expect(windowed.config.slidingWindow == 64 && windowed.contextLength == 512)
         let refused = moertError { _ = try session(windowed, shift: true) }
         #expect(refused?.code == .unsupported)
         #expect(refused?.message.contains("sliding window") == true)

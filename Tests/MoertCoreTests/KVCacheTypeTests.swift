@@ -42,9 +42,12 @@ struct KVCacheTypeTests {
             for t in ref.greedy.dropLast() { rows += try lastLogits(s, [t]) }
             #expect(relativeError(rows[...], ref.fullLogits[..<((sequence.count - 1) * vocab)]) <= kvTolerance[type]!,
                     "\(type) cached decode")
-            // Decode and prefill read the same rounded cache: they agree as the float32 paths do.
+            // Decode and prefill read the same rounded cache. Their keys and values come from products in different
+            // summation orders (GEMV, GEMM), a few float32 ulps apart, which now and then rounds one value to the
+            // other f16/bf16 neighbour: float32 agrees to its rounding, the others to 1e-3 (measured up to 1.3e-4,
+            // qwen2_moe_window in f16).
             let full = try allLogits(try session(model, type), Array(sequence.dropLast()))
-            #expect(relativeError(rows[...], full[...]) <= logitTolerance, "\(type) decode vs recompute")
+            #expect(relativeError(rows[...], full[...]) <= (type == .f32 ? logitTolerance : 1e-3), "\(type) decode vs recompute")
         }
     }
 

@@ -22,19 +22,21 @@ struct AttentionDecodeTests {
         return (bytes, back)
     }
 
-    /// softmax(scale q_h . K_g) V_g for every head, in double precision.
+    /// softmax(scale q_h . K_g) V_g for every head over rows `rows` (default 0 ..< total), in double precision; a
+    /// sink logit per head joins the softmax and is dropped (modeling_gpt_oss.py `eager_attention_forward`).
     func reference(q: [Float], keys: [Float], values: [Float], heads: Int, kvHeads: Int, headDim: Int, total: Int,
-                   scale: Float) -> [Float] {
-        let group = heads / kvHeads, width = kvHeads * headDim
+                   scale: Float, rows: [Int]? = nil, sinks: [Float]? = nil) -> [Float] {
+        let group = heads / kvHeads, width = kvHeads * headDim, rows = rows ?? Array(0..<total)
         var out = [Float]()
         for h in 0..<heads {
             let g = (h / group) * headDim
-            let s = (0..<total).map { j in
+            var s = rows.map { j in
                 Double(scale) * (0..<headDim).reduce(0.0) { $0 + Double(q[h * headDim + $1]) * Double(keys[j * width + g + $1]) }
             }
+            if let sinks { s.append(Double(sinks[h])) }
             let m = s.max()!, e = s.map { exp($0 - m) }, sum = e.reduce(0, +)
             for i in 0..<headDim {
-                out.append(Float((0..<total).reduce(0.0) { $0 + e[$1] * Double(values[$1 * width + g + i]) } / sum))
+                out.append(Float(zip(rows, e).reduce(0.0) { $0 + $1.1 * Double(values[$1.0 * width + g + i]) } / sum))
             }
         }
         return out
@@ -58,13 +60,48 @@ struct AttentionDecodeTests {
                                      total: total, scale: scale)
                 var scratch = [Float](repeating: .nan, count: Int(moert_attention_decode_scratch(Int32(heads), Int32(headDim), Int64(total))))
                 var fast = [Float](repeating: .nan, count: heads * headDim), portable = fast
-                moert_attention_decode(q, kBytes, vBytes, type, Int32(heads), Int32(kvHeads), Int32(headDim), Int64(total),
-                                       scale, &scratch, &fast)
+                moert_attention_decode(q, kBytes, vBytes, type, Int32(heads), Int32(kvHeads), Int32(headDim), 0,
+                                       Int64(total), Int64(total), nil, scale, &scratch, &fast)
                 moert_attention_decode_kernel(Int32(MOERT_KERNEL_PORTABLE), q, kBytes, vBytes, type, Int32(heads), Int32(kvHeads), Int32(headDim),
-                                                Int64(total), scale, &scratch, &portable)
+                                              0, Int64(total), Int64(total), nil, scale, &scratch, &portable)
                 // Weighted means of values within ±2: float32 sums over `total` terms stay within 1e-5 of them.
                 #expect(relativeError(fast[...], want[...]) <= 1e-5, "\(name) total \(total)")
                 #expect(relativeError(portable[...], want[...]) <= 1e-5, "\(name) total \(total), portable")
+            }
+        }
+    }
+
+    /// A ring buffer of `ring` rows whose window of `total` positions starts at row `first` (wrapping past the end
+    /// or not), with and without sinks (one far above the scores, which takes most of the weight, one near them).
+    @Test("a window in a ring buffer, with and without sinks, every cache type and path",
+          arguments: [(5, 2, 5), (5, 0, 3), (300, 250, 300), (300, 17, 120), (2600, 2000, 2600)])
+    func ringWindowAndSinks(ring: Int, first: Int, total: Int) {
+        let heads = 4, kvHeads = 2, headDim = 64, width = kvHeads * headDim
+        for (name, type) in Self.types {
+            let (kBytes, k) = cached(rows: ring, width: width, type: type, seed: UInt64(ring + first))
+            let (vBytes, v) = cached(rows: ring, width: width, type: type, seed: UInt64(ring * 3 + first))
+            var rng = TestRandom(seed: UInt64(ring * 5 + total))
+            let q = (0..<heads * headDim).map { _ in Float(rng.nextUnitDouble() * 2 - 1) }
+            let scale = 1 / Float(headDim).squareRoot(), rows = (0..<total).map { (first + $0) % ring }
+            for sinks in [nil, [Float(8), -1, 0.5, 2]] {
+                let want = reference(q: q, keys: k, values: v, heads: heads, kvHeads: kvHeads, headDim: headDim,
+                                     total: total, scale: scale, rows: rows, sinks: sinks)
+                var scratch = [Float](repeating: .nan, count: Int(moert_attention_decode_scratch(Int32(heads), Int32(headDim), Int64(total))))
+                for kernel in [MOERT_KERNEL_AVX2, MOERT_KERNEL_PORTABLE] {
+                    var out = [Float](repeating: .nan, count: heads * headDim)
+                    if let sinks {
+                        moert_attention_decode_kernel(Int32(kernel), q, kBytes, vBytes, type, Int32(heads), Int32(kvHeads),
+                                                      Int32(headDim), Int64(first), Int64(total), Int64(ring), sinks, scale,
+                                                      &scratch, &out)
+                    } else {
+                        moert_attention_decode_kernel(Int32(kernel), q, kBytes, vBytes, type, Int32(heads), Int32(kvHeads),
+                                                      Int32(headDim), Int64(first), Int64(total), Int64(ring), nil, scale,
+                                                      &scratch, &out)
+                    }
+                    // As above: weighted means of values within ±2 (a sink only shrinks them).
+                    #expect(relativeError(out[...], want[...]) <= 1e-5,
+                            "\(name) kernel \(kernel) ring \(ring) first \(first) total \(total) sinks \(sinks != nil)")
+                }
             }
         }
     }

@@ -166,7 +166,7 @@ struct Avx512KernelTests {
         let perPart = min(n, 64) * total
         for capacity in [2 * perPart, perPart, perPart - 1] {
             var scores = [Float](repeating: .nan, count: max(capacity, 1)), out = [Float](repeating: .nan, count: n * qw)
-            let done = moert_attention_prefill(q, keys, values, Int64(n), Int64(position), Int32(heads), Int32(kvHeads),
+            let done = moert_attention_prefill(q, keys, values, Int64(n), Int64(position), 0, nil, Int32(heads), Int32(kvHeads),
                                                Int32(dim), scale, &scores, Int64(capacity), &out)
             if capacity < perPart {
                 #expect(done == 0)

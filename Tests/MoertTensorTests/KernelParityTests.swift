@@ -94,27 +94,35 @@ struct KernelParityTests {
         }
     }
 
-    @Test("prefill attention on every available kernel, against cached positions", arguments: [(0, 9), (5, 70)])
-    func attentionKernels(position: Int, n: Int) {
+    /// (cached positions, new rows, window, sinks): plain causal attention, then sliding windows shorter than the chunk,
+    /// than the cached part and longer than everything, over blocks of 64 rows (70 new rows), with and without sinks.
+    @Test("prefill attention on every available kernel, against cached positions, windows and sinks",
+          arguments: [(0, 9, 0, false), (5, 70, 0, false), (0, 9, 0, true), (5, 70, 4, false), (5, 70, 4, true),
+                      (30, 70, 20, true), (6, 9, 100, false), (3, 70, 1, true)])
+    func attentionKernels(position: Int, n: Int, window: Int, withSinks: Bool) {
         let heads = 4, kvHeads = 2, hd = 16, total = position + n
         var rng = TestRandom(seed: UInt64(n))
         let q = (0..<n * heads * hd).map { _ in Float(rng.nextUnitDouble() * 2 - 1) }
         let keys = (0..<total * kvHeads * hd).map { _ in Float(rng.nextUnitDouble() * 2 - 1) }
         let values = (0..<total * kvHeads * hd).map { _ in Float(rng.nextUnitDouble() * 2 - 1) }
+        let sinks: [Float]? = withSinks ? [3, -2, 0.25, 1] : nil
         let scale: Float = 0.25
         var expected = [Float](repeating: 0, count: n * heads * hd)
         for t in 0..<n {
             for h in 0..<heads {
-                let g = h / (heads / kvHeads), visible = position + t + 1
-                var s = [Double](repeating: 0, count: visible)
-                for j in 0..<visible {
-                    for d in 0..<hd { s[j] += Double(q[(t * heads + h) * hd + d]) * Double(keys[(j * kvHeads + g) * hd + d]) }
-                    s[j] *= Double(scale)
+                // position p sees keys j with p - window < j <= p (transformers' sliding_window_overlay)
+                let g = h / (heads / kvHeads), p = position + t, lo = window > 0 ? max(0, p - window + 1) : 0
+                var s = [Double](repeating: 0, count: p + 1 - lo)
+                for j in lo...p {
+                    for d in 0..<hd { s[j - lo] += Double(q[(t * heads + h) * hd + d]) * Double(keys[(j * kvHeads + g) * hd + d]) }
+                    s[j - lo] *= Double(scale)
                 }
-                let m = s.max()!, e = s.map { exp($0 - m) }, sum = e.reduce(0, +)
+                // the sink joins the softmax as one more logit and is dropped (modeling_gpt_oss.py)
+                let m = max(s.max()!, sinks.map { Double($0[h]) } ?? -.infinity), e = s.map { exp($0 - m) }
+                let sum = e.reduce(0, +) + (sinks.map { exp(Double($0[h]) - m) } ?? 0)
                 for d in 0..<hd {
                     var o = 0.0
-                    for j in 0..<visible { o += e[j] / sum * Double(values[(j * kvHeads + g) * hd + d]) }
+                    for j in lo...p { o += e[j - lo] / sum * Double(values[(j * kvHeads + g) * hd + d]) }
                     expected[(t * heads + h) * hd + d] = Float(o)
                 }
             }
@@ -122,9 +130,21 @@ struct KernelParityTests {
         for kernel in KernelProduct.attentionPrefill.available {
             var out = [Float](repeating: .nan, count: n * heads * hd)
             var scores = [Float](repeating: .nan, count: 4 * n * total)
-            attentionPrefill(q: q, keys: keys, values: values, rows: n, position: position, heads: heads, kvHeads: kvHeads,
-                             headDim: hd, scale: scale, scores: &scores, scoresCount: scores.count, into: &out, kernel: kernel)
+            sinks.withOptionalBuffer { sinkPointer in
+                attentionPrefill(q: q, keys: keys, values: values, rows: n, position: position,
+                                 window: window > 0 ? window : nil, sinks: sinkPointer, heads: heads, kvHeads: kvHeads,
+                                 headDim: hd, scale: scale, scores: &scores, scoresCount: scores.count, into: &out,
+                                 kernel: kernel)
+            }
             #expect(relativeError(out[...], expected[...]) <= 1e-5, "\(kernel.name)")
         }
+    }
+}
+
+extension Optional where Wrapped == [Float] {
+    /// Calls `body` with the array's storage, or nil.
+    func withOptionalBuffer<R>(_ body: (UnsafePointer<Float>?) -> R) -> R {
+        guard let array = self else { return body(nil) }
+        return array.withUnsafeBufferPointer { body($0.baseAddress) }
     }
 }

@@ -16,7 +16,11 @@ public let fixturesDirectory: String = {
 /// Every fixture made by tools/make_fixtures.py.
 public let fixtureNames = ["mixtral", "mixtral_bf16", "mixtral_sharded", "mixtral_hd64", "qwen2_moe", "qwen3_moe", "olmoe",
                                  "qwen3_moe_fp8", "deepseek_v2", "deepseek_v2_lite", "deepseek_v2_group", "deepseek_v3",
-                                 "deepseek_v3_dense", "glm4_moe"]
+                                 "deepseek_v3_dense", "glm4_moe", "gpt_oss", "mixtral_window", "qwen2_moe_window"]
+
+/// The fixtures whose layers (some or all) attend within a sliding window shorter than prompt + greedy, with
+/// references that also hold `long_tokens` and `long_logits`.
+public let windowFixtureNames = ["mixtral_window", "qwen2_moe_window"]
 
 /// transformers' outputs for a fixture (see tools/make_fixtures.py).
 public struct Reference {
@@ -26,6 +30,10 @@ public struct Reference {
     public let greedy: [Int32]
     /// [prompt + greedy, vocab]
     public let fullLogits: [Float]
+    /// A sequence several sliding windows long (windowed fixtures only; empty otherwise).
+    public let longTokens: [Int32]
+    /// [longTokens, vocab]: one forward pass of transformers over `longTokens`.
+    public let longLogits: [Float]
 
     public init(fixture: String) throws {
         let file = try SafetensorsFile(path: fixturesDirectory + "/" + fixture + "/reference.safetensors")
@@ -38,6 +46,8 @@ public struct Reference {
         logits = try array("logits", Float.self)
         greedy = try array("greedy", Int32.self)
         fullLogits = try array("full_logits", Float.self)
+        longTokens = file.tensors["long_tokens"] == nil ? [] : try array("long_tokens", Int32.self)
+        longLogits = file.tensors["long_logits"] == nil ? [] : try array("long_logits", Float.self)
     }
 }
 

@@ -169,12 +169,16 @@ int main(int argc, char **argv) {
         return 2;
     }
     moert_set_threads(2);  /* the worker pool runs too */
-    const char *fixtures[] = {"mixtral", "mixtral_bf16", "qwen2_moe", "qwen3_moe", "olmoe", "deepseek_v2_lite"};
+    /* qwen2_moe_window: full layers beside the ring buffers of sliding-window ones; gpt_oss: sinks, rings, expert
+       biases and the clamped SwiGLU. */
+    const char *fixtures[] = {"mixtral", "mixtral_bf16", "qwen2_moe", "qwen3_moe", "olmoe", "deepseek_v2_lite",
+                              "qwen2_moe_window", "gpt_oss"};
     for (size_t i = 0; i < sizeof fixtures / sizeof *fixtures; i++) run_fixture(argv[1], fixtures[i], MOERT_KV_TYPE_F32);
     /* The rounded cache types: their rows are stored and widened in buffers the session made. */
     run_fixture(argv[1], "mixtral", MOERT_KV_TYPE_F16);
     run_fixture(argv[1], "mixtral_hd64", MOERT_KV_TYPE_Q8_0);
     run_fixture(argv[1], "deepseek_v2_lite", MOERT_KV_TYPE_BF16);  /* the latent cache */
     run_fixture(argv[1], "deepseek_v2_lite", MOERT_KV_TYPE_Q8_0);
+    run_fixture(argv[1], "mixtral_window", MOERT_KV_TYPE_F16);
     return check_summary();
 }

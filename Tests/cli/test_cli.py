@@ -55,7 +55,8 @@ def ids(values: np.ndarray) -> str:
     return ",".join(str(int(v)) for v in values)
 
 
-@pytest.mark.parametrize("fixture", ["mixtral", "qwen2_moe", "olmoe", "deepseek_v2", "deepseek_v3_dense"])
+@pytest.mark.parametrize("fixture", ["mixtral", "qwen2_moe", "olmoe", "deepseek_v2", "deepseek_v3_dense", "glm4_moe", "gpt_oss",
+                                     "mixtral_window", "qwen2_moe_window"])
 def test_run_writes_the_logits_of_transformers(fixture: str, tmp_path: Path) -> None:
     ref = reference(fixture)
     out = tmp_path / "logits.npy"
@@ -65,7 +66,7 @@ def test_run_writes_the_logits_of_transformers(fixture: str, tmp_path: Path) -> 
     assert np.abs(logits - expected).max() <= 1e-4 * np.abs(expected).max()
 
 
-@pytest.mark.parametrize("fixture", ["mixtral", "qwen3_moe", "deepseek_v2_lite"])
+@pytest.mark.parametrize("fixture", ["mixtral", "qwen3_moe", "deepseek_v2_lite", "mixtral_window", "qwen2_moe_window"])
 def test_generate_tokens_is_the_greedy_continuation(fixture: str) -> None:
     ref = reference(fixture)
     n = len(ref["greedy"])
@@ -338,6 +339,15 @@ def test_info_reports_kv_bytes_per_token_and_context_shift() -> None:
     # 2 layers x keys and values x 2 key/value heads x 16 values x 4 bytes
     assert "                  bytes per token: f32 512, f16 256, bf16 256, q8_0 -" in out
     assert "context shift     yes" in out
+    assert "sliding window" not in out
+
+
+def test_info_reports_fixed_bytes_of_sliding_window_layers() -> None:
+    out = moert("info", "--model", str(FIXTURES / "qwen2_moe_window")).stdout.decode()
+    # 1 full layer x keys and values x 2 key/value heads x 16 values x 4 bytes; 2 windowed layers x 4 positions
+    assert "kv cache          bytes per token: f32 256, f16 128, bf16 128, q8_0 -" in out
+    assert "sliding window    2 of 3 layers attend to the last 4 positions; fixed bytes: f32 2048, f16 1024" in out
+    assert "context shift     no: sliding window of 4 tokens" in out
 
 
 def test_readme_first_command_prints_english() -> None:

@@ -102,6 +102,8 @@ def shrink(fixture: str) -> tuple[bytes, bytes]:
     config.update(vocab_size=V, hidden_size=H, num_attention_heads=NH, num_key_value_heads=NKV, head_dim=HD,
                   intermediate_size=I, num_hidden_layers=LAYERS[fixture], max_position_embeddings=CONTEXT,
                   num_experts_per_tok=2, bos_token_id=1, eos_token_id=2)
+    if "layer_types" in config:  # one entry per layer, as transformers' validate_layer_type requires
+        config["layer_types"] = config["layer_types"][: LAYERS[fixture]]
     for key in ("moe_intermediate_size", "shared_expert_intermediate_size"):
         if key in config:
             config[key] = I

@@ -226,39 +226,48 @@ MOERT_KERNEL void moert_gemv_quant_kernel(int kernel, const void *w, int type, c
 /**
  * Attention of one new position (decode) against `total` cached positions of KV type `kv_type`. For each query
  * head h of n_heads, with key/value head g = h / (n_heads / n_kv_heads):
- *   out[h] = softmax(scale * q[h] . keys[j, g] for j < total) . values[:, g]
- * q and out are [n_heads * head_dim] float32; keys and values are [total] rows of n_kv_heads * head_dim values,
- * moert_kv_row_bytes apart (head_dim a multiple of MOERT_Q8_0_BLOCK for q8_0). Each cached row is read once for all
- * the heads that share it; long contexts split the positions among the worker threads, whose partial softmaxes are
- * then merged (flash decoding). `scratch` holds moert_attention_decode_scratch(n_heads, head_dim, total) floats.
- * The kernel chosen for attention.decode runs (its avx2 kernel needs head_dim a multiple of 8, else portable runs).
+ *   out[h] = softmax(scale * q[h] . keys[j, g] for j < total [, sinks[h]]) . values[:, g]
+ * where `sinks` (NULL: none) adds one learned logit per query head to the softmax denominator and is then dropped
+ * (gpt-oss, `eager_attention_forward` of modeling_gpt_oss.py). q and out are [n_heads * head_dim] float32; keys and
+ * values are `ring` rows of n_kv_heads * head_dim values, moert_kv_row_bytes apart (head_dim a multiple of
+ * MOERT_Q8_0_BLOCK for q8_0), and position j of the `total` attended is row (first + j) % ring (0 <= first < ring,
+ * total <= ring): a linear cache passes first = 0 and ring = total, the ring buffer of a sliding-window layer the
+ * row of its oldest visible position. Each cached row is read once for all the heads that share it; long contexts
+ * split the positions among the worker threads, whose partial softmaxes are then merged (flash decoding).
+ * `scratch` holds moert_attention_decode_scratch(n_heads, head_dim, total) floats. The kernel chosen for
+ * attention.decode runs (its avx2 kernel needs head_dim a multiple of 8, else portable runs).
  */
 MOERT_KERNEL void moert_attention_decode(const float *q, const void *keys, const void *values, int kv_type,
-                                         int n_heads, int n_kv_heads, int head_dim, int64_t total, float scale,
-                                         float *scratch, float *out);
+                                         int n_heads, int n_kv_heads, int head_dim, int64_t first, int64_t total,
+                                         int64_t ring, const float *sinks, float scale, float *scratch, float *out);
 MOERT_KERNEL void moert_attention_decode_kernel(int kernel, const float *q, const void *keys, const void *values,
-                                                int kv_type, int n_heads, int n_kv_heads, int head_dim, int64_t total,
-                                                float scale, float *scratch, float *out);
+                                                int kv_type, int n_heads, int n_kv_heads, int head_dim, int64_t first,
+                                                int64_t total, int64_t ring, const float *sinks, float scale,
+                                                float *scratch, float *out);
 
 /** Floats of scratch moert_attention_decode needs for a cache of up to `capacity` positions. */
 MOERT_KERNEL int64_t moert_attention_decode_scratch(int n_heads, int head_dim, int64_t capacity);
 
 /**
- * Causal attention of `n` new positions (prefill) at positions position ..< position + n against the cache, which
- * already holds them: for each query head h (key/value head g = h / (n_heads / n_kv_heads)) and new position t,
- *   out[t, h] = softmax(scale * q[t, h] . keys[j, g] for j <= position + t) . values[:, g]
- * q and out are [n, n_heads * head_dim]; keys and values [position + n, n_kv_heads * head_dim]. The heads are split
- * among the worker threads, each with its own part of `scores` (scratch of `scores_capacity` floats, at least
- * min(n, 64) * (position + n)). Returns 1 when done, 0 when it computed nothing (attention.prefill runs on
- * blas): the caller computes it.
+ * Causal attention of `n` new positions (prefill) at positions position ..< position + n against keys and values
+ * that already hold them: for each query head h (key/value head g = h / (n_heads / n_kv_heads)) and new position t,
+ *   out[t, h] = softmax(scale * q[t, h] . keys[j, g] for lo <= j <= position + t [, sinks[h]]) . values[:, g]
+ * with lo = 0, or with a sliding `window` (0: none) lo = max(0, position + t - window + 1): the query sees the
+ * `window` keys ending at its own (`sliding_window_overlay` of transformers' masking_utils.py: kv_idx > q_idx -
+ * window). `sinks` (NULL: none) adds one learned logit per query head to the softmax denominator, as
+ * moert_attention_decode. q and out are [n, n_heads * head_dim]; keys and values [position + n, n_kv_heads *
+ * head_dim]. The heads are split among the worker threads, each with its own part of `scores` (scratch of
+ * `scores_capacity` floats, at least min(n, 64) * (position + n)). Returns 1 when done, 0 when it computed nothing
+ * (attention.prefill runs on blas): the caller computes it.
  */
 MOERT_KERNEL int moert_attention_prefill(const float *q, const float *keys, const float *values, int64_t n,
-                                         int64_t position, int n_heads, int n_kv_heads, int head_dim, float scale,
-                                         float *scores, int64_t scores_capacity, float *out);
+                                         int64_t position, int64_t window, const float *sinks, int n_heads,
+                                         int n_kv_heads, int head_dim, float scale, float *scores,
+                                         int64_t scores_capacity, float *out);
 MOERT_KERNEL int moert_attention_prefill_kernel(int kernel, const float *q, const float *keys, const float *values,
-                                                int64_t n, int64_t position, int n_heads, int n_kv_heads,
-                                                int head_dim, float scale, float *scores, int64_t scores_capacity,
-                                                float *out);
+                                                int64_t n, int64_t position, int64_t window, const float *sinks,
+                                                int n_heads, int n_kv_heads, int head_dim, float scale, float *scores,
+                                                int64_t scores_capacity, float *out);
 
 /* ---- Activation (swiglu.c) ---- */
 

@@ -9,6 +9,9 @@ public struct AttentionWeights: Sendable {
     public let q: Linear, k: Linear, v: Linear, o: Linear
     /// q/k RMSNorm weights (per head [headDim], or over the projection), when the architecture has them.
     public let qNorm: Weight?, kNorm: Weight?
+    /// One learned logit per query head [heads] that joins each softmax's denominator (`self_attn.sinks`, gpt-oss),
+    /// when `ModelConfig.attentionSinks`.
+    public var sinks: Weight? = nil
 }
 
 /// The attention of one decoder layer.

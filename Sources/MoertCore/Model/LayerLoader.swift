@@ -49,7 +49,8 @@ struct LayerLoader {
                 v: try linear(p + "self_attn.v_proj", out: kvWidth, in: h, bias: c.qkvBias),
                 o: try linear(p + "self_attn.o_proj", out: h, in: qWidth, bias: c.outputBias),
                 qNorm: try qkNorm(p + "self_attn.q_norm.weight", wholeWidth: qWidth),
-                kNorm: try qkNorm(p + "self_attn.k_norm.weight", wholeWidth: kvWidth)))
+                kNorm: try qkNorm(p + "self_attn.k_norm.weight", wholeWidth: kvWidth),
+                sinks: c.attentionSinks ? try weight(p + "self_attn.sinks", [c.numAttentionHeads]) : nil))
         }
         let mlp: LayerMLP = section.isMoELayer(l, config: c)
             ? .moe(try moeBlock(l, moeIndex: moeIndex))

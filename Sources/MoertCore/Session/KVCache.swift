@@ -40,58 +40,102 @@ public enum KVCacheType: String, CaseIterable, Sendable {
     }
 }
 
-/// Per-layer keys and values, laid out [layer][position][kvHeads × headDim] in `type`.
+/// Per-layer keys and values in `type`, one row of kvHeads × headDim values per position. A full-attention layer holds
+/// every position of the context, row p for position p. A sliding-window layer holds only the last `window` positions
+/// it can still attend to, as a ring buffer: position p is row p % window, overwritten when position p + window is
+/// written, so its memory does not grow with the context.
 final class KVCache {
     let type: KVCacheType
     let layers: Int
+    /// Positions a full-attention layer holds (the session's context).
     let capacity: Int
+    /// Each layer's ring size (its attention window) when it keeps only the last positions; nil for a full layer.
+    let rings: [Int?]
     /// kvHeads × headDim.
     let rowWidth: Int
     /// Bytes of one position's keys (or values) in one layer.
     let rowBytes: Int
+    /// Byte offset of each layer's first row, [layers + 1].
+    private let offsets: [Int]
     private let keys: FloatBuffer
     private let values: FloatBuffer
 
-    init(type: KVCacheType, layers: Int, capacity: Int, rowWidth: Int) throws {
+    /// A cache of `capacity` positions for the layers whose `rings` entry is nil and of that many positions (a ring
+    /// buffer) for the others.
+    /// - Throws: `MoertError` (`.outOfMemory`).
+    init(type: KVCacheType, capacity: Int, rowWidth: Int, rings: [Int?]) throws {
         rowBytes = type.bytes(width: rowWidth)
-        let (perLayer, o1) = capacity.multipliedReportingOverflow(by: rowBytes)
-        let (total, o2) = perLayer.multipliedReportingOverflow(by: layers)
-        guard !o1, !o2 else { throw MoertError(.outOfMemory, "KV cache of \(capacity) tokens overflows") }
+        var offsets = [0]
+        for ring in rings {
+            let (layerBytes, o1) = (ring ?? capacity).multipliedReportingOverflow(by: rowBytes)
+            let (end, o2) = offsets.last!.addingReportingOverflow(layerBytes)
+            guard !o1, !o2 else { throw MoertError(.outOfMemory, "KV cache of \(capacity) tokens overflows") }
+            offsets.append(end)
+        }
         self.type = type
-        self.layers = layers
+        self.layers = rings.count
         self.capacity = capacity
+        self.rings = rings
         self.rowWidth = rowWidth
-        keys = try FloatBuffer(count: (total + 3) / 4)
-        values = try FloatBuffer(count: (total + 3) / 4)
+        self.offsets = offsets
+        keys = try FloatBuffer(count: (offsets.last! + 3) / 4)
+        values = try FloatBuffer(count: (offsets.last! + 3) / 4)
     }
 
-    /// Bytes the cache holds (keys and values of every layer and position).
-    var bytes: Int { 2 * layers * capacity * rowBytes }
+    /// Bytes the cache holds (keys and values of every layer: its whole context for a full layer, its window for a
+    /// sliding-window one).
+    var bytes: Int { 2 * offsets.last! }
 
-    /// Keys of `layer`, starting at position 0.
-    func keys(layer: Int) -> UnsafeMutableRawPointer { UnsafeMutableRawPointer(keys.pointer) + layer * capacity * rowBytes }
-    /// Values of `layer`, starting at position 0.
-    func values(layer: Int) -> UnsafeMutableRawPointer { UnsafeMutableRawPointer(values.pointer) + layer * capacity * rowBytes }
+    /// Keys of `layer`, starting at row 0.
+    func keys(layer: Int) -> UnsafeMutableRawPointer { UnsafeMutableRawPointer(keys.pointer) + offsets[layer] }
+    /// Values of `layer`, starting at row 0.
+    func values(layer: Int) -> UnsafeMutableRawPointer { UnsafeMutableRawPointer(values.pointer) + offsets[layer] }
 
-    /// Writes `count` positions of float32 keys and values ([count, rowWidth] each) at `position` of `layer`.
+    /// Calls `body(row, index, count)` for the runs of consecutive rows that hold positions `position ..< position +
+    /// count` of `layer` (two runs when a ring wraps); `index` counts from `position`. A ring layer takes at most its
+    /// ring size of positions at once.
+    @inline(__always)
+    private func runs(layer: Int, position: Int, count: Int, _ body: (_ row: Int, _ index: Int, _ count: Int) -> Void) {
+        guard let ring = rings[layer] else { return body(position, 0, count) }
+        assert(count <= ring, "a ring buffer holds \(ring) positions, \(count) asked")
+        let row = position % ring, head = min(count, ring - row)
+        body(row, 0, head)
+        if head < count { body(0, head, count - head) }
+    }
+
+    /// Writes `count` positions of float32 keys and values ([count, rowWidth] each) at `position` of `layer` (at most
+    /// the ring size of a sliding-window layer).
     func store(layer: Int, position: Int, keys k: UnsafePointer<Float>, values v: UnsafePointer<Float>, count: Int) {
-        moert_kv_store(type.code, k, keys(layer: layer) + position * rowBytes, Int64(count * rowWidth))
-        moert_kv_store(type.code, v, values(layer: layer) + position * rowBytes, Int64(count * rowWidth))
+        let kb = keys(layer: layer), vb = values(layer: layer)
+        runs(layer: layer, position: position, count: count) { row, i, n in
+            moert_kv_store(type.code, k + i * rowWidth, kb + row * rowBytes, Int64(n * rowWidth))
+            moert_kv_store(type.code, v + i * rowWidth, vb + row * rowBytes, Int64(n * rowWidth))
+        }
     }
 
     /// Writes `count` positions of float32 keys ([count, rowWidth]) at `position` of `layer`.
     func store(layer: Int, position: Int, keys k: UnsafePointer<Float>, count: Int) {
-        moert_kv_store(type.code, k, keys(layer: layer) + position * rowBytes, Int64(count * rowWidth))
+        let kb = keys(layer: layer)
+        runs(layer: layer, position: position, count: count) { row, i, n in
+            moert_kv_store(type.code, k + i * rowWidth, kb + row * rowBytes, Int64(n * rowWidth))
+        }
     }
 
     /// Reads the keys of positions `from` ..< `from + count` of `layer` as float32 ([count, rowWidth]).
     func load(layer: Int, from: Int, count: Int, keys k: UnsafeMutablePointer<Float>) {
-        moert_kv_load(type.code, keys(layer: layer) + from * rowBytes, k, Int64(count * rowWidth))
+        let kb = keys(layer: layer)
+        runs(layer: layer, position: from, count: count) { row, i, n in
+            moert_kv_load(type.code, kb + row * rowBytes, k + i * rowWidth, Int64(n * rowWidth))
+        }
     }
 
-    /// Reads positions 0 ..< `count` of `layer` as float32 into `keys` and `values` ([count, rowWidth] each).
-    func load(layer: Int, count: Int, keys k: UnsafeMutablePointer<Float>, values v: UnsafeMutablePointer<Float>) {
-        moert_kv_load(type.code, keys(layer: layer), k, Int64(count * rowWidth))
-        moert_kv_load(type.code, values(layer: layer), v, Int64(count * rowWidth))
+    /// Reads positions `from` ..< `from + count` of `layer` as float32 into `keys` and `values` ([count, rowWidth]
+    /// each); a sliding-window layer still holds them when they are among its last ring-size positions.
+    func load(layer: Int, from: Int, count: Int, keys k: UnsafeMutablePointer<Float>, values v: UnsafeMutablePointer<Float>) {
+        let kb = keys(layer: layer), vb = values(layer: layer)
+        runs(layer: layer, position: from, count: count) { row, i, n in
+            moert_kv_load(type.code, kb + row * rowBytes, k + i * rowWidth, Int64(n * rowWidth))
+            moert_kv_load(type.code, vb + row * rowBytes, v + i * rowWidth, Int64(n * rowWidth))
+        }
     }
 }

@@ -9,8 +9,9 @@ import Glibc
 extension Session {
     /// Why this session's model cannot shift its context, or nil when it can. Shifting keeps each later key with
     /// its position moved back by a rotation, which is what the model would compute only when positions enter
-    /// attention through RoPE alone: a sliding window (which caps the context in moert) would make the kept tokens
-    /// visible past it.
+    /// attention through RoPE alone. A layer with a sliding window is refused: its ring buffer holds only the last
+    /// window positions, so a shift would have to renumber them, and the kept first tokens, which it overwrote once
+    /// they left the window, could enter the window of the shifted positions again.
     public var contextShiftUnsupportedReason: String? { Self.contextShiftUnsupportedReason(model) }
 
     /// Why sessions of `model` cannot shift their context, or nil when they can (see the instance property).
@@ -19,7 +20,8 @@ extension Session {
             return "the model's multi-head latent attention caches compressed keys (kv_lora_rank \(mla.kvLoraRank)), which moert does not shift"
         }
         if let w = model.config.slidingWindow {
-            return "the model attends within a sliding window of \(w) tokens (config.json sliding_window), which a context shift would not keep"
+            let layers = model.config.layerWindows.lazy.filter { $0 != nil }.count
+            return "\(layers) of the model's layers attend within a sliding window of \(w) tokens (config.json sliding_window) and keep only that many positions, which a context shift would not keep"
         }
         return nil
     }

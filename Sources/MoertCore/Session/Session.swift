@@ -44,7 +44,8 @@ public final class Session {
     public private(set) var position = 0
     /// Element type of the KV cache.
     public var kvType: KVCacheType { cache.type }
-    /// Bytes of the KV cache (every layer and position of its capacity).
+    /// Bytes of the KV cache: every position of the context for a full-attention layer, the window for a
+    /// sliding-window layer (a ring buffer), the latent rows of a multi-head latent attention layer.
     public var kvCacheBytes: Int { cache.bytes + (latentCache?.bytes ?? 0) }
     /// Logits of the last evaluated position, when the last evaluation produced them (a copy).
     public var lastLogits: [Float]? {
@@ -86,13 +87,22 @@ public final class Session {
         keepTokens = options.keepTokens
         let c = model.config
         if let reason = c.kvCacheUnsupportedReason(options.kvType) { throw MoertError.invalid(reason) }
-        cache = try KVCache(type: options.kvType, layers: c.mla == nil ? c.numHiddenLayers : 0, capacity: contextLength,
-                            rowWidth: c.numKeyValueHeads * c.headDim)
-        let capacity = contextLength
+        // A window binds only when it is shorter than the context; such a layer keeps a ring buffer of its window.
+        // Multi-head latent attention keeps its own cache of latents instead.
+        let context = contextLength
+        let rings = c.mla == nil ? c.layerWindows.map { $0.flatMap { $0 < context ? $0 : nil } } : []
+        cache = try KVCache(type: options.kvType, capacity: contextLength, rowWidth: c.numKeyValueHeads * c.headDim,
+                            rings: rings)
         latentCache = try c.mla.map {
-            try LatentCache(type: options.kvType, layers: c.numHiddenLayers, capacity: capacity, width: $0.cacheWidth)
+            try LatentCache(type: options.kvType, layers: c.numHiddenLayers, capacity: context, width: $0.cacheWidth)
         }
-        ws = try Workspace(model: model, batch: maxBatch, context: contextLength, kvType: options.kvType)
+        // The most keys a query attends over: the context, or when every layer keeps a ring, the longest window and a
+        // chunk, so that such a session's scratch does not grow with n_ctx either.
+        let longestRing = rings.lazy.compactMap { $0 }.max()
+        let batch = maxBatch
+        let attended = longestRing.map { rings.contains(nil) ? context : min(context, $0 - 1 + batch) } ?? context
+        ws = try Workspace(model: model, batch: maxBatch, context: attended, kvType: options.kvType,
+                           longestRing: longestRing)
         routing = try SessionRouting(model: model, batch: maxBatch, workspace: ws.moe)
         lastLogitsBuffer = try FloatBuffer(count: c.vocabSize)
         history = .allocate(capacity: contextLength)
@@ -275,29 +285,72 @@ public final class Session {
             model.rope.apply(q + t * qw, heads: nh, stride: hd, position: position + t)
             model.rope.apply(k + t * kvw, heads: nkv, stride: hd, position: position + t)
         }
+        let scale = 1 / Float(hd).squareRoot(), sinks = a.sinks?.data
+        if let window = cache.rings[l] {
+            slidingAttention(q, k, v, layer: l, count: n, window: window, scale: scale, sinks: sinks, into: ctx)
+            a.o.apply(ctx, rows: n, into: out, scratch: ws.productScratch)  // [n, nh·hd] -> [n, H]
+            return
+        }
         cache.store(layer: l, position: position, keys: k, values: v, count: n)
 
         let total = position + n
-        let scale = 1 / Float(hd).squareRoot()
         if n == 1 {
             // Decode: one query row per head against the cache as stored.
             moert_attention_decode(q, cache.keys(layer: l), cache.values(layer: l), cache.type.code, Int32(nh),
-                                   Int32(nkv), Int32(hd), Int64(total), scale, ws.decodeScratch.pointer, ctx)
+                                   Int32(nkv), Int32(hd), 0, Int64(total), Int64(total), sinks, scale,
+                                   ws.decodeScratch.pointer, ctx)
             a.o.apply(ctx, rows: 1, into: out, scratch: ws.productScratch)
             return
         }
         // Prefill: float32 keys and values, read back from the cache so that a chunk sees what decode will see.
         let keys: UnsafeMutablePointer<Float>, values: UnsafeMutablePointer<Float>
-        if let widened = ws.widenedKV {
+        if let widened = ws.widenedKV, cache.type != .f32 {
             keys = widened.keys.pointer
             values = widened.values.pointer
-            cache.load(layer: l, count: total, keys: keys, values: values)
+            cache.load(layer: l, from: 0, count: total, keys: keys, values: values)
         } else {
             keys = cache.keys(layer: l).assumingMemoryBound(to: Float.self)
             values = cache.values(layer: l).assumingMemoryBound(to: Float.self)
         }
-        attentionPrefill(q: q, keys: keys, values: values, rows: n, position: position, heads: nh, kvHeads: nkv,
-                         headDim: hd, scale: scale, scores: ws.scores.pointer, scoresCount: ws.scores.count, into: ctx)
+        attentionPrefill(q: q, keys: keys, values: values, rows: n, position: position, sinks: sinks, heads: nh,
+                         kvHeads: nkv, headDim: hd, scale: scale, scores: ws.scores.pointer,
+                         scoresCount: ws.scores.count, into: ctx)
         a.o.apply(ctx, rows: n, into: out, scratch: ws.productScratch)  // [n, nh·hd] -> [n, H]
+    }
+
+    /// Attention of `n` new tokens (keys `k` and values `v` after RoPE, [n, nkv·hd]) in a layer that attends within
+    /// `window` positions and keeps them in a ring buffer: position p sees p - window + 1 ... p
+    /// (`sliding_window_overlay` in transformers' masking_utils.py). Writes [n, nh·hd] into `ctx`.
+    private func slidingAttention(_ q: UnsafePointer<Float>, _ k: UnsafePointer<Float>, _ v: UnsafePointer<Float>,
+                                  layer l: Int, count n: Int, window: Int, scale: Float, sinks: UnsafePointer<Float>?,
+                                  into ctx: UnsafeMutablePointer<Float>) {
+        let c = model.config, hd = c.headDim, nh = c.numAttentionHeads, nkv = c.numKeyValueHeads, kvw = nkv * hd
+        if n == 1 {
+            // Decode: the new row replaces the one of position - window, which no later query sees; the window is
+            // the last min(window, position + 1) rows of the ring, from the row of its oldest position.
+            cache.store(layer: l, position: position, keys: k, values: v, count: 1)
+            let visible = min(window, position + 1), first = (position + 1 - visible) % window
+            moert_attention_decode(q, cache.keys(layer: l), cache.values(layer: l), cache.type.code, Int32(nh),
+                                   Int32(nkv), Int32(hd), Int64(first), Int64(visible), Int64(window), sinks, scale,
+                                   ws.decodeScratch.pointer, ctx)
+            return
+        }
+        // Prefill: float32 rows of positions lo ..< position + n in order, the earlier ones read from the ring before
+        // the new ones overwrite them; the new ones pass through the ring in runs of at most `window` (each read back
+        // before the next overwrites it), so that a chunk sees the rounding decode will see.
+        let widened = ws.widenedKV!
+        let keys = widened.keys.pointer, values = widened.values.pointer
+        let lo = max(0, position - window + 1), earlier = position - lo
+        cache.load(layer: l, from: lo, count: earlier, keys: keys, values: values)
+        var done = 0
+        while done < n {
+            let m = min(window, n - done), row = (earlier + done) * kvw
+            cache.store(layer: l, position: position + done, keys: k + done * kvw, values: v + done * kvw, count: m)
+            cache.load(layer: l, from: position + done, count: m, keys: keys + row, values: values + row)
+            done += m
+        }
+        attentionPrefill(q: q, keys: keys, values: values, rows: n, position: earlier, window: window, sinks: sinks,
+                         heads: nh, kvHeads: nkv, headDim: hd, scale: scale, scores: ws.scores.pointer,
+                         scoresCount: ws.scores.count, into: ctx)
     }
 }

@@ -19,8 +19,9 @@ final class Workspace {
     let scores: FloatBuffer
     /// Scratch of decode attention (`moert_attention_decode_scratch`).
     let decodeScratch: FloatBuffer
-    /// A layer's cached keys and values widened to float32 for prefill, [context, nkv·hd] each; nil with a float32
-    /// cache, which prefill reads in place.
+    /// A layer's cached keys and values widened to float32 for prefill, [context, nkv·hd] each (with a float32 cache,
+    /// which full layers read in place, only the window - 1 + batch rows a sliding-window layer's prefill gathers);
+    /// nil with a float32 cache and no sliding-window layer.
     let widenedKV: (keys: FloatBuffer, values: FloatBuffer)?
     /// Scratch of the attention projections and the LM head (`Linear.scratchCount`).
     let products: FloatBuffer
@@ -29,9 +30,11 @@ final class Workspace {
     /// Multi-head latent attention's buffers; nil for grouped-query attention.
     let latent: LatentWorkspace?
 
-    /// Buffers for `model` with batches of up to `batch` tokens and a cache of `context` positions of `kvType`.
+    /// Buffers for `model` with batches of up to `batch` tokens whose queries attend over at most `context` positions
+    /// of a cache of `kvType`, whose longest ring buffer (sliding-window layer) holds `longestRing` positions (nil:
+    /// none).
     /// - Throws: `MoertError` (`.outOfMemory`).
-    init(model: Model, batch: Int, context: Int, kvType: KVCacheType) throws {
+    init(model: Model, batch: Int, context: Int, kvType: KVCacheType, longestRing: Int? = nil) throws {
         let c = model.config
         let h = c.hiddenSize, qw = c.numAttentionHeads * c.headDim, kvw = c.numKeyValueHeads * c.headDim
         x = try FloatBuffer(count: batch * h)
@@ -43,7 +46,9 @@ final class Workspace {
         ctx = try FloatBuffer(count: batch * qw)
         scores = try FloatBuffer(count: batch * context)
         decodeScratch = try FloatBuffer(count: Int(moert_attention_decode_scratch(Int32(c.numAttentionHeads), Int32(c.headDim), Int64(context))))
-        widenedKV = kvType == .f32 || c.mla != nil ? nil : (try FloatBuffer(count: context * kvw), try FloatBuffer(count: context * kvw))
+        let widenedRows = kvType != .f32 ? context : longestRing.map { min(context, $0 - 1 + batch) } ?? 0
+        widenedKV = widenedRows == 0 || c.mla != nil ? nil
+            : (try FloatBuffer(count: widenedRows * kvw), try FloatBuffer(count: widenedRows * kvw))
         latent = try c.mla.map { try LatentWorkspace(c, $0, batch: batch, context: context, kvType: kvType) }
 
         var products = model.lmHead.scratchCount(rows: batch)

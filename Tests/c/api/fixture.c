@@ -184,6 +184,22 @@ static uint64_t config_moe_layers(json_span config, int64_t n_layers) {
     return mask;
 }
 
+/** Layers with a sliding window, as the fixtures' configs name them: Mixtral's sliding_window covers every layer;
+    Qwen2-MoE lists its sliding_attention layers in layer_types (with use_sliding_window). */
+static int64_t config_windowed_layers(json_span config, const char *architecture, int64_t n_layers) {
+    json_span types, v;
+    char kind[32];
+    int64_t n = 0;
+    if (json_object_get(config, "layer_types", &types)) {
+        if (!json_get_true(config, "use_sliding_window")) return 0;
+        for (size_t i = 0; json_array_get(types, i, &v); i++) {
+            if (json_string(v, kind, sizeof kind) && strcmp(kind, "sliding_attention") == 0) n++;
+        }
+        return n;
+    }
+    return strcmp(architecture, "MixtralForCausalLM") == 0 ? n_layers : 0;
+}
+
 /** Number of bits set. */
 static int64_t bit_count(uint64_t x) {
     int64_t n = 0;
@@ -228,8 +244,11 @@ static int read_config(const char *dir, expected_info *want) {
             want->cache_values = json_get_int(config, "kv_lora_rank", -1) + rope;
             want->n_mtp_layers = json_get_int(config, "num_nextn_predict_layers", 0);
         }
-        /* No fixture has a sliding window shorter than max_position_embeddings. */
+        /* A sliding window does not cap the context (windowed layers keep a ring buffer). */
         want->context_length = json_get_int(config, "max_position_embeddings", -1);
+        want->window = json_get_int(config, "sliding_window", 0);
+        if (want->window <= 0 || want->window >= want->context_length) want->window = 0;
+        want->n_windowed_layers = want->window ? config_windowed_layers(config, want->architecture, want->n_layers) : 0;
         want->bos_token_id = config_token_id(config, "bos_token_id");
         want->eos_token_id = config_token_id(config, "eos_token_id");
         config_eos_token_ids(config, want);

@@ -18,6 +18,8 @@ typedef struct expected_info {
     int32_t n_eos_token_ids;
     uint64_t moe_layer_mask; /* bit l set when decoder layer l has a sparse MLP */
     int renormalizes;        /* top-k weights sum to 1 (Mixtral always; others with norm_topk_prob) */
+    int64_t window;          /* sliding_window when shorter than the context, else 0 */
+    int64_t n_windowed_layers; /* layers that attend within it (and keep only `window` positions) */
     int32_t dtype;       /* from the dtypes found in the model's safetensors headers */
     int64_t n_params;    /* elements of the stored weights (rotary buffers excluded) */
     int64_t file_bytes;  /* sizes of the model's safetensors files */

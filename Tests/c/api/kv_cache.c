@@ -37,7 +37,9 @@ void test_kv_types(const fixture *fx, moert_model *model) {
         int64_t bytes = moert_session_kv_bytes(s);
         if (type == MOERT_KV_TYPE_F32) {
             f32_bytes = bytes;
-            CHECK(bytes == fx->want.n_layers * 32 * fx->want.cache_values * 4, "f32 cache of %lld bytes", (long long)bytes);
+            /* 32 positions per full layer; a sliding-window layer keeps its window (a ring buffer). */
+            int64_t rows = (fx->want.n_layers - fx->want.n_windowed_layers) * 32 + fx->want.n_windowed_layers * fx->want.window;
+            CHECK(bytes == rows * fx->want.cache_values * 4, "f32 cache of %lld bytes", (long long)bytes);
         } else {
             int64_t want = type == MOERT_KV_TYPE_Q8_0 ? f32_bytes * 34 / 128 : f32_bytes / 2;
             CHECK(bytes == want, "type %d cache of %lld bytes, want %lld", type, (long long)bytes, (long long)want);
@@ -82,18 +84,28 @@ void test_context_shift(const fixture *fx, moert_model *model) {
     g.ignore_eos = 1;
     if (CHECK_STATUS(create(model, 0, 0, 16, 0, &s), MOERT_OK, "session of 16")) {
         CHECK_STATUS(moert_session_eval(s, fx->prompt, fx->n_prompt, MOERT_LOGITS_NONE, NULL, 0), MOERT_OK, "prompt");
-        CHECK_STATUS(moert_session_shift(s, 1, (int64_t)fx->n_prompt), MOERT_ERR_INVALID_ARGUMENT, "shift past n_past");
-        CHECK_STATUS(moert_session_shift(s, -1, 1), MOERT_ERR_INVALID_ARGUMENT, "negative n_keep");
-        CHECK_STATUS(moert_session_shift(s, 1, 2), MOERT_OK, "shift(1, 2)");
-        CHECK(moert_session_n_past(s) == (int64_t)fx->n_prompt - 2, "n_past %lld after dropping 2",
-              (long long)moert_session_n_past(s));
+        if (fx->want.n_windowed_layers > 0) {
+            /* Sliding-window layers keep only their window: no shift, with the reason. */
+            CHECK_STATUS(moert_session_shift(s, 1, 2), MOERT_ERR_UNSUPPORTED, "shift with sliding-window layers");
+            CHECK(strstr(moert_last_error(), "sliding window") != NULL, "shift refusal: %s", moert_last_error());
+        } else {
+            CHECK_STATUS(moert_session_shift(s, 1, (int64_t)fx->n_prompt), MOERT_ERR_INVALID_ARGUMENT, "shift past n_past");
+            CHECK_STATUS(moert_session_shift(s, -1, 1), MOERT_ERR_INVALID_ARGUMENT, "negative n_keep");
+            CHECK_STATUS(moert_session_shift(s, 1, 2), MOERT_OK, "shift(1, 2)");
+            CHECK(moert_session_n_past(s) == (int64_t)fx->n_prompt - 2, "n_past %lld after dropping 2",
+                  (long long)moert_session_n_past(s));
+        }
         moert_session_reset(s);
         CHECK_STATUS(moert_session_generate(s, fx->prompt, fx->n_prompt, &g, NULL, NULL, out, 64, &made), MOERT_OK,
                      "generate without the shift");
         CHECK(made == 16 - fx->n_prompt + 1, "%zu tokens without the shift, want %zu", made, 16 - fx->n_prompt + 1);
         moert_session_free(s);
     }
-    if (CHECK_STATUS(create(model, 0, MOERT_SESSION_CONTEXT_SHIFT, 16, 1, &s), MOERT_OK, "session with the shift")) {
+    if (fx->want.n_windowed_layers > 0) {
+        CHECK_STATUS(create(model, 0, MOERT_SESSION_CONTEXT_SHIFT, 16, 1, &s), MOERT_ERR_UNSUPPORTED,
+                     "the shift flag with sliding-window layers");
+        CHECK(s == NULL, "no session on a refusal");
+    } else if (CHECK_STATUS(create(model, 0, MOERT_SESSION_CONTEXT_SHIFT, 16, 1, &s), MOERT_OK, "session with the shift")) {
         CHECK_STATUS(moert_session_generate(s, fx->prompt, fx->n_prompt, &g, NULL, NULL, out, 64, &made), MOERT_OK,
                      "generate with the shift");
         CHECK(made == 40, "%zu tokens with the shift, want 40", made);

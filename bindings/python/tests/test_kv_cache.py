@@ -63,3 +63,21 @@ def test_shift_moves_positions_and_checks_its_range(mixtral: moert.Model) -> Non
         s.shift(1, 2)
         assert s.n_past == len(prompt) - 2
         assert np.isfinite(s.eval([5])).all()
+
+
+@pytest.mark.parametrize("fixture_name", ["mixtral_window", "qwen2_moe_window"])
+@pytest.mark.parametrize("max_batch", [1, 3, 0])
+def test_sliding_windows_past_their_length(fixture_name: str, max_batch: int) -> None:
+    """The 40-token reference (8 windows of 5, 10 of 4) in chunks shorter than the window, token by token and in one
+    pass; the windowed layers keep only their window (a ring buffer), the full layers every position."""
+    ref, c = reference(fixture_name), config(fixture_name)
+    window = c["sliding_window"]
+    windowed = c["num_hidden_layers"] if "layer_types" not in c else c["layer_types"].count("sliding_attention")
+    row = c["num_key_value_heads"] * (c["hidden_size"] // c["num_attention_heads"]) * 4
+    with moert.Model(fixture_dir(fixture_name)) as m, m.session(n_ctx=64, max_batch=max_batch) as s:
+        logits = s.eval(ref["long_tokens"], all_logits=True)
+        err = np.abs(logits - ref["long_logits"]).max() / np.abs(ref["long_logits"]).max()
+        assert err <= TOLERANCE["f32"], err
+        assert s.kv_bytes == 2 * row * ((c["num_hidden_layers"] - windowed) * 64 + windowed * window)
+        with pytest.raises(moert.UnsupportedError, match="sliding window"):
+            s.shift(0, 1)

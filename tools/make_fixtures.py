@@ -105,6 +105,8 @@ class Fixture:
     # DeepSeek-V3 multi-token-prediction layers appended to the checkpoint after the references are computed
     # (model.layers.<num_hidden_layers + i>.*, which moert skips by name).
     mtp_layers: int = 0
+    # gpt-oss experts stored as the released checkpoints store them: MXFP4 blocks and e8m0 scales (see mxfp4_experts).
+    mxfp4: bool = False
     long_len: int = 0  # length of long_tokens / long_logits; 0: none
 
 
@@ -406,6 +408,46 @@ FIXTURES = [
         router_std=0.3,
         extra_checks=["swiglu_clamps", "window_matters"],
     ),
+    # The same architecture with its experts in MXFP4 blocks as the released gpt-oss checkpoints hold them; the
+    # reference runs transformers on the weights its own convert_moe_packed_tensors decodes (expert width 64 = two
+    # blocks of 32 per down_proj row).
+    Fixture(
+        name="gpt_oss_mxfp4",
+        arch="GptOssForCausalLM",
+        config_cls="GptOssConfig",
+        config=dict(
+            COMMON,
+            num_hidden_layers=3,
+            head_dim=16,
+            intermediate_size=64,
+            num_local_experts=4,
+            num_experts_per_tok=2,
+            sliding_window=4,
+            layer_types=["sliding_attention", "full_attention", "sliding_attention"],
+            attention_bias=True,
+            swiglu_limit=1.5,
+            rms_norm_eps=1e-5,
+            rope_parameters={
+                "rope_type": "yarn",
+                "rope_theta": 10000.0,
+                "factor": 4.0,
+                "beta_fast": 32.0,
+                "beta_slow": 1.0,
+                "truncate": False,
+                "original_max_position_embeddings": 64,
+            },
+            tie_word_embeddings=False,
+            bos_token_id=None,
+            eos_token_id=254,
+            pad_token_id=None,
+        ),
+        disk_dtype="float32",
+        seed=8500,
+        prompt=[44, 2, 170, 88, 123, 19, 240],
+        router_std=0.3,
+        extra_checks=["swiglu_clamps", "window_matters"],
+        mxfp4=True,
+    ),
 ]
 
 # DeepSeek (multi-head latent attention).  Heads of qk_nope 16 + qk_rope 8 for queries and keys, v_head_dim 16 for
@@ -637,7 +679,76 @@ def build_model(fx: Fixture, seed: int) -> torch.nn.Module:
         with torch.no_grad():
             for p in model.parameters():
                 p.copy_(p.to(dtype).to(torch.float32))
+    if fx.mxfp4:
+        model.mxfp4_tensors = mxfp4_experts(model)
     return model
+
+
+# e2m1 values of the 16 codes (transformers' integrations/mxfp4.py FP4_VALUES): codes 8-15 are the negatives.
+E2M1 = [0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0]
+
+
+def mxfp4_quantize(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Blocks of 32 values along the last axis of w [..., rows, cols] as MXFP4: a shared e8m0 scale 2^(s - 127)
+    with s chosen so that the block's largest magnitude lands in [4, 8) (OCP MX: floor(log2(amax)) - 2, e2m1's
+    largest exponent), each value rounded to the nearest e2m1 (6 at most), two codes per byte, low nibble first.
+    Returns blocks [..., rows, cols / 32, 16] and scales [..., rows, cols / 32], both uint8."""
+    *lead, cols = w.shape
+    v = w.reshape(*lead, cols // 32, 32).double()
+    amax = v.abs().amax(dim=-1, keepdim=True)
+    exp = torch.where(amax > 0, torch.floor(torch.log2(amax.clamp_min(1e-300))) - 2, torch.zeros_like(amax))
+    scaled = v / torch.pow(2.0, exp)
+    grid = torch.tensor(E2M1, dtype=torch.float64)
+    codes = (scaled.abs().unsqueeze(-1) - grid).abs().argmin(dim=-1)  # nearest magnitude, lower on ties
+    codes = codes + 8 * (scaled < 0)
+    codes = codes.to(torch.uint8)
+    blocks = codes[..., 0::2] | (codes[..., 1::2] << 4)
+    scales = (exp.squeeze(-1) + 127).to(torch.uint8)
+    return blocks.contiguous(), scales.contiguous()
+
+
+@torch.no_grad()
+def mxfp4_experts(model) -> dict[str, torch.Tensor]:
+    """Rounds every gpt-oss expert matrix to MXFP4 in place, as transformers' own `convert_moe_packed_tensors`
+    decodes the blocks (so that the float32 model computes what a runtime computes from the stored blocks), and
+    returns the blocks and scales by checkpoint name: `gate_up_proj_blocks` [E, 2I, H/32, 16] (rows = the output
+    features, gate and up interleaved as in gate_up_proj's last axis) and `down_proj_blocks` [E, H, I/32, 16]."""
+    from transformers.integrations.mxfp4 import convert_moe_packed_tensors
+
+    out = {}
+    for l, layer in enumerate(model.model.layers):
+        experts = layer.mlp.experts
+        for proj in ("gate_up_proj", "down_proj"):
+            param = getattr(experts, proj)  # [E, in, out], applied as x @ W
+            blocks, scales = mxfp4_quantize(param.transpose(1, 2))
+            decoded = convert_moe_packed_tensors(blocks.clone(), scales.clone(), dtype=torch.float32)
+            if decoded.shape != param.shape:
+                raise RuntimeError(f"MXFP4 of {proj}: decoded shape {tuple(decoded.shape)}, expected {tuple(param.shape)}")
+            param.copy_(decoded)
+            name = f"model.layers.{l}.mlp.experts.{proj}"
+            out[name + "_blocks"], out[name + "_scales"] = blocks, scales
+    return out
+
+
+def write_mxfp4(model, path: Path) -> None:
+    """Replaces the fused expert matrices of the saved checkpoint by their MXFP4 blocks and scales, and names the
+    format in config.json as the released gpt-oss checkpoints do."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    file = path / "model.safetensors"
+    with safe_open(str(file), "pt") as f:
+        tensors = {k: f.get_tensor(k) for k in f.keys() if not k.endswith(("experts.gate_up_proj", "experts.down_proj"))}
+        metadata = f.metadata()
+    tensors.update(model.mxfp4_tensors)
+    save_file(dict(sorted(tensors.items())), str(file), metadata=metadata)
+    cfg_path = path / "config.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg["quantization_config"] = {
+        "quant_method": "mxfp4",
+        "modules_to_not_convert": ["model.layers.*.self_attn", "model.layers.*.mlp.router", "model.embed_tokens", "lm_head"],
+    }
+    cfg_path.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
 
 
 def reinit(model: torch.nn.Module, seed: int, router_std: float, embed_std: float) -> None:
@@ -672,8 +783,10 @@ def reinit(model: torch.nn.Module, seed: int, router_std: float, embed_std: floa
 
 def load_model(fx: Fixture, path: Path) -> torch.nn.Module:
     import transformers as tf
+    extra = {"quantization_config": tf.Mxfp4Config(dequantize=True)} if fx.mxfp4 else {}
     model, info = getattr(tf, fx.arch).from_pretrained(
         path,
+        **extra,
         dtype=torch.float32,
         attn_implementation="eager",
         experts_implementation="eager",
@@ -1062,6 +1175,8 @@ def verify_saved(fx: Fixture, path: Path) -> None:
         with safe_open(str(path / s), "pt") as f:
             for key in f.keys():
                 got = f.get_slice(key).get_dtype()
+                if fx.mxfp4 and key.endswith(("_blocks", "_scales")):
+                    continue  # uint8 MXFP4 data
                 if got != want:
                     raise RuntimeError(f"{fx.name}: {s}:{key} stored as {got}, expected {want}")
 
@@ -1133,6 +1248,8 @@ def make_fixture(fx: Fixture, out_dir: Path, verbose: bool) -> dict:
     to_save.save_pretrained(path, **kwargs)
     if fx.legacy_config:
         write_legacy_config(path)
+    if fx.mxfp4:
+        write_mxfp4(model, path)
     verify_saved(fx, path)
 
     # Recompute everything from the checkpoint as written (upcast to float32).

@@ -16,7 +16,8 @@ public let fixturesDirectory: String = {
 /// Every fixture made by tools/make_fixtures.py.
 public let fixtureNames = ["mixtral", "mixtral_bf16", "mixtral_sharded", "mixtral_hd64", "qwen2_moe", "qwen3_moe", "olmoe",
                                  "qwen3_moe_fp8", "deepseek_v2", "deepseek_v2_lite", "deepseek_v2_group", "deepseek_v3",
-                                 "deepseek_v3_dense", "glm4_moe", "gpt_oss", "mixtral_window", "qwen2_moe_window"]
+                                 "deepseek_v3_dense", "glm4_moe", "gpt_oss", "gpt_oss_mxfp4", "mixtral_window",
+                                 "qwen2_moe_window"]
 
 /// The fixtures whose layers (some or all) attend within a sliding window shorter than prompt + greedy, with
 /// references that also hold `long_tokens` and `long_logits`.

@@ -56,7 +56,7 @@ def ids(values: np.ndarray) -> str:
 
 
 @pytest.mark.parametrize("fixture", ["mixtral", "qwen2_moe", "olmoe", "deepseek_v2", "deepseek_v3_dense", "glm4_moe", "gpt_oss",
-                                     "mixtral_window", "qwen2_moe_window"])
+                                     "gpt_oss_mxfp4", "mixtral_window", "qwen2_moe_window"])
 def test_run_writes_the_logits_of_transformers(fixture: str, tmp_path: Path) -> None:
     ref = reference(fixture)
     out = tmp_path / "logits.npy"

@@ -13,7 +13,8 @@ public enum TensorClass: String, Sendable, CaseIterable {
     case shared = "shared experts and dense MLPs"
     /// Token embeddings and the output layer.
     case output = "embeddings and output layer"
-    /// Router gates (and Qwen2-MoE's shared-expert gate): kept as stored, so routing does not flip on rounding.
+    /// Router gates (gpt-oss: `router`; and Qwen2-MoE's shared-expert gate): kept as stored, so routing does not flip
+    /// on rounding.
     case gate = "router gates"
     /// Everything else (norms, biases, plugin tensors): kept as stored.
     case other = "other tensors"
@@ -22,8 +23,11 @@ public enum TensorClass: String, Sendable, CaseIterable {
     public static func of(_ name: String) -> TensorClass {
         if name == "model.embed_tokens.weight" || name == "lm_head.weight" { return .output }
         guard name.hasSuffix("_proj.weight") || name.hasSuffix(".w1.weight") || name.hasSuffix(".w2.weight")
-              || name.hasSuffix(".w3.weight") || name.hasSuffix("gate.weight") else { return .other }
-        if name.hasSuffix(".gate.weight") || name.hasSuffix("shared_expert_gate.weight") { return .gate }
+              || name.hasSuffix(".w3.weight") || name.hasSuffix("gate.weight") || name.hasSuffix(".router.weight")
+        else { return .other }
+        if name.hasSuffix(".gate.weight") || name.hasSuffix("shared_expert_gate.weight") || name.hasSuffix(".router.weight") {
+            return .gate
+        }
         if name.contains(".self_attn.") { return .attention }
         if name.contains(".shared_expert.") || name.contains(".shared_experts.") { return .shared }
         if name.contains(".experts.") { return .experts }

@@ -185,18 +185,21 @@ static uint64_t config_moe_layers(json_span config, int64_t n_layers) {
 }
 
 /** Layers with a sliding window, as the fixtures' configs name them: Mixtral's sliding_window covers every layer;
-    Qwen2-MoE lists its sliding_attention layers in layer_types (with use_sliding_window). */
+    Qwen2-MoE lists its sliding_attention layers in layer_types (with use_sliding_window); gpt-oss lists them in
+    layer_types, by default the even layers. */
 static int64_t config_windowed_layers(json_span config, const char *architecture, int64_t n_layers) {
     json_span types, v;
     char kind[32];
     int64_t n = 0;
+    int gpt_oss = strcmp(architecture, "GptOssForCausalLM") == 0;
     if (json_object_get(config, "layer_types", &types)) {
-        if (!json_get_true(config, "use_sliding_window")) return 0;
+        if (!gpt_oss && !json_get_true(config, "use_sliding_window")) return 0;
         for (size_t i = 0; json_array_get(types, i, &v); i++) {
             if (json_string(v, kind, sizeof kind) && strcmp(kind, "sliding_attention") == 0) n++;
         }
         return n;
     }
+    if (gpt_oss) return (n_layers + 1) / 2;
     return strcmp(architecture, "MixtralForCausalLM") == 0 ? n_layers : 0;
 }
 
@@ -242,8 +245,8 @@ static int read_config(const char *dir, expected_info *want) {
             int64_t rope = json_get_int(config, "qk_rope_head_dim", -1);
             want->head_dim = json_get_int(config, "qk_nope_head_dim", -1) + rope;
             want->cache_values = json_get_int(config, "kv_lora_rank", -1) + rope;
-            want->n_mtp_layers = json_get_int(config, "num_nextn_predict_layers", 0);
         }
+        want->n_mtp_layers = json_get_int(config, "num_nextn_predict_layers", 0);
         /* A sliding window does not cap the context (windowed layers keep a ring buffer). */
         want->context_length = json_get_int(config, "max_position_embeddings", -1);
         want->window = json_get_int(config, "sliding_window", 0);
@@ -252,9 +255,14 @@ static int read_config(const char *dir, expected_info *want) {
         want->bos_token_id = config_token_id(config, "bos_token_id");
         want->eos_token_id = config_token_id(config, "eos_token_id");
         config_eos_token_ids(config, want);
-        /* MixtralSparseMoeBlock always renormalises; the others do when norm_topk_prob is true. */
+        /* MixtralSparseMoeBlock always renormalises, and gpt-oss's softmax over the k selected logits sums to 1; the
+           others renormalise when norm_topk_prob is true; DeepSeek and GLM-4.5 then scale by routed_scaling_factor. */
         want->renormalizes = strcmp(want->architecture, "MixtralForCausalLM") == 0 ||
+                             strcmp(want->architecture, "GptOssForCausalLM") == 0 ||
                              json_get_true(config, "norm_topk_prob");
+        want->weight_scale = json_get_double(config, "routed_scaling_factor", 1.0);
+        want->sigmoid_scores = strcmp(want->architecture, "DeepseekV3ForCausalLM") == 0 ||
+                               strcmp(want->architecture, "Glm4MoeForCausalLM") == 0;
     } else {
         printf("      %s: no architectures[0]\n", path);
     }

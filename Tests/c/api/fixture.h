@@ -17,7 +17,9 @@ typedef struct expected_info {
     int64_t eos_token_ids[8];  /* every id eos_token_id names (an integer or an array of them) */
     int32_t n_eos_token_ids;
     uint64_t moe_layer_mask; /* bit l set when decoder layer l has a sparse MLP */
-    int renormalizes;        /* top-k weights sum to 1 (Mixtral always; others with norm_topk_prob) */
+    int renormalizes;        /* top-k weights sum to 1 before scaling (Mixtral, gpt-oss always; others with norm_topk_prob) */
+    double weight_scale;     /* routed_scaling_factor (1 when absent) */
+    int sigmoid_scores;      /* DeepSeek-V3, GLM-4.5: each weight is a sigmoid (at most 1) before scaling */
     int64_t window;          /* sliding_window when shorter than the context, else 0 */
     int64_t n_windowed_layers; /* layers that attend within it (and keep only `window` positions) */
     int32_t dtype;       /* from the dtypes found in the model's safetensors headers */
@@ -26,7 +28,7 @@ typedef struct expected_info {
     int latent;          /* multi-head latent attention (DeepSeek): the cache holds one latent row per position */
     int64_t cache_values; /* values cached per position and layer: 2 x kv heads x head_dim, or kv_lora_rank +
                              qk_rope_head_dim */
-    int64_t n_mtp_layers; /* DeepSeek-V3 multi-token-prediction layers after the decoder layers (not counted) */
+    int64_t n_mtp_layers; /* DeepSeek-V3 / GLM-4.5 multi-token-prediction layers after the decoder layers (not counted) */
 } expected_info;
 
 /** One fixture directory with its reference outputs. */

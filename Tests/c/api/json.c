@@ -1,6 +1,7 @@
 /* json.c — a minimal JSON reader over spans of a text: enough to read config.json and safetensors headers. */
 #include "json.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 /** Index of the first non-whitespace byte at or after `i`. */
@@ -241,6 +242,16 @@ int64_t json_get_int(json_span object, const char *key, int64_t fallback) {
     json_span v;
     int64_t x;
     return json_object_get(object, key, &v) && json_int(v, &x) ? x : fallback;
+}
+
+double json_get_double(json_span object, const char *key, double fallback) {
+    json_span v;
+    char buf[64], *end;
+    if (!json_object_get(object, key, &v) || v.n == 0 || v.n >= sizeof buf) return fallback;
+    memcpy(buf, v.p, v.n);
+    buf[v.n] = 0;
+    double x = strtod(buf, &end);
+    return end == buf + v.n ? x : fallback;
 }
 
 int json_get_true(json_span object, const char *key) {

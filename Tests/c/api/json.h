@@ -42,6 +42,10 @@ int json_string_decoded(json_span v, char *buf, size_t capacity, size_t *out_n);
 /** Member `key` of `object` as an integer, or `fallback` when absent or not an integer. */
 int64_t json_get_int(json_span object, const char *key, int64_t fallback);
 
+/** Member `key` of `object` as a number (integer or decimal, with an exponent), or `fallback` when absent or not
+    a number. */
+double json_get_double(json_span object, const char *key, double fallback);
+
 /** True when member `key` of `object` is the literal true. */
 int json_get_true(json_span object, const char *key);
 

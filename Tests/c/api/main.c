@@ -39,7 +39,7 @@ int main(int argc, char **argv) {
     static const char *const fixtures[] = {"mixtral", "mixtral_bf16", "mixtral_sharded", "mixtral_hd64", "qwen2_moe", "qwen3_moe",
                                                    "olmoe", "qwen3_moe_fp8", "deepseek_v2", "deepseek_v2_lite",
                                                    "deepseek_v2_group", "deepseek_v3", "deepseek_v3_dense", "glm4_moe",
-                                                   "gpt_oss", "mixtral_window", "qwen2_moe_window"};
+                                                   "gpt_oss", "gpt_oss_mxfp4", "mixtral_window", "qwen2_moe_window"};
     static const char *const plugin_fixtures[] = {
         "plugins/gru", "plugins/gru_rnn", "plugins/hash", "plugins/hash_multi", "plugins/comet",
         "plugins/comet_e6", "plugins/moepp", "plugins/moepp_mixtral_gating", "plugins/topp", "plugins/adamoe",

@@ -62,9 +62,11 @@ static void check_trace_record(const fixture *fx, const moert_trace *t, int64_t 
         CHECK(isfinite(t->weights[i]) && t->weights[i] >= 0, "record %lld: weight %g", (long long)r, (double)t->weights[i]);
         sum += t->weights[i];
     }
-    /* Softmax weights of a subset of experts: at most 1, exactly 1 (to float rounding) when renormalised. */
-    CHECK(sum <= 1 + 1e-5 && (!fx->want.renormalizes || fabs(sum - 1) <= 1e-5), "record %lld: weights sum to %.7f",
-          (long long)r, sum);
+    /* Softmax weights of a subset of experts sum to at most 1 (sigmoid scores: at most 1 each), exactly 1 (to float
+       rounding) when renormalised; then times routed_scaling_factor. */
+    double scale = fx->want.weight_scale, most = (fx->want.sigmoid_scores ? top_k : 1) * scale;
+    CHECK(sum <= most * (1 + 1e-5) && (!fx->want.renormalizes || fabs(sum - scale) <= 1e-5 * scale),
+          "record %lld: weights sum to %.7f (routed_scaling_factor %g)", (long long)r, sum, scale);
 }
 
 void check_trace(const fixture *fx, const moert_trace *t, size_t n_tokens, int32_t top_k, const int32_t *seq) {

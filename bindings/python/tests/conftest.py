@@ -17,7 +17,7 @@ FIXTURES = Path(__file__).resolve().parent / ".." / ".." / ".." / "Tests" / "fix
 FIXTURE_NAMES = [
     "mixtral", "mixtral_bf16", "mixtral_sharded", "mixtral_hd64", "qwen2_moe", "qwen3_moe", "olmoe", "qwen3_moe_fp8",
     "deepseek_v2", "deepseek_v2_lite", "deepseek_v2_group", "deepseek_v3", "deepseek_v3_dense", "glm4_moe", "gpt_oss",
-    "mixtral_window", "qwen2_moe_window",
+    "gpt_oss_mxfp4", "mixtral_window", "qwen2_moe_window",
 ]
 
 # Test this checkout's package, not an installed copy.

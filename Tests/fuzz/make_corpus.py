@@ -4,7 +4,8 @@
     corpus/safetensors/   shrunken copies of each architecture's model.safetensors, plus small edge-case files
     corpus/config/        every fixture's config.json, a standalone moert.json and a shard index
     corpus/loader/        config.json + model.safetensors (+ moert.json) of each shrunken model (one of them stored
-                          as block-wise FP8), joined by the separator FuzzLoader.swift splits on
+                          as block-wise FP8) and of the DeepSeek, GLM-4.5 and gpt-oss fixtures, joined by the
+                          separator FuzzLoader.swift splits on
     corpus/jinja/         every real chat template of fixtures/chat (some followed by a conversation, joined by the
                           separator FuzzJinja.swift splits on), the Jinja semantics probes, Command-R's config
 
@@ -171,9 +172,9 @@ def fp8_shrunk() -> tuple[bytes, bytes]:
 
 
 def main() -> None:
-    if CORPUS.exists():
-        shutil.rmtree(CORPUS)
+    # Only the corpora made here: the other targets' seeds (tokenizer, kernels, ...) come from elsewhere.
     for d in ("safetensors", "config", "loader", "jinja"):
+        shutil.rmtree(CORPUS / d, ignore_errors=True)
         (CORPUS / d).mkdir(parents=True)
 
     for fixture in LAYERS:
@@ -191,6 +192,13 @@ def main() -> None:
 
     # Checkpoints with q8_0/q4_0 weights (tools/make_quant_fixtures.py): U8 tensors named in the quantization entry.
     for fixture in ("mixtral_q4_0", "qwen3_moe_q8_0"):
+        config = (FIXTURES / fixture / "config.json").read_bytes()
+        weights = (FIXTURES / fixture / "model.safetensors").read_bytes()
+        (CORPUS / "loader" / fixture).write_bytes(config + SEPARATOR + weights)
+
+    # The architectures with their own attention, routing or experts (multi-head latent attention, DeepSeek-V3 and
+    # GLM-4.5 routing, gpt-oss's sinks, windows and fused or MXFP4 experts), whole: their fixtures are small.
+    for fixture in ("deepseek_v2_lite", "deepseek_v3", "glm4_moe", "gpt_oss", "gpt_oss_mxfp4"):
         config = (FIXTURES / fixture / "config.json").read_bytes()
         weights = (FIXTURES / fixture / "model.safetensors").read_bytes()
         (CORPUS / "loader" / fixture).write_bytes(config + SEPARATOR + weights)

@@ -257,7 +257,6 @@ func makeSession(_ model: Model, _ args: Arguments, defaultKeep: Int = 0) throws
     return session
 }
 
-/// `moert info`.
 /// The rope of `moert info`: base, rotated width and pairing, and YaRN's parameters when set.
 func describeRope(_ r: RopeConfig) -> String {
     var text = "theta \(r.theta), \(r.rotaryDim) values rotated (\(r.pairing.rawValue) pairs)"
@@ -270,6 +269,27 @@ func describeRope(_ r: RopeConfig) -> String {
     return text
 }
 
+/// The built-in routing of `moert info`: scores, selection, renormalisation and scaling.
+func describeRouting(_ r: RoutingConfig) -> String {
+    var text: String
+    switch r.scoring {
+    case .softmax: text = "softmax scores"
+    case .sigmoid: text = "sigmoid scores"
+    case .softmaxOfTopK: text = "softmax over the selected logits"
+    }
+    if r.gateBias { text += ", gate with a bias" }
+    switch r.selection {
+    case .greedy: break
+    case let .groupLimited(groups, kept): text += "; the best \(kept) of \(groups) groups by their best score"
+    case let .correctedGroupLimited(groups, kept):
+        text += "; + e_score_correction_bias for selection, the best \(kept) of \(groups) groups by their two best"
+    }
+    if r.normalizeTopK { text += "; renormalised" }
+    if r.scalingFactor != 1 { text += "; × \(r.scalingFactor) (routed_scaling_factor)" }
+    return text
+}
+
+/// `moert info`.
 func infoCommand(_ args: Arguments) throws {
     let m = try loadModel(args)
     let c = m.config
@@ -301,8 +321,9 @@ func infoCommand(_ args: Arguments) throws {
         print("attention         \(c.numKeyValueHeads == c.numAttentionHeads ? "multi-head" : "grouped-query") (GQA): \(c.numAttentionHeads) query heads, \(c.numKeyValueHeads) key/value, head_dim \(c.headDim)")
     }
     print("experts           \(c.numExperts), top-\(c.numExpertsPerTok), width \(c.moeIntermediateSize)\(c.normTopkProb ? ", renormalised" : "")")
+    if c.numExperts > 0 { print("routing           \(describeRouting(c.routing))") }
     if c.sharedExpertIntermediateSize > 0 {
-        print("shared expert     width \(c.sharedExpertIntermediateSize), \(c.mla == nil ? "sigmoid-gated" : "ungated")")
+        print("shared expert     width \(c.sharedExpertIntermediateSize), \(c.architecture == .qwen2Moe ? "sigmoid-gated" : "ungated")")
     }
     print("context           \(m.contextLength)")
     print("rope              \(describeRope(c.rope))")

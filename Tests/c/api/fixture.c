@@ -90,7 +90,7 @@ static size_t st_dtype_size(const char *dtype) {
     if (!strcmp(dtype, "F32") || !strcmp(dtype, "I32")) return 4;
     if (!strcmp(dtype, "F16") || !strcmp(dtype, "BF16")) return 2;
     if (!strcmp(dtype, "F64") || !strcmp(dtype, "I64")) return 8;
-    if (!strcmp(dtype, "F8_E4M3")) return 1;
+    if (!strcmp(dtype, "F8_E4M3") || !strcmp(dtype, "U8")) return 1;
     return 0;
 }
 
@@ -300,6 +300,7 @@ static void census_visit(json_span key, json_span value, void *ctx) {
     else if (!strcmp(t.dtype, "F16")) c->dtypes |= 1 << MOERT_DTYPE_F16;
     else if (!strcmp(t.dtype, "BF16")) c->dtypes |= 1 << MOERT_DTYPE_BF16;
     else if (!strcmp(t.dtype, "F8_E4M3")) c->dtypes |= 1 << MOERT_DTYPE_MIXED; /* block-wise FP8: never one dtype */
+    else if (!strcmp(t.dtype, "U8")) c->dtypes |= 1 << MOERT_DTYPE_MIXED;      /* MXFP4 blocks and scales: idem */
     else if (strcmp(t.dtype, "I32") != 0) c->bad = 1; /* I32: plugin tables (hash routing), not a storage dtype */
 }
 

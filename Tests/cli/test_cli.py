@@ -345,9 +345,9 @@ def test_info_reports_kv_bytes_per_token_and_context_shift() -> None:
 def test_info_reports_fixed_bytes_of_sliding_window_layers() -> None:
     out = moert("info", "--model", str(FIXTURES / "qwen2_moe_window")).stdout.decode()
     # 1 full layer x keys and values x 2 key/value heads x 16 values x 4 bytes; 2 windowed layers x 4 positions
-    assert "kv cache          bytes per token: f32 256, f16 128, bf16 128, q8_0 -" in out
+    assert "                  bytes per token: f32 256, f16 128, bf16 128, q8_0 -" in out
     assert "sliding window    2 of 3 layers attend to the last 4 positions; fixed bytes: f32 2048, f16 1024" in out
-    assert "context shift     no: sliding window of 4 tokens" in out
+    assert "context shift     no: 2 of the model's layers attend within a sliding window of 4 tokens" in out
 
 
 def test_readme_first_command_prints_english() -> None:

@@ -19,11 +19,15 @@ _DTYPE_NAMES = {"F32": "f32", "F16": "f16", "BF16": "bf16"}
 
 
 ROUTED_EXPERT = re.compile(r"\.experts\.\d+\.")
+# gpt-oss's fused expert matrices (float, or MXFP4 blocks of two values per byte; their scales and biases are not
+# the experts' compute layout).
+FUSED_EXPERTS = re.compile(r"\.experts\.(gate_up_proj|down_proj)(_blocks)?$")
 LAYER = re.compile(r"^model\.layers\.(\d+)\.")
 
 
 def checkpoint_facts(name: str) -> Tuple[int, int, List[str], int]:
-    """(parameter count, bytes of the safetensors files, dtypes stored, parameters of routed experts) of a fixture."""
+    """(parameter count, bytes of the safetensors files, dtypes stored, values of routed experts' matrices) of a
+    fixture."""
     n_params, n_bytes, dtypes, n_expert = 0, 0, set(), 0
     cfg = config(name)
     # DeepSeek-V3's multi-token-prediction layers follow the decoder layers; moert skips them.
@@ -42,8 +46,11 @@ def checkpoint_facts(name: str) -> Tuple[int, int, List[str], int]:
             for dim in entry["shape"]:
                 count *= dim
             n_params += count
+            fused = FUSED_EXPERTS.search(key)
             if ROUTED_EXPERT.search(key):
                 n_expert += count
+            elif fused:
+                n_expert += 2 * count if fused.group(2) else count
             dtypes.add(entry["dtype"])
         n_bytes += len(data)
     return n_params, n_bytes, sorted(dtypes), n_expert
@@ -79,9 +86,10 @@ def test_info_matches_checkpoint(model: moert.Model, fixture_name: str) -> None:
     # f32 weights are used from the mapping and routed experts are materialised as float32 on first use. f16/bf16
     # checkpoints convert what the kernels need in float32 at load (at most every weight but the experts), and
     # their experts' compute layout holds 2 or 4 bytes per parameter.
-    if info.dtype == "f32":
+    # MXFP4 experts (U8 blocks) beside float32 weights: nothing converted at load, experts decoded to bf16.
+    if info.dtype == "f32" or set(dtypes) == {"F32", "U8"}:
         assert stats.converted_bytes == 0
-        assert stats.expert_bytes_total == 4 * n_expert
+        assert stats.expert_bytes_total == (2 if "U8" in dtypes else 4) * n_expert
     else:
         assert 0 < stats.converted_bytes <= 4 * (n_params - n_expert)
         assert 2 * n_expert <= stats.expert_bytes_total <= 4 * n_expert

@@ -55,7 +55,8 @@ def ids(values: np.ndarray) -> str:
     return ",".join(str(int(v)) for v in values)
 
 
-@pytest.mark.parametrize("fixture", ["mixtral", "qwen2_moe", "olmoe", "deepseek_v2", "deepseek_v3_dense", "glm4_moe", "gpt_oss",
+@pytest.mark.parametrize("fixture", ["mixtral", "qwen2_moe", "olmoe", "qwen3_moe_fp8", "deepseek_v2", "deepseek_v2_lite",
+                                     "deepseek_v2_group", "deepseek_v3", "deepseek_v3_dense", "glm4_moe", "gpt_oss",
                                      "gpt_oss_mxfp4", "mixtral_window", "qwen2_moe_window"])
 def test_run_writes_the_logits_of_transformers(fixture: str, tmp_path: Path) -> None:
     ref = reference(fixture)

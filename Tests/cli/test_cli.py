@@ -67,7 +67,8 @@ def test_run_writes_the_logits_of_transformers(fixture: str, tmp_path: Path) -> 
     assert np.abs(logits - expected).max() <= 1e-4 * np.abs(expected).max()
 
 
-@pytest.mark.parametrize("fixture", ["mixtral", "qwen3_moe", "deepseek_v2_lite", "mixtral_window", "qwen2_moe_window"])
+@pytest.mark.parametrize("fixture", ["mixtral", "qwen3_moe", "deepseek_v2_lite", "deepseek_v3", "glm4_moe", "gpt_oss",
+                                     "gpt_oss_mxfp4", "mixtral_window", "qwen2_moe_window"])
 def test_generate_tokens_is_the_greedy_continuation(fixture: str) -> None:
     ref = reference(fixture)
     n = len(ref["greedy"])

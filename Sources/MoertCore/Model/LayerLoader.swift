@@ -6,10 +6,10 @@ import MoertMoE
 import MoertTensor
 
 /// The tensor names of transformers' state dicts (`modeling_mixtral.py`, `modeling_qwen2_moe.py`,
-/// `modeling_qwen3_moe.py`, `modeling_olmoe.py`, `modeling_deepseek_v2.py`, `modeling_deepseek_v3.py`), read with
-/// the shapes the config implies. Experts are read by the per-expert names checkpoints hold
-/// (`experts.N.gate_proj.weight`), which is also what transformers' save_pretrained writes for its fused
-/// `experts.gate_up_proj`.
+/// `modeling_qwen3_moe.py`, `modeling_olmoe.py`, `modeling_deepseek_v2.py`, `modeling_deepseek_v3.py`,
+/// `modeling_glm4_moe.py`, `modeling_gpt_oss.py`), read with the shapes the config implies. Experts are read by the
+/// per-expert names checkpoints hold (`experts.N.gate_proj.weight`), which is also what transformers' save_pretrained
+/// writes for its fused `experts.gate_up_proj`; gpt-oss's experts stay fused in its checkpoints (`fusedExpert`).
 struct LayerLoader {
     let config: ModelConfig
     let checkpoint: Checkpoint

@@ -17,7 +17,11 @@ public func fuzzOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
             let c = try ModelConfig(json: json, source: "config.json")
             invariant(c.vocabSize >= 1 && c.hiddenSize >= 1 && c.numHiddenLayers >= 1, "non-positive size")
             invariant(c.numAttentionHeads % c.numKeyValueHeads == 0, "heads not a multiple of kv heads")
-            invariant(c.headDim >= 2 && c.headDim % 2 == 0, "head_dim not even")
+            // RoPE turns pairs of the first rotaryDim values of a head; a latent-attention head (qk_nope + qk_rope)
+            // may be odd, since only its rope part is rotated.
+            invariant(c.rope.rotaryDim >= 2 && c.rope.rotaryDim % 2 == 0 && c.rope.rotaryDim <= c.headDim,
+                      "rotary width odd or beyond the head")
+            invariant(c.mla != nil || c.headDim % 2 == 0, "head_dim not even")
             invariant(c.numExperts == 0 || c.numExpertsPerTok <= c.numExperts, "top-k above expert count")
             invariant(c.maxPositionEmbeddings >= 1, "empty context")
             invariant(c.rmsNormEps.isFinite && c.rmsNormEps >= 0 && c.ropeTheta.isFinite && c.ropeTheta > 0, "bad float")

@@ -170,9 +170,9 @@ int main(int argc, char **argv) {
     }
     moert_set_threads(2);  /* the worker pool runs too */
     /* qwen2_moe_window: full layers beside the ring buffers of sliding-window ones; gpt_oss: sinks, rings, expert
-       biases and the clamped SwiGLU. */
+       biases and the clamped SwiGLU; glm4_moe: sigmoid routing with groups and the correction bias, partial rotary. */
     const char *fixtures[] = {"mixtral", "mixtral_bf16", "qwen2_moe", "qwen3_moe", "olmoe", "deepseek_v2_lite",
-                              "qwen2_moe_window", "gpt_oss"};
+                              "qwen2_moe_window", "gpt_oss", "glm4_moe"};
     for (size_t i = 0; i < sizeof fixtures / sizeof *fixtures; i++) run_fixture(argv[1], fixtures[i], MOERT_KV_TYPE_F32);
     /* The rounded cache types: their rows are stored and widened in buffers the session made. */
     run_fixture(argv[1], "mixtral", MOERT_KV_TYPE_F16);

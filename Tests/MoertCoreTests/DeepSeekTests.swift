@@ -11,13 +11,6 @@ import MoertTestSupport
 
 @Suite("DeepSeek")
 struct DeepSeekTests {
-    /// Loads a copy of `fixture` after `edit` changed its config.json; the error, if any.
-    func loadEdited(_ fixture: String, _ edit: (inout [String: Any]) -> Void) throws -> MoertError? {
-        let dir = try TemporaryDirectory.copy(of: fixture)
-        try dir.editConfig(edit)
-        return moertError { _ = try Model(path: dir.path) }
-    }
-
     func config(_ fixture: String) throws -> ModelConfig {
         try ModelConfig.read(directory: fixturesDirectory + "/" + fixture).config
     }

@@ -10,12 +10,6 @@ import MoertTestSupport
 
 @Suite("GLM-4.5 MoE and gpt-oss")
 struct GLMAndGptOssTests {
-    func loadEdited(_ fixture: String, _ edit: (inout [String: Any]) -> Void) throws -> MoertError? {
-        let dir = try TemporaryDirectory.copy(of: fixture)
-        try dir.editConfig(edit)
-        return moertError { _ = try Model(path: dir.path) }
-    }
-
     @Test("GLM-4.5: DeepSeek-V3's routing, partial rotary, q/k norms, q/k/v biases, dense first layer, shared experts")
     func glmKeys() throws {
         let c = try ModelConfig.read(directory: fixturesDirectory + "/glm4_moe").config
@@ -71,9 +65,7 @@ struct GLMAndGptOssTests {
         #expect(limit?.code == .format && limit?.message.contains("swiglu_limit") == true, "\(String(describing: limit))")
         let types = try loadEdited("gpt_oss") { $0["layer_types"] = ["sliding_attention", "chunked_attention", "full_attention"] }
         #expect(types?.message.contains("layer_types[1]") == true, "\(String(describing: types))")
-        let dir = try TemporaryDirectory.copy(of: "gpt_oss")
-        try dir.editConfig { $0["num_hidden_layers"] = 4; $0["layer_types"] = nil }
-        let missing = moertError { _ = try Model(path: dir.path) }
+        let missing = try loadEdited("gpt_oss") { $0["num_hidden_layers"] = 4; $0["layer_types"] = nil }
         #expect(missing?.code == .format && missing?.message.contains("model.layers.3.") == true, "\(String(describing: missing))")
     }
 }

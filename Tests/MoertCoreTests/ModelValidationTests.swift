@@ -8,14 +8,15 @@ import MoertMoE
 import MoertTensor
 import MoertTestSupport
 
+/// Loads a copy of `fixture` after `edit` changed its config.json; the load's error, nil when it loaded.
+func loadEdited(_ fixture: String = "mixtral", _ edit: (inout [String: Any]) -> Void) throws -> MoertError? {
+    let dir = try TemporaryDirectory.copy(of: fixture)
+    try dir.editConfig(edit)
+    return moertError { _ = try Model(path: dir.path) }
+}
+
 @Suite("Model validation")
 struct ModelValidationTests {
-    /// Loads a copy of the mixtral fixture after `edit` changed its config.json.
-    func loadEdited(_ fixture: String = "mixtral", _ edit: (inout [String: Any]) -> Void) throws -> MoertError? {
-        let dir = try TemporaryDirectory.copy(of: fixture)
-        try dir.editConfig(edit)
-        return moertError { _ = try Model(path: dir.path) }
-    }
 
     @Test("unknown architecture is named")
     func unknownArchitecture() throws {

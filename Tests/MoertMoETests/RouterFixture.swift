@@ -105,20 +105,27 @@ struct RouterFixture {
 
     /// Runs `router` on the fixture's inputs: the routing table and the logits it wrote.
     func route(_ router: Router) throws -> (table: RoutingTable, logits: [Float]) {
-        var table = RoutingTable()
-        var out = [Float](repeating: .nan, count: tokens * experts)
-        var scratch = [Float](repeating: .nan, count: max(router.scratchCount(tokens: tokens), 1))
-        let ids = [Int32](repeating: 0, count: tokens)
-        try x.withUnsafeBufferPointer { xs in
-            try ids.withUnsafeBufferPointer { t in
-                let input = RouterInput(x: xs.baseAddress!, count: tokens, hidden: hidden, tokens: t.baseAddress!,
-                                        positions: t.baseAddress!, previousTokens: t.baseAddress!, layer: 0, state: nil,
-                                        stateStride: 0, previousLogits: nil, previousLogitsWidth: 0)
-                try router.route(input, into: &table, logits: &out, scratch: &scratch)
-            }
-        }
-        return (table, out)
+        try routeRows(router, x: x, tokens: tokens, hidden: hidden, experts: experts)
     }
+}
+
+/// Runs `router` on `tokens` rows of `x` ([tokens, hidden]; token ids, positions and previous tokens all 0, no
+/// state): the routing table and the [tokens, experts] logits it wrote.
+func routeRows(_ router: Router, x: [Float], tokens: Int, hidden: Int, experts: Int) throws
+    -> (table: RoutingTable, logits: [Float]) {
+    var table = RoutingTable()
+    var out = [Float](repeating: .nan, count: tokens * experts)
+    var scratch = [Float](repeating: .nan, count: max(router.scratchCount(tokens: tokens), 1))
+    let ids = [Int32](repeating: 0, count: tokens)
+    try x.withUnsafeBufferPointer { xs in
+        try ids.withUnsafeBufferPointer { t in
+            let input = RouterInput(x: xs.baseAddress!, count: tokens, hidden: hidden, tokens: t.baseAddress!,
+                                    positions: t.baseAddress!, previousTokens: t.baseAddress!, layer: 0, state: nil,
+                                    stateStride: 0, previousLogits: nil, previousLogitsWidth: 0)
+            try router.route(input, into: &table, logits: &out, scratch: &scratch)
+        }
+    }
+    return (table, out)
 }
 
 extension RoutingTable {

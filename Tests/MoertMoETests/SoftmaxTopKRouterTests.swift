@@ -32,21 +32,10 @@ struct SoftmaxTopKRouterTests {
         let experts = 6, hidden = 10, tokens = 5, k = 2
         var rng = TestRandom(seed: 11)
         let gate = rng.floats(experts * hidden), x = rng.floats(tokens * hidden)
-        var table = RoutingTable()
-        var logits = [Float](repeating: .nan, count: tokens * experts)
-        try gate.withUnsafeBufferPointer { g in
+        let (table, logits) = try gate.withUnsafeBufferPointer { g in
             let router = SoftmaxTopKRouter(gate: Linear(weight: Weight(data: g.baseAddress!, shape: [experts, hidden])),
                                            topK: k, normalize: normalize)
-            var scratch = [Float](repeating: .nan, count: router.scratchCount(tokens: tokens))
-            let ids = [Int32](repeating: 0, count: tokens)
-            try x.withUnsafeBufferPointer { xs in
-                try ids.withUnsafeBufferPointer { t in
-                    let input = RouterInput(x: xs.baseAddress!, count: tokens, hidden: hidden, tokens: t.baseAddress!,
-                                            positions: t.baseAddress!, previousTokens: t.baseAddress!, layer: 0, state: nil,
-                                            stateStride: 0, previousLogits: nil, previousLogitsWidth: 0)
-                    try router.route(input, into: &table, logits: &logits, scratch: &scratch)
-                }
-            }
+            return try routeRows(router, x: x, tokens: tokens, hidden: hidden, experts: experts)
         }
         #expect(table.tokenCount == tokens && table.experts.count == tokens * k)
         for t in 0..<tokens {

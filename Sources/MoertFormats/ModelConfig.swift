@@ -66,9 +66,12 @@ public struct ModelConfig: Sendable {
     public var numExpertsPerTok: Int
     /// Width of one routed expert.
     public var moeIntermediateSize: Int
-    /// Renormalise the top-k probabilities to sum to one.
-    public var normTopkProb: Bool
-    /// How the built-in router scores and selects experts (its `normalizeTopK` is `normTopkProb`).
+    /// Renormalise the top-k probabilities to sum to one (`norm_topk_prob`; the routing's `normalizeTopK`).
+    public var normTopkProb: Bool {
+        get { routing.normalizeTopK }
+        set { routing.normalizeTopK = newValue }
+    }
+    /// How the built-in router scores and selects experts.
     public var routing: RoutingConfig
     /// Width of the shared expert (Qwen2-MoE's gated one; DeepSeek's n_shared_experts × moe_intermediate_size,
     /// ungated); 0 when there is none.
@@ -184,7 +187,7 @@ extension ModelConfig {
             numExperts = try keys.int("num_local_experts", min: 1)
             intermediateSize = try keys.int("intermediate_size", min: 1)
             moeIntermediateSize = intermediateSize
-            normTopkProb = true  // MixtralSparseMoeBlock always renormalises
+            routing.normalizeTopK = true  // MixtralSparseMoeBlock always renormalises
             qkvBias = false
             outputBias = false
         case .qwen2Moe, .qwen3Moe:
@@ -192,7 +195,7 @@ extension ModelConfig {
             numExperts = try keys.int(keys.raw("num_experts") == nil ? "num_local_experts" : "num_experts", min: 0)
             intermediateSize = try keys.int("intermediate_size", min: 1)
             moeIntermediateSize = try keys.int("moe_intermediate_size", min: 1)
-            normTopkProb = try keys.bool("norm_topk_prob", default: false)
+            routing.normalizeTopK = try keys.bool("norm_topk_prob", default: false)
             decoderSparseStep = try keys.int("decoder_sparse_step", min: 1, default: 1)
             let onlyLayers = try keys.intList("mlp_only_layers")
             mlpOnlyLayers = Set(onlyLayers)
@@ -209,7 +212,7 @@ extension ModelConfig {
             numExperts = try keys.int(keys.raw("num_experts") == nil ? "num_local_experts" : "num_experts", min: 1)
             intermediateSize = try keys.int("intermediate_size", min: 1)
             moeIntermediateSize = intermediateSize
-            normTopkProb = try keys.bool("norm_topk_prob", default: false)
+            routing.normalizeTopK = try keys.bool("norm_topk_prob", default: false)
             qkvBias = try keys.bool("attention_bias", default: false)
             outputBias = qkvBias
             qkNorm = .wholeProjection
@@ -222,7 +225,6 @@ extension ModelConfig {
             numExperts = try keys.int("num_local_experts", min: 1)
             intermediateSize = try keys.int("intermediate_size", min: 1)
             moeIntermediateSize = intermediateSize
-            normTopkProb = false  // GptOssTopKRouter: softmax over the k selected logits
             qkvBias = try keys.bool("attention_bias", default: true)
             outputBias = qkvBias
             let alpha = try keys.double("swiglu_alpha", default: 1.702), limit = try keys.double("swiglu_limit", default: 7.0)
@@ -241,7 +243,6 @@ extension ModelConfig {
             moeIntermediateSize = g.moeIntermediateSize
             sharedExpertIntermediateSize = g.sharedExpertIntermediateSize
             mlpOnlyLayers = g.denseLayers
-            normTopkProb = g.routing.normalizeTopK
             routing = g.routing
             qkvBias = try keys.bool("attention_bias", default: false)
             outputBias = false  // Glm4MoeAttention: o_proj has no bias
@@ -252,7 +253,6 @@ extension ModelConfig {
             numExperts = d.numExperts
             intermediateSize = d.intermediateSize
             moeIntermediateSize = d.moeIntermediateSize
-            normTopkProb = d.routing.normalizeTopK
             routing = d.routing
             mlpOnlyLayers = Set(0..<min(d.firstKDenseReplace, numHiddenLayers))
             sharedExpertIntermediateSize = d.sharedExpertIntermediateSize
@@ -269,7 +269,6 @@ extension ModelConfig {
             numNextnPredictLayers = d.numNextnPredictLayers
         }
         numExpertsPerTok = try keys.int("num_experts_per_tok", min: 1)
-        routing.normalizeTopK = normTopkProb
         self.routing = routing
         if numExperts > 0 && numExpertsPerTok > numExperts {
             throw MoertError.format("\(source): num_experts_per_tok \(numExpertsPerTok) exceeds the \(numExperts) experts")

@@ -1,7 +1,7 @@
 /* gemv.c: the decode GEMV, y = W x for f16, bf16 and float32 weights, with its rows split over the worker pool.
 **
 ** The rows are those of the kernel chosen for the product (choice.c): gemv_avx512.c's, or AVX2+FMA(+F16C) ones here
-** (f16/bf16 widened in registers), or one value at a time. Decode is bound by memory bandwidth: reading 2-byte
+** (f16/bf16 widened in registers) reading one row at a time (avx2) or four (avx2x4), or one value at a time. Decode is bound by memory bandwidth: reading 2-byte
 ** weights and converting them in registers halves the bytes per token against float32 copies. */
 #include "kernels_internal.h"
 
@@ -67,6 +67,54 @@ DEFINE_ROWS_AVX2(rows_avx2_f16, MOERT_HALF_F16)
 DEFINE_ROWS_AVX2(rows_avx2_bf16, MOERT_HALF_BF16)
 DEFINE_ROWS_AVX2(rows_avx2_f32, MOERT_GEMM_F32)
 
+/* Four rows at a time: rows [r0, r1) cut into four quarters, row i of each read at the same time, so that the thread
+** reads four far-apart sequential streams (consecutive rows of a quarter are contiguous), STEP_BYTES of each per step
+** with a software prefetch STREAM_AHEAD bytes ahead in each; x is loaded once for the four rows. Measured on a
+** 2-core EPYC of family 25 (Zen 3): 31-34 GB/s against 21-24 for one row at a time (f16, decode-like matrices); on
+** the family-23 EPYC one row at a time read faster than four rows with a prefetch eight rows ahead. Rows beyond four
+** quarters run one at a time. */
+enum { STREAM_AHEAD = 1024 };
+
+#define DEFINE_ROWS4_AVX2(NAME, SINGLE, DTYPE)                                                                     \
+__attribute__((target("avx2,fma,f16c")))                                                                           \
+static void NAME(const void *w, const float *x, float *y, int64_t r0, int64_t r1, int64_t cols) {                  \
+    const int64_t size = DTYPE == MOERT_GEMM_F32 ? 4 : 2, step = STEP_BYTES / size;                                \
+    const int64_t body = cols - cols % step, quarter = (r1 - r0) / 4;                                              \
+    for (int64_t i = 0; i < quarter; i++) {                                                                        \
+        const char *row[4];                                                                                        \
+        __m256 acc[4][2];                                                                                          \
+        for (int s = 0; s < 4; s++) {                                                                              \
+            row[s] = (const char *)w + (r0 + s * quarter + i) * cols * size;                                       \
+            acc[s][0] = acc[s][1] = _mm256_setzero_ps();                                                           \
+        }                                                                                                          \
+        for (int64_t k = 0; k < body; k += step) {                                                                 \
+            for (int s = 0; s < 4; s++)                                                                            \
+                for (int line = 0; line < STEP_BYTES; line += 64)                                                  \
+                    _mm_prefetch(row[s] + k * size + STREAM_AHEAD + line, _MM_HINT_T0);                            \
+            for (int64_t u = k; u < k + step; u += 16) {                                                           \
+                const __m256 xa = _mm256_loadu_ps(x + u), xb = _mm256_loadu_ps(x + u + 8);                         \
+                for (int s = 0; s < 4; s++) {                                                                      \
+                    acc[s][0] = _mm256_fmadd_ps(load8_weights(row[s] + u * size, DTYPE), xa, acc[s][0]);           \
+                    acc[s][1] = _mm256_fmadd_ps(load8_weights(row[s] + (u + 8) * size, DTYPE), xb, acc[s][1]);     \
+                }                                                                                                  \
+            }                                                                                                      \
+        }                                                                                                          \
+        for (int s = 0; s < 4; s++) {                                                                              \
+            __m256 a = acc[s][0];                                                                                  \
+            int64_t k = body;                                                                                      \
+            for (; k + 8 <= cols; k += 8) a = _mm256_fmadd_ps(load8_weights(row[s] + k * size, DTYPE), _mm256_loadu_ps(x + k), a); \
+            float sum = moert_hsum256(_mm256_add_ps(a, acc[s][1]));                                                \
+            for (; k < cols; k++) sum += weight_at(row[s], DTYPE, k) * x[k];                                       \
+            y[r0 + s * quarter + i] = sum;                                                                         \
+        }                                                                                                          \
+    }                                                                                                              \
+    if (r0 + 4 * quarter < r1) SINGLE(w, x, y, r0 + 4 * quarter, r1, cols);                                       \
+}
+
+DEFINE_ROWS4_AVX2(rows4_avx2_f16, rows_avx2_f16, MOERT_HALF_F16)
+DEFINE_ROWS4_AVX2(rows4_avx2_bf16, rows_avx2_bf16, MOERT_HALF_BF16)
+DEFINE_ROWS4_AVX2(rows4_avx2_f32, rows_avx2_f32, MOERT_GEMM_F32)
+
 /* ---- The product on the pool ---- */
 
 typedef struct gemv_task {
@@ -96,6 +144,11 @@ static void gemv_part(void *ctx, int part, int parts) {
         if (t->dtype == MOERT_GEMM_F32) rows_avx2_f32(t->w, t->x, t->y, r0, r1, t->cols);
         else if (t->dtype == MOERT_HALF_F16) rows_avx2_f16(t->w, t->x, t->y, r0, r1, t->cols);
         else rows_avx2_bf16(t->w, t->x, t->y, r0, r1, t->cols);
+        break;
+    case MOERT_KERNEL_AVX2X4:
+        if (t->dtype == MOERT_GEMM_F32) rows4_avx2_f32(t->w, t->x, t->y, r0, r1, t->cols);
+        else if (t->dtype == MOERT_HALF_F16) rows4_avx2_f16(t->w, t->x, t->y, r0, r1, t->cols);
+        else rows4_avx2_bf16(t->w, t->x, t->y, r0, r1, t->cols);
         break;
     default: rows_scalar(t->w, t->dtype, t->x, t->y, r0, r1, t->cols); break;
     }

@@ -15,6 +15,8 @@ struct KernelChoiceTests {
     static func everything(_ p: KernelProduct) -> [Kernel] { p.kernels }
     /// A simulated CPU without AVX-512.
     static func noAVX512(_ p: KernelProduct) -> [Kernel] { p.kernels.filter { $0 != .avx512 } }
+    /// The detail of a measurement that timed every kernel `p` has, as KernelMeasurement writes it.
+    static func timed(_ p: KernelProduct) -> String { p.kernels.map { "\($0.name) 1.0 GB/s" }.joined(separator: ", ") }
 
     static let zen2 = CPUIdentity(vendor: "AuthenticAMD", brand: "AMD EPYC 7B12", family: 23, model: 49, stepping: 0,
                                   features: ["avx2", "fma", "f16c"])
@@ -107,7 +109,7 @@ struct KernelChoiceTests {
         var calls: [[KernelProduct]] = []
         let measure: ([KernelProduct]) -> [KernelProduct: (Kernel, String)] = { open in
             calls.append(open)
-            return Dictionary(uniqueKeysWithValues: open.map { ($0, ($0.kernels.last!, "timed")) })
+            return Dictionary(uniqueKeysWithValues: open.map { ($0, ($0.kernels.last!, Self.timed($0))) })
         }
         let first = chooser(Self.zen2, path: path).decide([.gemvF16, .gemvF32, .swiglu], measure: measure)
         #expect(first.map(\.reason) == [.measured, .measured, .measured])
@@ -132,13 +134,30 @@ struct KernelChoiceTests {
     @Test("a cached kernel this CPU cannot run is measured again")
     func cachedButUnavailable() throws {
         let dir = try TemporaryDirectory(), path = dir.path + "/kernels.tsv"
-        _ = chooser(Self.zen4, path: path).decide([.gemvF16]) { _ in [.gemvF16: (.avx512, "timed")] }
+        _ = chooser(Self.zen4, path: path).decide([.gemvF16]) { _ in [.gemvF16: (.avx512, Self.timed(.gemvF16))] }
         var measured = false
         let d = chooser(Self.zen4, path: path, available: Self.noAVX512).decide([.gemvF16]) { _ in
             measured = true
-            return [.gemvF16: (.avx2, "timed")]
+            return [.gemvF16: (.avx2, Self.timed(.gemvF16))]
         }
         #expect(measured && d[0].kernel == .avx2 && d[0].reason == .measured)
+    }
+
+    @Test("a cached choice whose measurement did not time every kernel the product has now is measured again")
+    func cachedBeforeAKernelWasAdded() throws {
+        let dir = try TemporaryDirectory(), path = dir.path + "/kernels.tsv"
+        // As a build without avx2x4 wrote it: avx2 timed against portable only.
+        _ = chooser(Self.zen2, path: path, available: { p in p.kernels.filter { $0 != .avx2x4 } }).decide([.gemvF16]) { _ in
+            [.gemvF16: (.avx2, "avx2 21.0 GB/s, portable 2.0 GB/s (screened out)")]
+        }
+        var asked: [KernelProduct] = []
+        let d = chooser(Self.zen2, path: path, available: Self.noAVX512).decide([.gemvF16]) { open in
+            asked = open
+            return [.gemvF16: (.avx2x4, "avx2x4 30.0 GB/s, avx2 21.0 GB/s, portable 2.0 GB/s (screened out)")]
+        }
+        #expect(asked == [.gemvF16] && d[0].kernel == .avx2x4 && d[0].reason == .measured)
+        let again = chooser(Self.zen2, path: path, available: Self.noAVX512).decide([.gemvF16]) { _ in [:] }
+        #expect(again[0].kernel == .avx2x4 && again[0].reason == .cached)
     }
 
     @Test("with caching off or an unwritable cache the table decides, without measuring",

@@ -51,8 +51,9 @@ struct KernelParityTests {
           arguments: [WeightStorage.f32, .f16, .bf16], [1, 5, 70])
     func products(storage: WeightStorage, n: Int) {
         let product = n == 1 ? KernelProduct.gemv(storage) : KernelProduct.gemm(storage)
-        // Sizes off the vector widths (33 columns: a body plus a tail; 1001 x 300: odd, above the threading threshold).
-        for (outs, cols) in [(7, 33), (1001, 300)] {
+        // Sizes off the vector widths (33 columns: a body plus a tail; 1001 x 300: odd, above the threading threshold),
+        // fewer rows than avx2x4's four streams (3 x 512: whole 256-byte steps only), and 4 x 1030: one row per stream.
+        for (outs, cols) in [(7, 33), (1001, 300), (3, 512), (4, 1030)] {
             let (raw, wide) = weights(rows: outs, cols: cols, storage: storage, seed: UInt64(outs + cols))
             var rng = TestRandom(seed: 7)
             let x = (0..<n * cols).map { _ in Float(rng.nextUnitDouble() - 0.5) }

@@ -21,6 +21,12 @@ public enum KernelCache {
         public var kernel: String
         public var detail: String
 
+        /// The kernels its measurement timed: the first word of each comma-separated part of `detail` ("avx2 21.4
+        /// GB/s, portable 2.0 GB/s (screened out)" timed avx2 and portable).
+        public var timedKernels: Set<String> {
+            Set(detail.split(separator: ",").compactMap { $0.split(separator: " ").first.map(String.init) })
+        }
+
         public init(cpu: String, threads: Int, product: String, shape: String, kernel: String, detail: String) {
             self.cpu = cpu
             self.threads = threads

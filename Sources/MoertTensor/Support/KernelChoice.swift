@@ -124,7 +124,8 @@ public struct KernelChooser {
     func isOurs(_ e: KernelCache.Entry) -> Bool { e.cpu == cpu.key && e.threads == threads && e.shape == shape }
 
     /// The decision for `product` that needs no measurement: forced by `MOERT_KERNELS`, the only kernel it can run,
-    /// or `cached` when that entry names a kernel it can run; nil when it is to be measured or the table decides.
+    /// or `cached` when that entry names a kernel it can run and its measurement timed every kernel it can run (an
+    /// entry written before a kernel was added is measured again); nil when it is to be measured or the table decides.
     public func settled(_ product: KernelProduct, cached: KernelCache.Entry?) -> KernelDecision? {
         let candidates = available(product)
         if let kernel = settings.forced[product] {
@@ -134,7 +135,8 @@ public struct KernelChooser {
         if candidates.count <= 1 {
             return KernelDecision(product: product, kernel: candidates.first ?? .portable, reason: .only, detail: "")
         }
-        if let e = cached, let kernel = Kernel(name: e.kernel), candidates.contains(kernel) {
+        if let e = cached, let kernel = Kernel(name: e.kernel), candidates.contains(kernel),
+           candidates.allSatisfy({ e.timedKernels.contains($0.name) }) {
             return KernelDecision(product: product, kernel: kernel, reason: .cached, detail: e.detail)
         }
         return nil

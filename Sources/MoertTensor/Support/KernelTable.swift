@@ -29,6 +29,14 @@ public enum KernelTable {
             source: "Zen 4: avx2 1.3x avx512 for f16 decode"),
         Row(vendor: "AuthenticAMD", family: 25, models: zen4Models, product: .gemvBF16, kernel: .avx2,
             source: "Zen 4: as f16"),
+        // A 2-core EPYC of family 25, model 1 (Zen 3; a KVM guest, AVX2, no AVX-512, 32 MiB of L3), small bench
+        // preset, `moert bench` decode after a 16-token prompt, interleaved rounds (BENCHMARKS.md, "Four-stream GEMV").
+        Row(vendor: "AuthenticAMD", family: 25, models: [1...1], product: .gemvF32, kernel: .avx2x4,
+            source: "family 25 model 1: f32 decode 143 tok/s on avx2x4, 107 on avx2, 101 on blas"),
+        Row(vendor: "AuthenticAMD", family: 25, models: [1...1], product: .gemvF16, kernel: .avx2x4,
+            source: "family 25 model 1: f16 decode 1.24x on avx2x4 against avx2"),
+        Row(vendor: "AuthenticAMD", family: 25, models: [1...1], product: .gemvBF16, kernel: .avx2x4,
+            source: "family 25 model 1: as f16 (the same two bytes per weight; not timed)"),
         // A 2-core EPYC of family 23 (a KVM guest reporting model 1; AVX2, no AVX-512), small bench preset,
         // benchmarks/kernel_choice.py, medians of 5 rounds (BENCHMARKS.md, "Kernel choice per CPU").
         Row(vendor: "AuthenticAMD", family: 23, models: [1...1], product: .gemvF32, kernel: .avx2,
@@ -41,8 +49,9 @@ public enum KernelTable {
             source: "family 23: f16 prefill 639 tok/s on avx2, 598 on portable"),
     ]
 
-    /// The order used for a product no row covers: the widest vectors first.
-    static let defaultOrder: [Kernel] = [.avx512, .avx2, .blas, .portable]
+    /// The order used for a product no row covers: the widest vectors first (avx2x4, faster on some CPUs only, after
+    /// avx2: it needs a measurement or a row).
+    static let defaultOrder: [Kernel] = [.avx512, .avx2, .blas, .portable, .avx2x4]
 
     /// The kernel the table gives `product` on `cpu` among `available` (non-empty), and why.
     public static func choice(for product: KernelProduct, cpu: CPUIdentity, available: [Kernel]) -> (Kernel, String) {

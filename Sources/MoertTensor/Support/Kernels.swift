@@ -18,8 +18,10 @@ public enum KernelProduct: Int32, CaseIterable, Sendable {
         self = product
     }
 
-    /// Every kernel the product has (whatever the CPU), fastest family first.
-    public var kernels: [Kernel] { Kernel.allCases.reversed().filter { moert_kernel_exists(rawValue, $0.rawValue) != 0 } }
+    /// Every kernel the product has (whatever the CPU), widest vectors first.
+    public var kernels: [Kernel] {
+        [Kernel.avx512, .avx2x4, .avx2, .blas, .portable].filter { moert_kernel_exists(rawValue, $0.rawValue) != 0 }
+    }
 
     /// The kernels this CPU can run (AVX-512 also needs `MOERT_AVX512` not "0").
     public var available: [Kernel] { kernels.filter { moert_kernel_available(rawValue, $0.rawValue) != 0 } }
@@ -48,11 +50,12 @@ public enum KernelProduct: Int32, CaseIterable, Sendable {
     }
 }
 
-/// A kernel family: plain loops, OpenBLAS, AVX2 (with FMA and F16C) or AVX-512 (F, BW, VL).
+/// A kernel family: plain loops, OpenBLAS, AVX2 (with FMA and F16C), AVX-512 (F, BW, VL), or AVX2 reading four
+/// weight rows at a time as four streams (decode GEMVs; which of avx2 and avx2x4 is faster depends on the CPU).
 public enum Kernel: Int32, CaseIterable, Sendable {
-    case portable, blas, avx2, avx512
+    case portable, blas, avx2, avx512, avx2x4
 
-    /// Its name: "portable", "blas", "avx2", "avx512".
+    /// Its name: "portable", "blas", "avx2", "avx512", "avx2x4".
     public var name: String { String(cString: moert_kernel_name(rawValue)) }
 
     /// The kernel of `name`, if any.

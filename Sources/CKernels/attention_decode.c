@@ -22,7 +22,7 @@
 ** rows ahead of their use and values one VALUE_BLOCK ahead, by software prefetch of the same columns: the hardware
 ** prefetcher alone keeps too few lines in flight for the strided walk over a block (measured on a 2-core EPYC, Zen
 ** 3: 12.5 -> 15.2 GB/s through decode attention over an f16 cache at depth 4000, medians of 5 rounds). */
-enum { MIN_CHUNK = 64, MAX_CHUNKS = 64, VALUE_BLOCK = 32, PREFETCH_ROWS = 16 };
+enum { MIN_CHUNK = 64, MAX_CHUNKS = 64, VALUE_BLOCK = 32, FUSED_BLOCK = 64, PREFETCH_ROWS = 16 };
 
 typedef struct decode_job {
     const float *q;
@@ -180,63 +180,68 @@ static inline int64_t kv_bytes(int type, int n) {
     }
 }
 
-/* Asks for the `bytes` bytes at p (a software prefetch of each of their cache lines; rows past the cache's end are
-** harmless: a prefetch never faults). */
-static inline void prefetch_span(const uint8_t *p, int64_t bytes) {
+/* Asks for the `bytes` bytes at p: a software prefetch of each of their cache lines, and of the last byte's line when
+** rows of `type` need not start on a line (q8_0 blocks of 34 bytes). Rows past the cache's end are harmless: a
+** prefetch never faults. */
+__attribute__((always_inline))
+static inline void prefetch_span(const uint8_t *p, int type, int64_t bytes) {
     for (int64_t b = 0; b < bytes; b += 64) _mm_prefetch((const char *)p + b, _MM_HINT_T0);
-    _mm_prefetch((const char *)p + bytes - 1, _MM_HINT_T0);
+    if (type == MOERT_KV_Q8_0) _mm_prefetch((const char *)p + bytes - 1, _MM_HINT_T0);
+}
+
+/* Scores of heads h and (when `pair`) h + 1, which share the key/value head of k, for 4 rows from k, stored at
+** scores[h][j ..< j + 4] (and scores[h + 1][...]); the rows PREFETCH_ROWS ahead are requested meanwhile. */
+__attribute__((target("avx2,fma,f16c"), always_inline))
+static inline void scores_block4(const decode_job *a, int type, int pair, const uint8_t *k, int h, int64_t j) {
+    for (int r = 0; r < 4; r++) prefetch_span(k + (PREFETCH_ROWS + r) * a->row_bytes, type, a->head_bytes);
+    __m256 acc[2][4];
+    dot_rows4(a->q + (int64_t)h * a->head_dim, pair, k, a->row_bytes, type, a->head_dim, acc);
+    const __m128 scale = _mm_set1_ps(a->scale);
+    float *s = a->scores + h * a->total + j;
+    _mm_storeu_ps(s, _mm_mul_ps(reduce4(acc[0]), scale));
+    if (pair) _mm_storeu_ps(s + a->total, _mm_mul_ps(reduce4(acc[1]), scale));
 }
 
 /* Scores of positions [p0, p1) for every head (position j is row j + shift): per key/value head, 4 rows at a time,
-** each widened once for two query heads of its group, while the same head's rows PREFETCH_ROWS ahead are requested.
-** The heads are walked by group, so that no division runs per row. */
+** each widened once for two query heads of its group. The heads are walked by group, pairs first, so that neither a
+** division nor a test of the pairing runs per row. */
 __attribute__((target("avx2,fma,f16c"), always_inline))
 static inline void scores_avx2_type(const decode_job *a, int type, int64_t p0, int64_t p1, int64_t shift) {
-    const __m128 scale = _mm_set1_ps(a->scale);
-    const int64_t row_bytes = a->row_bytes, head_bytes = a->head_bytes;
     int64_t j = p0;
     for (; j + 4 <= p1; j += 4) {
-        const uint8_t *rows = a->keys + (j + shift) * row_bytes;
+        const uint8_t *rows = a->keys + (j + shift) * a->row_bytes;
         for (int g = 0, h = 0; g < a->n_kv_heads; g++) {
-            const uint8_t *k = rows + g * head_bytes;
-            for (int r = 0; r < 4; r++) prefetch_span(k + (PREFETCH_ROWS + r) * row_bytes, head_bytes);
-            for (const int end = h + a->group; h < end;) {
-                const int pair = h + 1 < end;
-                __m256 acc[2][4];
-                dot_rows4(a->q + (int64_t)h * a->head_dim, pair, k, row_bytes, type, a->head_dim, acc);
-                _mm_storeu_ps(a->scores + h * a->total + j, _mm_mul_ps(reduce4(acc[0]), scale));
-                if (pair) _mm_storeu_ps(a->scores + (h + 1) * a->total + j, _mm_mul_ps(reduce4(acc[1]), scale));
-                h += 1 + pair;
-            }
+            const uint8_t *k = rows + g * a->head_bytes;
+            const int end = h + a->group;
+            for (; h + 1 < end; h += 2) scores_block4(a, type, 1, k, h, j);
+            if (h < end) scores_block4(a, type, 0, k, h++, j);
         }
     }
     for (; j < p1; j++) {
         for (int h = 0; h < a->n_heads; h++) {
-            const uint8_t *k = a->keys + (j + shift) * row_bytes + (int64_t)(h / a->group) * head_bytes;
+            const uint8_t *k = a->keys + (j + shift) * a->row_bytes + (int64_t)(h / a->group) * a->head_bytes;
             a->scores[h * a->total + j] = moert_hsum256(dot_accumulate(a->q + (int64_t)h * a->head_dim, k, type, a->head_dim)) * a->scale;
         }
     }
 }
 
-/* o[h][i0 .. i0 + 8 * vectors) += sum over [p0, p1) of p[h, j] * values[j, g][...], for heads h0 and (when `pair`)
+/* o[h][i0 .. i0 + 8 * VECTORS) += sum over [p0, p1) of p[h, j] * values[j, g][...], for heads h0 and (when `pair`)
 ** h0 + 1, which share key/value head g: the accumulators stay in registers while the rows are read once, and the
 ** same columns one VALUE_BLOCK ahead are requested. */
 __attribute__((target("avx2,fma,f16c"), always_inline))
-static inline void values_tile(const decode_job *a, int type, int64_t p0, int64_t p1, int64_t shift, int g, int h0,
-                               int pair, int i0, int vectors, float *o) {
+static inline void values_tile(const decode_job *a, int type, int pair, int vectors, int64_t p0, int64_t p1,
+                               int64_t shift, int g, int h0, int i0, float *o) {
     float *o0 = o + (int64_t)h0 * (a->head_dim + 2) + i0, *o1 = o0 + (a->head_dim + 2);
     const float *s0 = a->scores + h0 * a->total, *s1 = s0 + a->total;
     const int64_t row_bytes = a->row_bytes, ahead = VALUE_BLOCK * row_bytes + kv_bytes(type, i0);
-    const int64_t tile_bytes = kv_bytes(type, 8 * vectors);
-    const uint8_t *v = a->values + (int64_t)g * a->head_bytes;
+    const uint8_t *row = a->values + (p0 + shift) * row_bytes + (int64_t)g * a->head_bytes;
     __m256 acc0[4], acc1[4];
     for (int u = 0; u < vectors; u++) {
         acc0[u] = _mm256_loadu_ps(o0 + 8 * u);
         acc1[u] = pair ? _mm256_loadu_ps(o1 + 8 * u) : _mm256_setzero_ps();
     }
-    for (int64_t j = p0; j < p1; j++) {
-        const uint8_t *row = v + (j + shift) * row_bytes;
-        prefetch_span(row + ahead, tile_bytes);
+    for (int64_t j = p0; j < p1; j++, row += row_bytes) {
+        prefetch_span(row + ahead, type, kv_bytes(type, 8 * vectors));
         float w0 = s0[j], w1 = pair ? s1[j] : 0;
         if (type == MOERT_KV_Q8_0) {
             const float d = q8_scale(row, i0);
@@ -256,25 +261,30 @@ static inline void values_tile(const decode_job *a, int type, int64_t p0, int64_
     }
 }
 
-/* o[h] += sum over [p0, p1) of p[h, j] * values[j, g] for every head, in blocks of VALUE_BLOCK positions (32
-** dimensions at a time: one q8_0 block), the heads walked by group as for the scores. */
+/* values_tile for heads h and (when `pair`) h + 1 over every 32-dimension tile of head_dim (one q8_0 block each). */
+__attribute__((target("avx2,fma,f16c"), always_inline))
+static inline void values_heads(const decode_job *a, int type, int pair, int64_t p0, int64_t p1, int64_t shift, int g,
+                                int h, float *o) {
+    int i = 0;
+    for (; i + 32 <= a->head_dim; i += 32) values_tile(a, type, pair, 4, p0, p1, shift, g, h, i, o);
+    switch ((a->head_dim - i) / 8) {
+    case 3: values_tile(a, type, pair, 3, p0, p1, shift, g, h, i, o); break;
+    case 2: values_tile(a, type, pair, 2, p0, p1, shift, g, h, i, o); break;
+    case 1: values_tile(a, type, pair, 1, p0, p1, shift, g, h, i, o); break;
+    default: break;
+    }
+}
+
+/* o[h] += sum over [p0, p1) of p[h, j] * values[j, g] for every head, in blocks of VALUE_BLOCK positions, the heads
+** walked by group, pairs first, as for the scores. */
 __attribute__((target("avx2,fma,f16c"), always_inline))
 static inline void values_avx2_type(const decode_job *a, int type, int64_t p0, int64_t p1, int64_t shift, float *o) {
     for (int64_t b0 = p0; b0 < p1; b0 += VALUE_BLOCK) {
         const int64_t b1 = b0 + VALUE_BLOCK < p1 ? b0 + VALUE_BLOCK : p1;
         for (int g = 0, h = 0; g < a->n_kv_heads; g++) {
-            for (const int end = h + a->group; h < end;) {
-                const int pair = h + 1 < end;
-                for (int i = 0; i < a->head_dim; i += 32) {
-                    switch (a->head_dim - i >= 32 ? 4 : (a->head_dim - i) / 8) {
-                    case 4: values_tile(a, type, b0, b1, shift, g, h, pair, i, 4, o); break;
-                    case 3: values_tile(a, type, b0, b1, shift, g, h, pair, i, 3, o); break;
-                    case 2: values_tile(a, type, b0, b1, shift, g, h, pair, i, 2, o); break;
-                    default: values_tile(a, type, b0, b1, shift, g, h, pair, i, 1, o); break;
-                    }
-                }
-                h += 1 + pair;
-            }
+            const int end = h + a->group;
+            for (; h + 1 < end; h += 2) values_heads(a, type, 1, b0, b1, shift, g, h, o);
+            if (h < end) values_heads(a, type, 0, b0, b1, shift, g, h++, o);
         }
     }
 }
@@ -325,6 +335,49 @@ static float exp_and_sum_avx2(float *s, int64_t count, float max) {
 
 /* ---- One chunk, the parts, the merge ---- */
 
+/* The largest of s[0 ..< count] (count >= 1). */
+__attribute__((target("avx2")))
+static float max_avx2(const float *s, int64_t count) {
+    __m256 m = _mm256_set1_ps(-INFINITY);
+    int64_t j = 0;
+    for (; j + 8 <= count; j += 8) m = _mm256_max_ps(m, _mm256_loadu_ps(s + j));
+    const __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    float lanes[4], top;
+    _mm_storeu_ps(lanes, h);
+    top = fmaxf(fmaxf(lanes[0], lanes[1]), fmaxf(lanes[2], lanes[3]));
+    for (; j < count; j++) top = s[j] > top ? s[j] : top;
+    return top;
+}
+
+/* The AVX2 path of a chunk, one block of FUSED_BLOCK positions at a time (an online softmax): the block's scores,
+** then its exponentials against each head's running maximum (the output and sum so far rescaled when the maximum
+** grows), then its values. Keys and values are thus read side by side, two streams per thread, and the scores stay
+** in the first-level cache. Blocks never straddle `split` (the end of a ring buffer). */
+static void chunk_avx2(const decode_job *a, int64_t p0, int64_t p1, int64_t split, int64_t wrap, float *o) {
+    const int64_t stride = a->head_dim + 2;
+    for (int64_t b0 = p0; b0 < p1;) {
+        int64_t b1 = b0 + FUSED_BLOCK < p1 ? b0 + FUSED_BLOCK : p1;
+        if (b0 < split && b1 > split) b1 = split;
+        const int64_t shift = b0 < split ? a->first : -wrap;
+        scores_avx2(a, b0, b1, shift);
+        for (int h = 0; h < a->n_heads; h++) {
+            float *s = a->scores + h * a->total + b0, *oh = o + h * stride;
+            const float top = max_avx2(s, b1 - b0);
+            if (top > oh[a->head_dim]) {
+                if (oh[a->head_dim] != -INFINITY) {
+                    const float f = expf(oh[a->head_dim] - top);
+                    for (int i = 0; i < a->head_dim; i++) oh[i] *= f;
+                    oh[a->head_dim + 1] *= f;
+                }
+                oh[a->head_dim] = top;
+            }
+            oh[a->head_dim + 1] += exp_and_sum_avx2(s, b1 - b0, oh[a->head_dim]);
+        }
+        values_avx2(a, b0, b1, shift, o);
+        b0 = b1;
+    }
+}
+
 /* Chunk c: positions [p0, p1) of every head, into its partial output, maximum and sum. Positions before `wrap` are
 ** rows first + j, the later ones rows j - wrap (the start of a ring buffer). */
 static void decode_chunk(const decode_job *a, int c, int fast) {
@@ -333,32 +386,27 @@ static void decode_chunk(const decode_job *a, int c, int fast) {
     const int64_t stride = a->head_dim + 2;
     float *o = a->partial + (int64_t)c * a->n_heads * stride;
     if (fast) {
-        if (p0 < split) scores_avx2(a, p0, split, a->first);
-        if (split < p1) scores_avx2(a, split, p1, -wrap);
-    } else {
-        if (p0 < split) scores_scalar(a, p0, split, a->first);
-        if (split < p1) scores_scalar(a, split, p1, -wrap);
+        for (int h = 0; h < a->n_heads; h++) {
+            float *oh = o + h * stride;
+            memset(oh, 0, (size_t)(a->head_dim + 2) * sizeof *oh);
+            oh[a->head_dim] = -INFINITY;
+        }
+        chunk_avx2(a, p0, p1, split, wrap, o);
+        return;
     }
+    if (p0 < split) scores_scalar(a, p0, split, a->first);
+    if (split < p1) scores_scalar(a, split, p1, -wrap);
     for (int h = 0; h < a->n_heads; h++) {
         float *s = a->scores + h * a->total + p0, m = -INFINITY, sum = 0;
         for (int64_t j = 0; j < p1 - p0; j++) m = s[j] > m ? s[j] : m;
-        if (fast) {
-            sum = exp_and_sum_avx2(s, p1 - p0, m);
-        } else {
-            for (int64_t j = 0; j < p1 - p0; j++) sum += s[j] = expf(s[j] - m);
-        }
+        for (int64_t j = 0; j < p1 - p0; j++) sum += s[j] = expf(s[j] - m);
         float *oh = o + h * stride;
         memset(oh, 0, (size_t)a->head_dim * sizeof *oh);
         oh[a->head_dim] = m;
         oh[a->head_dim + 1] = sum;
     }
-    if (fast) {
-        if (p0 < split) values_avx2(a, p0, split, a->first, o);
-        if (split < p1) values_avx2(a, split, p1, -wrap, o);
-    } else {
-        if (p0 < split) values_scalar(a, p0, split, a->first, o);
-        if (split < p1) values_scalar(a, split, p1, -wrap, o);
-    }
+    if (p0 < split) values_scalar(a, p0, split, a->first, o);
+    if (split < p1) values_scalar(a, split, p1, -wrap, o);
 }
 
 static void decode_part(void *ctx, int part, int parts) {

@@ -1,16 +1,19 @@
 /* attention_decode.c: attention of one new position (decode) against the KV cache, in every cache element type.
 **
 ** Decode reads the whole cache once per token, so at long contexts it costs as much as the weights: the kernel reads
-** each cached row once. Each value read costs two FMAs per query head that shares it, so on CPUs with narrow FMA
-** units (Zen 2: about a third of the FMA peak is reached, BENCHMARKS.md) the arithmetic, not the memory, is the limit.
+** each cached row once. Each value read costs two FMAs per query head that shares it (and, for f16, a conversion
+** that competes with them), so the arithmetic is close to the memory's pace (BENCHMARKS.md, "Decode at depth").
 **  - The positions are cut into chunks, one worker thread per run of chunks; each chunk reads whole rows (all key/
 **    value heads), so that threads never share a cache line, and keeps its own softmax maximum and sum; the chunks
 **    are merged at the end (flash decoding).
+**  - The AVX2 path runs a chunk in blocks of 64 positions with an online softmax: a block's scores, its
+**    exponentials against the running maximum (rescaling what came before when it grows), then its values; keys
+**    and values are read side by side and prefetched ahead by software.
 **  - Keys: 4 positions at a time, each row widened once for two query heads of the group that shares it (8
 **    independent FMA chains; one horizontal reduction per 4 products).
 **  - Values: in blocks of 32 positions, 32 output dimensions of two query heads accumulate in registers while the
 **    block's rows are read once.
-** Without AVX2 the same arithmetic runs in plain loops.
+** Without AVX2 the same arithmetic runs in plain loops, each chunk in three passes (scores, softmax, values).
 ** A sliding-window layer's ring buffer wraps: a chunk that spans its end runs as two runs of rows, so that a full
 ** layer's loops are the same as without windows. An attention sink is merged as one more chunk. */
 #include "kernels_internal.h"

@@ -131,27 +131,31 @@ static int gemv_product(int dtype) {
          : dtype == MOERT_HALF_F16 ? MOERT_PRODUCT_GEMV_F16 : MOERT_PRODUCT_GEMV_BF16;
 }
 
+void moert_gemv_rows(int kernel, const void *w, int dtype, const float *x, float *y, int64_t r0, int64_t r1,
+                     int64_t cols) {
+    switch (kernel) {
+    case MOERT_KERNEL_AVX512: moert_rows_avx512(w, dtype, x, y, r0, r1, cols); break;
+    case MOERT_KERNEL_AVX2:
+        if (dtype == MOERT_GEMM_F32) rows_avx2_f32(w, x, y, r0, r1, cols);
+        else if (dtype == MOERT_HALF_F16) rows_avx2_f16(w, x, y, r0, r1, cols);
+        else rows_avx2_bf16(w, x, y, r0, r1, cols);
+        break;
+    case MOERT_KERNEL_AVX2X4:
+        if (dtype == MOERT_GEMM_F32) rows4_avx2_f32(w, x, y, r0, r1, cols);
+        else if (dtype == MOERT_HALF_F16) rows4_avx2_f16(w, x, y, r0, r1, cols);
+        else rows4_avx2_bf16(w, x, y, r0, r1, cols);
+        break;
+    default: rows_scalar(w, dtype, x, y, r0, r1, cols); break;
+    }
+}
+
 /* Part `part` of `parts`: a contiguous range of rows, on the task's kernel (never blas: the caller of a float32
 ** product on blas runs sgemv instead). */
 static void gemv_part(void *ctx, int part, int parts) {
     const gemv_task *t = ctx;
     int64_t r0, r1;
     moert_part_rows(t->rows, part, parts, &r0, &r1);
-    if (r0 >= r1) return;
-    switch (t->kernel) {
-    case MOERT_KERNEL_AVX512: moert_rows_avx512(t->w, t->dtype, t->x, t->y, r0, r1, t->cols); break;
-    case MOERT_KERNEL_AVX2:
-        if (t->dtype == MOERT_GEMM_F32) rows_avx2_f32(t->w, t->x, t->y, r0, r1, t->cols);
-        else if (t->dtype == MOERT_HALF_F16) rows_avx2_f16(t->w, t->x, t->y, r0, r1, t->cols);
-        else rows_avx2_bf16(t->w, t->x, t->y, r0, r1, t->cols);
-        break;
-    case MOERT_KERNEL_AVX2X4:
-        if (t->dtype == MOERT_GEMM_F32) rows4_avx2_f32(t->w, t->x, t->y, r0, r1, t->cols);
-        else if (t->dtype == MOERT_HALF_F16) rows4_avx2_f16(t->w, t->x, t->y, r0, r1, t->cols);
-        else rows4_avx2_bf16(t->w, t->x, t->y, r0, r1, t->cols);
-        break;
-    default: rows_scalar(t->w, t->dtype, t->x, t->y, r0, r1, t->cols); break;
-    }
+    if (r0 < r1) moert_gemv_rows(t->kernel, t->w, t->dtype, t->x, t->y, r0, r1, t->cols);
 }
 
 /* A GEMV on `kernel` (one the CPU can run, never blas) on the pool; products under 512 KiB of weights run on this

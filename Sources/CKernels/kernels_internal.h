@@ -14,6 +14,11 @@ enum { MOERT_MAX_THREADS = 64 };
  * thread the system has descheduled holds up only the part it runs. */
 enum { MOERT_PARTS_PER_THREAD = 4 };
 
+/* y[r] = W x for rows r0 ..< r1 of the GEMV on `kernel` (avx512, avx2, avx2x4, else one value at a time; never
+** blas), on this thread: gemv.c's row kernels, for products that split their work their own way (latent.c). */
+MOERT_KERNEL void moert_gemv_rows(int kernel, const void *w, int dtype, const float *x, float *y, int64_t r0,
+                                  int64_t r1, int64_t cols);
+
 /** y[r] = sum_c w[r, c] * x[c] for r in [r0, r1), w row-major with `cols` elements of type `dtype` per row
  * (MOERT_GEMM_F32, MOERT_HALF_F16 or MOERT_HALF_BF16). Only on CPUs with AVX-512 (moert_kernels_have_avx512). */
 MOERT_KERNEL void moert_rows_avx512(const void *w, int dtype, const float *x, float *y, int64_t r0, int64_t r1,

@@ -71,6 +71,50 @@ struct KernelParityTests {
         }
     }
 
+    @Test("latent attention's per-head products at decode on every kernel of the GEMV of their type",
+          arguments: [WeightStorage.f32, .f16, .bf16])
+    func latentProducts(storage: WeightStorage) {
+        // (heads, nope, value_dim, rank): odd rows and a rank off the 32-column tiles (44 = 32 + 8 + 4), then one
+        // large enough to split the heads among the threads.
+        for (heads, nope, vd, rank) in [(3, 5, 7, 44), (8, 64, 64, 272)] {
+            let rows = heads * (nope + vd)
+            let (raw, wide) = weights(rows: rows, cols: rank, storage: storage, seed: UInt64(rows + rank))
+            var rng = TestRandom(seed: 11)
+            let q = (0..<heads * (nope + 3)).map { _ in Float(rng.nextUnitDouble() - 0.5) }  // stride nope + 3
+            let ctx = (0..<heads * rank).map { _ in Float(rng.nextUnitDouble() - 0.5) }
+            var wantQuery = [Float](), wantOut = [Float]()
+            for h in 0..<heads {
+                let base = h * (nope + vd)
+                for c in 0..<rank {
+                    wantQuery.append(Float((0..<nope).reduce(0.0) {
+                        $0 + Double(q[h * (nope + 3) + $1]) * Double(wide[(base + $1) * rank + c])
+                    }))
+                }
+                for r in 0..<vd {
+                    wantOut.append(Float((0..<rank).reduce(0.0) {
+                        $0 + Double(ctx[h * rank + $1]) * Double(wide[(base + nope + r) * rank + $1])
+                    }))
+                }
+            }
+            for kernel in KernelProduct.gemv(storage).available + [.portable] {
+                var query = [Float](repeating: .nan, count: heads * (rank + 2)), out = [Float](repeating: .nan, count: heads * vd)
+                raw.withUnsafeBytes { r in
+                    moert_latent_query(kernel.rawValue, r.baseAddress, storage.kernelType, q, Int64(nope + 3), Int32(heads),
+                                       Int64(nope), Int64(vd), Int64(rank), &query, Int64(rank + 2))
+                    moert_latent_output(kernel.rawValue, r.baseAddress, storage.kernelType, ctx, Int32(heads), Int64(nope),
+                                        Int64(vd), Int64(rank), &out)
+                }
+                let gotQuery = (0..<heads).flatMap { h in query[h * (rank + 2) ..< h * (rank + 2) + rank] }
+                #expect(relativeError(gotQuery[...], wantQuery[...]) <= 2e-6 * Float(nope).squareRoot(),
+                        "query, \(storage) on \(kernel.name), \(heads)x\(nope)x\(rank)")
+                #expect(relativeError(out[...], wantOut[...]) <= 2e-6 * Float(rank).squareRoot(),
+                        "output, \(storage) on \(kernel.name), \(heads)x\(vd)x\(rank)")
+                // The two padding floats between query rows are left alone.
+                #expect((0..<heads).allSatisfy { h in query[h * (rank + 2) + rank].isNaN && query[h * (rank + 2) + rank + 1].isNaN })
+            }
+        }
+    }
+
     @Test("SwiGLU on every available kernel, over the exponential's whole range")
     func swigluKernels() {
         let rows = 3, width = 37

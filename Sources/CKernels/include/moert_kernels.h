@@ -98,6 +98,27 @@ MOERT_KERNEL int moert_kernel_chosen(int product);
 /** Makes `product` run `kernel` from now on, process-wide. Returns 0, changing nothing, when it is not available. */
 MOERT_KERNEL int moert_kernel_choose(int product, int kernel);
 
+/* ---- Multi-head latent attention at decode (latent.c) ---- */
+
+/**
+ * The absorbed query of each head of one position: out[h * out_stride + c] = sum_i q[h * q_stride + i] *
+ * kv_b[h * (nope + value_dim) + i, c] for c < rank, i < nope, where kv_b (kv_b_proj, [n_heads * (nope +
+ * value_dim), rank] row-major) holds `dtype` values (MOERT_GEMM_F32, MOERT_HALF_F16 or MOERT_HALF_BF16). On
+ * `kernel` as the GEMV of that type runs it (its AVX2 loops for avx2, avx2x4 and avx512; blas or a kernel the CPU
+ * cannot run: avx2 when it can, else portable); the heads are split among the worker threads.
+ */
+MOERT_KERNEL void moert_latent_query(int kernel, const void *kv_b, int dtype, const float *q, int64_t q_stride,
+                                     int n_heads, int64_t nope, int64_t value_dim, int64_t rank, float *out,
+                                     int64_t out_stride);
+
+/**
+ * The output of each head of one position out of the latent space: out[h * value_dim + r] = sum_c ctx[h * rank +
+ * c] * kv_b[h * (nope + value_dim) + nope + r, c] for r < value_dim, c < rank (kv_b as for moert_latent_query),
+ * on the GEMV rows of `kernel` (blas or a kernel the CPU cannot run: avx2 when it can, else portable).
+ */
+MOERT_KERNEL void moert_latent_output(int kernel, const void *kv_b, int dtype, const float *ctx, int n_heads,
+                                      int64_t nope, int64_t value_dim, int64_t rank, float *out);
+
 /* ---- Worker pool (pool.c) ---- */
 
 /** Sets the number of threads the kernels use (>= 1), including the caller. Until it is called they use every

@@ -1,5 +1,6 @@
 // Session+MLA: multi-head latent attention (DeepSeek-V2/V3) over the latent cache, in the absorbed form.
 
+import CKernels
 import MoertTensor
 
 /// `DeepseekV2RMSNorm`'s default epsilon, which `q_a_layernorm` and `kv_a_layernorm` keep (transformers builds them
@@ -46,11 +47,19 @@ extension Session {
         } else {
             rows = UnsafePointer(cache.rows(layer: l).assumingMemoryBound(to: Float.self))
         }
-        // absorbed queries: per head q_nope [n, nope] x W_UK [nope, rank] -> [n, rank], then q_pe beside it
-        for h in 0..<nh {
-            let wh = kvBHead(a.kvB, head: h, rows: nope + vd, rank: rank, scratch: m.head.pointer)
-            latentQuery(q + h * qk, rows: n, qStride: nh * qk, wUK: wh, nope: nope, rank: rank,
-                        into: query + h * w, outStride: nh * w)
+        // absorbed queries: per head q_nope [n, nope] x W_UK [nope, rank] -> [n, rank], then q_pe beside it; one
+        // position reads kv_b_proj as stored, the heads split among the threads
+        let kvB = a.kvB, direct = n == 1 && !kvB.storage.isQuantized
+        let kernel = KernelProduct.gemv(kvB.storage).chosen.rawValue
+        if direct {
+            moert_latent_query(kernel, kvB.raw, kvB.storage.kernelType, q, Int64(qk), Int32(nh), Int64(nope), Int64(vd),
+                               Int64(rank), query, Int64(w))
+        } else {
+            for h in 0..<nh {
+                let wh = kvBHead(kvB, head: h, rows: nope + vd, rank: rank, scratch: m.head.pointer)
+                latentQuery(q + h * qk, rows: n, qStride: nh * qk, wUK: wh, nope: nope, rank: rank,
+                            into: query + h * w, outStride: nh * w)
+            }
         }
         for t in 0..<n {
             for h in 0..<nh {
@@ -64,10 +73,15 @@ extension Session {
                             into: ctxLat + t * nh * rank)
         }
         // values: per head ctx_lat [n, rank] x W_UV^T [rank, v] -> [n, v]
-        for h in 0..<nh {
-            let wh = kvBHead(a.kvB, head: h, rows: nope + vd, rank: rank, scratch: m.head.pointer)
-            latentOutput(ctxLat + h * rank, rows: n, ctxStride: nh * rank, wUV: wh + nope * rank, valueDim: vd,
-                         rank: rank, into: m.ctx.pointer + h * vd, outStride: nh * vd)
+        if direct {
+            moert_latent_output(kernel, kvB.raw, kvB.storage.kernelType, ctxLat, Int32(nh), Int64(nope), Int64(vd),
+                                Int64(rank), m.ctx.pointer)
+        } else {
+            for h in 0..<nh {
+                let wh = kvBHead(kvB, head: h, rows: nope + vd, rank: rank, scratch: m.head.pointer)
+                latentOutput(ctxLat + h * rank, rows: n, ctxStride: nh * rank, wUV: wh + nope * rank, valueDim: vd,
+                             rank: rank, into: m.ctx.pointer + h * vd, outStride: nh * vd)
+            }
         }
         a.o.apply(m.ctx.pointer, rows: n, into: out, scratch: ws.productScratch)  // [n, nh·v] -> [n, H]
     }

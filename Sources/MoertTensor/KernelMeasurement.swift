@@ -42,8 +42,9 @@ public struct KernelWorkload: Sendable {
 
 /// Timings of kernels.
 public enum KernelMeasurement {
-    /// Rounds of the measurement proper (the median counts); the order of the kernels rotates between rounds.
-    static let rounds = 3
+    /// Rounds of the measurement proper (the median counts); the order of the kernels rotates between rounds. Five:
+    /// a GEMV's pass takes a few milliseconds, and with three one slow spell of a shared machine decided choices.
+    static let rounds = 5
     /// A kernel whose screening round is this much slower than the fastest is not measured further.
     static let screenRatio = 1.5
 
@@ -76,20 +77,27 @@ public enum KernelMeasurement {
     /// A screening round (each kernel on two parts of the work of its own, so that none reads what another left in
     /// the cache; the faster of the two counts, so that one interruption cannot screen a kernel out), then, when more
     /// than one kernel is within `screenRatio` of the fastest, `rounds` rounds of the whole work for those; the
-    /// fastest median wins.
+    /// fastest median wins. OpenBLAS is timed after moert's own kernels, in the screening and in the rounds: its
+    /// threads spin for a while after each call, and moert's workers timed meanwhile lost a core to them (on a 2-core
+    /// EPYC, avx2x4 measured 21-25 GB/s after an sgemv and 33-41 without, and lost its choice to blas at 26-30).
     private static func measure(_ candidates: [Kernel], bench: Bench) -> (Kernel, String) {
+        let ordered = candidates.filter { $0 != .blas } + candidates.filter { $0 == .blas }
         var screen: [Kernel: Double] = [:]
-        for (i, k) in candidates.enumerated() {
+        for (i, k) in ordered.enumerated() {
             screen[k] = min(bench.time(k, part: 2 * i), bench.time(k, part: 2 * i + 1))
         }
         let best = screen.values.min() ?? 0
-        let finalists = candidates.filter { screen[$0]! <= best * screenRatio }
+        let finalists = ordered.filter { screen[$0]! <= best * screenRatio }
+        let own = finalists.filter { $0 != .blas }
         var times: [Kernel: [Double]] = [:]
         for round in 0..<(finalists.count > 1 ? rounds : 0) {
-            for i in 0..<finalists.count {
-                let k = finalists[(i + round) % finalists.count]
+            for i in 0..<own.count {
+                let k = own[(i + round) % own.count]
                 times[k, default: []].append(bench.time(k, part: nil))
             }
+        }
+        if finalists.count > 1, finalists.contains(.blas) {
+            for _ in 0..<rounds { times[.blas, default: []].append(bench.time(.blas, part: nil)) }
         }
         let medians = times.mapValues { $0.sorted()[$0.count / 2] }
         let winner = finalists.count == 1 ? finalists[0] : finalists.min { medians[$0]! < medians[$1]! }!
@@ -152,23 +160,35 @@ private struct Bench {
         let h = w.hidden, i = w.intermediate
         switch p {
         case .gemvF32, .gemvF16, .gemvBF16, .gemvQ8_0, .gemvQ4_0:
-            // The experts' [2I, H] gate-up matrices (fewer rows for very large ones), one after another through a
-            // buffer larger than the cache.
+            // A decode's mix of shapes in turn, one after another through a buffer larger than the cache: the
+            // experts' [2I, H] gate-up and [H, I] down matrices and an [H, H] attention projection (fewer rows for
+            // very large ones). Large matrices alone would favour a kernel whose cost per call is high (OpenBLAS's
+            // sgemv ranked first on them on a Zen 3 EPYC, and decoded 1.4x slower than avx2x4).
             let storage = WeightStorage.allCases.first { KernelProduct.gemv($0) == p }!
-            let outs = max(1, min(2 * i, Bench.streamBytes / Bench.screenParts / storage.bytes(h)))
-            let matrixBytes = storage.bytes(outs * h)
+            let limit = Bench.streamBytes / Bench.screenParts
+            let shapes = [(max(1, min(2 * i, limit / storage.bytes(h))), h), (max(1, min(h, limit / storage.bytes(i))), i),
+                          (max(1, min(h, limit / storage.bytes(h))), h)]
             guard let buffer = stream else { throw MoertError(.internal, "no buffer to stream") }
             // At most `maxMatrices` of them a pass: a model whose matrices are smaller than 16 KiB lives in the cache
             // anyway, and thousands of calls on tiny matrices would cost more than the budget of the measurement.
-            let count = min(Bench.maxMatrices, buffer.byteCount / matrixBytes)
-            let x = try filled(h, 0.01), y = try FloatBuffer(count: outs)
-            let scratch = try FloatBuffer(count: Linear.scratchCount(storage: storage, outFeatures: outs, inFeatures: h, rows: 1))
-            work = Double(count * matrixBytes)
+            var matrices: [(offset: Int, rows: Int, cols: Int)] = [], offset = 0
+            while matrices.count < Bench.maxMatrices {
+                let (rows, cols) = shapes[matrices.count % shapes.count], bytes = storage.bytes(rows * cols)
+                guard offset + bytes <= buffer.byteCount else { break }
+                matrices.append((offset, rows, cols))
+                offset += bytes
+            }
+            let x = try filled(max(h, i), 0.01), y = try FloatBuffer(count: shapes.map(\.0).max()!)
+            let scratch = try FloatBuffer(count: shapes.map {
+                Linear.scratchCount(storage: storage, outFeatures: $0.0, inFeatures: $0.1, rows: 1)
+            }.max()!)
+            work = Double(offset)
             run = { kernel, part in
-                let share = count / Bench.screenParts, first = (part ?? 0) % Bench.screenParts * share
-                for m in part == nil ? 0..<count : first..<first + share {
-                    let matrix = UnsafeRawPointer(buffer.pointer) + m * matrixBytes
-                    let linear = Linear(weight: Weight(raw: matrix, storage: storage, shape: [outs, h]))
+                let share = matrices.count / Bench.screenParts, first = (part ?? 0) % Bench.screenParts * share
+                for m in part == nil ? 0..<matrices.count : first..<first + share {
+                    let (offset, rows, cols) = matrices[m]
+                    let linear = Linear(weight: Weight(raw: UnsafeRawPointer(buffer.pointer) + offset, storage: storage,
+                                                       shape: [rows, cols]))
                     linear.apply(x.pointer, rows: 1, into: y.pointer, scratch: scratch.span, kernel: kernel)
                 }
             }

@@ -1,8 +1,9 @@
 /* gemv.c: the decode GEMV, y = W x for f16, bf16 and float32 weights, with its rows split over the worker pool.
 **
 ** The rows are those of the kernel chosen for the product (choice.c): gemv_avx512.c's, or AVX2+FMA(+F16C) ones here
-** (f16/bf16 widened in registers) reading one row at a time (avx2) or four (avx2x4), or one value at a time. Decode is bound by memory bandwidth: reading 2-byte
-** weights and converting them in registers halves the bytes per token against float32 copies. */
+** (f16/bf16 widened in registers) reading one row at a time (avx2) or four (avx2x4), or one value at a time. Decode
+** is bound by memory bandwidth: reading 2-byte weights and converting them in registers halves the bytes per token
+** against float32 copies. */
 #include "kernels_internal.h"
 
 #include <immintrin.h>
@@ -132,7 +133,7 @@ static int gemv_product(int dtype) {
 }
 
 void moert_gemv_rows(int kernel, const void *w, int dtype, const float *x, float *y, int64_t r0, int64_t r1,
-                     int64_t cols) {
+                     int64_t cols) {  /* kernels_internal.h */
     switch (kernel) {
     case MOERT_KERNEL_AVX512: moert_rows_avx512(w, dtype, x, y, r0, r1, cols); break;
     case MOERT_KERNEL_AVX2:

@@ -42,9 +42,8 @@ public struct KernelWorkload: Sendable {
 
 /// Timings of kernels.
 public enum KernelMeasurement {
-    /// Rounds of the measurement proper (the median counts); the order of the kernels rotates between rounds. Five:
-    /// a GEMV's pass takes a few milliseconds, and with three one slow spell of a shared machine decided choices.
-    static let rounds = 5
+    /// Rounds of the measurement proper (the median counts); the order of the kernels rotates between rounds.
+    static let rounds = 3
     /// A kernel whose screening round is this much slower than the fastest is not measured further.
     static let screenRatio = 1.5
 
@@ -64,8 +63,9 @@ public enum KernelMeasurement {
             let candidates = p.available
             guard candidates.count > 1 else { continue }
             if p.isGEMV, stream == nil {
-                guard let buffer = try? FloatBuffer(count: Bench.streamBytes / 4) else { continue }
-                memset(buffer.pointer, 0x11, buffer.byteCount)  // small normal values in every storage type
+                // Zero weights (no kernel skips them), every page mapped at once: about 0.6 ms per MiB here against
+                // 1 ms for faulting the pages in by writing them.
+                guard let buffer = try? FloatBuffer(count: Bench.streamBytes / 4, populated: true) else { continue }
                 stream = buffer
             }
             guard let bench = try? Bench(product: p, workload: w, stream: stream) else { continue }
@@ -145,13 +145,13 @@ private struct Bench {
     /// The screening round of a GEMV reads this fraction of the buffer.
     static let screenParts = 8
 
-    /// Bytes of the buffer the GEMVs stream: twice the last-level cache the C library reports, from 16 to 96 MiB
-    /// (filling a fresh buffer costs about 0.4 ms per MiB on a virtual machine; decode streams far more than this). A
-    /// buffer no larger than the cache measures it instead of memory: on an EPYC with 32 MiB of L3, a 32 MiB buffer
-    /// ranked OpenBLAS's sgemv above avx2x4, which decodes 1.4x as fast as it.
+    /// Bytes of the buffer the GEMVs stream: one and a half times the last-level cache the C library reports, from 16
+    /// to 96 MiB (filling a fresh buffer costs about 0.4 ms per MiB on a virtual machine; decode streams far more than
+    /// this). A buffer no larger than the cache measures it instead of memory: on an EPYC with 32 MiB of L3, a 32 MiB
+    /// buffer ranked OpenBLAS's sgemv above avx2x4, which decodes 1.4x as fast as it.
     static var streamBytes: Int {
         let l3 = Int(sysconf(Int32(_SC_LEVEL3_CACHE_SIZE)))
-        return min(max(2 * l3, 16 << 20), 96 << 20)
+        return min(max(l3 + l3 / 2, 16 << 20), 96 << 20)
     }
 
     /// The measurement of `p` on `w`'s shapes; GEMVs read `stream` (`streamBytes`, filled).

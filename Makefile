@@ -47,6 +47,9 @@ lib: all
 
 test: all test-swift test-c test-cli test-python test-cpp
 
+# The tests keep their kernel choices in build/, not in the user's cache file.
+test test-swift test-c test-cli test-python test-cpp: export MOERT_KERNEL_CACHE = $(STAGE)/test-kernels.tsv
+
 # The parity and session tests run again once per kernel this CPU can run (`moert kernels --available`), forced by
 # MOERT_KERNELS on every product that has it: every kernel of every product meets transformers' logits.
 PARITY_TESTS = 'TransformersParityTests|SessionTests|ExpertBudgetTests|HalfKernelTests|QuantizedModelTests|KVCacheTypeTests'

@@ -75,7 +75,8 @@ public enum KernelMeasurement {
     }
 
     /// A screening round (each kernel on two parts of the work of its own, so that none reads what another left in
-    /// the cache; the faster of the two counts, so that one interruption cannot screen a kernel out), then, when more
+    /// the cache; the faster of the two counts, per unit of work, so that one interruption cannot screen a kernel out
+    /// and parts of different sizes compare), then, when more
     /// than one kernel is within `screenRatio` of the fastest, `rounds` rounds of the whole work for those; the
     /// fastest median wins. OpenBLAS is timed after moert's own kernels, in the screening and in the rounds: its
     /// threads spin for a while after each call, and moert's workers timed meanwhile lost a core to them (on a 2-core
@@ -84,7 +85,9 @@ public enum KernelMeasurement {
         let ordered = candidates.filter { $0 != .blas } + candidates.filter { $0 == .blas }
         var screen: [Kernel: Double] = [:]
         for (i, k) in ordered.enumerated() {
-            screen[k] = min(bench.time(k, part: 2 * i), bench.time(k, part: 2 * i + 1))
+            // Seconds per unit of work (a byte of a GEMV's part; the whole work of the others).
+            screen[k] = min(bench.time(k, part: 2 * i) / bench.partWork(2 * i),
+                            bench.time(k, part: 2 * i + 1) / bench.partWork(2 * i + 1))
         }
         let best = screen.values.min() ?? 0
         let finalists = ordered.filter { screen[$0]! <= best * screenRatio }
@@ -102,8 +105,8 @@ public enum KernelMeasurement {
         let medians = times.mapValues { $0.sorted()[$0.count / 2] }
         let winner = finalists.count == 1 ? finalists[0] : finalists.min { medians[$0]! < medians[$1]! }!
         let detail = candidates.map { k in
-            if let m = medians[k] { return "\(k.name) \(bench.describe(m, part: false))" }
-            return "\(k.name) \(bench.describe(screen[k]!, part: true))\(k == winner ? "" : " (screened out)")"
+            if let m = medians[k] { return "\(k.name) \(bench.describe(m))" }
+            return "\(k.name) \(bench.describe(screen[k]! * bench.work))\(k == winner ? "" : " (screened out)")"
         }.joined(separator: ", ")
         return (winner, detail)
     }
@@ -117,6 +120,8 @@ private struct Bench {
     /// Runs the product on a kernel: the whole work (nil), or screening part i (of `screenParts`). Its buffers live as
     /// long as it.
     let run: (Kernel, Int?) -> Void
+    /// The work of screening part i, in the units of `work` (the whole work where a product has no parts).
+    let partWork: (Int) -> Double
 
     /// Seconds of one run of the whole work (nil) or of screening part i.
     func time(_ kernel: Kernel, part: Int?) -> Double {
@@ -125,12 +130,9 @@ private struct Bench {
         return KernelMeasurement.now() - start
     }
 
-    /// "21.3 GB/s" for GEMVs (bytes read per second), else "0.41 ms".
-    func describe(_ seconds: Double, part: Bool) -> String {
-        if product.isGEMV {
-            let bytes = part ? work / Double(Bench.screenParts) : work
-            return "\(rounded(bytes / seconds / 1e9)) GB/s"
-        }
+    /// "21.3 GB/s" for GEMVs (bytes read per second), else "0.41 ms", for `seconds` of the whole work.
+    func describe(_ seconds: Double) -> String {
+        if product.isGEMV { return "\(rounded(work / seconds / 1e9)) GB/s" }
         return "\(rounded(seconds * 1e3)) ms"
     }
 
@@ -142,7 +144,9 @@ private struct Bench {
     /// The most matrices one pass of a GEMV's measurement multiplies.
     static let maxMatrices = 1024
 
-    /// The screening round of a GEMV reads this fraction of the buffer.
+    /// The screening round of a GEMV reads parts of this fraction of the buffer, kernel k parts 2k and 2k + 1. (Mapping
+    /// the buffer writes it from start to end, so the last-level cache may still hold the later parts: screening
+    /// compares, it does not choose, and a kernel's rounds read the whole buffer.)
     static let screenParts = 8
 
     /// Bytes of the buffer the GEMVs stream: one and a half times the last-level cache the C library reports, from 16
@@ -183,9 +187,17 @@ private struct Bench {
                 Linear.scratchCount(storage: storage, outFeatures: $0.0, inFeatures: $0.1, rows: 1)
             }.max()!)
             work = Double(offset)
+            let share = matrices.count / Bench.screenParts
+            func partMatrices(_ part: Int?) -> Range<Int> {
+                guard let part else { return 0..<matrices.count }
+                let first = part % Bench.screenParts * share
+                return first..<first + share
+            }
+            partWork = { part in
+                Double(partMatrices(part).reduce(0) { $0 + storage.bytes(matrices[$1].rows * matrices[$1].cols) })
+            }
             run = { kernel, part in
-                let share = matrices.count / Bench.screenParts, first = (part ?? 0) % Bench.screenParts * share
-                for m in part == nil ? 0..<matrices.count : first..<first + share {
+                for m in partMatrices(part) {
                     let (offset, rows, cols) = matrices[m]
                     let linear = Linear(weight: Weight(raw: UnsafeRawPointer(buffer.pointer) + offset, storage: storage,
                                                        shape: [rows, cols]))
@@ -200,6 +212,7 @@ private struct Bench {
             let x = try filled(rows * h, 0.01), y = try FloatBuffer(count: rows * outs)
             let scratch = try FloatBuffer(count: Linear.scratchCount(storage: storage, outFeatures: outs, inFeatures: h, rows: rows))
             work = Double(2 * rows * outs * h)
+            partWork = { [work] _ in work }
             run = { kernel, _ in
                 let linear = Linear(weight: Weight(raw: UnsafeMutableRawPointer(weights.pointer), storage: storage, shape: [outs, h]))
                 linear.apply(x.pointer, rows: rows, into: y.pointer, scratch: scratch.span, kernel: kernel)
@@ -210,6 +223,7 @@ private struct Bench {
             let keys = try filled(n * kvw, 0.01), values = try filled(n * kvw, 0.01)
             let scores = try FloatBuffer(count: Threads.current * n * n)
             work = Double(4 * n * n * qw)
+            partWork = { [work] _ in work }
             run = { kernel, _ in
                 attentionPrefill(q: q.pointer, keys: keys.pointer, values: values.pointer, rows: n, position: 0,
                                  heads: w.heads, kvHeads: w.kvHeads, headDim: w.headDim, scale: 0.125,
@@ -221,6 +235,7 @@ private struct Bench {
             let keys = try filled(total * kvw, 0.01), values = try filled(total * kvw, 0.01)
             let scratch = try FloatBuffer(count: Int(moert_attention_decode_scratch(Int32(w.heads), Int32(w.headDim), Int64(total))))
             work = Double(4 * total * qw)
+            partWork = { [work] _ in work }
             run = { kernel, _ in
                 moert_attention_decode_kernel(kernel.rawValue, q.pointer, keys.pointer, values.pointer, Int32(MOERT_KV_F32),
                                               Int32(w.heads), Int32(w.kvHeads), Int32(w.headDim), 0, Int64(total),
@@ -230,6 +245,7 @@ private struct Bench {
             let rows = 64
             let gateUp = try filled(rows * 2 * i, 0.5), out = try FloatBuffer(count: rows * i)
             work = Double(rows * i)
+            partWork = { [work] _ in work }
             run = { kernel, _ in swiglu(gateUp.pointer, rows: rows, width: i, into: out.pointer, kernel: kernel) }
         }
     }

@@ -10,26 +10,14 @@
 
 /* ---- Row kernels: portable and AVX2 ---- */
 
-/* Weight c of a row of `dtype` as float32. */
-static inline float weight_at(const void *row, int dtype, int64_t c) {
-    if (dtype == MOERT_GEMM_F32) return ((const float *)row)[c];
-    return moert_widen_half(((const uint16_t *)row)[c], dtype);
-}
-
 static void rows_scalar(const void *w, int dtype, const float *x, float *y, int64_t r0, int64_t r1, int64_t cols) {
     const int64_t size = dtype == MOERT_GEMM_F32 ? 4 : 2;
     for (int64_t r = r0; r < r1; r++) {
         const void *row = (const char *)w + r * cols * size;
         float acc = 0;
-        for (int64_t c = 0; c < cols; c++) acc += weight_at(row, dtype, c) * x[c];
+        for (int64_t c = 0; c < cols; c++) acc += moert_weight_at(row, dtype, c) * x[c];
         y[r] = acc;
     }
-}
-
-/* 8 weights of `dtype` from p as floats (dtype is a constant where this is inlined). */
-__attribute__((target("avx2,fma,f16c"), always_inline))
-static inline __m256 load8_weights(const void *p, int dtype) {
-    return dtype == MOERT_GEMM_F32 ? _mm256_loadu_ps(p) : moert_load8(p, dtype);
 }
 
 /* One row at a time (one sequential stream per thread), 256 bytes of weights per step into four accumulators, with a
@@ -50,16 +38,16 @@ static void NAME(const void *w, const float *x, float *y, int64_t r0, int64_t r1
             const char *p = row + k * size;                                                                        \
             for (int line = 0; line < STEP_BYTES; line += 64) _mm_prefetch(p + PREFETCH_BYTES + line, _MM_HINT_T0); \
             for (int64_t s = 0; s < step; s += 32) {                                                               \
-                a = _mm256_fmadd_ps(load8_weights(p + s * size, DTYPE), _mm256_loadu_ps(x + k + s), a);            \
-                b = _mm256_fmadd_ps(load8_weights(p + (s + 8) * size, DTYPE), _mm256_loadu_ps(x + k + s + 8), b);  \
-                c = _mm256_fmadd_ps(load8_weights(p + (s + 16) * size, DTYPE), _mm256_loadu_ps(x + k + s + 16), c); \
-                d = _mm256_fmadd_ps(load8_weights(p + (s + 24) * size, DTYPE), _mm256_loadu_ps(x + k + s + 24), d); \
+                a = _mm256_fmadd_ps(moert_load8_weights(p + s * size, DTYPE), _mm256_loadu_ps(x + k + s), a);            \
+                b = _mm256_fmadd_ps(moert_load8_weights(p + (s + 8) * size, DTYPE), _mm256_loadu_ps(x + k + s + 8), b);  \
+                c = _mm256_fmadd_ps(moert_load8_weights(p + (s + 16) * size, DTYPE), _mm256_loadu_ps(x + k + s + 16), c); \
+                d = _mm256_fmadd_ps(moert_load8_weights(p + (s + 24) * size, DTYPE), _mm256_loadu_ps(x + k + s + 24), d); \
             }                                                                                                      \
         }                                                                                                          \
         int64_t k = body;                                                                                          \
-        for (; k + 8 <= cols; k += 8) a = _mm256_fmadd_ps(load8_weights(row + k * size, DTYPE), _mm256_loadu_ps(x + k), a); \
+        for (; k + 8 <= cols; k += 8) a = _mm256_fmadd_ps(moert_load8_weights(row + k * size, DTYPE), _mm256_loadu_ps(x + k), a); \
         float sum = moert_hsum256(_mm256_add_ps(_mm256_add_ps(a, b), _mm256_add_ps(c, d)));                        \
-        for (; k < cols; k++) sum += weight_at(row, DTYPE, k) * x[k];                                              \
+        for (; k < cols; k++) sum += moert_weight_at(row, DTYPE, k) * x[k];                                              \
         y[r] = sum;                                                                                                \
     }                                                                                                              \
 }
@@ -95,17 +83,17 @@ static void NAME(const void *w, const float *x, float *y, int64_t r0, int64_t r1
             for (int64_t u = k; u < k + step; u += 16) {                                                           \
                 const __m256 xa = _mm256_loadu_ps(x + u), xb = _mm256_loadu_ps(x + u + 8);                         \
                 for (int s = 0; s < 4; s++) {                                                                      \
-                    acc[s][0] = _mm256_fmadd_ps(load8_weights(row[s] + u * size, DTYPE), xa, acc[s][0]);           \
-                    acc[s][1] = _mm256_fmadd_ps(load8_weights(row[s] + (u + 8) * size, DTYPE), xb, acc[s][1]);     \
+                    acc[s][0] = _mm256_fmadd_ps(moert_load8_weights(row[s] + u * size, DTYPE), xa, acc[s][0]);           \
+                    acc[s][1] = _mm256_fmadd_ps(moert_load8_weights(row[s] + (u + 8) * size, DTYPE), xb, acc[s][1]);     \
                 }                                                                                                  \
             }                                                                                                      \
         }                                                                                                          \
         for (int s = 0; s < 4; s++) {                                                                              \
             __m256 a = acc[s][0];                                                                                  \
             int64_t k = body;                                                                                      \
-            for (; k + 8 <= cols; k += 8) a = _mm256_fmadd_ps(load8_weights(row[s] + k * size, DTYPE), _mm256_loadu_ps(x + k), a); \
+            for (; k + 8 <= cols; k += 8) a = _mm256_fmadd_ps(moert_load8_weights(row[s] + k * size, DTYPE), _mm256_loadu_ps(x + k), a); \
             float sum = moert_hsum256(_mm256_add_ps(a, acc[s][1]));                                                \
-            for (; k < cols; k++) sum += weight_at(row[s], DTYPE, k) * x[k];                                       \
+            for (; k < cols; k++) sum += moert_weight_at(row[s], DTYPE, k) * x[k];                                       \
             y[r0 + s * quarter + i] = sum;                                                                         \
         }                                                                                                          \
     }                                                                                                              \
@@ -125,12 +113,6 @@ typedef struct gemv_task {
     float *y;
     int64_t rows, cols;
 } gemv_task;
-
-/* The product of weights of `dtype`. */
-static int gemv_product(int dtype) {
-    return dtype == MOERT_GEMM_F32 ? MOERT_PRODUCT_GEMV_F32
-         : dtype == MOERT_HALF_F16 ? MOERT_PRODUCT_GEMV_F16 : MOERT_PRODUCT_GEMV_BF16;
-}
 
 void moert_gemv_rows(int kernel, const void *w, int dtype, const float *x, float *y, int64_t r0, int64_t r1,
                      int64_t cols) {  /* kernels_internal.h */
@@ -168,12 +150,12 @@ static void run_gemv(int kernel, const void *w, int dtype, const float *x, float
 }
 
 void moert_gemv_half(const void *w, int dtype, const float *x, float *y, int64_t rows, int64_t cols) {
-    run_gemv(moert_kernel_chosen(gemv_product(dtype)), w, dtype, x, y, rows, cols);
+    run_gemv(moert_kernel_chosen(moert_gemv_product(dtype)), w, dtype, x, y, rows, cols);
 }
 
 void moert_gemv_half_kernel(int kernel, const void *w, int dtype, const float *x, float *y, int64_t rows,
                             int64_t cols) {
-    const int product = gemv_product(dtype);
+    const int product = moert_gemv_product(dtype);
     run_gemv(moert_kernel_available(product, kernel) ? kernel : moert_kernel_preferred(product), w, dtype, x, y, rows,
              cols);
 }

@@ -114,6 +114,24 @@ static inline __m256 moert_load8(const uint16_t *p, int dtype) {
     return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
 }
 
+/** Weight c of a row of `dtype` (MOERT_GEMM_F32, MOERT_HALF_F16 or MOERT_HALF_BF16) as float32. */
+static inline float moert_weight_at(const void *row, int dtype, int64_t c) {
+    if (dtype == MOERT_GEMM_F32) return ((const float *)row)[c];
+    return moert_widen_half(((const uint16_t *)row)[c], dtype);
+}
+
+/** 8 weights of `dtype` from p as floats (dtype is a constant where this is inlined). */
+__attribute__((target("avx2,fma,f16c"), always_inline))
+static inline __m256 moert_load8_weights(const void *p, int dtype) {
+    return dtype == MOERT_GEMM_F32 ? _mm256_loadu_ps(p) : moert_load8(p, dtype);
+}
+
+/** The decode GEMV product of weights of `dtype`. */
+static inline int moert_gemv_product(int dtype) {
+    return dtype == MOERT_GEMM_F32 ? MOERT_PRODUCT_GEMV_F32
+         : dtype == MOERT_HALF_F16 ? MOERT_PRODUCT_GEMV_F16 : MOERT_PRODUCT_GEMV_BF16;
+}
+
 /** The scale of a q8_0 or q4_0 block (its leading f16), as float32. */
 static inline float moert_block_scale(const uint8_t *block) {
     uint16_t h;

@@ -25,24 +25,8 @@ static void vecmat_scalar(const uint8_t *w, int dtype, const float *x, int64_t r
     for (int64_t c = c0; c < c1; c++) y[c] = 0;
     for (int64_t i = 0; i < rows; i++) {
         const uint8_t *row = w + i * cols * size;
-        for (int64_t c = c0; c < c1; c++) {
-            float v;
-            if (dtype == MOERT_GEMM_F32) {
-                memcpy(&v, row + c * 4, 4);
-            } else {
-                uint16_t h;
-                memcpy(&h, row + c * 2, 2);
-                v = moert_widen_half(h, dtype);
-            }
-            y[c] += x[i] * v;
-        }
+        for (int64_t c = c0; c < c1; c++) y[c] += x[i] * moert_weight_at(row, dtype, c);
     }
-}
-
-/* 8 weights of `dtype` from p as floats. */
-__attribute__((target("avx2,fma,f16c"), always_inline))
-static inline __m256 load8(const uint8_t *p, int dtype) {
-    return dtype == MOERT_GEMM_F32 ? _mm256_loadu_ps((const void *)p) : moert_load8((const void *)p, dtype);
 }
 
 /* vecmat_scalar over every column with AVX2: up to 32 columns at a time in registers over all rows (two rows per
@@ -59,13 +43,13 @@ static void vecmat_avx2(const uint8_t *w, int dtype, const float *x, int64_t row
         for (; i + 2 <= rows; i += 2, p += 2 * stride) {
             const __m256 x0 = _mm256_set1_ps(x[i]), x1 = _mm256_set1_ps(x[i + 1]);
             for (int u = 0; u < vectors; u++) {
-                a[u] = _mm256_fmadd_ps(x0, load8(p + 8 * u * size, dtype), a[u]);
-                b[u] = _mm256_fmadd_ps(x1, load8(p + stride + 8 * u * size, dtype), b[u]);
+                a[u] = _mm256_fmadd_ps(x0, moert_load8_weights(p + 8 * u * size, dtype), a[u]);
+                b[u] = _mm256_fmadd_ps(x1, moert_load8_weights(p + stride + 8 * u * size, dtype), b[u]);
             }
         }
         if (i < rows) {
             const __m256 x0 = _mm256_set1_ps(x[i]);
-            for (int u = 0; u < vectors; u++) a[u] = _mm256_fmadd_ps(x0, load8(p + 8 * u * size, dtype), a[u]);
+            for (int u = 0; u < vectors; u++) a[u] = _mm256_fmadd_ps(x0, moert_load8_weights(p + 8 * u * size, dtype), a[u]);
         }
         for (int u = 0; u < vectors; u++) _mm256_storeu_ps(y + c0 + 8 * u, _mm256_add_ps(a[u], b[u]));
     }
@@ -90,9 +74,7 @@ static void latent_part(void *ctx, int part, int parts) {
 
 /* Runs one of the two products on the pool: by heads, on this thread alone under 512 KiB of weights. */
 static void run_latent(latent_job *j) {
-    const int product = j->dtype == MOERT_GEMM_F32 ? MOERT_PRODUCT_GEMV_F32
-                      : j->dtype == MOERT_HALF_F16 ? MOERT_PRODUCT_GEMV_F16 : MOERT_PRODUCT_GEMV_BF16;
-    if (j->kernel == MOERT_KERNEL_BLAS || !moert_kernel_available(product, j->kernel))
+    if (j->kernel == MOERT_KERNEL_BLAS || !moert_kernel_available(moert_gemv_product(j->dtype), j->kernel))
         j->kernel = moert_kernels_have_avx2() ? MOERT_KERNEL_AVX2 : MOERT_KERNEL_PORTABLE;
     const int64_t size = j->dtype == MOERT_GEMM_F32 ? 4 : 2;
     const int64_t bytes = (int64_t)j->n_heads * (j->nope + j->value_dim) * j->rank * size;

@@ -1,6 +1,6 @@
-/* attention.c: attention of a prefill chunk (decode is attention_decode.c). Each head's two products run through the
-** AVX-512 GEMM, the heads split among the threads, so that the softmax between the products runs on every thread
-** too. */
+/* attention.c: attention of a prefill chunk (decode is attention_decode.c). Each head's two products run through
+** moert's AVX-512 or AVX2 GEMM on one thread, the heads split among the threads, so that the softmax between the
+** products runs on every thread too. */
 #include "kernels_internal.h"
 
 #include <immintrin.h>
@@ -19,6 +19,7 @@ typedef struct prefill_job {
     int n_heads, n_kv_heads, head_dim;
     float scale;
     float *scores, *out;
+    int kernel;   /* MOERT_KERNEL_AVX512 or MOERT_KERNEL_AVX2 */
     int failed;
 } prefill_job;
 
@@ -57,6 +58,46 @@ static void softmax_row(float *row, int64_t lo, int64_t hi, int64_t width, float
     for (int64_t j = hi; j < width; j++) row[j] = 0;
 }
 
+/* softmax_row with AVX2: 8 entries at a time, the tail one at a time. */
+__attribute__((target("avx2,fma")))
+static void softmax_row_avx2(float *row, int64_t lo, int64_t hi, int64_t width, float scale, const float *sink) {
+    const __m256 vscale = _mm256_set1_ps(scale);
+    const int64_t body = lo + (hi - lo) / 8 * 8;
+    __m256 vmax = _mm256_set1_ps(-INFINITY);
+    for (int64_t j = lo; j < body; j += 8) vmax = _mm256_max_ps(vmax, _mm256_mul_ps(_mm256_loadu_ps(row + j), vscale));
+    float lanes[8], max = -INFINITY;
+    _mm256_storeu_ps(lanes, vmax);
+    for (int i = 0; i < 8; i++) max = lanes[i] > max ? lanes[i] : max;
+    for (int64_t j = body; j < hi; j++) max = row[j] * scale > max ? row[j] * scale : max;
+    if (sink && *sink > max) max = *sink;
+    const __m256 top = _mm256_set1_ps(max);
+    __m256 vsum = _mm256_setzero_ps();
+    for (int64_t j = lo; j < body; j += 8) {
+        const __m256 e = moert_exp256(_mm256_sub_ps(_mm256_mul_ps(_mm256_loadu_ps(row + j), vscale), top));
+        vsum = _mm256_add_ps(vsum, e);
+        _mm256_storeu_ps(row + j, e);
+    }
+    float sum = moert_hsum256(vsum);
+    for (int64_t j = body; j < hi; j++) {
+        const float e = _mm256_cvtss_f32(moert_exp256(_mm256_set1_ps(row[j] * scale - max)));
+        row[j] = e;
+        sum += e;
+    }
+    if (sink) sum += expf(*sink - max);
+    const __m256 inv = _mm256_set1_ps(1 / sum);
+    for (int64_t j = lo; j < body; j += 8) _mm256_storeu_ps(row + j, _mm256_mul_ps(_mm256_loadu_ps(row + j), inv));
+    for (int64_t j = body; j < hi; j++) row[j] *= 1 / sum;
+    for (int64_t j = 0; j < lo; j++) row[j] = 0;
+    for (int64_t j = hi; j < width; j++) row[j] = 0;
+}
+
+/* The one-thread GEMM of `kernel` (see moert_gemm_serial). */
+static int head_product(int kernel, int64_t m, int64_t n, int64_t k, const float *a, int64_t lda, const float *b,
+                        int b_kn, int64_t ldb, float *c, int64_t ldc) {
+    return kernel == MOERT_KERNEL_AVX512 ? moert_gemm_serial(m, n, k, a, lda, b, b_kn, ldb, c, ldc)
+                                         : moert_gemm_serial_avx2(m, n, k, a, lda, b, b_kn, ldb, c, ldc);
+}
+
 /* The first key position p sees: p - window + 1 (transformers' sliding_window_overlay: kv_idx > q_idx - window), or
 ** 0 without a window. */
 static inline int64_t window_start(int64_t p, int64_t window) {
@@ -84,13 +125,16 @@ static void prefill_part(void *ctx, int part, int parts) {
             float *oh = a->out + t0 * qw + (int64_t)h * a->head_dim;
             const float *sink = a->sinks ? a->sinks + h : NULL;
             /* S [rows, width] = Q_h K_g[first ..]^T */
-            if (!moert_gemm_serial(rows, width, a->head_dim, qh, qw, kh + first * kvw, 0, kvw, scores, width)) goto fail;
+            if (!head_product(a->kernel, rows, width, a->head_dim, qh, qw, kh + first * kvw, 0, kvw, scores, width))
+                goto fail;
             for (int64_t r = 0; r < rows; r++) {
-                const int64_t p = a->position + t0 + r;
-                softmax_row(scores + r * width, window_start(p, a->window) - first, p + 1 - first, width, a->scale, sink);
+                const int64_t p = a->position + t0 + r, lo = window_start(p, a->window) - first, hi = p + 1 - first;
+                if (a->kernel == MOERT_KERNEL_AVX512) softmax_row(scores + r * width, lo, hi, width, a->scale, sink);
+                else softmax_row_avx2(scores + r * width, lo, hi, width, a->scale, sink);
             }
             /* O_h [rows, head_dim] = S V_g[first ..] */
-            if (!moert_gemm_serial(rows, a->head_dim, width, scores, width, vh + first * kvw, 1, kvw, oh, qw)) goto fail;
+            if (!head_product(a->kernel, rows, a->head_dim, width, scores, width, vh + first * kvw, 1, kvw, oh, qw))
+                goto fail;
         }
     }
     return;
@@ -109,8 +153,10 @@ int moert_attention_prefill(const float *q, const float *keys, const float *valu
 int moert_attention_prefill_kernel(int kernel, const float *q, const float *keys, const float *values, int64_t n,
                                    int64_t position, int64_t window, const float *sinks, int n_heads, int n_kv_heads,
                                    int head_dim, float scale, float *scores, int64_t scores_capacity, float *out) {
-    if (kernel != MOERT_KERNEL_AVX512 || !moert_kernels_have_avx512() || n <= 0) return 0;
-    prefill_job a = {q, keys, values, n, position, window, sinks, n_heads, n_kv_heads, head_dim, scale, scores, out, 0};
+    if (!moert_kernel_available(MOERT_PRODUCT_ATTENTION_PREFILL, kernel) || kernel == MOERT_KERNEL_BLAS || n <= 0)
+        return 0;
+    prefill_job a = {q, keys, values, n, position, window, sinks, n_heads, n_kv_heads, head_dim, scale, scores, out,
+                     kernel, 0};
     int64_t max_parts = scores_capacity / ((n < PREFILL_ROWS ? n : PREFILL_ROWS) * (position + n));
     if (max_parts > n_heads) max_parts = n_heads;
     if (max_parts < 1) return 0;

@@ -1,5 +1,5 @@
 /* gemm.c: the products of prefill, C = A · B^T with activations A [m, k] in float32 and weights B [n, k] stored as
-** nn.Linear stores them (float32, f16 or bf16), with AVX-512 when the CPU has it.
+** nn.Linear stores them (float32, f16 or bf16), with AVX-512 when the CPU has it (gemm_avx2.c: the same with AVX2).
 **
 ** Layout follows the usual packed GEMM: for each slice of KC columns of k, a block of A is copied into panels of MR
 ** rows, k-major ([kc][MR], rows past m zero), and each group of NR rows of B is transposed into a panel [kc][NR]
@@ -15,7 +15,8 @@
 #include <stdlib.h>
 
 /* MR x NR tile (28 accumulators of 32 registers); KC columns of k per slice; MC rows of A per block. */
-enum { MR = 14, NR = 32, KC = 256, MC = 512 };
+enum { MR = 14, NR = 32, KC = MOERT_GEMM_BUFFER_DEPTH, MC = MOERT_GEMM_BUFFER_ROWS };
+_Static_assert(NR == MOERT_GEMM_BUFFER_COLUMNS, "a B panel fills the buffer");
 
 /* Packing prefetches each row of B this many elements ahead. */
 enum { PACK_PREFETCH = 64 };
@@ -23,10 +24,10 @@ enum { PACK_PREFETCH = 64 };
 /* The kernels below need AVX-512 F, BW and VL (and F16C). */
 static int gemm_enabled(void) { return moert_kernels_have_avx512(); }
 
-/* The product of prefill products with weights of `dtype`. */
+/* The product of prefill products with weights of `dtype` (gemm.f32 for quantized weights). */
 static int gemm_product(int dtype) {
-    return dtype == MOERT_GEMM_F32 ? MOERT_PRODUCT_GEMM_F32
-         : dtype == MOERT_HALF_F16 ? MOERT_PRODUCT_GEMM_F16 : MOERT_PRODUCT_GEMM_BF16;
+    return dtype == MOERT_HALF_F16 ? MOERT_PRODUCT_GEMM_F16
+         : dtype == MOERT_HALF_BF16 ? MOERT_PRODUCT_GEMM_BF16 : MOERT_PRODUCT_GEMM_F32;
 }
 
 /* ---- Per-thread packing buffers ---- */
@@ -62,6 +63,14 @@ static pack_buffers *thread_buffers(void) {
         return NULL;
     }
     return buf;
+}
+
+int moert_gemm_buffers(float **a, float **b) {
+    pack_buffers *buf = thread_buffers();
+    if (!buf) return 0;
+    *a = buf->a;
+    *b = buf->b;
+    return 1;
 }
 
 /* ---- Packing ---- */
@@ -293,7 +302,9 @@ int moert_gemm_nt(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda, 
 
 int moert_gemm_nt_kernel(int kernel, int64_t m, int64_t n, int64_t k, const float *a, int64_t lda, const void *b,
                          int dtype, int64_t ldb, float *c, int64_t ldc) {
+    if (kernel == MOERT_KERNEL_AVX2) return moert_gemm_nt_avx2(m, n, k, a, lda, b, dtype, ldb, c, ldc);
     if (kernel != MOERT_KERNEL_AVX512 || !gemm_enabled() || m <= 0 || n <= 0 || k <= 0) return 0;
+    if (dtype != MOERT_GEMM_F32 && dtype != MOERT_HALF_F16 && dtype != MOERT_HALF_BF16) return 0;
     gemm_task t = {m, n, k, a, lda, b, dtype, ldb, 0, c, ldc, 0};
     /* Split only when each thread gets real work (about a million multiply-adds); one part per thread, as each part
     ** packs the rows of A again. */

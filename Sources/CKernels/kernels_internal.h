@@ -24,6 +24,22 @@ MOERT_KERNEL void moert_gemv_rows(int kernel, const void *w, int dtype, const fl
 MOERT_KERNEL void moert_rows_avx512(const void *w, int dtype, const float *x, float *y, int64_t r0, int64_t r1,
                                     int64_t cols);
 
+/** The per-thread packing buffers of the prefill GEMMs (gemm.c, gemm_avx2.c): *a holds MOERT_GEMM_BUFFER_ROWS x
+ * MOERT_GEMM_BUFFER_DEPTH floats, *b MOERT_GEMM_BUFFER_DEPTH x MOERT_GEMM_BUFFER_COLUMNS, both 64-byte aligned;
+ * allocated on a thread's first use and freed when it ends. Returns 0 without memory. */
+enum { MOERT_GEMM_BUFFER_ROWS = 512, MOERT_GEMM_BUFFER_DEPTH = 256, MOERT_GEMM_BUFFER_COLUMNS = 32 };
+MOERT_KERNEL int moert_gemm_buffers(float **a, float **b);
+
+/** moert_gemm_nt on the AVX2 kernel (gemm_avx2.c), which also reads q8_0 and q4_0 weights (k and ldb multiples of
+ * MOERT_QUANT_BLOCK); 0 when it computed nothing (no AVX2, empty product, no memory). */
+MOERT_KERNEL int moert_gemm_nt_avx2(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda, const void *b,
+                                    int dtype, int64_t ldb, float *c, int64_t ldc);
+
+/** moert_gemm_serial on the AVX2 kernel: on the calling thread alone, c = a b^T (b [n, k]) or, with b_kn, c = a b
+ * (b [k, n]); float32. 0 when it computed nothing. */
+MOERT_KERNEL int moert_gemm_serial_avx2(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda, const float *b,
+                                        int b_kn, int64_t ldb, float *c, int64_t ldc);
+
 /** moert_quantize_activation with the AVX2 loop (when the CPU has it) or, with `portable`, the plain one. */
 MOERT_KERNEL void moert_quantize_activation_kernel(const float *x, void *xq, int64_t cols, int portable);
 
@@ -144,6 +160,15 @@ static inline float moert_block_scale(const uint8_t *block) {
 static inline int moert_block_quant(const uint8_t *block, int type, int i) {
     if (type == MOERT_QUANT_Q8_0) return (int8_t)block[2 + i];
     return i < 16 ? (block[2 + i] & 15) - 8 : (block[2 + i - 16] >> 4) - 8;
+}
+
+/** The 32 quants of a q4_0 block's 16 bytes, as signed bytes in -8 ... 7: the low nibbles (values 0-15), then the
+ * high ones (values 16-31). */
+__attribute__((target("avx2,fma,f16c"), always_inline))
+static inline __m256i moert_unpack_q4_0(const uint8_t *qs) {
+    const __m128i b = _mm_loadu_si128((const __m128i *)qs);
+    const __m256i nibbles = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(b, 4), b), _mm256_set1_epi8(15));
+    return _mm256_sub_epi8(nibbles, _mm256_set1_epi8(8));
 }
 
 /** 8 signed bytes from p as 8 floats (the quants of a q8_0 block, before its scale). */

@@ -64,15 +64,6 @@ void moert_quantize(int type, const float *src, void *dst, int64_t count) {
 
 /* ---- Reading weights back ---- */
 
-/* The 32 quants of a q4_0 block's 16 bytes, as signed bytes in -8 ... 7: the low nibbles (values 0-15), then the
-** high ones (values 16-31). */
-__attribute__((target("avx2,fma,f16c"), always_inline))
-static inline __m256i unpack_q4_0_avx2(const uint8_t *qs) {
-    const __m128i b = _mm_loadu_si128((const __m128i *)qs);
-    const __m256i nibbles = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(b, 4), b), _mm256_set1_epi8(15));
-    return _mm256_sub_epi8(nibbles, _mm256_set1_epi8(8));
-}
-
 __attribute__((target("avx2,fma,f16c")))
 static void dequantize_avx2(int type, const uint8_t *src, float *dst, int64_t blocks) {
     const int64_t bytes = moert_quant_block_bytes(type);
@@ -83,7 +74,7 @@ static void dequantize_avx2(int type, const uint8_t *src, float *dst, int64_t bl
                 _mm256_storeu_ps(dst + i, _mm256_mul_ps(d, moert_load8_q8(src + 2 + i)));
             }
         } else {
-            const __m256i q = unpack_q4_0_avx2(src + 2);
+            const __m256i q = moert_unpack_q4_0(src + 2);
             const __m128i lo = _mm256_castsi256_si128(q), hi = _mm256_extracti128_si256(q, 1);
             _mm256_storeu_ps(dst, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo))));
             _mm256_storeu_ps(dst + 8, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(lo, 8)))));

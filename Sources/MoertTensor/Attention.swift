@@ -1,4 +1,5 @@
-// Attention: causal attention of a prefill chunk, on moert's AVX-512 kernel or through OpenBLAS (attention.prefill).
+// Attention: causal attention of a prefill chunk, on moert's AVX-512 or AVX2 kernel or through OpenBLAS
+// (attention.prefill).
 
 import CKernels
 import COpenBLAS
@@ -9,8 +10,8 @@ import COpenBLAS
 /// is 0, or with a sliding `window` max(0, position + t - window + 1) (transformers' `sliding_window_overlay`:
 /// kv_idx > q_idx - window). `sinks` ([heads], nil: none) adds one logit per head to each softmax's denominator
 /// (gpt-oss `eager_attention_forward`). q and out are [n, heads · headDim]. `scores` holds `scoresCount` floats: at
-/// least min(n, 64) · (position + n) per thread. Runs on `kernel`, or the one chosen for attention.prefill: avx512
-/// (heads split among the threads, causal blocks), else blas (causal blocks, two sgemm calls per block and head).
+/// least min(n, 64) · (position + n) per thread. Runs on `kernel`, or the one chosen for attention.prefill: avx512 or
+/// avx2 (heads split among the threads, causal blocks), else blas (causal blocks, two sgemm calls per block and head).
 package func attentionPrefill(q: UnsafePointer<Float>, keys: UnsafePointer<Float>, values: UnsafePointer<Float>,
                               rows n: Int, position: Int, window: Int? = nil, sinks: UnsafePointer<Float>? = nil,
                               heads nh: Int, kvHeads nkv: Int, headDim hd: Int,

@@ -57,11 +57,12 @@ public struct Linear: Sendable {
         let gemm = (kernel ?? KernelProduct.gemm(storage).chosen).rawValue
         if n == 1 {
             gemv(x, into: y, scratch: scratch, kernel: kernel)    // [out, in] · [in] -> [out]
-        } else if storage.isQuantized {
-            applyWidened(x, rows: n, into: y, scratch: scratch, kernel: gemm)
         } else if moert_gemm_nt_kernel(gemm, Int64(n), o, i, x, i, weight.raw, storage.kernelType, i, y, o) == 0 {
-            // [n, in] x [out, in]^T -> [n, out], through sgemm
-            if storage == .f32 {
+            // [n, in] x [out, in]^T -> [n, out] on a kernel that reads the weights as stored (avx2 for every type,
+            // avx512 for float types) did not run: sgemm, on weights widened first unless they are float32
+            if storage.isQuantized {
+                applyWidened(x, rows: n, into: y, scratch: scratch, kernel: gemm)
+            } else if storage == .f32 {
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(n), Int32(o), Int32(i), 1, x, Int32(i),
                             weight.data, Int32(i), 0, y, Int32(o))
             } else {

@@ -71,6 +71,47 @@ struct KernelParityTests {
         }
     }
 
+    /// Shapes around the AVX2 GEMM's tile (6 rows, 16 columns), its k slices (up to 256 in whole 32-value blocks) and
+    /// its blocks of 240 rows of A, with leading dimensions wider than the matrices. k is a multiple of 32 where the
+    /// quantized types need it.
+    static let avx2Shapes: [(m: Int, n: Int, k: Int)] = [
+        (1, 1, 32), (5, 15, 32), (6, 16, 64), (7, 17, 96), (13, 33, 256), (29, 100, 288), (241, 40, 64),
+        (130, 70, 608), (64, 1000, 32),
+    ]
+
+    @Test("the AVX2 GEMM reads float32, f16, bf16, q8_0 and q4_0 weights as stored, with row strides",
+          .enabled(if: moert_kernels_have_avx2() != 0, "the CPU has no AVX2"),
+          arguments: [WeightStorage.f32, .f16, .bf16, .q8_0, .q4_0])
+    func avx2Gemm(storage: WeightStorage) {
+        for (m, n, k) in Self.avx2Shapes {
+            // Float rows get a stride off the vector width; quantized rows a whole block more than k.
+            let lda = k + 3, ldb = storage.isQuantized ? k + 32 : k + 5, ldc = n + 7
+            var rng = TestRandom(seed: UInt64(m * 31 + n * 7 + k))
+            let a = (0..<m * lda).map { _ in Float(rng.nextUnitDouble() * 2 - 1) }
+            let w = (0..<n * ldb).map { _ in Float(rng.nextUnitDouble() * 2 - 1) }
+            // The weights as stored, and the values they hold (the reference's).
+            var raw = [UInt8](repeating: 0, count: storage.bytes(n * ldb)), wide = [Float](repeating: 0, count: n * ldb)
+            convertFromFloat(w, storage: storage, count: w.count, into: &raw)
+            raw.withUnsafeBytes { convertToFloat($0.baseAddress!, storage: storage, count: w.count, into: &wide) }
+            var c = [Float](repeating: .nan, count: m * ldc)
+            let done = moert_gemm_nt_kernel(Int32(MOERT_KERNEL_AVX2), Int64(m), Int64(n), Int64(k), a, Int64(lda), raw,
+                                            storage.kernelType, Int64(ldb), &c, Int64(ldc))
+            #expect(done == 1)
+            var got: [Float] = [], want: [Float] = []
+            for i in 0..<m {
+                for j in 0..<n {
+                    got.append(c[i * ldc + j])
+                    want.append(Float((0..<k).reduce(0.0) { $0 + Double(a[i * lda + $1]) * Double(wide[j * ldb + $1]) }))
+                }
+                let past = c[i * ldc + n ..< (i + 1) * ldc].allSatisfy { $0.isNaN }
+                #expect(past, "\(m)x\(n)x\(k): wrote past column \(n)")
+            }
+            // float32 sums of k products of values in [-1, 1]: rounding grows as sqrt(k), whatever the sum's size
+            let worst = zip(got, want).map { abs($0 - $1) }.max()!, scale = want.map(abs).max()!
+            #expect(worst <= 2e-6 * Float(k).squareRoot() * max(scale, 1), "\(storage) \(m)x\(n)x\(k): \(worst)")
+        }
+    }
+
     @Test("latent attention's per-head products at decode on every kernel of the GEMV of their type",
           arguments: [WeightStorage.f32, .f16, .bf16])
     func latentProducts(storage: WeightStorage) {

@@ -88,7 +88,7 @@ struct QuantKernelTests {
         }
     }
 
-    @Test("several rows (read back to float32 for sgemm) and one row without scratch equal float32 weights",
+    @Test("several rows (on every gemm kernel: read as stored by avx2, read back to float32 for the others) and one row without scratch equal float32 weights",
           arguments: types)
     func blocked(type: WeightStorage) {
         let rows = 300, cols = 128, n = 5
@@ -101,13 +101,17 @@ struct QuantKernelTests {
                 let full = Linear(weight: Weight(data: wb.baseAddress!, shape: [rows, cols]))
                 var expected = [Float](repeating: .nan, count: n * rows)
                 full.apply(x, rows: n, into: &expected, scratch: .init(start: nil, count: 0))
-                for withScratch in [true, false] {
-                    var y = [Float](repeating: .nan, count: n * rows)
-                    var scratch = [Float](repeating: .nan, count: withScratch ? quantized.scratchCount(rows: n) : 0)
-                    scratch.withUnsafeMutableBufferPointer { quantized.apply(x, rows: n, into: &y, scratch: $0) }
-                    // With scratch: the same float32 products (summation order aside). Without: quantized-activation
-                    // GEMVs would need scratch too, so each row is read back block by block — also float32.
-                    #expect(relativeError(y[...], expected[...]) <= 1e-5, "\(type) scratch \(withScratch)")
+                for kernel in KernelProduct.gemm(type).available {
+                    for withScratch in [true, false] {
+                        var y = [Float](repeating: .nan, count: n * rows)
+                        var scratch = [Float](repeating: .nan, count: withScratch ? quantized.scratchCount(rows: n) : 0)
+                        scratch.withUnsafeMutableBufferPointer {
+                            quantized.apply(x, rows: n, into: &y, scratch: $0, kernel: kernel)
+                        }
+                        // The same float32 products (summation order aside). Without scratch, a kernel other than
+                        // avx2 has nowhere to widen the weights: each row is read back block by block, also float32.
+                        #expect(relativeError(y[...], expected[...]) <= 1e-5, "\(type) \(kernel.name) scratch \(withScratch)")
+                    }
                 }
                 #expect(quantized.scratchCount(rows: 1) <= quantized.scratchCount(rows: n))
             }

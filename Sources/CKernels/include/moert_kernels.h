@@ -158,15 +158,16 @@ MOERT_KERNEL int moert_gemv_f32(const float *w, const float *x, float *y, int64_
 MOERT_KERNEL int moert_gemv_f32_kernel(int kernel, const float *w, const float *x, float *y, int64_t rows,
                                        int64_t cols);
 
-/* ---- Prefill GEMM (gemm.c) ---- */
+/* ---- Prefill GEMM (gemm.c, gemm_avx2.c) ---- */
 
 /**
  * c[i, j] = sum_p a[i, p] * b[j, p] for i < m, j < n: activations a [m, k] (float32, row stride lda) times the
- * transpose of weights b [n, k] (row stride ldb, element type `dtype`: MOERT_GEMM_F32, MOERT_HALF_F16 or
- * MOERT_HALF_BF16), into c (row stride ldc). The columns of c are split among the worker threads; each element sums
- * over p in the same order for any thread count. Returns 1 when done, 0 when it computed nothing (the product
- * gemm.f32, gemm.f16 or gemm.bf16 of `dtype` runs on blas, or no memory for its buffers): the caller then uses
- * sgemm.
+ * transpose of weights b [n, k] (row stride ldb in elements, element type `dtype`: MOERT_GEMM_F32, MOERT_HALF_F16,
+ * MOERT_HALF_BF16, or on the avx2 kernel also MOERT_QUANT_Q8_0 and MOERT_QUANT_Q4_0 with k and ldb multiples of
+ * MOERT_QUANT_BLOCK), into c (row stride ldc). The columns of c are split among the worker threads; each element
+ * sums over p in the same order for any thread count. Returns 1 when done, 0 when it computed nothing (the product
+ * gemm.f32, gemm.f16 or gemm.bf16 of `dtype` — gemm.f32 for quantized types — runs on blas, the kernel cannot read
+ * `dtype`, or no memory for its buffers): the caller then uses sgemm.
  */
 MOERT_KERNEL int moert_gemm_nt(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda, const void *b, int dtype,
                                int64_t ldb, float *c, int64_t ldc);

@@ -53,7 +53,8 @@ static inline __m256 load_row8(const char *row, int dtype, int64_t kk) {
 /* The 32 values of the quantized block of `row` that starts at column kk (a multiple of 32), as four vectors. */
 AVX2 __attribute__((always_inline))
 static inline void load_block(const char *row, int dtype, int64_t kk, __m256 v[4]) {
-    const uint8_t *block = (const uint8_t *)row + kk / MOERT_QUANT_BLOCK * moert_quant_block_bytes(dtype);
+    const int64_t bytes = dtype == MOERT_QUANT_Q8_0 ? MOERT_Q8_0_BLOCK_BYTES : MOERT_Q4_0_BLOCK_BYTES;
+    const uint8_t *block = (const uint8_t *)row + kk / MOERT_QUANT_BLOCK * bytes;
     const __m256 d = _mm256_set1_ps(moert_block_scale(block));
     __m256i q;
     if (dtype == MOERT_QUANT_Q8_0) q = _mm256_loadu_si256((const __m256i *)(block + 2));

@@ -37,6 +37,16 @@ public enum KernelTable {
             source: "family 25 model 1: f16 decode 1.24x on avx2x4 against avx2"),
         Row(vendor: "AuthenticAMD", family: 25, models: [1...1], product: .gemvBF16, kernel: .avx2x4,
             source: "family 25 model 1: as f16 (the same two bytes per weight; not timed)"),
+        // The same EPYC, prefill-512 of the small preset (`moert bench`, 5 interleaved rounds, BENCHMARKS.md "AVX2
+        // prefill"): moert's AVX2 GEMM and attention against OpenBLAS's sgemm beside moert's own threads.
+        Row(vendor: "AuthenticAMD", family: 25, models: [1...1], product: .gemmF32, kernel: .avx2,
+            source: "family 25 model 1: f32 prefill 1.21x on avx2 against blas"),
+        Row(vendor: "AuthenticAMD", family: 25, models: [1...1], product: .gemmF16, kernel: .avx2,
+            source: "family 25 model 1: f16 prefill 1.44x on avx2 against blas"),
+        Row(vendor: "AuthenticAMD", family: 25, models: [1...1], product: .gemmBF16, kernel: .avx2,
+            source: "family 25 model 1: as f16 (not timed)"),
+        Row(vendor: "AuthenticAMD", family: 25, models: [1...1], product: .attentionPrefill, kernel: .avx2,
+            source: "family 25 model 1: prefill 1.21-1.44x with gemm and attention on avx2 against blas"),
         // A 2-core EPYC of family 23 (a KVM guest reporting model 1; AVX2, no AVX-512), small bench preset,
         // benchmarks/kernel_choice.py, medians of 5 rounds (BENCHMARKS.md, "Kernel choice per CPU").
         Row(vendor: "AuthenticAMD", family: 23, models: [1...1], product: .gemvF32, kernel: .avx2,

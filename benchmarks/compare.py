@@ -191,6 +191,10 @@ def report(preset: str, rows: dict) -> None:
                 continue
             print(f"  {mine} / {peer}: prefill {ratio(mine, peer, 'prefill_tps'):.2f}x, "
                   f"decode {ratio(mine, peer, 'decode_tps'):.2f}x")
+    if "llama:q4_k_m" in rows:   # llama.cpp's usual 4-bit mixture, beside moert's 4-bit runs
+        for mine in [n for n in rows if n.startswith("moert:q4") and " budget " not in n]:
+            print(f"  {mine} / llama:q4_k_m: prefill {ratio(mine, 'llama:q4_k_m', 'prefill_tps'):.2f}x, "
+                  f"decode {ratio(mine, 'llama:q4_k_m', 'decode_tps'):.2f}x")
     for name, r in rows.items():
         if " budget " in name:
             full = name.split(" budget ")[0]
@@ -200,7 +204,10 @@ def report(preset: str, rows: dict) -> None:
 
 def weight_bytes(costs: dict, name: str) -> float:
     """Weight bytes one decoded token reads for run `name`: f32 and f16 from the preset's costs; q8_0 at 34 bytes per
-    32 weights; q4_0 at 18 per 32 with the output layer at q8_0 (moert) or Q6_K, 210 bytes per 256 (llama.cpp)."""
+    32 weights; q4_0 at 18 per 32 with the output layer at q8_0 (moert) or Q6_K, 210 bytes per 256 (llama.cpp); None
+    for other types (llama.cpp's Q4_K_M mixes Q4_K, Q5_K and Q6_K by tensor: not modelled)."""
+    if "q4_k" in name or "q5_k" in name or "q6_k" in name:
+        return None
     if "q8_0" in name:
         return costs["bytes_f16"] * 34 / 64
     if "q4_0" in name:
@@ -227,9 +234,13 @@ def report_limits(rows: dict, machine: dict) -> None:
             continue
         wbytes = weight_bytes(costs, name)
         flops = costs["prefill_flops"]
-        decode = [x["decode_tps"] * wbytes / (b * 1e9) for x, b in zip(r["reps"], bw)]
         prefill = [x["prefill_tps"] * flops / (f * 1e9) for x, f in zip(r["reps"], fma)]
         m = r["median"]
+        if wbytes is None:
+            print(f"| {name} | n/a | n/a | {statistics.median(prefill):.0%} "
+                  f"| {m['prefill_tps'] * flops / (max(fma) * 1e9):.0%} |")
+            continue
+        decode = [x["decode_tps"] * wbytes / (b * 1e9) for x, b in zip(r["reps"], bw)]
         print(f"| {name} | {statistics.median(decode):.0%} | {m['decode_tps'] * wbytes / (max(bw) * 1e9):.0%} "
               f"| {statistics.median(prefill):.0%} | {m['prefill_tps'] * flops / (max(fma) * 1e9):.0%} |")
         fastest = max(x["decode_tps"] * wbytes / 1e9 for x in r["reps"])

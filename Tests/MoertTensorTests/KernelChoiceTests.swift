@@ -39,7 +39,7 @@ struct KernelChoiceTests {
         #expect(s.forced[.gemvF16] == .avx2 && s.forced[.gemvQ4_0] == .avx2 && s.forced[.swiglu] == .avx2)
         #expect(s.forced[.gemvF32] == .blas)
         #expect(s.forced[.attentionPrefill] == .avx512 && s.forced[.attentionDecode] == .avx2)  // decode has no avx512
-        #expect(s.forced[.gemmF32] == nil)  // no avx2 GEMM
+        #expect(s.forced[.gemmF32] == .avx2 && s.forced[.gemmBF16] == .avx2)
         #expect(s.forcedBy[.gemvF32] == "gemv.f32=blas")
         var g = KernelSettings()
         try g.force("gemv=portable", available: Self.everything)
@@ -51,7 +51,7 @@ struct KernelChoiceTests {
     @Test("MOERT_KERNELS errors name the entry", arguments: [
         ("avx3", "not KERNEL or PRODUCT=KERNEL"), ("gemv.f16=fast", "not KERNEL or PRODUCT=KERNEL"),
         ("a=b=avx2", "not KERNEL or PRODUCT=KERNEL"), ("gemx=avx2", "unknown product 'gemx'"),
-        ("gemv.q8_0=blas", "the product has no such kernel"), ("gemm=avx2", "no gemm product has the avx2 kernel"), ("gemv.f16=avx512", "this CPU cannot run it"),
+        ("gemv.q8_0=blas", "the product has no such kernel"), ("gemm=portable", "no gemm product has the portable kernel"), ("gemv.f16=avx512", "this CPU cannot run it"),
         ("avx512", "no product can run avx512 on this CPU"),
     ])
     func forcedErrors(text: String, message: String) {
@@ -180,7 +180,10 @@ struct KernelChoiceTests {
     func forcedAndOnly() throws {
         let dir = try TemporaryDirectory(), path = dir.path + "/kernels.tsv"
         let unknown = CPUIdentity(vendor: "Test", brand: "", family: 1, model: 1, stepping: 1, features: [])
-        var c = chooser(unknown, path: path, available: Self.noAVX512)
+        // A CPU on which only OpenBLAS runs the prefill products.
+        var c = chooser(unknown, path: path) { p in
+            p == .gemmF32 || p == .attentionPrefill ? [.blas] : Self.noAVX512(p)
+        }
         c.settings.forced = [.gemvF16: .portable]
         var asked: [KernelProduct] = []
         let d = c.decide([.gemvF16, .gemmF32, .attentionPrefill, .gemvF32]) { open in

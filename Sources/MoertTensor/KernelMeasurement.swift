@@ -3,6 +3,7 @@
 // memory), the other products run from cache as they do in a forward pass.
 
 import CKernels
+import COpenBLAS
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -46,6 +47,12 @@ public enum KernelMeasurement {
     static let rounds = 3
     /// A kernel whose screening round is this much slower than the fastest is not measured further.
     static let screenRatio = 1.5
+    /// OpenBLAS is chosen only when it measures this much faster than moert's fastest own kernel. Timed alone it
+    /// cannot show what it costs in a forward pass, where its threads, spinning after each call, and moert's
+    /// workers, spinning after each job, take cores from each other: on a 2-core Zen 3 EPYC, sgemm measured within
+    /// 10% of moert's AVX2 GEMM either way, and prefill ran 1.21-1.44x faster on the latter; sgemv measured 26.7 GB/s
+    /// against avx2x4's 33.6, and decoded at 101 tok/s against 143.
+    static let blasMargin = 1.15
 
     /// Seconds on the monotonic clock.
     public static func now() -> Double {
@@ -55,9 +62,12 @@ public enum KernelMeasurement {
     }
 
     /// The fastest available kernel of each product on `workload`'s shapes, with a line of the timings (for the
-    /// cache file and `moert info`).
+    /// cache file and `moert info`). moert's own kernels are timed first for every product, OpenBLAS last for all of
+    /// them, at the thread count it runs with when chosen (`Threads.current`): its threads spin for a while after each
+    /// call, and moert's workers timed meanwhile lost a core to them (on a 2-core EPYC, avx2x4 measured 21-25 GB/s
+    /// after an sgemv and 33-41 without, and lost its choice to blas at 26-30).
     public static func fastest(_ products: [KernelProduct], workload w: KernelWorkload) -> [KernelProduct: (Kernel, String)] {
-        var result: [KernelProduct: (Kernel, String)] = [:]
+        var started: [(product: KernelProduct, bench: Bench, timing: Timing)] = []
         var stream: FloatBuffer?  // the GEMVs' buffer, filled once for all of them
         for p in products {
             let candidates = p.available
@@ -69,44 +79,79 @@ public enum KernelMeasurement {
                 stream = buffer
             }
             guard let bench = try? Bench(product: p, workload: w, stream: stream) else { continue }
-            result[p] = measure(candidates, bench: bench)
+            started.append((p, bench, timeOwn(candidates, bench: bench)))
         }
+        if started.contains(where: { $0.timing.candidates.contains(.blas) }) {
+            openblas_set_num_threads(Int32(Threads.current))
+            defer { Threads.configureBLAS() }
+            for i in started.indices where started[i].timing.candidates.contains(.blas) {
+                timeBLAS(&started[i].timing, bench: started[i].bench)
+            }
+        }
+        var result: [KernelProduct: (Kernel, String)] = [:]
+        for (p, bench, timing) in started { result[p] = decide(timing, work: bench.work, describe: bench.describe) }
         return result
+    }
+
+    /// The timings of one product's kernels so far.
+    struct Timing {
+        /// The kernels timed (every available one).
+        var candidates: [Kernel]
+        /// Seconds per unit of work in the screening round (a byte of a GEMV's part; the whole work of the others).
+        var screen: [Kernel: Double] = [:]
+        /// Seconds of each round of the whole work, for the kernels that passed the screening.
+        var rounds: [Kernel: [Double]] = [:]
     }
 
     /// A screening round (each kernel on two parts of the work of its own, so that none reads what another left in
     /// the cache; the faster of the two counts, per unit of work, so that one interruption cannot screen a kernel out
-    /// and parts of different sizes compare), then, when more
-    /// than one kernel is within `screenRatio` of the fastest, `rounds` rounds of the whole work for those; the
-    /// fastest median wins. OpenBLAS is timed after moert's own kernels, in the screening and in the rounds: its
-    /// threads spin for a while after each call, and moert's workers timed meanwhile lost a core to them (on a 2-core
-    /// EPYC, avx2x4 measured 21-25 GB/s after an sgemv and 33-41 without, and lost its choice to blas at 26-30).
-    private static func measure(_ candidates: [Kernel], bench: Bench) -> (Kernel, String) {
-        let ordered = candidates.filter { $0 != .blas } + candidates.filter { $0 == .blas }
-        var screen: [Kernel: Double] = [:]
-        for (i, k) in ordered.enumerated() {
-            // Seconds per unit of work (a byte of a GEMV's part; the whole work of the others).
-            screen[k] = min(bench.time(k, part: 2 * i) / bench.partWork(2 * i),
-                            bench.time(k, part: 2 * i + 1) / bench.partWork(2 * i + 1))
-        }
-        let best = screen.values.min() ?? 0
-        let finalists = ordered.filter { screen[$0]! <= best * screenRatio }
-        let own = finalists.filter { $0 != .blas }
-        var times: [Kernel: [Double]] = [:]
-        for round in 0..<(finalists.count > 1 ? rounds : 0) {
-            for i in 0..<own.count {
-                let k = own[(i + round) % own.count]
-                times[k, default: []].append(bench.time(k, part: nil))
+    /// and parts of different sizes compare), then, when more than one kernel is within `screenRatio` of the fastest
+    /// (or OpenBLAS, timed later, may be), `rounds` rounds of the whole work for those, in rotating order. OpenBLAS
+    /// is left to `timeBLAS`.
+    private static func timeOwn(_ candidates: [Kernel], bench: Bench) -> Timing {
+        var t = Timing(candidates: candidates)
+        let own = candidates.filter { $0 != .blas }
+        for (i, k) in own.enumerated() { t.screen[k] = screenTime(k, index: i, bench: bench) }
+        let best = t.screen.values.min() ?? 0
+        let finalists = own.filter { t.screen[$0]! <= best * screenRatio }
+        guard finalists.count > 1 || (candidates.contains(.blas) && !finalists.isEmpty) else { return t }
+        for round in 0..<rounds {
+            for i in 0..<finalists.count {
+                let k = finalists[(i + round) % finalists.count]
+                t.rounds[k, default: []].append(bench.time(k, part: nil))
             }
         }
-        if finalists.count > 1, finalists.contains(.blas) {
-            for _ in 0..<rounds { times[.blas, default: []].append(bench.time(.blas, part: nil)) }
-        }
-        let medians = times.mapValues { $0.sorted()[$0.count / 2] }
-        let winner = finalists.count == 1 ? finalists[0] : finalists.min { medians[$0]! < medians[$1]! }!
-        let detail = candidates.map { k in
-            if let m = medians[k] { return "\(k.name) \(bench.describe(m))" }
-            return "\(k.name) \(bench.describe(screen[k]! * bench.work))\(k == winner ? "" : " (screened out)")"
+        return t
+    }
+
+    /// OpenBLAS's screening round and, when it is within `screenRatio` of the fastest, its rounds.
+    private static func timeBLAS(_ t: inout Timing, bench: Bench) {
+        let best = t.screen.values.min() ?? .infinity
+        t.screen[.blas] = screenTime(.blas, index: t.candidates.count - 1, bench: bench)
+        guard t.screen[.blas]! <= best * screenRatio else { return }
+        for _ in 0..<rounds { t.rounds[.blas, default: []].append(bench.time(.blas, part: nil)) }
+    }
+
+    /// Seconds per unit of work of kernel `k` on its two screening parts (2 index and 2 index + 1): the faster.
+    private static func screenTime(_ k: Kernel, index i: Int, bench: Bench) -> Double {
+        min(bench.time(k, part: 2 * i) / bench.partWork(2 * i), bench.time(k, part: 2 * i + 1) / bench.partWork(2 * i + 1))
+    }
+
+    /// The winner of a product's timings: the fastest median of the rounds (blas's weighed by `blasMargin`), or the
+    /// only kernel that passed the screening; and the line of timings, each described by `describe` from seconds of
+    /// the whole work (`work` units; screening times are per unit).
+    static func decide(_ t: Timing, work: Double, describe: (Double) -> String) -> (Kernel, String) {
+        let best = t.screen.values.min() ?? 0
+        let finalists = t.candidates.filter { t.screen[$0].map { $0 <= best * screenRatio } ?? false }
+        let medians = t.rounds.mapValues { $0.sorted()[$0.count / 2] }
+        let timed = finalists.filter { medians[$0] != nil }
+        // blas's time as it weighs in a forward pass (blasMargin)
+        func weighed(_ k: Kernel, _ seconds: Double) -> Double { k == .blas ? seconds * blasMargin : seconds }
+        let winner = timed.count > 1 ? timed.min { weighed($0, medians[$0]!) < weighed($1, medians[$1]!) }!
+                   : t.candidates.min { weighed($0, t.screen[$0] ?? .infinity) < weighed($1, t.screen[$1] ?? .infinity) }!
+        let detail = t.candidates.map { k in
+            if let m = medians[k] { return "\(k.name) \(describe(m))" }
+            return "\(k.name) \(describe((t.screen[k] ?? 0) * work))\(k == winner ? "" : " (screened out)")"
         }.joined(separator: ", ")
         return (winner, detail)
     }

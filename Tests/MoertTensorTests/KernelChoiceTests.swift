@@ -196,6 +196,22 @@ struct KernelChoiceTests {
         #expect(KernelCache.read(path: path).isEmpty)
     }
 
+    @Test("OpenBLAS wins a measurement only by more than blasMargin; the screening decides when nothing was timed further")
+    func blasMargin() {
+        func winner(_ rounds: [Kernel: [Double]], screen: [Kernel: Double]) -> Kernel {
+            let t = KernelMeasurement.Timing(candidates: [.avx2, .blas], screen: screen, rounds: rounds)
+            return KernelMeasurement.decide(t, work: 1, describe: { "\($0) s" }).0
+        }
+        let screen: [Kernel: Double] = [.avx2: 1.0, .blas: 1.0]
+        let margin = KernelMeasurement.blasMargin
+        #expect(winner([.avx2: [1.0, 1.0, 1.0], .blas: [0.95, 0.95, 0.95]], screen: screen) == .avx2)
+        #expect(winner([.avx2: [1.0, 1.0, 1.0], .blas: [0.9 / margin, 0.9 / margin, 2]], screen: screen) == .blas)
+        #expect(winner([.avx2: [1.0, 0.9, 5.0], .blas: [1.2, 1.2, 1.2]], screen: screen) == .avx2)  // medians
+        // Only the screening: avx2 alone passed it (blas over screenRatio slower), or blas alone by far.
+        #expect(winner([:], screen: [.avx2: 1.0, .blas: 2.0]) == .avx2)
+        #expect(winner([:], screen: [.avx2: 2.0, .blas: 1.0]) == .blas)
+    }
+
     // ---- This CPU ----
 
     @Test("this CPU's identity names its vendor, family and features; its key holds them")

@@ -12,6 +12,8 @@
 
 #include <immintrin.h>
 #include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 
 /* MR x NR tile (28 accumulators of 32 registers); KC columns of k per slice; MC rows of A per block. */
@@ -71,6 +73,22 @@ int moert_gemm_buffers(float **a, float **b) {
     *a = buf->a;
     *b = buf->b;
     return 1;
+}
+
+/* The part of moert_gemm_prepare_threads: this thread's buffers, then a wait (bounded) until every part has
+** started, so that each part runs on a thread of its own. */
+static void prepare_part(void *ctx, int part, int parts) {
+    (void)part;
+    _Atomic int *arrived = ctx;
+    float *a, *b;
+    moert_gemm_buffers(&a, &b);
+    atomic_fetch_add(arrived, 1);
+    for (long step = 0; atomic_load(arrived) < parts && step < (1L << 20); step++) sched_yield();
+}
+
+void moert_gemm_prepare_threads(void) {
+    _Atomic int arrived = 0;
+    moert_parallel(prepare_part, &arrived, moert_kernels_threads());
 }
 
 /* ---- Packing ---- */

@@ -169,6 +169,13 @@ MOERT_KERNEL int moert_gemv_f32_kernel(int kernel, const float *w, const float *
  * gemm.f32, gemm.f16 or gemm.bf16 of `dtype` — gemm.f32 for quantized types — runs on blas, the kernel cannot read
  * `dtype`, or no memory for its buffers): the caller then uses sgemm.
  */
+/**
+ * Allocates the prefill GEMMs' packing buffers of the calling thread and of each of the pool's workers now (about
+ * half a MiB each, once per thread), so that a session's first prefill allocates nothing. Best effort: a thread it
+ * missed (the pool busy with another caller's job) allocates its buffers on its first GEMM.
+ */
+MOERT_KERNEL void moert_gemm_prepare_threads(void);
+
 MOERT_KERNEL int moert_gemm_nt(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda, const void *b, int dtype,
                                int64_t ldb, float *c, int64_t ldc);
 MOERT_KERNEL int moert_gemm_nt_kernel(int kernel, int64_t m, int64_t n, int64_t k, const float *a, int64_t lda,

@@ -107,6 +107,7 @@ public final class Session {
         lastLogitsBuffer = try FloatBuffer(count: c.vocabSize)
         history = .allocate(capacity: contextLength)
         history.initialize(repeating: -1)
+        moert_gemm_prepare_threads()    // the GEMMs' per-thread buffers, so that no evaluation allocates them
     }
 
     deinit { history.deallocate() }

@@ -22,6 +22,18 @@ void moert_copy(void *dst, const void *src, int64_t bytes) {
     moert_parallel(copy_part, &c, bytes < (1 << 20) ? 1 : MOERT_MAX_THREADS);
 }
 
+int moert_cache_evict(const void *p, int64_t bytes) {
+#if defined(__x86_64__) || defined(__i386__)
+    for (int64_t i = 0; i < bytes; i += 64) _mm_clflush((const char *)p + i);
+    _mm_mfence();
+    return 1;
+#else
+    (void)p;
+    (void)bytes;
+    return 0;
+#endif
+}
+
 /* The destination row of source column c: c itself, or for `interleaved` columns (pairs a0 b0 a1 b1 ...) the a's
  * first, then the b's. */
 static inline int64_t transposed_row(int64_t c, int64_t cols, int interleaved) {

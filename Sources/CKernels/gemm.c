@@ -87,6 +87,7 @@ static void prepare_part(void *ctx, int part, int parts) {
 }
 
 void moert_gemm_prepare_threads(void) {
+    if (!moert_kernels_have_avx2()) return;   /* neither GEMM can run: nothing will use the buffers */
     _Atomic int arrived = 0;
     moert_parallel(prepare_part, &arrived, moert_kernels_threads());
 }

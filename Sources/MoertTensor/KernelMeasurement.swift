@@ -167,9 +167,13 @@ private struct Bench {
     let run: (Kernel, Int?) -> Void
     /// The work of screening part i, in the units of `work` (the whole work where a product has no parts).
     let partWork: (Int) -> Double
+    /// Readies a run of the whole work (nil) or of screening part i, untimed: a GEMV evicts the weights it will read
+    /// from the caches.
+    var prepare: (Int?) -> Void = { _ in }
 
     /// Seconds of one run of the whole work (nil) or of screening part i.
     func time(_ kernel: Kernel, part: Int?) -> Double {
+        prepare(part)
         let start = KernelMeasurement.now()
         run(kernel, part)
         return KernelMeasurement.now() - start
@@ -189,16 +193,26 @@ private struct Bench {
     /// The most matrices one pass of a GEMV's measurement multiplies.
     static let maxMatrices = 1024
 
-    /// The screening round of a GEMV reads parts of this fraction of the buffer, kernel k parts 2k and 2k + 1. (Mapping
-    /// the buffer writes it from start to end, so the last-level cache may still hold the later parts: screening
-    /// compares, it does not choose, and a kernel's rounds read the whole buffer.)
-    static let screenParts = 8
+    /// True where the CPU can evict a buffer from its caches (moert_cache_evict: x86). A GEMV's pass then reads a
+    /// 16 MiB buffer evicted just before, as a decode reads weights from memory; elsewhere it reads a buffer larger
+    /// than the last-level cache. On a 2-core Zen 3 EPYC (32 MiB of L3) the evicted 16 MiB read at the speed of an
+    /// uncached 48 MiB pass (13.5-17.8 against 13.7-16.1 GB/s; 20-22 cached), evicting it took 0.4-0.5 ms, and mapping
+    /// 48 MiB had cost 27-57 ms of a measurement that took 105-150 ms.
+    static let evicts = moert_cache_evict(nil, 0) != 0
 
-    /// Bytes of the buffer the GEMVs stream: one and a half times the last-level cache the C library reports, from 16
-    /// to 96 MiB (filling a fresh buffer costs about 0.4 ms per MiB on a virtual machine; decode streams far more than
-    /// this). A buffer no larger than the cache measures it instead of memory: on an EPYC with 32 MiB of L3, a 32 MiB
-    /// buffer ranked OpenBLAS's sgemv above avx2x4, which decodes 1.4x as fast as it.
+    /// The screening round of a GEMV reads parts of this fraction of the buffer, kernel k parts 2k and 2k + 1 (modulo
+    /// the count). Without eviction, eight parts so that no kernel reads what another left in the cache (mapping the
+    /// buffer writes it from start to end, so the last-level cache may still hold the later parts: screening compares,
+    /// it does not choose, and a kernel's rounds read the whole buffer); with it, four larger ones.
+    static var screenParts: Int { evicts ? 4 : 8 }
+
+    /// Bytes of the buffer the GEMVs stream: 16 MiB where the CPU can evict it (`evicts`), else one and a half times
+    /// the last-level cache the C library reports, from 16 to 96 MiB (filling a fresh buffer costs about 0.4-1.1 ms
+    /// per MiB on a virtual machine). A buffer no larger than the cache, not evicted, measures the cache instead of
+    /// memory: on an EPYC with 32 MiB of L3, a 32 MiB buffer ranked OpenBLAS's sgemv above avx2x4, which decodes 1.4x
+    /// as fast as it.
     static var streamBytes: Int {
+        if evicts { return 16 << 20 }
         let l3 = Int(sysconf(Int32(_SC_LEVEL3_CACHE_SIZE)))
         return min(max(l3 + l3 / 2, 16 << 20), 96 << 20)
     }
@@ -241,12 +255,21 @@ private struct Bench {
             partWork = { part in
                 Double(partMatrices(part).reduce(0) { $0 + storage.bytes(matrices[$1].rows * matrices[$1].cols) })
             }
+            prepare = { part in
+                let range = partMatrices(part)
+                guard Bench.evicts, let first = range.first, let last = range.last else { return }
+                let end = matrices[last].offset + storage.bytes(matrices[last].rows * matrices[last].cols)
+                moert_cache_evict(UnsafeRawPointer(buffer.pointer) + matrices[first].offset, Int64(end - matrices[first].offset))
+            }
             run = { kernel, part in
                 for m in partMatrices(part) {
                     let (offset, rows, cols) = matrices[m]
                     let linear = Linear(weight: Weight(raw: UnsafeRawPointer(buffer.pointer) + offset, storage: storage,
                                                        shape: [rows, cols]))
                     linear.apply(x.pointer, rows: 1, into: y.pointer, scratch: scratch.span, kernel: kernel)
+                    // A decode hands each product's result to a job on moert's own threads (norms, SwiGLU,
+                    // attention): a kernel is timed in that company, where OpenBLAS's spinning threads cost cores.
+                    moert_parallel({ _, _, _ in }, nil, Int32(Threads.current))
                 }
             }
         case .gemmF32, .gemmF16, .gemmBF16:

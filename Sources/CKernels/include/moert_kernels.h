@@ -352,6 +352,11 @@ MOERT_KERNEL int64_t moert_mxfp4_dequantize(const uint8_t *blocks, const uint8_t
 
 /** memcpy of `bytes` (dst and src must not overlap), split among the worker threads when large. */
 MOERT_KERNEL void moert_copy(void *dst, const void *src, int64_t bytes);
+
+/** Writes back and evicts the cache lines of `bytes` bytes from p from every cache level (x86's clflush), so that the
+ * next read of them comes from memory: the kernel measurement's GEMVs read their weights as a decode does. Returns
+ * 1, or 0 where the CPU has no such instruction (nothing done); moert_cache_evict(NULL, 0) asks. */
+MOERT_KERNEL int moert_cache_evict(const void *p, int64_t bytes);
 /* dst[cols, rows] = the transpose of src[rows, cols] (elements of elem_bytes, any alignment); with `interleaved`
  * (cols even) the source columns are pairs (a_0 b_0 a_1 b_1 ...) and the destination holds the a rows, then the b rows.
  * Single-threaded. */

@@ -2,6 +2,7 @@
 // shape, the table when caching is off or the cache unwritable — on simulated CPUs, without touching the process's
 // own choices.
 
+import CKernels
 import MoertTestSupport
 import Testing
 @testable import MoertTensor
@@ -210,6 +211,20 @@ struct KernelChoiceTests {
         // Only the screening: avx2 alone passed it (blas over screenRatio slower), or blas alone by far.
         #expect(winner([:], screen: [.avx2: 1.0, .blas: 2.0]) == .avx2)
         #expect(winner([:], screen: [.avx2: 2.0, .blas: 1.0]) == .blas)
+    }
+
+    @Test("evicting a buffer from the caches keeps its contents (x86: done; elsewhere: refused, nothing done)")
+    func cacheEvict() {
+        var values = (0..<100_000).map { Float($0) }
+        let done = values.withUnsafeBytes { moert_cache_evict($0.baseAddress, Int64($0.count)) }
+        #if arch(x86_64)
+        #expect(done == 1 && moert_cache_evict(nil, 0) == 1)
+        #else
+        #expect(done == 0)
+        #endif
+        #expect(values.enumerated().allSatisfy { $0.element == Float($0.offset) })
+        values[0] = 1
+        #expect(values[0] == 1)
     }
 
     // ---- This CPU ----

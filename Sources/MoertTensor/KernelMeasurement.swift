@@ -1,6 +1,6 @@
 // KernelMeasurement: times every kernel a product can run on a model's own shapes, for KernelChoice. A few
-// milliseconds per product: decode GEMVs stream a buffer larger than the last-level cache (decode reads weights from
-// memory), the other products run from cache as they do in a forward pass.
+// milliseconds per product: decode GEMVs read weights from memory (a buffer evicted from the caches before each pass,
+// or larger than the last-level cache), the other products run from cache as they do in a forward pass.
 
 import CKernels
 import COpenBLAS
@@ -103,8 +103,8 @@ public enum KernelMeasurement {
         var rounds: [Kernel: [Double]] = [:]
     }
 
-    /// A screening round (each kernel on two parts of the work of its own, so that none reads what another left in
-    /// the cache; the faster of the two counts, per unit of work, so that one interruption cannot screen a kernel out
+    /// A screening round (each kernel on two parts of the work, its own where there are parts enough, so that none
+    /// reads what another left in the cache; the faster of the two counts, per unit of work, so that one interruption cannot screen a kernel out
     /// and parts of different sizes compare), then, when more than one kernel is within `screenRatio` of the fastest
     /// (or OpenBLAS, timed later, may be), `rounds` rounds of the whole work for those, in rotating order. OpenBLAS
     /// is left to `timeBLAS`.

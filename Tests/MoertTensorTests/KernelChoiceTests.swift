@@ -208,6 +208,8 @@ struct KernelChoiceTests {
         #expect(winner([.avx2: [1.0, 1.0, 1.0], .blas: [0.95, 0.95, 0.95]], screen: screen) == .avx2)
         #expect(winner([.avx2: [1.0, 1.0, 1.0], .blas: [0.9 / margin, 0.9 / margin, 2]], screen: screen) == .blas)
         #expect(winner([.avx2: [1.0, 0.9, 5.0], .blas: [1.2, 1.2, 1.2]], screen: screen) == .avx2)  // medians
+        // Rounds outweigh the screening: avx2's screening fell behind, its rounds did not.
+        #expect(winner([.avx2: [1.0, 1.0, 1.0], .blas: [1.1, 1.1, 1.1]], screen: [.avx2: 3.0, .blas: 1.0]) == .avx2)
         // Only the screening: avx2 alone passed it (blas over screenRatio slower), or blas alone by far.
         #expect(winner([:], screen: [.avx2: 1.0, .blas: 2.0]) == .avx2)
         #expect(winner([:], screen: [.avx2: 2.0, .blas: 1.0]) == .blas)

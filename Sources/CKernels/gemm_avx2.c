@@ -54,16 +54,7 @@ static inline __m256 load_row8(const char *row, int dtype, int64_t kk) {
 AVX2 __attribute__((always_inline))
 static inline void load_block(const char *row, int dtype, int64_t kk, __m256 v[4]) {
     const int64_t bytes = dtype == MOERT_QUANT_Q8_0 ? MOERT_Q8_0_BLOCK_BYTES : MOERT_Q4_0_BLOCK_BYTES;
-    const uint8_t *block = (const uint8_t *)row + kk / MOERT_QUANT_BLOCK * bytes;
-    const __m256 d = _mm256_set1_ps(moert_block_scale(block));
-    __m256i q;
-    if (dtype == MOERT_QUANT_Q8_0) q = _mm256_loadu_si256((const __m256i *)(block + 2));
-    else q = moert_unpack_q4_0(block + 2);
-    const __m128i lo = _mm256_castsi256_si128(q), hi = _mm256_extracti128_si256(q, 1);
-    v[0] = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo)));
-    v[1] = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(lo, 8))));
-    v[2] = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi)));
-    v[3] = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8))));
+    moert_block_values((const uint8_t *)row + kk / MOERT_QUANT_BLOCK * bytes, dtype, v);
 }
 
 /* Packs rows [0, rows) (rows <= NR) x columns [0, kc) of B (row stride `row_bytes`) into a panel [kc][NR], transposed

@@ -38,8 +38,8 @@ static void NAME(const void *w, const float *x, float *y, int64_t r0, int64_t r1
             const char *p = row + k * size;                                                                        \
             for (int line = 0; line < STEP_BYTES; line += 64) _mm_prefetch(p + PREFETCH_BYTES + line, _MM_HINT_T0); \
             for (int64_t s = 0; s < step; s += 32) {                                                               \
-                a = _mm256_fmadd_ps(moert_load8_weights(p + s * size, DTYPE), _mm256_loadu_ps(x + k + s), a);            \
-                b = _mm256_fmadd_ps(moert_load8_weights(p + (s + 8) * size, DTYPE), _mm256_loadu_ps(x + k + s + 8), b);  \
+                a = _mm256_fmadd_ps(moert_load8_weights(p + s * size, DTYPE), _mm256_loadu_ps(x + k + s), a);      \
+                b = _mm256_fmadd_ps(moert_load8_weights(p + (s + 8) * size, DTYPE), _mm256_loadu_ps(x + k + s + 8), b); \
                 c = _mm256_fmadd_ps(moert_load8_weights(p + (s + 16) * size, DTYPE), _mm256_loadu_ps(x + k + s + 16), c); \
                 d = _mm256_fmadd_ps(moert_load8_weights(p + (s + 24) * size, DTYPE), _mm256_loadu_ps(x + k + s + 24), d); \
             }                                                                                                      \
@@ -47,7 +47,7 @@ static void NAME(const void *w, const float *x, float *y, int64_t r0, int64_t r1
         int64_t k = body;                                                                                          \
         for (; k + 8 <= cols; k += 8) a = _mm256_fmadd_ps(moert_load8_weights(row + k * size, DTYPE), _mm256_loadu_ps(x + k), a); \
         float sum = moert_hsum256(_mm256_add_ps(_mm256_add_ps(a, b), _mm256_add_ps(c, d)));                        \
-        for (; k < cols; k++) sum += moert_weight_at(row, DTYPE, k) * x[k];                                              \
+        for (; k < cols; k++) sum += moert_weight_at(row, DTYPE, k) * x[k];                                        \
         y[r] = sum;                                                                                                \
     }                                                                                                              \
 }
@@ -83,8 +83,8 @@ static void NAME(const void *w, const float *x, float *y, int64_t r0, int64_t r1
             for (int64_t u = k; u < k + step; u += 16) {                                                           \
                 const __m256 xa = _mm256_loadu_ps(x + u), xb = _mm256_loadu_ps(x + u + 8);                         \
                 for (int s = 0; s < 4; s++) {                                                                      \
-                    acc[s][0] = _mm256_fmadd_ps(moert_load8_weights(row[s] + u * size, DTYPE), xa, acc[s][0]);           \
-                    acc[s][1] = _mm256_fmadd_ps(moert_load8_weights(row[s] + (u + 8) * size, DTYPE), xb, acc[s][1]);     \
+                    acc[s][0] = _mm256_fmadd_ps(moert_load8_weights(row[s] + u * size, DTYPE), xa, acc[s][0]);     \
+                    acc[s][1] = _mm256_fmadd_ps(moert_load8_weights(row[s] + (u + 8) * size, DTYPE), xb, acc[s][1]); \
                 }                                                                                                  \
             }                                                                                                      \
         }                                                                                                          \
@@ -93,7 +93,7 @@ static void NAME(const void *w, const float *x, float *y, int64_t r0, int64_t r1
             int64_t k = body;                                                                                      \
             for (; k + 8 <= cols; k += 8) a = _mm256_fmadd_ps(moert_load8_weights(row[s] + k * size, DTYPE), _mm256_loadu_ps(x + k), a); \
             float sum = moert_hsum256(_mm256_add_ps(a, acc[s][1]));                                                \
-            for (; k < cols; k++) sum += moert_weight_at(row[s], DTYPE, k) * x[k];                                       \
+            for (; k < cols; k++) sum += moert_weight_at(row[s], DTYPE, k) * x[k];                                 \
             y[r0 + s * quarter + i] = sum;                                                                         \
         }                                                                                                          \
     }                                                                                                              \

@@ -177,6 +177,20 @@ static inline __m256 moert_load8_q8(const uint8_t *p) {
     return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)p)));
 }
 
+/** The 32 values of a block of `type` (MOERT_QUANT_Q8_0 or MOERT_QUANT_Q4_0) as float32, scale times quant, in four
+ * vectors of 8 (values 0-7, 8-15, 16-23, 24-31). */
+__attribute__((target("avx2,fma,f16c"), always_inline))
+static inline void moert_block_values(const uint8_t *block, int type, __m256 v[4]) {
+    const __m256 d = _mm256_set1_ps(moert_block_scale(block));
+    const __m256i q = type == MOERT_QUANT_Q8_0 ? _mm256_loadu_si256((const __m256i *)(block + 2))
+                                               : moert_unpack_q4_0(block + 2);
+    const __m128i lo = _mm256_castsi256_si128(q), hi = _mm256_extracti128_si256(q, 1);
+    v[0] = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo)));
+    v[1] = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(lo, 8))));
+    v[2] = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi)));
+    v[3] = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8))));
+}
+
 /** The mask of the first min(count, 16) lanes of a 16-float vector (count >= 1): the tail of a row. */
 static inline __mmask16 moert_mask16(int64_t count) {
     return count >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << count) - 1);

@@ -68,19 +68,9 @@ __attribute__((target("avx2,fma,f16c")))
 static void dequantize_avx2(int type, const uint8_t *src, float *dst, int64_t blocks) {
     const int64_t bytes = moert_quant_block_bytes(type);
     for (int64_t b = 0; b < blocks; b++, src += bytes, dst += MOERT_QUANT_BLOCK) {
-        const __m256 d = _mm256_set1_ps(moert_block_scale(src));
-        if (type == MOERT_QUANT_Q8_0) {
-            for (int i = 0; i < MOERT_QUANT_BLOCK; i += 8) {
-                _mm256_storeu_ps(dst + i, _mm256_mul_ps(d, moert_load8_q8(src + 2 + i)));
-            }
-        } else {
-            const __m256i q = moert_unpack_q4_0(src + 2);
-            const __m128i lo = _mm256_castsi256_si128(q), hi = _mm256_extracti128_si256(q, 1);
-            _mm256_storeu_ps(dst, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo))));
-            _mm256_storeu_ps(dst + 8, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(lo, 8)))));
-            _mm256_storeu_ps(dst + 16, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi))));
-            _mm256_storeu_ps(dst + 24, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8)))));
-        }
+        __m256 v[4];
+        moert_block_values(src, type, v);
+        for (int q = 0; q < 4; q++) _mm256_storeu_ps(dst + 8 * q, v[q]);
     }
 }
 

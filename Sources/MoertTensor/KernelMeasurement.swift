@@ -91,7 +91,7 @@ public enum KernelMeasurement {
         // A product OpenBLAS would win has its own kernels timed again: a disturbance of the machine during the first
         // phase (every own kernel at half speed once in 13 loads) must not hand the choice to a kernel timed in
         // another minute. Each kernel keeps its faster median; OpenBLAS's spinning threads can only slow the second.
-        for i in started.indices where decide(started[i].timing, work: 1, describe: { _ in "" }).0 == .blas {
+        for i in started.indices where winner(started[i].timing) == .blas {
             retimeOwn(&started[i].timing, bench: started[i].bench)
         }
         var result: [KernelProduct: (Kernel, String)] = [:]
@@ -103,16 +103,23 @@ public enum KernelMeasurement {
     /// of the faster median.
     private static func retimeOwn(_ t: inout Timing, bench: Bench) {
         let own = t.rounds.keys.filter { $0 != .blas }.sorted { $0.rawValue < $1.rawValue }
-        var again: [Kernel: [Double]] = [:]
+        for (k, times) in timeRounds(own, bench: bench) where median(times) < median(t.rounds[k]!) { t.rounds[k] = times }
+    }
+
+    /// `rounds` rounds of the whole work for each of `kernels`, their order rotating between rounds.
+    private static func timeRounds(_ kernels: [Kernel], bench: Bench) -> [Kernel: [Double]] {
+        var times: [Kernel: [Double]] = [:]
         for round in 0..<rounds {
-            for i in 0..<own.count {
-                let k = own[(i + round) % own.count]
-                again[k, default: []].append(bench.time(k, part: nil))
+            for i in 0..<kernels.count {
+                let k = kernels[(i + round) % kernels.count]
+                times[k, default: []].append(bench.time(k, part: nil))
             }
         }
-        func median(_ x: [Double]) -> Double { x.sorted()[x.count / 2] }
-        for (k, times) in again where median(times) < median(t.rounds[k]!) { t.rounds[k] = times }
+        return times
     }
+
+    /// The middle value of `x` (non-empty): the upper one of an even count.
+    private static func median(_ x: [Double]) -> Double { x.sorted()[x.count / 2] }
 
     /// The timings of one product's kernels so far.
     struct Timing {
@@ -125,8 +132,8 @@ public enum KernelMeasurement {
     }
 
     /// A screening round (each kernel on two parts of the work, its own where there are parts enough, so that none
-    /// reads what another left in the cache; the faster of the two counts, per unit of work, so that one interruption cannot screen a kernel out
-    /// and parts of different sizes compare), then, when more than one kernel is within `screenRatio` of the fastest
+    /// reads what another left in the cache; the faster of the two counts, per unit of work, so that one interruption
+    /// cannot screen a kernel out and parts of different sizes compare), then, when more than one kernel is within `screenRatio` of the fastest
     /// (or OpenBLAS, timed later, may be), `rounds` rounds of the whole work for those, in rotating order. OpenBLAS
     /// is left to `timeBLAS`.
     private static func timeOwn(_ candidates: [Kernel], bench: Bench) -> Timing {
@@ -136,12 +143,7 @@ public enum KernelMeasurement {
         let best = t.screen.values.min() ?? 0
         let finalists = own.filter { t.screen[$0]! <= best * screenRatio }
         guard finalists.count > 1 || (candidates.contains(.blas) && !finalists.isEmpty) else { return t }
-        for round in 0..<rounds {
-            for i in 0..<finalists.count {
-                let k = finalists[(i + round) % finalists.count]
-                t.rounds[k, default: []].append(bench.time(k, part: nil))
-            }
-        }
+        t.rounds = timeRounds(finalists, bench: bench)
         return t
     }
 
@@ -150,7 +152,7 @@ public enum KernelMeasurement {
         let best = t.screen.values.min() ?? .infinity
         t.screen[.blas] = screenTime(.blas, index: t.candidates.count - 1, bench: bench)
         guard t.screen[.blas]! <= best * screenRatio else { return }
-        for _ in 0..<rounds { t.rounds[.blas, default: []].append(bench.time(.blas, part: nil)) }
+        t.rounds[.blas] = timeRounds([.blas], bench: bench)[.blas]
     }
 
     /// Seconds per unit of work of kernel `k` on its two screening parts (2 index and 2 index + 1): the faster.
@@ -158,18 +160,23 @@ public enum KernelMeasurement {
         min(bench.time(k, part: 2 * i) / bench.partWork(2 * i), bench.time(k, part: 2 * i + 1) / bench.partWork(2 * i + 1))
     }
 
-    /// The winner of a product's timings: the fastest median of the rounds (blas's weighed by `blasMargin`), or the
-    /// only kernel that passed the screening; and the line of timings, each described by `describe` from seconds of
-    /// the whole work (`work` units; screening times are per unit).
-    static func decide(_ t: Timing, work: Double, describe: (Double) -> String) -> (Kernel, String) {
-        let medians = t.rounds.mapValues { $0.sorted()[$0.count / 2] }
+    /// The winner of a product's timings: the fastest median of the rounds (blas's weighed by `blasMargin`), or
+    /// without rounds for two kernels, the fastest screening.
+    static func winner(_ t: Timing) -> Kernel {
+        let medians = t.rounds.mapValues(median)
         // Rounds of the whole work outweigh the screening: every kernel that has them competes, even one whose
         // screening (a part, timed once) fell behind a kernel timed in another minute.
         let timed = t.candidates.filter { medians[$0] != nil }
         // blas's time as it weighs in a forward pass (blasMargin)
         func weighed(_ k: Kernel, _ seconds: Double) -> Double { k == .blas ? seconds * blasMargin : seconds }
-        let winner = timed.count > 1 ? timed.min { weighed($0, medians[$0]!) < weighed($1, medians[$1]!) }!
-                   : t.candidates.min { weighed($0, t.screen[$0] ?? .infinity) < weighed($1, t.screen[$1] ?? .infinity) }!
+        return timed.count > 1 ? timed.min { weighed($0, medians[$0]!) < weighed($1, medians[$1]!) }!
+                               : t.candidates.min { weighed($0, t.screen[$0] ?? .infinity) < weighed($1, t.screen[$1] ?? .infinity) }!
+    }
+
+    /// The winner of a product's timings and the line of timings, each described by `describe` from seconds of the
+    /// whole work (`work` units; screening times are per unit).
+    static func decide(_ t: Timing, work: Double, describe: (Double) -> String) -> (Kernel, String) {
+        let winner = Self.winner(t), medians = t.rounds.mapValues(median)
         let detail = t.candidates.map { k in
             if let m = medians[k] { return "\(k.name) \(describe(m))" }
             return "\(k.name) \(describe((t.screen[k] ?? 0) * work))\(k == winner ? "" : " (screened out)")"

@@ -1,5 +1,5 @@
 /* gemm_avx2.c: the prefill products C = A · B^T of gemm.c on CPUs with AVX2, FMA and F16C, for weights B [n, k]
-** stored as float32, f16, bf16, q8_0 or q4_0.
+** stored as float32, f16, bf16 or q8_0 (q4_0 weights go to gemm_q4_0.c, in integers).
 **
 ** The layout of gemm.c with 256-bit vectors: for each slice of KC columns of k, a block of MC rows of A is copied
 ** into panels of MR rows, k-major; each group of NR rows of B is transposed into a panel [kc][NR], widened to float32
@@ -23,25 +23,6 @@ _Static_assert(MC < MOERT_GEMM_BUFFER_ROWS && KC <= MOERT_GEMM_BUFFER_DEPTH && N
 
 /* ---- Packing ---- */
 
-/* Transposes 8 vectors of 8 floats in place: r[i][j] becomes r[j][i]. */
-AVX2 static inline void transpose8(__m256 r[8]) {
-    __m256 t[8], u[8];
-    for (int i = 0; i < 4; i++) {
-        t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-        t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
-    }
-    for (int g = 0; g < 2; g++) {
-        u[4 * g] = _mm256_shuffle_ps(t[4 * g], t[4 * g + 2], _MM_SHUFFLE(1, 0, 1, 0));
-        u[4 * g + 1] = _mm256_shuffle_ps(t[4 * g], t[4 * g + 2], _MM_SHUFFLE(3, 2, 3, 2));
-        u[4 * g + 2] = _mm256_shuffle_ps(t[4 * g + 1], t[4 * g + 3], _MM_SHUFFLE(1, 0, 1, 0));
-        u[4 * g + 3] = _mm256_shuffle_ps(t[4 * g + 1], t[4 * g + 3], _MM_SHUFFLE(3, 2, 3, 2));
-    }
-    for (int q = 0; q < 4; q++) {
-        r[q] = _mm256_permute2f128_ps(u[q], u[4 + q], 0x20);
-        r[4 + q] = _mm256_permute2f128_ps(u[q], u[4 + q], 0x31);
-    }
-}
-
 /* Eight float32 values of row `row` of B from column kk (a multiple of 8; of 32 for quantized types, whose 32 values
 ** per block come four vectors at a time through load_block). */
 AVX2 __attribute__((always_inline))
@@ -50,11 +31,10 @@ static inline __m256 load_row8(const char *row, int dtype, int64_t kk) {
                                    : moert_load8((const uint16_t *)row + kk, dtype);
 }
 
-/* The 32 values of the quantized block of `row` that starts at column kk (a multiple of 32), as four vectors. */
+/* The 32 values of the q8_0 block of `row` that starts at column kk (a multiple of 32), as four vectors. */
 AVX2 __attribute__((always_inline))
-static inline void load_block(const char *row, int dtype, int64_t kk, __m256 v[4]) {
-    const int64_t bytes = dtype == MOERT_QUANT_Q8_0 ? MOERT_Q8_0_BLOCK_BYTES : MOERT_Q4_0_BLOCK_BYTES;
-    moert_block_values((const uint8_t *)row + kk / MOERT_QUANT_BLOCK * bytes, dtype, v);
+static inline void load_block(const char *row, int64_t kk, __m256 v[4]) {
+    moert_block_values((const uint8_t *)row + kk / MOERT_QUANT_BLOCK * MOERT_Q8_0_BLOCK_BYTES, MOERT_QUANT_Q8_0, v);
 }
 
 /* Packs rows [0, rows) (rows <= NR) x columns [0, kc) of B (row stride `row_bytes`) into a panel [kc][NR], transposed
@@ -62,7 +42,7 @@ static inline void load_block(const char *row, int dtype, int64_t kk, __m256 v[4
 ** float row, whose tail goes one value at a time. `dtype` is a constant where this is inlined. */
 AVX2 __attribute__((always_inline))
 static inline void pack_b_typed(const char *b, int dtype, int64_t row_bytes, int rows, int64_t kc, float *dst) {
-    const int quantized = dtype == MOERT_QUANT_Q8_0 || dtype == MOERT_QUANT_Q4_0;
+    const int quantized = dtype == MOERT_QUANT_Q8_0;
     const int64_t body = quantized ? kc : kc - kc % 8;
     for (int half = 0; half < NR / 8; half++) {
         const int first = half * 8;
@@ -78,14 +58,14 @@ static inline void pack_b_typed(const char *b, int dtype, int64_t row_bytes, int
                 for (int r = 0; r < 8; r++) {
                     if (row[r]) {
                         __m256 w[4];
-                        load_block(row[r], dtype, kk, w);
+                        load_block(row[r], kk, w);
                         for (int q = 0; q < 4; q++) v[q][r] = w[q];
                     } else {
                         for (int q = 0; q < 4; q++) v[q][r] = _mm256_setzero_ps();
                     }
                 }
                 for (int q = 0; q < 4; q++) {
-                    transpose8(v[q]);
+                    moert_transpose8(v[q]);
                     for (int t = 0; t < 8; t++) _mm256_store_ps(dst + (kk + 8 * q + t) * NR + first, v[q][t]);
                 }
             }
@@ -93,7 +73,7 @@ static inline void pack_b_typed(const char *b, int dtype, int64_t row_bytes, int
             for (int64_t kk = 0; kk < body; kk += 8) {
                 __m256 v[8];
                 for (int r = 0; r < 8; r++) v[r] = row[r] ? load_row8(row[r], dtype, kk) : _mm256_setzero_ps();
-                transpose8(v);
+                moert_transpose8(v);
                 for (int t = 0; t < 8; t++) _mm256_store_ps(dst + (kk + t) * NR + first, v[t]);
             }
             for (int64_t kk = body; kk < kc; kk++) {
@@ -108,8 +88,7 @@ AVX2 static void pack_b(const char *b, int dtype, int64_t row_bytes, int rows, i
     case MOERT_GEMM_F32: pack_b_typed(b, MOERT_GEMM_F32, row_bytes, rows, kc, dst); break;
     case MOERT_HALF_F16: pack_b_typed(b, MOERT_HALF_F16, row_bytes, rows, kc, dst); break;
     case MOERT_HALF_BF16: pack_b_typed(b, MOERT_HALF_BF16, row_bytes, rows, kc, dst); break;
-    case MOERT_QUANT_Q8_0: pack_b_typed(b, MOERT_QUANT_Q8_0, row_bytes, rows, kc, dst); break;
-    default: pack_b_typed(b, MOERT_QUANT_Q4_0, row_bytes, rows, kc, dst); break;
+    default: pack_b_typed(b, MOERT_QUANT_Q8_0, row_bytes, rows, kc, dst); break;
     }
 }
 
@@ -140,7 +119,7 @@ AVX2 static void pack_a(const float *a, int64_t lda, int rows, int64_t kc, float
             __m256 v[8];
             for (int r = 0; r < MR; r++) v[r] = _mm256_loadu_ps(a + r * lda + kk);
             v[6] = v[7] = _mm256_setzero_ps();
-            transpose8(v);
+            moert_transpose8(v);
             for (int t = 0; t < 8; t++) _mm256_storeu_ps(dst + (kk + t) * MR, v[t]);
         }
     }
@@ -257,9 +236,9 @@ static void gemm_part(void *ctx, int part, int parts) {
 
 int moert_gemm_nt_avx2(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda, const void *b, int dtype,
                        int64_t ldb, float *c, int64_t ldc) {
-    const int quantized = dtype == MOERT_QUANT_Q8_0 || dtype == MOERT_QUANT_Q4_0;
+    if (dtype == MOERT_QUANT_Q4_0) return moert_gemm_q4_0_avx2(m, n, k, a, lda, b, ldb, c, ldc);
     if (!moert_kernels_have_avx2() || m <= 0 || n <= 0 || k <= 0) return 0;
-    if (quantized && (k % MOERT_QUANT_BLOCK || ldb % MOERT_QUANT_BLOCK)) return 0;
+    if (dtype == MOERT_QUANT_Q8_0 && (k % MOERT_QUANT_BLOCK || ldb % MOERT_QUANT_BLOCK)) return 0;
     gemm_task t = {m, n, k, a, lda, b, dtype, value_bytes(dtype, ldb), 0, ldb, c, ldc, 0};
     /* Split only when each thread gets real work (about a million multiply-adds); one part per thread, as each part
     ** packs the rows of A again. */

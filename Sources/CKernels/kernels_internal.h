@@ -31,9 +31,16 @@ enum { MOERT_GEMM_BUFFER_ROWS = 512, MOERT_GEMM_BUFFER_DEPTH = 256, MOERT_GEMM_B
 MOERT_KERNEL int moert_gemm_buffers(float **a, float **b);
 
 /** moert_gemm_nt on the AVX2 kernel (gemm_avx2.c), which also reads q8_0 and q4_0 weights (k and ldb multiples of
- * MOERT_QUANT_BLOCK); 0 when it computed nothing (no AVX2, empty product, no memory). */
+ * MOERT_QUANT_BLOCK; q4_0 through moert_gemm_q4_0_avx2); 0 when it computed nothing (no AVX2, empty product, no
+ * memory). */
 MOERT_KERNEL int moert_gemm_nt_avx2(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda, const void *b,
                                     int dtype, int64_t ldb, float *c, int64_t ldc);
+
+/** moert_gemm_nt_avx2 of q4_0 weights B [n, k] (row stride ldb values), in integer arithmetic: A's rows quantized to
+ * 8-bit blocks as moert_quantize_activation does, each block's 32 products summed exactly and scaled by both scales
+ * (gemm_q4_0.c). k and ldb multiples of MOERT_QUANT_BLOCK; 0 when it computed nothing. */
+MOERT_KERNEL int moert_gemm_q4_0_avx2(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda, const void *b,
+                                      int64_t ldb, float *c, int64_t ldc);
 
 /** moert_gemm_serial on the AVX2 kernel: on the calling thread alone, c = a b^T (b [n, k]) or, with b_kn, c = a b
  * (b [k, n]); float32. 0 when it computed nothing. */
@@ -162,13 +169,19 @@ static inline int moert_block_quant(const uint8_t *block, int type, int i) {
     return i < 16 ? (block[2 + i] & 15) - 8 : (block[2 + i - 16] >> 4) - 8;
 }
 
+/** The 32 nibbles of a q4_0 block's 16 bytes as unsigned bytes in 0 ... 15 (each quant plus 8), in value order: the
+ * low nibbles (values 0-15), then the high ones (values 16-31). */
+__attribute__((target("avx2,fma,f16c"), always_inline))
+static inline __m256i moert_q4_0_nibbles(const uint8_t *qs) {
+    const __m128i b = _mm_loadu_si128((const __m128i *)qs);
+    return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(b, 4), b), _mm256_set1_epi8(15));
+}
+
 /** The 32 quants of a q4_0 block's 16 bytes, as signed bytes in -8 ... 7: the low nibbles (values 0-15), then the
  * high ones (values 16-31). */
 __attribute__((target("avx2,fma,f16c"), always_inline))
 static inline __m256i moert_unpack_q4_0(const uint8_t *qs) {
-    const __m128i b = _mm_loadu_si128((const __m128i *)qs);
-    const __m256i nibbles = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(b, 4), b), _mm256_set1_epi8(15));
-    return _mm256_sub_epi8(nibbles, _mm256_set1_epi8(8));
+    return _mm256_sub_epi8(moert_q4_0_nibbles(qs), _mm256_set1_epi8(8));
 }
 
 /** 8 signed bytes from p as 8 floats (the quants of a q8_0 block, before its scale). */
@@ -204,6 +217,48 @@ static inline __m512 moert_load16(const void *p, int dtype, __mmask16 mask) {
     __m256i h = _mm256_maskz_loadu_epi16(mask, p);
     if (dtype == MOERT_HALF_F16) return _mm512_cvtph_ps(h);
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+
+/** Transposes 8 vectors of 8 floats (or of any 32-bit lanes) in place: r[i][j] becomes r[j][i]. */
+__attribute__((target("avx2,fma,f16c"), always_inline))
+static inline void moert_transpose8(__m256 r[8]) {
+    __m256 t[8], u[8];
+    for (int i = 0; i < 4; i++) {
+        t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    for (int g = 0; g < 2; g++) {
+        u[4 * g] = _mm256_shuffle_ps(t[4 * g], t[4 * g + 2], _MM_SHUFFLE(1, 0, 1, 0));
+        u[4 * g + 1] = _mm256_shuffle_ps(t[4 * g], t[4 * g + 2], _MM_SHUFFLE(3, 2, 3, 2));
+        u[4 * g + 2] = _mm256_shuffle_ps(t[4 * g + 1], t[4 * g + 3], _MM_SHUFFLE(1, 0, 1, 0));
+        u[4 * g + 3] = _mm256_shuffle_ps(t[4 * g + 1], t[4 * g + 3], _MM_SHUFFLE(3, 2, 3, 2));
+    }
+    for (int q = 0; q < 4; q++) {
+        r[q] = _mm256_permute2f128_ps(u[q], u[4 + q], 0x20);
+        r[4 + q] = _mm256_permute2f128_ps(u[q], u[4 + q], 0x31);
+    }
+}
+
+/** One activation block of 32 floats quantized as moert_quantize_activation does, with AVX2: its scale d = max|x| / 127
+ * (returned) and the 32 quants x / d, rounded to nearest even, in `q`. */
+__attribute__((target("avx2,fma,f16c"), always_inline))
+static inline float moert_quantize_block_avx2(const float *x, __m256i *q) {
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    __m256 v0 = _mm256_loadu_ps(x), v1 = _mm256_loadu_ps(x + 8), v2 = _mm256_loadu_ps(x + 16), v3 = _mm256_loadu_ps(x + 24);
+    __m256 m = _mm256_max_ps(_mm256_max_ps(_mm256_andnot_ps(sign, v0), _mm256_andnot_ps(sign, v1)),
+                             _mm256_max_ps(_mm256_andnot_ps(sign, v2), _mm256_andnot_ps(sign, v3)));
+    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+    m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+    const float amax = _mm_cvtss_f32(m4), d = amax / 127, id = d != 0 ? 127 / amax : 0;
+    const __m256 s = _mm256_set1_ps(id);
+    /* cvtps rounds to nearest even (the default rounding mode), as nearbyintf above */
+    __m256i i0 = _mm256_cvtps_epi32(_mm256_mul_ps(v0, s)), i1 = _mm256_cvtps_epi32(_mm256_mul_ps(v1, s)),
+            i2 = _mm256_cvtps_epi32(_mm256_mul_ps(v2, s)), i3 = _mm256_cvtps_epi32(_mm256_mul_ps(v3, s));
+    /* packs work within 128-bit lanes: the permutation puts the 32 bytes back in order */
+    __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(i0, i1), _mm256_packs_epi32(i2, i3));
+    *q = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+    return d;
 }
 
 /** The sum of the 8 floats of v. */

@@ -116,32 +116,11 @@ static void quantize_activation_block(const float *x, uint8_t *block) {
     for (int i = 0; i < MOERT_QUANT_BLOCK; i++) block[4 + i] = (uint8_t)(int8_t)nearbyintf(x[i] * id);
 }
 
-/* One activation block with AVX2: its scale (returned) and 32 quants in `q`. */
-__attribute__((target("avx2,fma,f16c"), always_inline))
-static inline float quantize_activation_block_avx2(const float *x, __m256i *q) {
-    const __m256 sign = _mm256_set1_ps(-0.0f);
-    __m256 v0 = _mm256_loadu_ps(x), v1 = _mm256_loadu_ps(x + 8), v2 = _mm256_loadu_ps(x + 16), v3 = _mm256_loadu_ps(x + 24);
-    __m256 m = _mm256_max_ps(_mm256_max_ps(_mm256_andnot_ps(sign, v0), _mm256_andnot_ps(sign, v1)),
-                             _mm256_max_ps(_mm256_andnot_ps(sign, v2), _mm256_andnot_ps(sign, v3)));
-    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
-    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
-    m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
-    const float amax = _mm_cvtss_f32(m4), d = amax / 127, id = d != 0 ? 127 / amax : 0;
-    const __m256 s = _mm256_set1_ps(id);
-    /* cvtps rounds to nearest even (the default rounding mode), as nearbyintf above */
-    __m256i i0 = _mm256_cvtps_epi32(_mm256_mul_ps(v0, s)), i1 = _mm256_cvtps_epi32(_mm256_mul_ps(v1, s)),
-            i2 = _mm256_cvtps_epi32(_mm256_mul_ps(v2, s)), i3 = _mm256_cvtps_epi32(_mm256_mul_ps(v3, s));
-    /* packs work within 128-bit lanes: the permutation puts the 32 bytes back in order */
-    __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(i0, i1), _mm256_packs_epi32(i2, i3));
-    *q = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
-    return d;
-}
-
 __attribute__((target("avx2,fma,f16c")))
 static void quantize_activation_avx2(const float *x, uint8_t *out, int64_t blocks) {
     for (int64_t b = 0; b < blocks; b++, x += MOERT_QUANT_BLOCK, out += MOERT_QA_BLOCK_BYTES) {
         __m256i q;
-        const float d = quantize_activation_block_avx2(x, &q);
+        const float d = moert_quantize_block_avx2(x, &q);
         memcpy(out, &d, 4);
         _mm256_storeu_si256((__m256i *)(out + 4), q);
     }
@@ -154,7 +133,7 @@ void moert_quantize_activation_pairs(const float *x, void *xq, int64_t cols) {
     for (int64_t b = 0; b < blocks; b++, x += MOERT_QUANT_BLOCK) {
         uint8_t *pair = out + b / 2 * MOERT_QA_PAIR_BYTES, half = (uint8_t)(b % 2 * 16);
         __m256i q;
-        const float d = quantize_activation_block_avx2(x, &q);
+        const float d = moert_quantize_block_avx2(x, &q);
         int8_t bytes[32];
         _mm256_storeu_si256((__m256i *)bytes, q);
         int32_t sum = 0;

@@ -28,15 +28,30 @@ struct AttentionDecodeTests {
                    scale: Float, rows: [Int]? = nil, sinks: [Float]? = nil) -> [Float] {
         let group = heads / kvHeads, width = kvHeads * headDim, rows = rows ?? Array(0..<total)
         var out = [Float]()
-        for h in 0..<heads {
-            let g = (h / group) * headDim
-            var s = rows.map { j in
-                Double(scale) * (0..<headDim).reduce(0.0) { $0 + Double(q[h * headDim + $1]) * Double(keys[j * width + g + $1]) }
-            }
-            if let sinks { s.append(Double(sinks[h])) }
-            let m = s.max()!, e = s.map { exp($0 - m) }, sum = e.reduce(0, +)
-            for i in 0..<headDim {
-                out.append(Float(zip(rows, e).reduce(0.0) { $0 + $1.1 * Double(values[$1.0 * width + g + i]) } / sum))
+        out.reserveCapacity(heads * headDim)
+        // Plain loops over buffer pointers: this runs over 2,500 positions in debug and sanitizer builds.
+        q.withUnsafeBufferPointer { q in
+            keys.withUnsafeBufferPointer { keys in
+                values.withUnsafeBufferPointer { values in
+                    var s = [Double](repeating: 0, count: rows.count), acc = [Double](repeating: 0, count: headDim)
+                    for h in 0..<heads {
+                        let g = (h / group) * headDim
+                        for (i, j) in rows.enumerated() {
+                            var dot = 0.0
+                            for d in 0..<headDim { dot += Double(q[h * headDim + d]) * Double(keys[j * width + g + d]) }
+                            s[i] = Double(scale) * dot
+                        }
+                        let m = max(s.max() ?? -.infinity, sinks.map { Double($0[h]) } ?? -.infinity)
+                        var sum = sinks.map { exp(Double($0[h]) - m) } ?? 0
+                        for d in 0..<headDim { acc[d] = 0 }
+                        for (i, j) in rows.enumerated() {
+                            let e = exp(s[i] - m)
+                            sum += e
+                            for d in 0..<headDim { acc[d] += e * Double(values[j * width + g + d]) }
+                        }
+                        for d in 0..<headDim { out.append(Float(acc[d] / sum)) }
+                    }
+                }
             }
         }
         return out

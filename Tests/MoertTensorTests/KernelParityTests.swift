@@ -83,12 +83,18 @@ struct KernelParityTests {
           .enabled(if: moert_kernels_have_avx2() != 0, "the CPU has no AVX2"),
           arguments: [WeightStorage.f32, .f16, .bf16, .q8_0, .q4_0])
     func avx2Gemm(storage: WeightStorage) {
-        for (m, n, k) in Self.avx2Shapes {
+        for (index, (m, n, k)) in Self.avx2Shapes.enumerated() {
             // Float rows get a stride off the vector width; quantized rows a whole block more than k.
             let lda = k + 3, ldb = storage.isQuantized ? k + 32 : k + 5, ldc = n + 7
             var rng = TestRandom(seed: UInt64(m * 31 + n * 7 + k))
-            let a = (0..<m * lda).map { _ in Float(rng.nextUnitDouble() * 2 - 1) }
-            let w = (0..<n * ldb).map { _ in Float(rng.nextUnitDouble() * 2 - 1) }
+            var a = (0..<m * lda).map { _ in Float(rng.nextUnitDouble() * 2 - 1) }
+            var w = (0..<n * ldb).map { _ in Float(rng.nextUnitDouble() * 2 - 1) }
+            if index == 0 || index == Self.avx2Shapes.count - 1 {
+                // The largest sums of the 16-bit lanes of q4_0's integer products: every activation quant 127 (rows
+                // of 1) against weight quants of 7 (nibble 15; the block's -1 sets its scale to 1/8, nibble 0).
+                a = a.map { _ in 1 }
+                w = w.indices.map { $0 % 32 == 0 ? -1 : 0.875 }
+            }
             // The weights as stored, and the values they hold (the reference's).
             var raw = [UInt8](repeating: 0, count: storage.bytes(n * ldb)), wide = [Float](repeating: 0, count: n * ldb)
             convertFromFloat(w, storage: storage, count: w.count, into: &raw)
@@ -99,9 +105,15 @@ struct KernelParityTests {
             #expect(done == 1)
             var got: [Float] = [], want: [Float] = []
             for i in 0..<m {
-                for j in 0..<n {
-                    got.append(c[i * ldc + j])
-                    want.append(Float((0..<k).reduce(0.0) { $0 + Double(a[i * lda + $1]) * Double(wide[j * ldb + $1]) }))
+                // q4_0 weights meet the 8-bit quantized rows of A (their integer sums are exact); the rest meet A.
+                let row = storage == .q4_0 ? QuantKernelTests.activationValues(a[(i * lda)...], k: k) : Array(a[(i * lda)..<(i * lda + k)])
+                wide.withUnsafeBufferPointer { wide in
+                    for j in 0..<n {
+                        var sum = 0.0
+                        for p in 0..<k { sum += Double(row[p]) * Double(wide[j * ldb + p]) }
+                        got.append(c[i * ldc + j])
+                        want.append(Float(sum))
+                    }
                 }
                 let past = c[i * ldc + n ..< (i + 1) * ldc].allSatisfy { $0.isNaN }
                 #expect(past, "\(m)x\(n)x\(k): wrote past column \(n)")

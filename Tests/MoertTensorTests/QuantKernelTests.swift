@@ -41,6 +41,18 @@ struct QuantKernelTests {
         return (q, back)
     }
 
+    /// The first `k` values of `row` as the 8-bit activation blocks of moert_quantize_activation hold them (scale
+    /// times quant): what the integer products of q4_0 weights multiply.
+    static func activationValues(_ row: ArraySlice<Float>, k: Int) -> [Float] {
+        var xq = [UInt8](repeating: 0, count: Int(moert_quant_activation_bytes(Int64(k))))
+        Array(row.prefix(k)).withUnsafeBufferPointer { moert_quantize_activation($0.baseAddress, &xq, Int64(k)) }
+        return (0..<k).map { c in
+            let block = c / 32 * Int(MOERT_QA_BLOCK_BYTES)
+            let d = xq.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: block, as: Float.self) }
+            return d * Float(Int8(bitPattern: xq[block + 4 + c % 32]))
+        }
+    }
+
     @Test("the GEMV equals a double-precision loop over the quantized values, on the vector and portable paths",
           arguments: types)
     func gemv(type: WeightStorage) {
@@ -88,7 +100,7 @@ struct QuantKernelTests {
         }
     }
 
-    @Test("several rows (on every gemm kernel: read as stored by avx2, read back to float32 for the others) and one row without scratch equal float32 weights",
+    @Test("several rows (on every gemm kernel: read as stored by avx2, read back to float32 for the others) and one row without scratch equal float32 weights (q4_0 on avx2: times 8-bit rows)",
           arguments: types)
     func blocked(type: WeightStorage) {
         let rows = 300, cols = 128, n = 5
@@ -101,7 +113,12 @@ struct QuantKernelTests {
                 let full = Linear(weight: Weight(data: wb.baseAddress!, shape: [rows, cols]))
                 var expected = [Float](repeating: .nan, count: n * rows)
                 full.apply(x, rows: n, into: &expected, scratch: .init(start: nil, count: 0))
+                // avx2 multiplies q4_0 weights by the rows of x quantized to 8 bits, as the GEMV does.
+                let xq = (0..<n).flatMap { Self.activationValues(x[(cols * $0)...], k: cols) }
+                var expectedXq = [Float](repeating: .nan, count: n * rows)
+                full.apply(xq, rows: n, into: &expectedXq, scratch: .init(start: nil, count: 0))
                 for kernel in KernelProduct.gemm(type).available {
+                    let integer = type == .q4_0 && kernel == .avx2
                     for withScratch in [true, false] {
                         var y = [Float](repeating: .nan, count: n * rows)
                         var scratch = [Float](repeating: .nan, count: withScratch ? quantized.scratchCount(rows: n) : 0)
@@ -110,7 +127,8 @@ struct QuantKernelTests {
                         }
                         // The same float32 products (summation order aside). Without scratch, a kernel other than
                         // avx2 has nowhere to widen the weights: each row is read back block by block, also float32.
-                        #expect(relativeError(y[...], expected[...]) <= 1e-5, "\(type) \(kernel.name) scratch \(withScratch)")
+                        #expect(relativeError(y[...], (integer ? expectedXq : expected)[...]) <= 1e-5,
+                                "\(type) \(kernel.name) scratch \(withScratch)")
                     }
                 }
                 #expect(quantized.scratchCount(rows: 1) <= quantized.scratchCount(rows: n))

@@ -1,0 +1,194 @@
+/* gemm_q4_0.c: the prefill product C = A · B^T of gemm_avx2.c for q4_0 weights B [n, k], in integer arithmetic.
+**
+** As the decode GEMV (gemv_quant.c) and llama.cpp do, each row of A is quantized to 8-bit blocks (the activation
+** blocks of moert_quantize_activation: d = max|x| / 127, quants rounded to nearest even), and each weight block
+** meets an activation block in integers: 32 products summed exactly, then scaled by both blocks' scales.
+**
+** The layout is gemm_avx2.c's with bytes in place of floats. A's block of MC rows x KC columns is quantized into
+** panels of MR rows; per block of 32 columns a panel holds the quants as [8 quads][MR rows] of 4 bytes, then the MR
+** scales d and the MR offsets -8 * d * (sum of the row's quants) that remove q4_0's 8 from its nibbles. B's panels
+** of NR rows hold per block the nibbles (0 ... 15) as [8 quads][NR rows] of 4 bytes, then the NR scales. Per quad the
+** micro-kernel broadcasts 4 bytes of a row of A and multiplies them with vpmaddubsw (nibbles unsigned, activations
+** signed) by the 4 bytes of 16 rows of B, adding the pairs' sums into 16-bit lanes: over a block's 8 quads a lane
+** reaches at most 8 * 2 * 15 * 127 = 30480, inside int16. At the end of each block vpmaddwd sums the lanes' pairs
+** into 32 bits, and the float32 tile of C gains (sum * d_a + offset_a) * d_b. Per 32 x 16 multiply-adds of a row:
+** 16 vpmaddubsw and 16 adds, where the float kernel spends 64 fused multiply-adds. */
+#include "kernels_internal.h"
+
+#include <immintrin.h>
+
+/* MR x NR tile; KC columns of k per slice, MC rows of A per block. A's panels (MC x KC bytes plus 8 bytes per row
+** and block) and B's (KC x NR bytes plus 4 per row and block) fit in gemm.c's float buffers. */
+enum { MR = 6, NR = 16, KC = 512, MC = 240, QUADS = MOERT_QUANT_BLOCK / 4 };
+enum { A_BLOCK_BYTES = MR * (MOERT_QUANT_BLOCK + 8), B_BLOCK_BYTES = NR * (MOERT_QUANT_BLOCK + 4) };
+_Static_assert(MC % MR == 0 && KC % MOERT_QUANT_BLOCK == 0, "whole panels and whole blocks");
+_Static_assert((int64_t)MC / MR * (KC / MOERT_QUANT_BLOCK) * A_BLOCK_BYTES <=
+                   (int64_t)4 * MOERT_GEMM_BUFFER_ROWS * MOERT_GEMM_BUFFER_DEPTH &&
+               KC / MOERT_QUANT_BLOCK * B_BLOCK_BYTES <= 4 * MOERT_GEMM_BUFFER_DEPTH * MOERT_GEMM_BUFFER_COLUMNS,
+               "fits gemm.c's per-thread buffers");
+
+#define AVX2 __attribute__((target("avx2,fma,f16c")))
+
+/* ---- Packing ---- */
+
+/* Quantizes rows [0, rows) (rows <= MR) x blocks [0, blocks) of A (row stride lda) into a panel of `blocks` blocks of
+** A_BLOCK_BYTES; rows past `rows` are zero. Each block's quants of 8 rows (6 real, 2 zero) go through one
+** transposition of their 4-byte quads; each quad's store of 8 lanes is overwritten in its last 2 by the next one,
+** and the last one's by the scales. */
+AVX2 static void pack_a(const float *a, int64_t lda, int rows, int64_t blocks, uint8_t *dst) {
+    for (int64_t b = 0; b < blocks; b++, dst += A_BLOCK_BYTES) {
+        __m256 quads[8];
+        float d[MR], offset[MR];
+        for (int r = 0; r < 8; r++) {
+            __m256i q = _mm256_setzero_si256();
+            if (r < rows) {
+                d[r] = moert_quantize_block_avx2(a + r * lda + b * MOERT_QUANT_BLOCK, &q);
+                const __m256i sums = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), q), _mm256_set1_epi16(1));
+                offset[r] = -8 * d[r] * (float)moert_hsum256(_mm256_cvtepi32_ps(sums));
+            } else if (r < MR) {
+                d[r] = offset[r] = 0;
+            }
+            quads[r] = _mm256_castsi256_ps(q);
+        }
+        moert_transpose8(quads);
+        for (int q = 0; q < QUADS; q++) _mm256_storeu_ps((float *)(dst + q * MR * 4), quads[q]);
+        memcpy(dst + QUADS * MR * 4, d, sizeof d);
+        memcpy(dst + QUADS * MR * 4 + sizeof d, offset, sizeof offset);
+    }
+}
+
+/* Packs rows [0, rows) (rows <= NR) x blocks [0, blocks) of q4_0 weights (row stride `row_bytes`) into a panel of
+** `blocks` blocks of B_BLOCK_BYTES; rows past `rows` are zero. */
+AVX2 static void pack_b(const uint8_t *b, int64_t row_bytes, int rows, int64_t blocks, uint8_t *dst) {
+    for (int64_t blk = 0; blk < blocks; blk++, dst += B_BLOCK_BYTES) {
+        float *scales = (float *)(dst + QUADS * NR * 4);
+        for (int half = 0; half < NR / 8; half++) {
+            __m256 quads[8];
+            for (int r = 0; r < 8; r++) {
+                const int row = half * 8 + r;
+                if (row < rows) {
+                    const uint8_t *block = b + row * row_bytes + blk * MOERT_Q4_0_BLOCK_BYTES;
+                    quads[r] = _mm256_castsi256_ps(moert_q4_0_nibbles(block + 2));
+                    scales[row] = moert_block_scale(block);
+                } else {
+                    quads[r] = _mm256_setzero_ps();
+                    scales[row] = 0;
+                }
+            }
+            moert_transpose8(quads);
+            for (int q = 0; q < QUADS; q++) _mm256_store_ps((float *)(dst + q * NR * 4 + half * 32), quads[q]);
+        }
+    }
+}
+
+/* ---- Micro-kernel ---- */
+
+/* The MR x NR tile: c[r][0 ..< 16] (=, or += when `accumulate`) the product of an A panel and a B panel of `blocks`
+** blocks each, for rows r < rows and columns < cols of C (row stride ldc). */
+AVX2 static void kernel(int64_t blocks, const uint8_t *ap, const uint8_t *bp, float *c, int64_t ldc, int rows,
+                        int cols, int accumulate) {
+    __m256 tile[MR][2];
+    for (int r = 0; r < MR; r++) tile[r][0] = tile[r][1] = _mm256_setzero_ps();
+    const __m256i ones = _mm256_set1_epi16(1);
+    for (int64_t b = 0; b < blocks; b++, ap += A_BLOCK_BYTES, bp += B_BLOCK_BYTES) {
+        __m256i sum[MR][2];
+        _Pragma("GCC unroll 8") for (int q = 0; q < QUADS; q++) {
+            const __m256i b0 = _mm256_load_si256((const __m256i *)(bp + q * NR * 4));
+            const __m256i b1 = _mm256_load_si256((const __m256i *)(bp + q * NR * 4 + 32));
+            _Pragma("GCC unroll 6") for (int r = 0; r < MR; r++) {
+                int32_t quad;
+                memcpy(&quad, ap + (q * MR + r) * 4, 4);
+                const __m256i a = _mm256_set1_epi32(quad);
+                const __m256i p0 = _mm256_maddubs_epi16(b0, a), p1 = _mm256_maddubs_epi16(b1, a);
+                sum[r][0] = q ? _mm256_add_epi16(sum[r][0], p0) : p0;
+                sum[r][1] = q ? _mm256_add_epi16(sum[r][1], p1) : p1;
+            }
+        }
+        const float *da = (const float *)(ap + QUADS * MR * 4), *offset = da + MR;
+        const __m256 db0 = _mm256_load_ps((const float *)(bp + QUADS * NR * 4));
+        const __m256 db1 = _mm256_load_ps((const float *)(bp + QUADS * NR * 4 + 32));
+        _Pragma("GCC unroll 6") for (int r = 0; r < MR; r++) {
+            const __m256 d = _mm256_broadcast_ss(da + r), o = _mm256_broadcast_ss(offset + r);
+            const __m256 s0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(sum[r][0], ones)), d, o);
+            const __m256 s1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(sum[r][1], ones)), d, o);
+            tile[r][0] = _mm256_fmadd_ps(s0, db0, tile[r][0]);
+            tile[r][1] = _mm256_fmadd_ps(s1, db1, tile[r][1]);
+        }
+    }
+    float out[MR][NR];
+    for (int r = 0; r < MR; r++) {
+        _mm256_storeu_ps(out[r], tile[r][0]);
+        _mm256_storeu_ps(out[r] + 8, tile[r][1]);
+    }
+    for (int r = 0; r < rows; r++) {
+        float *row = c + r * ldc;
+        for (int j = 0; j < cols; j++) row[j] = accumulate ? row[j] + out[r][j] : out[r][j];
+    }
+}
+
+/* ---- Driver ---- */
+
+typedef struct gemm_q4_0_task {
+    int64_t m, n, k;
+    const float *a;
+    int64_t lda;
+    const uint8_t *b;
+    int64_t row_bytes;   /* bytes from one row of B to the next */
+    float *c;
+    int64_t ldc;
+    int failed;          /* set by a part that could not get its buffers */
+} gemm_q4_0_task;
+
+/* Columns [j0, j1) of C: for each block of rows and slice of k, quantize A once, then each B panel and its tiles. */
+AVX2 static void gemm_columns(gemm_q4_0_task *t, int64_t j0, int64_t j1) {
+    float *abuf, *bbuf;
+    if (!moert_gemm_buffers(&abuf, &bbuf)) {
+        __atomic_store_n(&t->failed, 1, __ATOMIC_RELAXED);
+        return;
+    }
+    uint8_t *apanels = (uint8_t *)abuf, *bpanel = (uint8_t *)bbuf;
+    const int64_t slices = (t->k + KC - 1) / KC;
+    const int64_t kc_even = ((t->k + slices - 1) / slices + 31) & ~(int64_t)31;   /* equal slices of whole blocks */
+    for (int64_t i0 = 0; i0 < t->m; i0 += MC) {
+        const int64_t mc = t->m - i0 < MC ? t->m - i0 : MC;
+        for (int64_t p0 = 0; p0 < t->k; p0 += kc_even) {
+            const int64_t blocks = (t->k - p0 < kc_even ? t->k - p0 : kc_even) / MOERT_QUANT_BLOCK;
+            for (int64_t r = 0; r < mc; r += MR) {
+                const int rows = mc - r < MR ? (int)(mc - r) : MR;
+                pack_a(t->a + (i0 + r) * t->lda + p0, t->lda, rows, blocks, apanels + r / MR * blocks * A_BLOCK_BYTES);
+            }
+            for (int64_t j = j0; j < j1; j += NR) {
+                const int cols = j1 - j < NR ? (int)(j1 - j) : NR;
+                pack_b(t->b + j * t->row_bytes + p0 / MOERT_QUANT_BLOCK * MOERT_Q4_0_BLOCK_BYTES, t->row_bytes, cols,
+                       blocks, bpanel);
+                for (int64_t r = 0; r < mc; r += MR) {
+                    const int rows = mc - r < MR ? (int)(mc - r) : MR;
+                    kernel(blocks, apanels + r / MR * blocks * A_BLOCK_BYTES, bpanel, t->c + (i0 + r) * t->ldc + j,
+                           t->ldc, rows, cols, p0 > 0);
+                }
+            }
+        }
+    }
+}
+
+/* Part `part` of `parts`: a contiguous run of whole NR-column panels. */
+static void gemm_part(void *ctx, int part, int parts) {
+    gemm_q4_0_task *t = ctx;
+    const int64_t panels = (t->n + NR - 1) / NR;
+    const int64_t p0 = panels * part / parts, p1 = panels * (part + 1) / parts;
+    const int64_t j0 = p0 * NR, j1 = p1 * NR < t->n ? p1 * NR : t->n;
+    if (j0 < j1) gemm_columns(t, j0, j1);
+}
+
+int moert_gemm_q4_0_avx2(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda, const void *b, int64_t ldb,
+                         float *c, int64_t ldc) {
+    if (!moert_kernels_have_avx2() || m <= 0 || n <= 0 || k <= 0) return 0;
+    if (k % MOERT_QUANT_BLOCK || ldb % MOERT_QUANT_BLOCK) return 0;
+    gemm_q4_0_task t = {m, n, k, a, lda, b, ldb / MOERT_QUANT_BLOCK * MOERT_Q4_0_BLOCK_BYTES, c, ldc, 0};
+    /* As gemm_avx2.c: split only when each thread gets real work; one part per thread, as each part quantizes the
+    ** rows of A again. */
+    const int64_t panels = (n + NR - 1) / NR, threads = moert_kernels_threads();
+    const int max_parts = m * n * k < (1 << 20) ? 1 : (int)(panels < threads ? panels : threads);
+    moert_parallel(gemm_part, &t, max_parts);
+    return !t.failed;
+}

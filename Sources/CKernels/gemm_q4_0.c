@@ -69,7 +69,7 @@ AVX2 static void pack_b(const uint8_t *b, int64_t row_bytes, int rows, int64_t b
                 if (row < rows) {
                     const uint8_t *block = b + row * row_bytes + blk * MOERT_Q4_0_BLOCK_BYTES;
                     quads[r] = _mm256_castsi256_ps(moert_q4_0_nibbles(block + 2));
-                    scales[row] = moert_block_scale(block);
+                    scales[row] = moert_block_scale_f16c(block);
                 } else {
                     quads[r] = _mm256_setzero_ps();
                     scales[row] = 0;

@@ -14,14 +14,6 @@
 
 enum { PREFETCH_BYTES = 4096 };
 
-/* The f16 scale of a weight block as float32, with F16C. */
-__attribute__((target("avx2,fma,f16c"), always_inline))
-static inline float weight_scale_f16c(const uint8_t *block) {
-    uint16_t h;
-    memcpy(&h, block, sizeof h);
-    return _cvtsh_ss(h);
-}
-
 /* The scale of an activation block. */
 static inline float activation_scale(const uint8_t *block) {
     float d;
@@ -49,14 +41,14 @@ static void rows_avx2_q8_0(const uint8_t *w, const uint8_t *xq, float *y, int64_
         for (; b + 2 <= blocks; b += 2) {
             const uint8_t *w0 = row + b * bb, *a0 = xq + b * ab;
             _mm_prefetch((const char *)w0 + PREFETCH_BYTES, _MM_HINT_T0);
-            const __m256 s0 = _mm256_set1_ps(weight_scale_f16c(w0) * activation_scale(a0));
-            const __m256 s1 = _mm256_set1_ps(weight_scale_f16c(w0 + bb) * activation_scale(a0 + ab));
+            const __m256 s0 = _mm256_set1_ps(moert_block_scale_f16c(w0) * activation_scale(a0));
+            const __m256 s1 = _mm256_set1_ps(moert_block_scale_f16c(w0 + bb) * activation_scale(a0 + ab));
             acc0 = _mm256_fmadd_ps(block_dot(_mm256_loadu_si256((const __m256i *)(w0 + 2)), _mm256_loadu_si256((const __m256i *)(a0 + 4))), s0, acc0);
             acc1 = _mm256_fmadd_ps(block_dot(_mm256_loadu_si256((const __m256i *)(w0 + bb + 2)), _mm256_loadu_si256((const __m256i *)(a0 + ab + 4))), s1, acc1);
         }
         for (; b < blocks; b++) {
             const uint8_t *w0 = row + b * bb, *a0 = xq + b * ab;
-            const __m256 s0 = _mm256_set1_ps(weight_scale_f16c(w0) * activation_scale(a0));
+            const __m256 s0 = _mm256_set1_ps(moert_block_scale_f16c(w0) * activation_scale(a0));
             acc0 = _mm256_fmadd_ps(block_dot(_mm256_loadu_si256((const __m256i *)(w0 + 2)), _mm256_loadu_si256((const __m256i *)(a0 + 4))), s0, acc0);
         }
         y[r] = moert_hsum256(_mm256_add_ps(acc0, acc1));
@@ -105,7 +97,7 @@ static void rows_avx2_q4_0(const uint8_t *w, const uint8_t *xq, float *y, int64_
         if (blocks % 2) { /* the last block, with the zero half of its activation pair */
             const uint8_t *b0 = row + 2 * pairs * bb, *a = xq + pairs * MOERT_QA_PAIR_BYTES;
             const __m256i q = _mm256_zextsi128_si256(_mm_loadu_si128((const __m128i *)(b0 + 2)));
-            acc0 = q4_0_pair(q, _mm256_set1_ps(weight_scale_f16c(b0)), a, acc0);
+            acc0 = q4_0_pair(q, _mm256_set1_ps(moert_block_scale_f16c(b0)), a, acc0);
         }
         y[r] = moert_hsum256(_mm256_add_ps(acc0, acc1));
     }

@@ -162,6 +162,14 @@ static inline float moert_block_scale(const uint8_t *block) {
     return moert_widen_f16(h);
 }
 
+/** moert_block_scale with F16C (for the AVX2 paths: one instruction instead of moert_widen_f16's branches). */
+__attribute__((target("avx2,fma,f16c"), always_inline))
+static inline float moert_block_scale_f16c(const uint8_t *block) {
+    uint16_t h;
+    memcpy(&h, block, sizeof h);
+    return _cvtsh_ss(h);
+}
+
 /** Quant i (0-31) of a block of `type` (MOERT_QUANT_Q8_0 or MOERT_QUANT_Q4_0), before its scale: q8_0's int8, or
  * q4_0's low nibble of byte i (i < 16) or high nibble of byte i - 16, minus 8. */
 static inline int moert_block_quant(const uint8_t *block, int type, int i) {
@@ -194,7 +202,7 @@ static inline __m256 moert_load8_q8(const uint8_t *p) {
  * vectors of 8 (values 0-7, 8-15, 16-23, 24-31). */
 __attribute__((target("avx2,fma,f16c"), always_inline))
 static inline void moert_block_values(const uint8_t *block, int type, __m256 v[4]) {
-    const __m256 d = _mm256_set1_ps(moert_block_scale(block));
+    const __m256 d = _mm256_set1_ps(moert_block_scale_f16c(block));
     const __m256i q = type == MOERT_QUANT_Q8_0 ? _mm256_loadu_si256((const __m256i *)(block + 2))
                                                : moert_unpack_q4_0(block + 2);
     const __m128i lo = _mm256_castsi256_si128(q), hi = _mm256_extracti128_si256(q, 1);

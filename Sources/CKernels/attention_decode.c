@@ -140,8 +140,8 @@ static inline void dot_rows4(const float *q0, int pair, const uint8_t *k, int64_
     }
 }
 
-/* dot_rows4 over a q8_0 cache (`rows` rows, 1 to 4), in integers: the query heads' 8-bit blocks (scales qd0/qd1, quants qq0/qq1, as
-** moert_quantize_activation makes them) against each row's blocks, 32 products summed exactly with vpmaddubsw (the
+/* dot_rows4 over a q8_0 cache (`rows` rows, 1 to 4), in integers: the query heads' 8-bit blocks (scales qd0/qd1,
+** quants qq0/qq1, as moert_quantize_activation makes them) against each row's blocks, 32 products summed exactly with vpmaddubsw (the
 ** key's magnitude times the query carrying the key's sign, as gemv_quant.c) and vpmaddwd, then scaled by both
 ** scales: per block and head 4 instructions where the float path widens 32 values and spends 4 FMAs. */
 __attribute__((target("avx2,fma,f16c"), always_inline))
@@ -201,8 +201,8 @@ static inline void scores_block4(const decode_job *a, int type, int pair, const 
     for (int r = 0; r < 4; r++) prefetch_span(k + (PREFETCH_ROWS + r) * a->row_bytes, type, a->head_bytes);
     __m256 acc[2][4];
     if (type == MOERT_KV_Q8_0) {
-        dot_rows4_q8_0(a->q_scales + (int64_t)h * (a->head_dim / MOERT_Q8_0_BLOCK), a->q_quants + (int64_t)h * a->head_dim,
-                       pair, k, a->row_bytes, a->head_dim, 4, acc);
+        dot_rows4_q8_0(a->q_scales + (int64_t)h * (a->head_dim / MOERT_Q8_0_BLOCK),
+                       a->q_quants + (int64_t)h * a->head_dim, pair, k, a->row_bytes, a->head_dim, 4, acc);
     } else {
         dot_rows4(a->q + (int64_t)h * a->head_dim, pair, k, a->row_bytes, type, a->head_dim, acc);
     }

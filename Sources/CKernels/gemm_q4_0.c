@@ -43,7 +43,8 @@ AVX2 static void pack_a(const float *a, int64_t lda, int rows, int64_t blocks, u
             __m256i q = _mm256_setzero_si256();
             if (r < rows) {
                 d[r] = moert_quantize_block_avx2(a + r * lda + b * MOERT_QUANT_BLOCK, &q);
-                const __m256i sums = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), q), _mm256_set1_epi16(1));
+                const __m256i pairs = _mm256_maddubs_epi16(_mm256_set1_epi8(1), q);
+                const __m256i sums = _mm256_madd_epi16(pairs, _mm256_set1_epi16(1));
                 offset[r] = -8 * d[r] * (float)moert_hsum256(_mm256_cvtepi32_ps(sums));
             } else if (r < MR) {
                 d[r] = offset[r] = 0;

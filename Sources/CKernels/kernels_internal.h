@@ -24,9 +24,9 @@ MOERT_KERNEL void moert_gemv_rows(int kernel, const void *w, int dtype, const fl
 MOERT_KERNEL void moert_rows_avx512(const void *w, int dtype, const float *x, float *y, int64_t r0, int64_t r1,
                                     int64_t cols);
 
-/** The per-thread packing buffers of the prefill GEMMs (gemm.c, gemm_avx2.c, gemm_q4_0.c): *a holds MOERT_GEMM_BUFFER_ROWS x
- * MOERT_GEMM_BUFFER_DEPTH floats, *b MOERT_GEMM_BUFFER_DEPTH x MOERT_GEMM_BUFFER_COLUMNS, both 64-byte aligned;
- * allocated on a thread's first use and freed when it ends. Returns 0 without memory. */
+/** The per-thread packing buffers of the prefill GEMMs (gemm.c, gemm_avx2.c, gemm_q4_0.c): *a holds
+ * MOERT_GEMM_BUFFER_ROWS x MOERT_GEMM_BUFFER_DEPTH floats, *b MOERT_GEMM_BUFFER_DEPTH x MOERT_GEMM_BUFFER_COLUMNS, both
+ * 64-byte aligned; allocated on a thread's first use and freed when it ends. Returns 0 without memory. */
 enum { MOERT_GEMM_BUFFER_ROWS = 512, MOERT_GEMM_BUFFER_DEPTH = 256, MOERT_GEMM_BUFFER_COLUMNS = 32 };
 MOERT_KERNEL int moert_gemm_buffers(float **a, float **b);
 

@@ -106,7 +106,8 @@ struct KernelParityTests {
             var got: [Float] = [], want: [Float] = []
             for i in 0..<m {
                 // q4_0 weights meet the 8-bit quantized rows of A (their integer sums are exact); the rest meet A.
-                let row = storage == .q4_0 ? QuantKernelTests.activationValues(a[(i * lda)...], k: k) : Array(a[(i * lda)..<(i * lda + k)])
+                let row = storage == .q4_0 ? QuantKernelTests.activationValues(a[(i * lda)...], k: k)
+                                           : Array(a[(i * lda)..<(i * lda + k)])
                 wide.withUnsafeBufferPointer { wide in
                     for j in 0..<n {
                         var sum = 0.0

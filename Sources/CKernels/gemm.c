@@ -308,9 +308,8 @@ static void gemm_columns(gemm_task *t, int64_t j0, int64_t j1) {
 /* Part `part` of `parts`: a contiguous run of whole NR-column panels. */
 static void gemm_part(void *ctx, int part, int parts) {
     gemm_task *t = ctx;
-    int64_t panels = (t->n + NR - 1) / NR;
-    int64_t p0 = panels * part / parts, p1 = panels * (part + 1) / parts;
-    int64_t j0 = p0 * NR, j1 = p1 * NR < t->n ? p1 * NR : t->n;
+    int64_t j0, j1;
+    moert_part_panels(t->n, NR, part, parts, &j0, &j1);
     if (j0 < j1) gemm_columns(t, j0, j1);
 }
 
@@ -325,11 +324,7 @@ int moert_gemm_nt_kernel(int kernel, int64_t m, int64_t n, int64_t k, const floa
     if (kernel != MOERT_KERNEL_AVX512 || !gemm_enabled() || m <= 0 || n <= 0 || k <= 0) return 0;
     if (dtype != MOERT_GEMM_F32 && dtype != MOERT_HALF_F16 && dtype != MOERT_HALF_BF16) return 0;
     gemm_task t = {m, n, k, a, lda, b, dtype, ldb, 0, c, ldc, 0};
-    /* Split only when each thread gets real work (about a million multiply-adds); one part per thread, as each part
-    ** packs the rows of A again. */
-    const int64_t panels = (n + NR - 1) / NR, threads = moert_kernels_threads();
-    int max_parts = m * n * k < (1 << 20) ? 1 : (int)(panels < threads ? panels : threads);
-    moert_parallel(gemm_part, &t, max_parts);
+    moert_parallel(gemm_part, &t, moert_gemm_parts(m, n, k, NR));
     return !t.failed;
 }
 

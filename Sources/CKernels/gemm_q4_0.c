@@ -175,9 +175,8 @@ AVX2 static void gemm_columns(gemm_q4_0_task *t, int64_t j0, int64_t j1) {
 /* Part `part` of `parts`: a contiguous run of whole NR-column panels. */
 static void gemm_part(void *ctx, int part, int parts) {
     gemm_q4_0_task *t = ctx;
-    const int64_t panels = (t->n + NR - 1) / NR;
-    const int64_t p0 = panels * part / parts, p1 = panels * (part + 1) / parts;
-    const int64_t j0 = p0 * NR, j1 = p1 * NR < t->n ? p1 * NR : t->n;
+    int64_t j0, j1;
+    moert_part_panels(t->n, NR, part, parts, &j0, &j1);
     if (j0 < j1) gemm_columns(t, j0, j1);
 }
 
@@ -186,10 +185,6 @@ int moert_gemm_q4_0_avx2(int64_t m, int64_t n, int64_t k, const float *a, int64_
     if (!moert_kernels_have_avx2() || m <= 0 || n <= 0 || k <= 0) return 0;
     if (k % MOERT_QUANT_BLOCK || ldb % MOERT_QUANT_BLOCK) return 0;
     gemm_q4_0_task t = {m, n, k, a, lda, b, ldb / MOERT_QUANT_BLOCK * MOERT_Q4_0_BLOCK_BYTES, c, ldc, 0};
-    /* As gemm_avx2.c: split only when each thread gets real work; one part per thread, as each part quantizes the
-    ** rows of A again. */
-    const int64_t panels = (n + NR - 1) / NR, threads = moert_kernels_threads();
-    const int max_parts = m * n * k < (1 << 20) ? 1 : (int)(panels < threads ? panels : threads);
-    moert_parallel(gemm_part, &t, max_parts);
+    moert_parallel(gemm_part, &t, moert_gemm_parts(m, n, k, NR));
     return !t.failed;
 }

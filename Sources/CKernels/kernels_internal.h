@@ -67,6 +67,21 @@ static inline void moert_part_rows(int64_t rows, int part, int parts, int64_t *r
     *r1 = *r0 + per < rows ? *r0 + per : rows;
 }
 
+/** Columns [*j0, *j1) of part `part` of `parts` of a GEMM's n columns: a contiguous run of whole nr-column panels
+ * (empty, j0 >= j1, for a part beyond them). */
+static inline void moert_part_panels(int64_t n, int nr, int part, int parts, int64_t *j0, int64_t *j1) {
+    const int64_t panels = (n + nr - 1) / nr, p0 = panels * part / parts, p1 = panels * (part + 1) / parts;
+    *j0 = p0 * nr;
+    *j1 = p1 * nr < n ? p1 * nr : n;
+}
+
+/** The parts a prefill GEMM of m x n x k in nr-column panels splits into: one per thread (each part packs the rows
+ * of A again), and just one below about a million multiply-adds, where a thread would get too little work. */
+static inline int moert_gemm_parts(int64_t m, int64_t n, int64_t k, int nr) {
+    const int64_t panels = (n + nr - 1) / nr, threads = moert_kernels_threads();
+    return m * n * k < (1 << 20) ? 1 : (int)(panels < threads ? panels : threads);
+}
+
 /** One f16 value widened to float32, exactly (subnormals, infinities and NaNs included). */
 static inline float moert_widen_f16(uint16_t h) {
     uint32_t sign = (uint32_t)(h & 0x8000) << 16, exp = (h >> 10) & 0x1f, man = h & 0x3ff, bits;

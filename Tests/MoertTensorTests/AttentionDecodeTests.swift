@@ -4,7 +4,6 @@
 import CKernels
 import Foundation
 import Testing
-import MoertTensor
 import MoertTestSupport
 
 @Suite("Decode attention and KV cache types")
@@ -74,10 +73,6 @@ struct AttentionDecodeTests {
                 let scale = 1 / Float(headDim).squareRoot()
                 let want = reference(q: q, keys: k, values: v, heads: heads, kvHeads: kvHeads, headDim: headDim,
                                      total: total, scale: scale)
-                // Over a q8_0 cache the AVX2 path scores with the query in 8-bit blocks (integer dot products).
-                let wantFast = type != MOERT_KV_Q8_0 || KernelProduct.attentionDecode.chosen != .avx2 ? want :
-                    reference(q: QuantKernelTests.activationValues(q[...], k: q.count), keys: k, values: v, heads: heads,
-                              kvHeads: kvHeads, headDim: headDim, total: total, scale: scale)
                 var scratch = [Float](repeating: .nan, count: Int(moert_attention_decode_scratch(Int32(heads), Int32(headDim), Int64(total))))
                 var fast = [Float](repeating: .nan, count: heads * headDim), portable = fast
                 moert_attention_decode(q, kBytes, vBytes, type, Int32(heads), Int32(kvHeads), Int32(headDim), 0,
@@ -85,7 +80,7 @@ struct AttentionDecodeTests {
                 moert_attention_decode_kernel(Int32(MOERT_KERNEL_PORTABLE), q, kBytes, vBytes, type, Int32(heads), Int32(kvHeads), Int32(headDim),
                                               0, Int64(total), Int64(total), nil, scale, &scratch, &portable)
                 // Weighted means of values within ±2: float32 sums over `total` terms stay within 1e-5 of them.
-                #expect(relativeError(fast[...], wantFast[...]) <= 1e-5, "\(name) total \(total)")
+                #expect(relativeError(fast[...], want[...]) <= 1e-5, "\(name) total \(total)")
                 #expect(relativeError(portable[...], want[...]) <= 1e-5, "\(name) total \(total), portable")
             }
         }
@@ -103,13 +98,9 @@ struct AttentionDecodeTests {
             var rng = TestRandom(seed: UInt64(ring * 5 + total))
             let q = (0..<heads * headDim).map { _ in Float(rng.nextUnitDouble() * 2 - 1) }
             let scale = 1 / Float(headDim).squareRoot(), rows = (0..<total).map { (first + $0) % ring }
-            let q8 = QuantKernelTests.activationValues(q[...], k: q.count)   // the AVX2 path's query over q8_0
             for sinks in [nil, [Float(8), -1, 0.5, 2]] {
                 let want = reference(q: q, keys: k, values: v, heads: heads, kvHeads: kvHeads, headDim: headDim,
                                      total: total, scale: scale, rows: rows, sinks: sinks)
-                let wantFast = type != MOERT_KV_Q8_0 ? want :
-                    reference(q: q8, keys: k, values: v, heads: heads, kvHeads: kvHeads, headDim: headDim,
-                              total: total, scale: scale, rows: rows, sinks: sinks)
                 var scratch = [Float](repeating: .nan, count: Int(moert_attention_decode_scratch(Int32(heads), Int32(headDim), Int64(total))))
                 for kernel in [MOERT_KERNEL_AVX2, MOERT_KERNEL_PORTABLE] {
                     var out = [Float](repeating: .nan, count: heads * headDim)
@@ -123,8 +114,7 @@ struct AttentionDecodeTests {
                                                       &scratch, &out)
                     }
                     // As above: weighted means of values within ±2 (a sink only shrinks them).
-                    let expected = kernel == MOERT_KERNEL_AVX2 ? wantFast : want
-                    #expect(relativeError(out[...], expected[...]) <= 1e-5,
+                    #expect(relativeError(out[...], want[...]) <= 1e-5,
                             "\(name) kernel \(kernel) ring \(ring) first \(first) total \(total) sinks \(sinks != nil)")
                 }
             }

@@ -273,8 +273,7 @@ MOERT_KERNEL void moert_gemv_quant_kernel(int kernel, const void *w, int type, c
  * row of its oldest visible position. Each cached row is read once for all the heads that share it; long contexts
  * split the positions among the worker threads, whose partial softmaxes are then merged (flash decoding).
  * `scratch` holds moert_attention_decode_scratch(n_heads, head_dim, total) floats. The kernel chosen for
- * attention.decode runs (its avx2 kernel needs head_dim a multiple of 8, else portable runs; over a q8_0 cache it
- * scores with q quantized to 8-bit blocks, as moert_quantize_activation does, in integer dot products).
+ * attention.decode runs (its avx2 kernel needs head_dim a multiple of 8, else portable runs).
  */
 MOERT_KERNEL void moert_attention_decode(const float *q, const void *keys, const void *values, int kv_type,
                                          int n_heads, int n_kv_heads, int head_dim, int64_t first, int64_t total,

@@ -32,7 +32,7 @@ _Static_assert((int64_t)MC / MR * (KC / MOERT_QUANT_BLOCK) * A_BLOCK_BYTES <=
 /* ---- Packing ---- */
 
 /* Quantizes rows [0, rows) (rows <= MR) x blocks [0, blocks) of A (row stride lda) into a panel of `blocks` blocks of
-** A_BLOCK_BYTES; rows past `rows` are zero. Each block's quants of 8 rows (6 real, 2 zero) go through one
+** A_BLOCK_BYTES; rows past `rows` are zero. Each block's quants of 8 rows (MR of A's, 2 zero) go through one
 ** transposition of their 4-byte quads; each quad's store of 8 lanes is overwritten in its last 2 by the next one,
 ** and the last one's by the scales. */
 AVX2 static void pack_a(const float *a, int64_t lda, int rows, int64_t blocks, uint8_t *dst) {

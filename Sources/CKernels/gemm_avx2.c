@@ -237,6 +237,8 @@ int moert_gemm_nt_avx2(int64_t m, int64_t n, int64_t k, const float *a, int64_t 
                        int64_t ldb, float *c, int64_t ldc) {
     if (dtype == MOERT_QUANT_Q4_0) return moert_gemm_q4_0_avx2(m, n, k, a, lda, b, ldb, c, ldc);
     if (!moert_kernels_have_avx2() || m <= 0 || n <= 0 || k <= 0) return 0;
+    if (dtype != MOERT_GEMM_F32 && dtype != MOERT_HALF_F16 && dtype != MOERT_HALF_BF16 && dtype != MOERT_QUANT_Q8_0)
+        return 0;
     if (dtype == MOERT_QUANT_Q8_0 && (k % MOERT_QUANT_BLOCK || ldb % MOERT_QUANT_BLOCK)) return 0;
     gemm_task t = {m, n, k, a, lda, b, dtype, value_bytes(dtype, ldb), 0, ldb, c, ldc, 0};
     moert_parallel(gemm_part, &t, moert_gemm_parts(m, n, k, NR));

@@ -19,6 +19,8 @@ _Static_assert(MC % MR == 0 && KC % MOERT_QUANT_BLOCK == 0, "whole panels and wh
 _Static_assert(MC < MOERT_GEMM_BUFFER_ROWS && KC <= MOERT_GEMM_BUFFER_DEPTH && NR <= MOERT_GEMM_BUFFER_COLUMNS,
                "fits gemm.c's per-thread buffers, with room past A's block for pack_a's last store");
 
+_Static_assert(MR == 6 && NR == 16, "the tile of moert_store_tile6x16");
+
 #define AVX2 __attribute__((target("avx2,fma,f16c")))
 
 /* ---- Packing ---- */
@@ -149,26 +151,7 @@ AVX2 static void kernel(int64_t kc, const float *ap, const float *bp, float *c, 
         ap += MR;
         bp += NR;
     }
-    if (cols == NR) {
-        for (int r = 0; r < rows; r++) {
-            float *row = c + r * ldc;
-            if (accumulate) {
-                acc[r][0] = _mm256_add_ps(acc[r][0], _mm256_loadu_ps(row));
-                acc[r][1] = _mm256_add_ps(acc[r][1], _mm256_loadu_ps(row + 8));
-            }
-            _mm256_storeu_ps(row, acc[r][0]);
-            _mm256_storeu_ps(row + 8, acc[r][1]);
-        }
-        return;
-    }
-    float tile[MR][NR];
-    for (int r = 0; r < MR; r++) {
-        _mm256_storeu_ps(tile[r], acc[r][0]);
-        _mm256_storeu_ps(tile[r] + 8, acc[r][1]);
-    }
-    for (int r = 0; r < rows; r++) {
-        for (int j = 0; j < cols; j++) c[r * ldc + j] = accumulate ? c[r * ldc + j] + tile[r][j] : tile[r][j];
-    }
+    moert_store_tile6x16(acc, rows, cols, c, ldc, accumulate);
 }
 
 /* ---- Driver ---- */

@@ -27,6 +27,8 @@ _Static_assert((int64_t)MC / MR * (KC / MOERT_QUANT_BLOCK) * A_BLOCK_BYTES <=
                KC / MOERT_QUANT_BLOCK * B_BLOCK_BYTES <= 4 * MOERT_GEMM_BUFFER_DEPTH * MOERT_GEMM_BUFFER_COLUMNS,
                "fits gemm.c's per-thread buffers");
 
+_Static_assert(MR == 6 && NR == 16, "the tile of moert_store_tile6x16");
+
 #define AVX2 __attribute__((target("avx2,fma,f16c")))
 
 /* ---- Packing ---- */
@@ -43,9 +45,7 @@ AVX2 static void pack_a(const float *a, int64_t lda, int rows, int64_t blocks, u
             __m256i q = _mm256_setzero_si256();
             if (r < rows) {
                 d[r] = moert_quantize_block_avx2(a + r * lda + b * MOERT_QUANT_BLOCK, &q);
-                const __m256i pairs = _mm256_maddubs_epi16(_mm256_set1_epi8(1), q);
-                const __m256i sums = _mm256_madd_epi16(pairs, _mm256_set1_epi16(1));
-                offset[r] = -8 * d[r] * (float)moert_hsum256(_mm256_cvtepi32_ps(sums));
+                offset[r] = -8 * d[r] * (float)moert_quant_sum_avx2(q);
             } else if (r < MR) {
                 d[r] = offset[r] = 0;
             }
@@ -116,15 +116,7 @@ AVX2 static void kernel(int64_t blocks, const uint8_t *ap, const uint8_t *bp, fl
             tile[r][1] = _mm256_fmadd_ps(s1, db1, tile[r][1]);
         }
     }
-    float out[MR][NR];
-    for (int r = 0; r < MR; r++) {
-        _mm256_storeu_ps(out[r], tile[r][0]);
-        _mm256_storeu_ps(out[r] + 8, tile[r][1]);
-    }
-    for (int r = 0; r < rows; r++) {
-        float *row = c + r * ldc;
-        for (int j = 0; j < cols; j++) row[j] = accumulate ? row[j] + out[r][j] : out[r][j];
-    }
+    moert_store_tile6x16(tile, rows, cols, c, ldc, accumulate);
 }
 
 /* ---- Driver ---- */

@@ -262,12 +262,13 @@ static inline void moert_transpose8(__m256 r[8]) {
     }
 }
 
-/** One activation block of 32 floats quantized as moert_quantize_activation does, with AVX2: its scale d = max|x| / 127
- * (returned) and the 32 quants x / d, rounded to nearest even, in `q`. */
+/** One activation block of 32 floats quantized as moert_quantize_activation does, with AVX2: its scale
+ * d = max|x| / 127 (returned) and the 32 quants x / d, rounded to nearest even, in `q`. */
 __attribute__((target("avx2,fma,f16c"), always_inline))
 static inline float moert_quantize_block_avx2(const float *x, __m256i *q) {
     const __m256 sign = _mm256_set1_ps(-0.0f);
-    __m256 v0 = _mm256_loadu_ps(x), v1 = _mm256_loadu_ps(x + 8), v2 = _mm256_loadu_ps(x + 16), v3 = _mm256_loadu_ps(x + 24);
+    __m256 v0 = _mm256_loadu_ps(x), v1 = _mm256_loadu_ps(x + 8);
+    __m256 v2 = _mm256_loadu_ps(x + 16), v3 = _mm256_loadu_ps(x + 24);
     __m256 m = _mm256_max_ps(_mm256_max_ps(_mm256_andnot_ps(sign, v0), _mm256_andnot_ps(sign, v1)),
                              _mm256_max_ps(_mm256_andnot_ps(sign, v2), _mm256_andnot_ps(sign, v3)));
     __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
@@ -275,13 +276,48 @@ static inline float moert_quantize_block_avx2(const float *x, __m256i *q) {
     m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
     const float amax = _mm_cvtss_f32(m4), d = amax / 127, id = d != 0 ? 127 / amax : 0;
     const __m256 s = _mm256_set1_ps(id);
-    /* cvtps rounds to nearest even (the default rounding mode), as nearbyintf above */
+    /* cvtps rounds to nearest even (the default rounding mode), as quant.c's plain loop with nearbyintf */
     __m256i i0 = _mm256_cvtps_epi32(_mm256_mul_ps(v0, s)), i1 = _mm256_cvtps_epi32(_mm256_mul_ps(v1, s)),
             i2 = _mm256_cvtps_epi32(_mm256_mul_ps(v2, s)), i3 = _mm256_cvtps_epi32(_mm256_mul_ps(v3, s));
     /* packs work within 128-bit lanes: the permutation puts the 32 bytes back in order */
     __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(i0, i1), _mm256_packs_epi32(i2, i3));
     *q = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
     return d;
+}
+
+/** The sum of 32 signed bytes (the quants of an activation block; exact: at most 32 * 128 in magnitude). */
+__attribute__((target("avx2,fma,f16c"), always_inline))
+static inline int moert_quant_sum_avx2(__m256i q) {
+    const __m256i pairs = _mm256_maddubs_epi16(_mm256_set1_epi8(1), q);
+    const __m256i sums = _mm256_madd_epi16(pairs, _mm256_set1_epi16(1));
+    const __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(sums), _mm256_extracti128_si256(sums, 1));
+    const __m128i s2 = _mm_add_epi32(s4, _mm_unpackhi_epi64(s4, s4));
+    return _mm_cvtsi128_si32(_mm_add_epi32(s2, _mm_shuffle_epi32(s2, 1)));
+}
+
+/** Stores rows [0, rows) (rows <= 6) x columns [0, cols) (cols <= 16) of a tile of the AVX2 GEMMs, tile[r][0] holding
+ * columns 0-7 of row r and tile[r][1] columns 8-15, into c (row stride ldc), or adds it to c with `accumulate`: whole
+ * rows with vector stores, a partial row through memory. */
+__attribute__((target("avx2,fma,f16c"), always_inline))
+static inline void moert_store_tile6x16(const __m256 tile[6][2], int rows, int cols, float *c, int64_t ldc,
+                                        int accumulate) {
+    for (int r = 0; r < rows; r++) {
+        float *row = c + r * ldc;
+        if (cols == 16) {
+            __m256 lo = tile[r][0], hi = tile[r][1];
+            if (accumulate) {
+                lo = _mm256_add_ps(lo, _mm256_loadu_ps(row));
+                hi = _mm256_add_ps(hi, _mm256_loadu_ps(row + 8));
+            }
+            _mm256_storeu_ps(row, lo);
+            _mm256_storeu_ps(row + 8, hi);
+        } else {
+            float out[16];
+            _mm256_storeu_ps(out, tile[r][0]);
+            _mm256_storeu_ps(out + 8, tile[r][1]);
+            for (int j = 0; j < cols; j++) row[j] = accumulate ? row[j] + out[j] : out[j];
+        }
+    }
 }
 
 /** The sum of the 8 floats of v. */

@@ -136,8 +136,7 @@ void moert_quantize_activation_pairs(const float *x, void *xq, int64_t cols) {
         const float d = moert_quantize_block_avx2(x, &q);
         int8_t bytes[32];
         _mm256_storeu_si256((__m256i *)bytes, q);
-        int32_t sum = 0;
-        for (int i = 0; i < 32; i++) sum += bytes[i];
+        const int32_t sum = moert_quant_sum_avx2(q);
         memcpy(pair + half, bytes, 16);
         memcpy(pair + 32 + half, bytes + 16, 16);
         const float ds[4] = {d, d, d, d}, cs[4] = {2.0f * sum, 2.0f * sum, 2.0f * sum, 2.0f * sum};

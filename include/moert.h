@@ -176,6 +176,9 @@ typedef struct moert_model moert_model;
                                   Only per tensor (moert_model_tensor_dtype()). @since 0.2.0 */
 #define MOERT_DTYPE_Q4_0  5  /**< Blocks of 32 weights: an f16 scale and 32 4-bit quants (GGML's Q4_0). Only per
                                   tensor (moert_model_tensor_dtype()). @since 0.2.0 */
+#define MOERT_DTYPE_Q3_0  6  /**< Blocks of 32 weights: an f16 scale and 32 3-bit quants (moert's own; Q4_0's rule
+                                  with 3 bits, docs/model-format.md). Only per tensor (moert_model_tensor_dtype()).
+                                  @since 0.2.0 */
 
 /** Flags of moert_model_options.flags. */
 #define MOERT_MODEL_TRUST_PLUGIN_PATHS 0x1u  /**< Let the checkpoint's moert section name plugin libraries by path
@@ -278,7 +281,7 @@ MOERT_API int32_t moert_model_eos_token(const moert_model *model, int32_t index)
 
 /**
  * How tensor `name` (UTF-8, as named in the checkpoint, e.g. "model.layers.0.self_attn.q_proj.weight") is stored:
- * MOERT_DTYPE_F32, _F16, _BF16, _Q8_0 or _Q4_0 (quantized tensors are named in the moert section's quantization
+ * MOERT_DTYPE_F32, _F16, _BF16, _Q8_0, _Q4_0 or _Q3_0 (quantized tensors are named in the moert section's quantization
  * entry, written by `moert quantize`). Quantized and half-precision matrices are computed as stored; plugins see
  * every tensor as float32 through the host table. Returns -1 when model or name is NULL or the checkpoint holds no
  * such weight (a missing tensor, or an integer one). Threads: any. @since 0.2.0

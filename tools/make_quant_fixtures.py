@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Make the quantized-weight fixtures: llama.cpp's own quantizers (libggml's quantize_row_*_ref and dequantize_row_*)
-applied to values and to tiny checkpoints, and transformers' logits on the dequantized weights.
+applied to values and to tiny checkpoints, and transformers' logits on the dequantized weights; for q3_0, which GGML
+does not have, a plain numpy transcription of docs/model-format.md's definition.
 
     python tools/make_quant_fixtures.py [--out Tests/fixtures]
 
@@ -11,7 +12,8 @@ llama-cpp-python; --ggml-lib names another copy). Written:
                                 by hand: ties of both roundings, a zero block, values whose largest magnitude is
                                 negative, a block whose scale is an f16 subnormal), and for q8_0 and q4_0 the bytes
                                 of GGML's reference quantizer (`q8_0`, `q4_0`, U8 [rows, 128 / 32 * block bytes])
-                                and GGML's dequantization of them (`q8_0_dequantized`, `q4_0_dequantized`).
+                                and GGML's dequantization of them (`q8_0_dequantized`, `q4_0_dequantized`); `q3_0`
+                                and `q3_0_dequantized` from quantize_q3_0 / dequantize_q3_0 below.
   <fixture>_<type>/             a copy of Tests/fixtures/<fixture> with its weights quantized by GGML as
                                 `moert quantize --type <type>` plans them (attention, experts, shared experts and
                                 dense MLPs at <type>; embeddings and output layer at q8_0; router gates, norms and
@@ -63,6 +65,45 @@ def dequantize(ggml, t: str, q: np.ndarray, shape) -> np.ndarray:
     return out
 
 
+def quantize_q3_0(x: np.ndarray) -> np.ndarray:
+    """q3_0 of the rows of x [rows, cols], as docs/model-format.md defines it, in float32 arithmetic: per block of 32,
+    m = the value of largest magnitude (the first on a tie), d = m / -4 (stored as f16), q = min(7, trunc(x * (1 / d)
+    + 4.5)); bytes: d, then qs[8] with value i's two low bits at bits 2 (i // 8) of qs[i % 8], then the 32-bit
+    little-endian word of the high bits (value i's at bit i)."""
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    rows, cols = x.shape
+    out = np.zeros((rows, cols // BLOCK * 14), dtype=np.uint8)
+    for r in range(rows):
+        for b in range(cols // BLOCK):
+            v = x[r, b * BLOCK:(b + 1) * BLOCK]
+            m = v[int(np.argmax(np.abs(v)))]
+            d = np.float32(m) / np.float32(-4)
+            inv = np.float32(1) / d if d != 0 else np.float32(0)
+            q = np.minimum(7, np.trunc((v * inv).astype(np.float32) + np.float32(4.5))).astype(np.int64)
+            block = bytearray(np.float16(d).tobytes())
+            qs = [0] * 8
+            qh = 0
+            for i in range(BLOCK):
+                qs[i % 8] |= (int(q[i]) & 3) << (2 * (i // 8))
+                qh |= (int(q[i]) >> 2) << i
+            block += bytes(qs) + qh.to_bytes(4, "little")
+            out[r, b * 14:(b + 1) * 14] = np.frombuffer(bytes(block), dtype=np.uint8)
+    return out
+
+
+def dequantize_q3_0(q: np.ndarray, shape) -> np.ndarray:
+    out = np.zeros(shape, dtype=np.float32)
+    for r in range(shape[0]):
+        for b in range(shape[1] // BLOCK):
+            block = q[r, b * 14:(b + 1) * 14].tobytes()
+            d = np.float32(np.frombuffer(block[:2], dtype=np.float16)[0])
+            qh = int.from_bytes(block[10:14], "little")
+            for i in range(BLOCK):
+                quant = (block[2 + i % 8] >> (2 * (i // 8)) & 3) + 4 * (qh >> i & 1) - 4
+                out[r, b * BLOCK + i] = d * np.float32(quant)
+    return out
+
+
 def block_values() -> np.ndarray:
     rng = np.random.default_rng(11)
     rows = [rng.standard_normal(128) * s for s in (1.0, 0.02, 30.0, 1e-3)]
@@ -73,6 +114,8 @@ def block_values() -> np.ndarray:
     subnormal = rng.standard_normal(32) * 2e-6                                   # scale below f16's normal range
     rows.append(np.concatenate([ties, q4_ties, negative_max, zero]))
     rows.append(np.concatenate([subnormal, -ties, -q4_ties, -negative_max]))
+    q3_ties = np.array([-4, 3.5, 2.5, -0.5, 0.5, -3.5, 1.5, -1.5] * 4)           # q3_0: d = 1, x + 4.5 integral
+    rows.append(np.concatenate([q3_ties, -q3_ties, q3_ties * 3, rng.uniform(-1, 1, 32)]))
     return np.stack(rows).astype(np.float32)
 
 
@@ -178,6 +221,8 @@ def main() -> None:
         q = quantize(ggml, t, x)
         blocks[t] = q
         blocks[f"{t}_dequantized"] = dequantize(ggml, t, q, x.shape)
+    blocks["q3_0"] = quantize_q3_0(x)
+    blocks["q3_0_dequantized"] = dequantize_q3_0(blocks["q3_0"], x.shape)
     (args.out / "quant").mkdir(exist_ok=True)
     save_file(blocks, str(args.out / "quant" / "blocks.safetensors"))
     print(f"{args.out / 'quant' / 'blocks.safetensors'}: {x.shape[0]} rows")

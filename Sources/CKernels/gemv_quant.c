@@ -1,11 +1,12 @@
-/* gemv_quant.c: the decode GEMV on block-quantized weights (q8_0, q4_0; see quant.c), y = W x, with its rows split
+/* gemv_quant.c: the decode GEMV on block-quantized weights (q8_0, q4_0, q3_0; see quant.c), y = W x, with its rows split
 ** over the worker pool.
 **
 ** As llama.cpp does, x is quantized once per product to 8-bit blocks (moert_quantize_activation), and each weight
 ** block meets its activation block in integer arithmetic: 32 products summed exactly, then scaled by the two block
 ** scales and accumulated in float32. With AVX2 the bytes are multiplied with vpmaddubsw and pairs summed with
 ** vpmaddwd: for q8_0 the weight's magnitude times the activation carrying the weight's sign; for q4_0 the unsigned
-** nibbles of two blocks at once against activations laid out in pairs (moert_quantize_activation_pairs). Without
+** nibbles of two blocks at once against activations laid out in pairs (moert_quantize_activation_pairs); for q3_0
+** each block unpacked to signed bytes (moert_unpack_q3_0), then as q8_0. Without
 ** AVX2, plain loops. The loops stream one row at a time with a software prefetch ahead, as gemv.c; on the 2-core
 ** EPYC (Zen 2) they are bound by instructions more than by bytes (BENCHMARKS.md, "Quantized weights"). */
 #include "kernels_internal.h"
@@ -50,6 +51,32 @@ static void rows_avx2_q8_0(const uint8_t *w, const uint8_t *xq, float *y, int64_
             const uint8_t *w0 = row + b * bb, *a0 = xq + b * ab;
             const __m256 s0 = _mm256_set1_ps(moert_block_scale_f16c(w0) * activation_scale(a0));
             acc0 = _mm256_fmadd_ps(block_dot(_mm256_loadu_si256((const __m256i *)(w0 + 2)), _mm256_loadu_si256((const __m256i *)(a0 + 4))), s0, acc0);
+        }
+        y[r] = moert_hsum256(_mm256_add_ps(acc0, acc1));
+    }
+}
+
+/* y[r] for r in [r0, r1) of q3_0 weights: each block unpacked to signed bytes, then as q8_0's; two blocks per step
+** into two accumulators. */
+__attribute__((target("avx2,fma,f16c")))
+static void rows_avx2_q3_0(const uint8_t *w, const uint8_t *xq, float *y, int64_t r0, int64_t r1, int64_t blocks) {
+    const int64_t bb = MOERT_Q3_0_BLOCK_BYTES, ab = MOERT_QA_BLOCK_BYTES;
+    for (int64_t r = r0; r < r1; r++) {
+        const uint8_t *row = w + r * blocks * bb;
+        __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0;
+        int64_t b = 0;
+        for (; b + 2 <= blocks; b += 2) {
+            const uint8_t *w0 = row + b * bb, *a0 = xq + b * ab;
+            _mm_prefetch((const char *)w0 + PREFETCH_BYTES, _MM_HINT_T0);
+            const __m256 s0 = _mm256_set1_ps(moert_block_scale_f16c(w0) * activation_scale(a0));
+            const __m256 s1 = _mm256_set1_ps(moert_block_scale_f16c(w0 + bb) * activation_scale(a0 + ab));
+            acc0 = _mm256_fmadd_ps(block_dot(moert_unpack_q3_0(w0 + 2), _mm256_loadu_si256((const __m256i *)(a0 + 4))), s0, acc0);
+            acc1 = _mm256_fmadd_ps(block_dot(moert_unpack_q3_0(w0 + bb + 2), _mm256_loadu_si256((const __m256i *)(a0 + ab + 4))), s1, acc1);
+        }
+        for (; b < blocks; b++) {
+            const uint8_t *w0 = row + b * bb, *a0 = xq + b * ab;
+            const __m256 s0 = _mm256_set1_ps(moert_block_scale_f16c(w0) * activation_scale(a0));
+            acc0 = _mm256_fmadd_ps(block_dot(moert_unpack_q3_0(w0 + 2), _mm256_loadu_si256((const __m256i *)(a0 + 4))), s0, acc0);
         }
         y[r] = moert_hsum256(_mm256_add_ps(acc0, acc1));
     }
@@ -139,6 +166,7 @@ static void gemv_quant_part(void *ctx, int part, int parts) {
     if (r0 >= r1) return;
     if (t->portable) rows_scalar(t->w, t->type, t->xq, t->y, r0, r1, t->blocks);
     else if (t->type == MOERT_QUANT_Q8_0) rows_avx2_q8_0(t->w, t->xq, t->y, r0, r1, t->blocks);
+    else if (t->type == MOERT_QUANT_Q3_0) rows_avx2_q3_0(t->w, t->xq, t->y, r0, r1, t->blocks);
     else rows_avx2_q4_0(t->w, t->xq, t->y, r0, r1, t->blocks);
 }
 
@@ -155,7 +183,9 @@ static void run(const void *w, int type, const float *x, void *xq, float *y, int
 
 /* The product of weights of `type`. */
 static int gemv_quant_product(int type) {
-    return type == MOERT_QUANT_Q8_0 ? MOERT_PRODUCT_GEMV_Q8_0 : MOERT_PRODUCT_GEMV_Q4_0;
+    return type == MOERT_QUANT_Q8_0   ? MOERT_PRODUCT_GEMV_Q8_0
+         : type == MOERT_QUANT_Q3_0 ? MOERT_PRODUCT_GEMV_Q3_0
+                                    : MOERT_PRODUCT_GEMV_Q4_0;
 }
 
 void moert_gemv_quant(const void *w, int type, const float *x, void *xq, float *y, int64_t rows, int64_t cols) {

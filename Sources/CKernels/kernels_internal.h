@@ -30,7 +30,7 @@ MOERT_KERNEL void moert_rows_avx512(const void *w, int dtype, const float *x, fl
 enum { MOERT_GEMM_BUFFER_ROWS = 512, MOERT_GEMM_BUFFER_DEPTH = 256, MOERT_GEMM_BUFFER_COLUMNS = 32 };
 MOERT_KERNEL int moert_gemm_buffers(float **a, float **b);
 
-/** moert_gemm_nt on the AVX2 kernel (gemm_avx2.c), which also reads q8_0 and q4_0 weights (k and ldb multiples of
+/** moert_gemm_nt on the AVX2 kernel (gemm_avx2.c), which also reads q8_0, q4_0 and q3_0 weights (k and ldb multiples of
  * MOERT_QUANT_BLOCK; q4_0 through moert_gemm_q4_0_avx2); 0 when it computed nothing (no AVX2, empty product, no
  * memory). */
 MOERT_KERNEL int moert_gemm_nt_avx2(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda, const void *b,
@@ -170,7 +170,7 @@ static inline int moert_gemv_product(int dtype) {
          : dtype == MOERT_HALF_F16 ? MOERT_PRODUCT_GEMV_F16 : MOERT_PRODUCT_GEMV_BF16;
 }
 
-/** The scale of a q8_0 or q4_0 block (its leading f16), as float32. */
+/** The scale of a q8_0, q4_0 or q3_0 block (its leading f16), as float32. */
 static inline float moert_block_scale(const uint8_t *block) {
     uint16_t h;
     memcpy(&h, block, sizeof h);
@@ -185,10 +185,15 @@ static inline float moert_block_scale_f16c(const uint8_t *block) {
     return _cvtsh_ss(h);
 }
 
-/** Quant i (0-31) of a block of `type` (MOERT_QUANT_Q8_0 or MOERT_QUANT_Q4_0), before its scale: q8_0's int8, or
- * q4_0's low nibble of byte i (i < 16) or high nibble of byte i - 16, minus 8. */
+/** Quant i (0-31) of a block of `type` (MOERT_QUANT_Q8_0, _Q4_0 or _Q3_0), before its scale: q8_0's int8; q4_0's
+ * low nibble of byte i (i < 16) or high nibble of byte i - 16, minus 8; q3_0's two low bits from byte i % 8 plus its
+ * high bit from the word after them, minus 4. */
 static inline int moert_block_quant(const uint8_t *block, int type, int i) {
     if (type == MOERT_QUANT_Q8_0) return (int8_t)block[2 + i];
+    if (type == MOERT_QUANT_Q3_0) {
+        const int low = block[2 + i % 8] >> (2 * (i / 8)) & 3, high = block[10 + i / 8] >> (i % 8) & 1;
+        return low + 4 * high - 4;
+    }
     return i < 16 ? (block[2 + i] & 15) - 8 : (block[2 + i - 16] >> 4) - 8;
 }
 
@@ -207,19 +212,39 @@ static inline __m256i moert_unpack_q4_0(const uint8_t *qs) {
     return _mm256_sub_epi8(moert_q4_0_nibbles(qs), _mm256_set1_epi8(8));
 }
 
+/** The 32 quants of a q3_0 block's 12 bytes (after its scale), as signed bytes in -4 ... 3, in value order: the low
+ * parts' 8 bytes repeated in each 64-bit lane and shifted by 2 bits per lane (lane k holds values 8k ... 8k + 7),
+ * plus 4 where the high word's bit is set (each of its bytes spread over the 8 bytes of its values, then tested). */
+__attribute__((target("avx2,fma,f16c"), always_inline))
+static inline __m256i moert_unpack_q3_0(const uint8_t *qs) {
+    int64_t lows;
+    int32_t highs;
+    memcpy(&lows, qs, 8);
+    memcpy(&highs, qs + 8, 4);
+    const __m256i low = _mm256_and_si256(_mm256_srlv_epi64(_mm256_set1_epi64x(lows), _mm256_setr_epi64x(0, 2, 4, 6)),
+                                         _mm256_set1_epi8(3));
+    const __m256i spread = _mm256_shuffle_epi8(_mm256_set1_epi32(highs),
+                                               _mm256_setr_epi64x(0, 0x0101010101010101, 0x0202020202020202,
+                                                                  0x0303030303030303));
+    const __m256i bit = _mm256_set1_epi64x((int64_t)0x8040201008040201);
+    const __m256i high = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit), _mm256_set1_epi8(4));
+    return _mm256_sub_epi8(_mm256_or_si256(low, high), _mm256_set1_epi8(4));
+}
+
 /** 8 signed bytes from p as 8 floats (the quants of a q8_0 block, before its scale). */
 __attribute__((target("avx2,fma,f16c"), always_inline))
 static inline __m256 moert_load8_q8(const uint8_t *p) {
     return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)p)));
 }
 
-/** The 32 values of a block of `type` (MOERT_QUANT_Q8_0 or MOERT_QUANT_Q4_0) as float32, scale times quant, in four
+/** The 32 values of a block of `type` (MOERT_QUANT_Q8_0, _Q4_0 or _Q3_0) as float32, scale times quant, in four
  * vectors of 8 (values 0-7, 8-15, 16-23, 24-31). */
 __attribute__((target("avx2,fma,f16c"), always_inline))
 static inline void moert_block_values(const uint8_t *block, int type, __m256 v[4]) {
     const __m256 d = _mm256_set1_ps(moert_block_scale_f16c(block));
-    const __m256i q = type == MOERT_QUANT_Q8_0 ? _mm256_loadu_si256((const __m256i *)(block + 2))
-                                               : moert_unpack_q4_0(block + 2);
+    const __m256i q = type == MOERT_QUANT_Q8_0   ? _mm256_loadu_si256((const __m256i *)(block + 2))
+                      : type == MOERT_QUANT_Q3_0 ? moert_unpack_q3_0(block + 2)
+                                                 : moert_unpack_q4_0(block + 2);
     const __m128i lo = _mm256_castsi256_si128(q), hi = _mm256_extracti128_si256(q, 1);
     v[0] = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo)));
     v[1] = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(lo, 8))));

@@ -1,11 +1,15 @@
 /* quant.c: the block-quantized weight formats — q8_0 and q4_0, with the layouts, semantics and rounding of GGML's
-** block_q8_0 / block_q4_0 and quantize_row_q8_0_ref / quantize_row_q4_0_ref — written from float32, read back, and
-** checked; and the 8-bit blocks an activation vector is quantized to once per product (see gemv_quant.c).
+** block_q8_0 / block_q4_0 and quantize_row_q8_0_ref / quantize_row_q4_0_ref, and q3_0, q4_0's rule with 3 bits (GGML
+** has no 3-bit format in blocks of 32) — written from float32, read back, and checked; and the 8-bit blocks an
+** activation vector is quantized to once per product (see gemv_quant.c).
 **
 ** A row of `cols` weights is cols / 32 blocks, one after the other:
 **   q8_0 (34 bytes): f16 scale d, then 32 int8 q;      value i = d * q[i]
 **   q4_0 (18 bytes): f16 scale d, then 16 bytes qs;    value i = d * ((qs[i] & 15) - 8) for i < 16,
-**                                                               d * ((qs[i - 16] >> 4) - 8) for i >= 16 */
+**                                                               d * ((qs[i - 16] >> 4) - 8) for i >= 16
+**   q3_0 (14 bytes): f16 scale d, 8 bytes qs, then a little-endian 32-bit word qh;
+**                                                      value i = d * (((qs[i % 8] >> 2 (i / 8)) & 3)
+**                                                                     + 4 ((qh >> i) & 1) - 4) */
 #include "kernels_internal.h"
 
 #include <immintrin.h>
@@ -15,6 +19,7 @@ int64_t moert_quant_block_bytes(int type) {
     switch (type) {
     case MOERT_QUANT_Q8_0: return MOERT_Q8_0_BLOCK_BYTES;
     case MOERT_QUANT_Q4_0: return MOERT_Q4_0_BLOCK_BYTES;
+    case MOERT_QUANT_Q3_0: return MOERT_Q3_0_BLOCK_BYTES;
     default: return 0;
     }
 }
@@ -32,9 +37,8 @@ static void quantize_block_q8_0(const float *x, uint8_t *block) {
     for (int i = 0; i < MOERT_QUANT_BLOCK; i++) q[i] = (int8_t)roundf(x[i] * id);
 }
 
-/* One q4_0 block: d = m / -8 where m is the value of largest magnitude (the first one on a tie), stored as f16;
-** q = min(15, (int8)(x / d + 8.5)), truncated toward zero as C's conversion does. */
-static void quantize_block_q4_0(const float *x, uint8_t *block) {
+/* The value of largest magnitude of a block (the first one on a tie; 0 for a block of zeros). */
+static float block_extreme(const float *x) {
     float amax = 0, max = 0;
     for (int i = 0; i < MOERT_QUANT_BLOCK; i++) {
         if (amax < fabsf(x[i])) {
@@ -42,7 +46,13 @@ static void quantize_block_q4_0(const float *x, uint8_t *block) {
             max = x[i];
         }
     }
-    const float d = max / -8, id = d != 0 ? 1 / d : 0;
+    return max;
+}
+
+/* One q4_0 block: d = m / -8 where m is the value of largest magnitude (the first one on a tie), stored as f16;
+** q = min(15, (int8)(x / d + 8.5)), truncated toward zero as C's conversion does. */
+static void quantize_block_q4_0(const float *x, uint8_t *block) {
+    const float d = block_extreme(x) / -8, id = d != 0 ? 1 / d : 0;
     const uint16_t dh = moert_narrow_f16(d);
     memcpy(block, &dh, 2);
     for (int i = 0; i < MOERT_QUANT_BLOCK / 2; i++) {
@@ -53,11 +63,31 @@ static void quantize_block_q4_0(const float *x, uint8_t *block) {
     }
 }
 
+/* One q3_0 block: q4_0's rule with 3 bits: d = m / -4, q = min(7, (int8)(x / d + 4.5)); the low two bits of q go
+** to qs, the third to qh. */
+static void quantize_block_q3_0(const float *x, uint8_t *block) {
+    const float d = block_extreme(x) / -4, id = d != 0 ? 1 / d : 0;
+    const uint16_t dh = moert_narrow_f16(d);
+    memcpy(block, &dh, 2);
+    uint8_t qs[8] = {0};
+    uint32_t qh = 0;
+    for (int i = 0; i < MOERT_QUANT_BLOCK; i++) {
+        const float xi = x[i] * id; /* two roundings, as q4_0's */
+        const int8_t t = (int8_t)(xi + 4.5f), q = t < 7 ? t : 7;
+        qs[i % 8] |= (uint8_t)((q & 3) << (2 * (i / 8)));
+        qh |= (uint32_t)(q >> 2) << i;
+    }
+    memcpy(block + 2, qs, 8);
+    const uint8_t words[4] = {(uint8_t)qh, (uint8_t)(qh >> 8), (uint8_t)(qh >> 16), (uint8_t)(qh >> 24)};
+    memcpy(block + 10, words, 4);
+}
+
 void moert_quantize(int type, const float *src, void *dst, int64_t count) {
     const int64_t bytes = moert_quant_block_bytes(type);
     uint8_t *out = dst;
     for (int64_t b = 0; b < count / MOERT_QUANT_BLOCK; b++) {
         if (type == MOERT_QUANT_Q8_0) quantize_block_q8_0(src + b * MOERT_QUANT_BLOCK, out + b * bytes);
+        else if (type == MOERT_QUANT_Q3_0) quantize_block_q3_0(src + b * MOERT_QUANT_BLOCK, out + b * bytes);
         else quantize_block_q4_0(src + b * MOERT_QUANT_BLOCK, out + b * bytes);
     }
 }

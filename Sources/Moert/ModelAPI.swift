@@ -96,6 +96,7 @@ nonisolated(unsafe) let defaultModelOptions = moert_model_options(struct_size: U
     case .bf16?: return MOERT_DTYPE_BF16
     case .q8_0?: return MOERT_DTYPE_Q8_0
     case .q4_0?: return MOERT_DTYPE_Q4_0
+    case .q3_0?: return MOERT_DTYPE_Q3_0
     case nil: return -1
     }
 }

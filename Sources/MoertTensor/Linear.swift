@@ -78,7 +78,7 @@ public struct Linear: Sendable {
         let o = Int64(outFeatures), i = Int64(inFeatures), storage = weight.storage
         let k = (kernel ?? KernelProduct.gemv(storage).chosen).rawValue
         switch storage {
-        case .q8_0, .q4_0:
+        case .q8_0, .q4_0, .q3_0:
             if let xq = scratch.baseAddress, scratch.count >= Self.activationScratchCount(inFeatures: inFeatures) {
                 moert_gemv_quant_kernel(k, weight.raw, storage.kernelType, x, xq, y, o, i)
             } else {

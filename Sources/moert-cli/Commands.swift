@@ -154,10 +154,11 @@ let commandHelp: [String: String] = [
                           [--output-type T] [--calibration FILE --bits AVG] [--force]
 
     Writes a copy of the checkpoint in DIR to DIR2 with its linear weights stored as type T: q8_0 (8.5 bits per
-    weight) or q4_0 (4.5 bits; blocks of 32 weights with one f16 scale, as GGML's Q8_0 and Q4_0), or f16, bf16,
-    f32. --type gives T to attention, routed experts, shared experts and dense MLPs; the router gates keep their
-    stored precision (routing must not flip on rounding), norms and biases too; the embeddings and the output
-    layer get --output-type (default: q8_0 when T is q4_0, else T). --attention, --experts and --shared (shared
+    weight) or q4_0 (4.5 bits; blocks of 32 weights with one f16 scale, as GGML's Q8_0 and Q4_0), q3_0 (3.5 bits;
+    moert's own, q4_0's rule with 3 bits), or f16, bf16, f32. --type gives T to attention, routed experts, shared
+    experts and dense MLPs; the router gates keep their stored precision (routing must not flip on rounding), norms
+    and biases too; the embeddings and the output layer get --output-type (default: q8_0 when T is q4_0 or q3_0,
+    else T). --attention, --experts and --shared (shared
     experts and dense MLPs) override T for their class. A tensor whose rows are not whole blocks of 32 keeps its
     stored type (the summary says which). The output is one model.safetensors, config.json with the quantized
     tensors listed in its moert section (docs/model-format.md), and every other file of DIR copied (tokenizer,
@@ -165,20 +166,21 @@ let commandHelp: [String: String] = [
 
     Per-expert bits: with --calibration FILE --bits AVG, the model first runs over FILE (token ids separated by
     commas or white space, or else text, tokenized without special tokens; up to 65536 tokens), counting how often
-    and with how much routing weight each routed expert is chosen; in each MoE layer the experts with the most
-    routing weight get q8_0 and the others q4_0, as many at q8_0 as bring the routed experts' average closest to
-    AVG bits per weight (4.5 to 8.5). The choice is printed and written into the quantization entry.
+    and with how much routing weight each routed expert is chosen; each routed expert then gets q3_0, q4_0 or q8_0
+    so that the routed experts average closest to AVG bits per weight (3.5 to 8.5) with the least expected error
+    (an expert's routing weight times its type's rounding noise): experts used alike get the same type, the most
+    used more bits, unused ones the fewest. The choice is printed and written into the quantization entry.
 
     options:
       --model DIR         the checkpoint to read
       --out DIR2          the directory to write (created if missing)
-      --type T            q8_0, q4_0, f16, bf16 or f32
+      --type T            q8_0, q4_0, q3_0, f16, bf16 or f32
       --attention T       type of the attention projections
       --experts T         type of the routed experts
       --shared T          type of shared experts and dense MLPs
       --output-type T     type of the embeddings and output layer
       --calibration FILE  input for per-expert bits (with --bits)
-      --bits AVG          average bits per routed-expert weight, from q4_0 (4.5) to q8_0 (8.5)
+      --bits AVG          average bits per routed-expert weight, from q3_0 (3.5) to q8_0 (8.5)
       --force             overwrite a checkpoint already in DIR2
     """,
     "trace": """

@@ -57,7 +57,7 @@ func quantizeCommand(_ args: Arguments) throws {
 }
 
 /// Runs the model over the calibration file (token ids: integers separated by commas or white space; anything else
-/// is text, tokenized without special tokens) and plans q8_0/q4_0 per routed expert at `averageBits`; returns the
+/// is text, tokenized without special tokens) and plans q8_0/q4_0/q3_0 per routed expert at `averageBits`; returns the
 /// plan, the usage it came from, and the type of each routed-expert tensor.
 private func expertBitPlan(model path: String, calibration file: String, averageBits: Double)
     throws -> (ExpertBitPlan, ExpertUsage, [String: WeightStorage]) {
@@ -85,14 +85,18 @@ private func expertBitPlan(model path: String, calibration file: String, average
     return (plan, usage, plan.tensorTypes(model.checkpoint))
 }
 
-/// Per MoE layer: the experts given q8_0, with their share of the layer's routing-weight mass.
+/// Per MoE layer: the experts given each type, most bits first, with their share of the layer's routing-weight mass.
 private func printBitPlan(_ plan: ExpertBitPlan, _ usage: ExpertUsage) {
     print("per-expert bits: \(oneDecimal(plan.averageBits)) bits per routed-expert weight on average, from \(usage.tokens) calibration tokens")
     for layer in plan.types.keys.sorted() {
         let types = plan.types[layer]!, mass = usage.mass[layer] ?? [], total = max(mass.reduce(0, +), 1e-30)
-        let high = types.indices.filter { types[$0] == .q8_0 }
-        let share = high.reduce(0.0) { $0 + mass[$1] } / total
-        print("  layer \(layer): q8_0 experts \(high.map(String.init).joined(separator: ",")) (\(oneDecimal(share * 100))% of the routing weight), q4_0 the other \(types.count - high.count)")
+        let groups = ExpertBitPlan.ladder.reversed().compactMap { type -> String? in
+            let members = types.indices.filter { types[$0] == type }
+            guard !members.isEmpty else { return nil }
+            let share = members.reduce(0.0) { $0 + (($1 < mass.count) ? mass[$1] : 0) } / total
+            return "\(type.rawValue) experts \(members.map(String.init).joined(separator: ",")) (\(oneDecimal(share * 100))% of the routing weight)"
+        }
+        print("  layer \(layer): " + groups.joined(separator: "; "))
     }
 }
 

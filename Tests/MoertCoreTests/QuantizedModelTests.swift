@@ -199,22 +199,35 @@ struct QuantizedModelTests {
 
 @Suite("Per-expert bits")
 struct ExpertBitsTests {
-    @Test("each layer's experts with the most routing weight get q8_0, as many as the average asks")
+    @Test("bits go first where they remove the most expected error: equal use gets equal types, the most used more, unused experts the fewest")
     func plan() throws {
         var usage = ExpertUsage()
         usage.mass = [0: [0.5, 3.0, 1.0, 2.0], 3: [4.0, 0.0, 0.0, 1.0]]
         usage.counts = [0: [1, 6, 2, 5], 3: [8, 0, 1, 2]]
-        let half = try ExpertBitPlan(usage: usage, averageBits: 6.5)
-        #expect(half.types[0] == [.q4_0, .q8_0, .q4_0, .q8_0])
-        #expect(half.types[3] == [.q8_0, .q4_0, .q4_0, .q8_0])
-        #expect(half.averageBits == 6.5)
-        // Equal mass: the count decides, then the lower id.
-        #expect(try ExpertBitPlan(usage: usage, averageBits: 5.5).types[3] == [.q8_0, .q4_0, .q4_0, .q4_0])
-        #expect(try ExpertBitPlan(usage: usage, averageBits: 4.5).types[0] == [.q4_0, .q4_0, .q4_0, .q4_0])
-        #expect(try ExpertBitPlan(usage: usage, averageBits: 8.5).types[0] == [.q8_0, .q8_0, .q8_0, .q8_0])
-        for bad in [4.0, 9.0, Double.nan] {
+        // 4.0 bits: the four experts with the most mass leave q3_0 for q4_0 (a tie of mass and count: layer order).
+        let four = try ExpertBitPlan(usage: usage, averageBits: 4.0)
+        #expect(four.types[0] == [.q3_0, .q4_0, .q4_0, .q4_0] && four.types[3] == [.q4_0, .q3_0, .q3_0, .q3_0])
+        #expect(four.averageBits == 4.0)
+        // 6.5 bits: every used expert reaches q4_0, then the most used go on to q8_0 before the unused leave q3_0;
+        // the last 2 bits of the budget lift the unused ones to q4_0 rather than a fifth expert to q8_0 (which
+        // would overshoot to 6.75).
+        let high = try ExpertBitPlan(usage: usage, averageBits: 6.5)
+        #expect(high.types[0] == [.q4_0, .q8_0, .q8_0, .q8_0] && high.types[3] == [.q8_0, .q4_0, .q4_0, .q4_0])
+        #expect(high.averageBits == 6.5)
+        #expect(try ExpertBitPlan(usage: usage, averageBits: 3.5).types[0] == [.q3_0, .q3_0, .q3_0, .q3_0])
+        #expect(try ExpertBitPlan(usage: usage, averageBits: 8.5).types[3] == [.q8_0, .q8_0, .q8_0, .q8_0])
+        for bad in [3.0, 9.0, Double.nan] {
             #expect(moertError { _ = try ExpertBitPlan(usage: usage, averageBits: bad) }?.code == .invalidArgument, "\(bad)")
         }
+
+        // Equal use at q4_0's size: uniform q4_0 (a 4-bit step up costs what four 1-bit steps down save, and
+        // removes less error). One expert with 13 times the others' weight: q8_0 for it, paid for by q3_0 for four.
+        var even = ExpertUsage()
+        even.mass = [1: [Double](repeating: 1, count: 8)]
+        #expect(try ExpertBitPlan(usage: even, averageBits: 4.5).types[1] == [WeightStorage](repeating: .q4_0, count: 8))
+        even.mass[1]![0] = 13
+        let skewed = try ExpertBitPlan(usage: even, averageBits: 4.5)
+        #expect(skewed.types[1] == [.q8_0, .q4_0, .q4_0, .q4_0, .q3_0, .q3_0, .q3_0, .q3_0] && skewed.averageBits == 4.5)
     }
 
     @Test("usage counts every routing decision: top-k per token and layer, the same counts as the session's counters")
@@ -257,7 +270,9 @@ struct ExpertBitsTests {
                 #expect(mixed.checkpoint.storage(of: "model.layers.\(layer).block_sparse_moe.experts.\(e).w2.weight") == type)
             }
         }
-        #expect(mixed.experts.totalBytes == 2 * (2 * WeightStorage.q8_0.bytes(3 * 32 * 64) + 2 * WeightStorage.q4_0.bytes(3 * 32 * 64)))
+        let planned = plan.types.values.joined().reduce(0) { $0 + $1.bytes(3 * 32 * 64) }
+        #expect(Set(plan.types.values.joined()).count > 1, "a mixed plan")
+        #expect(mixed.experts.totalBytes == planned)
         _ = try allLogits(try Session(model: mixed), [1, 2, 3])
     }
 }

@@ -1,5 +1,6 @@
-// QuantKernelTests: the q8_0/q4_0 formats against llama.cpp's own quantizer (fixtures of tools/make_quant_fixtures.py),
-// and the quantized GEMV and blocked products against double-precision loops.
+// QuantKernelTests: the q8_0/q4_0 formats against llama.cpp's own quantizer and q3_0 against a numpy transcription of
+// its definition (fixtures of tools/make_quant_fixtures.py), and the quantized GEMV and blocked products against
+// double-precision loops.
 
 import CKernels
 import Testing
@@ -8,9 +9,10 @@ import MoertTestSupport
 
 @Suite("Quantized kernels")
 struct QuantKernelTests {
-    static let types: [WeightStorage] = [.q8_0, .q4_0]
+    static let types: [WeightStorage] = [.q8_0, .q4_0, .q3_0]
 
-    @Test("quantizing gives GGML's reference bytes, reading them back GGML's values", arguments: types)
+    @Test("quantizing gives the reference bytes (GGML's for q8_0 and q4_0, the fixture script's numpy q3_0), reading them back the reference values",
+          arguments: types)
     func matchesGGML(type: WeightStorage) throws {
         let values = try fixtureFloats("quant/blocks.safetensors", "values")
         let (expected, shape) = try fixtureTensor("quant/blocks.safetensors", type.rawValue)

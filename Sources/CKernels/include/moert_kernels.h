@@ -58,6 +58,7 @@ enum {
     MOERT_PRODUCT_GEMV_BF16,         /* decode GEMV, bf16 weights */
     MOERT_PRODUCT_GEMV_Q8_0,         /* decode GEMV, q8_0 weights */
     MOERT_PRODUCT_GEMV_Q4_0,         /* decode GEMV, q4_0 weights */
+    MOERT_PRODUCT_GEMV_Q3_0,         /* decode GEMV, q3_0 weights */
     MOERT_PRODUCT_GEMM_F32,          /* prefill GEMM, float32 weights (and quantized ones read back to float32) */
     MOERT_PRODUCT_GEMM_F16,          /* prefill GEMM, f16 weights */
     MOERT_PRODUCT_GEMM_BF16,         /* prefill GEMM, bf16 weights */
@@ -163,7 +164,7 @@ MOERT_KERNEL int moert_gemv_f32_kernel(int kernel, const float *w, const float *
 /**
  * c[i, j] = sum_p a[i, p] * b[j, p] for i < m, j < n: activations a [m, k] (float32, row stride lda) times the
  * transpose of weights b [n, k] (row stride ldb in elements, element type `dtype`: MOERT_GEMM_F32, MOERT_HALF_F16,
- * MOERT_HALF_BF16, or on the avx2 kernel also MOERT_QUANT_Q8_0 and MOERT_QUANT_Q4_0 with k and ldb multiples of
+ * MOERT_HALF_BF16, or on the avx2 kernel also MOERT_QUANT_Q8_0, _Q4_0 and _Q3_0 with k and ldb multiples of
  * MOERT_QUANT_BLOCK), into c (row stride ldc). The columns of c are split among the worker threads; each element
  * sums over p in the same order for any thread count. Returns 1 when done, 0 when it computed nothing (the product
  * gemm.f32, gemm.f16 or gemm.bf16 of `dtype` — gemm.f32 for quantized types — runs on blas, the kernel cannot read
@@ -217,11 +218,15 @@ MOERT_KERNEL void moert_kv_load(int type, const void *src, float *dst, int64_t c
 /** Block-quantized weight types (after MOERT_GEMM_F32, MOERT_HALF_F16 and MOERT_HALF_BF16): blocks of
  * MOERT_QUANT_BLOCK values, each an f16 scale then the quants — q8_0: 32 int8 (MOERT_Q8_0_BLOCK_BYTES), q4_0: 16
  * bytes of two 4-bit quants, value i in the low nibble of byte i, value i + 16 in its high nibble, each minus 8
- * (MOERT_Q4_0_BLOCK_BYTES). The layouts and rounding of GGML's block_q8_0 and block_q4_0. */
+ * (MOERT_Q4_0_BLOCK_BYTES); the layouts and rounding of GGML's block_q8_0 and block_q4_0. q3_0 (moert's own, no GGML
+ * type): 8 bytes of 2-bit low parts, value i in bits 2 * (i / 8) of byte i % 8, then a 32-bit little-endian word of
+ * high bits, value i's in bit i; quant = low + 4 * high - 4 (MOERT_Q3_0_BLOCK_BYTES; q4_0's rounding with 3 bits). */
 #define MOERT_QUANT_Q8_0 3
 #define MOERT_QUANT_Q4_0 4
+#define MOERT_QUANT_Q3_0 5
 #define MOERT_QUANT_BLOCK 32
 #define MOERT_Q4_0_BLOCK_BYTES 18
+#define MOERT_Q3_0_BLOCK_BYTES 14
 /** Bytes of an activation block (moert_quantize_activation): a float32 scale, then 32 int8. */
 #define MOERT_QA_BLOCK_BYTES 36
 
@@ -229,7 +234,7 @@ MOERT_KERNEL void moert_kv_load(int type, const void *src, float *dst, int64_t c
 MOERT_KERNEL int64_t moert_quant_block_bytes(int type);
 
 /** Quantizes `count` floats (a multiple of MOERT_QUANT_BLOCK, all finite) to blocks of `type`, as GGML's
- * quantize_row_q8_0_ref / quantize_row_q4_0_ref. */
+ * quantize_row_q8_0_ref / quantize_row_q4_0_ref (q3_0: q4_0's rule with 3 bits). */
 MOERT_KERNEL void moert_quantize(int type, const float *src, void *dst, int64_t count);
 
 /** Reads `count` values (a multiple of MOERT_QUANT_BLOCK) of blocks of `type` as float32 (scale times quant). */
@@ -249,10 +254,10 @@ MOERT_KERNEL int64_t moert_quant_activation_bytes(int64_t cols);
 MOERT_KERNEL void moert_quantize_activation(const float *x, void *xq, int64_t cols);
 
 /**
- * y[r] = sum_c w[r, c] * x[c] for r < rows, w of `type` (MOERT_QUANT_Q8_0 or MOERT_QUANT_Q4_0) with `cols` (a multiple
+ * y[r] = sum_c w[r, c] * x[c] for r < rows, w of `type` (MOERT_QUANT_Q8_0, _Q4_0 or _Q3_0) with `cols` (a multiple
  * of MOERT_QUANT_BLOCK) values per row. x is first quantized into `xq` (moert_quant_activation_bytes(cols) bytes);
  * then each block's 32 products are summed in integers and scaled by both block scales, on the kernel chosen for
- * gemv.q8_0 / gemv.q4_0. Rows are split among the worker threads.
+ * gemv.q8_0 / gemv.q4_0 / gemv.q3_0. Rows are split among the worker threads.
  */
 MOERT_KERNEL void moert_gemv_quant(const void *w, int type, const float *x, void *xq, float *y, int64_t rows,
                                    int64_t cols);

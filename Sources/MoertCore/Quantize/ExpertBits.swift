@@ -54,36 +54,62 @@ public struct ExpertBitPlan: Sendable {
     /// The average bits per routed-expert weight the plan reaches.
     public var averageBits: Double
 
-    /// Gives each layer's most used experts (by routing-weight mass, then by count) `high` and the others `low`, as
-    /// many at `high` in every layer as brings the average bits per weight of the routed experts closest to
-    /// `averageBits` (all experts of a model have the same size).
-    /// - Throws: `MoertError` (`.invalidArgument`) when `averageBits` is outside [low, high].
-    public init(usage: ExpertUsage, averageBits asked: Double, high: WeightStorage = .q8_0, low: WeightStorage = .q4_0) throws {
-        let lo = low.bitsPerWeight, hi = high.bitsPerWeight
+    /// The types a plan chooses from, fewest bits first.
+    public static let ladder: [WeightStorage] = [.q3_0, .q4_0, .q8_0]
+
+    /// The expected squared error of a weight stored as `type`, relative to its block's largest magnitude squared:
+    /// the square of the step between two quants (1/4 for q3_0, 1/8 for q4_0, 1/127 for q8_0). Rounding error is
+    /// uniform over a step, so its variance is proportional to it.
+    static func relativeNoise(_ type: WeightStorage) -> Double {
+        let steps: Double = type == .q8_0 ? 127 : type == .q4_0 ? 8 : 4
+        return 1 / (steps * steps)
+    }
+
+    /// Chooses a type of `ladder` for each routed expert so that the expected error of the routed experts' outputs
+    /// is smallest at the average bits per weight closest to `averageBits` (all experts of a model have the same
+    /// size): an expert's error counts as its routing-weight mass times its type's `relativeNoise`. Starting from
+    /// every expert at the fewest bits, the upgrades to the next type that remove the most error per bit added are
+    /// made first (mass, then count, then layer and expert order break ties), while they bring the average closer
+    /// to the one asked for. Experts of equal use thus get equal bits (an expert moves from q4_0 to q8_0 before
+    /// another leaves q3_0 only if it carries 12 times its routing weight), and the most used get more.
+    /// - Throws: `MoertError` (`.invalidArgument`) when `averageBits` is outside the ladder's range.
+    public init(usage: ExpertUsage, averageBits asked: Double) throws {
+        let ladder = Self.ladder, lo = ladder.first!.bitsPerWeight, hi = ladder.last!.bitsPerWeight
         guard asked.isFinite, asked >= lo - 1e-9, asked <= hi + 1e-9 else {
-            throw MoertError.invalid("--bits \(asked): must be between \(lo) (every expert \(low.rawValue)) and \(hi) (every expert \(high.rawValue))")
+            throw MoertError.invalid("--bits \(asked): must be between \(lo) (every expert \(ladder.first!.rawValue)) and \(hi) (every expert \(ladder.last!.rawValue))")
         }
-        let fraction = (asked - lo) / (hi - lo)
-        var types: [Int: [WeightStorage]] = [:]
-        var highCount = 0, total = 0
+        struct Step { var layer: Int, expert: Int, level: Int, gainPerBit: Double, mass: Double, count: Int }
+        var steps: [Step] = [], level: [Int: [Int]] = [:], experts = 0
         for (layer, mass) in usage.mass {
-            let n = mass.count
             let recorded = usage.counts[layer] ?? []
-            let counts = recorded.count == n ? recorded : [Int](repeating: 0, count: n)
-            let k = Int((fraction * Double(n)).rounded())
-            let order = (0..<n).sorted { (a: Int, b: Int) -> Bool in
-                if mass[a] != mass[b] { return mass[a] > mass[b] }
-                if counts[a] != counts[b] { return counts[a] > counts[b] }
-                return a < b
+            level[layer] = [Int](repeating: 0, count: mass.count)
+            experts += mass.count
+            for e in mass.indices {
+                for j in 1..<ladder.count {
+                    let bits = ladder[j].bitsPerWeight - ladder[j - 1].bitsPerWeight
+                    let gain = mass[e] * (Self.relativeNoise(ladder[j - 1]) - Self.relativeNoise(ladder[j]))
+                    steps.append(Step(layer: layer, expert: e, level: j, gainPerBit: gain / bits, mass: mass[e],
+                                      count: e < recorded.count ? recorded[e] : 0))
+                }
             }
-            var chosen = [WeightStorage](repeating: low, count: n)
-            for e in order.prefix(k) { chosen[e] = high }
-            types[layer] = chosen
-            highCount += min(k, n)
-            total += n
         }
-        self.types = types
-        averageBits = total == 0 ? lo : lo + (hi - lo) * Double(highCount) / Double(total)
+        steps.sort {
+            if $0.gainPerBit != $1.gainPerBit { return $0.gainPerBit > $1.gainPerBit }
+            if $0.level != $1.level { return $0.level < $1.level }
+            if $0.mass != $1.mass { return $0.mass > $1.mass }
+            if $0.count != $1.count { return $0.count > $1.count }
+            return ($0.layer, $0.expert) < ($1.layer, $1.expert)
+        }
+        var total = lo * Double(experts)
+        let budget = asked * Double(experts)
+        for s in steps where level[s.layer]![s.expert] == s.level - 1 {
+            let cost = ladder[s.level].bitsPerWeight - ladder[s.level - 1].bitsPerWeight
+            guard cost < 2 * (budget - total) else { continue }  // the average would move no closer to the one asked
+            level[s.layer]![s.expert] = s.level
+            total += cost
+        }
+        types = level.mapValues { $0.map { ladder[$0] } }
+        averageBits = experts == 0 ? lo : total / Double(experts)
     }
 
     /// The per-tensor types of QuantizeOptions for the routed-expert tensors of `checkpoint` ("…layers.<l>.…

@@ -14,7 +14,7 @@ llama-cpp-python; --ggml-lib names another copy). Written:
                                 of GGML's reference quantizer (`q8_0`, `q4_0`, U8 [rows, 128 / 32 * block bytes])
                                 and GGML's dequantization of them (`q8_0_dequantized`, `q4_0_dequantized`); `q3_0`
                                 and `q3_0_dequantized` from quantize_q3_0 / dequantize_q3_0 below.
-  <fixture>_<type>/             a copy of Tests/fixtures/<fixture> with its weights quantized by GGML as
+  <fixture>_<type>/             a copy of Tests/fixtures/<fixture> with its weights quantized by GGML (q3_0: numpy) as
                                 `moert quantize --type <type>` plans them (attention, experts, shared experts and
                                 dense MLPs at <type>; embeddings and output layer at q8_0; router gates, norms and
                                 biases kept; a tensor whose rows are not whole blocks of 32 kept, and with it the
@@ -35,7 +35,7 @@ from safetensors.numpy import load_file, save_file
 
 BLOCK = 32
 BLOCK_BYTES = {"q8_0": 34, "q4_0": 18}
-FIXTURES = [("mixtral", "q8_0"), ("mixtral", "q4_0"), ("qwen2_moe", "q4_0"), ("qwen3_moe", "q8_0")]
+FIXTURES = [("mixtral", "q8_0"), ("mixtral", "q4_0"), ("qwen2_moe", "q4_0"), ("qwen3_moe", "q8_0"), ("mixtral", "q3_0")]
 
 
 def load_ggml(path: str | None) -> ctypes.CDLL:
@@ -53,6 +53,8 @@ def load_ggml(path: str | None) -> ctypes.CDLL:
 
 def quantize(ggml, t: str, x: np.ndarray) -> np.ndarray:
     """GGML's reference quantization of the rows of x [rows, cols] -> U8 [rows, cols / 32 * block bytes]."""
+    if t == "q3_0":
+        return quantize_q3_0(x)
     x = np.ascontiguousarray(x, dtype=np.float32)
     out = np.zeros((x.shape[0], x.shape[1] // BLOCK * BLOCK_BYTES[t]), dtype=np.uint8)
     getattr(ggml, f"quantize_row_{t}_ref")(x.ctypes.data, out.ctypes.data, x.size)
@@ -60,6 +62,8 @@ def quantize(ggml, t: str, x: np.ndarray) -> np.ndarray:
 
 
 def dequantize(ggml, t: str, q: np.ndarray, shape) -> np.ndarray:
+    if t == "q3_0":
+        return dequantize_q3_0(q, shape)
     out = np.zeros(shape, dtype=np.float32)
     getattr(ggml, f"dequantize_row_{t}")(np.ascontiguousarray(q).ctypes.data, out.ctypes.data, out.size)
     return out
@@ -185,7 +189,8 @@ def make_model(ggml, fixtures: Path, name: str, t: str) -> None:
     config = json.loads((source / "config.json").read_text())
     section = config.setdefault("moert", {})
     section["quantization"] = {"version": 1, "tensors": dict(sorted(chosen.items())),
-                               "notes": {"type": t, "made_by": "tools/make_quant_fixtures.py (libggml reference)"}}
+                               "notes": {"type": t, "made_by": "tools/make_quant_fixtures.py (libggml reference)"
+                                         if t != "q3_0" else "tools/make_quant_fixtures.py (numpy, docs/model-format.md)"}}
     if out.exists():
         shutil.rmtree(out)
     out.mkdir()
@@ -221,8 +226,8 @@ def main() -> None:
         q = quantize(ggml, t, x)
         blocks[t] = q
         blocks[f"{t}_dequantized"] = dequantize(ggml, t, q, x.shape)
-    blocks["q3_0"] = quantize_q3_0(x)
-    blocks["q3_0_dequantized"] = dequantize_q3_0(blocks["q3_0"], x.shape)
+    blocks["q3_0"] = quantize(ggml, "q3_0", x)
+    blocks["q3_0_dequantized"] = dequantize(ggml, "q3_0", blocks["q3_0"], x.shape)
     (args.out / "quant").mkdir(exist_ok=True)
     save_file(blocks, str(args.out / "quant" / "blocks.safetensors"))
     print(f"{args.out / 'quant' / 'blocks.safetensors'}: {x.shape[0]} rows")

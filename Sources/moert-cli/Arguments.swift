@@ -11,6 +11,7 @@ struct UsageError: Error {
 /// Parsed `--name value` options and `--switch` flags of one command.
 struct Arguments {
     private var values: [String: String] = [:]
+    private var lists: [String: [String]] = [:]
     private var switches: Set<String> = []
 
     /// Parses `args`; `valued` names options that take a value, `flags` those that do not.
@@ -33,6 +34,7 @@ struct Arguments {
                     guard i < args.endIndex else { throw UsageError("\(name) needs a value") }
                     values[name] = args[i]
                 }
+                lists[name, default: []].append(values[name]!)
             } else {
                 throw UsageError("unknown argument '\(a)'")
             }
@@ -43,8 +45,11 @@ struct Arguments {
     /// True when the switch was given.
     func has(_ name: String) -> Bool { switches.contains(name) }
 
-    /// The option's text, if given.
+    /// The option's text, if given (the last one when given several times).
     func string(_ name: String) -> String? { values[name] }
+
+    /// Every value of an option that may be given several times, in order.
+    func strings(_ name: String) -> [String] { lists[name] ?? [] }
 
     /// The option's text, required.
     func required(_ name: String) throws -> String {

@@ -151,15 +151,18 @@ let commandHelp: [String: String] = [
     """ + "\n" + commonHelp.split(separator: "\n").filter { !$0.contains("--ctx") }.joined(separator: "\n") + "\n" + routingHelp,
     "quantize": """
     usage: moert quantize --model DIR --out DIR2 --type T [--attention T] [--experts T] [--shared T]
-                          [--output-type T] [--calibration FILE --bits AVG] [--force]
+                          [--output-type T] [--tensor-type PATTERN=T ...] [--calibration FILE --bits AVG]
+                          [--force]
 
     Writes a copy of the checkpoint in DIR to DIR2 with its linear weights stored as type T: q8_0 (8.5 bits per
     weight) or q4_0 (4.5 bits; blocks of 32 weights with one f16 scale, as GGML's Q8_0 and Q4_0), q3_0 (3.5 bits;
     moert's own, q4_0's rule with 3 bits), or f16, bf16, f32. --type gives T to attention, routed experts, shared
     experts and dense MLPs; the router gates keep their stored precision (routing must not flip on rounding), norms
     and biases too; the embeddings and the output layer get --output-type (default: q8_0 when T is q4_0 or q3_0,
-    else T). --attention, --experts and --shared (shared
-    experts and dense MLPs) override T for their class. A tensor whose rows are not whole blocks of 32 keeps its
+    else T). --attention, --experts and --shared (shared experts and dense MLPs) override T for their class, and
+    --tensor-type PATTERN=T (repeatable; the first whose regular expression matches somewhere in a tensor's name
+    wins, router gates included) overrides them all, e.g. --tensor-type 'layers\\.0\\..*experts=q8_0'; a pattern
+    that matches nothing is an error. A tensor whose rows are not whole blocks of 32 keeps its
     stored type (the summary says which). The output is one model.safetensors, config.json with the quantized
     tensors listed in its moert section (docs/model-format.md), and every other file of DIR copied (tokenizer,
     generation config). Progress goes to stderr, a summary per class to stdout.
@@ -179,6 +182,7 @@ let commandHelp: [String: String] = [
       --experts T         type of the routed experts
       --shared T          type of shared experts and dense MLPs
       --output-type T     type of the embeddings and output layer
+      --tensor-type P=T   type of the tensors whose name matches regular expression P (repeatable)
       --calibration FILE  input for per-expert bits (with --bits)
       --bits AVG          average bits per routed-expert weight, from q3_0 (3.5) to q8_0 (8.5)
       --force             overwrite a checkpoint already in DIR2

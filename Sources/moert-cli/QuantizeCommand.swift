@@ -24,10 +24,16 @@ func quantizeCommand(_ args: Arguments) throws {
     options.experts = try type("--experts")
     options.shared = try type("--shared")
     options.outputType = try type("--output-type")
+    do {
+        options.rules = try args.strings("--tensor-type").map(TensorTypeRule.init)
+    } catch let e as MoertError {
+        throw UsageError(e.message)
+    }
     var notes: [String: JSON] = ["type": .string(main.rawValue)]
     for (flag, key) in [("--attention", "attention"), ("--experts", "experts"), ("--shared", "shared"), ("--output-type", "output_type")] {
         if let t = args.string(flag) { notes[key] = .string(t) }
     }
+    if !options.rules.isEmpty { notes["tensor_types"] = .array(options.rules.map { .string($0.text) }) }
     var bitPlan: (ExpertBitPlan, ExpertUsage)?
     switch (args.string("--calibration"), args.string("--bits")) {
     case (nil, nil): break

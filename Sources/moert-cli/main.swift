@@ -84,7 +84,7 @@ do {
     case "perplexity":
         try perplexityCommand(try Arguments(rest, valued: modelOptions.union(routingOptions).union(["--file", "--stride", "--scmoe", "--scmoe-alpha"]), flags: modelFlags))
     case "quantize":
-        try quantizeCommand(try Arguments(rest, valued: ["--model", "--out", "--type", "--attention", "--experts", "--shared", "--output-type", "--calibration", "--bits"],
+        try quantizeCommand(try Arguments(rest, valued: ["--model", "--out", "--type", "--attention", "--experts", "--shared", "--output-type", "--calibration", "--bits", "--tensor-type"],
                                           flags: ["--force"]))
     case "kernels":
         try kernelsCommand(try Arguments(rest, valued: ["--threads"], flags: ["--available"]))

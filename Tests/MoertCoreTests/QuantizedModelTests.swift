@@ -1,5 +1,6 @@
-// QuantizedModelTests: checkpoints with q8_0/q4_0 weights against llama.cpp's quantizer and transformers (fixtures of
-// tools/make_quant_fixtures.py), moert quantize against the same bytes, and bad quantized files.
+// QuantizedModelTests: checkpoints with q8_0/q4_0 weights against llama.cpp's quantizer (q3_0: a numpy transcription of
+// its definition) and transformers (fixtures of tools/make_quant_fixtures.py), moert quantize against the same bytes,
+// and bad quantized files.
 
 import Foundation
 import Testing
@@ -10,8 +11,9 @@ import MoertTestSupport
 
 @Suite("Quantized weights")
 struct QuantizedModelTests {
-    /// (source fixture, type): each `<source>_<type>` fixture was quantized by libggml.
-    static let fixtures: [(String, WeightStorage)] = [("mixtral", .q8_0), ("mixtral", .q4_0), ("qwen2_moe", .q4_0), ("qwen3_moe", .q8_0)]
+    /// (source fixture, type): each `<source>_<type>` fixture was quantized by libggml (q3_0 by numpy).
+    static let fixtures: [(String, WeightStorage)] = [("mixtral", .q8_0), ("mixtral", .q4_0), ("qwen2_moe", .q4_0), ("qwen3_moe", .q8_0),
+                                                      ("mixtral", .q3_0)]
 
     /// The fixture's tokens and transformers' logits over them, computed with the dequantized weights.
     func reference(_ name: String) throws -> (tokens: [Int32], logits: [Float]) {
@@ -44,7 +46,7 @@ struct QuantizedModelTests {
         }
     }
 
-    @Test("moert quantize writes llama.cpp's bytes and the fixture's quantization entry", arguments: fixtures)
+    @Test("moert quantize writes the fixture's bytes (llama.cpp's quantizer; q3_0: numpy's) and quantization entry", arguments: fixtures)
     func quantizerMatchesGGML(source: String, type: WeightStorage) throws {
         let out = try TemporaryDirectory()
         let q = try Quantizer(directory: fixturesDirectory + "/" + source, options: QuantizeOptions(type: type))
@@ -228,6 +230,29 @@ struct ExpertBitsTests {
         even.mass[1]![0] = 13
         let skewed = try ExpertBitPlan(usage: even, averageBits: 4.5)
         #expect(skewed.types[1] == [.q8_0, .q4_0, .q4_0, .q4_0, .q3_0, .q3_0, .q3_0, .q3_0] && skewed.averageBits == 4.5)
+    }
+
+    @Test("--tensor-type rules: the first that matches a name decides, before per-expert plans and classes; a rule that matches nothing, a missing '=', an unknown type or a broken pattern is an error")
+    func rules() throws {
+        let source = fixturesDirectory + "/mixtral"
+        var options = QuantizeOptions(type: .q4_0)
+        options.rules = [try TensorTypeRule("layers\\.0\\..*experts\\.1\\.=q8_0"), try TensorTypeRule("experts=q3_0")]
+        options.tensors = ["model.layers.1.block_sparse_moe.experts.0.w1.weight": .q8_0]  // a rule comes first
+        let plan = try Quantizer(directory: source, options: options).plan
+        for p in plan.tensors {
+            let expected: WeightStorage? = switch p.cls {
+            case .experts: p.name.contains("layers.0.block_sparse_moe.experts.1.") ? .q8_0 : .q3_0
+            case .attention: .q4_0
+            case .output: .q8_0
+            default: p.source
+            }
+            #expect(p.target == expected, "\(p.name)")
+        }
+        options.rules.append(try TensorTypeRule("no_such_tensor=q8_0"))
+        #expect(moertError { _ = try Quantizer(directory: source, options: options) }?.message.contains("no_such_tensor") == true)
+        for bad in ["experts", "=q8_0", "experts=q9_9", "(experts=q8_0"] {
+            #expect(moertError { _ = try TensorTypeRule(bad) }?.code == .invalidArgument, "\(bad)")
+        }
     }
 
     @Test("usage counts every routing decision: top-k per token and layer, the same counts as the session's counters")

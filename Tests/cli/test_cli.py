@@ -162,6 +162,12 @@ def test_moert_kernels_forces_and_refuses(tmp_path: Path) -> None:
     (["quantize", "--model", str(FIXTURES / "mixtral"), "--out", "/tmp/unused", "--type", "q3_k"], "unknown type 'q3_k'"),
     (["quantize", "--model", str(FIXTURES / "mixtral"), "--out", "/tmp/unused", "--type", "q4_0", "--bits", "5"],
      "--calibration and --bits go together"),
+    (["quantize", "--model", str(FIXTURES / "mixtral"), "--out", "/tmp/unused", "--type", "q4_0", "--tensor-type", "experts"],
+     "--tensor-type takes PATTERN=TYPE"),
+    (["quantize", "--model", str(FIXTURES / "mixtral"), "--out", "/tmp/unused", "--type", "q4_0", "--tensor-type",
+      "experts=q2_0"], "unknown type 'q2_0'"),
+    (["quantize", "--model", str(FIXTURES / "mixtral"), "--out", "/tmp/unused", "--type", "q4_0", "--tensor-type",
+      "nothing_like_this=q8_0"], "matches no tensor"),
     (["perplexity", "--model", str(FIXTURES / "mixtral"), "--file", str(FIXTURES / "perplexity" / "genesis.txt"),
       "--ctx", "1"], "--ctx must be at least 2"),
 ])
@@ -401,3 +407,23 @@ def test_quantize_writes_llama_cpp_bytes_and_loads(tmp_path: Path) -> None:
     moert("run", "--model", str(out), "--tokens", "1,2,3", "--logits", str(tmp_path / "l.npy"), "--expert-budget", "50%")
     again = moert("quantize", "--model", str(FIXTURES / "mixtral"), "--out", str(out), "--type", "q8_0", check=False)
     assert again.returncode != 0 and "--force" in again.stderr.decode()
+
+
+def test_quantize_tensor_types_and_bits(tmp_path: Path) -> None:
+    """--tensor-type PATTERN=T (repeatable, first match wins) and per-expert bits down to q3_0: the written entry
+    lists the asked types, the notes the rules, and the output loads and runs."""
+    out = tmp_path / "rules"
+    moert("quantize", "--model", str(FIXTURES / "mixtral"), "--out", str(out), "--type", "q4_0",
+          "--tensor-type", r"layers\.0\..*experts\.1\.=q8_0", "--tensor-type", "experts=q3_0")
+    quantization = json.loads((out / "config.json").read_text())["moert"]["quantization"]
+    experts = {k: v for k, v in quantization["tensors"].items() if ".experts." in k}
+    assert experts and all(v == ("q8_0" if "layers.0.block_sparse_moe.experts.1." in k else "q3_0") for k, v in experts.items())
+    assert quantization["notes"]["tensor_types"] == [r"layers\.0\..*experts\.1\.=q8_0", "experts=q3_0"]
+    moert("run", "--model", str(out), "--tokens", "1,2,3")
+    mixed = tmp_path / "bits"
+    done = moert("quantize", "--model", str(FIXTURES / "mixtral"), "--out", str(mixed), "--type", "q4_0",
+                 "--calibration", str(FIXTURES / "perplexity" / "genesis.txt"), "--bits", "4.0")
+    assert "per-expert bits: 4.0 bits" in done.stdout.decode()
+    types = json.loads((mixed / "config.json").read_text())["moert"]["quantization"]["tensors"]
+    assert {v for k, v in types.items() if ".experts." in k} == {"q3_0", "q4_0"}
+    moert("run", "--model", str(mixed), "--tokens", "1,2,3")

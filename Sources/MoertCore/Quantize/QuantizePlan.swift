@@ -60,6 +60,9 @@ public struct QuantizeOptions: Sendable {
     public var outputType: WeightStorage?
     /// Per-tensor types that take precedence over the classes (per-expert bit widths).
     public var tensors: [String: WeightStorage] = [:]
+    /// Types by name pattern (`--tensor-type`), before `tensors` and the classes: the first rule that matches a
+    /// tensor's name decides its type.
+    public var rules: [TensorTypeRule] = []
 
     /// Options giving `type` to every linear weight.
     public init(type: WeightStorage) { self.type = type }
@@ -74,6 +77,39 @@ public struct QuantizeOptions: Sendable {
         case .gate, .other: return nil
         }
     }
+}
+
+/// `--tensor-type PATTERN=TYPE`: the tensors whose name the regular expression PATTERN matches (anywhere in the name,
+/// as llama.cpp's `llama-quantize --tensor-type` matches) are stored as TYPE.
+public struct TensorTypeRule: @unchecked Sendable {
+    /// The text the rule came from.
+    public let text: String
+    /// The type it gives.
+    public let type: WeightStorage
+    private let regex: Regex<AnyRegexOutput>
+
+    /// Parses "PATTERN=TYPE" (the last "=" separates them).
+    /// - Throws: `MoertError` (`.invalidArgument`) for a missing "=", an unknown type or a pattern that does not
+    ///   compile.
+    public init(_ text: String) throws {
+        self.text = text
+        guard let eq = text.lastIndex(of: "="), eq != text.startIndex else {
+            throw MoertError.invalid("--tensor-type takes PATTERN=TYPE, got '\(text)'")
+        }
+        let name = String(text[text.index(after: eq)...]).lowercased()
+        guard let type = WeightStorage(rawValue: name) else {
+            throw MoertError.invalid("--tensor-type '\(text)': unknown type '\(name)' (known: \(WeightStorage.allCases.map(\.rawValue).joined(separator: ", ")))")
+        }
+        self.type = type
+        do {
+            regex = try Regex(String(text[..<eq]))
+        } catch {
+            throw MoertError.invalid("--tensor-type '\(text)': the pattern does not compile (\(error))")
+        }
+    }
+
+    /// True when the pattern matches somewhere in `name`.
+    public func matches(_ name: String) -> Bool { name.contains(regex) }
 }
 
 /// One tensor of the plan.
@@ -111,17 +147,22 @@ public struct QuantizePlan: Sendable {
     /// blocks, else keeps its stored type (as llama.cpp falls back), with the reason recorded. A routed expert's
     /// projections share one type (the store keeps them as one buffer), so one projection that cannot take the
     /// type keeps the whole expert as stored.
-    /// - Throws: `MoertError` (`.format`) when a tensor cannot be read.
+    /// - Throws: `MoertError` (`.format`) when a tensor cannot be read, (`.invalidArgument`) when a rule matches no
+    ///   tensor.
     public init(checkpoint: Checkpoint, options: QuantizeOptions) throws {
         var planned: [PlannedTensor] = []
+        var used = [Bool](repeating: false, count: options.rules.count)
         for name in checkpoint.tensorNames {
+            let rule = options.rules.firstIndex { $0.matches(name) }
+            if let rule { used[rule] = true }
             let (info, _) = try checkpoint.info(name)
             let shape = try checkpoint.logicalShape(name)
             let source = checkpoint.quantized[name] ?? info.dtype.weightStorage
             let cls = TensorClass.of(name)
             var p = PlannedTensor(name: name, cls: cls, shape: shape, source: source, sourceDType: info.dtype, sourceBytes: info.byteCount,
                                   target: source, fallback: nil)
-            if let source, shape.count == 2, let asked = options.tensors[name] ?? options.type(for: cls), asked != source {
+            let asked = rule.map { options.rules[$0].type } ?? options.tensors[name] ?? options.type(for: cls)
+            if let source, shape.count == 2, let asked, asked != source {
                 if asked.fits(columns: shape[1]) {
                     p.target = asked
                 } else {
@@ -129,6 +170,9 @@ public struct QuantizePlan: Sendable {
                 }
             }
             planned.append(p)
+        }
+        if let unused = used.firstIndex(of: false) {
+            throw MoertError.invalid("--tensor-type '\(options.rules[unused].text)': the pattern matches no tensor (or only tensors an earlier rule matched)")
         }
         // One type per routed expert.
         var byExpert: [String: [Int]] = [:]

@@ -1,5 +1,6 @@
-/* quantized.c — a checkpoint with q4_0/q8_0 weights (written by tools/make_quant_fixtures.py with llama.cpp's
-   quantizer): the storage type of each tensor, the model info and the expert bytes its memory statistics count. */
+/* quantized.c — checkpoints with q4_0/q8_0 weights (written by tools/make_quant_fixtures.py with llama.cpp's
+   quantizer) and q3_0/q8_0 ones: the storage type of each tensor, the model info and the expert bytes its memory
+   statistics count. */
 #include "api_test.h"
 
 #include <stdio.h>
@@ -20,17 +21,22 @@ static void check_entry(json_span key, json_span value, void *ctx) {
     if (!CHECK(key.n < sizeof name && json_string(value, type, sizeof type), "a readable quantization entry")) return;
     memcpy(name, key.p, key.n);
     name[key.n] = 0;
-    int32_t want = strcmp(type, "q8_0") == 0 ? MOERT_DTYPE_Q8_0 : strcmp(type, "q4_0") == 0 ? MOERT_DTYPE_Q4_0 : -2;
+    int32_t want = strcmp(type, "q8_0") == 0   ? MOERT_DTYPE_Q8_0
+                   : strcmp(type, "q4_0") == 0 ? MOERT_DTYPE_Q4_0
+                   : strcmp(type, "q3_0") == 0 ? MOERT_DTYPE_Q3_0
+                                               : -2;
     int32_t got = moert_model_tensor_dtype(c->model, name);
     CHECK(got == want, "%s: dtype %d, config.json says %s", name, (int)got, type);
     c->n_checked++;
 }
 
-void test_quantized(const char *root) {
-    char dir[1024], path[1100];
-    snprintf(dir, sizeof dir, "%s/mixtral_q4_0", root);
+/** Fixture `fixture` of `root`, whose routed experts are stored in blocks of 32 weights of `block_bytes` bytes. */
+static void check_fixture(const char *root, const char *fixture, int64_t block_bytes) {
+    char dir[1024], path[1100], group[128];
+    snprintf(dir, sizeof dir, "%s/%s", root, fixture);
     snprintf(path, sizeof path, "%s/config.json", dir);
-    group_begin("quantized: tensor dtypes, info and expert bytes");
+    snprintf(group, sizeof group, "quantized (%s): tensor dtypes, info and expert bytes", fixture);
+    group_begin(group);
     unsigned char *text = NULL;
     size_t size = 0;
     json_span config, moert, quantization, tensors;
@@ -61,18 +67,23 @@ void test_quantized(const char *root) {
     CHECK_STATUS(moert_model_get_info(model, &info), MOERT_OK, "moert_model_get_info");
     CHECK(info.dtype == MOERT_DTYPE_MIXED, "a quantized checkpoint reports MOERT_DTYPE_MIXED, got %d", (int)info.dtype);
 
-    /* Routed experts in their compute layout, as stored: 3 projections of intermediate x hidden q4_0 weights,
-       18 bytes per 32 (sizes from config.json). */
+    /* Routed experts in their compute layout, as stored: 3 projections of intermediate x hidden weights,
+       block_bytes per 32 (sizes from config.json). */
     int64_t hidden = json_get_int(config, "hidden_size", -1), width = json_get_int(config, "intermediate_size", -1);
     int64_t experts = json_get_int(config, "num_local_experts", -1), layers = json_get_int(config, "num_hidden_layers", -1);
     moert_memory_stats m;
     memset(&m, 0, sizeof m);
     m.struct_size = sizeof m;
     CHECK_STATUS(moert_model_get_memory_stats(model, &m), MOERT_OK, "moert_model_get_memory_stats");
-    CHECK(m.expert_bytes_total == layers * experts * 3 * width * hidden / 32 * 18,
-          "expert bytes %lld, q4_0 layout says %lld", (long long)m.expert_bytes_total,
-          (long long)(layers * experts * 3 * width * hidden / 32 * 18));
+    CHECK(m.expert_bytes_total == layers * experts * 3 * width * hidden / 32 * block_bytes,
+          "expert bytes %lld, the layout says %lld", (long long)m.expert_bytes_total,
+          (long long)(layers * experts * 3 * width * hidden / 32 * block_bytes));
     moert_model_free(model);
     free(text);
     group_end();
+}
+
+void test_quantized(const char *root) {
+    check_fixture(root, "mixtral_q4_0", 18);
+    check_fixture(root, "mixtral_q3_0", 14);
 }

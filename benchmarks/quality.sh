@@ -43,8 +43,53 @@ row() {
 
 "$MOERT" quantize --model models/demo --out "$SCRATCH/q8_0" --type q8_0 >/dev/null 2>&1
 "$MOERT" quantize --model models/demo --out "$SCRATCH/q4_0" --type q4_0 >/dev/null 2>&1
-"$MOERT" quantize --model models/demo --out "$SCRATCH/mixed" --type q4_0 --bits 6 --calibration Tests/fixtures/perplexity/genesis.txt \
+CALIBRATION=Tests/fixtures/perplexity/genesis.txt
+"$MOERT" quantize --model models/demo --out "$SCRATCH/mixed" --type q4_0 --bits 6 --calibration "$CALIBRATION" \
     >/dev/null 2>&1
+"$MOERT" quantize --model models/demo --out "$SCRATCH/q3_0" --type q4_0 --experts q3_0 >/dev/null 2>&1
+for bits in 4 4.5; do
+    "$MOERT" quantize --model models/demo --out "$SCRATCH/bits$bits" --type q4_0 --bits $bits --calibration "$CALIBRATION" \
+        >/dev/null 2>&1
+done
+# Controls at the same sizes (--tensor-type rules, one per layer and type): the --bits 4 plan with q3_0 and q4_0
+# swapped, and at 4.5 bits the ladder by rank of routing weight on the same calibration text (per layer the most used
+# expert q8_0, the next three q4_0, the other four q3_0).
+"$MOERT" trace --model models/demo --out "$SCRATCH/trace.json" \
+    --tokens "$("$MOERT" tokenize --model models/demo --file "$CALIBRATION" | tr ' ' ',')" >/dev/null 2>&1
+python3 - "$SCRATCH" <<'PY'
+import json, sys
+from collections import defaultdict
+scratch = sys.argv[1]
+def rules(chosen):  # {layer: {expert: type}} -> one --tensor-type per layer and type
+    out = []
+    for layer, types in sorted(chosen.items()):
+        for t in sorted(set(types.values())):
+            ids = "|".join(str(e) for e in sorted(e for e, u in types.items() if u == t))
+            out.append(rf"layers\.{layer}\..*experts\.({ids})\.={t}")
+    return out
+plan = json.load(open(f"{scratch}/bits4/config.json"))["moert"]["quantization"]["tensors"]
+swapped = defaultdict(dict)
+for name, t in plan.items():
+    parts = name.split(".")
+    if "experts" in parts:
+        swapped[int(parts[2])][int(parts[parts.index("experts") + 1])] = {"q3_0": "q4_0", "q4_0": "q3_0"}[t]
+mass = defaultdict(lambda: defaultdict(float))
+for r in json.load(open(f"{scratch}/trace.json"))["records"]:
+    for e, w in zip(r["experts"], r["weights"]):
+        mass[r["layer"]][e] += w
+ladder = {}
+for layer, m in mass.items():
+    order = sorted(range(len(swapped[layer])), key=lambda e: (-m[e], e))
+    ladder[layer] = {e: "q8_0" if i == 0 else "q4_0" if i < 4 else "q3_0" for i, e in enumerate(order)}
+for name, chosen in (("swapped", swapped), ("ladder", ladder)):
+    with open(f"{scratch}/{name}.rules", "w") as f:
+        f.write("\n".join(rules(chosen)) + "\n")
+PY
+for control in swapped ladder; do
+    set --
+    while read -r rule; do set -- "$@" --tensor-type "$rule"; done < "$SCRATCH/$control.rules"
+    "$MOERT" quantize --model models/demo --out "$SCRATCH/$control" --type q4_0 --experts q3_0 "$@" >/dev/null 2>&1
+done
 
 echo "| model and method | perplexity | experts/token | next-token accuracy | size |"
 echo "|---|---|---|---|---|"
@@ -62,3 +107,8 @@ row "RMoE variant (GRU router + shared expert)" models/demo-rmoe
 row "demo, q8_0" "$SCRATCH/q8_0"
 row "demo, q4_0 (output layer and embeddings q8_0)" "$SCRATCH/q4_0"
 row "demo, q4_0/q8_0 per expert from routing (--bits 6)" "$SCRATCH/mixed"
+row "demo, q3_0 experts (attention q4_0, output layer and embeddings q8_0)" "$SCRATCH/q3_0"
+row "demo, q4_0/q3_0 per expert from routing (--bits 4: the most used half q4_0)" "$SCRATCH/bits4"
+row "demo, the same sizes swapped (the least used half q4_0)" "$SCRATCH/swapped"
+row "demo, per expert from routing at q4_0's size (--bits 4.5: all q4_0)" "$SCRATCH/bits4.5"
+row "demo, ladder at q4_0's size (per layer 1 q8_0, 3 q4_0, 4 q3_0 by routing weight)" "$SCRATCH/ladder"

@@ -48,8 +48,11 @@ int main(int argc, char **argv) {
     uint64_t state = 1;
     for (int64_t i = 0; i < depth * width; i++) values[i] = 2 * next_value(&state);
     for (int l = 0; l < LAYERS; l++) {
-        keys[l] = malloc((size_t)(row_bytes * depth));
-        cached[l] = malloc((size_t)(row_bytes * depth));
+        /* 64-byte aligned, as moert's cache (FloatBuffer): malloc's large blocks start 16 bytes into a page, which
+           would split every row's cache lines differently from a real decode. */
+        const size_t bytes = ((size_t)(row_bytes * depth) + 63) / 64 * 64;
+        keys[l] = aligned_alloc(64, bytes);
+        cached[l] = aligned_alloc(64, bytes);
         if (!keys[l] || !cached[l]) return 1;
         moert_kv_store(type, values, keys[l], depth * width);
         moert_kv_store(type, values, cached[l], depth * width);

@@ -139,7 +139,7 @@ public enum KernelMeasurement {
     private static func timeOwn(_ candidates: [Kernel], bench: Bench) -> Timing {
         var t = Timing(candidates: candidates)
         let own = candidates.filter { $0 != .blas }
-        for (i, k) in own.enumerated() { t.screen[k] = screenTime(k, index: i, bench: bench) }
+        for (i, k) in own.enumerated() { t.screen[k] = screenTime(k, index: i, bench: bench, best: t.screen.values.min()) }
         let best = t.screen.values.min() ?? 0
         let finalists = own.filter { t.screen[$0]! <= best * screenRatio }
         guard finalists.count > 1 || (candidates.contains(.blas) && !finalists.isEmpty) else { return t }
@@ -150,14 +150,18 @@ public enum KernelMeasurement {
     /// OpenBLAS's screening round and, when it is within `screenRatio` of the fastest, its rounds.
     private static func timeBLAS(_ t: inout Timing, bench: Bench) {
         let best = t.screen.values.min() ?? .infinity
-        t.screen[.blas] = screenTime(.blas, index: t.candidates.count - 1, bench: bench)
+        t.screen[.blas] = screenTime(.blas, index: t.candidates.count - 1, bench: bench, best: best)
         guard t.screen[.blas]! <= best * screenRatio else { return }
         t.rounds[.blas] = timeRounds([.blas], bench: bench)[.blas]
     }
 
-    /// Seconds per unit of work of kernel `k` on its two screening parts (2 index and 2 index + 1): the faster.
-    private static func screenTime(_ k: Kernel, index i: Int, bench: Bench) -> Double {
-        min(bench.time(k, part: 2 * i) / bench.partWork(2 * i), bench.time(k, part: 2 * i + 1) / bench.partWork(2 * i + 1))
+    /// Seconds per unit of work of kernel `k` on its two screening parts (2 index and 2 index + 1): the faster. With
+    /// `best`, the fastest kernel's so far, a part stops (at a GEMV's next matrix) once it has taken `screenRatio`
+    /// times what that kernel would: the kernel is screened out either way, and a portable loop ten times slower
+    /// than the vector kernels no longer spends tens of milliseconds on a first load to show it.
+    private static func screenTime(_ k: Kernel, index i: Int, bench: Bench, best: Double?) -> Double {
+        func part(_ p: Int) -> Double { bench.rate(k, part: p, limit: best.map { $0 * screenRatio * bench.partWork(p) }) }
+        return min(part(2 * i), part(2 * i + 1))
     }
 
     /// The winner of a product's timings: the fastest median of the rounds (blas's weighed by `blasMargin`), or
@@ -190,9 +194,10 @@ private struct Bench {
     let product: KernelProduct
     /// Whole-work bytes (GEMV) or floating-point operations (others), for describing a time.
     let work: Double
-    /// Runs the product on a kernel: the whole work (nil), or screening part i (of `screenParts`). Its buffers live as
-    /// long as it.
-    let run: (Kernel, Int?) -> Void
+    /// Runs the product on a kernel: the whole work (nil), or screening part i (of `screenParts`), stopping early
+    /// (GEMVs, between matrices) once the clock passes the deadline; returns the work done, in the units of
+    /// `partWork`. Its buffers live as long as it.
+    let run: (Kernel, Int?, _ deadline: Double) -> Double
     /// The work of screening part i, in the units of `work` (the whole work where a product has no parts).
     let partWork: (Int) -> Double
     /// Readies a run of the whole work (nil) or of screening part i, untimed: a GEMV evicts the weights it will read
@@ -203,8 +208,16 @@ private struct Bench {
     func time(_ kernel: Kernel, part: Int?) -> Double {
         prepare(part)
         let start = KernelMeasurement.now()
-        run(kernel, part)
+        _ = run(kernel, part, .infinity)
         return KernelMeasurement.now() - start
+    }
+
+    /// Seconds per unit of work of screening part i, stopped after about `limit` seconds (nil: the whole part).
+    func rate(_ kernel: Kernel, part: Int, limit: Double?) -> Double {
+        prepare(part)
+        let start = KernelMeasurement.now()
+        let done = run(kernel, part, limit.map { start + $0 } ?? .infinity)
+        return (KernelMeasurement.now() - start) / max(done, 1e-30)
     }
 
     /// "21.3 GB/s" for GEMVs (bytes read per second), else "0.41 ms", for `seconds` of the whole work.
@@ -289,7 +302,8 @@ private struct Bench {
                 let end = matrices[last].offset + storage.bytes(matrices[last].rows * matrices[last].cols)
                 moert_cache_evict(UnsafeRawPointer(buffer.pointer) + matrices[first].offset, Int64(end - matrices[first].offset))
             }
-            run = { kernel, part in
+            run = { kernel, part, deadline in
+                var done = 0.0
                 for m in partMatrices(part) {
                     let (offset, rows, cols) = matrices[m]
                     let linear = Linear(weight: Weight(raw: UnsafeRawPointer(buffer.pointer) + offset, storage: storage,
@@ -298,7 +312,10 @@ private struct Bench {
                     // A decode hands each product's result to a job on moert's own threads (norms, SwiGLU,
                     // attention): a kernel is timed in that company, where OpenBLAS's spinning threads cost cores.
                     moert_parallel({ _, _, _ in }, nil, Int32(Threads.current))
+                    done += Double(storage.bytes(rows * cols))
+                    if KernelMeasurement.now() > deadline { break }
                 }
+                return done
             }
         case .gemmF32, .gemmF16, .gemmBF16:
             // A prefill chunk's rows through one expert's gate-up matrix (a slice of it for large models).
@@ -309,9 +326,10 @@ private struct Bench {
             let scratch = try FloatBuffer(count: Linear.scratchCount(storage: storage, outFeatures: outs, inFeatures: h, rows: rows))
             work = Double(2 * rows * outs * h)
             partWork = { [work] _ in work }
-            run = { kernel, _ in
+            run = { [work] kernel, _, _ in
                 let linear = Linear(weight: Weight(raw: UnsafeMutableRawPointer(weights.pointer), storage: storage, shape: [outs, h]))
                 linear.apply(x.pointer, rows: rows, into: y.pointer, scratch: scratch.span, kernel: kernel)
+                return work
             }
         case .attentionPrefill:
             let n = 64, qw = w.heads * w.headDim, kvw = w.kvHeads * w.headDim
@@ -320,10 +338,11 @@ private struct Bench {
             let scores = try FloatBuffer(count: Threads.current * n * n)
             work = Double(4 * n * n * qw)
             partWork = { [work] _ in work }
-            run = { kernel, _ in
+            run = { [work] kernel, _, _ in
                 attentionPrefill(q: q.pointer, keys: keys.pointer, values: values.pointer, rows: n, position: 0,
                                  heads: w.heads, kvHeads: w.kvHeads, headDim: w.headDim, scale: 0.125,
                                  scores: scores.pointer, scoresCount: scores.count, into: out.pointer, kernel: kernel)
+                return work
             }
         case .attentionDecode:
             let total = 512, qw = w.heads * w.headDim, kvw = w.kvHeads * w.headDim
@@ -332,17 +351,21 @@ private struct Bench {
             let scratch = try FloatBuffer(count: Int(moert_attention_decode_scratch(Int32(w.heads), Int32(w.headDim), Int64(total))))
             work = Double(4 * total * qw)
             partWork = { [work] _ in work }
-            run = { kernel, _ in
+            run = { [work] kernel, _, _ in
                 moert_attention_decode_kernel(kernel.rawValue, q.pointer, keys.pointer, values.pointer, Int32(MOERT_KV_F32),
                                               Int32(w.heads), Int32(w.kvHeads), Int32(w.headDim), 0, Int64(total),
                                               Int64(total), nil, 0.125, scratch.pointer, out.pointer)
+                return work
             }
         case .swiglu:
             let rows = 64
             let gateUp = try filled(rows * 2 * i, 0.5), out = try FloatBuffer(count: rows * i)
             work = Double(rows * i)
             partWork = { [work] _ in work }
-            run = { kernel, _ in swiglu(gateUp.pointer, rows: rows, width: i, into: out.pointer, kernel: kernel) }
+            run = { [work] kernel, _, _ in
+                swiglu(gateUp.pointer, rows: rows, width: i, into: out.pointer, kernel: kernel)
+                return work
+            }
         }
     }
 }

@@ -72,8 +72,8 @@ def dequantize(ggml, t: str, q: np.ndarray, shape) -> np.ndarray:
 def quantize_q3_0(x: np.ndarray) -> np.ndarray:
     """q3_0 of the rows of x [rows, cols], as docs/model-format.md defines it, in float32 arithmetic: per block of 32,
     m = the value of largest magnitude (the first on a tie), d = m / -4 (stored as f16), q = min(7, trunc(x * (1 / d)
-    + 4.5)); bytes: d, then qs[8] with value i's two low bits at bits 2 (i // 8) of qs[i % 8], then the 32-bit
-    little-endian word of the high bits (value i's at bit i)."""
+    + 4.5)); bytes: d, then qs[8] with value i's two low bits at bits 2 (i // 8) of qs[i % 8], then qh[4] with value
+    i's high bit at bit i // 4 of qh[i % 4]."""
     x = np.ascontiguousarray(x, dtype=np.float32)
     rows, cols = x.shape
     out = np.zeros((rows, cols // BLOCK * 14), dtype=np.uint8)
@@ -85,12 +85,11 @@ def quantize_q3_0(x: np.ndarray) -> np.ndarray:
             inv = np.float32(1) / d if d != 0 else np.float32(0)
             q = np.minimum(7, np.trunc((v * inv).astype(np.float32) + np.float32(4.5))).astype(np.int64)
             block = bytearray(np.float16(d).tobytes())
-            qs = [0] * 8
-            qh = 0
+            qs, qh = [0] * 8, [0] * 4
             for i in range(BLOCK):
                 qs[i % 8] |= (int(q[i]) & 3) << (2 * (i // 8))
-                qh |= (int(q[i]) >> 2) << i
-            block += bytes(qs) + qh.to_bytes(4, "little")
+                qh[i % 4] |= (int(q[i]) >> 2) << (i // 4)
+            block += bytes(qs) + bytes(qh)
             out[r, b * 14:(b + 1) * 14] = np.frombuffer(bytes(block), dtype=np.uint8)
     return out
 
@@ -101,9 +100,8 @@ def dequantize_q3_0(q: np.ndarray, shape) -> np.ndarray:
         for b in range(shape[1] // BLOCK):
             block = q[r, b * 14:(b + 1) * 14].tobytes()
             d = np.float32(np.frombuffer(block[:2], dtype=np.float16)[0])
-            qh = int.from_bytes(block[10:14], "little")
             for i in range(BLOCK):
-                quant = (block[2 + i % 8] >> (2 * (i // 8)) & 3) + 4 * (qh >> i & 1) - 4
+                quant = (block[2 + i % 8] >> (2 * (i // 8)) & 3) + 4 * (block[10 + i % 4] >> (i // 4) & 1) - 4
                 out[r, b * BLOCK + i] = d * np.float32(quant)
     return out
 

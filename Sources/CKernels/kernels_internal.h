@@ -187,11 +187,11 @@ static inline float moert_block_scale_f16c(const uint8_t *block) {
 
 /** Quant i (0-31) of a block of `type` (MOERT_QUANT_Q8_0, _Q4_0 or _Q3_0), before its scale: q8_0's int8; q4_0's
  * low nibble of byte i (i < 16) or high nibble of byte i - 16, minus 8; q3_0's two low bits from byte i % 8 plus its
- * high bit from the word after them, minus 4. */
+ * high bit from byte i % 4 of the four after them, minus 4. */
 static inline int moert_block_quant(const uint8_t *block, int type, int i) {
     if (type == MOERT_QUANT_Q8_0) return (int8_t)block[2 + i];
     if (type == MOERT_QUANT_Q3_0) {
-        const int low = block[2 + i % 8] >> (2 * (i / 8)) & 3, high = block[10 + i / 8] >> (i % 8) & 1;
+        const int low = block[2 + i % 8] >> (2 * (i / 8)) & 3, high = block[10 + i % 4] >> (i / 4) & 1;
         return low + 4 * high - 4;
     }
     return i < 16 ? (block[2 + i] & 15) - 8 : (block[2 + i - 16] >> 4) - 8;
@@ -212,23 +212,28 @@ static inline __m256i moert_unpack_q4_0(const uint8_t *qs) {
     return _mm256_sub_epi8(moert_q4_0_nibbles(qs), _mm256_set1_epi8(8));
 }
 
-/** The 32 quants of a q3_0 block's 12 bytes (after its scale), as signed bytes in -4 ... 3, in value order: the low
- * parts' 8 bytes repeated in each 64-bit lane and shifted by 2 bits per lane (lane k holds values 8k ... 8k + 7),
- * plus 4 where the high word's bit is set (each of its bytes spread over the 8 bytes of its values, then tested). */
+/** The 32 quants of a q3_0 block's 12 bytes (after its scale) plus 4, as unsigned bytes in 0 ... 7, in value order:
+ * the low parts' 8 bytes repeated in each 64-bit lane and shifted by 2 bits per lane (lane k holds values 8k ... 8k +
+ * 7), and 4 where the high bit is set: the 4 high bytes repeated in each 32-bit lane put value i's byte (i % 4) at
+ * byte i, where bit i / 4 is tested. */
 __attribute__((target("avx2,fma,f16c"), always_inline))
-static inline __m256i moert_unpack_q3_0(const uint8_t *qs) {
+static inline __m256i moert_q3_0_quants(const uint8_t *qs) {
     int64_t lows;
     int32_t highs;
     memcpy(&lows, qs, 8);
     memcpy(&highs, qs + 8, 4);
     const __m256i low = _mm256_and_si256(_mm256_srlv_epi64(_mm256_set1_epi64x(lows), _mm256_setr_epi64x(0, 2, 4, 6)),
                                          _mm256_set1_epi8(3));
-    const __m256i spread = _mm256_shuffle_epi8(_mm256_set1_epi32(highs),
-                                               _mm256_setr_epi64x(0, 0x0101010101010101, 0x0202020202020202,
-                                                                  0x0303030303030303));
-    const __m256i bit = _mm256_set1_epi64x((int64_t)0x8040201008040201);
-    const __m256i high = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit), _mm256_set1_epi8(4));
-    return _mm256_sub_epi8(_mm256_or_si256(low, high), _mm256_set1_epi8(4));
+    const __m256i bit = _mm256_setr_epi64x(0x0202020201010101, 0x0808080804040404, 0x2020202010101010,
+                                           (int64_t)0x8080808040404040);
+    const __m256i set = _mm256_cmpeq_epi8(_mm256_and_si256(_mm256_set1_epi32(highs), bit), bit);
+    return _mm256_or_si256(low, _mm256_and_si256(set, _mm256_set1_epi8(4)));
+}
+
+/** The 32 quants of a q3_0 block's 12 bytes, as signed bytes in -4 ... 3, in value order. */
+__attribute__((target("avx2,fma,f16c"), always_inline))
+static inline __m256i moert_unpack_q3_0(const uint8_t *qs) {
+    return _mm256_sub_epi8(moert_q3_0_quants(qs), _mm256_set1_epi8(4));
 }
 
 /** 8 signed bytes from p as 8 floats (the quants of a q8_0 block, before its scale). */

@@ -7,9 +7,9 @@
 **   q8_0 (34 bytes): f16 scale d, then 32 int8 q;      value i = d * q[i]
 **   q4_0 (18 bytes): f16 scale d, then 16 bytes qs;    value i = d * ((qs[i] & 15) - 8) for i < 16,
 **                                                               d * ((qs[i - 16] >> 4) - 8) for i >= 16
-**   q3_0 (14 bytes): f16 scale d, 8 bytes qs, then a little-endian 32-bit word qh;
+**   q3_0 (14 bytes): f16 scale d, 8 bytes qs, then 4 bytes qh;
 **                                                      value i = d * (((qs[i % 8] >> 2 (i / 8)) & 3)
-**                                                                     + 4 ((qh >> i) & 1) - 4) */
+**                                                                     + 4 ((qh[i % 4] >> (i / 4)) & 1) - 4) */
 #include "kernels_internal.h"
 
 #include <immintrin.h>
@@ -69,17 +69,15 @@ static void quantize_block_q3_0(const float *x, uint8_t *block) {
     const float d = block_extreme(x) / -4, id = d != 0 ? 1 / d : 0;
     const uint16_t dh = moert_narrow_f16(d);
     memcpy(block, &dh, 2);
-    uint8_t qs[8] = {0};
-    uint32_t qh = 0;
+    uint8_t qs[8] = {0}, qh[4] = {0};
     for (int i = 0; i < MOERT_QUANT_BLOCK; i++) {
         const float xi = x[i] * id; /* two roundings, as q4_0's */
         const int8_t t = (int8_t)(xi + 4.5f), q = t < 7 ? t : 7;
         qs[i % 8] |= (uint8_t)((q & 3) << (2 * (i / 8)));
-        qh |= (uint32_t)(q >> 2) << i;
+        qh[i % 4] |= (uint8_t)((q >> 2) << (i / 4));
     }
     memcpy(block + 2, qs, 8);
-    const uint8_t words[4] = {(uint8_t)qh, (uint8_t)(qh >> 8), (uint8_t)(qh >> 16), (uint8_t)(qh >> 24)};
-    memcpy(block + 10, words, 4);
+    memcpy(block + 10, qh, 4);
 }
 
 void moert_quantize(int type, const float *src, void *dst, int64_t count) {

@@ -219,8 +219,8 @@ MOERT_KERNEL void moert_kv_load(int type, const void *src, float *dst, int64_t c
  * MOERT_QUANT_BLOCK values, each an f16 scale then the quants — q8_0: 32 int8 (MOERT_Q8_0_BLOCK_BYTES), q4_0: 16
  * bytes of two 4-bit quants, value i in the low nibble of byte i, value i + 16 in its high nibble, each minus 8
  * (MOERT_Q4_0_BLOCK_BYTES); the layouts and rounding of GGML's block_q8_0 and block_q4_0. q3_0 (moert's own, no GGML
- * type): 8 bytes of 2-bit low parts, value i in bits 2 * (i / 8) of byte i % 8, then a 32-bit little-endian word of
- * high bits, value i's in bit i; quant = low + 4 * high - 4 (MOERT_Q3_0_BLOCK_BYTES; q4_0's rounding with 3 bits). */
+ * type): 8 bytes of 2-bit low parts, value i in bits 2 * (i / 8) of byte i % 8, then 4 bytes of high bits, value
+ * i's in bit i / 4 of byte i % 4; quant = low + 4 * high - 4 (MOERT_Q3_0_BLOCK_BYTES; q4_0's rounding with 3 bits). */
 #define MOERT_QUANT_Q8_0 3
 #define MOERT_QUANT_Q4_0 4
 #define MOERT_QUANT_Q3_0 5

@@ -5,8 +5,8 @@
 ** block meets its activation block in integer arithmetic: 32 products summed exactly, then scaled by the two block
 ** scales and accumulated in float32. With AVX2 the bytes are multiplied with vpmaddubsw and pairs summed with
 ** vpmaddwd: for q8_0 the weight's magnitude times the activation carrying the weight's sign; for q4_0 the unsigned
-** nibbles of two blocks at once against activations laid out in pairs (moert_quantize_activation_pairs); for q3_0
-** each block unpacked to signed bytes (moert_unpack_q3_0), then as q8_0. Without
+** nibbles of two blocks at once against activations laid out in pairs (moert_quantize_activation_pairs), and for
+** q3_0 the same with each block's quants first unpacked to unsigned bytes (moert_q3_0_quants). Without
 ** AVX2, plain loops. The loops stream one row at a time with a software prefetch ahead, as gemv.c; on the 2-core
 ** EPYC (Zen 2) they are bound by instructions more than by bytes (BENCHMARKS.md, "Quantized weights"). */
 #include "kernels_internal.h"
@@ -56,43 +56,36 @@ static void rows_avx2_q8_0(const uint8_t *w, const uint8_t *xq, float *y, int64_
     }
 }
 
-/* y[r] for r in [r0, r1) of q3_0 weights: each block unpacked to signed bytes, then as q8_0's; two blocks per step
-** into two accumulators. */
-__attribute__((target("avx2,fma,f16c")))
-static void rows_avx2_q3_0(const uint8_t *w, const uint8_t *xq, float *y, int64_t r0, int64_t r1, int64_t blocks) {
-    const int64_t bb = MOERT_Q3_0_BLOCK_BYTES, ab = MOERT_QA_BLOCK_BYTES;
-    for (int64_t r = r0; r < r1; r++) {
-        const uint8_t *row = w + r * blocks * bb;
-        __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0;
-        int64_t b = 0;
-        for (; b + 2 <= blocks; b += 2) {
-            const uint8_t *w0 = row + b * bb, *a0 = xq + b * ab;
-            _mm_prefetch((const char *)w0 + PREFETCH_BYTES, _MM_HINT_T0);
-            const __m256 s0 = _mm256_set1_ps(moert_block_scale_f16c(w0) * activation_scale(a0));
-            const __m256 s1 = _mm256_set1_ps(moert_block_scale_f16c(w0 + bb) * activation_scale(a0 + ab));
-            acc0 = _mm256_fmadd_ps(block_dot(moert_unpack_q3_0(w0 + 2), _mm256_loadu_si256((const __m256i *)(a0 + 4))), s0, acc0);
-            acc1 = _mm256_fmadd_ps(block_dot(moert_unpack_q3_0(w0 + bb + 2), _mm256_loadu_si256((const __m256i *)(a0 + ab + 4))), s1, acc1);
-        }
-        for (; b < blocks; b++) {
-            const uint8_t *w0 = row + b * bb, *a0 = xq + b * ab;
-            const __m256 s0 = _mm256_set1_ps(moert_block_scale_f16c(w0) * activation_scale(a0));
-            acc0 = _mm256_fmadd_ps(block_dot(moert_unpack_q3_0(w0 + 2), _mm256_loadu_si256((const __m256i *)(a0 + 4))), s0, acc0);
-        }
-        y[r] = moert_hsum256(_mm256_add_ps(acc0, acc1));
-    }
+/* acc + the products of a pair of blocks of unsigned quants (each quant plus `offset`: 8 for q4_0, 4 for q3_0): `lo`
+** quants 0-15 of block 0, then of block 1; `hi` quants 16-31 of each; `dw` their scales [d0 x4, d1 x4]; `a` the
+** matching pair of activation blocks (moert_quantize_activation_pairs), whose last 32 bytes hold 2 * the sum of each
+** block's quants in each of its four lanes: offset / 4 of them remove the offset. */
+__attribute__((target("avx2,fma,f16c"), always_inline))
+static inline __m256 pair_dot(__m256i lo, __m256i hi, __m256 dw, const uint8_t *a, int offset, __m256 acc) {
+    const __m256i sums = _mm256_add_epi16(_mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)a)),
+                                          _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(a + 32))));
+    const __m256 products = _mm256_cvtepi32_ps(_mm256_madd_epi16(sums, _mm256_set1_epi16(1)));
+    const __m256 sum2 = _mm256_loadu_ps((const float *)(a + 96));
+    const __m256 dot = offset == 8 ? _mm256_sub_ps(products, sum2)
+                                   : _mm256_fnmadd_ps(_mm256_set1_ps(offset / 8.0f), sum2, products);
+    return _mm256_fmadd_ps(dot, _mm256_mul_ps(dw, _mm256_loadu_ps((const float *)(a + 64))), acc);
 }
 
-/* acc + the products of a pair of q4_0 blocks: `q` their 32 bytes of nibbles (block 0's in the low lane), `dw` their
-** scales [d0 x4, d1 x4], `a` the matching pair of activation blocks (moert_quantize_activation_pairs). */
+/* acc + the products of a pair of q4_0 blocks: `q` their 32 bytes of nibbles (block 0's in the low lane). */
 __attribute__((target("avx2,fma,f16c"), always_inline))
 static inline __m256 q4_0_pair(__m256i q, __m256 dw, const uint8_t *a, __m256 acc) {
     const __m256i low = _mm256_set1_epi8(15);
-    const __m256i lo = _mm256_and_si256(q, low), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), low);
-    const __m256i sums = _mm256_add_epi16(_mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)a)),
-                                          _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(a + 32))));
-    const __m256 dot = _mm256_sub_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(sums, _mm256_set1_epi16(1))),
-                                     _mm256_loadu_ps((const float *)(a + 96)));
-    return _mm256_fmadd_ps(dot, _mm256_mul_ps(dw, _mm256_loadu_ps((const float *)(a + 64))), acc);
+    return pair_dot(_mm256_and_si256(q, low), _mm256_and_si256(_mm256_srli_epi16(q, 4), low), dw, a, 8, acc);
+}
+
+/* The scales of blocks b0 and b0 + bb as [d0 x4, d1 x4]. */
+__attribute__((target("avx2,fma,f16c"), always_inline))
+static inline __m256 pair_scales(const uint8_t *b0, int64_t bb) {
+    uint16_t h0, h1;
+    memcpy(&h0, b0, 2);
+    memcpy(&h1, b0 + bb, 2);
+    return _mm256_permutevar8x32_ps(_mm256_castps128_ps256(_mm_cvtph_ps(_mm_cvtsi32_si128((int)((uint32_t)h0 | (uint32_t)h1 << 16)))),
+                                    _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1));
 }
 
 /* y[r] for r in [r0, r1) of q4_0 weights, against activations laid out in pairs of blocks
@@ -104,7 +97,6 @@ static inline __m256 q4_0_pair(__m256i q, __m256 dw, const uint8_t *a, __m256 ac
 __attribute__((target("avx2,fma,f16c")))
 static void rows_avx2_q4_0(const uint8_t *w, const uint8_t *xq, float *y, int64_t r0, int64_t r1, int64_t blocks) {
     const int64_t bb = MOERT_Q4_0_BLOCK_BYTES, pairs = blocks / 2;
-    const __m256i spread = _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1);
     for (int64_t r = r0; r < r1; r++) {
         const uint8_t *row = w + r * blocks * bb;
         __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0;
@@ -113,11 +105,7 @@ static void rows_avx2_q4_0(const uint8_t *w, const uint8_t *xq, float *y, int64_
             _mm_prefetch((const char *)b0 + PREFETCH_BYTES, _MM_HINT_T0);
             const __m256i q = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(b0 + 2))),
                                                       _mm_loadu_si128((const __m128i *)(b0 + bb + 2)), 1);
-            uint16_t h0, h1;
-            memcpy(&h0, b0, 2);
-            memcpy(&h1, b0 + bb, 2);
-            const __m256 dw = _mm256_permutevar8x32_ps(
-                _mm256_castps128_ps256(_mm_cvtph_ps(_mm_cvtsi32_si128((int)((uint32_t)h0 | (uint32_t)h1 << 16)))), spread);
+            const __m256 dw = pair_scales(b0, bb);
             if (p % 2 == 0) acc0 = q4_0_pair(q, dw, a, acc0);
             else acc1 = q4_0_pair(q, dw, a, acc1);
         }
@@ -125,6 +113,32 @@ static void rows_avx2_q4_0(const uint8_t *w, const uint8_t *xq, float *y, int64_
             const uint8_t *b0 = row + 2 * pairs * bb, *a = xq + pairs * MOERT_QA_PAIR_BYTES;
             const __m256i q = _mm256_zextsi128_si256(_mm_loadu_si128((const __m128i *)(b0 + 2)));
             acc0 = q4_0_pair(q, _mm256_set1_ps(moert_block_scale_f16c(b0)), a, acc0);
+        }
+        y[r] = moert_hsum256(_mm256_add_ps(acc0, acc1));
+    }
+}
+
+/* y[r] for r in [r0, r1) of q3_0 weights, against activations in pairs as for q4_0: two blocks per step, each
+** unpacked to unsigned quants (0 ... 7), whose halves are regrouped as the pair layout has them. */
+__attribute__((target("avx2,fma,f16c")))
+static void rows_avx2_q3_0(const uint8_t *w, const uint8_t *xq, float *y, int64_t r0, int64_t r1, int64_t blocks) {
+    const int64_t bb = MOERT_Q3_0_BLOCK_BYTES, pairs = blocks / 2;
+    for (int64_t r = r0; r < r1; r++) {
+        const uint8_t *row = w + r * blocks * bb;
+        __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0;
+        for (int64_t p = 0; p < pairs; p++) {
+            const uint8_t *b0 = row + 2 * p * bb, *a = xq + p * MOERT_QA_PAIR_BYTES;
+            _mm_prefetch((const char *)b0 + PREFETCH_BYTES, _MM_HINT_T0);
+            const __m256i u0 = moert_q3_0_quants(b0 + 2), u1 = moert_q3_0_quants(b0 + bb + 2);
+            const __m256i lo = _mm256_permute2x128_si256(u0, u1, 0x20), hi = _mm256_permute2x128_si256(u0, u1, 0x31);
+            if (p % 2 == 0) acc0 = pair_dot(lo, hi, pair_scales(b0, bb), a, 4, acc0);
+            else acc1 = pair_dot(lo, hi, pair_scales(b0, bb), a, 4, acc1);
+        }
+        if (blocks % 2) { /* the last block, with the zero half of its activation pair */
+            const uint8_t *b0 = row + 2 * pairs * bb, *a = xq + pairs * MOERT_QA_PAIR_BYTES;
+            const __m256i u0 = moert_q3_0_quants(b0 + 2);
+            acc0 = pair_dot(_mm256_permute2x128_si256(u0, u0, 0x80), _mm256_permute2x128_si256(u0, u0, 0x81),
+                            _mm256_set1_ps(moert_block_scale_f16c(b0)), a, 4, acc0);
         }
         y[r] = moert_hsum256(_mm256_add_ps(acc0, acc1));
     }
@@ -174,7 +188,7 @@ static void gemv_quant_part(void *ctx, int part, int parts) {
 ** threshold of gemv.c for f16, in weights rather than bytes: a quantized weight costs more work per byte). */
 static void run(const void *w, int type, const float *x, void *xq, float *y, int64_t rows, int64_t cols,
                 int portable) {
-    if (!portable && type == MOERT_QUANT_Q4_0) moert_quantize_activation_pairs(x, xq, cols);
+    if (!portable && type != MOERT_QUANT_Q8_0) moert_quantize_activation_pairs(x, xq, cols);
     else moert_quantize_activation_kernel(x, xq, cols, portable);
     const int64_t blocks = cols / MOERT_QUANT_BLOCK;
     gemv_quant_task t = {w, type, xq, y, rows, blocks, portable};

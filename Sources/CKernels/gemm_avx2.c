@@ -1,5 +1,5 @@
 /* gemm_avx2.c: the prefill products C = A · B^T of gemm.c on CPUs with AVX2, FMA and F16C, for weights B [n, k]
-** stored as float32, f16, bf16, q8_0 or q3_0 (q4_0 weights go to gemm_q4_0.c, in integers).
+** stored as float32, f16, bf16 or q8_0 (q4_0 and q3_0 weights go to gemm_q4_0.c, in integers).
 **
 ** The layout of gemm.c with 256-bit vectors: for each slice of KC columns of k, a block of MC rows of A is copied
 ** into panels of MR rows, k-major; each group of NR rows of B is transposed into a panel [kc][NR], widened to float32
@@ -33,12 +33,10 @@ static inline __m256 load_row8(const char *row, int dtype, int64_t kk) {
                                    : moert_load8((const uint16_t *)row + kk, dtype);
 }
 
-/* The 32 values of the block of quantized `dtype` of `row` that starts at column kk (a multiple of 32), as four
-** vectors. */
+/* The 32 values of the q8_0 block of `row` that starts at column kk (a multiple of 32), as four vectors. */
 AVX2 __attribute__((always_inline))
-static inline void load_block(const char *row, int dtype, int64_t kk, __m256 v[4]) {
-    const int64_t bytes = dtype == MOERT_QUANT_Q3_0 ? MOERT_Q3_0_BLOCK_BYTES : MOERT_Q8_0_BLOCK_BYTES;
-    moert_block_values((const uint8_t *)row + kk / MOERT_QUANT_BLOCK * bytes, dtype, v);
+static inline void load_block(const char *row, int64_t kk, __m256 v[4]) {
+    moert_block_values((const uint8_t *)row + kk / MOERT_QUANT_BLOCK * MOERT_Q8_0_BLOCK_BYTES, MOERT_QUANT_Q8_0, v);
 }
 
 /* Packs rows [0, rows) (rows <= NR) x columns [0, kc) of B (row stride `row_bytes`) into a panel [kc][NR], transposed
@@ -46,7 +44,7 @@ static inline void load_block(const char *row, int dtype, int64_t kk, __m256 v[4
 ** float row, whose tail goes one value at a time. `dtype` is a constant where this is inlined. */
 AVX2 __attribute__((always_inline))
 static inline void pack_b_typed(const char *b, int dtype, int64_t row_bytes, int rows, int64_t kc, float *dst) {
-    const int quantized = dtype == MOERT_QUANT_Q8_0 || dtype == MOERT_QUANT_Q3_0;
+    const int quantized = dtype == MOERT_QUANT_Q8_0;
     const int64_t body = quantized ? kc : kc - kc % 8;
     for (int half = 0; half < NR / 8; half++) {
         const int first = half * 8;
@@ -62,7 +60,7 @@ static inline void pack_b_typed(const char *b, int dtype, int64_t row_bytes, int
                 for (int r = 0; r < 8; r++) {
                     if (row[r]) {
                         __m256 w[4];
-                        load_block(row[r], dtype, kk, w);
+                        load_block(row[r], kk, w);
                         for (int q = 0; q < 4; q++) v[q][r] = w[q];
                     } else {
                         for (int q = 0; q < 4; q++) v[q][r] = _mm256_setzero_ps();
@@ -92,7 +90,6 @@ AVX2 static void pack_b(const char *b, int dtype, int64_t row_bytes, int rows, i
     case MOERT_GEMM_F32: pack_b_typed(b, MOERT_GEMM_F32, row_bytes, rows, kc, dst); break;
     case MOERT_HALF_F16: pack_b_typed(b, MOERT_HALF_F16, row_bytes, rows, kc, dst); break;
     case MOERT_HALF_BF16: pack_b_typed(b, MOERT_HALF_BF16, row_bytes, rows, kc, dst); break;
-    case MOERT_QUANT_Q3_0: pack_b_typed(b, MOERT_QUANT_Q3_0, row_bytes, rows, kc, dst); break;
     default: pack_b_typed(b, MOERT_QUANT_Q8_0, row_bytes, rows, kc, dst); break;
     }
 }
@@ -221,11 +218,12 @@ static void gemm_part(void *ctx, int part, int parts) {
 
 int moert_gemm_nt_avx2(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda, const void *b, int dtype,
                        int64_t ldb, float *c, int64_t ldc) {
-    if (dtype == MOERT_QUANT_Q4_0) return moert_gemm_q4_0_avx2(m, n, k, a, lda, b, ldb, c, ldc);
+    if (dtype == MOERT_QUANT_Q4_0 || dtype == MOERT_QUANT_Q3_0)
+        return moert_gemm_q4_0_avx2(dtype, m, n, k, a, lda, b, ldb, c, ldc);
     if (!moert_kernels_have_avx2() || m <= 0 || n <= 0 || k <= 0) return 0;
-    const int quantized = dtype == MOERT_QUANT_Q8_0 || dtype == MOERT_QUANT_Q3_0;
-    if (dtype != MOERT_GEMM_F32 && dtype != MOERT_HALF_F16 && dtype != MOERT_HALF_BF16 && !quantized) return 0;
-    if (quantized && (k % MOERT_QUANT_BLOCK || ldb % MOERT_QUANT_BLOCK)) return 0;
+    if (dtype != MOERT_GEMM_F32 && dtype != MOERT_HALF_F16 && dtype != MOERT_HALF_BF16 && dtype != MOERT_QUANT_Q8_0)
+        return 0;
+    if (dtype == MOERT_QUANT_Q8_0 && (k % MOERT_QUANT_BLOCK || ldb % MOERT_QUANT_BLOCK)) return 0;
     gemm_task t = {m, n, k, a, lda, b, dtype, value_bytes(dtype, ldb), 0, ldb, c, ldc, 0};
     moert_parallel(gemm_part, &t, moert_gemm_parts(m, n, k, NR));
     return !t.failed;

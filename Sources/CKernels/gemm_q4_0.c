@@ -1,4 +1,5 @@
-/* gemm_q4_0.c: the prefill product C = A · B^T of gemm_avx2.c for q4_0 weights B [n, k], in integer arithmetic.
+/* gemm_q4_0.c: the prefill product C = A · B^T of gemm_avx2.c for q4_0 weights B [n, k], in integer arithmetic; and
+** for q3_0 weights, whose quants plus 4 (0 ... 7) take the place of q4_0's nibbles.
 **
 ** As the decode GEMV (gemv_quant.c) and llama.cpp do, each row of A is quantized to 8-bit blocks (the activation
 ** blocks of moert_quantize_activation: d = max|x| / 127, quants rounded to nearest even), and each weight block
@@ -6,7 +7,7 @@
 **
 ** The layout is gemm_avx2.c's with bytes in place of floats. A's block of MC rows x KC columns is quantized into
 ** panels of MR rows; per block of 32 columns a panel holds the quants as [8 quads][MR rows] of 4 bytes, then the MR
-** scales d and the MR offsets -8 * d * (sum of the row's quants) that remove q4_0's 8 from its nibbles. B's panels
+** scales d and the MR offsets -8 * d * (sum of the row's quants) that remove q4_0's 8 from its nibbles (q3_0: -4). B's panels
 ** of NR rows hold per block the nibbles (0 ... 15) as [8 quads][NR rows] of 4 bytes, then the NR scales. Per quad the
 ** micro-kernel broadcasts 4 bytes of a row of A and multiplies them with vpmaddubsw (nibbles unsigned, activations
 ** signed) by the 4 bytes of 16 rows of B, adding the pairs' sums into 16-bit lanes: over a block's 8 quads a lane
@@ -34,10 +35,11 @@ _Static_assert(MR == 6 && NR == 16, "the tile of moert_store_tile6x16");
 /* ---- Packing ---- */
 
 /* Quantizes rows [0, rows) (rows <= MR) x blocks [0, blocks) of A (row stride lda) into a panel of `blocks` blocks of
-** A_BLOCK_BYTES; rows past `rows` are zero. Each block's quants of 8 rows (MR of A's, 2 zero) go through one
-** transposition of their 4-byte quads; each quad's store of 8 lanes is overwritten in its last 2 by the next one,
-** and the last one's by the scales. */
-AVX2 static void pack_a(const float *a, int64_t lda, int rows, int64_t blocks, uint8_t *dst) {
+** A_BLOCK_BYTES, with offsets for weights whose unsigned quants are `zero` above their values (8 for q4_0, 4 for
+** q3_0); rows past `rows` are zero. Each block's quants of 8 rows (MR of A's, 2 zero) go through one transposition
+** of their 4-byte quads; each quad's store of 8 lanes is overwritten in its last 2 by the next one, and the last
+** one's by the scales. */
+AVX2 static void pack_a(const float *a, int64_t lda, int rows, int64_t blocks, float zero, uint8_t *dst) {
     for (int64_t b = 0; b < blocks; b++, dst += A_BLOCK_BYTES) {
         __m256 quads[8];
         float d[MR], offset[MR];
@@ -45,7 +47,7 @@ AVX2 static void pack_a(const float *a, int64_t lda, int rows, int64_t blocks, u
             __m256i q = _mm256_setzero_si256();
             if (r < rows) {
                 d[r] = moert_quantize_block_avx2(a + r * lda + b * MOERT_QUANT_BLOCK, &q);
-                offset[r] = -8 * d[r] * (float)moert_quant_sum_avx2(q);
+                offset[r] = -zero * d[r] * (float)moert_quant_sum_avx2(q);
             } else if (r < MR) {
                 d[r] = offset[r] = 0;
             }
@@ -58,9 +60,10 @@ AVX2 static void pack_a(const float *a, int64_t lda, int rows, int64_t blocks, u
     }
 }
 
-/* Packs rows [0, rows) (rows <= NR) x blocks [0, blocks) of q4_0 weights (row stride `row_bytes`) into a panel of
-** `blocks` blocks of B_BLOCK_BYTES; rows past `rows` are zero. */
-AVX2 static void pack_b(const uint8_t *b, int64_t row_bytes, int rows, int64_t blocks, uint8_t *dst) {
+/* Packs rows [0, rows) (rows <= NR) x blocks [0, blocks) of q4_0 or q3_0 weights (`type`, row stride `row_bytes`)
+** into a panel of `blocks` blocks of B_BLOCK_BYTES; rows past `rows` are zero. */
+AVX2 static void pack_b(const uint8_t *b, int type, int64_t row_bytes, int rows, int64_t blocks, uint8_t *dst) {
+    const int64_t block_bytes = type == MOERT_QUANT_Q3_0 ? MOERT_Q3_0_BLOCK_BYTES : MOERT_Q4_0_BLOCK_BYTES;
     for (int64_t blk = 0; blk < blocks; blk++, dst += B_BLOCK_BYTES) {
         float *scales = (float *)(dst + QUADS * NR * 4);
         for (int half = 0; half < NR / 8; half++) {
@@ -68,8 +71,9 @@ AVX2 static void pack_b(const uint8_t *b, int64_t row_bytes, int rows, int64_t b
             for (int r = 0; r < 8; r++) {
                 const int row = half * 8 + r;
                 if (row < rows) {
-                    const uint8_t *block = b + row * row_bytes + blk * MOERT_Q4_0_BLOCK_BYTES;
-                    quads[r] = _mm256_castsi256_ps(moert_q4_0_nibbles(block + 2));
+                    const uint8_t *block = b + row * row_bytes + blk * block_bytes;
+                    quads[r] = _mm256_castsi256_ps(type == MOERT_QUANT_Q3_0 ? moert_q3_0_quants(block + 2)
+                                                                          : moert_q4_0_nibbles(block + 2));
                     scales[row] = moert_block_scale_f16c(block);
                 } else {
                     quads[r] = _mm256_setzero_ps();
@@ -126,6 +130,7 @@ typedef struct gemm_q4_0_task {
     const float *a;
     int64_t lda;
     const uint8_t *b;
+    int type;            /* MOERT_QUANT_Q4_0 or MOERT_QUANT_Q3_0 */
     int64_t row_bytes;   /* bytes from one row of B to the next */
     float *c;
     int64_t ldc;
@@ -140,7 +145,8 @@ AVX2 static void gemm_columns(gemm_q4_0_task *t, int64_t j0, int64_t j1) {
         return;
     }
     uint8_t *apanels = (uint8_t *)abuf, *bpanel = (uint8_t *)bbuf;
-    const int64_t slices = (t->k + KC - 1) / KC;
+    const int64_t slices = (t->k + KC - 1) / KC, block_bytes = moert_quant_block_bytes(t->type);
+    const float zero = t->type == MOERT_QUANT_Q3_0 ? 4 : 8;
     const int64_t kc_even = ((t->k + slices - 1) / slices + 31) & ~(int64_t)31;   /* equal slices of whole blocks */
     for (int64_t i0 = 0; i0 < t->m; i0 += MC) {
         const int64_t mc = t->m - i0 < MC ? t->m - i0 : MC;
@@ -148,11 +154,11 @@ AVX2 static void gemm_columns(gemm_q4_0_task *t, int64_t j0, int64_t j1) {
             const int64_t blocks = (t->k - p0 < kc_even ? t->k - p0 : kc_even) / MOERT_QUANT_BLOCK;
             for (int64_t r = 0; r < mc; r += MR) {
                 const int rows = mc - r < MR ? (int)(mc - r) : MR;
-                pack_a(t->a + (i0 + r) * t->lda + p0, t->lda, rows, blocks, apanels + r / MR * blocks * A_BLOCK_BYTES);
+                pack_a(t->a + (i0 + r) * t->lda + p0, t->lda, rows, blocks, zero, apanels + r / MR * blocks * A_BLOCK_BYTES);
             }
             for (int64_t j = j0; j < j1; j += NR) {
                 const int cols = j1 - j < NR ? (int)(j1 - j) : NR;
-                pack_b(t->b + j * t->row_bytes + p0 / MOERT_QUANT_BLOCK * MOERT_Q4_0_BLOCK_BYTES, t->row_bytes, cols,
+                pack_b(t->b + j * t->row_bytes + p0 / MOERT_QUANT_BLOCK * block_bytes, t->type, t->row_bytes, cols,
                        blocks, bpanel);
                 for (int64_t r = 0; r < mc; r += MR) {
                     const int rows = mc - r < MR ? (int)(mc - r) : MR;
@@ -172,11 +178,12 @@ static void gemm_part(void *ctx, int part, int parts) {
     if (j0 < j1) gemm_columns(t, j0, j1);
 }
 
-int moert_gemm_q4_0_avx2(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda, const void *b, int64_t ldb,
-                         float *c, int64_t ldc) {
+int moert_gemm_q4_0_avx2(int type, int64_t m, int64_t n, int64_t k, const float *a, int64_t lda, const void *b,
+                         int64_t ldb, float *c, int64_t ldc) {
     if (!moert_kernels_have_avx2() || m <= 0 || n <= 0 || k <= 0) return 0;
     if (k % MOERT_QUANT_BLOCK || ldb % MOERT_QUANT_BLOCK) return 0;
-    gemm_q4_0_task t = {m, n, k, a, lda, b, ldb / MOERT_QUANT_BLOCK * MOERT_Q4_0_BLOCK_BYTES, c, ldc, 0};
+    if (type != MOERT_QUANT_Q4_0 && type != MOERT_QUANT_Q3_0) return 0;
+    gemm_q4_0_task t = {m, n, k, a, lda, b, type, ldb / MOERT_QUANT_BLOCK * moert_quant_block_bytes(type), c, ldc, 0};
     moert_parallel(gemm_part, &t, moert_gemm_parts(m, n, k, NR));
     return !t.failed;
 }

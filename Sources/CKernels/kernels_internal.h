@@ -31,16 +31,16 @@ enum { MOERT_GEMM_BUFFER_ROWS = 512, MOERT_GEMM_BUFFER_DEPTH = 256, MOERT_GEMM_B
 MOERT_KERNEL int moert_gemm_buffers(float **a, float **b);
 
 /** moert_gemm_nt on the AVX2 kernel (gemm_avx2.c), which also reads q8_0, q4_0 and q3_0 weights (k and ldb multiples of
- * MOERT_QUANT_BLOCK; q4_0 through moert_gemm_q4_0_avx2); 0 when it computed nothing (no AVX2, empty product, no
- * memory). */
+ * MOERT_QUANT_BLOCK; q4_0 and q3_0 through moert_gemm_q4_0_avx2); 0 when it computed nothing (no AVX2, empty product,
+ * no memory). */
 MOERT_KERNEL int moert_gemm_nt_avx2(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda, const void *b,
                                     int dtype, int64_t ldb, float *c, int64_t ldc);
 
-/** moert_gemm_nt_avx2 of q4_0 weights B [n, k] (row stride ldb values), in integer arithmetic: A's rows quantized to
- * 8-bit blocks as moert_quantize_activation does, each block's 32 products summed exactly and scaled by both scales
- * (gemm_q4_0.c). k and ldb multiples of MOERT_QUANT_BLOCK; 0 when it computed nothing. */
-MOERT_KERNEL int moert_gemm_q4_0_avx2(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda, const void *b,
-                                      int64_t ldb, float *c, int64_t ldc);
+/** moert_gemm_nt_avx2 of q4_0 or q3_0 weights (`type`) B [n, k] (row stride ldb values), in integer arithmetic: A's
+ * rows quantized to 8-bit blocks as moert_quantize_activation does, each block's 32 products summed exactly and
+ * scaled by both scales (gemm_q4_0.c). k and ldb multiples of MOERT_QUANT_BLOCK; 0 when it computed nothing. */
+MOERT_KERNEL int moert_gemm_q4_0_avx2(int type, int64_t m, int64_t n, int64_t k, const float *a, int64_t lda,
+                                      const void *b, int64_t ldb, float *c, int64_t ldc);
 
 /** moert_gemm_serial on the AVX2 kernel: on the calling thread alone, c = a b^T (b [n, k]) or, with b_kn, c = a b
  * (b [k, n]); float32. 0 when it computed nothing. */

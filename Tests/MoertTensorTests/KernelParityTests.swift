@@ -79,9 +79,9 @@ struct KernelParityTests {
         (130, 70, 608), (64, 1000, 32),
     ]
 
-    @Test("the AVX2 GEMM reads float32, f16, bf16, q8_0 and q4_0 weights as stored, with row strides",
+    @Test("the AVX2 GEMM reads float32, f16, bf16, q8_0, q4_0 and q3_0 weights as stored, with row strides",
           .enabled(if: moert_kernels_have_avx2() != 0, "the CPU has no AVX2"),
-          arguments: [WeightStorage.f32, .f16, .bf16, .q8_0, .q4_0])
+          arguments: [WeightStorage.f32, .f16, .bf16, .q8_0, .q4_0, .q3_0])
     func avx2Gemm(storage: WeightStorage) {
         for (index, (m, n, k)) in Self.avx2Shapes.enumerated() {
             // Float rows get a stride off the vector width; quantized rows a whole block more than k.
@@ -91,7 +91,8 @@ struct KernelParityTests {
             var w = (0..<n * ldb).map { _ in Float(rng.nextUnitDouble() * 2 - 1) }
             if index == 0 || index == Self.avx2Shapes.count - 1 {
                 // The largest sums of the 16-bit lanes of q4_0's integer products: every activation quant 127 (rows
-                // of 1) against weight quants of 7 (nibble 15; the block's -1 sets its scale to 1/8, nibble 0).
+                // of 1) against weight quants of 7 (nibble 15; the block's -1 sets its scale to 1/8, nibble 0); for
+                // q3_0 quants of 3 (7 unsigned: 0.875 rounds to 3.5 + 4.5 = 8, kept at 7).
                 a = a.map { _ in 1 }
                 w = w.indices.map { $0 % 32 == 0 ? -1 : 0.875 }
             }
@@ -105,9 +106,10 @@ struct KernelParityTests {
             #expect(done == 1)
             var got: [Float] = [], want: [Float] = []
             for i in 0..<m {
-                // q4_0 weights meet the 8-bit quantized rows of A (their integer sums are exact); the rest meet A.
-                let row = storage == .q4_0 ? QuantKernelTests.activationValues(a[(i * lda)...], k: k)
-                                           : Array(a[(i * lda)..<(i * lda + k)])
+                // q4_0 and q3_0 weights meet the 8-bit quantized rows of A (their integer sums are exact); the rest
+                // meet A.
+                let row = storage == .q4_0 || storage == .q3_0 ? QuantKernelTests.activationValues(a[(i * lda)...], k: k)
+                                                               : Array(a[(i * lda)..<(i * lda + k)])
                 wide.withUnsafeBufferPointer { wide in
                     for j in 0..<n {
                         var sum = 0.0

@@ -102,7 +102,7 @@ struct QuantKernelTests {
         }
     }
 
-    @Test("several rows (on every gemm kernel: read as stored by avx2, read back to float32 for the others) and one row without scratch equal float32 weights (q4_0 on avx2: times 8-bit rows)",
+    @Test("several rows (on every gemm kernel: read as stored by avx2, read back to float32 for the others) and one row without scratch equal float32 weights (q4_0 and q3_0 on avx2: times 8-bit rows)",
           arguments: types)
     func blocked(type: WeightStorage) {
         let rows = 300, cols = 128, n = 5
@@ -115,12 +115,12 @@ struct QuantKernelTests {
                 let full = Linear(weight: Weight(data: wb.baseAddress!, shape: [rows, cols]))
                 var expected = [Float](repeating: .nan, count: n * rows)
                 full.apply(x, rows: n, into: &expected, scratch: .init(start: nil, count: 0))
-                // avx2 multiplies q4_0 weights by the rows of x quantized to 8 bits, as the GEMV does.
+                // avx2 multiplies q4_0 and q3_0 weights by the rows of x quantized to 8 bits, as the GEMV does.
                 let xq = (0..<n).flatMap { Self.activationValues(x[(cols * $0)...], k: cols) }
                 var expectedXq = [Float](repeating: .nan, count: n * rows)
                 full.apply(xq, rows: n, into: &expectedXq, scratch: .init(start: nil, count: 0))
                 for kernel in KernelProduct.gemm(type).available {
-                    let integer = type == .q4_0 && kernel == .avx2
+                    let integer = (type == .q4_0 || type == .q3_0) && kernel == .avx2
                     for withScratch in [true, false] {
                         var y = [Float](repeating: .nan, count: n * rows)
                         var scratch = [Float](repeating: .nan, count: withScratch ? quantized.scratchCount(rows: n) : 0)

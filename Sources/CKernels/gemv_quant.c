@@ -71,13 +71,6 @@ static inline __m256 pair_dot(__m256i lo, __m256i hi, __m256 dw, const uint8_t *
     return _mm256_fmadd_ps(dot, _mm256_mul_ps(dw, _mm256_loadu_ps((const float *)(a + 64))), acc);
 }
 
-/* acc + the products of a pair of q4_0 blocks: `q` their 32 bytes of nibbles (block 0's in the low lane). */
-__attribute__((target("avx2,fma,f16c"), always_inline))
-static inline __m256 q4_0_pair(__m256i q, __m256 dw, const uint8_t *a, __m256 acc) {
-    const __m256i low = _mm256_set1_epi8(15);
-    return pair_dot(_mm256_and_si256(q, low), _mm256_and_si256(_mm256_srli_epi16(q, 4), low), dw, a, 8, acc);
-}
-
 /* The scales of blocks b0 and b0 + bb as [d0 x4, d1 x4]. */
 __attribute__((target("avx2,fma,f16c"), always_inline))
 static inline __m256 pair_scales(const uint8_t *b0, int64_t bb) {
@@ -88,60 +81,64 @@ static inline __m256 pair_scales(const uint8_t *b0, int64_t bb) {
                                     _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1));
 }
 
-/* y[r] for r in [r0, r1) of q4_0 weights, against activations laid out in pairs of blocks
-** (moert_quantize_activation_pairs). Two blocks per step: their 32 bytes of nibbles in one register, the low nibbles
-** (values 0-15 of each block) and the high ones (16-31) multiplied unsigned, as stored, by the matching activation
-** bytes; lanes 0-3 then hold block 0's sums, lanes 4-7 block 1's, and subtracting 8 * the activation's quant sum
-** (spread over the four lanes) removes q4_0's offset. Fewer instructions per block than unpacking each block to
+/* The unsigned quants of the q4_0 or q3_0 (`type`) blocks b0 and b0 + bb, as pair_dot takes them: `lo` quants 0-15
+** of block 0, then of block 1; `hi` quants 16-31 of each. Without `both`, block 0 alone (block 1's lanes zero). */
+__attribute__((target("avx2,fma,f16c"), always_inline))
+static inline void pair_quants(const uint8_t *b0, int64_t bb, int type, int both, __m256i *lo, __m256i *hi) {
+    if (type == MOERT_QUANT_Q4_0) { /* 32 bytes of nibbles: the low ones are quants 0-15, the high ones 16-31 */
+        const __m128i first = _mm_loadu_si128((const __m128i *)(b0 + 2));
+        const __m256i q = both ? _mm256_inserti128_si256(_mm256_castsi128_si256(first),
+                                                         _mm_loadu_si128((const __m128i *)(b0 + bb + 2)), 1)
+                               : _mm256_zextsi128_si256(first);
+        const __m256i low = _mm256_set1_epi8(15);
+        *lo = _mm256_and_si256(q, low);
+        *hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), low);
+        return;
+    }
+    const __m256i u0 = moert_q3_0_quants(b0 + 2), u1 = both ? moert_q3_0_quants(b0 + bb + 2) : _mm256_setzero_si256();
+    *lo = _mm256_permute2x128_si256(u0, u1, 0x20);
+    *hi = _mm256_permute2x128_si256(u0, u1, 0x31);
+}
+
+/* y[r] for r in [r0, r1) of q4_0 or q3_0 weights (`type`, a constant where this is inlined), against activations laid
+** out in pairs of blocks (moert_quantize_activation_pairs). Two blocks per step: their quants unsigned (q4_0's nibbles
+** as stored, q3_0's unpacked), quants 0-15 of each block in one register and 16-31 in another, multiplied by the
+** matching activation bytes; lanes 0-3 then hold block 0's sums, lanes 4-7 block 1's, and the activation's quant sum
+** (spread over the four lanes) removes the quants' offset. Fewer instructions per block than unpacking each block to
 ** signed bytes: the loop is bound by them, not by memory. */
-__attribute__((target("avx2,fma,f16c")))
-static void rows_avx2_q4_0(const uint8_t *w, const uint8_t *xq, float *y, int64_t r0, int64_t r1, int64_t blocks) {
-    const int64_t bb = MOERT_Q4_0_BLOCK_BYTES, pairs = blocks / 2;
+__attribute__((target("avx2,fma,f16c"), always_inline))
+static inline void rows_avx2_pairs(const uint8_t *w, int type, const uint8_t *xq, float *y, int64_t r0, int64_t r1,
+                                   int64_t blocks) {
+    const int64_t bb = type == MOERT_QUANT_Q3_0 ? MOERT_Q3_0_BLOCK_BYTES : MOERT_Q4_0_BLOCK_BYTES, pairs = blocks / 2;
+    const int offset = type == MOERT_QUANT_Q3_0 ? 4 : 8;
     for (int64_t r = r0; r < r1; r++) {
         const uint8_t *row = w + r * blocks * bb;
         __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0;
+        __m256i lo, hi;
         for (int64_t p = 0; p < pairs; p++) {
             const uint8_t *b0 = row + 2 * p * bb, *a = xq + p * MOERT_QA_PAIR_BYTES;
             _mm_prefetch((const char *)b0 + PREFETCH_BYTES, _MM_HINT_T0);
-            const __m256i q = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(b0 + 2))),
-                                                      _mm_loadu_si128((const __m128i *)(b0 + bb + 2)), 1);
-            const __m256 dw = pair_scales(b0, bb);
-            if (p % 2 == 0) acc0 = q4_0_pair(q, dw, a, acc0);
-            else acc1 = q4_0_pair(q, dw, a, acc1);
+            pair_quants(b0, bb, type, 1, &lo, &hi);
+            if (p % 2 == 0) acc0 = pair_dot(lo, hi, pair_scales(b0, bb), a, offset, acc0);
+            else acc1 = pair_dot(lo, hi, pair_scales(b0, bb), a, offset, acc1);
         }
         if (blocks % 2) { /* the last block, with the zero half of its activation pair */
             const uint8_t *b0 = row + 2 * pairs * bb, *a = xq + pairs * MOERT_QA_PAIR_BYTES;
-            const __m256i q = _mm256_zextsi128_si256(_mm_loadu_si128((const __m128i *)(b0 + 2)));
-            acc0 = q4_0_pair(q, _mm256_set1_ps(moert_block_scale_f16c(b0)), a, acc0);
+            pair_quants(b0, bb, type, 0, &lo, &hi);
+            acc0 = pair_dot(lo, hi, _mm256_set1_ps(moert_block_scale_f16c(b0)), a, offset, acc0);
         }
         y[r] = moert_hsum256(_mm256_add_ps(acc0, acc1));
     }
 }
 
-/* y[r] for r in [r0, r1) of q3_0 weights, against activations in pairs as for q4_0: two blocks per step, each
-** unpacked to unsigned quants (0 ... 7), whose halves are regrouped as the pair layout has them. */
+__attribute__((target("avx2,fma,f16c")))
+static void rows_avx2_q4_0(const uint8_t *w, const uint8_t *xq, float *y, int64_t r0, int64_t r1, int64_t blocks) {
+    rows_avx2_pairs(w, MOERT_QUANT_Q4_0, xq, y, r0, r1, blocks);
+}
+
 __attribute__((target("avx2,fma,f16c")))
 static void rows_avx2_q3_0(const uint8_t *w, const uint8_t *xq, float *y, int64_t r0, int64_t r1, int64_t blocks) {
-    const int64_t bb = MOERT_Q3_0_BLOCK_BYTES, pairs = blocks / 2;
-    for (int64_t r = r0; r < r1; r++) {
-        const uint8_t *row = w + r * blocks * bb;
-        __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0;
-        for (int64_t p = 0; p < pairs; p++) {
-            const uint8_t *b0 = row + 2 * p * bb, *a = xq + p * MOERT_QA_PAIR_BYTES;
-            _mm_prefetch((const char *)b0 + PREFETCH_BYTES, _MM_HINT_T0);
-            const __m256i u0 = moert_q3_0_quants(b0 + 2), u1 = moert_q3_0_quants(b0 + bb + 2);
-            const __m256i lo = _mm256_permute2x128_si256(u0, u1, 0x20), hi = _mm256_permute2x128_si256(u0, u1, 0x31);
-            if (p % 2 == 0) acc0 = pair_dot(lo, hi, pair_scales(b0, bb), a, 4, acc0);
-            else acc1 = pair_dot(lo, hi, pair_scales(b0, bb), a, 4, acc1);
-        }
-        if (blocks % 2) { /* the last block, with the zero half of its activation pair */
-            const uint8_t *b0 = row + 2 * pairs * bb, *a = xq + pairs * MOERT_QA_PAIR_BYTES;
-            const __m256i u0 = moert_q3_0_quants(b0 + 2);
-            acc0 = pair_dot(_mm256_permute2x128_si256(u0, u0, 0x80), _mm256_permute2x128_si256(u0, u0, 0x81),
-                            _mm256_set1_ps(moert_block_scale_f16c(b0)), a, 4, acc0);
-        }
-        y[r] = moert_hsum256(_mm256_add_ps(acc0, acc1));
-    }
+    rows_avx2_pairs(w, MOERT_QUANT_Q3_0, xq, y, r0, r1, blocks);
 }
 
 /* The portable rows: the same sums, one value at a time. */

@@ -7,8 +7,9 @@
 **
 ** The layout is gemm_avx2.c's with bytes in place of floats. A's block of MC rows x KC columns is quantized into
 ** panels of MR rows; per block of 32 columns a panel holds the quants as [8 quads][MR rows] of 4 bytes, then the MR
-** scales d and the MR offsets -8 * d * (sum of the row's quants) that remove q4_0's 8 from its nibbles (q3_0: -4). B's panels
-** of NR rows hold per block the nibbles (0 ... 15) as [8 quads][NR rows] of 4 bytes, then the NR scales. Per quad the
+** scales d and the MR offsets -8 * d * (sum of the row's quants) that remove q4_0's 8 from its nibbles (q3_0: -4 and
+** 4). B's panels of NR rows hold per block the nibbles (0 ... 15) as [8 quads][NR rows] of 4 bytes, then the NR
+** scales. Per quad the
 ** micro-kernel broadcasts 4 bytes of a row of A and multiplies them with vpmaddubsw (nibbles unsigned, activations
 ** signed) by the 4 bytes of 16 rows of B, adding the pairs' sums into 16-bit lanes: over a block's 8 quads a lane
 ** reaches at most 8 * 2 * 15 * 127 = 30480, inside int16. At the end of each block vpmaddwd sums the lanes' pairs
@@ -154,7 +155,8 @@ AVX2 static void gemm_columns(gemm_q4_0_task *t, int64_t j0, int64_t j1) {
             const int64_t blocks = (t->k - p0 < kc_even ? t->k - p0 : kc_even) / MOERT_QUANT_BLOCK;
             for (int64_t r = 0; r < mc; r += MR) {
                 const int rows = mc - r < MR ? (int)(mc - r) : MR;
-                pack_a(t->a + (i0 + r) * t->lda + p0, t->lda, rows, blocks, zero, apanels + r / MR * blocks * A_BLOCK_BYTES);
+                pack_a(t->a + (i0 + r) * t->lda + p0, t->lda, rows, blocks, zero,
+                       apanels + r / MR * blocks * A_BLOCK_BYTES);
             }
             for (int64_t j = j0; j < j1; j += NR) {
                 const int cols = j1 - j < NR ? (int)(j1 - j) : NR;
@@ -183,7 +185,8 @@ int moert_gemm_q4_0_avx2(int type, int64_t m, int64_t n, int64_t k, const float 
     if (!moert_kernels_have_avx2() || m <= 0 || n <= 0 || k <= 0) return 0;
     if (k % MOERT_QUANT_BLOCK || ldb % MOERT_QUANT_BLOCK) return 0;
     if (type != MOERT_QUANT_Q4_0 && type != MOERT_QUANT_Q3_0) return 0;
-    gemm_q4_0_task t = {m, n, k, a, lda, b, type, ldb / MOERT_QUANT_BLOCK * moert_quant_block_bytes(type), c, ldc, 0};
+    const int64_t row_bytes = ldb / MOERT_QUANT_BLOCK * moert_quant_block_bytes(type);
+    gemm_q4_0_task t = {m, n, k, a, lda, b, type, row_bytes, c, ldc, 0};
     moert_parallel(gemm_part, &t, moert_gemm_parts(m, n, k, NR));
     return !t.failed;
 }

@@ -1,5 +1,5 @@
-/* gemv_quant.c: the decode GEMV on block-quantized weights (q8_0, q4_0, q3_0; see quant.c), y = W x, with its rows split
-** over the worker pool.
+/* gemv_quant.c: the decode GEMV on block-quantized weights (q8_0, q4_0, q3_0; see quant.c), y = W x, with its rows
+** split over the worker pool.
 **
 ** As llama.cpp does, x is quantized once per product to 8-bit blocks (moert_quantize_activation), and each weight
 ** block meets its activation block in integer arithmetic: 32 products summed exactly, then scaled by the two block
@@ -58,8 +58,8 @@ static void rows_avx2_q8_0(const uint8_t *w, const uint8_t *xq, float *y, int64_
 
 /* acc + the products of a pair of blocks of unsigned quants (each quant plus `offset`: 8 for q4_0, 4 for q3_0): `lo`
 ** quants 0-15 of block 0, then of block 1; `hi` quants 16-31 of each; `dw` their scales [d0 x4, d1 x4]; `a` the
-** matching pair of activation blocks (moert_quantize_activation_pairs), whose last 32 bytes hold 2 * the sum of each
-** block's quants in each of its four lanes: offset / 4 of them remove the offset. */
+** matching pair of activation blocks (moert_quantize_activation_pairs), whose last 32 bytes hold in each of a block's
+** four lanes 2 * the sum of its quants (8 * the sum in all): offset / 8 of each lane removes the offset. */
 __attribute__((target("avx2,fma,f16c"), always_inline))
 static inline __m256 pair_dot(__m256i lo, __m256i hi, __m256 dw, const uint8_t *a, int offset, __m256 acc) {
     const __m256i sums = _mm256_add_epi16(_mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)a)),
@@ -77,8 +77,8 @@ static inline __m256 pair_scales(const uint8_t *b0, int64_t bb) {
     uint16_t h0, h1;
     memcpy(&h0, b0, 2);
     memcpy(&h1, b0 + bb, 2);
-    return _mm256_permutevar8x32_ps(_mm256_castps128_ps256(_mm_cvtph_ps(_mm_cvtsi32_si128((int)((uint32_t)h0 | (uint32_t)h1 << 16)))),
-                                    _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1));
+    const __m128 both = _mm_cvtph_ps(_mm_cvtsi32_si128((int)((uint32_t)h0 | (uint32_t)h1 << 16)));
+    return _mm256_permutevar8x32_ps(_mm256_castps128_ps256(both), _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1));
 }
 
 /* The unsigned quants of the q4_0 or q3_0 (`type`) blocks b0 and b0 + bb, as pair_dot takes them: `lo` quants 0-15

@@ -139,7 +139,9 @@ public enum KernelMeasurement {
     private static func timeOwn(_ candidates: [Kernel], bench: Bench) -> Timing {
         var t = Timing(candidates: candidates)
         let own = candidates.filter { $0 != .blas }
-        for (i, k) in own.enumerated() { t.screen[k] = screenTime(k, index: i, bench: bench, best: t.screen.values.min()) }
+        for (i, k) in own.enumerated() {
+            t.screen[k] = screenTime(k, index: i, bench: bench, best: t.screen.values.min())
+        }
         let best = t.screen.values.min() ?? 0
         let finalists = own.filter { t.screen[$0]! <= best * screenRatio }
         guard finalists.count > 1 || (candidates.contains(.blas) && !finalists.isEmpty) else { return t }
@@ -160,7 +162,9 @@ public enum KernelMeasurement {
     /// times what that kernel would: the kernel is screened out either way, and a portable loop ten times slower
     /// than the vector kernels no longer spends tens of milliseconds on a first load to show it.
     private static func screenTime(_ k: Kernel, index i: Int, bench: Bench, best: Double?) -> Double {
-        func part(_ p: Int) -> Double { bench.rate(k, part: p, limit: best.map { $0 * screenRatio * bench.partWork(p) }) }
+        func part(_ p: Int) -> Double {
+            bench.rate(k, part: p, limit: best.map { $0 * screenRatio * bench.partWork(p) })
+        }
         return min(part(2 * i), part(2 * i + 1))
     }
 

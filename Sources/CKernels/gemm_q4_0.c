@@ -61,10 +61,10 @@ AVX2 static void pack_a(const float *a, int64_t lda, int rows, int64_t blocks, f
     }
 }
 
-/* Packs rows [0, rows) (rows <= NR) x blocks [0, blocks) of q4_0 or q3_0 weights (`type`, row stride `row_bytes`)
-** into a panel of `blocks` blocks of B_BLOCK_BYTES; rows past `rows` are zero. */
-AVX2 static void pack_b(const uint8_t *b, int type, int64_t row_bytes, int rows, int64_t blocks, uint8_t *dst) {
-    const int64_t block_bytes = type == MOERT_QUANT_Q3_0 ? MOERT_Q3_0_BLOCK_BYTES : MOERT_Q4_0_BLOCK_BYTES;
+/* Packs rows [0, rows) (rows <= NR) x blocks [0, blocks) of q4_0 or q3_0 weights (`type`, blocks of `block_bytes`,
+** row stride `row_bytes`) into a panel of `blocks` blocks of B_BLOCK_BYTES; rows past `rows` are zero. */
+AVX2 static void pack_b(const uint8_t *b, int type, int64_t block_bytes, int64_t row_bytes, int rows, int64_t blocks,
+                        uint8_t *dst) {
     for (int64_t blk = 0; blk < blocks; blk++, dst += B_BLOCK_BYTES) {
         float *scales = (float *)(dst + QUADS * NR * 4);
         for (int half = 0; half < NR / 8; half++) {
@@ -160,8 +160,8 @@ AVX2 static void gemm_columns(gemm_q4_0_task *t, int64_t j0, int64_t j1) {
             }
             for (int64_t j = j0; j < j1; j += NR) {
                 const int cols = j1 - j < NR ? (int)(j1 - j) : NR;
-                pack_b(t->b + j * t->row_bytes + p0 / MOERT_QUANT_BLOCK * block_bytes, t->type, t->row_bytes, cols,
-                       blocks, bpanel);
+                pack_b(t->b + j * t->row_bytes + p0 / MOERT_QUANT_BLOCK * block_bytes, t->type, block_bytes,
+                       t->row_bytes, cols, blocks, bpanel);
                 for (int64_t r = 0; r < mc; r += MR) {
                     const int rows = mc - r < MR ? (int)(mc - r) : MR;
                     kernel(blocks, apanels + r / MR * blocks * A_BLOCK_BYTES, bpanel, t->c + (i0 + r) * t->ldc + j,

@@ -5,8 +5,9 @@
 #
 # The C host test (Tests/c/api/*.c with the shared Tests/c/check.c, one program) and the allocation test
 # (Tests/c/test_no_alloc.c) are built the way a user builds against moert: with the flags of the staged moert.pc
-# (which carry an rpath to the staged lib/). The last line printed is "N passed, M failed", counting the programs'
-# checks and this script's own.
+# (which carry an rpath to the staged lib/). The AVX-512 kernel test (Tests/c/test_emulated_avx512.c) is built from
+# the kernel sources with every x86 intrinsic emulated (needs libsimde-dev). The last line printed is "N passed, M
+# failed", counting the programs' checks and this script's own.
 set -euo pipefail
 
 if [[ $# -ne 1 ]]; then
@@ -148,6 +149,35 @@ run_c_program() {
     fi
 }
 
+# Builds Tests/c/test_emulated_avx512.c with the kernel sources, every x86 intrinsic emulated in C (SIMDe, through
+# tools/emulated_avx512/immintrin.h), runs it, and adds its counts: the AVX-512 and VNNI kernels checked on any CPU.
+run_emulated_avx512() {
+    local name=test_emulated_avx512
+    if [[ ! -f /usr/include/simde/x86/avx512.h ]]; then
+        echo "      SIMDe's headers are missing: apt-get install libsimde-dev"
+        fail "$name builds"
+        return
+    fi
+    if ! gcc -O2 -std=c11 -Wall -Wextra -Werror -DMOERT_EMULATED_AVX512 -Itools/emulated_avx512 \
+            -ISources/CKernels/include -ISources/CKernels Tests/c/check.c "Tests/c/$name.c" Sources/CKernels/*.c \
+            -o "$WORK/$name" -lopenblas -lpthread -lm 2>"$WORK/$name.err"; then
+        sed 's/^/      /' "$WORK/$name.err"
+        fail "$name builds"
+        return
+    fi
+    pass "$name builds"
+    local status=0 summary
+    "$WORK/$name" | tee "$WORK/$name.out" || status=$?
+    summary="$(tail -n 1 "$WORK/$name.out")"
+    if [[ "$summary" =~ ^([0-9]+)\ passed,\ ([0-9]+)\ failed$ ]]; then
+        passed=$((passed + BASH_REMATCH[1]))
+        failed=$((failed + BASH_REMATCH[2]))
+        [[ $status == 0 || ${BASH_REMATCH[2]} != 0 ]] || fail "$name exit status $status"
+    else
+        fail "$name ended without a summary line (exit status $status)"
+    fi
+}
+
 check_headers_compile C11 gcc -std=c11 -x c
 check_headers_compile C++17 g++ -std=c++17 -x c++
 check_staged_header
@@ -157,6 +187,7 @@ check_soname
 check_no_swift_runtime
 run_c_program test_api Tests/c/api/*.c
 run_c_program test_no_alloc Tests/c/test_no_alloc.c
+run_emulated_avx512
 
 echo "${passed} passed, ${failed} failed"
 [[ $failed == 0 ]]

@@ -37,9 +37,9 @@ static const unsigned product_kernels[MOERT_PRODUCT_COUNT] = {
                                HAS(MOERT_KERNEL_AVX2X4),
     [MOERT_PRODUCT_GEMV_BF16] = HAS(MOERT_KERNEL_PORTABLE) | HAS(MOERT_KERNEL_AVX2) | HAS(MOERT_KERNEL_AVX512) |
                                 HAS(MOERT_KERNEL_AVX2X4),
-    [MOERT_PRODUCT_GEMV_Q8_0] = HAS(MOERT_KERNEL_PORTABLE) | HAS(MOERT_KERNEL_AVX2),
-    [MOERT_PRODUCT_GEMV_Q4_0] = HAS(MOERT_KERNEL_PORTABLE) | HAS(MOERT_KERNEL_AVX2),
-    [MOERT_PRODUCT_GEMV_Q3_0] = HAS(MOERT_KERNEL_PORTABLE) | HAS(MOERT_KERNEL_AVX2),
+    [MOERT_PRODUCT_GEMV_Q8_0] = HAS(MOERT_KERNEL_PORTABLE) | HAS(MOERT_KERNEL_AVX2) | HAS(MOERT_KERNEL_AVX512),
+    [MOERT_PRODUCT_GEMV_Q4_0] = HAS(MOERT_KERNEL_PORTABLE) | HAS(MOERT_KERNEL_AVX2) | HAS(MOERT_KERNEL_AVX512),
+    [MOERT_PRODUCT_GEMV_Q3_0] = HAS(MOERT_KERNEL_PORTABLE) | HAS(MOERT_KERNEL_AVX2) | HAS(MOERT_KERNEL_AVX512),
     [MOERT_PRODUCT_GEMM_F32] = HAS(MOERT_KERNEL_BLAS) | HAS(MOERT_KERNEL_AVX2) | HAS(MOERT_KERNEL_AVX512),
     [MOERT_PRODUCT_GEMM_F16] = HAS(MOERT_KERNEL_BLAS) | HAS(MOERT_KERNEL_AVX2) | HAS(MOERT_KERNEL_AVX512),
     [MOERT_PRODUCT_GEMM_BF16] = HAS(MOERT_KERNEL_BLAS) | HAS(MOERT_KERNEL_AVX2) | HAS(MOERT_KERNEL_AVX512),
@@ -67,10 +67,16 @@ int moert_kernel_exists(int product, int kernel) {
     return (product_kernels[product] & HAS(kernel)) != 0;
 }
 
+/* Whether `product` is a decode GEMV on block-quantized weights. */
+static int quantized_gemv(int product) {
+    return product == MOERT_PRODUCT_GEMV_Q8_0 || product == MOERT_PRODUCT_GEMV_Q4_0 || product == MOERT_PRODUCT_GEMV_Q3_0;
+}
+
 int moert_kernel_available(int product, int kernel) {
     if (!moert_kernel_exists(product, kernel)) return 0;
     switch (kernel) {
-    case MOERT_KERNEL_AVX512: return moert_kernels_have_avx512();
+    case MOERT_KERNEL_AVX512: /* the quantized GEMVs' avx512 kernel is AVX-512 VNNI's */
+        return moert_kernels_have_avx512() && (!quantized_gemv(product) || moert_kernels_have_avx512_vnni());
     case MOERT_KERNEL_AVX2:
     case MOERT_KERNEL_AVX2X4: return moert_kernels_have_avx2();
     default: return 1;

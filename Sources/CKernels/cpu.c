@@ -17,6 +17,14 @@ static int have_avx2(void) {
 
 int moert_kernels_have_avx2(void) { return have_avx2(); }
 
+/* Whether the CPU has `feature` (a name __builtin_cpu_supports knows). The emulated AVX-512 build
+** (tools/emulated_avx512.sh: every intrinsic is C code) claims the AVX-512 features on any CPU with AVX2. */
+#ifdef MOERT_EMULATED_AVX512
+#define cpu_supports(feature) (strncmp(feature, "avx512", 6) == 0 ? have_avx2() : __builtin_cpu_supports(feature))
+#else
+#define cpu_supports(feature) __builtin_cpu_supports(feature)
+#endif
+
 /* AVX-512 F, BW and VL (and F16C), unless the environment sets MOERT_AVX512=0. */
 static int have_avx512(void) {
     static int cached = -1;
@@ -24,13 +32,22 @@ static int have_avx512(void) {
         __builtin_cpu_init();
         const char *env = getenv("MOERT_AVX512");
         int allowed = !(env && strcmp(env, "0") == 0);
-        cached = allowed && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-                 __builtin_cpu_supports("avx512vl") && have_avx2();
+        cached = allowed && cpu_supports("avx512f") && cpu_supports("avx512bw") && cpu_supports("avx512vl") &&
+                 have_avx2();
     }
     return cached;
 }
 
 int moert_kernels_have_avx512(void) { return have_avx512(); }
+
+int moert_kernels_have_avx512_vnni(void) {
+    static int cached = -1;
+    if (cached < 0) {
+        __builtin_cpu_init();
+        cached = have_avx512() && cpu_supports("avx512vnni");
+    }
+    return cached;
+}
 
 unsigned moert_cpu_features(void) {
     __builtin_cpu_init();
@@ -38,11 +55,11 @@ unsigned moert_cpu_features(void) {
     if (__builtin_cpu_supports("avx2")) f |= MOERT_CPU_AVX2;
     if (__builtin_cpu_supports("fma")) f |= MOERT_CPU_FMA;
     if (__builtin_cpu_supports("f16c")) f |= MOERT_CPU_F16C;
-    if (__builtin_cpu_supports("avx512f")) f |= MOERT_CPU_AVX512F;
-    if (__builtin_cpu_supports("avx512bw")) f |= MOERT_CPU_AVX512BW;
-    if (__builtin_cpu_supports("avx512vl")) f |= MOERT_CPU_AVX512VL;
-    if (__builtin_cpu_supports("avx512vnni")) f |= MOERT_CPU_AVX512VNNI;
-    if (__builtin_cpu_supports("avx512bf16")) f |= MOERT_CPU_AVX512BF16;
+    if (cpu_supports("avx512f")) f |= MOERT_CPU_AVX512F;
+    if (cpu_supports("avx512bw")) f |= MOERT_CPU_AVX512BW;
+    if (cpu_supports("avx512vl")) f |= MOERT_CPU_AVX512VL;
+    if (cpu_supports("avx512vnni")) f |= MOERT_CPU_AVX512VNNI;
+    if (cpu_supports("avx512bf16")) f |= MOERT_CPU_AVX512BF16;
     return f;
 }
 

@@ -16,7 +16,7 @@
 ** MC x KC floats, stays in L2). */
 enum { MR = 6, NR = 16, KC = 256, MC = 240 };
 _Static_assert(MC % MR == 0 && KC % MOERT_QUANT_BLOCK == 0, "whole panels and whole blocks");
-_Static_assert(MC < MOERT_GEMM_BUFFER_ROWS && KC <= MOERT_GEMM_BUFFER_DEPTH && NR <= MOERT_GEMM_BUFFER_COLUMNS,
+_Static_assert((int)MC < (int)MOERT_GEMM_BUFFER_ROWS && (int)KC <= (int)MOERT_GEMM_BUFFER_DEPTH && (int)NR <= (int)MOERT_GEMM_BUFFER_COLUMNS,
                "fits gemm.c's per-thread buffers, with room past A's block for pack_a's last store");
 
 _Static_assert(MR == 6 && NR == 16, "the tile of moert_store_tile6x16");
@@ -219,7 +219,7 @@ static void gemm_part(void *ctx, int part, int parts) {
 int moert_gemm_nt_avx2(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda, const void *b, int dtype,
                        int64_t ldb, float *c, int64_t ldc) {
     if (dtype == MOERT_QUANT_Q4_0 || dtype == MOERT_QUANT_Q3_0)
-        return moert_gemm_q4_0_avx2(dtype, m, n, k, a, lda, b, ldb, c, ldc);
+        return moert_gemm_q4_0_avx2(dtype, 0, m, n, k, a, lda, b, ldb, c, ldc);
     if (!moert_kernels_have_avx2() || m <= 0 || n <= 0 || k <= 0) return 0;
     if (dtype != MOERT_GEMM_F32 && dtype != MOERT_HALF_F16 && dtype != MOERT_HALF_BF16 && dtype != MOERT_QUANT_Q8_0)
         return 0;

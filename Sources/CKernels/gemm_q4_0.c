@@ -14,7 +14,9 @@
 ** signed) by the 4 bytes of 16 rows of B, adding the pairs' sums into 16-bit lanes: over a block's 8 quads a lane
 ** reaches at most 8 * 2 * 15 * 127 = 30480, inside int16. At the end of each block vpmaddwd sums the lanes' pairs
 ** into 32 bits, and the float32 tile of C gains (sum * d_a + offset_a) * d_b. Per 32 x 16 multiply-adds of a row:
-** 16 vpmaddubsw and 16 adds, where the float kernel spends 64 fused multiply-adds. */
+** 16 vpmaddubsw and 16 adds, where the float kernel spends 64 fused multiply-adds. With AVX-512 VNNI (the avx512
+** kernel of q4_0/q3_0 weights, gemm.c) one vpdpbusd per quad and half adds the products into 32-bit lanes at once:
+** the same exact sums, so the same bits. */
 #include "kernels_internal.h"
 
 #include <immintrin.h>
@@ -32,6 +34,7 @@ _Static_assert((int64_t)MC / MR * (KC / MOERT_QUANT_BLOCK) * A_BLOCK_BYTES <=
 _Static_assert(MR == 6 && NR == 16, "the tile of moert_store_tile6x16");
 
 #define AVX2 __attribute__((target("avx2,fma,f16c")))
+#define VNNI __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")))
 
 /* ---- Packing ---- */
 
@@ -87,12 +90,15 @@ AVX2 static void pack_b(const uint8_t *b, int type, int64_t block_bytes, int64_t
     }
 }
 
-/* ---- Micro-kernel ---- */
+/* ---- Micro-kernels ---- */
 
-/* The MR x NR tile: c[r][0 ..< 16] (=, or += when `accumulate`) the product of an A panel and a B panel of `blocks`
-** blocks each, for rows r < rows and columns < cols of C (row stride ldc). */
-AVX2 static void kernel(int64_t blocks, const uint8_t *ap, const uint8_t *bp, float *c, int64_t ldc, int rows,
-                        int cols, int accumulate) {
+/* The MR x NR tile c[r][0 ..< 16] (=, or += when `accumulate`) the product of an A panel and a B panel of `blocks`
+** blocks each, for rows r < rows and columns < cols of C (row stride ldc), on AVX2 or on AVX-512 VNNI. */
+
+/* AVX2: per quad vpmaddubsw into 16-bit lanes, whose pairs are summed into 32 bits (vpmaddwd) once per block; the
+** float32 tile then gains (sum * d_a + offset_a) * d_b. */
+AVX2 static void kernel_avx2(int64_t blocks, const uint8_t *ap, const uint8_t *bp, float *c, int64_t ldc, int rows,
+                             int cols, int accumulate) {
     __m256 tile[MR][2];
     for (int r = 0; r < MR; r++) tile[r][0] = tile[r][1] = _mm256_setzero_ps();
     const __m256i ones = _mm256_set1_epi16(1);
@@ -124,6 +130,37 @@ AVX2 static void kernel(int64_t blocks, const uint8_t *ap, const uint8_t *bp, fl
     moert_store_tile6x16(tile, rows, cols, c, ldc, accumulate);
 }
 
+/* AVX-512 VNNI: per quad vpdpbusd straight into 32-bit lanes (the same sums as kernel_avx2's); the same scaling. */
+VNNI static void kernel_vnni(int64_t blocks, const uint8_t *ap, const uint8_t *bp, float *c, int64_t ldc, int rows,
+                             int cols, int accumulate) {
+    __m256 tile[MR][2];
+    for (int r = 0; r < MR; r++) tile[r][0] = tile[r][1] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < blocks; b++, ap += A_BLOCK_BYTES, bp += B_BLOCK_BYTES) {
+        __m256i sum[MR][2];
+        for (int r = 0; r < MR; r++) sum[r][0] = sum[r][1] = _mm256_setzero_si256();
+        _Pragma("GCC unroll 8") for (int q = 0; q < QUADS; q++) {
+            const __m256i b0 = _mm256_load_si256((const __m256i *)(bp + q * NR * 4));
+            const __m256i b1 = _mm256_load_si256((const __m256i *)(bp + q * NR * 4 + 32));
+            _Pragma("GCC unroll 6") for (int r = 0; r < MR; r++) {
+                int32_t quad;
+                memcpy(&quad, ap + (q * MR + r) * 4, 4);
+                const __m256i a = _mm256_set1_epi32(quad);
+                sum[r][0] = _mm256_dpbusd_epi32(sum[r][0], b0, a);
+                sum[r][1] = _mm256_dpbusd_epi32(sum[r][1], b1, a);
+            }
+        }
+        const float *da = (const float *)(ap + QUADS * MR * 4), *offset = da + MR;
+        const __m256 db0 = _mm256_load_ps((const float *)(bp + QUADS * NR * 4));
+        const __m256 db1 = _mm256_load_ps((const float *)(bp + QUADS * NR * 4 + 32));
+        _Pragma("GCC unroll 6") for (int r = 0; r < MR; r++) {
+            const __m256 d = _mm256_broadcast_ss(da + r), o = _mm256_broadcast_ss(offset + r);
+            tile[r][0] = _mm256_fmadd_ps(_mm256_fmadd_ps(_mm256_cvtepi32_ps(sum[r][0]), d, o), db0, tile[r][0]);
+            tile[r][1] = _mm256_fmadd_ps(_mm256_fmadd_ps(_mm256_cvtepi32_ps(sum[r][1]), d, o), db1, tile[r][1]);
+        }
+    }
+    moert_store_tile6x16(tile, rows, cols, c, ldc, accumulate);
+}
+
 /* ---- Driver ---- */
 
 typedef struct gemm_q4_0_task {
@@ -135,6 +172,7 @@ typedef struct gemm_q4_0_task {
     int64_t row_bytes;   /* bytes from one row of B to the next */
     float *c;
     int64_t ldc;
+    int vnni;            /* kernel_vnni, else kernel_avx2 */
     int failed;          /* set by a part that could not get its buffers */
 } gemm_q4_0_task;
 
@@ -164,8 +202,9 @@ AVX2 static void gemm_columns(gemm_q4_0_task *t, int64_t j0, int64_t j1) {
                        t->row_bytes, cols, blocks, bpanel);
                 for (int64_t r = 0; r < mc; r += MR) {
                     const int rows = mc - r < MR ? (int)(mc - r) : MR;
-                    kernel(blocks, apanels + r / MR * blocks * A_BLOCK_BYTES, bpanel, t->c + (i0 + r) * t->ldc + j,
-                           t->ldc, rows, cols, p0 > 0);
+                    const uint8_t *ap = apanels + r / MR * blocks * A_BLOCK_BYTES;
+                    if (t->vnni) kernel_vnni(blocks, ap, bpanel, t->c + (i0 + r) * t->ldc + j, t->ldc, rows, cols, p0 > 0);
+                    else kernel_avx2(blocks, ap, bpanel, t->c + (i0 + r) * t->ldc + j, t->ldc, rows, cols, p0 > 0);
                 }
             }
         }
@@ -180,13 +219,13 @@ static void gemm_part(void *ctx, int part, int parts) {
     if (j0 < j1) gemm_columns(t, j0, j1);
 }
 
-int moert_gemm_q4_0_avx2(int type, int64_t m, int64_t n, int64_t k, const float *a, int64_t lda, const void *b,
-                         int64_t ldb, float *c, int64_t ldc) {
-    if (!moert_kernels_have_avx2() || m <= 0 || n <= 0 || k <= 0) return 0;
+int moert_gemm_q4_0_avx2(int type, int vnni, int64_t m, int64_t n, int64_t k, const float *a, int64_t lda,
+                         const void *b, int64_t ldb, float *c, int64_t ldc) {
+    if (!moert_kernels_have_avx2() || (vnni && !moert_kernels_have_avx512_vnni()) || m <= 0 || n <= 0 || k <= 0) return 0;
     if (k % MOERT_QUANT_BLOCK || ldb % MOERT_QUANT_BLOCK) return 0;
     if (type != MOERT_QUANT_Q4_0 && type != MOERT_QUANT_Q3_0) return 0;
     const int64_t row_bytes = ldb / MOERT_QUANT_BLOCK * moert_quant_block_bytes(type);
-    gemm_q4_0_task t = {m, n, k, a, lda, b, type, row_bytes, c, ldc, 0};
+    gemm_q4_0_task t = {m, n, k, a, lda, b, type, row_bytes, c, ldc, vnni, 0};
     moert_parallel(gemm_part, &t, moert_gemm_parts(m, n, k, NR));
     return !t.failed;
 }

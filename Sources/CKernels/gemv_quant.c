@@ -6,8 +6,8 @@
 ** scales and accumulated in float32. With AVX2 the bytes are multiplied with vpmaddubsw and pairs summed with
 ** vpmaddwd: for q8_0 the weight's magnitude times the activation carrying the weight's sign; for q4_0 the unsigned
 ** nibbles of two blocks at once against activations laid out in pairs (moert_quantize_activation_pairs), and for
-** q3_0 the same with each block's quants first unpacked to unsigned bytes (moert_q3_0_quants). Without
-** AVX2, plain loops. The loops stream one row at a time with a software prefetch ahead, as gemv.c; on the 2-core
+** q3_0 the same with each block's quants first unpacked to unsigned bytes (moert_q3_0_quants). With AVX-512 VNNI
+** (the avx512 kernel) the same loops multiply and add with vpdpbusd, to the same bits. Without AVX2, plain loops. The loops stream one row at a time with a software prefetch ahead, as gemv.c; on the 2-core
 ** EPYC (Zen 2) they are bound by instructions more than by bytes (BENCHMARKS.md, "Quantized weights"). */
 #include "kernels_internal.h"
 
@@ -22,49 +22,83 @@ static inline float activation_scale(const uint8_t *block) {
     return d;
 }
 
-/* Eight partial sums of the 32 products w[i] * a[i] of two blocks of signed bytes, as floats (exact: each is at most
-** 4 * 128 * 127 in magnitude). vpmaddubsw multiplies unsigned by signed bytes, so the weight gives its magnitude and
-** its sign moves to the activation; -128 (only in a hostile file) is 128 as unsigned and still right. */
+/* The AVX-512 VNNI kernels run on 256-bit registers (AVX-512 VL): vpdpbusd multiplies unsigned by signed bytes and
+** adds each four products into a 32-bit lane, in one instruction where AVX2 needs vpmaddubsw and vpmaddwd. The sums
+** are exact either way (no 16-bit lane can saturate, below), so both kernels give the same bits. */
+#define VNNI_TARGET "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni"
+
+/* Eight partial sums of the 32 products w[i] * a[i] of two blocks of signed bytes (exact: each at most 4 * 128 * 127
+** in magnitude). The unsigned-by-signed products take the weight's magnitude and move its sign to the activation;
+** -128 (only in a hostile file) is 128 as unsigned and still right, and a pair of products stays within 16 bits. */
 __attribute__((target("avx2,fma,f16c"), always_inline))
-static inline __m256 block_dot(__m256i w, __m256i a) {
+static inline __m256i block_sums_avx2(__m256i w, __m256i a) {
     const __m256i pairs = _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(a, w));
-    return _mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, _mm256_set1_epi16(1)));
+    return _mm256_madd_epi16(pairs, _mm256_set1_epi16(1));
 }
 
-/* y[r] for r in [r0, r1) of q8_0 weights: two blocks per step into two accumulators. */
-__attribute__((target("avx2,fma,f16c")))
-static void rows_avx2_q8_0(const uint8_t *w, const uint8_t *xq, float *y, int64_t r0, int64_t r1, int64_t blocks) {
-    const int64_t bb = MOERT_Q8_0_BLOCK_BYTES, ab = MOERT_QA_BLOCK_BYTES;
-    for (int64_t r = r0; r < r1; r++) {
-        const uint8_t *row = w + r * blocks * bb;
-        __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0;
-        int64_t b = 0;
-        for (; b + 2 <= blocks; b += 2) {
-            const uint8_t *w0 = row + b * bb, *a0 = xq + b * ab;
-            _mm_prefetch((const char *)w0 + PREFETCH_BYTES, _MM_HINT_T0);
-            const __m256 s0 = _mm256_set1_ps(moert_block_scale_f16c(w0) * activation_scale(a0));
-            const __m256 s1 = _mm256_set1_ps(moert_block_scale_f16c(w0 + bb) * activation_scale(a0 + ab));
-            acc0 = _mm256_fmadd_ps(block_dot(_mm256_loadu_si256((const __m256i *)(w0 + 2)), _mm256_loadu_si256((const __m256i *)(a0 + 4))), s0, acc0);
-            acc1 = _mm256_fmadd_ps(block_dot(_mm256_loadu_si256((const __m256i *)(w0 + bb + 2)), _mm256_loadu_si256((const __m256i *)(a0 + ab + 4))), s1, acc1);
-        }
-        for (; b < blocks; b++) {
-            const uint8_t *w0 = row + b * bb, *a0 = xq + b * ab;
-            const __m256 s0 = _mm256_set1_ps(moert_block_scale_f16c(w0) * activation_scale(a0));
-            acc0 = _mm256_fmadd_ps(block_dot(_mm256_loadu_si256((const __m256i *)(w0 + 2)), _mm256_loadu_si256((const __m256i *)(a0 + 4))), s0, acc0);
-        }
-        y[r] = moert_hsum256(_mm256_add_ps(acc0, acc1));
-    }
+__attribute__((target(VNNI_TARGET), always_inline))
+static inline __m256i block_sums_vnni(__m256i w, __m256i a) {
+    return _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_sign_epi8(w, w), _mm256_sign_epi8(a, w));
 }
 
-/* acc + the products of a pair of blocks of unsigned quants (each quant plus `offset`: 8 for q4_0, 4 for q3_0): `lo`
-** quants 0-15 of block 0, then of block 1; `hi` quants 16-31 of each; `dw` their scales [d0 x4, d1 x4]; `a` the
-** matching pair of activation blocks (moert_quantize_activation_pairs), whose last 32 bytes hold in each of a block's
-** four lanes 2 * the sum of its quants (8 * the sum in all): offset / 8 of each lane removes the offset. */
+/* y[r] for r in [r0, r1) of q8_0 weights: two blocks per step into two accumulators; SUMS is block_sums_avx2 or
+** block_sums_vnni. */
+#define DEFINE_ROWS_Q8_0(NAME, TARGET, SUMS)                                                                       \
+__attribute__((target(TARGET)))                                                                                   \
+static void NAME(const uint8_t *w, const uint8_t *xq, float *y, int64_t r0, int64_t r1, int64_t blocks) {          \
+    const int64_t bb = MOERT_Q8_0_BLOCK_BYTES, ab = MOERT_QA_BLOCK_BYTES;                                          \
+    for (int64_t r = r0; r < r1; r++) {                                                                            \
+        const uint8_t *row = w + r * blocks * bb;                                                                  \
+        __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0;                                                            \
+        int64_t b = 0;                                                                                             \
+        for (; b + 2 <= blocks; b += 2) {                                                                          \
+            const uint8_t *w0 = row + b * bb, *a0 = xq + b * ab;                                                   \
+            _mm_prefetch((const char *)w0 + PREFETCH_BYTES, _MM_HINT_T0);                                          \
+            const __m256 s0 = _mm256_set1_ps(moert_block_scale_f16c(w0) * activation_scale(a0));                   \
+            const __m256 s1 = _mm256_set1_ps(moert_block_scale_f16c(w0 + bb) * activation_scale(a0 + ab));         \
+            const __m256i p0 = SUMS(_mm256_loadu_si256((const __m256i *)(w0 + 2)),                                 \
+                                    _mm256_loadu_si256((const __m256i *)(a0 + 4)));                                \
+            const __m256i p1 = SUMS(_mm256_loadu_si256((const __m256i *)(w0 + bb + 2)),                            \
+                                    _mm256_loadu_si256((const __m256i *)(a0 + ab + 4)));                           \
+            acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), s0, acc0);                                              \
+            acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p1), s1, acc1);                                              \
+        }                                                                                                          \
+        for (; b < blocks; b++) {                                                                                  \
+            const uint8_t *w0 = row + b * bb, *a0 = xq + b * ab;                                                   \
+            const __m256 s0 = _mm256_set1_ps(moert_block_scale_f16c(w0) * activation_scale(a0));                   \
+            const __m256i p0 = SUMS(_mm256_loadu_si256((const __m256i *)(w0 + 2)),                                 \
+                                    _mm256_loadu_si256((const __m256i *)(a0 + 4)));                                \
+            acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), s0, acc0);                                              \
+        }                                                                                                          \
+        y[r] = moert_hsum256(_mm256_add_ps(acc0, acc1));                                                           \
+    }                                                                                                              \
+}
+
+DEFINE_ROWS_Q8_0(rows_avx2_q8_0, "avx2,fma,f16c", block_sums_avx2)
+DEFINE_ROWS_Q8_0(rows_vnni_q8_0, VNNI_TARGET, block_sums_vnni)
+
+/* The 32-bit sums of a pair of blocks of unsigned quants (`lo`: quants 0-15 of block 0, then of block 1; `hi`:
+** quants 16-31 of each) against the matching pair of activation blocks at a (moert_quantize_activation_pairs): lanes
+** 0-3 hold block 0's, lanes 4-7 block 1's. A 16-bit lane holds at most 2 * 2 * 15 * 127. */
 __attribute__((target("avx2,fma,f16c"), always_inline))
-static inline __m256 pair_dot(__m256i lo, __m256i hi, __m256 dw, const uint8_t *a, int offset, __m256 acc) {
+static inline __m256i pair_sums_avx2(__m256i lo, __m256i hi, const uint8_t *a) {
     const __m256i sums = _mm256_add_epi16(_mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)a)),
                                           _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(a + 32))));
-    const __m256 products = _mm256_cvtepi32_ps(_mm256_madd_epi16(sums, _mm256_set1_epi16(1)));
+    return _mm256_madd_epi16(sums, _mm256_set1_epi16(1));
+}
+
+__attribute__((target(VNNI_TARGET), always_inline))
+static inline __m256i pair_sums_vnni(__m256i lo, __m256i hi, const uint8_t *a) {
+    const __m256i sums = _mm256_dpbusd_epi32(_mm256_setzero_si256(), lo, _mm256_loadu_si256((const __m256i *)a));
+    return _mm256_dpbusd_epi32(sums, hi, _mm256_loadu_si256((const __m256i *)(a + 32)));
+}
+
+/* acc + a pair of blocks' products from their 32-bit sums (pair_sums_*), for quants stored plus `offset` (8 for q4_0,
+** 4 for q3_0): `dw` the blocks' scales [d0 x4, d1 x4]; the activation pair's last 32 bytes hold in each of a block's
+** four lanes 2 * the sum of its quants (8 * the sum in all): offset / 8 of each lane removes the offset. */
+__attribute__((target("avx2,fma,f16c"), always_inline))
+static inline __m256 pair_dot(__m256i sums, __m256 dw, const uint8_t *a, int offset, __m256 acc) {
+    const __m256 products = _mm256_cvtepi32_ps(sums);
     const __m256 sum2 = _mm256_loadu_ps((const float *)(a + 96));
     const __m256 dot = offset == 8 ? _mm256_sub_ps(products, sum2)
                                    : _mm256_fnmadd_ps(_mm256_set1_ps(offset / 8.0f), sum2, products);
@@ -81,7 +115,7 @@ static inline __m256 pair_scales(const uint8_t *b0, int64_t bb) {
     return _mm256_permutevar8x32_ps(_mm256_castps128_ps256(both), _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1));
 }
 
-/* The unsigned quants of the q4_0 or q3_0 (`type`) blocks b0 and b0 + bb, as pair_dot takes them: `lo` quants 0-15
+/* The unsigned quants of the q4_0 or q3_0 (`type`) blocks b0 and b0 + bb, as pair_sums_* take them: `lo` quants 0-15
 ** of block 0, then of block 1; `hi` quants 16-31 of each. Without `both`, block 0 alone (block 1's lanes zero). */
 __attribute__((target("avx2,fma,f16c"), always_inline))
 static inline void pair_quants(const uint8_t *b0, int64_t bb, int type, int both, __m256i *lo, __m256i *hi) {
@@ -100,46 +134,41 @@ static inline void pair_quants(const uint8_t *b0, int64_t bb, int type, int both
     *hi = _mm256_permute2x128_si256(u0, u1, 0x31);
 }
 
-/* y[r] for r in [r0, r1) of q4_0 or q3_0 weights (`type`, a constant where this is inlined), against activations laid
-** out in pairs of blocks (moert_quantize_activation_pairs). Two blocks per step: their quants unsigned (q4_0's nibbles
-** as stored, q3_0's unpacked), quants 0-15 of each block in one register and 16-31 in another, multiplied by the
-** matching activation bytes; lanes 0-3 then hold block 0's sums, lanes 4-7 block 1's, and the activation's quant sum
-** (spread over the four lanes) removes the quants' offset. Fewer instructions per block than unpacking each block to
-** signed bytes: the loop is bound by them, not by memory. */
-__attribute__((target("avx2,fma,f16c"), always_inline))
-static inline void rows_avx2_pairs(const uint8_t *w, int type, const uint8_t *xq, float *y, int64_t r0, int64_t r1,
-                                   int64_t blocks) {
-    const int64_t bb = type == MOERT_QUANT_Q3_0 ? MOERT_Q3_0_BLOCK_BYTES : MOERT_Q4_0_BLOCK_BYTES, pairs = blocks / 2;
-    const int offset = type == MOERT_QUANT_Q3_0 ? 4 : 8;
-    for (int64_t r = r0; r < r1; r++) {
-        const uint8_t *row = w + r * blocks * bb;
-        __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0;
-        __m256i lo, hi;
-        for (int64_t p = 0; p < pairs; p++) {
-            const uint8_t *b0 = row + 2 * p * bb, *a = xq + p * MOERT_QA_PAIR_BYTES;
-            _mm_prefetch((const char *)b0 + PREFETCH_BYTES, _MM_HINT_T0);
-            pair_quants(b0, bb, type, 1, &lo, &hi);
-            if (p % 2 == 0) acc0 = pair_dot(lo, hi, pair_scales(b0, bb), a, offset, acc0);
-            else acc1 = pair_dot(lo, hi, pair_scales(b0, bb), a, offset, acc1);
-        }
-        if (blocks % 2) { /* the last block, with the zero half of its activation pair */
-            const uint8_t *b0 = row + 2 * pairs * bb, *a = xq + pairs * MOERT_QA_PAIR_BYTES;
-            pair_quants(b0, bb, type, 0, &lo, &hi);
-            acc0 = pair_dot(lo, hi, _mm256_set1_ps(moert_block_scale_f16c(b0)), a, offset, acc0);
-        }
-        y[r] = moert_hsum256(_mm256_add_ps(acc0, acc1));
-    }
+/* y[r] for r in [r0, r1) of q4_0 or q3_0 weights (TYPE), against activations laid out in pairs of blocks
+** (moert_quantize_activation_pairs); SUMS is pair_sums_avx2 or pair_sums_vnni. Two blocks per step: their quants
+** unsigned (q4_0's nibbles as stored, q3_0's unpacked), quants 0-15 of each block in one register and 16-31 in
+** another, multiplied by the matching activation bytes; the activation's quant sum (spread over the four lanes of
+** its block) removes the quants' offset. Fewer instructions per block than unpacking each block to signed bytes: the
+** loop is bound by them, not by memory. */
+#define DEFINE_ROWS_PAIRS(NAME, TARGET, TYPE, SUMS)                                                                \
+__attribute__((target(TARGET)))                                                                                   \
+static void NAME(const uint8_t *w, const uint8_t *xq, float *y, int64_t r0, int64_t r1, int64_t blocks) {          \
+    const int64_t bb = TYPE == MOERT_QUANT_Q3_0 ? MOERT_Q3_0_BLOCK_BYTES : MOERT_Q4_0_BLOCK_BYTES, pairs = blocks / 2; \
+    const int offset = TYPE == MOERT_QUANT_Q3_0 ? 4 : 8;                                                           \
+    for (int64_t r = r0; r < r1; r++) {                                                                            \
+        const uint8_t *row = w + r * blocks * bb;                                                                  \
+        __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0;                                                            \
+        __m256i lo, hi;                                                                                            \
+        for (int64_t p = 0; p < pairs; p++) {                                                                      \
+            const uint8_t *b0 = row + 2 * p * bb, *a = xq + p * MOERT_QA_PAIR_BYTES;                               \
+            _mm_prefetch((const char *)b0 + PREFETCH_BYTES, _MM_HINT_T0);                                          \
+            pair_quants(b0, bb, TYPE, 1, &lo, &hi);                                                                \
+            if (p % 2 == 0) acc0 = pair_dot(SUMS(lo, hi, a), pair_scales(b0, bb), a, offset, acc0);                \
+            else acc1 = pair_dot(SUMS(lo, hi, a), pair_scales(b0, bb), a, offset, acc1);                           \
+        }                                                                                                          \
+        if (blocks % 2) { /* the last block, with the zero half of its activation pair */                          \
+            const uint8_t *b0 = row + 2 * pairs * bb, *a = xq + pairs * MOERT_QA_PAIR_BYTES;                       \
+            pair_quants(b0, bb, TYPE, 0, &lo, &hi);                                                                \
+            acc0 = pair_dot(SUMS(lo, hi, a), _mm256_set1_ps(moert_block_scale_f16c(b0)), a, offset, acc0);         \
+        }                                                                                                          \
+        y[r] = moert_hsum256(_mm256_add_ps(acc0, acc1));                                                           \
+    }                                                                                                              \
 }
 
-__attribute__((target("avx2,fma,f16c")))
-static void rows_avx2_q4_0(const uint8_t *w, const uint8_t *xq, float *y, int64_t r0, int64_t r1, int64_t blocks) {
-    rows_avx2_pairs(w, MOERT_QUANT_Q4_0, xq, y, r0, r1, blocks);
-}
-
-__attribute__((target("avx2,fma,f16c")))
-static void rows_avx2_q3_0(const uint8_t *w, const uint8_t *xq, float *y, int64_t r0, int64_t r1, int64_t blocks) {
-    rows_avx2_pairs(w, MOERT_QUANT_Q3_0, xq, y, r0, r1, blocks);
-}
+DEFINE_ROWS_PAIRS(rows_avx2_q4_0, "avx2,fma,f16c", MOERT_QUANT_Q4_0, pair_sums_avx2)
+DEFINE_ROWS_PAIRS(rows_avx2_q3_0, "avx2,fma,f16c", MOERT_QUANT_Q3_0, pair_sums_avx2)
+DEFINE_ROWS_PAIRS(rows_vnni_q4_0, VNNI_TARGET, MOERT_QUANT_Q4_0, pair_sums_vnni)
+DEFINE_ROWS_PAIRS(rows_vnni_q3_0, VNNI_TARGET, MOERT_QUANT_Q3_0, pair_sums_vnni)
 
 /* The portable rows: the same sums, one value at a time. */
 static void rows_scalar(const uint8_t *w, int type, const uint8_t *xq, float *y, int64_t r0, int64_t r1,
@@ -166,7 +195,7 @@ typedef struct gemv_quant_task {
     const uint8_t *xq;
     float *y;
     int64_t rows, blocks;
-    int portable;
+    int kernel; /* MOERT_KERNEL_PORTABLE, _AVX2 or _AVX512 (VNNI) */
 } gemv_quant_task;
 
 /* Part `part` of `parts`: a contiguous range of rows. */
@@ -175,20 +204,22 @@ static void gemv_quant_part(void *ctx, int part, int parts) {
     int64_t r0, r1;
     moert_part_rows(t->rows, part, parts, &r0, &r1);
     if (r0 >= r1) return;
-    if (t->portable) rows_scalar(t->w, t->type, t->xq, t->y, r0, r1, t->blocks);
-    else if (t->type == MOERT_QUANT_Q8_0) rows_avx2_q8_0(t->w, t->xq, t->y, r0, r1, t->blocks);
-    else if (t->type == MOERT_QUANT_Q3_0) rows_avx2_q3_0(t->w, t->xq, t->y, r0, r1, t->blocks);
-    else rows_avx2_q4_0(t->w, t->xq, t->y, r0, r1, t->blocks);
+    const int vnni = t->kernel == MOERT_KERNEL_AVX512;
+    if (t->kernel == MOERT_KERNEL_PORTABLE) rows_scalar(t->w, t->type, t->xq, t->y, r0, r1, t->blocks);
+    else if (t->type == MOERT_QUANT_Q8_0) (vnni ? rows_vnni_q8_0 : rows_avx2_q8_0)(t->w, t->xq, t->y, r0, r1, t->blocks);
+    else if (t->type == MOERT_QUANT_Q3_0) (vnni ? rows_vnni_q3_0 : rows_avx2_q3_0)(t->w, t->xq, t->y, r0, r1, t->blocks);
+    else (vnni ? rows_vnni_q4_0 : rows_avx2_q4_0)(t->w, t->xq, t->y, r0, r1, t->blocks);
 }
 
 /* Quantizes x into xq, then the rows on the pool; products of fewer than 2^18 weights run on this thread (the
 ** threshold of gemv.c for f16, in weights rather than bytes: a quantized weight costs more work per byte). */
 static void run(const void *w, int type, const float *x, void *xq, float *y, int64_t rows, int64_t cols,
-                int portable) {
+                int kernel) {
+    const int portable = kernel == MOERT_KERNEL_PORTABLE;
     if (!portable && type != MOERT_QUANT_Q8_0) moert_quantize_activation_pairs(x, xq, cols);
     else moert_quantize_activation_kernel(x, xq, cols, portable);
     const int64_t blocks = cols / MOERT_QUANT_BLOCK;
-    gemv_quant_task t = {w, type, xq, y, rows, blocks, portable};
+    gemv_quant_task t = {w, type, xq, y, rows, blocks, kernel};
     moert_parallel(gemv_quant_part, &t, rows * cols < (1 << 18) ? 1 : MOERT_MAX_THREADS);
 }
 
@@ -205,6 +236,7 @@ void moert_gemv_quant(const void *w, int type, const float *x, void *xq, float *
 
 void moert_gemv_quant_kernel(int kernel, const void *w, int type, const float *x, void *xq, float *y, int64_t rows,
                              int64_t cols) {
-    const int avx2 = kernel == MOERT_KERNEL_AVX2 && moert_kernel_available(gemv_quant_product(type), kernel);
-    run(w, type, x, xq, y, rows, cols, !avx2);
+    const int simd = (kernel == MOERT_KERNEL_AVX2 || kernel == MOERT_KERNEL_AVX512) &&
+                     moert_kernel_available(gemv_quant_product(type), kernel);
+    run(w, type, x, xq, y, rows, cols, simd ? kernel : MOERT_KERNEL_PORTABLE);
 }

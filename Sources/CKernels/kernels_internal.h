@@ -36,11 +36,12 @@ MOERT_KERNEL int moert_gemm_buffers(float **a, float **b);
 MOERT_KERNEL int moert_gemm_nt_avx2(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda, const void *b,
                                     int dtype, int64_t ldb, float *c, int64_t ldc);
 
-/** moert_gemm_nt_avx2 of q4_0 or q3_0 weights (`type`) B [n, k] (row stride ldb values), in integer arithmetic: A's
- * rows quantized to 8-bit blocks as moert_quantize_activation does, each block's 32 products summed exactly and
- * scaled by both scales (gemm_q4_0.c). k and ldb multiples of MOERT_QUANT_BLOCK; 0 when it computed nothing. */
-MOERT_KERNEL int moert_gemm_q4_0_avx2(int type, int64_t m, int64_t n, int64_t k, const float *a, int64_t lda,
-                                      const void *b, int64_t ldb, float *c, int64_t ldc);
+/** moert_gemm_nt of q4_0 or q3_0 weights (`type`) B [n, k] (row stride ldb values), in integer arithmetic: A's rows
+ * quantized to 8-bit blocks as moert_quantize_activation does, each block's 32 products summed exactly and scaled by
+ * both scales (gemm_q4_0.c), with AVX2's vpmaddubsw, or with AVX-512 VNNI's vpdpbusd when `vnni` (the same bits).
+ * k and ldb multiples of MOERT_QUANT_BLOCK; 0 when it computed nothing (also when `vnni` and the CPU has no VNNI). */
+MOERT_KERNEL int moert_gemm_q4_0_avx2(int type, int vnni, int64_t m, int64_t n, int64_t k, const float *a,
+                                      int64_t lda, const void *b, int64_t ldb, float *c, int64_t ldc);
 
 /** moert_gemm_serial on the AVX2 kernel: on the calling thread alone, c = a b^T (b [n, k]) or, with b_kn, c = a b
  * (b [k, n]); float32. 0 when it computed nothing. */

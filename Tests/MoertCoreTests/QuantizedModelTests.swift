@@ -31,10 +31,10 @@ struct QuantizedModelTests {
         let vocab = model.config.vocabSize
         // Prefill: products of several rows read the weights back to float32, as transformers sees them. An expert
         // that receives one token of the chunk takes the GEMV with its 8-bit activation, hence more than float32
-        // rounding. q4_0 and q3_0 weights on the avx2 GEMM meet 8-bit activations in every product, as at decode
-        // (and in llama.cpp): decode's bound.
+        // rounding. q4_0 and q3_0 weights on the avx2 GEMM (and on avx512 with VNNI) meet 8-bit activations in
+        // every product, as at decode (and in llama.cpp): decode's bound.
         let prefill = try allLogits(try Session(model: model), tokens)
-        let integerPrefill = (type == .q4_0 || type == .q3_0) && KernelProduct.gemm(type).chosen == .avx2
+        let integerPrefill = KernelProduct.multipliesInIntegers(type, kernel: KernelProduct.gemm(type).chosen)
         #expect(relativeError(prefill[...], expected[...]) <= (integerPrefill ? 3e-2 : 2e-3), "\(name) prefill")
         // Decode: four tokens of prefill, then one token at a time through the quantized GEMV.
         let session = try Session(model: model)

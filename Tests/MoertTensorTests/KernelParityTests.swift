@@ -124,6 +124,14 @@ struct KernelParityTests {
             // float32 sums of k products of values in [-1, 1]: rounding grows as sqrt(k), whatever the sum's size
             let worst = zip(got, want).map { abs($0 - $1) }.max()!, scale = want.map(abs).max()!
             #expect(worst <= 2e-6 * Float(k).squareRoot() * max(scale, 1), "\(storage) \(m)x\(n)x\(k): \(worst)")
+            // With AVX-512 VNNI, q4_0 and q3_0 also run on vpdpbusd (the avx512 kernel): the same exact integer sums,
+            // so the same bits as avx2.
+            if (storage == .q4_0 || storage == .q3_0) && moert_kernels_have_avx512_vnni() != 0 {
+                var v = [Float](repeating: .nan, count: m * ldc)
+                let vnni = moert_gemm_nt_kernel(Int32(MOERT_KERNEL_AVX512), Int64(m), Int64(n), Int64(k), a,
+                                                Int64(lda), raw, storage.kernelType, Int64(ldb), &v, Int64(ldc))
+                #expect(vnni == 1 && v.map(\.bitPattern) == c.map(\.bitPattern), "\(storage) \(m)x\(n)x\(k): VNNI differs")
+            }
         }
     }
 

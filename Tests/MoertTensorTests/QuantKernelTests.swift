@@ -55,28 +55,30 @@ struct QuantKernelTests {
         }
     }
 
-    @Test("the GEMV equals a double-precision loop over the quantized values, on the vector and portable paths",
+    @Test("the GEMV equals a double-precision loop over the quantized values on every kernel this CPU can run (portable, avx2, and avx512: VNNI, to avx2's bits)",
           arguments: types)
     func gemv(type: WeightStorage) {
+        let kernels = KernelProduct.gemv(type).available  // portable last: xq is left in its layout
+        #expect(kernels.last == .portable)
         // 2048 x 512 is above the threading threshold; 7 x 96 has an odd block count (the two-block loop's tail).
         for (rows, cols) in [(7, 96), (2048, 512), (33, 32)] {
             let (q, w) = weights(rows: rows, cols: cols, type: type, seed: UInt64(rows + cols))
             var rng = TestRandom(seed: 5)
             let x = (0..<cols).map { _ in Float(rng.nextUnitDouble() * 4 - 2) }
             var xq = [UInt8](repeating: 0, count: Int(moert_quant_activation_bytes(Int64(cols))))
-            var results: [[Float]] = []
-            var activations: [[UInt8]] = []
-            for portable in [false, true] {
+            var results: [Kernel: [Float]] = [:]
+            var activations: [Kernel: [UInt8]] = [:]
+            for kernel in kernels {
                 var y = [Float](repeating: .nan, count: rows)
-                if portable {
-                    moert_gemv_quant_kernel(Int32(MOERT_KERNEL_PORTABLE), q, type.kernelType, x, &xq, &y, Int64(rows), Int64(cols))
-                } else {
-                    moert_gemv_quant(q, type.kernelType, x, &xq, &y, Int64(rows), Int64(cols))
-                }
-                results.append(y)
-                activations.append(xq)
+                moert_gemv_quant_kernel(kernel.rawValue, q, type.kernelType, x, &xq, &y, Int64(rows), Int64(cols))
+                results[kernel] = y
+                activations[kernel] = xq
             }
-            if type == .q8_0 { #expect(activations[0] == activations[1], "the vector and plain activation quantizers agree") }
+            // VNNI's vpdpbusd forms the same exact integer sums as AVX2's vpmaddubsw and vpmaddwd.
+            if let vnni = results[.avx512] { #expect(vnni == results[.avx2], "\(type) \(rows)x\(cols): avx512 differs from avx2") }
+            if type == .q8_0, let vector = activations[.avx2] {
+                #expect(vector == activations[.portable], "the vector and plain activation quantizers agree")
+            }
             // The activation as the kernels used it (the portable run's layout; the AVX2 q4_0 path holds the same
             // values in pairs of blocks): per block a float32 scale, then 32 int8.
             let a: [Double] = (0..<cols).map { c in
@@ -92,8 +94,8 @@ struct QuantKernelTests {
                     unquantized += Double(w[r * cols + c]) * Double(x[c])
                 }
                 scale = max(scale, abs(unquantized))
-                for y in results { worst = max(worst, abs(Double(y[r]) - exact)) }
-                worstVsFloat = max(worstVsFloat, abs(Double(results[0][r]) - unquantized))
+                for y in results.values { worst = max(worst, abs(Double(y[r]) - exact)) }
+                worstVsFloat = max(worstVsFloat, abs(Double(results[.portable]![r]) - unquantized))
             }
             // Integer sums are exact; what remains is float32 rounding of the scaled block sums.
             #expect(worst <= 1e-5 * max(scale, 1), "\(type) \(rows)x\(cols): \(worst)")
@@ -102,7 +104,7 @@ struct QuantKernelTests {
         }
     }
 
-    @Test("several rows (on every gemm kernel: read as stored by avx2, read back to float32 for the others) and one row without scratch equal float32 weights (q4_0 and q3_0 on avx2: times 8-bit rows)",
+    @Test("several rows (on every gemm kernel: read as stored by avx2, read back to float32 for the others) and one row without scratch equal float32 weights (q4_0 and q3_0 on avx2, and on avx512 with VNNI: times 8-bit rows)",
           arguments: types)
     func blocked(type: WeightStorage) {
         let rows = 300, cols = 128, n = 5
@@ -115,12 +117,13 @@ struct QuantKernelTests {
                 let full = Linear(weight: Weight(data: wb.baseAddress!, shape: [rows, cols]))
                 var expected = [Float](repeating: .nan, count: n * rows)
                 full.apply(x, rows: n, into: &expected, scratch: .init(start: nil, count: 0))
-                // avx2 multiplies q4_0 and q3_0 weights by the rows of x quantized to 8 bits, as the GEMV does.
+                // avx2 (and avx512 with VNNI) multiplies q4_0 and q3_0 weights by the rows of x quantized to 8 bits,
+                // as the GEMV does.
                 let xq = (0..<n).flatMap { Self.activationValues(x[(cols * $0)...], k: cols) }
                 var expectedXq = [Float](repeating: .nan, count: n * rows)
                 full.apply(xq, rows: n, into: &expectedXq, scratch: .init(start: nil, count: 0))
                 for kernel in KernelProduct.gemm(type).available {
-                    let integer = (type == .q4_0 || type == .q3_0) && kernel == .avx2
+                    let integer = KernelProduct.multipliesInIntegers(type, kernel: kernel)
                     for withScratch in [true, false] {
                         var y = [Float](repeating: .nan, count: n * rows)
                         var scratch = [Float](repeating: .nan, count: withScratch ? quantized.scratchCount(rows: n) : 0)

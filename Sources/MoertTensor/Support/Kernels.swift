@@ -41,13 +41,22 @@ public enum KernelProduct: Int32, CaseIterable, Sendable {
         }
     }
 
-    /// The prefill GEMM of weights of `storage` (quantized weights are read back to float32 for it).
+    /// The prefill GEMM of weights of `storage` (quantized weights are read back to float32 for it, except where
+    /// `multipliesInIntegers` says).
     public static func gemm(_ storage: WeightStorage) -> KernelProduct {
         switch storage {
         case .f16: .gemmF16
         case .bf16: .gemmBF16
         default: .gemmF32
         }
+    }
+
+    /// Whether the prefill GEMM on `kernel` multiplies `storage` weights by activations quantized to 8 bits per block,
+    /// in integers as the decode GEMV does (q4_0 and q3_0 on avx2, and on avx512 when the CPU has AVX-512 VNNI);
+    /// otherwise it multiplies float32 activations.
+    public static func multipliesInIntegers(_ storage: WeightStorage, kernel: Kernel) -> Bool {
+        (storage == .q4_0 || storage == .q3_0)
+            && (kernel == .avx2 || (kernel == .avx512 && moert_kernels_have_avx512_vnni() != 0))
     }
 }
 

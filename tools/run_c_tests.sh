@@ -136,9 +136,14 @@ run_c_program() {
         return
     fi
     pass "$name builds"
-    local status=0
-    "$WORK/$name" Tests/fixtures | tee "$WORK/$name.out" || status=$?
-    local summary
+    run_and_count "$name" Tests/fixtures
+}
+
+# Runs the built program NAME (with ARGS) and adds its "N passed, M failed" to the totals.
+run_and_count() {
+    local name="$1" status=0 summary
+    shift
+    "$WORK/$name" "$@" | tee "$WORK/$name.out" || status=$?
     summary="$(tail -n 1 "$WORK/$name.out")"
     if [[ "$summary" =~ ^([0-9]+)\ passed,\ ([0-9]+)\ failed$ ]]; then
         passed=$((passed + BASH_REMATCH[1]))
@@ -166,16 +171,7 @@ run_emulated_avx512() {
         return
     fi
     pass "$name builds"
-    local status=0 summary
-    "$WORK/$name" | tee "$WORK/$name.out" || status=$?
-    summary="$(tail -n 1 "$WORK/$name.out")"
-    if [[ "$summary" =~ ^([0-9]+)\ passed,\ ([0-9]+)\ failed$ ]]; then
-        passed=$((passed + BASH_REMATCH[1]))
-        failed=$((failed + BASH_REMATCH[2]))
-        [[ $status == 0 || ${BASH_REMATCH[2]} != 0 ]] || fail "$name exit status $status"
-    else
-        fail "$name ended without a summary line (exit status $status)"
-    fi
+    run_and_count "$name"
 }
 
 check_headers_compile C11 gcc -std=c11 -x c

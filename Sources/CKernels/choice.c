@@ -69,7 +69,8 @@ int moert_kernel_exists(int product, int kernel) {
 
 /* Whether `product` is a decode GEMV on block-quantized weights. */
 static int quantized_gemv(int product) {
-    return product == MOERT_PRODUCT_GEMV_Q8_0 || product == MOERT_PRODUCT_GEMV_Q4_0 || product == MOERT_PRODUCT_GEMV_Q3_0;
+    return product == MOERT_PRODUCT_GEMV_Q8_0 || product == MOERT_PRODUCT_GEMV_Q4_0 ||
+           product == MOERT_PRODUCT_GEMV_Q3_0;
 }
 
 int moert_kernel_available(int product, int kernel) {

@@ -16,7 +16,8 @@
 ** MC x KC floats, stays in L2). */
 enum { MR = 6, NR = 16, KC = 256, MC = 240 };
 _Static_assert(MC % MR == 0 && KC % MOERT_QUANT_BLOCK == 0, "whole panels and whole blocks");
-_Static_assert((int)MC < (int)MOERT_GEMM_BUFFER_ROWS && (int)KC <= (int)MOERT_GEMM_BUFFER_DEPTH && (int)NR <= (int)MOERT_GEMM_BUFFER_COLUMNS,
+_Static_assert((int)MC < (int)MOERT_GEMM_BUFFER_ROWS && (int)KC <= (int)MOERT_GEMM_BUFFER_DEPTH &&
+                   (int)NR <= (int)MOERT_GEMM_BUFFER_COLUMNS,
                "fits gemm.c's per-thread buffers, with room past A's block for pack_a's last store");
 
 _Static_assert(MR == 6 && NR == 16, "the tile of moert_store_tile6x16");

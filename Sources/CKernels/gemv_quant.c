@@ -7,8 +7,9 @@
 ** vpmaddwd: for q8_0 the weight's magnitude times the activation carrying the weight's sign; for q4_0 the unsigned
 ** nibbles of two blocks at once against activations laid out in pairs (moert_quantize_activation_pairs), and for
 ** q3_0 the same with each block's quants first unpacked to unsigned bytes (moert_q3_0_quants). With AVX-512 VNNI
-** (the avx512 kernel) the same loops multiply and add with vpdpbusd, to the same bits. Without AVX2, plain loops. The loops stream one row at a time with a software prefetch ahead, as gemv.c; on the 2-core
-** EPYC (Zen 2) they are bound by instructions more than by bytes (BENCHMARKS.md, "Quantized weights"). */
+** (the avx512 kernel) the same loops multiply and add with vpdpbusd, to the same bits. Without AVX2, plain loops.
+** The loops stream one row at a time with a software prefetch ahead, as gemv.c; on the 2-core EPYC (Zen 2) they are
+** bound by instructions more than by bytes (BENCHMARKS.md, "Quantized weights"). */
 #include "kernels_internal.h"
 
 #include <immintrin.h>
@@ -205,10 +206,12 @@ static void gemv_quant_part(void *ctx, int part, int parts) {
     moert_part_rows(t->rows, part, parts, &r0, &r1);
     if (r0 >= r1) return;
     const int vnni = t->kernel == MOERT_KERNEL_AVX512;
+    void (*rows)(const uint8_t *, const uint8_t *, float *, int64_t, int64_t, int64_t) =
+        t->type == MOERT_QUANT_Q8_0 ? (vnni ? rows_vnni_q8_0 : rows_avx2_q8_0)
+        : t->type == MOERT_QUANT_Q3_0 ? (vnni ? rows_vnni_q3_0 : rows_avx2_q3_0)
+                                      : (vnni ? rows_vnni_q4_0 : rows_avx2_q4_0);
     if (t->kernel == MOERT_KERNEL_PORTABLE) rows_scalar(t->w, t->type, t->xq, t->y, r0, r1, t->blocks);
-    else if (t->type == MOERT_QUANT_Q8_0) (vnni ? rows_vnni_q8_0 : rows_avx2_q8_0)(t->w, t->xq, t->y, r0, r1, t->blocks);
-    else if (t->type == MOERT_QUANT_Q3_0) (vnni ? rows_vnni_q3_0 : rows_avx2_q3_0)(t->w, t->xq, t->y, r0, r1, t->blocks);
-    else (vnni ? rows_vnni_q4_0 : rows_avx2_q4_0)(t->w, t->xq, t->y, r0, r1, t->blocks);
+    else rows(t->w, t->xq, t->y, r0, r1, t->blocks);
 }
 
 /* Quantizes x into xq, then the rows on the pool; products of fewer than 2^18 weights run on this thread (the

@@ -19,7 +19,7 @@ SWIFT=${SWIFT:-swift}
 SCRATCH=.build/emulated-avx512
 FLAGS="-Xcc -I$PWD/tools/emulated_avx512 -Xcc -DMOERT_EMULATED_AVX512"
 KERNEL_SUITES='Avx512KernelTests|KernelParityTests|QuantKernelTests|HalfKernelTests|AttentionDecodeTests|RopeTests'
-PARITY_SUITES='TransformersParityTests|QuantizedModelTests|KVCacheTypeTests'
+PARITY_SUITES='TransformersParityTests|SessionTests|ExpertBudgetTests|HalfKernelTests|QuantizedModelTests|KVCacheTypeTests'  # make test-swift's
 
 # shellcheck disable=SC2086
 $SWIFT build --build-tests --scratch-path "$SCRATCH" $FLAGS

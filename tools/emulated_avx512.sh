@@ -1,9 +1,9 @@
 #!/bin/sh
-# tools/emulated_avx512.sh: the kernel tests on the AVX-512 paths (and AVX-512 VNNI), on any x86-64 CPU with AVX2.
+# tools/emulated_avx512.sh: the kernel tests on the AVX-512 paths (and AVX-512 VNNI), on any x86-64 CPU.
 #
 # Builds moert a second time (in .build/emulated-avx512) with tools/emulated_avx512/immintrin.h in front of the
 # compiler's: every x86 intrinsic becomes portable C from SIMDe (Debian's libsimde-dev), and the CPU check claims
-# AVX-512 F/BW/VL/VNNI/BF16. Then runs the kernel suites, where every kernel each product has is compared with
+# AVX2 and AVX-512 F/BW/VL/VNNI/BF16. Then runs the kernel suites, where every kernel each product has is compared with
 # double-precision loops, and the transformers parity suites with every AVX-512 kernel forced. It checks what the
 # AVX-512 code computes, never its speed (an emulated instruction costs tens of real ones), nor that a real CPU
 # accepts the instructions (the normal build compiles the same code for them).

@@ -6,24 +6,25 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Whether the CPU has `feature` (a name __builtin_cpu_supports knows, one the kernels use). The emulated build
+** (tools/emulated_avx512.sh, Tests/c/test_emulated_avx512.c: every intrinsic is C code) claims them all, on any
+** x86-64 CPU. */
+#ifdef MOERT_EMULATED_AVX512
+#define cpu_supports(feature) 1
+#else
+#define cpu_supports(feature) __builtin_cpu_supports(feature)
+#endif
+
 static int have_avx2(void) {
     static int cached = -1;
     if (cached < 0) {
         __builtin_cpu_init();
-        cached = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+        cached = cpu_supports("avx2") && cpu_supports("fma") && cpu_supports("f16c");
     }
     return cached;
 }
 
 int moert_kernels_have_avx2(void) { return have_avx2(); }
-
-/* Whether the CPU has `feature` (a name __builtin_cpu_supports knows). The emulated AVX-512 build
-** (tools/emulated_avx512.sh: every intrinsic is C code) claims the AVX-512 features on any CPU with AVX2. */
-#ifdef MOERT_EMULATED_AVX512
-#define cpu_supports(feature) (strncmp(feature, "avx512", 6) == 0 ? have_avx2() : __builtin_cpu_supports(feature))
-#else
-#define cpu_supports(feature) __builtin_cpu_supports(feature)
-#endif
 
 /* AVX-512 F, BW and VL (and F16C), unless the environment sets MOERT_AVX512=0. */
 static int have_avx512(void) {
@@ -52,9 +53,9 @@ int moert_kernels_have_avx512_vnni(void) {
 unsigned moert_cpu_features(void) {
     __builtin_cpu_init();
     unsigned f = 0;
-    if (__builtin_cpu_supports("avx2")) f |= MOERT_CPU_AVX2;
-    if (__builtin_cpu_supports("fma")) f |= MOERT_CPU_FMA;
-    if (__builtin_cpu_supports("f16c")) f |= MOERT_CPU_F16C;
+    if (cpu_supports("avx2")) f |= MOERT_CPU_AVX2;
+    if (cpu_supports("fma")) f |= MOERT_CPU_FMA;
+    if (cpu_supports("f16c")) f |= MOERT_CPU_F16C;
     if (cpu_supports("avx512f")) f |= MOERT_CPU_AVX512F;
     if (cpu_supports("avx512bw")) f |= MOERT_CPU_AVX512BW;
     if (cpu_supports("avx512vl")) f |= MOERT_CPU_AVX512VL;

@@ -1,8 +1,8 @@
-/* test_emulated_avx512.c — the AVX-512 and AVX-512 VNNI kernels on any x86-64 CPU with AVX2.
+/* test_emulated_avx512.c — the AVX-512 and AVX-512 VNNI kernels on any x86-64 CPU.
 **
 ** Built by tools/run_c_tests.sh from the kernel sources with tools/emulated_avx512/immintrin.h in front of the
 ** compiler's (every intrinsic portable C from SIMDe) and MOERT_EMULATED_AVX512 (the CPU check claims AVX-512 F, BW,
-** VL and VNNI), so that a machine without AVX-512 still checks what those kernels compute:
+** VL and VNNI, and AVX2), so that a machine without AVX-512 still checks what those kernels compute:
 **  - the quantized GEMVs' avx512 kernel (VNNI's vpdpbusd) gives the avx2 kernel's bits, and both meet a double loop
 **    over the dequantized weights and the 8-bit activations;
 **  - the q4_0/q3_0 prefill GEMM's avx512 kernel (VNNI) gives the avx2 kernel's bits;

@@ -66,7 +66,10 @@ public enum KernelMeasurement {
     /// them, at the thread count it runs with when chosen (`Threads.current`): its threads spin for a while after each
     /// call, and moert's workers timed meanwhile lost a core to them (on a 2-core EPYC, avx2x4 measured 21-25 GB/s
     /// after an sgemv and 33-41 without, and lost its choice to blas at 26-30).
-    public static func fastest(_ products: [KernelProduct], workload w: KernelWorkload) -> [KernelProduct: (Kernel, String)] {
+    /// `preferred(product)`: the kernel measured faster on CPUs like this one in earlier runs (`KernelTable`), which
+    /// wins a near tie (`tieMargin`).
+    public static func fastest(_ products: [KernelProduct], workload w: KernelWorkload,
+                               preferred: (KernelProduct) -> Kernel? = { _ in nil }) -> [KernelProduct: (Kernel, String)] {
         var started: [(product: KernelProduct, bench: Bench, timing: Timing)] = []
         var stream: FloatBuffer?  // the GEMVs' buffer, filled once for all of them
         for p in products {
@@ -95,7 +98,9 @@ public enum KernelMeasurement {
             retimeOwn(&started[i].timing, bench: started[i].bench)
         }
         var result: [KernelProduct: (Kernel, String)] = [:]
-        for (p, bench, timing) in started { result[p] = decide(timing, work: bench.work, describe: bench.describe) }
+        for (p, bench, timing) in started {
+            result[p] = decide(timing, work: bench.work, preferred: preferred(p), describe: bench.describe)
+        }
         return result
     }
 
@@ -170,26 +175,38 @@ public enum KernelMeasurement {
 
     /// The winner of a product's timings: the fastest median of the rounds (blas's weighed by `blasMargin`), or
     /// without rounds for two kernels, the fastest screening.
-    static func winner(_ t: Timing) -> Kernel {
+    static func winner(_ t: Timing, preferred: Kernel? = nil) -> Kernel {
         let medians = t.rounds.mapValues(median)
         // Rounds of the whole work outweigh the screening: every kernel that has them competes, even one whose
         // screening (a part, timed once) fell behind a kernel timed in another minute.
         let timed = t.candidates.filter { medians[$0] != nil }
         // blas's time as it weighs in a forward pass (blasMargin)
-        func weighed(_ k: Kernel, _ seconds: Double) -> Double { k == .blas ? seconds * blasMargin : seconds }
-        return timed.count > 1 ? timed.min { weighed($0, medians[$0]!) < weighed($1, medians[$1]!) }!
-                               : t.candidates.min { weighed($0, t.screen[$0] ?? .infinity) < weighed($1, t.screen[$1] ?? .infinity) }!
+        func weighed(_ k: Kernel) -> Double {
+            let seconds = timed.count > 1 ? medians[k] ?? .infinity : t.screen[k] ?? .infinity
+            return k == .blas ? seconds * blasMargin : seconds
+        }
+        let best = (timed.count > 1 ? timed : t.candidates).min { weighed($0) < weighed($1) }!
+        // A near tie is the machine's noise more than the kernels' difference (two AVX2 GEMVs 2.4% apart at a noisy
+        // first load, 1.2x apart in decode): the kernel measured faster on this kind of CPU before keeps it.
+        if let preferred, preferred != best, weighed(preferred) <= weighed(best) * (1 + tieMargin) { return preferred }
+        return best
     }
+
+    /// How close a kernel from the table must come to the fastest to be chosen instead (the issue's tolerance for a
+    /// choice: within 3% of the fastest).
+    static let tieMargin = 0.03
 
     /// The winner of a product's timings and the line of timings, each described by `describe` from seconds of the
     /// whole work (`work` units; screening times are per unit).
-    static func decide(_ t: Timing, work: Double, describe: (Double) -> String) -> (Kernel, String) {
-        let winner = Self.winner(t), medians = t.rounds.mapValues(median)
+    static func decide(_ t: Timing, work: Double, preferred: Kernel? = nil,
+                       describe: (Double) -> String) -> (Kernel, String) {
+        let winner = Self.winner(t, preferred: preferred), medians = t.rounds.mapValues(median)
         let detail = t.candidates.map { k in
             if let m = medians[k] { return "\(k.name) \(describe(m))" }
             return "\(k.name) \(describe((t.screen[k] ?? 0) * work))\(k == winner ? "" : " (screened out)")"
         }.joined(separator: ", ")
-        return (winner, detail)
+        let tie = winner != Self.winner(t) ? "; within 3% of the fastest, the table's kernel for this CPU" : ""
+        return (winner, detail + tie)
     }
 }
 

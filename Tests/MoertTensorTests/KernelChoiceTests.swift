@@ -215,6 +215,25 @@ struct KernelChoiceTests {
         #expect(winner([:], screen: [.avx2: 2.0, .blas: 1.0]) == .blas)
     }
 
+    @Test("a kernel the table measured faster on this kind of CPU wins a near tie (within tieMargin), never more")
+    func tableBreaksNearTies() {
+        func winner(_ rounds: [Kernel: [Double]], preferred: Kernel?) -> Kernel {
+            let t = KernelMeasurement.Timing(candidates: [.avx2x4, .avx2, .portable],
+                                             screen: [.avx2x4: 1, .avx2: 1, .portable: 9], rounds: rounds)
+            return KernelMeasurement.decide(t, work: 1, preferred: preferred, describe: { "\($0) s" }).0
+        }
+        let margin = KernelMeasurement.tieMargin
+        // avx2 measured 2% faster: noise; the table's avx2x4 keeps the product.
+        #expect(winner([.avx2x4: [1.02, 1.02, 1.02], .avx2: [1, 1, 1]], preferred: .avx2x4) == .avx2x4)
+        let t = KernelMeasurement.Timing(candidates: [.avx2x4, .avx2], screen: [:], rounds: [.avx2x4: [1.02], .avx2: [1]])
+        #expect(KernelMeasurement.decide(t, work: 1, preferred: .avx2x4, describe: { "\($0) s" }).1.contains("table"))
+        #expect(winner([.avx2x4: [1.02, 1.02, 1.02], .avx2: [1, 1, 1]], preferred: nil) == .avx2)
+        // Further apart than the margin: the measurement decides.
+        #expect(winner([.avx2x4: [1 + 2 * margin, 1 + 2 * margin, 1 + 2 * margin], .avx2: [1, 1, 1]], preferred: .avx2x4) == .avx2)
+        // A kernel screened out (no rounds) is no near tie.
+        #expect(winner([.avx2: [1, 1, 1], .avx2x4: [1.01, 1.01, 1.01]], preferred: .portable) == .avx2)
+    }
+
     @Test("evicting a buffer from the caches keeps its contents (x86: done; elsewhere: refused, nothing done)")
     func cacheEvict() {
         var values = (0..<100_000).map { Float($0) }

@@ -207,7 +207,9 @@ public enum KernelChoice {
             let made = chooser.decide(products) { open in
                 let start = KernelMeasurement.now()
                 defer { elapsed = KernelMeasurement.now() - start }
-                return KernelMeasurement.fastest(open, workload: workload)
+                return KernelMeasurement.fastest(open, workload: workload) { product in
+                    KernelTable.measured(for: product, cpu: chooser.cpu, available: chooser.available(product))
+                }
             }
             for d in made {
                 guard moert_kernel_choose(d.product.rawValue, d.kernel.rawValue) != 0 else {

@@ -63,6 +63,11 @@ public enum KernelTable {
     /// avx2: it needs a measurement or a row).
     static let defaultOrder: [Kernel] = [.avx512, .avx2, .blas, .portable, .avx2x4]
 
+    /// The kernel a row measured on CPUs like `cpu` gives `product` among `available`, if any.
+    public static func measured(for product: KernelProduct, cpu: CPUIdentity, available: [Kernel]) -> Kernel? {
+        rows.first { $0.product == product && $0.matches(cpu) && available.contains($0.kernel) }?.kernel
+    }
+
     /// The kernel the table gives `product` on `cpu` among `available` (non-empty), and why.
     public static func choice(for product: KernelProduct, cpu: CPUIdentity, available: [Kernel]) -> (Kernel, String) {
         if let row = rows.first(where: { $0.product == product && $0.matches(cpu) && available.contains($0.kernel) }) {

@@ -174,7 +174,7 @@ public enum KernelMeasurement {
     }
 
     /// The winner of a product's timings: the fastest median of the rounds (blas's weighed by `blasMargin`), or
-    /// without rounds for two kernels, the fastest screening.
+    /// without rounds for two kernels, the fastest screening; `preferred` instead when it comes within `tieMargin`.
     static func winner(_ t: Timing, preferred: Kernel? = nil) -> Kernel {
         let medians = t.rounds.mapValues(median)
         // Rounds of the whole work outweigh the screening: every kernel that has them competes, even one whose

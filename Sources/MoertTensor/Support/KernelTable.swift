@@ -63,16 +63,19 @@ public enum KernelTable {
     /// avx2: it needs a measurement or a row).
     static let defaultOrder: [Kernel] = [.avx512, .avx2, .blas, .portable, .avx2x4]
 
+    /// The row measured on CPUs like `cpu` for `product`, naming one of `available`, if any.
+    static func row(for product: KernelProduct, cpu: CPUIdentity, available: [Kernel]) -> Row? {
+        rows.first { $0.product == product && $0.matches(cpu) && available.contains($0.kernel) }
+    }
+
     /// The kernel a row measured on CPUs like `cpu` gives `product` among `available`, if any.
     public static func measured(for product: KernelProduct, cpu: CPUIdentity, available: [Kernel]) -> Kernel? {
-        rows.first { $0.product == product && $0.matches(cpu) && available.contains($0.kernel) }?.kernel
+        row(for: product, cpu: cpu, available: available)?.kernel
     }
 
     /// The kernel the table gives `product` on `cpu` among `available` (non-empty), and why.
     public static func choice(for product: KernelProduct, cpu: CPUIdentity, available: [Kernel]) -> (Kernel, String) {
-        if let row = rows.first(where: { $0.product == product && $0.matches(cpu) && available.contains($0.kernel) }) {
-            return (row.kernel, row.source)
-        }
+        if let row = row(for: product, cpu: cpu, available: available) { return (row.kernel, row.source) }
         let kernel = defaultOrder.first(where: available.contains) ?? available[0]
         return (kernel, "no measurement for this CPU: widest vectors first")
     }

@@ -1,6 +1,7 @@
-/* immintrin.h for the emulated AVX-512 build (tools/emulated_avx512.sh): every x86 intrinsic the kernels use, as
-** portable C from SIMDe (Debian's libsimde-dev), so that the AVX-512 paths run and are tested on a CPU without
-** AVX-512. Checks what the kernels compute, never how fast: an emulated instruction costs tens of real ones.
+/* immintrin.h for the emulated AVX-512 builds (tools/emulated_avx512.sh, Tests/c/test_emulated_avx512.c): every x86
+** intrinsic the kernels use, as portable C from SIMDe (Debian's libsimde-dev), so that the AVX-512 paths run and are
+** tested on a CPU without AVX-512. Checks what the kernels compute, never how fast: an emulated instruction costs
+** tens of real ones.
 **
 ** This directory comes first on the include path of that build only (-I), so `#include <immintrin.h>` finds this
 ** file instead of the compiler's. SIMDe 0.7.4 lacks the few intrinsics below; they are written out lane by lane
@@ -45,7 +46,7 @@ static inline float _cvtsh_ss(unsigned short h) {
     return simde_mm_cvtss_f32(simde_mm_cvtph_ps(simde_mm_cvtsi32_si128((int)h)));
 }
 
-/* The 16 lanes of a, and a vector of 16 lanes (the helpers of what follows). */
+/* The 16 lanes of a (the helper of what follows). */
 static inline void moert_emulated_lanes(__m512 a, float lanes[16]) { simde_mm512_storeu_ps(lanes, a); }
 
 /* Lane i = p[i] where bit i of k is set, else 0; unset lanes are not read (as the instruction, which never faults

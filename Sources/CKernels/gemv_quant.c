@@ -190,13 +190,16 @@ static void rows_scalar(const uint8_t *w, int type, const uint8_t *xq, float *y,
 
 /* ---- The product on the pool ---- */
 
+/* The vector rows of one type and kernel: y[r] for r in [r0, r1). */
+typedef void (*vector_rows)(const uint8_t *w, const uint8_t *xq, float *y, int64_t r0, int64_t r1, int64_t blocks);
+
 typedef struct gemv_quant_task {
     const uint8_t *w;
     int type;
     const uint8_t *xq;
     float *y;
     int64_t rows, blocks;
-    int kernel; /* MOERT_KERNEL_PORTABLE, _AVX2 or _AVX512 (VNNI) */
+    vector_rows vector; /* NULL: the portable rows */
 } gemv_quant_task;
 
 /* Part `part` of `parts`: a contiguous range of rows. */
@@ -205,13 +208,8 @@ static void gemv_quant_part(void *ctx, int part, int parts) {
     int64_t r0, r1;
     moert_part_rows(t->rows, part, parts, &r0, &r1);
     if (r0 >= r1) return;
-    const int vnni = t->kernel == MOERT_KERNEL_AVX512;
-    void (*rows)(const uint8_t *, const uint8_t *, float *, int64_t, int64_t, int64_t) =
-        t->type == MOERT_QUANT_Q8_0 ? (vnni ? rows_vnni_q8_0 : rows_avx2_q8_0)
-        : t->type == MOERT_QUANT_Q3_0 ? (vnni ? rows_vnni_q3_0 : rows_avx2_q3_0)
-                                      : (vnni ? rows_vnni_q4_0 : rows_avx2_q4_0);
-    if (t->kernel == MOERT_KERNEL_PORTABLE) rows_scalar(t->w, t->type, t->xq, t->y, r0, r1, t->blocks);
-    else rows(t->w, t->xq, t->y, r0, r1, t->blocks);
+    if (t->vector) t->vector(t->w, t->xq, t->y, r0, r1, t->blocks);
+    else rows_scalar(t->w, t->type, t->xq, t->y, r0, r1, t->blocks);
 }
 
 /* Quantizes x into xq, then the rows on the pool; products of fewer than 2^18 weights run on this thread (the
@@ -222,7 +220,12 @@ static void run(const void *w, int type, const float *x, void *xq, float *y, int
     if (!portable && type != MOERT_QUANT_Q8_0) moert_quantize_activation_pairs(x, xq, cols);
     else moert_quantize_activation_kernel(x, xq, cols, portable);
     const int64_t blocks = cols / MOERT_QUANT_BLOCK;
-    gemv_quant_task t = {w, type, xq, y, rows, blocks, kernel};
+    const int vnni = kernel == MOERT_KERNEL_AVX512;
+    const vector_rows vector = portable                   ? NULL
+                               : type == MOERT_QUANT_Q8_0 ? (vnni ? rows_vnni_q8_0 : rows_avx2_q8_0)
+                               : type == MOERT_QUANT_Q3_0 ? (vnni ? rows_vnni_q3_0 : rows_avx2_q3_0)
+                                                          : (vnni ? rows_vnni_q4_0 : rows_avx2_q4_0);
+    gemv_quant_task t = {w, type, xq, y, rows, blocks, vector};
     moert_parallel(gemv_quant_part, &t, rows * cols < (1 << 18) ? 1 : MOERT_MAX_THREADS);
 }
 

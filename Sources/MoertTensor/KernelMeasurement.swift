@@ -205,7 +205,8 @@ public enum KernelMeasurement {
             if let m = medians[k] { return "\(k.name) \(describe(m))" }
             return "\(k.name) \(describe((t.screen[k] ?? 0) * work))\(k == winner ? "" : " (screened out)")"
         }.joined(separator: ", ")
-        let tie = winner != Self.winner(t) ? "; within 3% of the fastest, the table's kernel for this CPU" : ""
+        let tie = winner != Self.winner(t)
+            ? "; within \(Int((tieMargin * 100).rounded()))% of the fastest, the table's kernel for this CPU" : ""
         return (winner, detail + tie)
     }
 }

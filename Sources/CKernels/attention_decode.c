@@ -15,7 +15,9 @@
 **    block's rows are read once.
 ** Without AVX2 the same arithmetic runs in plain loops, each chunk in three passes (scores, softmax, values).
 ** A sliding-window layer's ring buffer wraps: a chunk that spans its end runs as two runs of rows, so that a full
-** layer's loops are the same as without windows. An attention sink is merged as one more chunk. */
+** layer's loops are the same as without windows. An attention sink is merged as one more chunk.
+** Multi-head latent attention's absorbed form is the case of one key/value head whose value is the first `rank`
+** values of the key row itself (moert_latent_attention_decode). */
 #include "kernels_internal.h"
 
 #include <immintrin.h>
@@ -31,13 +33,14 @@ typedef struct decode_job {
     const float *q;
     const uint8_t *keys, *values;
     int type, n_heads, n_kv_heads, head_dim, group;
+    int value_dim;  /* values are the first value_dim (<= head_dim) of each value head's row */
     int64_t total, row_bytes, head_bytes;
     int64_t first, ring;  /* position j is row (first + j) % ring */
     const float *sinks;   /* [n_heads] or NULL */
     int chunks, fast;  /* fast: the AVX2 path */
     float scale;
     float *scores;   /* [n_heads][total]: scores, then their exponentials */
-    float *partial;  /* [chunks][n_heads][head_dim + 2]: unnormalised output, then the chunk's maximum and sum */
+    float *partial;  /* [chunks][n_heads][value_dim + 2]: unnormalised output, then the chunk's maximum and sum */
 } decode_job;
 
 /* ---- Scalar path ---- */
@@ -81,11 +84,11 @@ static void scores_scalar(const decode_job *a, int64_t p0, int64_t p1, int64_t s
 static void values_scalar(const decode_job *a, int64_t p0, int64_t p1, int64_t shift, float *o) {
     for (int h = 0; h < a->n_heads; h++) {
         const int64_t g = h / a->group;
-        float *oh = o + (int64_t)h * (a->head_dim + 2);
+        float *oh = o + (int64_t)h * (a->value_dim + 2);
         for (int64_t j = p0; j < p1; j++) {
             const uint8_t *v = a->values + (j + shift) * a->row_bytes + g * a->head_bytes;
             const float p = a->scores[h * a->total + j];
-            for (int i = 0; i < a->head_dim; i++) oh[i] += p * kv_value(v, a->type, i);
+            for (int i = 0; i < a->value_dim; i++) oh[i] += p * kv_value(v, a->type, i);
         }
     }
 }
@@ -197,13 +200,14 @@ static inline void prefetch_span(const uint8_t *p, int type, int64_t bytes) {
 ** scores[h][j ..< j + 4] (and scores[h + 1][...]). Meanwhile the key rows PREFETCH_ROWS ahead are requested and,
 ** except for q8_0, the value rows FUSED_BLOCK ahead (the next block's, in the keys' sequential order: the value
 ** tiles' own prefetch, one VALUE_BLOCK ahead, then finds them in L2). q8_0's attention is bound by its arithmetic,
-** where the extra requests cost more than they bring. */
+** where the extra requests cost more than they bring; values that are the keys' own rows (latent attention) are
+** read by the key pass. */
 __attribute__((target("avx2,fma,f16c"), always_inline))
 static inline void scores_block4(const decode_job *a, int type, int pair, const uint8_t *k, int h, int64_t j) {
     const uint8_t *v = a->values + (k - a->keys);
     for (int r = 0; r < 4; r++) {
         prefetch_span(k + (PREFETCH_ROWS + r) * a->row_bytes, type, a->head_bytes);
-        if (type != MOERT_KV_Q8_0) prefetch_span(v + (FUSED_BLOCK + r) * a->row_bytes, type, a->head_bytes);
+        if (type != MOERT_KV_Q8_0 && v != k) prefetch_span(v + (FUSED_BLOCK + r) * a->row_bytes, type, a->head_bytes);
     }
     __m256 acc[2][4];
     dot_rows4(a->q + (int64_t)h * a->head_dim, pair, k, a->row_bytes, type, a->head_dim, acc);
@@ -242,7 +246,7 @@ static inline void scores_avx2_type(const decode_job *a, int type, int64_t p0, i
 __attribute__((target("avx2,fma,f16c"), always_inline))
 static inline void values_tile(const decode_job *a, int type, int pair, int vectors, int64_t p0, int64_t p1,
                                int64_t shift, int g, int h0, int i0, float *o) {
-    float *o0 = o + (int64_t)h0 * (a->head_dim + 2) + i0, *o1 = o0 + (a->head_dim + 2);
+    float *o0 = o + (int64_t)h0 * (a->value_dim + 2) + i0, *o1 = o0 + (a->value_dim + 2);
     const float *s0 = a->scores + h0 * a->total, *s1 = s0 + a->total;
     const int64_t row_bytes = a->row_bytes, ahead = VALUE_BLOCK * row_bytes + kv_bytes(type, i0);
     const uint8_t *row = a->values + (p0 + shift) * row_bytes + (int64_t)g * a->head_bytes;
@@ -272,13 +276,13 @@ static inline void values_tile(const decode_job *a, int type, int pair, int vect
     }
 }
 
-/* values_tile for heads h and (when `pair`) h + 1 over every 32-dimension tile of head_dim (one q8_0 block each). */
+/* values_tile for heads h and (when `pair`) h + 1 over every 32-dimension tile of value_dim (one q8_0 block each). */
 __attribute__((target("avx2,fma,f16c"), always_inline))
 static inline void values_heads(const decode_job *a, int type, int pair, int64_t p0, int64_t p1, int64_t shift, int g,
                                 int h, float *o) {
     int i = 0;
-    for (; i + 32 <= a->head_dim; i += 32) values_tile(a, type, pair, 4, p0, p1, shift, g, h, i, o);
-    switch ((a->head_dim - i) / 8) {
+    for (; i + 32 <= a->value_dim; i += 32) values_tile(a, type, pair, 4, p0, p1, shift, g, h, i, o);
+    switch ((a->value_dim - i) / 8) {
     case 3: values_tile(a, type, pair, 3, p0, p1, shift, g, h, i, o); break;
     case 2: values_tile(a, type, pair, 2, p0, p1, shift, g, h, i, o); break;
     case 1: values_tile(a, type, pair, 1, p0, p1, shift, g, h, i, o); break;
@@ -365,7 +369,8 @@ static float max_avx2(const float *s, int64_t count) {
 ** grows), then its values. Keys and values are thus read side by side, two streams per thread, and the scores stay
 ** in the first-level cache. Blocks never straddle `split` (the end of a ring buffer). */
 static void chunk_avx2(const decode_job *a, int64_t p0, int64_t p1, int64_t split, int64_t wrap, float *o) {
-    const int64_t stride = a->head_dim + 2;
+    const int vd = a->value_dim;
+    const int64_t stride = vd + 2;
     for (int64_t b0 = p0; b0 < p1;) {
         int64_t b1 = b0 + FUSED_BLOCK < p1 ? b0 + FUSED_BLOCK : p1;
         if (b0 < split && b1 > split) b1 = split;
@@ -374,15 +379,15 @@ static void chunk_avx2(const decode_job *a, int64_t p0, int64_t p1, int64_t spli
         for (int h = 0; h < a->n_heads; h++) {
             float *s = a->scores + h * a->total + b0, *oh = o + h * stride;
             const float top = max_avx2(s, b1 - b0);
-            if (top > oh[a->head_dim]) {
-                if (oh[a->head_dim] != -INFINITY) {
-                    const float f = expf(oh[a->head_dim] - top);
-                    for (int i = 0; i < a->head_dim; i++) oh[i] *= f;
-                    oh[a->head_dim + 1] *= f;
+            if (top > oh[vd]) {
+                if (oh[vd] != -INFINITY) {
+                    const float f = expf(oh[vd] - top);
+                    for (int i = 0; i < vd; i++) oh[i] *= f;
+                    oh[vd + 1] *= f;
                 }
-                oh[a->head_dim] = top;
+                oh[vd] = top;
             }
-            oh[a->head_dim + 1] += exp_and_sum_avx2(s, b1 - b0, oh[a->head_dim]);
+            oh[vd + 1] += exp_and_sum_avx2(s, b1 - b0, oh[vd]);
         }
         values_avx2(a, b0, b1, shift, o);
         b0 = b1;
@@ -394,13 +399,14 @@ static void chunk_avx2(const decode_job *a, int64_t p0, int64_t p1, int64_t spli
 static void decode_chunk(const decode_job *a, int c, int fast) {
     const int64_t p0 = a->total * c / a->chunks, p1 = a->total * (c + 1) / a->chunks;
     const int64_t wrap = a->ring - a->first, split = p0 > wrap ? p0 : (p1 < wrap ? p1 : wrap);
-    const int64_t stride = a->head_dim + 2;
+    const int vd = a->value_dim;
+    const int64_t stride = vd + 2;
     float *o = a->partial + (int64_t)c * a->n_heads * stride;
     if (fast) {
         for (int h = 0; h < a->n_heads; h++) {
             float *oh = o + h * stride;
-            memset(oh, 0, (size_t)(a->head_dim + 2) * sizeof *oh);
-            oh[a->head_dim] = -INFINITY;
+            memset(oh, 0, (size_t)stride * sizeof *oh);
+            oh[vd] = -INFINITY;
         }
         chunk_avx2(a, p0, p1, split, wrap, o);
         return;
@@ -412,9 +418,9 @@ static void decode_chunk(const decode_job *a, int c, int fast) {
         for (int64_t j = 0; j < p1 - p0; j++) m = s[j] > m ? s[j] : m;
         for (int64_t j = 0; j < p1 - p0; j++) sum += s[j] = expf(s[j] - m);
         float *oh = o + h * stride;
-        memset(oh, 0, (size_t)a->head_dim * sizeof *oh);
-        oh[a->head_dim] = m;
-        oh[a->head_dim + 1] = sum;
+        memset(oh, 0, (size_t)vd * sizeof *oh);
+        oh[vd] = m;
+        oh[vd + 1] = sum;
     }
     if (p0 < split) values_scalar(a, p0, split, a->first, o);
     if (split < p1) values_scalar(a, split, p1, -wrap, o);
@@ -429,44 +435,47 @@ int64_t moert_attention_decode_scratch(int n_heads, int head_dim, int64_t capaci
     return (int64_t)n_heads * capacity + (int64_t)MAX_CHUNKS * n_heads * (head_dim + 2);
 }
 
-/* moert_attention_decode, on the AVX2 path when `fast`. */
+/* moert_attention_decode with values of value_dim (<= head_dim) values per head, on the AVX2 path when `fast`. */
 static void attention_decode(const float *q, const void *keys, const void *values, int kv_type, int n_heads,
-                             int n_kv_heads, int head_dim, int64_t first, int64_t total, int64_t ring,
+                             int n_kv_heads, int head_dim, int value_dim, int64_t first, int64_t total, int64_t ring,
                              const float *sinks, float scale, float *scratch, float *out, int fast) {
     const int64_t row_bytes = moert_kv_row_bytes(kv_type, (int64_t)n_kv_heads * head_dim);
-    /* One chunk on this thread until reading the cache outweighs a hand-off to the workers (a few microseconds):
-    ** 2^18 bytes per layer; then chunks of at least MIN_CHUNK positions, four per thread to even out the parts. */
+    const int group = n_heads / n_kv_heads;
+    /* One chunk on this thread until the work outweighs a hand-off to the workers (a few microseconds): 2^18 bytes of
+    ** keys and values read per layer, for one pair of query heads per row (each further pair adds as much
+    ** arithmetic); then chunks of at least MIN_CHUNK positions, four per thread to even out the parts. */
+    const int64_t work = total * row_bytes * (keys == values ? 1 : 2) * (group > 2 ? group / 2 : 1);
     int chunks = 1;
-    if (total * row_bytes * 2 >= (1 << 18)) {
+    if (work >= (1 << 18)) {
         int64_t by_threads = 4 * (int64_t)moert_kernels_threads(), by_length = total / MIN_CHUNK;
         int64_t c = by_threads < by_length ? by_threads : by_length;
         chunks = c < 1 ? 1 : (c > MAX_CHUNKS ? MAX_CHUNKS : (int)c);
     }
-    decode_job a = {q, keys, values, kv_type, n_heads, n_kv_heads, head_dim, n_heads / n_kv_heads, total, row_bytes,
+    decode_job a = {q, keys, values, kv_type, n_heads, n_kv_heads, head_dim, group, value_dim, total, row_bytes,
                     row_bytes / n_kv_heads, first, ring, sinks, chunks, fast, scale, scratch,
                     scratch + (int64_t)n_heads * total};
     moert_parallel(decode_part, &a, chunks);
 
     /* Merge: out[h] = sum_c e^(m_c - M) o_c / (sum_c e^(m_c - M) l_c [+ e^(sink_h - M)]), with M the largest chunk
     ** maximum (or the sink): the sink is a chunk of one logit whose value row is zero. */
-    const int64_t stride = head_dim + 2;
+    const int64_t stride = value_dim + 2;
     for (int h = 0; h < n_heads; h++) {
         float top = sinks ? sinks[h] : -INFINITY, sum = 0;
         for (int c = 0; c < chunks; c++) {
-            const float m = a.partial[((int64_t)c * n_heads + h) * stride + head_dim];
+            const float m = a.partial[((int64_t)c * n_heads + h) * stride + value_dim];
             top = m > top ? m : top;
         }
         if (sinks) sum = expf(sinks[h] - top);
-        float *oh = out + (int64_t)h * head_dim;
-        memset(oh, 0, (size_t)head_dim * sizeof *oh);
+        float *oh = out + (int64_t)h * value_dim;
+        memset(oh, 0, (size_t)value_dim * sizeof *oh);
         for (int c = 0; c < chunks; c++) {
             const float *p = a.partial + ((int64_t)c * n_heads + h) * stride;
-            const float w = chunks == 1 && !sinks ? 1 : expf(p[head_dim] - top);
-            sum += w * p[head_dim + 1];
-            for (int i = 0; i < head_dim; i++) oh[i] += w * p[i];
+            const float w = chunks == 1 && !sinks ? 1 : expf(p[value_dim] - top);
+            sum += w * p[value_dim + 1];
+            for (int i = 0; i < value_dim; i++) oh[i] += w * p[i];
         }
         const float inv = 1 / sum;
-        for (int i = 0; i < head_dim; i++) oh[i] *= inv;
+        for (int i = 0; i < value_dim; i++) oh[i] *= inv;
     }
 }
 
@@ -481,6 +490,13 @@ void moert_attention_decode_kernel(int kernel, const float *q, const void *keys,
                                    int n_heads, int n_kv_heads, int head_dim, int64_t first, int64_t total,
                                    int64_t ring, const float *sinks, float scale, float *scratch, float *out) {
     const int avx2 = kernel == MOERT_KERNEL_AVX2 && moert_kernels_have_avx2() && head_dim % 8 == 0;
-    attention_decode(q, keys, values, kv_type, n_heads, n_kv_heads, head_dim, first, total, ring, sinks, scale,
-                     scratch, out, avx2);
+    attention_decode(q, keys, values, kv_type, n_heads, n_kv_heads, head_dim, head_dim, first, total, ring, sinks,
+                     scale, scratch, out, avx2);
+}
+
+void moert_latent_attention_decode(int kernel, const float *q, const void *rows, int kv_type, int n_heads, int width,
+                                   int rank, int64_t total, float scale, float *scratch, float *out) {
+    const int avx2 = kernel == MOERT_KERNEL_AVX2 && moert_kernels_have_avx2() && width % 8 == 0 && rank % 8 == 0;
+    attention_decode(q, rows, rows, kv_type, n_heads, 1, width, rank, 0, total, total, NULL, scale, scratch, out,
+                     avx2);
 }

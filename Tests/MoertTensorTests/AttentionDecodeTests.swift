@@ -86,6 +86,35 @@ struct AttentionDecodeTests {
         }
     }
 
+    /// Multi-head latent attention's absorbed form: every head attends over the same rows [latent | rope key], the
+    /// whole row as key and its first `rank` values as value. (heads, width, rank): DeepSeek-V2-like rows (128 + 32),
+    /// an odd head count (a head without a pair), a rank off the 32-wide value tiles, and a width not a multiple of 8
+    /// (the portable loops). Totals as above, up to many chunks split among the threads.
+    @Test("latent attention decode matches softmax attention written out, every cache type and path",
+          arguments: [(8, 160, 128), (3, 96, 64), (4, 48, 40), (2, 36, 28)])
+    func latentMatchesReference(heads: Int, width: Int, rank: Int) {
+        for (name, type) in Self.types where type != MOERT_KV_Q8_0 || width % 32 == 0 {
+            for total in [1, 13, 200, 2500] {
+                let (bytes, rows) = cached(rows: total, width: width, type: type, seed: UInt64(total * 5 + width))
+                var rng = TestRandom(seed: UInt64(heads * 31 + total))
+                let q = (0..<heads * width).map { _ in Float(rng.nextUnitDouble() * 2 - 1) }
+                let scale = 1 / Float(width).squareRoot()
+                // The whole row as value, then each head's first `rank` outputs.
+                let full = reference(q: q, keys: rows, values: rows, heads: heads, kvHeads: 1, headDim: width,
+                                     total: total, scale: scale)
+                let want = (0..<heads).flatMap { full[$0 * width ..< $0 * width + rank] }
+                var scratch = [Float](repeating: .nan, count: Int(moert_attention_decode_scratch(Int32(heads), Int32(width), Int64(total))))
+                for kernel in [MOERT_KERNEL_AVX2, MOERT_KERNEL_PORTABLE] {
+                    var out = [Float](repeating: .nan, count: heads * rank)
+                    moert_latent_attention_decode(Int32(kernel), q, bytes, type, Int32(heads), Int32(width), Int32(rank),
+                                                  Int64(total), scale, &scratch, &out)
+                    // As above: weighted means of values within ±2.
+                    #expect(relativeError(out[...], want[...]) <= 1e-5, "\(name) kernel \(kernel) total \(total)")
+                }
+            }
+        }
+    }
+
     /// A ring buffer of `ring` rows whose window of `total` positions starts at row `first` (wrapping past the end
     /// or not), with and without sinks (one far above the scores, which takes most of the weight, one near them).
     @Test("a window in a ring buffer, with and without sinks, every cache type and path",

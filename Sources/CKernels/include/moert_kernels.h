@@ -123,6 +123,21 @@ MOERT_KERNEL void moert_latent_query(int kernel, const void *kv_b, int dtype, co
 MOERT_KERNEL void moert_latent_output(int kernel, const void *kv_b, int dtype, const float *ctx, int n_heads,
                                       int64_t nope, int64_t value_dim, int64_t rank, float *out);
 
+/**
+ * Attention of one position's absorbed queries over the latent cache (attention_decode.c): every query head
+ * attends over the same `total` cached rows [latent (rank) | rope key (width - rank)] of KV type `kv_type`, the whole
+ * row as its key and the latent as its value:
+ *   out[h] = softmax(scale * q[h] . rows[j] for j < total) . rows[:, :rank]
+ * q is [n_heads * width] float32 ([q_lat | q_pe] per head), rows `total` rows moert_kv_row_bytes(kv_type, width)
+ * apart (width a multiple of MOERT_Q8_0_BLOCK for q8_0), out [n_heads * rank]. Each row is read once for every head;
+ * the positions are split among the worker threads as moert_attention_decode splits them. `scratch` holds
+ * moert_attention_decode_scratch(n_heads, width, total) floats. On `kernel` as attention.decode runs it (avx2 needs
+ * width and rank multiples of 8, else portable runs).
+ */
+MOERT_KERNEL void moert_latent_attention_decode(int kernel, const float *q, const void *rows, int kv_type,
+                                                int n_heads, int width, int rank, int64_t total, float scale,
+                                                float *scratch, float *out);
+
 /* ---- Worker pool (pool.c) ---- */
 
 /** Sets the number of threads the kernels use (>= 1), including the caller. Until it is called they use every

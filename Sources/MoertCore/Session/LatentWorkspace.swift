@@ -1,5 +1,6 @@
 // LatentWorkspace: the scratch buffers of multi-head latent attention, sized once for a session's largest batch.
 
+import CKernels
 import MoertFormats
 import MoertTensor
 
@@ -17,9 +18,12 @@ final class LatentWorkspace {
     let ctx: FloatBuffer
     /// Scores of one position, [heads, context].
     let scores: FloatBuffer
+    /// Scratch of decode's attention over the cache (`moert_attention_decode_scratch`).
+    let decodeScratch: FloatBuffer
     /// One head's rows of kv_b_proj widened to float32, [qk_nope_head_dim + v_head_dim, kv_lora_rank].
     let head: FloatBuffer
-    /// A layer's cached rows widened to float32, [context, width]; nil with a float32 cache, read in place.
+    /// A layer's cached rows widened to float32 for prefill, [context, width]; nil with a float32 cache, read in
+    /// place (decode reads every cache type in place).
     let widened: FloatBuffer?
 
     /// Buffers for batches of up to `batch` tokens and `context` cached positions of `kvType`.
@@ -32,6 +36,7 @@ final class LatentWorkspace {
         ctxLatent = try FloatBuffer(count: batch * nh * mla.kvLoraRank)
         ctx = try FloatBuffer(count: batch * nh * mla.vHeadDim)
         scores = try FloatBuffer(count: nh * context)
+        decodeScratch = try FloatBuffer(count: Int(moert_attention_decode_scratch(Int32(nh), Int32(w), Int64(context))))
         head = try FloatBuffer(count: (mla.qkNopeHeadDim + mla.vHeadDim) * mla.kvLoraRank)
         widened = kvType == .f32 ? nil : try FloatBuffer(count: context * w)
     }

@@ -38,15 +38,6 @@ extension Session {
         }
         cache.store(layer: l, position: position, rows: kv, count: n)
 
-        // The cached rows of positions 0 ..< total as float32.
-        let total = position + n
-        let rows: UnsafePointer<Float>
-        if let widened = m.widened {
-            cache.load(layer: l, count: total, into: widened.pointer)
-            rows = UnsafePointer(widened.pointer)
-        } else {
-            rows = UnsafePointer(cache.rows(layer: l).assumingMemoryBound(to: Float.self))
-        }
         // absorbed queries: per head q_nope [n, nope] x W_UK [nope, rank] -> [n, rank], then q_pe beside it; one
         // position reads kv_b_proj as stored, the heads split among the threads
         let kvB = a.kvB, direct = n == 1 && !kvB.storage.isQuantized
@@ -66,11 +57,26 @@ extension Session {
                 (query + (t * nh + h) * w + rank).update(from: q + t * nh * qk + h * qk + nope, count: ropeDim)
             }
         }
-        // attention of each new position over the positions up to itself (causal): [nh, w] -> [nh, rank]
-        for t in 0..<n {
-            latentAttentionRow(query: query + t * nh * w, cache: rows, positions: position + t + 1, heads: nh,
-                            rank: rank, width: w, scale: mla.softmaxScale, scores: m.scores.pointer,
-                            into: ctxLat + t * nh * rank)
+        // attention of each new position over the positions up to itself (causal): [nh, w] -> [nh, rank]; one
+        // position reads the cache as stored, several read it widened to float32
+        let total = position + n
+        if n == 1 {
+            moert_latent_attention_decode(KernelProduct.attentionDecode.chosen.rawValue, query, cache.rows(layer: l),
+                                          cache.type.code, Int32(nh), Int32(w), Int32(rank), Int64(total),
+                                          mla.softmaxScale, m.decodeScratch.pointer, ctxLat)
+        } else {
+            let rows: UnsafePointer<Float>
+            if let widened = m.widened {
+                cache.load(layer: l, count: total, into: widened.pointer)
+                rows = UnsafePointer(widened.pointer)
+            } else {
+                rows = UnsafePointer(cache.rows(layer: l).assumingMemoryBound(to: Float.self))
+            }
+            for t in 0..<n {
+                latentAttentionRow(query: query + t * nh * w, cache: rows, positions: position + t + 1, heads: nh,
+                                   rank: rank, width: w, scale: mla.softmaxScale, scores: m.scores.pointer,
+                                   into: ctxLat + t * nh * rank)
+            }
         }
         // values: per head ctx_lat [n, rank] x W_UV^T [rank, v] -> [n, v]
         if direct {

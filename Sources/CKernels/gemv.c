@@ -141,23 +141,24 @@ static void gemv_part(void *ctx, int part, int parts) {
     if (r0 < r1) moert_gemv_rows(t->kernel, t->w, t->dtype, t->x, t->y, r0, r1, t->cols);
 }
 
-/* A GEMV on `kernel` (one the CPU can run, never blas) on the pool; products under 512 KiB of weights run on this
-** thread (a hand-off would cost more). */
+/* A GEMV on `kernel` (one the CPU can run, never blas) on the pool, in moert_gemv_parts parts. */
 static void run_gemv(int kernel, const void *w, int dtype, const float *x, float *y, int64_t rows, int64_t cols) {
     gemv_task t = {w, dtype, kernel, x, y, rows, cols};
-    int64_t bytes = rows * cols * (dtype == MOERT_GEMM_F32 ? 4 : 2);
-    moert_parallel(gemv_part, &t, bytes < (1 << 19) ? 1 : MOERT_MAX_THREADS);
+    moert_parallel(gemv_part, &t, moert_gemv_parts(dtype, rows, cols));
 }
 
 void moert_gemv_half(const void *w, int dtype, const float *x, float *y, int64_t rows, int64_t cols) {
     run_gemv(moert_kernel_chosen(moert_gemv_product(dtype)), w, dtype, x, y, rows, cols);
 }
 
+int moert_gemv_half_resolve(int kernel, int dtype) {
+    const int product = moert_gemv_product(dtype);
+    return moert_kernel_available(product, kernel) ? kernel : moert_kernel_preferred(product);
+}
+
 void moert_gemv_half_kernel(int kernel, const void *w, int dtype, const float *x, float *y, int64_t rows,
                             int64_t cols) {
-    const int product = moert_gemv_product(dtype);
-    run_gemv(moert_kernel_available(product, kernel) ? kernel : moert_kernel_preferred(product), w, dtype, x, y, rows,
-             cols);
+    run_gemv(moert_gemv_half_resolve(kernel, dtype), w, dtype, x, y, rows, cols);
 }
 
 int moert_gemv_f32(const float *w, const float *x, float *y, int64_t rows, int64_t cols) {

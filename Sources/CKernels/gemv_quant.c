@@ -193,6 +193,28 @@ static void rows_scalar(const uint8_t *w, int type, const uint8_t *xq, float *y,
 /* The vector rows of one type and kernel: y[r] for r in [r0, r1). */
 typedef void (*vector_rows)(const uint8_t *w, const uint8_t *xq, float *y, int64_t r0, int64_t r1, int64_t blocks);
 
+/* The vector rows of `type` on `kernel` (avx2 or avx512), or NULL for the portable rows. */
+static vector_rows rows_of(int kernel, int type) {
+    if (kernel == MOERT_KERNEL_PORTABLE) return NULL;
+    const int vnni = kernel == MOERT_KERNEL_AVX512;
+    return type == MOERT_QUANT_Q8_0   ? (vnni ? rows_vnni_q8_0 : rows_avx2_q8_0)
+         : type == MOERT_QUANT_Q3_0 ? (vnni ? rows_vnni_q3_0 : rows_avx2_q3_0)
+                                    : (vnni ? rows_vnni_q4_0 : rows_avx2_q4_0);
+}
+
+void moert_gemv_quant_prepare(int kernel, int type, const float *x, void *xq, int64_t cols) {
+    const int portable = kernel == MOERT_KERNEL_PORTABLE;
+    if (!portable && type != MOERT_QUANT_Q8_0) moert_quantize_activation_pairs(x, xq, cols);
+    else moert_quantize_activation_kernel(x, xq, cols, portable);
+}
+
+void moert_gemv_quant_rows(int kernel, int type, const void *w, const void *xq, float *y, int64_t r0, int64_t r1,
+                           int64_t cols) {
+    const vector_rows vector = rows_of(kernel, type);
+    if (vector) vector(w, xq, y, r0, r1, cols / MOERT_QUANT_BLOCK);
+    else rows_scalar(w, type, xq, y, r0, r1, cols / MOERT_QUANT_BLOCK);
+}
+
 typedef struct gemv_quant_task {
     const uint8_t *w;
     int type;
@@ -212,21 +234,12 @@ static void gemv_quant_part(void *ctx, int part, int parts) {
     else rows_scalar(t->w, t->type, t->xq, t->y, r0, r1, t->blocks);
 }
 
-/* Quantizes x into xq, then the rows on the pool; products of fewer than 2^18 weights run on this thread (the
-** threshold of gemv.c for f16, in weights rather than bytes: a quantized weight costs more work per byte). */
+/* Quantizes x into xq, then the rows on the pool (moert_gemv_quant_parts of them). */
 static void run(const void *w, int type, const float *x, void *xq, float *y, int64_t rows, int64_t cols,
                 int kernel) {
-    const int portable = kernel == MOERT_KERNEL_PORTABLE;
-    if (!portable && type != MOERT_QUANT_Q8_0) moert_quantize_activation_pairs(x, xq, cols);
-    else moert_quantize_activation_kernel(x, xq, cols, portable);
-    const int64_t blocks = cols / MOERT_QUANT_BLOCK;
-    const int vnni = kernel == MOERT_KERNEL_AVX512;
-    const vector_rows vector = portable                   ? NULL
-                               : type == MOERT_QUANT_Q8_0 ? (vnni ? rows_vnni_q8_0 : rows_avx2_q8_0)
-                               : type == MOERT_QUANT_Q3_0 ? (vnni ? rows_vnni_q3_0 : rows_avx2_q3_0)
-                                                          : (vnni ? rows_vnni_q4_0 : rows_avx2_q4_0);
-    gemv_quant_task t = {w, type, xq, y, rows, blocks, vector};
-    moert_parallel(gemv_quant_part, &t, rows * cols < (1 << 18) ? 1 : MOERT_MAX_THREADS);
+    moert_gemv_quant_prepare(kernel, type, x, xq, cols);
+    gemv_quant_task t = {w, type, xq, y, rows, cols / MOERT_QUANT_BLOCK, rows_of(kernel, type)};
+    moert_parallel(gemv_quant_part, &t, moert_gemv_quant_parts(rows, cols));
 }
 
 /* The product of weights of `type`. */
@@ -240,9 +253,13 @@ void moert_gemv_quant(const void *w, int type, const float *x, void *xq, float *
     moert_gemv_quant_kernel(moert_kernel_chosen(gemv_quant_product(type)), w, type, x, xq, y, rows, cols);
 }
 
-void moert_gemv_quant_kernel(int kernel, const void *w, int type, const float *x, void *xq, float *y, int64_t rows,
-                             int64_t cols) {
+int moert_gemv_quant_resolve(int kernel, int type) {
     const int simd = (kernel == MOERT_KERNEL_AVX2 || kernel == MOERT_KERNEL_AVX512) &&
                      moert_kernel_available(gemv_quant_product(type), kernel);
-    run(w, type, x, xq, y, rows, cols, simd ? kernel : MOERT_KERNEL_PORTABLE);
+    return simd ? kernel : MOERT_KERNEL_PORTABLE;
+}
+
+void moert_gemv_quant_kernel(int kernel, const void *w, int type, const float *x, void *xq, float *y, int64_t rows,
+                             int64_t cols) {
+    run(w, type, x, xq, y, rows, cols, moert_gemv_quant_resolve(kernel, type));
 }

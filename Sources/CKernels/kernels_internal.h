@@ -19,6 +19,37 @@ enum { MOERT_PARTS_PER_THREAD = 4 };
 MOERT_KERNEL void moert_gemv_rows(int kernel, const void *w, int dtype, const float *x, float *y, int64_t r0,
                                   int64_t r1, int64_t cols);
 
+/** The most parts moert_parallel makes of a decode GEMV of `rows` x `cols` weights of `dtype` (MOERT_GEMM_F32,
+ * MOERT_HALF_F16 or MOERT_HALF_BF16): 1, on the caller's thread, under 512 KiB of weights (a hand-off to the workers
+ * would cost more), else as many as it makes. */
+static inline int moert_gemv_parts(int dtype, int64_t rows, int64_t cols) {
+    return rows * cols * (dtype == MOERT_GEMM_F32 ? 4 : 2) < (1 << 19) ? 1 : MOERT_MAX_THREADS;
+}
+
+/** As moert_gemv_parts for a quantized GEMV: 1 under 2^18 weights (the float threshold in weights rather than bytes:
+ * a quantized weight costs more work per byte). */
+static inline int moert_gemv_quant_parts(int64_t rows, int64_t cols) {
+    return rows * cols < (1 << 18) ? 1 : MOERT_MAX_THREADS;
+}
+
+/** The kernel a float GEMV of `dtype` asked to run on `kernel` runs on (moert_gemv_half_kernel's rule: the product's
+ * preferred kernel when `kernel` is not available). */
+MOERT_KERNEL int moert_gemv_half_resolve(int kernel, int dtype);
+
+/** The kernel a quantized GEMV of `type` asked to run on `kernel` runs on: avx2 or avx512 when available, else
+ * portable (moert_gemv_quant_kernel's rule). */
+MOERT_KERNEL int moert_gemv_quant_resolve(int kernel, int type);
+
+/** The two steps of moert_gemv_quant_kernel on a resolved kernel (moert_gemv_quant_resolve): x quantized into xq in
+ * the layout of `kernel`'s rows, then y[r] for rows r in [r0, r1) on this thread. */
+MOERT_KERNEL void moert_gemv_quant_prepare(int kernel, int type, const float *x, void *xq, int64_t cols);
+MOERT_KERNEL void moert_gemv_quant_rows(int kernel, int type, const void *w, const void *xq, float *y, int64_t r0,
+                                        int64_t r1, int64_t cols);
+
+/** Runs fn(ctx, part, parts) for every part of exactly `parts` (1 to 65,535) on the pool, as moert_parallel does but
+ * without capping the count at the threads' share (a job made of several products' own parts). */
+MOERT_KERNEL void moert_parallel_parts(void (*fn)(void *ctx, int part, int parts), void *ctx, int parts);
+
 /** y[r] = sum_c w[r, c] * x[c] for r in [r0, r1), w row-major with `cols` elements of type `dtype` per row
  * (MOERT_GEMM_F32, MOERT_HALF_F16 or MOERT_HALF_BF16). Only on CPUs with AVX-512 (moert_kernels_have_avx512). */
 MOERT_KERNEL void moert_rows_avx512(const void *w, int dtype, const float *x, float *y, int64_t r0, int64_t r1,

@@ -140,8 +140,8 @@ int moert_kernels_threads(void) {
 
 /* Runs the parts on the pool (the caller claims parts too, part 0 first), or fn(ctx, 0, 1) alone on this thread when
 ** max_parts < 2 (without touching the pool's lock, as most decode products are too small to split) or when the pool
-** is busy or has no workers. */
-void moert_parallel(void (*fn)(void *ctx, int part, int parts), void *ctx, int max_parts) {
+** is busy or has no workers. With `capped` (moert_parallel) at most the threads' share of parts, else max_parts. */
+static void run_job(void (*fn)(void *ctx, int part, int parts), void *ctx, int max_parts, int capped) {
     if (max_parts < 2) {
         fn(ctx, 0, 1);
         return;
@@ -156,7 +156,7 @@ void moert_parallel(void (*fn)(void *ctx, int part, int parts), void *ctx, int m
         fn(ctx, 0, 1);
         return;
     }
-    const int most = pool_threads * MOERT_PARTS_PER_THREAD, parts = most < max_parts ? most : max_parts;
+    const int most = pool_threads * MOERT_PARTS_PER_THREAD, parts = capped && most < max_parts ? most : max_parts;
     const uint64_t generation = atomic_load_explicit(&pool_generation, memory_order_relaxed) + 1;
     /* pool_busy is held: this thread alone publishes jobs, one at a time */
     atomic_store_explicit(&pool_claims, (generation - 1) << 16 | CLAIMS_CLOSED, memory_order_relaxed);
@@ -174,4 +174,12 @@ void moert_parallel(void (*fn)(void *ctx, int part, int parts), void *ctx, int m
     run_parts(generation, fn, ctx, parts);
     for (int step = 0; atomic_load_explicit(&pool_pending, memory_order_acquire) > 0; step++) wait_step(step);
     pthread_mutex_unlock(&pool_busy);
+}
+
+void moert_parallel(void (*fn)(void *ctx, int part, int parts), void *ctx, int max_parts) {
+    run_job(fn, ctx, max_parts, 1);
+}
+
+void moert_parallel_parts(void (*fn)(void *ctx, int part, int parts), void *ctx, int parts) {
+    run_job(fn, ctx, parts < CLAIMS_CLOSED ? parts : CLAIMS_CLOSED - 1, 0);
 }

@@ -37,6 +37,8 @@ public final class MoEBlock: @unchecked Sendable {
     public let shared: SharedExpert?
     /// The layer as routers and experts see it (for routers a session creates later).
     public let layer: MoELayerContext
+    /// The routed experts that are built-in stored experts, by expert id (nil for plugin experts).
+    private let storedExperts: [StoredExpert?]
 
     /// Hidden width.
     public var hidden: Int { layer.hidden }
@@ -47,6 +49,18 @@ public final class MoEBlock: @unchecked Sendable {
         self.experts = experts
         self.shared = shared
         self.layer = layer
+        storedExperts = experts.map { $0 as? StoredExpert }
+    }
+
+    /// Floats of `forwardOneToken`'s outputs: a token routed to every expert, and the shared expert.
+    package var decodeCount: Int {
+        experts.count * (storedExperts.map { $0?.decodeWidth ?? 0 }.max() ?? 0)
+            + (shared.map { 2 * $0.expert.intermediate + hidden } ?? 0)
+    }
+
+    /// The widest input of the block's products (hidden, or an intermediate width).
+    package var widestInput: Int {
+        max(hidden, storedExperts.map { $0?.intermediate ?? 0 }.max() ?? 0, shared?.expert.intermediate ?? 0)
     }
 
     /// Floats of expert scratch a batch of up to `n` tokens needs (an expert gets 1 to n of them).
@@ -88,6 +102,8 @@ public final class MoEBlock: @unchecked Sendable {
             }
         }
 
+        if n == 1, try forwardOneToken(x, into: y, workspace: ws) { return }
+
         let xg = ws.gathered.pointer, yg = ws.expertOut.pointer, scratch = ws.expertScratch.pointer
         for i in 0..<n * h { y[i] = 0 }
         for i in 0..<e {
@@ -126,20 +142,89 @@ public final class MoEBlock: @unchecked Sendable {
                 throw MoertError(.internal, "layer \(input.layer): the session's expert scratch is too small for the shared expert")
             }
             s.expert.forward(x, rows: n, into: yg, scratch: scratch)  // [n, H]
-            if s.routedWeight != 1 {
-                for i in 0..<(n * h) { y[i] *= s.routedWeight }
+            addShared(s, x, output: yg, rows: n, into: y)
+        }
+    }
+
+    /// y = routedWeight · y + weight · g(x) · out for `n` rows: the shared expert's output `out` joins the routed sum.
+    private func addShared(_ s: SharedExpert, _ x: UnsafePointer<Float>, output out: UnsafePointer<Float>, rows n: Int,
+                           into y: UnsafeMutablePointer<Float>) {
+        let h = hidden
+        if s.routedWeight != 1 {
+            for i in 0..<(n * h) { y[i] *= s.routedWeight }
+        }
+        for t in 0..<n {
+            var scale = s.weight
+            if let g = s.gate {
+                var logit: Float = 0
+                g.apply(x + t * h, rows: 1, into: &logit, scratch: .init(start: nil, count: 0))
+                scale *= 1 / (1 + expf(-logit))
             }
-            for t in 0..<n {
-                var scale = s.weight
-                if let g = s.gate {
-                    var logit: Float = 0
-                    g.apply(x + t * h, rows: 1, into: &logit, scratch: .init(start: nil, count: 0))
-                    scale *= 1 / (1 + expf(-logit))
-                }
-                let dst = y + t * h, src = yg + t * h
-                for c in 0..<h { dst[c] += scale * src[c] }
+            let dst = y + t * h, src = out + t * h
+            for c in 0..<h { dst[c] += scale * src[c] }
+        }
+    }
+
+    /// `forward` for one token whose experts are all built-in stored experts without a residency budget: their
+    /// weights acquired together, the gate/up products of every expert and of the shared expert run as one job on
+    /// the worker pool (`GEMVBatch`), the down products as a second, then the sum in `forward`'s order, so the bits
+    /// are `forward`'s. Returns false, computing nothing, otherwise (plugin experts, a budget, an expert chosen twice).
+    private func forwardOneToken(_ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>,
+                                 workspace ws: MoEWorkspace) throws -> Bool {
+        let h = hidden, start = ws.start.baseAddress!, chosen = ws.chosen.baseAddress!
+        var k = 0, stride = 0
+        for i in 0..<experts.count where start[i + 1] > start[i] {
+            guard start[i + 1] - start[i] == 1, let e = storedExperts[i], e.store.budget == nil else { return false }
+            chosen[k] = i
+            k += 1
+            stride = max(stride, e.decodeWidth)
+        }
+        let sharedWidth = shared.map { $0.expert.intermediate } ?? 0
+        guard k * stride + (shared == nil ? 0 : 2 * sharedWidth + h) <= ws.decodeOut.count else { return false }
+
+        let out = ws.decodeOut.pointer, weights = ws.acquired.baseAddress!, batch = ws.batch
+        var acquired = 0
+        defer {
+            for j in 0..<acquired {
+                let e = storedExperts[chosen[j]]!
+                e.store.release(e.slot)
             }
         }
+        for j in 0..<k {
+            let e = storedExperts[chosen[j]]!
+            weights[j] = try e.store.acquire(e.slot)
+            acquired += 1
+        }
+        // Expert j's row at out + j·stride: gate/up [2I] (then its activation [I] in place), output [H] after it.
+        let sharedOut = out + k * stride
+        for j in 0..<k {
+            batch.add(storedExperts[chosen[j]]!.gateUp(weights[j]!), x, into: out + j * stride)   // [H] -> [2I]
+        }
+        if let s = shared {
+            batch.add(s.expert.gate, x, into: sharedOut)                                          // [H] -> [I]
+            batch.add(s.expert.up, x, into: sharedOut + sharedWidth)                              // [H] -> [I]
+        }
+        batch.run()
+        for j in 0..<k {
+            let e = storedExperts[chosen[j]]!, row = out + j * stride
+            e.activate(row, rows: 1, into: row)
+            batch.add(e.down(weights[j]!), row, into: row + 2 * e.intermediate)                    // [I] -> [H]
+        }
+        if let s = shared {
+            siluMultiply(sharedOut, sharedOut + sharedWidth, count: sharedWidth)
+            batch.add(s.expert.down, sharedOut, into: sharedOut + 2 * sharedWidth)               // [I] -> [H]
+        }
+        batch.run()
+
+        for c in 0..<h { y[c] = 0 }
+        for j in 0..<k {
+            let e = storedExperts[chosen[j]]!, src = out + j * stride + 2 * e.intermediate
+            e.addDownBias(src, rows: 1)
+            let w = ws.orderWeight.pointer[start[chosen[j]]]
+            for c in 0..<h { y[c] += w * src[c] }
+        }
+        if let s = shared { addShared(s, x, output: sharedOut + 2 * sharedWidth, rows: 1, into: y) }
+        return true
     }
 
     /// Rejects routing output that would index out of range or poison the sum.

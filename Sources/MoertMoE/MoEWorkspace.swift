@@ -21,11 +21,20 @@ package final class MoEWorkspace {
     /// Bucket starts (experts + 1) and the fill positions of the counting sort.
     let start: UnsafeMutableBufferPointer<Int>
     let fill: UnsafeMutableBufferPointer<Int>
+    /// One token's experts in `MoEBlock`'s batched decode: their ids, their weights from the store, and their
+    /// products' outputs (and the shared expert's).
+    let chosen: UnsafeMutableBufferPointer<Int>
+    let acquired: UnsafeMutableBufferPointer<UnsafeRawPointer?>
+    let decodeOut: FloatBuffer
+    /// Decode products gathered into one job on the worker pool (the session's attention uses it too).
+    package let batch: GEMVBatch
 
     /// Buffers for batches of up to `batch` tokens over blocks of at most `maxExperts` experts and `hidden` width,
-    /// with `expertScratch` floats for experts and dense MLPs.
+    /// with `expertScratch` floats for experts and dense MLPs, `decodeCount` for a block's batched decode
+    /// (`MoEBlock.decodeCount`) and room for products of up to `widestInput` inputs.
     /// - Throws: `MoertError` (`.outOfMemory`).
-    package init(batch: Int, hidden: Int, maxExperts: Int, expertScratch: Int) throws {
+    package init(batch: Int, hidden: Int, maxExperts: Int, expertScratch: Int, decodeCount: Int = 0,
+                 widestInput: Int = 0) throws {
         let pairs = batch * max(maxExperts, 1)
         routing.reserve(tokens: batch, perToken: max(maxExperts, 1))
         routerScratch = try FloatBuffer(count: 0)
@@ -39,12 +48,20 @@ package final class MoEWorkspace {
         start.initialize(repeating: 0)
         fill = .allocate(capacity: maxExperts + 1)
         fill.initialize(repeating: 0)
+        chosen = .allocate(capacity: maxExperts)
+        chosen.initialize(repeating: 0)
+        acquired = .allocate(capacity: maxExperts)
+        acquired.initialize(repeating: nil)
+        decodeOut = try FloatBuffer(count: decodeCount)
+        self.batch = try GEMVBatch(maxInFeatures: max(widestInput, hidden))
     }
 
     deinit {
         order.deallocate()
         start.deallocate()
         fill.deallocate()
+        chosen.deallocate()
+        acquired.deallocate()
     }
 
     /// Grows the router scratch to `count` floats (when routers change, never while evaluating).

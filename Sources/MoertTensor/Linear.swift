@@ -148,7 +148,7 @@ public struct Linear: Sendable {
         }
     }
 
-    private func addBias(rows n: Int, to y: UnsafeMutablePointer<Float>) {
+    func addBias(rows n: Int, to y: UnsafeMutablePointer<Float>) {
         guard let bias else { return }
         for r in 0..<n { addInPlace(y + r * outFeatures, bias.data, count: outFeatures) }
     }

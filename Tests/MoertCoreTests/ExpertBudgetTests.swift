@@ -34,6 +34,31 @@ struct ExpertBudgetTests {
         }
     }
 
+    /// Logits of each position of the reference prompt, evaluated one token at a time (decode).
+    func decodeLogits(_ fixture: String, budget: ExpertBudget?) throws -> [Float] {
+        var options = ModelLoadOptions()
+        options.expertBudget = budget
+        let model = try Model(path: fixturesDirectory + "/" + fixture, options: options)
+        // (the quantized fixtures' references hold logits of their own prompts only)
+        let session = try Session(model: model), prompt = (try? Reference(fixture: fixture).prompt) ?? [1, 17, 42, 3, 99, 250]
+        var out: [Float] = []
+        for token in prompt { out += try lastLogits(session, [token]) }
+        return out
+    }
+
+    /// Without a budget one token's experts (and the shared expert) run their products as two jobs on the worker pool
+    /// (MoEBlock.forwardOneToken); under a budget one expert at a time: the same products, the same bits. Fixtures with
+    /// and without a shared expert (gated or not), with expert biases and the clamped SwiGLU (gpt-oss), quantized,
+    /// bf16 and FP8 (read as float32) experts.
+    @Test("decode gives the same bits with its experts batched (no budget) as one at a time (a budget)",
+          arguments: ["mixtral", "qwen2_moe", "deepseek_v2", "gpt_oss", "mixtral_q4_0", "qwen2_moe_q4_0", "mixtral_bf16",
+                      "qwen3_moe_fp8"])
+    func batchedDecode(fixture: String) throws {
+        let batched = try decodeLogits(fixture, budget: nil)
+        #expect(batched.allSatisfy { $0.isFinite })
+        #expect(try decodeLogits(fixture, budget: .fraction(1)) == batched)
+    }
+
     @Test("budgets parse from bytes, units and percentages")
     func parsing() throws {
         #expect(try ExpertBudget(parsing: "512M") == .bytes(512 << 20))

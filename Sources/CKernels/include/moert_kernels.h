@@ -138,6 +138,35 @@ MOERT_KERNEL void moert_latent_attention_decode(int kernel, const float *q, cons
                                                 int n_heads, int width, int rank, int64_t total, float scale,
                                                 float *scratch, float *out);
 
+/* ---- Several decode GEMVs as one job (gemv_batch.c) ---- */
+
+/** The most products one moert_gemv_batch runs. */
+#define MOERT_GEMV_BATCH_MAX 32
+
+/** One product of moert_gemv_batch: y = W x, W [rows, cols] row-major of `type` (MOERT_GEMM_F32, MOERT_HALF_F16,
+ * MOERT_HALF_BF16, or MOERT_QUANT_Q8_0/_Q4_0/_Q3_0 with cols a multiple of MOERT_QUANT_BLOCK), on `kernel` as that
+ * type's own GEMV runs it. A quantized product quantizes x into `xq` (moert_quant_activation_bytes(cols) bytes, its
+ * own); the others leave xq unused. */
+typedef struct moert_gemv_item {
+    const void *w;
+    int type;
+    int kernel;
+    const float *x;
+    void *xq;
+    float *y;
+    int64_t rows, cols;
+} moert_gemv_item;
+
+/**
+ * Runs `count` independent decode GEMVs as one job on the worker pool: each product cut into the parts its own GEMV
+ * (moert_gemv_half_kernel, moert_gemv_f32_kernel, moert_gemv_quant_kernel) would make, so that every y gets the same
+ * bits as there, and the threads claim the parts of all of them in turn (a product too small to split runs beside the
+ * others' parts instead of alone, and the threads meet once). No y may overlap another product's x, xq or y. Returns
+ * 1, or 0 computing nothing when count is outside 0 ... MOERT_GEMV_BATCH_MAX or a float32 product is on blas (or a
+ * kernel the CPU cannot run): the caller runs sgemv.
+ */
+MOERT_KERNEL int moert_gemv_batch(const moert_gemv_item *items, int count);
+
 /* ---- Worker pool (pool.c) ---- */
 
 /** Sets the number of threads the kernels use (>= 1), including the caller. Until it is called they use every

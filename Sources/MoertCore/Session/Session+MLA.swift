@@ -19,17 +19,26 @@ extension Session {
         let nh = c.numAttentionHeads, qk = mla.qkHeadDim, nope = mla.qkNopeHeadDim, ropeDim = mla.qkRopeHeadDim
         let rank = mla.kvLoraRank, w = mla.cacheWidth, vd = mla.vHeadDim
         let q = ws.q.pointer, kv = m.kv.pointer, query = m.query.pointer, ctxLat = m.ctxLatent.pointer
-        // queries: [n, H] -> [n, nh·qk], through the compressed query when there is one
+        // The products of xn: the queries [n, H] -> [n, nh·qk] (or the compressed query [n, q_lora]), and the latent
+        // and shared rope key [n, H] -> [n, rank + rope]; for one position as one job on the worker pool.
+        let queryProduct: Linear, queryOut: UnsafeMutablePointer<Float>
         switch a.query {
-        case .direct(let proj):
-            proj.apply(xn, rows: n, into: q, scratch: ws.productScratch)
-        case .compressed(let qa, let norm, let qb):
-            qa.apply(xn, rows: n, into: m.qa.pointer, scratch: ws.productScratch)       // [n, H] -> [n, q_lora]
+        case .direct(let proj): (queryProduct, queryOut) = (proj, q)
+        case .compressed(let qa, _, _): (queryProduct, queryOut) = (qa, m.qa.pointer)
+        }
+        if n == 1 {
+            ws.moe.batch.add(queryProduct, xn, into: queryOut)
+            ws.moe.batch.add(a.kvA, xn, into: kv)
+            ws.moe.batch.run()
+        } else {
+            queryProduct.apply(xn, rows: n, into: queryOut, scratch: ws.productScratch)
+            a.kvA.apply(xn, rows: n, into: kv, scratch: ws.productScratch)
+        }
+        if case .compressed(let qa, let norm, let qb) = a.query {
             rmsNorm(m.qa.pointer, weight: norm.data, rows: n, dim: qa.outFeatures, eps: latentNormEps, into: m.qa.pointer)
             qb.apply(m.qa.pointer, rows: n, into: q, scratch: ws.productScratch)        // [n, q_lora] -> [n, nh·qk]
         }
-        // latent and shared rope key: [n, H] -> [n, rank + rope]; the latent normalised, k_pe and q_pe rotated
-        a.kvA.apply(xn, rows: n, into: kv, scratch: ws.productScratch)
+        // the latent normalised, k_pe and q_pe rotated
         for t in 0..<n {
             let row = kv + t * w
             rmsNorm(row, weight: a.kvANorm.data, rows: 1, dim: rank, eps: latentNormEps, into: row)

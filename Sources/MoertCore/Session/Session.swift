@@ -265,9 +265,18 @@ public final class Session {
         let c = model.config, hd = c.headDim, nh = c.numAttentionHeads, nkv = c.numKeyValueHeads
         let qw = nh * hd, kvw = nkv * hd
         let q = ws.q.pointer, k = ws.k.pointer, v = ws.v.pointer, ctx = ws.ctx.pointer
-        a.q.apply(xn, rows: n, into: q, scratch: ws.productScratch)   // [n, H] -> [n, nh·hd]
-        a.k.apply(xn, rows: n, into: k, scratch: ws.productScratch)   // [n, H] -> [n, nkv·hd]
-        a.v.apply(xn, rows: n, into: v, scratch: ws.productScratch)   // [n, H] -> [n, nkv·hd]
+        if n == 1 {
+            // Decode: the three products as one job on the worker pool.
+            let batch = ws.moe.batch
+            batch.add(a.q, xn, into: q)
+            batch.add(a.k, xn, into: k)
+            batch.add(a.v, xn, into: v)
+            batch.run()
+        } else {
+            a.q.apply(xn, rows: n, into: q, scratch: ws.productScratch)   // [n, H] -> [n, nh·hd]
+            a.k.apply(xn, rows: n, into: k, scratch: ws.productScratch)   // [n, H] -> [n, nkv·hd]
+            a.v.apply(xn, rows: n, into: v, scratch: ws.productScratch)   // [n, H] -> [n, nkv·hd]
+        }
         switch c.qkNorm {
         case .none: break
         case .perHead:

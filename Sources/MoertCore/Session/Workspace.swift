@@ -52,7 +52,7 @@ final class Workspace {
         latent = try c.mla.map { try LatentWorkspace(c, $0, batch: batch, context: context, kvType: kvType) }
 
         var products = model.lmHead.scratchCount(rows: batch)
-        var expertScratch = 0
+        var expertScratch = 0, widestInput = 0
         for layer in model.layers {
             let linears: [Linear]
             switch layer.attention {
@@ -63,15 +63,23 @@ final class Workspace {
                 case .compressed(let qa, _, let qb): linears = [qa, qb, a.kvA, a.o]
                 }
             }
-            for linear in linears { products = max(products, linear.scratchCount(rows: batch)) }
+            for linear in linears {
+                products = max(products, linear.scratchCount(rows: batch))
+                widestInput = max(widestInput, linear.inFeatures)
+            }
             switch layer.mlp {
-            case .moe(let block): expertScratch = max(expertScratch, block.scratchCount(tokens: batch))
-            case .dense(let mlp): expertScratch = max(expertScratch, mlp.scratchCount(tokens: batch))
+            case .moe(let block):
+                expertScratch = max(expertScratch, block.scratchCount(tokens: batch))
+                widestInput = max(widestInput, block.widestInput)
+            case .dense(let mlp):
+                expertScratch = max(expertScratch, mlp.scratchCount(tokens: batch))
+                widestInput = max(widestInput, mlp.intermediate)
             }
         }
         self.products = try FloatBuffer(count: products)
         moe = try MoEWorkspace(batch: batch, hidden: h, maxExperts: model.moeBlocks.map(\.experts.count).max() ?? 0,
-                               expertScratch: expertScratch)
+                               expertScratch: expertScratch, decodeCount: model.moeBlocks.map(\.decodeCount).max() ?? 0,
+                               widestInput: widestInput)
     }
 
     /// The products' scratch as the kernels take it.

@@ -61,22 +61,43 @@ public final class StoredExpert: Expert {
                         scratch: UnsafeMutablePointer<Float>) throws {
         let w = try store.acquire(slot)
         defer { store.release(slot) }
-        let i = intermediate, h = hidden
+        let i = intermediate
         let activations = (n == 1 ? 2 : 3) * n * i
         let products = UnsafeMutableBufferPointer(start: scratch + activations, count: scratchCount(tokens: n) - activations)
-        // The store keeps W_gate and W_up adjacent, so together they are one [2I, H] matrix: one GEMM (or GEMV)
-        // instead of two, then SwiGLU on the halves of each row.
-        let gateUp = Linear(weight: Weight(raw: w, storage: storage, shape: gateUpShape))
-        let down = Linear(weight: Weight(raw: w + storage.bytes(2 * i * h), storage: storage, shape: downShape))
-        gateUp.apply(x, rows: n, into: scratch, scratch: products)    // [n, H] -> [n, 2I]: row r is (gate_r, up_r)
-        if let b = biases?.pointer { addRowBias(scratch, rows: n, width: 2 * i, bias: b) }
+        gateUp(w).apply(x, rows: n, into: scratch, scratch: products)   // [n, H] -> [n, 2I]: row r is (gate_r, up_r)
         // [n, 2I] -> [n, I]: in place for one row, else after the products
         let act = n == 1 ? scratch : scratch + 2 * n * i
+        activate(scratch, rows: n, into: act)
+        down(w).apply(act, rows: n, into: y, scratch: products)         // [n, I] -> [n, H]
+        addDownBias(y, rows: n)
+    }
+
+    /// Floats of one token's gate/up products (2I) and output (H): `MoEBlock`'s batched decode.
+    var decodeWidth: Int { 2 * intermediate + hidden }
+
+    /// [W_gate; W_up] in weights `w` (from the store): the store keeps them adjacent, so together they are one
+    /// [2I, H] matrix, one GEMM (or GEMV) instead of two, then SwiGLU on the halves of each row.
+    func gateUp(_ w: UnsafeRawPointer) -> Linear {
+        Linear(weight: Weight(raw: w, storage: storage, shape: gateUpShape))
+    }
+
+    /// W_down in weights `w` (from the store).
+    func down(_ w: UnsafeRawPointer) -> Linear {
+        Linear(weight: Weight(raw: w + storage.bytes(2 * intermediate * hidden), storage: storage, shape: downShape))
+    }
+
+    /// [n, 2I] gate/up products (without biases) -> [n, I] activations: the biases added, then the activation.
+    func activate(_ gateUp: UnsafeMutablePointer<Float>, rows n: Int, into act: UnsafeMutablePointer<Float>) {
+        let i = intermediate
+        if let b = biases?.pointer { addRowBias(gateUp, rows: n, width: 2 * i, bias: b) }
         switch activation {
-        case .swiglu: swiglu(scratch, rows: n, width: i, into: act)
-        case let .clampedSwiGLU(alpha, limit): clampedSwiGLU(scratch, rows: n, width: i, alpha: alpha, limit: limit, into: act)
+        case .swiglu: swiglu(gateUp, rows: n, width: i, into: act)
+        case let .clampedSwiGLU(alpha, limit): clampedSwiGLU(gateUp, rows: n, width: i, alpha: alpha, limit: limit, into: act)
         }
-        down.apply(act, rows: n, into: y, scratch: products)          // [n, I] -> [n, H]
-        if let b = biases?.pointer { addRowBias(y, rows: n, width: h, bias: b + 2 * i) }
+    }
+
+    /// Adds b_down to the [n, H] outputs of the down projection, when the expert has biases.
+    func addDownBias(_ y: UnsafeMutablePointer<Float>, rows n: Int) {
+        if let b = biases?.pointer { addRowBias(y, rows: n, width: hidden, bias: b + 2 * intermediate) }
     }
 }

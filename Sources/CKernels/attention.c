@@ -17,6 +17,7 @@ typedef struct prefill_job {
     int64_t n, position, window;
     const float *sinks;
     int n_heads, n_kv_heads, head_dim;
+    int value_dim;  /* values are the first value_dim (<= head_dim) of each value head's row */
     float scale;
     float *scores, *out;
     int kernel;   /* MOERT_KERNEL_AVX512 or MOERT_KERNEL_AVX2 */
@@ -110,6 +111,7 @@ static inline int64_t window_start(int64_t p, int64_t window) {
 static void prefill_part(void *ctx, int part, int parts) {
     prefill_job *a = ctx;
     const int64_t qw = (int64_t)a->n_heads * a->head_dim, kvw = (int64_t)a->n_kv_heads * a->head_dim;
+    const int64_t ow = (int64_t)a->n_heads * a->value_dim;
     const int group = a->n_heads / a->n_kv_heads;
     int h0 = a->n_heads * part / parts, h1 = a->n_heads * (part + 1) / parts;
     const int64_t block = a->n < PREFILL_ROWS ? a->n : PREFILL_ROWS;
@@ -122,7 +124,7 @@ static void prefill_part(void *ctx, int part, int parts) {
             int64_t first = window_start(a->position + t0, a->window);  /* first key the block's first row sees */
             int64_t width = a->position + t0 + rows - first;            /* through the last its last row sees */
             const float *qh = a->q + t0 * qw + (int64_t)h * a->head_dim;
-            float *oh = a->out + t0 * qw + (int64_t)h * a->head_dim;
+            float *oh = a->out + t0 * ow + (int64_t)h * a->value_dim;
             const float *sink = a->sinks ? a->sinks + h : NULL;
             /* S [rows, width] = Q_h K_g[first ..]^T */
             if (!head_product(a->kernel, rows, width, a->head_dim, qh, qw, kh + first * kvw, 0, kvw, scores, width))
@@ -132,8 +134,8 @@ static void prefill_part(void *ctx, int part, int parts) {
                 if (a->kernel == MOERT_KERNEL_AVX512) softmax_row(scores + r * width, lo, hi, width, a->scale, sink);
                 else softmax_row_avx2(scores + r * width, lo, hi, width, a->scale, sink);
             }
-            /* O_h [rows, head_dim] = S V_g[first ..] */
-            if (!head_product(a->kernel, rows, a->head_dim, width, scores, width, vh + first * kvw, 1, kvw, oh, qw))
+            /* O_h [rows, value_dim] = S V_g[first ..] */
+            if (!head_product(a->kernel, rows, a->value_dim, width, scores, width, vh + first * kvw, 1, kvw, oh, ow))
                 goto fail;
         }
     }
@@ -153,10 +155,19 @@ int moert_attention_prefill(const float *q, const float *keys, const float *valu
 int moert_attention_prefill_kernel(int kernel, const float *q, const float *keys, const float *values, int64_t n,
                                    int64_t position, int64_t window, const float *sinks, int n_heads, int n_kv_heads,
                                    int head_dim, float scale, float *scores, int64_t scores_capacity, float *out) {
-    if (!moert_kernel_available(MOERT_PRODUCT_ATTENTION_PREFILL, kernel) || kernel == MOERT_KERNEL_BLAS || n <= 0)
+    return moert_attention_prefill_values(kernel, q, keys, values, n, position, window, sinks, n_heads, n_kv_heads,
+                                          head_dim, head_dim, scale, scores, scores_capacity, out);
+}
+
+int moert_attention_prefill_values(int kernel, const float *q, const float *keys, const float *values, int64_t n,
+                                   int64_t position, int64_t window, const float *sinks, int n_heads, int n_kv_heads,
+                                   int head_dim, int value_dim, float scale, float *scores, int64_t scores_capacity,
+                                   float *out) {
+    if (!moert_kernel_available(MOERT_PRODUCT_ATTENTION_PREFILL, kernel) || kernel == MOERT_KERNEL_BLAS || n <= 0 ||
+        value_dim < 1 || value_dim > head_dim)
         return 0;
-    prefill_job a = {q, keys, values, n, position, window, sinks, n_heads, n_kv_heads, head_dim, scale, scores, out,
-                     kernel, 0};
+    prefill_job a = {q, keys, values, n, position, window, sinks, n_heads, n_kv_heads, head_dim, value_dim, scale,
+                     scores, out, kernel, 0};
     int64_t max_parts = scores_capacity / ((n < PREFILL_ROWS ? n : PREFILL_ROWS) * (position + n));
     if (max_parts > n_heads) max_parts = n_heads;
     if (max_parts < 1) return 0;

@@ -1,5 +1,7 @@
-// LatentAttention: the absorbed form of multi-head latent attention (DeepSeek-V2 paper, section 2.1.2): queries
-// moved into the latent space, attention over the cached latents, values moved out of it.
+// LatentAttention: the per-head products of multi-head latent attention's absorbed form (DeepSeek-V2 paper, section
+// 2.1.2) for several positions: queries moved into the latent space, attention outputs moved out of it (the attention
+// over the cached latents between them is `attentionPrefill`'s; one position runs all three in latent.c and
+// attention_decode.c).
 
 import COpenBLAS
 
@@ -21,20 +23,4 @@ package func latentOutput(_ ctxLat: UnsafePointer<Float>, rows n: Int, ctxStride
                           valueDim v: Int, rank: Int, into out: UnsafeMutablePointer<Float>, outStride: Int) {
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(n), Int32(v), Int32(rank), 1,
                 ctxLat, Int32(ctxStride), wUV, Int32(rank), 0, out, Int32(outStride))
-}
-
-/// Attention of one position's `heads` absorbed queries over `positions` cached rows: each query row is
-/// [q_lat (rank), q_pe (width - rank)] and each cached row [latent (rank), k_pe (width - rank)], so one product
-/// gives q_nope·k_nope + q_pe·k_pe per head and position.
-/// scores = softmax(scale · Q C^T) ([heads, width] x [positions, width]^T -> [heads, positions]), then
-/// out = scores · C[:, :rank] ([heads, positions] x [positions, rank] -> [heads, rank]).
-/// `scores` holds heads × positions floats.
-package func latentAttentionRow(query q: UnsafePointer<Float>, cache c: UnsafePointer<Float>, positions total: Int,
-                             heads nh: Int, rank: Int, width w: Int, scale: Float,
-                             scores: UnsafeMutablePointer<Float>, into out: UnsafeMutablePointer<Float>) {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(nh), Int32(total), Int32(w), scale,
-                q, Int32(w), c, Int32(w), 0, scores, Int32(total))
-    for h in 0..<nh { softmaxInPlace(scores + h * total, count: total) }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(nh), Int32(rank), Int32(total), 1,
-                scores, Int32(total), c, Int32(w), 0, out, Int32(rank))
 }

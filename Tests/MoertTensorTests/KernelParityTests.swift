@@ -248,6 +248,39 @@ struct KernelParityTests {
             #expect(relativeError(out[...], expected[...]) <= 1e-5, "\(kernel.name)")
         }
     }
+
+    /// Multi-head latent attention's absorbed form: every head attends over the same cached rows [latent | rope key],
+    /// the whole row as key and its first `rank` values as value; new rows after cached ones, over blocks of 64.
+    @Test("prefill attention with values narrower than keys (latent attention) on every available kernel",
+          arguments: [(0, 9), (5, 70), (130, 3)])
+    func latentPrefill(position: Int, n: Int) {
+        let heads = 3, width = 40, rank = 24, total = position + n
+        var rng = TestRandom(seed: UInt64(n + position))
+        let q = (0..<n * heads * width).map { _ in Float(rng.nextUnitDouble() * 2 - 1) }
+        let rows = (0..<total * width).map { _ in Float(rng.nextUnitDouble() * 2 - 1) }
+        let scale: Float = 0.3
+        var expected = [Float](repeating: 0, count: n * heads * rank)
+        for t in 0..<n {
+            for h in 0..<heads {
+                let p = position + t
+                let s = (0...p).map { j in
+                    (0..<width).reduce(0.0) { $0 + Double(q[(t * heads + h) * width + $1]) * Double(rows[j * width + $1]) } * Double(scale)
+                }
+                let m = s.max()!, e = s.map { exp($0 - m) }, sum = e.reduce(0, +)
+                for d in 0..<rank {
+                    expected[(t * heads + h) * rank + d] = Float((0...p).reduce(0.0) { $0 + e[$1] / sum * Double(rows[$1 * width + d]) })
+                }
+            }
+        }
+        for kernel in KernelProduct.attentionPrefill.available {
+            var out = [Float](repeating: .nan, count: n * heads * rank)
+            var scores = [Float](repeating: .nan, count: 4 * min(n, 64) * total)
+            attentionPrefill(q: q, keys: rows, values: rows, rows: n, position: position, heads: heads, kvHeads: 1,
+                             headDim: width, valueDim: rank, scale: scale, scores: &scores, scoresCount: scores.count,
+                             into: &out, kernel: kernel)
+            #expect(relativeError(out[...], expected[...]) <= 1e-5, "\(kernel.name)")
+        }
+    }
 }
 
 extension Optional where Wrapped == [Float] {

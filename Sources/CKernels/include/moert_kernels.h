@@ -360,6 +360,16 @@ MOERT_KERNEL int moert_attention_prefill_kernel(int kernel, const float *q, cons
                                                 int n_heads, int n_kv_heads, int head_dim, float scale, float *scores,
                                                 int64_t scores_capacity, float *out);
 
+/**
+ * moert_attention_prefill_kernel whose values are the first `value_dim` (1 ... head_dim) of each value head's row of
+ * head_dim: out is [n, n_heads * value_dim]. Multi-head latent attention's absorbed form passes its cached rows as
+ * both keys and values (one key/value head: the whole row [latent | rope key] as key, the latent as value).
+ */
+MOERT_KERNEL int moert_attention_prefill_values(int kernel, const float *q, const float *keys, const float *values,
+                                                int64_t n, int64_t position, int64_t window, const float *sinks,
+                                                int n_heads, int n_kv_heads, int head_dim, int value_dim, float scale,
+                                                float *scores, int64_t scores_capacity, float *out);
+
 /* ---- Activation (swiglu.c) ---- */
 
 /**

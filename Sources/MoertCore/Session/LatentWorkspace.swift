@@ -16,8 +16,6 @@ final class LatentWorkspace {
     let ctxLatent: FloatBuffer
     /// The heads' values, [batch, heads · v_head_dim].
     let ctx: FloatBuffer
-    /// Scores of one position, [heads, context].
-    let scores: FloatBuffer
     /// Scratch of decode's attention over the cache (`moert_attention_decode_scratch`).
     let decodeScratch: FloatBuffer
     /// One head's rows of kv_b_proj widened to float32, [qk_nope_head_dim + v_head_dim, kv_lora_rank].
@@ -35,7 +33,6 @@ final class LatentWorkspace {
         query = try FloatBuffer(count: batch * nh * w)
         ctxLatent = try FloatBuffer(count: batch * nh * mla.kvLoraRank)
         ctx = try FloatBuffer(count: batch * nh * mla.vHeadDim)
-        scores = try FloatBuffer(count: nh * context)
         decodeScratch = try FloatBuffer(count: Int(moert_attention_decode_scratch(Int32(nh), Int32(w), Int64(context))))
         head = try FloatBuffer(count: (mla.qkNopeHeadDim + mla.vHeadDim) * mla.kvLoraRank)
         widened = kvType == .f32 ? nil : try FloatBuffer(count: context * w)

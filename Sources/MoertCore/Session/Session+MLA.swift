@@ -81,11 +81,9 @@ extension Session {
             } else {
                 rows = UnsafePointer(cache.rows(layer: l).assumingMemoryBound(to: Float.self))
             }
-            for t in 0..<n {
-                latentAttentionRow(query: query + t * nh * w, cache: rows, positions: position + t + 1, heads: nh,
-                                   rank: rank, width: w, scale: mla.softmaxScale, scores: m.scores.pointer,
-                                   into: ctxLat + t * nh * rank)
-            }
+            attentionPrefill(q: query, keys: rows, values: rows, rows: n, position: position, heads: nh, kvHeads: 1,
+                             headDim: w, valueDim: rank, scale: mla.softmaxScale, scores: ws.scores.pointer,
+                             scoresCount: ws.scores.count, into: ctxLat)
         }
         // values: per head ctx_lat [n, rank] x W_UV^T [rank, v] -> [n, v]
         if direct {

@@ -18,7 +18,7 @@ fi
 SWIFT=${SWIFT:-swift}
 SCRATCH=.build/emulated-avx512
 FLAGS="-Xcc -I$PWD/tools/emulated_avx512 -Xcc -DMOERT_EMULATED_AVX512"
-KERNEL_SUITES='Avx512KernelTests|KernelParityTests|QuantKernelTests|HalfKernelTests|AttentionDecodeTests|RopeTests'
+KERNEL_SUITES='Avx512KernelTests|KernelParityTests|QuantKernelTests|HalfKernelTests|AttentionDecodeTests|GEMVBatchTests|RopeTests'
 PARITY_SUITES='TransformersParityTests|SessionTests|ExpertBudgetTests|HalfKernelTests|QuantizedModelTests|KVCacheTypeTests'  # make test-swift's
 
 # shellcheck disable=SC2086

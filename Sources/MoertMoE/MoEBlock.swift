@@ -141,7 +141,11 @@ public final class MoEBlock: @unchecked Sendable {
             guard s.expert.scratchCount(tokens: n) <= ws.expertScratch.count else {
                 throw MoertError(.internal, "layer \(input.layer): the session's expert scratch is too small for the shared expert")
             }
-            s.expert.forward(x, rows: n, into: yg, scratch: scratch)  // [n, H]
+            if n == 1 {
+                s.expert.forward(x, into: yg, scratch: scratch, batch: ws.batch)  // [H]
+            } else {
+                s.expert.forward(x, rows: n, into: yg, scratch: scratch)  // [n, H]
+            }
             addShared(s, x, output: yg, rows: n, into: y)
         }
     }

@@ -226,6 +226,8 @@ public final class Session {
             case .moe(let block):
                 try routing.run(block, moeIndex: moeIndex, layer: l, input: xn, count: n, into: tmp, workspace: ws.moe)
                 moeIndex += 1
+            case .dense(let mlp) where n == 1:
+                mlp.forward(xn, into: tmp, scratch: ws.moe.expertScratch.pointer, batch: ws.moe.batch)
             case .dense(let mlp):
                 mlp.forward(xn, rows: n, into: tmp, scratch: ws.moe.expertScratch.pointer)
             }

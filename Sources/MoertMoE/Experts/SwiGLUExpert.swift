@@ -42,4 +42,17 @@ public final class SwiGLUExpert: Expert {
         siluMultiply(g, u, count: n * i)
         down.apply(g, rows: n, into: y, scratch: products)   // [n, I] -> [n, H]
     }
+    /// `forward` of one row with the gate and up products gathered into `batch` (one job on the worker pool): the
+    /// same bits. `scratch` holds `scratchCount(tokens: 1)` floats.
+    public func forward(_ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>,
+                        scratch: UnsafeMutablePointer<Float>, batch: GEMVBatch) {
+        let i = intermediate
+        let g = scratch, u = scratch + i
+        let products = UnsafeMutableBufferPointer(start: scratch + 2 * i, count: scratchCount(tokens: 1) - 2 * i)
+        batch.add(gate, x, into: g)                          // [H] -> [I]
+        batch.add(up, x, into: u)                            // [H] -> [I]
+        batch.run()
+        siluMultiply(g, u, count: i)
+        down.apply(g, rows: 1, into: y, scratch: products)   // [I] -> [H]
+    }
 }

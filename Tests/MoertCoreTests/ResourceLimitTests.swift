@@ -39,9 +39,12 @@ let underSanitizer = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "__asan_init"
 /// three times, so that another test's transient allocation does not fail this one while an allocation of `body`'s
 /// own shows in every attempt. The peak is reset before the first attempt too: left at what another test reached
 /// earlier, it could hide an allocation of `body`'s below it. Under a sanitizer only `body` runs (the plain test run
-/// checks the peak).
+/// checks the peak). Measured bodies run one at a time (`measuredBodies`): the check's own test allocates 256 MiB in
+/// each of its attempts, which would otherwise fall inside every attempt of a test running beside it.
 @discardableResult
 func expectNoLargeAllocation<T>(_ what: String, _ body: () throws -> T) rethrows -> T {
+    measuredBodies.lock()
+    defer { measuredBodies.unlock() }
     var growth = 0
     if !underSanitizer { _ = resetPeakResidentBytes() }
     var result = try measured(body, growth: &growth)
@@ -51,6 +54,9 @@ func expectNoLargeAllocation<T>(_ what: String, _ body: () throws -> T) rethrows
     if !underSanitizer && growth >= 64 << 20 { Issue.record("\(what): peak RSS grew by \(growth) bytes in each attempt") }
     return result
 }
+
+/// Held while a body runs under `expectNoLargeAllocation` (recursive: a measured body may measure a part of itself).
+private let measuredBodies = NSRecursiveLock()
 
 /// Runs `body` and sets `growth` to how much the process's peak resident set grew meanwhile.
 private func measured<T>(_ body: () throws -> T, growth: inout Int) rethrows -> T {

@@ -47,13 +47,12 @@ int moert_gemv_batch(const moert_gemv_item *items, int count) {
         b.kernel[i] = is_quantized(t->type) ? moert_gemv_quant_resolve(t->kernel, t->type)
                                             : moert_gemv_half_resolve(t->kernel, t->type);
     }
-    /* The parts moert_parallel makes of each product alone: its own count, capped at the threads' share. */
-    const int threads = moert_kernels_threads(), most = threads * MOERT_PARTS_PER_THREAD;
+    /* The parts moert_parallel makes of each product alone. */
     for (int i = 0; i < count; i++) {
         const moert_gemv_item *t = items + i;
         const int own = is_quantized(t->type) ? moert_gemv_quant_parts(t->rows, t->cols)
                                               : moert_gemv_parts(t->type, t->rows, t->cols);
-        b.first[i + 1] = b.first[i] + (own < 2 || threads < 2 ? 1 : (own < most ? own : most));
+        b.first[i + 1] = b.first[i] + moert_parallel_share(own);
         if (is_quantized(t->type)) moert_gemv_quant_prepare(b.kernel[i], t->type, t->x, t->xq, t->cols);
     }
     if (count > 0) moert_parallel_parts(batch_part, &b, b.first[count]);

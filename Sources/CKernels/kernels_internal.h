@@ -46,6 +46,10 @@ MOERT_KERNEL void moert_gemv_quant_prepare(int kernel, int type, const float *x,
 MOERT_KERNEL void moert_gemv_quant_rows(int kernel, int type, const void *w, const void *xq, float *y, int64_t r0,
                                         int64_t r1, int64_t cols);
 
+/** The parts moert_parallel makes of a job of at most `max_parts` when it gets the pool: 1 below 2 or without
+ * workers, else max_parts capped at MOERT_PARTS_PER_THREAD per thread. */
+MOERT_KERNEL int moert_parallel_share(int max_parts);
+
 /** Runs fn(ctx, part, parts) for every part of exactly `parts` (1 to 65,535) on the pool, as moert_parallel does but
  * without capping the count at the threads' share (a job made of several products' own parts). */
 MOERT_KERNEL void moert_parallel_parts(void (*fn)(void *ctx, int part, int parts), void *ctx, int parts);

@@ -138,6 +138,14 @@ int moert_kernels_threads(void) {
     return n;
 }
 
+/* The parts moert_parallel makes of a job of at most max_parts with `threads` threads: the threads' share. */
+static int share(int threads, int max_parts) {
+    const int most = threads * MOERT_PARTS_PER_THREAD;
+    return max_parts < 2 || threads < 2 ? 1 : (most < max_parts ? most : max_parts);
+}
+
+int moert_parallel_share(int max_parts) { return share(moert_kernels_threads(), max_parts); }
+
 /* Runs the parts on the pool (the caller claims parts too, part 0 first), or fn(ctx, 0, 1) alone on this thread when
 ** max_parts < 2 (without touching the pool's lock, as most decode products are too small to split) or when the pool
 ** is busy or has no workers. With `capped` (moert_parallel) at most the threads' share of parts, else max_parts. */
@@ -156,7 +164,7 @@ static void run_job(void (*fn)(void *ctx, int part, int parts), void *ctx, int m
         fn(ctx, 0, 1);
         return;
     }
-    const int most = pool_threads * MOERT_PARTS_PER_THREAD, parts = capped && most < max_parts ? most : max_parts;
+    const int parts = capped ? share(pool_threads, max_parts) : max_parts;
     const uint64_t generation = atomic_load_explicit(&pool_generation, memory_order_relaxed) + 1;
     /* pool_busy is held: this thread alone publishes jobs, one at a time */
     atomic_store_explicit(&pool_claims, (generation - 1) << 16 | CLAIMS_CLOSED, memory_order_relaxed);

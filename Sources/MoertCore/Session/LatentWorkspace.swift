@@ -1,6 +1,5 @@
 // LatentWorkspace: the scratch buffers of multi-head latent attention, sized once for a session's largest batch.
 
-import CKernels
 import MoertFormats
 import MoertTensor
 
@@ -16,8 +15,6 @@ final class LatentWorkspace {
     let ctxLatent: FloatBuffer
     /// The heads' values, [batch, heads · v_head_dim].
     let ctx: FloatBuffer
-    /// Scratch of decode's attention over the cache (`moert_attention_decode_scratch`).
-    let decodeScratch: FloatBuffer
     /// One head's rows of kv_b_proj widened to float32, [qk_nope_head_dim + v_head_dim, kv_lora_rank].
     let head: FloatBuffer
     /// A layer's cached rows widened to float32 for prefill, [context, width]; nil with a float32 cache, read in
@@ -33,7 +30,6 @@ final class LatentWorkspace {
         query = try FloatBuffer(count: batch * nh * w)
         ctxLatent = try FloatBuffer(count: batch * nh * mla.kvLoraRank)
         ctx = try FloatBuffer(count: batch * nh * mla.vHeadDim)
-        decodeScratch = try FloatBuffer(count: Int(moert_attention_decode_scratch(Int32(nh), Int32(w), Int64(context))))
         head = try FloatBuffer(count: (mla.qkNopeHeadDim + mla.vHeadDim) * mla.kvLoraRank)
         widened = kvType == .f32 ? nil : try FloatBuffer(count: context * w)
     }

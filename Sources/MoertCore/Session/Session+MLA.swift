@@ -72,7 +72,7 @@ extension Session {
         if n == 1 {
             moert_latent_attention_decode(KernelProduct.attentionDecode.chosen.rawValue, query, cache.rows(layer: l),
                                           cache.type.code, Int32(nh), Int32(w), Int32(rank), Int64(total),
-                                          mla.softmaxScale, m.decodeScratch.pointer, ctxLat)
+                                          mla.softmaxScale, ws.decodeScratch.pointer, ctxLat)
         } else {
             let rows: UnsafePointer<Float>
             if let widened = m.widened {

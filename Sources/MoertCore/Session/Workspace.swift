@@ -17,7 +17,7 @@ final class Workspace {
     let q, k, v, ctx: FloatBuffer
     /// Attention scores, [batch, context].
     let scores: FloatBuffer
-    /// Scratch of decode attention (`moert_attention_decode_scratch`).
+    /// Scratch of decode attention (`moert_attention_decode_scratch`), grouped-query or latent.
     let decodeScratch: FloatBuffer
     /// A layer's cached keys and values widened to float32 for prefill, [context, nkv·hd] each (with a float32 cache,
     /// which full layers read in place, only the window - 1 + batch rows a sliding-window layer's prefill gathers);
@@ -45,7 +45,9 @@ final class Workspace {
         v = try FloatBuffer(count: batch * kvw)
         ctx = try FloatBuffer(count: batch * qw)
         scores = try FloatBuffer(count: batch * context)
-        decodeScratch = try FloatBuffer(count: Int(moert_attention_decode_scratch(Int32(c.numAttentionHeads), Int32(c.headDim), Int64(context))))
+        // (multi-head latent attention attends over rows of kv_lora_rank + qk_rope_head_dim)
+        let attendedWidth = c.mla?.cacheWidth ?? c.headDim
+        decodeScratch = try FloatBuffer(count: Int(moert_attention_decode_scratch(Int32(c.numAttentionHeads), Int32(attendedWidth), Int64(context))))
         let widenedRows = kvType != .f32 ? context : longestRing.map { min(context, $0 - 1 + batch) } ?? 0
         widenedKV = widenedRows == 0 || c.mla != nil ? nil
             : (try FloatBuffer(count: widenedRows * kvw), try FloatBuffer(count: widenedRows * kvw))

@@ -61,48 +61,63 @@ DEFINE_ROWS_AVX2(rows_avx2_f32, MOERT_GEMM_F32)
 ** with a software prefetch STREAM_AHEAD bytes ahead in each; x is loaded once for the four rows. Measured on a
 ** 2-core EPYC of family 25 (Zen 3): 31-34 GB/s against 21-24 for one row at a time (f16, decode-like matrices); on
 ** the family-23 EPYC one row at a time read faster than four rows with a prefetch eight rows ahead. Rows beyond four
-** quarters run one at a time. */
+** quarters run one at a time with the same arithmetic (two accumulators, 16 values per step), so that a row's bits do
+** not depend on where the range [r0, r1) starts and ends: the pool cuts a product into more or fewer parts by its
+** thread count and whether another caller holds it, and moert_gemv_batch into the parts each product would make. */
 enum { STREAM_AHEAD = 1024 };
 
-#define DEFINE_ROWS4_AVX2(NAME, SINGLE, DTYPE)                                                                     \
+/* y of STREAMS rows (1 or 4, a constant where inlined) at row[0 ..< STREAMS], read side by side: each row's sum in two
+** accumulators, 16 values per step, whatever the number of streams. */
+#define ROWS_STREAMS_AVX2(STREAMS, DTYPE, row, out)                                                                \
+    do {                                                                                                           \
+        __m256 acc[STREAMS][2];                                                                                    \
+        for (int s = 0; s < STREAMS; s++) acc[s][0] = acc[s][1] = _mm256_setzero_ps();                             \
+        for (int64_t k = 0; k < body; k += step) {                                                                 \
+            for (int s = 0; s < STREAMS; s++)                                                                      \
+                for (int line = 0; line < STEP_BYTES; line += 64)                                                  \
+                    _mm_prefetch(row[s] + k * size + STREAM_AHEAD + line, _MM_HINT_T0);                            \
+            for (int64_t u = k; u < k + step; u += 16) {                                                           \
+                const __m256 xa = _mm256_loadu_ps(x + u), xb = _mm256_loadu_ps(x + u + 8);                         \
+                for (int s = 0; s < STREAMS; s++) {                                                                \
+                    acc[s][0] = _mm256_fmadd_ps(moert_load8_weights(row[s] + u * size, DTYPE), xa, acc[s][0]);     \
+                    acc[s][1] = _mm256_fmadd_ps(moert_load8_weights(row[s] + (u + 8) * size, DTYPE), xb, acc[s][1]); \
+                }                                                                                                  \
+            }                                                                                                      \
+        }                                                                                                          \
+        for (int s = 0; s < STREAMS; s++) {                                                                        \
+            __m256 a = acc[s][0];                                                                                  \
+            int64_t k = body;                                                                                      \
+            for (; k + 8 <= cols; k += 8) a = _mm256_fmadd_ps(moert_load8_weights(row[s] + k * size, DTYPE), _mm256_loadu_ps(x + k), a); \
+            float sum = moert_hsum256(_mm256_add_ps(a, acc[s][1]));                                                \
+            for (; k < cols; k++) sum += moert_weight_at(row[s], DTYPE, k) * x[k];                                 \
+            *out[s] = sum;                                                                                         \
+        }                                                                                                          \
+    } while (0)
+
+#define DEFINE_ROWS4_AVX2(NAME, DTYPE)                                                                             \
 __attribute__((target("avx2,fma,f16c")))                                                                           \
 static void NAME(const void *w, const float *x, float *y, int64_t r0, int64_t r1, int64_t cols) {                  \
     const int64_t size = DTYPE == MOERT_GEMM_F32 ? 4 : 2, step = STEP_BYTES / size;                                \
     const int64_t body = cols - cols % step, quarter = (r1 - r0) / 4;                                              \
     for (int64_t i = 0; i < quarter; i++) {                                                                        \
         const char *row[4];                                                                                        \
-        __m256 acc[4][2];                                                                                          \
+        float *out[4];                                                                                             \
         for (int s = 0; s < 4; s++) {                                                                              \
             row[s] = (const char *)w + (r0 + s * quarter + i) * cols * size;                                       \
-            acc[s][0] = acc[s][1] = _mm256_setzero_ps();                                                           \
+            out[s] = y + r0 + s * quarter + i;                                                                     \
         }                                                                                                          \
-        for (int64_t k = 0; k < body; k += step) {                                                                 \
-            for (int s = 0; s < 4; s++)                                                                            \
-                for (int line = 0; line < STEP_BYTES; line += 64)                                                  \
-                    _mm_prefetch(row[s] + k * size + STREAM_AHEAD + line, _MM_HINT_T0);                            \
-            for (int64_t u = k; u < k + step; u += 16) {                                                           \
-                const __m256 xa = _mm256_loadu_ps(x + u), xb = _mm256_loadu_ps(x + u + 8);                         \
-                for (int s = 0; s < 4; s++) {                                                                      \
-                    acc[s][0] = _mm256_fmadd_ps(moert_load8_weights(row[s] + u * size, DTYPE), xa, acc[s][0]);     \
-                    acc[s][1] = _mm256_fmadd_ps(moert_load8_weights(row[s] + (u + 8) * size, DTYPE), xb, acc[s][1]); \
-                }                                                                                                  \
-            }                                                                                                      \
-        }                                                                                                          \
-        for (int s = 0; s < 4; s++) {                                                                              \
-            __m256 a = acc[s][0];                                                                                  \
-            int64_t k = body;                                                                                      \
-            for (; k + 8 <= cols; k += 8) a = _mm256_fmadd_ps(moert_load8_weights(row[s] + k * size, DTYPE), _mm256_loadu_ps(x + k), a); \
-            float sum = moert_hsum256(_mm256_add_ps(a, acc[s][1]));                                                \
-            for (; k < cols; k++) sum += moert_weight_at(row[s], DTYPE, k) * x[k];                                 \
-            y[r0 + s * quarter + i] = sum;                                                                         \
-        }                                                                                                          \
+        ROWS_STREAMS_AVX2(4, DTYPE, row, out);                                                                     \
     }                                                                                                              \
-    if (r0 + 4 * quarter < r1) SINGLE(w, x, y, r0 + 4 * quarter, r1, cols);                                       \
+    for (int64_t r = r0 + 4 * quarter; r < r1; r++) {                                                              \
+        const char *row[1] = {(const char *)w + r * cols * size};                                                  \
+        float *out[1] = {y + r};                                                                                   \
+        ROWS_STREAMS_AVX2(1, DTYPE, row, out);                                                                     \
+    }                                                                                                              \
 }
 
-DEFINE_ROWS4_AVX2(rows4_avx2_f16, rows_avx2_f16, MOERT_HALF_F16)
-DEFINE_ROWS4_AVX2(rows4_avx2_bf16, rows_avx2_bf16, MOERT_HALF_BF16)
-DEFINE_ROWS4_AVX2(rows4_avx2_f32, rows_avx2_f32, MOERT_GEMM_F32)
+DEFINE_ROWS4_AVX2(rows4_avx2_f16, MOERT_HALF_F16)
+DEFINE_ROWS4_AVX2(rows4_avx2_bf16, MOERT_HALF_BF16)
+DEFINE_ROWS4_AVX2(rows4_avx2_f32, MOERT_GEMM_F32)
 
 /* ---- The product on the pool ---- */
 

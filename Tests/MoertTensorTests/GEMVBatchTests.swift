@@ -61,6 +61,32 @@ struct GEMVBatchTests {
         }
     }
 
+    /// The pool cuts a product into more or fewer parts by its thread count and by whether another caller holds it,
+    /// and a batch into the parts each product would make: a row's bits must not depend on where its part starts.
+    @Test("a GEMV row gets the same bits whatever rows are computed with it, each product type on each of its kernels")
+    func rowBitsIndependentOfRange() {
+        var rng = TestRandom(seed: 13)
+        for (storage, cols) in [(WeightStorage.f16, 200), (.bf16, 520), (.f32, 136), (.q8_0, 224), (.q4_0, 96)] {
+            let rows = 11
+            let w = rng.floats(rows * cols), x = rng.floats(cols), rowBytes = storage.bytes(cols)
+            let bytes = UnsafeMutableRawBufferPointer.allocate(byteCount: storage.bytes(rows * cols), alignment: 64)
+            defer { bytes.deallocate() }
+            convertFromFloat(w, storage: storage, count: w.count, into: bytes.baseAddress!)
+            for kernel in KernelProduct.gemv(storage).available where kernel != .blas {
+                func product(from first: Int) -> [Float] {
+                    let p = Product(storage: storage, rows: rows - first, cols: cols,
+                                    bytes: UnsafeMutableRawBufferPointer(rebasing: bytes[(first * rowBytes)...]), x: x, bias: nil)
+                    return p.alone(kernel: kernel, withBias: false)
+                }
+                let all = product(from: 0)
+                for first in 1..<rows {
+                    #expect(product(from: first).map(\.bitPattern) == all[first...].map(\.bitPattern),
+                            "\(storage) on \(kernel.name): rows \(first)..<\(rows) alone")
+                }
+            }
+        }
+    }
+
     @Test("moert_gemv_batch gives every output the bits of its own GEMV, each product type on each of its kernels")
     func sameBitsAsAlone() {
         let products = Self.products(seed: 11)

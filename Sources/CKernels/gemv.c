@@ -66,8 +66,9 @@ DEFINE_ROWS_AVX2(rows_avx2_f32, MOERT_GEMM_F32)
 ** thread count and whether another caller holds it, and moert_gemv_batch into the parts each product would make. */
 enum { STREAM_AHEAD = 1024 };
 
-/* y of STREAMS rows (1 or 4, a constant where inlined) at row[0 ..< STREAMS], read side by side: each row's sum in two
-** accumulators, 16 values per step, whatever the number of streams. */
+/* The sums of STREAMS rows (1 or 4) at row[0 ..< STREAMS] into *out[0 ..< STREAMS], read side by side: each row's sum
+** in two accumulators, 16 values per step, whatever the number of streams. Uses the enclosing function's x, cols,
+** size, step and body. */
 #define ROWS_STREAMS_AVX2(STREAMS, DTYPE, row, out)                                                                \
     do {                                                                                                           \
         __m256 acc[STREAMS][2];                                                                                    \

@@ -159,8 +159,8 @@ typedef struct moert_gemv_item {
 
 /**
  * Runs `count` independent decode GEMVs as one job on the worker pool: each product cut into the parts its own GEMV
- * (moert_gemv_half_kernel, moert_gemv_f32_kernel, moert_gemv_quant_kernel) would make, so that every y gets the same
- * bits as there, and the threads claim the parts of all of them in turn (a product too small to split runs beside the
+ * (moert_gemv_half_kernel, moert_gemv_f32_kernel, moert_gemv_quant_kernel) would make, on the kernel it would run, so
+ * that every y gets the same bits as there, and the threads claim the parts of all of them in turn (a product too small to split runs beside the
  * others' parts instead of alone, and the threads meet once). No y may overlap another product's x, xq or y. Returns
  * 1, or 0 computing nothing when count is outside 0 ... MOERT_GEMV_BATCH_MAX or a float32 product is on blas (or a
  * kernel the CPU cannot run): the caller runs sgemv.

@@ -179,6 +179,9 @@ typedef struct moert_model moert_model;
 #define MOERT_DTYPE_Q3_0  6  /**< Blocks of 32 weights: an f16 scale and 32 3-bit quants (moert's own; Q4_0's rule
                                   with 3 bits, docs/model-format.md). Only per tensor (moert_model_tensor_dtype()).
                                   @since 0.2.0 */
+#define MOERT_DTYPE_Q4_K  7  /**< Super-blocks of 256 weights: an f16 scale and minimum scale, a 6-bit scale and
+                                  minimum per 32 weights, and 4-bit quants (GGML's Q4_K; docs/model-format.md). Only
+                                  per tensor (moert_model_tensor_dtype()). @since 0.2.0 */
 
 /** Flags of moert_model_options.flags. */
 #define MOERT_MODEL_TRUST_PLUGIN_PATHS 0x1u  /**< Let the checkpoint's moert section name plugin libraries by path

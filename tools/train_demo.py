@@ -2,7 +2,7 @@
 """Train the demo MoE shipped in models/demo: a small Mixtral on the King James Bible, saved as a Hugging Face
 directory that transformers and moert load.
 
-    apt-get install bible-kjv-text          # the corpus (public domain), read with its `bible` program
+    apt-get install bible-kjv                # the corpus (public domain: bible-kjv-text) and its `bible` program
     pip install torch transformers tokenizers safetensors
     python3 tools/train_demo.py [--out models/demo] [--steps N] [--threads 2]
 
@@ -58,7 +58,7 @@ def read_bible() -> list:
         out = subprocess.run(["bible", "-l100000", "Gen1:1-Rev22:21"], check=True, capture_output=True,
                              text=True).stdout
     except FileNotFoundError:
-        sys.exit("train_demo: the corpus needs Debian's bible-kjv-text (apt-get install bible-kjv-text)")
+        sys.exit("train_demo: the corpus needs Debian's bible-kjv-text and its `bible` program (apt-get install bible-kjv)")
     chapters = []
     for line in out.splitlines():
         if not line.strip():
@@ -509,7 +509,16 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=1234)
+    ap.add_argument("--hidden", type=int, default=CONFIG["hidden_size"],
+                    help="hidden size, a multiple of 32 (heads of 32 dimensions); another size than the shipped "
+                         "model's is for experiments, e.g. rows of whole 256-value q4_k blocks (--hidden 256 "
+                         "--intermediate 512)")
+    ap.add_argument("--intermediate", type=int, default=CONFIG["intermediate_size"], help="experts' width")
     args = ap.parse_args()
+    if args.hidden <= 0 or args.hidden % 32 or args.intermediate <= 0:
+        sys.exit("train_demo: --hidden must be a positive multiple of 32 and --intermediate positive")
+    CONFIG.update(hidden_size=args.hidden, intermediate_size=args.intermediate,
+                  num_attention_heads=args.hidden // 32)
     base_dir = ROOT / "models" / "demo"
     out = args.out or (base_dir if args.variant == "base" else ROOT / "models" / f"demo-{args.variant}")
 

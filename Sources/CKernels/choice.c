@@ -12,6 +12,7 @@ static const char *const product_names[MOERT_PRODUCT_COUNT] = {
     [MOERT_PRODUCT_GEMV_Q8_0] = "gemv.q8_0",
     [MOERT_PRODUCT_GEMV_Q4_0] = "gemv.q4_0",
     [MOERT_PRODUCT_GEMV_Q3_0] = "gemv.q3_0",
+    [MOERT_PRODUCT_GEMV_Q4_K] = "gemv.q4_k",
     [MOERT_PRODUCT_GEMM_F32] = "gemm.f32",
     [MOERT_PRODUCT_GEMM_F16] = "gemm.f16",
     [MOERT_PRODUCT_GEMM_BF16] = "gemm.bf16",
@@ -40,6 +41,7 @@ static const unsigned product_kernels[MOERT_PRODUCT_COUNT] = {
     [MOERT_PRODUCT_GEMV_Q8_0] = HAS(MOERT_KERNEL_PORTABLE) | HAS(MOERT_KERNEL_AVX2) | HAS(MOERT_KERNEL_AVX512),
     [MOERT_PRODUCT_GEMV_Q4_0] = HAS(MOERT_KERNEL_PORTABLE) | HAS(MOERT_KERNEL_AVX2) | HAS(MOERT_KERNEL_AVX512),
     [MOERT_PRODUCT_GEMV_Q3_0] = HAS(MOERT_KERNEL_PORTABLE) | HAS(MOERT_KERNEL_AVX2) | HAS(MOERT_KERNEL_AVX512),
+    [MOERT_PRODUCT_GEMV_Q4_K] = HAS(MOERT_KERNEL_PORTABLE) | HAS(MOERT_KERNEL_AVX2),
     [MOERT_PRODUCT_GEMM_F32] = HAS(MOERT_KERNEL_BLAS) | HAS(MOERT_KERNEL_AVX2) | HAS(MOERT_KERNEL_AVX512),
     [MOERT_PRODUCT_GEMM_F16] = HAS(MOERT_KERNEL_BLAS) | HAS(MOERT_KERNEL_AVX2) | HAS(MOERT_KERNEL_AVX512),
     [MOERT_PRODUCT_GEMM_BF16] = HAS(MOERT_KERNEL_BLAS) | HAS(MOERT_KERNEL_AVX2) | HAS(MOERT_KERNEL_AVX512),
@@ -50,9 +52,9 @@ static const unsigned product_kernels[MOERT_PRODUCT_COUNT] = {
 
 /* The kernel each product runs; -1 until chosen (then the preferred available one). */
 static _Atomic int chosen[MOERT_PRODUCT_COUNT] = {
-    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
 };
-_Static_assert(MOERT_PRODUCT_COUNT == 12, "one initialiser per product");
+_Static_assert(MOERT_PRODUCT_COUNT == 13, "one initialiser per product");
 
 const char *moert_product_name(int product) {
     return product >= 0 && product < MOERT_PRODUCT_COUNT ? product_names[product] : NULL;
@@ -70,7 +72,7 @@ int moert_kernel_exists(int product, int kernel) {
 /* Whether `product` is a decode GEMV on block-quantized weights. */
 static int quantized_gemv(int product) {
     return product == MOERT_PRODUCT_GEMV_Q8_0 || product == MOERT_PRODUCT_GEMV_Q4_0 ||
-           product == MOERT_PRODUCT_GEMV_Q3_0;
+           product == MOERT_PRODUCT_GEMV_Q3_0 || product == MOERT_PRODUCT_GEMV_Q4_K;
 }
 
 int moert_kernel_available(int product, int kernel) {

@@ -15,9 +15,8 @@ typedef struct batch_job {
     int first[MOERT_GEMV_BATCH_MAX + 1]; /* the job's part where each item's parts begin; first[count]: all parts */
 } batch_job;
 
-static int is_quantized(int type) {
-    return type == MOERT_QUANT_Q8_0 || type == MOERT_QUANT_Q4_0 || type == MOERT_QUANT_Q3_0;
-}
+/* Whether weights of `type` are block-quantized (their GEMV is gemv_quant.c's). */
+static int is_quantized(int type) { return moert_quant_block_bytes(type) != 0; }
 
 /* Parts [g0, g1) of the job, out of `parts` pieces of it (one piece per part of the pool's job, or all of them on the
 ** caller when the pool was busy). */

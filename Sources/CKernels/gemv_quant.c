@@ -1,12 +1,14 @@
-/* gemv_quant.c: the decode GEMV on block-quantized weights (q8_0, q4_0, q3_0; see quant.c), y = W x, with its rows
-** split over the worker pool.
+/* gemv_quant.c: the decode GEMV on block-quantized weights (q8_0, q4_0, q3_0, q4_k; see quant.c), y = W x, with its
+** rows split over the worker pool.
 **
 ** As llama.cpp does, x is quantized once per product to 8-bit blocks (moert_quantize_activation), and each weight
 ** block meets its activation block in integer arithmetic: 32 products summed exactly, then scaled by the two block
 ** scales and accumulated in float32. With AVX2 the bytes are multiplied with vpmaddubsw and pairs summed with
 ** vpmaddwd: for q8_0 the weight's magnitude times the activation carrying the weight's sign; for q4_0 the unsigned
 ** nibbles of two blocks at once against activations laid out in pairs (moert_quantize_activation_pairs), and for
-** q3_0 the same with each block's quants first unpacked to unsigned bytes (moert_q3_0_quants). With AVX-512 VNNI
+** q3_0 the same with each block's quants first unpacked to unsigned bytes (moert_q3_0_quants); for q4_k each
+** sub-block's unsigned nibbles against its activation block, the sub-blocks' minimums subtracted once per super-block
+** through the activation blocks' sums (moert_gemv_quant_prepare writes them after the blocks). With AVX-512 VNNI
 ** (the avx512 kernel) the same loops multiply and add with vpdpbusd, to the same bits. Without AVX2, plain loops.
 ** The loops stream one row at a time with a software prefetch ahead, as gemv.c; on the 2-core EPYC (Zen 2) they are
 ** bound by instructions more than by bytes (BENCHMARKS.md, "Quantized weights"). */
@@ -171,9 +173,103 @@ DEFINE_ROWS_PAIRS(rows_avx2_q3_0, "avx2,fma,f16c", MOERT_QUANT_Q3_0, pair_sums_a
 DEFINE_ROWS_PAIRS(rows_vnni_q4_0, VNNI_TARGET, MOERT_QUANT_Q4_0, pair_sums_vnni)
 DEFINE_ROWS_PAIRS(rows_vnni_q3_0, VNNI_TARGET, MOERT_QUANT_Q3_0, pair_sums_vnni)
 
+/* ---- q4_k ---- */
+
+/* The activation sums of q4_k's products: after the `blocks` activation blocks at xq, one float per block, its scale
+** times the sum of its quants. */
+static inline const float *activation_sums(const uint8_t *xq, int64_t blocks) {
+    return (const float *)(xq + blocks * MOERT_QA_BLOCK_BYTES);
+}
+
+static void write_activation_sums(uint8_t *xq, int64_t blocks) {
+    float *sums = (float *)(xq + blocks * MOERT_QA_BLOCK_BYTES);
+    for (int64_t b = 0; b < blocks; b++) {
+        const int8_t *q = (const int8_t *)(xq + b * MOERT_QA_BLOCK_BYTES + 4);
+        int32_t sum = 0;
+        for (int i = 0; i < MOERT_QUANT_BLOCK; i++) sum += q[i];
+        sums[b] = activation_scale(xq + b * MOERT_QA_BLOCK_BYTES) * (float)sum;
+    }
+}
+
+/* The super-block's scale factors of sub-block j (d * scale_j) and the sum over its sub-blocks of dmin * min_j times
+** the activation block's scaled sum: what the row subtracts. */
+static inline float q4_k_scales(const uint8_t *block, const float *sums, float d_sub[8]) {
+    const float d = moert_block_scale(block), dmin = moert_block_scale(block + 2);
+    float mins = 0;
+    for (int j = 0; j < 8; j++) {
+        int sc, m;
+        moert_q4_k_scale_min(block + 4, j, &sc, &m);
+        d_sub[j] = d * (float)sc;
+        mins += (float)m * sums[j];
+    }
+    return dmin * mins;
+}
+
+/* y[r] for r in [r0, r1) of q4_k weights (`blocks` super-blocks per row) against plain activation blocks and their
+** sums: per pair of sub-blocks, 32 bytes of nibbles split into the two sub-blocks' unsigned quants, each multiplied
+** by its activation block with vpmaddubsw (a pair of products stays within 2 * 15 * 127) and summed into 32-bit
+** lanes, then scaled in float32. */
+__attribute__((target("avx2,fma,f16c")))
+static void rows_avx2_q4_k(const uint8_t *w, const uint8_t *xq, float *y, int64_t r0, int64_t r1, int64_t blocks) {
+    const int64_t ab = MOERT_QA_BLOCK_BYTES;
+    const float *sums = activation_sums(xq, blocks * 8);
+    const __m256i ones = _mm256_set1_epi16(1), low = _mm256_set1_epi8(15);
+    for (int64_t r = r0; r < r1; r++) {
+        const uint8_t *row = w + r * blocks * MOERT_Q4_K_BLOCK_BYTES;
+        __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0;
+        float mins = 0;
+        for (int64_t b = 0; b < blocks; b++) {
+            const uint8_t *block = row + b * MOERT_Q4_K_BLOCK_BYTES, *a = xq + b * 8 * ab;
+            for (int line = 0; line < MOERT_Q4_K_BLOCK_BYTES; line += 64)
+                _mm_prefetch((const char *)block + PREFETCH_BYTES + line, _MM_HINT_T0);
+            float d_sub[8];
+            mins += q4_k_scales(block, sums + 8 * b, d_sub);
+            for (int p = 0; p < 4; p++) {
+                const uint8_t *a0 = a + 2 * p * ab, *a1 = a0 + ab;
+                const __m256i q = _mm256_loadu_si256((const __m256i *)(block + 16 + 32 * p));
+                const __m256i s0 = _mm256_madd_epi16(
+                    _mm256_maddubs_epi16(_mm256_and_si256(q, low), _mm256_loadu_si256((const __m256i *)(a0 + 4))), ones);
+                const __m256i s1 = _mm256_madd_epi16(
+                    _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(q, 4), low),
+                                         _mm256_loadu_si256((const __m256i *)(a1 + 4))), ones);
+                acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s0), _mm256_set1_ps(d_sub[2 * p] * activation_scale(a0)), acc0);
+                acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s1), _mm256_set1_ps(d_sub[2 * p + 1] * activation_scale(a1)),
+                                       acc1);
+            }
+        }
+        y[r] = moert_hsum256(_mm256_add_ps(acc0, acc1)) - mins;
+    }
+}
+
+/* rows_avx2_q4_k one value at a time. */
+static void rows_scalar_q4_k(const uint8_t *w, const uint8_t *xq, float *y, int64_t r0, int64_t r1, int64_t blocks) {
+    const int64_t ab = MOERT_QA_BLOCK_BYTES;
+    const float *sums = activation_sums(xq, blocks * 8);
+    for (int64_t r = r0; r < r1; r++) {
+        const uint8_t *row = w + r * blocks * MOERT_Q4_K_BLOCK_BYTES;
+        float acc = 0, mins = 0;
+        for (int64_t b = 0; b < blocks; b++) {
+            const uint8_t *block = row + b * MOERT_Q4_K_BLOCK_BYTES;
+            float d_sub[8];
+            mins += q4_k_scales(block, sums + 8 * b, d_sub);
+            for (int j = 0; j < 8; j++) {
+                const uint8_t *a = xq + (b * 8 + j) * ab, *qs = block + 16 + 32 * (j / 2);
+                int32_t sum = 0;
+                for (int i = 0; i < 32; i++) sum += (j % 2 ? qs[i] >> 4 : qs[i] & 15) * (int8_t)a[4 + i];
+                acc += (float)sum * (d_sub[j] * activation_scale(a));
+            }
+        }
+        y[r] = acc - mins;
+    }
+}
+
 /* The portable rows: the same sums, one value at a time. */
 static void rows_scalar(const uint8_t *w, int type, const uint8_t *xq, float *y, int64_t r0, int64_t r1,
                         int64_t blocks) {
+    if (type == MOERT_QUANT_Q4_K) {
+        rows_scalar_q4_k(w, xq, y, r0, r1, blocks);
+        return;
+    }
     const int64_t bb = moert_quant_block_bytes(type), ab = MOERT_QA_BLOCK_BYTES;
     for (int64_t r = r0; r < r1; r++) {
         const uint8_t *row = w + r * blocks * bb;
@@ -196,6 +292,7 @@ typedef void (*vector_rows)(const uint8_t *w, const uint8_t *xq, float *y, int64
 /* The vector rows of `type` on `kernel` (avx2 or avx512), or NULL for the portable rows. */
 static vector_rows rows_of(int kernel, int type) {
     if (kernel == MOERT_KERNEL_PORTABLE) return NULL;
+    if (type == MOERT_QUANT_Q4_K) return kernel == MOERT_KERNEL_AVX2 ? rows_avx2_q4_k : NULL;
     const int vnni = kernel == MOERT_KERNEL_AVX512;
     return type == MOERT_QUANT_Q8_0   ? (vnni ? rows_vnni_q8_0 : rows_avx2_q8_0)
          : type == MOERT_QUANT_Q3_0 ? (vnni ? rows_vnni_q3_0 : rows_avx2_q3_0)
@@ -204,15 +301,20 @@ static vector_rows rows_of(int kernel, int type) {
 
 void moert_gemv_quant_prepare(int kernel, int type, const float *x, void *xq, int64_t cols) {
     const int portable = kernel == MOERT_KERNEL_PORTABLE;
-    if (!portable && type != MOERT_QUANT_Q8_0) moert_quantize_activation_pairs(x, xq, cols);
-    else moert_quantize_activation_kernel(x, xq, cols, portable);
+    if (!portable && type != MOERT_QUANT_Q8_0 && type != MOERT_QUANT_Q4_K) {
+        moert_quantize_activation_pairs(x, xq, cols);
+        return;
+    }
+    moert_quantize_activation_kernel(x, xq, cols, portable);
+    if (type == MOERT_QUANT_Q4_K) write_activation_sums(xq, cols / MOERT_QUANT_BLOCK);
 }
 
 void moert_gemv_quant_rows(int kernel, int type, const void *w, const void *xq, float *y, int64_t r0, int64_t r1,
                            int64_t cols) {
     const vector_rows vector = rows_of(kernel, type);
-    if (vector) vector(w, xq, y, r0, r1, cols / MOERT_QUANT_BLOCK);
-    else rows_scalar(w, type, xq, y, r0, r1, cols / MOERT_QUANT_BLOCK);
+    const int64_t blocks = cols / moert_quant_block_values(type);
+    if (vector) vector(w, xq, y, r0, r1, blocks);
+    else rows_scalar(w, type, xq, y, r0, r1, blocks);
 }
 
 typedef struct gemv_quant_task {
@@ -238,7 +340,7 @@ static void gemv_quant_part(void *ctx, int part, int parts) {
 static void run(const void *w, int type, const float *x, void *xq, float *y, int64_t rows, int64_t cols,
                 int kernel) {
     moert_gemv_quant_prepare(kernel, type, x, xq, cols);
-    gemv_quant_task t = {w, type, xq, y, rows, cols / MOERT_QUANT_BLOCK, rows_of(kernel, type)};
+    gemv_quant_task t = {w, type, xq, y, rows, cols / moert_quant_block_values(type), rows_of(kernel, type)};
     moert_parallel(gemv_quant_part, &t, moert_gemv_quant_parts(rows, cols));
 }
 
@@ -246,6 +348,7 @@ static void run(const void *w, int type, const float *x, void *xq, float *y, int
 static int gemv_quant_product(int type) {
     return type == MOERT_QUANT_Q8_0   ? MOERT_PRODUCT_GEMV_Q8_0
          : type == MOERT_QUANT_Q3_0 ? MOERT_PRODUCT_GEMV_Q3_0
+         : type == MOERT_QUANT_Q4_K ? MOERT_PRODUCT_GEMV_Q4_K
                                     : MOERT_PRODUCT_GEMV_Q4_0;
 }
 

@@ -206,7 +206,8 @@ static inline int moert_gemv_product(int dtype) {
          : dtype == MOERT_HALF_F16 ? MOERT_PRODUCT_GEMV_F16 : MOERT_PRODUCT_GEMV_BF16;
 }
 
-/** The scale of a q8_0, q4_0 or q3_0 block (its leading f16), as float32. */
+/** The scale of a q8_0, q4_0 or q3_0 block (its leading f16), as float32 (of a q4_k super-block: d, and dmin at
+ * block + 2). */
 static inline float moert_block_scale(const uint8_t *block) {
     uint16_t h;
     memcpy(&h, block, sizeof h);
@@ -291,6 +292,41 @@ static inline void moert_block_values(const uint8_t *block, int type, __m256 v[4
     v[1] = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(lo, 8))));
     v[2] = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi)));
     v[3] = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8))));
+}
+
+/** The 6-bit scale and minimum of sub-block j (0-7) of a q4_k super-block, from its 12 packed bytes (GGML's
+ * get_scale_min_k4 layout): for j < 4 the low 6 bits of bytes j and j + 4; for j >= 4 the nibbles of byte j + 4
+ * below, and the top 2 bits of bytes j - 4 and j above. */
+static inline void moert_q4_k_scale_min(const uint8_t *packed, int j, int *scale, int *min) {
+    if (j < 4) {
+        *scale = packed[j] & 63;
+        *min = packed[j + 4] & 63;
+    } else {
+        *scale = (packed[j + 4] & 15) | (packed[j - 4] >> 6) << 4;
+        *min = (packed[j + 4] >> 4) | (packed[j] >> 6) << 4;
+    }
+}
+
+/** The 32 quants (0 ... 15) of sub-block j of a q4_k super-block as unsigned bytes, in value order: sub-blocks 2p
+ * and 2p + 1 share the 32 bytes at 16 + 32p, the first in their low nibbles, the second in their high ones. */
+__attribute__((target("avx2,fma,f16c"), always_inline))
+static inline __m256i moert_q4_k_quants(const uint8_t *block, int j) {
+    const __m256i q = _mm256_loadu_si256((const __m256i *)(block + 16 + 32 * (j / 2)));
+    return _mm256_and_si256(j % 2 ? _mm256_srli_epi16(q, 4) : q, _mm256_set1_epi8(15));
+}
+
+/** The 32 values of sub-block j of a q4_k super-block as float32, (d * scale_j) * q - dmin * min_j (a product, then
+ * a difference: GGML's dequantize_row_q4_K), in four vectors of 8. */
+__attribute__((target("avx2,fma,f16c"), always_inline))
+static inline void moert_q4_k_values(const uint8_t *block, int j, __m256 v[4]) {
+    int sc, m;
+    moert_q4_k_scale_min(block + 4, j, &sc, &m);
+    const __m256 d = _mm256_set1_ps(moert_block_scale_f16c(block) * (float)sc);
+    const __m256 dm = _mm256_set1_ps(moert_block_scale_f16c(block + 2) * (float)m);
+    const __m256i q = moert_q4_k_quants(block, j);
+    const __m128i lo = _mm256_castsi256_si128(q), hi = _mm256_extracti128_si256(q, 1);
+    const __m128i parts[4] = {lo, _mm_srli_si128(lo, 8), hi, _mm_srli_si128(hi, 8)};
+    for (int k = 0; k < 4; k++) v[k] = _mm256_sub_ps(_mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(parts[k]))), dm);
 }
 
 /** The mask of the first min(count, 16) lanes of a 16-float vector (count >= 1): the tail of a row. */

@@ -1,28 +1,41 @@
-/* quant.c: the block-quantized weight formats — q8_0 and q4_0, with the layouts, semantics and rounding of GGML's
-** block_q8_0 / block_q4_0 and quantize_row_q8_0_ref / quantize_row_q4_0_ref, and q3_0, q4_0's rule with 3 bits (GGML
-** has no 3-bit format in blocks of 32) — written from float32, read back, and checked; and the 8-bit blocks an
-** activation vector is quantized to once per product (see gemv_quant.c).
+/* quant.c: the block-quantized weight formats — q8_0, q4_0 and q4_k, with the layouts, semantics and rounding of
+** GGML's block_q8_0 / block_q4_0 / block_q4_K and quantize_row_q8_0_ref / quantize_row_q4_0_ref /
+** quantize_row_q4_K_ref, and q3_0, q4_0's rule with 3 bits (GGML has no 3-bit format in blocks of 32) — written from
+** float32, read back, and checked; and the 8-bit blocks an activation vector is quantized to once per product (see
+** gemv_quant.c).
 **
-** A row of `cols` weights is cols / 32 blocks, one after the other:
+** A row of `cols` weights is cols / 32 blocks (q4_k: cols / 256 super-blocks), one after the other:
 **   q8_0 (34 bytes): f16 scale d, then 32 int8 q;      value i = d * q[i]
 **   q4_0 (18 bytes): f16 scale d, then 16 bytes qs;    value i = d * ((qs[i] & 15) - 8) for i < 16,
 **                                                               d * ((qs[i - 16] >> 4) - 8) for i >= 16
 **   q3_0 (14 bytes): f16 scale d, 8 bytes qs, then 4 bytes qh;
 **                                                      value i = d * (((qs[i % 8] >> 2 (i / 8)) & 3)
-**                                                                     + 4 ((qh[i % 4] >> (i / 4)) & 1) - 4) */
+**                                                                     + 4 ((qh[i % 4] >> (i / 4)) & 1) - 4)
+**   q4_k (144 bytes, 256 values in 8 sub-blocks of 32): f16 d, f16 dmin, 12 bytes of 6-bit scales sc[j] and mins
+**        m[j] (moert_q4_k_scale_min), then 128 bytes qs;  value i of sub-block j = d sc[j] q - dmin m[j], where q is
+**        the low nibble of qs[32 (j / 2) + i] for even j, its high nibble for odd j. */
 #include "kernels_internal.h"
 
 #include <immintrin.h>
 #include <math.h>
+
+/* Every product and sum below rounds on its own, as GGML's reference code does where it is built without fused
+** multiply-adds: the quantizers' choices (and q4_k's read-back) depend on it. */
+#ifdef __clang__
+#pragma STDC FP_CONTRACT OFF
+#endif
 
 int64_t moert_quant_block_bytes(int type) {
     switch (type) {
     case MOERT_QUANT_Q8_0: return MOERT_Q8_0_BLOCK_BYTES;
     case MOERT_QUANT_Q4_0: return MOERT_Q4_0_BLOCK_BYTES;
     case MOERT_QUANT_Q3_0: return MOERT_Q3_0_BLOCK_BYTES;
+    case MOERT_QUANT_Q4_K: return MOERT_Q4_K_BLOCK_BYTES;
     default: return 0;
     }
 }
+
+int64_t moert_quant_block_values(int type) { return type == MOERT_QUANT_Q4_K ? MOERT_Q4_K_BLOCK : MOERT_QUANT_BLOCK; }
 
 /* ---- Quantizing weights ---- */
 
@@ -80,23 +93,149 @@ static void quantize_block_q3_0(const float *x, uint8_t *block) {
     memcpy(block + 10, qh, 4);
 }
 
+/* x rounded to the nearest integer, halves to even (|x| < 2^22, as GGML's nearest_int). */
+static inline int nearest(float x) { return (int)nearbyintf(x); }
+
+/* The affine fit of one q4_k sub-block (GGML's make_qkx2_quants with 15 levels, rmin -1, rdelta 0.1, 20 steps, squared
+** error): quants l in 0 ... 15 with x ~ scale * l - min, weighted by w, chosen as the best of a first guess from the
+** range and 21 least-squares refits at nearby inverse scales. Writes the quants to L and min (>= 0) to *min_out;
+** returns the scale. Every operation rounds as written (no fused multiply-add), as the reference does. */
+static float fit_q4_k_sub_block(const float *x, const float *w, uint8_t *L, float *min_out) {
+    enum { N = 32, LEVELS = 15, STEPS = 20 };
+    float min = x[0], max = x[0], sum_w = w[0], sum_x = sum_w * x[0];
+    for (int i = 1; i < N; i++) {
+        min = x[i] < min ? x[i] : min;
+        max = x[i] > max ? x[i] : max;
+        sum_w += w[i];
+        sum_x += w[i] * x[i];
+    }
+    if (min > 0) min = 0;
+    if (max == min) {
+        memset(L, 0, N);
+        *min_out = -min;
+        return 0;
+    }
+    float iscale = LEVELS / (max - min), scale = 1 / iscale, best = 0;
+    for (int i = 0; i < N; i++) {
+        const int l = nearest(iscale * (x[i] - min));
+        L[i] = (uint8_t)(l < 0 ? 0 : l > LEVELS ? LEVELS : l);
+        const float diff = scale * L[i] + min - x[i];
+        best += w[i] * (diff * diff);
+    }
+    for (int step = 0; step <= STEPS; step++) {
+        uint8_t trial[N];
+        iscale = (-1.0f + 0.1f * (float)step + LEVELS) / (max - min);
+        float sum_l = 0, sum_l2 = 0, sum_xl = 0;
+        for (int i = 0; i < N; i++) {
+            int l = nearest(iscale * (x[i] - min));
+            l = l < 0 ? 0 : l > LEVELS ? LEVELS : l;
+            trial[i] = (uint8_t)l;
+            sum_l += w[i] * (float)l;
+            sum_l2 += w[i] * (float)l * (float)l;
+            sum_xl += w[i] * (float)l * x[i];
+        }
+        const float det = sum_w * sum_l2 - sum_l * sum_l;
+        if (!(det > 0)) continue;
+        float this_scale = (sum_w * sum_xl - sum_x * sum_l) / det, this_min = (sum_l2 * sum_x - sum_l * sum_xl) / det;
+        if (this_min > 0) {
+            this_min = 0;
+            this_scale = sum_xl / sum_l2;
+        }
+        float error = 0;
+        for (int i = 0; i < N; i++) {
+            const float diff = this_scale * trial[i] + this_min - x[i];
+            error += w[i] * (diff * diff);
+        }
+        if (error < best) {
+            memcpy(L, trial, N);
+            best = error;
+            scale = this_scale;
+            min = this_min;
+        }
+    }
+    *min_out = -min;
+    return scale;
+}
+
+/* One q4_k super-block (GGML's quantize_row_q4_K_ref): each sub-block fitted (weights: its root mean square plus
+** |x|), the eight scales and mins stored as 6-bit fractions of the largest (d = largest scale / 63, dmin = largest
+** min / 63, as f16), then every value quantized again against its sub-block's stored scale and min. */
+static void quantize_block_q4_k(const float *x, uint8_t *block) {
+    enum { SUB = 32, SUBS = MOERT_Q4_K_BLOCK / 32 };
+    uint8_t L[MOERT_Q4_K_BLOCK];
+    float scales[SUBS], mins[SUBS], max_scale = 0, max_min = 0;
+    for (int j = 0; j < SUBS; j++) {
+        const float *xj = x + SUB * j;
+        float sum_x2 = 0, w[SUB];
+        for (int i = 0; i < SUB; i++) sum_x2 += xj[i] * xj[i];
+        const float av_x = sqrtf(sum_x2 / SUB);
+        for (int i = 0; i < SUB; i++) w[i] = av_x + fabsf(xj[i]);
+        scales[j] = fit_q4_k_sub_block(xj, w, L + SUB * j, &mins[j]);
+        max_scale = scales[j] > max_scale ? scales[j] : max_scale;
+        max_min = mins[j] > max_min ? mins[j] : max_min;
+    }
+    const float inv_scale = max_scale > 0 ? 63.0f / max_scale : 0, inv_min = max_min > 0 ? 63.0f / max_min : 0;
+    uint8_t *packed = block + 4;
+    for (int j = 0; j < SUBS; j++) {
+        int ls = nearest(inv_scale * scales[j]), lm = nearest(inv_min * mins[j]);
+        ls = ls < 63 ? ls : 63;
+        lm = lm < 63 ? lm : 63;
+        if (j < 4) {
+            packed[j] = (uint8_t)ls;
+            packed[j + 4] = (uint8_t)lm;
+        } else {
+            packed[j + 4] = (uint8_t)((ls & 15) | (lm & 15) << 4);
+            packed[j - 4] |= (uint8_t)((ls >> 4) << 6);
+            packed[j] |= (uint8_t)((lm >> 4) << 6);
+        }
+    }
+    const uint16_t dh = moert_narrow_f16(max_scale / 63.0f), mh = moert_narrow_f16(max_min / 63.0f);
+    memcpy(block, &dh, 2);
+    memcpy(block + 2, &mh, 2);
+    const float d_all = moert_block_scale(block), dmin_all = moert_block_scale(block + 2);
+    for (int j = 0; j < SUBS; j++) {
+        int sc, m;
+        moert_q4_k_scale_min(packed, j, &sc, &m);
+        const float d = d_all * (float)sc, dm = dmin_all * (float)m;
+        if (d == 0) continue; /* keeps the fit's quants, as the reference does */
+        for (int i = 0; i < SUB; i++) {
+            const int l = nearest((x[SUB * j + i] + dm) / d);
+            L[SUB * j + i] = (uint8_t)(l < 0 ? 0 : l > 15 ? 15 : l);
+        }
+    }
+    uint8_t *qs = block + 16;
+    for (int p = 0; p < SUBS / 2; p++) {
+        for (int i = 0; i < SUB; i++) qs[SUB * p + i] = (uint8_t)(L[2 * SUB * p + i] | L[2 * SUB * p + SUB + i] << 4);
+    }
+}
+
 void moert_quantize(int type, const float *src, void *dst, int64_t count) {
-    const int64_t bytes = moert_quant_block_bytes(type);
+    const int64_t bytes = moert_quant_block_bytes(type), values = moert_quant_block_values(type);
     uint8_t *out = dst;
-    for (int64_t b = 0; b < count / MOERT_QUANT_BLOCK; b++) {
-        if (type == MOERT_QUANT_Q8_0) quantize_block_q8_0(src + b * MOERT_QUANT_BLOCK, out + b * bytes);
-        else if (type == MOERT_QUANT_Q3_0) quantize_block_q3_0(src + b * MOERT_QUANT_BLOCK, out + b * bytes);
-        else quantize_block_q4_0(src + b * MOERT_QUANT_BLOCK, out + b * bytes);
+    for (int64_t b = 0; b < count / values; b++) {
+        if (type == MOERT_QUANT_Q8_0) quantize_block_q8_0(src + b * values, out + b * bytes);
+        else if (type == MOERT_QUANT_Q3_0) quantize_block_q3_0(src + b * values, out + b * bytes);
+        else if (type == MOERT_QUANT_Q4_K) quantize_block_q4_k(src + b * values, out + b * bytes);
+        else quantize_block_q4_0(src + b * values, out + b * bytes);
     }
 }
 
 /* ---- Reading weights back ---- */
 
 __attribute__((target("avx2,fma,f16c")))
-static void dequantize_avx2(int type, const uint8_t *src, float *dst, int64_t blocks) {
+static void dequantize_avx2(int type, const uint8_t *src, float *dst, int64_t count) {
+    __m256 v[4];
+    if (type == MOERT_QUANT_Q4_K) {
+        for (int64_t b = 0; b < count / MOERT_Q4_K_BLOCK; b++, src += MOERT_Q4_K_BLOCK_BYTES) {
+            for (int j = 0; j < MOERT_Q4_K_BLOCK / 32; j++, dst += 32) {
+                moert_q4_k_values(src, j, v);
+                for (int q = 0; q < 4; q++) _mm256_storeu_ps(dst + 8 * q, v[q]);
+            }
+        }
+        return;
+    }
     const int64_t bytes = moert_quant_block_bytes(type);
-    for (int64_t b = 0; b < blocks; b++, src += bytes, dst += MOERT_QUANT_BLOCK) {
-        __m256 v[4];
+    for (int64_t b = 0; b < count / MOERT_QUANT_BLOCK; b++, src += bytes, dst += MOERT_QUANT_BLOCK) {
         moert_block_values(src, type, v);
         for (int q = 0; q < 4; q++) _mm256_storeu_ps(dst + 8 * q, v[q]);
     }
@@ -105,6 +244,18 @@ static void dequantize_avx2(int type, const uint8_t *src, float *dst, int64_t bl
 void moert_dequantize_portable(int type, const void *src, float *dst, int64_t count) {
     const int64_t bytes = moert_quant_block_bytes(type);
     const uint8_t *s = src;
+    if (type == MOERT_QUANT_Q4_K) {
+        for (int64_t b = 0; b < count / MOERT_Q4_K_BLOCK; b++, s += bytes) {
+            for (int j = 0; j < MOERT_Q4_K_BLOCK / 32; j++, dst += 32) {
+                int sc, m;
+                moert_q4_k_scale_min(s + 4, j, &sc, &m);
+                const float d = moert_block_scale(s) * (float)sc, dm = moert_block_scale(s + 2) * (float)m;
+                const uint8_t *qs = s + 16 + 32 * (j / 2);
+                for (int i = 0; i < 32; i++) dst[i] = d * (float)(j % 2 ? qs[i] >> 4 : qs[i] & 15) - dm;
+            }
+        }
+        return;
+    }
     for (int64_t b = 0; b < count / MOERT_QUANT_BLOCK; b++, s += bytes, dst += MOERT_QUANT_BLOCK) {
         const float d = moert_block_scale(s);
         for (int i = 0; i < MOERT_QUANT_BLOCK; i++) dst[i] = d * (float)moert_block_quant(s, type, i);
@@ -112,17 +263,22 @@ void moert_dequantize_portable(int type, const void *src, float *dst, int64_t co
 }
 
 void moert_dequantize(int type, const void *src, float *dst, int64_t count) {
-    if (moert_kernels_have_avx2()) dequantize_avx2(type, src, dst, count / MOERT_QUANT_BLOCK);
+    if (moert_kernels_have_avx2()) dequantize_avx2(type, src, dst, count);
     else moert_dequantize_portable(type, src, dst, count);
+}
+
+/* Whether the f16 at p is infinite or NaN. */
+static int nonfinite_f16(const uint8_t *p) {
+    uint16_t h;
+    memcpy(&h, p, 2);
+    return (h & 0x7c00) == 0x7c00;
 }
 
 int64_t moert_quant_first_nonfinite(int type, const void *src, int64_t blocks) {
     const int64_t bytes = moert_quant_block_bytes(type);
     const uint8_t *s = src;
     for (int64_t b = 0; b < blocks; b++, s += bytes) {
-        uint16_t h;
-        memcpy(&h, s, 2);
-        if ((h & 0x7c00) == 0x7c00) return b;
+        if (nonfinite_f16(s) || (type == MOERT_QUANT_Q4_K && nonfinite_f16(s + 2))) return b;
     }
     return -1;
 }

@@ -97,6 +97,7 @@ nonisolated(unsafe) let defaultModelOptions = moert_model_options(struct_size: U
     case .q8_0?: return MOERT_DTYPE_Q8_0
     case .q4_0?: return MOERT_DTYPE_Q4_0
     case .q3_0?: return MOERT_DTYPE_Q3_0
+    case .q4_k?: return MOERT_DTYPE_Q4_K
     case nil: return -1
     }
 }

@@ -285,7 +285,7 @@ private struct Bench {
         product = p
         let h = w.hidden, i = w.intermediate
         switch p {
-        case .gemvF32, .gemvF16, .gemvBF16, .gemvQ8_0, .gemvQ4_0, .gemvQ3_0:
+        case .gemvF32, .gemvF16, .gemvBF16, .gemvQ8_0, .gemvQ4_0, .gemvQ3_0, .gemvQ4_K:
             // A decode's mix of shapes in turn, one after another through a buffer larger than the cache: the
             // experts' [2I, H] gate-up and [H, I] down matrices and an [H, H] attention projection (fewer rows for
             // very large ones). Large matrices alone would favour a kernel whose cost per call is high (OpenBLAS's
@@ -406,5 +406,5 @@ extension FloatBuffer {
 
 extension KernelProduct {
     /// True for the decode GEMVs (measured in bytes per second).
-    var isGEMV: Bool { [.gemvF32, .gemvF16, .gemvBF16, .gemvQ8_0, .gemvQ4_0, .gemvQ3_0].contains(self) }
+    var isGEMV: Bool { [.gemvF32, .gemvF16, .gemvBF16, .gemvQ8_0, .gemvQ4_0, .gemvQ3_0, .gemvQ4_K].contains(self) }
 }

@@ -59,7 +59,7 @@ public struct Linear: Sendable {
             gemv(x, into: y, scratch: scratch, kernel: kernel)    // [out, in] · [in] -> [out]
         } else if moert_gemm_nt_kernel(gemm, Int64(n), o, i, x, i, weight.raw, storage.kernelType, i, y, o) == 0 {
             // [n, in] x [out, in]^T -> [n, out] on a kernel that reads the weights as stored (avx2 for every type,
-            // avx512 for float types, and for q4_0/q3_0 with VNNI) did not run: sgemm, on weights widened first
+            // avx512 for float types, and for q4_0/q3_0 with VNNI; q4_k on avx2 only) did not run: sgemm, on weights widened first
             // unless they are float32
             if storage.isQuantized {
                 applyWidened(x, rows: n, into: y, scratch: scratch, kernel: gemm)
@@ -79,7 +79,7 @@ public struct Linear: Sendable {
         let o = Int64(outFeatures), i = Int64(inFeatures), storage = weight.storage
         let k = (kernel ?? KernelProduct.gemv(storage).chosen).rawValue
         switch storage {
-        case .q8_0, .q4_0, .q3_0:
+        case .q8_0, .q4_0, .q3_0, .q4_k:
             if let xq = scratch.baseAddress, scratch.count >= Self.activationScratchCount(inFeatures: inFeatures) {
                 moert_gemv_quant_kernel(k, weight.raw, storage.kernelType, x, xq, y, o, i)
             } else {
@@ -94,7 +94,7 @@ public struct Linear: Sendable {
     }
 
     /// The GEMV on quantized weights for a caller that reserved no scratch: each block read back to float32 on the
-    /// stack in turn (a 128-byte temporary, which Swift places on the stack). Slower, but correct and
+    /// stack in turn (a temporary of one block's floats, at most 1 KiB, which Swift places on the stack). Slower, but correct and
     /// allocation-free.
     private func gemvDequantizing(_ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>) {
         let storage = weight.storage, block = storage.blockValues

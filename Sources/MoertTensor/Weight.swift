@@ -4,12 +4,13 @@ import CKernels
 
 /// How a weight's elements are stored in memory: float32; f16/bf16 widened inside the kernels that read them; or
 /// blocks of 32 quantized values with one f16 scale (q8_0, q4_0: GGML's block_q8_0 and block_q4_0; q3_0: q4_0's
-/// rule with 3 bits; see docs/model-format.md), read by the kernels as stored.
+/// rule with 3 bits), or super-blocks of 256 with a 6-bit scale and minimum per 32 (q4_k: GGML's block_q4_K); see
+/// docs/model-format.md. Read by the kernels as stored.
 public enum WeightStorage: String, Sendable, Equatable, CaseIterable {
-    case f32, f16, bf16, q8_0, q4_0, q3_0
+    case f32, f16, bf16, q8_0, q4_0, q3_0, q4_k
 
-    /// Values per block: 32 for the quantized types, 1 for the others.
-    public var blockValues: Int { isQuantized ? Int(MOERT_QUANT_BLOCK) : 1 }
+    /// Values per block: 32 for q8_0/q4_0/q3_0, 256 for q4_k, 1 for the others.
+    public var blockValues: Int { isQuantized ? Int(moert_quant_block_values(kernelType)) : 1 }
 
     /// Bytes per block (per element for the unquantized types).
     public var blockBytes: Int {
@@ -19,13 +20,14 @@ public enum WeightStorage: String, Sendable, Equatable, CaseIterable {
         case .q8_0: return Int(MOERT_Q8_0_BLOCK_BYTES)
         case .q4_0: return Int(MOERT_Q4_0_BLOCK_BYTES)
         case .q3_0: return Int(MOERT_Q3_0_BLOCK_BYTES)
+        case .q4_k: return Int(MOERT_Q4_K_BLOCK_BYTES)
         }
     }
 
     /// True for the block-quantized types.
-    public var isQuantized: Bool { self == .q8_0 || self == .q4_0 || self == .q3_0 }
+    public var isQuantized: Bool { self == .q8_0 || self == .q4_0 || self == .q3_0 || self == .q4_k }
 
-    /// Bits per weight, scales included (8.5 for q8_0, 4.5 for q4_0, 3.5 for q3_0).
+    /// Bits per weight, scales included (8.5 for q8_0, 4.5 for q4_0 and q4_k, 3.5 for q3_0).
     public var bitsPerWeight: Double { Double(blockBytes * 8) / Double(blockValues) }
 
     /// Bytes of `count` elements (a multiple of `blockValues`).
@@ -35,7 +37,7 @@ public enum WeightStorage: String, Sendable, Equatable, CaseIterable {
     public func fits(columns: Int) -> Bool { columns % blockValues == 0 }
 
     /// The element type code of the C kernels (MOERT_GEMM_F32, MOERT_HALF_F16, MOERT_HALF_BF16, MOERT_QUANT_Q8_0,
-    /// MOERT_QUANT_Q4_0 or MOERT_QUANT_Q3_0).
+    /// MOERT_QUANT_Q4_0, MOERT_QUANT_Q3_0 or MOERT_QUANT_Q4_K).
     package var kernelType: Int32 {
         switch self {
         case .f32: return MOERT_GEMM_F32
@@ -44,6 +46,7 @@ public enum WeightStorage: String, Sendable, Equatable, CaseIterable {
         case .q8_0: return MOERT_QUANT_Q8_0
         case .q4_0: return MOERT_QUANT_Q4_0
         case .q3_0: return MOERT_QUANT_Q3_0
+        case .q4_k: return MOERT_QUANT_Q4_K
         }
     }
 }
@@ -89,7 +92,7 @@ public struct Weight: @unchecked Sendable {
         switch storage {
         case .f32: out.update(from: data + start, count: values)
         case .f16, .bf16: moert_half_to_float(raw + storage.bytes(start), storage.kernelType, out, Int64(values))
-        case .q8_0, .q4_0, .q3_0: moert_dequantize(storage.kernelType, raw + storage.bytes(start), out, Int64(values))
+        case .q8_0, .q4_0, .q3_0, .q4_k: moert_dequantize(storage.kernelType, raw + storage.bytes(start), out, Int64(values))
         }
     }
 }
@@ -135,13 +138,13 @@ package func convertToFloat(_ src: UnsafeRawPointer, storage: WeightStorage, cou
     case .bf16:
         // bfloat16 is the upper half of a float32: widening is exact.
         for i in 0..<count { dst[i] = Float(bitPattern: UInt32(src.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self)) << 16) }
-    case .q8_0, .q4_0, .q3_0:
+    case .q8_0, .q4_0, .q3_0, .q4_k:
         moert_dequantize(storage.kernelType, src, dst, Int64(count))  // byte-wise reads: any alignment
     }
 }
 
-/// Converts `count` float32 values to `storage` (f16/bf16 rounded to nearest even; q8_0/q4_0 as GGML's reference
-/// quantizers, q3_0 as q4_0's with 3 bits; `count` a multiple of 32) at `dst`.
+/// Converts `count` float32 values to `storage` (f16/bf16 rounded to nearest even; q8_0/q4_0/q4_k as GGML's reference
+/// quantizers, q3_0 as q4_0's with 3 bits; `count` whole blocks) at `dst`.
 package func convertFromFloat(_ src: UnsafePointer<Float>, storage: WeightStorage, count: Int,
                               into dst: UnsafeMutableRawPointer) {
     if storage.isQuantized {
@@ -158,6 +161,6 @@ package func checkScales(_ name: String, _ data: UnsafeRawPointer, _ storage: We
     guard storage.isQuantized else { return }
     let bad = moert_quant_first_nonfinite(storage.kernelType, data, Int64(count / storage.blockValues))
     guard bad < 0 else {
-        throw MoertError.format("\(name): the scale of block \(bad) (\(storage.rawValue)) is infinite or NaN; weights must be finite")
+        throw MoertError.format("\(name): the scale of block \(bad) (\(storage.rawValue)\(storage == .q4_k ? ": d or dmin" : "")) is infinite or NaN; weights must be finite")
     }
 }

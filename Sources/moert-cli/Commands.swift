@@ -155,15 +155,17 @@ let commandHelp: [String: String] = [
                           [--force]
 
     Writes a copy of the checkpoint in DIR to DIR2 with its linear weights stored as type T: q8_0 (8.5 bits per
-    weight) or q4_0 (4.5 bits; blocks of 32 weights with one f16 scale, as GGML's Q8_0 and Q4_0), q3_0 (3.5 bits;
-    moert's own, q4_0's rule with 3 bits), or f16, bf16, f32. --type gives T to attention, routed experts, shared
-    experts and dense MLPs; the router gates keep their stored precision (routing must not flip on rounding), norms
-    and biases too; the embeddings and the output layer get --output-type (default: q8_0 when T is q4_0 or q3_0,
-    else T). --attention, --experts and --shared (shared experts and dense MLPs) override T for their class, and
+    weight) or q4_0 (4.5 bits; blocks of 32 weights with one f16 scale, as GGML's Q8_0 and Q4_0), q4_k (4.5 bits;
+    super-blocks of 256 with a 6-bit scale and minimum per 32, as GGML's Q4_K: closer to the weights than q4_0 at
+    the same size), q3_0 (3.5 bits; moert's own, q4_0's rule with 3 bits), or f16, bf16, f32. --type gives T to
+    attention, routed experts, shared experts and dense MLPs; the router gates keep their stored precision (routing
+    must not flip on rounding), norms and biases too; the embeddings and the output layer get --output-type
+    (default: q8_0 when T has fewer than 8 bits, else T). --attention, --experts and --shared (shared experts and dense MLPs) override T for their class, and
     --tensor-type PATTERN=T (repeatable; the first whose regular expression matches somewhere in a tensor's name
     wins, router gates included) overrides them all, e.g. --tensor-type 'layers\\.0\\..*experts=q8_0'; a pattern
-    that matches nothing is an error. A tensor whose rows are not whole blocks of 32 keeps its
-    stored type (the summary says which). The output is one model.safetensors, config.json with the quantized
+    that matches nothing is an error. A tensor whose rows are not whole blocks of its type gets q4_0 instead of
+    q4_k when they are whole blocks of 32 (with the rest of its routed expert), else keeps its stored type (the
+    summary says which). The output is one model.safetensors, config.json with the quantized
     tensors listed in its moert section (docs/model-format.md), and every other file of DIR copied (tokenizer,
     generation config). Progress goes to stderr, a summary per class to stdout.
 
@@ -177,7 +179,7 @@ let commandHelp: [String: String] = [
     options:
       --model DIR         the checkpoint to read
       --out DIR2          the directory to write (created if missing)
-      --type T            q8_0, q4_0, q3_0, f16, bf16 or f32
+      --type T            q8_0, q4_0, q4_k, q3_0, f16, bf16 or f32
       --attention T       type of the attention projections
       --experts T         type of the routed experts
       --shared T          type of shared experts and dense MLPs

@@ -1,5 +1,5 @@
-// QuantizedModelTests: checkpoints with q8_0/q4_0 weights against llama.cpp's quantizer (q3_0: a numpy transcription of
-// its definition) and transformers (fixtures of tools/make_quant_fixtures.py), moert quantize against the same bytes,
+// QuantizedModelTests: checkpoints with q8_0/q4_0/q4_k weights against llama.cpp's quantizer (q3_0: a numpy
+// transcription of its definition) and transformers (fixtures of tools/make_quant_fixtures.py), moert quantize against the same bytes,
 // and bad quantized files.
 
 import Foundation
@@ -14,6 +14,10 @@ struct QuantizedModelTests {
     /// (source fixture, type): each `<source>_<type>` fixture was quantized by libggml (q3_0 by numpy).
     static let fixtures: [(String, WeightStorage)] = [("mixtral", .q8_0), ("mixtral", .q4_0), ("qwen2_moe", .q4_0), ("qwen3_moe", .q8_0),
                                                       ("mixtral", .q3_0)]
+    /// The fixtures with transformers' logits: also mixtral_q4_k, whose float32 source (rows of 256, made by the
+    /// fixture script from a seed) is not kept; the quantizer's q4_k bytes are checked block by block instead
+    /// (QuantKernelTests.matchesGGML).
+    static let parityFixtures = fixtures + [("mixtral", .q4_k)]
 
     /// The fixture's tokens and transformers' logits over them, computed with the dequantized weights.
     func reference(_ name: String) throws -> (tokens: [Int32], logits: [Float]) {
@@ -23,7 +27,7 @@ struct QuantizedModelTests {
     }
 
     @Test("prefill matches transformers on the dequantized weights; decode within the 8-bit activation's rounding",
-          arguments: fixtures)
+          arguments: parityFixtures)
     func parity(source: String, type: WeightStorage) throws {
         let name = "\(source)_\(type.rawValue)"
         let model = try Model(path: fixturesDirectory + "/" + name)
@@ -117,9 +121,9 @@ struct QuantizedModelTests {
 
     /// A copy of the mixtral_q8_0 fixture whose model.safetensors is rewritten by `edit` (name → bytes) and whose
     /// quantization entry by `entry`.
-    func brokenCopy(edit: (inout [String: (TensorDType, [Int], [UInt8])]) -> Void = { _ in },
+    func brokenCopy(of fixture: String = "mixtral_q8_0", edit: (inout [String: (TensorDType, [Int], [UInt8])]) -> Void = { _ in },
                     entry: (inout [String: Any]) -> Void = { _ in }) throws -> TemporaryDirectory {
-        let dir = try TemporaryDirectory.copy(of: "mixtral_q8_0")
+        let dir = try TemporaryDirectory.copy(of: fixture)
         let file = try SafetensorsFile(path: dir.path + "/model.safetensors")
         var tensors: [String: (TensorDType, [Int], [UInt8])] = [:]
         for (name, info) in file.tensors {
@@ -163,6 +167,23 @@ struct QuantizedModelTests {
             }
             #expect(e?.code == .format && e!.message.contains(name) && e!.message.contains("block 3"), "\(String(describing: e))")
         }
+        // q4_k: a NaN d or dmin of a super-block, at load and in a routed expert; a tensor named q4_k whose bytes are
+        // not whole super-blocks of 144 (q8_0's [64, 68]).
+        for (name, atLoad) in [(q, true), ("model.layers.0.block_sparse_moe.experts.2.w2.weight", false)] {
+            for half in [0, 2] {
+                dir = try brokenCopy(of: "mixtral_q4_k", edit: { t in t[name]!.2[144 + half] = 0x00; t[name]!.2[144 + half + 1] = 0x7c })
+                e = moertError {
+                    let model = try Model(path: dir.path)
+                    #expect(!atLoad, "the load should have failed")
+                    _ = try allLogits(try Session(model: model), (0..<32).map { Int32($0 * 7 % 256) })
+                }
+                #expect(e?.code == .format && e!.message.contains(name) && e!.message.contains("block 1")
+                        && e!.message.contains("d or dmin"), "\(String(describing: e))")
+            }
+        }
+        dir = try brokenCopy(entry: { e in var t = e["tensors"] as! [String: Any]; t[q] = "q4_k"; e["tensors"] = t })
+        e = moertError { _ = try Model(path: dir.path) }
+        #expect(e?.code == .format && e!.message.contains(q) && e!.message.contains("144"), "\(String(describing: e))")
         // An entry naming a tensor the files do not hold, and a U8 tensor the entry does not name.
         dir = try brokenCopy(entry: { e in var t = e["tensors"] as! [String: Any]; t["model.layers.0.nothing.weight"] = "q8_0"; e["tensors"] = t })
         e = moertError { _ = try Model(path: dir.path) }

@@ -87,7 +87,7 @@ struct Avx512KernelTests {
             case .f32: #expect(moert_gemv_f32(w, x, &y, Int64(rows), Int64(cols)) == 1)
             case .f16: moert_gemv_half(raw, MOERT_HALF_F16, x, &y, Int64(rows), Int64(cols))
             case .bf16: moert_gemv_half(raw, MOERT_HALF_BF16, x, &y, Int64(rows), Int64(cols))
-            case .q8_0, .q4_0, .q3_0: Issue.record("not a float type")
+            case .q8_0, .q4_0, .q3_0, .q4_k: Issue.record("not a float type")
             }
             let want = (0..<rows).map { r in (0..<cols).reduce(0.0) { $0 + Double(w[r * cols + $1]) * Double(x[$1]) } }
             let (error, scale) = maxError(Array(y[..<rows]), want)

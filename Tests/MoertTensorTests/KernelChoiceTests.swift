@@ -44,9 +44,9 @@ struct KernelChoiceTests {
         #expect(s.forcedBy[.gemvF32] == "gemv.f32=blas")
         var g = KernelSettings()
         try g.force("gemv=portable", available: Self.everything)
-        #expect(Set(g.forced.keys) == [.gemvF16, .gemvBF16, .gemvQ8_0, .gemvQ4_0, .gemvQ3_0])  // gemv.f32 has no portable
+        #expect(Set(g.forced.keys) == [.gemvF16, .gemvBF16, .gemvQ8_0, .gemvQ4_0, .gemvQ3_0, .gemvQ4_K])  // gemv.f32 has no portable
         try g.force("", available: Self.everything)
-        #expect(g.forced.count == 5)
+        #expect(g.forced.count == 6)
     }
 
     @Test("MOERT_KERNELS errors name the entry", arguments: [

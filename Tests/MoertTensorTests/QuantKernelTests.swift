@@ -1,6 +1,6 @@
-// QuantKernelTests: the q8_0/q4_0 formats against llama.cpp's own quantizer and q3_0 against a numpy transcription of
-// its definition (fixtures of tools/make_quant_fixtures.py), and the quantized GEMV and blocked products against
-// double-precision loops.
+// QuantKernelTests: the q8_0/q4_0/q4_k formats against llama.cpp's own quantizer and q3_0 against a numpy
+// transcription of its definition (fixtures of tools/make_quant_fixtures.py), and the quantized GEMV and blocked
+// products against double-precision loops.
 
 import CKernels
 import Testing
@@ -9,15 +9,20 @@ import MoertTestSupport
 
 @Suite("Quantized kernels")
 struct QuantKernelTests {
-    static let types: [WeightStorage] = [.q8_0, .q4_0, .q3_0]
+    static let types: [WeightStorage] = [.q8_0, .q4_0, .q3_0, .q4_k]
 
-    @Test("quantizing gives the reference bytes (GGML's for q8_0 and q4_0, the fixture script's numpy q3_0), reading them back the reference values",
+    /// Columns of the test matrices: `blocks` blocks of `type`.
+    static func columns(_ type: WeightStorage, blocks: Int) -> Int { blocks * type.blockValues }
+
+    @Test("quantizing gives the reference bytes (GGML's for q8_0, q4_0 and q4_k, the fixture script's numpy q3_0), reading them back the reference values",
           arguments: types)
     func matchesGGML(type: WeightStorage) throws {
-        let values = try fixtureFloats("quant/blocks.safetensors", "values")
+        // q4_k's rows are two super-blocks of 256 (the fixture's values_256), the others' four blocks of 32.
+        let width = type == .q4_k ? 512 : 128
+        let values = try fixtureFloats("quant/blocks.safetensors", type == .q4_k ? "values_256" : "values")
         let (expected, shape) = try fixtureTensor("quant/blocks.safetensors", type.rawValue)
         let dequantized = try fixtureFloats("quant/blocks.safetensors", type.rawValue + "_dequantized")
-        #expect(shape == [values.count / 128, type.bytes(128)])
+        #expect(shape == [values.count / width, type.bytes(width)])
         var bytes = [UInt8](repeating: 0, count: type.bytes(values.count))
         convertFromFloat(values, storage: type, count: values.count, into: &bytes)
         #expect(bytes == expected)
@@ -60,8 +65,10 @@ struct QuantKernelTests {
     func gemv(type: WeightStorage) {
         let kernels = KernelProduct.gemv(type).available  // portable last: xq is left in its layout
         #expect(kernels.last == .portable)
-        // 2048 x 512 is above the threading threshold; 7 x 96 has an odd block count (the two-block loop's tail).
-        for (rows, cols) in [(7, 96), (2048, 512), (33, 32)] {
+        // 2048 x 16 blocks is above the threading threshold; 7 x 3 blocks has an odd block count (the two-block loop's
+        // tail).
+        for (rows, blocks) in [(7, 3), (2048, type == .q4_k ? 2 : 16), (33, 1)] {
+            let cols = Self.columns(type, blocks: blocks)
             let (q, w) = weights(rows: rows, cols: cols, type: type, seed: UInt64(rows + cols))
             var rng = TestRandom(seed: 5)
             let x = (0..<cols).map { _ in Float(rng.nextUnitDouble() * 4 - 2) }
@@ -80,7 +87,7 @@ struct QuantKernelTests {
                 #expect(vector == activations[.portable], "the vector and plain activation quantizers agree")
             }
             // The activation as the kernels used it (the portable run's layout; the AVX2 q4_0 path holds the same
-            // values in pairs of blocks): per block a float32 scale, then 32 int8.
+            // values in pairs of blocks): per block of 32 a float32 scale, then 32 int8.
             let a: [Double] = (0..<cols).map { c in
                 let block = c / 32 * 36
                 let d = xq.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: block, as: Float.self) }
@@ -107,7 +114,7 @@ struct QuantKernelTests {
     @Test("several rows (on every gemm kernel: read as stored by avx2, read back to float32 for the others) and one row without scratch equal float32 weights (q4_0 and q3_0 on avx2, and on avx512 with VNNI: times 8-bit rows)",
           arguments: types)
     func blocked(type: WeightStorage) {
-        let rows = 300, cols = 128, n = 5
+        let rows = 300, cols = Self.columns(type, blocks: type == .q4_k ? 2 : 4), n = 5
         let (q, w) = weights(rows: rows, cols: cols, type: type, seed: 3)
         var rng = TestRandom(seed: 8)
         let x = (0..<n * cols).map { _ in Float(rng.nextUnitDouble() - 0.5) }
@@ -141,14 +148,17 @@ struct QuantKernelTests {
         }
     }
 
-    @Test("a scale that is infinite or NaN is found", arguments: types)
+    @Test("a scale that is infinite or NaN is found (q4_k: d or dmin)", arguments: types)
     func nonFiniteScale(type: WeightStorage) {
-        var (q, _) = weights(rows: 4, cols: 64, type: type, seed: 1)
+        var (q, _) = weights(rows: 4, cols: Self.columns(type, blocks: 2), type: type, seed: 1)
         #expect(moert_quant_first_nonfinite(type.kernelType, q, 8) == -1)
-        let block = 5 * type.blockBytes
-        q[block] = 0x00; q[block + 1] = 0x7c  // +inf
-        #expect(moert_quant_first_nonfinite(type.kernelType, q, 8) == 5)
-        q[block + 1] = 0x7e  // NaN
-        #expect(moert_quant_first_nonfinite(type.kernelType, q, 8) == 5)
+        for offset in type == .q4_k ? [0, 2] : [0] {
+            let block = 5 * type.blockBytes + offset, saved = (q[block], q[block + 1])
+            q[block] = 0x00; q[block + 1] = 0x7c  // +inf
+            #expect(moert_quant_first_nonfinite(type.kernelType, q, 8) == 5)
+            q[block + 1] = 0x7e  // NaN
+            #expect(moert_quant_first_nonfinite(type.kernelType, q, 8) == 5)
+            (q[block], q[block + 1]) = saved
+        }
     }
 }

@@ -190,8 +190,9 @@ def main() -> None:
     (CORPUS / "loader" / "mixtral_overlay").write_bytes(config + SEPARATOR + weights + SEPARATOR + overlay_bytes)
     (CORPUS / "config" / "moert_overlay.json").write_bytes(overlay_bytes)
 
-    # Checkpoints with q8_0/q4_0/q3_0 weights (tools/make_quant_fixtures.py): U8 tensors named in the quantization entry.
-    for fixture in ("mixtral_q4_0", "qwen3_moe_q8_0", "mixtral_q3_0"):
+    # Checkpoints with q8_0/q4_0/q3_0/q4_k weights (tools/make_quant_fixtures.py): U8 tensors named in the
+    # quantization entry.
+    for fixture in ("mixtral_q4_0", "qwen3_moe_q8_0", "mixtral_q3_0", "mixtral_q4_k"):
         config = (FIXTURES / fixture / "config.json").read_bytes()
         weights = (FIXTURES / fixture / "model.safetensors").read_bytes()
         (CORPUS / "loader" / fixture).write_bytes(config + SEPARATOR + weights)

@@ -471,8 +471,8 @@ public:
         return ids;
     }
 
-    /// How tensor `name` of the checkpoint is stored: MOERT_DTYPE_F32, _F16, _BF16, _Q8_0, _Q4_0 or _Q3_0; -1 when the
-    /// checkpoint holds no such weight or the Model is empty (moert_model_tensor_dtype).
+    /// How tensor `name` of the checkpoint is stored: MOERT_DTYPE_F32, _F16, _BF16, _Q8_0, _Q4_0, _Q3_0 or _Q4_K; -1
+    /// when the checkpoint holds no such weight or the Model is empty (moert_model_tensor_dtype).
     int32_t tensor_dtype(const std::string &name) const {
         if (!handle_ || name.find('\0') != std::string::npos) return -1;
         return moert_model_tensor_dtype(handle_, name.c_str());

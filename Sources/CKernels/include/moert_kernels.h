@@ -62,6 +62,7 @@ enum {
     MOERT_PRODUCT_GEMV_Q8_0,         /* decode GEMV, q8_0 weights */
     MOERT_PRODUCT_GEMV_Q4_0,         /* decode GEMV, q4_0 weights */
     MOERT_PRODUCT_GEMV_Q3_0,         /* decode GEMV, q3_0 weights */
+    MOERT_PRODUCT_GEMV_Q4_K,         /* decode GEMV, q4_k weights */
     MOERT_PRODUCT_GEMM_F32,          /* prefill GEMM, float32 weights (and quantized ones read back to float32) */
     MOERT_PRODUCT_GEMM_F16,          /* prefill GEMM, f16 weights */
     MOERT_PRODUCT_GEMM_BF16,         /* prefill GEMM, bf16 weights */
@@ -144,7 +145,7 @@ MOERT_KERNEL void moert_latent_attention_decode(int kernel, const float *q, cons
 #define MOERT_GEMV_BATCH_MAX 32
 
 /** One product of moert_gemv_batch: y = W x, W [rows, cols] row-major of `type` (MOERT_GEMM_F32, MOERT_HALF_F16,
- * MOERT_HALF_BF16, or MOERT_QUANT_Q8_0/_Q4_0/_Q3_0 with cols a multiple of MOERT_QUANT_BLOCK), on `kernel` as that
+ * MOERT_HALF_BF16, or MOERT_QUANT_Q8_0/_Q4_0/_Q3_0/_Q4_K with cols whole blocks of the type), on `kernel` as that
  * type's own GEMV runs it. A quantized product quantizes x into `xq` (moert_quant_activation_bytes(cols) bytes, its
  * own); the others leave xq unused. */
 typedef struct moert_gemv_item {
@@ -211,8 +212,8 @@ MOERT_KERNEL int moert_gemv_f32_kernel(int kernel, const float *w, const float *
 /**
  * c[i, j] = sum_p a[i, p] * b[j, p] for i < m, j < n: activations a [m, k] (float32, row stride lda) times the
  * transpose of weights b [n, k] (row stride ldb in elements, element type `dtype`: MOERT_GEMM_F32, MOERT_HALF_F16,
- * MOERT_HALF_BF16, or on the avx2 kernel also MOERT_QUANT_Q8_0, _Q4_0 and _Q3_0, on the avx512 kernel _Q4_0 and
- * _Q3_0 when the CPU has AVX-512 VNNI, with k and ldb multiples of MOERT_QUANT_BLOCK), into c (row stride ldc).
+ * MOERT_HALF_BF16, or on the avx2 kernel also MOERT_QUANT_Q8_0, _Q4_0, _Q3_0 and _Q4_K, on the avx512 kernel _Q4_0
+ * and _Q3_0 when the CPU has AVX-512 VNNI, with k and ldb whole blocks of the type), into c (row stride ldc).
  * The columns of c are split among the worker threads; each element sums over p in the same order for any thread
  * count. Returns 1 when done, 0 when it computed nothing (the product
  * gemm.f32, gemm.f16 or gemm.bf16 of `dtype` — gemm.f32 for quantized types — runs on blas, the kernel cannot read
@@ -268,33 +269,46 @@ MOERT_KERNEL void moert_kv_load(int type, const void *src, float *dst, int64_t c
  * bytes of two 4-bit quants, value i in the low nibble of byte i, value i + 16 in its high nibble, each minus 8
  * (MOERT_Q4_0_BLOCK_BYTES); the layouts and rounding of GGML's block_q8_0 and block_q4_0. q3_0 (moert's own, no GGML
  * type): 8 bytes of 2-bit low parts, value i in bits 2 * (i / 8) of byte i % 8, then 4 bytes of high bits, value
- * i's in bit i / 4 of byte i % 4; quant = low + 4 * high - 4 (MOERT_Q3_0_BLOCK_BYTES; q4_0's rounding with 3 bits). */
+ * i's in bit i / 4 of byte i % 4; quant = low + 4 * high - 4 (MOERT_Q3_0_BLOCK_BYTES; q4_0's rounding with 3 bits).
+ * q4_k: super-blocks of MOERT_Q4_K_BLOCK values (MOERT_Q4_K_BLOCK_BYTES), GGML's block_q4_K: f16 d, f16 dmin, 12
+ * bytes of eight 6-bit scales and mins, then 128 bytes of nibbles; value i of sub-block j (32 values) is
+ * d * scale_j * q - dmin * min_j (quant.c has the bit layout). */
 #define MOERT_QUANT_Q8_0 3
 #define MOERT_QUANT_Q4_0 4
 #define MOERT_QUANT_Q3_0 5
+#define MOERT_QUANT_Q4_K 6
 #define MOERT_QUANT_BLOCK 32
 #define MOERT_Q4_0_BLOCK_BYTES 18
 #define MOERT_Q3_0_BLOCK_BYTES 14
+#define MOERT_Q4_K_BLOCK 256
+#define MOERT_Q4_K_BLOCK_BYTES 144
 /** Bytes of an activation block (moert_quantize_activation): a float32 scale, then 32 int8. */
 #define MOERT_QA_BLOCK_BYTES 36
 
-/** Bytes of one block of `type`; 0 for a type that is not block-quantized. */
+/** Bytes of one block of `type` (a q4_k super-block: MOERT_Q4_K_BLOCK_BYTES); 0 for a type that is not
+ * block-quantized. */
 MOERT_KERNEL int64_t moert_quant_block_bytes(int type);
 
-/** Quantizes `count` floats (a multiple of MOERT_QUANT_BLOCK, all finite) to blocks of `type`, as GGML's
- * quantize_row_q8_0_ref / quantize_row_q4_0_ref (q3_0: q4_0's rule with 3 bits). */
+/** Values per block of `type`: MOERT_Q4_K_BLOCK for q4_k, MOERT_QUANT_BLOCK for the others. Rows of a quantized
+ * type hold whole blocks. */
+MOERT_KERNEL int64_t moert_quant_block_values(int type);
+
+/** Quantizes `count` floats (whole blocks of `type`, all finite) to blocks of `type`, as GGML's
+ * quantize_row_q8_0_ref / quantize_row_q4_0_ref / quantize_row_q4_K_ref (q3_0: q4_0's rule with 3 bits). */
 MOERT_KERNEL void moert_quantize(int type, const float *src, void *dst, int64_t count);
 
-/** Reads `count` values (a multiple of MOERT_QUANT_BLOCK) of blocks of `type` as float32 (scale times quant). */
+/** Reads `count` values (whole blocks) of blocks of `type` as float32 (scale times quant; for q4_k minus the
+ * sub-block's minimum). */
 MOERT_KERNEL void moert_dequantize(int type, const void *src, float *dst, int64_t count);
 
 /** moert_dequantize on the portable loop alone (for the tests of that path). */
 MOERT_KERNEL void moert_dequantize_portable(int type, const void *src, float *dst, int64_t count);
 
-/** The index of the first of `blocks` blocks of `type` whose scale is infinite or NaN; -1 when all are finite. */
+/** The index of the first of `blocks` blocks of `type` whose scale (or q4_k's d or dmin) is infinite or NaN; -1 when
+ * all are finite. */
 MOERT_KERNEL int64_t moert_quant_first_nonfinite(int type, const void *src, int64_t blocks);
 
-/** Bytes moert_quantize_activation writes for `cols` values. */
+/** Bytes moert_quantize_activation writes for `cols` values (and the GEMVs' own layouts of them need). */
 MOERT_KERNEL int64_t moert_quant_activation_bytes(int64_t cols);
 
 /** Quantizes `cols` floats (a multiple of MOERT_QUANT_BLOCK) to activation blocks: per block d = max|x| / 127 as
@@ -302,10 +316,10 @@ MOERT_KERNEL int64_t moert_quant_activation_bytes(int64_t cols);
 MOERT_KERNEL void moert_quantize_activation(const float *x, void *xq, int64_t cols);
 
 /**
- * y[r] = sum_c w[r, c] * x[c] for r < rows, w of `type` (MOERT_QUANT_Q8_0, _Q4_0 or _Q3_0) with `cols` (a multiple
- * of MOERT_QUANT_BLOCK) values per row. x is first quantized into `xq` (moert_quant_activation_bytes(cols) bytes);
- * then each block's 32 products are summed in integers and scaled by both block scales, on the kernel chosen for
- * gemv.q8_0 / gemv.q4_0 / gemv.q3_0. Rows are split among the worker threads.
+ * y[r] = sum_c w[r, c] * x[c] for r < rows, w of `type` (MOERT_QUANT_Q8_0, _Q4_0, _Q3_0 or _Q4_K) with `cols`
+ * (whole blocks) values per row. x is first quantized into `xq` (moert_quant_activation_bytes(cols) bytes); then
+ * each block's 32 products (q4_k: each sub-block's) are summed in integers and scaled by both block scales, on the
+ * kernel chosen for gemv.q8_0 / gemv.q4_0 / gemv.q3_0 / gemv.q4_k. Rows are split among the worker threads.
  */
 MOERT_KERNEL void moert_gemv_quant(const void *w, int type, const float *x, void *xq, float *y, int64_t rows,
                                    int64_t cols);

@@ -144,9 +144,10 @@ public struct QuantizePlan: Sendable {
     public var tensors: [PlannedTensor]
 
     /// Plans `checkpoint` under `options`: each tensor of a class with a type gets it when its rows are whole
-    /// blocks, else keeps its stored type (as llama.cpp falls back), with the reason recorded. A routed expert's
-    /// projections share one type (the store keeps them as one buffer), so one projection that cannot take the
-    /// type keeps the whole expert as stored.
+    /// blocks, else the type of the same size in smaller blocks (q4_0 for q4_k) when they fit, else keeps its stored
+    /// type (as llama.cpp falls back), with the reason recorded. A routed expert's projections share one type (the
+    /// store keeps them as one buffer): one projection that takes the smaller blocks takes the whole expert with it,
+    /// and one that cannot take either keeps the whole expert as stored.
     /// - Throws: `MoertError` (`.format`) when a tensor cannot be read, (`.invalidArgument`) when a rule matches no
     ///   tensor.
     public init(checkpoint: Checkpoint, options: QuantizeOptions) throws {
@@ -165,6 +166,9 @@ public struct QuantizePlan: Sendable {
             if let source, shape.count == 2, let asked, asked != source {
                 if asked.fits(columns: shape[1]) {
                     p.target = asked
+                } else if let smaller = Self.smallerBlocks(asked), smaller.fits(columns: shape[1]) {
+                    p.target = smaller
+                    p.fallback = "\(shape[1]) columns are not whole blocks of \(asked.blockValues): \(smaller.rawValue) instead of \(asked.rawValue)"
                 } else {
                     p.fallback = "\(shape[1]) columns are not whole blocks of \(asked.blockValues): kept \(source.rawValue) instead of \(asked.rawValue)"
                 }
@@ -180,6 +184,15 @@ public struct QuantizePlan: Sendable {
             if let (layer, expert) = TensorClass.routedExpert(p.name) { byExpert["layer \(layer) expert \(expert)", default: []].append(i) }
         }
         for (expert, members) in byExpert where Set(members.map { planned[$0].target }).count > 1 {
+            let targets = Set(members.compactMap { planned[$0].target })
+            if let smaller = targets.first(where: { t in targets.contains { Self.smallerBlocks($0) == t } }),
+               targets.count == 2, members.allSatisfy({ planned[$0].source != nil }) {
+                for i in members where planned[i].target != smaller {
+                    planned[i].target = smaller
+                    planned[i].fallback = "\(smaller.rawValue) with the rest of \(expert) (its projections share one type)"
+                }
+                continue
+            }
             for i in members {
                 if planned[i].target != planned[i].source {
                     planned[i].fallback = "kept \(planned[i].source!.rawValue) with the rest of \(expert) (its projections share one type)"
@@ -189,6 +202,10 @@ public struct QuantizePlan: Sendable {
         }
         tensors = planned
     }
+
+    /// The type of the same bits per weight in blocks of 32 that a tensor gets when its rows are not whole blocks of
+    /// `type` (q4_0 for q4_k's 256-value super-blocks); nil when there is none.
+    static func smallerBlocks(_ type: WeightStorage) -> WeightStorage? { type == .q4_k ? .q4_0 : nil }
 
     /// The quantized tensors of the output and their types (the moert section's quantization entry).
     public var quantizedTensors: [String: WeightStorage] {

@@ -28,7 +28,7 @@ public struct Quantizer {
         self.directory = directory
         let (modelConfig, json) = try ModelConfig.read(directory: directory)
         if let q = modelConfig.quantization {
-            throw MoertError.unsupported("\(directory): the checkpoint is stored as \(q.quantMethod) (config.json's quantization_config); moert quantize reads F32, F16 and BF16 checkpoints and its own q8_0/q4_0/q3_0")
+            throw MoertError.unsupported("\(directory): the checkpoint is stored as \(q.quantMethod) (config.json's quantization_config); moert quantize reads F32, F16 and BF16 checkpoints and its own q8_0/q4_0/q4_k/q3_0")
         }
         config = json
         let section = try MoESection.read(directory: directory, config: json)
@@ -72,7 +72,7 @@ public struct Quantizer {
         case .f32: return .f32
         case .f16: return .f16
         case .bf16: return .bf16
-        case .q8_0, .q4_0, .q3_0: return .u8
+        case .q8_0, .q4_0, .q3_0, .q4_k: return .u8
         }
     }
 

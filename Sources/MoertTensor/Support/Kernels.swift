@@ -4,7 +4,7 @@ import CKernels
 
 /// A product moert runs on one of several kernels (`Sources/CKernels/choice.c`).
 public enum KernelProduct: Int32, CaseIterable, Sendable {
-    case gemvF32, gemvF16, gemvBF16, gemvQ8_0, gemvQ4_0, gemvQ3_0
+    case gemvF32, gemvF16, gemvBF16, gemvQ8_0, gemvQ4_0, gemvQ3_0, gemvQ4_K
     case gemmF32, gemmF16, gemmBF16
     case attentionPrefill, attentionDecode
     case swiglu
@@ -38,6 +38,7 @@ public enum KernelProduct: Int32, CaseIterable, Sendable {
         case .q8_0: .gemvQ8_0
         case .q4_0: .gemvQ4_0
         case .q3_0: .gemvQ3_0
+        case .q4_k: .gemvQ4_K
         }
     }
 

@@ -1,5 +1,5 @@
-/* quantized.c — checkpoints with q4_0/q8_0 weights (written by tools/make_quant_fixtures.py with llama.cpp's
-   quantizer) and q3_0/q8_0 ones: the storage type of each tensor, the model info and the expert bytes its memory
+/* quantized.c — checkpoints with q4_0/q8_0 and q4_k/q8_0 weights (written by tools/make_quant_fixtures.py with
+   llama.cpp's quantizer) and q3_0/q8_0 ones: the storage type of each tensor, the model info and the expert bytes its memory
    statistics count. */
 #include "api_test.h"
 
@@ -8,6 +8,9 @@
 #include <string.h>
 
 #include "json.h"
+
+/** A q4_k super-block's 144 bytes hold 256 weights: 18 bytes per 32. */
+#define Q4_K_BYTES_PER_32 (144 / 8)
 
 typedef struct dtype_check {
     moert_model *model;
@@ -24,13 +27,15 @@ static void check_entry(json_span key, json_span value, void *ctx) {
     int32_t want = strcmp(type, "q8_0") == 0   ? MOERT_DTYPE_Q8_0
                    : strcmp(type, "q4_0") == 0 ? MOERT_DTYPE_Q4_0
                    : strcmp(type, "q3_0") == 0 ? MOERT_DTYPE_Q3_0
+                   : strcmp(type, "q4_k") == 0 ? MOERT_DTYPE_Q4_K
                                                : -2;
     int32_t got = moert_model_tensor_dtype(c->model, name);
     CHECK(got == want, "%s: dtype %d, config.json says %s", name, (int)got, type);
     c->n_checked++;
 }
 
-/** Fixture `fixture` of `root`, whose routed experts are stored in blocks of 32 weights of `block_bytes` bytes. */
+/** Fixture `fixture` of `root`, whose routed experts are stored in `block_bytes` bytes per 32 weights (q4_k: 144
+    per super-block of 256, 18 per 32). */
 static void check_fixture(const char *root, const char *fixture, int64_t block_bytes) {
     char dir[1024], path[1100], group[128];
     snprintf(dir, sizeof dir, "%s/%s", root, fixture);
@@ -68,7 +73,7 @@ static void check_fixture(const char *root, const char *fixture, int64_t block_b
     CHECK(info.dtype == MOERT_DTYPE_MIXED, "a quantized checkpoint reports MOERT_DTYPE_MIXED, got %d", (int)info.dtype);
 
     /* Routed experts in their compute layout, as stored: 3 projections of intermediate x hidden weights,
-       block_bytes per 32 (sizes from config.json). */
+       block_bytes per 32 weights (sizes from config.json). */
     int64_t hidden = json_get_int(config, "hidden_size", -1), width = json_get_int(config, "intermediate_size", -1);
     int64_t experts = json_get_int(config, "num_local_experts", -1), layers = json_get_int(config, "num_hidden_layers", -1);
     moert_memory_stats m;
@@ -86,4 +91,5 @@ static void check_fixture(const char *root, const char *fixture, int64_t block_b
 void test_quantized(const char *root) {
     check_fixture(root, "mixtral_q4_0", 18);
     check_fixture(root, "mixtral_q3_0", 14);
+    check_fixture(root, "mixtral_q4_k", Q4_K_BYTES_PER_32);
 }

@@ -29,6 +29,7 @@ __all__ = [
     "MOERT_DTYPE_Q8_0",
     "MOERT_DTYPE_Q4_0",
     "MOERT_DTYPE_Q3_0",
+    "MOERT_DTYPE_Q4_K",
     "MOERT_LOGITS_NONE",
     "MOERT_LOGITS_LAST",
     "MOERT_LOGITS_ALL",
@@ -118,6 +119,7 @@ MOERT_DTYPE_MIXED = 3
 MOERT_DTYPE_Q8_0 = 4
 MOERT_DTYPE_Q4_0 = 5
 MOERT_DTYPE_Q3_0 = 6
+MOERT_DTYPE_Q4_K = 7
 
 # moert_kind_count() / moert_kind_name() kinds (moert_plugin.h)
 MOERT_KIND_ROUTER = 0

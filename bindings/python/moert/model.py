@@ -21,6 +21,7 @@ from ._types import (
     MOERT_DTYPE_F32,
     MOERT_DTYPE_MIXED,
     MOERT_DTYPE_Q3_0,
+    MOERT_DTYPE_Q4_K,
     MOERT_DTYPE_Q4_0,
     MOERT_DTYPE_Q8_0,
     MOERT_MODEL_NO_MMAP,
@@ -50,6 +51,7 @@ _DTYPE_NAMES: Dict[int, str] = {
     MOERT_DTYPE_Q8_0: "q8_0",
     MOERT_DTYPE_Q4_0: "q4_0",
     MOERT_DTYPE_Q3_0: "q3_0",
+    MOERT_DTYPE_Q4_K: "q4_k",
 }
 
 
@@ -216,8 +218,8 @@ class Model(ClosedByWith):
         return self._read_info()
 
     def tensor_dtype(self, name: str) -> Optional[str]:
-        """How tensor ``name`` of the checkpoint is stored: "f32", "f16", "bf16", "q8_0", "q4_0" or "q3_0" (quantized
-        tensors are those ``moert quantize`` wrote); None when the checkpoint holds no such weight.
+        """How tensor ``name`` of the checkpoint is stored: "f32", "f16", "bf16", "q8_0", "q4_0", "q3_0" or "q4_k"
+        (quantized tensors are those ``moert quantize`` wrote); None when the checkpoint holds no such weight.
 
         The C entry point is ``moert_model_tensor_dtype``.
         """

@@ -409,6 +409,22 @@ def test_quantize_writes_llama_cpp_bytes_and_loads(tmp_path: Path) -> None:
     assert again.returncode != 0 and "--force" in again.stderr.decode()
 
 
+def test_quantize_q4_k_falls_back_to_q4_0_on_rows_of_64(tmp_path: Path) -> None:
+    """--type q4_k on the mixtral fixture, whose rows (64 columns) are not whole 256-weight super-blocks: every
+    tensor gets q4_0 instead (the same size), byte for byte llama.cpp's, and the summary says why; the q4_k fixture
+    (rows of 256, llama.cpp's bytes) shows its types in `moert info` and runs under a residency budget."""
+    out = tmp_path / "q4k"
+    done = moert("quantize", "--model", str(FIXTURES / "mixtral"), "--out", str(out), "--type", "q4_k")
+    assert "not whole blocks of 256: q4_0 instead of q4_k" in done.stdout.decode() + done.stderr.decode()
+    mine, theirs = read_safetensors(out / "model.safetensors"), read_safetensors(FIXTURES / "mixtral_q4_0" / "model.safetensors")
+    assert mine.keys() == theirs.keys()
+    for name in theirs:
+        assert np.array_equal(mine[name], theirs[name]), name
+    info = moert("info", "--model", str(FIXTURES / "mixtral_q4_k")).stdout.decode()
+    assert "q4_k" in info
+    moert("run", "--model", str(FIXTURES / "mixtral_q4_k"), "--tokens", "1,2,3", "--expert-budget", "50%")
+
+
 def test_quantize_tensor_types_and_bits(tmp_path: Path) -> None:
     """--tensor-type PATTERN=T (repeatable, first match wins) and per-expert bits down to q3_0: the written entry
     lists the asked types, the notes the rules, and the output loads and runs."""

@@ -62,9 +62,13 @@ def ensure_f16(hf: Path) -> Path:
     return out
 
 
+# llama.cpp's file type for a moert type whose name it does not share: q4_k against Q4_K_S, its all-Q4_K mix.
+LLAMA_KIND = {"q4_k": "q4_k_s"}
+
+
 def ensure_quantized(binary: str, f16: Path, gguf_f16: Path, kind: str) -> Path:
-    """moert's copy of the f16 checkpoint at `kind` (hf-<kind>/) and llama.cpp's of its f16 GGUF (model-<kind>.gguf),
-    each made once."""
+    """moert's copy of the f16 checkpoint at `kind` (hf-<kind>/) and llama.cpp's of its f16 GGUF (model-<kind>.gguf;
+    for q4_k its Q4_K_S), each made once."""
     out = f16.parent / f"hf-{kind}"
     if not (out / "model.safetensors").exists():
         subprocess.run([binary, "quantize", "--model", str(f16), "--out", str(out), "--type", kind, "--force"],
@@ -72,7 +76,7 @@ def ensure_quantized(binary: str, f16: Path, gguf_f16: Path, kind: str) -> Path:
     gguf = gguf_f16.parent / f"model-{kind}.gguf"
     if not gguf.exists():
         from hf_to_gguf import llama_quantize
-        llama_quantize(gguf_f16, gguf, kind)
+        llama_quantize(gguf_f16, gguf, LLAMA_KIND.get(kind, kind))
     return out
 
 
@@ -204,8 +208,11 @@ def report(preset: str, rows: dict) -> None:
 
 def weight_bytes(costs: dict, name: str) -> float:
     """Weight bytes one decoded token reads for run `name`: f32 and f16 from the preset's costs; q8_0 at 34 bytes per
-    32 weights; q4_0 at 18 per 32 with the output layer at q8_0 (moert) or Q6_K, 210 bytes per 256 (llama.cpp); None
-    for other types (llama.cpp's Q4_K_M mixes Q4_K, Q5_K and Q6_K by tensor: not modelled)."""
+    32 weights; q4_0 at 18 per 32 with the output layer at q8_0 (moert) or Q6_K, 210 bytes per 256 (llama.cpp); moert's
+    q4_k as its q4_0 (144 bytes per 256); None for llama.cpp's k-quants (Q4_K_S and Q4_K_M mix Q4_K, Q5_K and Q6_K by
+    tensor: not modelled)."""
+    if name.startswith("moert") and "q4_k" in name:
+        name = name.replace("q4_k", "q4_0")
     if "q4_k" in name or "q5_k" in name or "q6_k" in name:
         return None
     if "q8_0" in name:

@@ -7,8 +7,10 @@
 1. Writes the model (a Mixtral-architecture Hugging Face directory) as a float32 GGUF with benchmarks/hf_to_gguf.py
    (llama.cpp's layout; its vocabulary is a placeholder: token ids are fed directly, llama.cpp's tokenizer is never
    used).
-2. Quantizes it with llama.cpp's own quantizer (`llama_model_quantize` of llama-cpp-python's libllama) to Q8_0 and
-   Q4_0, and the Hugging Face directory with `moert quantize --type q8_0|q4_0`.
+2. Quantizes it with llama.cpp's own quantizer (`llama_model_quantize` of llama-cpp-python's libllama) to Q8_0,
+   Q4_0 and Q4_K_S, and the Hugging Face directory with `moert quantize --type q8_0|q4_0|q4_k` (`--types` chooses;
+   q4_k needs rows of whole 256-weight super-blocks to differ from q4_0, e.g. the model that
+   `tools/train_demo.py --hidden 256 --intermediate 512` trains).
 3. Scores the text (tokenized with the model's tokenizer.json, no special tokens) in consecutive windows of the
    model's context, each from an empty cache, every token after a window's first — `moert perplexity`'s definition —
    with llama.cpp (logits of every position) and with `moert perplexity`, and prints both per type.
@@ -26,6 +28,8 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+# llama.cpp's file type for each moert type: Q4_K_S is its all-Q4_K mix (a few tensors it promotes aside).
+LLAMA_TYPES = {"q8_0": "q8_0", "q4_0": "q4_0", "q4_k": "q4_k_s"}
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from hf_to_gguf import llama_quantize  # noqa: E402  (benchmarks/: the GGUF writer and llama.cpp's quantizer)
 
@@ -81,6 +85,8 @@ def main() -> None:
     ap.add_argument("--text", type=Path, default=ROOT / "models" / "kjv-test.txt")
     ap.add_argument("--moert", type=Path, default=ROOT / "build" / "bin" / "moert")
     ap.add_argument("--threads", type=int, default=2, help="threads of both engines")
+    ap.add_argument("--types", default="q8_0,q4_0,q4_k", help="moert types, each against llama.cpp's counterpart "
+                    "(q4_k: Q4_K_S)")
     args = ap.parse_args()
     from tokenizers import Tokenizer
     ids = Tokenizer.from_file(str(args.model / "tokenizer.json")).encode(args.text.read_text(),
@@ -90,8 +96,10 @@ def main() -> None:
         config = write_gguf(args.model, tmp / "f32.gguf")
         window = config["max_position_embeddings"]
         rows = [("f16 (as stored) / f32 GGUF", args.model, tmp / "f32.gguf")]
-        for name in ("q8_0", "q4_0"):
-            llama_quantize(tmp / "f32.gguf", tmp / f"{name}.gguf", name)
+        for name in args.types.split(","):
+            if name not in LLAMA_TYPES:
+                sys.exit(f"compare_llama_cpp_quality: unknown type '{name}' (known: {', '.join(LLAMA_TYPES)})")
+            llama_quantize(tmp / "f32.gguf", tmp / f"{name}.gguf", LLAMA_TYPES[name])
             subprocess.run([str(args.moert), "quantize", "--model", str(args.model), "--out", str(tmp / name),
                             "--type", name], check=True, capture_output=True)
             rows.append((name, tmp / name, tmp / f"{name}.gguf"))

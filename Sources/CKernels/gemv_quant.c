@@ -175,20 +175,34 @@ DEFINE_ROWS_PAIRS(rows_vnni_q3_0, VNNI_TARGET, MOERT_QUANT_Q3_0, pair_sums_vnni)
 
 /* ---- q4_k ---- */
 
-/* The activation sums of q4_k's products: after the `blocks` activation blocks at xq, one float per block, its scale
-** times the sum of its quants. */
+/* What q4_k's products read besides the `blocks` activation blocks at xq, after them: per block its scale times the
+** sum of its quants, then per block its scale again, each as consecutive floats (the eight of a super-block load as
+** one vector). 44 bytes per block in all, within moert_quant_activation_bytes. */
 static inline const float *activation_sums(const uint8_t *xq, int64_t blocks) {
     return (const float *)(xq + blocks * MOERT_QA_BLOCK_BYTES);
 }
 
 static void write_activation_sums(uint8_t *xq, int64_t blocks) {
-    float *sums = (float *)(xq + blocks * MOERT_QA_BLOCK_BYTES);
+    float *sums = (float *)(xq + blocks * MOERT_QA_BLOCK_BYTES), *scales = sums + blocks;
     for (int64_t b = 0; b < blocks; b++) {
         const int8_t *q = (const int8_t *)(xq + b * MOERT_QA_BLOCK_BYTES + 4);
         int32_t sum = 0;
         for (int i = 0; i < MOERT_QUANT_BLOCK; i++) sum += q[i];
-        sums[b] = activation_scale(xq + b * MOERT_QA_BLOCK_BYTES) * (float)sum;
+        scales[b] = activation_scale(xq + b * MOERT_QA_BLOCK_BYTES);
+        sums[b] = scales[b] * (float)sum;
     }
+}
+
+/* The eight 6-bit scales (*scales) and minimums (*mins) of a q4_k super-block's 12 packed bytes, one per byte in
+** sub-block order (moert_q4_k_scale_min for all eight at once): the low 6 bits of bytes 0-3 (scales) and 4-7
+** (mins) for sub-blocks 0-3; for 4-7 the nibbles of bytes 8-11 and, above them, the top 2 bits of bytes 0-3 (scales)
+** and 4-7 (mins). */
+static inline void q4_k_unpack(const uint8_t *packed, uint64_t *scales, uint64_t *mins) {
+    uint32_t w[3];
+    memcpy(w, packed, sizeof w);
+    const uint32_t low6 = 0x3f3f3f3f, nibble = 0x0f0f0f0f, top2 = 0x03030303;
+    *scales = (w[0] & low6) | (uint64_t)((w[2] & nibble) | ((w[0] >> 6) & top2) << 4) << 32;
+    *mins = (w[1] & low6) | (uint64_t)(((w[2] >> 4) & nibble) | ((w[1] >> 6) & top2) << 4) << 32;
 }
 
 /* The super-block's scale factors of sub-block j (d * scale_j) and the sum over its sub-blocks of dmin * min_j times
@@ -205,25 +219,36 @@ static inline float q4_k_scales(const uint8_t *block, const float *sums, float d
     return dmin * mins;
 }
 
-/* y[r] for r in [r0, r1) of q4_k weights (`blocks` super-blocks per row) against plain activation blocks and their
-** sums: per pair of sub-blocks, 32 bytes of nibbles split into the two sub-blocks' unsigned quants, each multiplied
-** by its activation block with vpmaddubsw (a pair of products stays within 2 * 15 * 127) and summed into 32-bit
-** lanes, then scaled in float32. */
+/* Eight bytes as eight floats. */
+__attribute__((target("avx2,fma,f16c"), always_inline))
+static inline __m256 bytes_to_floats(uint64_t bytes) {
+    return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128((long long)bytes)));
+}
+
+/* y[r] for r in [r0, r1) of q4_k weights (`blocks` super-blocks per row) against plain activation blocks with their
+** scales and sums: per super-block the eight sub-blocks' scale factors d * scale_j * (activation scale) in one vector
+** and their minimums, dmin * min_j * (activation sum), accumulated in another; per pair of sub-blocks, 32 bytes of
+** nibbles split into the two sub-blocks' unsigned quants, each multiplied by its activation block with vpmaddubsw (a
+** pair of products stays within 2 * 15 * 127) and summed into 32-bit lanes, then scaled in float32. */
 __attribute__((target("avx2,fma,f16c")))
 static void rows_avx2_q4_k(const uint8_t *w, const uint8_t *xq, float *y, int64_t r0, int64_t r1, int64_t blocks) {
     const int64_t ab = MOERT_QA_BLOCK_BYTES;
-    const float *sums = activation_sums(xq, blocks * 8);
+    const float *sums = activation_sums(xq, blocks * 8), *scales = sums + blocks * 8;
     const __m256i ones = _mm256_set1_epi16(1), low = _mm256_set1_epi8(15);
     for (int64_t r = r0; r < r1; r++) {
         const uint8_t *row = w + r * blocks * MOERT_Q4_K_BLOCK_BYTES;
-        __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0;
-        float mins = 0;
+        __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0, mins = acc0;
         for (int64_t b = 0; b < blocks; b++) {
             const uint8_t *block = row + b * MOERT_Q4_K_BLOCK_BYTES, *a = xq + b * 8 * ab;
             for (int line = 0; line < MOERT_Q4_K_BLOCK_BYTES; line += 64)
                 _mm_prefetch((const char *)block + PREFETCH_BYTES + line, _MM_HINT_T0);
-            float d_sub[8];
-            mins += q4_k_scales(block, sums + 8 * b, d_sub);
+            uint64_t sc, mn;
+            q4_k_unpack(block + 4, &sc, &mn);
+            const __m256 factors = _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(moert_block_scale_f16c(block)),
+                                                               bytes_to_floats(sc)),
+                                                 _mm256_loadu_ps(scales + 8 * b));
+            mins = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_set1_ps(moert_block_scale_f16c(block + 2)), bytes_to_floats(mn)),
+                                   _mm256_loadu_ps(sums + 8 * b), mins);
             for (int p = 0; p < 4; p++) {
                 const uint8_t *a0 = a + 2 * p * ab, *a1 = a0 + ab;
                 const __m256i q = _mm256_loadu_si256((const __m256i *)(block + 16 + 32 * p));
@@ -232,12 +257,13 @@ static void rows_avx2_q4_k(const uint8_t *w, const uint8_t *xq, float *y, int64_
                 const __m256i s1 = _mm256_madd_epi16(
                     _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(q, 4), low),
                                          _mm256_loadu_si256((const __m256i *)(a1 + 4))), ones);
-                acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s0), _mm256_set1_ps(d_sub[2 * p] * activation_scale(a0)), acc0);
-                acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s1), _mm256_set1_ps(d_sub[2 * p + 1] * activation_scale(a1)),
-                                       acc1);
+                acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s0),
+                                       _mm256_permutevar8x32_ps(factors, _mm256_set1_epi32(2 * p)), acc0);
+                acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s1),
+                                       _mm256_permutevar8x32_ps(factors, _mm256_set1_epi32(2 * p + 1)), acc1);
             }
         }
-        y[r] = moert_hsum256(_mm256_add_ps(acc0, acc1)) - mins;
+        y[r] = moert_hsum256(_mm256_add_ps(acc0, acc1)) - moert_hsum256(mins);
     }
 }
 

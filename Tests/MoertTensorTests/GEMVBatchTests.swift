@@ -38,7 +38,7 @@ struct GEMVBatchTests {
         let shapes: [(WeightStorage, Int, Int)] = [
             (.f16, 768, 512), (.f16, 160, 512), (.f16, 2816, 512), (.f16, 7, 512), (.f32, 5, 384), (.bf16, 1029, 512), (.f16, 7, 64),
             (.f32, 333, 256), (.f32, 1024, 512), (.q8_0, 2048, 512), (.q4_0, 1408, 512), (.q3_0, 99, 96),
-            (.q4_0, 5, 32),
+            (.q4_0, 5, 32), (.q4_k, 700, 512), (.q4_k, 3, 256),
         ]
         return shapes.enumerated().map { i, shape in
             let (storage, rows, cols) = shape
@@ -66,7 +66,7 @@ struct GEMVBatchTests {
     @Test("a GEMV row gets the same bits whatever rows are computed with it, each product type on each of its kernels")
     func rowBitsIndependentOfRange() {
         var rng = TestRandom(seed: 13)
-        for (storage, cols) in [(WeightStorage.f16, 200), (.bf16, 520), (.f32, 136), (.q8_0, 224), (.q4_0, 96)] {
+        for (storage, cols) in [(WeightStorage.f16, 200), (.bf16, 520), (.f32, 136), (.q8_0, 224), (.q4_0, 96), (.q4_k, 256)] {
             let rows = 11
             let w = rng.floats(rows * cols), x = rng.floats(cols), rowBytes = storage.bytes(cols)
             let bytes = UnsafeMutableRawBufferPointer.allocate(byteCount: storage.bytes(rows * cols), alignment: 64)

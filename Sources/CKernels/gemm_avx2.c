@@ -1,5 +1,5 @@
 /* gemm_avx2.c: the prefill products C = A · B^T of gemm.c on CPUs with AVX2, FMA and F16C, for weights B [n, k]
-** stored as float32, f16, bf16, q8_0 or q4_k (q4_0 and q3_0 weights go to gemm_q4_0.c, in integers).
+** stored as float32, f16, bf16 or q8_0 (q4_0, q3_0 and q4_k weights go to gemm_q4_0.c, in integers).
 **
 ** The layout of gemm.c with 256-bit vectors: for each slice of KC columns of k, a block of MC rows of A is copied
 ** into panels of MR rows, k-major; each group of NR rows of B is transposed into a panel [kc][NR], widened to float32
@@ -12,10 +12,10 @@
 
 #include <immintrin.h>
 
-/* MR x NR tile; KC columns of k per slice (a q4_k super-block, so that every slice of a q4_k row starts on one; a
-** multiple of the other quantized blocks); MC rows of A per block (A's block, MC x KC floats, stays in L2). */
+/* MR x NR tile; KC columns of k per slice (a multiple of the quantized block); MC rows of A per block (A's block,
+** MC x KC floats, stays in L2). */
 enum { MR = 6, NR = 16, KC = 256, MC = 240 };
-_Static_assert(MC % MR == 0 && KC == MOERT_Q4_K_BLOCK && KC % MOERT_QUANT_BLOCK == 0, "whole panels and whole blocks");
+_Static_assert(MC % MR == 0 && KC % MOERT_QUANT_BLOCK == 0, "whole panels and whole blocks");
 _Static_assert((int)MC < (int)MOERT_GEMM_BUFFER_ROWS && (int)KC <= (int)MOERT_GEMM_BUFFER_DEPTH &&
                    (int)NR <= (int)MOERT_GEMM_BUFFER_COLUMNS,
                "fits gemm.c's per-thread buffers, with room past A's block for pack_a's last store");
@@ -34,14 +34,10 @@ static inline __m256 load_row8(const char *row, int dtype, int64_t kk) {
                                    : moert_load8((const uint16_t *)row + kk, dtype);
 }
 
-/* The 32 values of `row` (q8_0 or q4_k: `dtype`) from column kk (a multiple of 32): a q8_0 block, or a q4_k
-** sub-block, as four vectors. */
+/* The 32 values of the q8_0 block of `row` that starts at column kk (a multiple of 32), as four vectors. */
 AVX2 __attribute__((always_inline))
-static inline void load_block(const char *row, int dtype, int64_t kk, __m256 v[4]) {
-    const uint8_t *r = (const uint8_t *)row;
-    if (dtype == MOERT_QUANT_Q4_K)
-        moert_q4_k_values(r + kk / MOERT_Q4_K_BLOCK * MOERT_Q4_K_BLOCK_BYTES, (int)(kk % MOERT_Q4_K_BLOCK / 32), v);
-    else moert_block_values(r + kk / MOERT_QUANT_BLOCK * MOERT_Q8_0_BLOCK_BYTES, MOERT_QUANT_Q8_0, v);
+static inline void load_block(const char *row, int64_t kk, __m256 v[4]) {
+    moert_block_values((const uint8_t *)row + kk / MOERT_QUANT_BLOCK * MOERT_Q8_0_BLOCK_BYTES, MOERT_QUANT_Q8_0, v);
 }
 
 /* Packs rows [0, rows) (rows <= NR) x columns [0, kc) of B (row stride `row_bytes`) into a panel [kc][NR], transposed
@@ -49,7 +45,7 @@ static inline void load_block(const char *row, int dtype, int64_t kk, __m256 v[4
 ** float row, whose tail goes one value at a time. `dtype` is a constant where this is inlined. */
 AVX2 __attribute__((always_inline))
 static inline void pack_b_typed(const char *b, int dtype, int64_t row_bytes, int rows, int64_t kc, float *dst) {
-    const int quantized = dtype == MOERT_QUANT_Q8_0 || dtype == MOERT_QUANT_Q4_K;
+    const int quantized = dtype == MOERT_QUANT_Q8_0;
     const int64_t body = quantized ? kc : kc - kc % 8;
     for (int half = 0; half < NR / 8; half++) {
         const int first = half * 8;
@@ -65,7 +61,7 @@ static inline void pack_b_typed(const char *b, int dtype, int64_t row_bytes, int
                 for (int r = 0; r < 8; r++) {
                     if (row[r]) {
                         __m256 w[4];
-                        load_block(row[r], dtype, kk, w);
+                        load_block(row[r], kk, w);
                         for (int q = 0; q < 4; q++) v[q][r] = w[q];
                     } else {
                         for (int q = 0; q < 4; q++) v[q][r] = _mm256_setzero_ps();
@@ -95,7 +91,6 @@ AVX2 static void pack_b(const char *b, int dtype, int64_t row_bytes, int rows, i
     case MOERT_GEMM_F32: pack_b_typed(b, MOERT_GEMM_F32, row_bytes, rows, kc, dst); break;
     case MOERT_HALF_F16: pack_b_typed(b, MOERT_HALF_F16, row_bytes, rows, kc, dst); break;
     case MOERT_HALF_BF16: pack_b_typed(b, MOERT_HALF_BF16, row_bytes, rows, kc, dst); break;
-    case MOERT_QUANT_Q4_K: pack_b_typed(b, MOERT_QUANT_Q4_K, row_bytes, rows, kc, dst); break;
     default: pack_b_typed(b, MOERT_QUANT_Q8_0, row_bytes, rows, kc, dst); break;
     }
 }
@@ -181,7 +176,7 @@ typedef struct gemm_task {
 static int64_t value_bytes(int dtype, int64_t count) {
     if (dtype == MOERT_GEMM_F32) return 4 * count;
     if (dtype == MOERT_HALF_F16 || dtype == MOERT_HALF_BF16) return 2 * count;
-    return count / moert_quant_block_values(dtype) * moert_quant_block_bytes(dtype);
+    return count / MOERT_QUANT_BLOCK * moert_quant_block_bytes(dtype);
 }
 
 /* Columns [j0, j1) of C: for each block of rows and slice of k, pack A once, then each B panel and its tiles. */
@@ -224,14 +219,12 @@ static void gemm_part(void *ctx, int part, int parts) {
 
 int moert_gemm_nt_avx2(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda, const void *b, int dtype,
                        int64_t ldb, float *c, int64_t ldc) {
-    if (dtype == MOERT_QUANT_Q4_0 || dtype == MOERT_QUANT_Q3_0)
+    if (dtype == MOERT_QUANT_Q4_0 || dtype == MOERT_QUANT_Q3_0 || dtype == MOERT_QUANT_Q4_K)
         return moert_gemm_q4_0_avx2(dtype, 0, m, n, k, a, lda, b, ldb, c, ldc);
     if (!moert_kernels_have_avx2() || m <= 0 || n <= 0 || k <= 0) return 0;
-    if (dtype != MOERT_GEMM_F32 && dtype != MOERT_HALF_F16 && dtype != MOERT_HALF_BF16 && dtype != MOERT_QUANT_Q8_0 &&
-        dtype != MOERT_QUANT_Q4_K)
+    if (dtype != MOERT_GEMM_F32 && dtype != MOERT_HALF_F16 && dtype != MOERT_HALF_BF16 && dtype != MOERT_QUANT_Q8_0)
         return 0;
-    const int64_t block = dtype == MOERT_QUANT_Q8_0 || dtype == MOERT_QUANT_Q4_K ? moert_quant_block_values(dtype) : 1;
-    if (k % block || ldb % block) return 0;
+    if (dtype == MOERT_QUANT_Q8_0 && (k % MOERT_QUANT_BLOCK || ldb % MOERT_QUANT_BLOCK)) return 0;
     gemm_task t = {m, n, k, a, lda, b, dtype, value_bytes(dtype, ldb), 0, ldb, c, ldc, 0};
     moert_parallel(gemm_part, &t, moert_gemm_parts(m, n, k, NR));
     return !t.failed;

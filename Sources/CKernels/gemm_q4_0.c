@@ -1,5 +1,6 @@
 /* gemm_q4_0.c: the prefill product C = A · B^T of gemm_avx2.c for q4_0 weights B [n, k], in integer arithmetic; and
-** for q3_0 weights, whose quants plus 4 (0 ... 7) take the place of q4_0's nibbles.
+** for q3_0 weights, whose quants plus 4 (0 ... 7) take the place of q4_0's nibbles, and q4_k weights, whose
+** sub-blocks of 32 are blocks of nibbles with a scale d * scale_j and a minimum dmin * min_j.
 **
 ** As the decode GEMV (gemv_quant.c) and llama.cpp do, each row of A is quantized to 8-bit blocks (the activation
 ** blocks of moert_quantize_activation: d = max|x| / 127, quants rounded to nearest even), and each weight block
@@ -13,7 +14,8 @@
 ** micro-kernel broadcasts 4 bytes of a row of A and multiplies them with vpmaddubsw (nibbles unsigned, activations
 ** signed) by the 4 bytes of 16 rows of B, adding the pairs' sums into 16-bit lanes: over a block's 8 quads a lane
 ** reaches at most 8 * 2 * 15 * 127 = 30480, inside int16. At the end of each block vpmaddwd sums the lanes' pairs
-** into 32 bits, and the float32 tile of C gains (sum * d_a + offset_a) * d_b. Per 32 x 16 multiply-adds of a row:
+** into 32 bits, and the float32 tile of C gains (sum * d_a + offset_a) * d_b; for q4_k, whose B panels also hold the
+** NR minimums m_b of each block, (sum * d_a) * d_b - (d_a * sum of a's quants) * m_b. Per 32 x 16 multiply-adds of a row:
 ** 16 vpmaddubsw and 16 adds, where the float kernel spends 64 fused multiply-adds. With AVX-512 VNNI (the avx512
 ** kernel of q4_0/q3_0 weights, gemm.c) one vpdpbusd per quad and half adds the products into 32-bit lanes at once:
 ** the same exact sums, so the same bits. */
@@ -25,10 +27,11 @@
 ** and block) and B's (KC x NR bytes plus 4 per row and block) fit in gemm.c's float buffers. */
 enum { MR = 6, NR = 16, KC = 512, MC = 240, QUADS = MOERT_QUANT_BLOCK / 4 };
 enum { A_BLOCK_BYTES = MR * (MOERT_QUANT_BLOCK + 8), B_BLOCK_BYTES = NR * (MOERT_QUANT_BLOCK + 4) };
-_Static_assert(MC % MR == 0 && KC % MOERT_QUANT_BLOCK == 0, "whole panels and whole blocks");
+enum { B_BLOCK_BYTES_MINS = B_BLOCK_BYTES + NR * 4 }; /* q4_k: the minimums after the scales */
+_Static_assert(MC % MR == 0 && KC % MOERT_Q4_K_BLOCK == 0, "whole panels and whole blocks (q4_k's super-blocks)");
 _Static_assert((int64_t)MC / MR * (KC / MOERT_QUANT_BLOCK) * A_BLOCK_BYTES <=
                    (int64_t)4 * MOERT_GEMM_BUFFER_ROWS * MOERT_GEMM_BUFFER_DEPTH &&
-               KC / MOERT_QUANT_BLOCK * B_BLOCK_BYTES <= 4 * MOERT_GEMM_BUFFER_DEPTH * MOERT_GEMM_BUFFER_COLUMNS,
+               KC / MOERT_QUANT_BLOCK * B_BLOCK_BYTES_MINS <= 4 * MOERT_GEMM_BUFFER_DEPTH * MOERT_GEMM_BUFFER_COLUMNS,
                "fits gemm.c's per-thread buffers");
 
 _Static_assert(MR == 6 && NR == 16, "the tile of moert_store_tile6x16");
@@ -39,8 +42,9 @@ _Static_assert(MR == 6 && NR == 16, "the tile of moert_store_tile6x16");
 /* ---- Packing ---- */
 
 /* Quantizes rows [0, rows) (rows <= MR) x blocks [0, blocks) of A (row stride lda) into a panel of `blocks` blocks of
-** A_BLOCK_BYTES, with offsets for weights whose unsigned quants are `zero` above their values (8 for q4_0, 4 for
-** q3_0); rows past `rows` are zero. Each block's quants of 8 rows (MR of A's, 2 zero) go through one transposition
+** A_BLOCK_BYTES, with offsets -zero * d * (sum of quants) for weights whose unsigned quants are `zero` above their
+** values (8 for q4_0, 4 for q3_0; -1 for q4_k, whose kernel takes d * (sum of quants) for the minimums); rows past
+** `rows` are zero. Each block's quants of 8 rows (MR of A's, 2 zero) go through one transposition
 ** of their 4-byte quads; each quad's store of 8 lanes is overwritten in its last 2 by the next one, and the last
 ** one's by the scales. */
 AVX2 static void pack_a(const float *a, int64_t lda, int rows, int64_t blocks, float zero, uint8_t *dst) {
@@ -64,24 +68,34 @@ AVX2 static void pack_a(const float *a, int64_t lda, int rows, int64_t blocks, f
     }
 }
 
-/* Packs rows [0, rows) (rows <= NR) x blocks [0, blocks) of q4_0 or q3_0 weights (`type`, blocks of `block_bytes`,
-** row stride `row_bytes`) into a panel of `blocks` blocks of B_BLOCK_BYTES; rows past `rows` are zero. */
+/* Packs rows [0, rows) (rows <= NR) x blocks [0, blocks) of 32 columns of q4_0, q3_0 or q4_k weights (`type`, blocks
+** or q4_k super-blocks of `block_bytes`, row stride `row_bytes`, b at a super-block's start) into a panel of `blocks`
+** blocks of B_BLOCK_BYTES (q4_k: B_BLOCK_BYTES_MINS, the minimums after the scales); rows past `rows` are zero. */
 AVX2 static void pack_b(const uint8_t *b, int type, int64_t block_bytes, int64_t row_bytes, int rows, int64_t blocks,
                         uint8_t *dst) {
-    for (int64_t blk = 0; blk < blocks; blk++, dst += B_BLOCK_BYTES) {
-        float *scales = (float *)(dst + QUADS * NR * 4);
+    const int q4_k = type == MOERT_QUANT_Q4_K;
+    for (int64_t blk = 0; blk < blocks; blk++, dst += q4_k ? B_BLOCK_BYTES_MINS : B_BLOCK_BYTES) {
+        float *scales = (float *)(dst + QUADS * NR * 4), *mins = scales + NR;
         for (int half = 0; half < NR / 8; half++) {
             __m256 quads[8];
             for (int r = 0; r < 8; r++) {
                 const int row = half * 8 + r;
-                if (row < rows) {
+                if (row >= rows) {
+                    quads[r] = _mm256_setzero_ps();
+                    scales[row] = 0;
+                    if (q4_k) mins[row] = 0;
+                } else if (q4_k) {
+                    const uint8_t *block = b + row * row_bytes + blk / 8 * block_bytes;
+                    int sc, m;
+                    moert_q4_k_scale_min(block + 4, (int)(blk % 8), &sc, &m);
+                    quads[r] = _mm256_castsi256_ps(moert_q4_k_quants(block, (int)(blk % 8)));
+                    scales[row] = moert_block_scale_f16c(block) * (float)sc;
+                    mins[row] = moert_block_scale_f16c(block + 2) * (float)m;
+                } else {
                     const uint8_t *block = b + row * row_bytes + blk * block_bytes;
                     quads[r] = _mm256_castsi256_ps(type == MOERT_QUANT_Q3_0 ? moert_q3_0_quants(block + 2)
                                                                           : moert_q4_0_nibbles(block + 2));
                     scales[row] = moert_block_scale_f16c(block);
-                } else {
-                    quads[r] = _mm256_setzero_ps();
-                    scales[row] = 0;
                 }
             }
             moert_transpose8(quads);
@@ -95,13 +109,15 @@ AVX2 static void pack_b(const uint8_t *b, int type, int64_t block_bytes, int64_t
 /* The MR x NR tile c[r][0 ..< 16] (=, or += when `accumulate`) the product of an A panel and a B panel of `blocks`
 ** blocks each, for rows r < rows and columns < cols of C (row stride ldc). On AVX2: per quad vpmaddubsw into 16-bit
 ** lanes, whose pairs are summed into 32 bits (vpmaddwd) once per block; the float32 tile then gains
-** (sum * d_a + offset_a) * d_b. (One loop for both micro-kernels, each sum step a parameter, ran 20% slower here.) */
-AVX2 static void kernel_avx2(int64_t blocks, const uint8_t *ap, const uint8_t *bp, float *c, int64_t ldc, int rows,
-                             int cols, int accumulate) {
+** (sum * d_a + offset_a) * d_b, or with `mins` (q4_k; a constant where this is inlined) (sum * d_a) * d_b -
+** offset_a * m_b. (One loop for both micro-kernels, each sum step a parameter, ran 20% slower here.) */
+AVX2 __attribute__((always_inline))
+static inline void kernel_avx2_body(int64_t blocks, const uint8_t *ap, const uint8_t *bp, float *c, int64_t ldc,
+                                    int rows, int cols, int accumulate, const int mins) {
     __m256 tile[MR][2];
     for (int r = 0; r < MR; r++) tile[r][0] = tile[r][1] = _mm256_setzero_ps();
     const __m256i ones = _mm256_set1_epi16(1);
-    for (int64_t b = 0; b < blocks; b++, ap += A_BLOCK_BYTES, bp += B_BLOCK_BYTES) {
+    for (int64_t b = 0; b < blocks; b++, ap += A_BLOCK_BYTES, bp += mins ? B_BLOCK_BYTES_MINS : B_BLOCK_BYTES) {
         __m256i sum[MR][2];
         _Pragma("GCC unroll 8") for (int q = 0; q < QUADS; q++) {
             const __m256i b0 = _mm256_load_si256((const __m256i *)(bp + q * NR * 4));
@@ -118,6 +134,18 @@ AVX2 static void kernel_avx2(int64_t blocks, const uint8_t *ap, const uint8_t *b
         const float *da = (const float *)(ap + QUADS * MR * 4), *offset = da + MR;
         const __m256 db0 = _mm256_load_ps((const float *)(bp + QUADS * NR * 4));
         const __m256 db1 = _mm256_load_ps((const float *)(bp + QUADS * NR * 4 + 32));
+        if (mins) {
+            const __m256 mb0 = _mm256_load_ps((const float *)(bp + QUADS * NR * 4 + 64));
+            const __m256 mb1 = _mm256_load_ps((const float *)(bp + QUADS * NR * 4 + 96));
+            _Pragma("GCC unroll 6") for (int r = 0; r < MR; r++) {
+                const __m256 d = _mm256_broadcast_ss(da + r), o = _mm256_broadcast_ss(offset + r);
+                const __m256 s0 = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(sum[r][0], ones)), d);
+                const __m256 s1 = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(sum[r][1], ones)), d);
+                tile[r][0] = _mm256_fnmadd_ps(o, mb0, _mm256_fmadd_ps(s0, db0, tile[r][0]));
+                tile[r][1] = _mm256_fnmadd_ps(o, mb1, _mm256_fmadd_ps(s1, db1, tile[r][1]));
+            }
+            continue;
+        }
         _Pragma("GCC unroll 6") for (int r = 0; r < MR; r++) {
             const __m256 d = _mm256_broadcast_ss(da + r), o = _mm256_broadcast_ss(offset + r);
             const __m256 s0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(sum[r][0], ones)), d, o);
@@ -127,6 +155,17 @@ AVX2 static void kernel_avx2(int64_t blocks, const uint8_t *ap, const uint8_t *b
         }
     }
     moert_store_tile6x16(tile, rows, cols, c, ldc, accumulate);
+}
+
+/* kernel_avx2_body for q4_0 and q3_0 weights, and (kernel_avx2_mins) for q4_k's. */
+AVX2 static void kernel_avx2(int64_t blocks, const uint8_t *ap, const uint8_t *bp, float *c, int64_t ldc, int rows,
+                             int cols, int accumulate) {
+    kernel_avx2_body(blocks, ap, bp, c, ldc, rows, cols, accumulate, 0);
+}
+
+AVX2 static void kernel_avx2_mins(int64_t blocks, const uint8_t *ap, const uint8_t *bp, float *c, int64_t ldc,
+                                  int rows, int cols, int accumulate) {
+    kernel_avx2_body(blocks, ap, bp, c, ldc, rows, cols, accumulate, 1);
 }
 
 /* AVX-512 VNNI: per quad vpdpbusd straight into 32-bit lanes (the same sums as kernel_avx2's); the same scaling. */
@@ -167,7 +206,7 @@ typedef struct gemm_q4_0_task {
     const float *a;
     int64_t lda;
     const uint8_t *b;
-    int type;            /* MOERT_QUANT_Q4_0 or MOERT_QUANT_Q3_0 */
+    int type;            /* MOERT_QUANT_Q4_0, MOERT_QUANT_Q3_0 or MOERT_QUANT_Q4_K */
     int64_t row_bytes;   /* bytes from one row of B to the next */
     float *c;
     int64_t ldc;
@@ -184,8 +223,10 @@ AVX2 static void gemm_columns(gemm_q4_0_task *t, int64_t j0, int64_t j1) {
     }
     uint8_t *apanels = (uint8_t *)abuf, *bpanel = (uint8_t *)bbuf;
     const int64_t slices = (t->k + KC - 1) / KC, block_bytes = moert_quant_block_bytes(t->type);
-    const float zero = t->type == MOERT_QUANT_Q3_0 ? 4 : 8;
-    const int64_t kc_even = ((t->k + slices - 1) / slices + 31) & ~(int64_t)31;   /* equal slices of whole blocks */
+    const int64_t block_values = moert_quant_block_values(t->type);
+    const float zero = t->type == MOERT_QUANT_Q3_0 ? 4 : t->type == MOERT_QUANT_Q4_K ? -1 : 8;
+    /* equal slices of whole blocks (q4_k: super-blocks) */
+    const int64_t kc_even = ((t->k + slices - 1) / slices + block_values - 1) / block_values * block_values;
     for (int64_t i0 = 0; i0 < t->m; i0 += MC) {
         const int64_t mc = t->m - i0 < MC ? t->m - i0 : MC;
         for (int64_t p0 = 0; p0 < t->k; p0 += kc_even) {
@@ -197,13 +238,14 @@ AVX2 static void gemm_columns(gemm_q4_0_task *t, int64_t j0, int64_t j1) {
             }
             for (int64_t j = j0; j < j1; j += NR) {
                 const int cols = j1 - j < NR ? (int)(j1 - j) : NR;
-                pack_b(t->b + j * t->row_bytes + p0 / MOERT_QUANT_BLOCK * block_bytes, t->type, block_bytes,
+                pack_b(t->b + j * t->row_bytes + p0 / block_values * block_bytes, t->type, block_bytes,
                        t->row_bytes, cols, blocks, bpanel);
                 for (int64_t r = 0; r < mc; r += MR) {
                     const int rows = mc - r < MR ? (int)(mc - r) : MR;
                     const uint8_t *ap = apanels + r / MR * blocks * A_BLOCK_BYTES;
                     float *tile = t->c + (i0 + r) * t->ldc + j;
                     if (t->vnni) kernel_vnni(blocks, ap, bpanel, tile, t->ldc, rows, cols, p0 > 0);
+                    else if (t->type == MOERT_QUANT_Q4_K) kernel_avx2_mins(blocks, ap, bpanel, tile, t->ldc, rows, cols, p0 > 0);
                     else kernel_avx2(blocks, ap, bpanel, tile, t->ldc, rows, cols, p0 > 0);
                 }
             }
@@ -223,9 +265,10 @@ int moert_gemm_q4_0_avx2(int type, int vnni, int64_t m, int64_t n, int64_t k, co
                          const void *b, int64_t ldb, float *c, int64_t ldc) {
     if (!moert_kernels_have_avx2() || (vnni && !moert_kernels_have_avx512_vnni())) return 0;
     if (m <= 0 || n <= 0 || k <= 0) return 0;
-    if (k % MOERT_QUANT_BLOCK || ldb % MOERT_QUANT_BLOCK) return 0;
-    if (type != MOERT_QUANT_Q4_0 && type != MOERT_QUANT_Q3_0) return 0;
-    const int64_t row_bytes = ldb / MOERT_QUANT_BLOCK * moert_quant_block_bytes(type);
+    if (type != MOERT_QUANT_Q4_0 && type != MOERT_QUANT_Q3_0 && (type != MOERT_QUANT_Q4_K || vnni)) return 0;
+    const int64_t block_values = moert_quant_block_values(type);
+    if (k % block_values || ldb % block_values) return 0;
+    const int64_t row_bytes = ldb / block_values * moert_quant_block_bytes(type);
     gemm_q4_0_task t = {m, n, k, a, lda, b, type, row_bytes, c, ldc, vnni, 0};
     moert_parallel(gemm_part, &t, moert_gemm_parts(m, n, k, NR));
     return !t.failed;

@@ -65,16 +65,17 @@ MOERT_KERNEL void moert_rows_avx512(const void *w, int dtype, const float *x, fl
 enum { MOERT_GEMM_BUFFER_ROWS = 512, MOERT_GEMM_BUFFER_DEPTH = 256, MOERT_GEMM_BUFFER_COLUMNS = 32 };
 MOERT_KERNEL int moert_gemm_buffers(float **a, float **b);
 
-/** moert_gemm_nt on the AVX2 kernel (gemm_avx2.c), which also reads q8_0, q4_0 and q3_0 weights (k and ldb multiples of
- * MOERT_QUANT_BLOCK; q4_0 and q3_0 through moert_gemm_q4_0_avx2); 0 when it computed nothing (no AVX2, empty product,
- * no memory). */
+/** moert_gemm_nt on the AVX2 kernel (gemm_avx2.c), which also reads q8_0, q4_0, q3_0 and q4_k weights (k and ldb whole
+ * blocks; q4_0, q3_0 and q4_k through moert_gemm_q4_0_avx2); 0 when it computed nothing (no AVX2, empty product, no
+ * memory). */
 MOERT_KERNEL int moert_gemm_nt_avx2(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda, const void *b,
                                     int dtype, int64_t ldb, float *c, int64_t ldc);
 
-/** moert_gemm_nt of q4_0 or q3_0 weights (`type`) B [n, k] (row stride ldb values), in integer arithmetic: A's rows
- * quantized to 8-bit blocks as moert_quantize_activation does, each block's 32 products summed exactly and scaled by
- * both scales (gemm_q4_0.c), with AVX2's vpmaddubsw, or with AVX-512 VNNI's vpdpbusd when `vnni` (the same bits).
- * k and ldb multiples of MOERT_QUANT_BLOCK; 0 when it computed nothing (also when `vnni` and the CPU has no VNNI). */
+/** moert_gemm_nt of q4_0, q3_0 or q4_k weights (`type`) B [n, k] (row stride ldb values), in integer arithmetic: A's
+ * rows quantized to 8-bit blocks as moert_quantize_activation does, each block's (q4_k: sub-block's) 32 products
+ * summed exactly and scaled by both scales (gemm_q4_0.c), with AVX2's vpmaddubsw, or with AVX-512 VNNI's vpdpbusd
+ * when `vnni` (the same bits; not for q4_k). k and ldb whole blocks of the type; 0 when it computed nothing (also
+ * when `vnni` and the CPU has no VNNI, or for q4_k). */
 MOERT_KERNEL int moert_gemm_q4_0_avx2(int type, int vnni, int64_t m, int64_t n, int64_t k, const float *a,
                                       int64_t lda, const void *b, int64_t ldb, float *c, int64_t ldc);
 

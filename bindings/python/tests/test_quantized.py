@@ -39,10 +39,10 @@ def test_tensor_dtypes_follow_the_quantization_entry(quantized):
         quantized.tensor_dtype("model.norm.weight\0x")
 
 
-# q8_0 and q4_k products in prefill read the weights back to float32; q4_0 and q3_0 ones, on CPUs with AVX2, meet
-# 8-bit activations as at decode (and in llama.cpp), hence decode's bound.
+# q8_0 products in prefill read the weights back to float32; q4_0, q3_0 and q4_k ones, on CPUs with AVX2, meet 8-bit
+# activations as at decode (and in llama.cpp), hence decode's bound.
 @pytest.mark.parametrize("name,bound", [("mixtral_q8_0", 2e-3), ("mixtral_q4_0", 3e-2), ("mixtral_q3_0", 3e-2),
-                                        ("mixtral_q4_k", 2e-3)])
+                                        ("mixtral_q4_k", 3e-2)])
 def test_prefill_matches_transformers_on_the_dequantized_weights(name, bound):
     ref = read_safetensors(fixture_dir(name) / "reference.safetensors")
     with moert.Model(fixture_dir(name)) as model, model.session() as s:

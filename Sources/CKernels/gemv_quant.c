@@ -205,8 +205,8 @@ static inline void q4_k_unpack(const uint8_t *packed, uint64_t *scales, uint64_t
     *mins = (w[1] & low6) | (uint64_t)(((w[2] >> 4) & nibble) | ((w[1] >> 6) & top2) << 4) << 32;
 }
 
-/* The super-block's scale factors of sub-block j (d * scale_j) and the sum over its sub-blocks of dmin * min_j times
-** the activation block's scaled sum: what the row subtracts. */
+/* Fills d_sub[j] = d * scale_j for the eight sub-blocks of a q4_k super-block; returns dmin times the sum over them of
+** min_j times the activation block's scaled sum (`sums`, one per sub-block): what the row subtracts. */
 static inline float q4_k_scales(const uint8_t *block, const float *sums, float d_sub[8]) {
     const float d = moert_block_scale(block), dmin = moert_block_scale(block + 2);
     float mins = 0;

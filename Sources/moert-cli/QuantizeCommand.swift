@@ -133,6 +133,6 @@ private func printSummary(_ plan: QuantizePlan, source: String, out: String) {
     }
     print("  total: \(mib(totalIn)) -> \(mib(totalOut))")
     let fallbacks = plan.tensors.filter { $0.fallback != nil }
-    for f in fallbacks.prefix(20) { print("  kept: \(f.name): \(f.fallback!)") }
-    if fallbacks.count > 20 { print("  kept: ... and \(fallbacks.count - 20) more") }
+    for f in fallbacks.prefix(20) { print("  not as asked: \(f.name): \(f.fallback!)") }
+    if fallbacks.count > 20 { print("  not as asked: ... and \(fallbacks.count - 20) more") }
 }

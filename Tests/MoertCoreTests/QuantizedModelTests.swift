@@ -298,6 +298,36 @@ struct ExpertBitsTests {
         }
     }
 
+    @Test("q4_k where rows are whole super-blocks; q4_0 instead where they are only whole blocks of 32, with the rest of the routed expert; kept where neither")
+    func q4kFallback() throws {
+        let dir = try TemporaryDirectory()
+        let e = "model.layers.0.block_sparse_moe.experts."
+        // Expert 0: gate and up [288, 256] fit q4_k, down [256, 288] only q4_0. Expert 1: every projection [256, 256].
+        // Attention: q [256, 256] fits q4_k, o [256, 96] only q4_0, k [16, 40] neither.
+        let shapes: [(String, [Int])] = [
+            (e + "0.w1.weight", [288, 256]), (e + "0.w2.weight", [256, 288]), (e + "0.w3.weight", [288, 256]),
+            (e + "1.w1.weight", [256, 256]), (e + "1.w2.weight", [256, 256]), (e + "1.w3.weight", [256, 256]),
+            ("model.layers.0.self_attn.q_proj.weight", [256, 256]), ("model.layers.0.self_attn.o_proj.weight", [256, 96]),
+            ("model.layers.0.self_attn.k_proj.weight", [16, 40]),
+        ]
+        let writer = try SafetensorsWriter(path: dir.path + "/model.safetensors",
+                                           entries: shapes.map { .init(name: $0.0, dtype: .f32, shape: $0.1) })
+        for (_, shape) in shapes { try [Float](repeating: 0.5, count: shape[0] * shape[1]).withUnsafeBytes { try writer.append($0) } }
+        try writer.finish()
+        let plan = try QuantizePlan(checkpoint: try Checkpoint(directory: dir.path), options: QuantizeOptions(type: .q4_k))
+        let target = Dictionary(uniqueKeysWithValues: plan.tensors.map { ($0.name, $0.target) })
+        for p in ["w1", "w2", "w3"] {
+            #expect(target[e + "0.\(p).weight"] == .q4_0, "expert 0 \(p)")
+            #expect(target[e + "1.\(p).weight"] == .q4_k, "expert 1 \(p)")
+        }
+        #expect(target["model.layers.0.self_attn.q_proj.weight"] == .q4_k)
+        #expect(target["model.layers.0.self_attn.o_proj.weight"] == .q4_0)
+        #expect(target["model.layers.0.self_attn.k_proj.weight"] == .f32)
+        let reasons = plan.tensors.compactMap(\.fallback).joined(separator: "\n")
+        #expect(reasons.contains("288 columns are not whole blocks of 256: q4_0 instead of q4_k"), "\(reasons)")
+        #expect(reasons.contains("q4_0 with the rest of layer 0 expert 0"), "\(reasons)")
+    }
+
     @Test("a mixed checkpoint stores each expert at its planned type and loads")
     func mixedCheckpoint() throws {
         let source = fixturesDirectory + "/mixtral"

@@ -15,8 +15,8 @@
 ** signed) by the 4 bytes of 16 rows of B, adding the pairs' sums into 16-bit lanes: over a block's 8 quads a lane
 ** reaches at most 8 * 2 * 15 * 127 = 30480, inside int16. At the end of each block vpmaddwd sums the lanes' pairs
 ** into 32 bits, and the float32 tile of C gains (sum * d_a + offset_a) * d_b; for q4_k, whose B panels also hold the
-** NR minimums m_b of each block, (sum * d_a) * d_b - (d_a * sum of a's quants) * m_b. Per 32 x 16 multiply-adds of a row:
-** 16 vpmaddubsw and 16 adds, where the float kernel spends 64 fused multiply-adds. With AVX-512 VNNI (the avx512
+** NR minimums m_b of each block, (sum * d_a) * d_b - (d_a * sum of a's quants) * m_b. Per 32 x 16 multiply-adds of a
+** row: 16 vpmaddubsw and 16 adds, where the float kernel spends 64 fused multiply-adds. With AVX-512 VNNI (the avx512
 ** kernel of q4_0/q3_0 weights, gemm.c) one vpdpbusd per quad and half adds the products into 32-bit lanes at once:
 ** the same exact sums, so the same bits. */
 #include "kernels_internal.h"
@@ -245,7 +245,8 @@ AVX2 static void gemm_columns(gemm_q4_0_task *t, int64_t j0, int64_t j1) {
                     const uint8_t *ap = apanels + r / MR * blocks * A_BLOCK_BYTES;
                     float *tile = t->c + (i0 + r) * t->ldc + j;
                     if (t->vnni) kernel_vnni(blocks, ap, bpanel, tile, t->ldc, rows, cols, p0 > 0);
-                    else if (t->type == MOERT_QUANT_Q4_K) kernel_avx2_mins(blocks, ap, bpanel, tile, t->ldc, rows, cols, p0 > 0);
+                    else if (t->type == MOERT_QUANT_Q4_K)
+                        kernel_avx2_mins(blocks, ap, bpanel, tile, t->ldc, rows, cols, p0 > 0);
                     else kernel_avx2(blocks, ap, bpanel, tile, t->ldc, rows, cols, p0 > 0);
                 }
             }

@@ -247,13 +247,14 @@ static void rows_avx2_q4_k(const uint8_t *w, const uint8_t *xq, float *y, int64_
             const __m256 factors = _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(moert_block_scale_f16c(block)),
                                                                bytes_to_floats(sc)),
                                                  _mm256_loadu_ps(scales + 8 * b));
-            mins = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_set1_ps(moert_block_scale_f16c(block + 2)), bytes_to_floats(mn)),
-                                   _mm256_loadu_ps(sums + 8 * b), mins);
+            const __m256 dmin = _mm256_set1_ps(moert_block_scale_f16c(block + 2));
+            mins = _mm256_fmadd_ps(_mm256_mul_ps(dmin, bytes_to_floats(mn)), _mm256_loadu_ps(sums + 8 * b), mins);
             for (int p = 0; p < 4; p++) {
                 const uint8_t *a0 = a + 2 * p * ab, *a1 = a0 + ab;
                 const __m256i q = _mm256_loadu_si256((const __m256i *)(block + 16 + 32 * p));
                 const __m256i s0 = _mm256_madd_epi16(
-                    _mm256_maddubs_epi16(_mm256_and_si256(q, low), _mm256_loadu_si256((const __m256i *)(a0 + 4))), ones);
+                    _mm256_maddubs_epi16(_mm256_and_si256(q, low), _mm256_loadu_si256((const __m256i *)(a0 + 4))),
+                    ones);
                 const __m256i s1 = _mm256_madd_epi16(
                     _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(q, 4), low),
                                          _mm256_loadu_si256((const __m256i *)(a1 + 4))), ones);

@@ -327,7 +327,8 @@ static inline void moert_q4_k_values(const uint8_t *block, int j, __m256 v[4]) {
     const __m256i q = moert_q4_k_quants(block, j);
     const __m128i lo = _mm256_castsi256_si128(q), hi = _mm256_extracti128_si256(q, 1);
     const __m128i parts[4] = {lo, _mm_srli_si128(lo, 8), hi, _mm_srli_si128(hi, 8)};
-    for (int k = 0; k < 4; k++) v[k] = _mm256_sub_ps(_mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(parts[k]))), dm);
+    for (int k = 0; k < 4; k++)
+        v[k] = _mm256_sub_ps(_mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(parts[k]))), dm);
 }
 
 /** The mask of the first min(count, 16) lanes of a 16-float vector (count >= 1): the tail of a row. */

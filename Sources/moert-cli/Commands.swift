@@ -174,7 +174,9 @@ let commandHelp: [String: String] = [
     and with how much routing weight each routed expert is chosen; each routed expert then gets q3_0, q4_0 or q8_0
     so that the routed experts average closest to AVG bits per weight (3.5 to 8.5) with the least expected error
     (an expert's routing weight times its type's rounding noise): experts used alike get the same type, the most
-    used more bits, unused ones the fewest. The choice is printed and written into the quantization entry.
+    used more bits, unused ones the fewest; an expert given q4_0 whose rows are whole 256-weight super-blocks gets
+    q4_k instead (the same size, closer to the weights). The choice is printed and written into the quantization
+    entry.
 
     options:
       --model DIR         the checkpoint to read

@@ -63,8 +63,9 @@ func quantizeCommand(_ args: Arguments) throws {
 }
 
 /// Runs the model over the calibration file (token ids: integers separated by commas or white space; anything else
-/// is text, tokenized without special tokens) and plans q8_0/q4_0/q3_0 per routed expert at `averageBits`; returns the
-/// plan, the usage it came from, and the type of each routed-expert tensor.
+/// is text, tokenized without special tokens) and plans q8_0/q4_0/q3_0 per routed expert at `averageBits` (q4_k for
+/// q4_0 where an expert's rows are whole super-blocks); returns the plan, the usage it came from, and the type of each
+/// routed-expert tensor.
 private func expertBitPlan(model path: String, calibration file: String, averageBits: Double)
     throws -> (ExpertBitPlan, ExpertUsage, [String: WeightStorage]) {
     let text = try readTextArgument(file, option: "--calibration", limit: 64 << 20)
@@ -87,7 +88,7 @@ private func expertBitPlan(model path: String, calibration file: String, average
     let window = min(model.contextLength, 2048)
     printError("calibration: \(tokens.count) tokens in windows of up to \(window)")
     let usage = try ExpertUsage.measure(model: model, tokens: tokens, window: window)
-    let plan = try ExpertBitPlan(usage: usage, averageBits: averageBits)
+    let plan = try ExpertBitPlan(usage: usage, averageBits: averageBits).preferringQ4K(model.checkpoint)
     return (plan, usage, plan.tensorTypes(model.checkpoint))
 }
 
@@ -96,7 +97,8 @@ private func printBitPlan(_ plan: ExpertBitPlan, _ usage: ExpertUsage) {
     print("per-expert bits: \(oneDecimal(plan.averageBits)) bits per routed-expert weight on average, from \(usage.tokens) calibration tokens")
     for layer in plan.types.keys.sorted() {
         let types = plan.types[layer]!, mass = usage.mass[layer] ?? [], total = max(mass.reduce(0, +), 1e-30)
-        let groups = ExpertBitPlan.ladder.reversed().compactMap { type -> String? in
+        let kinds = Set(types).sorted { ($0.bitsPerWeight, $0.rawValue) > ($1.bitsPerWeight, $1.rawValue) }
+        let groups = kinds.compactMap { type -> String? in
             let members = types.indices.filter { types[$0] == type }
             guard !members.isEmpty else { return nil }
             let share = members.reduce(0.0) { $0 + (($1 < mass.count) ? mass[$1] : 0) } / total

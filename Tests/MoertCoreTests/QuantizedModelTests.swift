@@ -326,6 +326,11 @@ struct ExpertBitsTests {
         let reasons = plan.tensors.compactMap(\.fallback).joined(separator: "\n")
         #expect(reasons.contains("288 columns are not whole blocks of 256: q4_0 instead of q4_k"), "\(reasons)")
         #expect(reasons.contains("q4_0 with the rest of layer 0 expert 0"), "\(reasons)")
+        // A per-expert plan's q4_0 becomes q4_k where the expert's rows allow it; other types stay.
+        var bits = try ExpertBitPlan(usage: ExpertUsage(tokens: 1, counts: [0: [1, 1, 1]], mass: [0: [1, 1, 1]]),
+                                     averageBits: 4.5)
+        bits.types = [0: [.q4_0, .q4_0, .q8_0]]
+        #expect(try bits.preferringQ4K(try Checkpoint(directory: dir.path)).types[0] == [.q4_0, .q4_k, .q8_0])
     }
 
     @Test("a mixed checkpoint stores each expert at its planned type and loads")

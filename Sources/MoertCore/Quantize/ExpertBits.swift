@@ -112,6 +112,23 @@ public struct ExpertBitPlan: Sendable {
         averageBits = experts == 0 ? lo : total / Double(experts)
     }
 
+    /// The plan with q4_k in place of q4_0 for every routed expert of `checkpoint` whose projections all have rows
+    /// of whole q4_k super-blocks: the same bits per weight, closer to the weights (docs/quality.md, "q4_k against
+    /// q4_0 at the same size"). Other experts keep q4_0.
+    public func preferringQ4K(_ checkpoint: Checkpoint) throws -> ExpertBitPlan {
+        var misfits = Set<[Int]>()
+        for name in checkpoint.tensorNames where TensorClass.of(name) == .experts {
+            guard let (layer, e) = TensorClass.routedExpert(name) else { continue }
+            let shape = try checkpoint.logicalShape(name)
+            if shape.count != 2 || !WeightStorage.q4_k.fits(columns: shape[1]) { misfits.insert([layer, e]) }
+        }
+        var plan = self
+        for (layer, types) in types {
+            plan.types[layer] = types.enumerated().map { e, t in t == .q4_0 && !misfits.contains([layer, e]) ? .q4_k : t }
+        }
+        return plan
+    }
+
     /// The per-tensor types of QuantizeOptions for the routed-expert tensors of `checkpoint` ("…layers.<l>.…
     /// experts.<e>.…").
     public func tensorTypes(_ checkpoint: Checkpoint) -> [String: WeightStorage] {

@@ -291,6 +291,10 @@ private struct Bench {
             // very large ones). Large matrices alone would favour a kernel whose cost per call is high (OpenBLAS's
             // sgemv ranked first on them on a Zen 3 EPYC, and decoded 1.4x slower than avx2x4).
             let storage = WeightStorage.allCases.first { KernelProduct.gemv($0) == p }!
+            // Rows of whole blocks of the storage: a model's q4_k attention may sit beside experts narrower than a
+            // 256-weight super-block (they fall back to q4_0), whose width alone would make empty rows.
+            let block = storage.blockValues
+            let h = (h + block - 1) / block * block, i = (i + block - 1) / block * block
             let limit = Bench.streamBytes / Bench.screenParts
             let shapes = [(max(1, min(2 * i, limit / storage.bytes(h))), h), (max(1, min(h, limit / storage.bytes(i))), i),
                           (max(1, min(h, limit / storage.bytes(h))), h)]

@@ -275,4 +275,13 @@ struct KernelChoiceTests {
             }
         }
     }
+
+    @Test("a quantized GEMV is measured on rows of whole blocks: q4_k beside experts narrower than its super-block")
+    func measurementOfNarrowRows() {
+        // q4_k attention (hidden 256) with experts of 96 (q4_0 in such a checkpoint): 96 alone is no whole q4_k row.
+        let w = KernelWorkload(storages: [.q4_k, .q4_0], hidden: 256, intermediate: 96, heads: 4, kvHeads: 2, headDim: 64)
+        let result = KernelMeasurement.fastest([.gemvQ4_K], workload: w)
+        let (kernel, detail) = result[.gemvQ4_K]!
+        #expect(KernelProduct.gemvQ4_K.available.contains(kernel), "\(detail)")
+    }
 }

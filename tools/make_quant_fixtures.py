@@ -26,7 +26,8 @@ nibbles). Written:
                                 `moert quantize --type <type>` plans them (attention, experts, shared experts and
                                 dense MLPs at <type>; embeddings and output layer at q8_0; router gates, norms and
                                 biases kept; a tensor whose rows are not whole blocks of the type kept, and with it
-                                the rest of its routed expert), in the layout of docs/model-format.md, and
+                                the rest of its routed expert — moert quantize would give q4_0 for q4_k there, which
+                                no fixture here needs), in the layout of docs/model-format.md, and
                                 reference.safetensors: `tokens` [16] int32 and `logits` [16, vocab], transformers'
                                 float32 output over those tokens with the dequantized weights.
   mixtral_q4_k/                 the same for q4_k, made from a Mixtral built here (base_model: hidden and

@@ -126,7 +126,7 @@ public final class Checkpoint: @unchecked Sendable {
     public func hasPrefix(_ prefix: String) -> Bool { location.keys.contains { $0.hasPrefix(prefix) } }
 
     /// The entry of weight `name` after checking that it has `shape` and a weight type: a float dtype, or the
-    /// quantized type the quantization entry names (a U8 tensor of [rows, columns / 32 × block bytes]).
+    /// quantized type the quantization entry names (a U8 tensor of [rows, columns / block values × block bytes]).
     /// - Throws: `MoertError` (`.format`) naming the file and tensor on a missing tensor or wrong shape,
     ///   (`.unsupported`) on a dtype weights cannot have.
     private func weightInfo(_ name: String, shape: [Int]) throws -> (TensorInfo, SafetensorsFile, WeightStorage) {

@@ -3,8 +3,8 @@
 import MoertTensor
 
 /// The storage types of a checkpoint's block-quantized tensors (docs/model-format.md, "Quantized weights"). A
-/// quantized tensor is a U8 tensor of shape [rows, columns / 32 × block bytes]; its type is named here, so that the
-/// safetensors header stays readable by any safetensors reader.
+/// quantized tensor is a U8 tensor of shape [rows, columns / block values × block bytes] (32 values a block; 256 for
+/// q4_k); its type is named here, so that the safetensors header stays readable by any safetensors reader.
 public struct QuantizationSection: Sendable {
     /// The current version of the entry.
     public static let version = 1

@@ -17,8 +17,8 @@
 ** into 32 bits, and the float32 tile of C gains (sum * d_a + offset_a) * d_b; for q4_k, whose B panels also hold the
 ** NR minimums m_b of each block, (sum * d_a) * d_b - (d_a * sum of a's quants) * m_b. Per 32 x 16 multiply-adds of a
 ** row: 16 vpmaddubsw and 16 adds, where the float kernel spends 64 fused multiply-adds. With AVX-512 VNNI (the avx512
-** kernel of q4_0/q3_0 weights, gemm.c) one vpdpbusd per quad and half adds the products into 32-bit lanes at once:
-** the same exact sums, so the same bits. */
+** kernel of q4_0/q3_0/q4_k weights, gemm.c) one vpdpbusd per quad and half adds the products into 32-bit lanes at
+** once: the same exact sums, so the same bits. */
 #include "kernels_internal.h"
 
 #include <immintrin.h>
@@ -168,12 +168,14 @@ AVX2 static void kernel_avx2_mins(int64_t blocks, const uint8_t *ap, const uint8
     kernel_avx2_body(blocks, ap, bp, c, ldc, rows, cols, accumulate, 1);
 }
 
-/* AVX-512 VNNI: per quad vpdpbusd straight into 32-bit lanes (the same sums as kernel_avx2's); the same scaling. */
-VNNI static void kernel_vnni(int64_t blocks, const uint8_t *ap, const uint8_t *bp, float *c, int64_t ldc, int rows,
-                             int cols, int accumulate) {
+/* AVX-512 VNNI: per quad vpdpbusd straight into 32-bit lanes (the same sums as kernel_avx2_body's); the same scaling,
+** with or without `mins`. */
+VNNI __attribute__((always_inline))
+static inline void kernel_vnni_body(int64_t blocks, const uint8_t *ap, const uint8_t *bp, float *c, int64_t ldc,
+                                    int rows, int cols, int accumulate, const int mins) {
     __m256 tile[MR][2];
     for (int r = 0; r < MR; r++) tile[r][0] = tile[r][1] = _mm256_setzero_ps();
-    for (int64_t b = 0; b < blocks; b++, ap += A_BLOCK_BYTES, bp += B_BLOCK_BYTES) {
+    for (int64_t b = 0; b < blocks; b++, ap += A_BLOCK_BYTES, bp += mins ? B_BLOCK_BYTES_MINS : B_BLOCK_BYTES) {
         __m256i sum[MR][2];
         for (int r = 0; r < MR; r++) sum[r][0] = sum[r][1] = _mm256_setzero_si256();
         _Pragma("GCC unroll 8") for (int q = 0; q < QUADS; q++) {
@@ -190,6 +192,18 @@ VNNI static void kernel_vnni(int64_t blocks, const uint8_t *ap, const uint8_t *b
         const float *da = (const float *)(ap + QUADS * MR * 4), *offset = da + MR;
         const __m256 db0 = _mm256_load_ps((const float *)(bp + QUADS * NR * 4));
         const __m256 db1 = _mm256_load_ps((const float *)(bp + QUADS * NR * 4 + 32));
+        if (mins) {
+            const __m256 mb0 = _mm256_load_ps((const float *)(bp + QUADS * NR * 4 + 64));
+            const __m256 mb1 = _mm256_load_ps((const float *)(bp + QUADS * NR * 4 + 96));
+            _Pragma("GCC unroll 6") for (int r = 0; r < MR; r++) {
+                const __m256 d = _mm256_broadcast_ss(da + r), o = _mm256_broadcast_ss(offset + r);
+                const __m256 s0 = _mm256_mul_ps(_mm256_cvtepi32_ps(sum[r][0]), d);
+                const __m256 s1 = _mm256_mul_ps(_mm256_cvtepi32_ps(sum[r][1]), d);
+                tile[r][0] = _mm256_fnmadd_ps(o, mb0, _mm256_fmadd_ps(s0, db0, tile[r][0]));
+                tile[r][1] = _mm256_fnmadd_ps(o, mb1, _mm256_fmadd_ps(s1, db1, tile[r][1]));
+            }
+            continue;
+        }
         _Pragma("GCC unroll 6") for (int r = 0; r < MR; r++) {
             const __m256 d = _mm256_broadcast_ss(da + r), o = _mm256_broadcast_ss(offset + r);
             tile[r][0] = _mm256_fmadd_ps(_mm256_fmadd_ps(_mm256_cvtepi32_ps(sum[r][0]), d, o), db0, tile[r][0]);
@@ -197,6 +211,17 @@ VNNI static void kernel_vnni(int64_t blocks, const uint8_t *ap, const uint8_t *b
         }
     }
     moert_store_tile6x16(tile, rows, cols, c, ldc, accumulate);
+}
+
+/* kernel_vnni_body for q4_0 and q3_0 weights, and (kernel_vnni_mins) for q4_k's. */
+VNNI static void kernel_vnni(int64_t blocks, const uint8_t *ap, const uint8_t *bp, float *c, int64_t ldc, int rows,
+                             int cols, int accumulate) {
+    kernel_vnni_body(blocks, ap, bp, c, ldc, rows, cols, accumulate, 0);
+}
+
+VNNI static void kernel_vnni_mins(int64_t blocks, const uint8_t *ap, const uint8_t *bp, float *c, int64_t ldc,
+                                  int rows, int cols, int accumulate) {
+    kernel_vnni_body(blocks, ap, bp, c, ldc, rows, cols, accumulate, 1);
 }
 
 /* ---- Driver ---- */
@@ -244,9 +269,10 @@ AVX2 static void gemm_columns(gemm_q4_0_task *t, int64_t j0, int64_t j1) {
                     const int rows = mc - r < MR ? (int)(mc - r) : MR;
                     const uint8_t *ap = apanels + r / MR * blocks * A_BLOCK_BYTES;
                     float *tile = t->c + (i0 + r) * t->ldc + j;
-                    if (t->vnni) kernel_vnni(blocks, ap, bpanel, tile, t->ldc, rows, cols, p0 > 0);
-                    else if (t->type == MOERT_QUANT_Q4_K)
-                        kernel_avx2_mins(blocks, ap, bpanel, tile, t->ldc, rows, cols, p0 > 0);
+                    const int mins = t->type == MOERT_QUANT_Q4_K;
+                    if (t->vnni && mins) kernel_vnni_mins(blocks, ap, bpanel, tile, t->ldc, rows, cols, p0 > 0);
+                    else if (t->vnni) kernel_vnni(blocks, ap, bpanel, tile, t->ldc, rows, cols, p0 > 0);
+                    else if (mins) kernel_avx2_mins(blocks, ap, bpanel, tile, t->ldc, rows, cols, p0 > 0);
                     else kernel_avx2(blocks, ap, bpanel, tile, t->ldc, rows, cols, p0 > 0);
                 }
             }
@@ -266,7 +292,7 @@ int moert_gemm_q4_0_avx2(int type, int vnni, int64_t m, int64_t n, int64_t k, co
                          const void *b, int64_t ldb, float *c, int64_t ldc) {
     if (!moert_kernels_have_avx2() || (vnni && !moert_kernels_have_avx512_vnni())) return 0;
     if (m <= 0 || n <= 0 || k <= 0) return 0;
-    if (type != MOERT_QUANT_Q4_0 && type != MOERT_QUANT_Q3_0 && (type != MOERT_QUANT_Q4_K || vnni)) return 0;
+    if (type != MOERT_QUANT_Q4_0 && type != MOERT_QUANT_Q3_0 && type != MOERT_QUANT_Q4_K) return 0;
     const int64_t block_values = moert_quant_block_values(type);
     if (k % block_values || ldb % block_values) return 0;
     const int64_t row_bytes = ldb / block_values * moert_quant_block_bytes(type);

@@ -225,48 +225,62 @@ static inline __m256 bytes_to_floats(uint64_t bytes) {
     return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128((long long)bytes)));
 }
 
+/* The 32-bit sums of each four products of 32 unsigned quants u (at most 15) and 32 signed activation bytes a. With
+** AVX2 a pair of products stays within 2 * 15 * 128 in a 16-bit lane; with VNNI vpdpbusd sums them in 32 bits: the
+** same sums. */
+__attribute__((target("avx2,fma,f16c"), always_inline))
+static inline __m256i unsigned_sums_avx2(__m256i u, __m256i a) {
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(u, a), _mm256_set1_epi16(1));
+}
+
+__attribute__((target(VNNI_TARGET), always_inline))
+static inline __m256i unsigned_sums_vnni(__m256i u, __m256i a) {
+    return _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, a);
+}
+
 /* y[r] for r in [r0, r1) of q4_k weights (`blocks` super-blocks per row) against plain activation blocks with their
 ** scales and sums: per super-block the eight sub-blocks' scale factors d * scale_j * (activation scale) in one vector
 ** and their minimums, dmin * min_j * (activation sum), accumulated in another; per pair of sub-blocks, 32 bytes of
-** nibbles split into the two sub-blocks' unsigned quants, each multiplied by its activation block with vpmaddubsw (a
-** pair of products stays within 2 * 15 * 127) and summed into 32-bit lanes, then scaled in float32. */
-__attribute__((target("avx2,fma,f16c")))
-static void rows_avx2_q4_k(const uint8_t *w, const uint8_t *xq, float *y, int64_t r0, int64_t r1, int64_t blocks) {
-    const int64_t ab = MOERT_QA_BLOCK_BYTES;
-    const float *sums = activation_sums(xq, blocks * 8), *scales = sums + blocks * 8;
-    const __m256i ones = _mm256_set1_epi16(1), low = _mm256_set1_epi8(15);
-    for (int64_t r = r0; r < r1; r++) {
-        const uint8_t *row = w + r * blocks * MOERT_Q4_K_BLOCK_BYTES;
-        __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0, mins = acc0;
-        for (int64_t b = 0; b < blocks; b++) {
-            const uint8_t *block = row + b * MOERT_Q4_K_BLOCK_BYTES, *a = xq + b * 8 * ab;
-            for (int line = 0; line < MOERT_Q4_K_BLOCK_BYTES; line += 64)
-                _mm_prefetch((const char *)block + PREFETCH_BYTES + line, _MM_HINT_T0);
-            uint64_t sc, mn;
-            q4_k_unpack(block + 4, &sc, &mn);
-            const __m256 factors = _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(moert_block_scale_f16c(block)),
-                                                               bytes_to_floats(sc)),
-                                                 _mm256_loadu_ps(scales + 8 * b));
-            const __m256 dmin = _mm256_set1_ps(moert_block_scale_f16c(block + 2));
-            mins = _mm256_fmadd_ps(_mm256_mul_ps(dmin, bytes_to_floats(mn)), _mm256_loadu_ps(sums + 8 * b), mins);
-            for (int p = 0; p < 4; p++) {
-                const uint8_t *a0 = a + 2 * p * ab, *a1 = a0 + ab;
-                const __m256i q = _mm256_loadu_si256((const __m256i *)(block + 16 + 32 * p));
-                const __m256i s0 = _mm256_madd_epi16(
-                    _mm256_maddubs_epi16(_mm256_and_si256(q, low), _mm256_loadu_si256((const __m256i *)(a0 + 4))),
-                    ones);
-                const __m256i s1 = _mm256_madd_epi16(
-                    _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(q, 4), low),
-                                         _mm256_loadu_si256((const __m256i *)(a1 + 4))), ones);
-                acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s0),
-                                       _mm256_permutevar8x32_ps(factors, _mm256_set1_epi32(2 * p)), acc0);
-                acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s1),
-                                       _mm256_permutevar8x32_ps(factors, _mm256_set1_epi32(2 * p + 1)), acc1);
-            }
-        }
-        y[r] = moert_hsum256(_mm256_add_ps(acc0, acc1)) - moert_hsum256(mins);
-    }
+** nibbles split into the two sub-blocks' unsigned quants, each multiplied by its activation block and summed into
+** 32-bit lanes (SUMS: unsigned_sums_avx2 or unsigned_sums_vnni), then scaled in float32. */
+#define DEFINE_ROWS_Q4_K(NAME, TARGET, SUMS)                                                                       \
+__attribute__((target(TARGET)))                                                                                   \
+static void NAME(const uint8_t *w, const uint8_t *xq, float *y, int64_t r0, int64_t r1, int64_t blocks) {          \
+    const int64_t ab = MOERT_QA_BLOCK_BYTES;                                                                       \
+    const float *sums = activation_sums(xq, blocks * 8), *scales = sums + blocks * 8;                              \
+    const __m256i low = _mm256_set1_epi8(15);                                                                      \
+    for (int64_t r = r0; r < r1; r++) {                                                                            \
+        const uint8_t *row = w + r * blocks * MOERT_Q4_K_BLOCK_BYTES;                                              \
+        __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0, mins = acc0;                                               \
+        for (int64_t b = 0; b < blocks; b++) {                                                                     \
+            const uint8_t *block = row + b * MOERT_Q4_K_BLOCK_BYTES, *a = xq + b * 8 * ab;                         \
+            for (int line = 0; line < MOERT_Q4_K_BLOCK_BYTES; line += 64)                                          \
+                _mm_prefetch((const char *)block + PREFETCH_BYTES + line, _MM_HINT_T0);                            \
+            uint64_t sc, mn;                                                                                       \
+            q4_k_unpack(block + 4, &sc, &mn);                                                                      \
+            const __m256 factors = _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(moert_block_scale_f16c(block)),      \
+                                                               bytes_to_floats(sc)),                               \
+                                                 _mm256_loadu_ps(scales + 8 * b));                                 \
+            const __m256 dmin = _mm256_set1_ps(moert_block_scale_f16c(block + 2));                                 \
+            mins = _mm256_fmadd_ps(_mm256_mul_ps(dmin, bytes_to_floats(mn)), _mm256_loadu_ps(sums + 8 * b), mins); \
+            for (int p = 0; p < 4; p++) {                                                                          \
+                const uint8_t *a0 = a + 2 * p * ab, *a1 = a0 + ab;                                                 \
+                const __m256i q = _mm256_loadu_si256((const __m256i *)(block + 16 + 32 * p));                      \
+                const __m256i s0 = SUMS(_mm256_and_si256(q, low), _mm256_loadu_si256((const __m256i *)(a0 + 4)));  \
+                const __m256i s1 = SUMS(_mm256_and_si256(_mm256_srli_epi16(q, 4), low),                            \
+                                        _mm256_loadu_si256((const __m256i *)(a1 + 4)));                            \
+                acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s0),                                                     \
+                                       _mm256_permutevar8x32_ps(factors, _mm256_set1_epi32(2 * p)), acc0);         \
+                acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s1),                                                     \
+                                       _mm256_permutevar8x32_ps(factors, _mm256_set1_epi32(2 * p + 1)), acc1);     \
+            }                                                                                                      \
+        }                                                                                                          \
+        y[r] = moert_hsum256(_mm256_add_ps(acc0, acc1)) - moert_hsum256(mins);                                     \
+    }                                                                                                              \
 }
+
+DEFINE_ROWS_Q4_K(rows_avx2_q4_k, "avx2,fma,f16c", unsigned_sums_avx2)
+DEFINE_ROWS_Q4_K(rows_vnni_q4_k, VNNI_TARGET, unsigned_sums_vnni)
 
 /* rows_avx2_q4_k one value at a time. */
 static void rows_scalar_q4_k(const uint8_t *w, const uint8_t *xq, float *y, int64_t r0, int64_t r1, int64_t blocks) {
@@ -319,9 +333,9 @@ typedef void (*vector_rows)(const uint8_t *w, const uint8_t *xq, float *y, int64
 /* The vector rows of `type` on `kernel` (avx2 or avx512), or NULL for the portable rows. */
 static vector_rows rows_of(int kernel, int type) {
     if (kernel == MOERT_KERNEL_PORTABLE) return NULL;
-    if (type == MOERT_QUANT_Q4_K) return kernel == MOERT_KERNEL_AVX2 ? rows_avx2_q4_k : NULL;
     const int vnni = kernel == MOERT_KERNEL_AVX512;
     return type == MOERT_QUANT_Q8_0   ? (vnni ? rows_vnni_q8_0 : rows_avx2_q8_0)
+         : type == MOERT_QUANT_Q4_K ? (vnni ? rows_vnni_q4_k : rows_avx2_q4_k)
          : type == MOERT_QUANT_Q3_0 ? (vnni ? rows_vnni_q3_0 : rows_avx2_q3_0)
                                     : (vnni ? rows_vnni_q4_0 : rows_avx2_q4_0);
 }

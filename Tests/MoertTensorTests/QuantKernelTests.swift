@@ -124,7 +124,7 @@ struct QuantKernelTests {
                 let full = Linear(weight: Weight(data: wb.baseAddress!, shape: [rows, cols]))
                 var expected = [Float](repeating: .nan, count: n * rows)
                 full.apply(x, rows: n, into: &expected, scratch: .init(start: nil, count: 0))
-                // avx2 (and avx512 with VNNI) multiplies q4_0 and q3_0 weights by the rows of x quantized to 8 bits,
+                // avx2 (and avx512 with VNNI) multiplies q4_0, q3_0 and q4_k weights by the rows of x quantized to 8 bits,
                 // as the GEMV does.
                 let xq = (0..<n).flatMap { Self.activationValues(x[(cols * $0)...], k: cols) }
                 var expectedXq = [Float](repeating: .nan, count: n * rows)

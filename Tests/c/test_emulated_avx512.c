@@ -5,7 +5,7 @@
 ** VL and VNNI, and AVX2), so that a machine without AVX-512 still checks what those kernels compute:
 **  - the quantized GEMVs' avx512 kernel (VNNI's vpdpbusd) gives the avx2 kernel's bits, and both meet a double loop
 **    over the dequantized weights and the 8-bit activations;
-**  - the q4_0/q3_0 prefill GEMM's avx512 kernel (VNNI) gives the avx2 kernel's bits;
+**  - the q4_0/q3_0/q4_k prefill GEMM's avx512 kernel (VNNI) gives the avx2 kernel's bits;
 **  - the float GEMV and GEMM's avx512 kernels meet double loops.
 ** tools/emulated_avx512.sh runs the whole Swift kernel and parity suites the same way. */
 #include "check.h"
@@ -17,8 +17,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const int quant_types[] = {MOERT_QUANT_Q8_0, MOERT_QUANT_Q4_0, MOERT_QUANT_Q3_0};
-static const char *const quant_names[] = {"q8_0", "q4_0", "q3_0"};
+static const int quant_types[] = {MOERT_QUANT_Q8_0, MOERT_QUANT_Q4_0, MOERT_QUANT_Q3_0, MOERT_QUANT_Q4_K};
+static const char *const quant_names[] = {"q8_0", "q4_0", "q3_0", "q4_k"};
+enum { QUANT_TYPES = 4 };
 
 /* A value in [-1, 1) from a 64-bit LCG. */
 static float next_value(uint64_t *state) {
@@ -34,11 +35,11 @@ static float *random_floats(int64_t count, uint64_t seed) {
 }
 
 /* rows x cols weights quantized to `type` (with one block of the largest quants: 1 and -1 at the ends of a block
-** make q8_0's 127 and -127, q4_0's 7 and -8), and the values they hold. */
+** make q8_0's 127 and -127, q4_0's 7 and -8; for q4_k 0 and 15), and the values they hold. */
 static void *quantized(int type, int64_t rows, int64_t cols, uint64_t seed, float **values) {
     float *w = random_floats(rows * cols, seed);
     for (int i = 0; i < 32 && i < cols; i++) w[i] = i % 2 ? -1.0f : 1.0f;
-    void *q = malloc((size_t)(moert_quant_block_bytes(type) * rows * cols / MOERT_QUANT_BLOCK));
+    void *q = malloc((size_t)(moert_quant_block_bytes(type) * rows * cols / moert_quant_block_values(type)));
     *values = malloc(sizeof(float) * (size_t)(rows * cols));
     if (!q || !*values) abort();
     moert_quantize(type, w, q, rows * cols);
@@ -64,12 +65,13 @@ static void activation_values(const float *x, int64_t cols, float *out) {
 static void quantized_gemv(void) {
     /* odd block counts (the two-block loops' tails), one block, and rows above the threading threshold */
     const int64_t shapes[][2] = {{1, 32}, {7, 96}, {33, 288}, {600, 512}, {2048, 512}};
-    for (int t = 0; t < 3; t++) {
+    for (int t = 0; t < QUANT_TYPES; t++) {
         char name[64];
         snprintf(name, sizeof name, "gemv.%s: avx512 (VNNI) = avx2 bit for bit, both = double loop", quant_names[t]);
         group_begin(name);
         for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
-            const int64_t rows = shapes[s][0], cols = shapes[s][1];
+            /* q4_k: rows of whole super-blocks, 8 times the columns */
+            const int64_t rows = shapes[s][0], cols = shapes[s][1] * (quant_types[t] == MOERT_QUANT_Q4_K ? 8 : 1);
             float *w, *x = random_floats(cols, 7 + s), *xa = malloc(sizeof(float) * (size_t)cols);
             float *y2 = malloc(sizeof(float) * (size_t)rows), *y5 = malloc(sizeof(float) * (size_t)rows);
             void *q = quantized(quant_types[t], rows, cols, 100 + s, &w);
@@ -98,12 +100,14 @@ static void quantized_gemv(void) {
 static void quantized_gemm(void) {
     /* rows off the 6-row tile, columns off the 16-column panel, k over the 512-column slice */
     const int64_t shapes[][3] = {{1, 1, 32}, {5, 17, 64}, {13, 40, 96}, {64, 100, 1056}};
-    for (int t = 1; t < 3; t++) {
+    for (int t = 1; t < QUANT_TYPES; t++) {
         char name[64];
         snprintf(name, sizeof name, "gemm %s: avx512 (VNNI) = avx2 bit for bit", quant_names[t]);
         group_begin(name);
         for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
-            const int64_t m = shapes[s][0], n = shapes[s][1], k = shapes[s][2], ldc = n + 3;
+            /* q4_k: k of whole super-blocks, 8 times as deep (the last shape over two 512-column slices) */
+            const int64_t m = shapes[s][0], n = shapes[s][1], ldc = n + 3;
+            const int64_t k = quant_types[t] == MOERT_QUANT_Q4_K ? (s == 3 ? 1280 : shapes[s][2] * 8) : shapes[s][2];
             float *w, *a = random_floats(m * k, 40 + s);
             float *c2 = malloc(sizeof(float) * (size_t)(m * ldc)), *c5 = malloc(sizeof(float) * (size_t)(m * ldc));
             void *b = quantized(quant_types[t], n, k, 200 + s, &w);

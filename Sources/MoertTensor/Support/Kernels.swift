@@ -53,12 +53,11 @@ public enum KernelProduct: Int32, CaseIterable, Sendable {
     }
 
     /// Whether the prefill GEMM on `kernel` multiplies `storage` weights by activations quantized to 8 bits per block,
-    /// in integers as the decode GEMV does (q4_0, q3_0 and q4_k on avx2; q4_0 and q3_0 also on avx512 when the CPU
-    /// has AVX-512 VNNI); otherwise it multiplies float32 activations.
+    /// in integers as the decode GEMV does (q4_0, q3_0 and q4_k on avx2, and on avx512 when the CPU has AVX-512
+    /// VNNI); otherwise it multiplies float32 activations.
     public static func multipliesInIntegers(_ storage: WeightStorage, kernel: Kernel) -> Bool {
         switch storage {
-        case .q4_0, .q3_0: kernel == .avx2 || (kernel == .avx512 && moert_kernels_have_avx512_vnni() != 0)
-        case .q4_k: kernel == .avx2
+        case .q4_0, .q3_0, .q4_k: kernel == .avx2 || (kernel == .avx512 && moert_kernels_have_avx512_vnni() != 0)
         default: false
         }
     }

@@ -111,7 +111,7 @@ struct QuantKernelTests {
         }
     }
 
-    @Test("several rows (on every gemm kernel: read as stored by avx2, read back to float32 for the others) and one row without scratch equal float32 weights (q4_0 and q3_0 on avx2, and on avx512 with VNNI: times 8-bit rows)",
+    @Test("several rows (on every gemm kernel: read as stored by avx2, read back to float32 for the others) and one row without scratch equal float32 weights (q4_0, q3_0 and q4_k on avx2, and on avx512 with VNNI: times 8-bit rows)",
           arguments: types)
     func blocked(type: WeightStorage) {
         let rows = 300, cols = Self.columns(type, blocks: type == .q4_k ? 3 : 4), n = 5  // q4_k: two slices of its GEMM

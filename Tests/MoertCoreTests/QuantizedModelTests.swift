@@ -2,6 +2,7 @@
 // transcription of its definition) and transformers (fixtures of tools/make_quant_fixtures.py), moert quantize against the same bytes,
 // and bad quantized files.
 
+import CKernels
 import Foundation
 import Testing
 @testable import MoertCore
@@ -216,6 +217,40 @@ struct QuantizedModelTests {
             }
             #expect(e?.code == .format && e!.message.contains(name) && e!.message.contains(message), "\(String(describing: e))")
             #expect(!FileManager.default.fileExists(atPath: out.path + "/model.safetensors"), "no half-written checkpoint")
+        }
+    }
+
+    @Test("a row wider than the quantizer's chunk of values is converted in pieces (it overflowed the chunk once)")
+    func wideRow() throws {
+        let dir = try TemporaryDirectory.copy(of: "mixtral")
+        let file = try SafetensorsFile(path: dir.path + "/model.safetensors")
+        var tensors: [String: (TensorDType, [Int], [UInt8])] = [:]
+        for (name, info) in file.tensors {
+            tensors[name] = (info.dtype, info.shape, Array(UnsafeRawBufferPointer(start: file.data(info), count: info.byteCount)))
+        }
+        // One attention tensor of a single row of 2^20 + 2^11 values (the chunk is 2^20), values in [-1, 1).
+        let name = "model.layers.0.self_attn.x_proj.weight", columns = (1 << 20) + (1 << 11)
+        var rng = TestRandom(seed: 9)
+        let wide = (0..<columns).map { _ in Float(rng.nextUnitDouble() * 2 - 1) }
+        tensors[name] = (.f32, [1, columns], wide.withUnsafeBytes { Array($0) })
+        let names = tensors.keys.sorted()
+        let writer = try SafetensorsWriter(path: dir.path + "/model.safetensors",
+                                           entries: names.map { .init(name: $0, dtype: tensors[$0]!.0, shape: tensors[$0]!.1) })
+        for n in names { try tensors[n]!.2.withUnsafeBytes { try writer.append($0) } }
+        try writer.finish()
+        for type in [WeightStorage.q8_0, .q4_k, .f16] {
+            let out = try TemporaryDirectory()
+            try Quantizer(directory: dir.path, options: QuantizeOptions(type: type)).write(to: out.path, overwrite: true) { _, _, _ in }
+            let written = try SafetensorsFile(path: out.path + "/model.safetensors")
+            let info = try #require(written.tensors[name])
+            // The whole row at once, by the kernels directly.
+            var expected = [UInt8](repeating: 0, count: type.bytes(columns))
+            if type.isQuantized {
+                moert_quantize(type.kernelType, wide, &expected, Int64(columns))
+            } else {
+                for (i, v) in wide.enumerated() { withUnsafeBytes(of: Float16(v).bitPattern.littleEndian) { expected.replaceSubrange(2 * i..<2 * i + 2, with: $0) } }
+            }
+            #expect(Array(UnsafeRawBufferPointer(start: written.data(info), count: info.byteCount)) == expected, "\(type)")
         }
     }
 }

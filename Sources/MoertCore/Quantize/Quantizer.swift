@@ -63,7 +63,7 @@ public struct Quantizer {
         try copyOtherFiles(out)
     }
 
-    /// Values converted at a time: 4 MiB of float32.
+    /// Values converted at a time: 4 MiB of float32, a multiple of every block size.
     private static let chunkValues = 1 << 20
 
     /// The safetensors dtype of an unquantized storage type.
@@ -76,8 +76,10 @@ public struct Quantizer {
         }
     }
 
-    /// Writes tensor `p`: its bytes as they are when its type is kept, else rows widened to float32 a chunk at a
-    /// time, checked to be finite, and converted.
+    /// Writes tensor `p`: its bytes as they are when its type is kept, else widened to float32 a chunk at a time,
+    /// checked to be finite, and converted. A chunk is `chunkValues` consecutive values whatever the rows: a multiple
+    /// of every block size, and rows of a quantized target are whole blocks, so no block straddles two chunks (a row
+    /// wider than a chunk is converted in several).
     private func convert(_ p: PlannedTensor, into writer: SafetensorsWriter, chunk: FloatBuffer,
                          converted: FloatBuffer) throws {
         let (info, file) = try checkpoint.info(p.name)
@@ -86,22 +88,20 @@ public struct Quantizer {
             try writer.append(UnsafeRawBufferPointer(start: data, count: info.byteCount))
             return
         }
-        let columns = p.shape.last ?? 1, count = p.shape.reduce(1, *)
-        let rowsPerChunk = max(1, Self.chunkValues / columns)
-        var r0 = 0
-        let rows = count / columns
-        while r0 < rows {
-            let n = min(rowsPerChunk, rows - r0), values = n * columns
-            convertToFloat(data + source.bytes(r0 * columns), storage: source, count: values, into: chunk.pointer)
+        let count = p.shape.reduce(1, *)
+        var start = 0
+        while start < count {
+            let values = min(Self.chunkValues, count - start)
+            convertToFloat(data + source.bytes(start), storage: source, count: values, into: chunk.pointer)
             for i in 0..<values where !chunk.pointer[i].isFinite {
-                throw MoertError.format("\(p.name): element \(r0 * columns + i) is \(chunk.pointer[i]); weights must be finite to be quantized")
+                throw MoertError.format("\(p.name): element \(start + i) is \(chunk.pointer[i]); weights must be finite to be quantized")
             }
             convertFromFloat(chunk.pointer, storage: target, count: values, into: UnsafeMutableRawPointer(converted.pointer))
             if target.isQuantized && moert_quant_first_nonfinite(target.kernelType, converted.pointer, Int64(values / target.blockValues)) >= 0 {
                 throw MoertError.format("\(p.name): values too large for \(target.rawValue) (a block scale overflows f16); keep this class at f32 or bf16")
             }
             try writer.append(UnsafeRawBufferPointer(start: converted.pointer, count: target.bytes(values)))
-            r0 += n
+            start += values
         }
     }
 

@@ -44,6 +44,15 @@ func replay(target: String, _ bytes: [UInt8]) throws -> ReplayOutcome {
             for (part, name) in zip(parts, ["config.json", "model.safetensors", "moert.json"]) { try dir.write(name, part) }
             var options = ModelLoadOptions()
             options.maxContext = 8
+            // moert quantize on the same directory, to the type the last byte picks; its output must load (as the
+            // target does; the outcome stays the loader's)
+            let types: [WeightStorage] = [.q8_0, .q4_0, .q4_k, .q3_0]
+            let out = try TemporaryDirectory()
+            do {
+                try Quantizer(directory: dir.path, options: QuantizeOptions(type: types[Int(bytes.last ?? 0) % types.count]))
+                    .write(to: out.path, overwrite: true) { _, _, _ in }
+                _ = try allLogits(try Session(model: try Model(path: out.path, options: options)), [0])
+            } catch is MoertError {}
             let model = try Model(path: dir.path, options: options)
             let vocab = model.config.vocabSize
             _ = try allLogits(try Session(model: model), [0, Int32(min(1, vocab - 1))])

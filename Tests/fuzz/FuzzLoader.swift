@@ -1,6 +1,8 @@
 // FuzzLoader: libFuzzer target for the whole model loader on a small checkpoint directory: the input holds
-// config.json, model.safetensors and optionally moert.json; an accepted model then evaluates two tokens.
+// config.json, model.safetensors and optionally moert.json; an accepted model then evaluates two tokens. The same
+// directory then goes through `moert quantize` (to a type the input's last byte picks), whose output must load too.
 
+import Glibc
 import MoertCore
 import MoertFormats
 import MoertMoE
@@ -52,5 +54,32 @@ public func fuzzOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
         }
         invariant(session.position == 3, "position \(session.position) after 3 tokens")
     }
+    let types: [WeightStorage] = [.q8_0, .q4_0, .q4_k, .q3_0]
+    let type = types[Int(size > 0 ? data![size - 1] : 0) % types.count]
+    let out = FuzzScratch.directory + "/quantized"
+    expectingMoertError {
+        try Quantizer(directory: FuzzScratch.directory, options: QuantizeOptions(type: type))
+            .write(to: out, overwrite: true) { _, _, _ in }
+        var options = ModelLoadOptions()
+        options.maxContext = 8
+        let model = try Model(path: out, options: options)
+        let session = try Session(model: model)
+        var logits = [Float](repeating: .nan, count: model.config.vocabSize)
+        try [Int32(0)].withUnsafeBufferPointer { p in
+            try logits.withUnsafeMutableBufferPointer { try session.evaluate(p, mode: .last, logits: $0.baseAddress, capacity: $0.count) }
+        }
+    }
+    removeDirectory(out)
     return 0
+}
+
+/// Removes directory `path` and the files in it.
+func removeDirectory(_ path: String) {
+    guard let d = opendir(path) else { return }
+    while let e = readdir(d) {
+        let name = withUnsafeBytes(of: e.pointee.d_name) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
+        if name != "." && name != ".." { unlink(path + "/" + name) }
+    }
+    closedir(d)
+    rmdir(path)
 }

@@ -120,22 +120,32 @@ struct QuantizedModelTests {
         #expect(limited.experts.statistics.evictions > 0)
     }
 
+    /// Every tensor of a safetensors file: dtype, shape, bytes.
+    static func tensors(_ path: String) throws -> [String: (TensorDType, [Int], [UInt8])] {
+        let file = try SafetensorsFile(path: path)
+        var tensors: [String: (TensorDType, [Int], [UInt8])] = [:]
+        for (name, info) in file.tensors {
+            tensors[name] = (info.dtype, info.shape, Array(UnsafeRawBufferPointer(start: file.data(info), count: info.byteCount)))
+        }
+        return tensors
+    }
+
+    /// Writes `tensors` as the safetensors file `path`, in name order.
+    static func write(_ tensors: [String: (TensorDType, [Int], [UInt8])], to path: String) throws {
+        let names = tensors.keys.sorted()
+        let writer = try SafetensorsWriter(path: path, entries: names.map { .init(name: $0, dtype: tensors[$0]!.0, shape: tensors[$0]!.1) })
+        for n in names { try tensors[n]!.2.withUnsafeBytes { try writer.append($0) } }
+        try writer.finish()
+    }
+
     /// A copy of the mixtral_q8_0 fixture whose model.safetensors is rewritten by `edit` (name → bytes) and whose
     /// quantization entry by `entry`.
     func brokenCopy(of fixture: String = "mixtral_q8_0", edit: (inout [String: (TensorDType, [Int], [UInt8])]) -> Void = { _ in },
                     entry: (inout [String: Any]) -> Void = { _ in }) throws -> TemporaryDirectory {
         let dir = try TemporaryDirectory.copy(of: fixture)
-        let file = try SafetensorsFile(path: dir.path + "/model.safetensors")
-        var tensors: [String: (TensorDType, [Int], [UInt8])] = [:]
-        for (name, info) in file.tensors {
-            tensors[name] = (info.dtype, info.shape, Array(UnsafeRawBufferPointer(start: file.data(info), count: info.byteCount)))
-        }
+        var tensors = try Self.tensors(dir.path + "/model.safetensors")
         edit(&tensors)
-        let names = tensors.keys.sorted()
-        let writer = try SafetensorsWriter(path: dir.path + "/model.safetensors",
-                                           entries: names.map { .init(name: $0, dtype: tensors[$0]!.0, shape: tensors[$0]!.1) })
-        for n in names { try tensors[n]!.2.withUnsafeBytes { try writer.append($0) } }
-        try writer.finish()
+        try Self.write(tensors, to: dir.path + "/model.safetensors")
         try dir.editConfig { config in
             var moert = config["moert"] as! [String: Any]
             var q = moert["quantization"] as! [String: Any]
@@ -197,20 +207,12 @@ struct QuantizedModelTests {
     @Test("moert quantize refuses weights that are not finite or too large for the type")
     func quantizerRefuses() throws {
         let dir = try TemporaryDirectory.copy(of: "mixtral")
-        let file = try SafetensorsFile(path: dir.path + "/model.safetensors")
-        var tensors: [String: (TensorDType, [Int], [UInt8])] = [:]
-        for (name, info) in file.tensors {
-            tensors[name] = (info.dtype, info.shape, Array(UnsafeRawBufferPointer(start: file.data(info), count: info.byteCount)))
-        }
+        let tensors = try Self.tensors(dir.path + "/model.safetensors")
         let name = "model.layers.0.self_attn.k_proj.weight"
         for (value, message) in [(Float.nan, "must be finite"), (Float(1e7), "too large for q8_0")] {
             var edited = tensors
             withUnsafeBytes(of: value) { edited[name]!.2.replaceSubrange(40..<44, with: $0) }
-            let names = edited.keys.sorted()
-            let writer = try SafetensorsWriter(path: dir.path + "/model.safetensors",
-                                               entries: names.map { .init(name: $0, dtype: edited[$0]!.0, shape: edited[$0]!.1) })
-            for n in names { try edited[n]!.2.withUnsafeBytes { try writer.append($0) } }
-            try writer.finish()
+            try Self.write(edited, to: dir.path + "/model.safetensors")
             let out = try TemporaryDirectory()
             let e = moertError {
                 try Quantizer(directory: dir.path, options: QuantizeOptions(type: .q8_0)).write(to: out.path, overwrite: true) { _, _, _ in }
@@ -223,21 +225,13 @@ struct QuantizedModelTests {
     @Test("a row wider than the quantizer's chunk of values is converted in pieces (it overflowed the chunk once)")
     func wideRow() throws {
         let dir = try TemporaryDirectory.copy(of: "mixtral")
-        let file = try SafetensorsFile(path: dir.path + "/model.safetensors")
-        var tensors: [String: (TensorDType, [Int], [UInt8])] = [:]
-        for (name, info) in file.tensors {
-            tensors[name] = (info.dtype, info.shape, Array(UnsafeRawBufferPointer(start: file.data(info), count: info.byteCount)))
-        }
+        var tensors = try Self.tensors(dir.path + "/model.safetensors")
         // One attention tensor of a single row of 2^20 + 2^11 values (the chunk is 2^20), values in [-1, 1).
         let name = "model.layers.0.self_attn.x_proj.weight", columns = (1 << 20) + (1 << 11)
         var rng = TestRandom(seed: 9)
         let wide = (0..<columns).map { _ in Float(rng.nextUnitDouble() * 2 - 1) }
         tensors[name] = (.f32, [1, columns], wide.withUnsafeBytes { Array($0) })
-        let names = tensors.keys.sorted()
-        let writer = try SafetensorsWriter(path: dir.path + "/model.safetensors",
-                                           entries: names.map { .init(name: $0, dtype: tensors[$0]!.0, shape: tensors[$0]!.1) })
-        for n in names { try tensors[n]!.2.withUnsafeBytes { try writer.append($0) } }
-        try writer.finish()
+        try Self.write(tensors, to: dir.path + "/model.safetensors")
         for type in [WeightStorage.q8_0, .q4_k, .f16] {
             let out = try TemporaryDirectory()
             try Quantizer(directory: dir.path, options: QuantizeOptions(type: type)).write(to: out.path, overwrite: true) { _, _, _ in }

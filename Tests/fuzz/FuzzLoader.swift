@@ -2,7 +2,6 @@
 // config.json, model.safetensors and optionally moert.json; an accepted model then evaluates two tokens. The same
 // directory then goes through `moert quantize` (to a type the input's last byte picks), whose output must load too.
 
-import Glibc
 import MoertCore
 import MoertFormats
 import MoertMoE
@@ -73,13 +72,3 @@ public func fuzzOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
     return 0
 }
 
-/// Removes directory `path` and the files in it.
-func removeDirectory(_ path: String) {
-    guard let d = opendir(path) else { return }
-    while let e = readdir(d) {
-        let name = withUnsafeBytes(of: e.pointee.d_name) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
-        if name != "." && name != ".." { unlink(path + "/" + name) }
-    }
-    closedir(d)
-    rmdir(path)
-}

@@ -40,15 +40,18 @@ enum FuzzScratch {
     static func remove(_ name: String) { unlink(directory + "/" + name) }
 
     /// Removes the scratch directory and everything in it.
-    static func removeAll() {
-        guard let d = opendir(directory) else { return }
-        while let e = readdir(d) {
-            let name = withUnsafeBytes(of: e.pointee.d_name) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
-            if name != "." && name != ".." { unlink(directory + "/" + name) }
-        }
-        closedir(d)
-        rmdir(directory)
+    static func removeAll() { removeDirectory(directory) }
+}
+
+/// Removes directory `path` and the files in it.
+func removeDirectory(_ path: String) {
+    guard let d = opendir(path) else { return }
+    while let e = readdir(d) {
+        let name = withUnsafeBytes(of: e.pointee.d_name) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
+        if name != "." && name != ".." { unlink(path + "/" + name) }
     }
+    closedir(d)
+    rmdir(path)
 }
 
 /// Process set-up common to every target: expert memory from the system allocator (so AddressSanitizer sees

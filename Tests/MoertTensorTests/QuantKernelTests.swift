@@ -3,6 +3,7 @@
 // products against double-precision loops.
 
 import CKernels
+import Foundation
 import Testing
 import MoertTensor
 import MoertTestSupport
@@ -58,6 +59,35 @@ struct QuantKernelTests {
             let d = xq.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: block, as: Float.self) }
             return d * Float(Int8(bitPattern: xq[block + 4 + c % 32]))
         }
+    }
+
+    @Test("q4_k's refits in AVX2 vectors give the bytes of the one-step-at-a-time loop")
+    func q4kVectorRefits() {
+        // 3,000 super-blocks: normal values at several scales, offsets, outliers, one-signed, a few integer levels,
+        // and zero and constant super-blocks (the references' special cases).
+        var rng = TestRandom(seed: 21)
+        var x = [Float]()
+        for b in 0..<3000 {
+            for _ in 0..<256 {
+                let g = (-2 * log(rng.nextUnitDouble() + 1e-300)).squareRoot() * cos(2 * Double.pi * rng.nextUnitDouble())
+                let v: Double
+                switch b % 7 {
+                case 0: v = g
+                case 1: v = g * 1e-3 + 0.5
+                case 2: v = rng.nextUnitDouble() < 0.02 ? 50 * g : g
+                case 3: v = abs(g) * 1e-6
+                case 4: v = -3 * abs(g)
+                case 5: v = Double(Int(rng.nextUnitDouble() * 7) - 3)
+                default: v = b % 14 == 6 ? 0 : 1.5
+                }
+                x.append(Float(v))
+            }
+        }
+        let bytes = Int(MOERT_Q4_K_BLOCK_BYTES) * x.count / 256
+        var vector = [UInt8](repeating: 0, count: bytes), portable = vector
+        moert_quantize(MOERT_QUANT_Q4_K, x, &vector, Int64(x.count))
+        moert_quantize_portable(MOERT_QUANT_Q4_K, x, &portable, Int64(x.count))
+        #expect(vector == portable)
     }
 
     @Test("the GEMV equals a double-precision loop over the quantized values on every kernel this CPU can run (portable, avx2, and avx512: VNNI, to avx2's bits)",

@@ -295,8 +295,12 @@ MOERT_KERNEL int64_t moert_quant_block_values(int type);
 
 /** Quantizes `count` floats (whole blocks of `type`, all finite) to blocks of `type`, as GGML's
  * quantize_row_q8_0_ref / quantize_row_q4_0_ref / quantize_row_q4_K_ref (q3_0: q4_0's rule with 3 bits); from
- * 65,536 values on, the blocks are split among the worker threads (each block's bytes are the same either way). */
+ * 65,536 values on, the blocks are split among the worker threads (each block's bytes are the same either way);
+ * q4_k's refits run in AVX2 vectors where the CPU has them (the same bytes). */
 MOERT_KERNEL void moert_quantize(int type, const float *src, void *dst, int64_t count);
+
+/** moert_quantize without vector instructions (q4_k's refits one step at a time): the same bytes; for tests. */
+MOERT_KERNEL void moert_quantize_portable(int type, const float *src, void *dst, int64_t count);
 
 /** Reads `count` values (whole blocks) of blocks of `type` as float32 (scale times quant; for q4_k minus the
  * sub-block's minimum). */

@@ -105,7 +105,7 @@ static void quantized_gemm(void) {
         snprintf(name, sizeof name, "gemm %s: avx512 (VNNI) = avx2 bit for bit", quant_names[t]);
         group_begin(name);
         for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
-            /* q4_k: k of whole super-blocks, 8 times as deep (the last shape over two 512-column slices) */
+            /* q4_k: k of whole super-blocks, 8 times as deep (the last shape in three slices: 512, 512, 256) */
             const int64_t m = shapes[s][0], n = shapes[s][1], ldc = n + 3;
             const int64_t k = quant_types[t] == MOERT_QUANT_Q4_K ? (s == 3 ? 1280 : shapes[s][2] * 8) : shapes[s][2];
             float *w, *a = random_floats(m * k, 40 + s);

@@ -6,8 +6,10 @@
 **        over 256 MiB and 1 GiB: a plain sequential sum (read_sequential_gbps; the hardware prefetcher alone), four
 **        interleaved streams per thread with software prefetch 1 KiB ahead (a GEMV over four weight rows), and one
 **        stream per thread, 256 bytes per step, with software prefetch 1, 4 or 8 KiB ahead (moert's decode GEMV).
-**        Which pattern reads fastest differs between CPUs, so read_gbps is the best of them all: a limit no reader
-**        of the same bytes should beat. Each pattern's figure is printed too (read_<pattern>_<MiB>).
+**        Each pattern reads with 256-bit loads and, on a CPU with AVX-512, again with 512-bit ones (moert's kernel
+**        choice runs AVX2 kernels on some AVX-512 CPUs, Zen 4 among them). Which pattern reads fastest differs
+**        between CPUs, so read_gbps is the best of them all: a limit no reader of the same bytes should beat. Each
+**        pattern's figure is printed too (read_<pattern>_<MiB>, with _avx512 for the 512-bit loads).
 ** fma    GFLOP/s of independent fused multiply-adds on every thread (AVX-512 when the CPU has it, else AVX2): the
 **        compute ceiling of any float32 GEMM, best of 5 runs of about 0.2 s.
 ** Prints one line per measurement: "<name> <value>". */
@@ -132,7 +134,7 @@ int main(int argc, char **argv) {
         return 2;
     }
     __builtin_cpu_init();
-    int wide = __builtin_cpu_supports("avx512f");
+    int wide = __builtin_cpu_supports("avx512f") != 0;
     if (!wide && !(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))) {
         fprintf(stderr, "machine_peak: needs AVX2 and FMA\n");
         return 1;
@@ -148,6 +150,7 @@ int main(int argc, char **argv) {
     memset(data, 0, largest);
     part parts[64];
     double best_read = 0, best_sequential = 0;
+    for (int vector = 0; vector <= wide; vector++)
     for (long bytes = 1L << 28; bytes <= largest; bytes <<= 2) {
         const long count = bytes / sizeof(float);
         const int reps = bytes < largest ? 16 : 6;
@@ -156,11 +159,11 @@ int main(int argc, char **argv) {
             for (int rep = 0; rep < reps; rep++) {
                 for (int i = 0; i < threads; i++)
                     parts[i] = (part){data + count / threads * i, count / threads, patterns[pt].streams,
-                                      patterns[pt].ahead, wide, 0};
+                                      patterns[pt].ahead, vector, 0};
                 double t = run(read_part, parts, threads);
                 if (bytes / t > best) best = bytes / t;
             }
-            printf("read_%s_%ld %.1f\n", patterns[pt].name, bytes >> 20, best / 1e9);
+            printf("read_%s_%ld%s %.1f\n", patterns[pt].name, bytes >> 20, vector ? "_avx512" : "", best / 1e9);
             if (best > best_read) best_read = best;
             if (pt == 0 && best > best_sequential) best_sequential = best;
         }

@@ -321,10 +321,10 @@ int moert_gemm_nt(int64_t m, int64_t n, int64_t k, const float *a, int64_t lda, 
 int moert_gemm_nt_kernel(int kernel, int64_t m, int64_t n, int64_t k, const float *a, int64_t lda, const void *b,
                          int dtype, int64_t ldb, float *c, int64_t ldc) {
     if (kernel == MOERT_KERNEL_AVX2) return moert_gemm_nt_avx2(m, n, k, a, lda, b, dtype, ldb, c, ldc);
-    /* q4_0, q3_0 and q4_k weights with AVX-512 VNNI: the integer kernel on vpdpbusd (q8_0 is read back to float32
-    ** by the caller for this GEMM) */
-    if (kernel == MOERT_KERNEL_AVX512 &&
-        (dtype == MOERT_QUANT_Q4_0 || dtype == MOERT_QUANT_Q3_0 || dtype == MOERT_QUANT_Q4_K))
+    /* q4_0, q3_0, q4_k and q8_0 weights with AVX-512 VNNI: the integer kernel on vpdpbusd (without VNNI the caller
+    ** reads them back to float32 for this GEMM) */
+    if (kernel == MOERT_KERNEL_AVX512 && (dtype == MOERT_QUANT_Q4_0 || dtype == MOERT_QUANT_Q3_0 ||
+                                          dtype == MOERT_QUANT_Q4_K || dtype == MOERT_QUANT_Q8_0))
         return moert_gemm_q4_0_avx2(dtype, 1, m, n, k, a, lda, b, ldb, c, ldc);
     if (kernel != MOERT_KERNEL_AVX512 || !gemm_enabled() || m <= 0 || n <= 0 || k <= 0) return 0;
     if (dtype != MOERT_GEMM_F32 && dtype != MOERT_HALF_F16 && dtype != MOERT_HALF_BF16) return 0;

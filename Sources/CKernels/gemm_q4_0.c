@@ -18,7 +18,12 @@
 ** NR minimums m_b of each block, (sum * d_a) * d_b - (d_a * sum of a's quants) * m_b. Per 32 x 16 multiply-adds of a
 ** row: 16 vpmaddubsw and 16 adds, where the float kernel spends 64 fused multiply-adds. With AVX-512 VNNI (the avx512
 ** kernel of q4_0/q3_0/q4_k weights, gemm.c) one vpdpbusd per quad and half adds the products into 32-bit lanes at
-** once: the same exact sums, so the same bits. */
+** once: the same exact sums, so the same bits.
+**
+** q8_0 weights take this path with VNNI only: their quants plus 128 (1 ... 255, the sign bit flipped) are the unsigned
+** bytes and the offsets remove 128 * d * (sum of the row's quants). vpdpbusd sums into 32 bits (a block's sum is at
+** most 32 * 255 * 127, exact in int32 and in float32); vpmaddubsw's 16-bit pairs would saturate (2 * 255 * 127), so
+** on AVX2 q8_0 stays on gemm_avx2.c's float kernel. */
 #include "kernels_internal.h"
 
 #include <immintrin.h>
@@ -68,7 +73,7 @@ AVX2 static void pack_a(const float *a, int64_t lda, int rows, int64_t blocks, f
     }
 }
 
-/* Packs rows [0, rows) (rows <= NR) x blocks [0, blocks) of 32 columns of q4_0, q3_0 or q4_k weights (`type`, blocks
+/* Packs rows [0, rows) (rows <= NR) x blocks [0, blocks) of 32 columns of q4_0, q3_0, q4_k or q8_0 weights (`type`, blocks
 ** or q4_k super-blocks of `block_bytes`, row stride `row_bytes`, b at a super-block's start) into a panel of `blocks`
 ** blocks of B_BLOCK_BYTES (q4_k: B_BLOCK_BYTES_MINS, the minimums after the scales); rows past `rows` are zero. */
 AVX2 static void pack_b(const uint8_t *b, int type, int64_t block_bytes, int64_t row_bytes, int rows, int64_t blocks,
@@ -93,8 +98,13 @@ AVX2 static void pack_b(const uint8_t *b, int type, int64_t block_bytes, int64_t
                     mins[row] = moert_block_scale_f16c(block + 2) * (float)m;
                 } else {
                     const uint8_t *block = b + row * row_bytes + blk * block_bytes;
-                    quads[r] = _mm256_castsi256_ps(type == MOERT_QUANT_Q3_0 ? moert_q3_0_quants(block + 2)
-                                                                          : moert_q4_0_nibbles(block + 2));
+                    __m256i quants;
+                    if (type == MOERT_QUANT_Q8_0) /* the int8 quants plus 128: the sign bit flipped */
+                        quants = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(block + 2)),
+                                                  _mm256_set1_epi8((char)0x80));
+                    else if (type == MOERT_QUANT_Q3_0) quants = moert_q3_0_quants(block + 2);
+                    else quants = moert_q4_0_nibbles(block + 2);
+                    quads[r] = _mm256_castsi256_ps(quants);
                     scales[row] = moert_block_scale_f16c(block);
                 }
             }
@@ -231,7 +241,7 @@ typedef struct gemm_q4_0_task {
     const float *a;
     int64_t lda;
     const uint8_t *b;
-    int type;            /* MOERT_QUANT_Q4_0, MOERT_QUANT_Q3_0 or MOERT_QUANT_Q4_K */
+    int type;            /* MOERT_QUANT_Q4_0, MOERT_QUANT_Q3_0, MOERT_QUANT_Q4_K or (with vnni) MOERT_QUANT_Q8_0 */
     int64_t row_bytes;   /* bytes from one row of B to the next */
     float *c;
     int64_t ldc;
@@ -249,7 +259,8 @@ AVX2 static void gemm_columns(gemm_q4_0_task *t, int64_t j0, int64_t j1) {
     uint8_t *apanels = (uint8_t *)abuf, *bpanel = (uint8_t *)bbuf;
     const int64_t slices = (t->k + KC - 1) / KC, block_bytes = moert_quant_block_bytes(t->type);
     const int64_t block_values = moert_quant_block_values(t->type);
-    const float zero = t->type == MOERT_QUANT_Q3_0 ? 4 : t->type == MOERT_QUANT_Q4_K ? -1 : 8;
+    const float zero = t->type == MOERT_QUANT_Q8_0 ? 128 : t->type == MOERT_QUANT_Q3_0 ? 4
+                     : t->type == MOERT_QUANT_Q4_K ? -1 : 8;
     /* equal slices of whole blocks (q4_k: super-blocks) */
     const int64_t kc_even = ((t->k + slices - 1) / slices + block_values - 1) / block_values * block_values;
     for (int64_t i0 = 0; i0 < t->m; i0 += MC) {
@@ -292,7 +303,9 @@ int moert_gemm_q4_0_avx2(int type, int vnni, int64_t m, int64_t n, int64_t k, co
                          const void *b, int64_t ldb, float *c, int64_t ldc) {
     if (!moert_kernels_have_avx2() || (vnni && !moert_kernels_have_avx512_vnni())) return 0;
     if (m <= 0 || n <= 0 || k <= 0) return 0;
-    if (type != MOERT_QUANT_Q4_0 && type != MOERT_QUANT_Q3_0 && type != MOERT_QUANT_Q4_K) return 0;
+    if (type != MOERT_QUANT_Q4_0 && type != MOERT_QUANT_Q3_0 && type != MOERT_QUANT_Q4_K &&
+        !(type == MOERT_QUANT_Q8_0 && vnni))
+        return 0;
     const int64_t block_values = moert_quant_block_values(type);
     if (k % block_values || ldb % block_values) return 0;
     const int64_t row_bytes = ldb / block_values * moert_quant_block_bytes(type);

@@ -74,8 +74,8 @@ MOERT_KERNEL int moert_gemm_nt_avx2(int64_t m, int64_t n, int64_t k, const float
 /** moert_gemm_nt of q4_0, q3_0 or q4_k weights (`type`) B [n, k] (row stride ldb values), in integer arithmetic: A's
  * rows quantized to 8-bit blocks as moert_quantize_activation does, each block's (q4_k: sub-block's) 32 products
  * summed exactly and scaled by both scales (gemm_q4_0.c), with AVX2's vpmaddubsw, or with AVX-512 VNNI's vpdpbusd
- * when `vnni` (the same bits; not for q4_k). k and ldb whole blocks of the type; 0 when it computed nothing (also
- * when `vnni` and the CPU has no VNNI, or for q4_k). */
+ * when `vnni` (the same bits); q8_0 weights with `vnni` only. k and ldb whole blocks of the type; 0 when it computed
+ * nothing (also when `vnni` and the CPU has no VNNI, or for q8_0 without `vnni`). */
 MOERT_KERNEL int moert_gemm_q4_0_avx2(int type, int vnni, int64_t m, int64_t n, int64_t k, const float *a,
                                       int64_t lda, const void *b, int64_t ldb, float *c, int64_t ldc);
 

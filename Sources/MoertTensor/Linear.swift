@@ -59,7 +59,7 @@ public struct Linear: Sendable {
             gemv(x, into: y, scratch: scratch, kernel: kernel)    // [out, in] · [in] -> [out]
         } else if moert_gemm_nt_kernel(gemm, Int64(n), o, i, x, i, weight.raw, storage.kernelType, i, y, o) == 0 {
             // [n, in] x [out, in]^T -> [n, out] on a kernel that reads the weights as stored (avx2 for every type,
-            // avx512 for float types, and for q4_0/q3_0/q4_k with VNNI) did not run: sgemm, on weights widened first
+            // avx512 for float types, and for quantized types with VNNI) did not run: sgemm, on weights widened first
             // unless they are float32
             if storage.isQuantized {
                 applyWidened(x, rows: n, into: y, scratch: scratch, kernel: gemm)

@@ -87,7 +87,9 @@ struct QuantizedModelTests {
             .write(to: out.path, overwrite: true) { _, _, _ in }
         var rng = TestRandom(seed: 21)
         let full = try Model(path: fixturesDirectory + "/" + fixture), quantized = try Model(path: out.path)
-        let tokens = (0..<64).map { _ in Int32(rng.next() % UInt64(full.config.vocabSize)) }
+        // 256 positions (or the fixture's whole context): at 64, one flipped near-tie moves the share by 1.6 points.
+        // With 8-bit activations in the prefill GEMM (q8_0 on avx512 with VNNI) 93-97% agree, 94-99% without.
+        let tokens = (0..<min(256, full.config.maxPositionEmbeddings)).map { _ in Int32(rng.next() % UInt64(full.config.vocabSize)) }
         let a = try allLogits(try Session(model: full), tokens), b = try allLogits(try Session(model: quantized), tokens)
         let vocab = full.config.vocabSize
         func argmax(_ l: [Float], _ t: Int) -> Int { (0..<vocab).max { l[t * vocab + $0] < l[t * vocab + $1] }! }

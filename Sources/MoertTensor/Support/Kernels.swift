@@ -54,10 +54,11 @@ public enum KernelProduct: Int32, CaseIterable, Sendable {
 
     /// Whether the prefill GEMM on `kernel` multiplies `storage` weights by activations quantized to 8 bits per block,
     /// in integers as the decode GEMV does (q4_0, q3_0 and q4_k on avx2, and on avx512 when the CPU has AVX-512
-    /// VNNI); otherwise it multiplies float32 activations.
+    /// VNNI; q8_0 on avx512 with VNNI); otherwise it multiplies float32 activations.
     public static func multipliesInIntegers(_ storage: WeightStorage, kernel: Kernel) -> Bool {
         switch storage {
         case .q4_0, .q3_0, .q4_k: kernel == .avx2 || (kernel == .avx512 && moert_kernels_have_avx512_vnni() != 0)
+        case .q8_0: kernel == .avx512 && moert_kernels_have_avx512_vnni() != 0
         default: false
         }
     }

@@ -23,12 +23,22 @@ public enum KernelTable {
     static let zen4Models: [ClosedRange<Int>] = [0x10...0x1f, 0x60...0x7f, 0xa0...0xaf]
 
     static let rows: [Row] = [
-        // Zen 4 runs AVX-512 as two 256-bit halves; measured on an EPYC of family 25, model 17 (medium bench preset,
-        // f16 decode): 74.5-76.9 tok/s on avx2 against 56.5-59.0 on avx512. bf16 loads the same way.
+        // Zen 4 runs AVX-512 as two 256-bit halves; measured on a 2-core EPYC of family 25, model 17 (a KVM guest),
+        // forced kernels in paired rounds of `moert bench` (BENCHMARKS.md, "Zen 4"): f16 decode on avx2 1.26x avx512
+        // (small preset) and 1.66x (medium; 74.5-76.9 against 56.5-59.0 tok/s in an earlier report). bf16 loads the
+        // same way. The float32 GEMV: avx2x4 and avx2 tie, avx512 6% behind. q4_k decode on avx512 (VNNI) 1.07x
+        // avx2; q8_0 and q4_0 tie (memory-bound). Prefill: moert's AVX-512 GEMM 1.06-1.83x the AVX2 one (q8_0,
+        // q4_0 and q4_k in integers with VNNI).
         Row(vendor: "AuthenticAMD", family: 25, models: zen4Models, product: .gemvF16, kernel: .avx2,
-            source: "Zen 4: avx2 1.3x avx512 for f16 decode"),
+            source: "Zen 4: f16 decode on avx2 1.26-1.66x avx512"),
         Row(vendor: "AuthenticAMD", family: 25, models: zen4Models, product: .gemvBF16, kernel: .avx2,
             source: "Zen 4: as f16"),
+        Row(vendor: "AuthenticAMD", family: 25, models: zen4Models, product: .gemvF32, kernel: .avx2x4,
+            source: "Zen 4: f32 decode on avx2x4 1.07x avx512, even with avx2"),
+        Row(vendor: "AuthenticAMD", family: 25, models: zen4Models, product: .gemvQ4_K, kernel: .avx512,
+            source: "Zen 4: q4_k decode on avx512 (VNNI) 1.07x avx2"),
+        Row(vendor: "AuthenticAMD", family: 25, models: zen4Models, product: .gemmF32, kernel: .avx512,
+            source: "Zen 4: prefill on avx512 1.06x avx2 (f32), 1.18-1.83x (q4_k, q4_0, q8_0 with VNNI)"),
         // A 2-core EPYC of family 25, model 1 (Zen 3; a KVM guest, AVX2, no AVX-512, 32 MiB of L3), small bench
         // preset, `moert bench` decode after a 16-token prompt, interleaved rounds (BENCHMARKS.md, "Four-stream GEMV").
         Row(vendor: "AuthenticAMD", family: 25, models: [1...1], product: .gemvF32, kernel: .avx2x4,

@@ -21,12 +21,14 @@ static void rows_scalar(const void *w, int dtype, const float *x, float *y, int6
 }
 
 /* One row at a time (one sequential stream per thread), 256 bytes of weights per step into four accumulators, with a
-** software prefetch PREFETCH_BYTES ahead in the same stream: the hardware prefetcher alone keeps too few lines in
-** flight. Measured on the 2-core EPYC: 17-19% more bytes per second than four rows at a time with a prefetch eight
-** rows ahead, the layout before (paired runs over decode-like sequences of matrices). */
+** software prefetch PREFETCH_BYTES ahead in the same stream (avx2): on the family-23 EPYC the hardware prefetcher alone
+** kept too few lines in flight; 17-19% more bytes per second than four rows at a time with a prefetch eight rows
+** ahead, the layout before (paired runs over decode-like sequences of matrices). The same loop without the prefetch
+** (AHEAD 0: avx2hw) decoded the medium bench preset's f16 model 1.06x faster on a Zen 4 EPYC (10 of 10 paired
+** rounds) and its small one 0.94x: which is faster depends on the CPU and the shapes, so both are measured. */
 enum { PREFETCH_BYTES = 4096, STEP_BYTES = 256 };
 
-#define DEFINE_ROWS_AVX2(NAME, DTYPE)                                                                              \
+#define DEFINE_ROWS_AVX2(NAME, DTYPE, AHEAD)                                                                       \
 __attribute__((target("avx2,fma,f16c")))                                                                           \
 static void NAME(const void *w, const float *x, float *y, int64_t r0, int64_t r1, int64_t cols) {                  \
     const int64_t size = DTYPE == MOERT_GEMM_F32 ? 4 : 2, step = STEP_BYTES / size;                                \
@@ -36,7 +38,8 @@ static void NAME(const void *w, const float *x, float *y, int64_t r0, int64_t r1
         __m256 a = _mm256_setzero_ps(), b = a, c = a, d = a;                                                       \
         for (int64_t k = 0; k < body; k += step) {                                                                 \
             const char *p = row + k * size;                                                                        \
-            for (int line = 0; line < STEP_BYTES; line += 64) _mm_prefetch(p + PREFETCH_BYTES + line, _MM_HINT_T0); \
+            if (AHEAD)                                                                                             \
+                for (int line = 0; line < STEP_BYTES; line += 64) _mm_prefetch(p + (AHEAD) + line, _MM_HINT_T0);   \
             for (int64_t s = 0; s < step; s += 32) {                                                               \
                 a = _mm256_fmadd_ps(moert_load8_weights(p + s * size, DTYPE), _mm256_loadu_ps(x + k + s), a);      \
                 b = _mm256_fmadd_ps(moert_load8_weights(p + (s + 8) * size, DTYPE), _mm256_loadu_ps(x + k + s + 8), b); \
@@ -52,9 +55,12 @@ static void NAME(const void *w, const float *x, float *y, int64_t r0, int64_t r1
     }                                                                                                              \
 }
 
-DEFINE_ROWS_AVX2(rows_avx2_f16, MOERT_HALF_F16)
-DEFINE_ROWS_AVX2(rows_avx2_bf16, MOERT_HALF_BF16)
-DEFINE_ROWS_AVX2(rows_avx2_f32, MOERT_GEMM_F32)
+DEFINE_ROWS_AVX2(rows_avx2_f16, MOERT_HALF_F16, PREFETCH_BYTES)
+DEFINE_ROWS_AVX2(rows_avx2_bf16, MOERT_HALF_BF16, PREFETCH_BYTES)
+DEFINE_ROWS_AVX2(rows_avx2_f32, MOERT_GEMM_F32, PREFETCH_BYTES)
+DEFINE_ROWS_AVX2(rows_avx2hw_f16, MOERT_HALF_F16, 0)
+DEFINE_ROWS_AVX2(rows_avx2hw_bf16, MOERT_HALF_BF16, 0)
+DEFINE_ROWS_AVX2(rows_avx2hw_f32, MOERT_GEMM_F32, 0)
 
 /* Four rows at a time: rows [r0, r1) cut into four quarters, row i of each read at the same time, so that the thread
 ** reads four far-apart sequential streams (consecutive rows of a quarter are contiguous), STEP_BYTES of each per step
@@ -138,6 +144,11 @@ void moert_gemv_rows(int kernel, const void *w, int dtype, const float *x, float
         if (dtype == MOERT_GEMM_F32) rows_avx2_f32(w, x, y, r0, r1, cols);
         else if (dtype == MOERT_HALF_F16) rows_avx2_f16(w, x, y, r0, r1, cols);
         else rows_avx2_bf16(w, x, y, r0, r1, cols);
+        break;
+    case MOERT_KERNEL_AVX2HW:
+        if (dtype == MOERT_GEMM_F32) rows_avx2hw_f32(w, x, y, r0, r1, cols);
+        else if (dtype == MOERT_HALF_F16) rows_avx2hw_f16(w, x, y, r0, r1, cols);
+        else rows_avx2hw_bf16(w, x, y, r0, r1, cols);
         break;
     case MOERT_KERNEL_AVX2X4:
         if (dtype == MOERT_GEMM_F32) rows4_avx2_f32(w, x, y, r0, r1, cols);

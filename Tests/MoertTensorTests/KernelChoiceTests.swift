@@ -154,7 +154,7 @@ struct KernelChoiceTests {
         var asked: [KernelProduct] = []
         let d = chooser(Self.zen2, path: path, available: Self.noAVX512).decide([.gemvF16]) { open in
             asked = open
-            return [.gemvF16: (.avx2x4, "avx2x4 30.0 GB/s, avx2 21.0 GB/s, portable 2.0 GB/s (screened out)")]
+            return [.gemvF16: (.avx2x4, "avx2x4 30.0 GB/s, avx2 21.0 GB/s, avx2hw 20.0 GB/s, portable 2.0 GB/s (screened out)")]
         }
         #expect(asked == [.gemvF16] && d[0].kernel == .avx2x4 && d[0].reason == .measured)
         let again = chooser(Self.zen2, path: path, available: Self.noAVX512).decide([.gemvF16]) { _ in [:] }

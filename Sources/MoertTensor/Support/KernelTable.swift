@@ -69,9 +69,9 @@ public enum KernelTable {
             source: "family 23: f16 prefill 639 tok/s on avx2, 598 on portable"),
     ]
 
-    /// The order used for a product no row covers: the widest vectors first (avx2x4, faster on some CPUs only, after
-    /// avx2: it needs a measurement or a row).
-    static let defaultOrder: [Kernel] = [.avx512, .avx2, .blas, .portable, .avx2x4]
+    /// The order used for a product no row covers: the widest vectors first (avx2x4 and avx2hw, faster on some CPUs
+    /// only, after avx2: they need a measurement or a row).
+    static let defaultOrder: [Kernel] = [.avx512, .avx2, .blas, .portable, .avx2x4, .avx2hw]
 
     /// The row measured on CPUs like `cpu` for `product`, naming one of `available`, if any.
     static func row(for product: KernelProduct, cpu: CPUIdentity, available: [Kernel]) -> Row? {

@@ -1,5 +1,6 @@
 // Avx512KernelTests: the AVX-512 kernels (prefill GEMM and attention, decode GEMV, SwiGLU) against plain
-// double-precision loops.
+// double-precision loops. Each call names the avx512 kernel: the kernel a product has chosen (measured, cached or
+// forced) may be another one.
 
 import CKernels
 #if canImport(Glibc)
@@ -30,6 +31,9 @@ private func swiGLU(_ g: Double, _ u: Double) -> Double { g / (1 + exp(-g)) * u 
 
 @Suite("AVX-512 kernels", .enabled(if: moert_kernels_have_avx512() != 0, "the CPU has no AVX-512 (or MOERT_AVX512=0)"))
 struct Avx512KernelTests {
+    /// The kernel every call here names.
+    let avx512 = Int32(MOERT_KERNEL_AVX512)
+
     /// Shapes around the tile sizes (14 rows, 32 columns, k slices of up to 256 in steps of 16), with leading
     /// dimensions wider than the matrices.
     static let shapes: [(m: Int, n: Int, k: Int)] = [
@@ -52,8 +56,10 @@ struct Avx512KernelTests {
             var c = [Float](repeating: .nan, count: m * ldc)
             let dtype = storage == .f32 ? MOERT_GEMM_F32 : storage == .f16 ? MOERT_HALF_F16 : MOERT_HALF_BF16
             let done = storage == .f32
-                ? moert_gemm_nt(Int64(m), Int64(n), Int64(k), a, Int64(lda), b, dtype, Int64(ldb), &c, Int64(ldc))
-                : moert_gemm_nt(Int64(m), Int64(n), Int64(k), a, Int64(lda), raw, dtype, Int64(ldb), &c, Int64(ldc))
+                ? moert_gemm_nt_kernel(avx512, Int64(m), Int64(n), Int64(k), a, Int64(lda), b, dtype, Int64(ldb), &c,
+                                       Int64(ldc))
+                : moert_gemm_nt_kernel(avx512, Int64(m), Int64(n), Int64(k), a, Int64(lda), raw, dtype, Int64(ldb), &c,
+                                       Int64(ldc))
             #expect(done == 1)
             var got: [Float] = [], want: [Double] = []
             for i in 0..<m {
@@ -84,9 +90,9 @@ struct Avx512KernelTests {
             }
             var y = [Float](repeating: .nan, count: rows + 1)
             switch storage {
-            case .f32: #expect(moert_gemv_f32(w, x, &y, Int64(rows), Int64(cols)) == 1)
-            case .f16: moert_gemv_half(raw, MOERT_HALF_F16, x, &y, Int64(rows), Int64(cols))
-            case .bf16: moert_gemv_half(raw, MOERT_HALF_BF16, x, &y, Int64(rows), Int64(cols))
+            case .f32: #expect(moert_gemv_f32_kernel(avx512, w, x, &y, Int64(rows), Int64(cols)) == 1)
+            case .f16: moert_gemv_half_kernel(avx512, raw, MOERT_HALF_F16, x, &y, Int64(rows), Int64(cols))
+            case .bf16: moert_gemv_half_kernel(avx512, raw, MOERT_HALF_BF16, x, &y, Int64(rows), Int64(cols))
             case .q8_0, .q4_0, .q3_0, .q4_k: Issue.record("not a float type")
             }
             let want = (0..<rows).map { r in (0..<cols).reduce(0.0) { $0 + Double(w[r * cols + $1]) * Double(x[$1]) } }
@@ -104,7 +110,7 @@ struct Avx512KernelTests {
                 (i / width) % 2 == 0 ? v * 100 : v
             }
             var out = [Float](repeating: .nan, count: rows * width + 1)
-            #expect(moert_swiglu(gateUp, Int64(rows), Int64(width), &out) == 1)
+            #expect(moert_swiglu_kernel(avx512, gateUp, Int64(rows), Int64(width), &out) == 1)
             for r in 0..<rows {
                 for c in 0..<width {
                     let g = Double(gateUp[r * 2 * width + c]), u = Double(gateUp[r * 2 * width + width + c])
@@ -117,7 +123,7 @@ struct Avx512KernelTests {
         // One row may be computed in place.
         var row = randomFloats(2 * 33, seed: 5)
         let want = (0..<33).map { swiGLU(Double(row[$0]), Double(row[33 + $0])) }
-        let done = row.withUnsafeMutableBufferPointer { moert_swiglu($0.baseAddress!, 1, 33, $0.baseAddress!) }
+        let done = row.withUnsafeMutableBufferPointer { moert_swiglu_kernel(avx512, $0.baseAddress!, 1, 33, $0.baseAddress!) }
         #expect(done == 1)
         #expect(maxError(Array(row[..<33]), want).error <= 1e-6)
     }
@@ -166,8 +172,8 @@ struct Avx512KernelTests {
         let perPart = min(n, 64) * total
         for capacity in [2 * perPart, perPart, perPart - 1] {
             var scores = [Float](repeating: .nan, count: max(capacity, 1)), out = [Float](repeating: .nan, count: n * qw)
-            let done = moert_attention_prefill(q, keys, values, Int64(n), Int64(position), 0, nil, Int32(heads), Int32(kvHeads),
-                                               Int32(dim), scale, &scores, Int64(capacity), &out)
+            let done = moert_attention_prefill_kernel(avx512, q, keys, values, Int64(n), Int64(position), 0, nil, Int32(heads),
+                                                      Int32(kvHeads), Int32(dim), scale, &scores, Int64(capacity), &out)
             if capacity < perPart {
                 #expect(done == 0)
                 continue

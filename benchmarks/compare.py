@@ -99,9 +99,8 @@ def run_peer(preset: str, work: Path, peer: str) -> dict:
     """One process of a peer (peer_bench.py's protocol)."""
     subprocess.run([sys.executable, str(BENCH / "peer_bench.py"), "--preset", preset, "--work", str(work),
                     "--runs", peer, "--reps", "1"], check=True, stdout=subprocess.DEVNULL)
-    run = json.loads((work / preset / "peer_bench.json").read_text())[0]["reps"][0]
-    print(peer, json.dumps(run), file=sys.stderr, flush=True)
-    return run
+    # (peer_bench.py prints the run's line on stderr itself)
+    return json.loads((work / preset / "peer_bench.json").read_text())[0]["reps"][0]
 
 
 def main() -> None:

@@ -63,41 +63,6 @@ static void activation_values(const float *x, int64_t cols, float *out) {
     free(xq);
 }
 
-static void quantized_gemv(void) {
-    /* odd block counts (the two-block loops' tails), one block, and rows above the threading threshold */
-    const int64_t shapes[][2] = {{1, 32}, {7, 96}, {33, 288}, {600, 512}, {2048, 512}};
-    for (int t = 0; t < QUANT_TYPES; t++) {
-        char name[64];
-        snprintf(name, sizeof name, "gemv.%s: avx512 (VNNI) = avx2 bit for bit, both = double loop", quant_names[t]);
-        group_begin(name);
-        for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
-            /* q4_k: rows of whole super-blocks, 8 times the columns */
-            const int64_t rows = shapes[s][0], cols = shapes[s][1] * (quant_types[t] == MOERT_QUANT_Q4_K ? 8 : 1);
-            float *w, *x = random_floats(cols, 7 + s), *xa = malloc(sizeof(float) * (size_t)cols);
-            float *y2 = malloc(sizeof(float) * (size_t)rows), *y5 = malloc(sizeof(float) * (size_t)rows);
-            void *q = quantized(quant_types[t], rows, cols, 100 + s, &w);
-            void *xq = malloc((size_t)moert_quant_activation_bytes(cols));
-            if (!xa || !y2 || !y5 || !xq) abort();
-            moert_gemv_quant_kernel(MOERT_KERNEL_AVX2, q, quant_types[t], x, xq, y2, rows, cols);
-            moert_gemv_quant_kernel(MOERT_KERNEL_AVX512, q, quant_types[t], x, xq, y5, rows, cols);
-            CHECK(memcmp(y2, y5, sizeof(float) * (size_t)rows) == 0, "%s %lldx%lld: avx512 differs from avx2",
-                  quant_names[t], (long long)rows, (long long)cols);
-            activation_values(x, cols, xa);
-            double worst = 0, scale = 1;
-            for (int64_t r = 0; r < rows; r++) {
-                double exact = 0;
-                for (int64_t c = 0; c < cols; c++) exact += (double)w[r * cols + c] * xa[c];
-                worst = fmax(worst, fabs(y5[r] - exact));
-                scale = fmax(scale, fabs(exact));
-            }
-            CHECK(worst <= 1e-5 * scale, "%s %lldx%lld: %g from the double loop", quant_names[t], (long long)rows,
-                  (long long)cols, worst);
-            free(w), free(x), free(xa), free(y2), free(y5), free(q), free(xq);
-        }
-        group_end();
-    }
-}
-
 /* The largest difference of the m x n product c (row stride ldc) from a double loop over the dequantized weights w
 ** [n, k] and a's rows as 8-bit activations, and (in *scale) the largest magnitude of the exact products (at least 1). */
 static double gemm_error(const float *a, const float *w, const float *c, int64_t m, int64_t n, int64_t k,
@@ -117,6 +82,34 @@ static double gemm_error(const float *a, const float *w, const float *c, int64_t
     }
     free(row);
     return worst;
+}
+
+static void quantized_gemv(void) {
+    /* odd block counts (the two-block loops' tails), one block, and rows above the threading threshold */
+    const int64_t shapes[][2] = {{1, 32}, {7, 96}, {33, 288}, {600, 512}, {2048, 512}};
+    for (int t = 0; t < QUANT_TYPES; t++) {
+        char name[64];
+        snprintf(name, sizeof name, "gemv.%s: avx512 (VNNI) = avx2 bit for bit, both = double loop", quant_names[t]);
+        group_begin(name);
+        for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+            /* q4_k: rows of whole super-blocks, 8 times the columns */
+            const int64_t rows = shapes[s][0], cols = shapes[s][1] * (quant_types[t] == MOERT_QUANT_Q4_K ? 8 : 1);
+            float *w, *x = random_floats(cols, 7 + s);
+            float *y2 = malloc(sizeof(float) * (size_t)rows), *y5 = malloc(sizeof(float) * (size_t)rows);
+            void *q = quantized(quant_types[t], rows, cols, 100 + s, &w);
+            void *xq = malloc((size_t)moert_quant_activation_bytes(cols));
+            if (!y2 || !y5 || !xq) abort();
+            moert_gemv_quant_kernel(MOERT_KERNEL_AVX2, q, quant_types[t], x, xq, y2, rows, cols);
+            moert_gemv_quant_kernel(MOERT_KERNEL_AVX512, q, quant_types[t], x, xq, y5, rows, cols);
+            CHECK(memcmp(y2, y5, sizeof(float) * (size_t)rows) == 0, "%s %lldx%lld: avx512 differs from avx2",
+                  quant_names[t], (long long)rows, (long long)cols);
+            double scale, worst = gemm_error(x, w, y5, 1, rows, cols, rows, &scale);  /* y as a 1 x rows product */
+            CHECK(worst <= 1e-5 * scale, "%s %lldx%lld: %g from the double loop", quant_names[t], (long long)rows,
+                  (long long)cols, worst);
+            free(w), free(x), free(y2), free(y5), free(q), free(xq);
+        }
+        group_end();
+    }
 }
 
 static void quantized_gemm(void) {

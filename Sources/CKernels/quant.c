@@ -117,12 +117,17 @@ static inline int solve_q4_k_refit(float sum_w, float sum_x, float sum_l, float 
     return 1;
 }
 
+/* The inverse scale refit step `step` tries from the minimum `low` (both refit loops: the same bits). */
+static inline float q4_k_refit_iscale(int step, float max, float low) {
+    return (-1.0f + 0.1f * (float)step + Q4_K_LEVELS) / (max - low);
+}
+
 static void refit_q4_k(const float *x, const float *w, float sum_w, float sum_x, float max, float *min, float *scale,
                        float *best, uint8_t *L) {
     enum { N = Q4_K_SUB, LEVELS = Q4_K_LEVELS };
     for (int step = 0; step <= Q4_K_STEPS; step++) {
         uint8_t trial[N];
-        const float low = *min, iscale = (-1.0f + 0.1f * (float)step + LEVELS) / (max - low);
+        const float low = *min, iscale = q4_k_refit_iscale(step, max, low);
         float sum_l = 0, sum_l2 = 0, sum_xl = 0;
         for (int i = 0; i < N; i++) {
             int l = nearest(iscale * (x[i] - low));
@@ -163,7 +168,7 @@ static void refit_q4_k_avx2(const float *x, const float *w, float sum_w, float s
         const float low = *min;
         const int count = Q4_K_STEPS + 1 - first, vectors = (count + 7) / 8;
         float iscales[LANES] = {0};
-        for (int k = 0; k < count; k++) iscales[k] = (-1.0f + 0.1f * (float)(first + k) + LEVELS) / (max - low);
+        for (int k = 0; k < count; k++) iscales[k] = q4_k_refit_iscale(first + k, max, low);
         __m256 trial[N][VECTORS], sum_l[VECTORS], sum_l2[VECTORS], sum_xl[VECTORS];
         for (int v = 0; v < vectors; v++) sum_l[v] = sum_l2[v] = sum_xl[v] = _mm256_setzero_ps();
         for (int i = 0; i < N; i++) {

@@ -71,4 +71,3 @@ public func fuzzOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
     removeDirectory(out)
     return 0
 }
-

@@ -72,13 +72,18 @@ static void latent_part(void *ctx, int part, int parts) {
     }
 }
 
-/* Runs one of the two products on the pool: by heads, on this thread alone under 512 KiB of weights. */
+/* Runs one of the two products on the pool, by heads; on this thread alone under LATENT_SPLIT_BYTES of the rows it
+** reads (the key rows of every head, or the value rows). A product reads half of kv_b_proj, a few hundred KiB at
+** most in released models, in short strided runs that one thread reads at a fraction of the memory's pace: a 2-core
+** Zen 4 EPYC read the 128 KiB of a small DeepSeek-V2's f16 halves at ~10 GB/s on one thread. */
+enum { LATENT_SPLIT_BYTES = 1 << 16 };
+
 static void run_latent(latent_job *j) {
     if (j->kernel == MOERT_KERNEL_BLAS || !moert_kernel_available(moert_gemv_product(j->dtype), j->kernel))
         j->kernel = moert_kernels_have_avx2() ? MOERT_KERNEL_AVX2 : MOERT_KERNEL_PORTABLE;
     const int64_t size = j->dtype == MOERT_GEMM_F32 ? 4 : 2;
-    const int64_t bytes = (int64_t)j->n_heads * (j->nope + j->value_dim) * j->rank * size;
-    moert_parallel(latent_part, j, bytes < (1 << 19) ? 1 : j->n_heads);
+    const int64_t bytes = (int64_t)j->n_heads * (j->query ? j->nope : j->value_dim) * j->rank * size;
+    moert_parallel(latent_part, j, bytes < LATENT_SPLIT_BYTES ? 1 : j->n_heads);
 }
 
 void moert_latent_query(int kernel, const void *kv_b, int dtype, const float *q, int64_t q_stride, int n_heads,

@@ -6,8 +6,9 @@
 # The C host test (Tests/c/api/*.c with the shared Tests/c/check.c, one program) and the allocation test
 # (Tests/c/test_no_alloc.c) are built the way a user builds against moert: with the flags of the staged moert.pc
 # (which carry an rpath to the staged lib/). The AVX-512 kernel test (Tests/c/test_emulated_avx512.c) is built from
-# the kernel sources with every x86 intrinsic emulated (needs libsimde-dev). The last line printed is "N passed, M
-# failed", counting the programs' checks and this script's own.
+# the kernel sources with every x86 intrinsic emulated (needs libsimde-dev), the worker pool's test
+# (Tests/c/test_pool.c) from the kernel sources natively and under ThreadSanitizer. The last line printed is "N
+# passed, M failed", counting the programs' checks and this script's own.
 set -euo pipefail
 
 if [[ $# -ne 1 ]]; then
@@ -174,6 +175,22 @@ run_emulated_avx512() {
     run_and_count "$name"
 }
 
+# Builds Tests/c/test_pool.c with the kernel sources, natively and under ThreadSanitizer ($1: "" or "thread"), runs
+# it, and adds its counts: the worker pool runs every part of every job exactly once.
+run_pool_test() {
+    local name=test_pool sanitize=() label=""
+    if [[ -n "$1" ]]; then sanitize=(-fsanitize="$1" -g); name="test_pool_$1"; label=" (-fsanitize=$1)"; fi
+    if ! gcc -O2 -std=c11 -Wall -Wextra -Werror "${sanitize[@]}" -ISources/CKernels/include -ISources/CKernels \
+            Tests/c/check.c Tests/c/test_pool.c Sources/CKernels/*.c \
+            -o "$WORK/$name" -lopenblas -lpthread -lm 2>"$WORK/$name.err"; then
+        sed 's/^/      /' "$WORK/$name.err"
+        fail "$name builds$label"
+        return
+    fi
+    pass "$name builds$label"
+    run_and_count "$name"
+}
+
 check_headers_compile C11 gcc -std=c11 -x c
 check_headers_compile C++17 g++ -std=c++17 -x c++
 check_staged_header
@@ -184,6 +201,8 @@ check_no_swift_runtime
 run_c_program test_api Tests/c/api/*.c
 run_c_program test_no_alloc Tests/c/test_no_alloc.c
 run_emulated_avx512
+run_pool_test ""
+run_pool_test thread
 
 echo "${passed} passed, ${failed} failed"
 [[ $failed == 0 ]]

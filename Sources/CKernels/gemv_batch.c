@@ -4,8 +4,8 @@
 ** product too small to split (under 512 KiB) runs on the caller while the workers wait. Products that do not depend
 ** on each other (the attention's input projections; the experts a token is routed to) run here as one job: each
 ** product is cut into the parts its own GEMV would make, on the kernel it would run, and the threads claim the parts
-** of all of them in turn. Every output gets its own GEMV's bits: a row's sum depends on its kernel, not on where a
-** part starts (gemv.c, gemv_quant.c). */
+** of all of them (each thread a run of consecutive parts first, pool.c). Every output gets its own GEMV's bits: a
+** row's sum depends on its kernel, not on where a part starts (gemv.c, gemv_quant.c). */
 #include "kernels_internal.h"
 
 typedef struct batch_job {

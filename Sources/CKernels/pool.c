@@ -8,8 +8,12 @@
 
 /* n_threads - 1 workers; a job is split into parts, and the caller and the workers claim the parts one at a time
 ** until none is left, so a thread the system has not scheduled (another process busy on the cores) holds up only the
-** part it is running, never the parts it has not claimed: the running threads take those. A part computes the same
-** values whichever thread runs it, so results do not depend on who claimed what.
+** part it is running, never the parts it has not claimed: the running threads take those. Each thread has a home run
+** of consecutive parts, claimed from its front in order, so that a thread reads one sequential stream of weights per
+** job as the hardware prefetcher likes; a thread whose run is done takes the parts left in the others' runs from
+** their backs. (Claiming parts in turn from one counter instead, each thread's next part was the one after the
+** other thread's: a new stream per part. With one part per thread a descheduled thread held up the whole job.)
+** A part computes the same values whichever thread runs it, so results do not depend on who claimed what.
 ** Decode issues about a hundred short GEMVs per token, so waking workers through a condition variable (tens of
 ** microseconds) would cost as much as the work: workers spin on an atomic job counter for a while after each job
 ** and only then sleep on the condition variable. One job runs at a time: a caller that finds the pool busy
@@ -29,17 +33,22 @@ static _Atomic uint64_t pool_generation = 0;                     /* bumped once 
 static _Atomic int pool_pending = 0;                             /* parts not finished */
 static _Atomic int pool_sleepers = 0;
 static int pool_threads = 1, pool_started = 0;                   /* guarded by pool_busy */
-/* The job, written before the generation bump (atomics, stored with release after closing the claims: a worker late
-** for a job that reads any field of the next one then sees the claims closed, below). */
+/* The job, written before the generation bump (atomics: a worker late for a job may read fields of the next one, and
+** then claims nothing, below). */
 static _Atomic(pool_fn) job_fn;
 static _Atomic(void *) job_ctx;
 static _Atomic int job_parts;
-/* The next part to claim, with the generation of its job in the upper bits: generation << 16 | part. A part is
-** claimed by incrementing it, only while the generation is the claimer's and the part below the job's count. After a
-** job, the caller sets the part to CLAIMS_CLOSED before writing the next job, so a worker that read the old
-** generation and some of the new job's fields can claim nothing. */
-static _Atomic uint64_t pool_claims;
-enum { CLAIMS_CLOSED = 0xffff };
+/* The parts of each home run not yet claimed, [front, back), with the low 32 bits of their job's generation above
+** them: generation << 32 | front << 16 | back, one word per thread (the caller's is 0, worker i's i) on its own cache
+** line. A part is claimed by moving front or back, only while the word carries the claimer's generation. The runs of
+** a job are written before its generation is published, and every part of a job is claimed before the next job is
+** written, so a worker late for a job that reads some fields of the next one finds nothing to claim. */
+typedef struct claim_slot {
+    _Alignas(64) _Atomic uint64_t word;
+} claim_slot;
+static claim_slot pool_claims[MOERT_MAX_THREADS];
+static _Atomic int job_runs;  /* home runs of the job: min(threads, parts) */
+enum { MOST_PARTS = 0xffff };
 
 /* One step of a busy wait: a pause for the first SPIN_PAUSES steps, then a yield of the CPU. */
 static inline void wait_step(int step) {
@@ -51,18 +60,34 @@ static inline void wait_step(int step) {
 ** thread first gets a CPU after the job was published. */
 static uint64_t worker_first_generation[MOERT_MAX_THREADS];
 
-/* Claims and runs parts of job `generation` until none is left (or the job is over). */
-static void run_parts(uint64_t generation, pool_fn fn, void *ctx, int parts) {
-    uint64_t claims = atomic_load_explicit(&pool_claims, memory_order_acquire);
+/* The claim word of parts [front, back) of job `generation`. */
+static inline uint64_t claim_word(uint64_t generation, int front, int back) {
+    return (generation & 0xffffffff) << 32 | (uint64_t)front << 16 | (uint64_t)back;
+}
+
+/* Claims a part of home run `run` of job `generation`, its first (`from_back` 0) or its last; -1 when none is left. */
+static int claim(int run, uint64_t generation, int from_back) {
+    _Atomic uint64_t *word = &pool_claims[run].word;
+    uint64_t w = atomic_load_explicit(word, memory_order_acquire);
     for (;;) {
-        const int part = (int)(claims & 0xffff);
-        if (claims >> 16 != generation || part >= parts) return;
-        if (!atomic_compare_exchange_weak_explicit(&pool_claims, &claims, claims + 1, memory_order_acq_rel,
-                                                   memory_order_acquire))
-            continue;
-        fn(ctx, part, parts);
-        atomic_fetch_sub_explicit(&pool_pending, 1, memory_order_release);
-        claims = atomic_load_explicit(&pool_claims, memory_order_acquire);
+        const int front = (int)(w >> 16 & 0xffff), back = (int)(w & 0xffff);
+        if (w >> 32 != (generation & 0xffffffff) || front >= back) return -1;
+        const uint64_t next = from_back ? w - 1 : w + (1 << 16);
+        if (atomic_compare_exchange_weak_explicit(word, &w, next, memory_order_acq_rel, memory_order_acquire))
+            return from_back ? back - 1 : front;
+    }
+}
+
+/* Thread `self` (0: the caller) runs parts of job `generation` until none is left: its own run from the front, then
+** what is left of the others' from their backs. */
+static void run_parts(int self, uint64_t generation, pool_fn fn, void *ctx, int parts, int runs) {
+    for (int i = 0; i < runs; i++) {
+        const int run = (self + i) % runs;
+        const int from_back = run != self;
+        for (int part; (part = claim(run, generation, from_back)) >= 0;) {
+            fn(ctx, part, parts);
+            atomic_fetch_sub_explicit(&pool_pending, 1, memory_order_release);
+        }
     }
 }
 
@@ -85,9 +110,10 @@ static void *worker(void *arg) {
             spins = 0;
         }
         seen = g;
-        run_parts(g, atomic_load_explicit(&job_fn, memory_order_acquire),
+        run_parts(index, g, atomic_load_explicit(&job_fn, memory_order_acquire),
                   atomic_load_explicit(&job_ctx, memory_order_acquire),
-                  atomic_load_explicit(&job_parts, memory_order_acquire));
+                  atomic_load_explicit(&job_parts, memory_order_acquire),
+                  atomic_load_explicit(&job_runs, memory_order_acquire));
     }
     return NULL;
 }
@@ -166,20 +192,24 @@ static void run_job(void (*fn)(void *ctx, int part, int parts), void *ctx, int m
     }
     const int parts = capped ? share(pool_threads, max_parts) : max_parts;
     const uint64_t generation = atomic_load_explicit(&pool_generation, memory_order_relaxed) + 1;
+    const int runs = pool_threads < parts ? pool_threads : parts;
     /* pool_busy is held: this thread alone publishes jobs, one at a time */
-    atomic_store_explicit(&pool_claims, (generation - 1) << 16 | CLAIMS_CLOSED, memory_order_relaxed);
     atomic_store_explicit(&job_fn, fn, memory_order_release);
     atomic_store_explicit(&job_ctx, ctx, memory_order_release);
     atomic_store_explicit(&job_parts, parts, memory_order_release);
+    atomic_store_explicit(&job_runs, runs, memory_order_release);
     atomic_store_explicit(&pool_pending, parts, memory_order_relaxed);
-    atomic_store_explicit(&pool_claims, generation << 16, memory_order_release);
+    for (int i = 0; i < runs; i++)
+        atomic_store_explicit(&pool_claims[i].word, claim_word(generation, (int)((int64_t)parts * i / runs),
+                                                               (int)((int64_t)parts * (i + 1) / runs)),
+                              memory_order_release);
     atomic_store_explicit(&pool_generation, generation, memory_order_release);
     if (atomic_load(&pool_sleepers) > 0) {
         pthread_mutex_lock(&pool_sleep_lock);
         pthread_cond_broadcast(&pool_wake);
         pthread_mutex_unlock(&pool_sleep_lock);
     }
-    run_parts(generation, fn, ctx, parts);
+    run_parts(0, generation, fn, ctx, parts, runs);
     for (int step = 0; atomic_load_explicit(&pool_pending, memory_order_acquire) > 0; step++) wait_step(step);
     pthread_mutex_unlock(&pool_busy);
 }
@@ -189,5 +219,5 @@ void moert_parallel(void (*fn)(void *ctx, int part, int parts), void *ctx, int m
 }
 
 void moert_parallel_parts(void (*fn)(void *ctx, int part, int parts), void *ctx, int parts) {
-    run_job(fn, ctx, parts < CLAIMS_CLOSED ? parts : CLAIMS_CLOSED - 1, 0);
+    run_job(fn, ctx, parts < MOST_PARTS ? parts : MOST_PARTS, 0);
 }

@@ -1,13 +1,15 @@
 /* attention_decode.c: decode attention alone at a given depth, as a small-preset token runs it (8 layers, 8 query
-** heads over 4 key/value heads of 64 dimensions), on the AVX2 kernel: milliseconds per token and the cache bytes read
-** per second. Built from the kernel sources directly, so that two trees (before and after a change) can be compared
+** heads over 4 key/value heads of 64 dimensions), on one of its kernels (avx2 by default): milliseconds per token and
+** the cache bytes read per second. Built from the kernel sources directly, so that two trees (before and after a change) can be compared
 ** round by round:
 **
 **     clang -O2 -ISources/CKernels/include -ISources/CKernels benchmarks/attention_decode.c Sources/CKernels/[a-z]*.c \
 **         -lpthread -lm -o /tmp/attention_decode
-**     /tmp/attention_decode q8_0 4000 [threads]      # KV type f32, f16, bf16 or q8_0; depth; threads (default 2)
+**     /tmp/attention_decode q8_0 4000 [threads [kernel]]   # KV type f32, f16, bf16 or q8_0; depth; threads
+**                                                          # (default 2); kernel avx2, avx2l2 or portable
 **
 ** Prints the best of 15 timings of 20 tokens each. */
+#define _POSIX_C_SOURCE 200809L
 #include "moert_kernels.h"
 
 #include <stdio.h>
@@ -35,8 +37,13 @@ int main(int argc, char **argv) {
     int type = -1;
     for (int i = 0; argc > 1 && i < 4; i++) if (strcmp(argv[1], names[i]) == 0) type = types[i];
     const long long depth = argc > 2 ? atoll(argv[2]) : 0;
-    if (type < 0 || depth < 1 || depth > 1000000) {
-        fprintf(stderr, "usage: %s f32|f16|bf16|q8_0 DEPTH [THREADS]\n", argv[0]);
+    int kernel = MOERT_KERNEL_AVX2;
+    for (int k = 0; argc > 4 && k < MOERT_KERNEL_COUNT; k++)
+        if (strcmp(argv[4], moert_kernel_name(k)) == 0) kernel = k;
+    if (type < 0 || depth < 1 || depth > 1000000 ||
+        (argc > 4 && !moert_kernel_available(MOERT_PRODUCT_ATTENTION_DECODE, kernel)) ||
+        (argc > 4 && strcmp(argv[4], moert_kernel_name(kernel)) != 0)) {
+        fprintf(stderr, "usage: %s f32|f16|bf16|q8_0 DEPTH [THREADS [KERNEL]] (a kernel of attention.decode this CPU runs)\n", argv[0]);
         return 2;
     }
     moert_kernels_set_threads(argc > 3 ? atoi(argv[3]) : 2);
@@ -64,14 +71,14 @@ int main(int argc, char **argv) {
         const double start = seconds();
         for (int token = 0; token < TOKENS; token++) {
             for (int l = 0; l < LAYERS; l++) {
-                moert_attention_decode_kernel(MOERT_KERNEL_AVX2, q, keys[l], cached[l], type, HEADS, KV_HEADS, HEAD_DIM,
+                moert_attention_decode_kernel(kernel, q, keys[l], cached[l], type, HEADS, KV_HEADS, HEAD_DIM,
                                               0, depth, depth, NULL, 0.125f, scratch, out);
             }
         }
         const double per_token = (seconds() - start) / TOKENS;
         best = per_token < best ? per_token : best;
     }
-    printf("%s depth %lld: %.3f ms per token (%d layers), %.1f GB/s of cache\n", argv[1], depth, best * 1e3, LAYERS,
+    printf("%s depth %lld, %s: %.3f ms per token (%d layers), %.1f GB/s of cache\n", argv[1], depth, moert_kernel_name(kernel), best * 1e3, LAYERS,
            2.0 * LAYERS * (double)row_bytes * (double)depth / best / 1e9);
     return 0;
 }

@@ -37,7 +37,7 @@ typedef struct decode_job {
     int64_t total, row_bytes, head_bytes;
     int64_t first, ring;  /* position j is row (first + j) % ring */
     const float *sinks;   /* [n_heads] or NULL */
-    int chunks, fast;  /* fast: the AVX2 path */
+    int chunks, fast, l2;  /* fast: the AVX2 path; l2: with its software prefetch into the second-level cache */
     float scale;
     float *scores;   /* [n_heads][total]: scores, then their exponentials */
     float *partial;  /* [chunks][n_heads][value_dim + 2]: unnormalised output, then the chunk's maximum and sum */
@@ -188,12 +188,19 @@ static inline int64_t kv_bytes(int type, int n) {
 }
 
 /* Asks for the `bytes` bytes at p: a software prefetch of each of their cache lines, and of the last byte's line when
-** rows of `type` need not start on a line (q8_0 blocks of 34 bytes). Rows past the cache's end are harmless: a
-** prefetch never faults. */
+** rows of `type` need not start on a line (q8_0 blocks of 34 bytes), into the first-level cache or (`l2`) the second.
+** Rows past the cache's end are harmless: a prefetch never faults. On a Zen 4 EPYC prefetches into the first level
+** stalled the loop with the first level's misses in flight (a thread read an f16 cache at 9-13 GB/s, 23 into the
+** second level; 26 GB/s for a plain sequential read). */
 __attribute__((always_inline))
-static inline void prefetch_span(const uint8_t *p, int type, int64_t bytes) {
-    for (int64_t b = 0; b < bytes; b += 64) _mm_prefetch((const char *)p + b, _MM_HINT_T0);
-    if (type == MOERT_KV_Q8_0) _mm_prefetch((const char *)p + bytes - 1, _MM_HINT_T0);
+static inline void prefetch_span(const uint8_t *p, int type, int64_t bytes, int l2) {
+    for (int64_t b = 0; b < bytes; b += 64) {
+        if (l2) _mm_prefetch((const char *)p + b, _MM_HINT_T1);
+        else _mm_prefetch((const char *)p + b, _MM_HINT_T0);
+    }
+    if (type != MOERT_KV_Q8_0) return;
+    if (l2) _mm_prefetch((const char *)p + bytes - 1, _MM_HINT_T1);
+    else _mm_prefetch((const char *)p + bytes - 1, _MM_HINT_T0);
 }
 
 /* Scores of heads h and (when `pair`) h + 1, which share the key/value head of k, for 4 rows from k, stored at
@@ -203,11 +210,12 @@ static inline void prefetch_span(const uint8_t *p, int type, int64_t bytes) {
 ** where the extra requests cost more than they bring; values that are the keys' own rows (latent attention) are
 ** read by the key pass. */
 __attribute__((target("avx2,fma,f16c"), always_inline))
-static inline void scores_block4(const decode_job *a, int type, int pair, const uint8_t *k, int h, int64_t j) {
+static inline void scores_block4(const decode_job *a, int type, int l2, int pair, const uint8_t *k, int h,
+                                 int64_t j) {
     const uint8_t *v = a->values + (k - a->keys);
     for (int r = 0; r < 4; r++) {
-        prefetch_span(k + (PREFETCH_ROWS + r) * a->row_bytes, type, a->head_bytes);
-        if (type != MOERT_KV_Q8_0 && v != k) prefetch_span(v + (FUSED_BLOCK + r) * a->row_bytes, type, a->head_bytes);
+        prefetch_span(k + (PREFETCH_ROWS + r) * a->row_bytes, type, a->head_bytes, l2);
+        if (type != MOERT_KV_Q8_0 && v != k) prefetch_span(v + (FUSED_BLOCK + r) * a->row_bytes, type, a->head_bytes, l2);
     }
     __m256 acc[2][4];
     dot_rows4(a->q + (int64_t)h * a->head_dim, pair, k, a->row_bytes, type, a->head_dim, acc);
@@ -221,15 +229,15 @@ static inline void scores_block4(const decode_job *a, int type, int pair, const 
 ** each widened once for two query heads of its group. The heads are walked by group, pairs first, so that neither a
 ** division nor a test of the pairing runs per row. */
 __attribute__((target("avx2,fma,f16c"), always_inline))
-static inline void scores_avx2_type(const decode_job *a, int type, int64_t p0, int64_t p1, int64_t shift) {
+static inline void scores_avx2_type(const decode_job *a, int type, int l2, int64_t p0, int64_t p1, int64_t shift) {
     int64_t j = p0;
     for (; j + 4 <= p1; j += 4) {
         const uint8_t *rows = a->keys + (j + shift) * a->row_bytes;
         for (int g = 0, h = 0; g < a->n_kv_heads; g++) {
             const uint8_t *k = rows + g * a->head_bytes;
             const int end = h + a->group;
-            for (; h + 1 < end; h += 2) scores_block4(a, type, 1, k, h, j);
-            if (h < end) scores_block4(a, type, 0, k, h++, j);
+            for (; h + 1 < end; h += 2) scores_block4(a, type, l2, 1, k, h, j);
+            if (h < end) scores_block4(a, type, l2, 0, k, h++, j);
         }
     }
     for (; j < p1; j++) {
@@ -244,7 +252,7 @@ static inline void scores_avx2_type(const decode_job *a, int type, int64_t p0, i
 ** h0 + 1, which share key/value head g: the accumulators stay in registers while the rows are read once, and the
 ** same columns one VALUE_BLOCK ahead are requested. */
 __attribute__((target("avx2,fma,f16c"), always_inline))
-static inline void values_tile(const decode_job *a, int type, int pair, int vectors, int64_t p0, int64_t p1,
+static inline void values_tile(const decode_job *a, int type, int l2, int pair, int vectors, int64_t p0, int64_t p1,
                                int64_t shift, int g, int h0, int i0, float *o) {
     float *o0 = o + (int64_t)h0 * (a->value_dim + 2) + i0, *o1 = o0 + (a->value_dim + 2);
     const float *s0 = a->scores + h0 * a->total, *s1 = s0 + a->total;
@@ -256,7 +264,7 @@ static inline void values_tile(const decode_job *a, int type, int pair, int vect
         acc1[u] = pair ? _mm256_loadu_ps(o1 + 8 * u) : _mm256_setzero_ps();
     }
     for (int64_t j = p0; j < p1; j++, row += row_bytes) {
-        prefetch_span(row + ahead, type, kv_bytes(type, 8 * vectors));
+        prefetch_span(row + ahead, type, kv_bytes(type, 8 * vectors), l2);
         float w0 = s0[j], w1 = pair ? s1[j] : 0;
         if (type == MOERT_KV_Q8_0) {
             const float d = q8_scale(row, i0);
@@ -278,14 +286,14 @@ static inline void values_tile(const decode_job *a, int type, int pair, int vect
 
 /* values_tile for heads h and (when `pair`) h + 1 over every 32-dimension tile of value_dim (one q8_0 block each). */
 __attribute__((target("avx2,fma,f16c"), always_inline))
-static inline void values_heads(const decode_job *a, int type, int pair, int64_t p0, int64_t p1, int64_t shift, int g,
-                                int h, float *o) {
+static inline void values_heads(const decode_job *a, int type, int l2, int pair, int64_t p0, int64_t p1, int64_t shift,
+                                int g, int h, float *o) {
     int i = 0;
-    for (; i + 32 <= a->value_dim; i += 32) values_tile(a, type, pair, 4, p0, p1, shift, g, h, i, o);
+    for (; i + 32 <= a->value_dim; i += 32) values_tile(a, type, l2, pair, 4, p0, p1, shift, g, h, i, o);
     switch ((a->value_dim - i) / 8) {
-    case 3: values_tile(a, type, pair, 3, p0, p1, shift, g, h, i, o); break;
-    case 2: values_tile(a, type, pair, 2, p0, p1, shift, g, h, i, o); break;
-    case 1: values_tile(a, type, pair, 1, p0, p1, shift, g, h, i, o); break;
+    case 3: values_tile(a, type, l2, pair, 3, p0, p1, shift, g, h, i, o); break;
+    case 2: values_tile(a, type, l2, pair, 2, p0, p1, shift, g, h, i, o); break;
+    case 1: values_tile(a, type, l2, pair, 1, p0, p1, shift, g, h, i, o); break;
     default: break;
     }
 }
@@ -293,36 +301,42 @@ static inline void values_heads(const decode_job *a, int type, int pair, int64_t
 /* o[h] += sum over [p0, p1) of p[h, j] * values[j, g] for every head, in blocks of VALUE_BLOCK positions, the heads
 ** walked by group, pairs first, as for the scores. */
 __attribute__((target("avx2,fma,f16c"), always_inline))
-static inline void values_avx2_type(const decode_job *a, int type, int64_t p0, int64_t p1, int64_t shift, float *o) {
+static inline void values_avx2_type(const decode_job *a, int type, int l2, int64_t p0, int64_t p1, int64_t shift,
+                                    float *o) {
     for (int64_t b0 = p0; b0 < p1; b0 += VALUE_BLOCK) {
         const int64_t b1 = b0 + VALUE_BLOCK < p1 ? b0 + VALUE_BLOCK : p1;
         for (int g = 0, h = 0; g < a->n_kv_heads; g++) {
             const int end = h + a->group;
-            for (; h + 1 < end; h += 2) values_heads(a, type, 1, b0, b1, shift, g, h, o);
-            if (h < end) values_heads(a, type, 0, b0, b1, shift, g, h++, o);
+            for (; h + 1 < end; h += 2) values_heads(a, type, l2, 1, b0, b1, shift, g, h, o);
+            if (h < end) values_heads(a, type, l2, 0, b0, b1, shift, g, h++, o);
         }
     }
 }
 
-__attribute__((target("avx2,fma,f16c")))
-static void scores_avx2(const decode_job *a, int64_t p0, int64_t p1, int64_t shift) {
-    switch (a->type) {
-    case MOERT_KV_F32: scores_avx2_type(a, MOERT_KV_F32, p0, p1, shift); break;
-    case MOERT_KV_F16: scores_avx2_type(a, MOERT_KV_F16, p0, p1, shift); break;
-    case MOERT_KV_BF16: scores_avx2_type(a, MOERT_KV_BF16, p0, p1, shift); break;
-    default: scores_avx2_type(a, MOERT_KV_Q8_0, p0, p1, shift); break;
-    }
+/* The scores and the values of every cache type, with the software prefetch into the first-level cache (L2 0) or the
+** second (L2 1; a q8_0 cache, bound by its arithmetic, keeps the first: 0.75-0.8x into the second on a Zen 4 EPYC). */
+#define DEFINE_SCORES_VALUES(SCORES, VALUES, L2)                                                                   \
+__attribute__((target("avx2,fma,f16c")))                                                                           \
+static void SCORES(const decode_job *a, int64_t p0, int64_t p1, int64_t shift) {                                   \
+    switch (a->type) {                                                                                             \
+    case MOERT_KV_F32: scores_avx2_type(a, MOERT_KV_F32, L2, p0, p1, shift); break;                                \
+    case MOERT_KV_F16: scores_avx2_type(a, MOERT_KV_F16, L2, p0, p1, shift); break;                                \
+    case MOERT_KV_BF16: scores_avx2_type(a, MOERT_KV_BF16, L2, p0, p1, shift); break;                              \
+    default: scores_avx2_type(a, MOERT_KV_Q8_0, 0, p0, p1, shift); break;                                          \
+    }                                                                                                              \
+}                                                                                                                  \
+__attribute__((target("avx2,fma,f16c")))                                                                           \
+static void VALUES(const decode_job *a, int64_t p0, int64_t p1, int64_t shift, float *o) {                         \
+    switch (a->type) {                                                                                             \
+    case MOERT_KV_F32: values_avx2_type(a, MOERT_KV_F32, L2, p0, p1, shift, o); break;                             \
+    case MOERT_KV_F16: values_avx2_type(a, MOERT_KV_F16, L2, p0, p1, shift, o); break;                             \
+    case MOERT_KV_BF16: values_avx2_type(a, MOERT_KV_BF16, L2, p0, p1, shift, o); break;                           \
+    default: values_avx2_type(a, MOERT_KV_Q8_0, 0, p0, p1, shift, o); break;                                       \
+    }                                                                                                              \
 }
 
-__attribute__((target("avx2,fma,f16c")))
-static void values_avx2(const decode_job *a, int64_t p0, int64_t p1, int64_t shift, float *o) {
-    switch (a->type) {
-    case MOERT_KV_F32: values_avx2_type(a, MOERT_KV_F32, p0, p1, shift, o); break;
-    case MOERT_KV_F16: values_avx2_type(a, MOERT_KV_F16, p0, p1, shift, o); break;
-    case MOERT_KV_BF16: values_avx2_type(a, MOERT_KV_BF16, p0, p1, shift, o); break;
-    default: values_avx2_type(a, MOERT_KV_Q8_0, p0, p1, shift, o); break;
-    }
-}
+DEFINE_SCORES_VALUES(scores_avx2, values_avx2, 0)
+DEFINE_SCORES_VALUES(scores_avx2_l2, values_avx2_l2, 1)
 
 /* e^x for 8 floats x <= 0 (softmax terms), within a few ulp of expf; below -87.3 (where 2^n would leave the normal
 ** range) the result is 0. */
@@ -375,7 +389,8 @@ static void chunk_avx2(const decode_job *a, int64_t p0, int64_t p1, int64_t spli
         int64_t b1 = b0 + FUSED_BLOCK < p1 ? b0 + FUSED_BLOCK : p1;
         if (b0 < split && b1 > split) b1 = split;
         const int64_t shift = b0 < split ? a->first : -wrap;
-        scores_avx2(a, b0, b1, shift);
+        if (a->l2) scores_avx2_l2(a, b0, b1, shift);
+        else scores_avx2(a, b0, b1, shift);
         for (int h = 0; h < a->n_heads; h++) {
             float *s = a->scores + h * a->total + b0, *oh = o + h * stride;
             const float top = max_avx2(s, b1 - b0);
@@ -389,7 +404,8 @@ static void chunk_avx2(const decode_job *a, int64_t p0, int64_t p1, int64_t spli
             }
             oh[vd + 1] += exp_and_sum_avx2(s, b1 - b0, oh[vd]);
         }
-        values_avx2(a, b0, b1, shift, o);
+        if (a->l2) values_avx2_l2(a, b0, b1, shift, o);
+        else values_avx2(a, b0, b1, shift, o);
         b0 = b1;
     }
 }
@@ -435,10 +451,11 @@ int64_t moert_attention_decode_scratch(int n_heads, int head_dim, int64_t capaci
     return (int64_t)n_heads * capacity + (int64_t)MAX_CHUNKS * n_heads * (head_dim + 2);
 }
 
-/* moert_attention_decode with values of value_dim (<= head_dim) values per head, on the AVX2 path when `fast`. */
+/* moert_attention_decode with values of value_dim (<= head_dim) values per head, on the AVX2 path when `fast` (with
+** its prefetch into the second-level cache when `l2`). */
 static void attention_decode(const float *q, const void *keys, const void *values, int kv_type, int n_heads,
                              int n_kv_heads, int head_dim, int value_dim, int64_t first, int64_t total, int64_t ring,
-                             const float *sinks, float scale, float *scratch, float *out, int fast) {
+                             const float *sinks, float scale, float *scratch, float *out, int fast, int l2) {
     const int64_t row_bytes = moert_kv_row_bytes(kv_type, (int64_t)n_kv_heads * head_dim);
     const int group = n_heads / n_kv_heads;
     /* One chunk on this thread until the work outweighs a hand-off to the workers (a few microseconds): 2^18 bytes of
@@ -452,7 +469,7 @@ static void attention_decode(const float *q, const void *keys, const void *value
         chunks = c < 1 ? 1 : (c > MAX_CHUNKS ? MAX_CHUNKS : (int)c);
     }
     decode_job a = {q, keys, values, kv_type, n_heads, n_kv_heads, head_dim, group, value_dim, total, row_bytes,
-                    row_bytes / n_kv_heads, first, ring, sinks, chunks, fast, scale, scratch,
+                    row_bytes / n_kv_heads, first, ring, sinks, chunks, fast, fast && l2, scale, scratch,
                     scratch + (int64_t)n_heads * total};
     moert_parallel(decode_part, &a, chunks);
 
@@ -486,17 +503,22 @@ void moert_attention_decode(const float *q, const void *keys, const void *values
                                   n_heads, n_kv_heads, head_dim, first, total, ring, sinks, scale, scratch, out);
 }
 
+/* Whether `kernel` is one of the AVX2 paths (avx2, avx2l2) and this CPU runs it. */
+static int avx2_path(int kernel) {
+    return (kernel == MOERT_KERNEL_AVX2 || kernel == MOERT_KERNEL_AVX2L2) && moert_kernels_have_avx2();
+}
+
 void moert_attention_decode_kernel(int kernel, const float *q, const void *keys, const void *values, int kv_type,
                                    int n_heads, int n_kv_heads, int head_dim, int64_t first, int64_t total,
                                    int64_t ring, const float *sinks, float scale, float *scratch, float *out) {
-    const int avx2 = kernel == MOERT_KERNEL_AVX2 && moert_kernels_have_avx2() && head_dim % 8 == 0;
+    const int avx2 = avx2_path(kernel) && head_dim % 8 == 0;
     attention_decode(q, keys, values, kv_type, n_heads, n_kv_heads, head_dim, head_dim, first, total, ring, sinks,
-                     scale, scratch, out, avx2);
+                     scale, scratch, out, avx2, kernel == MOERT_KERNEL_AVX2L2);
 }
 
 void moert_latent_attention_decode(int kernel, const float *q, const void *rows, int kv_type, int n_heads, int width,
                                    int rank, int64_t total, float scale, float *scratch, float *out) {
-    const int avx2 = kernel == MOERT_KERNEL_AVX2 && moert_kernels_have_avx2() && width % 8 == 0 && rank % 8 == 0;
+    const int avx2 = avx2_path(kernel) && width % 8 == 0 && rank % 8 == 0;
     attention_decode(q, rows, rows, kv_type, n_heads, 1, width, rank, 0, total, total, NULL, scale, scratch, out,
-                     avx2);
+                     avx2, kernel == MOERT_KERNEL_AVX2L2);
 }

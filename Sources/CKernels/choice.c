@@ -28,6 +28,7 @@ static const char *const kernel_names[MOERT_KERNEL_COUNT] = {
     [MOERT_KERNEL_AVX512] = "avx512",
     [MOERT_KERNEL_AVX2X4] = "avx2x4",
     [MOERT_KERNEL_AVX2HW] = "avx2hw",
+    [MOERT_KERNEL_AVX2L2] = "avx2l2",
 };
 
 /* Bit k set: the product has kernel k (whether or not this CPU can run it). */
@@ -47,7 +48,7 @@ static const unsigned product_kernels[MOERT_PRODUCT_COUNT] = {
     [MOERT_PRODUCT_GEMM_F16] = HAS(MOERT_KERNEL_BLAS) | HAS(MOERT_KERNEL_AVX2) | HAS(MOERT_KERNEL_AVX512),
     [MOERT_PRODUCT_GEMM_BF16] = HAS(MOERT_KERNEL_BLAS) | HAS(MOERT_KERNEL_AVX2) | HAS(MOERT_KERNEL_AVX512),
     [MOERT_PRODUCT_ATTENTION_PREFILL] = HAS(MOERT_KERNEL_BLAS) | HAS(MOERT_KERNEL_AVX2) | HAS(MOERT_KERNEL_AVX512),
-    [MOERT_PRODUCT_ATTENTION_DECODE] = HAS(MOERT_KERNEL_PORTABLE) | HAS(MOERT_KERNEL_AVX2),
+    [MOERT_PRODUCT_ATTENTION_DECODE] = HAS(MOERT_KERNEL_PORTABLE) | HAS(MOERT_KERNEL_AVX2) | HAS(MOERT_KERNEL_AVX2L2),
     [MOERT_PRODUCT_SWIGLU] = HAS(MOERT_KERNEL_PORTABLE) | HAS(MOERT_KERNEL_AVX2) | HAS(MOERT_KERNEL_AVX512),
 };
 
@@ -83,14 +84,15 @@ int moert_kernel_available(int product, int kernel) {
         return moert_kernels_have_avx512() && (!quantized_gemv(product) || moert_kernels_have_avx512_vnni());
     case MOERT_KERNEL_AVX2:
     case MOERT_KERNEL_AVX2X4:
-    case MOERT_KERNEL_AVX2HW: return moert_kernels_have_avx2();
+    case MOERT_KERNEL_AVX2HW:
+    case MOERT_KERNEL_AVX2L2: return moert_kernels_have_avx2();
     default: return 1;
     }
 }
 
 int moert_kernel_preferred(int product) {
     static const int order[] = {MOERT_KERNEL_AVX512, MOERT_KERNEL_AVX2, MOERT_KERNEL_BLAS, MOERT_KERNEL_PORTABLE,
-                                MOERT_KERNEL_AVX2X4, MOERT_KERNEL_AVX2HW};
+                                MOERT_KERNEL_AVX2X4, MOERT_KERNEL_AVX2HW, MOERT_KERNEL_AVX2L2};
     for (size_t i = 0; i < sizeof order / sizeof order[0]; i++)
         if (moert_kernel_available(product, order[i])) return order[i];
     return MOERT_KERNEL_PORTABLE;

@@ -219,7 +219,8 @@ let commandHelp: [String: String] = [
       MOERT_KERNELS=LIST       force kernels: a kernel name for every product that has it (avx2), or PRODUCT=KERNEL
                                (gemv.f16=avx512; a group: gemv=avx2), comma-separated, later entries winning.
                                Kernels: portable, blas, avx2, avx512, avx2x4 (decode GEMVs reading four rows
-                               at a time), avx2hw (decode GEMVs without software prefetch)
+                               at a time), avx2hw (decode GEMVs without software prefetch), avx2l2 (decode
+                               attention prefetching into the second-level cache)
       MOERT_KERNEL_CACHE=FILE  the cache file (default $XDG_CACHE_HOME/moert/kernels.tsv or
                                ~/.cache/moert/kernels.tsv); 0 or off: no cache (the table decides)
       MOERT_AVX512=0           never run AVX-512 kernels

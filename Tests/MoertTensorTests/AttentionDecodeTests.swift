@@ -104,12 +104,16 @@ struct AttentionDecodeTests {
                                      total: total, scale: scale)
                 let want = (0..<heads).flatMap { full[$0 * width ..< $0 * width + rank] }
                 var scratch = [Float](repeating: .nan, count: Int(moert_attention_decode_scratch(Int32(heads), Int32(width), Int64(total))))
-                for kernel in [MOERT_KERNEL_AVX2, MOERT_KERNEL_PORTABLE] {
+                var avx2: [Float] = []
+                for kernel in [MOERT_KERNEL_AVX2, MOERT_KERNEL_AVX2L2, MOERT_KERNEL_PORTABLE] {
                     var out = [Float](repeating: .nan, count: heads * rank)
                     moert_latent_attention_decode(Int32(kernel), q, bytes, type, Int32(heads), Int32(width), Int32(rank),
                                                   Int64(total), scale, &scratch, &out)
                     // As above: weighted means of values within ±2.
                     #expect(relativeError(out[...], want[...]) <= 1e-5, "\(name) kernel \(kernel) total \(total)")
+                    // avx2l2 differs from avx2 only in where it prefetches: the same bits.
+                    if kernel == MOERT_KERNEL_AVX2 { avx2 = out }
+                    if kernel == MOERT_KERNEL_AVX2L2 { #expect(out == avx2, "\(name) avx2l2 total \(total)") }
                 }
             }
         }
@@ -131,7 +135,8 @@ struct AttentionDecodeTests {
                 let want = reference(q: q, keys: k, values: v, heads: heads, kvHeads: kvHeads, headDim: headDim,
                                      total: total, scale: scale, rows: rows, sinks: sinks)
                 var scratch = [Float](repeating: .nan, count: Int(moert_attention_decode_scratch(Int32(heads), Int32(headDim), Int64(total))))
-                for kernel in [MOERT_KERNEL_AVX2, MOERT_KERNEL_PORTABLE] {
+                var avx2: [Float] = []
+                for kernel in [MOERT_KERNEL_AVX2, MOERT_KERNEL_AVX2L2, MOERT_KERNEL_PORTABLE] {
                     var out = [Float](repeating: .nan, count: heads * headDim)
                     if let sinks {
                         moert_attention_decode_kernel(Int32(kernel), q, kBytes, vBytes, type, Int32(heads), Int32(kvHeads),
@@ -145,6 +150,9 @@ struct AttentionDecodeTests {
                     // As above: weighted means of values within ±2 (a sink only shrinks them).
                     #expect(relativeError(out[...], want[...]) <= 1e-5,
                             "\(name) kernel \(kernel) ring \(ring) first \(first) total \(total) sinks \(sinks != nil)")
+                    // avx2l2 differs from avx2 only in where it prefetches: the same bits.
+                    if kernel == MOERT_KERNEL_AVX2 { avx2 = out }
+                    if kernel == MOERT_KERNEL_AVX2L2 { #expect(out == avx2, "\(name) avx2l2 ring \(ring) total \(total)") }
                 }
             }
         }

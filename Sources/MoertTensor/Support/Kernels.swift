@@ -20,7 +20,7 @@ public enum KernelProduct: Int32, CaseIterable, Sendable {
 
     /// Every kernel the product has (whatever the CPU), widest vectors first.
     public var kernels: [Kernel] {
-        [Kernel.avx512, .avx2x4, .avx2, .avx2hw, .blas, .portable].filter { moert_kernel_exists(rawValue, $0.rawValue) != 0 }
+        [Kernel.avx512, .avx2x4, .avx2, .avx2hw, .avx2l2, .blas, .portable].filter { moert_kernel_exists(rawValue, $0.rawValue) != 0 }
     }
 
     /// The kernels this CPU can run (AVX-512 also needs `MOERT_AVX512` not "0").
@@ -66,11 +66,12 @@ public enum KernelProduct: Int32, CaseIterable, Sendable {
 
 /// A kernel family: plain loops, OpenBLAS, AVX2 (with FMA and F16C), AVX-512 (F, BW, VL), or AVX2 reading four
 /// weight rows at a time as four streams, or one row at a time without software prefetch (decode GEMVs; which of
-/// avx2, avx2x4 and avx2hw is faster depends on the CPU).
+/// avx2, avx2x4 and avx2hw is faster depends on the CPU), or AVX2 with its software prefetch into the second-level
+/// cache (decode attention; which of avx2 and avx2l2 is faster depends on the CPU).
 public enum Kernel: Int32, CaseIterable, Sendable {
-    case portable, blas, avx2, avx512, avx2x4, avx2hw
+    case portable, blas, avx2, avx512, avx2x4, avx2hw, avx2l2
 
-    /// Its name: "portable", "blas", "avx2", "avx512", "avx2x4", "avx2hw".
+    /// Its name: "portable", "blas", "avx2", "avx512", "avx2x4", "avx2hw", "avx2l2".
     public var name: String { String(cString: moert_kernel_name(rawValue)) }
 
     /// The kernel of `name`, if any.

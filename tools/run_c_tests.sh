@@ -155,33 +155,13 @@ run_and_count() {
     fi
 }
 
-# Builds Tests/c/test_emulated_avx512.c with the kernel sources, every x86 intrinsic emulated in C (SIMDe, through
-# tools/emulated_avx512/immintrin.h), runs it, and adds its counts: the AVX-512 and VNNI kernels checked on any CPU.
-run_emulated_avx512() {
-    local name=test_emulated_avx512
-    if [[ ! -f /usr/include/simde/x86/avx512.h ]]; then
-        echo "      SIMDe's headers are missing: apt-get install libsimde-dev"
-        fail "$name builds"
-        return
-    fi
-    if ! gcc -O2 -std=c11 -Wall -Wextra -Werror -DMOERT_EMULATED_AVX512 -Itools/emulated_avx512 \
-            -ISources/CKernels/include -ISources/CKernels Tests/c/check.c "Tests/c/$name.c" Sources/CKernels/*.c \
-            -o "$WORK/$name" -lopenblas -lpthread -lm 2>"$WORK/$name.err"; then
-        sed 's/^/      /' "$WORK/$name.err"
-        fail "$name builds"
-        return
-    fi
-    pass "$name builds"
-    run_and_count "$name"
-}
-
-# Builds Tests/c/test_pool.c with the kernel sources, natively and under ThreadSanitizer ($1: "" or "thread"), runs
-# it, and adds its counts: the worker pool runs every part of every job exactly once.
-run_pool_test() {
-    local name=test_pool sanitize=() label=""
-    if [[ -n "$1" ]]; then sanitize=(-fsanitize="$1" -g); name="test_pool_$1"; label=" (-fsanitize=$1)"; fi
-    if ! gcc -O2 -std=c11 -Wall -Wextra -Werror "${sanitize[@]}" -ISources/CKernels/include -ISources/CKernels \
-            Tests/c/check.c Tests/c/test_pool.c Sources/CKernels/*.c \
+# Builds the test program NAME from Tests/c/SOURCE.c, Tests/c/check.c and the kernel sources with extra compiler
+# FLAGS, runs it, and adds its counts; the build's line reads "NAME builds LABEL".
+run_kernel_test() {
+    local name="$1" source="$2" label="$3"
+    shift 3
+    if ! gcc -O2 -std=c11 -Wall -Wextra -Werror "$@" -ISources/CKernels/include -ISources/CKernels \
+            Tests/c/check.c "Tests/c/$source.c" Sources/CKernels/*.c \
             -o "$WORK/$name" -lopenblas -lpthread -lm 2>"$WORK/$name.err"; then
         sed 's/^/      /' "$WORK/$name.err"
         fail "$name builds$label"
@@ -189,6 +169,17 @@ run_pool_test() {
     fi
     pass "$name builds$label"
     run_and_count "$name"
+}
+
+# Tests/c/test_emulated_avx512.c, every x86 intrinsic emulated in C (SIMDe, through tools/emulated_avx512/immintrin.h):
+# the AVX-512 and VNNI kernels checked on any CPU.
+run_emulated_avx512() {
+    if [[ ! -f /usr/include/simde/x86/avx512.h ]]; then
+        echo "      SIMDe's headers are missing: apt-get install libsimde-dev"
+        fail "test_emulated_avx512 builds"
+        return
+    fi
+    run_kernel_test test_emulated_avx512 test_emulated_avx512 "" -DMOERT_EMULATED_AVX512 -Itools/emulated_avx512
 }
 
 check_headers_compile C11 gcc -std=c11 -x c
@@ -201,8 +192,9 @@ check_no_swift_runtime
 run_c_program test_api Tests/c/api/*.c
 run_c_program test_no_alloc Tests/c/test_no_alloc.c
 run_emulated_avx512
-run_pool_test ""
-run_pool_test thread
+# The worker pool runs every part of every job exactly once: natively, and under ThreadSanitizer.
+run_kernel_test test_pool test_pool ""
+run_kernel_test test_pool_thread test_pool " (-fsanitize=thread)" -fsanitize=thread -g
 
 echo "${passed} passed, ${failed} failed"
 [[ $failed == 0 ]]

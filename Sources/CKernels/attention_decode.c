@@ -8,7 +8,8 @@
 **    are merged at the end (flash decoding).
 **  - The AVX2 path runs a chunk in blocks of 64 positions with an online softmax: a block's scores, its
 **    exponentials against the running maximum (rescaling what came before when it grows), then its values; keys
-**    and values are read side by side and prefetched ahead by software.
+**    and values are read side by side and prefetched ahead by software, into the first-level cache (avx2) or the
+**    second (avx2l2; a q8_0 cache keeps the first).
 **  - Keys: 4 positions at a time, each row widened once for two query heads of the group that shares it (8
 **    independent FMA chains; one horizontal reduction per 4 products).
 **  - Values: in blocks of 32 positions, 32 output dimensions of two query heads accumulate in registers while the

@@ -48,6 +48,7 @@ static void count_part(void *ctx, int part, int parts) {
 
 static counting_job *new_job(int parts) {
     counting_job *j = calloc(1, sizeof *j);
+    if (!j) abort();
     j->parts = parts;
     return j;
 }

@@ -188,6 +188,13 @@ static inline int64_t kv_bytes(int type, int n) {
     }
 }
 
+/* A software prefetch of p's cache line into the first-level cache, or (`l2`) the second. */
+__attribute__((always_inline))
+static inline void prefetch_line(const uint8_t *p, int l2) {
+    if (l2) _mm_prefetch((const char *)p, _MM_HINT_T1);
+    else _mm_prefetch((const char *)p, _MM_HINT_T0);
+}
+
 /* Asks for the `bytes` bytes at p: a software prefetch of each of their cache lines, and of the last byte's line when
 ** rows of `type` need not start on a line (q8_0 blocks of 34 bytes), into the first-level cache or (`l2`) the second.
 ** Rows past the cache's end are harmless: a prefetch never faults. On a Zen 4 EPYC prefetches into the first level
@@ -195,13 +202,8 @@ static inline int64_t kv_bytes(int type, int n) {
 ** second level; 26 GB/s for a plain sequential read). */
 __attribute__((always_inline))
 static inline void prefetch_span(const uint8_t *p, int type, int64_t bytes, int l2) {
-    for (int64_t b = 0; b < bytes; b += 64) {
-        if (l2) _mm_prefetch((const char *)p + b, _MM_HINT_T1);
-        else _mm_prefetch((const char *)p + b, _MM_HINT_T0);
-    }
-    if (type != MOERT_KV_Q8_0) return;
-    if (l2) _mm_prefetch((const char *)p + bytes - 1, _MM_HINT_T1);
-    else _mm_prefetch((const char *)p + bytes - 1, _MM_HINT_T0);
+    for (int64_t b = 0; b < bytes; b += 64) prefetch_line(p + b, l2);
+    if (type == MOERT_KV_Q8_0) prefetch_line(p + bytes - 1, l2);
 }
 
 /* Scores of heads h and (when `pair`) h + 1, which share the key/value head of k, for 4 rows from k, stored at

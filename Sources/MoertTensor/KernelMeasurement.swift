@@ -373,9 +373,10 @@ private struct Bench {
         case .attentionDecode:
             // Passes over a cache of 1,024 positions, each evicted before it where the CPU can (`evicts`), as a decode
             // at depth reads the cache from memory: how a kernel asks for the rows ahead decides its speed there, not
-            // in the cache (on a Zen 4 EPYC avx2l2 read a cache in memory 1.65-2x as fast as avx2). The evictions,
+            // in the cache (on a Zen 4 EPYC avx2l2 read a cache in memory 1.0-2.0x as fast as avx2). The evictions,
             // the same for every kernel, are timed too; two passes a run steady a run of a tenth of a millisecond.
             let total = 1024, passes = 2, qw = w.heads * w.headDim, kvw = w.kvHeads * w.headDim
+            let cacheBytes = Int64(total * kvw * MemoryLayout<Float>.size)
             let q = try filled(qw, 0.01), out = try FloatBuffer(count: qw)
             let keys = try filled(total * kvw, 0.01), values = try filled(total * kvw, 0.01)
             let scratch = try FloatBuffer(count: Int(moert_attention_decode_scratch(Int32(w.heads), Int32(w.headDim), Int64(total))))
@@ -384,8 +385,8 @@ private struct Bench {
             run = { [work] kernel, _, _ in
                 for _ in 0..<passes {
                     if Bench.evicts {
-                        moert_cache_evict(keys.pointer, Int64(total * kvw * 4))
-                        moert_cache_evict(values.pointer, Int64(total * kvw * 4))
+                        moert_cache_evict(keys.pointer, cacheBytes)
+                        moert_cache_evict(values.pointer, cacheBytes)
                     }
                     moert_attention_decode_kernel(kernel.rawValue, q.pointer, keys.pointer, values.pointer,
                                                   Int32(MOERT_KV_F32), Int32(w.heads), Int32(w.kvHeads), Int32(w.headDim),

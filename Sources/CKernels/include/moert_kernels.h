@@ -76,7 +76,7 @@ enum {
  * rows at a time as four far-apart streams, and AVX2 one row at a time without software prefetch, the hardware
  * prefetcher alone (decode GEMVs: each faster than the avx2 kernel on some CPUs and shapes, slower on others;
  * measured per CPU), and AVX2 with its software prefetch into the second-level cache instead of the first (decode
- * attention: 1.4-2.3x the avx2 kernel's bytes per second over a cache in memory on a Zen 4 EPYC). */
+ * attention: 1.0-2.0x the avx2 kernel's bytes per second over a cache in memory on a Zen 4 EPYC). */
 enum {
     MOERT_KERNEL_PORTABLE,
     MOERT_KERNEL_BLAS,

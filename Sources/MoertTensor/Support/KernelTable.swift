@@ -40,9 +40,10 @@ public enum KernelTable {
         Row(vendor: "AuthenticAMD", family: 25, models: zen4Models, product: .gemmF32, kernel: .avx512,
             source: "Zen 4: prefill on avx512 1.06x avx2 (f32), 1.18-1.83x (q4_k, q4_0, q8_0 with VNNI)"),
         // benchmarks/attention_decode.c (8 layers of the small preset's attention at depth 4,000, 2 threads):
-        // prefetching into the second-level cache read the cache 1.65-2.0x as fast (f16, f32), 1.2-1.5x (bf16).
+        // prefetching into the second-level cache read the cache 1.9-2.0x as fast (f32), 1.0-1.9x (f16, from run to
+        // run), 1.2-1.5x (bf16); never slower.
         Row(vendor: "AuthenticAMD", family: 25, models: zen4Models, product: .attentionDecode, kernel: .avx2l2,
-            source: "Zen 4: decode attention at depth 4,000 on avx2l2 1.65-2.0x avx2 (f16, f32 caches)"),
+            source: "Zen 4: decode attention at depth 4,000 on avx2l2 1.0-2.0x avx2 (f16, f32 caches)"),
         // A 2-core EPYC of family 25, model 1 (Zen 3; a KVM guest, AVX2, no AVX-512, 32 MiB of L3), small bench
         // preset, `moert bench` decode after a 16-token prompt, interleaved rounds (BENCHMARKS.md, "Four-stream GEMV").
         Row(vendor: "AuthenticAMD", family: 25, models: [1...1], product: .gemvF32, kernel: .avx2x4,

@@ -108,20 +108,34 @@ func benchTokens(count: Int, vocab: Int) -> [Int32] {
     }
 }
 
-/// Tokens per second of `depthDecodeSteps` greedy decode steps after `depth` tokens of `context`, one value per
-/// repeat (the prefill is not timed; each repeat starts from an empty cache).
-func measureDepth(_ session: Session, context: [Int32], depth: Int, repeats: Int) throws -> [Double] {
-    var logits = [Float](repeating: 0, count: session.model.config.vocabSize)
-    var rates: [Double] = []
-    for _ in 0..<repeats {
-        session.reset()
-        // At depth 0 the first step evaluates the context's first token into the empty cache.
-        var next = depth == 0 ? context[0] : try evaluateGreedy(session, context[0..<depth], logits: &logits)
-        let t0 = now()
-        for _ in 0..<depthDecodeSteps {
-            next = try evaluateGreedy(session, [next], logits: &logits)
+/// Decode steps of one timed burst: each round alternates bursts between the depths, so that a slow or fast phase
+/// of a shared machine (they last seconds) falls on every depth alike.
+let depthBurstSteps = 16
+
+/// Tokens per second of `depthDecodeSteps` greedy decode steps after each depth of `context`, one array per depth
+/// with one value per round. Each depth has its own session; a round fills each to its depth (untimed), then times
+/// the steps in bursts of `depthBurstSteps`, taking the depths in turn (in reverse order every other burst).
+func measureDepths(_ sessions: [Session], context: [Int32], depths: [Int], rounds: Int) throws -> [[Double]] {
+    var logits = [Float](repeating: 0, count: sessions[0].model.config.vocabSize)
+    var rates = [[Double]](repeating: [], count: depths.count)
+    for _ in 0..<rounds {
+        var next = [Int32](repeating: 0, count: depths.count)
+        var seconds = [Double](repeating: 0, count: depths.count)
+        for (i, depth) in depths.enumerated() {
+            sessions[i].reset()
+            // At depth 0 the first step evaluates the context's first token into the empty cache.
+            next[i] = depth == 0 ? context[0] : try evaluateGreedy(sessions[i], context[0..<depth], logits: &logits)
         }
-        rates.append(Double(depthDecodeSteps) / (now() - t0))
+        for burst in 0..<depthDecodeSteps / depthBurstSteps {
+            for i in burst % 2 == 0 ? Array(depths.indices) : depths.indices.reversed() {
+                let t0 = now()
+                for _ in 0..<depthBurstSteps {
+                    next[i] = try evaluateGreedy(sessions[i], [next[i]], logits: &logits)
+                }
+                seconds[i] += now() - t0
+            }
+        }
+        for i in depths.indices { rates[i].append(Double(depthDecodeSteps) / seconds[i]) }
     }
     return rates
 }
@@ -141,25 +155,32 @@ func benchDepths(_ args: Arguments, depths: [Int], model: Model, loadSeconds: Do
     guard options.contextLength <= model.contextLength else {
         throw UsageError("depth \(depths.max()!) + \(depthDecodeSteps) decode steps exceed the model's context \(model.contextLength)")
     }
-    let session = try Session(model: model, options: options)
-    try applyRouterOverride(args, to: session)
+    // One session per depth (each with the whole --ctx), so that the rounds can alternate between them.
+    let sessions = try depths.map { _ in try Session(model: model, options: options) }
+    for session in sessions { try applyRouterOverride(args, to: session) }
+    let session = sessions[0]
     let context = benchTokens(count: deepest, vocab: model.config.vocabSize)
     let c = model.config
     let layerBytes = c.kvCacheBytesPerPosition(session.kvType)  // one position of one layer
     try printBenchHeader(args, model: model, loadSeconds: loadSeconds)
     // Sliding-window layers keep a ring buffer of their window (fixed bytes) once the window is shorter than the context.
     let rings = c.layerWindows.compactMap { $0.flatMap { $0 < session.contextLength ? $0 : nil } }
-    let fixed = rings.isEmpty ? "" : ", \(rings.reduce(0, +) * layerBytes) bytes fixed (\(rings.count) sliding-window layers)"
-    print("kv cache \(session.kvType.rawValue), \((c.numHiddenLayers - rings.count) * layerBytes) bytes per token\(fixed), context \(session.contextLength)")
+    let ringBytes = rings.isEmpty ? "" : ", \(rings.reduce(0, +) * layerBytes) bytes fixed (\(rings.count) sliding-window layers)"
+    print("kv cache \(session.kvType.rawValue), \((c.numHiddenLayers - rings.count) * layerBytes) bytes per token\(ringBytes), context \(session.contextLength)")
     // Warm-up, as the default protocol's: a prefill that touches the weights (mapped pages, materialised experts).
     try context.prefix(512).withUnsafeBufferPointer { try session.evaluate($0, mode: .none, logits: nil, capacity: 0) }
-    for depth in depths {
-        let rates = try measureDepth(session, context: context, depth: depth, repeats: repeats)
-        print("depth \(depth) decode \(oneDecimal(median(rates))) tok/s")
+    let rates = try measureDepths(sessions, context: context, depths: depths, rounds: repeats)
+    for (i, depth) in depths.enumerated() {
+        print("depth \(depth) decode \(oneDecimal(median(rates[i]))) tok/s")
         let attended = depth + depthDecodeSteps / 2  // mean positions a step attends over; a ring at most its window
         let rows = (c.numHiddenLayers - rings.count) * attended + rings.reduce(0) { $0 + min($1, attended) }
         let kvMiB = Double(rows * layerBytes) / Double(1 << 20)
-        print("  runs \(rates.map(oneDecimal).joined(separator: " ")); KV read per step \(oneDecimal(kvMiB)) MiB (mean)")
+        print("  runs \(rates[i].map(oneDecimal).joined(separator: " ")); KV read per step \(oneDecimal(kvMiB)) MiB (mean)")
+        if i > 0 {
+            // Paired within each round: the ratio of two depths measured in alternating bursts.
+            let ratios = rates[i].indices.map { rates[i][$0] / rates[0][$0] }
+            print("  speed / depth \(depths[0])'s \(fixed(median(ratios))) (median of the rounds' ratios)")
+        }
     }
     print("peak RSS \(oneDecimal(peakRSSMiB())) MiB")
 }

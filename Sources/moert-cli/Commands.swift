@@ -122,10 +122,12 @@ let commandHelp: [String: String] = [
     or --moe-top-k the session uses that router; --baseline also measures the model's own routers in the same run
     and prints ratios.
 
-    With --depth, measures decode after a long context instead: after a warm-up prefill, for each depth N, fills
-    the KV cache with N pseudo-random tokens (one prefill), then times 64 greedy decode steps, R times, and prints
-    `depth N decode X tok/s` (the median) with the KV bytes each step reads. N + 64 must fit --ctx (by default
-    the context is sized for the largest depth).
+    With --depth, measures decode after a long context instead: after a warm-up prefill, each of R rounds fills
+    one session per depth N with N pseudo-random tokens (one prefill, untimed), then times 64 greedy decode steps
+    at every depth, in bursts of 16 that alternate between the depths (so that the machine's slow and fast
+    phases fall on all of them alike). Prints `depth N decode X tok/s` (the median of the rounds) with the KV
+    bytes each step reads and, after the first depth, the median of the rounds' speed ratios to it. N + 64 must
+    fit --ctx (by default the context is sized for the largest depth); each depth's session holds a whole cache.
 
     options:
     """ + "\n" + commonHelp + "\n" + routingHelp,

@@ -325,6 +325,9 @@ def test_bench_depth_prints_one_line_per_depth(kv_type: str) -> None:
     for line in lines:
         word = line.split()
         assert word[2] == "decode" and float(word[3]) > 0 and word[4] == "tok/s"
+    # Depths after the first get their speed relative to it, from the rounds' paired bursts.
+    ratios = [l for l in out.splitlines() if l.startswith("  speed / depth 0's ")]
+    assert len(ratios) == 1 and 0 < float(ratios[0].split()[4]) < 10
 
 
 @pytest.mark.parametrize("args, message", [

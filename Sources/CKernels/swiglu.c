@@ -7,8 +7,8 @@
 #include <math.h>
 
 typedef struct swiglu_task {
-    const float *gate_up;
-    int64_t rows, width;
+    const float *gate, *up;  /* row r's gate at gate + r * stride, its up at up + r * stride */
+    int64_t rows, width, stride;
     float *out;
     int kernel;
 } swiglu_task;
@@ -17,7 +17,7 @@ typedef struct swiglu_task {
 __attribute__((target("avx512f")))
 static void swiglu_rows_avx512(const swiglu_task *t, int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; r++) {
-        const float *g = t->gate_up + r * 2 * t->width, *u = g + t->width;
+        const float *g = t->gate + r * t->stride, *u = t->up + r * t->stride;
         float *o = t->out + r * t->width;
         for (int64_t c = 0; c < t->width; c += 16) {
             __mmask16 m = moert_mask16(t->width - c);
@@ -34,7 +34,7 @@ static void swiglu_rows_avx512(const swiglu_task *t, int64_t r0, int64_t r1) {
 __attribute__((target("avx2,fma")))
 static void swiglu_rows_avx2(const swiglu_task *t, int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; r++) {
-        const float *g = t->gate_up + r * 2 * t->width, *u = g + t->width;
+        const float *g = t->gate + r * t->stride, *u = t->up + r * t->stride;
         float *o = t->out + r * t->width;
         int64_t c = 0;
         for (; c + 8 <= t->width; c += 8) {
@@ -57,12 +57,22 @@ int moert_swiglu(const float *gate_up, int64_t rows, int64_t width, float *out) 
     return moert_swiglu_kernel(moert_kernel_chosen(MOERT_PRODUCT_SWIGLU), gate_up, rows, width, out);
 }
 
-int moert_swiglu_kernel(int kernel, const float *gate_up, int64_t rows, int64_t width, float *out) {
-    if ((kernel != MOERT_KERNEL_AVX512 && kernel != MOERT_KERNEL_AVX2) ||
-        !moert_kernel_available(MOERT_PRODUCT_SWIGLU, kernel))
+/* The rows of t on the pool: 1 when done, 0 when `kernel` is not a kernel of this file this CPU runs. */
+static int swiglu_run(swiglu_task *t) {
+    if ((t->kernel != MOERT_KERNEL_AVX512 && t->kernel != MOERT_KERNEL_AVX2) ||
+        !moert_kernel_available(MOERT_PRODUCT_SWIGLU, t->kernel))
         return 0;
-    swiglu_task t = {gate_up, rows, width, out, kernel};
     /* Split from 32768 elements (a few microseconds of work). */
-    moert_parallel(swiglu_part, &t, rows * width < (1 << 15) ? 1 : (int)rows);
+    moert_parallel(swiglu_part, t, t->rows * t->width < (1 << 15) ? 1 : (int)t->rows);
     return 1;
+}
+
+int moert_swiglu_kernel(int kernel, const float *gate_up, int64_t rows, int64_t width, float *out) {
+    swiglu_task t = {gate_up, gate_up + width, rows, width, 2 * width, out, kernel};
+    return swiglu_run(&t);
+}
+
+int moert_swiglu_split_kernel(int kernel, const float *gate, const float *up, int64_t rows, int64_t width, float *out) {
+    swiglu_task t = {gate, up, rows, width, width, out, kernel};
+    return swiglu_run(&t);
 }

@@ -215,7 +215,7 @@ public final class MoEBlock: @unchecked Sendable {
             batch.add(e.down(weights[j]!), row, into: row + 2 * e.intermediate)                    // [I] -> [H]
         }
         if let s = shared {
-            siluMultiply(sharedOut, sharedOut + sharedWidth, count: sharedWidth)
+            swiglu(sharedOut, rows: 1, width: sharedWidth, into: sharedOut)                     // [gate | up] -> [I]
             batch.add(s.expert.down, sharedOut, into: sharedOut + 2 * sharedWidth)               // [I] -> [H]
         }
         batch.run()

@@ -42,6 +42,16 @@ package func swiglu(_ gateUp: UnsafeMutablePointer<Float>, rows: Int, width: Int
     }
 }
 
+/// `swiglu` of gate [rows, width] and up [rows, width] held apart, into out [rows, width]: each row the same bits as
+/// `swiglu` of that row laid out as [gate | up]. `out` may equal `gate`, and must not otherwise overlap either.
+package func swiglu(gate: UnsafeMutablePointer<Float>, up: UnsafePointer<Float>, rows: Int, width: Int,
+                    into out: UnsafeMutablePointer<Float>, kernel: Kernel? = nil) {
+    let k = kernel ?? KernelProduct.swiglu.chosen
+    if moert_swiglu_split_kernel(k.rawValue, gate, up, Int64(rows), Int64(width), out) != 0 { return }
+    if out != gate { out.update(from: gate, count: rows * width) }
+    siluMultiply(out, up, count: rows * width)
+}
+
 /// gpt-oss's clamped SwiGLU (`GptOssExperts._apply_gate`) of `rows` rows laid out as [gate (width) | up (width)]
 /// into out [rows, width]: g = min(gate, limit), u = clamp(up, -limit, limit), (u + 1) · g · sigmoid(alpha · g).
 /// `out` must not overlap `gateUp`, except that it may equal it when rows == 1.

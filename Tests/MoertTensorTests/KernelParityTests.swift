@@ -179,7 +179,7 @@ struct KernelParityTests {
         }
     }
 
-    @Test("SwiGLU on every available kernel, over the exponential's whole range")
+    @Test("SwiGLU on every available kernel, over the exponential's whole range, with gate and up together or apart")
     func swigluKernels() {
         let rows = 3, width = 37
         var rng = TestRandom(seed: 11)
@@ -200,6 +200,17 @@ struct KernelParityTests {
                 #expect(abs(out[i] - expected[i]) <= 1e-6 * abs(expected[i]) + 1e-30,
                         "\(kernel.name) [\(i)]: \(out[i]) vs \(expected[i])")
             }
+            // Gate and up held apart ([rows, width] each), computed in place over the gate: the same bits per row.
+            var gate = [Float](), up = [Float]()
+            for r in 0..<rows {
+                let start = r * 2 * width
+                gate += gateUp[start..<(start + width)]
+                up += gateUp[(start + width)..<(start + 2 * width)]
+            }
+            gate.withUnsafeMutableBufferPointer {
+                swiglu(gate: $0.baseAddress!, up: up, rows: rows, width: width, into: $0.baseAddress!, kernel: kernel)
+            }
+            #expect(gate.map(\.bitPattern) == out.map(\.bitPattern), "\(kernel.name): gate and up apart")
         }
     }
 

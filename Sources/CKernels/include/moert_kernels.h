@@ -405,6 +405,13 @@ MOERT_KERNEL int moert_attention_prefill_values(int kernel, const float *q, cons
 MOERT_KERNEL int moert_swiglu(const float *gate_up, int64_t rows, int64_t width, float *out);
 MOERT_KERNEL int moert_swiglu_kernel(int kernel, const float *gate_up, int64_t rows, int64_t width, float *out);
 
+/**
+ * moert_swiglu_kernel of gate [rows, width] and up [rows, width] held apart: the same bits for each row. `out` may
+ * equal `gate`, and must not otherwise overlap either.
+ */
+MOERT_KERNEL int moert_swiglu_split_kernel(int kernel, const float *gate, const float *up, int64_t rows, int64_t width,
+                                           float *out);
+
 /* ---- Conversion (convert.c) ---- */
 
 /** Widens `count` f16 or bf16 values to float32. */

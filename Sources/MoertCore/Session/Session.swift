@@ -254,6 +254,12 @@ public final class Session {
     /// than handing them to the host as if they were a result; a scan of each row costs little next to the LM head.
     /// - Throws: `MoertError` (`.numeric`) naming the position and token id.
     private func checkFinite(_ logits: UnsafePointer<Float>, count: Int, firstPosition: Int) throws {
+        // A float is infinite or NaN when its exponent bits are all ones: then adding one to the exponent field
+        // carries into the sign bit. One branch-free pass (which the compiler vectorises), the search only on failure.
+        let bits = UnsafeRawPointer(logits).assumingMemoryBound(to: UInt32.self)
+        var carries: UInt32 = 0
+        for i in 0..<count { carries |= (bits[i] & 0x7f80_0000) &+ 0x0080_0000 }
+        guard carries & 0x8000_0000 != 0 else { return }
         let vocab = model.config.vocabSize
         for i in 0..<count where !logits[i].isFinite {
             throw MoertError(.numeric, "the logits of position \(firstPosition + i / vocab) are not finite (\(logits[i]) for token \(i % vocab)): the model's weights or its activations hold NaN or infinity")

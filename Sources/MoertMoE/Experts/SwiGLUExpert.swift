@@ -39,7 +39,7 @@ public final class SwiGLUExpert: Expert {
         let products = UnsafeMutableBufferPointer(start: scratch + 2 * n * i, count: scratchCount(tokens: n) - 2 * n * i)
         gate.apply(x, rows: n, into: g, scratch: products)   // [n, H] -> [n, I]
         up.apply(x, rows: n, into: u, scratch: products)     // [n, H] -> [n, I]
-        siluMultiply(g, u, count: n * i)
+        swiglu(gate: g, up: u, rows: n, width: i, into: g)
         down.apply(g, rows: n, into: y, scratch: products)   // [n, I] -> [n, H]
     }
     /// `forward` of one row with the gate and up products gathered into `batch` (one job on the worker pool): the
@@ -52,7 +52,7 @@ public final class SwiGLUExpert: Expert {
         batch.add(gate, x, into: g)                          // [H] -> [I]
         batch.add(up, x, into: u)                            // [H] -> [I]
         batch.run()
-        siluMultiply(g, u, count: i)
+        swiglu(g, rows: 1, width: i, into: g)                // [gate | up] -> [I]: forward's bits
         down.apply(g, rows: 1, into: y, scratch: products)   // [I] -> [H]
     }
 }

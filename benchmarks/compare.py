@@ -3,7 +3,7 @@
 
     python benchmarks/compare.py --preset small [--reps 3] [--peers llama:f32,llama:f16,torch:sdpa]
                                  [--budgets 50,25] [--no-avx512] [--moert build/bin/moert] [--work DIR]
-                                 [--json OUT.json] [--report OUT.json]
+                                 [--json OUT.json] [--report OUT.json] [--paired-read]
     python benchmarks/compare.py --preset small --quant q8_0,q4_0 [--peers ''] [--reps 3]
     python benchmarks/compare.py --preset small --depth 0,1000,4000 [--kv-types f16,q8_0,f32] [--reps 3]
 
@@ -24,7 +24,10 @@ blocks and rounding for every tensor both store as T.
 Every round also measures the machine's limits (benchmarks/machine_peak.c: read bandwidth, FMA peak), because on a
 shared machine they move between minutes; each engine's decode is reported as a share of the roofline (bandwidth /
 weight bytes per token) and its prefill as a share of the compute bound (FMA peak / FLOPs per token), both per round
-(median of the shares) and against the best limit measured in the run. --no-limits skips this.
+(median of the shares) and against the best limit measured in the run. --no-limits skips this. The machine's
+bandwidth moves between seconds too: --paired-read has moert's f32 and f16 runs time 16 decode bursts of 16 tokens,
+each followed by a plain read of 256 MiB on the same threads (`moert bench --bandwidth`), and reports decode's bytes
+per second as a share of the read's, burst by burst.
 """
 import argparse
 import json
@@ -88,6 +91,9 @@ def run_moert(binary: str, model: Path, extra: list, env: dict = None) -> dict:
                decode_tps=float(re.search(r"decode\s+\d+ tokens\s+([\d.]+) tok/s", out).group(1)),
                load_s=float(re.search(r"load\s+([\d.]+) ms", out).group(1)) / 1000,
                peak_rss_mib=float(re.search(r"peak RSS ([\d.]+) MiB", out).group(1)))
+    pairs = re.search(r"^  pairs\s+decode tok/s:read GB/s (.*)$", out, re.M)
+    if pairs:  # --bandwidth: [decode tok/s, read GB/s] of each burst and the plain read right after it
+        run["pairs"] = [[float(x) for x in p.split(":")] for p in pairs.group(1).split()]
     kernels = " ".join(f"{p}={k}" for p, k in re.findall(r"^kernel\s+(\S+)\s+(\S+)", out, re.M))
     blas = re.search(r"blas\s+(.*)", out)
     print("moert", model.name, *extra, kernels, blas.group(1) if blas else "", json.dumps(run), file=sys.stderr,
@@ -118,6 +124,9 @@ def main() -> None:
     ap.add_argument("--depth", help="decode after these context depths instead (benchmarks/depth.py), e.g. 0,1000,4000")
     ap.add_argument("--kv-types", default="f16,q8_0,f32", help="with --depth: the KV cache types to compare")
     ap.add_argument("--quant", default="", help="quantized types to run on both engines, e.g. q8_0,q4_0")
+    ap.add_argument("--paired-read", action="store_true",
+                    help="moert's f32/f16 runs also time decode bursts, each followed by a plain read of memory "
+                         "(moert bench --bandwidth): decode's share of the bandwidth of the same seconds")
     args = ap.parse_args()
     if args.depth:
         import depth
@@ -131,8 +140,9 @@ def main() -> None:
     if not (hf / "config.json").exists():
         sys.exit(f"{hf}: no model; run {BENCH}/make_model.py --preset {args.preset} first")
     f16 = ensure_f16(hf)
-    configs = {"moert:f32": lambda: run_moert(args.moert, hf, []),
-               "moert:f16": lambda: run_moert(args.moert, f16, [])}
+    paired = ["--bandwidth"] if args.paired_read else []
+    configs = {"moert:f32": lambda: run_moert(args.moert, hf, paired),
+               "moert:f16": lambda: run_moert(args.moert, f16, paired)}
     if args.no_avx512:
         env = dict(os.environ, MOERT_AVX512="0")
         configs["moert:f32 (AVX-512 off)"] = lambda: run_moert(args.moert, hf, [], env)
@@ -160,7 +170,8 @@ def main() -> None:
                 print("limits", json.dumps(machine[-1]), file=sys.stderr, flush=True)
             for name, run in configs.items():
                 reps[name].append(run())
-    rows = {name: dict(reps=r, median={k: statistics.median(x[k] for x in r) for k in r[0]}) for name, r in reps.items()}
+    rows = {name: dict(reps=r, median={k: statistics.median(x[k] for x in r) for k in r[0] if k != "pairs"})
+            for name, r in reps.items()}
     rows["cpu"] = limits.cpu_identity(args.moert)
     if machine:
         rows["machine"] = dict(reps=machine, costs=limits.preset_costs(args.preset))
@@ -249,6 +260,12 @@ def report_limits(rows: dict, machine: dict) -> None:
         decode = [x["decode_tps"] * wbytes / (b * 1e9) for x, b in zip(r["reps"], bw)]
         print(f"| {name} | {statistics.median(decode):.0%} | {m['decode_tps'] * wbytes / (max(bw) * 1e9):.0%} "
               f"| {statistics.median(prefill):.0%} | {m['prefill_tps'] * flops / (max(fma) * 1e9):.0%} |")
+        pairs = [p for x in r["reps"] for p in x.get("pairs", [])]
+        if pairs:
+            shares = sorted(tps * wbytes / (gbps * 1e9) for tps, gbps in pairs)
+            print(f"  {name}: decode's bytes per second / a plain read's right after each of {len(pairs)} decode "
+                  f"bursts: median {statistics.median(shares):.0%} (from {shares[0]:.0%} to {shares[-1]:.0%}; reads "
+                  f"{min(g for _, g in pairs):.1f}-{max(g for _, g in pairs):.1f} GB/s)")
         fastest = max(x["decode_tps"] * wbytes / 1e9 for x in r["reps"])
         if fastest > max(bw):
             print(f"  (!) {name} read {fastest:.1f} GB/s in one round, above the best bandwidth measured: "

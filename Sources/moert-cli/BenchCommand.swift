@@ -43,6 +43,34 @@ func median(_ values: [Double]) -> Double {
 struct BenchResult {
     var prefill: [Double] = []
     var decode: [Double] = []
+    /// With --bandwidth: decode tokens per second of each burst and the read GB/s measured right after it.
+    var pairs: [(decode: Double, read: Double)] = []
+}
+
+/// Decode steps per burst, and bursts, of `moert bench --bandwidth`; the bytes of its plain read (beyond any
+/// last-level cache, so that it reads memory as a decode's weights do).
+let bandwidthBurstSteps = 16, bandwidthPairs = 16, bandwidthReadBytes = 256 << 20
+
+/// `bandwidthPairs` turns of `bandwidthBurstSteps` greedy decode steps (after a 16-token prompt, starting over when
+/// the context is full), each followed by a plain read of `buffer` on the worker threads (`plainReadBytesPerSecond`): decode
+/// speed and the bandwidth a plain reader reaches in the same seconds, so that a shared machine's slow and fast
+/// phases (they last seconds) fall on both.
+func measureBandwidthPairs(_ session: Session, prompt: [Int32], buffer: UnsafeRawBufferPointer) throws -> [(decode: Double, read: Double)] {
+    var logits = [Float](repeating: 0, count: session.model.config.vocabSize)
+    var pairs: [(decode: Double, read: Double)] = []
+    var next: Int32 = 0
+    session.reset()
+    for _ in 0..<bandwidthPairs {
+        if session.position == 0 || session.position + bandwidthBurstSteps > session.contextLength {
+            session.reset()
+            next = try evaluateGreedy(session, prompt.prefix(16), logits: &logits)
+        }
+        let t0 = now()
+        for _ in 0..<bandwidthBurstSteps { next = try evaluateGreedy(session, [next], logits: &logits) }
+        let decodeSeconds = now() - t0
+        pairs.append((Double(bandwidthBurstSteps) / decodeSeconds, plainReadBytesPerSecond(buffer) / 1e9))
+    }
+    return pairs
 }
 
 /// The protocol of shared/bench/peer_bench.py, so figures compare with llama.cpp and transformers: a warm-up
@@ -198,7 +226,7 @@ func parseDepths(_ args: Arguments) throws -> [Int]? {
 /// `moert bench`.
 func benchCommand(_ args: Arguments) throws {
     if let depths = try parseDepths(args) {
-        for option in ["--prompt", "--decode", "--baseline"] where args.string(option) != nil || args.has(option) {
+        for option in ["--prompt", "--decode", "--baseline", "--bandwidth"] where args.string(option) != nil || args.has(option) {
             throw UsageError("\(option) does not go with --depth")
         }
         let t0 = now()
@@ -215,7 +243,8 @@ func benchCommand(_ args: Arguments) throws {
     let loadSeconds = now() - t0
     var options = SessionOptions()
     options.kvType = try kvType(args)
-    options.contextLength = max(try args.int("--ctx", default: 0), promptLength, 16 + decode)
+    options.contextLength = max(try args.int("--ctx", default: 0), promptLength, 16 + decode,
+                                args.has("--bandwidth") ? 16 + bandwidthBurstSteps : 0)
     guard options.contextLength <= model.contextLength else {
         throw UsageError("--prompt or 16 + --decode exceeds the model's context \(model.contextLength)")
     }
@@ -232,15 +261,24 @@ func benchCommand(_ args: Arguments) throws {
         try applyRouterOverride(args, to: session)
         configurations.append(("router " + (args.string("--router") ?? "topk k=" + (args.string("--moe-top-k") ?? "")), session))
     }
+    // --bandwidth: a buffer for the plain reads, its pages written once before any timing.
+    let readBuffer = args.has("--bandwidth") ? UnsafeMutableRawBufferPointer.allocate(byteCount: bandwidthReadBytes, alignment: 4096) : nil
+    defer { readBuffer?.deallocate() }
+    if let b = readBuffer { b.initializeMemory(as: UInt8.self, repeating: 0) }
     var medians: [(prefill: Double, decode: Double)] = []
     for (name, session) in configurations {
-        let r = try measure(session, prompt: prompt, decode: decode, repeats: repeats)
+        var r = try measure(session, prompt: prompt, decode: decode, repeats: repeats)
+        if let b = readBuffer { r.pairs = try measureBandwidthPairs(session, prompt: prompt, buffer: UnsafeRawBufferPointer(b)) }
         let p = median(r.prefill), d = r.decode.isEmpty ? 0 : median(r.decode)
         medians.append((p, d))
         print("\(name):")
         print("  prefill \(promptLength) tokens  \(oneDecimal(p)) tok/s median  (runs: \(r.prefill.map(oneDecimal).joined(separator: " ")))")
         if decode > 0 {
             print("  decode  \(decode) tokens  \(oneDecimal(d)) tok/s median  (runs: \(r.decode.map(oneDecimal).joined(separator: " ")))")
+        }
+        if !r.pairs.isEmpty {
+            print("  bandwidth  \(oneDecimal(median(r.pairs.map(\.read)))) GB/s median of \(r.pairs.count) plain reads of \(bandwidthReadBytes >> 20) MiB, each right after a decode burst of \(bandwidthBurstSteps) tokens (\(oneDecimal(median(r.pairs.map(\.decode)))) tok/s median)")
+            print("  pairs   decode tok/s:read GB/s \(r.pairs.map { "\(oneDecimal($0.decode)):\(oneDecimal($0.read))" }.joined(separator: " "))")
         }
     }
     if medians.count == 2 {

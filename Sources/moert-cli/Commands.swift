@@ -113,14 +113,16 @@ let commandHelp: [String: String] = [
     tokenize=False). Only the tokenizer files of DIR are read: it need not hold a model.
     """,
     "bench": """
-    usage: moert bench --model DIR [--prompt N] [--decode N] [--repeat R] [--baseline] [options]
+    usage: moert bench --model DIR [--prompt N] [--decode N] [--repeat R] [--baseline] [--bandwidth] [options]
            moert bench --model DIR --depth N1,N2,... [--kv-type T] [--repeat R] [options]
 
     Measures prefill of N prompt tokens (default 512; after one warm-up) and greedy decode of N tokens (default
     128) after a 16-token prompt, R times each (default 3), and prints medians in tokens per second, the load
     time and the peak RSS (the protocol of the peer benchmarks, so figures compare with llama.cpp). With --router
     or --moe-top-k the session uses that router; --baseline also measures the model's own routers in the same run
-    and prints ratios.
+    and prints ratios. --bandwidth then times 16 decode bursts of 16 tokens, each followed by a plain read of 256
+    MiB on the worker threads, and prints the read's GB/s and each pair (decode tok/s:read GB/s): decode beside
+    the machine's bandwidth in the same seconds, which on a shared machine moves from one second to the next.
 
     With --depth, measures decode after a long context instead: after a warm-up prefill, each of R rounds fills
     one session per depth N with N pseudo-random tokens (one prefill, untimed), then times 64 greedy decode steps

@@ -80,7 +80,7 @@ do {
     case "render-chat":
         try renderChatCommand(try Arguments(rest, valued: ["--model", "--messages"], flags: ["--add-generation-prompt"]))
     case "bench":
-        try benchCommand(try Arguments(rest, valued: modelOptions.union(routingOptions).union(["--prompt", "--decode", "--repeat", "--depth"]), flags: modelFlags.union(["--baseline"])))
+        try benchCommand(try Arguments(rest, valued: modelOptions.union(routingOptions).union(["--prompt", "--decode", "--repeat", "--depth"]), flags: modelFlags.union(["--baseline", "--bandwidth"])))
     case "perplexity":
         try perplexityCommand(try Arguments(rest, valued: modelOptions.union(routingOptions).union(["--file", "--stride", "--scmoe", "--scmoe-alpha"]), flags: modelFlags))
     case "quantize":

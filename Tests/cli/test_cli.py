@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import struct
 import subprocess
 from pathlib import Path
@@ -330,7 +331,18 @@ def test_bench_depth_prints_one_line_per_depth(kv_type: str) -> None:
     assert len(ratios) == 1 and 0 < float(ratios[0].split()[4]) < 10
 
 
+def test_bench_bandwidth_pairs_decode_bursts_with_plain_reads() -> None:
+    out = moert("bench", "--model", str(FIXTURES / "mixtral"), "--prompt", "8", "--decode", "4", "--repeat", "1",
+                "--bandwidth").stdout.decode()
+    assert re.search(r"^  decode  4 tokens  [\d.]+ tok/s", out, re.M)  # the pinned line stays
+    line = re.search(r"^  bandwidth  ([\d.]+) GB/s median of 16 plain reads of 256 MiB", out, re.M)
+    assert line and float(line.group(1)) > 0
+    pairs = re.search(r"^  pairs   decode tok/s:read GB/s (.*)$", out, re.M).group(1).split()
+    assert len(pairs) == 16 and all(float(x) > 0 for p in pairs for x in p.split(":"))
+
+
 @pytest.mark.parametrize("args, message", [
+    (["bench", "--depth", "10", "--bandwidth"], "--bandwidth does not go with --depth"),
     (["bench", "--depth", "100,x"], "--depth takes comma-separated token counts"),
     (["bench", "--depth", "500"], "exceed the model's context 512"),
     (["bench", "--depth", "100", "--ctx", "120"], "do not fit --ctx 120"),

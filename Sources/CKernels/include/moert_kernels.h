@@ -457,4 +457,11 @@ MOERT_KERNEL int moert_cache_evict(const void *p, int64_t bytes);
 MOERT_KERNEL void moert_transpose_copy(void *dst, const void *src, int64_t rows, int64_t cols, int elem_bytes,
                                        int interleaved);
 
+/* ---- A plain read (stream_read.c) ---- */
+
+/** Reads the `bytes` bytes at p (in 256-byte steps: a shorter tail is left out) as float32 values split among the
+ * worker threads, one sequential stream per thread, and returns their sum (so that no compiler
+ * drops the reads): the memory bandwidth a plain reader reaches, for `moert bench --bandwidth`. */
+MOERT_KERNEL float moert_stream_read(const void *p, int64_t bytes);
+
 #endif

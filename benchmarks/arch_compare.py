@@ -77,8 +77,9 @@ def run_peer(run: str, d: Path) -> dict:
     return result
 
 
-def configurations(d: Path, runs: list, quant: list, binary: str) -> dict:
-    """name -> function measuring it once, for the model directory `d`."""
+def configurations(d: Path, runs: list, quant: list, binary: str, paired: list = ()) -> dict:
+    """name -> function measuring it once, for the model directory `d`; `paired` (["--bandwidth"]) goes to moert's
+    f32 and f16 runs."""
     configs = {}
     for run in runs + [f"{engine}:{kind}" for kind in quant for engine in ("moert", "llama")]:
         engine, variant = run.split(":")
@@ -89,7 +90,8 @@ def configurations(d: Path, runs: list, quant: list, binary: str) -> dict:
                 model = compare.ensure_f16(d / "hf")
             else:
                 model = compare.ensure_quantized(binary, compare.ensure_f16(d / "hf"), d / "model-f16.gguf", variant)
-            configs[run] = lambda model=model: compare.run_moert(binary, model, [])
+            extra = list(paired) if variant in ("f32", "f16") else []
+            configs[run] = lambda model=model, extra=extra: compare.run_moert(binary, model, extra)
         elif engine == "llama" and not (d / f"model-{variant}.gguf").exists():
             print(f"{d.name}: no model-{variant}.gguf, {run} left out (benchmarks/arch_gguf.py makes it)",
                   file=sys.stderr)
@@ -107,7 +109,8 @@ def measure(args) -> dict:
         if not (d / "hf" / "config.json").exists():
             sys.exit(f"{d}: no model; run benchmarks/arch_models.py --preset {args.preset} --archs {arch} first")
     quant = list(filter(None, args.quant.split(",")))
-    configs = {arch: configurations(d, list(filter(None, args.runs.split(","))), quant, args.moert)
+    paired = ["--bandwidth"] if args.paired_read else []
+    configs = {arch: configurations(d, list(filter(None, args.runs.split(","))), quant, args.moert, paired)
                for arch, d in dirs.items()}
     reps = {arch: {name: [] for name in c} for arch, c in configs.items()}
     machine = []
@@ -123,7 +126,7 @@ def measure(args) -> dict:
                     reps[arch][name].append(run())
     saved = dict(preset=args.preset, cpu=limits.cpu_identity(args.moert), machine=machine, archs={})
     for arch, r in reps.items():
-        rows = {name: dict(reps=x, median={k: statistics.median(v[k] for v in x) for k in x[0]})
+        rows = {name: dict(reps=x, median={k: statistics.median(v[k] for v in x) for k in x[0] if k != "pairs"})
                 for name, x in r.items()}
         saved["archs"][arch] = dict(costs=json.loads((dirs[arch] / "costs.json").read_text()), rows=rows)
     return saved
@@ -179,6 +182,8 @@ def main() -> None:
     ap.add_argument("--runs", default=DEFAULT_RUNS, help="comma list of moert:T, llama:T and torch:default")
     ap.add_argument("--quant", default="", help="quantized types to run on moert and llama.cpp, e.g. q8_0")
     ap.add_argument("--no-limits", action="store_true", help="do not measure the machine's limits each round")
+    ap.add_argument("--paired-read", action="store_true",
+                    help="as compare.py's: moert's f32/f16 decode beside a plain read of the same seconds")
     ap.add_argument("--moert", default=str(compare.REPO / "build" / "bin" / "moert"))
     ap.add_argument("--work", type=Path, default=default_work())
     ap.add_argument("--json", type=Path, help="also write the results here")

@@ -28,7 +28,10 @@ def run_moert(binary: str, model: Path, depths: str, kv: str, ctx: int) -> dict:
     out = subprocess.run([binary, "bench", "--model", str(model), "--depth", depths, "--kv-type", kv, "--ctx", str(ctx),
                           "--repeat", "1"], check=True, capture_output=True, text=True).stdout
     kv_bytes = int(re.search(r"kv cache \S+, (\d+) bytes per token", out).group(1))
-    return dict(tps=parse_depths(out), kv_bytes_per_token=kv_bytes)
+    # The speed at each later depth over the first's, paired within the process (alternating bursts).
+    kept = {int(d): float(r) for d, r in re.findall(r"^depth (\d+) decode .*\n  runs .*\n  speed / depth \d+'s ([\d.]+)",
+                                                   out, re.M)}
+    return dict(tps=parse_depths(out), kv_bytes_per_token=kv_bytes, kept=kept)
 
 
 def run_llama(model: Path, depths: str, kv: str, flash: str, ctx: int) -> dict:
@@ -81,3 +84,11 @@ def main(args, work: Path, costs: dict) -> None:
             m = med[f"moert {kv}"][d]
             print(f"| {kv} | {d} | {read / 1e6:.1f} | {m:.1f} | {med[best][d]:.1f} ({best.split()[-1]}) "
                   f"| {m / med[best][d]:.2f} | {m / roof:.0%} |")
+    for kv in args.kv_types.split(","):
+        first = depths[0]
+        for d in depths[1:]:
+            kept = [r["kept"][d] for r in runs[f"moert {kv}"] if d in r.get("kept", {})]
+            if kept:
+                predicted = (costs["bytes_f16"] + kv_bytes[kv] * (first + 32)) / (costs["bytes_f16"] + kv_bytes[kv] * (d + 32))
+                print(f"moert {kv}: at depth {d} {statistics.median(kept):.3f} of the speed at depth {first} (median of the "
+                      f"rounds' paired ratios: {', '.join(f'{k:.3f}' for k in kept)}); the bytes predict {predicted:.3f}")

@@ -52,9 +52,9 @@ struct BenchResult {
 let bandwidthBurstSteps = 16, bandwidthPairs = 16, bandwidthReadBytes = 256 << 20
 
 /// `bandwidthPairs` turns of `bandwidthBurstSteps` greedy decode steps (after a 16-token prompt, starting over when
-/// the context is full), each followed by a plain read of `buffer` on the worker threads (`plainReadBytesPerSecond`): decode
-/// speed and the bandwidth a plain reader reaches in the same seconds, so that a shared machine's slow and fast
-/// phases (they last seconds) fall on both.
+/// the context is full), each followed by a plain read of `buffer` on the worker threads
+/// (`plainReadBytesPerSecond`): decode speed and the bandwidth a plain reader reaches in the same seconds, so that a
+/// shared machine's slow and fast phases (they last seconds) fall on both.
 func measureBandwidthPairs(_ session: Session, prompt: [Int32], buffer: UnsafeRawBufferPointer) throws -> [(decode: Double, read: Double)] {
     var logits = [Float](repeating: 0, count: session.model.config.vocabSize)
     var pairs: [(decode: Double, read: Double)] = []

@@ -63,36 +63,36 @@ def main() -> None:
         llm.eval(prompt)
         return llama_argmax()
 
-    def moert_burst(tok: int) -> tuple:
-        if session.n_past + BURST > CONTEXT:
-            tok = moert_start()
-        time.sleep(PAUSE)
-        t = time.perf_counter()
-        for _ in range(BURST):
-            tok = int(session.eval([tok]).argmax())
-        return BURST / (time.perf_counter() - t), tok
+    def llama_step(tok: int) -> int:
+        llm.eval([tok])
+        return llama_argmax()
 
-    def llama_burst(tok: int) -> tuple:
-        if llm.n_tokens + BURST > CONTEXT:
-            tok = llama_start()
+    # Each engine: its (start, step, positions used); a step evaluates one token and returns the greedy next.
+    moert_engine = (moert_start, lambda tok: int(session.eval([tok]).argmax()), lambda: session.n_past)
+    llama_engine = (llama_start, llama_step, lambda: llm.n_tokens)
+
+    def burst(engine: tuple, tok: int) -> tuple:
+        """BURST greedy steps of `engine` after a pause (starting over when they would not fit): tok/s, next token."""
+        start, step, used = engine
+        if used() + BURST > CONTEXT:
+            tok = start()
         time.sleep(PAUSE)
         t = time.perf_counter()
         for _ in range(BURST):
-            llm.eval([tok])
-            tok = llama_argmax()
+            tok = step(tok)
         return BURST / (time.perf_counter() - t), tok
 
     mine, theirs = moert_start(), llama_start()
-    moert_burst(mine)  # warm-up: both engines' first bursts touch their weights
-    llama_burst(theirs)
+    burst(moert_engine, mine)  # warm-up: both engines' first bursts touch their weights
+    burst(llama_engine, theirs)
     pairs = []
     for i in range(args.pairs):
         if i % 2 == 0:
-            m, mine = moert_burst(mine)
-            l, theirs = llama_burst(theirs)
+            m, mine = burst(moert_engine, mine)
+            l, theirs = burst(llama_engine, theirs)
         else:
-            l, theirs = llama_burst(theirs)
-            m, mine = moert_burst(mine)
+            l, theirs = burst(llama_engine, theirs)
+            m, mine = burst(moert_engine, mine)
         pairs.append((m, l))
         print(f"pair {i}: moert {m:.1f} tok/s, llama.cpp {l:.1f} tok/s, ratio {m / l:.3f}", file=sys.stderr, flush=True)
     ratios = [m / l for m, l in pairs]

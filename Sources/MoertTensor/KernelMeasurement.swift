@@ -54,13 +54,6 @@ public enum KernelMeasurement {
     /// measured up to 1.5x avx2x4's bandwidth while decode ran 1.16-1.39x faster on avx2x4.
     static let blasMargin = 1.5
 
-    /// Seconds on the monotonic clock.
-    public static func now() -> Double {
-        var t = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &t)
-        return Double(t.tv_sec) + Double(t.tv_nsec) * 1e-9
-    }
-
     /// The fastest available kernel of each product on `workload`'s shapes, with a line of the timings (for the
     /// cache file and `moert info`). moert's own kernels are timed first for every product, OpenBLAS last for all of
     /// them, at the thread count it runs with when chosen (`Threads.current`): its threads spin for a while after each
@@ -229,17 +222,17 @@ private struct Bench {
     /// Seconds of one run of the whole work (nil) or of screening part i.
     func time(_ kernel: Kernel, part: Int?) -> Double {
         prepare(part)
-        let start = KernelMeasurement.now()
+        let start = monotonicSeconds()
         _ = run(kernel, part, .infinity)
-        return KernelMeasurement.now() - start
+        return monotonicSeconds() - start
     }
 
     /// Seconds per unit of work of screening part i, stopped after about `limit` seconds (nil: the whole part).
     func rate(_ kernel: Kernel, part: Int, limit: Double?) -> Double {
         prepare(part)
-        let start = KernelMeasurement.now()
+        let start = monotonicSeconds()
         let done = run(kernel, part, limit.map { start + $0 } ?? .infinity)
-        return (KernelMeasurement.now() - start) / max(done, 1e-30)
+        return (monotonicSeconds() - start) / max(done, 1e-30)
     }
 
     /// "21.3 GB/s" for GEMVs (bytes read per second), else "0.41 ms", for `seconds` of the whole work.
@@ -339,7 +332,7 @@ private struct Bench {
                     // attention): a kernel is timed in that company, where OpenBLAS's spinning threads cost cores.
                     moert_parallel({ _, _, _ in }, nil, Int32(Threads.current))
                     done += Double(storage.bytes(rows * cols))
-                    if KernelMeasurement.now() > deadline { break }
+                    if monotonicSeconds() > deadline { break }
                 }
                 return done
             }

@@ -7,7 +7,7 @@ import CKernels
 /// left out) and returns the bytes read per second.
 public func plainReadBytesPerSecond(_ buffer: UnsafeRawBufferPointer) -> Double {
     guard let base = buffer.baseAddress, buffer.count >= 256 else { return 0 }
-    let t0 = KernelMeasurement.now()
+    let t0 = monotonicSeconds()
     _ = moert_stream_read(base, Int64(buffer.count))
-    return Double(buffer.count / 256 * 256) / (KernelMeasurement.now() - t0)
+    return Double(buffer.count / 256 * 256) / (monotonicSeconds() - t0)
 }

@@ -6,13 +6,6 @@ import MoertTensor
 import Glibc
 #endif
 
-/// Seconds on a monotonic clock.
-func now() -> Double {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
-}
-
 /// Peak resident set size of this process in MiB: VmHWM of /proc/self/status. (getrusage's ru_maxrss is no use
 /// here: Linux carries it across fork and exec, so a child of a large parent reports the parent's peak.)
 func peakRSSMiB() -> Double {
@@ -65,9 +58,9 @@ func measureBandwidthPairs(_ session: Session, prompt: [Int32], buffer: UnsafeRa
             session.reset()
             next = try evaluateGreedy(session, prompt.prefix(16), logits: &logits)
         }
-        let t0 = now()
+        let t0 = monotonicSeconds()
         for _ in 0..<bandwidthBurstSteps { next = try evaluateGreedy(session, [next], logits: &logits) }
-        let decodeSeconds = now() - t0
+        let decodeSeconds = monotonicSeconds() - t0
         pairs.append((Double(bandwidthBurstSteps) / decodeSeconds, plainReadBytesPerSecond(buffer) / 1e9))
     }
     return pairs
@@ -83,19 +76,19 @@ func measure(_ session: Session, prompt: [Int32], decode: Int, repeats: Int) thr
     try evaluateGreedy(session, prompt[...], logits: &logits)  // warm-up: materialises the experts the prompt uses
     for _ in 0..<repeats {
         session.reset()
-        let t0 = now()
+        let t0 = monotonicSeconds()
         try evaluateGreedy(session, prompt[...], logits: &logits)
-        result.prefill.append(Double(prompt.count) / (now() - t0))
+        result.prefill.append(Double(prompt.count) / (monotonicSeconds() - t0))
     }
     guard decode > 0 else { return result }
     for _ in 0..<repeats {
         session.reset()
         var next = try evaluateGreedy(session, prompt.prefix(16), logits: &logits)
-        let t0 = now()
+        let t0 = monotonicSeconds()
         for _ in 0..<decode {
             next = try evaluateGreedy(session, [next], logits: &logits)
         }
-        result.decode.append(Double(decode) / (now() - t0))
+        result.decode.append(Double(decode) / (monotonicSeconds() - t0))
     }
     return result
 }
@@ -156,11 +149,11 @@ func measureDepths(_ sessions: [Session], context: [Int32], depths: [Int], round
         }
         for burst in 0..<depthDecodeSteps / depthBurstSteps {
             for i in burst % 2 == 0 ? Array(depths.indices) : depths.indices.reversed() {
-                let t0 = now()
+                let t0 = monotonicSeconds()
                 for _ in 0..<depthBurstSteps {
                     next[i] = try evaluateGreedy(sessions[i], [next[i]], logits: &logits)
                 }
-                seconds[i] += now() - t0
+                seconds[i] += monotonicSeconds() - t0
             }
         }
         for i in depths.indices { rates[i].append(Double(depthDecodeSteps) / seconds[i]) }
@@ -229,18 +222,18 @@ func benchCommand(_ args: Arguments) throws {
         for option in ["--prompt", "--decode", "--baseline", "--bandwidth"] where args.string(option) != nil || args.has(option) {
             throw UsageError("\(option) does not go with --depth")
         }
-        let t0 = now()
+        let t0 = monotonicSeconds()
         let model = try loadModel(args)
-        try benchDepths(args, depths: depths, model: model, loadSeconds: now() - t0)
+        try benchDepths(args, depths: depths, model: model, loadSeconds: monotonicSeconds() - t0)
         return
     }
     let promptLength = try args.int("--prompt", default: 512)
     let decode = try args.int("--decode", default: 128)
     let repeats = try args.int("--repeat", default: 3)
     guard promptLength >= 1, decode >= 0, repeats >= 1 else { throw UsageError("--prompt >= 1, --decode >= 0 and --repeat >= 1 are required") }
-    let t0 = now()
+    let t0 = monotonicSeconds()
     let model = try loadModel(args)
-    let loadSeconds = now() - t0
+    let loadSeconds = monotonicSeconds() - t0
     var options = SessionOptions()
     options.kvType = try kvType(args)
     options.contextLength = max(try args.int("--ctx", default: 0), promptLength, 16 + decode,

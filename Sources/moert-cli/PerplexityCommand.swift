@@ -1,8 +1,5 @@
 // `moert perplexity`: how well a model predicts a text, in windows of its context.
 
-#if canImport(Glibc)
-import Glibc
-#endif
 import MoertCore
 import MoertFormats
 import MoertTensor
@@ -18,9 +15,7 @@ func perplexityCommand(_ args: Arguments) throws {
     guard window >= 2 else { throw UsageError("--ctx must be at least 2, got \(window)") }
     let stride = try args.string("--stride").map { _ in try args.int("--stride", default: window) }
     if let stride, stride < 1 || stride > window { throw UsageError("--stride must be in [1, \(window)], got \(stride)") }
-    var clock = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &clock)
-    let started = Double(clock.tv_sec) + Double(clock.tv_nsec) * 1e-9
+    let started = monotonicSeconds()
     var lastReport = started
     let scmoe = try selfContrastArguments(args)
     let result = try Perplexity.measure(model: model, tokens: tokens, window: window, stride: stride, kvType: try kvType(args),
@@ -29,15 +24,13 @@ func perplexityCommand(_ args: Arguments) throws {
                                             try applyRouterOverride(args, to: session)
                                             try scmoe?.apply(to: session)
                                         }) { done, total in
-        clock_gettime(CLOCK_MONOTONIC, &clock)
-        let now = Double(clock.tv_sec) + Double(clock.tv_nsec) * 1e-9
+        let now = monotonicSeconds()
         if now - lastReport >= 2 || done == total {
             lastReport = now
             printError("perplexity: \(done)/\(total) tokens")
         }
     }
-    clock_gettime(CLOCK_MONOTONIC, &clock)
-    let seconds = Double(clock.tv_sec) + Double(clock.tv_nsec) * 1e-9 - started
+    let seconds = monotonicSeconds() - started
     let windows = "\(result.windows) windows of up to \(window)" + (stride.map { ", every \($0)" } ?? "")
     print("tokens            \(result.tokens) evaluated in \(windows); \(result.scored) scored")
     print("experts per token \(twoDecimals(result.expertsPerToken)) per MoE layer (\(model.moeLayerCount) MoE layers)")

@@ -205,8 +205,8 @@ public enum KernelChoice {
                                         settings: settings)
             var elapsed = 0.0
             let made = chooser.decide(products) { open in
-                let start = KernelMeasurement.now()
-                defer { elapsed = KernelMeasurement.now() - start }
+                let start = monotonicSeconds()
+                defer { elapsed = monotonicSeconds() - start }
                 return KernelMeasurement.fastest(open, workload: workload) { product in
                     KernelTable.measured(for: product, cpu: chooser.cpu, available: chooser.available(product))
                 }

@@ -29,9 +29,13 @@ def run_moert(binary: str, model: Path, depths: str, kv: str, ctx: int) -> dict:
                           "--repeat", "1"], check=True, capture_output=True, text=True).stdout
     kv_bytes = int(re.search(r"kv cache \S+, (\d+) bytes per token", out).group(1))
     # The speed at each later depth over the first's, paired within the process (alternating bursts).
-    kept = {int(d): float(r) for d, r in re.findall(r"^depth (\d+) decode .*\n  runs .*\n  speed / depth \d+'s ([\d.]+)",
-                                                   out, re.M)}
-    return dict(tps=parse_depths(out), kv_bytes_per_token=kv_bytes, kept=kept)
+    kept = {int(d): float(r) for d, r in re.findall(
+        r"^depth (\d+) decode .*\n  runs .*\n  attention .*\n  speed / depth \d+'s ([\d.]+)", out, re.M)}
+    # Each depth's step split into attention over the cache (its KV read speed) and the rest, in the same steps.
+    split = {int(d): dict(attention_ms=float(a), kv_gbps=float(g), rest_ms=float(r)) for d, a, g, r in re.findall(
+        r"^depth (\d+) decode .*\n  runs .*\n  attention ([\d.]+) ms per step, KV read at ([\d.]+) GB/s; "
+        r"the rest of the step ([\d.]+) ms", out, re.M)}
+    return dict(tps=parse_depths(out), kv_bytes_per_token=kv_bytes, kept=kept, split=split)
 
 
 def run_llama(model: Path, depths: str, kv: str, flash: str, ctx: int) -> dict:
@@ -92,3 +96,12 @@ def main(args, work: Path, costs: dict) -> None:
                 predicted = (costs["bytes_f16"] + kv_bytes[kv] * (first + 32)) / (costs["bytes_f16"] + kv_bytes[kv] * (d + 32))
                 print(f"moert {kv}: at depth {d} {statistics.median(kept):.3f} of the speed at depth {first} (median of the "
                       f"rounds' paired ratios: {', '.join(f'{k:.3f}' for k in kept)}); the bytes predict {predicted:.3f}")
+            splits = [r["split"][d] for r in runs[f"moert {kv}"] if d in r.get("split", {})]
+            if splits:
+                # The same steps' two parts: the cache read by attention, the weights by the rest of the step.
+                kv_gbps = statistics.median(x["kv_gbps"] for x in splits)
+                weights_gbps = statistics.median(costs["bytes_f16"] / (x["rest_ms"] * 1e-3) / 1e9 for x in splits)
+                rest_first = statistics.median(r["split"][first]["rest_ms"] for r in runs[f"moert {kv}"])
+                print(f"moert {kv}: at depth {d} attention reads the cache at {kv_gbps:.1f} GB/s, the rest of the step "
+                      f"the weights at {weights_gbps:.1f} GB/s ({kv_gbps / weights_gbps:.2f}x); the rest takes "
+                      f"{statistics.median(x['rest_ms'] for x in splits) / rest_first:.3f}x its time at depth {first}")

@@ -133,12 +133,23 @@ func benchTokens(count: Int, vocab: Int) -> [Int32] {
 /// of a shared machine (they last seconds) falls on every depth alike.
 let depthBurstSteps = 16
 
-/// Tokens per second of `depthDecodeSteps` greedy decode steps after each depth of `context`, one array per depth
-/// with one value per round. Each depth has its own session; a round fills each to its depth (untimed), then times
-/// the steps in bursts of `depthBurstSteps`, taking the depths in turn (in reverse order every other burst).
-func measureDepths(_ sessions: [Session], context: [Int32], depths: [Int], rounds: Int) throws -> [[Double]] {
+/// One round of one depth of `moert bench --depth`: seconds per decode step, and of those the seconds spent in
+/// attention over the KV cache (`Session.timesDecodeAttention`).
+struct DepthRound {
+    var stepSeconds: Double
+    var attentionSeconds: Double
+    /// Decode steps per second.
+    var tokensPerSecond: Double { 1 / stepSeconds }
+}
+
+/// `depthDecodeSteps` greedy decode steps after each depth of `context`, one array per depth with one value per
+/// round. Each depth has its own session; a round fills each to its depth (untimed), then times the steps in bursts
+/// of `depthBurstSteps`, taking the depths in turn (in reverse order every other burst).
+func measureDepths(_ sessions: [Session], context: [Int32], depths: [Int], rounds: Int) throws -> [[DepthRound]] {
     var logits = [Float](repeating: 0, count: sessions[0].model.config.vocabSize)
-    var rates = [[Double]](repeating: [], count: depths.count)
+    var results = [[DepthRound]](repeating: [], count: depths.count)
+    for session in sessions { session.timesDecodeAttention = true }
+    defer { for session in sessions { session.timesDecodeAttention = false } }
     for _ in 0..<rounds {
         var next = [Int32](repeating: 0, count: depths.count)
         var seconds = [Double](repeating: 0, count: depths.count)
@@ -146,6 +157,7 @@ func measureDepths(_ sessions: [Session], context: [Int32], depths: [Int], round
             sessions[i].reset()
             // At depth 0 the first step evaluates the context's first token into the empty cache.
             next[i] = depth == 0 ? context[0] : try evaluateGreedy(sessions[i], context[0..<depth], logits: &logits)
+            sessions[i].decodeAttentionSeconds = 0
         }
         for burst in 0..<depthDecodeSteps / depthBurstSteps {
             for i in burst % 2 == 0 ? Array(depths.indices) : depths.indices.reversed() {
@@ -156,9 +168,13 @@ func measureDepths(_ sessions: [Session], context: [Int32], depths: [Int], round
                 seconds[i] += monotonicSeconds() - t0
             }
         }
-        for i in depths.indices { rates[i].append(Double(depthDecodeSteps) / seconds[i]) }
+        for i in depths.indices {
+            let steps = Double(depthDecodeSteps)
+            results[i].append(DepthRound(stepSeconds: seconds[i] / steps,
+                                         attentionSeconds: sessions[i].decodeAttentionSeconds / steps))
+        }
     }
-    return rates
+    return results
 }
 
 /// `moert bench --depth N1,N2,...`: decode speed after each depth of context.
@@ -190,13 +206,22 @@ func benchDepths(_ args: Arguments, depths: [Int], model: Model, loadSeconds: Do
     print("kv cache \(session.kvType.rawValue), \((c.numHiddenLayers - rings.count) * layerBytes) bytes per token\(ringBytes), context \(session.contextLength)")
     // Warm-up, as the default protocol's: a prefill that touches the weights (mapped pages, materialised experts).
     try context.prefix(512).withUnsafeBufferPointer { try session.evaluate($0, mode: .none, logits: nil, capacity: 0) }
-    let rates = try measureDepths(sessions, context: context, depths: depths, rounds: repeats)
+    let rounds = try measureDepths(sessions, context: context, depths: depths, rounds: repeats)
+    let rates = rounds.map { $0.map(\.tokensPerSecond) }
     for (i, depth) in depths.enumerated() {
         print("depth \(depth) decode \(oneDecimal(median(rates[i]))) tok/s")
         let attended = depth + depthDecodeSteps / 2  // mean positions a step attends over; a ring at most its window
         let rows = (c.numHiddenLayers - rings.count) * attended + rings.reduce(0) { $0 + min($1, attended) }
-        let kvMiB = Double(rows * layerBytes) / Double(1 << 20)
-        print("  runs \(rates[i].map(oneDecimal).joined(separator: " ")); KV read per step \(oneDecimal(kvMiB)) MiB (mean)")
+        let kvBytes = Double(rows * layerBytes)
+        let kvMiB = oneDecimal(kvBytes / Double(1 << 20))
+        print("  runs \(rates[i].map(oneDecimal).joined(separator: " ")); KV read per step \(kvMiB) MiB (mean)")
+        // The same steps split in two: attention over the cache, and the rest (the weights' products, mostly), so
+        // that the cache's read speed compares with the weights' in the same seconds.
+        let attention = median(rounds[i].map(\.attentionSeconds))
+        let rest = median(rounds[i].map { $0.stepSeconds - $0.attentionSeconds })
+        let kvSpeed = oneDecimal(kvBytes / max(attention, 1e-12) / 1e9)
+        print("  attention \(format3(attention * 1e3)) ms per step, KV read at \(kvSpeed) GB/s; "
+              + "the rest of the step \(format3(rest * 1e3)) ms (medians)")
         if i > 0 {
             // Paired within each round: the ratio of two depths measured in alternating bursts.
             let ratios = rates[i].indices.map { rates[i][$0] / rates[0][$0] }

@@ -128,8 +128,10 @@ let commandHelp: [String: String] = [
     one session per depth N with N pseudo-random tokens (one prefill, untimed), then times 64 greedy decode steps
     at every depth, in bursts of 16 that alternate between the depths (so that the machine's slow and fast
     phases fall on all of them alike). Prints `depth N decode X tok/s` (the median of the rounds) with the KV
-    bytes each step reads and, after the first depth, the median of the rounds' speed ratios to it. N + 64 must
-    fit --ctx (by default the context is sized for the largest depth); each depth's session holds a whole cache.
+    bytes each step reads, the time a step spends in attention over the cache (and the cache's read speed there)
+    beside the time of the rest of the step, and, after the first depth, the median of the rounds' speed ratios
+    to it. N + 64 must fit --ctx (by default the context is sized for the largest depth); each depth's session
+    holds a whole cache.
 
     options:
     """ + "\n" + commonHelp + "\n" + routingHelp,

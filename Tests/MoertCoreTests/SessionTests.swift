@@ -91,6 +91,25 @@ struct SessionTests {
         }
     }
 
+    @Test("decode attention is timed only when asked, and only for decode steps")
+    func decodeAttentionTiming() throws {
+        let s = try Session(model: model)
+        _ = try lastLogits(s, [1, 2, 3])
+        _ = try lastLogits(s, [4])
+        #expect(s.decodeAttentionSeconds == 0, "off by default")
+        s.timesDecodeAttention = true
+        _ = try lastLogits(s, [5, 6, 7])
+        #expect(s.decodeAttentionSeconds == 0, "a batch of three is no decode step")
+        _ = try lastLogits(s, [8])
+        let one = s.decodeAttentionSeconds
+        _ = try lastLogits(s, [9])
+        #expect(one > 0 && s.decodeAttentionSeconds > one, "each decode step adds its attention's time")
+        s.timesDecodeAttention = false
+        let kept = s.decodeAttentionSeconds
+        _ = try lastLogits(s, [10])
+        #expect(s.decodeAttentionSeconds == kept)
+    }
+
     @Test("generation stops after EOS unless told to ignore it")
     func eos() throws {
         let ref = try Reference(fixture: "mixtral")

@@ -329,6 +329,14 @@ def test_bench_depth_prints_one_line_per_depth(kv_type: str) -> None:
     # Depths after the first get their speed relative to it, from the rounds' paired bursts.
     ratios = [l for l in out.splitlines() if l.startswith("  speed / depth 0's ")]
     assert len(ratios) == 1 and 0 < float(ratios[0].split()[4]) < 10
+    # Each depth's steps split into attention over the cache and the rest: with one round, the two add up to the
+    # step time the speed gives (to the printed thousandths of a millisecond).
+    splits = re.findall(r"^  attention ([\d.]+) ms per step, KV read at ([\d.]+) GB/s; the rest of the step ([\d.]+) ms",
+                        out, re.M)
+    assert len(splits) == 2
+    for line, (attention, speed, rest) in zip(lines, splits):
+        assert float(attention) >= 0 and float(speed) > 0 and float(rest) > 0
+        assert abs(float(attention) + float(rest) - 1000 / float(line.split()[3])) <= 0.002 + 0.01 * float(rest)
 
 
 def test_bench_bandwidth_pairs_decode_bursts_with_plain_reads() -> None:

@@ -70,9 +70,11 @@ extension Session {
         // position reads the cache as stored, several read it widened to float32
         let total = position + n
         if n == 1 {
-            moert_latent_attention_decode(KernelProduct.attentionDecode.chosen.rawValue, query, cache.rows(layer: l),
-                                          cache.type.code, Int32(nh), Int32(w), Int32(rank), Int64(total),
-                                          mla.softmaxScale, ws.decodeScratch.pointer, ctxLat)
+            timingDecodeAttention {
+                moert_latent_attention_decode(KernelProduct.attentionDecode.chosen.rawValue, query, cache.rows(layer: l),
+                                              cache.type.code, Int32(nh), Int32(w), Int32(rank), Int64(total),
+                                              mla.softmaxScale, ws.decodeScratch.pointer, ctxLat)
+            }
         } else {
             let rows: UnsafePointer<Float>
             if let widened = m.widened {

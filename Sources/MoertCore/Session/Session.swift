@@ -65,6 +65,13 @@ public final class Session {
     let ws: Workspace
     /// Routing overrides and records of this session.
     let routing: SessionRouting
+    /// When true, each decode step adds the time its attention over the KV cache takes (every layer's, from the
+    /// cached keys and values to the attention output) to `decodeAttentionSeconds`, so that a benchmark can tell the
+    /// cache's part of a step from the rest (`moert bench --depth`). Off by default; on, two clock reads per layer.
+    public var timesDecodeAttention = false
+    /// Seconds decode steps spent in attention over the KV cache while `timesDecodeAttention` was on (the caller
+    /// resets it).
+    public var decodeAttentionSeconds: Double = 0
 
     /// Creates a session with an empty KV cache.
     /// - Throws: `MoertError` (`.invalidArgument` for bad options, `.outOfMemory`).
@@ -314,9 +321,11 @@ public final class Session {
         let total = position + n
         if n == 1 {
             // Decode: one query row per head against the cache as stored.
-            moert_attention_decode(q, cache.keys(layer: l), cache.values(layer: l), cache.type.code, Int32(nh),
-                                   Int32(nkv), Int32(hd), 0, Int64(total), Int64(total), sinks, scale,
-                                   ws.decodeScratch.pointer, ctx)
+            timingDecodeAttention {
+                moert_attention_decode(q, cache.keys(layer: l), cache.values(layer: l), cache.type.code, Int32(nh),
+                                       Int32(nkv), Int32(hd), 0, Int64(total), Int64(total), sinks, scale,
+                                       ws.decodeScratch.pointer, ctx)
+            }
             a.o.apply(ctx, rows: 1, into: out, scratch: ws.productScratch)
             return
         }
@@ -336,6 +345,16 @@ public final class Session {
         a.o.apply(ctx, rows: n, into: out, scratch: ws.productScratch)  // [n, nh·hd] -> [n, H]
     }
 
+    /// Runs `body`, a decode step's attention over the KV cache, adding its time to `decodeAttentionSeconds` when
+    /// `timesDecodeAttention` is on.
+    @inline(__always)
+    func timingDecodeAttention(_ body: () -> Void) {
+        guard timesDecodeAttention else { return body() }
+        let t0 = monotonicSeconds()
+        body()
+        decodeAttentionSeconds += monotonicSeconds() - t0
+    }
+
     /// Attention of `n` new tokens (keys `k` and values `v` after RoPE, [n, nkv·hd]) in a layer that attends within
     /// `window` positions and keeps them in a ring buffer: position p sees p - window + 1 ... p
     /// (`sliding_window_overlay` in transformers' masking_utils.py). Writes [n, nh·hd] into `ctx`.
@@ -348,9 +367,11 @@ public final class Session {
             // the last min(window, position + 1) rows of the ring, from the row of its oldest position.
             cache.store(layer: l, position: position, keys: k, values: v, count: 1)
             let visible = min(window, position + 1), first = (position + 1 - visible) % window
-            moert_attention_decode(q, cache.keys(layer: l), cache.values(layer: l), cache.type.code, Int32(nh),
-                                   Int32(nkv), Int32(hd), Int64(first), Int64(visible), Int64(window), sinks, scale,
-                                   ws.decodeScratch.pointer, ctx)
+            timingDecodeAttention {
+                moert_attention_decode(q, cache.keys(layer: l), cache.values(layer: l), cache.type.code, Int32(nh),
+                                       Int32(nkv), Int32(hd), Int64(first), Int64(visible), Int64(window), sinks,
+                                       scale, ws.decodeScratch.pointer, ctx)
+            }
             return
         }
         // Prefill: float32 rows of positions lo ..< position + n in order, the earlier ones read from the ring before

@@ -58,9 +58,7 @@ func measureBandwidthPairs(_ session: Session, prompt: [Int32], buffer: UnsafeRa
             session.reset()
             next = try evaluateGreedy(session, prompt.prefix(16), logits: &logits)
         }
-        let t0 = monotonicSeconds()
-        for _ in 0..<bandwidthBurstSteps { next = try evaluateGreedy(session, [next], logits: &logits) }
-        let decodeSeconds = monotonicSeconds() - t0
+        let decodeSeconds = try timedDecodeSteps(session, bandwidthBurstSteps, next: &next, logits: &logits)
         pairs.append((Double(bandwidthBurstSteps) / decodeSeconds, plainReadBytesPerSecond(buffer) / 1e9))
     }
     return pairs
@@ -84,11 +82,7 @@ func measure(_ session: Session, prompt: [Int32], decode: Int, repeats: Int) thr
     for _ in 0..<repeats {
         session.reset()
         var next = try evaluateGreedy(session, prompt.prefix(16), logits: &logits)
-        let t0 = monotonicSeconds()
-        for _ in 0..<decode {
-            next = try evaluateGreedy(session, [next], logits: &logits)
-        }
-        result.decode.append(Double(decode) / (monotonicSeconds() - t0))
+        result.decode.append(Double(decode) / (try timedDecodeSteps(session, decode, next: &next, logits: &logits)))
     }
     return result
 }
@@ -100,6 +94,13 @@ func evaluateGreedy(_ session: Session, _ tokens: ArraySlice<Int32>, logits: ino
         try logits.withUnsafeMutableBufferPointer { try session.evaluate(p, mode: .last, logits: $0.baseAddress, capacity: $0.count) }
     }
     return Int32(logits.withUnsafeBufferPointer { argmax($0) } ?? 0)
+}
+
+/// Seconds of `steps` greedy decode steps from token `next`, which ends as the token the last step chose.
+func timedDecodeSteps(_ session: Session, _ steps: Int, next: inout Int32, logits: inout [Float]) throws -> Double {
+    let t0 = monotonicSeconds()
+    for _ in 0..<steps { next = try evaluateGreedy(session, [next], logits: &logits) }
+    return monotonicSeconds() - t0
 }
 
 /// The lines every `moert bench` starts with: the model, threads, kernels and load time.
@@ -161,11 +162,7 @@ func measureDepths(_ sessions: [Session], context: [Int32], depths: [Int], round
         }
         for burst in 0..<depthDecodeSteps / depthBurstSteps {
             for i in burst % 2 == 0 ? Array(depths.indices) : depths.indices.reversed() {
-                let t0 = monotonicSeconds()
-                for _ in 0..<depthBurstSteps {
-                    next[i] = try evaluateGreedy(sessions[i], [next[i]], logits: &logits)
-                }
-                seconds[i] += monotonicSeconds() - t0
+                seconds[i] += try timedDecodeSteps(sessions[i], depthBurstSteps, next: &next[i], logits: &logits)
             }
         }
         for i in depths.indices {
